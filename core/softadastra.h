@@ -1,0 +1,357 @@
+/*
+ * softadastra.h -- the embedding API of the Softadastra node core.
+ *
+ *     Write locally.  Persist locally.  Recover later.  Sync when a peer is there.
+ *
+ * A C program opens a client (a local node), writes keys, and reads them
+ * back.  With a persistent client every write is appended to the node's own
+ * write-ahead log (WAL), made durable with fdatasync (shared by concurrent
+ * writers: group commit), then committed to the LMDB store together with an
+ * outbox entry, and only then acknowledged.  When the client is opened again
+ * -- after a close, a crash or kill -9 -- the WAL is replayed and every
+ * acknowledged write is back.
+ *
+ * Conventions (the same everywhere in this header):
+ *   - Functions return an int: 0 (SA_OK) on success or a negative SA_E*
+ *     code.  Outputs are the last parameters.
+ *   - Every function that can fail takes an optional `sa_error *err` (may be
+ *     NULL).  On failure it receives the code and a human message that names
+ *     the path or key and the cause.  sa_strerror(code) gives the code alone.
+ *   - Ownership is stated per function: "the caller frees" means with the
+ *     matching sa_*_free function; "borrowed" means valid until the named
+ *     event.
+ *   - An sa_client is safe to use from many threads at once (that is how
+ *     group commit happens), except sa_client_open / sa_client_close.
+ *
+ * Keys are 1..1024 bytes of valid UTF-8 with no control characters (U+0000
+ * to U+001F and U+007F).  Values are arbitrary bytes up to
+ * sa_options.max_value_bytes (default 1 MiB).  Violations are errors, never
+ * truncation.
+ *
+ * Caveats -- what this library deliberately does not do:
+ *   - It does not create the data directory.  A missing directory is an error
+ *     whose message says how to create it.
+ *   - One process owns a WAL at a time (an advisory lock).  Several clients
+ *     in one process on one WAL are refused as well.
+ *   - A write that fails with SA_EIO has an unknown outcome: it is never
+ *     visible half-applied, but its record may be found complete in the WAL
+ *     on the next open and then it is applied whole.  After a failed
+ *     fdatasync the client turns read-only until it is closed and opened
+ *     again (it never retries an fsync and pretends success).
+ *   - With auto_flush=false a write is acknowledged after write(2) and is
+ *     only durable after the next periodic flush; results say durable=false.
+ *   - Persistence is not synchronization: the outbox records sync work; the
+ *     transport that moves it is off by default.
+ */
+#ifndef SOFTADASTRA_H
+#define SOFTADASTRA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SA_VERSION_STRING "0.1.0"
+
+/* ---- error codes (0 is success; all errors are negative) -------------- */
+enum {
+  SA_OK = 0,
+  SA_EINVAL = -1,     /* invalid argument or option */
+  SA_ENOTFOUND = -2,  /* key (or file) not found */
+  SA_EKEY = -3,       /* key empty, too long, not UTF-8, or has control chars */
+  SA_ETOOBIG = -4,    /* value or batch larger than the configured maximum */
+  SA_ELOCKED = -5,    /* WAL locked by another process or client */
+  SA_ENODE = -6,      /* WAL or store belongs to another node id */
+  SA_ECORRUPT = -7,   /* WAL or store corrupt (message names file, offset) */
+  SA_ENOSPC = -8,     /* no space left on the device (or store map full) */
+  SA_EIO = -9,        /* I/O error */
+  SA_EREADONLY = -10, /* node is read-only after a failed fdatasync */
+  SA_ECONFLICT = -11, /* compare-and-set condition failed */
+  SA_ENOENT = -12,    /* a directory or file that must exist does not */
+  SA_EACCES = -13,    /* permission denied */
+  SA_ENOMEM = -14,    /* out of memory */
+  SA_ECLOSED = -15,   /* client is closing */
+  SA_EFORMAT = -16,   /* unsupported on-disk format version */
+  SA_EINTERNAL = -17, /* unexpected error from a library (message says which) */
+};
+
+/* The short description of a code ("key not found", ...).  Static string. */
+const char *sa_strerror(int code);
+
+/* The library version, SA_VERSION_STRING.  Static string. */
+const char *sa_version(void);
+
+#define SA_ERROR_MESSAGE_MAX 512
+
+/* Caller-owned error report.  Filled only on failure. */
+typedef struct sa_error {
+  int code;                           /* one of SA_E* */
+  char message[SA_ERROR_MESSAGE_MAX]; /* human text naming the path and cause */
+} sa_error;
+
+/* ---- options ----------------------------------------------------------- */
+
+#define SA_KEY_MAX 1024                          /* bytes */
+#define SA_DEFAULT_MAX_VALUE_BYTES (1u << 20)    /* 1 MiB */
+#define SA_DEFAULT_MAX_BATCH_BYTES (16u << 20)   /* 16 MiB */
+#define SA_DEFAULT_WAL_MAX_BYTES (64ull << 20)   /* 64 MiB */
+#define SA_DEFAULT_STORE_MAX_BYTES (8ull << 30)  /* 8 GiB (LMDB map size) */
+#define SA_DEFAULT_FLUSH_INTERVAL_MS 1000
+#define SA_DEFAULT_TICK_INTERVAL_MS 1000
+#define SA_NODE_ID_MAX 64                        /* bytes */
+
+typedef struct sa_options {
+  const char *node_id;    /* 1..64 chars of [A-Za-z0-9._-]; borrowed during open */
+  const char *wal_path;   /* WAL file; required when persistent */
+  const char *store_path; /* LMDB file; NULL: wal_path with ".wal" -> ".mdb" */
+  bool persistent;        /* false: memory-only node (private temp store, no WAL) */
+  bool auto_flush;        /* true: ack after fdatasync (durable); false: after write(2) */
+  bool enable_transport;  /* sync transport (off by default) */
+  bool enable_discovery;  /* peer discovery (off by default) */
+  uint32_t flush_interval_ms;  /* auto_flush=false: background flush period */
+  uint32_t tick_interval_ms;   /* outbox tick period */
+  uint32_t max_value_bytes;    /* largest accepted value */
+  uint32_t max_batch_bytes;    /* largest accepted batch (keys + values) */
+  uint64_t wal_max_bytes;      /* WAL size bound; checkpoints keep it below */
+  uint64_t store_max_bytes;    /* LMDB map size: the store's size limit */
+} sa_options;
+
+/* Options for a persistent node with every default set: auto_flush on,
+ * transport and discovery off.  The strings are borrowed, not copied: they
+ * must stay valid until sa_client_open returns. */
+sa_options sa_options_persistent(const char *node_id, const char *wal_path);
+
+/* Options for a memory-only node: nothing survives sa_client_close. */
+sa_options sa_options_memory(const char *node_id);
+
+/* ---- client ------------------------------------------------------------ */
+
+typedef struct sa_client sa_client;
+
+/* Opens a node.  For a persistent node: validates the options, takes the WAL
+ * lock, checks the WAL header (format, node id), recovers (cuts a torn tail
+ * into a side file, refuses a corrupt WAL naming file and offset), opens the
+ * store, replays every WAL record above the store's applied LSN, and starts
+ * the writer thread.
+ * Returns 0 and sets *out (free with sa_client_close), or an error with *out
+ * set to NULL.  Files are not modified when open fails, except for the
+ * creation of a new WAL. */
+int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err);
+
+/* Flushes and syncs the WAL and the store, stops the threads, releases the
+ * lock and frees the client.  Waits for writes in flight.  NULL is a no-op. */
+void sa_client_close(sa_client *c);
+
+/* Writes key = value (a NUL-terminated string, stored without the NUL).
+ * Returns once acknowledged: durable if auto_flush is on. */
+int sa_client_put(sa_client *c, const char *key, const char *value, sa_error *err);
+
+/* Writes key = len bytes at data (data may be NULL when len is 0). */
+int sa_client_put_bytes(sa_client *c, const char *key, const void *data, size_t len,
+                        sa_error *err);
+
+/* Removes key.  SA_ENOTFOUND when it is absent (nothing is logged then). */
+int sa_client_remove(sa_client *c, const char *key, sa_error *err);
+
+/* A stored value.  data is NUL-terminated for convenience (data[len] == 0)
+ * and owned by the caller: release it with sa_value_free. */
+typedef struct sa_value {
+  char *data;       /* the bytes, plus a terminating NUL not counted in len */
+  size_t len;       /* number of bytes */
+  uint64_t version; /* 1 at creation, +1 per put; restarts after a remove */
+  uint64_t lsn;     /* LSN of the write that produced this value */
+  uint64_t hlc;     /* hybrid logical clock of that write */
+} sa_value;
+
+/* Reads key into *out.  SA_ENOTFOUND when absent (out->data is NULL then). */
+int sa_client_get(sa_client *c, const char *key, sa_value *out, sa_error *err);
+
+/* Frees out->data and zeroes *out.  NULL or an empty value is a no-op. */
+void sa_value_free(sa_value *v);
+
+/* Number of keys in the store. */
+size_t sa_client_size(sa_client *c);
+
+/* ---- conditional writes and batches ------------------------------------ */
+
+enum {
+  SA_COND_NONE = 0,    /* unconditional */
+  SA_COND_VERSION = 1, /* only if the key exists with exactly `version` (If-Match) */
+  SA_COND_ABSENT = 2,  /* only if the key does not exist (If-None-Match: *) */
+};
+
+typedef struct sa_write_opts {
+  int cond;         /* SA_COND_* */
+  uint64_t version; /* for SA_COND_VERSION */
+} sa_write_opts;
+
+/* What an acknowledged write reports. */
+typedef struct sa_write_result {
+  uint64_t lsn;     /* LSN of the WAL record */
+  uint64_t version; /* new version of the key (0 for a remove or a batch) */
+  uint64_t hlc;     /* hybrid logical clock of the operation */
+  bool durable;     /* true when fdatasync'ed before the acknowledgement */
+} sa_write_result;
+
+/* put with an optional condition (wo may be NULL) and result (res may be
+ * NULL).  SA_ECONFLICT when the condition fails (nothing is logged). */
+int sa_client_put_ex(sa_client *c, const char *key, const void *data, size_t len,
+                     const sa_write_opts *wo, sa_write_result *res, sa_error *err);
+
+/* remove with an optional condition and result.  SA_ENOTFOUND when absent. */
+int sa_client_remove_ex(sa_client *c, const char *key, const sa_write_opts *wo,
+                        sa_write_result *res, sa_error *err);
+
+enum { SA_OP_PUT = 1, SA_OP_DELETE = 2 };
+
+typedef struct sa_batch_op {
+  int op;           /* SA_OP_PUT or SA_OP_DELETE */
+  const char *key;  /* borrowed for the call */
+  const void *data; /* value for a put (borrowed for the call) */
+  size_t len;       /* value length for a put */
+} sa_batch_op;
+
+/* Applies n (1..10000) operations atomically as one WAL record: all or
+ * none.  Deleting an absent key inside a batch is not an error.  Every key
+ * and value is validated before anything is logged. */
+int sa_client_batch(sa_client *c, const sa_batch_op *ops, size_t n, sa_write_result *res,
+                    sa_error *err);
+
+/* ---- listing ----------------------------------------------------------- */
+
+typedef struct sa_entry {
+  char *key;        /* NUL-terminated */
+  char *data;       /* value (NUL-terminated), NULL unless values were asked */
+  size_t len;       /* value length (also set when values were not asked) */
+  uint64_t version;
+  uint64_t lsn;
+  uint64_t hlc;
+} sa_entry;
+
+typedef struct sa_list {
+  sa_entry *items;  /* count entries, sorted by key (bytewise) */
+  size_t count;
+  bool more;        /* true when keys after the last item match the prefix */
+} sa_list;
+
+/* Lists keys that start with prefix (NULL or "" for all), strictly after
+ * `after` (NULL or "" to start at the beginning), at most limit (1..10000)
+ * entries; with_values copies the values too.  The caller frees *out with
+ * sa_list_free.  The next page starts after the last item's key. */
+int sa_client_list(sa_client *c, const char *prefix, const char *after, size_t limit,
+                   bool with_values, sa_list *out, sa_error *err);
+
+void sa_list_free(sa_list *l);
+
+/* ---- state ------------------------------------------------------------- */
+
+typedef struct sa_sync_state {
+  uint64_t outbox_size;   /* operations recorded in the outbox */
+  uint64_t queued;        /* waiting for the transport */
+  uint64_t in_flight;     /* handed to the transport, not yet acknowledged */
+  uint64_t acknowledged;  /* acknowledged by a peer, kept until pruned */
+  uint64_t failed;        /* gave up after max retries */
+  uint64_t total_retries;
+  uint64_t ticks;         /* outbox ticks run since open */
+  uint64_t last_tick_ms;  /* unix ms of the last tick, 0 if none */
+  uint64_t last_lsn;      /* last LSN written by this node */
+  bool transport_enabled;
+  bool discovery_enabled;
+  uint32_t peers;
+} sa_sync_state;
+
+int sa_client_sync_state(sa_client *c, sa_sync_state *out, sa_error *err);
+
+/* What the last open found in the WAL. */
+typedef struct sa_recovery {
+  uint64_t records_scanned;  /* whole, valid records in the WAL */
+  uint64_t records_replayed; /* of those, applied to the store at open */
+  uint64_t torn_bytes;       /* bytes cut off a torn tail (0 if none) */
+  char torn_path[512];       /* side file holding the cut bytes, "" if none */
+} sa_recovery;
+
+typedef struct sa_status {
+  char node_id[SA_NODE_ID_MAX + 1];
+  bool persistent;          /* WAL enabled */
+  bool durable;             /* auto_flush on: acks are fdatasync'ed */
+  bool read_only;           /* a failed fdatasync turned the node read-only */
+  char read_only_reason[SA_ERROR_MESSAGE_MAX];
+  const char *wal_path;     /* borrowed, valid until close; "" when memory-only */
+  const char *store_path;   /* borrowed, valid until close */
+  uint64_t wal_bytes;       /* current WAL file size */
+  uint64_t last_lsn;        /* last LSN written */
+  uint64_t applied_lsn;     /* last LSN applied to the store */
+  uint64_t size;            /* number of keys */
+  uint64_t checkpoints;     /* checkpoints since open */
+  sa_recovery recovery;     /* what open found */
+} sa_status;
+
+int sa_client_status(sa_client *c, sa_status *out, sa_error *err);
+
+/* Makes every acknowledged write durable now (fdatasync of the WAL).  Useful
+ * with auto_flush=false.  SA_EREADONLY after a failed fdatasync. */
+int sa_client_flush(sa_client *c, sa_error *err);
+
+/* Syncs the store and drops the WAL records it now holds durably. */
+int sa_client_checkpoint(sa_client *c, sa_error *err);
+
+/* ---- offline WAL tools (the node must not be running on the file) ------ */
+
+enum {
+  SA_WAL_CLEAN = 0,   /* every byte belongs to a valid record */
+  SA_WAL_TORN = 1,    /* valid records, then a torn tail (cut at next open) */
+  SA_WAL_CORRUPT = 2, /* a bad record followed by valid ones */
+};
+
+typedef struct sa_wal_report {
+  char node_id[SA_NODE_ID_MAX + 1]; /* from the header */
+  uint32_t format_version;
+  uint64_t start_lsn;      /* records in this file have LSN > start_lsn */
+  uint64_t file_bytes;
+  uint64_t records;        /* valid records before the first bad byte */
+  uint64_t first_lsn;      /* 0 if no records */
+  uint64_t last_lsn;
+  int state;               /* SA_WAL_CLEAN / TORN / CORRUPT */
+  uint64_t bad_offset;     /* where the first bad record starts (not CLEAN) */
+  uint64_t next_good_offset; /* CORRUPT: where a later valid record starts */
+  char reason[256];        /* why the record at bad_offset is invalid */
+  char backup_path[512];   /* repair: copy of the file before truncation */
+} sa_wal_report;
+
+/* One record, as sa_wal_scan shows it.  Pointers borrowed for the call. */
+typedef struct sa_wal_record {
+  uint64_t offset;   /* file offset of the record header */
+  uint64_t lsn;
+  uint64_t hlc;
+  int type;          /* SA_OP_PUT, SA_OP_DELETE, or SA_WAL_BATCH */
+  uint32_t length;   /* payload bytes */
+  uint32_t count;    /* operations in the record (1 unless a batch) */
+  const char *key;   /* first key (not NUL-terminated), key_len bytes */
+  uint32_t key_len;
+  uint32_t value_len; /* first value's length (puts) */
+} sa_wal_record;
+
+enum { SA_WAL_BATCH = 3 };
+
+typedef int (*sa_wal_visit_fn)(const sa_wal_record *rec, void *ctx);
+
+/* Reads the WAL at path without modifying it and reports its state.  Calls
+ * visit (may be NULL) for each valid record; a non-zero return stops the
+ * scan.  Returns 0 when the file could be read (whatever its state: see
+ * rep->state), or an error when it cannot be opened or has no valid header. */
+int sa_wal_scan(const char *path, sa_wal_visit_fn visit, void *ctx, sa_wal_report *rep,
+                sa_error *err);
+
+/* Explicit repair: copies the file to rep->backup_path, then truncates the
+ * WAL at the first bad record and syncs it.  A clean WAL is left untouched
+ * (no copy).  Takes the WAL lock: fails with SA_ELOCKED if a node runs. */
+int sa_wal_repair(const char *path, sa_wal_report *rep, sa_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SOFTADASTRA_H */
