@@ -21,8 +21,8 @@ typedef struct sa_io {
   int (*close)(int fd);
   ssize_t (*pread)(int fd, void *buf, size_t n, off_t off);
   ssize_t (*pwrite)(int fd, const void *buf, size_t n, off_t off);
-  int (*fdatasync)(int fd);   /* WAL data sync: the commit point */
-  int (*fsync)(int fd);       /* directories and side files */
+  int (*fdatasync)(int fd); /* WAL data sync: the commit point */
+  int (*fsync)(int fd);     /* directories and side files */
   int (*ftruncate)(int fd, off_t len);
   int (*fstat)(int fd, struct stat *st);
   int (*flock)(int fd, int op);

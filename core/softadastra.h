@@ -94,29 +94,29 @@ typedef struct sa_error {
 
 /* ---- options ----------------------------------------------------------- */
 
-#define SA_KEY_MAX 1024                          /* bytes */
-#define SA_DEFAULT_MAX_VALUE_BYTES (1u << 20)    /* 1 MiB */
-#define SA_DEFAULT_MAX_BATCH_BYTES (16u << 20)   /* 16 MiB */
-#define SA_DEFAULT_WAL_MAX_BYTES (64ull << 20)   /* 64 MiB */
-#define SA_DEFAULT_STORE_MAX_BYTES (8ull << 30)  /* 8 GiB (LMDB map size) */
+#define SA_KEY_MAX 1024                         /* bytes */
+#define SA_DEFAULT_MAX_VALUE_BYTES (1u << 20)   /* 1 MiB */
+#define SA_DEFAULT_MAX_BATCH_BYTES (16u << 20)  /* 16 MiB */
+#define SA_DEFAULT_WAL_MAX_BYTES (64ull << 20)  /* 64 MiB */
+#define SA_DEFAULT_STORE_MAX_BYTES (8ull << 30) /* 8 GiB (LMDB map size) */
 #define SA_DEFAULT_FLUSH_INTERVAL_MS 1000
 #define SA_DEFAULT_TICK_INTERVAL_MS 1000
-#define SA_NODE_ID_MAX 64                        /* bytes */
+#define SA_NODE_ID_MAX 64 /* bytes */
 
 typedef struct sa_options {
-  const char *node_id;    /* 1..64 chars of [A-Za-z0-9._-]; borrowed during open */
-  const char *wal_path;   /* WAL file; required when persistent */
-  const char *store_path; /* LMDB file; NULL: wal_path with ".wal" -> ".mdb" */
-  bool persistent;        /* false: memory-only node (private temp store, no WAL) */
-  bool auto_flush;        /* true: ack after fdatasync (durable); false: after write(2) */
-  bool enable_transport;  /* sync transport (off by default) */
-  bool enable_discovery;  /* peer discovery (off by default) */
-  uint32_t flush_interval_ms;  /* auto_flush=false: background flush period */
-  uint32_t tick_interval_ms;   /* outbox tick period */
-  uint32_t max_value_bytes;    /* largest accepted value */
-  uint32_t max_batch_bytes;    /* largest accepted batch (keys + values) */
-  uint64_t wal_max_bytes;      /* WAL size bound; checkpoints keep it below */
-  uint64_t store_max_bytes;    /* LMDB map size: the store's size limit */
+  const char *node_id;        /* 1..64 chars of [A-Za-z0-9._-]; borrowed during open */
+  const char *wal_path;       /* WAL file; required when persistent */
+  const char *store_path;     /* LMDB file; NULL: wal_path with ".wal" -> ".mdb" */
+  bool persistent;            /* false: memory-only node (private temp store, no WAL) */
+  bool auto_flush;            /* true: ack after fdatasync (durable); false: after write(2) */
+  bool enable_transport;      /* sync transport (off by default) */
+  bool enable_discovery;      /* peer discovery (off by default) */
+  uint32_t flush_interval_ms; /* auto_flush=false: background flush period */
+  uint32_t tick_interval_ms;  /* outbox tick period */
+  uint32_t max_value_bytes;   /* largest accepted value */
+  uint32_t max_batch_bytes;   /* largest accepted batch (keys + values) */
+  uint64_t wal_max_bytes;     /* WAL size bound; checkpoints keep it below */
+  uint64_t store_max_bytes;   /* LMDB map size: the store's size limit */
 } sa_options;
 
 /* Options for a persistent node with every default set: auto_flush on,
@@ -150,8 +150,7 @@ void sa_client_close(sa_client *c);
 int sa_client_put(sa_client *c, const char *key, const char *value, sa_error *err);
 
 /* Writes key = len bytes at data (data may be NULL when len is 0). */
-int sa_client_put_bytes(sa_client *c, const char *key, const void *data, size_t len,
-                        sa_error *err);
+int sa_client_put_bytes(sa_client *c, const char *key, const void *data, size_t len, sa_error *err);
 
 /* Removes key.  SA_ENOTFOUND when it is absent (nothing is logged then). */
 int sa_client_remove(sa_client *c, const char *key, sa_error *err);
@@ -223,18 +222,18 @@ int sa_client_batch(sa_client *c, const sa_batch_op *ops, size_t n, sa_write_res
 /* ---- listing ----------------------------------------------------------- */
 
 typedef struct sa_entry {
-  char *key;        /* NUL-terminated */
-  char *data;       /* value (NUL-terminated), NULL unless values were asked */
-  size_t len;       /* value length (also set when values were not asked) */
+  char *key;  /* NUL-terminated */
+  char *data; /* value (NUL-terminated), NULL unless values were asked */
+  size_t len; /* value length (also set when values were not asked) */
   uint64_t version;
   uint64_t lsn;
   uint64_t hlc;
 } sa_entry;
 
 typedef struct sa_list {
-  sa_entry *items;  /* count entries, sorted by key (bytewise) */
+  sa_entry *items; /* count entries, sorted by key (bytewise) */
   size_t count;
-  bool more;        /* true when keys after the last item match the prefix */
+  bool more; /* true when keys after the last item match the prefix */
 } sa_list;
 
 /* Lists keys that start with prefix (NULL or "" for all), strictly after
@@ -249,15 +248,15 @@ void sa_list_free(sa_list *l);
 /* ---- state ------------------------------------------------------------- */
 
 typedef struct sa_sync_state {
-  uint64_t outbox_size;   /* operations recorded in the outbox */
-  uint64_t queued;        /* waiting for the transport */
-  uint64_t in_flight;     /* handed to the transport, not yet acknowledged */
-  uint64_t acknowledged;  /* acknowledged by a peer, kept until pruned */
-  uint64_t failed;        /* gave up after max retries */
+  uint64_t outbox_size;  /* operations recorded in the outbox */
+  uint64_t queued;       /* waiting for the transport */
+  uint64_t in_flight;    /* handed to the transport, not yet acknowledged */
+  uint64_t acknowledged; /* acknowledged by a peer, kept until pruned */
+  uint64_t failed;       /* gave up after max retries */
   uint64_t total_retries;
-  uint64_t ticks;         /* outbox ticks run since open */
-  uint64_t last_tick_ms;  /* unix ms of the last tick, 0 if none */
-  uint64_t last_lsn;      /* last LSN written by this node */
+  uint64_t ticks;        /* outbox ticks run since open */
+  uint64_t last_tick_ms; /* unix ms of the last tick, 0 if none */
+  uint64_t last_lsn;     /* last LSN written by this node */
   bool transport_enabled;
   bool discovery_enabled;
   uint32_t peers;
@@ -275,18 +274,18 @@ typedef struct sa_recovery {
 
 typedef struct sa_status {
   char node_id[SA_NODE_ID_MAX + 1];
-  bool persistent;          /* WAL enabled */
-  bool durable;             /* auto_flush on: acks are fdatasync'ed */
-  bool read_only;           /* a failed fdatasync turned the node read-only */
+  bool persistent; /* WAL enabled */
+  bool durable;    /* auto_flush on: acks are fdatasync'ed */
+  bool read_only;  /* a failed fdatasync turned the node read-only */
   char read_only_reason[SA_ERROR_MESSAGE_MAX];
-  const char *wal_path;     /* borrowed, valid until close; "" when memory-only */
-  const char *store_path;   /* borrowed, valid until close */
-  uint64_t wal_bytes;       /* current WAL file size */
-  uint64_t last_lsn;        /* last LSN written */
-  uint64_t applied_lsn;     /* last LSN applied to the store */
-  uint64_t size;            /* number of keys */
-  uint64_t checkpoints;     /* checkpoints since open */
-  sa_recovery recovery;     /* what open found */
+  const char *wal_path;   /* borrowed, valid until close; "" when memory-only */
+  const char *store_path; /* borrowed, valid until close */
+  uint64_t wal_bytes;     /* current WAL file size */
+  uint64_t last_lsn;      /* last LSN written */
+  uint64_t applied_lsn;   /* last LSN applied to the store */
+  uint64_t size;          /* number of keys */
+  uint64_t checkpoints;   /* checkpoints since open */
+  sa_recovery recovery;   /* what open found */
 } sa_status;
 
 int sa_client_status(sa_client *c, sa_status *out, sa_error *err);
@@ -309,27 +308,27 @@ enum {
 typedef struct sa_wal_report {
   char node_id[SA_NODE_ID_MAX + 1]; /* from the header */
   uint32_t format_version;
-  uint64_t start_lsn;      /* records in this file have LSN > start_lsn */
+  uint64_t start_lsn; /* records in this file have LSN > start_lsn */
   uint64_t file_bytes;
-  uint64_t records;        /* valid records before the first bad byte */
-  uint64_t first_lsn;      /* 0 if no records */
+  uint64_t records;   /* valid records before the first bad byte */
+  uint64_t first_lsn; /* 0 if no records */
   uint64_t last_lsn;
-  int state;               /* SA_WAL_CLEAN / TORN / CORRUPT */
-  uint64_t bad_offset;     /* where the first bad record starts (not CLEAN) */
+  int state;                 /* SA_WAL_CLEAN / TORN / CORRUPT */
+  uint64_t bad_offset;       /* where the first bad record starts (not CLEAN) */
   uint64_t next_good_offset; /* CORRUPT: where a later valid record starts */
-  char reason[256];        /* why the record at bad_offset is invalid */
-  char backup_path[512];   /* repair: copy of the file before truncation */
+  char reason[256];          /* why the record at bad_offset is invalid */
+  char backup_path[512];     /* repair: copy of the file before truncation */
 } sa_wal_report;
 
 /* One record, as sa_wal_scan shows it.  Pointers borrowed for the call. */
 typedef struct sa_wal_record {
-  uint64_t offset;   /* file offset of the record header */
+  uint64_t offset; /* file offset of the record header */
   uint64_t lsn;
   uint64_t hlc;
-  int type;          /* SA_OP_PUT, SA_OP_DELETE, or SA_WAL_BATCH */
-  uint32_t length;   /* payload bytes */
-  uint32_t count;    /* operations in the record (1 unless a batch) */
-  const char *key;   /* first key (not NUL-terminated), key_len bytes */
+  int type;        /* SA_OP_PUT, SA_OP_DELETE, or SA_WAL_BATCH */
+  uint32_t length; /* payload bytes */
+  uint32_t count;  /* operations in the record (1 unless a batch) */
+  const char *key; /* first key (not NUL-terminated), key_len bytes */
   uint32_t key_len;
   uint32_t value_len; /* first value's length (puts) */
 } sa_wal_record;

@@ -1,0 +1,171 @@
+/*
+ * error.c -- error codes, messages, and the validation rules every entry
+ * point shares (keys, node ids).  Thread-safe: no state.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <time.h>
+
+const char *sa_version(void) {
+  return SA_VERSION_STRING;
+}
+
+const char *sa_strerror(int code) {
+  switch (code) {
+  case SA_OK:
+    return "success";
+  case SA_EINVAL:
+    return "invalid argument";
+  case SA_ENOTFOUND:
+    return "not found";
+  case SA_EKEY:
+    return "invalid key";
+  case SA_ETOOBIG:
+    return "value too large";
+  case SA_ELOCKED:
+    return "WAL locked by another process";
+  case SA_ENODE:
+    return "WAL belongs to another node";
+  case SA_ECORRUPT:
+    return "data corrupt";
+  case SA_ENOSPC:
+    return "no space left on device";
+  case SA_EIO:
+    return "I/O error";
+  case SA_EREADONLY:
+    return "node is read-only";
+  case SA_ECONFLICT:
+    return "condition failed";
+  case SA_ENOENT:
+    return "no such file or directory";
+  case SA_EACCES:
+    return "permission denied";
+  case SA_ENOMEM:
+    return "out of memory";
+  case SA_ECLOSED:
+    return "client is closing";
+  case SA_EFORMAT:
+    return "unsupported format version";
+  case SA_EINTERNAL:
+    return "internal error";
+  default:
+    return "unknown error";
+  }
+}
+
+int sa_fail(sa_error *err, int code, const char *fmt, ...) {
+  if (err) {
+    va_list ap;
+    va_start(ap, fmt);
+    err->code = code;
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+int sa_errno_code(int e) {
+  switch (e) {
+  case ENOSPC:
+  case EDQUOT:
+  case EFBIG:
+    return SA_ENOSPC;
+  case EACCES:
+  case EPERM:
+  case EROFS:
+    return SA_EACCES;
+  case ENOENT:
+  case ENOTDIR:
+    return SA_ENOENT;
+  case ENOMEM:
+    return SA_ENOMEM;
+  case EWOULDBLOCK:
+    return SA_ELOCKED;
+  default:
+    return SA_EIO;
+  }
+}
+
+int sa_utf8_valid(const void *s, size_t len) {
+  const unsigned char *p = s, *end = p + len;
+  while (p < end) {
+    unsigned c = *p;
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) {
+      p++;
+      continue;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return -1;
+    }
+    if ((size_t)(end - p) <= n) return -1;
+    for (size_t i = 1; i <= n; i++) {
+      if ((p[i] & 0xC0) != 0x80) return -1;
+      cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+      return -1;
+    p += n + 1;
+  }
+  return 0;
+}
+
+int sa_key_check(const char *key, size_t len, sa_error *err) {
+  if (!key || len == 0) return sa_fail(err, SA_EKEY, "invalid key: a key must not be empty");
+  if (len > SA_KEY_MAX)
+    return sa_fail(err, SA_EKEY, "invalid key: %zu bytes is longer than the %d-byte limit", len,
+                   SA_KEY_MAX);
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)key[i];
+    if (c < 0x20 || c == 0x7F)
+      return sa_fail(err, SA_EKEY,
+                     "invalid key: control character 0x%02X at byte %zu (keys are UTF-8 "
+                     "text without control characters)",
+                     c, i);
+  }
+  if (sa_utf8_valid(key, len) != 0) return sa_fail(err, SA_EKEY, "invalid key: not valid UTF-8");
+  return 0;
+}
+
+int sa_node_id_check(const char *id, sa_error *err) {
+  if (!id || !*id)
+    return sa_fail(err, SA_EINVAL, "node_id is empty: give the node a name such as node-1");
+  size_t n = strlen(id);
+  if (n > SA_NODE_ID_MAX)
+    return sa_fail(err, SA_EINVAL, "node_id is %zu bytes; the limit is %d", n, SA_NODE_ID_MAX);
+  for (size_t i = 0; i < n; i++) {
+    char c = id[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == '-'))
+      return sa_fail(err, SA_EINVAL,
+                     "node_id '%.64s' has an invalid character at byte %zu: use letters, "
+                     "digits, '.', '_' and '-'",
+                     id, i);
+  }
+  return 0;
+}
+
+uint64_t sa_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t sa_mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}

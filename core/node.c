@@ -1,0 +1,934 @@
+/*
+ * node.c -- a local node: the sa_client_* API of softadastra.h.
+ *
+ * WRITE PATH (one writer thread, group commit)
+ *
+ *   caller thread                      writer thread
+ *   -------------                      -------------
+ *   validate key/value (no lock)
+ *   enqueue request, signal  ------->  take every queued request (a group,
+ *   wait on its own condvar            bounded to NODE_GROUP_BYTES)
+ *                                      begin one LMDB write txn
+ *                                      per request: check its condition
+ *                                        (CAS, absent key) against the txn,
+ *                                        assign LSN + HLC, encode its WAL
+ *                                        record, apply it and its outbox
+ *                                        entry inside the txn
+ *                                      one pwrite of all records
+ *                                      one fdatasync (auto_flush on)
+ *                                      commit the txn (applied_lsn too)
+ *   wake  <-------------------------  mark every request done, signal it
+ *
+ * The LMDB transaction is built before the WAL write but committed after
+ * the fdatasync, so a failure at any step leaves nothing visible: a failed
+ * append or sync aborts the txn; a failed commit rolls the WAL back (the
+ * records were never acknowledged).  A failed fdatasync turns the node
+ * read-only (see wal.c).  Requests are served in FIFO order; within a group
+ * later requests see the effects of earlier ones.
+ *
+ * With auto_flush off the writer does not sync per group; it syncs the WAL
+ * (and the store, which then runs without per-commit syncs) every
+ * flush_interval_ms while there is unsynced data, and on sa_client_flush.
+ *
+ * Checkpoint: after a group, when the WAL is larger than half of
+ * wal_max_bytes, the writer syncs the store and resets the WAL (wal.c).
+ *
+ * READ PATH: sa_client_get/list go straight to the store from the calling
+ * thread (LMDB readers never block the writer).
+ *
+ * THREADS: every function here is thread-safe except sa_client_open and
+ * sa_client_close.  Lock order: c->mu only (the writer never holds it while
+ * doing I/O).
+ */
+#define _GNU_SOURCE
+#include "hlc.h"
+#include "internal.h"
+#include "io.h"
+#include "store.h"
+#include "wal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NODE_GROUP_BYTES (8u << 20)  /* soft bound on one group's record bytes */
+#define NODE_REPLAY_TXN_RECORDS 8192 /* records per LMDB txn during replay */
+
+typedef enum { REQ_PUT, REQ_DEL, REQ_BATCH, REQ_FLUSH, REQ_CHECKPOINT } req_kind;
+
+typedef struct wreq {
+  struct wreq *next;
+  req_kind kind;
+  const char *key;
+  uint32_t klen;
+  const void *val;
+  uint32_t vlen;
+  sa_write_opts cond;
+  const sa_batch_op *ops;
+  size_t nops;
+  size_t bytes; /* estimated record size */
+  bool logged;  /* writer: has a record in the current group */
+  int rc;
+  sa_error err;
+  sa_write_result res;
+  bool done;
+  pthread_cond_t cv;
+} wreq;
+
+struct sa_client {
+  sa_options opts; /* strings below point to the owned copies */
+  char node_id[SA_NODE_ID_MAX + 1];
+  char *wal_path;
+  char *store_path;
+  char *tmpdir; /* memory-only node: private directory removed at close */
+
+  sa_wal *wal; /* NULL for a memory-only node */
+  sa_store *store;
+  sa_recovery recovery;
+
+  pthread_t writer;
+  bool writer_started;
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* writer wake-up (CLOCK_MONOTONIC) */
+  wreq *head, *tail; /* FIFO of pending requests (under mu) */
+  bool stopping;     /* under mu */
+
+  /* Writer-owned. */
+  sa_hlc hlc;
+  unsigned char *buf;
+  size_t cap;
+  wal_op *ops; /* scratch for batches */
+  size_t ops_cap;
+  bool dirty; /* auto_flush off: appended but not synced */
+  uint64_t dirty_since_ns;
+
+  /* Written by the writer, read by anyone (atomics). */
+  uint64_t last_lsn;
+  uint64_t checkpoints;
+  bool read_only;
+  char read_only_reason[SA_ERROR_MESSAGE_MAX]; /* set before read_only */
+};
+
+/* ---- options ----------------------------------------------------------- */
+
+static sa_options node_defaults(const char *node_id, const char *wal_path, bool persistent) {
+  sa_options o;
+  memset(&o, 0, sizeof o);
+  o.node_id = node_id;
+  o.wal_path = wal_path;
+  o.persistent = persistent;
+  o.auto_flush = true;
+  o.flush_interval_ms = SA_DEFAULT_FLUSH_INTERVAL_MS;
+  o.tick_interval_ms = SA_DEFAULT_TICK_INTERVAL_MS;
+  o.max_value_bytes = SA_DEFAULT_MAX_VALUE_BYTES;
+  o.max_batch_bytes = SA_DEFAULT_MAX_BATCH_BYTES;
+  o.wal_max_bytes = SA_DEFAULT_WAL_MAX_BYTES;
+  o.store_max_bytes = SA_DEFAULT_STORE_MAX_BYTES;
+  return o;
+}
+
+sa_options sa_options_persistent(const char *node_id, const char *wal_path) {
+  return node_defaults(node_id, wal_path, true);
+}
+
+sa_options sa_options_memory(const char *node_id) {
+  return node_defaults(node_id, NULL, false);
+}
+
+/* Fills zero numeric fields with defaults and checks ranges. */
+static int node_check_options(sa_options *o, sa_error *err) {
+  int rc = sa_node_id_check(o->node_id, err);
+  if (rc) return rc;
+  if (o->enable_transport || o->enable_discovery)
+    return sa_fail(err, SA_EINVAL,
+                   "enable_%s: sync transport and discovery are not available in this "
+                   "version; leave them off (local writes do not need them)",
+                   o->enable_transport ? "transport" : "discovery");
+  if (o->persistent && (!o->wal_path || !*o->wal_path))
+    return sa_fail(err, SA_EINVAL,
+                   "wal_path is empty: a persistent node needs a WAL file such as data/%s.wal",
+                   o->node_id);
+  if (!o->flush_interval_ms) o->flush_interval_ms = SA_DEFAULT_FLUSH_INTERVAL_MS;
+  if (!o->tick_interval_ms) o->tick_interval_ms = SA_DEFAULT_TICK_INTERVAL_MS;
+  if (!o->max_value_bytes) o->max_value_bytes = SA_DEFAULT_MAX_VALUE_BYTES;
+  if (!o->max_batch_bytes) o->max_batch_bytes = SA_DEFAULT_MAX_BATCH_BYTES;
+  if (!o->wal_max_bytes) o->wal_max_bytes = SA_DEFAULT_WAL_MAX_BYTES;
+  if (!o->store_max_bytes) o->store_max_bytes = SA_DEFAULT_STORE_MAX_BYTES;
+  if (o->flush_interval_ms > 3600000)
+    return sa_fail(err, SA_EINVAL, "flush_interval_ms %u is out of range (1..3600000)",
+                   o->flush_interval_ms);
+  if (o->max_value_bytes > (256u << 20))
+    return sa_fail(err, SA_EINVAL, "max_value_bytes %u is out of range (1..268435456)",
+                   o->max_value_bytes);
+  if (o->max_batch_bytes > (512u << 20))
+    return sa_fail(err, SA_EINVAL, "max_batch_bytes %u is out of range (1..536870912)",
+                   o->max_batch_bytes);
+  if (o->wal_max_bytes < (64u << 10))
+    return sa_fail(err, SA_EINVAL, "wal_max_bytes %llu is too small (at least 65536)",
+                   (unsigned long long)o->wal_max_bytes);
+  if (o->store_max_bytes < (1u << 20) || o->store_max_bytes > ((uint64_t)SIZE_MAX >> 1))
+    return sa_fail(err, SA_EINVAL, "store_max_bytes %llu is out of range (at least 1048576)",
+                   (unsigned long long)o->store_max_bytes);
+  return 0;
+}
+
+/* store path for a WAL path: "x.wal" -> "x.mdb", anything else + ".mdb". */
+static char *node_store_path(const char *wal_path) {
+  size_t n = strlen(wal_path);
+  char *s = malloc(n + 5);
+  if (!s) return NULL;
+  memcpy(s, wal_path, n + 1);
+  if (n > 4 && strcmp(s + n - 4, ".wal") == 0)
+    memcpy(s + n - 4, ".mdb", 5);
+  else
+    memcpy(s + n, ".mdb", 5);
+  return s;
+}
+
+/* ---- replay ------------------------------------------------------------ */
+
+typedef struct {
+  sa_client *c;
+  uint64_t applied;
+  store_wtxn *t;
+  uint32_t in_txn;
+  uint64_t last; /* last LSN applied in the current txn */
+  uint64_t max_hlc;
+  uint64_t replayed;
+  int rc;
+  sa_error *err;
+} replay_ctx;
+
+static int replay_commit(replay_ctx *r) {
+  if (!r->t) return 0;
+  int rc = store_wcommit(r->t, r->last, r->max_hlc, r->err);
+  r->t = NULL;
+  r->in_txn = 0;
+  return rc;
+}
+
+/* Applies one record's ops and outbox entry inside an open write txn. */
+static int node_apply_record(store_wtxn *t, const wal_rec *rec, uint64_t *version, sa_error *err) {
+  wal_op_iter it;
+  wal_op op;
+  wal_op_iter_init(&it, rec->type, rec->payload, rec->len);
+  while (wal_op_next(&it, &op)) {
+    int rc;
+    if (op.op == SA_OP_PUT) {
+      rc = store_wput(t, op.key, op.klen, op.val, op.vlen, rec->lsn, rec->hlc, version, err);
+    } else {
+      bool existed;
+      rc = store_wdel(t, op.key, op.klen, &existed, err);
+    }
+    if (rc) return rc;
+  }
+  return store_woutbox(t, rec->lsn, rec->hlc, rec->type, rec->payload, rec->len, err);
+}
+
+static int replay_visit(const wal_rec *rec, void *ctx) {
+  replay_ctx *r = ctx;
+  if (rec->hlc > r->max_hlc) r->max_hlc = rec->hlc;
+  if (rec->lsn <= r->applied) return 0;
+  if (!r->t && (r->rc = store_wbegin(r->c->store, &r->t, r->err)) != 0) return 1;
+  uint64_t version;
+  if ((r->rc = node_apply_record(r->t, rec, &version, r->err)) != 0) {
+    store_wabort(r->t);
+    r->t = NULL;
+    return 1;
+  }
+  r->last = rec->lsn;
+  r->replayed++;
+  if (++r->in_txn >= NODE_REPLAY_TXN_RECORDS && (r->rc = replay_commit(r)) != 0) return 1;
+  return 0;
+}
+
+/* Recovery: classify the WAL, cut a torn tail, replay what the store lacks. */
+static int node_recover(sa_client *c, const sa_wal_report *rep, sa_error *err) {
+  uint64_t applied = store_applied_lsn(c->store);
+  uint64_t start = wal_start_lsn(c->wal);
+  c->recovery.records_scanned = rep->records;
+
+  if (rep->records && rep->last_lsn > applied && rep->first_lsn > applied + 1)
+    return sa_fail(err, SA_ECORRUPT,
+                   "WAL '%s' starts at LSN %llu but store '%s' has applied only through LSN "
+                   "%llu: the records in between are missing",
+                   c->wal_path, (unsigned long long)rep->first_lsn, c->store_path,
+                   (unsigned long long)applied);
+  if ((!rep->records || rep->last_lsn <= applied) && start > applied)
+    return sa_fail(err, SA_ECORRUPT,
+                   "store '%s' has applied only through LSN %llu but WAL '%s' was "
+                   "checkpointed through LSN %llu: the store lost data it had synced (was it "
+                   "replaced by an older copy?)",
+                   c->store_path, (unsigned long long)applied, c->wal_path,
+                   (unsigned long long)start);
+
+  if (rep->state == SA_WAL_TORN) {
+    int rc = wal_cut_tail(c->wal, rep, c->recovery.torn_path, sizeof c->recovery.torn_path, err);
+    if (rc) return rc;
+    c->recovery.torn_bytes = rep->file_bytes - rep->bad_offset;
+  }
+
+  replay_ctx r = {.c = c, .applied = applied, .max_hlc = store_meta_hlc(c->store), .err = err};
+  sa_wal_report again;
+  int rc = wal_scan(c->wal, replay_visit, &r, &again, err);
+  if (rc == 0 && r.rc == 0) rc = replay_commit(&r);
+  if (rc || r.rc) {
+    if (r.t) store_wabort(r.t);
+    return r.rc ? r.rc : rc;
+  }
+  c->recovery.records_replayed = r.replayed;
+  sa_hlc_observe(&c->hlc, r.max_hlc);
+
+  uint64_t last = store_applied_lsn(c->store);
+  if (rep->last_lsn > last) last = rep->last_lsn;
+  if (start > last) last = start;
+  c->last_lsn = last;
+
+  if (r.replayed && (rc = store_sync(c->store, err)) != 0) return rc;
+  /* A WAL whose records all precede the store (e.g. restored from an older
+   * copy) would break the LSN sequence with the next append: checkpoint it. */
+  if (rep->records && rep->last_lsn < store_applied_lsn(c->store)) {
+    if ((rc = store_sync(c->store, err)) != 0 ||
+        (rc = wal_reset(c->wal, store_applied_lsn(c->store), err)) != 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* ---- writer ------------------------------------------------------------ */
+
+static void node_set_read_only(sa_client *c, const char *why) {
+  if (__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE)) return;
+  snprintf(c->read_only_reason, sizeof c->read_only_reason, "%s", why);
+  __atomic_store_n(&c->read_only, true, __ATOMIC_RELEASE);
+}
+
+static int node_reserve(sa_client *c, size_t need) {
+  if (need <= c->cap) return 0;
+  size_t cap = c->cap ? c->cap : 1 << 16;
+  while (cap < need)
+    cap *= 2;
+  unsigned char *b = realloc(c->buf, cap);
+  if (!b) return -1;
+  c->buf = b;
+  c->cap = cap;
+  return 0;
+}
+
+static int node_flush_now(sa_client *c, sa_error *err) {
+  if (!c->wal || !c->dirty) return 0;
+  int rc = wal_sync(c->wal, err);
+  if (rc) {
+    node_set_read_only(c, err->message);
+    return rc;
+  }
+  c->dirty = false;
+  if (!c->opts.auto_flush && (rc = store_sync(c->store, err)) != 0) {
+    node_set_read_only(c, err->message);
+    return rc;
+  }
+  return 0;
+}
+
+static int node_checkpoint_now(sa_client *c, sa_error *err) {
+  if (!c->wal) return 0;
+  int rc = store_sync(c->store, err);
+  if (rc == 0) rc = wal_reset(c->wal, __atomic_load_n(&c->last_lsn, __ATOMIC_RELAXED), err);
+  if (rc) {
+    char why[SA_ERROR_MESSAGE_MAX];
+    snprintf(why, sizeof why, "node is read-only after a failed checkpoint: %.400s", err->message);
+    node_set_read_only(c, why);
+    return rc;
+  }
+  c->dirty = false;
+  __atomic_add_fetch(&c->checkpoints, 1, __ATOMIC_RELAXED);
+  return 0;
+}
+
+/* Stages one request into the txn and the record buffer.  Returns 0 when
+ * staged or settled (condition failed, absent key); an error that dooms the
+ * whole group otherwise. */
+static int node_stage(sa_client *c, store_wtxn *t, wreq *r, uint64_t *lsn, size_t *used,
+                      sa_error *err) {
+  uint64_t cur = 0;
+  size_t nops = 1;
+  const wal_op *ops;
+  wal_op one;
+  bool batch = r->kind == REQ_BATCH;
+  if (!batch) {
+    int rc = store_wversion(t, r->key, r->klen, &cur, err);
+    if (rc) return rc;
+    if (r->cond.cond == SA_COND_VERSION && cur != r->cond.version) {
+      r->rc =
+          cur ? sa_fail(&r->err, SA_ECONFLICT, "key '%.*s' is at version %llu, not %llu",
+                        (int)(r->klen > 200 ? 200 : r->klen), r->key, (unsigned long long)cur,
+                        (unsigned long long)r->cond.version)
+              : sa_fail(&r->err, SA_ECONFLICT, "key '%.*s' does not exist (expected version %llu)",
+                        (int)(r->klen > 200 ? 200 : r->klen), r->key,
+                        (unsigned long long)r->cond.version);
+      return 0;
+    }
+    if (r->cond.cond == SA_COND_ABSENT && cur) {
+      r->rc = sa_fail(&r->err, SA_ECONFLICT, "key '%.*s' already exists (version %llu)",
+                      (int)(r->klen > 200 ? 200 : r->klen), r->key, (unsigned long long)cur);
+      return 0;
+    }
+    if (r->kind == REQ_DEL && !cur) {
+      r->rc = sa_fail(&r->err, SA_ENOTFOUND, "key '%.*s' not found",
+                      (int)(r->klen > 200 ? 200 : r->klen), r->key);
+      return 0;
+    }
+    one.op = r->kind == REQ_PUT ? SA_OP_PUT : SA_OP_DELETE;
+    one.key = r->key;
+    one.klen = r->klen;
+    one.val = r->val;
+    one.vlen = r->vlen;
+    ops = &one;
+  } else {
+    if (r->nops > c->ops_cap) {
+      wal_op *o = realloc(c->ops, r->nops * sizeof *o);
+      if (!o) return sa_fail(err, SA_ENOMEM, "out of memory staging a batch of %zu", r->nops);
+      c->ops = o;
+      c->ops_cap = r->nops;
+    }
+    for (size_t i = 0; i < r->nops; i++) {
+      const sa_batch_op *b = &r->ops[i];
+      c->ops[i].op = b->op;
+      c->ops[i].key = b->key;
+      c->ops[i].klen = (uint32_t)strlen(b->key);
+      c->ops[i].val = b->data;
+      c->ops[i].vlen = b->op == SA_OP_PUT ? (uint32_t)b->len : 0;
+    }
+    ops = c->ops;
+    nops = r->nops;
+  }
+
+  size_t size = wal_record_size(ops, nops, batch);
+  if (node_reserve(c, *used + size) != 0)
+    return sa_fail(err, SA_ENOMEM, "out of memory encoding a %zu-byte record", size);
+  uint64_t ts = sa_hlc_next(&c->hlc, sa_now_ms());
+  wal_rec rec;
+  rec.lsn = ++*lsn;
+  rec.hlc = ts;
+  rec.offset = 0;
+  size_t n = wal_record_encode(c->buf + *used, rec.lsn, ts, ops, nops, batch);
+  assert(n == size);
+  rec.type = c->buf[*used + 8];
+  rec.len = (uint32_t)(n - SA_WAL_RECORD_HEADER);
+  rec.payload = c->buf + *used + SA_WAL_RECORD_HEADER;
+  uint64_t version = 0;
+  int rc = node_apply_record(t, &rec, &version, err);
+  if (rc) return rc;
+  *used += n;
+  r->logged = true;
+  r->res.lsn = rec.lsn;
+  r->res.hlc = ts;
+  r->res.version = r->kind == REQ_PUT ? version : 0;
+  return 0;
+}
+
+/* Settles every logged request of the group with rc / err. */
+static void node_fail_logged(wreq *g, int rc, const sa_error *err) {
+  for (wreq *r = g; r; r = r->next)
+    if (r->logged) {
+      r->rc = rc;
+      r->err = *err;
+      r->logged = false;
+    }
+}
+
+static void node_process(sa_client *c, wreq *g) {
+  sa_error e = {0};
+  bool want_flush = false, want_ckpt = false;
+  if (__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE)) {
+    for (wreq *r = g; r; r = r->next)
+      r->rc = sa_fail(&r->err, SA_EREADONLY, "%s", c->read_only_reason);
+    return;
+  }
+  store_wtxn *t;
+  int rc = store_wbegin(c->store, &t, &e);
+  if (rc) {
+    for (wreq *r = g; r; r = r->next) {
+      r->rc = rc;
+      r->err = e;
+    }
+    return;
+  }
+  uint64_t lsn = c->last_lsn, hlc_before = c->hlc.last;
+  size_t used = 0;
+  for (wreq *r = g; r && !rc; r = r->next) {
+    r->rc = 0;
+    if (r->kind == REQ_FLUSH)
+      want_flush = true;
+    else if (r->kind == REQ_CHECKPOINT)
+      want_ckpt = true;
+    else
+      rc = node_stage(c, t, r, &lsn, &used, &e);
+  }
+  if (rc) { /* a store error dooms the group; nothing was written */
+    store_wabort(t);
+    c->hlc.last = hlc_before;
+    for (wreq *r = g; r; r = r->next)
+      if (r->rc == 0) {
+        r->rc = rc;
+        r->err = e;
+        r->logged = false;
+      }
+    return;
+  }
+
+  if (used == 0) {
+    store_wabort(t);
+  } else {
+    uint64_t end = c->wal ? wal_size(c->wal) : 0;
+    bool synced = false;
+    if (c->wal) {
+      bool rolled_back;
+      rc = wal_append(c->wal, c->buf, used, &rolled_back, &e);
+      if (rc) {
+        store_wabort(t);
+        c->hlc.last = hlc_before;
+        if (!rolled_back || rc != SA_ENOSPC) node_set_read_only(c, e.message);
+        node_fail_logged(g, rc, &e);
+        return;
+      }
+      if (c->opts.auto_flush || want_flush) {
+        rc = wal_sync(c->wal, &e);
+        if (rc) {
+          store_wabort(t);
+          node_set_read_only(c, e.message);
+          node_fail_logged(g, rc, &e);
+          return;
+        }
+        synced = true;
+      } else if (!c->dirty) {
+        c->dirty = true;
+        c->dirty_since_ns = sa_mono_ns();
+      }
+    }
+    rc = store_wcommit(t, lsn, c->hlc.last, &e);
+    if (rc) {
+      c->hlc.last = hlc_before;
+      if (c->wal) {
+        sa_error e2;
+        if (wal_rollback(c->wal, end, &e2) != 0) node_set_read_only(c, e2.message);
+      }
+      node_fail_logged(g, rc, &e);
+      return;
+    }
+    __atomic_store_n(&c->last_lsn, lsn, __ATOMIC_RELEASE);
+    bool durable = synced && c->opts.auto_flush;
+    for (wreq *r = g; r; r = r->next)
+      if (r->logged) {
+        r->res.durable = durable;
+        r->logged = false;
+      }
+  }
+
+  if (want_flush) {
+    rc = node_flush_now(c, &e);
+    for (wreq *r = g; r; r = r->next)
+      if (r->kind == REQ_FLUSH && (r->rc = rc) != 0) r->err = e;
+  }
+  if (c->wal && (want_ckpt || wal_size(c->wal) > c->opts.wal_max_bytes / 2)) {
+    rc = node_checkpoint_now(c, &e);
+    for (wreq *r = g; r; r = r->next)
+      if (r->kind == REQ_CHECKPOINT && (r->rc = rc) != 0) r->err = e;
+  }
+}
+
+static void *node_writer_main(void *arg) {
+  sa_client *c = arg;
+  pthread_mutex_lock(&c->mu);
+  for (;;) {
+    while (!c->head && !c->stopping) {
+      if (c->dirty) {
+        uint64_t due = c->dirty_since_ns + (uint64_t)c->opts.flush_interval_ms * 1000000u;
+        struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT && !c->head) {
+          pthread_mutex_unlock(&c->mu);
+          sa_error e;
+          node_flush_now(c, &e); /* failure turns the node read-only */
+          c->dirty = false;
+          pthread_mutex_lock(&c->mu);
+        }
+      } else {
+        pthread_cond_wait(&c->cv, &c->mu);
+      }
+    }
+    if (!c->head) break; /* stopping, and every request served */
+    wreq *g = c->head, *last = g;
+    size_t bytes = g->bytes;
+    while (last->next && bytes + last->next->bytes <= NODE_GROUP_BYTES) {
+      last = last->next;
+      bytes += last->bytes;
+    }
+    c->head = last->next;
+    if (!c->head) c->tail = NULL;
+    last->next = NULL;
+    pthread_mutex_unlock(&c->mu);
+
+    node_process(c, g);
+
+    pthread_mutex_lock(&c->mu);
+    for (wreq *r = g, *next; r; r = next) {
+      next = r->next; /* r lives on its caller's stack: read next first */
+      r->done = true;
+      pthread_cond_signal(&r->cv);
+    }
+  }
+  pthread_mutex_unlock(&c->mu);
+  return NULL;
+}
+
+/* Queues r and waits until the writer settles it. */
+static int node_submit(sa_client *c, wreq *r, sa_error *err) {
+  pthread_cond_init(&r->cv, NULL);
+  r->next = NULL;
+  r->done = false;
+  r->rc = 0;
+  pthread_mutex_lock(&c->mu);
+  if (c->stopping) {
+    pthread_mutex_unlock(&c->mu);
+    pthread_cond_destroy(&r->cv);
+    return sa_fail(err, SA_ECLOSED, "node '%s' is closing", c->node_id);
+  }
+  if (c->tail)
+    c->tail->next = r;
+  else
+    c->head = r;
+  c->tail = r;
+  pthread_cond_signal(&c->cv);
+  while (!r->done)
+    pthread_cond_wait(&r->cv, &c->mu);
+  pthread_mutex_unlock(&c->mu);
+  pthread_cond_destroy(&r->cv);
+  if (r->rc && err) *err = r->err;
+  return r->rc;
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+static void node_free(sa_client *c) {
+  if (c->store) store_close(c->store);
+  if (c->wal) wal_close(c->wal);
+  if (c->tmpdir) {
+    char lock[PATH_MAX];
+    snprintf(lock, sizeof lock, "%s-lock", c->store_path);
+    unlink(c->store_path);
+    unlink(lock);
+    rmdir(c->tmpdir);
+    free(c->tmpdir);
+  }
+  pthread_mutex_destroy(&c->mu);
+  pthread_cond_destroy(&c->cv);
+  free(c->wal_path);
+  free(c->store_path);
+  free(c->buf);
+  free(c->ops);
+  free(c);
+}
+
+int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
+  if (!out) return sa_fail(err, SA_EINVAL, "sa_client_open: out is NULL");
+  *out = NULL;
+  if (!opts) return sa_fail(err, SA_EINVAL, "sa_client_open: options are NULL");
+  sa_options o = *opts;
+  int rc = node_check_options(&o, err);
+  if (rc) return rc;
+
+  sa_client *c = calloc(1, sizeof *c);
+  if (!c) return sa_fail(err, SA_ENOMEM, "out of memory");
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&c->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  snprintf(c->node_id, sizeof c->node_id, "%s", o.node_id);
+
+  if (o.persistent) {
+    c->wal_path = strdup(o.wal_path);
+    c->store_path =
+        o.store_path && *o.store_path ? strdup(o.store_path) : node_store_path(o.wal_path);
+  } else {
+    const char *tmp = getenv("TMPDIR");
+    char tmpl[PATH_MAX];
+    snprintf(tmpl, sizeof tmpl, "%s/softadastra-mem-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    c->wal_path = strdup("");
+    if (mkdtemp(tmpl)) {
+      c->tmpdir = strdup(tmpl);
+      size_t n = strlen(tmpl) + 16;
+      if ((c->store_path = malloc(n))) snprintf(c->store_path, n, "%s/store.mdb", tmpl);
+    } else {
+      rc = sa_fail(err, sa_errno_code(errno), "cannot create a private directory '%s': %s", tmpl,
+                   strerror(errno));
+      node_free(c);
+      return rc;
+    }
+  }
+  if (!c->wal_path || !c->store_path) {
+    node_free(c);
+    return sa_fail(err, SA_ENOMEM, "out of memory");
+  }
+  if (o.persistent && strcmp(c->wal_path, c->store_path) == 0) {
+    node_free(c);
+    return sa_fail(err, SA_EINVAL, "store_path and wal_path are the same file '%s'", o.wal_path);
+  }
+  o.node_id = c->node_id;
+  o.wal_path = c->wal_path;
+  o.store_path = c->store_path;
+  c->opts = o;
+
+  sa_wal_report rep;
+  memset(&rep, 0, sizeof rep);
+  if (o.persistent) {
+    if ((rc = wal_open(&c->wal, c->wal_path, c->node_id, err)) != 0 ||
+        (rc = wal_scan(c->wal, NULL, NULL, &rep, err)) != 0) {
+      node_free(c);
+      return rc;
+    }
+    if (rep.state == SA_WAL_CORRUPT) {
+      rc = sa_fail(err, SA_ECORRUPT,
+                   "WAL '%s' is corrupt at offset %llu (%s) and valid records follow at "
+                   "offset %llu: refusing to open; nothing was modified.  Run `softadastra "
+                   "wal repair %s` to truncate it at offset %llu (a copy is kept)",
+                   c->wal_path, (unsigned long long)rep.bad_offset, rep.reason,
+                   (unsigned long long)rep.next_good_offset, c->wal_path,
+                   (unsigned long long)rep.bad_offset);
+      node_free(c);
+      return rc;
+    }
+  }
+  rc = store_open(&c->store, c->store_path, c->node_id, o.persistent && o.auto_flush,
+                  o.store_max_bytes, err);
+  if (rc == 0 && o.persistent) rc = node_recover(c, &rep, err);
+  if (rc == 0 && !o.persistent) c->last_lsn = store_applied_lsn(c->store);
+  if (rc == 0 && pthread_create(&c->writer, NULL, node_writer_main, c) != 0)
+    rc = sa_fail(err, SA_ENOMEM, "cannot start the writer thread");
+  if (rc) {
+    node_free(c);
+    return rc;
+  }
+  c->writer_started = true;
+  *out = c;
+  return 0;
+}
+
+void sa_client_close(sa_client *c) {
+  if (!c) return;
+  if (c->writer_started) {
+    pthread_mutex_lock(&c->mu);
+    c->stopping = true;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->writer, NULL);
+  }
+  if (c->wal && !c->read_only) {
+    sa_error e;
+    c->dirty = true;
+    if (node_flush_now(c, &e) == 0) store_sync(c->store, &e);
+  }
+  node_free(c);
+}
+
+/* ---- writes ------------------------------------------------------------ */
+
+static int node_check_value(sa_client *c, const char *key, size_t len, sa_error *err) {
+  if (len > c->opts.max_value_bytes)
+    return sa_fail(err, SA_ETOOBIG,
+                   "value for key '%.200s' is %zu bytes; the limit is %u bytes "
+                   "(max_value_bytes)",
+                   key, len, c->opts.max_value_bytes);
+  return 0;
+}
+
+static int node_write_preflight(sa_client *c, const char *key, sa_error *err) {
+  if (!c) return sa_fail(err, SA_EINVAL, "client is NULL");
+  if (__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE))
+    return sa_fail(err, SA_EREADONLY, "%s", c->read_only_reason);
+  return key ? sa_key_check(key, strlen(key), err)
+             : sa_fail(err, SA_EKEY, "invalid key: key is NULL");
+}
+
+int sa_client_put_ex(sa_client *c, const char *key, const void *data, size_t len,
+                     const sa_write_opts *wo, sa_write_result *res, sa_error *err) {
+  int rc = node_write_preflight(c, key, err);
+  if (rc || (rc = node_check_value(c, key, len, err)) != 0) return rc;
+  if (len && !data) return sa_fail(err, SA_EINVAL, "value data is NULL with length %zu", len);
+  if (wo && wo->cond != SA_COND_NONE && wo->cond != SA_COND_VERSION && wo->cond != SA_COND_ABSENT)
+    return sa_fail(err, SA_EINVAL, "unknown write condition %d", wo->cond);
+  wreq r;
+  memset(&r, 0, sizeof r);
+  r.kind = REQ_PUT;
+  r.key = key;
+  r.klen = (uint32_t)strlen(key);
+  r.val = data;
+  r.vlen = (uint32_t)len;
+  if (wo) r.cond = *wo;
+  r.bytes = SA_WAL_RECORD_HEADER + 8 + r.klen + len;
+  rc = node_submit(c, &r, err);
+  if (rc == 0 && res) *res = r.res;
+  return rc;
+}
+
+int sa_client_put_bytes(sa_client *c, const char *key, const void *data, size_t len,
+                        sa_error *err) {
+  return sa_client_put_ex(c, key, data, len, NULL, NULL, err);
+}
+
+int sa_client_put(sa_client *c, const char *key, const char *value, sa_error *err) {
+  if (!value) return sa_fail(err, SA_EINVAL, "value is NULL");
+  return sa_client_put_ex(c, key, value, strlen(value), NULL, NULL, err);
+}
+
+int sa_client_remove_ex(sa_client *c, const char *key, const sa_write_opts *wo,
+                        sa_write_result *res, sa_error *err) {
+  int rc = node_write_preflight(c, key, err);
+  if (rc) return rc;
+  if (wo && wo->cond == SA_COND_ABSENT)
+    return sa_fail(err, SA_EINVAL, "a remove cannot require the key to be absent");
+  wreq r;
+  memset(&r, 0, sizeof r);
+  r.kind = REQ_DEL;
+  r.key = key;
+  r.klen = (uint32_t)strlen(key);
+  if (wo) r.cond = *wo;
+  r.bytes = SA_WAL_RECORD_HEADER + 4 + r.klen;
+  rc = node_submit(c, &r, err);
+  if (rc == 0 && res) *res = r.res;
+  return rc;
+}
+
+int sa_client_remove(sa_client *c, const char *key, sa_error *err) {
+  return sa_client_remove_ex(c, key, NULL, NULL, err);
+}
+
+int sa_client_batch(sa_client *c, const sa_batch_op *ops, size_t n, sa_write_result *res,
+                    sa_error *err) {
+  if (!c) return sa_fail(err, SA_EINVAL, "client is NULL");
+  if (!ops || n == 0 || n > SA_WAL_MAX_BATCH_OPS)
+    return sa_fail(err, SA_EINVAL, "a batch holds 1 to %d operations, not %zu",
+                   SA_WAL_MAX_BATCH_OPS, ops ? n : 0);
+  if (__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE))
+    return sa_fail(err, SA_EREADONLY, "%s", c->read_only_reason);
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++) {
+    const sa_batch_op *o = &ops[i];
+    if (o->op != SA_OP_PUT && o->op != SA_OP_DELETE)
+      return sa_fail(err, SA_EINVAL, "batch operation %zu: unknown op %d", i, o->op);
+    sa_error ke;
+    if (!o->key || sa_key_check(o->key, strlen(o->key), &ke) != 0)
+      return sa_fail(err, SA_EKEY, "batch operation %zu: %s", i,
+                     o->key ? ke.message : "key is NULL");
+    size_t vlen = o->op == SA_OP_PUT ? o->len : 0;
+    if (o->op == SA_OP_PUT) {
+      int rc = node_check_value(c, o->key, vlen, err);
+      if (rc) return rc;
+      if (vlen && !o->data)
+        return sa_fail(err, SA_EINVAL, "batch operation %zu: value data is NULL", i);
+    }
+    total += strlen(o->key) + vlen;
+  }
+  if (total > c->opts.max_batch_bytes)
+    return sa_fail(err, SA_ETOOBIG, "batch is %zu bytes; the limit is %u bytes (max_batch_bytes)",
+                   total, c->opts.max_batch_bytes);
+  wreq r;
+  memset(&r, 0, sizeof r);
+  r.kind = REQ_BATCH;
+  r.ops = ops;
+  r.nops = n;
+  r.bytes = SA_WAL_RECORD_HEADER + 4 + 9 * n + total;
+  int rc = node_submit(c, &r, err);
+  if (rc == 0 && res) *res = r.res;
+  return rc;
+}
+
+int sa_client_flush(sa_client *c, sa_error *err) {
+  if (!c) return sa_fail(err, SA_EINVAL, "client is NULL");
+  wreq r;
+  memset(&r, 0, sizeof r);
+  r.kind = REQ_FLUSH;
+  return node_submit(c, &r, err);
+}
+
+int sa_client_checkpoint(sa_client *c, sa_error *err) {
+  if (!c) return sa_fail(err, SA_EINVAL, "client is NULL");
+  wreq r;
+  memset(&r, 0, sizeof r);
+  r.kind = REQ_CHECKPOINT;
+  return node_submit(c, &r, err);
+}
+
+/* ---- reads and state --------------------------------------------------- */
+
+int sa_client_get(sa_client *c, const char *key, sa_value *out, sa_error *err) {
+  if (!out) return sa_fail(err, SA_EINVAL, "sa_client_get: out is NULL");
+  memset(out, 0, sizeof *out);
+  if (!c) return sa_fail(err, SA_EINVAL, "client is NULL");
+  if (!key) return sa_fail(err, SA_EKEY, "invalid key: key is NULL");
+  size_t n = strlen(key);
+  int rc = sa_key_check(key, n, err);
+  if (rc) return rc;
+  return store_get(c->store, key, (uint32_t)n, out, err);
+}
+
+void sa_value_free(sa_value *v) {
+  if (!v) return;
+  free(v->data);
+  memset(v, 0, sizeof *v);
+}
+
+size_t sa_client_size(sa_client *c) {
+  return c ? (size_t)store_count(c->store) : 0;
+}
+
+int sa_client_list(sa_client *c, const char *prefix, const char *after, size_t limit,
+                   bool with_values, sa_list *out, sa_error *err) {
+  if (!out) return sa_fail(err, SA_EINVAL, "sa_client_list: out is NULL");
+  memset(out, 0, sizeof *out);
+  if (!c) return sa_fail(err, SA_EINVAL, "client is NULL");
+  if (limit == 0 || limit > 10000)
+    return sa_fail(err, SA_EINVAL, "limit %zu is out of range (1..10000)", limit);
+  if (prefix && strlen(prefix) > SA_KEY_MAX)
+    return sa_fail(err, SA_EKEY, "prefix is longer than the %d-byte key limit", SA_KEY_MAX);
+  if (after && strlen(after) > SA_KEY_MAX)
+    return sa_fail(err, SA_EKEY, "after is longer than the %d-byte key limit", SA_KEY_MAX);
+  return store_list(c->store, prefix, after, limit, with_values, out, err);
+}
+
+int sa_client_sync_state(sa_client *c, sa_sync_state *out, sa_error *err) {
+  if (!c || !out) return sa_fail(err, SA_EINVAL, "sa_client_sync_state: NULL argument");
+  memset(out, 0, sizeof *out);
+  out->outbox_size = store_outbox_count(c->store);
+  out->queued = out->outbox_size; /* no transport runs: all work waits */
+  out->last_lsn = __atomic_load_n(&c->last_lsn, __ATOMIC_ACQUIRE);
+  out->transport_enabled = c->opts.enable_transport;
+  out->discovery_enabled = c->opts.enable_discovery;
+  return 0;
+}
+
+int sa_client_status(sa_client *c, sa_status *out, sa_error *err) {
+  if (!c || !out) return sa_fail(err, SA_EINVAL, "sa_client_status: NULL argument");
+  memset(out, 0, sizeof *out);
+  snprintf(out->node_id, sizeof out->node_id, "%s", c->node_id);
+  out->persistent = c->opts.persistent;
+  out->durable = c->opts.persistent && c->opts.auto_flush;
+  out->read_only = __atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE);
+  if (out->read_only)
+    snprintf(out->read_only_reason, sizeof out->read_only_reason, "%s", c->read_only_reason);
+  out->wal_path = c->wal_path;
+  out->store_path = c->store_path;
+  out->wal_bytes = c->wal ? wal_size(c->wal) : 0;
+  out->last_lsn = __atomic_load_n(&c->last_lsn, __ATOMIC_ACQUIRE);
+  out->applied_lsn = store_applied_lsn(c->store);
+  out->size = store_count(c->store);
+  out->checkpoints = __atomic_load_n(&c->checkpoints, __ATOMIC_RELAXED);
+  out->recovery = c->recovery;
+  return 0;
+}

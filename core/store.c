@@ -1,0 +1,448 @@
+/*
+ * store.c -- LMDB-backed materialized store.  See store.h for the layout.
+ *
+ * Durability split: the WAL is the commit point; LMDB is the current state.
+ * With durable_commits (auto_flush on) LMDB runs with MDB_NOMETASYNC: each
+ * commit fdatasyncs the data pages and leaves the meta page to the next
+ * commit, which keeps the file intact after a power loss and may only undo
+ * the last transaction -- which the WAL replays.  Without it (auto_flush
+ * off, memory-only) commits are not synced at all (MDB_NOSYNC) and the node
+ * calls store_sync on its flush schedule and at checkpoints.
+ *
+ * Threads: the environment is opened with MDB_NOTLS so read transactions are
+ * not tied to threads (libmicrohttpd pools reuse threads freely).  The write
+ * transaction is a single slot in the handle: the node's writer thread is
+ * the only writer.
+ */
+#define _GNU_SOURCE
+#include "store.h"
+
+#include "internal.h"
+#include "io.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define KV_HEADER 24 /* version, lsn, hlc */
+#define OUTBOX_HEADER 24
+
+struct store_wtxn {
+  sa_store *s;
+  MDB_txn *txn;
+};
+
+struct sa_store {
+  MDB_env *env;
+  MDB_dbi kv, outbox, meta;
+  char *path;
+  uint64_t applied_lsn;
+  uint64_t hlc;
+  uint64_t map_bytes;
+  store_wtxn w; /* the single write transaction slot */
+  bool w_busy;
+};
+
+/* Maps an LMDB result to an SA code and message. */
+static int store_err(sa_store *s, int rc, const char *what, sa_error *err) {
+  const char *path = s ? s->path : "?";
+  switch (rc) {
+  case MDB_MAP_FULL:
+    return sa_fail(err, SA_ENOSPC,
+                   "store '%s' is full (%s): the store_max_bytes limit of %llu bytes is reached",
+                   path, what, (unsigned long long)(s ? s->map_bytes : 0));
+  case MDB_INVALID:
+    return sa_fail(err, SA_ECORRUPT, "store '%s' is not an LMDB file (%s)", path, what);
+  case MDB_VERSION_MISMATCH:
+    return sa_fail(err, SA_EFORMAT, "store '%s' was written by another LMDB version (%s)", path,
+                   what);
+  case MDB_CORRUPTED:
+  case MDB_PAGE_NOTFOUND:
+    return sa_fail(err, SA_ECORRUPT, "store '%s' is corrupt (%s): %s", path, what,
+                   mdb_strerror(rc));
+  default:
+    if (rc > 0)
+      return sa_fail(err, sa_errno_code(rc), "store '%s': %s failed: %s", path, what, strerror(rc));
+    return sa_fail(err, SA_EINTERNAL, "store '%s': %s failed: %s", path, what, mdb_strerror(rc));
+  }
+}
+
+static int meta_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out) {
+  MDB_val k = {strlen(name), (void *)name}, v;
+  int rc = mdb_get(txn, dbi, &k, &v);
+  if (rc == 0) {
+    if (v.mv_size != 8) return MDB_CORRUPTED;
+    *out = sa_get_u64(v.mv_data);
+  }
+  return rc;
+}
+
+static int meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t val) {
+  unsigned char b[8];
+  sa_put_u64(b, val);
+  MDB_val k = {strlen(name), (void *)name}, v = {8, b};
+  return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+int store_open(sa_store **out, const char *path, const char *node_id, bool durable_commits,
+               uint64_t map_bytes, sa_error *err) {
+  *out = NULL;
+  sa_store *s = calloc(1, sizeof *s);
+  if (!s || !(s->path = strdup(path))) {
+    free(s);
+    return sa_fail(err, SA_ENOMEM, "out of memory opening store '%s'", path);
+  }
+  s->map_bytes = map_bytes;
+  MDB_txn *txn = NULL;
+  int rc = mdb_env_create(&s->env);
+  if (rc) goto lmdb_fail;
+  mdb_env_set_maxdbs(s->env, 4);
+  mdb_env_set_maxreaders(s->env, 1024);
+  if ((rc = mdb_env_set_mapsize(s->env, (size_t)map_bytes)) != 0) goto lmdb_fail;
+  unsigned flags = MDB_NOSUBDIR | MDB_NOTLS | (durable_commits ? MDB_NOMETASYNC : MDB_NOSYNC);
+  rc = mdb_env_open(s->env, path, flags, 0644);
+  if (rc == ENOENT) {
+    int code =
+        sa_fail(err, SA_ENOENT,
+                "cannot open store '%s': its directory does not exist; create it first", path);
+    mdb_env_close(s->env);
+    free(s->path);
+    free(s);
+    return code;
+  }
+  if (rc) goto lmdb_fail;
+  if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) goto lmdb_fail;
+  if ((rc = mdb_dbi_open(txn, "kv", MDB_CREATE, &s->kv)) != 0 ||
+      (rc = mdb_dbi_open(txn, "outbox", MDB_CREATE, &s->outbox)) != 0 ||
+      (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0)
+    goto lmdb_fail;
+
+  /* Meta: a new store takes this node's id; an old one must match it. */
+  MDB_val k = {7, "node_id"}, v;
+  rc = mdb_get(txn, s->meta, &k, &v);
+  if (rc == MDB_NOTFOUND) {
+    v.mv_size = strlen(node_id);
+    v.mv_data = (void *)node_id;
+    unsigned char fmt[4];
+    sa_put_u32(fmt, SA_STORE_FORMAT);
+    MDB_val fk = {6, "format"}, fv = {4, fmt};
+    if ((rc = mdb_put(txn, s->meta, &k, &v, 0)) != 0 ||
+        (rc = mdb_put(txn, s->meta, &fk, &fv, 0)) != 0)
+      goto lmdb_fail;
+  } else if (rc == 0) {
+    if (v.mv_size != strlen(node_id) || memcmp(v.mv_data, node_id, v.mv_size) != 0) {
+      int code = sa_fail(err, SA_ENODE, "store '%s' belongs to node '%.*s', not to node '%s'", path,
+                         (int)(v.mv_size > 64 ? 64 : v.mv_size), (const char *)v.mv_data, node_id);
+      mdb_txn_abort(txn);
+      mdb_env_close(s->env);
+      free(s->path);
+      free(s);
+      return code;
+    }
+    MDB_val fk = {6, "format"}, fv;
+    if ((rc = mdb_get(txn, s->meta, &fk, &fv)) != 0) goto lmdb_fail;
+    uint32_t fmt = fv.mv_size == 4 ? sa_get_u32(fv.mv_data) : 0;
+    if (fmt != SA_STORE_FORMAT) {
+      int code =
+          sa_fail(err, SA_EFORMAT, "store '%s' has format version %u; this build reads version %d",
+                  path, fmt, SA_STORE_FORMAT);
+      mdb_txn_abort(txn);
+      mdb_env_close(s->env);
+      free(s->path);
+      free(s);
+      return code;
+    }
+  } else {
+    goto lmdb_fail;
+  }
+  rc = meta_get_u64(txn, s->meta, "applied_lsn", &s->applied_lsn);
+  if (rc && rc != MDB_NOTFOUND) goto lmdb_fail;
+  rc = meta_get_u64(txn, s->meta, "hlc", &s->hlc);
+  if (rc && rc != MDB_NOTFOUND) goto lmdb_fail;
+  if ((rc = mdb_txn_commit(txn)) != 0) {
+    txn = NULL;
+    goto lmdb_fail;
+  }
+  *out = s;
+  return 0;
+
+lmdb_fail:;
+  int code = store_err(s, rc, "open", err);
+  if (txn) mdb_txn_abort(txn);
+  if (s->env) mdb_env_close(s->env);
+  free(s->path);
+  free(s);
+  return code;
+}
+
+void store_close(sa_store *s) {
+  if (!s) return;
+  assert(!s->w_busy);
+  mdb_env_close(s->env);
+  free(s->path);
+  free(s);
+}
+
+uint64_t store_applied_lsn(const sa_store *s) {
+  return __atomic_load_n(&s->applied_lsn, __ATOMIC_ACQUIRE);
+}
+
+uint64_t store_meta_hlc(const sa_store *s) {
+  return s->hlc;
+}
+
+int store_sync(sa_store *s, sa_error *err) {
+  int e = sa_io_get()->store_commit();
+  if (e)
+    return sa_fail(err, sa_errno_code(e), "sync of store '%s' failed: %s", s->path, strerror(e));
+  int rc = mdb_env_sync(s->env, 1);
+  if (rc) return store_err(s, rc, "sync", err);
+  return 0;
+}
+
+/* ---- write transaction ------------------------------------------------- */
+
+int store_wbegin(sa_store *s, store_wtxn **out, sa_error *err) {
+  assert(!s->w_busy);
+  int rc = mdb_txn_begin(s->env, NULL, 0, &s->w.txn);
+  if (rc) return store_err(s, rc, "begin write transaction", err);
+  s->w.s = s;
+  s->w_busy = true;
+  *out = &s->w;
+  return 0;
+}
+
+int store_wversion(store_wtxn *t, const char *key, uint32_t klen, uint64_t *version,
+                   sa_error *err) {
+  MDB_val k = {klen, (void *)key}, v;
+  int rc = mdb_get(t->txn, t->s->kv, &k, &v);
+  if (rc == MDB_NOTFOUND) {
+    *version = 0;
+    return 0;
+  }
+  if (rc) return store_err(t->s, rc, "read", err);
+  if (v.mv_size < KV_HEADER)
+    return sa_fail(err, SA_ECORRUPT, "store '%s': short kv entry", t->s->path);
+  *version = sa_get_u64(v.mv_data);
+  return 0;
+}
+
+int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, uint32_t vlen,
+               uint64_t lsn, uint64_t hlc, uint64_t *version, sa_error *err) {
+  uint64_t old;
+  int rc = store_wversion(t, key, klen, &old, err);
+  if (rc) return rc;
+  MDB_val k = {klen, (void *)key}, v = {KV_HEADER + (size_t)vlen, NULL};
+  rc = mdb_put(t->txn, t->s->kv, &k, &v, MDB_RESERVE);
+  if (rc) return store_err(t->s, rc, "put", err);
+  unsigned char *p = v.mv_data;
+  sa_put_u64(p, old + 1);
+  sa_put_u64(p + 8, lsn);
+  sa_put_u64(p + 16, hlc);
+  if (vlen) memcpy(p + KV_HEADER, val, vlen);
+  *version = old + 1;
+  return 0;
+}
+
+int store_wdel(store_wtxn *t, const char *key, uint32_t klen, bool *existed, sa_error *err) {
+  MDB_val k = {klen, (void *)key};
+  int rc = mdb_del(t->txn, t->s->kv, &k, NULL);
+  if (rc == MDB_NOTFOUND) {
+    *existed = false;
+    return 0;
+  }
+  if (rc) return store_err(t->s, rc, "delete", err);
+  *existed = true;
+  return 0;
+}
+
+int store_woutbox(store_wtxn *t, uint64_t lsn, uint64_t hlc, int type, const void *payload,
+                  uint32_t len, sa_error *err) {
+  unsigned char kb[8];
+  for (int i = 0; i < 8; i++)
+    kb[i] = (unsigned char)(lsn >> (56 - 8 * i)); /* big-endian: LSN order */
+  MDB_val k = {8, kb}, v = {OUTBOX_HEADER + (size_t)len, NULL};
+  int rc = mdb_put(t->txn, t->s->outbox, &k, &v, MDB_RESERVE);
+  if (rc) return store_err(t->s, rc, "outbox put", err);
+  unsigned char *p = v.mv_data;
+  memset(p, 0, OUTBOX_HEADER);
+  p[0] = STORE_OUTBOX_QUEUED;
+  p[1] = (unsigned char)type;
+  sa_put_u64(p + 8, hlc);
+  memcpy(p + OUTBOX_HEADER, payload, len);
+  return 0;
+}
+
+int store_wcommit(store_wtxn *t, uint64_t applied_lsn, uint64_t hlc, sa_error *err) {
+  sa_store *s = t->s;
+  int rc;
+  if ((rc = meta_put_u64(t->txn, s->meta, "applied_lsn", applied_lsn)) != 0 ||
+      (rc = meta_put_u64(t->txn, s->meta, "hlc", hlc)) != 0) {
+    store_wabort(t);
+    return store_err(s, rc, "meta update", err);
+  }
+  int e = sa_io_get()->store_commit();
+  if (e) {
+    store_wabort(t);
+    return sa_fail(err, sa_errno_code(e), "commit to store '%s' failed: %s", s->path, strerror(e));
+  }
+  rc = mdb_txn_commit(t->txn);
+  t->txn = NULL;
+  s->w_busy = false;
+  if (rc) return store_err(s, rc, "commit", err);
+  __atomic_store_n(&s->applied_lsn, applied_lsn, __ATOMIC_RELEASE);
+  s->hlc = hlc;
+  return 0;
+}
+
+void store_wabort(store_wtxn *t) {
+  if (t->txn) mdb_txn_abort(t->txn);
+  t->txn = NULL;
+  t->s->w_busy = false;
+}
+
+/* ---- reads ------------------------------------------------------------- */
+
+static int store_rbegin(sa_store *s, MDB_txn **txn, sa_error *err) {
+  int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+  if (rc) return store_err(s, rc, "begin read transaction", err);
+  return 0;
+}
+
+int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_error *err) {
+  memset(out, 0, sizeof *out);
+  MDB_txn *txn;
+  int rc = store_rbegin(s, &txn, err);
+  if (rc) return rc;
+  MDB_val k = {klen, (void *)key}, v;
+  rc = mdb_get(txn, s->kv, &k, &v);
+  if (rc == MDB_NOTFOUND) {
+    mdb_txn_abort(txn);
+    return sa_fail(err, SA_ENOTFOUND, "key '%.*s' not found", (int)(klen > 200 ? 200 : klen), key);
+  }
+  if (rc || v.mv_size < KV_HEADER) {
+    mdb_txn_abort(txn);
+    return rc ? store_err(s, rc, "get", err)
+              : sa_fail(err, SA_ECORRUPT, "store '%s': short kv entry", s->path);
+  }
+  size_t len = v.mv_size - KV_HEADER;
+  char *data = malloc(len + 1);
+  if (!data) {
+    mdb_txn_abort(txn);
+    return sa_fail(err, SA_ENOMEM, "out of memory reading a %zu-byte value", len);
+  }
+  const unsigned char *p = v.mv_data;
+  out->version = sa_get_u64(p);
+  out->lsn = sa_get_u64(p + 8);
+  out->hlc = sa_get_u64(p + 16);
+  memcpy(data, p + KV_HEADER, len); /* copy out before the txn ends */
+  data[len] = 0;
+  mdb_txn_abort(txn);
+  out->data = data;
+  out->len = len;
+  return 0;
+}
+
+static bool has_prefix(const MDB_val *k, const char *prefix, size_t plen) {
+  return k->mv_size >= plen && memcmp(k->mv_data, prefix, plen) == 0;
+}
+
+int store_list(sa_store *s, const char *prefix, const char *after, size_t limit, bool with_values,
+               sa_list *out, sa_error *err) {
+  memset(out, 0, sizeof *out);
+  size_t plen = prefix ? strlen(prefix) : 0, alen = after ? strlen(after) : 0;
+  MDB_txn *txn;
+  MDB_cursor *cur;
+  int rc = store_rbegin(s, &txn, err);
+  if (rc) return rc;
+  if ((rc = mdb_cursor_open(txn, s->kv, &cur)) != 0) {
+    mdb_txn_abort(txn);
+    return store_err(s, rc, "cursor", err);
+  }
+  out->items = calloc(limit, sizeof *out->items);
+  if (!out->items) {
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return sa_fail(err, SA_ENOMEM, "out of memory listing %zu keys", limit);
+  }
+  MDB_val k, v;
+  bool use_after = alen && (plen == 0 || strncmp(after, prefix, plen) >= 0);
+  if (use_after) {
+    k.mv_size = alen;
+    k.mv_data = (void *)after;
+  } else {
+    k.mv_size = plen;
+    k.mv_data = (void *)(prefix ? prefix : "");
+  }
+  rc = k.mv_size ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
+                 : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+  if (rc == 0 && use_after && k.mv_size == alen && memcmp(k.mv_data, after, alen) == 0)
+    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+  int code = 0;
+  while (rc == 0 && has_prefix(&k, prefix, plen)) {
+    if (out->count == limit) {
+      out->more = true;
+      break;
+    }
+    if (v.mv_size < KV_HEADER) {
+      code = sa_fail(err, SA_ECORRUPT, "store '%s': short kv entry", s->path);
+      break;
+    }
+    sa_entry *e = &out->items[out->count];
+    const unsigned char *p = v.mv_data;
+    e->len = v.mv_size - KV_HEADER;
+    e->version = sa_get_u64(p);
+    e->lsn = sa_get_u64(p + 8);
+    e->hlc = sa_get_u64(p + 16);
+    e->key = malloc(k.mv_size + 1);
+    if (with_values) e->data = malloc(e->len + 1);
+    if (!e->key || (with_values && !e->data)) {
+      free(e->key);
+      free(e->data);
+      code = sa_fail(err, SA_ENOMEM, "out of memory listing keys");
+      break;
+    }
+    memcpy(e->key, k.mv_data, k.mv_size);
+    e->key[k.mv_size] = 0;
+    if (with_values) {
+      memcpy(e->data, p + KV_HEADER, e->len);
+      e->data[e->len] = 0;
+    }
+    out->count++;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+  }
+  if (!code && rc && rc != MDB_NOTFOUND) code = store_err(s, rc, "list", err);
+  mdb_cursor_close(cur);
+  mdb_txn_abort(txn);
+  if (code) sa_list_free(out);
+  return code;
+}
+
+void sa_list_free(sa_list *l) {
+  if (!l) return;
+  for (size_t i = 0; i < l->count; i++) {
+    free(l->items[i].key);
+    free(l->items[i].data);
+  }
+  free(l->items);
+  memset(l, 0, sizeof *l);
+}
+
+static uint64_t store_entries(sa_store *s, MDB_dbi dbi) {
+  MDB_txn *txn;
+  MDB_stat st;
+  if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0) return 0;
+  int rc = mdb_stat(txn, dbi, &st);
+  mdb_txn_abort(txn);
+  return rc ? 0 : (uint64_t)st.ms_entries;
+}
+
+uint64_t store_count(sa_store *s) {
+  return store_entries(s, s->kv);
+}
+
+uint64_t store_outbox_count(sa_store *s) {
+  return store_entries(s, s->outbox);
+}

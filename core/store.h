@@ -1,0 +1,95 @@
+/*
+ * store.h -- the materialized store: LMDB, the only module that sees LMDB
+ * types.
+ *
+ * Three named databases in one LMDB file (MDB_NOSUBDIR; its lock file is
+ * "<path>-lock"):
+ *   kv      key -> u64 version, u64 lsn, u64 hlc, value bytes
+ *   outbox  u64 big-endian lsn -> u8 state, u8 record type, u16 0, u32 attempts,
+ *           u64 hlc, u64 next attempt (unix ms), record payload (the WAL op)
+ *   meta    "format" u32, "node_id" text, "applied_lsn" u64, "hlc" u64
+ *
+ * One write transaction applies a group of operations, their outbox
+ * entries and the new applied LSN together (store_w*).  Only one thread may
+ * hold the write transaction (the node's writer thread).  Reads may run on
+ * any thread concurrently with the writer; values are copied out before the
+ * read transaction ends.
+ */
+#ifndef SA_STORE_H
+#define SA_STORE_H
+
+#include "softadastra.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct sa_store sa_store;
+typedef struct store_wtxn store_wtxn;
+
+enum {
+  STORE_OUTBOX_QUEUED = 0,
+  STORE_OUTBOX_IN_FLIGHT = 1,
+  STORE_OUTBOX_ACKED = 2,
+  STORE_OUTBOX_FAILED = 3
+};
+
+#define SA_STORE_FORMAT 1
+
+/* Opens (creating when missing) the store at path for node_id.
+ * durable_commits: every commit syncs the data pages (MDB_NOMETASYNC: the
+ * store stays intact after a power loss); otherwise commits are not synced
+ * (MDB_NOSYNC) and store_sync must be called.  map_bytes is the size limit.
+ * Errors: SA_ENOENT, SA_EACCES, SA_ENODE (store of another node),
+ * SA_EFORMAT, SA_ECORRUPT (not an LMDB file), SA_ELOCKED. */
+int store_open(sa_store **out, const char *path, const char *node_id, bool durable_commits,
+               uint64_t map_bytes, sa_error *err);
+
+/* Closes the environment (does not sync: call store_sync first). */
+void store_close(sa_store *s);
+
+/* Values read from meta at open (then maintained by store_wcommit). */
+uint64_t store_applied_lsn(const sa_store *s);
+uint64_t store_meta_hlc(const sa_store *s);
+
+/* Forces the data and meta pages to disk (mdb_env_sync(force)).  Calls the
+ * io table's store_commit hook first. */
+int store_sync(sa_store *s, sa_error *err);
+
+/* ---- the write transaction (writer thread only) ------------------------ */
+
+int store_wbegin(sa_store *s, store_wtxn **out, sa_error *err);
+
+/* Current version of key inside the transaction (0 when absent). */
+int store_wversion(store_wtxn *t, const char *key, uint32_t klen, uint64_t *version, sa_error *err);
+
+/* Puts key; *version receives the new version (old + 1, or 1). */
+int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, uint32_t vlen,
+               uint64_t lsn, uint64_t hlc, uint64_t *version, sa_error *err);
+
+/* Deletes key if present; *existed says whether it was. */
+int store_wdel(store_wtxn *t, const char *key, uint32_t klen, bool *existed, sa_error *err);
+
+/* Records the outbox entry (queued) for the WAL record lsn. */
+int store_woutbox(store_wtxn *t, uint64_t lsn, uint64_t hlc, int type, const void *payload,
+                  uint32_t len, sa_error *err);
+
+/* Writes applied_lsn and hlc into meta and commits.  The transaction is
+ * gone afterwards, whatever the result. */
+int store_wcommit(store_wtxn *t, uint64_t applied_lsn, uint64_t hlc, sa_error *err);
+
+/* Abandons the transaction: nothing of it becomes visible. */
+void store_wabort(store_wtxn *t);
+
+/* ---- reads (any thread) ------------------------------------------------ */
+
+/* Copies key's value out.  SA_ENOTFOUND when absent. */
+int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_error *err);
+
+int store_list(sa_store *s, const char *prefix, const char *after, size_t limit, bool with_values,
+               sa_list *out, sa_error *err);
+
+/* Entry counts (0 on error). */
+uint64_t store_count(sa_store *s);
+uint64_t store_outbox_count(sa_store *s);
+
+#endif

@@ -1,0 +1,823 @@
+/*
+ * wal.c -- the write-ahead log.
+ *
+ * WHAT IT IS
+ *
+ * One append-only file per node.  Every write the node acknowledges is first
+ * a record here, made durable by fdatasync (auto_flush on) before the store
+ * (LMDB) is touched.  After a crash the records the store has not applied
+ * are replayed.  A checkpoint drops the records the store holds durably.
+ *
+ * FILE LAYOUT (all integers little-endian)
+ *
+ *   File header, 128 bytes, at offset 0:
+ *     0   8  magic "SADWAL\r\n"
+ *     8   4  format version (1)
+ *    12   4  header size (128)
+ *    16   8  start_lsn: every record in this file has LSN > start_lsn
+ *    24   8  created, unix milliseconds
+ *    32   2  node id length (1..64)
+ *    34  64  node id bytes, zero padded
+ *    98  26  reserved, zero
+ *   124   4  CRC-32C of bytes 0..123
+ *
+ *   Then records, back to back, from offset 128:
+ *     0   4  CRC-32C of bytes 4..31 of this header and of the whole payload
+ *     4   4  payload length N
+ *     8   1  type: 1 put, 2 delete, 3 batch
+ *     9   1  flags (0)
+ *    10   2  record magic, the bytes 'S' 'A'
+ *    12   4  reserved (0)
+ *    16   8  LSN
+ *    24   8  HLC timestamp (48 bits of unix ms, 16 bits logical)
+ *    32   N  payload:
+ *              put:    u32 key length K, u32 value length V, K key bytes, V value bytes
+ *              delete: u32 key length K, K key bytes
+ *              batch:  u32 count C (1..10000), then C times:
+ *                        u8 op (1 put, 2 delete), u32 K, u32 V (0 for delete),
+ *                        K key bytes, V value bytes
+ *
+ * VALIDITY RULE
+ *
+ * The record at offset o is valid when: its 32-byte header lies inside the
+ * file; the magic, type, flags and reserved fields are as above; the payload
+ * lies inside the file; the CRC matches; the payload's own lengths add up to
+ * exactly N; and its LSN is the previous record's LSN + 1 (the first record:
+ * any LSN > start_lsn).  The records of a file are its longest prefix of
+ * valid records; everything after that prefix is the "rest".
+ *
+ * RECOVERY (wal_scan + node.c)
+ *
+ *   1. Lock the file (flock, non-blocking: a second node gets SA_ELOCKED).
+ *   2. Check the header: magic, CRC, version, node id.  A file shorter than
+ *      the header whose bytes are a prefix of a header is a WAL whose
+ *      creation was interrupted: it is rewritten.
+ *   3. Read the valid prefix.  If the rest is empty the file is CLEAN.
+ *   4. If somewhere in the rest a valid record starts whose LSN is above the
+ *      last good LSN, the file is CORRUPT: a bad record sits among good
+ *      ones.  Open fails naming the file and the offset, and nothing is
+ *      modified.  sa_wal_repair (the `wal repair` command) copies the file
+ *      aside and truncates it at the bad record: an explicit, logged loss.
+ *   5. Otherwise the rest is a TORN tail (a write interrupted by a crash,
+ *      or zeros left by a file system after power loss): its bytes are
+ *      copied to a side file "<wal>.torn.<unix ms>", synced, and the WAL is
+ *      truncated to the valid prefix.  No acknowledged record is in a torn
+ *      tail: acknowledgement follows the fdatasync of the whole record.
+ *   6. The node replays every valid record above the store's applied LSN.
+ *
+ * Caveat: after a power loss a file system may persist the pages of the
+ * last, unacknowledged write out of order, so a torn record can be followed
+ * by a whole one from the same write.  The rule above then reports CORRUPT,
+ * and `wal repair` is the remedy; it loses nothing that was acknowledged
+ * because the whole write was never fdatasync'ed.
+ *
+ * CHECKPOINT (wal_reset)
+ *
+ * Once the store is synced through LSN X, the file is truncated to its
+ * header and the header rewritten with start_lsn = X, then synced.  A crash
+ * between the steps leaves either the old records (all <= X, skipped at
+ * replay) or an empty file with an older start_lsn: both recover.
+ *
+ * ERRORS
+ *
+ * Every call goes through the sa_io table (io.h).  A failed append is
+ * rolled back by truncation.  A failed fdatasync poisons the handle: the
+ * kernel may have dropped the dirty pages, so retrying and succeeding would
+ * be a lie (the PostgreSQL fsync lesson).  The node turns read-only.
+ */
+#define _GNU_SOURCE
+#include "wal.h"
+
+#include "crc32c.h"
+#include "internal.h"
+#include "io.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static const unsigned char wal_magic[8] = {'S', 'A', 'D', 'W', 'A', 'L', '\r', '\n'};
+
+struct sa_wal {
+  int fd;
+  char *path;
+  char node_id[SA_NODE_ID_MAX + 1];
+  uint64_t start_lsn;
+  uint64_t size; /* bytes in the file, as this handle wrote them */
+  bool poisoned; /* a fdatasync failed */
+  char poison_msg[256];
+};
+
+/* ---- encoding ---------------------------------------------------------- */
+
+size_t wal_record_size(const wal_op *ops, size_t n, bool is_batch) {
+  size_t s = SA_WAL_RECORD_HEADER;
+  if (!is_batch) {
+    assert(n == 1);
+    return s + (ops[0].op == SA_OP_PUT ? 8 + ops[0].klen + ops[0].vlen : 4 + ops[0].klen);
+  }
+  s += 4;
+  for (size_t i = 0; i < n; i++)
+    s += 9 + ops[i].klen + (ops[i].op == SA_OP_PUT ? ops[i].vlen : 0);
+  return s;
+}
+
+size_t wal_record_encode(unsigned char *out, uint64_t lsn, uint64_t hlc, const wal_op *ops,
+                         size_t n, bool is_batch) {
+  unsigned char *p = out + SA_WAL_RECORD_HEADER;
+  int type;
+  if (!is_batch) {
+    const wal_op *o = &ops[0];
+    type = o->op == SA_OP_PUT ? WAL_PUT : WAL_DELETE;
+    sa_put_u32(p, o->klen);
+    p += 4;
+    if (type == WAL_PUT) {
+      sa_put_u32(p, o->vlen);
+      p += 4;
+    }
+    memcpy(p, o->key, o->klen);
+    p += o->klen;
+    if (type == WAL_PUT && o->vlen) {
+      memcpy(p, o->val, o->vlen);
+      p += o->vlen;
+    }
+  } else {
+    type = WAL_BATCH;
+    sa_put_u32(p, (uint32_t)n);
+    p += 4;
+    for (size_t i = 0; i < n; i++) {
+      const wal_op *o = &ops[i];
+      uint32_t vlen = o->op == SA_OP_PUT ? o->vlen : 0;
+      *p++ = (unsigned char)o->op;
+      sa_put_u32(p, o->klen);
+      sa_put_u32(p + 4, vlen);
+      p += 8;
+      memcpy(p, o->key, o->klen);
+      p += o->klen;
+      if (vlen) {
+        memcpy(p, o->val, vlen);
+        p += vlen;
+      }
+    }
+  }
+  size_t len = (size_t)(p - out) - SA_WAL_RECORD_HEADER;
+  sa_put_u32(out + 4, (uint32_t)len);
+  out[8] = (unsigned char)type;
+  out[9] = 0;
+  out[10] = 'S';
+  out[11] = 'A';
+  sa_put_u32(out + 12, 0);
+  sa_put_u64(out + 16, lsn);
+  sa_put_u64(out + 24, hlc);
+  sa_put_u32(out, sa_crc32c(0, out + 4, SA_WAL_RECORD_HEADER - 4 + len));
+  return SA_WAL_RECORD_HEADER + len;
+}
+
+/* ---- decoding ---------------------------------------------------------- */
+
+int wal_payload_check(int type, const unsigned char *p, uint32_t len, uint32_t *count) {
+  const unsigned char *end = p + len;
+  if (type == WAL_PUT) {
+    if (len < 8) return -1;
+    uint64_t k = sa_get_u32(p), v = sa_get_u32(p + 4);
+    if (k == 0 || k > SA_KEY_MAX || 8 + k + v != len) return -1;
+    if (count) *count = 1;
+    return 0;
+  }
+  if (type == WAL_DELETE) {
+    if (len < 4) return -1;
+    uint64_t k = sa_get_u32(p);
+    if (k == 0 || k > SA_KEY_MAX || 4 + k != len) return -1;
+    if (count) *count = 1;
+    return 0;
+  }
+  if (type != WAL_BATCH || len < 4) return -1;
+  uint32_t n = sa_get_u32(p);
+  if (n == 0 || n > SA_WAL_MAX_BATCH_OPS) return -1;
+  p += 4;
+  for (uint32_t i = 0; i < n; i++) {
+    if (end - p < 9) return -1;
+    int op = p[0];
+    uint64_t k = sa_get_u32(p + 1), v = sa_get_u32(p + 5);
+    if ((op != SA_OP_PUT && op != SA_OP_DELETE) || k == 0 || k > SA_KEY_MAX ||
+        (op == SA_OP_DELETE && v != 0))
+      return -1;
+    p += 9;
+    if ((uint64_t)(end - p) < k + v) return -1;
+    p += k + v;
+  }
+  if (p != end) return -1;
+  if (count) *count = n;
+  return 0;
+}
+
+void wal_op_iter_init(wal_op_iter *it, int type, const unsigned char *payload, uint32_t len) {
+  it->type = type;
+  it->p = payload;
+  it->end = payload + len;
+  if (type == WAL_BATCH) {
+    it->left = sa_get_u32(payload);
+    it->p += 4;
+  } else {
+    it->left = 1;
+  }
+}
+
+int wal_op_next(wal_op_iter *it, wal_op *op) {
+  if (it->left == 0) return 0;
+  it->left--;
+  const unsigned char *p = it->p;
+  if (it->type == WAL_PUT) {
+    op->op = SA_OP_PUT;
+    op->klen = sa_get_u32(p);
+    op->vlen = sa_get_u32(p + 4);
+    op->key = (const char *)p + 8;
+    op->val = p + 8 + op->klen;
+    it->p = p + 8 + op->klen + op->vlen;
+  } else if (it->type == WAL_DELETE) {
+    op->op = SA_OP_DELETE;
+    op->klen = sa_get_u32(p);
+    op->vlen = 0;
+    op->key = (const char *)p + 4;
+    op->val = NULL;
+    it->p = p + 4 + op->klen;
+  } else {
+    op->op = p[0];
+    op->klen = sa_get_u32(p + 1);
+    op->vlen = sa_get_u32(p + 5);
+    op->key = (const char *)p + 9;
+    op->val = p + 9 + op->klen;
+    it->p = p + 9 + op->klen + op->vlen;
+  }
+  return 1;
+}
+
+int wal_record_decode(const unsigned char *buf, size_t avail, uint64_t offset, wal_rec *rec,
+                      char *reason, size_t reason_len) {
+  if (avail < SA_WAL_RECORD_HEADER) {
+    snprintf(reason, reason_len, "record header truncated (%zu of %d bytes)", avail,
+             SA_WAL_RECORD_HEADER);
+    return -1;
+  }
+  if (buf[10] != 'S' || buf[11] != 'A') {
+    snprintf(reason, reason_len, "bad record magic");
+    return -1;
+  }
+  int type = buf[8];
+  if (type < WAL_PUT || type > WAL_BATCH || buf[9] != 0 || sa_get_u32(buf + 12) != 0) {
+    snprintf(reason, reason_len, "bad record type %d or flags", type);
+    return -1;
+  }
+  uint32_t len = sa_get_u32(buf + 4);
+  if (len > SA_WAL_MAX_PAYLOAD) {
+    snprintf(reason, reason_len, "implausible payload length %u", len);
+    return -1;
+  }
+  if ((uint64_t)avail - SA_WAL_RECORD_HEADER < len) {
+    snprintf(reason, reason_len, "payload truncated (needs %u bytes, %zu remain)", len,
+             avail - SA_WAL_RECORD_HEADER);
+    return -1;
+  }
+  uint32_t stored = sa_get_u32(buf);
+  uint32_t crc = sa_crc32c(0, buf + 4, SA_WAL_RECORD_HEADER - 4 + (size_t)len);
+  if (stored != crc) {
+    snprintf(reason, reason_len, "CRC mismatch (stored %08x, computed %08x)", stored, crc);
+    return -1;
+  }
+  if (wal_payload_check(type, buf + SA_WAL_RECORD_HEADER, len, NULL) != 0) {
+    snprintf(reason, reason_len, "malformed payload");
+    return -1;
+  }
+  rec->offset = offset;
+  rec->type = type;
+  rec->len = len;
+  rec->lsn = sa_get_u64(buf + 16);
+  rec->hlc = sa_get_u64(buf + 24);
+  rec->payload = buf + SA_WAL_RECORD_HEADER;
+  return 0;
+}
+
+/* ---- header ------------------------------------------------------------ */
+
+static void wal_header_encode(unsigned char *h, const char *node_id, uint64_t start_lsn,
+                              uint64_t created_ms) {
+  memset(h, 0, SA_WAL_HEADER_SIZE);
+  memcpy(h, wal_magic, 8);
+  sa_put_u32(h + 8, SA_WAL_FORMAT);
+  sa_put_u32(h + 12, SA_WAL_HEADER_SIZE);
+  sa_put_u64(h + 16, start_lsn);
+  sa_put_u64(h + 24, created_ms);
+  size_t n = strlen(node_id);
+  sa_put_u16(h + 32, (uint16_t)n);
+  memcpy(h + 34, node_id, n);
+  sa_put_u32(h + 124, sa_crc32c(0, h, 124));
+}
+
+/* Checks a header.  Fills node_id / start_lsn / version.  0 or an SA_E code. */
+static int wal_header_decode(const unsigned char *h, size_t avail, const char *path, char *node_id,
+                             uint64_t *start_lsn, uint32_t *version, sa_error *err) {
+  if (avail < SA_WAL_HEADER_SIZE || memcmp(h, wal_magic, 8) != 0)
+    return sa_fail(err, SA_ECORRUPT, "'%s' is not a Softadastra WAL (bad magic in its header)",
+                   path);
+  uint32_t ver = sa_get_u32(h + 8);
+  if (sa_get_u32(h + 124) != sa_crc32c(0, h, 124))
+    return sa_fail(err, SA_ECORRUPT, "WAL '%s': header checksum mismatch at offset 0", path);
+  if (version) *version = ver;
+  if (ver != SA_WAL_FORMAT || sa_get_u32(h + 12) != SA_WAL_HEADER_SIZE)
+    return sa_fail(err, SA_EFORMAT, "WAL '%s' has format version %u; this build reads version %d",
+                   path, ver, SA_WAL_FORMAT);
+  uint16_t n = sa_get_u16(h + 32);
+  if (n == 0 || n > SA_NODE_ID_MAX)
+    return sa_fail(err, SA_ECORRUPT, "WAL '%s': bad node id length %u in header", path, n);
+  memcpy(node_id, h + 34, n);
+  node_id[n] = 0;
+  *start_lsn = sa_get_u64(h + 16);
+  return 0;
+}
+
+/* ---- small I/O helpers ------------------------------------------------- */
+
+static int wal_pwrite_all(int fd, const void *buf, size_t len, uint64_t off) {
+  const sa_io *io = sa_io_get();
+  const unsigned char *p = buf;
+  while (len) {
+    ssize_t n = io->pwrite(fd, p, len, (off_t)off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    if (n == 0) {
+      errno = ENOSPC;
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+    off += (uint64_t)n;
+  }
+  return 0;
+}
+
+static int wal_fsync_dir(const char *path) {
+  char *copy = strdup(path);
+  if (!copy) return -1;
+  const sa_io *io = sa_io_get();
+  int fd = io->open(dirname(copy), O_RDONLY | O_DIRECTORY, 0);
+  free(copy);
+  if (fd < 0) return -1;
+  int rc = io->fsync(fd);
+  int e = errno;
+  io->close(fd);
+  errno = e;
+  return rc;
+}
+
+/* Explains a failed open(2) of path: names the missing directory, etc. */
+static int wal_open_error(const char *path, int e, sa_error *err) {
+  if (e == ENOENT) {
+    char *copy = strdup(path);
+    const char *dir = copy ? dirname(copy) : ".";
+    int rc = sa_fail(err, SA_ENOENT,
+                     "cannot open WAL '%s': directory '%s' does not exist; create it first "
+                     "(mkdir -p %s)",
+                     path, dir, dir);
+    free(copy);
+    return rc;
+  }
+  if (e == EISDIR)
+    return sa_fail(err, SA_EINVAL, "cannot open WAL '%s': it is a directory, not a file", path);
+  if (e == ENOTDIR)
+    return sa_fail(err, SA_ENOENT,
+                   "cannot open WAL '%s': a component of the path is not a directory", path);
+  return sa_fail(err, sa_errno_code(e), "cannot open WAL '%s': %s", path, strerror(e));
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+int wal_open(sa_wal **out, const char *path, const char *node_id, sa_error *err) {
+  *out = NULL;
+  if (!path || !*path)
+    return sa_fail(err, SA_EINVAL,
+                   "wal_path is empty: give the node a WAL file such as data/%s.wal",
+                   node_id ? node_id : "<node-id>");
+  const sa_io *io = sa_io_get();
+  int fd = io->open(path, O_RDWR | O_CREAT, 0644);
+  if (fd < 0) return wal_open_error(path, errno, err);
+
+  sa_wal *w = calloc(1, sizeof *w);
+  if (!w || !(w->path = strdup(path))) {
+    free(w);
+    io->close(fd);
+    return sa_fail(err, SA_ENOMEM, "out of memory opening WAL '%s'", path);
+  }
+  w->fd = fd;
+  int rc;
+  struct stat st;
+  if (io->flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK)
+      rc = sa_fail(err, SA_ELOCKED,
+                   "WAL '%s' is locked by another process (is another softadastra node "
+                   "running on this data?)",
+                   path);
+    else
+      rc = sa_fail(err, sa_errno_code(errno), "cannot lock WAL '%s': %s", path, strerror(errno));
+    goto fail;
+  }
+  if (io->fstat(fd, &st) != 0) {
+    rc = sa_fail(err, SA_EIO, "cannot stat WAL '%s': %s", path, strerror(errno));
+    goto fail;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    rc = sa_fail(err, SA_EINVAL, "WAL '%s' is not a regular file", path);
+    goto fail;
+  }
+
+  unsigned char h[SA_WAL_HEADER_SIZE];
+  size_t have = st.st_size < SA_WAL_HEADER_SIZE ? (size_t)st.st_size : SA_WAL_HEADER_SIZE;
+  if (have && io->pread(fd, h, have, 0) != (ssize_t)have) {
+    rc = sa_fail(err, SA_EIO, "cannot read WAL header of '%s': %s", path, strerror(errno));
+    goto fail;
+  }
+  if (have < SA_WAL_HEADER_SIZE) {
+    /* New file, or a creation interrupted before the header was whole. */
+    if (have && memcmp(h, wal_magic, have < 8 ? have : 8) != 0) {
+      rc = sa_fail(err, SA_ECORRUPT,
+                   "'%s' is not a Softadastra WAL (%zu bytes, no WAL header); refusing to "
+                   "overwrite it",
+                   path, have);
+      goto fail;
+    }
+    wal_header_encode(h, node_id, 0, sa_now_ms());
+    if (io->ftruncate(fd, 0) != 0 || wal_pwrite_all(fd, h, sizeof h, 0) != 0 ||
+        io->fdatasync(fd) != 0 || wal_fsync_dir(path) != 0) {
+      int e = errno;
+      rc = sa_fail(err, sa_errno_code(e), "cannot create WAL '%s': %s", path, strerror(e));
+      goto fail;
+    }
+    snprintf(w->node_id, sizeof w->node_id, "%s", node_id);
+    w->size = SA_WAL_HEADER_SIZE;
+    *out = w;
+    return 0;
+  }
+  rc = wal_header_decode(h, have, path, w->node_id, &w->start_lsn, NULL, err);
+  if (rc) goto fail;
+  if (strcmp(w->node_id, node_id) != 0) {
+    rc = sa_fail(err, SA_ENODE,
+                 "WAL '%s' belongs to node '%s', not to node '%s': use one WAL per node "
+                 "(for example data/%s.wal)",
+                 path, w->node_id, node_id, node_id);
+    goto fail;
+  }
+  w->size = (uint64_t)st.st_size;
+  *out = w;
+  return 0;
+fail:
+  io->close(fd);
+  free(w->path);
+  free(w);
+  return rc;
+}
+
+void wal_close(sa_wal *w) {
+  if (!w) return;
+  sa_io_get()->close(w->fd); /* closing the descriptor releases the flock */
+  free(w->path);
+  free(w);
+}
+
+uint64_t wal_size(const sa_wal *w) {
+  return __atomic_load_n(&w->size, __ATOMIC_RELAXED);
+}
+uint64_t wal_start_lsn(const sa_wal *w) {
+  return w->start_lsn;
+}
+const char *wal_path(const sa_wal *w) {
+  return w->path;
+}
+
+/* ---- scanning ---------------------------------------------------------- */
+
+/* Scans buf[0..size) (the whole file, header included) and fills rep.
+ * Calls visit for valid records. */
+static int wal_scan_buf(const unsigned char *buf, uint64_t size, uint64_t start_lsn,
+                        int (*visit)(const wal_rec *, void *), void *ctx, sa_wal_report *rep) {
+  uint64_t off = SA_WAL_HEADER_SIZE, prev = start_lsn;
+  rep->records = 0;
+  rep->first_lsn = rep->last_lsn = 0;
+  rep->state = SA_WAL_CLEAN;
+  rep->bad_offset = rep->next_good_offset = 0;
+  rep->reason[0] = 0;
+  while (off < size) {
+    wal_rec rec;
+    char why[200];
+    if (wal_record_decode(buf + off, size - off, off, &rec, why, sizeof why) != 0) {
+      snprintf(rep->reason, sizeof rep->reason, "%s", why);
+      break;
+    }
+    if ((rep->records == 0 && rec.lsn <= prev) || (rep->records > 0 && rec.lsn != prev + 1)) {
+      snprintf(rep->reason, sizeof rep->reason, "LSN %llu out of sequence (expected %llu)",
+               (unsigned long long)rec.lsn, (unsigned long long)(prev + 1));
+      break;
+    }
+    if (rep->records == 0) rep->first_lsn = rec.lsn;
+    rep->records++;
+    rep->last_lsn = prev = rec.lsn;
+    if (visit) {
+      int rc = visit(&rec, ctx);
+      if (rc) return rc;
+    }
+    off += SA_WAL_RECORD_HEADER + rec.len;
+  }
+  if (off >= size) return 0;
+
+  rep->bad_offset = off;
+  /* A valid record further on, with a later LSN, means corruption. */
+  for (uint64_t o = off + 1; o + SA_WAL_RECORD_HEADER <= size; o++) {
+    const unsigned char *p = buf + o;
+    if (p[10] != 'S' || p[11] != 'A' || p[8] < WAL_PUT || p[8] > WAL_BATCH || p[9] != 0) continue;
+    wal_rec rec;
+    char why[200];
+    if (wal_record_decode(p, size - o, o, &rec, why, sizeof why) == 0 && rec.lsn > prev) {
+      rep->state = SA_WAL_CORRUPT;
+      rep->next_good_offset = o;
+      return 0;
+    }
+  }
+  rep->state = SA_WAL_TORN;
+  bool zeros = true;
+  for (uint64_t o = off; o < size && zeros; o++)
+    zeros = buf[o] == 0;
+  if (zeros)
+    snprintf(rep->reason, sizeof rep->reason, "zero-filled tail of %llu bytes",
+             (unsigned long long)(size - off));
+  return 0;
+}
+
+typedef struct {
+  int (*fn)(const wal_rec *, void *);
+  void *ctx;
+} wal_visit_adapter;
+
+static int wal_map_and_scan(int fd, const char *path, uint64_t size, uint64_t start_lsn,
+                            int (*visit)(const wal_rec *, void *), void *ctx, sa_wal_report *rep,
+                            sa_error *err) {
+  if (size <= SA_WAL_HEADER_SIZE) return wal_scan_buf(NULL, size, start_lsn, visit, ctx, rep);
+  void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+  if (map == MAP_FAILED)
+    return sa_fail(err, sa_errno_code(errno), "cannot map WAL '%s' for reading: %s", path,
+                   strerror(errno));
+  madvise(map, (size_t)size, MADV_SEQUENTIAL);
+  int rc = wal_scan_buf(map, size, start_lsn, visit, ctx, rep);
+  munmap(map, (size_t)size);
+  return rc;
+}
+
+static void wal_report_init(sa_wal_report *rep, const char *node_id, uint64_t start_lsn,
+                            uint64_t size) {
+  memset(rep, 0, sizeof *rep);
+  snprintf(rep->node_id, sizeof rep->node_id, "%s", node_id);
+  rep->format_version = SA_WAL_FORMAT;
+  rep->start_lsn = start_lsn;
+  rep->file_bytes = size;
+}
+
+int wal_scan(sa_wal *w, wal_visit_fn visit, void *ctx, sa_wal_report *rep, sa_error *err) {
+  wal_report_init(rep, w->node_id, w->start_lsn, w->size);
+  return wal_map_and_scan(w->fd, w->path, w->size, w->start_lsn, visit, ctx, rep, err);
+}
+
+int wal_cut_tail(sa_wal *w, const sa_wal_report *rep, char *side, size_t side_len, sa_error *err) {
+  assert(rep->state == SA_WAL_TORN);
+  assert(rep->bad_offset >= SA_WAL_HEADER_SIZE && rep->bad_offset < w->size);
+  const sa_io *io = sa_io_get();
+  uint64_t n = w->size - rep->bad_offset;
+  unsigned char *buf = malloc(n ? n : 1);
+  if (!buf) return sa_fail(err, SA_ENOMEM, "out of memory cutting the torn tail of '%s'", w->path);
+  if (io->pread(w->fd, buf, n, (off_t)rep->bad_offset) != (ssize_t)n) {
+    free(buf);
+    return sa_fail(err, SA_EIO, "cannot read the torn tail of WAL '%s': %s", w->path,
+                   strerror(errno));
+  }
+  snprintf(side, side_len, "%s.torn.%llu", w->path, (unsigned long long)sa_now_ms());
+  int fd = io->open(side, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  int e = 0;
+  if (fd < 0 || wal_pwrite_all(fd, buf, n, 0) != 0 || io->fsync(fd) != 0) e = errno;
+  if (fd >= 0) io->close(fd);
+  free(buf);
+  if (e)
+    return sa_fail(err, sa_errno_code(e), "cannot keep the torn tail of WAL '%s' in '%s': %s",
+                   w->path, side, strerror(e));
+  if (wal_fsync_dir(side) != 0 || io->ftruncate(w->fd, (off_t)rep->bad_offset) != 0 ||
+      io->fdatasync(w->fd) != 0) {
+    e = errno;
+    return sa_fail(err, sa_errno_code(e), "cannot cut the torn tail of WAL '%s': %s", w->path,
+                   strerror(e));
+  }
+  __atomic_store_n(&w->size, rep->bad_offset, __ATOMIC_RELAXED);
+  return 0;
+}
+
+/* ---- writing ----------------------------------------------------------- */
+
+static int wal_poisoned(sa_wal *w, sa_error *err) {
+  return sa_fail(err, SA_EREADONLY, "%s", w->poison_msg);
+}
+
+int wal_append(sa_wal *w, const void *buf, size_t len, bool *rolled_back, sa_error *err) {
+  *rolled_back = true;
+  if (w->poisoned) return wal_poisoned(w, err);
+  if (wal_pwrite_all(w->fd, buf, len, w->size) == 0) {
+    __atomic_store_n(&w->size, w->size + len, __ATOMIC_RELAXED);
+    return 0;
+  }
+  int e = errno;
+  /* Undo whatever part reached the file.  No sync needed: the next append
+   * overwrites these offsets, and its fdatasync makes the size durable. */
+  *rolled_back = sa_io_get()->ftruncate(w->fd, (off_t)w->size) == 0;
+  if (e == ENOSPC || e == EDQUOT || e == EFBIG)
+    return sa_fail(err, SA_ENOSPC, "cannot append to WAL '%s': no space left on device", w->path);
+  return sa_fail(err, sa_errno_code(e), "cannot append to WAL '%s': %s", w->path, strerror(e));
+}
+
+int wal_rollback(sa_wal *w, uint64_t end, sa_error *err) {
+  assert(end >= SA_WAL_HEADER_SIZE && end <= w->size);
+  if (w->poisoned) return wal_poisoned(w, err);
+  const sa_io *io = sa_io_get();
+  if (io->ftruncate(w->fd, (off_t)end) != 0)
+    return sa_fail(err, sa_errno_code(errno), "cannot roll back WAL '%s': %s", w->path,
+                   strerror(errno));
+  __atomic_store_n(&w->size, end, __ATOMIC_RELAXED);
+  return wal_sync(w, err);
+}
+
+int wal_sync(sa_wal *w, sa_error *err) {
+  if (w->poisoned) return wal_poisoned(w, err);
+  if (sa_io_get()->fdatasync(w->fd) == 0) return 0;
+  int e = errno;
+  w->poisoned = true;
+  snprintf(w->poison_msg, sizeof w->poison_msg,
+           "node is read-only: fdatasync of WAL '%s' failed (%s); writes since the last "
+           "successful sync may not be durable; close and reopen the node to recover",
+           w->path, strerror(e));
+  return sa_fail(err, e == ENOSPC ? SA_ENOSPC : SA_EIO, "%s", w->poison_msg);
+}
+
+int wal_reset(sa_wal *w, uint64_t start_lsn, sa_error *err) {
+  if (w->poisoned) return wal_poisoned(w, err);
+  const sa_io *io = sa_io_get();
+  unsigned char h[SA_WAL_HEADER_SIZE];
+  uint64_t created = 0;
+  if (io->pread(w->fd, h, sizeof h, 0) == (ssize_t)sizeof h) created = sa_get_u64(h + 24);
+  wal_header_encode(h, w->node_id, start_lsn, created);
+  if (io->ftruncate(w->fd, SA_WAL_HEADER_SIZE) != 0 || wal_pwrite_all(w->fd, h, sizeof h, 0) != 0)
+    return sa_fail(err, sa_errno_code(errno), "checkpoint of WAL '%s' failed: %s", w->path,
+                   strerror(errno));
+  __atomic_store_n(&w->size, SA_WAL_HEADER_SIZE, __ATOMIC_RELAXED);
+  w->start_lsn = start_lsn;
+  return wal_sync(w, err);
+}
+
+/* ---- offline tools ----------------------------------------------------- */
+
+typedef struct {
+  sa_wal_visit_fn fn;
+  void *ctx;
+} wal_pub_visit;
+
+static int wal_pub_visit_cb(const wal_rec *rec, void *ctx) {
+  wal_pub_visit *v = ctx;
+  sa_wal_record r = {0};
+  r.offset = rec->offset;
+  r.lsn = rec->lsn;
+  r.hlc = rec->hlc;
+  r.type = rec->type;
+  r.length = rec->len;
+  wal_op_iter it;
+  wal_op op;
+  wal_op_iter_init(&it, rec->type, rec->payload, rec->len);
+  r.count = it.left;
+  if (wal_op_next(&it, &op)) {
+    r.key = op.key;
+    r.key_len = op.klen;
+    r.value_len = op.op == SA_OP_PUT ? op.vlen : 0;
+  }
+  return v->fn(&r, v->ctx);
+}
+
+/* Opens path read-only and checks its header.  0 and *fd_out, or error. */
+static int wal_open_readonly(const char *path, int *fd_out, uint64_t *size, char *node_id,
+                             uint64_t *start_lsn, uint32_t *version, sa_error *err) {
+  if (!path || !*path) return sa_fail(err, SA_EINVAL, "WAL path is empty");
+  const sa_io *io = sa_io_get();
+  int fd = io->open(path, O_RDONLY, 0);
+  if (fd < 0) {
+    int e = errno;
+    if (e == ENOENT) return sa_fail(err, SA_ENOENT, "WAL '%s' does not exist", path);
+    return wal_open_error(path, e, err);
+  }
+  struct stat st;
+  unsigned char h[SA_WAL_HEADER_SIZE];
+  ssize_t got = 0;
+  if (io->fstat(fd, &st) != 0 || (got = io->pread(fd, h, sizeof h, 0)) < 0) {
+    int e = errno;
+    io->close(fd);
+    return sa_fail(err, sa_errno_code(e), "cannot read WAL '%s': %s", path, strerror(e));
+  }
+  int rc = wal_header_decode(h, (size_t)got, path, node_id, start_lsn, version, err);
+  if (rc) {
+    io->close(fd);
+    return rc;
+  }
+  *fd_out = fd;
+  *size = (uint64_t)st.st_size;
+  return 0;
+}
+
+int wal_scan_path(const char *path, sa_wal_visit_fn visit, void *ctx, sa_wal_report *rep,
+                  sa_error *err) {
+  int fd;
+  uint64_t size, start;
+  char node[SA_NODE_ID_MAX + 1] = "";
+  uint32_t version = 0;
+  memset(rep, 0, sizeof *rep);
+  int rc = wal_open_readonly(path, &fd, &size, node, &start, &version, err);
+  rep->format_version = version;
+  if (rc) return rc;
+  wal_report_init(rep, node, start, size);
+  wal_pub_visit v = {visit, ctx};
+  rc = wal_map_and_scan(fd, path, size, start, visit ? wal_pub_visit_cb : NULL, &v, rep, err);
+  sa_io_get()->close(fd);
+  return rc;
+}
+
+int sa_wal_scan(const char *path, sa_wal_visit_fn visit, void *ctx, sa_wal_report *rep,
+                sa_error *err) {
+  sa_wal_report local;
+  return wal_scan_path(path, visit, ctx, rep ? rep : &local, err);
+}
+
+static int wal_copy_file(int src, uint64_t size, const char *dst, sa_error *err) {
+  const sa_io *io = sa_io_get();
+  int fd = io->open(dst, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0)
+    return sa_fail(err, sa_errno_code(errno), "cannot create backup '%s': %s", dst,
+                   strerror(errno));
+  unsigned char buf[1 << 16];
+  uint64_t off = 0;
+  int e = 0;
+  while (off < size && !e) {
+    size_t want = size - off < sizeof buf ? (size_t)(size - off) : sizeof buf;
+    ssize_t n = io->pread(src, buf, want, (off_t)off);
+    if (n <= 0) {
+      e = n < 0 ? errno : EIO;
+      break;
+    }
+    if (wal_pwrite_all(fd, buf, (size_t)n, off) != 0) e = errno;
+    off += (uint64_t)n;
+  }
+  if (!e && io->fsync(fd) != 0) e = errno;
+  io->close(fd);
+  if (!e && wal_fsync_dir(dst) != 0) e = errno;
+  if (e) return sa_fail(err, sa_errno_code(e), "cannot write backup '%s': %s", dst, strerror(e));
+  return 0;
+}
+
+int sa_wal_repair(const char *path, sa_wal_report *rep, sa_error *err) {
+  sa_wal_report local;
+  if (!rep) rep = &local;
+  memset(rep, 0, sizeof *rep);
+  int fd;
+  uint64_t size, start;
+  char node[SA_NODE_ID_MAX + 1] = "";
+  uint32_t version = 0;
+  int rc = wal_open_readonly(path, &fd, &size, node, &start, &version, err);
+  if (rc) return rc;
+  const sa_io *io = sa_io_get();
+  io->close(fd);
+  /* Reopen for writing and take the lock: never repair under a live node. */
+  fd = io->open(path, O_RDWR, 0);
+  if (fd < 0) return wal_open_error(path, errno, err);
+  if (io->flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    io->close(fd);
+    return sa_fail(err, SA_ELOCKED,
+                   "WAL '%s' is locked by another process: stop the node before repairing it",
+                   path);
+  }
+  wal_report_init(rep, node, start, size);
+  rc = wal_map_and_scan(fd, path, size, start, NULL, NULL, rep, err);
+  if (rc == 0 && rep->state != SA_WAL_CLEAN) {
+    snprintf(rep->backup_path, sizeof rep->backup_path, "%s.bak.%llu", path,
+             (unsigned long long)sa_now_ms());
+    rc = wal_copy_file(fd, size, rep->backup_path, err);
+    if (rc == 0 && (io->ftruncate(fd, (off_t)rep->bad_offset) != 0 || io->fdatasync(fd) != 0))
+      rc = sa_fail(err, sa_errno_code(errno), "cannot truncate WAL '%s' at offset %llu: %s", path,
+                   (unsigned long long)rep->bad_offset, strerror(errno));
+  }
+  io->close(fd);
+  return rc;
+}
