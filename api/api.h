@@ -1,0 +1,124 @@
+/*
+ * api.h -- the REST API v1 of a Softadastra node, without a socket.
+ *
+ * What it is: routing, request validation, JSON in and out (jansson), the
+ * mapping of core errors to HTTP statuses (api.c: api_reply_sa_error, the one
+ * place), bearer-token auth, CORS, and the Prometheus metrics of requests.
+ * A request is a plain struct (method, raw request-target, a header lookup
+ * callback, the body bytes); a response is a plain struct the caller frees.
+ * That makes every route testable without a server (tests/api).
+ *
+ * What it is not: an HTTP server.  It never sees a socket, a libmicrohttpd
+ * type or a thread of its own; server/ adapts libmicrohttpd to it.  It does
+ * not percent-decode anything twice: the request-target is given raw, as it
+ * came off the wire, and api_handle decodes the path and the query itself.
+ *
+ * Threads: api_handle, api_body_limit, api_too_large and api_metrics_* may be
+ * called from many threads at once on one api_ctx (the metrics are atomic
+ * counters; the core client is thread-safe).  api_ctx_create and
+ * api_ctx_destroy must not run concurrently with anything else on the ctx.
+ */
+#ifndef SA_API_H
+#define SA_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "softadastra.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct api_ctx api_ctx;
+
+/* What the API needs to know; every pointer is borrowed by api_ctx_create
+ * and copied (except client). */
+typedef struct api_config {
+  sa_client *client;      /* the open node; borrowed, must outlive the ctx */
+  const char *auth_token; /* bearer token required on every route but /healthz; NULL or "" = off */
+  const char *const *cors_origins; /* allowed browser origins ("*" = any); NULL = CORS off */
+  size_t n_cors_origins;           /* entries in cors_origins */
+  uint32_t max_value_bytes;        /* largest PUT body (the core's max_value_bytes) */
+  uint32_t max_batch_bytes;        /* largest batch payload (the core's max_batch_bytes) */
+} api_config;
+
+/* Creates the API context.  Returns 0 and sets *out (free with
+ * api_ctx_destroy), or SA_EINVAL (no client) / SA_ENOMEM with *out NULL. */
+int api_ctx_create(const api_config *cfg, api_ctx **out);
+
+/* Frees the context.  The client is not closed.  NULL is a no-op. */
+void api_ctx_destroy(api_ctx *ctx);
+
+/* Marks the node as shutting down: from now on every response carries
+ * "Connection: close" and /readyz answers 503.  Thread-safe. */
+void api_ctx_set_draining(api_ctx *ctx, bool draining);
+
+/* Looks a request header up by name (case-insensitive).  Returns the value,
+ * borrowed until the request is answered, or NULL when absent. */
+typedef const char *(*api_header_fn)(void *cls, const char *name);
+
+typedef struct api_request {
+  const char *method;   /* "GET", "PUT", ... as sent (case-sensitive, RFC 9110) */
+  const char *target;   /* raw request-target: "/v1/store/a%2Fb?raw=1" */
+  api_header_fn header; /* header lookup; may be NULL (no headers) */
+  void *header_cls;     /* first argument of header */
+  const char *body;     /* body bytes (may contain NUL); NULL when body_len is 0 */
+  size_t body_len;      /* bytes at body */
+} api_request;
+
+#define API_MAX_HEADERS 12
+
+typedef struct api_header {
+  const char *name; /* static string */
+  char *value;      /* owned by the response */
+} api_header;
+
+typedef struct api_response {
+  int status;               /* HTTP status code */
+  const char *content_type; /* static string, NULL when there is no body */
+  char *body;               /* owned by the response (may be NULL) */
+  size_t body_len;          /* bytes at body */
+  size_t n_headers;         /* extra headers used in headers[] */
+  api_header headers[API_MAX_HEADERS];
+  bool close; /* the server should close the connection after it */
+} api_response;
+
+/* Answers one request.  Never returns NULL: allocation failures become a
+ * static 500 response.  The caller frees the result with api_response_free.
+ * Side effects: the write routes write to the node; every call is counted
+ * in the metrics under its route and status. */
+api_response *api_handle(api_ctx *ctx, const api_request *req);
+
+/* The largest body the route of (method, target) accepts, so a server can
+ * refuse a bigger one (api_too_large) before reading it.  Pure. */
+size_t api_body_limit(const api_ctx *ctx, const char *method, const char *target);
+
+/* A 413 JSON error for a body over api_body_limit, counted in the metrics.
+ * Same ownership as api_handle. */
+api_response *api_too_large(api_ctx *ctx, const char *method, const char *target, size_t limit);
+
+/* A JSON error response {"error":{"code":code,"message":message}} that is not
+ * tied to a route (used by the server for its own failures).  Counted in the
+ * metrics under the route "other".  Same ownership as api_handle. */
+api_response *api_error_response(api_ctx *ctx, int status, const char *code, const char *message);
+
+/* Frees a response from this module.  NULL is a no-op. */
+void api_response_free(api_response *resp);
+
+/* One route of the API, for documentation checks (tests/e2e compares this
+ * table with api/openapi.yaml). */
+typedef struct api_route_info {
+  const char *path;    /* OpenAPI form: "/v1/store/{key}" */
+  const char *methods; /* comma-separated: "GET,HEAD,PUT,DELETE" */
+} api_route_info;
+
+/* The route table.  Returns a static array and sets *n to its length. */
+const api_route_info *api_routes(size_t *n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SA_API_H */

@@ -1,0 +1,618 @@
+/*
+ * cfg.c -- configuration of `softadastra serve` (see cfg.h).
+ *
+ * cfg_settings[] is the single description of every setting.  A value
+ * arrives either typed (the JSON file: strings, booleans, integers, arrays of
+ * strings) or as text (environment, flags); both paths end in the same range
+ * checks, and every message names the setting and its origin.
+ */
+#define _GNU_SOURCE /* strdup, strndup */
+#include "cfg.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "softadastra.h"
+
+typedef enum cfg_type { CFG_STR, CFG_BOOL, CFG_U32, CFG_U64, CFG_LIST } cfg_type;
+
+typedef struct cfg_setting {
+  const char *name;  /* file key; flag and environment names derive from it */
+  cfg_type type;     /* how the value is stored */
+  size_t off;        /* offset in cfg_config */
+  uint64_t min, max; /* range for integers; min 1 means non-empty for strings */
+  const char *def;   /* default, in text form */
+  const char *alias; /* extra flag name, or NULL */
+  const char *help;  /* one line */
+} cfg_setting;
+
+#define CFG_OFF(f) offsetof(cfg_config, f)
+
+static const cfg_setting cfg_settings[] = {
+    {"listen", CFG_STR, CFG_OFF(listen), 1, 0, "127.0.0.1:8080", NULL,
+     "address and port to listen on (port 0 picks a free port)"},
+    {"data_dir", CFG_STR, CFG_OFF(data_dir), 1, 0, "data", NULL,
+     "directory of the WAL and the store"},
+    {"node_id", CFG_STR, CFG_OFF(node_id), 1, 0, "node-1", NULL,
+     "node id: 1-64 of A-Z a-z 0-9 . _ -"},
+    {"wal_path", CFG_STR, CFG_OFF(wal_path), 0, 0, "", "wal",
+     "WAL file (empty: <data_dir>/<node_id>.wal)"},
+    {"store_path", CFG_STR, CFG_OFF(store_path), 0, 0, "", "store",
+     "LMDB store file (empty: the WAL path with .mdb)"},
+    {"auto_flush", CFG_BOOL, CFG_OFF(auto_flush), 0, 0, "true", NULL,
+     "acknowledge writes after fdatasync (false: after write(2), durable:false)"},
+    {"flush_interval_ms", CFG_U32, CFG_OFF(flush_interval_ms), 1, 3600000, "1000", NULL,
+     "background flush period when auto_flush is false"},
+    {"enable_transport", CFG_BOOL, CFG_OFF(enable_transport), 0, 0, "false", NULL,
+     "enable the sync transport"},
+    {"enable_discovery", CFG_BOOL, CFG_OFF(enable_discovery), 0, 0, "false", NULL,
+     "enable peer discovery"},
+    {"tick_interval_ms", CFG_U32, CFG_OFF(tick_interval_ms), 1, 3600000, "1000", NULL,
+     "outbox tick period"},
+    {"max_value_bytes", CFG_U32, CFG_OFF(max_value_bytes), 1, 1u << 30, "1048576", NULL,
+     "largest value accepted"},
+    {"max_batch_bytes", CFG_U32, CFG_OFF(max_batch_bytes), 1, 1u << 30, "16777216", NULL,
+     "largest batch payload (keys + values)"},
+    {"wal_max_bytes", CFG_U64, CFG_OFF(wal_max_bytes), 1u << 16, 1ull << 50, "67108864", NULL,
+     "WAL size bound kept by checkpoints"},
+    {"store_max_bytes", CFG_U64, CFG_OFF(store_max_bytes), 1u << 20, 1ull << 50, "8589934592", NULL,
+     "store size limit (LMDB map size)"},
+    {"create_data_dir", CFG_BOOL, CFG_OFF(create_data_dir), 0, 0, "true", NULL,
+     "create data_dir at start when it is missing"},
+    {"threads", CFG_U32, CFG_OFF(threads), 1, 256, "4", NULL, "HTTP worker threads"},
+    {"max_connections", CFG_U32, CFG_OFF(max_connections), 1, 65536, "512", NULL,
+     "concurrent HTTP connections"},
+    {"connection_timeout_s", CFG_U32, CFG_OFF(connection_timeout_s), 1, 3600, "30", NULL,
+     "close a connection idle or stalled this long"},
+    {"max_header_bytes", CFG_U32, CFG_OFF(max_header_bytes), 4096, 1u << 20, "65536", NULL,
+     "memory per connection for the request line and headers (larger: 431)"},
+    {"auth_token", CFG_STR, CFG_OFF(auth_token), 0, 0, "", NULL,
+     "bearer token required on every route but /healthz (empty: off)"},
+    {"cors_origins", CFG_LIST, CFG_OFF(cors_origins), 0, 0, "", NULL,
+     "comma-separated browser origins allowed by CORS, * for any (empty: off)"},
+    {"log_level", CFG_STR, CFG_OFF(log_level), 1, 0, "info", NULL, "debug, info, warn or error"},
+};
+#define CFG_NSETTINGS (sizeof cfg_settings / sizeof cfg_settings[0])
+
+static void cfg_errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void cfg_errf(char *err, size_t errlen, const char *fmt, ...) {
+  if (!err || errlen == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+static const cfg_setting *cfg_find(const char *name) {
+  for (size_t i = 0; i < CFG_NSETTINGS; i++)
+    if (strcmp(cfg_settings[i].name, name) == 0) return &cfg_settings[i];
+  return NULL;
+}
+
+static void cfg_list_free(cfg_config *c) {
+  for (size_t i = 0; i < c->n_cors_origins; i++)
+    free(c->cors_origins[i]);
+  free(c->cors_origins);
+  c->cors_origins = NULL;
+  c->n_cors_origins = 0;
+}
+
+/* Replaces the list from comma-separated text (empty items skipped). */
+static int cfg_list_set_text(cfg_config *c, const char *text) {
+  cfg_list_free(c);
+  size_t cap = 1;
+  for (const char *p = text; *p; p++)
+    cap += *p == ',';
+  c->cors_origins = calloc(cap, sizeof *c->cors_origins);
+  if (!c->cors_origins) return CFG_ENOMEM;
+  const char *p = text;
+  while (*p) {
+    while (*p == ' ')
+      p++;
+    size_t n = strcspn(p, ",");
+    size_t m = n;
+    while (m > 0 && p[m - 1] == ' ')
+      m--;
+    if (m > 0) {
+      char *s = strndup(p, m);
+      if (!s) return CFG_ENOMEM;
+      c->cors_origins[c->n_cors_origins++] = s;
+    }
+    p += n;
+    if (*p == ',') p++;
+  }
+  return CFG_OK;
+}
+
+static int cfg_str_set(cfg_config *c, const cfg_setting *s, const char *v, const char *origin,
+                       char *err, size_t errlen) {
+  if (s->min > 0 && v[0] == '\0') {
+    cfg_errf(err, errlen, "invalid setting \"%s\" (%s): must not be empty", s->name, origin);
+    return CFG_EVALUE;
+  }
+  char *dup = strdup(v);
+  if (!dup) return CFG_ENOMEM;
+  char **slot = (char **)((char *)c + s->off);
+  free(*slot);
+  *slot = dup;
+  return CFG_OK;
+}
+
+static int cfg_int_set(cfg_config *c, const cfg_setting *s, uint64_t v, const char *shown,
+                       const char *origin, char *err, size_t errlen) {
+  if (v < s->min || v > s->max) {
+    cfg_errf(err, errlen,
+             "invalid setting \"%s\" (%s): must be an integer from %llu to %llu, "
+             "got %s",
+             s->name, origin, (unsigned long long)s->min, (unsigned long long)s->max, shown);
+    return CFG_EVALUE;
+  }
+  if (s->type == CFG_U32)
+    *(uint32_t *)((char *)c + s->off) = (uint32_t)v;
+  else
+    *(uint64_t *)((char *)c + s->off) = v;
+  return CFG_OK;
+}
+
+/* Sets s from text. */
+static int cfg_set_text(cfg_config *c, const cfg_setting *s, const char *v, const char *origin,
+                        char *err, size_t errlen) {
+  switch (s->type) {
+  case CFG_STR:
+    return cfg_str_set(c, s, v, origin, err, errlen);
+  case CFG_LIST:
+    return cfg_list_set_text(c, v);
+  case CFG_BOOL: {
+    bool *b = (bool *)((char *)c + s->off);
+    if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on"))
+      *b = true;
+    else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "off"))
+      *b = false;
+    else {
+      cfg_errf(err, errlen, "invalid setting \"%s\" (%s): must be true or false, got \"%s\"",
+               s->name, origin, v);
+      return CFG_EVALUE;
+    }
+    return CFG_OK;
+  }
+  case CFG_U32:
+  case CFG_U64: {
+    uint64_t n = 0;
+    bool ok = *v != '\0';
+    for (const char *p = v; ok && *p; p++) {
+      if (!isdigit((unsigned char)*p) || n > (UINT64_MAX - 9) / 10)
+        ok = false;
+      else
+        n = n * 10 + (uint64_t)(*p - '0');
+    }
+    if (!ok) {
+      cfg_errf(err, errlen,
+               "invalid setting \"%s\" (%s): must be an integer from %llu to %llu, "
+               "got \"%s\"",
+               s->name, origin, (unsigned long long)s->min, (unsigned long long)s->max, v);
+      return CFG_EVALUE;
+    }
+    char shown[32];
+    snprintf(shown, sizeof shown, "%llu", (unsigned long long)n);
+    return cfg_int_set(c, s, n, shown, origin, err, errlen);
+  }
+  }
+  return CFG_EVALUE;
+}
+
+int cfg_init(cfg_config *c) {
+  memset(c, 0, sizeof *c);
+  for (size_t i = 0; i < CFG_NSETTINGS; i++) {
+    int rc = cfg_set_text(c, &cfg_settings[i], cfg_settings[i].def, "default", NULL, 0);
+    if (rc != CFG_OK) return rc;
+  }
+  return CFG_OK;
+}
+
+void cfg_free(cfg_config *c) {
+  for (size_t i = 0; i < CFG_NSETTINGS; i++) {
+    if (cfg_settings[i].type == CFG_STR) {
+      char **slot = (char **)((char *)c + cfg_settings[i].off);
+      free(*slot);
+    }
+  }
+  cfg_list_free(c);
+  free(c->config_path);
+  memset(c, 0, sizeof *c);
+}
+
+int cfg_set(cfg_config *c, const char *name, const char *value, const char *origin, char *err,
+            size_t errlen) {
+  const cfg_setting *s = cfg_find(name);
+  if (!s) {
+    cfg_errf(err, errlen, "unknown setting \"%s\" (%s)", name, origin);
+    return CFG_EVALUE;
+  }
+  return cfg_set_text(c, s, value, origin, err, errlen);
+}
+
+static int cfg_set_json(cfg_config *c, const cfg_setting *s, json_t *v, const char *origin,
+                        char *err, size_t errlen) {
+  switch (s->type) {
+  case CFG_STR:
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+      cfg_errf(err, errlen, "invalid setting \"%s\" (%s): must be a string", s->name, origin);
+      return CFG_EVALUE;
+    }
+    return cfg_str_set(c, s, json_string_value(v), origin, err, errlen);
+  case CFG_BOOL:
+    if (!json_is_boolean(v)) {
+      cfg_errf(err, errlen, "invalid setting \"%s\" (%s): must be true or false", s->name, origin);
+      return CFG_EVALUE;
+    }
+    *(bool *)((char *)c + s->off) = json_is_true(v);
+    return CFG_OK;
+  case CFG_U32:
+  case CFG_U64: {
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+      cfg_errf(err, errlen, "invalid setting \"%s\" (%s): must be an integer from %llu to %llu",
+               s->name, origin, (unsigned long long)s->min, (unsigned long long)s->max);
+      return CFG_EVALUE;
+    }
+    char shown[32];
+    snprintf(shown, sizeof shown, "%lld", (long long)json_integer_value(v));
+    return cfg_int_set(c, s, (uint64_t)json_integer_value(v), shown, origin, err, errlen);
+  }
+  case CFG_LIST: {
+    if (!json_is_array(v)) {
+      cfg_errf(err, errlen, "invalid setting \"%s\" (%s): must be an array of strings", s->name,
+               origin);
+      return CFG_EVALUE;
+    }
+    cfg_list_free(c);
+    size_t n = json_array_size(v);
+    c->cors_origins = calloc(n ? n : 1, sizeof *c->cors_origins);
+    if (!c->cors_origins) return CFG_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+      json_t *it = json_array_get(v, i);
+      if (!json_is_string(it) || json_string_length(it) == 0 ||
+          strlen(json_string_value(it)) != json_string_length(it)) {
+        cfg_errf(err, errlen, "invalid setting \"%s\" (%s): item %zu must be a non-empty string",
+                 s->name, origin, i);
+        return CFG_EVALUE;
+      }
+      char *d = strdup(json_string_value(it));
+      if (!d) return CFG_ENOMEM;
+      c->cors_origins[c->n_cors_origins++] = d;
+    }
+    return CFG_OK;
+  }
+  }
+  return CFG_EVALUE;
+}
+
+int cfg_apply_json(cfg_config *c, const char *text, size_t len, const char *origin, char *err,
+                   size_t errlen) {
+  json_error_t jerr;
+  json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+  if (!root) {
+    cfg_errf(err, errlen, "%s: not valid JSON (line %d, column %d): %s", origin, jerr.line,
+             jerr.column, jerr.text);
+    return CFG_EFILE;
+  }
+  int rc = CFG_OK;
+  if (!json_is_object(root)) {
+    cfg_errf(err, errlen, "%s: the configuration must be a JSON object", origin);
+    rc = CFG_EFILE;
+  } else {
+    const char *k;
+    json_t *v;
+    json_object_foreach(root, k, v) {
+      const cfg_setting *s = cfg_find(k);
+      if (!s) {
+        cfg_errf(err, errlen, "unknown setting \"%s\" in %s", k, origin);
+        rc = CFG_EVALUE;
+        break;
+      }
+      rc = cfg_set_json(c, s, v, origin, err, errlen);
+      if (rc != CFG_OK) break;
+    }
+  }
+  json_decref(root);
+  return rc;
+}
+
+int cfg_load_file(cfg_config *c, const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    cfg_errf(err, errlen, "cannot read config file %s: %s", path, strerror(errno));
+    return CFG_EFILE;
+  }
+  char *buf = NULL;
+  size_t len = 0, cap = 0;
+  for (;;) {
+    if (len == cap) {
+      cap = cap ? cap * 2 : 4096;
+      if (cap > (16u << 20)) {
+        fclose(f);
+        free(buf);
+        cfg_errf(err, errlen, "config file %s is larger than 16 MiB", path);
+        return CFG_EFILE;
+      }
+      char *nb = realloc(buf, cap);
+      if (!nb) {
+        fclose(f);
+        free(buf);
+        return CFG_ENOMEM;
+      }
+      buf = nb;
+    }
+    size_t n = fread(buf + len, 1, cap - len, f);
+    len += n;
+    if (n == 0) break;
+  }
+  int rd_err = ferror(f);
+  fclose(f);
+  if (rd_err) {
+    free(buf);
+    cfg_errf(err, errlen, "cannot read config file %s", path);
+    return CFG_EFILE;
+  }
+  int rc = cfg_apply_json(c, buf ? buf : "", len, path, err, errlen);
+  free(buf);
+  if (rc == CFG_OK) {
+    free(c->config_path);
+    c->config_path = strdup(path);
+    if (!c->config_path) return CFG_ENOMEM;
+  }
+  return rc;
+}
+
+/* "data_dir" -> "SOFTADASTRA_DATA_DIR" */
+static void cfg_env_name(const cfg_setting *s, char *out, size_t outlen) {
+  size_t o = (size_t)snprintf(out, outlen, "SOFTADASTRA_");
+  for (const char *p = s->name; *p && o + 1 < outlen; p++)
+    out[o++] = (char)toupper(*p);
+  out[o] = '\0';
+}
+
+/* "data_dir" -> "data-dir" */
+static void cfg_flag_name(const char *name, char *out, size_t outlen) {
+  size_t o = 0;
+  for (const char *p = name; *p && o + 1 < outlen; p++)
+    out[o++] = *p == '_' ? '-' : *p;
+  out[o] = '\0';
+}
+
+int cfg_apply_env(cfg_config *c, char *const *envp, char *err, size_t errlen) {
+  if (!envp) return CFG_OK;
+  for (size_t i = 0; i < CFG_NSETTINGS; i++) {
+    char name[64];
+    cfg_env_name(&cfg_settings[i], name, sizeof name);
+    size_t nl = strlen(name);
+    for (char *const *e = envp; *e; e++) {
+      if (strncmp(*e, name, nl) == 0 && (*e)[nl] == '=') {
+        const char *v = *e + nl + 1;
+        if (*v == '\0') continue;
+        char origin[96];
+        snprintf(origin, sizeof origin, "environment %s", name);
+        int rc = cfg_set_text(c, &cfg_settings[i], v, origin, err, errlen);
+        if (rc != CFG_OK) return rc;
+      }
+    }
+  }
+  return CFG_OK;
+}
+
+int cfg_parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port) {
+  const char *colon;
+  char h[64];
+  if (s[0] == '[') {
+    const char *rb = strchr(s, ']');
+    if (!rb || rb[1] != ':') return -1;
+    size_t n = (size_t)(rb - s - 1);
+    if (n == 0 || n >= sizeof h) return -1;
+    memcpy(h, s + 1, n);
+    h[n] = '\0';
+    colon = rb + 1;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET6, h, &a6) != 1) return -1;
+  } else {
+    colon = strrchr(s, ':');
+    if (!colon) return -1;
+    size_t n = (size_t)(colon - s);
+    if (n == 0 || n >= sizeof h) return -1;
+    memcpy(h, s, n);
+    h[n] = '\0';
+    if (strcmp(h, "localhost") == 0) strcpy(h, "127.0.0.1");
+    struct in_addr a4;
+    if (inet_pton(AF_INET, h, &a4) != 1) return -1;
+  }
+  const char *p = colon + 1;
+  if (!*p || strlen(p) > 5) return -1;
+  unsigned long v = 0;
+  for (; *p; p++) {
+    if (!isdigit((unsigned char)*p)) return -1;
+    v = v * 10 + (unsigned long)(*p - '0');
+  }
+  if (v > 65535) return -1;
+  if (strlen(h) >= hostlen) return -1;
+  strcpy(host, h);
+  *port = (uint16_t)v;
+  return 0;
+}
+
+int cfg_validate(const cfg_config *c, char *err, size_t errlen) {
+  char host[64];
+  uint16_t port;
+  if (cfg_parse_listen(c->listen, host, sizeof host, &port) != 0) {
+    cfg_errf(err, errlen,
+             "invalid setting \"listen\": \"%s\" is not ADDR:PORT (an IPv4 address, "
+             "localhost or [IPv6], and a port 0-65535)",
+             c->listen);
+    return CFG_EVALUE;
+  }
+  size_t n = strlen(c->node_id);
+  bool ok = n >= 1 && n <= SA_NODE_ID_MAX;
+  for (const char *p = c->node_id; ok && *p; p++)
+    ok = isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-';
+  if (!ok) {
+    cfg_errf(err, errlen,
+             "invalid setting \"node_id\": \"%s\" must be 1-%d characters of "
+             "A-Z a-z 0-9 . _ -",
+             c->node_id, SA_NODE_ID_MAX);
+    return CFG_EVALUE;
+  }
+  const char *levels[] = {"debug", "info", "warn", "error"};
+  ok = false;
+  for (size_t i = 0; i < 4; i++)
+    ok = ok || strcmp(c->log_level, levels[i]) == 0;
+  if (!ok) {
+    cfg_errf(err, errlen,
+             "invalid setting \"log_level\": \"%s\" must be debug, info, warn or "
+             "error",
+             c->log_level);
+    return CFG_EVALUE;
+  }
+  for (const char *p = c->auth_token; *p; p++) {
+    if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
+      cfg_errf(err, errlen, "invalid setting \"auth_token\": only printable ASCII without spaces");
+      return CFG_EVALUE;
+    }
+  }
+  return CFG_OK;
+}
+
+/* One flag from the command line, applied after the file and environment. */
+typedef struct cfg_flag {
+  const cfg_setting *s; /* the setting */
+  const char *value;    /* text value (borrowed from argv or static) */
+} cfg_flag;
+
+int cfg_load(cfg_config *c, int argc, char **argv, char *const *envp, bool *help, char *err,
+             size_t errlen) {
+  *help = false;
+  int rc = cfg_init(c);
+  if (rc != CFG_OK) return rc;
+  cfg_flag *flags = calloc((size_t)argc + 1, sizeof *flags);
+  if (!flags) return CFG_ENOMEM;
+  size_t nflags = 0;
+  const char *config_path = NULL;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      *help = true;
+      free(flags);
+      return CFG_OK;
+    }
+    if (strncmp(a, "--", 2) != 0) {
+      cfg_errf(err, errlen, "unexpected argument \"%s\" (serve takes only --flags)", a);
+      free(flags);
+      return CFG_EUSAGE;
+    }
+    const char *name = a + 2;
+    const char *eq = strchr(name, '=');
+    char fname[64];
+    size_t fl = eq ? (size_t)(eq - name) : strlen(name);
+    if (fl >= sizeof fname) fl = sizeof fname - 1;
+    memcpy(fname, name, fl);
+    fname[fl] = '\0';
+    const char *value = eq ? eq + 1 : NULL;
+    if (!strcmp(fname, "config")) {
+      if (!value && i + 1 < argc) value = argv[++i];
+      if (!value) {
+        cfg_errf(err, errlen, "--config needs a file name");
+        free(flags);
+        return CFG_EUSAGE;
+      }
+      config_path = value;
+      continue;
+    }
+    const cfg_setting *s = NULL;
+    bool negated = false;
+    for (size_t k = 0; k < CFG_NSETTINGS && !s; k++) {
+      char fn[64];
+      cfg_flag_name(cfg_settings[k].name, fn, sizeof fn);
+      if (!strcmp(fn, fname) || (cfg_settings[k].alias && !strcmp(cfg_settings[k].alias, fname)))
+        s = &cfg_settings[k];
+      else if (cfg_settings[k].type == CFG_BOOL && !strncmp(fname, "no-", 3) &&
+               !strcmp(fn, fname + 3))
+        s = &cfg_settings[k], negated = true;
+    }
+    if (!s) {
+      cfg_errf(err, errlen, "unknown flag --%s (see softadastra serve --help)", fname);
+      free(flags);
+      return CFG_EUSAGE;
+    }
+    if (s->type == CFG_BOOL && !value) {
+      value = negated ? "false" : "true";
+    } else if (negated) {
+      cfg_errf(err, errlen, "--%s takes no value", fname);
+      free(flags);
+      return CFG_EUSAGE;
+    } else if (!value) {
+      if (i + 1 >= argc) {
+        cfg_errf(err, errlen, "--%s needs a value", fname);
+        free(flags);
+        return CFG_EUSAGE;
+      }
+      value = argv[++i];
+    }
+    flags[nflags].s = s;
+    flags[nflags].value = value;
+    nflags++;
+  }
+  if (!config_path && envp) {
+    for (char *const *e = envp; *e; e++)
+      if (!strncmp(*e, "SOFTADASTRA_CONFIG=", 19) && (*e)[19]) config_path = *e + 19;
+  }
+  if (config_path) rc = cfg_load_file(c, config_path, err, errlen);
+  if (rc == CFG_OK) rc = cfg_apply_env(c, envp, err, errlen);
+  for (size_t i = 0; rc == CFG_OK && i < nflags; i++) {
+    char origin[96], fn[64];
+    cfg_flag_name(flags[i].s->name, fn, sizeof fn);
+    snprintf(origin, sizeof origin, "flag --%s", fn);
+    rc = cfg_set_text(c, flags[i].s, flags[i].value, origin, err, errlen);
+  }
+  free(flags);
+  if (rc == CFG_OK) rc = cfg_validate(c, err, errlen);
+  return rc;
+}
+
+void cfg_print_help(FILE *f) {
+  fputs("  --config FILE                  JSON config file (env SOFTADASTRA_CONFIG)\n", f);
+  for (size_t i = 0; i < CFG_NSETTINGS; i++) {
+    const cfg_setting *s = &cfg_settings[i];
+    char fn[64], env[64], left[160];
+    cfg_flag_name(s->name, fn, sizeof fn);
+    cfg_env_name(s, env, sizeof env);
+    if (s->type == CFG_BOOL)
+      snprintf(left, sizeof left, "--%s, --no-%s", fn, fn);
+    else
+      snprintf(left, sizeof left, "--%s%s%s VALUE", fn, s->alias ? ", --" : "",
+               s->alias ? s->alias : "");
+    fprintf(f, "  %-30s %s\n  %-30s   env %s, default \"%s\"\n", left, s->help, "", env, s->def);
+  }
+}
+
+void cfg_write_defaults(FILE *f) {
+  fputs("{\n", f);
+  for (size_t i = 0; i < CFG_NSETTINGS; i++) {
+    const cfg_setting *s = &cfg_settings[i];
+    const char *sep = i + 1 < CFG_NSETTINGS ? "," : "";
+    switch (s->type) {
+    case CFG_STR:
+      fprintf(f, "  \"%s\": \"%s\"%s\n", s->name, s->def, sep);
+      break;
+    case CFG_LIST:
+      fprintf(f, "  \"%s\": []%s\n", s->name, sep);
+      break;
+    default:
+      fprintf(f, "  \"%s\": %s%s\n", s->name, s->def, sep);
+      break;
+    }
+  }
+  fputs("}\n", f);
+}

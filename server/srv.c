@@ -1,0 +1,400 @@
+/*
+ * srv.c -- `softadastra serve` (see srv.h).
+ *
+ * Request life cycle with libmicrohttpd (internal thread pool, epoll):
+ *   - srv_uri_cb runs first for every request: it allocates the srv_req with
+ *     the raw request-target (before libmicrohttpd unescapes anything: the
+ *     API decodes the path itself) and counts the request as active;
+ *   - srv_access_cb, first call: headers are in.  A Content-Length over the
+ *     route's limit is answered 413 at once, before any body is read (no
+ *     "100 Continue");
+ *   - further calls accumulate the body up to the limit; a chunked body that
+ *     grows past it is discarded as it arrives and answered 413 at the end
+ *     (past SRV_DISCARD_MAX the connection is dropped);
+ *   - last call: api_handle, and the api_response becomes an MHD response;
+ *   - srv_completed_cb frees the srv_req and counts the request done.
+ *
+ * Shutdown (SIGINT/SIGTERM, sigwait on the main thread): the API is marked
+ * draining (responses say "Connection: close", /readyz says 503), the listen
+ * socket is closed (MHD_quiesce_daemon), active requests are waited for (at
+ * most SRV_DRAIN_MAX_MS), the daemon is stopped (joins its threads), and the
+ * node is closed: WAL and store flushed and synced, lock released.  A write
+ * acknowledged to a client was durable before its response was sent, so it
+ * survives whatever happens after.
+ */
+#define _GNU_SOURCE
+#include "srv.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "softadastra.h"
+#include "srv_log.h"
+
+#define SRV_DISCARD_MAX (64u << 20) /* bytes of an oversized body read before dropping */
+#define SRV_DRAIN_MAX_MS 10000      /* longest wait for in-flight requests at shutdown */
+
+typedef struct srv {
+  api_ctx *api;       /* the REST API */
+  atomic_long active; /* requests started and not completed */
+  atomic_ulong total; /* requests started since start */
+  bool log_requests;  /* debug level: one line per request */
+} srv;
+
+typedef struct srv_req {
+  char *target;       /* raw request-target, as received */
+  char *body;         /* accumulated body */
+  size_t len;         /* bytes in body */
+  size_t cap;         /* allocated bytes at body */
+  size_t limit;       /* largest body the route accepts */
+  size_t discarded;   /* bytes dropped after the limit was passed */
+  bool started;       /* the first access call (headers) has run */
+  bool too_big;       /* the body passed the limit */
+  struct timespec t0; /* when the request line arrived */
+} srv_req;
+
+/* ---- libmicrohttpd callbacks ------------------------------------------- */
+
+static void *srv_uri_cb(void *cls, const char *uri, struct MHD_Connection *con) {
+  srv *s = cls;
+  srv_req *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->target = strdup(uri ? uri : "");
+  if (!r->target) {
+    free(r);
+    return NULL;
+  }
+  clock_gettime(CLOCK_MONOTONIC, &r->t0);
+  atomic_fetch_add(&s->active, 1);
+  atomic_fetch_add(&s->total, 1);
+  return r;
+}
+
+static void srv_completed_cb(void *cls, struct MHD_Connection *con, void **req_cls,
+                             enum MHD_RequestTerminationCode toe) {
+  srv *s = cls;
+  srv_req *r = *req_cls;
+  if (!r) return;
+  free(r->target);
+  free(r->body);
+  free(r);
+  *req_cls = NULL;
+  atomic_fetch_sub(&s->active, 1);
+}
+
+static void srv_mhd_logger(void *cls, const char *fmt, va_list ap) {
+  if (!srv_log_enabled(SRV_LOG_DEBUG)) return;
+  char msg[512], q[600];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  size_t n = strlen(msg);
+  while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+    msg[--n] = '\0';
+  srv_log(SRV_LOG_DEBUG, "http", "msg=%s", srv_log_q(msg, q, sizeof q));
+}
+
+static const char *srv_header(void *cls, const char *name) {
+  return MHD_lookup_connection_value((struct MHD_Connection *)cls, MHD_HEADER_KIND, name);
+}
+
+/* Queues resp (freed here in every case). */
+static enum MHD_Result srv_queue(struct MHD_Connection *con, api_response *resp) {
+  struct MHD_Response *m =
+      MHD_create_response_from_buffer(resp->body_len, resp->body, MHD_RESPMEM_MUST_COPY);
+  if (!m) {
+    api_response_free(resp);
+    return MHD_NO;
+  }
+  if (resp->content_type) MHD_add_response_header(m, "Content-Type", resp->content_type);
+  for (size_t i = 0; i < resp->n_headers; i++)
+    MHD_add_response_header(m, resp->headers[i].name, resp->headers[i].value);
+  if (resp->close) MHD_add_response_header(m, "Connection", "close");
+  enum MHD_Result rc = MHD_queue_response(con, (unsigned)resp->status, m);
+  MHD_destroy_response(m);
+  api_response_free(resp);
+  return rc;
+}
+
+static void srv_log_request(const srv *s, const char *method, const srv_req *r, int status) {
+  if (!s->log_requests) return;
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double ms = (double)(t1.tv_sec - r->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - r->t0.tv_nsec) / 1e6;
+  char qm[64], qt[300];
+  srv_log(SRV_LOG_DEBUG, "request", "method=%s target=%s status=%d ms=%.3f bytes_in=%zu",
+          srv_log_q(method, qm, sizeof qm), srv_log_q(r->target, qt, sizeof qt), status, ms,
+          r->len);
+}
+
+static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, const char *url,
+                                     const char *method, const char *version,
+                                     const char *upload_data, size_t *upload_data_size,
+                                     void **req_cls) {
+  srv *s = cls;
+  srv_req *r = *req_cls;
+  if (!r) return MHD_NO; /* out of memory in srv_uri_cb */
+  if (!r->started) {
+    r->started = true;
+    r->limit = api_body_limit(s->api, method, r->target);
+    const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Length");
+    if (cl) {
+      char *end;
+      errno = 0;
+      unsigned long long v = strtoull(cl, &end, 10);
+      if (errno == 0 && *end == '\0' && v > r->limit) {
+        srv_log_request(s, method, r, 413);
+        return srv_queue(con, api_too_large(s->api, method, r->target, r->limit));
+      }
+    }
+    return MHD_YES;
+  }
+  if (*upload_data_size > 0) {
+    size_t n = *upload_data_size;
+    *upload_data_size = 0;
+    if (r->too_big || r->len + n > r->limit) {
+      r->too_big = true;
+      r->discarded += n;
+      free(r->body);
+      r->body = NULL;
+      r->len = r->cap = 0;
+      return r->discarded > SRV_DISCARD_MAX ? MHD_NO : MHD_YES;
+    }
+    if (r->len + n > r->cap) {
+      size_t cap = r->cap ? r->cap : 4096;
+      while (cap < r->len + n)
+        cap *= 2;
+      if (cap > r->limit) cap = r->limit;
+      char *nb = realloc(r->body, cap);
+      if (!nb) return MHD_NO;
+      r->body = nb;
+      r->cap = cap;
+    }
+    memcpy(r->body + r->len, upload_data, n);
+    r->len += n;
+    return MHD_YES;
+  }
+  api_response *resp;
+  if (r->too_big) {
+    resp = api_too_large(s->api, method, r->target, r->limit);
+  } else {
+    api_request req = {
+        .method = method,
+        .target = r->target,
+        .header = srv_header,
+        .header_cls = con,
+        .body = r->body,
+        .body_len = r->len,
+    };
+    resp = api_handle(s->api, &req);
+  }
+  srv_log_request(s, method, r, resp->status);
+  return srv_queue(con, resp);
+}
+
+/* ---- start-up ----------------------------------------------------------- */
+
+/* mkdir -p; returns 0 or an errno. */
+static int srv_mkdirs(const char *path) {
+  char *p = strdup(path);
+  if (!p) return ENOMEM;
+  int rc = 0;
+  for (char *q = p + 1; *q && rc == 0; q++) {
+    if (*q != '/') continue;
+    *q = '\0';
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) rc = errno;
+    *q = '/';
+  }
+  if (rc == 0 && mkdir(p, 0755) != 0 && errno != EEXIST) rc = errno;
+  free(p);
+  return rc;
+}
+
+/* Creates the data directory when asked to and it is missing. */
+static int srv_prepare_dir(const cfg_config *cfg) {
+  struct stat st;
+  if (stat(cfg->data_dir, &st) == 0) return 0;
+  if (errno != ENOENT || !cfg->create_data_dir) return 0; /* the core reports it */
+  int rc = srv_mkdirs(cfg->data_dir);
+  char q[600];
+  if (rc != 0) {
+    fprintf(stderr, "softadastra: cannot create data directory %s: %s\n", cfg->data_dir,
+            strerror(rc));
+    return -1;
+  }
+  srv_log(SRV_LOG_INFO, "data_dir_created", "path=%s", srv_log_q(cfg->data_dir, q, sizeof q));
+  return 0;
+}
+
+static struct MHD_Daemon *srv_listen(srv *s, const cfg_config *cfg, uint16_t *bound) {
+  char host[64];
+  uint16_t port;
+  if (cfg_parse_listen(cfg->listen, host, sizeof host, &port) != 0) return NULL;
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  unsigned flags =
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+  if (strchr(host, ':')) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    inet_pton(AF_INET6, host, &a->sin6_addr);
+    flags |= MHD_USE_IPv6;
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    inet_pton(AF_INET, host, &a->sin_addr);
+  }
+  errno = 0;
+  struct MHD_Daemon *d = MHD_start_daemon(
+      flags, port, NULL, NULL, srv_access_cb, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)cfg->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      (size_t)cfg->max_header_bytes, MHD_OPTION_URI_LOG_CALLBACK, srv_uri_cb, s,
+      MHD_OPTION_NOTIFY_COMPLETED, srv_completed_cb, s, MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_logger,
+      s, MHD_OPTION_END);
+  if (!d) {
+    int e = errno;
+    fprintf(stderr, "softadastra: cannot listen on %s: %s\n", cfg->listen,
+            e ? strerror(e) : "libmicrohttpd could not start");
+    return NULL;
+  }
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+  *bound = info ? info->port : port;
+  return d;
+}
+
+int srv_serve(const cfg_config *cfg) {
+  srv_log_set_level(cfg->log_level);
+  char walbuf[4096];
+  const char *wal = cfg->wal_path;
+  if (!wal[0]) {
+    snprintf(walbuf, sizeof walbuf, "%s/%s.wal", cfg->data_dir, cfg->node_id);
+    wal = walbuf;
+  }
+  if (srv_prepare_dir(cfg) != 0) return 1;
+
+  /* Block the shutdown signals before any thread exists. */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  sa_options o = sa_options_persistent(cfg->node_id, wal);
+  if (cfg->store_path[0]) o.store_path = cfg->store_path;
+  o.auto_flush = cfg->auto_flush;
+  o.enable_transport = cfg->enable_transport;
+  o.enable_discovery = cfg->enable_discovery;
+  o.flush_interval_ms = cfg->flush_interval_ms;
+  o.tick_interval_ms = cfg->tick_interval_ms;
+  o.max_value_bytes = cfg->max_value_bytes;
+  o.max_batch_bytes = cfg->max_batch_bytes;
+  o.wal_max_bytes = cfg->wal_max_bytes;
+  o.store_max_bytes = cfg->store_max_bytes;
+
+  sa_client *client = NULL;
+  sa_error err = {0};
+  int rc = sa_client_open(&client, &o, &err);
+  if (rc != 0) {
+    fprintf(stderr, "softadastra: cannot open node %s (WAL %s): %s\n", cfg->node_id, wal,
+            err.message[0] ? err.message : sa_strerror(rc));
+    if (rc == SA_ELOCKED)
+      fprintf(stderr, "softadastra: is another `softadastra serve` running on this data "
+                      "directory?\n");
+    return 1;
+  }
+
+  srv s = {.log_requests = srv_log_enabled(SRV_LOG_DEBUG) != 0};
+  atomic_init(&s.active, 0);
+  atomic_init(&s.total, 0);
+  api_config ac = {
+      .client = client,
+      .auth_token = cfg->auth_token,
+      .cors_origins = (const char *const *)cfg->cors_origins,
+      .n_cors_origins = cfg->n_cors_origins,
+      .max_value_bytes = cfg->max_value_bytes,
+      .max_batch_bytes = cfg->max_batch_bytes,
+  };
+  if (api_ctx_create(&ac, &s.api) != 0) {
+    fprintf(stderr, "softadastra: out of memory\n");
+    sa_client_close(client);
+    return 1;
+  }
+  uint16_t port = 0;
+  struct MHD_Daemon *d = srv_listen(&s, cfg, &port);
+  if (!d) {
+    api_ctx_destroy(s.api);
+    sa_client_close(client);
+    return 1;
+  }
+
+  sa_status st;
+  memset(&st, 0, sizeof st);
+  sa_client_status(client, &st, NULL);
+  char host[64];
+  uint16_t ignored;
+  cfg_parse_listen(cfg->listen, host, sizeof host, &ignored);
+  const char *lb = strchr(host, ':') ? "[" : "", *rb = strchr(host, ':') ? "]" : "";
+  char torn[600] = "";
+  if (st.recovery.torn_path[0]) snprintf(torn, sizeof torn, " (kept in %s)", st.recovery.torn_path);
+  printf("softadastra %s: node %s listening on http://%s%s%s:%u, WAL %s, recovery: %llu records "
+         "scanned, %llu replayed, %llu torn bytes cut%s\n",
+         sa_version(), st.node_id, lb, host, rb, (unsigned)port, wal,
+         (unsigned long long)st.recovery.records_scanned,
+         (unsigned long long)st.recovery.records_replayed,
+         (unsigned long long)st.recovery.torn_bytes, torn);
+  fflush(stdout);
+  char q1[128], q2[600];
+  srv_log(SRV_LOG_INFO, "listening",
+          "node_id=%s addr=%s%s%s:%u wal=%s durable=%s threads=%u auth=%s cors=%zu",
+          srv_log_q(st.node_id, q1, sizeof q1), lb, host, rb, (unsigned)port,
+          srv_log_q(wal, q2, sizeof q2), cfg->auto_flush ? "true" : "false", (unsigned)cfg->threads,
+          cfg->auth_token[0] ? "on" : "off", cfg->n_cors_origins);
+
+  int sig = 0;
+  for (;;) {
+    if (sigwait(&set, &sig) != 0) continue;
+    if (sig == SIGINT || sig == SIGTERM) break;
+    srv_log(SRV_LOG_INFO, "signal_ignored", "signal=%d", sig);
+  }
+  srv_log(SRV_LOG_INFO, "shutdown", "signal=%s active=%ld", sig == SIGINT ? "SIGINT" : "SIGTERM",
+          atomic_load(&s.active));
+  api_ctx_set_draining(s.api, true);
+  MHD_socket lfd = MHD_quiesce_daemon(d);
+  if (lfd != MHD_INVALID_SOCKET) close(lfd);
+  struct timespec t0, now;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    if (atomic_load(&s.active) <= 0) break;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+    if (ms > SRV_DRAIN_MAX_MS) {
+      srv_log(SRV_LOG_WARN, "drain_timeout", "active=%ld", atomic_load(&s.active));
+      break;
+    }
+    struct timespec nap = {0, 5 * 1000 * 1000};
+    nanosleep(&nap, NULL);
+  }
+  MHD_stop_daemon(d);
+  api_ctx_destroy(s.api);
+  sa_client_status(client, &st, NULL);
+  unsigned long long last = (unsigned long long)st.last_lsn;
+  sa_client_close(client);
+  srv_log(SRV_LOG_INFO, "stopped", "requests=%lu last_lsn=%llu", atomic_load(&s.total), last);
+  return 0;
+}
