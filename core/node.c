@@ -44,7 +44,9 @@
 #include "hlc.h"
 #include "internal.h"
 #include "io.h"
+#include "outbox.h"
 #include "store.h"
+#include "transport.h"
 #include "wal.h"
 
 #include <assert.h>
@@ -59,7 +61,15 @@
 #define NODE_GROUP_BYTES (8u << 20)  /* soft bound on one group's record bytes */
 #define NODE_REPLAY_TXN_RECORDS 8192 /* records per LMDB txn during replay */
 
-typedef enum { REQ_PUT, REQ_DEL, REQ_BATCH, REQ_FLUSH, REQ_CHECKPOINT } req_kind;
+typedef enum {
+  REQ_PUT,
+  REQ_DEL,
+  REQ_BATCH,
+  REQ_FLUSH,
+  REQ_CHECKPOINT,
+  REQ_OBX_CLAIM,  /* outbox: expire, claim for the transport, prune */
+  REQ_OBX_SETTLE, /* outbox: record the transport's answers */
+} req_kind;
 
 typedef struct wreq {
   struct wreq *next;
@@ -71,6 +81,12 @@ typedef struct wreq {
   sa_write_opts cond;
   const sa_batch_op *ops;
   size_t nops;
+  uint64_t now;          /* outbox requests: the tick's time */
+  bool send;             /* REQ_OBX_CLAIM: the transport takes work */
+  outbox_batch *claimed; /* REQ_OBX_CLAIM: out */
+  const uint64_t *lsns;  /* REQ_OBX_SETTLE: in */
+  const bool *acked;
+  size_t n;
   size_t bytes; /* estimated record size */
   bool logged;  /* writer: has a record in the current group */
   int rc;
@@ -107,7 +123,21 @@ struct sa_client {
   bool dirty; /* auto_flush off: appended but not synced */
   uint64_t dirty_since_ns;
 
+  /* Sync. */
+  const sa_transport *transport; /* never NULL after open */
+  const sa_discovery *discovery;
+  outbox_cfg obx;
+  uint64_t rng; /* writer-owned backoff jitter state */
+  pthread_t ticker;
+  bool ticker_started;
+  pthread_mutex_t tmu;         /* ticker wake-up state */
+  pthread_cond_t tcv;          /* CLOCK_MONOTONIC */
+  bool tick_stop, tick_kick;   /* under tmu */
+  pthread_mutex_t tick_serial; /* one tick at a time (thread or caller) */
+
   /* Written by the writer, read by anyone (atomics). */
+  uint64_t obx_count[4]; /* outbox entries per state */
+  uint64_t obx_pruned, obx_retries, ticks, last_tick_ms;
   uint64_t last_lsn;
   uint64_t checkpoints;
   bool read_only;
@@ -129,6 +159,13 @@ static sa_options node_defaults(const char *node_id, const char *wal_path, bool 
   o.max_batch_bytes = SA_DEFAULT_MAX_BATCH_BYTES;
   o.wal_max_bytes = SA_DEFAULT_WAL_MAX_BYTES;
   o.store_max_bytes = SA_DEFAULT_STORE_MAX_BYTES;
+  o.sync_batch_size = SA_DEFAULT_SYNC_BATCH_SIZE;
+  o.max_retries = SA_DEFAULT_MAX_RETRIES;
+  o.retry_base_ms = SA_DEFAULT_RETRY_BASE_MS;
+  o.retry_max_ms = SA_DEFAULT_RETRY_MAX_MS;
+  o.ack_timeout_ms = SA_DEFAULT_ACK_TIMEOUT_MS;
+  o.outbox_max = SA_DEFAULT_OUTBOX_MAX;
+  o.outbox_retention_ms = SA_DEFAULT_OUTBOX_RETENTION_MS;
   return o;
 }
 
@@ -144,11 +181,21 @@ sa_options sa_options_memory(const char *node_id) {
 static int node_check_options(sa_options *o, sa_error *err) {
   int rc = sa_node_id_check(o->node_id, err);
   if (rc) return rc;
-  if (o->enable_transport || o->enable_discovery)
+  if (o->transport_kind && *o->transport_kind && strcmp(o->transport_kind, "stub") != 0 &&
+      strcmp(o->transport_kind, "disabled") != 0)
     return sa_fail(err, SA_EINVAL,
-                   "enable_%s: sync transport and discovery are not available in this "
-                   "version; leave them off (local writes do not need them)",
-                   o->enable_transport ? "transport" : "discovery");
+                   "transport_kind '%.40s' is unknown: built in are \"stub\" and \"disabled\" "
+                   "(or pass a transport of your own)",
+                   o->transport_kind);
+  if (o->discovery_kind && *o->discovery_kind && strcmp(o->discovery_kind, "stub") != 0 &&
+      strcmp(o->discovery_kind, "disabled") != 0)
+    return sa_fail(err, SA_EINVAL,
+                   "discovery_kind '%.40s' is unknown: built in are \"stub\" and \"disabled\"",
+                   o->discovery_kind);
+  if ((o->transport && (!o->transport->kind || !o->transport->send)) ||
+      (o->discovery && (!o->discovery->kind || !o->discovery->peers)))
+    return sa_fail(err, SA_EINVAL,
+                   "a custom transport needs kind and send; a discovery needs kind and peers");
   if (o->persistent && (!o->wal_path || !*o->wal_path))
     return sa_fail(err, SA_EINVAL,
                    "wal_path is empty: a persistent node needs a WAL file such as data/%s.wal",
@@ -159,6 +206,22 @@ static int node_check_options(sa_options *o, sa_error *err) {
   if (!o->max_batch_bytes) o->max_batch_bytes = SA_DEFAULT_MAX_BATCH_BYTES;
   if (!o->wal_max_bytes) o->wal_max_bytes = SA_DEFAULT_WAL_MAX_BYTES;
   if (!o->store_max_bytes) o->store_max_bytes = SA_DEFAULT_STORE_MAX_BYTES;
+  if (!o->sync_batch_size) o->sync_batch_size = SA_DEFAULT_SYNC_BATCH_SIZE;
+  if (!o->max_retries) o->max_retries = SA_DEFAULT_MAX_RETRIES;
+  if (!o->retry_base_ms) o->retry_base_ms = SA_DEFAULT_RETRY_BASE_MS;
+  if (!o->retry_max_ms) o->retry_max_ms = SA_DEFAULT_RETRY_MAX_MS;
+  if (!o->ack_timeout_ms) o->ack_timeout_ms = SA_DEFAULT_ACK_TIMEOUT_MS;
+  if (!o->outbox_max) o->outbox_max = SA_DEFAULT_OUTBOX_MAX;
+  if (!o->outbox_retention_ms) o->outbox_retention_ms = SA_DEFAULT_OUTBOX_RETENTION_MS;
+  if (o->sync_batch_size > 1024)
+    return sa_fail(err, SA_EINVAL, "sync_batch_size %u is out of range (1..1024)",
+                   o->sync_batch_size);
+  if (o->retry_max_ms < o->retry_base_ms)
+    return sa_fail(err, SA_EINVAL, "retry_max_ms %u is below retry_base_ms %u", o->retry_max_ms,
+                   o->retry_base_ms);
+  if (o->tick_interval_ms > 3600000)
+    return sa_fail(err, SA_EINVAL, "tick_interval_ms %u is out of range (1..3600000)",
+                   o->tick_interval_ms);
   if (o->flush_interval_ms > 3600000)
     return sa_fail(err, SA_EINVAL, "flush_interval_ms %u is out of range (1..3600000)",
                    o->flush_interval_ms);
@@ -188,6 +251,24 @@ static char *node_store_path(const char *wal_path) {
   else
     memcpy(s + n, ".mdb", 5);
   return s;
+}
+
+/* ---- clock and log ----------------------------------------------------- */
+
+static uint64_t node_now(const sa_client *c) {
+  return c->opts.clock ? c->opts.clock(c->opts.clock_ctx) : sa_now_ms();
+}
+
+static void node_log(const sa_client *c, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void node_log(const sa_client *c, int level, const char *fmt, ...) {
+  if (!c->opts.log) return;
+  char msg[768];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  c->opts.log(c->opts.log_ctx, level, msg);
 }
 
 /* ---- replay ------------------------------------------------------------ */
@@ -306,6 +387,56 @@ static void node_set_read_only(sa_client *c, const char *why) {
   if (__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE)) return;
   snprintf(c->read_only_reason, sizeof c->read_only_reason, "%s", why);
   __atomic_store_n(&c->read_only, true, __ATOMIC_RELEASE);
+  node_log(c, SA_LOG_ERROR, "%s", why);
+}
+
+static void node_apply_delta(sa_client *c, const outbox_delta *d) {
+  for (int i = 0; i < 4; i++)
+    __atomic_add_fetch(&c->obx_count[i], (uint64_t)d->by_state[i], __ATOMIC_RELAXED);
+  __atomic_add_fetch(&c->obx_pruned, d->pruned, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&c->obx_retries, d->retries, __ATOMIC_RELAXED);
+}
+
+static uint64_t node_obx_total(const sa_client *c) {
+  uint64_t t = 0;
+  for (int i = 0; i < 4; i++)
+    t += __atomic_load_n(&c->obx_count[i], __ATOMIC_RELAXED);
+  return t;
+}
+
+/* Runs one outbox request in its own store transaction (writer thread). */
+static void node_process_outbox(sa_client *c, wreq *r) {
+  sa_error e = {0};
+  store_wtxn *t;
+  outbox_delta d;
+  memset(&d, 0, sizeof d);
+  if (__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE)) {
+    r->rc = sa_fail(&r->err, SA_EREADONLY, "%s", c->read_only_reason);
+    return;
+  }
+  int rc = store_wbegin(c->store, &t, &e);
+  if (rc == 0) {
+    if (r->kind == REQ_OBX_CLAIM)
+      rc = outbox_claim(t, &c->obx, c->node_id, r->now, r->send, node_obx_total(c), &c->rng,
+                        r->claimed, &d, &e);
+    else
+      rc = outbox_settle(t, &c->obx, r->now, r->lsns, r->acked, r->n, &c->rng, &d, &e);
+    if (rc == 0)
+      rc = store_wcommit(t, store_applied_lsn(c->store), c->hlc.last, &e);
+    else
+      store_wabort(t);
+  }
+  if (rc) {
+    if (r->kind == REQ_OBX_CLAIM && r->claimed->ops) {
+      free(r->claimed->ops);
+      r->claimed->ops = NULL;
+      r->claimed->n = 0;
+    }
+    r->rc = rc;
+    r->err = e;
+    return;
+  }
+  node_apply_delta(c, &d);
 }
 
 static int node_reserve(sa_client *c, size_t need) {
@@ -411,7 +542,7 @@ static int node_stage(sa_client *c, store_wtxn *t, wreq *r, uint64_t *lsn, size_
   size_t size = wal_record_size(ops, nops, batch);
   if (node_reserve(c, *used + size) != 0)
     return sa_fail(err, SA_ENOMEM, "out of memory encoding a %zu-byte record", size);
-  uint64_t ts = sa_hlc_next(&c->hlc, sa_now_ms());
+  uint64_t ts = sa_hlc_next(&c->hlc, node_now(c));
   wal_rec rec;
   rec.lsn = ++*lsn;
   rec.hlc = ts;
@@ -442,9 +573,10 @@ static void node_fail_logged(wreq *g, int rc, const sa_error *err) {
     }
 }
 
-static void node_process(sa_client *c, wreq *g) {
+/* The data part of a group: every put, delete and batch in one WAL write,
+ * one sync and one store transaction. */
+static void node_process_data(sa_client *c, wreq *g) {
   sa_error e = {0};
-  bool want_flush = false, want_ckpt = false;
   if (__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE)) {
     for (wreq *r = g; r; r = r->next)
       r->rc = sa_fail(&r->err, SA_EREADONLY, "%s", c->read_only_reason);
@@ -461,20 +593,19 @@ static void node_process(sa_client *c, wreq *g) {
   }
   uint64_t lsn = c->last_lsn, hlc_before = c->hlc.last;
   size_t used = 0;
+  bool want_flush = false;
   for (wreq *r = g; r && !rc; r = r->next) {
     r->rc = 0;
     if (r->kind == REQ_FLUSH)
       want_flush = true;
-    else if (r->kind == REQ_CHECKPOINT)
-      want_ckpt = true;
-    else
+    else if (r->kind <= REQ_BATCH)
       rc = node_stage(c, t, r, &lsn, &used, &e);
   }
   if (rc) { /* a store error dooms the group; nothing was written */
     store_wabort(t);
     c->hlc.last = hlc_before;
     for (wreq *r = g; r; r = r->next)
-      if (r->rc == 0) {
+      if (r->rc == 0 && r->kind <= REQ_BATCH) {
         r->rc = rc;
         r->err = e;
         r->logged = false;
@@ -523,13 +654,33 @@ static void node_process(sa_client *c, wreq *g) {
     }
     __atomic_store_n(&c->last_lsn, lsn, __ATOMIC_RELEASE);
     bool durable = synced && c->opts.auto_flush;
+    uint64_t logged = 0;
     for (wreq *r = g; r; r = r->next)
       if (r->logged) {
         r->res.durable = durable;
         r->logged = false;
+        logged++;
       }
+    __atomic_add_fetch(&c->obx_count[STORE_OUTBOX_QUEUED], logged, __ATOMIC_RELAXED);
+    if (c->opts.tick_on_write && c->ticker_started) {
+      pthread_mutex_lock(&c->tmu);
+      c->tick_kick = true;
+      pthread_cond_signal(&c->tcv);
+      pthread_mutex_unlock(&c->tmu);
+    }
   }
+}
 
+static void node_process(sa_client *c, wreq *g) {
+  sa_error e = {0};
+  bool want_flush = false, want_ckpt = false, data = false;
+  for (wreq *r = g; r; r = r->next) {
+    want_flush |= r->kind == REQ_FLUSH;
+    want_ckpt |= r->kind == REQ_CHECKPOINT;
+    data |= r->kind <= REQ_BATCH;
+  }
+  if (data) node_process_data(c, g);
+  int rc;
   if (want_flush) {
     rc = node_flush_now(c, &e);
     for (wreq *r = g; r; r = r->next)
@@ -540,6 +691,8 @@ static void node_process(sa_client *c, wreq *g) {
     for (wreq *r = g; r; r = r->next)
       if (r->kind == REQ_CHECKPOINT && (r->rc = rc) != 0) r->err = e;
   }
+  for (wreq *r = g; r; r = r->next)
+    if (r->kind == REQ_OBX_CLAIM || r->kind == REQ_OBX_SETTLE) node_process_outbox(c, r);
 }
 
 static void *node_writer_main(void *arg) {
@@ -612,6 +765,124 @@ static int node_submit(sa_client *c, wreq *r, sa_error *err) {
   return r->rc;
 }
 
+/* ---- sync: ticks -------------------------------------------------------- */
+
+/* One tick: claim due work (writer), hand it to the transport (here, on the
+ * ticking thread, so the network never blocks writes), settle the answers
+ * (writer).  Ticks are serialized by tick_serial. */
+static int node_tick(sa_client *c, sa_error *err) {
+  pthread_mutex_lock(&c->tick_serial);
+  const sa_transport *tr = c->transport;
+  bool send = tr->send && (!tr->running || tr->running(tr->ctx));
+  outbox_batch b = {0};
+  wreq r;
+  memset(&r, 0, sizeof r);
+  r.kind = REQ_OBX_CLAIM;
+  r.now = node_now(c);
+  r.send = send;
+  r.claimed = &b;
+  int rc = 0;
+  /* Nothing to expire, claim or prune: skip the walk of the outbox. */
+  bool idle = !send &&
+              __atomic_load_n(&c->obx_count[STORE_OUTBOX_IN_FLIGHT], __ATOMIC_RELAXED) == 0 &&
+              __atomic_load_n(&c->obx_count[STORE_OUTBOX_ACKED], __ATOMIC_RELAXED) == 0 &&
+              node_obx_total(c) <= c->obx.max_entries;
+  if (!idle) rc = node_submit(c, &r, err);
+  if (rc == 0 && b.n) {
+    bool *acked = calloc(b.n, sizeof *acked);
+    uint64_t *lsns = malloc(b.n * sizeof *lsns);
+    if (!acked || !lsns) {
+      rc = sa_fail(err, SA_ENOMEM, "out of memory settling %zu operations", b.n);
+    } else {
+      for (size_t i = 0; i < b.n; i++)
+        lsns[i] = b.ops[i].lsn;
+      if (tr->send(tr->ctx, b.ops, b.n, acked) != 0)
+        memset(acked, 0, b.n * sizeof *acked); /* a failed hand-over acknowledges nothing */
+      wreq s;
+      memset(&s, 0, sizeof s);
+      s.kind = REQ_OBX_SETTLE;
+      s.now = node_now(c);
+      s.lsns = lsns;
+      s.acked = acked;
+      s.n = b.n;
+      rc = node_submit(c, &s, err);
+    }
+    free(acked);
+    free(lsns);
+  }
+  free(b.ops);
+  __atomic_store_n(&c->last_tick_ms, node_now(c), __ATOMIC_RELAXED);
+  __atomic_add_fetch(&c->ticks, 1, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&c->tick_serial);
+  return rc;
+}
+
+/* The tick thread: a job loop that runs node_tick every tick_interval_ms,
+ * or at once when kicked (tick_on_write), until tick_stop.  Stop: set
+ * tick_stop under tmu, signal tcv, join. */
+static void *node_ticker_main(void *arg) {
+  sa_client *c = arg;
+  pthread_mutex_lock(&c->tmu);
+  while (!c->tick_stop) {
+    uint64_t due = sa_mono_ns() + (uint64_t)c->opts.tick_interval_ms * 1000000u;
+    struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+    while (!c->tick_stop && !c->tick_kick)
+      if (pthread_cond_timedwait(&c->tcv, &c->tmu, &ts) == ETIMEDOUT) break;
+    if (c->tick_stop) break;
+    c->tick_kick = false;
+    pthread_mutex_unlock(&c->tmu);
+    sa_error e;
+    if (node_tick(c, &e) != 0 && e.code != SA_EREADONLY && e.code != SA_ECLOSED)
+      node_log(c, SA_LOG_WARN, "outbox tick failed: %s", e.message);
+    pthread_mutex_lock(&c->tmu);
+  }
+  pthread_mutex_unlock(&c->tmu);
+  return NULL;
+}
+
+/* At open: in-flight work goes back to the queue; per-state counts. */
+static int node_outbox_open(sa_client *c, sa_error *err) {
+  store_wtxn *t;
+  int rc = store_wbegin(c->store, &t, err);
+  if (rc) return rc;
+  rc = outbox_recover(t, node_now(c), c->obx_count, err);
+  if (rc) {
+    store_wabort(t);
+    return rc;
+  }
+  return store_wcommit(t, store_applied_lsn(c->store), c->hlc.last, err);
+}
+
+static void node_pick_sync(sa_client *c, const sa_options *o) {
+  if (!o->enable_transport)
+    c->transport = &sa_transport_disabled;
+  else if (o->transport)
+    c->transport = o->transport;
+  else if (o->transport_kind && strcmp(o->transport_kind, "disabled") == 0)
+    c->transport = &sa_transport_disabled;
+  else
+    c->transport = &sa_transport_stub;
+  if (!o->enable_discovery)
+    c->discovery = &sa_discovery_disabled;
+  else if (o->discovery)
+    c->discovery = o->discovery;
+  else if (o->discovery_kind && strcmp(o->discovery_kind, "disabled") == 0)
+    c->discovery = &sa_discovery_disabled;
+  else
+    c->discovery = &sa_discovery_stub;
+  c->obx = (outbox_cfg){.batch = o->sync_batch_size,
+                        .max_retries = o->max_retries,
+                        .retry_base_ms = o->retry_base_ms,
+                        .retry_max_ms = o->retry_max_ms,
+                        .ack_timeout_ms = o->ack_timeout_ms,
+                        .max_entries = o->outbox_max,
+                        .retention_ms = o->outbox_retention_ms};
+  uint64_t h = 1469598103934665603ull; /* FNV-1a of the node id, mixed with time */
+  for (const char *p = c->node_id; *p; p++)
+    h = (h ^ (unsigned char)*p) * 1099511628211ull;
+  c->rng = (h ^ sa_mono_ns()) | 1;
+}
+
 /* ---- open / close ------------------------------------------------------ */
 
 static void node_free(sa_client *c) {
@@ -625,8 +896,13 @@ static void node_free(sa_client *c) {
     rmdir(c->tmpdir);
     free(c->tmpdir);
   }
+  if (c->transport && c->transport->close) c->transport->close(c->transport->ctx);
+  if (c->discovery && c->discovery->close) c->discovery->close(c->discovery->ctx);
   pthread_mutex_destroy(&c->mu);
   pthread_cond_destroy(&c->cv);
+  pthread_mutex_destroy(&c->tmu);
+  pthread_cond_destroy(&c->tcv);
+  pthread_mutex_destroy(&c->tick_serial);
   free(c->wal_path);
   free(c->store_path);
   free(c->buf);
@@ -649,7 +925,10 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&c->cv, &ca);
+  pthread_cond_init(&c->tcv, &ca);
   pthread_condattr_destroy(&ca);
+  pthread_mutex_init(&c->tmu, NULL);
+  pthread_mutex_init(&c->tick_serial, NULL);
   snprintf(c->node_id, sizeof c->node_id, "%s", o.node_id);
 
   if (o.persistent) {
@@ -683,7 +962,9 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
   o.node_id = c->node_id;
   o.wal_path = c->wal_path;
   o.store_path = c->store_path;
+  o.transport_kind = o.discovery_kind = NULL; /* resolved now; not kept */
   c->opts = o;
+  node_pick_sync(c, &o);
 
   sa_wal_report rep;
   memset(&rep, 0, sizeof rep);
@@ -709,6 +990,7 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
                   o.store_max_bytes, err);
   if (rc == 0 && o.persistent) rc = node_recover(c, &rep, err);
   if (rc == 0 && !o.persistent) c->last_lsn = store_applied_lsn(c->store);
+  if (rc == 0) rc = node_outbox_open(c, err);
   if (rc == 0 && pthread_create(&c->writer, NULL, node_writer_main, c) != 0)
     rc = sa_fail(err, SA_ENOMEM, "cannot start the writer thread");
   if (rc) {
@@ -716,12 +998,43 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
     return rc;
   }
   c->writer_started = true;
+  if (!o.tick_manual) {
+    if (pthread_create(&c->ticker, NULL, node_ticker_main, c) != 0) {
+      sa_client_close(c);
+      return sa_fail(err, SA_ENOMEM, "cannot start the tick thread");
+    }
+    c->ticker_started = true;
+  }
+  if (o.persistent)
+    node_log(c, SA_LOG_INFO,
+             "node %s recovered WAL %s: %llu records scanned, %llu replayed, %llu torn bytes "
+             "cut%s%s",
+             c->node_id, c->wal_path, (unsigned long long)c->recovery.records_scanned,
+             (unsigned long long)c->recovery.records_replayed,
+             (unsigned long long)c->recovery.torn_bytes, c->recovery.torn_path[0] ? " into " : "",
+             c->recovery.torn_path);
+  if (c->transport->stub)
+    node_log(c, SA_LOG_WARN,
+             "sync transport '%s' is a stub: it reaches no peer, so queued work is retried "
+             "with backoff and marked failed after %u attempts",
+             c->transport->kind, c->obx.max_retries);
+  if (c->discovery->stub)
+    node_log(c, SA_LOG_WARN, "peer discovery '%s' is a stub: it finds no peers",
+             c->discovery->kind);
   *out = c;
   return 0;
 }
 
 void sa_client_close(sa_client *c) {
   if (!c) return;
+  if (c->ticker_started) { /* first: a tick may be waiting on the writer */
+    pthread_mutex_lock(&c->tmu);
+    c->tick_stop = true;
+    pthread_cond_signal(&c->tcv);
+    pthread_mutex_unlock(&c->tmu);
+    pthread_join(c->ticker, NULL);
+    c->ticker_started = false;
+  }
   if (c->writer_started) {
     pthread_mutex_lock(&c->mu);
     c->stopping = true;
@@ -905,12 +1218,55 @@ int sa_client_list(sa_client *c, const char *prefix, const char *after, size_t l
 int sa_client_sync_state(sa_client *c, sa_sync_state *out, sa_error *err) {
   if (!c || !out) return sa_fail(err, SA_EINVAL, "sa_client_sync_state: NULL argument");
   memset(out, 0, sizeof *out);
-  out->outbox_size = store_outbox_count(c->store);
-  out->queued = out->outbox_size; /* no transport runs: all work waits */
+  out->queued = __atomic_load_n(&c->obx_count[STORE_OUTBOX_QUEUED], __ATOMIC_RELAXED);
+  out->in_flight = __atomic_load_n(&c->obx_count[STORE_OUTBOX_IN_FLIGHT], __ATOMIC_RELAXED);
+  out->acknowledged = __atomic_load_n(&c->obx_count[STORE_OUTBOX_ACKED], __ATOMIC_RELAXED);
+  out->failed = __atomic_load_n(&c->obx_count[STORE_OUTBOX_FAILED], __ATOMIC_RELAXED);
+  out->outbox_size = out->queued + out->in_flight + out->acknowledged + out->failed;
+  out->total_retries = __atomic_load_n(&c->obx_retries, __ATOMIC_RELAXED);
+  out->pruned = __atomic_load_n(&c->obx_pruned, __ATOMIC_RELAXED);
+  out->ticks = __atomic_load_n(&c->ticks, __ATOMIC_RELAXED);
+  out->last_tick_ms = __atomic_load_n(&c->last_tick_ms, __ATOMIC_RELAXED);
   out->last_lsn = __atomic_load_n(&c->last_lsn, __ATOMIC_ACQUIRE);
-  out->transport_enabled = c->opts.enable_transport;
-  out->discovery_enabled = c->opts.enable_discovery;
+  out->outbox_max = c->obx.max_entries;
+  out->overflow = out->outbox_size > c->obx.max_entries;
+  const sa_transport *t = c->transport;
+  out->transport_enabled = c->opts.enable_transport && t->send;
+  out->transport_running = t->send && (!t->running || t->running(t->ctx));
+  out->transport_stub = t->stub;
+  snprintf(out->transport_kind, sizeof out->transport_kind, "%s", t->kind);
+  const sa_discovery *d = c->discovery;
+  out->discovery_enabled = c->opts.enable_discovery && d != &sa_discovery_disabled;
+  out->discovery_stub = d->stub;
+  snprintf(out->discovery_kind, sizeof out->discovery_kind, "%s", d->kind);
+  out->peers = d->peers ? d->peers(d->ctx) : 0;
   return 0;
+}
+
+int sa_client_sync_tick(sa_client *c, sa_error *err) {
+  if (!c) return sa_fail(err, SA_EINVAL, "client is NULL");
+  sa_error local;
+  return node_tick(c, err ? err : &local);
+}
+
+int sa_client_outbox_list(sa_client *c, uint64_t after_lsn, sa_outbox_entry *out, size_t max,
+                          size_t *n, sa_error *err) {
+  if (!c || !n || (max && !out))
+    return sa_fail(err, SA_EINVAL, "sa_client_outbox_list: NULL argument");
+  *n = 0;
+  if (max == 0) return 0;
+  store_obx *tmp = malloc(max * sizeof *tmp);
+  if (!tmp) return sa_fail(err, SA_ENOMEM, "out of memory listing %zu outbox entries", max);
+  int rc = store_obx_list(c->store, after_lsn, max, tmp, n, err);
+  for (size_t i = 0; rc == 0 && i < *n; i++)
+    out[i] = (sa_outbox_entry){.lsn = tmp[i].lsn,
+                               .hlc = tmp[i].hlc,
+                               .state = tmp[i].state,
+                               .type = tmp[i].type,
+                               .attempts = tmp[i].attempts,
+                               .at_ms = tmp[i].at_ms};
+  free(tmp);
+  return rc;
 }
 
 int sa_client_status(sa_client *c, sa_status *out, sa_error *err) {

@@ -102,6 +102,25 @@ typedef struct sa_error {
 #define SA_DEFAULT_FLUSH_INTERVAL_MS 1000
 #define SA_DEFAULT_TICK_INTERVAL_MS 1000
 #define SA_NODE_ID_MAX 64 /* bytes */
+#define SA_DEFAULT_SYNC_BATCH_SIZE 64
+#define SA_DEFAULT_MAX_RETRIES 10
+#define SA_DEFAULT_RETRY_BASE_MS 1000
+#define SA_DEFAULT_RETRY_MAX_MS 60000
+#define SA_DEFAULT_ACK_TIMEOUT_MS 10000
+#define SA_DEFAULT_OUTBOX_MAX 100000
+#define SA_DEFAULT_OUTBOX_RETENTION_MS 3600000
+
+typedef struct sa_transport sa_transport;
+typedef struct sa_discovery sa_discovery;
+
+enum { SA_LOG_DEBUG = 0, SA_LOG_INFO = 1, SA_LOG_WARN = 2, SA_LOG_ERROR = 3 };
+
+/* Receives the core's log lines (recovery, read-only, checkpoints, stubs).
+ * Called from any of the core's threads; msg is borrowed for the call. */
+typedef void (*sa_log_fn)(void *ctx, int level, const char *msg);
+
+/* A clock in unix milliseconds.  Tests pass a logical clock. */
+typedef uint64_t (*sa_clock_fn)(void *ctx);
 
 typedef struct sa_options {
   const char *node_id;        /* 1..64 chars of [A-Za-z0-9._-]; borrowed during open */
@@ -109,7 +128,7 @@ typedef struct sa_options {
   const char *store_path;     /* LMDB file; NULL: wal_path with ".wal" -> ".mdb" */
   bool persistent;            /* false: memory-only node (private temp store, no WAL) */
   bool auto_flush;            /* true: ack after fdatasync (durable); false: after write(2) */
-  bool enable_transport;      /* sync transport (off by default) */
+  bool enable_transport;      /* sync transport (off by default: work stays queued) */
   bool enable_discovery;      /* peer discovery (off by default) */
   uint32_t flush_interval_ms; /* auto_flush=false: background flush period */
   uint32_t tick_interval_ms;  /* outbox tick period */
@@ -117,6 +136,26 @@ typedef struct sa_options {
   uint32_t max_batch_bytes;   /* largest accepted batch (keys + values) */
   uint64_t wal_max_bytes;     /* WAL size bound; checkpoints keep it below */
   uint64_t store_max_bytes;   /* LMDB map size: the store's size limit */
+
+  /* Sync (outbox, tick thread, transport, discovery).  0 means the default. */
+  const char *transport_kind;    /* with enable_transport: "stub" (default) or "disabled" */
+  const sa_transport *transport; /* a transport of the caller's (overrides the kind);
+                                    borrowed until sa_client_close */
+  const char *discovery_kind;    /* with enable_discovery: "stub" (default) or "disabled" */
+  const sa_discovery *discovery; /* a discovery of the caller's; borrowed until close */
+  uint32_t sync_batch_size;      /* ops handed to the transport per tick (64) */
+  uint32_t max_retries;          /* attempts before an op is marked failed (10) */
+  uint32_t retry_base_ms;        /* first retry delay; doubles per attempt (1000) */
+  uint32_t retry_max_ms;         /* cap of the retry delay (60000) */
+  uint32_t ack_timeout_ms;       /* an in-flight op without an answer expires (10000) */
+  uint64_t outbox_max;           /* entries before the outbox reports overflow (100000) */
+  uint64_t outbox_retention_ms;  /* acknowledged entries are pruned after (3600000) */
+  bool tick_on_write;            /* wake the tick thread as soon as work is queued */
+  bool tick_manual;              /* no tick thread: ticks only via sa_client_sync_tick */
+  sa_clock_fn clock;             /* NULL: the wall clock (HLC and outbox timing) */
+  void *clock_ctx;
+  sa_log_fn log; /* NULL: the core is silent */
+  void *log_ctx;
 } sa_options;
 
 /* Options for a persistent node with every default set: auto_flush on,
@@ -248,21 +287,91 @@ void sa_list_free(sa_list *l);
 /* ---- state ------------------------------------------------------------- */
 
 typedef struct sa_sync_state {
-  uint64_t outbox_size;  /* operations recorded in the outbox */
-  uint64_t queued;       /* waiting for the transport */
-  uint64_t in_flight;    /* handed to the transport, not yet acknowledged */
-  uint64_t acknowledged; /* acknowledged by a peer, kept until pruned */
-  uint64_t failed;       /* gave up after max retries */
-  uint64_t total_retries;
-  uint64_t ticks;        /* outbox ticks run since open */
-  uint64_t last_tick_ms; /* unix ms of the last tick, 0 if none */
-  uint64_t last_lsn;     /* last LSN written by this node */
+  uint64_t outbox_size;   /* operations recorded in the outbox */
+  uint64_t queued;        /* waiting for the transport */
+  uint64_t in_flight;     /* handed to the transport, not yet acknowledged */
+  uint64_t acknowledged;  /* acknowledged by a peer, kept until pruned */
+  uint64_t failed;        /* gave up after max retries */
+  uint64_t total_retries; /* re-sends since open */
+  uint64_t ticks;         /* outbox ticks run since open */
+  uint64_t last_tick_ms;  /* unix ms of the last tick, 0 if none */
+  uint64_t last_lsn;      /* last LSN written by this node */
+  uint64_t outbox_max;    /* overflow threshold */
+  bool overflow;          /* outbox_size > outbox_max after pruning */
+  uint64_t pruned;        /* entries pruned since open */
   bool transport_enabled;
+  bool transport_running;
+  bool transport_stub; /* the transport is a stub that moves nothing */
+  char transport_kind[32];
   bool discovery_enabled;
+  bool discovery_stub;
+  char discovery_kind[32];
   uint32_t peers;
 } sa_sync_state;
 
 int sa_client_sync_state(sa_client *c, sa_sync_state *out, sa_error *err);
+
+/* Runs one outbox tick now, on the calling thread: expires in-flight work,
+ * hands due work to the transport, records acknowledgements, prunes. */
+int sa_client_sync_tick(sa_client *c, sa_error *err);
+
+enum {
+  SA_OUTBOX_QUEUED = 0,
+  SA_OUTBOX_IN_FLIGHT = 1,
+  SA_OUTBOX_ACKNOWLEDGED = 2,
+  SA_OUTBOX_FAILED = 3
+};
+
+/* One outbox entry.  Its operation id is (node_id, lsn). */
+typedef struct sa_outbox_entry {
+  uint64_t lsn;
+  uint64_t hlc;      /* last-writer-wins order: (hlc, node_id) */
+  int state;         /* SA_OUTBOX_* */
+  int type;          /* SA_OP_PUT, SA_OP_DELETE (a tombstone) or SA_WAL_BATCH */
+  uint32_t attempts; /* times handed to the transport */
+  uint64_t at_ms;    /* queued: not before; in flight: deadline; else: when */
+} sa_outbox_entry;
+
+/* Copies up to max entries with LSN > after_lsn (oldest first) into out;
+ * *n receives the count. */
+int sa_client_outbox_list(sa_client *c, uint64_t after_lsn, sa_outbox_entry *out, size_t max,
+                          size_t *n, sa_error *err);
+
+/* ---- sync interfaces ----------------------------------------------------- */
+
+/* An operation handed to a transport.  Pointers borrowed for the call. */
+typedef struct sa_sync_op {
+  const char *node_id; /* with lsn: the operation id, unique across restarts */
+  uint64_t lsn;
+  uint64_t hlc;
+  int type;            /* SA_OP_PUT, SA_OP_DELETE or SA_WAL_BATCH */
+  uint32_t attempt;    /* 1 for the first hand-over */
+  const void *payload; /* the operation in the WAL payload encoding (core/wal.c) */
+  uint32_t len;
+} sa_sync_op;
+
+/* A transport moves operations to peers.  Called from the tick thread (or
+ * the thread calling sa_client_sync_tick), never concurrently. */
+struct sa_transport {
+  const char *kind; /* shown in the sync state */
+  bool stub;        /* true: moves nothing, and says so */
+  void *ctx;
+  /* Hands n operations over; sets acked[i] for each one a peer has durably
+   * acknowledged.  Returns 0, or an SA_E code (then none counts as acked).
+   * Operations not acknowledged are retried with backoff. */
+  int (*send)(void *ctx, const sa_sync_op *ops, size_t n, bool *acked);
+  bool (*running)(void *ctx); /* may be NULL: running */
+  void (*close)(void *ctx);   /* may be NULL; at sa_client_close */
+};
+
+/* Discovery finds peers. */
+struct sa_discovery {
+  const char *kind;
+  bool stub;
+  void *ctx;
+  uint32_t (*peers)(void *ctx); /* peers known now */
+  void (*close)(void *ctx);     /* may be NULL */
+};
 
 /* What the last open found in the WAL. */
 typedef struct sa_recovery {

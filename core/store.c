@@ -36,7 +36,7 @@ struct store_wtxn {
 
 struct sa_store {
   MDB_env *env;
-  MDB_dbi kv, outbox, meta;
+  MDB_dbi kv, outbox, ops, meta;
   char *path;
   uint64_t applied_lsn;
   uint64_t hlc;
@@ -98,7 +98,7 @@ int store_open(sa_store **out, const char *path, const char *node_id, bool durab
   MDB_txn *txn = NULL;
   int rc = mdb_env_create(&s->env);
   if (rc) goto lmdb_fail;
-  mdb_env_set_maxdbs(s->env, 4);
+  mdb_env_set_maxdbs(s->env, 8);
   mdb_env_set_maxreaders(s->env, 1024);
   if ((rc = mdb_env_set_mapsize(s->env, (size_t)map_bytes)) != 0) goto lmdb_fail;
   unsigned flags = MDB_NOSUBDIR | MDB_NOTLS | (durable_commits ? MDB_NOMETASYNC : MDB_NOSYNC);
@@ -116,6 +116,7 @@ int store_open(sa_store **out, const char *path, const char *node_id, bool durab
   if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) goto lmdb_fail;
   if ((rc = mdb_dbi_open(txn, "kv", MDB_CREATE, &s->kv)) != 0 ||
       (rc = mdb_dbi_open(txn, "outbox", MDB_CREATE, &s->outbox)) != 0 ||
+      (rc = mdb_dbi_open(txn, "ops", MDB_CREATE, &s->ops)) != 0 ||
       (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0)
     goto lmdb_fail;
 
@@ -258,20 +259,138 @@ int store_wdel(store_wtxn *t, const char *key, uint32_t klen, bool *existed, sa_
   return 0;
 }
 
-int store_woutbox(store_wtxn *t, uint64_t lsn, uint64_t hlc, int type, const void *payload,
-                  uint32_t len, sa_error *err) {
-  unsigned char kb[8];
+static void obx_key(unsigned char kb[8], uint64_t lsn) {
   for (int i = 0; i < 8; i++)
     kb[i] = (unsigned char)(lsn >> (56 - 8 * i)); /* big-endian: LSN order */
-  MDB_val k = {8, kb}, v = {OUTBOX_HEADER + (size_t)len, NULL};
-  int rc = mdb_put(t->txn, t->s->outbox, &k, &v, MDB_RESERVE);
-  if (rc) return store_err(t->s, rc, "outbox put", err);
-  unsigned char *p = v.mv_data;
+}
+
+static uint64_t obx_key_lsn(const MDB_val *k) {
+  uint64_t lsn = 0;
+  const unsigned char *p = k->mv_data;
+  for (size_t i = 0; i < 8 && i < k->mv_size; i++)
+    lsn = (lsn << 8) | p[i];
+  return lsn;
+}
+
+static void obx_encode(unsigned char p[OUTBOX_HEADER], const store_obx *e) {
   memset(p, 0, OUTBOX_HEADER);
-  p[0] = STORE_OUTBOX_QUEUED;
-  p[1] = (unsigned char)type;
-  sa_put_u64(p + 8, hlc);
-  memcpy(p + OUTBOX_HEADER, payload, len);
+  p[0] = (unsigned char)e->state;
+  p[1] = (unsigned char)e->type;
+  sa_put_u32(p + 4, e->attempts);
+  sa_put_u64(p + 8, e->hlc);
+  sa_put_u64(p + 16, e->at_ms);
+}
+
+static int obx_decode(const MDB_val *k, const MDB_val *v, store_obx *e) {
+  if (k->mv_size != 8 || v->mv_size != OUTBOX_HEADER) return -1;
+  const unsigned char *p = v->mv_data;
+  e->lsn = obx_key_lsn(k);
+  e->state = p[0];
+  e->type = p[1];
+  e->attempts = sa_get_u32(p + 4);
+  e->hlc = sa_get_u64(p + 8);
+  e->at_ms = sa_get_u64(p + 16);
+  return 0;
+}
+
+int store_woutbox(store_wtxn *t, uint64_t lsn, uint64_t hlc, int type, const void *payload,
+                  uint32_t len, sa_error *err) {
+  unsigned char kb[8], hb[OUTBOX_HEADER];
+  obx_key(kb, lsn);
+  store_obx e = {.lsn = lsn, .state = STORE_OUTBOX_QUEUED, .type = type, .hlc = hlc};
+  obx_encode(hb, &e);
+  MDB_val k = {8, kb}, v = {OUTBOX_HEADER, hb}, pv = {len, (void *)payload};
+  int rc = mdb_put(t->txn, t->s->outbox, &k, &v, MDB_APPEND);
+  if (rc == MDB_KEYEXIST) /* replay over an entry already there: overwrite */
+    rc = mdb_put(t->txn, t->s->outbox, &k, &v, 0);
+  if (rc == 0) rc = mdb_put(t->txn, t->s->ops, &k, &pv, 0);
+  if (rc) return store_err(t->s, rc, "outbox put", err);
+  return 0;
+}
+
+int store_wobx_each(store_wtxn *t, store_obx_fn fn, void *ctx, sa_error *err) {
+  MDB_cursor *cur;
+  int rc = mdb_cursor_open(t->txn, t->s->outbox, &cur);
+  if (rc) return store_err(t->s, rc, "outbox cursor", err);
+  MDB_val k, v;
+  int code = 0;
+  rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+  while (rc == 0) {
+    store_obx e;
+    if (obx_decode(&k, &v, &e) != 0) {
+      code = sa_fail(err, SA_ECORRUPT, "store '%s': malformed outbox entry", t->s->path);
+      break;
+    }
+    int what = fn(&e, ctx);
+    if (what == STORE_OBX_STOP) break;
+    if (what == STORE_OBX_UPDATE) {
+      unsigned char hb[OUTBOX_HEADER];
+      obx_encode(hb, &e);
+      MDB_val nv = {OUTBOX_HEADER, hb};
+      rc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT);
+    } else if (what == STORE_OBX_DELETE) {
+      unsigned char kb[8];
+      obx_key(kb, e.lsn);
+      MDB_val pk = {8, kb};
+      rc = mdb_cursor_del(cur, 0);
+      if (rc == 0) {
+        rc = mdb_del(t->txn, t->s->ops, &pk, NULL);
+        if (rc == MDB_NOTFOUND) rc = 0;
+      }
+      /* After mdb_cursor_del, MDB_NEXT yields the entry that followed. */
+    }
+    if (rc) break;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+  }
+  if (!code && rc && rc != MDB_NOTFOUND) code = store_err(t->s, rc, "outbox walk", err);
+  mdb_cursor_close(cur);
+  return code;
+}
+
+int store_wobx_get(store_wtxn *t, uint64_t lsn, store_obx *e, bool *found, sa_error *err) {
+  unsigned char kb[8];
+  obx_key(kb, lsn);
+  MDB_val k = {8, kb}, v;
+  int rc = mdb_get(t->txn, t->s->outbox, &k, &v);
+  *found = false;
+  if (rc == MDB_NOTFOUND) return 0;
+  if (rc) return store_err(t->s, rc, "outbox get", err);
+  if (obx_decode(&k, &v, e) != 0)
+    return sa_fail(err, SA_ECORRUPT, "store '%s': malformed outbox entry", t->s->path);
+  *found = true;
+  return 0;
+}
+
+int store_wobx_put(store_wtxn *t, const store_obx *e, sa_error *err) {
+  unsigned char kb[8], hb[OUTBOX_HEADER];
+  obx_key(kb, e->lsn);
+  obx_encode(hb, e);
+  MDB_val k = {8, kb}, v = {OUTBOX_HEADER, hb};
+  int rc = mdb_put(t->txn, t->s->outbox, &k, &v, 0);
+  if (rc) return store_err(t->s, rc, "outbox update", err);
+  return 0;
+}
+
+int store_wobx_payload(store_wtxn *t, uint64_t lsn, const void **p, uint32_t *len, sa_error *err) {
+  unsigned char kb[8];
+  obx_key(kb, lsn);
+  MDB_val k = {8, kb}, v;
+  int rc = mdb_get(t->txn, t->s->ops, &k, &v);
+  if (rc) return store_err(t->s, rc, "outbox payload", err);
+  *p = v.mv_data;
+  *len = (uint32_t)v.mv_size;
+  return 0;
+}
+
+int store_wkv_lsn(store_wtxn *t, const char *key, uint32_t klen, uint64_t *lsn, sa_error *err) {
+  MDB_val k = {klen, (void *)key}, v;
+  int rc = mdb_get(t->txn, t->s->kv, &k, &v);
+  *lsn = 0;
+  if (rc == MDB_NOTFOUND) return 0;
+  if (rc) return store_err(t->s, rc, "read", err);
+  if (v.mv_size < KV_HEADER)
+    return sa_fail(err, SA_ECORRUPT, "store '%s': short kv entry", t->s->path);
+  *lsn = sa_get_u64((const unsigned char *)v.mv_data + 8);
   return 0;
 }
 
@@ -445,4 +564,34 @@ uint64_t store_count(sa_store *s) {
 
 uint64_t store_outbox_count(sa_store *s) {
   return store_entries(s, s->outbox);
+}
+
+int store_obx_list(sa_store *s, uint64_t after, size_t max, store_obx *out, size_t *n,
+                   sa_error *err) {
+  *n = 0;
+  MDB_txn *txn;
+  MDB_cursor *cur;
+  int rc = store_rbegin(s, &txn, err);
+  if (rc) return rc;
+  if ((rc = mdb_cursor_open(txn, s->outbox, &cur)) != 0) {
+    mdb_txn_abort(txn);
+    return store_err(s, rc, "outbox cursor", err);
+  }
+  unsigned char kb[8];
+  obx_key(kb, after + 1);
+  MDB_val k = {8, kb}, v;
+  int code = 0;
+  rc = after + 1 == 0 ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+  while (rc == 0 && *n < max) {
+    if (obx_decode(&k, &v, &out[*n]) != 0) {
+      code = sa_fail(err, SA_ECORRUPT, "store '%s': malformed outbox entry", s->path);
+      break;
+    }
+    (*n)++;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+  }
+  if (!code && rc && rc != MDB_NOTFOUND) code = store_err(s, rc, "outbox list", err);
+  mdb_cursor_close(cur);
+  mdb_txn_abort(txn);
+  return code;
 }

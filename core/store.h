@@ -6,7 +6,10 @@
  * "<path>-lock"):
  *   kv      key -> u64 version, u64 lsn, u64 hlc, value bytes
  *   outbox  u64 big-endian lsn -> u8 state, u8 record type, u16 0, u32 attempts,
- *           u64 hlc, u64 next attempt (unix ms), record payload (the WAL op)
+ *           u64 hlc, u64 at_ms (queued: not before; in flight: deadline;
+ *           acknowledged/failed: when it happened)
+ *   ops     u64 big-endian lsn -> the WAL record payload of that operation
+ *           (kept apart so that state changes rewrite 24 bytes, not values)
  *   meta    "format" u32, "node_id" text, "applied_lsn" u64, "hlc" u64
  *
  * One write transaction applies a group of operations, their outbox
@@ -80,7 +83,40 @@ int store_wcommit(store_wtxn *t, uint64_t applied_lsn, uint64_t hlc, sa_error *e
 /* Abandons the transaction: nothing of it becomes visible. */
 void store_wabort(store_wtxn *t);
 
+/* ---- outbox entries (the write transaction) ----------------------------- */
+
+typedef struct store_obx {
+  uint64_t lsn;
+  int state;         /* STORE_OUTBOX_* */
+  int type;          /* WAL record type */
+  uint32_t attempts; /* times handed to the transport */
+  uint64_t hlc;
+  uint64_t at_ms;
+} store_obx;
+
+enum { STORE_OBX_KEEP = 0, STORE_OBX_UPDATE = 1, STORE_OBX_DELETE = 2, STORE_OBX_STOP = 3 };
+
+/* Calls fn for each outbox entry, oldest first.  fn may change *e and
+ * return STORE_OBX_UPDATE to write it back, STORE_OBX_DELETE to remove the
+ * entry (and its payload), STORE_OBX_STOP to end the walk. */
+typedef int (*store_obx_fn)(store_obx *e, void *ctx);
+int store_wobx_each(store_wtxn *t, store_obx_fn fn, void *ctx, sa_error *err);
+
+/* Reads / rewrites one entry's state.  *found false when absent. */
+int store_wobx_get(store_wtxn *t, uint64_t lsn, store_obx *e, bool *found, sa_error *err);
+int store_wobx_put(store_wtxn *t, const store_obx *e, sa_error *err);
+
+/* The payload of entry lsn, borrowed until the transaction ends. */
+int store_wobx_payload(store_wtxn *t, uint64_t lsn, const void **p, uint32_t *len, sa_error *err);
+
+/* LSN of the last write of key (0 and *exists false when absent). */
+int store_wkv_lsn(store_wtxn *t, const char *key, uint32_t klen, uint64_t *lsn, sa_error *err);
+
 /* ---- reads (any thread) ------------------------------------------------ */
+
+/* Up to max entries with LSN > after, oldest first; *n receives the count. */
+int store_obx_list(sa_store *s, uint64_t after, size_t max, store_obx *out, size_t *n,
+                   sa_error *err);
 
 /* Copies key's value out.  SA_ENOTFOUND when absent. */
 int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_error *err);

@@ -1,0 +1,82 @@
+/*
+ * outbox.h -- the sync work state machine.
+ *
+ * Every operation the node logs gets an outbox entry in the same store
+ * transaction that applies it (node.c).  This module moves entries between
+ * states inside a store write transaction; it does no I/O of its own and
+ * keeps no state, so the node's writer thread stays the only store writer.
+ *
+ *            claim (transport running, due)          settle: acked
+ *   QUEUED ---------------------------------> IN_FLIGHT ------------> ACKNOWLEDGED
+ *     ^  ^                                       |   |                    |
+ *     |  +---- settle: not acked (backoff) ------+   |                    | retention
+ *     +------- claim: deadline passed (backoff) -----+                    v
+ *                 ... attempts >= max_retries -> FAILED              (pruned)
+ *
+ * Backoff after attempt n: retry_base_ms * 2^(n-1), capped at retry_max_ms,
+ * times a jitter factor uniform in [0.8, 1.2).  Time is whatever clock the
+ * node passes in (tests pass a logical one).
+ *
+ * Overflow policy (entries > outbox_max): the node keeps accepting writes --
+ * local writes never wait on the network -- and the claim step prunes, in
+ * this order, the oldest acknowledged entries, then the oldest failed ones,
+ * then queued entries superseded by a later write of every key they touch
+ * (under last-writer-wins the later entry carries the state).  Queued work
+ * that is still the latest for some key is never dropped; while it keeps
+ * the outbox above the bound the sync state reports overflow.
+ */
+#ifndef SA_OUTBOX_H
+#define SA_OUTBOX_H
+
+#include "store.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct outbox_cfg {
+  uint32_t batch; /* most ops handed over per tick */
+  uint32_t max_retries;
+  uint32_t retry_base_ms;
+  uint32_t retry_max_ms;
+  uint32_t ack_timeout_ms;
+  uint64_t max_entries;  /* overflow bound */
+  uint64_t retention_ms; /* acknowledged entries older than this go */
+} outbox_cfg;
+
+/* Changes made by one step, applied to the node's counters after commit. */
+typedef struct outbox_delta {
+  int64_t by_state[4]; /* per STORE_OUTBOX_* */
+  uint64_t pruned;
+  uint64_t retries;
+} outbox_delta;
+
+/* Operations claimed for the transport: one allocation holding the array,
+ * the payload copies and the node id (free with free()). */
+typedef struct outbox_batch {
+  sa_sync_op *ops;
+  size_t n;
+} outbox_batch;
+
+/* Delay before the next attempt after `attempts` attempts.  rng is an
+ * xorshift64 state (non-zero); it advances. */
+uint64_t outbox_backoff_ms(const outbox_cfg *cfg, uint32_t attempts, uint64_t *rng);
+
+/* One tick's bookkeeping at time now: expires in-flight entries past their
+ * deadline, claims up to cfg->batch due queued entries when send is true
+ * (they become IN_FLIGHT with a deadline; copies go into *out, which the
+ * caller frees), prunes acknowledged entries past retention, and applies
+ * the overflow policy given the current total.  */
+int outbox_claim(store_wtxn *t, const outbox_cfg *cfg, const char *node_id, uint64_t now, bool send,
+                 uint64_t total, uint64_t *rng, outbox_batch *out, outbox_delta *d, sa_error *err);
+
+/* Records the transport's answer for claimed entries: acked ones become
+ * ACKNOWLEDGED, the others QUEUED with backoff (or FAILED at max_retries).
+ * Entries no longer IN_FLIGHT are left alone. */
+int outbox_settle(store_wtxn *t, const outbox_cfg *cfg, uint64_t now, const uint64_t *lsns,
+                  const bool *acked, size_t n, uint64_t *rng, outbox_delta *d, sa_error *err);
+
+/* At open: counts entries per state and turns IN_FLIGHT ones back to QUEUED
+ * (work handed over before a restart has no answer any more). */
+int outbox_recover(store_wtxn *t, uint64_t now, uint64_t counts[4], sa_error *err);
+
+#endif
