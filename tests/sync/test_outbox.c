@@ -507,7 +507,12 @@ START_TEST(tick_thread_runs_wakes_on_write_and_stops) {
   for (int i = 0; i < 2000 && __atomic_load_n(&thread_acks, __ATOMIC_RELAXED) < 1; i++)
     usleep(5000); /* bounded: 10 s */
   ck_assert_int_eq(__atomic_load_n(&thread_acks, __ATOMIC_RELAXED), 1);
-  sa_sync_state s = state(c);
+  sa_sync_state s = state(c); /* the tick settles after send returns: wait for it */
+  for (int i = 0; i < 2000 && (s.acknowledged < 1 || s.ticks < 1); i++) {
+    usleep(5000);
+    s = state(c);
+  }
+  ck_assert_uint_eq(s.acknowledged, 1);
   ck_assert_uint_ge(s.ticks, 1);
   /* close must not wait for the hour-long interval */
   sa_client_close(c);
