@@ -23,10 +23,12 @@
 #include <assert.h>
 #include <errno.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #define KV_HEADER 24 /* version, lsn, hlc */
+#define STORE_RPOOL 64
 #define OUTBOX_HEADER 24
 
 struct store_wtxn {
@@ -43,6 +45,11 @@ struct sa_store {
   uint64_t map_bytes;
   store_wtxn w; /* the single write transaction slot */
   bool w_busy;
+  /* Reset read transactions kept for reuse (mdb_txn_renew is much cheaper
+   * than mdb_txn_begin).  Readers only: the writer never takes rmu. */
+  pthread_mutex_t rmu;
+  MDB_txn *rpool[STORE_RPOOL];
+  int rpool_n;
 };
 
 /* Maps an LMDB result to an SA code and message. */
@@ -95,6 +102,7 @@ int store_open(sa_store **out, const char *path, const char *node_id, bool durab
     return sa_fail(err, SA_ENOMEM, "out of memory opening store '%s'", path);
   }
   s->map_bytes = map_bytes;
+  pthread_mutex_init(&s->rmu, NULL);
   MDB_txn *txn = NULL;
   int rc = mdb_env_create(&s->env);
   if (rc) goto lmdb_fail;
@@ -181,6 +189,9 @@ lmdb_fail:;
 void store_close(sa_store *s) {
   if (!s) return;
   assert(!s->w_busy);
+  for (int i = 0; i < s->rpool_n; i++)
+    mdb_txn_abort(s->rpool[i]);
+  pthread_mutex_destroy(&s->rmu);
   mdb_env_close(s->env);
   free(s->path);
   free(s);
@@ -424,10 +435,36 @@ void store_wabort(store_wtxn *t) {
 
 /* ---- reads ------------------------------------------------------------- */
 
+/* A read transaction on the latest snapshot: a pooled one renewed, or a new
+ * one.  End it with store_rend. */
 static int store_rbegin(sa_store *s, MDB_txn **txn, sa_error *err) {
-  int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+  MDB_txn *t = NULL;
+  pthread_mutex_lock(&s->rmu);
+  if (s->rpool_n) t = s->rpool[--s->rpool_n];
+  pthread_mutex_unlock(&s->rmu);
+  int rc;
+  if (t) {
+    if ((rc = mdb_txn_renew(t)) == 0) {
+      *txn = t;
+      return 0;
+    }
+    mdb_txn_abort(t);
+  }
+  rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
   if (rc) return store_err(s, rc, "begin read transaction", err);
   return 0;
+}
+
+/* Ends a read transaction: reset and kept for reuse, or aborted. */
+static void store_rend(sa_store *s, MDB_txn *txn) {
+  mdb_txn_reset(txn);
+  pthread_mutex_lock(&s->rmu);
+  if (s->rpool_n < STORE_RPOOL) {
+    s->rpool[s->rpool_n++] = txn;
+    txn = NULL;
+  }
+  pthread_mutex_unlock(&s->rmu);
+  if (txn) mdb_txn_abort(txn);
 }
 
 int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_error *err) {
@@ -438,18 +475,18 @@ int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_err
   MDB_val k = {klen, (void *)key}, v;
   rc = mdb_get(txn, s->kv, &k, &v);
   if (rc == MDB_NOTFOUND) {
-    mdb_txn_abort(txn);
+    store_rend(s, txn);
     return sa_fail(err, SA_ENOTFOUND, "key '%.*s' not found", (int)(klen > 200 ? 200 : klen), key);
   }
   if (rc || v.mv_size < KV_HEADER) {
-    mdb_txn_abort(txn);
+    store_rend(s, txn);
     return rc ? store_err(s, rc, "get", err)
               : sa_fail(err, SA_ECORRUPT, "store '%s': short kv entry", s->path);
   }
   size_t len = v.mv_size - KV_HEADER;
   char *data = malloc(len + 1);
   if (!data) {
-    mdb_txn_abort(txn);
+    store_rend(s, txn);
     return sa_fail(err, SA_ENOMEM, "out of memory reading a %zu-byte value", len);
   }
   const unsigned char *p = v.mv_data;
@@ -458,7 +495,7 @@ int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_err
   out->hlc = sa_get_u64(p + 16);
   memcpy(data, p + KV_HEADER, len); /* copy out before the txn ends */
   data[len] = 0;
-  mdb_txn_abort(txn);
+  store_rend(s, txn);
   out->data = data;
   out->len = len;
   return 0;
@@ -477,13 +514,13 @@ int store_list(sa_store *s, const char *prefix, const char *after, size_t limit,
   int rc = store_rbegin(s, &txn, err);
   if (rc) return rc;
   if ((rc = mdb_cursor_open(txn, s->kv, &cur)) != 0) {
-    mdb_txn_abort(txn);
+    store_rend(s, txn);
     return store_err(s, rc, "cursor", err);
   }
   out->items = calloc(limit, sizeof *out->items);
   if (!out->items) {
     mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    store_rend(s, txn);
     return sa_fail(err, SA_ENOMEM, "out of memory listing %zu keys", limit);
   }
   MDB_val k, v;
@@ -534,7 +571,7 @@ int store_list(sa_store *s, const char *prefix, const char *after, size_t limit,
   }
   if (!code && rc && rc != MDB_NOTFOUND) code = store_err(s, rc, "list", err);
   mdb_cursor_close(cur);
-  mdb_txn_abort(txn);
+  store_rend(s, txn);
   if (code) sa_list_free(out);
   return code;
 }
@@ -554,7 +591,7 @@ static uint64_t store_entries(sa_store *s, MDB_dbi dbi) {
   MDB_stat st;
   if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0) return 0;
   int rc = mdb_stat(txn, dbi, &st);
-  mdb_txn_abort(txn);
+  store_rend(s, txn);
   return rc ? 0 : (uint64_t)st.ms_entries;
 }
 
@@ -574,7 +611,7 @@ int store_obx_list(sa_store *s, uint64_t after, size_t max, store_obx *out, size
   int rc = store_rbegin(s, &txn, err);
   if (rc) return rc;
   if ((rc = mdb_cursor_open(txn, s->outbox, &cur)) != 0) {
-    mdb_txn_abort(txn);
+    store_rend(s, txn);
     return store_err(s, rc, "outbox cursor", err);
   }
   unsigned char kb[8];
@@ -592,6 +629,6 @@ int store_obx_list(sa_store *s, uint64_t after, size_t max, store_obx *out, size
   }
   if (!code && rc && rc != MDB_NOTFOUND) code = store_err(s, rc, "outbox list", err);
   mdb_cursor_close(cur);
-  mdb_txn_abort(txn);
+  store_rend(s, txn);
   return code;
 }
