@@ -6,8 +6,14 @@
  */
 #include "api_util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "softadastra.h"
+
+#define API_UTIL_STR2(x) #x
+#define API_UTIL_STR(x) API_UTIL_STR2(x)
 
 static int api_util_hexval(int c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -82,7 +88,7 @@ bool api_utf8_valid(const char *s, size_t len) {
 
 const char *api_key_problem(const char *key, size_t len) {
   if (len == 0) return "key is empty";
-  if (len > 1024) return "key is longer than 1024 bytes";
+  if (len > SA_KEY_MAX) return "key is longer than " API_UTIL_STR(SA_KEY_MAX) " bytes";
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)key[i];
     if (c < 0x20 || c == 0x7F) return "key contains a control character";

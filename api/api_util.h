@@ -29,7 +29,7 @@ int api_pct_decode(const char *in, size_t len, bool plus_is_space, char **out, s
  * surrogates, nothing above U+10FFFF). */
 bool api_utf8_valid(const char *s, size_t len);
 
-/* Checks a decoded key: 1..1024 bytes of UTF-8 without control characters
+/* Checks a decoded key: 1..SA_KEY_MAX (1024) bytes of UTF-8 without control characters
  * (U+0000..U+001F, U+007F).  Returns NULL when valid, or a static string
  * that says what is wrong. */
 const char *api_key_problem(const char *key, size_t len);

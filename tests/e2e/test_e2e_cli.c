@@ -1,0 +1,272 @@
+/*
+ * test_e2e_cli.c -- the `softadastra` client commands against a real node:
+ * the guide's session verbatim, human and --json output, exit codes (0 ok,
+ * 1 failure, 2 usage, 3 not found), a node that is not running, and the
+ * offline WAL tools (inspect, verify, repair) on a real WAL.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "e2e_util.h"
+
+static e2e_node node;
+
+static void node_up(void) {
+  e2e_node_init(&node);
+  ck_assert_int_eq(e2e_node_start(&node, NULL, NULL, NULL), 0);
+}
+
+static void node_down(void) {
+  ck_assert_int_eq(e2e_node_stop(&node, SIGTERM), 0);
+  e2e_node_cleanup(&node);
+}
+
+/* Runs the CLI against the shared node; asserts the exit code; returns
+ * stdout (caller frees); stderr goes to *err when err is not NULL. */
+static char *run(int want, const char *stdin_data, char **err, const char *const *args) {
+  char *out = NULL, *e = NULL;
+  int rc = e2e_cli(&node, args, stdin_data, &out, &e);
+  ck_assert_msg(rc == want, "%s %s: exit %d, want %d; stdout: %s; stderr: %s", args[0],
+                args[1] ? args[1] : "", rc, want, out, e);
+  if (err)
+    *err = e;
+  else
+    free(e);
+  return out;
+}
+
+#define RUN(want, ...) run(want, NULL, NULL, (const char *const[]){__VA_ARGS__, NULL})
+
+static void has(const char *text, const char *needle) {
+  ck_assert_msg(strstr(text, needle) != NULL, "output lacks \"%s\":\n%s", needle, text);
+}
+
+/* The guide's CLI session, verbatim. */
+START_TEST(test_guide_session) {
+  char *o = RUN(0, "status");
+  has(o, "WAL\n  enabled  : yes\n  path     : ");
+  has(o, "node-1.wal\n  durable  : yes\n");
+  has(o, "  id       : node-1\n");
+  free(o);
+  o = RUN(0, "store", "put", "settings/theme", "dark");
+  has(o, "  key      : settings/theme\n");
+  has(o, "  durable  : yes\n");
+  free(o);
+  o = RUN(0, "store", "get", "settings/theme");
+  has(o, "  key      : settings/theme\n  value    : dark\n");
+  free(o);
+  o = RUN(0, "sync", "status");
+  has(o, "  outbox       : ");
+  has(o, "  transport    : no\n");
+  free(o);
+}
+END_TEST
+
+START_TEST(test_store_commands) {
+  char *o = RUN(0, "store", "put", "cli/a", "1");
+  free(o);
+  o = run(0, "from stdin\n", NULL, (const char *const[]){"store", "put", "cli/b", "-", NULL});
+  free(o);
+  o = RUN(0, "store", "get", "cli/b", "--raw");
+  ck_assert_str_eq(o, "from stdin\n");
+  free(o);
+  o = RUN(0, "store", "put", "cli/space key", "x y");
+  free(o);
+  o = RUN(0, "store", "get", "cli/space key");
+  has(o, "  value    : x y\n");
+  free(o);
+  o = RUN(0, "store", "ls", "--prefix", "cli/");
+  ck_assert_str_eq(o, "cli/a\ncli/b\ncli/space key\n");
+  free(o);
+  o = RUN(0, "store", "ls", "--prefix", "cli/", "--limit", "2");
+  ck_assert_str_eq(o, "cli/a\ncli/b\n");
+  free(o);
+  o = RUN(0, "--json", "store", "get", "cli/a");
+  json_t *j = json_loads(o, 0, NULL);
+  ck_assert_ptr_nonnull(j);
+  ck_assert_str_eq(json_string_value(json_object_get(j, "value")), "1");
+  json_decref(j);
+  free(o);
+  o = RUN(0, "status", "--json");
+  j = json_loads(o, 0, NULL);
+  ck_assert_ptr_nonnull(j);
+  ck_assert_str_eq(json_string_value(json_object_get(j, "node_id")), "node-1");
+  json_decref(j);
+  free(o);
+  o = RUN(0, "store", "ls", "--json", "--prefix", "cli/");
+  j = json_loads(o, 0, NULL);
+  ck_assert_int_eq(json_array_size(json_object_get(j, "items")), 3);
+  json_decref(j);
+  free(o);
+  /* CAS from the CLI */
+  o = RUN(1, "store", "put", "cli/a", "2", "--create");
+  free(o);
+  o = RUN(1, "store", "put", "cli/a", "2", "--if-match", "7");
+  free(o);
+  o = RUN(0, "store", "put", "cli/a", "2", "--if-match", "1");
+  free(o);
+  o = RUN(0, "store", "rm", "cli/a");
+  has(o, "removed\n");
+  free(o);
+  char *err = NULL;
+  o = run(3, NULL, &err, (const char *const[]){"store", "get", "cli/a", NULL});
+  has(err, "not found");
+  free(err);
+  free(o);
+  o = RUN(3, "store", "rm", "cli/a");
+  free(o);
+}
+END_TEST
+
+START_TEST(test_usage_errors) {
+  char *o = RUN(2, "store", "put", "only-key");
+  free(o);
+  o = RUN(2, "frobnicate");
+  free(o);
+  o = RUN(2, "store", "ls", "--limit", "x");
+  free(o);
+  o = RUN(2, "store", "get", "k", "--bogus");
+  free(o);
+  o = RUN(2, "wal", "inspect");
+  free(o);
+  char *out = NULL, *err = NULL;
+  const char *none[] = {NULL};
+  ck_assert_int_eq(e2e_cli(NULL, none, NULL, &out, &err), 2);
+  free(out);
+  free(err);
+}
+END_TEST
+
+START_TEST(test_node_not_running) {
+  char *out = NULL, *err = NULL;
+  const char *args[] = {"status", "--url", "http://127.0.0.1:1", NULL};
+  ck_assert_int_eq(e2e_cli(NULL, args, NULL, &out, &err), 1);
+  has(err, "http://127.0.0.1:1");
+  /* one clear line */
+  ck_assert_ptr_eq(strchr(err, '\n'), err + strlen(err) - 1);
+  free(out);
+  free(err);
+  /* SOFTADASTRA_URL is used when --url is absent */
+  e2e_node fake = {.port = 1};
+  snprintf(fake.url, sizeof fake.url, "http://127.0.0.1:1");
+  const char *args2[] = {"store", "get", "x", NULL};
+  ck_assert_int_eq(e2e_cli(&fake, args2, NULL, &out, &err), 1);
+  has(err, "http://127.0.0.1:1");
+  free(out);
+  free(err);
+}
+END_TEST
+
+/* The offline WAL tools, on the WAL of a stopped node. */
+START_TEST(test_wal_tools) {
+  e2e_node n;
+  e2e_node_init(&n);
+  ck_assert_int_eq(e2e_node_start(&n, NULL, NULL, NULL), 0);
+  for (int i = 0; i < 3; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/v1/store/w%d", i);
+    e2e_resp r;
+    ck_assert_int_eq(e2e_http(&n, "PUT", path, NULL, "value", 5, &r), 0);
+    ck_assert_int_eq(r.status, 201);
+    e2e_resp_free(&r);
+  }
+  ck_assert_int_eq(e2e_node_stop(&n, SIGKILL), 128 + SIGKILL);
+  char wal[400];
+  snprintf(wal, sizeof wal, "%s/node-1.wal", n.data_dir);
+  char *out = NULL, *err = NULL;
+  const char *inspect[] = {"wal", "inspect", wal, NULL};
+  ck_assert_int_eq(e2e_cli(NULL, inspect, NULL, &out, &err), 0);
+  has(out, "  node id  : node-1\n");
+  has(out, "  records  : 3\n");
+  has(out, "  state    : clean\n");
+  has(out, "put     w2 (5 bytes)  crc ok");
+  free(out);
+  free(err);
+  const char *inspect_json[] = {"wal", "inspect", wal, "--json", NULL};
+  ck_assert_int_eq(e2e_cli(NULL, inspect_json, NULL, &out, &err), 0);
+  json_t *j = json_loads(out, 0, NULL);
+  ck_assert_int_eq(json_array_size(json_object_get(j, "records_list")), 3);
+  json_decref(j);
+  free(out);
+  free(err);
+  const char *verify[] = {"wal", "verify", wal, NULL};
+  ck_assert_int_eq(e2e_cli(NULL, verify, NULL, &out, &err), 0);
+  free(out);
+  free(err);
+  const char *repair[] = {"wal", "repair", wal, NULL};
+  ck_assert_int_eq(e2e_cli(NULL, repair, NULL, &out, &err), 0);
+  has(out, "nothing to repair");
+  free(out);
+  free(err);
+
+  /* Corrupt the first record's payload: good records follow, so corrupt. */
+  int fd = open(wal, O_RDWR);
+  ck_assert_int_ge(fd, 0);
+  char b;
+  ck_assert_int_eq(pread(fd, &b, 1, 128 + 40), 1);
+  b = (char)(b ^ 0x55);
+  ck_assert_int_eq(pwrite(fd, &b, 1, 128 + 40), 1);
+  close(fd);
+  ck_assert_int_eq(e2e_cli(NULL, verify, NULL, &out, &err), 1);
+  has(out, "  state    : corrupt\n");
+  has(out, "wal repair");
+  free(out);
+  free(err);
+  /* The node refuses to start on it, naming the file. */
+  int code = -1;
+  ck_assert_int_eq(e2e_node_start(&n, NULL, NULL, &code), -1);
+  ck_assert_int_eq(code, 1);
+  char *log = e2e_read_file(n.log, NULL);
+  has(log, "node-1.wal");
+  free(log);
+  ck_assert_int_eq(e2e_cli(NULL, repair, NULL, &out, &err), 0);
+  has(out, "the original is kept in ");
+  free(out);
+  free(err);
+  ck_assert_int_eq(e2e_cli(NULL, verify, NULL, &out, &err), 0);
+  has(out, "  state    : clean\n");
+  free(out);
+  free(err);
+  ck_assert_int_eq(e2e_node_start(&n, NULL, NULL, NULL), 0);
+  ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0);
+
+  const char *missing[] = {"wal", "verify", "/nonexistent/x.wal", NULL};
+  ck_assert_int_eq(e2e_cli(NULL, missing, NULL, &out, &err), 3);
+  has(err, "/nonexistent/x.wal");
+  free(out);
+  free(err);
+  e2e_node_cleanup(&n);
+}
+END_TEST
+
+static Suite *e2e_cli_suite(void) {
+  Suite *s = suite_create("e2e_cli");
+  TCase *tc = tcase_create("cli");
+  tcase_add_unchecked_fixture(tc, node_up, node_down);
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_guide_session);
+  tcase_add_test(tc, test_store_commands);
+  tcase_add_test(tc, test_usage_errors);
+  tcase_add_test(tc, test_node_not_running);
+  tcase_add_test(tc, test_wal_tools);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  SRunner *sr = srunner_create(e2e_cli_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  curl_global_cleanup();
+  return failed ? 1 : 0;
+}
