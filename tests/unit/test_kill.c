@@ -15,6 +15,9 @@
  * what earlier recoveries left.  Odd cycles use a 64 KiB WAL bound so kills
  * also land in checkpoints.  SA_KILL_CYCLES=N sets the cycle count (20 by
  * default; 500 for the long mode), SA_KILL_SEED the random seed.
+ * random_kills_no_auto_flush runs a quarter as many cycles with
+ * auto_flush=false: acknowledged after write(2), so a killed process (not a
+ * power loss) must still lose nothing acknowledged.
  *
  * crash_at_every_step: a sequential workload runs in a child whose I/O
  * table kills it at the k-th call (before the call, after it, or tearing a
@@ -42,9 +45,10 @@
 
 #include "test_util.h"
 
-static char dir[TU_PATH_MAX]; /* this test's fresh directory */
-static char wal[TU_PATH_MAX]; /* dir/node-1.wal */
-static sa_options opts;       /* persistent node-1 at wal */
+static char dir[TU_PATH_MAX];       /* this test's fresh directory */
+static bool kill_auto_flush = true; /* random kills: the child's auto_flush */
+static char wal[TU_PATH_MAX];       /* dir/node-1.wal */
+static sa_options opts;             /* persistent node-1 at wal */
 
 static void setup(void) {
   tu_mkdir(dir);
@@ -151,7 +155,9 @@ static void *kill_writer(void *p) {
       rc = sa_client_remove_ex(a->c, key[0], NULL, &res, &err);
     }
     if (rc == SA_OK) {
-      if (!res.durable) tu_child_fail(6, "acknowledged without durable=true");
+      if (res.durable != kill_auto_flush)
+        tu_child_fail(6, "acknowledged with durable=%d, auto_flush=%d", (int)res.durable,
+                      (int)kill_auto_flush);
       emit(a->fd, "A %d %ld %" PRIu64 "\n", a->t, s, res.lsn);
     } else if (rc == SA_ENOTFOUND && !is_batch && kind[0] == SA_OP_DELETE) {
       emit(a->fd, "N %d %ld\n", a->t, s);
@@ -166,6 +172,7 @@ static void *kill_writer(void *p) {
 static void kill_child_main(int fd, int cycle, unsigned seed, uint64_t wal_max) {
   sa_options o = opts;
   o.wal_max_bytes = wal_max;
+  o.auto_flush = kill_auto_flush;
   sa_client *c = NULL;
   sa_error err = {0};
   int rc = sa_client_open(&c, &o, &err);
@@ -391,7 +398,7 @@ static void verify_cycle(cycle_log *L, kstate *model, int cycle, unsigned seed) 
   /* Nothing that was never written: only key/00..key/47 exist. */
   ck_assert_uint_eq(sa_client_size(c), present);
   sa_list l;
-  ck_assert_int_eq(sa_client_list(c, NULL, NULL, 1000, false, &l, &err), SA_OK);
+  ck_assert_int_eq(sa_client_list(c, "", NULL, 1000, false, &l, &err), SA_OK);
   ck_assert_uint_eq(l.count, present);
   for (size_t i = 0; i < l.count; i++) {
     int k = -1;
@@ -404,10 +411,10 @@ static void verify_cycle(cycle_log *L, kstate *model, int cycle, unsigned seed) 
   sa_client_close(c);
 }
 
-START_TEST(random_kills) {
-  long cycles = env_long("SA_KILL_CYCLES", 20);
+static void random_kills_run(long cycles) {
   unsigned seed0 = (unsigned)env_long("SA_KILL_SEED", (long)(time(NULL) ^ getpid()));
-  fprintf(stderr, "random_kills: %ld cycles, SA_KILL_SEED=%u\n", cycles, seed0);
+  fprintf(stderr, "random_kills(auto_flush=%d): %ld cycles, SA_KILL_SEED=%u\n",
+          (int)kill_auto_flush, cycles, seed0);
   static kstate model[NKEYS];
   memset(model, 0, sizeof model);
   unsigned rnd = seed0;
@@ -431,6 +438,19 @@ START_TEST(random_kills) {
   fprintf(stderr, "random_kills: %ld acknowledged ops checked, %ld/%ld children got to write\n",
           total_acked, ready, cycles);
   ck_assert_msg(total_acked > 0, "no child acknowledged anything: the test tested nothing");
+}
+
+START_TEST(random_kills) {
+  random_kills_run(env_long("SA_KILL_CYCLES", 20));
+}
+END_TEST
+
+/* auto_flush=false acknowledges after write(2): not durable against power
+ * loss, but a killed process loses nothing the kernel already has. */
+START_TEST(random_kills_no_auto_flush) {
+  kill_auto_flush = false;
+  long cycles = env_long("SA_KILL_CYCLES", 20) / 4;
+  random_kills_run(cycles < 5 ? 5 : cycles);
 }
 END_TEST
 
@@ -680,6 +700,7 @@ static Suite *kill_suite(void) {
   tcase_add_checked_fixture(tr, setup, NULL);
   tcase_set_timeout(tr, (double)(60 + cycles * 3));
   tcase_add_test(tr, random_kills);
+  tcase_add_test(tr, random_kills_no_auto_flush);
   suite_add_tcase(s, tr);
 
   TCase *ts = tcase_create("steps");
