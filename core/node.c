@@ -624,7 +624,9 @@ static void node_process_data(sa_client *c, wreq *g) {
       if (rc) {
         store_wabort(t);
         c->hlc.last = hlc_before;
-        if (!rolled_back || rc != SA_ENOSPC) node_set_read_only(c, e.message);
+        /* A clean rollback leaves nothing unsynced behind: stay writable
+         * (ENOSPC may clear).  A failed one leaves unknown bytes: stop. */
+        if (!rolled_back) node_set_read_only(c, e.message);
         node_fail_logged(g, rc, &e);
         return;
       }
