@@ -27,7 +27,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define KV_HEADER 24 /* version, lsn, hlc */
+/* kv values: u64 version, u64 lsn, u64 hlc, u32 full-key length F (0 for
+ * keys stored inline), F bytes of full key, then the value. */
+#define KV_HEADER 28
+/* LMDB keys are at most 511 bytes (Debian's build).  Keys up to
+ * KV_INLINE_MAX bytes are LMDB keys as they are; a longer key K is stored
+ * under K[0..480) + 0x00 + FNV-1a-64(K) (big-endian) + a 16-bit counter, and
+ * its full text lives in the value.  Keys that share prefix and hash are a
+ * chain told apart by comparing the full key, so a collision never
+ * overwrites another key.  Order is bytewise except among keys longer than
+ * 480 bytes sharing their first 480 bytes (then: by hash, then counter). */
+#define KV_INLINE_MAX 480
+#define KV_GROUP (KV_INLINE_MAX + 1 + 8)
+#define KV_LONG (KV_GROUP + 2)
 #define STORE_RPOOL 64
 #define OUTBOX_HEADER 24
 
@@ -60,6 +72,11 @@ static int store_err(sa_store *s, int rc, const char *what, sa_error *err) {
     return sa_fail(err, SA_ENOSPC,
                    "store '%s' is full (%s): the store_max_bytes limit of %llu bytes is reached",
                    path, what, (unsigned long long)(s ? s->map_bytes : 0));
+  case MDB_KEYEXIST:
+    return sa_fail(err, SA_EINTERNAL,
+                   "store '%s': %s: 65536 keys already share this key's first 480 bytes and "
+                   "hash",
+                   path, what);
   case MDB_INVALID:
     return sa_fail(err, SA_ECORRUPT, "store '%s' is not an LMDB file (%s)", path, what);
   case MDB_VERSION_MISMATCH:
@@ -226,47 +243,144 @@ int store_wbegin(sa_store *s, store_wtxn **out, sa_error *err) {
   return 0;
 }
 
+typedef struct kv_entry {
+  uint64_t version, lsn, hlc;
+  const char *key; /* the full key */
+  size_t klen;
+  const unsigned char *val;
+  size_t vlen;
+} kv_entry;
+
+static int kv_decode(const MDB_val *k, const MDB_val *v, kv_entry *e) {
+  if (v->mv_size < KV_HEADER) return -1;
+  const unsigned char *p = v->mv_data;
+  uint32_t f = sa_get_u32(p + 24);
+  if (v->mv_size - KV_HEADER < f) return -1;
+  e->version = sa_get_u64(p);
+  e->lsn = sa_get_u64(p + 8);
+  e->hlc = sa_get_u64(p + 16);
+  e->key = f ? (const char *)p + KV_HEADER : k->mv_data;
+  e->klen = f ? f : k->mv_size;
+  e->val = p + KV_HEADER + f;
+  e->vlen = v->mv_size - KV_HEADER - f;
+  return 0;
+}
+
+/* Tests build the core with a tiny mask to force long collision chains. */
+#ifndef SA_STORE_HASH_MASK
+#define SA_STORE_HASH_MASK UINT64_MAX
+#endif
+
+static void kv_group(unsigned char g[KV_GROUP], const char *key, size_t klen) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < klen; i++)
+    h = (h ^ (unsigned char)key[i]) * 1099511628211ull;
+  h &= SA_STORE_HASH_MASK;
+  memcpy(g, key, KV_INLINE_MAX);
+  g[KV_INLINE_MAX] = 0;
+  for (int i = 0; i < 8; i++)
+    g[KV_INLINE_MAX + 1 + i] = (unsigned char)(h >> (56 - 8 * i));
+}
+
+/* Looks key up in txn.  Found: *sk is its LMDB key (long keys: copied into
+ * skbuf) and *v its value.  Not found: *sk is where a put would store it. */
+static int kv_find(sa_store *s, MDB_txn *txn, const char *key, size_t klen,
+                   unsigned char skbuf[KV_LONG], MDB_val *sk, MDB_val *v, bool *found) {
+  *found = false;
+  if (klen <= KV_INLINE_MAX) {
+    sk->mv_size = klen;
+    sk->mv_data = (void *)key;
+    int rc = mdb_get(txn, s->kv, sk, v);
+    if (rc == 0) *found = true;
+    return rc == MDB_NOTFOUND ? 0 : rc;
+  }
+  kv_group(skbuf, key, klen);
+  MDB_cursor *cur;
+  int rc = mdb_cursor_open(txn, s->kv, &cur);
+  if (rc) return rc;
+  unsigned next = 0;
+  MDB_val k = {KV_GROUP, skbuf};
+  rc = mdb_cursor_get(cur, &k, v, MDB_SET_RANGE);
+  while (rc == 0 && k.mv_size == KV_LONG && memcmp(k.mv_data, skbuf, KV_GROUP) == 0) {
+    kv_entry e;
+    if (kv_decode(&k, v, &e) != 0) {
+      rc = MDB_CORRUPTED;
+      break;
+    }
+    const unsigned char *kp = k.mv_data;
+    unsigned n = (unsigned)(kp[KV_GROUP] << 8 | kp[KV_GROUP + 1]);
+    if (e.klen == klen && memcmp(e.key, key, klen) == 0) {
+      memcpy(skbuf, k.mv_data, KV_LONG);
+      *found = true;
+      break;
+    }
+    next = n + 1;
+    rc = mdb_cursor_get(cur, &k, v, MDB_NEXT);
+  }
+  mdb_cursor_close(cur);
+  if (rc && rc != MDB_NOTFOUND) return rc;
+  if (!*found) {
+    if (next > 0xFFFF) return MDB_KEYEXIST; /* 65536 keys with one prefix and hash */
+    skbuf[KV_GROUP] = (unsigned char)(next >> 8);
+    skbuf[KV_GROUP + 1] = (unsigned char)next;
+  }
+  sk->mv_size = KV_LONG;
+  sk->mv_data = skbuf;
+  return 0;
+}
+
 int store_wversion(store_wtxn *t, const char *key, uint32_t klen, uint64_t *version,
                    sa_error *err) {
-  MDB_val k = {klen, (void *)key}, v;
-  int rc = mdb_get(t->txn, t->s->kv, &k, &v);
-  if (rc == MDB_NOTFOUND) {
-    *version = 0;
-    return 0;
-  }
+  unsigned char kb[KV_LONG];
+  MDB_val k, v;
+  bool found;
+  kv_entry e;
+  int rc = kv_find(t->s, t->txn, key, klen, kb, &k, &v, &found);
   if (rc) return store_err(t->s, rc, "read", err);
-  if (v.mv_size < KV_HEADER)
-    return sa_fail(err, SA_ECORRUPT, "store '%s': short kv entry", t->s->path);
-  *version = sa_get_u64(v.mv_data);
+  *version = 0;
+  if (!found) return 0;
+  if (kv_decode(&k, &v, &e) != 0)
+    return sa_fail(err, SA_ECORRUPT, "store '%s': malformed kv entry", t->s->path);
+  *version = e.version;
   return 0;
 }
 
 int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, uint32_t vlen,
                uint64_t lsn, uint64_t hlc, uint64_t *version, sa_error *err) {
-  uint64_t old;
-  int rc = store_wversion(t, key, klen, &old, err);
-  if (rc) return rc;
-  MDB_val k = {klen, (void *)key}, v = {KV_HEADER + (size_t)vlen, NULL};
+  unsigned char kb[KV_LONG];
+  MDB_val k, v;
+  bool found;
+  kv_entry e;
+  uint64_t old = 0;
+  int rc = kv_find(t->s, t->txn, key, klen, kb, &k, &v, &found);
+  if (rc) return store_err(t->s, rc, "put", err);
+  if (found) {
+    if (kv_decode(&k, &v, &e) != 0)
+      return sa_fail(err, SA_ECORRUPT, "store '%s': malformed kv entry", t->s->path);
+    old = e.version;
+  }
+  uint32_t f = klen > KV_INLINE_MAX ? klen : 0;
+  v.mv_size = KV_HEADER + (size_t)f + vlen;
+  v.mv_data = NULL;
   rc = mdb_put(t->txn, t->s->kv, &k, &v, MDB_RESERVE);
   if (rc) return store_err(t->s, rc, "put", err);
   unsigned char *p = v.mv_data;
   sa_put_u64(p, old + 1);
   sa_put_u64(p + 8, lsn);
   sa_put_u64(p + 16, hlc);
-  if (vlen) memcpy(p + KV_HEADER, val, vlen);
+  sa_put_u32(p + 24, f);
+  if (f) memcpy(p + KV_HEADER, key, f);
+  if (vlen) memcpy(p + KV_HEADER + f, val, vlen);
   *version = old + 1;
   return 0;
 }
 
 int store_wdel(store_wtxn *t, const char *key, uint32_t klen, bool *existed, sa_error *err) {
-  MDB_val k = {klen, (void *)key};
-  int rc = mdb_del(t->txn, t->s->kv, &k, NULL);
-  if (rc == MDB_NOTFOUND) {
-    *existed = false;
-    return 0;
-  }
+  unsigned char kb[KV_LONG];
+  MDB_val k, v;
+  int rc = kv_find(t->s, t->txn, key, klen, kb, &k, &v, existed);
+  if (rc == 0 && *existed) rc = mdb_del(t->txn, t->s->kv, &k, NULL);
   if (rc) return store_err(t->s, rc, "delete", err);
-  *existed = true;
   return 0;
 }
 
@@ -394,14 +508,17 @@ int store_wobx_payload(store_wtxn *t, uint64_t lsn, const void **p, uint32_t *le
 }
 
 int store_wkv_lsn(store_wtxn *t, const char *key, uint32_t klen, uint64_t *lsn, sa_error *err) {
-  MDB_val k = {klen, (void *)key}, v;
-  int rc = mdb_get(t->txn, t->s->kv, &k, &v);
+  unsigned char kb[KV_LONG];
+  MDB_val k, v;
+  bool found;
+  kv_entry e;
   *lsn = 0;
-  if (rc == MDB_NOTFOUND) return 0;
+  int rc = kv_find(t->s, t->txn, key, klen, kb, &k, &v, &found);
   if (rc) return store_err(t->s, rc, "read", err);
-  if (v.mv_size < KV_HEADER)
-    return sa_fail(err, SA_ECORRUPT, "store '%s': short kv entry", t->s->path);
-  *lsn = sa_get_u64((const unsigned char *)v.mv_data + 8);
+  if (!found) return 0;
+  if (kv_decode(&k, &v, &e) != 0)
+    return sa_fail(err, SA_ECORRUPT, "store '%s': malformed kv entry", t->s->path);
+  *lsn = e.lsn;
   return 0;
 }
 
@@ -472,43 +589,43 @@ int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_err
   MDB_txn *txn;
   int rc = store_rbegin(s, &txn, err);
   if (rc) return rc;
-  MDB_val k = {klen, (void *)key}, v;
-  rc = mdb_get(txn, s->kv, &k, &v);
-  if (rc == MDB_NOTFOUND) {
+  unsigned char kb[KV_LONG];
+  MDB_val k, v;
+  bool found;
+  kv_entry e;
+  rc = kv_find(s, txn, key, klen, kb, &k, &v, &found);
+  if (rc == 0 && !found) {
     store_rend(s, txn);
     return sa_fail(err, SA_ENOTFOUND, "key '%.*s' not found", (int)(klen > 200 ? 200 : klen), key);
   }
-  if (rc || v.mv_size < KV_HEADER) {
+  if (rc || kv_decode(&k, &v, &e) != 0) {
     store_rend(s, txn);
     return rc ? store_err(s, rc, "get", err)
-              : sa_fail(err, SA_ECORRUPT, "store '%s': short kv entry", s->path);
+              : sa_fail(err, SA_ECORRUPT, "store '%s': malformed kv entry", s->path);
   }
-  size_t len = v.mv_size - KV_HEADER;
-  char *data = malloc(len + 1);
+  char *data = malloc(e.vlen + 1);
   if (!data) {
     store_rend(s, txn);
-    return sa_fail(err, SA_ENOMEM, "out of memory reading a %zu-byte value", len);
+    return sa_fail(err, SA_ENOMEM, "out of memory reading a %zu-byte value", e.vlen);
   }
-  const unsigned char *p = v.mv_data;
-  out->version = sa_get_u64(p);
-  out->lsn = sa_get_u64(p + 8);
-  out->hlc = sa_get_u64(p + 16);
-  memcpy(data, p + KV_HEADER, len); /* copy out before the txn ends */
-  data[len] = 0;
+  out->version = e.version;
+  out->lsn = e.lsn;
+  out->hlc = e.hlc;
+  memcpy(data, e.val, e.vlen); /* copy out before the txn ends */
+  data[e.vlen] = 0;
   store_rend(s, txn);
   out->data = data;
-  out->len = len;
+  out->len = e.vlen;
   return 0;
-}
-
-static bool has_prefix(const MDB_val *k, const char *prefix, size_t plen) {
-  return k->mv_size >= plen && memcmp(k->mv_data, prefix, plen) == 0;
 }
 
 int store_list(sa_store *s, const char *prefix, const char *after, size_t limit, bool with_values,
                sa_list *out, sa_error *err) {
   memset(out, 0, sizeof *out);
-  size_t plen = prefix ? strlen(prefix) : 0, alen = after ? strlen(after) : 0;
+  if (!prefix) prefix = "";
+  size_t plen = strlen(prefix), alen = after ? strlen(after) : 0;
+  /* Stored keys match the real key on their first KV_INLINE_MAX bytes. */
+  size_t pcmp = plen < KV_INLINE_MAX ? plen : KV_INLINE_MAX;
   MDB_txn *txn;
   MDB_cursor *cur;
   int rc = store_rbegin(s, &txn, err);
@@ -523,48 +640,66 @@ int store_list(sa_store *s, const char *prefix, const char *after, size_t limit,
     store_rend(s, txn);
     return sa_fail(err, SA_ENOMEM, "out of memory listing %zu keys", limit);
   }
-  MDB_val k, v;
-  bool use_after = alen && (plen == 0 || strncmp(after, prefix, plen) >= 0);
-  if (use_after) {
-    k.mv_size = alen;
-    k.mv_data = (void *)after;
+  /* Start: just after `after` when it sorts at or past the prefix. */
+  unsigned char kb[KV_LONG];
+  MDB_val k, v, start;
+  bool skip_equal = false;
+  if (alen && (plen == 0 || strncmp(after, prefix, plen) >= 0)) {
+    bool found = false;
+    if (alen <= KV_INLINE_MAX) {
+      start.mv_size = alen;
+      start.mv_data = (void *)after;
+      skip_equal = true;
+    } else if ((rc = kv_find(s, txn, after, alen, kb, &start, &v, &found)) == 0) {
+      if (found) {
+        skip_equal = true;
+      } else { /* gone: resume after every key of its hash group */
+        kb[KV_GROUP] = kb[KV_GROUP + 1] = 0xFF;
+      }
+    }
   } else {
-    k.mv_size = plen;
-    k.mv_data = (void *)(prefix ? prefix : "");
+    start.mv_size = pcmp;
+    start.mv_data = (void *)prefix;
   }
-  rc = k.mv_size ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
-                 : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-  if (rc == 0 && use_after && k.mv_size == alen && memcmp(k.mv_data, after, alen) == 0)
+  if (rc == 0)
+    rc = start.mv_size ? (k = start, mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE))
+                       : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+  if (rc == 0 && skip_equal && k.mv_size == start.mv_size &&
+      memcmp(k.mv_data, start.mv_data, k.mv_size) == 0)
     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
   int code = 0;
-  while (rc == 0 && has_prefix(&k, prefix, plen)) {
+  while (rc == 0 && k.mv_size >= pcmp && memcmp(k.mv_data, prefix, pcmp) == 0) {
+    kv_entry e;
+    if (kv_decode(&k, &v, &e) != 0) {
+      code = sa_fail(err, SA_ECORRUPT, "store '%s': malformed kv entry", s->path);
+      break;
+    }
+    if (e.klen < plen || memcmp(e.key, prefix, plen) != 0) { /* long prefix: check all */
+      rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+      continue;
+    }
     if (out->count == limit) {
       out->more = true;
       break;
     }
-    if (v.mv_size < KV_HEADER) {
-      code = sa_fail(err, SA_ECORRUPT, "store '%s': short kv entry", s->path);
-      break;
-    }
-    sa_entry *e = &out->items[out->count];
-    const unsigned char *p = v.mv_data;
-    e->len = v.mv_size - KV_HEADER;
-    e->version = sa_get_u64(p);
-    e->lsn = sa_get_u64(p + 8);
-    e->hlc = sa_get_u64(p + 16);
-    e->key = malloc(k.mv_size + 1);
-    if (with_values) e->data = malloc(e->len + 1);
-    if (!e->key || (with_values && !e->data)) {
-      free(e->key);
-      free(e->data);
+    sa_entry *it = &out->items[out->count];
+    it->len = e.vlen;
+    it->version = e.version;
+    it->lsn = e.lsn;
+    it->hlc = e.hlc;
+    it->key = malloc(e.klen + 1);
+    if (with_values) it->data = malloc(e.vlen + 1);
+    if (!it->key || (with_values && !it->data)) {
+      free(it->key);
+      free(it->data);
       code = sa_fail(err, SA_ENOMEM, "out of memory listing keys");
       break;
     }
-    memcpy(e->key, k.mv_data, k.mv_size);
-    e->key[k.mv_size] = 0;
+    memcpy(it->key, e.key, e.klen);
+    it->key[e.klen] = 0;
     if (with_values) {
-      memcpy(e->data, p + KV_HEADER, e->len);
-      e->data[e->len] = 0;
+      memcpy(it->data, e.val, e.vlen);
+      it->data[e.vlen] = 0;
     }
     out->count++;
     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);

@@ -4,7 +4,11 @@
  *
  * Three named databases in one LMDB file (MDB_NOSUBDIR; its lock file is
  * "<path>-lock"):
- *   kv      key -> u64 version, u64 lsn, u64 hlc, value bytes
+ *   kv      key -> u64 version, u64 lsn, u64 hlc, u32 F, F bytes of full key,
+ *           value bytes.  Keys up to 480 bytes are the LMDB key; longer ones
+ *           (LMDB's limit is 511) are stored under their first 480 bytes +
+ *           0x00 + a 64-bit hash + a 16-bit chain counter, with the full
+ *           key in the value (F > 0); see store.c.
  *   outbox  u64 big-endian lsn -> u8 state, u8 record type, u16 0, u32 attempts,
  *           u64 hlc, u64 at_ms (queued: not before; in flight: deadline;
  *           acknowledged/failed: when it happened)

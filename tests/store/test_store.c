@@ -1,0 +1,202 @@
+/*
+ * test_store.c -- the LMDB store (core/store.c) through the public API:
+ * keys longer than LMDB's 511-byte key limit, their order, listing and
+ * paging among them, and collisions of the stored form.
+ */
+#include "softadastra.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char dir[256], wal[300];
+
+static void setup(void) {
+  snprintf(dir, sizeof dir, "%s/sa-store-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(wal, sizeof wal, "%s/node-s.wal", dir);
+}
+
+static void teardown(void) {
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+
+static sa_client *open_node(void) {
+  sa_options o = sa_options_persistent("node-s", wal);
+  o.tick_manual = true;
+  sa_client *c;
+  sa_error e;
+  ck_assert_msg(sa_client_open(&c, &o, &e) == 0, "%s", e.message);
+  return c;
+}
+
+/* A key of n bytes: common prefix of p bytes of 'a', then a tail tag. */
+static char *mkkey(size_t p, const char *tail) {
+  size_t t = strlen(tail);
+  char *k = malloc(p + t + 1);
+  memset(k, 'a', p);
+  memcpy(k + p, tail, t + 1);
+  return k;
+}
+
+START_TEST(keys_up_to_1024_bytes_round_trip) {
+  sa_client *c = open_node();
+  size_t lens[] = {1, 479, 480, 481, 511, 512, 1000, 1024};
+  for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+    char *k = malloc(lens[i] + 1);
+    memset(k, 'k', lens[i]);
+    k[lens[i]] = 0;
+    char v[32];
+    snprintf(v, sizeof v, "len-%zu", lens[i]);
+    sa_error e;
+    ck_assert_msg(sa_client_put(c, k, v, &e) == 0, "len %zu: %s", lens[i], e.message);
+    sa_value got;
+    ck_assert_int_eq(sa_client_get(c, k, &got, NULL), 0);
+    ck_assert_str_eq(got.data, v);
+    sa_value_free(&got);
+    free(k);
+  }
+  ck_assert_uint_eq(sa_client_size(c), 8);
+  char *k = malloc(1026);
+  memset(k, 'k', 1025);
+  k[1025] = 0;
+  ck_assert_int_eq(sa_client_put(c, k, "x", NULL), SA_EKEY);
+  free(k);
+  sa_client_close(c);
+}
+END_TEST
+
+START_TEST(long_keys_sharing_a_prefix_stay_distinct) {
+  sa_client *c = open_node();
+  enum { N = 50 };
+  char *keys[N];
+  for (int i = 0; i < N; i++) {
+    char tail[32];
+    snprintf(tail, sizeof tail, "/%03d", i);
+    keys[i] = mkkey(600, tail);
+    ck_assert_int_eq(sa_client_put(c, keys[i], tail, NULL), 0);
+  }
+  ck_assert_int_eq(sa_client_put(c, keys[7], "again", NULL), 0); /* version 2, same key */
+  ck_assert_uint_eq(sa_client_size(c), N);
+  for (int i = 0; i < N; i++) {
+    sa_value v;
+    ck_assert_int_eq(sa_client_get(c, keys[i], &v, NULL), 0);
+    ck_assert_uint_eq(v.version, i == 7 ? 2 : 1);
+    sa_value_free(&v);
+  }
+  ck_assert_int_eq(sa_client_remove(c, keys[3], NULL), 0);
+  ck_assert_int_eq(sa_client_remove(c, keys[3], NULL), SA_ENOTFOUND);
+  sa_value v;
+  ck_assert_int_eq(sa_client_get(c, keys[3], &v, NULL), SA_ENOTFOUND);
+
+  /* listing by a prefix longer than 480 bytes finds exactly the matches */
+  char *pfx = mkkey(600, "/01");
+  sa_list l;
+  ck_assert_int_eq(sa_client_list(c, pfx, NULL, 100, false, &l, NULL), 0);
+  ck_assert_uint_eq(l.count, 10); /* /010 .. /019 */
+  for (size_t i = 0; i < l.count; i++)
+    ck_assert_int_eq(strncmp(l.items[i].key, pfx, strlen(pfx)), 0);
+  sa_list_free(&l);
+
+  /* paging with a page size of 7 visits each key exactly once */
+  int seen[N] = {0}, total = 0;
+  char *after = NULL;
+  for (int page = 0; page < 100; page++) {
+    ck_assert_int_eq(sa_client_list(c, "aaaa", after, 7, false, &l, NULL), 0);
+    for (size_t i = 0; i < l.count; i++) {
+      int idx = atoi(l.items[i].key + 601);
+      ck_assert_int_eq(seen[idx]++, 0);
+      total++;
+    }
+    free(after);
+    after = l.count ? strdup(l.items[l.count - 1].key) : NULL;
+    bool more = l.more;
+    sa_list_free(&l);
+    if (!more) break;
+  }
+  free(after);
+  ck_assert_int_eq(total, N - 1);
+  free(pfx);
+  for (int i = 0; i < N; i++)
+    free(keys[i]);
+  sa_client_close(c);
+}
+END_TEST
+
+/* Order is bytewise whenever keys differ within their first 480 bytes, on
+ * both sides of the inline limit (keys sharing their first 480 bytes are
+ * ordered by hash: see core/store.c). */
+START_TEST(order_is_bytewise_across_the_inline_limit) {
+  sa_client *c = open_node();
+  char *k480 = mkkey(480, "");                        /* a^480          inline */
+  char *kb = mkkey(479, "b-then-enough-to-pass-480"); /* a^479 b...     long   */
+  char *kc = mkkey(479, "c-then-enough-to-pass-480"); /* a^479 c...     long   */
+  char *kz = mkkey(479, "z");                         /* a^479 z        inline */
+  ck_assert_int_eq(sa_client_put(c, kc, "3", NULL), 0);
+  ck_assert_int_eq(sa_client_put(c, kb, "2", NULL), 0);
+  ck_assert_int_eq(sa_client_put(c, kz, "4", NULL), 0);
+  ck_assert_int_eq(sa_client_put(c, k480, "1", NULL), 0);
+  ck_assert_int_eq(sa_client_put(c, "b", "5", NULL), 0);
+  sa_list l;
+  ck_assert_int_eq(sa_client_list(c, NULL, NULL, 10, true, &l, NULL), 0);
+  ck_assert_uint_eq(l.count, 5);
+  ck_assert_str_eq(l.items[0].data, "1");
+  ck_assert_str_eq(l.items[1].data, "2");
+  ck_assert_str_eq(l.items[2].data, "3");
+  ck_assert_str_eq(l.items[3].data, "4");
+  ck_assert_str_eq(l.items[4].data, "5");
+  ck_assert_str_eq(l.items[2].key, kc);
+  sa_list_free(&l);
+  /* paging after a long key resumes right after it */
+  ck_assert_int_eq(sa_client_list(c, NULL, kb, 10, true, &l, NULL), 0);
+  ck_assert_uint_eq(l.count, 3);
+  ck_assert_str_eq(l.items[0].data, "3");
+  sa_list_free(&l);
+  free(k480);
+  free(kb);
+  free(kc);
+  free(kz);
+  sa_client_close(c);
+}
+END_TEST
+
+START_TEST(long_keys_survive_replay) {
+  sa_client *c = open_node();
+  char *k = mkkey(900, "/replayed");
+  ck_assert_int_eq(sa_client_put(c, k, "v1", NULL), 0);
+  ck_assert_int_eq(sa_client_put(c, k, "v2", NULL), 0);
+  sa_status st;
+  ck_assert_int_eq(sa_client_status(c, &st, NULL), 0);
+  char store[512];
+  snprintf(store, sizeof store, "%s", st.store_path);
+  sa_client_close(c);
+  ck_assert_int_eq(remove(store), 0); /* the store is rebuilt from the WAL */
+  c = open_node();
+  sa_value v;
+  ck_assert_int_eq(sa_client_get(c, k, &v, NULL), 0);
+  ck_assert_str_eq(v.data, "v2");
+  ck_assert_uint_eq(v.version, 2);
+  sa_value_free(&v);
+  free(k);
+  sa_client_close(c);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("store");
+  TCase *t = tcase_create("keys");
+  tcase_add_checked_fixture(t, setup, teardown);
+  tcase_add_test(t, keys_up_to_1024_bytes_round_trip);
+  tcase_add_test(t, long_keys_sharing_a_prefix_stay_distinct);
+  tcase_add_test(t, order_is_bytewise_across_the_inline_limit);
+  tcase_add_test(t, long_keys_survive_replay);
+  suite_add_tcase(s, t);
+  SRunner *r = srunner_create(s);
+  srunner_run_all(r, CK_NORMAL);
+  int failed = srunner_ntests_failed(r);
+  srunner_free(r);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
