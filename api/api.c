@@ -861,6 +861,11 @@ static api_response *api_dispatch(api_ctx *ctx, const api_request *req, api_rout
   *rt_out = NULL;
   if (target[0] != '/')
     return api_reply_error(400, "bad_request", "the request target must be a path");
+  for (const unsigned char *p = (const unsigned char *)target; *p; p++) {
+    if (*p <= 0x20 || *p >= 0x7F || *p == '#')
+      return api_reply_error(400, "bad_request",
+                             "the request target has a byte that must be percent-encoded");
+  }
   const char *q = strchr(target, '?');
   size_t path_len = q ? (size_t)(q - target) : strlen(target);
   const char *query = q ? q + 1 : NULL;

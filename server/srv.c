@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -137,6 +138,65 @@ static void srv_log_request(const srv *s, const char *method, const srv_req *r, 
           r->len);
 }
 
+/* What srv_framing_cb finds in the request headers. */
+typedef struct srv_framing {
+  int n_cl;            /* Content-Length headers */
+  bool cl_differ;      /* two Content-Length headers disagree */
+  const char *cl;      /* the first Content-Length value */
+  bool te;             /* a Transfer-Encoding header */
+  bool te_not_chunked; /* ... that is not exactly "chunked" */
+  bool bad_header;     /* a NUL byte in a value, or a name that is not a token */
+} srv_framing;
+
+static bool srv_is_tchar(unsigned char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static enum MHD_Result srv_framing_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      size_t key_size, const char *value, size_t value_size) {
+  srv_framing *f = cls;
+  if (key_size == 0 || memchr(value ? value : "", '\0', value_size)) f->bad_header = true;
+  for (size_t i = 0; i < key_size; i++)
+    if (!srv_is_tchar((unsigned char)key[i])) f->bad_header = true;
+  if (key_size == 14 && strncasecmp(key, "Content-Length", 14) == 0) {
+    if (f->n_cl++ == 0)
+      f->cl = value;
+    else if (strcmp(f->cl, value ? value : "") != 0)
+      f->cl_differ = true;
+  } else if (key_size == 17 && strncasecmp(key, "Transfer-Encoding", 17) == 0) {
+    f->te = true;
+    if (!value || strcasecmp(value, "chunked") != 0) f->te_not_chunked = true;
+  }
+  return MHD_YES;
+}
+
+/* HTTP/1.1 framing rules the API relies on (RFC 9112): one unambiguous
+ * body length, a Host header, well-formed header fields.  Returns NULL or
+ * the error response to send (the connection is closed after it). */
+static api_response *srv_check_framing(srv *s, struct MHD_Connection *con, const char *version) {
+  srv_framing f = {0};
+  MHD_get_connection_values_n(con, MHD_HEADER_KIND, srv_framing_cb, &f);
+  const char *why = NULL;
+  int status = 400;
+  if (f.bad_header)
+    why = "malformed header field";
+  else if (f.cl_differ)
+    why = "conflicting Content-Length headers";
+  else if (f.n_cl && f.te)
+    why = "both Content-Length and Transfer-Encoding";
+  else if (f.te_not_chunked)
+    why = "only Transfer-Encoding: chunked is supported", status = 501;
+  else if (version && strcmp(version, "HTTP/1.1") == 0 &&
+           !MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Host"))
+    why = "HTTP/1.1 request without Host header";
+  if (!why) return NULL;
+  api_response *r =
+      api_error_response(s->api, status, status == 501 ? "not_implemented" : "bad_request", why);
+  r->close = true;
+  return r;
+}
+
 static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, const char *url,
                                      const char *method, const char *version,
                                      const char *upload_data, size_t *upload_data_size,
@@ -147,6 +207,11 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
   if (!r->started) {
     r->started = true;
     r->limit = api_body_limit(s->api, method, r->target);
+    api_response *bad = srv_check_framing(s, con, version);
+    if (bad) {
+      srv_log_request(s, method, r, bad->status);
+      return srv_queue(con, bad);
+    }
     const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Length");
     if (cl) {
       char *end;

@@ -246,8 +246,8 @@ void e2e_resp_free(e2e_resp *r) {
   memset(r, 0, sizeof *r);
 }
 
-int e2e_raw(const e2e_node *n, const char *req, size_t len, bool shut_wr, int timeout_ms, char *out,
-            size_t outlen) {
+/* Connects to the node; returns the socket or -1. */
+static int e2e_connect(const e2e_node *n) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return -1;
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)n->port)};
@@ -256,13 +256,20 @@ int e2e_raw(const e2e_node *n, const char *req, size_t len, bool shut_wr, int ti
     close(fd);
     return -1;
   }
+  return fd;
+}
+
+static void e2e_send_all(int fd, const char *p, size_t len) {
   size_t off = 0;
   while (off < len) {
-    ssize_t w = send(fd, req + off, len - off, MSG_NOSIGNAL);
+    ssize_t w = send(fd, p + off, len - off, MSG_NOSIGNAL);
     if (w <= 0) break; /* the node may answer and close before reading it all */
     off += (size_t)w;
   }
-  if (shut_wr) shutdown(fd, SHUT_WR);
+}
+
+/* Reads until the peer closes or timeout_ms; returns the status or 0. */
+static int e2e_read_answer(int fd, int timeout_ms, char *out, size_t outlen) {
   char buf[65536];
   size_t got = 0;
   long deadline = e2e_now_ms() + timeout_ms;
@@ -285,6 +292,29 @@ int e2e_raw(const e2e_node *n, const char *req, size_t len, bool shut_wr, int ti
   }
   if (got < 12 || strncmp(buf, "HTTP/1.", 7) != 0) return 0;
   return atoi(buf + 9);
+}
+
+int e2e_raw(const e2e_node *n, const char *req, size_t len, bool shut_wr, int timeout_ms, char *out,
+            size_t outlen) {
+  int fd = e2e_connect(n);
+  if (fd < 0) return -1;
+  e2e_send_all(fd, req, len);
+  if (shut_wr) shutdown(fd, SHUT_WR);
+  return e2e_read_answer(fd, timeout_ms, out, outlen);
+}
+
+int e2e_raw_parts(const e2e_node *n, const char *const *parts, int nparts, int pause_ms,
+                  int timeout_ms, char *out, size_t outlen) {
+  int fd = e2e_connect(n);
+  if (fd < 0) return -1;
+  for (int i = 0; i < nparts; i++) {
+    if (i > 0) {
+      struct timespec nap = {pause_ms / 1000, (long)(pause_ms % 1000) * 1000000L};
+      nanosleep(&nap, NULL);
+    }
+    e2e_send_all(fd, parts[i], strlen(parts[i]));
+  }
+  return e2e_read_answer(fd, timeout_ms, out, outlen);
 }
 
 static char *e2e_slurp_fd(int fd) {

@@ -77,6 +77,11 @@ void e2e_resp_free(e2e_resp *r);
 int e2e_raw(const e2e_node *n, const char *req, size_t len, bool shut_wr, int timeout_ms, char *out,
             size_t outlen);
 
+/* Like e2e_raw, but sends nparts NUL-terminated pieces with pause_ms
+ * between them (a slow client), without half-closing. */
+int e2e_raw_parts(const e2e_node *n, const char *const *parts, int nparts, int pause_ms,
+                  int timeout_ms, char *out, size_t outlen);
+
 /* Runs `softadastra args...` with SOFTADASTRA_URL set to the node (when n
  * is not NULL) and stdin from stdin_data (may be NULL).  Captures stdout
  * and stderr into new buffers (caller frees).  Returns the exit code, or -1. */
