@@ -175,20 +175,20 @@ sa_client *tu_open(const sa_options *o) {
 void tu_put(sa_client *c, const char *key, const char *value) {
   sa_error err = {0};
   int rc = sa_client_put(c, key, value, &err);
-  ck_assert_msg(rc == SA_OK, "put %s: %d %s", key, rc, err.message);
+  ck_assert_msg(rc == SA_OK, "put %.80s: %d %s", key, rc, err.message);
 }
 
 void tu_put_bytes(sa_client *c, const char *key, const void *data, size_t len) {
   sa_error err = {0};
   int rc = sa_client_put_bytes(c, key, data, len, &err);
-  ck_assert_msg(rc == SA_OK, "put_bytes %s: %d %s", key, rc, err.message);
+  ck_assert_msg(rc == SA_OK, "put_bytes %.80s: %d %s", key, rc, err.message);
 }
 
 void tu_expect(sa_client *c, const char *key, const void *data, size_t len) {
   sa_value v = {0};
   sa_error err = {0};
   int rc = sa_client_get(c, key, &v, &err);
-  ck_assert_msg(rc == SA_OK, "get %s: %d %s", key, rc, err.message);
+  ck_assert_msg(rc == SA_OK, "get %.80s: %d %s", key, rc, err.message);
   ck_assert_msg(v.len == len, "get %s: len %zu, expected %zu", key, v.len, len);
   ck_assert_ptr_nonnull(v.data);
   ck_assert_msg(len == 0 || memcmp(v.data, data, len) == 0, "get %s: wrong bytes", key);
