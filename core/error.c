@@ -51,6 +51,8 @@ const char *sa_strerror(int code) {
     return "unsupported format version";
   case SA_EINTERNAL:
     return "internal error";
+  case SA_EGONE:
+    return "changes no longer kept";
   default:
     return "unknown error";
   }

@@ -110,9 +110,10 @@ struct sa_client {
   pthread_t writer;
   bool writer_started;
   pthread_mutex_t mu;
-  pthread_cond_t cv; /* writer wake-up (CLOCK_MONOTONIC) */
-  wreq *head, *tail; /* FIFO of pending requests (under mu) */
-  bool stopping;     /* under mu */
+  pthread_cond_t cv;     /* writer wake-up (CLOCK_MONOTONIC) */
+  pthread_cond_t lsn_cv; /* broadcast when last_lsn grows or at close */
+  wreq *head, *tail;     /* FIFO of pending requests (under mu) */
+  bool stopping;         /* under mu */
 
   /* Writer-owned. */
   sa_hlc hlc;
@@ -293,22 +294,33 @@ static int replay_commit(replay_ctx *r) {
   return rc;
 }
 
-/* Applies one record's ops and outbox entry inside an open write txn. */
+/* Applies one record's ops and its outbox entry inside an open write txn.
+ * *version: the version the (last) put produced. */
 static int node_apply_record(store_wtxn *t, const wal_rec *rec, uint64_t *version, sa_error *err) {
   wal_op_iter it;
   wal_op op;
   wal_op_iter_init(&it, rec->type, rec->payload, rec->len);
-  while (wal_op_next(&it, &op)) {
-    int rc;
+  uint64_t small[16], *vers = small;
+  if (it.left > 16 && !(vers = malloc(it.left * sizeof *vers)))
+    return sa_fail(err, SA_ENOMEM, "out of memory applying record %llu",
+                   (unsigned long long)rec->lsn);
+  uint32_t n = 0;
+  int rc = 0;
+  while (rc == 0 && wal_op_next(&it, &op)) {
+    vers[n] = 0;
     if (op.op == SA_OP_PUT) {
-      rc = store_wput(t, op.key, op.klen, op.val, op.vlen, rec->lsn, rec->hlc, version, err);
+      rc = store_wput(t, op.key, op.klen, op.val, op.vlen, rec->lsn, rec->hlc, &vers[n], err);
+      *version = vers[n];
     } else {
       bool existed;
       rc = store_wdel(t, op.key, op.klen, &existed, err);
     }
-    if (rc) return rc;
+    n++;
   }
-  return store_woutbox(t, rec->lsn, rec->hlc, rec->type, rec->payload, rec->len, err);
+  if (rc == 0)
+    rc = store_woutbox(t, rec->lsn, rec->hlc, rec->type, rec->payload, rec->len, vers, n, err);
+  if (vers != small) free(vers);
+  return rc;
 }
 
 static int replay_visit(const wal_rec *rec, void *ctx) {
@@ -731,6 +743,7 @@ static void *node_writer_main(void *arg) {
     node_process(c, g);
 
     pthread_mutex_lock(&c->mu);
+    pthread_cond_broadcast(&c->lsn_cv); /* change-feed waiters */
     for (wreq *r = g, *next; r; r = next) {
       next = r->next; /* r lives on its caller's stack: read next first */
       r->done = true;
@@ -904,6 +917,7 @@ static void node_free(sa_client *c) {
   pthread_cond_destroy(&c->cv);
   pthread_mutex_destroy(&c->tmu);
   pthread_cond_destroy(&c->tcv);
+  pthread_cond_destroy(&c->lsn_cv);
   pthread_mutex_destroy(&c->tick_serial);
   free(c->wal_path);
   free(c->store_path);
@@ -928,6 +942,7 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&c->cv, &ca);
   pthread_cond_init(&c->tcv, &ca);
+  pthread_cond_init(&c->lsn_cv, &ca);
   pthread_condattr_destroy(&ca);
   pthread_mutex_init(&c->tmu, NULL);
   pthread_mutex_init(&c->tick_serial, NULL);
@@ -1041,6 +1056,7 @@ void sa_client_close(sa_client *c) {
     pthread_mutex_lock(&c->mu);
     c->stopping = true;
     pthread_cond_signal(&c->cv);
+    pthread_cond_broadcast(&c->lsn_cv);
     pthread_mutex_unlock(&c->mu);
     pthread_join(c->writer, NULL);
   }
@@ -1289,4 +1305,44 @@ int sa_client_status(sa_client *c, sa_status *out, sa_error *err) {
   out->checkpoints = __atomic_load_n(&c->checkpoints, __ATOMIC_RELAXED);
   out->recovery = c->recovery;
   return 0;
+}
+
+/* ---- change feed ------------------------------------------------------- */
+
+uint64_t sa_client_changes_floor(sa_client *c) {
+  return c ? store_feed_floor(c->store) : 0;
+}
+
+int sa_client_changes(sa_client *c, uint64_t since, size_t limit, bool with_values, sa_changes *out,
+                      sa_error *err) {
+  if (!out) return sa_fail(err, SA_EINVAL, "sa_client_changes: out is NULL");
+  memset(out, 0, sizeof *out);
+  if (!c) return sa_fail(err, SA_EINVAL, "client is NULL");
+  if (limit == 0 || limit > 10000)
+    return sa_fail(err, SA_EINVAL, "limit %zu is out of range (1..10000)", limit);
+  uint64_t floor = store_feed_floor(c->store);
+  if (since < floor)
+    return sa_fail(err, SA_EGONE,
+                   "changes after LSN %llu are no longer all kept: the oldest since served is "
+                   "%llu; reload the keys and follow from the current LSN",
+                   (unsigned long long)since, (unsigned long long)floor);
+  uint64_t last = __atomic_load_n(&c->last_lsn, __ATOMIC_ACQUIRE);
+  int rc = store_changes(c->store, since, limit, with_values, out, err);
+  out->last_lsn = last > out->next_since ? last : out->next_since;
+  return rc;
+}
+
+int sa_client_wait(sa_client *c, uint64_t after_lsn, uint32_t timeout_ms, uint64_t *last_lsn,
+                   sa_error *err) {
+  if (!c) return sa_fail(err, SA_EINVAL, "client is NULL");
+  uint64_t due = sa_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+  struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+  int rc = 0;
+  pthread_mutex_lock(&c->mu);
+  while (!c->stopping && __atomic_load_n(&c->last_lsn, __ATOMIC_ACQUIRE) <= after_lsn)
+    if (pthread_cond_timedwait(&c->lsn_cv, &c->mu, &ts) == ETIMEDOUT) break;
+  if (c->stopping) rc = sa_fail(err, SA_ECLOSED, "node '%s' is closing", c->node_id);
+  pthread_mutex_unlock(&c->mu);
+  if (last_lsn) *last_lsn = __atomic_load_n(&c->last_lsn, __ATOMIC_ACQUIRE);
+  return rc;
 }

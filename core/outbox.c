@@ -76,6 +76,7 @@ static int claim_visit(store_obx *e, void *arg) {
     if (c->now >= e->at_ms && c->now - e->at_ms >= cfg->retention_ms) {
       c->d->by_state[STORE_OUTBOX_ACKED]--;
       c->d->pruned++;
+      if (e->lsn > c->d->floor) c->d->floor = e->lsn;
       return STORE_OBX_DELETE;
     }
     return STORE_OBX_KEEP;
@@ -127,6 +128,8 @@ static int prune_visit(store_obx *e, void *arg) {
   c->d->by_state[c->state]--;
   c->d->pruned++;
   c->excess--;
+  if (c->state != STORE_OUTBOX_QUEUED && e->lsn > c->d->floor)
+    c->d->floor = e->lsn; /* superseded queued work leaves the feed whole */
   return STORE_OBX_DELETE;
 }
 
@@ -152,6 +155,7 @@ int outbox_claim(store_wtxn *t, const outbox_cfg *cfg, const char *node_id, uint
     if ((rc = store_wobx_each(t, prune_visit, &p, err)) != 0 || (rc = p.rc) != 0) return rc;
     after -= (int64_t)(d->pruned - before);
   }
+  if (d->floor) store_wraise_floor(t, d->floor);
 
   if (c.npicked == 0) return 0;
   /* Copy the claimed operations out: one block for array, id and payloads. */

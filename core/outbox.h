@@ -24,6 +24,11 @@
  * (under last-writer-wins the later entry carries the state).  Queued work
  * that is still the latest for some key is never dropped; while it keeps
  * the outbox above the bound the sync state reports overflow.
+ *
+ * The outbox's operations are also the change feed.  Pruning an entry that
+ * no later write supersedes (acknowledged or failed work) raises the feed
+ * floor to its LSN: readers from below the floor must reload.  Superseded
+ * entries go without raising it: the feed keeps the latest change of a key.
  */
 #ifndef SA_OUTBOX_H
 #define SA_OUTBOX_H
@@ -48,6 +53,7 @@ typedef struct outbox_delta {
   int64_t by_state[4]; /* per STORE_OUTBOX_* */
   uint64_t pruned;
   uint64_t retries;
+  uint64_t floor; /* highest LSN pruned while still the latest of a key */
 } outbox_delta;
 
 /* Operations claimed for the transport: one allocation holding the array,

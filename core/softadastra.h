@@ -76,6 +76,7 @@ enum {
   SA_ECLOSED = -15,   /* client is closing */
   SA_EFORMAT = -16,   /* unsupported on-disk format version */
   SA_EINTERNAL = -17, /* unexpected error from a library (message says which) */
+  SA_EGONE = -18,     /* changes before the asked LSN are no longer kept */
 };
 
 /* The short description of a code ("key not found", ...).  Static string. */
@@ -336,6 +337,49 @@ typedef struct sa_outbox_entry {
  * *n receives the count. */
 int sa_client_outbox_list(sa_client *c, uint64_t after_lsn, sa_outbox_entry *out, size_t max,
                           size_t *n, sa_error *err);
+
+/* ---- change feed ------------------------------------------------------- */
+
+/* One change: an operation on one key.  A batch gives one change per key,
+ * all with the batch's LSN. */
+typedef struct sa_change {
+  uint64_t lsn;
+  uint64_t hlc;     /* time of the change: sa unix ms = hlc >> 16 */
+  int op;           /* SA_OP_PUT or SA_OP_DELETE */
+  bool batch;       /* part of a batch */
+  char *key;        /* NUL-terminated */
+  uint64_t version; /* the key's version after a put; 0 after a delete */
+  char *data;       /* the put's value (NUL-terminated), when values were asked */
+  size_t len;       /* value length of a put */
+} sa_change;
+
+typedef struct sa_changes {
+  sa_change *items;
+  size_t count;
+  uint64_t next_since; /* pass as `since` for the following page */
+  uint64_t last_lsn;   /* the node's last LSN when read */
+  bool more;           /* more changes after next_since exist now */
+} sa_changes;
+
+/* The changes with LSN > since, in LSN order: at most `limit` (1..10000)
+ * operations (a batch is never split, so a page may hold a few more).
+ * The feed keeps the latest change of every key; older changes of a key
+ * may have been compacted away.  SA_EGONE when changes after `since` may be
+ * missing (err names the oldest `since` still served): reload the state
+ * (sa_client_list) and follow from the node's last LSN.  The caller frees
+ * *out with sa_changes_free. */
+int sa_client_changes(sa_client *c, uint64_t since, size_t limit, bool with_values, sa_changes *out,
+                      sa_error *err);
+void sa_changes_free(sa_changes *ch);
+
+/* The lowest `since` sa_client_changes still serves. */
+uint64_t sa_client_changes_floor(sa_client *c);
+
+/* Waits until the node's last LSN is above after_lsn, at most timeout_ms.
+ * Returns 0 with *last_lsn set (unchanged when the time ran out), or
+ * SA_ECLOSED when the client is closing. */
+int sa_client_wait(sa_client *c, uint64_t after_lsn, uint32_t timeout_ms, uint64_t *last_lsn,
+                   sa_error *err);
 
 /* ---- sync interfaces ----------------------------------------------------- */
 

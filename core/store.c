@@ -19,6 +19,7 @@
 
 #include "internal.h"
 #include "io.h"
+#include "wal.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -46,7 +47,13 @@
 struct store_wtxn {
   sa_store *s;
   MDB_txn *txn;
+  uint64_t floor; /* feed floor to raise to at commit (0: unchanged) */
 };
+
+/* ops values: u8 type, 3 bytes 0, u32 N, u64 hlc, N u64 versions (one per
+ * operation of the record: the key's version after it, 0 for a delete),
+ * then the WAL payload. */
+#define OPS_HEADER 16
 
 struct sa_store {
   MDB_env *env;
@@ -54,6 +61,7 @@ struct sa_store {
   char *path;
   uint64_t applied_lsn;
   uint64_t hlc;
+  uint64_t feed_floor; /* changes at or below it may be missing */
   uint64_t map_bytes;
   store_wtxn w; /* the single write transaction slot */
   bool w_busy;
@@ -187,6 +195,8 @@ int store_open(sa_store **out, const char *path, const char *node_id, bool durab
   if (rc && rc != MDB_NOTFOUND) goto lmdb_fail;
   rc = meta_get_u64(txn, s->meta, "hlc", &s->hlc);
   if (rc && rc != MDB_NOTFOUND) goto lmdb_fail;
+  rc = meta_get_u64(txn, s->meta, "feed_floor", &s->feed_floor);
+  if (rc && rc != MDB_NOTFOUND) goto lmdb_fail;
   if ((rc = mdb_txn_commit(txn)) != 0) {
     txn = NULL;
     goto lmdb_fail;
@@ -238,6 +248,7 @@ int store_wbegin(sa_store *s, store_wtxn **out, sa_error *err) {
   int rc = mdb_txn_begin(s->env, NULL, 0, &s->w.txn);
   if (rc) return store_err(s, rc, "begin write transaction", err);
   s->w.s = s;
+  s->w.floor = 0;
   s->w_busy = true;
   *out = &s->w;
   return 0;
@@ -419,17 +430,50 @@ static int obx_decode(const MDB_val *k, const MDB_val *v, store_obx *e) {
 }
 
 int store_woutbox(store_wtxn *t, uint64_t lsn, uint64_t hlc, int type, const void *payload,
-                  uint32_t len, sa_error *err) {
+                  uint32_t len, const uint64_t *versions, uint32_t nver, sa_error *err) {
   unsigned char kb[8], hb[OUTBOX_HEADER];
   obx_key(kb, lsn);
   store_obx e = {.lsn = lsn, .state = STORE_OUTBOX_QUEUED, .type = type, .hlc = hlc};
   obx_encode(hb, &e);
-  MDB_val k = {8, kb}, v = {OUTBOX_HEADER, hb}, pv = {len, (void *)payload};
+  MDB_val k = {8, kb}, v = {OUTBOX_HEADER, hb};
   int rc = mdb_put(t->txn, t->s->outbox, &k, &v, MDB_APPEND);
   if (rc == MDB_KEYEXIST) /* replay over an entry already there: overwrite */
     rc = mdb_put(t->txn, t->s->outbox, &k, &v, 0);
-  if (rc == 0) rc = mdb_put(t->txn, t->s->ops, &k, &pv, 0);
+  MDB_val pv = {OPS_HEADER + 8 * (size_t)nver + len, NULL};
+  if (rc == 0) rc = mdb_put(t->txn, t->s->ops, &k, &pv, MDB_RESERVE);
   if (rc) return store_err(t->s, rc, "outbox put", err);
+  unsigned char *p = pv.mv_data;
+  memset(p, 0, OPS_HEADER);
+  p[0] = (unsigned char)type;
+  sa_put_u32(p + 4, nver);
+  sa_put_u64(p + 8, hlc);
+  for (uint32_t i = 0; i < nver; i++)
+    sa_put_u64(p + OPS_HEADER + 8 * i, versions[i]);
+  memcpy(p + OPS_HEADER + 8 * (size_t)nver, payload, len);
+  return 0;
+}
+
+void store_wraise_floor(store_wtxn *t, uint64_t lsn) {
+  if (lsn > t->floor) t->floor = lsn;
+}
+
+uint64_t store_feed_floor(const sa_store *s) {
+  return __atomic_load_n(&s->feed_floor, __ATOMIC_ACQUIRE);
+}
+
+/* Splits an ops value.  -1 when malformed. */
+static int ops_decode(const MDB_val *v, int *type, uint64_t *hlc, const unsigned char **vers,
+                      uint32_t *nver, const unsigned char **payload, uint32_t *len) {
+  if (v->mv_size < OPS_HEADER) return -1;
+  const unsigned char *p = v->mv_data;
+  uint32_t n = sa_get_u32(p + 4);
+  if ((v->mv_size - OPS_HEADER) / 8 < n) return -1;
+  *type = p[0];
+  *hlc = sa_get_u64(p + 8);
+  *vers = p + OPS_HEADER;
+  *nver = n;
+  *payload = p + OPS_HEADER + 8 * (size_t)n;
+  *len = (uint32_t)(v->mv_size - OPS_HEADER - 8 * (size_t)n);
   return 0;
 }
 
@@ -502,8 +546,14 @@ int store_wobx_payload(store_wtxn *t, uint64_t lsn, const void **p, uint32_t *le
   MDB_val k = {8, kb}, v;
   int rc = mdb_get(t->txn, t->s->ops, &k, &v);
   if (rc) return store_err(t->s, rc, "outbox payload", err);
-  *p = v.mv_data;
-  *len = (uint32_t)v.mv_size;
+  int type;
+  uint64_t hlc;
+  const unsigned char *vers, *pay;
+  uint32_t nver;
+  if (ops_decode(&v, &type, &hlc, &vers, &nver, &pay, len) != 0)
+    return sa_fail(err, SA_ECORRUPT, "store '%s': malformed operation %llu", t->s->path,
+                   (unsigned long long)lsn);
+  *p = pay;
   return 0;
 }
 
@@ -525,8 +575,10 @@ int store_wkv_lsn(store_wtxn *t, const char *key, uint32_t klen, uint64_t *lsn, 
 int store_wcommit(store_wtxn *t, uint64_t applied_lsn, uint64_t hlc, sa_error *err) {
   sa_store *s = t->s;
   int rc;
+  uint64_t floor = t->floor > s->feed_floor ? t->floor : 0;
   if ((rc = meta_put_u64(t->txn, s->meta, "applied_lsn", applied_lsn)) != 0 ||
-      (rc = meta_put_u64(t->txn, s->meta, "hlc", hlc)) != 0) {
+      (rc = meta_put_u64(t->txn, s->meta, "hlc", hlc)) != 0 ||
+      (floor && (rc = meta_put_u64(t->txn, s->meta, "feed_floor", floor)) != 0)) {
     store_wabort(t);
     return store_err(s, rc, "meta update", err);
   }
@@ -540,6 +592,7 @@ int store_wcommit(store_wtxn *t, uint64_t applied_lsn, uint64_t hlc, sa_error *e
   s->w_busy = false;
   if (rc) return store_err(s, rc, "commit", err);
   __atomic_store_n(&s->applied_lsn, applied_lsn, __ATOMIC_RELEASE);
+  if (floor) __atomic_store_n(&s->feed_floor, floor, __ATOMIC_RELEASE);
   s->hlc = hlc;
   return 0;
 }
@@ -766,4 +819,104 @@ int store_obx_list(sa_store *s, uint64_t after, size_t max, store_obx *out, size
   mdb_cursor_close(cur);
   store_rend(s, txn);
   return code;
+}
+
+/* ---- change feed ------------------------------------------------------- */
+
+static void changes_free_items(sa_change *it, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(it[i].key);
+    free(it[i].data);
+  }
+  free(it);
+}
+
+int store_changes(sa_store *s, uint64_t since, size_t limit, bool with_values, sa_changes *out,
+                  sa_error *err) {
+  memset(out, 0, sizeof *out);
+  out->next_since = since;
+  MDB_txn *txn;
+  MDB_cursor *cur;
+  int rc = store_rbegin(s, &txn, err);
+  if (rc) return rc;
+  if ((rc = mdb_cursor_open(txn, s->ops, &cur)) != 0) {
+    store_rend(s, txn);
+    return store_err(s, rc, "feed cursor", err);
+  }
+  size_t cap = limit + 16;
+  sa_change *items = calloc(cap, sizeof *items);
+  int code = items ? 0 : sa_fail(err, SA_ENOMEM, "out of memory reading changes");
+  unsigned char kb[8];
+  obx_key(kb, since + 1);
+  MDB_val k = {8, kb}, v;
+  rc = code || since == UINT64_MAX ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+  size_t n = 0;
+  while (!code && rc == 0) {
+    if (n >= limit) {
+      out->more = true;
+      break;
+    }
+    int type;
+    uint64_t hlc, lsn = obx_key_lsn(&k);
+    const unsigned char *vers, *pay;
+    uint32_t nver, len, count;
+    if (ops_decode(&v, &type, &hlc, &vers, &nver, &pay, &len) != 0 ||
+        wal_payload_check(type, pay, len, &count) != 0 || count != nver) {
+      code = sa_fail(err, SA_ECORRUPT, "store '%s': malformed operation %llu", s->path,
+                     (unsigned long long)lsn);
+      break;
+    }
+    if (n + count > cap) {
+      sa_change *grown = realloc(items, (n + count) * sizeof *items);
+      if (!grown) {
+        code = sa_fail(err, SA_ENOMEM, "out of memory reading changes");
+        break;
+      }
+      memset(grown + cap, 0, (n + count - cap) * sizeof *grown);
+      items = grown;
+      cap = n + count;
+    }
+    wal_op_iter it;
+    wal_op op;
+    wal_op_iter_init(&it, type, pay, len);
+    for (uint32_t i = 0; wal_op_next(&it, &op); i++) {
+      sa_change *c = &items[n++];
+      c->lsn = lsn;
+      c->hlc = hlc;
+      c->op = op.op;
+      c->batch = type == WAL_BATCH;
+      c->version = sa_get_u64(vers + 8 * i);
+      c->len = op.op == SA_OP_PUT ? op.vlen : 0;
+      c->key = malloc(op.klen + 1);
+      if (c->key) {
+        memcpy(c->key, op.key, op.klen);
+        c->key[op.klen] = 0;
+      }
+      if (with_values && op.op == SA_OP_PUT && (c->data = malloc(op.vlen + 1))) {
+        memcpy(c->data, op.val, op.vlen);
+        c->data[op.vlen] = 0;
+      }
+      if (!c->key || (with_values && op.op == SA_OP_PUT && !c->data))
+        code = sa_fail(err, SA_ENOMEM, "out of memory reading changes");
+    }
+    out->next_since = lsn;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+  }
+  if (!code && rc && rc != MDB_NOTFOUND) code = store_err(s, rc, "feed", err);
+  mdb_cursor_close(cur);
+  store_rend(s, txn);
+  if (code) {
+    changes_free_items(items, n);
+    memset(out, 0, sizeof *out);
+    return code;
+  }
+  out->items = items;
+  out->count = n;
+  return 0;
+}
+
+void sa_changes_free(sa_changes *ch) {
+  if (!ch) return;
+  changes_free_items(ch->items, ch->count);
+  memset(ch, 0, sizeof *ch);
 }

@@ -12,8 +12,12 @@
  *   outbox  u64 big-endian lsn -> u8 state, u8 record type, u16 0, u32 attempts,
  *           u64 hlc, u64 at_ms (queued: not before; in flight: deadline;
  *           acknowledged/failed: when it happened)
- *   ops     u64 big-endian lsn -> the WAL record payload of that operation
- *           (kept apart so that state changes rewrite 24 bytes, not values)
+ *   ops     u64 big-endian lsn -> u8 type, 3 x 0, u32 N, u64 hlc, N u64 versions
+ *           (the key's version after each operation, 0 for a delete), then
+ *           the WAL record payload.  Kept apart from outbox so that state
+ *           changes rewrite 24 bytes, not values; it is also the change feed.
+ *   meta    also "feed_floor" u64: changes at or below it may be missing
+ *           (pruned without a later change of the same key)
  *   meta    "format" u32, "node_id" text, "applied_lsn" u64, "hlc" u64
  *
  * One write transaction applies a group of operations, their outbox
@@ -76,9 +80,13 @@ int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, u
 /* Deletes key if present; *existed says whether it was. */
 int store_wdel(store_wtxn *t, const char *key, uint32_t klen, bool *existed, sa_error *err);
 
-/* Records the outbox entry (queued) for the WAL record lsn. */
+/* Records the outbox entry (queued) and the operation (payload + the
+ * resulting version of each of its nver operations) for WAL record lsn. */
 int store_woutbox(store_wtxn *t, uint64_t lsn, uint64_t hlc, int type, const void *payload,
-                  uint32_t len, sa_error *err);
+                  uint32_t len, const uint64_t *versions, uint32_t nver, sa_error *err);
+
+/* Raises the change-feed floor to lsn when this transaction commits. */
+void store_wraise_floor(store_wtxn *t, uint64_t lsn);
 
 /* Writes applied_lsn and hlc into meta and commits.  The transaction is
  * gone afterwards, whatever the result. */
@@ -127,6 +135,11 @@ int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_err
 
 int store_list(sa_store *s, const char *prefix, const char *after, size_t limit, bool with_values,
                sa_list *out, sa_error *err);
+
+/* The change feed: operations with LSN > since (see sa_client_changes). */
+int store_changes(sa_store *s, uint64_t since, size_t limit, bool with_values, sa_changes *out,
+                  sa_error *err);
+uint64_t store_feed_floor(const sa_store *s);
 
 /* Entry counts (0 on error). */
 uint64_t store_count(sa_store *s);
