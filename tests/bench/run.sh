@@ -1,0 +1,530 @@
+#!/usr/bin/env bash
+# tests/bench/run.sh -- side-by-side benchmark of the Softadastra node against
+# etcd 3.4 (v2 API), Redis 7 (AOF, appendfsync always / everysec) and a bare
+# libmicrohttpd handler (the HTTP ceiling), plus recovery speed.  See
+# tests/bench/README.md.
+#
+#   bash tests/bench/run.sh              5 s per cell, c = 1 16 64, recovery of 1M records
+#   LONG=1 bash tests/bench/run.sh       30 s per cell
+#   BENCH_SMOKE=1 bash tests/bench/run.sh   1 s per cell, c1, ours + ceiling only
+#
+# Other knobs (environment): BENCH_DURATION (seconds per cell), BENCH_CONCURRENCY
+# ("1 16 64"), BENCH_PORT_BASE (18480: ports BASE+1..BASE+6 on 127.0.0.1),
+# BENCH_BUILD_DIR (build-bench), BENCH_TMPDIR (/var/tmp: data dirs, on a real
+# disk, never tmpfs), BENCH_RECOVERY_RECORDS (1000000; 0 skips), BENCH_OUT (a
+# file that receives the result table), BENCH_NO_INSTALL=1 (never apt-get),
+# BENCH_THREADS (HTTP worker threads of our node and the ceiling: 4, the default).
+#
+# Prints figures; asserts nothing about times.  Exits non-zero only when
+# something could not run (a server did not start, a tool is missing, a load
+# produced errors is reported in the table, not fatal).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE=$ROOT/tests/bench
+SMOKE=${BENCH_SMOKE:-0}
+if [ "$SMOKE" = 1 ]; then
+  DUR=${BENCH_DURATION:-1}
+  CONCS=${BENCH_CONCURRENCY:-1}
+  RECORDS=${BENCH_RECOVERY_RECORDS:-0}
+elif [ "${LONG:-0}" = 1 ]; then
+  DUR=${BENCH_DURATION:-30}
+  CONCS=${BENCH_CONCURRENCY:-"1 16 64"}
+  RECORDS=${BENCH_RECOVERY_RECORDS:-1000000}
+else
+  DUR=${BENCH_DURATION:-5}
+  CONCS=${BENCH_CONCURRENCY:-"1 16 64"}
+  RECORDS=${BENCH_RECOVERY_RECORDS:-1000000}
+fi
+BUILD=${BENCH_BUILD_DIR:-$ROOT/build-bench}
+PORT_BASE=${BENCH_PORT_BASE:-18480}
+NKEYS=10000
+VALUE=100
+SRV_THREADS=${BENCH_THREADS:-4}
+P_OURS=$((PORT_BASE + 1))
+P_ETCD=$((PORT_BASE + 2))
+P_ETCD_PEER=$((PORT_BASE + 3))
+P_REDIS=$((PORT_BASE + 4))
+P_CEIL=$((PORT_BASE + 5))
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---- dependencies -----------------------------------------------------------
+need_pkgs=(wrk)
+[ "$SMOKE" = 1 ] || need_pkgs+=(etcd-server redis-server redis-tools)
+install_deps() {
+  if [ "${BENCH_NO_INSTALL:-0}" != 1 ]; then
+    bash "$ROOT/.ci/deps"
+    local missing=() p
+    for p in "${need_pkgs[@]}"; do
+      dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+      log "installing: ${missing[*]}"
+      local sudo=""
+      [ "$(id -u)" -eq 0 ] || sudo=sudo
+      # The packages' own services (redis on 6379, etcd on 2379) may be started
+      # by the package scripts; this benchmark never uses them.
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+  fi
+  local t
+  for t in wrk cc cmake pkg-config curl; do command -v "$t" >/dev/null || die "$t is missing"; done
+  if [ "$SMOKE" != 1 ]; then
+    for t in etcd redis-server redis-cli redis-benchmark; do command -v "$t" >/dev/null || die "$t is missing"; done
+  fi
+}
+
+# ---- processes: every server is stopped by PID on exit ----------------------
+PIDS=()
+WORK=""
+cleanup() {
+  local pid i
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  PIDS=()
+  if [ -n "$WORK" ] && [ -d "$WORK" ] && [ "${BENCH_KEEP:-0}" != 1 ]; then rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+stop_pid() { # stop one server we started, by PID
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+  PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_http() { # URL PID SECONDS
+  local url=$1 pid=$2 deadline=$((SECONDS + $3))
+  while [ $SECONDS -lt $deadline ]; do
+    kill -0 "$pid" 2>/dev/null || return 1
+    curl -fs -o /dev/null --max-time 1 "$url" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# ---- build --------------------------------------------------------------------
+build() {
+  log "building the node (Release) in $BUILD"
+  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSA_BUILD_TESTS=OFF >"$WORK/cmake.log" 2>&1 ||
+    { cat "$WORK/cmake.log" >&2; die "cmake configure failed"; }
+  cmake --build "$BUILD" -j"$(nproc)" >>"$WORK/cmake.log" 2>&1 ||
+    { tail -40 "$WORK/cmake.log" >&2; die "build failed"; }
+  SOFTADASTRA=$BUILD/server/softadastra
+  [ -x "$SOFTADASTRA" ] || die "no $SOFTADASTRA after the build"
+  local cflags="-O2 -g -Wall -Wextra"
+  # shellcheck disable=SC2046
+  cc $cflags -o "$WORK/mhd_ceiling" "$HERE/mhd_ceiling.c" $(pkg-config --cflags --libs libmicrohttpd) ||
+    die "cannot build mhd_ceiling"
+  if [ "$RECORDS" != 0 ]; then
+    # shellcheck disable=SC2046
+    cc $cflags -I "$ROOT/core" -o "$WORK/recovery" "$HERE/recovery.c" "$BUILD/core/libsoftadastra.a" \
+      $(pkg-config --libs lmdb) -lpthread || die "cannot build recovery"
+    # shellcheck disable=SC2046
+    cc $cflags -o "$WORK/lmdb_bulk" "$HERE/lmdb_bulk.c" $(pkg-config --cflags --libs lmdb) ||
+      die "cannot build lmdb_bulk"
+  fi
+}
+
+# ---- servers ------------------------------------------------------------------
+OURS_PID=""
+ETCD_PID=""
+REDIS_PID=""
+CEIL_PID=""
+
+start_ours() {
+  mkdir -p "$WORK/ours"
+  "$SOFTADASTRA" serve --listen "127.0.0.1:$P_OURS" --data-dir "$WORK/ours" --threads "$SRV_THREADS" \
+    --log-level warn >"$WORK/ours.log" 2>&1 &
+  OURS_PID=$!
+  PIDS+=("$OURS_PID")
+  wait_http "http://127.0.0.1:$P_OURS/readyz" "$OURS_PID" 20 || { cat "$WORK/ours.log" >&2; die "our node did not start"; }
+}
+
+start_ceiling() {
+  "$WORK/mhd_ceiling" "$P_CEIL" "$SRV_THREADS" >"$WORK/ceiling.log" 2>&1 &
+  CEIL_PID=$!
+  PIDS+=("$CEIL_PID")
+  wait_http "http://127.0.0.1:$P_CEIL/" "$CEIL_PID" 10 || { cat "$WORK/ceiling.log" >&2; die "the ceiling did not start"; }
+}
+
+start_etcd() {
+  mkdir -p "$WORK/etcd"
+  etcd --name bench --data-dir "$WORK/etcd/data" \
+    --listen-client-urls "http://127.0.0.1:$P_ETCD" --advertise-client-urls "http://127.0.0.1:$P_ETCD" \
+    --listen-peer-urls "http://127.0.0.1:$P_ETCD_PEER" --initial-advertise-peer-urls "http://127.0.0.1:$P_ETCD_PEER" \
+    --initial-cluster "bench=http://127.0.0.1:$P_ETCD_PEER" --enable-v2 --log-level warn \
+    >"$WORK/etcd.log" 2>&1 &
+  ETCD_PID=$!
+  PIDS+=("$ETCD_PID")
+  wait_http "http://127.0.0.1:$P_ETCD/v2/keys/" "$ETCD_PID" 30 || { tail -20 "$WORK/etcd.log" >&2; die "etcd did not start"; }
+}
+
+start_redis() {
+  mkdir -p "$WORK/redis"
+  redis-server --port "$P_REDIS" --bind 127.0.0.1 --dir "$WORK/redis" --save '' \
+    --appendonly yes --appendfsync always --daemonize no --protected-mode yes \
+    --logfile "$WORK/redis.log" >/dev/null 2>&1 &
+  REDIS_PID=$!
+  PIDS+=("$REDIS_PID")
+  local deadline=$((SECONDS + 10))
+  until [ "$(redis-cli -p "$P_REDIS" ping 2>/dev/null)" = PONG ]; do
+    kill -0 "$REDIS_PID" 2>/dev/null && [ $SECONDS -lt $deadline ] || { cat "$WORK/redis.log" >&2; die "redis did not start"; }
+    sleep 0.1
+  done
+}
+
+redis_fsync() { # always | everysec
+  [ "$(redis-cli -p "$P_REDIS" config set appendfsync "$1")" = OK ] || die "redis: cannot set appendfsync $1"
+}
+
+# ---- load ---------------------------------------------------------------------
+RESULTS=$(mktemp)  # replaced by $WORK/results.tsv once WORK exists
+
+# wrk_cell SYS OP C PORT [LABEL]: one cell of wrk load; appends to RESULTS.
+wrk_cell() {
+  local sys=$1 op=$2 c=$3 port=$4 label=${5:-$1}
+  local t=$((c < 2 ? c : 2))
+  local out
+  out=$(BENCH_SYS=$sys BENCH_OP=$op BENCH_KEYS=$NKEYS BENCH_VALUE=$VALUE \
+    timeout $((DUR + 60)) wrk -t"$t" -c"$c" -d"${DUR}s" --timeout 10s -s "$HERE/load.lua" \
+    "http://127.0.0.1:$port" 2>&1) || { log "wrk failed for $label $op c$c: $out"; return 0; }
+  local line
+  line=$(grep '^BENCH ' <<<"$out" | tail -1)
+  [ -n "$line" ] || { log "no result from wrk for $label $op c$c: $out"; return 0; }
+  local rps p50 p99 err non2xx
+  rps=$(sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$line")
+  p50=$(sed -E 's/.* p50_ms=([0-9.]+).*/\1/' <<<"$line")
+  p99=$(sed -E 's/.* p99_ms=([0-9.]+).*/\1/' <<<"$line")
+  err=$(sed -E 's/.* errors=([0-9]+).*/\1/' <<<"$line")
+  non2xx=$(sed -E 's/.* non2xx=([0-9]+).*/\1/' <<<"$line")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$op" "$c" "$rps" "$p50" "$p99" "$((err + non2xx))" >>"$RESULTS"
+  log "$(printf '%-16s %-4s c%-3s %10s req/s  p50 %7s ms  p99 %7s ms  errors %s' "$label" "$op" "$c" "$rps" "$p50" "$p99" "$((err + non2xx))")"
+}
+
+# wrk_fill SYS PORT: writes every key of the space once (64 connections).
+wrk_fill() {
+  local sys=$1 port=$2 out=$WORK/fill.$1.out
+  BENCH_SYS=$sys BENCH_OP=fill BENCH_KEYS=$NKEYS BENCH_VALUE=$VALUE BENCH_THREADS=2 \
+    wrk -t2 -c64 -d300s --timeout 10s -s "$HERE/load.lua" "http://127.0.0.1:$port" >"$out" 2>&1 &
+  local wpid=$! deadline=$((SECONDS + 300))
+  # the Lua script prints FILLDONE per thread once its share is answered; wrk
+  # itself would sleep until -d, so it is stopped here, by its PID
+  while kill -0 "$wpid" 2>/dev/null; do
+    [ "$(grep -c FILLDONE "$out" 2>/dev/null || true)" -ge 2 ] && break
+    [ $SECONDS -lt $deadline ] || break
+    sleep 0.1
+  done
+  kill -TERM "$wpid" 2>/dev/null || true
+  wait "$wpid" 2>/dev/null || true
+  [ "$(grep -c FILLDONE "$out" || true)" -ge 2 ] || die "filling $sys did not finish: $(tail -5 "$out")"
+}
+
+# redis_cell MODE OP C: one cell of redis-benchmark (no pipelining, 1 client
+# thread).  redis-benchmark counts requests, not seconds: a short pilot
+# measures the rate, then the cell runs rate x DUR requests.
+redis_cell() {
+  local mode=$1 op=$2 c=$3 label="redis-$1"
+  local t=set
+  [ "$op" = get ] && t=get
+  local pilot rate n out line
+  pilot=$(timeout 60 redis-benchmark -p "$P_REDIS" -t "$t" -d "$VALUE" -r "$NKEYS" -c "$c" \
+    -n $((c * 100 > 500 ? c * 100 : 500)) --csv 2>/dev/null | grep -i "^\"$t\"" || true)
+  rate=$(awk -F'"' '{print int($4)}' <<<"$pilot")
+  [ -n "$rate" ] && [ "$rate" -gt 0 ] || rate=1000
+  n=$((rate * DUR))
+  [ "$n" -ge 1000 ] || n=1000
+  out=$(timeout $((DUR * 4 + 60)) redis-benchmark -p "$P_REDIS" -t "$t" -d "$VALUE" -r "$NKEYS" -c "$c" \
+    -n "$n" --csv 2>&1) || { log "redis-benchmark failed for $label $op c$c: $out"; return 0; }
+  line=$(grep -i "^\"$t\"" <<<"$out" | tail -1)
+  [ -n "$line" ] || { log "no result from redis-benchmark for $label $op c$c: $out"; return 0; }
+  # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+  local rps p50 p99
+  rps=$(awk -F'"' '{print $4}' <<<"$line")
+  p50=$(awk -F'"' '{print $10}' <<<"$line")
+  p99=$(awk -F'"' '{print $14}' <<<"$line")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$op" "$c" "$rps" "$p50" "$p99" 0 >>"$RESULTS"
+  log "$(printf '%-16s %-4s c%-3s %10s req/s  p50 %7s ms  p99 %7s ms' "$label" "$op" "$c" "$rps" "$p50" "$p99")"
+}
+
+redis_fill() { # every key:000000000000 .. key:000000009999 that redis-benchmark -r uses
+  awk -v n="$NKEYS" -v vl="$VALUE" 'BEGIN {
+      v = ""; for (i = 0; i < vl; i++) v = v "x";
+      for (i = 0; i < n; i++) {
+        k = sprintf("key:%012d", i);
+        printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", length(k), k, length(v), v;
+      } }' | timeout 120 redis-cli -p "$P_REDIS" --pipe >/dev/null || die "filling redis failed"
+}
+
+# ---- our node's metrics: group commit, memory ------------------------------------
+metric() { # NAME FILE: value of an unlabelled sample
+  awk -v n="$1" '$1 == n {print $2; exit}' "$2"
+}
+scrape() { curl -fs --max-time 5 "http://127.0.0.1:$P_OURS/metrics" >"$1" || : >"$1"; }
+
+# A group-commit metric, if the node exports one: a histogram or summary whose
+# name says group or batch (…_sum and …_count).  Prints its base name.
+group_metric() {
+  grep -v '^#' "$1" | awk '{print $1}' | sed -nE 's/^(softadastra_[a-z_]*(group|batch)[a-z_]*)_count$/\1/p' | head -1
+}
+
+PERF_OK=0
+probe_perf() {
+  command -v perf >/dev/null || return 0
+  if perf stat -e 'syscalls:sys_enter_fdatasync' -- true >/dev/null 2>&1; then PERF_OK=1; fi
+}
+wal_fd() { # the fd of our node's WAL
+  local f
+  for f in /proc/"$OURS_PID"/fd/*; do
+    case "$(readlink "$f" 2>/dev/null)" in *.wal) basename "$f"; return 0 ;; esac
+  done
+  return 1
+}
+
+rss_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null; }
+
+GROUPS_TSV=""
+MEM_TXT=""
+
+# ours_put_cell C: the PUT cell of our node, with group-commit accounting.
+ours_put_cell() {
+  local c=$1 before=$WORK/m.before after=$WORK/m.after perf_out=$WORK/perf.out ppid="" fd
+  scrape "$before"
+  if [ "$PERF_OK" = 1 ] && fd=$(wal_fd); then
+    # counts until SIGINT (bounded by timeout); attached to the node only
+    timeout -s INT $((DUR + 120)) perf stat -x, -e 'syscalls:sys_enter_fdatasync' --filter "fd == $fd" \
+      -p "$OURS_PID" -o "$perf_out" >/dev/null 2>&1 &
+    ppid=$!
+    sleep 0.3
+  fi
+  wrk_cell ours put "$c" "$P_OURS"
+  if [ -n "$ppid" ]; then
+    kill -INT "$ppid" 2>/dev/null || true
+    wait "$ppid" 2>/dev/null || true
+  fi
+  scrape "$after"
+  local l0 l1 recs syncs="" gm mean_metric="" mean_sync=""
+  l0=$(metric softadastra_wal_last_lsn "$before")
+  l1=$(metric softadastra_wal_last_lsn "$after")
+  recs=$(( ${l1:-0} - ${l0:-0} ))
+  gm=$(group_metric "$after")
+  if [ -n "$gm" ]; then
+    local s0 s1 n0 n1
+    s0=$(metric "${gm}_sum" "$before"); s1=$(metric "${gm}_sum" "$after")
+    n0=$(metric "${gm}_count" "$before"); n1=$(metric "${gm}_count" "$after")
+    mean_metric=$(awk -v a="${s0:-0}" -v b="${s1:-0}" -v x="${n0:-0}" -v y="${n1:-0}" \
+      'BEGIN { if (y - x > 0) printf "%.2f", (b - a) / (y - x); else print "-" }')
+  fi
+  if [ -n "$ppid" ] && [ -s "$perf_out" ]; then
+    syncs=$(awk -F, '/sys_enter_fdatasync/ {print $1; exit}' "$perf_out")
+    mean_sync=$(awk -v r="$recs" -v s="${syncs:-0}" 'BEGIN { if (s > 0) printf "%.2f", r / s; else print "-" }')
+  fi
+  GROUPS_TSV+=$(printf '%s\t%s\t%s\t%s\t%s\t%s' "$c" "$recs" "${syncs:--}" "${mean_sync:--}" "${gm:--}" "${mean_metric:--}")$'\n'
+}
+
+# ---- recovery -------------------------------------------------------------------
+REC_TXT=""
+run_recovery() {
+  local d=$WORK/recovery out gen rep raw rawn
+  mkdir -p "$d"
+  log "recovery: writing a $RECORDS-record WAL through the core API (auto_flush off)"
+  gen=$(timeout 900 "$WORK/recovery" gen "$d" "$RECORDS" 16) || die "recovery gen failed"
+  log "$gen"
+  log "recovery: replaying it into an empty store"
+  rep=$(timeout 900 "$WORK/recovery" replay "$d" "$RECORDS" 2>&1) || { REC_TXT="replay FAILED: $rep"; log "$REC_TXT"; return 0; }
+  log "$rep"
+  log "recovery: raw LMDB bulk load of the same key/values"
+  raw=$(timeout 900 "$WORK/lmdb_bulk" "$d/raw.mdb" "$RECORDS") || die "lmdb_bulk failed"
+  rawn=$(timeout 900 "$WORK/lmdb_bulk" "$d/raw.mdb" "$RECORDS" nosync) || die "lmdb_bulk nosync failed"
+  log "$raw"
+  log "$rawn"
+  rm -rf "$d"
+  local f='s/.* rate=([0-9.]+).*/\1/'
+  local r_rep r_raw r_rawn wal_bytes
+  r_rep=$(sed -E "$f" <<<"$rep"); r_raw=$(sed -E "$f" <<<"$raw"); r_rawn=$(sed -E "$f" <<<"$rawn")
+  wal_bytes=$(sed -E 's/.* wal_bytes=([0-9]+).*/\1/' <<<"$gen")
+  REC_TXT=$(
+    printf '  WAL: %s records, %s bytes (written at %s puts/s through the API, auto_flush off, 16 threads)\n' \
+      "$RECORDS" "$wal_bytes" "$(sed -E "$f" <<<"$gen")"
+    printf '  %-44s %12s records/s  (%s s)\n' "replay into an empty store (sa_client_open)" "$r_rep" "$(sed -E 's/.* seconds=([0-9.]+).*/\1/' <<<"$rep")"
+    printf '  %-44s %12s records/s  (%s s)\n' "raw LMDB, 8192 puts/txn, MDB_NOMETASYNC" "$r_raw" "$(sed -E 's/.* seconds=([0-9.]+).*/\1/' <<<"$raw")"
+    printf '  %-44s %12s records/s  (%s s)\n' "raw LMDB, 8192 puts/txn, MDB_NOSYNC" "$r_rawn" "$(sed -E 's/.* seconds=([0-9.]+).*/\1/' <<<"$rawn")"
+    awk -v a="$r_rep" -v b="$r_raw" -v c="$r_rawn" 'BEGIN {
+      printf "  replay / raw (same sync flags): %.2fx   (target >= 0.5x: %s)\n", a / b, (a / b >= 0.5 ? "met" : "MISSED");
+      printf "  replay / raw (no sync):         %.2fx\n", a / c }'
+  )
+}
+
+# ---- report -----------------------------------------------------------------------
+get_cell() { # LABEL OP C FIELD(4=rps 5=p50 6=p99)
+  awk -F'\t' -v l="$1" -v o="$2" -v c="$3" -v f="$4" '$1 == l && $2 == o && $3 == c {print $f; exit}' "$RESULTS"
+}
+ratio_line() { # TEXT NUM DEN TARGET
+  local text=$1 a=$2 b=$3 target=$4
+  if [ -z "$a" ] || [ -z "$b" ]; then printf '  %-52s %8s\n' "$text" "n/a"; return; fi
+  awk -v t="$text" -v a="$a" -v b="$b" -v g="$target" 'BEGIN {
+    r = (b > 0) ? a / b : 0;
+    if (g == "-") printf "  %-52s %7.2fx\n", t, r;
+    else printf "  %-52s %7.2fx   (target >= %sx: %s)\n", t, r, g, (r >= g ? "met" : "MISSED") }'
+}
+
+report() {
+  echo
+  echo "== Softadastra node benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r)"
+  echo "data dirs on: $(df -T "$WORK" | awk 'NR == 2 {print $2, $1}')"
+  echo "load: $DUR s per cell, keys over $NKEYS, $VALUE-byte values; wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}') (threads = min(2, c)) beside the servers on the same cores"
+  [ "$SMOKE" = 1 ] || echo "peers: $(etcd --version 2>/dev/null | awk 'NR == 1 {print "etcd " $3}') (v2 API), $(redis-server --version | awk '{print $1, $3}') (AOF; redis-benchmark, 1 client thread, no pipelining)"
+  echo "ours: softadastra serve, auto_flush on (durable), $SRV_THREADS HTTP threads; ceiling: bare libmicrohttpd, same daemon settings, 100-byte body"
+  echo
+  printf '%-16s %-4s %4s %12s %10s %10s %7s\n' system op c "req/s" "p50 ms" "p99 ms" errors
+  awk -F'\t' '{ printf "%-16s %-4s %4s %12.0f %10.3f %10.3f %7s\n", $1, $2, $3, $4, $5, $6, $7 }' "$RESULTS"
+  echo
+  echo "ratios (ours / peer, measured in this run):"
+  local c
+  for c in $CONCS; do
+    case " $c " in
+      " 16 " | " 64 ") ratio_line "PUT c$c / redis-always SET" "$(get_cell ours put "$c" 4)" "$(get_cell redis-always put "$c" 4)" 1.0 ;;
+    esac
+  done
+  for c in $CONCS; do
+    ratio_line "PUT c$c / redis-everysec SET (informative)" "$(get_cell ours put "$c" 4)" "$(get_cell redis-everysec put "$c" 4)" -
+  done
+  for c in $CONCS; do ratio_line "PUT c$c / etcd v2 PUT" "$(get_cell ours put "$c" 4)" "$(get_cell etcd put "$c" 4)" 3.0; done
+  for c in $CONCS; do ratio_line "GET c$c / libmicrohttpd ceiling" "$(get_cell ours get "$c" 4)" "$(get_cell ceiling get "$c" 4)" 0.75; done
+  for c in $CONCS; do ratio_line "GET c$c / etcd v2 GET" "$(get_cell ours get "$c" 4)" "$(get_cell etcd get "$c" 4)" 2.0; done
+  for c in $CONCS; do ratio_line "PUT c$c / libmicrohttpd ceiling (informative)" "$(get_cell ours put "$c" 4)" "$(get_cell ceiling put "$c" 4)" -; done
+  local p
+  for c in $CONCS; do
+    [ "$c" = 16 ] || continue
+    for p in put get; do
+      local v
+      v=$(get_cell ours "$p" 16 6)
+      [ -n "$v" ] && awk -v v="$v" -v p="$p" 'BEGIN { printf "  ours %s p99 at c16: %.3f ms   (target < 5 ms: %s)\n", toupper(p), v, (v < 5 ? "met" : "MISSED") }'
+    done
+  done
+  echo
+  echo "group commit (our node, PUT cells): WAL records / WAL fdatasyncs"
+  printf '  %4s %10s %12s %12s %s\n' c records fdatasyncs "mean group" "metric"
+  while IFS=$'\t' read -r c recs syncs mean gm gmean; do
+    [ -n "$c" ] || continue
+    if [ "$gm" = - ]; then gm="none exported"; else gm="$gm: $gmean"; fi
+    printf '  %4s %10s %12s %12s %s\n' "$c" "$recs" "$syncs" "$mean" "$gm"
+  done <<<"$GROUPS_TSV"
+  [ "$PERF_OK" = 1 ] || echo "  (fdatasync counts need 'perf stat' with syscall tracepoints; not available here)"
+  echo
+  echo "memory (our node, /proc/PID/status):"
+  echo "$MEM_TXT"
+  if [ -n "$REC_TXT" ]; then
+    echo
+    echo "recovery ($RECORDS records):"
+    echo "$REC_TXT"
+  fi
+}
+
+# ---- main -------------------------------------------------------------------------
+main() {
+  install_deps
+  local tmpbase=${BENCH_TMPDIR:-/var/tmp}
+  WORK=$(mktemp -d "$tmpbase/sa-bench.XXXXXX")
+  rm -f "$RESULTS"
+  RESULTS=$WORK/results.tsv
+  : >"$RESULTS"
+  build
+  probe_perf
+  local p
+  for p in "$P_OURS" "$P_ETCD" "$P_ETCD_PEER" "$P_REDIS" "$P_CEIL"; do
+    port_free "$p" || die "port $p on 127.0.0.1 is in use (set BENCH_PORT_BASE)"
+  done
+
+  log "starting servers on 127.0.0.1 (data in $WORK)"
+  start_ours
+  sleep 1
+  local idle_rss idle_detail
+  idle_rss=$(rss_kb "$OURS_PID" VmRSS)
+  idle_detail="anon $(rss_kb "$OURS_PID" RssAnon) kB, file $(rss_kb "$OURS_PID" RssFile) kB"
+  start_ceiling
+  if [ "$SMOKE" != 1 ]; then
+    start_etcd
+    start_redis
+  fi
+
+  log "filling the key space ($NKEYS keys)"
+  wrk_fill ours "$P_OURS"
+  if [ "$SMOKE" != 1 ]; then
+    wrk_fill etcd "$P_ETCD"
+    redis_fill
+  fi
+  local filled_rss
+  filled_rss=$(rss_kb "$OURS_PID" VmRSS)
+
+  local c peak_rss=0 peak_hwm=0 sampler=""
+  for c in $CONCS; do
+    log "--- concurrency $c ---"
+    if [ "$c" = "$(echo "$CONCS" | awk '{print $NF}')" ]; then
+      # peak memory under the heaviest load: reset the high-water mark, sample
+      echo 5 >"/proc/$OURS_PID/clear_refs" 2>/dev/null || true
+      (while kill -0 "$OURS_PID" 2>/dev/null; do rss_kb "$OURS_PID" VmRSS; sleep 0.2; done) >"$WORK/rss.samples" 2>/dev/null &
+      sampler=$!
+    fi
+    # the order of the systems is the same per concurrency: each ratio is
+    # measured minutes apart at most, in the same run
+    ours_put_cell "$c"
+    wrk_cell ours get "$c" "$P_OURS"
+    if [ "$SMOKE" != 1 ]; then
+      wrk_cell etcd put "$c" "$P_ETCD"
+      wrk_cell etcd get "$c" "$P_ETCD"
+      redis_fsync always
+      redis_cell always put "$c"
+      redis_cell always get "$c"
+      redis_fsync everysec
+      redis_cell everysec put "$c"
+      redis_cell everysec get "$c"
+    fi
+    wrk_cell ceiling put "$c" "$P_CEIL"
+    wrk_cell ceiling get "$c" "$P_CEIL"
+    if [ -n "$sampler" ]; then
+      peak_hwm=$(rss_kb "$OURS_PID" VmHWM)
+      kill "$sampler" 2>/dev/null || true
+      wait "$sampler" 2>/dev/null || true
+      peak_rss=$(sort -n "$WORK/rss.samples" | tail -1)
+    fi
+  done
+  local last_c
+  last_c=$(echo "$CONCS" | awk '{print $NF}')
+  MEM_TXT=$(
+    printf '  %-28s VmRSS %6s kB  (%s)\n' "idle after start:" "$idle_rss" "$idle_detail"
+    printf '  %-28s VmRSS %6s kB\n' "idle after the key fill:" "$filled_rss"
+    printf '  %-28s VmHWM %6s kB  (max sampled VmRSS %s kB; HWM reset before these cells)\n' \
+      "peak during the c$last_c cells:" "$peak_hwm" "${peak_rss:-?}"
+    printf '  %-28s VmRSS %6s kB  (anon %s kB, file %s kB: the LMDB map counts as file)\n' "after the load:" \
+      "$(rss_kb "$OURS_PID" VmRSS)" "$(rss_kb "$OURS_PID" RssAnon)" "$(rss_kb "$OURS_PID" RssFile)"
+  )
+
+  log "stopping the servers"
+  for p in "$OURS_PID" "$CEIL_PID" "$ETCD_PID" "$REDIS_PID"; do [ -z "$p" ] || stop_pid "$p"; done
+
+  if [ "$RECORDS" != 0 ]; then run_recovery; fi
+
+  if [ -n "${BENCH_OUT:-}" ]; then
+    report | tee "$BENCH_OUT"
+  else
+    report
+  fi
+}
+
+main "$@"
