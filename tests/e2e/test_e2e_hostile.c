@@ -451,6 +451,11 @@ static void up(void) {
 
 static void down(void) {
   ck_assert_int_eq(e2e_node_stop(&node, SIGTERM), 0);
+  /* Every request the battery started was accounted as finished. */
+  char *log = e2e_read_file(node.log, NULL);
+  ck_assert_msg(log && strstr(log, "event=shutdown signal=SIGTERM active=0"), "%s", log);
+  ck_assert_ptr_null(strstr(log, "drain_timeout"));
+  free(log);
   e2e_node_cleanup(&node);
 }
 
