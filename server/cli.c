@@ -254,6 +254,21 @@ static int cli_status(const cli_opts *o) {
   return rc;
 }
 
+static int cli_health(const cli_opts *o) {
+  long st;
+  cli_buf b;
+  if (cli_http(o, "GET", "/healthz", NULL, 0, NULL, &st, &b) != 0) return CLI_FAIL;
+  int rc = CLI_OK;
+  if (st != 200)
+    rc = cli_fail_from_response(st, &b, "health");
+  else if (o->json)
+    cli_print_json(&b);
+  else
+    printf("ok\n");
+  free(b.data);
+  return rc;
+}
+
 static int cli_sync_status(const cli_opts *o) {
   long st;
   cli_buf b;
@@ -628,6 +643,7 @@ void cli_print_help(FILE *f) {
   fputs("Client commands (talk HTTP to a node at --url, SOFTADASTRA_URL, default " CLI_DEFAULT_URL
         "):\n"
         "  status                         node, WAL, store and sync summary\n"
+        "  health                         liveness (GET /healthz, no token needed): ok or exit 1\n"
         "  store put KEY VALUE            write a value (VALUE - reads stdin)\n"
         "        [--if-match VERSION]     only if the key has this version\n"
         "        [--create]               only if the key does not exist\n"
@@ -701,18 +717,21 @@ int cli_main(int argc, char **argv) {
   int rc = -1;
   const char *c0 = np > 0 ? pos[0] : "", *c1 = np > 1 ? pos[1] : "";
   if (o.if_match) {
-    uint64_t dummy = 0;
+    bool digits = o.if_match[0] != '\0';
     for (const char *p = o.if_match; *p; p++)
-      dummy |= (uint64_t)(*p < '0' || *p > '9');
-    if (dummy || !*o.if_match) rc = cli_usage("--if-match needs a version number");
+      digits = digits && *p >= '0' && *p <= '9';
+    if (!digits) rc = cli_usage("--if-match needs a version number");
   }
   curl_global_init(CURL_GLOBAL_DEFAULT);
   if (rc != -1) {
-  } else if (!strcmp(c0, "status") && np == 1)
+    /* usage error already reported */
+  } else if (!strcmp(c0, "status") && np == 1) {
     rc = cli_status(&o);
-  else if (!strcmp(c0, "sync") && !strcmp(c1, "status") && np == 2)
+  } else if (!strcmp(c0, "health") && np == 1) {
+    rc = cli_health(&o);
+  } else if (!strcmp(c0, "sync") && !strcmp(c1, "status") && np == 2) {
     rc = cli_sync_status(&o);
-  else if (!strcmp(c0, "store") && !strcmp(c1, "put")) {
+  } else if (!strcmp(c0, "store") && !strcmp(c1, "put")) {
     rc = np == 4 ? cli_store_put(&o, pos[2], pos[3]) : cli_usage("usage: store put KEY VALUE");
   } else if (!strcmp(c0, "store") && !strcmp(c1, "get")) {
     rc = np == 3 ? cli_store_get(&o, pos[2]) : cli_usage("usage: store get KEY");

@@ -126,6 +126,16 @@ START_TEST(test_store_commands) {
 }
 END_TEST
 
+START_TEST(test_health) {
+  char *o = RUN(0, "health");
+  ck_assert_str_eq(o, "ok\n");
+  free(o);
+  o = RUN(0, "health", "--json");
+  has(o, "\"status\":\"ok\"");
+  free(o);
+}
+END_TEST
+
 START_TEST(test_usage_errors) {
   char *o = RUN(2, "store", "put", "only-key");
   free(o);
@@ -157,7 +167,7 @@ START_TEST(test_node_not_running) {
   /* SOFTADASTRA_URL is used when --url is absent */
   e2e_node fake = {.port = 1};
   snprintf(fake.url, sizeof fake.url, "http://127.0.0.1:1");
-  const char *args2[] = {"store", "get", "x", NULL};
+  const char *args2[] = {"health", NULL};
   ck_assert_int_eq(e2e_cli(&fake, args2, NULL, &out, &err), 1);
   has(err, "http://127.0.0.1:1");
   free(out);
@@ -254,6 +264,7 @@ static Suite *e2e_cli_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_guide_session);
   tcase_add_test(tc, test_store_commands);
+  tcase_add_test(tc, test_health);
   tcase_add_test(tc, test_usage_errors);
   tcase_add_test(tc, test_node_not_running);
   tcase_add_test(tc, test_wal_tools);
