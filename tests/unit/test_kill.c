@@ -642,6 +642,10 @@ static void crash_every_step(bool from_template) {
       int status;
       ck_assert_int_eq(waitpid(pid, &status, 0), pid);
       ck_assert_msg(strstr(buf, "E ") == NULL, "%s k=%ld: child error: %s", mode_names[m], k, buf);
+      if (WIFEXITED(status) && WEXITSTATUS(status) == TU_CRASH_NOT_PWRITE) {
+        tu_rmrf(sub); /* "torn" at a call that is not a pwrite: BEFORE covered it */
+        continue;
+      }
       bool completed = WIFEXITED(status) && WEXITSTATUS(status) == 0;
       ck_assert_msg(completed || (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL),
                     "%s k=%ld: child status %d", mode_names[m], k, status);

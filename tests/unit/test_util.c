@@ -296,7 +296,8 @@ static int tu_enter(tu_call call, bool *torn) {
   if (k > 0 && n == k) {
     int mode = atomic_load(&tu_crash_mode_v);
     if (mode == TU_CRASH_AFTER) return -1;
-    if (mode == TU_CRASH_TORN && call == TU_PWRITE) {
+    if (mode == TU_CRASH_TORN) {
+      if (call != TU_PWRITE) _exit(TU_CRASH_NOT_PWRITE); /* the BEFORE pass covers this call */
       *torn = true;
       return 0;
     }

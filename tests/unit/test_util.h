@@ -139,8 +139,11 @@ typedef enum tu_crash_mode {
   TU_CRASH_BEFORE, /* die instead of making the k-th call */
   TU_CRASH_AFTER,  /* make the k-th call, then die */
   TU_CRASH_TORN,   /* a pwrite spanning sectors writes up to its first 512-byte
-                      boundary, then die (power loss; otherwise like BEFORE) */
+                      boundary, then die (power loss); when the k-th call is
+                      not a pwrite: _exit(TU_CRASH_NOT_PWRITE), touching nothing */
 } tu_crash_mode;
+
+#define TU_CRASH_NOT_PWRITE 77
 
 /* SIGKILLs the process at the k-th I/O call (any kind, counted from now). */
 void tu_crash_at(long k, tu_crash_mode mode);
