@@ -373,15 +373,21 @@ static api_response *api_query_bool(const char *query, const char *name, bool *o
 
 /* ---- handlers ------------------------------------------------------------ */
 
+/* The sync state exactly as the core reports it. */
 static json_t *api_sync_json(const sa_sync_state *s) {
-  return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:{s:b},s:{s:b},s:I}", "outbox_size",
-                   api_json_u64(s->outbox_size), "queued", api_json_u64(s->queued), "in_flight",
-                   api_json_u64(s->in_flight), "acknowledged", api_json_u64(s->acknowledged),
-                   "failed", api_json_u64(s->failed), "total_retries",
-                   api_json_u64(s->total_retries), "ticks", api_json_u64(s->ticks), "last_tick_at",
-                   api_json_time(s->last_tick_ms), "last_lsn", api_json_u64(s->last_lsn),
-                   "transport", "enabled", (int)s->transport_enabled, "discovery", "enabled",
-                   (int)s->discovery_enabled, "peers", (json_int_t)s->peers);
+  return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o,"
+                   "s:{s:b,s:b,s:b,s:s},s:{s:b,s:b,s:s},s:I}",
+                   "outbox_size", api_json_u64(s->outbox_size), "queued", api_json_u64(s->queued),
+                   "in_flight", api_json_u64(s->in_flight), "acknowledged",
+                   api_json_u64(s->acknowledged), "failed", api_json_u64(s->failed),
+                   "total_retries", api_json_u64(s->total_retries), "ticks", api_json_u64(s->ticks),
+                   "last_tick_at", api_json_time(s->last_tick_ms), "last_lsn",
+                   api_json_u64(s->last_lsn), "outbox_max", api_json_u64(s->outbox_max), "overflow",
+                   (int)s->overflow, "pruned", api_json_u64(s->pruned), "transport", "enabled",
+                   (int)s->transport_enabled, "running", (int)s->transport_running, "stub",
+                   (int)s->transport_stub, "kind", s->transport_kind, "discovery", "enabled",
+                   (int)s->discovery_enabled, "stub", (int)s->discovery_stub, "kind",
+                   s->discovery_kind, "peers", (json_int_t)s->peers);
 }
 
 static api_response *api_h_status(api_ctx *ctx) {

@@ -35,6 +35,15 @@ typedef struct cfg_config {
   bool create_data_dir;          /* create data_dir at start when missing (true) */
   uint32_t flush_interval_ms;    /* background flush period with auto_flush off */
   uint32_t tick_interval_ms;     /* outbox tick period */
+  char *transport_kind;          /* with enable_transport: "stub" or "disabled" */
+  char *discovery_kind;          /* with enable_discovery: "stub" or "disabled" */
+  uint32_t sync_batch_size;      /* ops handed to the transport per tick */
+  uint32_t max_retries;          /* attempts before an op is marked failed */
+  uint32_t retry_base_ms;        /* first retry delay (doubles per attempt) */
+  uint32_t retry_max_ms;         /* cap of the retry delay */
+  uint32_t ack_timeout_ms;       /* an unanswered in-flight op expires after this */
+  uint64_t outbox_max;           /* outbox entries before it reports overflow */
+  uint64_t outbox_retention_ms;  /* acknowledged entries are pruned after this */
   uint32_t max_value_bytes;      /* largest value */
   uint32_t max_batch_bytes;      /* largest batch payload */
   uint64_t wal_max_bytes;        /* WAL size bound */

@@ -195,21 +195,34 @@ static const char *cli_yes(json_t *o, const char *path1, const char *path2) {
 
 /* ---- commands ----------------------------------------------------------- */
 
+/* "no", "yes (kind)" or "yes (kind, a stub that reaches no peer)" */
+static const char *cli_link(json_t *s, const char *name, char *buf, size_t len) {
+  json_t *o = json_object_get(s, name);
+  if (!json_is_true(json_object_get(o, "enabled"))) return "no";
+  snprintf(buf, len, "yes (%s%s)", cli_str(o, "kind", NULL),
+           json_is_true(json_object_get(o, "stub")) ? ", a stub that reaches no peer" : "");
+  return buf;
+}
+
 static void cli_print_sync(json_t *s, const char *indent) {
   const char *last = json_is_string(json_object_get(s, "last_tick_at"))
                          ? cli_str(s, "last_tick_at", NULL)
                          : "never";
+  char t[128], d[128];
   printf("%soutbox       : %lld\n", indent, cli_int(s, "outbox_size", NULL));
   printf("%squeued       : %lld\n", indent, cli_int(s, "queued", NULL));
   printf("%sin flight    : %lld\n", indent, cli_int(s, "in_flight", NULL));
   printf("%sacknowledged : %lld\n", indent, cli_int(s, "acknowledged", NULL));
   printf("%sfailed       : %lld\n", indent, cli_int(s, "failed", NULL));
   printf("%sretries      : %lld\n", indent, cli_int(s, "total_retries", NULL));
+  printf("%spruned       : %lld\n", indent, cli_int(s, "pruned", NULL));
+  printf("%soverflow     : %s (max %lld)\n", indent, cli_yes(s, "overflow", NULL),
+         cli_int(s, "outbox_max", NULL));
   printf("%sticks        : %lld\n", indent, cli_int(s, "ticks", NULL));
   printf("%slast tick    : %s\n", indent, last);
   printf("%slast lsn     : %lld\n", indent, cli_int(s, "last_lsn", NULL));
-  printf("%stransport    : %s\n", indent, cli_yes(s, "transport", "enabled"));
-  printf("%sdiscovery    : %s\n", indent, cli_yes(s, "discovery", "enabled"));
+  printf("%stransport    : %s\n", indent, cli_link(s, "transport", t, sizeof t));
+  printf("%sdiscovery    : %s\n", indent, cli_link(s, "discovery", d, sizeof d));
   printf("%speers        : %lld\n", indent, cli_int(s, "peers", NULL));
 }
 
@@ -286,9 +299,11 @@ static int cli_sync_status(const cli_opts *o) {
     }
     printf("sync\n");
     cli_print_sync(j, "  ");
-    if (!json_is_true(json_object_get(json_object_get(j, "transport"), "enabled")) &&
-        cli_int(j, "queued", NULL) > 0)
+    json_t *tr = json_object_get(j, "transport");
+    if (cli_int(j, "queued", NULL) > 0 && !json_is_true(json_object_get(tr, "enabled")))
       printf("\ntransport is off: queued operations wait for a peer (this is normal)\n");
+    else if (cli_int(j, "queued", NULL) > 0 && json_is_true(json_object_get(tr, "stub")))
+      printf("\nthe transport is a stub: queued operations are retried, then marked failed\n");
     json_decref(j);
   }
   free(b.data);

@@ -269,6 +269,18 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
 
 /* ---- start-up ----------------------------------------------------------- */
 
+/* The core's log lines (recovery, read-only, checkpoints, stubs), from any of
+ * its threads, as event=core lines. */
+static void srv_core_log(void *ctx, int level, const char *msg) {
+  srv_log_level l = level <= SA_LOG_DEBUG  ? SRV_LOG_DEBUG
+                    : level == SA_LOG_INFO ? SRV_LOG_INFO
+                    : level == SA_LOG_WARN ? SRV_LOG_WARN
+                                           : SRV_LOG_ERROR;
+  if (!srv_log_enabled(l)) return;
+  char q[1100];
+  srv_log(l, "core", "msg=%s", srv_log_q(msg, q, sizeof q));
+}
+
 /* mkdir -p; returns 0 or an errno. */
 static int srv_mkdirs(const char *path) {
   char *p = strdup(path);
@@ -371,6 +383,18 @@ int srv_serve(const cfg_config *cfg) {
   o.max_batch_bytes = cfg->max_batch_bytes;
   o.wal_max_bytes = cfg->wal_max_bytes;
   o.store_max_bytes = cfg->store_max_bytes;
+
+  o.transport_kind = cfg->transport_kind;
+  o.discovery_kind = cfg->discovery_kind;
+  o.sync_batch_size = cfg->sync_batch_size;
+  o.max_retries = cfg->max_retries;
+  o.retry_base_ms = cfg->retry_base_ms;
+  o.retry_max_ms = cfg->retry_max_ms;
+  o.ack_timeout_ms = cfg->ack_timeout_ms;
+  o.outbox_max = cfg->outbox_max;
+  o.outbox_retention_ms = cfg->outbox_retention_ms;
+  o.log = srv_core_log;
+  o.log_ctx = NULL;
 
   sa_client *client = NULL;
   sa_error err = {0};
