@@ -366,6 +366,48 @@ START_TEST(test_no_auto_flush) {
 }
 END_TEST
 
+START_TEST(test_sync_settings) {
+  e2e_node n;
+  e2e_node_init(&n);
+  const char *args[] = {"--enable-transport", "--max-retries", "3", "--outbox-max", "5", NULL};
+  ck_assert_int_eq(e2e_node_start(&n, args, NULL, NULL), 0);
+  ck_assert_int_eq(put(&n, "s/a", "1"), 201);
+  long st;
+  json_t *j = get_json(&n, "/v1/sync/status", &st);
+  ck_assert_int_eq(st, 200);
+  json_t *t = json_object_get(j, "transport");
+  ck_assert(json_is_true(json_object_get(t, "enabled")));
+  ck_assert(json_is_true(json_object_get(t, "stub")));
+  ck_assert_str_eq(json_string_value(json_object_get(t, "kind")), "stub");
+  ck_assert_int_eq(json_integer_value(json_object_get(j, "outbox_max")), 5);
+  json_decref(j);
+  const char *cmd[] = {"sync", "status", NULL};
+  char *out = NULL, *err = NULL;
+  ck_assert_int_eq(e2e_cli(&n, cmd, NULL, &out, &err), 0);
+  ck_assert_ptr_nonnull(strstr(out, "  transport    : yes (stub, a stub that reaches no peer)\n"));
+  ck_assert_ptr_nonnull(strstr(out, "  overflow     : no (max 5)\n"));
+  free(out);
+  free(err);
+  ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0);
+  /* The core's own log lines reach stderr. */
+  char *log = e2e_read_file(n.log, NULL);
+  ck_assert_ptr_nonnull(strstr(log, "event=core"));
+  ck_assert_ptr_nonnull(strstr(log, "is a stub"));
+  free(log);
+  e2e_node_cleanup(&n);
+  /* An unknown kind is refused by the core, naming the setting. */
+  const char *bad[] = {"--enable-transport", "--transport-kind", "carrier-pigeon", NULL};
+  e2e_node_init(&n);
+  int code = -1;
+  ck_assert_int_eq(e2e_node_start(&n, bad, NULL, &code), -1);
+  ck_assert_int_eq(code, 1);
+  log = e2e_read_file(n.log, NULL);
+  ck_assert_ptr_nonnull(strstr(log, "transport_kind"));
+  free(log);
+  e2e_node_cleanup(&n);
+}
+END_TEST
+
 START_TEST(test_help) {
   const char *h1[] = {"--help", NULL};
   const char *h2[] = {"serve", "--help", NULL};
@@ -399,6 +441,7 @@ static Suite *e2e_node_suite(void) {
   tcase_add_test(tc, test_second_start_refused);
   tcase_add_test(tc, test_data_dir);
   tcase_add_test(tc, test_no_auto_flush);
+  tcase_add_test(tc, test_sync_settings);
   tcase_add_test(tc, test_help);
   suite_add_tcase(s, tc);
   return s;
