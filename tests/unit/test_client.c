@@ -491,6 +491,67 @@ START_TEST(list_prefix_after_limit) {
 }
 END_TEST
 
+START_TEST(long_keys_sharing_a_prefix) {
+  /* Twenty keys of 600+ bytes that differ only after byte 500: each is its
+   * own key for put, get, versions, CAS, remove, batch, and replay. */
+  enum { NK = 20 };
+  static char k[NK][SA_KEY_MAX + 1];
+  for (int i = 0; i < NK; i++) {
+    memset(k[i], 'x', 500);
+    snprintf(k[i] + 500, sizeof k[i] - 500, "%02d%0*d", i, 100 + i, 7);
+  }
+  sa_client *c = tu_open(&opts);
+  sa_error err = {0};
+  for (int round = 1; round <= 2; round++)
+    for (int i = 0; i < NK; i++) {
+      char v[32];
+      snprintf(v, sizeof v, "r%d-%d", round, i);
+      sa_write_result r = {0};
+      ck_assert_int_eq(sa_client_put_ex(c, k[i], v, strlen(v), NULL, &r, &err), SA_OK);
+      ck_assert_uint_eq(r.version, (uint64_t)round);
+    }
+  ck_assert_uint_eq(sa_client_size(c), NK);
+  sa_write_opts stale = {SA_COND_VERSION, 1}, cur = {SA_COND_VERSION, 2};
+  ck_assert_int_eq(sa_client_put_ex(c, k[3], "cas", 3, &stale, NULL, &err), SA_ECONFLICT);
+  ck_assert_int_eq(sa_client_put_ex(c, k[3], "cas", 3, &cur, NULL, &err), SA_OK);
+  sa_write_opts absent = {SA_COND_ABSENT, 0};
+  ck_assert_int_eq(sa_client_put_ex(c, k[4], "x", 1, &absent, NULL, &err), SA_ECONFLICT);
+  for (int i = 1; i < NK; i += 2)
+    ck_assert_int_eq(sa_client_remove(c, k[i], &err), SA_OK);
+  ck_assert_int_eq(sa_client_remove(c, k[1], &err), SA_ENOTFOUND);
+  sa_batch_op ops[] = {{SA_OP_PUT, k[1], "batch", 5}, {SA_OP_DELETE, k[2], NULL, 0}};
+  ck_assert_int_eq(sa_client_batch(c, ops, 2, NULL, &err), SA_OK);
+
+  char store[TU_PATH_MAX];
+  snprintf(store, sizeof store, "%s", tu_status(c).store_path);
+  for (int pass = 0; pass < 2; pass++) {
+    for (int i = 0; i < NK; i++) {
+      char v[32];
+      snprintf(v, sizeof v, "r2-%d", i);
+      if (i == 1)
+        tu_expect_str(c, k[i], "batch");
+      else if (i == 2 || i % 2 == 1)
+        tu_expect_absent(c, k[i]);
+      else if (i == 3)
+        tu_expect_str(c, k[i], "cas");
+      else
+        tu_expect_str(c, k[i], v);
+    }
+    ck_assert_uint_eq(sa_client_size(c), NK / 2);
+    sa_client_close(c);
+    if (pass == 0) {
+      /* Rebuild the store from the WAL alone. */
+      char lock[TU_PATH_MAX + 8];
+      ck_assert_int_eq(unlink(store), 0);
+      snprintf(lock, sizeof lock, "%s-lock", store);
+      unlink(lock);
+    }
+    c = tu_open(&opts);
+  }
+  sa_client_close(c);
+}
+END_TEST
+
 /* ---- memory-only node --------------------------------------------------- */
 
 START_TEST(memory_node) {
@@ -1120,6 +1181,7 @@ static Suite *client_suite(void) {
   tcase_add_test(tc, batch_is_one_record);
   tcase_add_test(tc, batch_rejected_logs_nothing);
   tcase_add_test(tc, list_prefix_after_limit);
+  tcase_add_test(tc, long_keys_sharing_a_prefix);
   tcase_add_test(tc, memory_node);
   tcase_add_test(tc, status_fields);
   tcase_add_test(tc, sync_state_outbox);

@@ -274,6 +274,7 @@ const char *tu_call_name(tu_call c) {
 static atomic_long tu_counts[TU_NCALLS]; /* calls seen per kind */
 static atomic_long tu_total;             /* calls seen, all kinds */
 static atomic_long tu_failed;            /* calls failed on purpose */
+static atomic_int tu_last_failed = -1;   /* kind of the last call failed */
 static atomic_int tu_arm_call = -1;      /* kind to fail, -1: none */
 static atomic_int tu_arm_err;            /* errno to fail with */
 static atomic_long tu_arm_skip;          /* matching calls still to let pass */
@@ -313,6 +314,7 @@ static int tu_enter(tu_call call, bool *torn) {
   if (times == 0) return 0;
   if (times > 0) atomic_fetch_sub(&tu_arm_times, 1);
   atomic_fetch_add(&tu_failed, 1);
+  atomic_store(&tu_last_failed, (int)call);
   return atomic_load(&tu_arm_err);
 }
 
@@ -435,6 +437,7 @@ void tu_fault_install(void) {
     atomic_store(&tu_counts[i], 0);
   atomic_store(&tu_total, 0);
   atomic_store(&tu_failed, 0);
+  atomic_store(&tu_last_failed, -1);
   atomic_store(&tu_crash_k, 0);
   sa_io_set(&tu_fault_io);
 }
@@ -466,6 +469,11 @@ long tu_fault_total(void) {
 
 long tu_fault_failed(void) {
   return atomic_load(&tu_failed);
+}
+
+const char *tu_fault_last_failed(void) {
+  int c = atomic_load(&tu_last_failed);
+  return c < 0 ? "none" : tu_call_name((tu_call)c);
 }
 
 void tu_crash_at(long k, tu_crash_mode mode) {

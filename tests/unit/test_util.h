@@ -134,6 +134,8 @@ void tu_fault_disarm(void);
 long tu_fault_calls(tu_call call);
 long tu_fault_total(void);
 long tu_fault_failed(void);
+/* Name of the kind of the last call failed on purpose ("none" if none). */
+const char *tu_fault_last_failed(void);
 
 typedef enum tu_crash_mode {
   TU_CRASH_BEFORE, /* die instead of making the k-th call */
