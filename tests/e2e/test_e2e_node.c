@@ -14,7 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "e2e_util.h"
 
@@ -174,6 +179,61 @@ START_TEST(test_sigterm_under_load_loses_no_ack) {
 }
 END_TEST
 
+/* A request in flight when SIGTERM arrives is finished and answered: the
+ * client waits for "100 Continue" (so the node has the request), the signal
+ * is sent and seen in the log, then the body completes. */
+START_TEST(test_sigterm_finishes_in_flight) {
+  e2e_node n;
+  e2e_node_init(&n);
+  ck_assert_int_eq(e2e_node_start(&n, NULL, NULL, NULL), 0);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)n.port)};
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+  const char *head = "PUT /v1/store/inflight HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n"
+                     "Expect: 100-continue\r\n\r\n";
+  ck_assert_int_eq(send(fd, head, strlen(head), MSG_NOSIGNAL), (ssize_t)strlen(head));
+  char buf[2048] = "";
+  size_t got = 0;
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  while (!strstr(buf, "\r\n\r\n") && got < sizeof buf - 1 && poll(&p, 1, E2E_WAIT_MS) > 0) {
+    ssize_t r = recv(fd, buf + got, sizeof buf - 1 - got, 0);
+    if (r <= 0) break;
+    got += (size_t)r;
+    buf[got] = '\0';
+  }
+  buf[got] = '\0';
+  ck_assert_msg(strstr(buf, "100 Continue"), "no 100 Continue: %s", buf);
+  ck_assert_int_eq(kill(n.pid, SIGTERM), 0);
+  char *log = NULL;
+  for (int i = 0; i < 4000; i++) { /* bounded by count: up to 20 s */
+    free(log);
+    log = e2e_read_file(n.log, NULL);
+    if (log && strstr(log, "event=shutdown")) break;
+    struct timespec nap = {0, 5 * 1000 * 1000};
+    nanosleep(&nap, NULL);
+  }
+  ck_assert_ptr_nonnull(strstr(log, "event=shutdown signal=SIGTERM active=1"));
+  free(log);
+  ck_assert_int_eq(send(fd, "0123456789", 10, MSG_NOSIGNAL), 10);
+  got = 0;
+  while (got < sizeof buf - 1 && poll(&p, 1, E2E_WAIT_MS) > 0) {
+    ssize_t r = recv(fd, buf + got, sizeof buf - 1 - got, 0);
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  buf[got] = '\0';
+  close(fd);
+  ck_assert_msg(strstr(buf, "HTTP/1.1 201"), "in-flight PUT got: %s", buf);
+  ck_assert_msg(strstr(buf, "Connection: close"), "no Connection: close: %s", buf);
+  ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0); /* already exiting: just reap it */
+  ck_assert_int_eq(e2e_node_start(&n, NULL, NULL, NULL), 0);
+  expect_value(&n, "inflight", "0123456789");
+  ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0);
+  e2e_node_cleanup(&n);
+}
+END_TEST
+
 /* ---- configuration ----------------------------------------------------- */
 
 static void write_file(const char *path, const char *text) {
@@ -294,6 +354,19 @@ START_TEST(test_second_start_refused) {
   ck_assert_ptr_nonnull(strstr(log, "another `softadastra serve`"));
   ck_assert_ptr_nonnull(strstr(log, a.data_dir));
   free(log);
+  /* Another data directory on the same port: the listener names it. */
+  e2e_node c;
+  e2e_node_init(&c);
+  char listen[64];
+  snprintf(listen, sizeof listen, "127.0.0.1:%d", a.port);
+  const char *cargs[] = {"--listen", listen, NULL};
+  ck_assert_int_eq(e2e_node_start(&c, cargs, NULL, &code), -1);
+  ck_assert_int_eq(code, 1);
+  log = e2e_read_file(c.log, NULL);
+  ck_assert_ptr_nonnull(strstr(log, "cannot listen on 127.0.0.1:"));
+  ck_assert_ptr_nonnull(strstr(log, "in use"));
+  free(log);
+  e2e_node_cleanup(&c);
   /* the first node is unharmed */
   ck_assert_int_eq(put(&a, "still", "here"), 201);
   ck_assert_int_eq(e2e_node_stop(&a, SIGTERM), 0);
@@ -437,6 +510,7 @@ static Suite *e2e_node_suite(void) {
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, test_restart_recovers_values);
   tcase_add_test(tc, test_sigterm_under_load_loses_no_ack);
+  tcase_add_test(tc, test_sigterm_finishes_in_flight);
   tcase_add_test(tc, test_config_precedence);
   tcase_add_test(tc, test_second_start_refused);
   tcase_add_test(tc, test_data_dir);
