@@ -1,0 +1,107 @@
+/*
+ * gen_seeds.c -- writes the seed corpora of the WAL fuzz targets with the
+ * real encoder (wal_record_encode), so the seeds are valid records and
+ * files the fuzzer then mutates.  The text targets' seeds (keys, batches,
+ * configs) are written by hand in corpus/.
+ *
+ * usage: sa_fuzz_gen_seeds tests/fuzz/corpus   (then commit the files)
+ */
+#define _GNU_SOURCE
+#include "crc32c.h"
+#include "internal.h"
+#include "softadastra.h"
+#include "wal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *root;
+
+static void put_file(const char *dir, const char *name, const void *buf, size_t len) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", root, dir);
+  mkdir(path, 0755);
+  snprintf(path, sizeof path, "%s/%s/%s", root, dir, name);
+  FILE *f = fopen(path, "wb");
+  if (!f || fwrite(buf, 1, len, f) != len) {
+    perror(path);
+    exit(1);
+  }
+  fclose(f);
+}
+
+static size_t rec(unsigned char *out, uint64_t lsn, const wal_op *ops, size_t n, bool batch) {
+  return wal_record_encode(out, lsn, (1700000000000ull << 16) | lsn, ops, n, batch);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
+    return 2;
+  }
+  root = argv[1];
+  static unsigned char buf[1 << 16], file[1 << 16];
+  wal_op put = {SA_OP_PUT, "settings/theme", 14, "dark", 4};
+  wal_op put_empty = {SA_OP_PUT, "k", 1, NULL, 0};
+  wal_op del = {SA_OP_DELETE, "settings/theme", 14, NULL, 0};
+  wal_op utf8 = {SA_OP_PUT, "caf\xc3\xa9/\xe2\x82\xac", 9, "\x00\x01\xff", 3};
+  wal_op mix[3] = {{SA_OP_PUT, "a", 1, "1", 1}, {SA_OP_DELETE, "b", 1, NULL, 0},
+                   {SA_OP_PUT, "c/d", 3, "three", 5}};
+  size_t n;
+  n = rec(buf, 1, &put, 1, false);
+  put_file("fuzz_wal_record", "put", buf, n);
+  n = rec(buf, 2, &put_empty, 1, false);
+  put_file("fuzz_wal_record", "put_empty_value", buf, n);
+  n = rec(buf, 3, &del, 1, false);
+  put_file("fuzz_wal_record", "delete", buf, n);
+  n = rec(buf, 4, &utf8, 1, false);
+  put_file("fuzz_wal_record", "put_binary_value", buf, n);
+  n = rec(buf, 5, mix, 3, true);
+  put_file("fuzz_wal_record", "batch3", buf, n);
+  n = rec(buf, 6, &put, 1, true);
+  put_file("fuzz_wal_record", "batch1", buf, n);
+  n = rec(buf, 7, &put, 1, false);
+  put_file("fuzz_wal_record", "truncated", buf, n - 3);
+
+  /* fuzz_wal_scan: byte 0 even = generated header, byte 1 = start_lsn */
+  size_t f = 0;
+  file[f++] = 0;
+  file[f++] = 0;
+  f += rec(file + f, 1, &put, 1, false);
+  f += rec(file + f, 2, mix, 3, true);
+  f += rec(file + f, 3, &del, 1, false);
+  put_file("fuzz_wal_scan", "clean3", file, f);
+  put_file("fuzz_wal_scan", "torn", file, f - 5);
+  memset(file + f, 0, 64);
+  put_file("fuzz_wal_scan", "zero_tail", file, f + 64);
+  size_t mid = 2 + 40;
+  file[mid] ^= 0x10; /* inside the first record: corrupt, good records follow */
+  put_file("fuzz_wal_scan", "corrupt_first", file, f);
+  file[mid] ^= 0x10;
+  file[1] = 5; /* start_lsn 5: LSN 1 is out of sequence */
+  put_file("fuzz_wal_scan", "lsn_below_start", file, f);
+  unsigned char empty[2] = {0, 0};
+  put_file("fuzz_wal_scan", "empty", empty, 2);
+  /* odd mode: a whole file with its own header */
+  unsigned char *h = file + 1;
+  file[0] = 1;
+  memset(h, 0, SA_WAL_HEADER_SIZE);
+  memcpy(h, "SADWAL\r\n", 8);
+  sa_put_u32(h + 8, SA_WAL_FORMAT);
+  sa_put_u32(h + 12, SA_WAL_HEADER_SIZE);
+  sa_put_u64(h + 16, 0);
+  sa_put_u64(h + 24, 1700000000000ull);
+  sa_put_u16(h + 32, 6);
+  memcpy(h + 34, "node-1", 6);
+  sa_put_u32(h + 124, sa_crc32c(0, h, 124));
+  f = 1 + SA_WAL_HEADER_SIZE;
+  f += rec(file + f, 1, &put, 1, false);
+  f += rec(file + f, 2, &utf8, 1, false);
+  put_file("fuzz_wal_scan", "raw_file", file, f);
+  put_file("fuzz_wal_scan", "raw_header_only", file, 1 + SA_WAL_HEADER_SIZE);
+  put_file("fuzz_wal_scan", "raw_short_header", file, 1 + 40);
+  printf("seeds written under %s\n", root);
+  return 0;
+}
