@@ -91,6 +91,8 @@ static const cfg_setting cfg_settings[] = {
      "close a connection idle or stalled this long"},
     {"max_header_bytes", CFG_U32, CFG_OFF(max_header_bytes), 4096, 1u << 20, "65536", NULL,
      "memory per connection for the request line and headers (larger: 431)"},
+    {"shutdown_timeout_s", CFG_U32, CFG_OFF(shutdown_timeout_s), 0, 3600, "10", NULL,
+     "at SIGINT/SIGTERM, wait this long for in-flight requests before stopping"},
     {"auth_token", CFG_STR, CFG_OFF(auth_token), 0, 0, "", NULL,
      "bearer token required on every route but /healthz (empty: off)"},
     {"cors_origins", CFG_LIST, CFG_OFF(cors_origins), 0, 0, "", NULL,

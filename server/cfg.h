@@ -52,6 +52,7 @@ typedef struct cfg_config {
   uint32_t max_connections;      /* concurrent HTTP connections */
   uint32_t connection_timeout_s; /* idle or stalled connection timeout */
   uint32_t max_header_bytes;     /* memory per connection for the request line and headers */
+  uint32_t shutdown_timeout_s;   /* longest wait for in-flight requests at SIGTERM */
   char *auth_token;              /* bearer token; "" = auth off */
   char **cors_origins;           /* browser origins allowed by CORS; none = off */
   size_t n_cors_origins;         /* entries in cors_origins */

@@ -17,7 +17,7 @@
  * Shutdown (SIGINT/SIGTERM, sigwait on the main thread): the API is marked
  * draining (responses say "Connection: close", /readyz says 503), the listen
  * socket is closed (MHD_quiesce_daemon), active requests are waited for (at
- * most SRV_DRAIN_MAX_MS), the daemon is stopped (joins its threads), and the
+ * most shutdown_timeout_s), the daemon is stopped (joins its threads), and the
  * node is closed: WAL and store flushed and synced, lock released.  A write
  * acknowledged to a client was durable before its response was sent, so it
  * survives whatever happens after.
@@ -45,7 +45,6 @@
 #include "srv_log.h"
 
 #define SRV_DISCARD_MAX (64u << 20) /* bytes of an oversized body read before dropping */
-#define SRV_DRAIN_MAX_MS 10000      /* longest wait for in-flight requests at shutdown */
 
 typedef struct srv {
   api_ctx *api;       /* the REST API */
@@ -472,7 +471,7 @@ int srv_serve(const cfg_config *cfg) {
     if (atomic_load(&s.active) <= 0) break;
     clock_gettime(CLOCK_MONOTONIC, &now);
     long ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
-    if (ms > SRV_DRAIN_MAX_MS) {
+    if (ms > (long)cfg->shutdown_timeout_s * 1000) {
       srv_log(SRV_LOG_WARN, "drain_timeout", "active=%ld", atomic_load(&s.active));
       break;
     }

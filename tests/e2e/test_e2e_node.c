@@ -234,6 +234,41 @@ START_TEST(test_sigterm_finishes_in_flight) {
 }
 END_TEST
 
+/* A client that never finishes its request does not hold the shutdown
+ * beyond shutdown_timeout_s: the node logs it and still exits 0. */
+START_TEST(test_shutdown_timeout) {
+  e2e_node n;
+  e2e_node_init(&n);
+  const char *args[] = {"--shutdown-timeout-s", "1", NULL};
+  ck_assert_int_eq(e2e_node_start(&n, args, NULL, NULL), 0);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)n.port)};
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+  const char *head = "PUT /v1/store/never HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n"
+                     "Expect: 100-continue\r\n\r\n";
+  ck_assert_int_eq(send(fd, head, strlen(head), MSG_NOSIGNAL), (ssize_t)strlen(head));
+  char buf[512] = "";
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  ck_assert_int_eq(poll(&p, 1, E2E_WAIT_MS), 1);
+  ck_assert_int_gt(recv(fd, buf, sizeof buf - 1, 0), 0);
+  ck_assert_ptr_nonnull(strstr(buf, "100 Continue"));
+  ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0);
+  close(fd);
+  char *log = e2e_read_file(n.log, NULL);
+  ck_assert_ptr_nonnull(strstr(log, "event=drain_timeout active=1"));
+  ck_assert_ptr_nonnull(strstr(log, "event=stopped"));
+  free(log);
+  ck_assert_int_eq(e2e_node_start(&n, NULL, NULL, NULL), 0);
+  e2e_resp r;
+  ck_assert_int_eq(e2e_http(&n, "GET", "/v1/store/never", NULL, NULL, 0, &r), 0);
+  ck_assert_int_eq(r.status, 404);
+  e2e_resp_free(&r);
+  ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0);
+  e2e_node_cleanup(&n);
+}
+END_TEST
+
 /* ---- configuration ----------------------------------------------------- */
 
 static void write_file(const char *path, const char *text) {
@@ -511,6 +546,7 @@ static Suite *e2e_node_suite(void) {
   tcase_add_test(tc, test_restart_recovers_values);
   tcase_add_test(tc, test_sigterm_under_load_loses_no_ack);
   tcase_add_test(tc, test_sigterm_finishes_in_flight);
+  tcase_add_test(tc, test_shutdown_timeout);
   tcase_add_test(tc, test_config_precedence);
   tcase_add_test(tc, test_second_start_refused);
   tcase_add_test(tc, test_data_dir);

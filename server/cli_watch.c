@@ -1,0 +1,294 @@
+/*
+ * cli_watch.c -- `softadastra watch` (see cli_watch.h).
+ *
+ * One libcurl transfer per connection: the write callback splits the body
+ * into SSE lines and events (cli_watch_line), the progress callback (called
+ * at least once a second, even on an idle stream) aborts the transfer once
+ * SIGINT or SIGTERM has set the stop flag.  The last event id is kept so a
+ * reconnection resumes exactly where the stream stopped.
+ */
+#define _GNU_SOURCE /* asprintf */
+#include "cli_watch.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CLI_WATCH_DEFAULT_URL "http://127.0.0.1:8080"
+#define CLI_WATCH_RECONNECTS 5 /* attempts after a stream drops without "bye" */
+
+static volatile sig_atomic_t cli_watch_stop;
+
+static void cli_watch_on_signal(int sig) {
+  (void)sig;
+  cli_watch_stop = 1;
+}
+
+typedef struct cli_watch {
+  bool json;             /* print the change JSON */
+  char line[1 << 16];    /* the line being assembled */
+  size_t line_len;       /* bytes in line */
+  bool line_long;        /* the line passed the buffer: dropped */
+  char event[64];        /* event type of the event being assembled */
+  char *data;            /* its data (grows) */
+  size_t data_len;       /* bytes in data */
+  char last_id[32];      /* the latest event id, "" before any */
+  bool bye;              /* the node said goodbye */
+  bool gone;             /* the node no longer has our position */
+  unsigned long printed; /* changes printed */
+} cli_watch;
+
+static void cli_watch_print(cli_watch *w, const char *data) {
+  if (w->json) {
+    printf("%s\n", data);
+    fflush(stdout);
+    w->printed++;
+    return;
+  }
+  json_error_t e;
+  json_t *j = json_loads(data, 0, &e);
+  if (!j) return;
+  const char *op = json_string_value(json_object_get(j, "op"));
+  const char *key = json_string_value(json_object_get(j, "key"));
+  const char *time = json_string_value(json_object_get(j, "time"));
+  json_int_t lsn = json_integer_value(json_object_get(j, "lsn"));
+  json_int_t version = json_integer_value(json_object_get(j, "version"));
+  json_int_t size = json_integer_value(json_object_get(j, "size"));
+  bool batch = json_is_true(json_object_get(j, "batch"));
+  if (op && key) {
+    if (strcmp(op, "delete") == 0)
+      printf("%s  lsn %-6lld delete  %s%s\n", time ? time : "-", (long long)lsn, key,
+             batch ? "  (batch)" : "");
+    else
+      printf("%s  lsn %-6lld put     %s  (version %lld, %lld bytes)%s\n", time ? time : "-",
+             (long long)lsn, key, (long long)version, (long long)size, batch ? " (batch)" : "");
+    fflush(stdout);
+    w->printed++;
+  }
+  json_decref(j);
+}
+
+/* One complete line of the stream (without its newline). */
+static void cli_watch_line(cli_watch *w, const char *line, size_t len) {
+  if (len == 0) { /* end of an event */
+    if (w->data && strcmp(w->event, "change") == 0)
+      cli_watch_print(w, w->data);
+    else if (strcmp(w->event, "bye") == 0)
+      w->bye = true;
+    else if (strcmp(w->event, "gone") == 0)
+      w->gone = true;
+    free(w->data);
+    w->data = NULL;
+    w->data_len = 0;
+    snprintf(w->event, sizeof w->event, "message");
+    return;
+  }
+  if (line[0] == ':') return; /* a comment: the heartbeat */
+  const char *colon = memchr(line, ':', len);
+  size_t flen = colon ? (size_t)(colon - line) : len;
+  const char *v = colon ? colon + 1 : line + len;
+  size_t vlen = (size_t)(line + len - v);
+  if (vlen && *v == ' ') {
+    v++;
+    vlen--;
+  }
+  if (flen == 5 && memcmp(line, "event", 5) == 0) {
+    snprintf(w->event, sizeof w->event, "%.*s", (int)vlen, v);
+  } else if (flen == 4 && memcmp(line, "data", 4) == 0) {
+    char *nd = realloc(w->data, w->data_len + vlen + 2);
+    if (!nd) return;
+    w->data = nd;
+    if (w->data_len) w->data[w->data_len++] = '\n';
+    memcpy(w->data + w->data_len, v, vlen);
+    w->data_len += vlen;
+    w->data[w->data_len] = '\0';
+  } else if (flen == 2 && memcmp(line, "id", 2) == 0 && vlen < sizeof w->last_id) {
+    memcpy(w->last_id, v, vlen);
+    w->last_id[vlen] = '\0';
+  }
+}
+
+static size_t cli_watch_write(char *ptr, size_t size, size_t nmemb, void *ud) {
+  cli_watch *w = ud;
+  size_t n = size * nmemb;
+  for (size_t i = 0; i < n; i++) {
+    char c = ptr[i];
+    if (c == '\n') {
+      if (!w->line_long) {
+        size_t l = w->line_len;
+        if (l && w->line[l - 1] == '\r') l--;
+        w->line[l] = '\0';
+        cli_watch_line(w, w->line, l);
+      }
+      w->line_len = 0;
+      w->line_long = false;
+    } else if (w->line_len + 1 < sizeof w->line) {
+      w->line[w->line_len++] = c;
+    } else {
+      w->line_long = true;
+    }
+  }
+  return n;
+}
+
+static int cli_watch_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d) {
+  (void)ud;
+  (void)a;
+  (void)b;
+  (void)c;
+  (void)d;
+  return cli_watch_stop ? 1 : 0;
+}
+
+/* Percent-encodes s for a query value. */
+static char *cli_watch_escape(CURL *c, const char *s) {
+  return curl_easy_escape(c, s, 0);
+}
+
+static int cli_watch_usage(const char *msg) {
+  fprintf(stderr,
+          "softadastra watch: %s\n"
+          "usage: softadastra watch [--prefix P] [--since LSN|now] [--json] [--url URL] "
+          "[--token T]\n",
+          msg);
+  return 2;
+}
+
+int cli_watch_main(int argc, char **argv) {
+  const char *url = getenv("SOFTADASTRA_URL"), *token = getenv("SOFTADASTRA_TOKEN");
+  const char *prefix = NULL, *since = NULL;
+  bool json = false;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    bool nx = i + 1 < argc;
+    if (!strcmp(a, "--json"))
+      json = true;
+    else if (!strcmp(a, "--url") && nx)
+      url = argv[++i];
+    else if (!strncmp(a, "--url=", 6))
+      url = a + 6;
+    else if (!strcmp(a, "--token") && nx)
+      token = argv[++i];
+    else if (!strncmp(a, "--token=", 8))
+      token = a + 8;
+    else if (!strcmp(a, "--prefix") && nx)
+      prefix = argv[++i];
+    else if (!strncmp(a, "--prefix=", 9))
+      prefix = a + 9;
+    else if (!strcmp(a, "--since") && nx)
+      since = argv[++i];
+    else if (!strncmp(a, "--since=", 8))
+      since = a + 8;
+    else
+      return cli_watch_usage("unknown argument");
+  }
+  if (since && strcmp(since, "now") != 0 && since[strspn(since, "0123456789")] != '\0')
+    return cli_watch_usage("--since needs an LSN (a decimal number) or \"now\"");
+  if (!url || !*url) url = CLI_WATCH_DEFAULT_URL;
+  size_t ul = strlen(url);
+  while (ul > 0 && url[ul - 1] == '/')
+    ul--;
+
+  struct sigaction sa, old_int, old_term;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = cli_watch_on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+
+  cli_watch *w = calloc(1, sizeof *w);
+  int rc = 1;
+  if (!w) goto out;
+  w->json = json;
+  snprintf(w->event, sizeof w->event, "message");
+  int failures = 0;
+  while (!cli_watch_stop && failures <= CLI_WATCH_RECONNECTS) {
+    CURL *c = curl_easy_init();
+    if (!c) break;
+    char *ep = prefix ? cli_watch_escape(c, prefix) : NULL;
+    char *es = since ? cli_watch_escape(c, since) : NULL;
+    char *full2 = NULL;
+    if (asprintf(&full2, "%.*s/v1/changes?prefix=%s&since=%s", (int)ul, url, ep ? ep : "",
+                 es ? es : "") < 0)
+      full2 = NULL;
+    curl_free(ep);
+    curl_free(es);
+    if (!full2) {
+      curl_easy_cleanup(c);
+      break;
+    }
+    struct curl_slist *h = curl_slist_append(NULL, "Accept: text/event-stream");
+    char *auth = NULL, *lei = NULL;
+    if (token && *token && asprintf(&auth, "Authorization: Bearer %s", token) > 0)
+      h = curl_slist_append(h, auth);
+    if (w->last_id[0] && asprintf(&lei, "Last-Event-ID: %s", w->last_id) > 0)
+      h = curl_slist_append(h, lei);
+    curl_easy_setopt(c, CURLOPT_URL, full2);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, cli_watch_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, w);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, cli_watch_progress);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_FAILONERROR, 0L);
+    CURLcode cr = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(h);
+    free(auth);
+    free(lei);
+    free(full2);
+    if (cli_watch_stop) {
+      rc = 0;
+      break;
+    }
+    if (status == 410 || w->gone) {
+      fprintf(stderr,
+              "softadastra watch: the node no longer keeps changes after %s: reload "
+              "(softadastra store ls) and watch from now\n",
+              w->last_id[0] ? w->last_id : (since ? since : "that LSN"));
+      rc = 1;
+      break;
+    }
+    if (status == 401) {
+      fprintf(stderr, "softadastra watch: unauthorized: set --token or SOFTADASTRA_TOKEN\n");
+      rc = 1;
+      break;
+    }
+    if (status >= 400) {
+      fprintf(stderr, "softadastra watch: the node answered HTTP %ld\n", status);
+      rc = 1;
+      break;
+    }
+    if (w->bye) {
+      fprintf(stderr, "softadastra watch: the node is shutting down\n");
+      rc = 0;
+      break;
+    }
+    if (cr != CURLE_OK) {
+      fprintf(stderr, "softadastra watch: cannot reach the node at %.*s: %s\n", (int)ul, url,
+              curl_easy_strerror(cr));
+      failures++;
+      if (failures > CLI_WATCH_RECONNECTS) break;
+    }
+    for (int i = 0; i < 10 && !cli_watch_stop; i++) /* 1 s between attempts */
+      usleep(100 * 1000);
+    if (w->last_id[0]) since = NULL; /* Last-Event-ID carries the position now */
+  }
+  if (cli_watch_stop) rc = 0;
+out:
+  if (w) free(w->data);
+  free(w);
+  curl_global_cleanup();
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
+  return rc;
+}
