@@ -26,8 +26,14 @@ command -v debootstrap >/dev/null || { echo "make-base-image: debootstrap is not
 [ "$(id -u)" -eq 0 ] || { echo "make-base-image: debootstrap needs root" >&2; exit 1; }
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/sa-base.XXXXXX")"
-cleanup() { rm -rf --one-file-system "$work"; }
+cleanup() {
+  # An interrupted debootstrap can leave /proc or /sys mounted in the tree.
+  awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/self/mounts | sort -r |
+    while read -r m; do umount -l "$m" 2>/dev/null; done
+  rm -rf --one-file-system "$work"
+}
 trap cleanup EXIT
+trap 'exit 1' INT TERM
 
 root="$work/rootfs"
 echo "make-base-image: debootstrap --variant=minbase bookworm from $mirror (log: $work/debootstrap.log)"

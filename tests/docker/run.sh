@@ -31,12 +31,15 @@
 #   SA_DOCKER_KEEP_IMAGE=1 keep the built image (tagged softadastra:test) and
 #                          its build cache, for debugging and faster reruns
 #   SA_DOCKER_DATA_ROOT    data root of a daemon this script starts
+#   SA_DOCKER_DEADLINE     seconds for the whole run (default 1500): the long
+#                          steps are stopped there, and everything cleaned up
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CACHED_BASE="softadastra-base:bookworm"
 MAX_MB="${SA_DOCKER_MAX_MB:-100}"
 DATA_ROOT="${SA_DOCKER_DATA_ROOT:-/var/lib/softadastra-docker-test}"
+DEADLINE="${SA_DOCKER_DEADLINE:-1500}"
 T0=$SECONDS
 
 pass=0
@@ -48,15 +51,45 @@ VOLUMES=()
 IMAGES_BEFORE=""
 IMAGE_ID=""
 IMAGE_TAG=""
+BG_PID=""
 
 log() { echo "docker-test: $*"; }
 ok() { echo "PASS: $*"; pass=$((pass + 1)); }
 bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
 elapsed() { echo "$((SECONDS - T0))s"; }
 
+# long LOG CMD...: runs a long step in the background (output to the file
+# LOG, or here for -), bounded by what is left of the deadline, and waits for
+# it: bash runs a trap only between foreground commands, so this keeps an
+# interrupt (or ctest's timeout) from waiting for a whole build before
+# cleaning up.
+long() {
+  local out="$1" left=$((DEADLINE - (SECONDS - T0))) rc
+  shift
+  if [ "$left" -le 10 ]; then
+    echo "docker-test: the deadline of ${DEADLINE}s is reached"
+    return 124
+  fi
+  if [ "$out" = - ]; then
+    timeout "$left" "$@" &
+  else
+    timeout "$left" "$@" >"$out" 2>&1 &
+  fi
+  BG_PID=$!
+  wait "$BG_PID"
+  rc=$?
+  BG_PID=""
+  [ "$rc" -eq 124 ] && echo "docker-test: '$1' stopped at the deadline of ${DEADLINE}s"
+  return "$rc"
+}
+
 cleanup() {
   trap - EXIT INT TERM
   local c v id left
+  if [ -n "$BG_PID" ]; then
+    kill -TERM "$BG_PID" 2>/dev/null
+    wait "$BG_PID" 2>/dev/null
+  fi
   for c in "${CONTAINERS[@]}"; do
     docker rm -f -v "$c" >/dev/null 2>&1
   done
@@ -91,6 +124,9 @@ cleanup() {
       kill -KILL "$DOCKERD_PID" 2>/dev/null
     fi
     wait "$DOCKERD_PID" 2>/dev/null
+    # dockerd leaves the bind mount of its network namespace in its exec root.
+    awk -v w="$WORK/" 'index($2, w) == 1 { print $2 }' /proc/self/mounts | sort -r |
+      while read -r m; do umount -l "$m" 2>/dev/null; done
   fi
   [ -n "$WORK" ] && rm -rf --one-file-system "$WORK"
 }
@@ -173,7 +209,7 @@ elif docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
   BASE="debian:bookworm-slim"
 elif docker image inspect "$CACHED_BASE" >/dev/null 2>&1; then
   BASE="$CACHED_BASE"
-elif timeout 120 docker pull -q debian:bookworm-slim >"$WORK/pull.log" 2>&1; then
+elif long "$WORK/pull.log" timeout 120 docker pull -q debian:bookworm-slim; then
   BASE="debian:bookworm-slim"
 else
   log "debian:bookworm-slim cannot be pulled ($(tail -n 1 "$WORK/pull.log")): making $CACHED_BASE with debootstrap"
@@ -181,7 +217,7 @@ else
     apt_install debootstrap || fatal "debootstrap cannot be installed"
   fi
   t=$SECONDS
-  if ! timeout 1200 bash "$ROOT/docker/make-base-image.sh" "$CACHED_BASE"; then
+  if ! long - bash "$ROOT/docker/make-base-image.sh" "$CACHED_BASE"; then
     fatal "making the base image with debootstrap"
   fi
   log "base image made in $((SECONDS - t))s"
@@ -195,8 +231,8 @@ IMAGES_BEFORE="$(docker images -aq --no-trunc | sort -u)"
 if [ "${SA_DOCKER_KEEP_IMAGE:-0}" = 1 ]; then IMAGE_TAG="softadastra:test"; else IMAGE_TAG="softadastra-test:$RUN_ID"; fi
 log "building docker/Dockerfile (BASE_IMAGE=$BASE) as $IMAGE_TAG"
 t=$SECONDS
-if ! timeout 1500 docker build --network=host --force-rm --build-arg "BASE_IMAGE=$BASE" \
-  -f "$ROOT/docker/Dockerfile" -t "$IMAGE_TAG" "$ROOT" >"$WORK/build.log" 2>&1; then
+if ! long "$WORK/build.log" docker build --network=host --force-rm --build-arg "BASE_IMAGE=$BASE" \
+  -f "$ROOT/docker/Dockerfile" -t "$IMAGE_TAG" "$ROOT"; then
   tail -n 40 "$WORK/build.log"
   fatal "docker build (log above)"
 fi
