@@ -674,6 +674,7 @@ void cli_print_help(FILE *f) {
         "  --url URL                      node URL (env SOFTADASTRA_URL)\n"
         "  --token TOKEN                  bearer token (env SOFTADASTRA_TOKEN)\n"
         "  --json                         print JSON for scripts\n"
+        "  --                             what follows is KEY/VALUE even if it starts with --\n"
         "Exit codes: 0 ok, 1 failure, 2 usage, 3 not found.\n",
         f);
 }
@@ -693,6 +694,11 @@ int cli_main(int argc, char **argv) {
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     bool has_next = i + 1 < argc;
+    if (!strcmp(a, "--")) { /* the rest is positional: values may start with "--" */
+      while (++i < argc)
+        pos[np++] = argv[i];
+      break;
+    }
     if (!strcmp(a, "--json"))
       o.json = true;
     else if (!strcmp(a, "--raw"))

@@ -78,6 +78,13 @@ START_TEST(test_store_commands) {
   o = RUN(0, "store", "get", "cli/b", "--raw");
   ck_assert_str_eq(o, "from stdin\n");
   free(o);
+  o = RUN(0, "store", "put", "--", "cli/dash", "--not-an-option");
+  free(o);
+  o = RUN(0, "store", "get", "--raw", "--", "cli/dash");
+  ck_assert_str_eq(o, "--not-an-option");
+  free(o);
+  o = RUN(0, "store", "rm", "cli/dash");
+  free(o);
   o = RUN(0, "store", "put", "cli/space key", "x y");
   free(o);
   o = RUN(0, "store", "get", "cli/space key");
