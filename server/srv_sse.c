@@ -20,6 +20,7 @@
 #include "srv_sse.h"
 
 #include <assert.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -43,6 +44,8 @@ typedef struct srv_sub {
   size_t len, off;             /* stream: bytes in buf, bytes handed over */
   bool hello_sent;             /* stream: the retry advice and ready event went out */
   bool ending;                 /* stream: end after buf drains */
+  int fd;                      /* stream: the connection's socket, for hang-up checks */
+  bool hangup;                 /* stream: the client went away while suspended */
 } srv_sub;
 
 struct srv_feed {
@@ -105,14 +108,43 @@ static bool srv_feed_suspend_locked(srv_feed *h, srv_sub *s) {
 
 /* ---- the notifier -------------------------------------------------------- */
 
+/* libmicrohttpd does not watch a suspended connection, so a client that
+ * closed its stream would hold a slot until the next heartbeat write fails
+ * (two writes, in fact).  Instead the notifier polls the sockets of the
+ * suspended streams (no data is read) and resumes the ones that hung up;
+ * their reader then ends them.  Call with h->mu held. */
+static void srv_feed_check_hangups(srv_feed *h) {
+  struct pollfd pf[64];
+  srv_sub *who[64];
+  srv_sub *s = h->subs;
+  while (s) { /* in rounds of 64 */
+    nfds_t n = 0;
+    for (; s && n < 64; s = s->next)
+      if (s->stream && s->suspended && s->fd >= 0) {
+        pf[n].fd = s->fd;
+        pf[n].events = POLLRDHUP;
+        pf[n].revents = 0;
+        who[n++] = s;
+      }
+    if (n == 0 || poll(pf, n, 0) <= 0) continue;
+    for (nfds_t i = 0; i < n; i++)
+      if (pf[i].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) {
+        who[i]->hangup = true;
+        who[i]->suspended = false;
+        MHD_resume_connection(who[i]->con);
+      }
+  }
+}
+
 static void *srv_feed_main(void *arg) {
   srv_feed *h = arg;
   pthread_mutex_lock(&h->mu);
   uint64_t last = h->last;
+  uint32_t sleep_ms = SRV_FEED_TICK_MS;
   pthread_mutex_unlock(&h->mu);
   for (;;) {
     uint64_t now_lsn = last;
-    int rc = sa_client_wait(h->client, last, SRV_FEED_TICK_MS, &now_lsn, NULL);
+    int rc = sa_client_wait(h->client, last, sleep_ms, &now_lsn, NULL);
     pthread_mutex_lock(&h->mu);
     if (h->quit) {
       pthread_mutex_unlock(&h->mu);
@@ -121,15 +153,22 @@ static void *srv_feed_main(void *arg) {
     if (now_lsn > h->last) h->last = now_lsn;
     last = h->last;
     uint64_t now = srv_feed_now();
+    uint64_t next = now + (uint64_t)SRV_FEED_TICK_MS * 1000000u; /* the next deadline or beat */
     for (srv_sub *s = h->subs; s; s = s->next) {
       if (!s->suspended) continue;
+      uint64_t at = s->stream ? s->beat_ns : s->deadline_ns;
       bool news = h->last > api_feed_seen(s->feed);
-      bool due = s->stream ? now >= s->beat_ns : now >= s->deadline_ns;
-      if (news || due || h->stopping || rc == SA_ECLOSED) {
+      if (news || now >= at || h->stopping || rc == SA_ECLOSED) {
         s->suspended = false;
         MHD_resume_connection(s->con);
+      } else if (at < next) {
+        next = at;
       }
     }
+    srv_feed_check_hangups(h);
+    /* Sleep until the next due time (at least 1 ms); a subscriber that
+     * suspends meanwhile is served at most a TICK late. */
+    sleep_ms = (uint32_t)((next - now) / 1000000u) + 1;
     pthread_mutex_unlock(&h->mu);
     if (rc == SA_ECLOSED) { /* the node is closing: nothing more will come */
       struct timespec nap = {0, SRV_FEED_TICK_MS * 1000000L};
@@ -255,6 +294,7 @@ static ssize_t srv_sub_reader(void *cls, uint64_t pos, char *out, size_t max) {
     s->buf = NULL;
     s->len = s->off = 0;
     if (s->ending) return MHD_CONTENT_READER_END_OF_STREAM;
+    if (s->hangup) return MHD_CONTENT_READER_END_WITH_ERROR; /* closes the connection */
     uint64_t now = srv_feed_now();
     if (!s->hello_sent) {
       s->hello_sent = true;
@@ -324,6 +364,9 @@ static enum MHD_Result srv_feed_start_stream(srv_feed *h, struct MHD_Connection 
   s->con = con;
   s->feed = f;
   s->stream = true;
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(con, MHD_CONNECTION_INFO_CONNECTION_FD);
+  s->fd = ci ? (int)ci->connect_fd : -1;
   pthread_mutex_lock(&h->mu);
   const char *why = NULL;
   int status = 503;

@@ -16,7 +16,11 @@
  * the access handler for a long-poll, from the content reader for a stream)
  * and costs no thread at all; the notifier resumes it when the node's last
  * LSN passes what the request has seen, when a long-poll's wait ends, when a
- * stream's heartbeat is due, and at shutdown.  Requires a daemon started
+ * stream's heartbeat is due, and at shutdown.  libmicrohttpd does not see a
+ * client close a suspended connection, so the notifier also polls the
+ * sockets of suspended streams for a hang-up (POLLRDHUP, nothing is read)
+ * and ends those streams; the heartbeat catches what that misses (a
+ * vanished peer).  Requires a daemon started
  * with MHD_ALLOW_SUSPEND_RESUME (and MHD_USE_ITC).
  *
  * Invariants (under the hub mutex): a request is resumed only when it is

@@ -1,0 +1,272 @@
+// dashboard.js -- the Softadastra node dashboard (served at /dashboard.js,
+// loaded by / under a Content-Security-Policy that forbids inline script).
+//
+// Everything the page shows comes from the node's own REST API on the same
+// origin: /v1/status, /v1/store (key browser, paging with the `next`
+// cursor), PUT/DELETE /v1/store/{key}, and /v1/changes as Server-Sent
+// Events.  The stream is read with fetch() instead of EventSource so that
+// the bearer token travels in the Authorization header (EventSource cannot
+// set headers, and a token in the URL would end up in logs and history);
+// the reconnection with Last-Event-ID that EventSource would do is done
+// here.  User data (keys, values) only ever reaches the page through
+// textContent, never as HTML.
+'use strict';
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const MAX_CHANGES = 200;
+  let token = sessionStorage.getItem('sa_token') || '';
+  let pageStack = []; // cursors of the pages before the current one
+  let cursor = '';    // `after` of the current page
+  let nextCursor = null;
+  let statusTimer = null;
+
+  function headers(extra) {
+    const h = Object.assign({}, extra || {});
+    if (token) h['Authorization'] = 'Bearer ' + token;
+    return h;
+  }
+
+  function showError(msg) {
+    const e = $('error');
+    e.textContent = msg || '';
+    e.classList.toggle('hidden', !msg);
+  }
+
+  function needToken() {
+    $('auth').classList.remove('hidden');
+    showError('This node requires an auth token: enter it above.');
+  }
+
+  async function api(method, path, body) {
+    const opts = { method, headers: headers(), cache: 'no-store' };
+    if (body !== undefined) {
+      opts.body = body;
+      opts.headers['Content-Type'] = 'application/octet-stream';
+    }
+    const r = await fetch(path, opts);
+    if (r.status === 401) {
+      needToken();
+      throw new Error('unauthorized');
+    }
+    const text = await r.text();
+    let json = null;
+    try { json = text ? JSON.parse(text) : null; } catch (e) { json = null; }
+    if (!r.ok) {
+      const m = json && json.error ? json.error.message : r.status + ' ' + r.statusText;
+      const err = new Error(m);
+      err.status = r.status;
+      throw err;
+    }
+    return json;
+  }
+
+  function fill(dl, rows) {
+    dl.textContent = '';
+    for (const [k, v] of rows) {
+      const dt = document.createElement('dt');
+      dt.textContent = k;
+      const dd = document.createElement('dd');
+      dd.textContent = v === null || v === undefined ? '—' : String(v);
+      dl.append(dt, dd);
+    }
+  }
+
+  function bytes(n) {
+    if (n < 1024) return n + ' B';
+    const u = ['KiB', 'MiB', 'GiB', 'TiB'];
+    let i = -1;
+    do { n /= 1024; i++; } while (n >= 1024 && i < u.length - 1);
+    return n.toFixed(1) + ' ' + u[i] + ' (' + Math.round(n * Math.pow(1024, i + 1)) + ' B)';
+  }
+
+  async function refreshStatus() {
+    const s = await api('GET', '/v1/status');
+    $('node-id').textContent = s.node_id;
+    fill($('node'), [
+      ['node id', s.node_id], ['version', s.version], ['uptime', s.uptime_s + ' s'],
+      ['read-only', s.read_only ? 'yes: ' + (s.read_only_reason || '') : 'no'],
+      ['keys', s.store ? s.store.size : null],
+    ]);
+    fill($('wal'), [
+      ['enabled', s.wal.enabled ? 'yes' : 'no (memory only)'], ['path', s.wal.path || '—'],
+      ['durable', s.wal.durable ? 'yes (fdatasync before ack)' : 'no (auto_flush off)'],
+      ['bytes', bytes(s.wal.bytes)], ['last LSN', s.wal.last_lsn],
+    ]);
+    const y = s.sync;
+    fill($('sync'), [
+      ['outbox', y.outbox_size], ['queued', y.queued], ['in flight', y.in_flight],
+      ['acknowledged', y.acknowledged], ['failed', y.failed], ['retries', y.total_retries],
+      ['ticks', y.ticks], ['last tick', y.last_tick_at],
+      ['transport', y.transport.enabled ? 'on' : 'off'],
+      ['discovery', y.discovery.enabled ? 'on' : 'off'], ['peers', y.peers],
+    ]);
+    $('auth').classList.add('hidden');
+  }
+
+  function cell(tr, v, cls) {
+    const td = document.createElement('td');
+    td.textContent = v === null || v === undefined ? '—' : String(v);
+    if (cls) td.className = cls;
+    tr.append(td);
+  }
+
+  async function loadKeys() {
+    const p = $('prefix').value;
+    let q = '/v1/store?limit=20&prefix=' + encodeURIComponent(p);
+    if (cursor) q += '&after=' + encodeURIComponent(cursor);
+    const l = await api('GET', q);
+    const tb = $('keys');
+    tb.textContent = '';
+    for (const it of l.items) {
+      const tr = document.createElement('tr');
+      tr.dataset.key = it.key;
+      cell(tr, it.key); cell(tr, it.size); cell(tr, it.version); cell(tr, it.lsn);
+      cell(tr, it.updated_at);
+      tr.addEventListener('click', () => pick(it.key));
+      tb.append(tr);
+    }
+    nextCursor = l.more ? l.next : null;
+    $('next-btn').disabled = !nextCursor;
+    $('first-btn').disabled = pageStack.length === 0;
+    $('keys-info').textContent = l.count === 0 ? 'No keys' + (p ? ' with this prefix.' : '.')
+      : 'Page ' + (pageStack.length + 1) + ': ' + l.count + ' key' + (l.count === 1 ? '' : 's') +
+        (l.more ? ', more after this page.' : '.');
+  }
+
+  async function pick(key) {
+    try {
+      const v = await api('GET', '/v1/store/' + encodeURIComponent(key));
+      $('put-key').value = key;
+      $('put-value').value = v.encoding === 'utf-8' ? v.value : '';
+      $('write-result').textContent = v.encoding === 'utf-8' ? 'Loaded ' + key + ' (version ' +
+        v.version + ').' : key + ' holds binary data (' + v.size + ' bytes).';
+    } catch (e) { showError(String(e.message || e)); }
+  }
+
+  function run(p) {
+    return p.then(() => showError(''), (e) => {
+      if (e.message !== 'unauthorized') showError(String(e.message || e));
+    });
+  }
+
+  async function write(del) {
+    const key = $('put-key').value;
+    if (!key) { $('write-result').textContent = 'A key is needed.'; return; }
+    const path = '/v1/store/' + encodeURIComponent(key);
+    const r = del ? await api('DELETE', path) : await api('PUT', path, $('put-value').value);
+    $('write-result').textContent = (del ? 'Deleted ' : 'Stored ') + key + ' at LSN ' + r.lsn +
+      (del ? '' : ', version ' + r.version) + (r.durable ? ' (durable).' : ' (not yet durable).');
+    await Promise.all([loadKeys(), refreshStatus()]);
+  }
+
+  // ---- live changes: SSE over fetch --------------------------------------
+
+  function setLive(state, text) {
+    const l = $('live');
+    l.className = 'pill ' + state;
+    l.textContent = text;
+  }
+
+  function addChange(c) {
+    const tb = $('changes');
+    const tr = document.createElement('tr');
+    tr.className = 'fresh';
+    tr.dataset.key = c.key;
+    cell(tr, c.lsn); cell(tr, c.op, 'op-' + c.op); cell(tr, c.key);
+    cell(tr, c.op === 'delete' ? '—' : c.version); cell(tr, c.time);
+    tb.prepend(tr);
+    while (tb.children.length > MAX_CHANGES) tb.lastChild.remove();
+    clearTimeout(statusTimer); // the WAL and sync numbers moved: refresh soon
+    statusTimer = setTimeout(() => run(refreshStatus()), 300);
+  }
+
+  function handleEvent(ev) {
+    if (ev.event === 'change' && ev.data) addChange(JSON.parse(ev.data));
+    else if (ev.event === 'ready') setLive('on', 'live');
+    else if (ev.event === 'gone') throw new Error('gone');
+    else if (ev.event === 'bye') setLive('off', 'node stopping');
+  }
+
+  async function follow() {
+    let lastId = null;
+    let retry = 2000;
+    for (;;) {
+      try {
+        const h = headers({ 'Accept': 'text/event-stream' });
+        if (lastId !== null) h['Last-Event-ID'] = lastId;
+        const r = await fetch('/v1/changes', { headers: h, cache: 'no-store' });
+        if (r.status === 401) { needToken(); setLive('bad', 'needs token'); }
+        else if (r.status === 410) { lastId = null; run(loadKeys()); continue; }
+        else if (!r.ok) setLive('bad', 'error ' + r.status);
+        else {
+          const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+          let buf = '';
+          let ev = { event: 'message', data: '', id: null };
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            buf += value.replace(/\r\n?/g, '\n');
+            let nl;
+            while ((nl = buf.indexOf('\n')) >= 0) {
+              const line = buf.slice(0, nl);
+              buf = buf.slice(nl + 1);
+              if (line === '') { // end of an event
+                if (ev.id !== null) lastId = ev.id;
+                handleEvent(ev);
+                ev = { event: 'message', data: '', id: null };
+                continue;
+              }
+              if (line[0] === ':') continue; // comment: heartbeat
+              const i = line.indexOf(':');
+              const f = i < 0 ? line : line.slice(0, i);
+              let v = i < 0 ? '' : line.slice(i + 1);
+              if (v[0] === ' ') v = v.slice(1);
+              if (f === 'event') ev.event = v;
+              else if (f === 'data') ev.data += (ev.data ? '\n' : '') + v;
+              else if (f === 'id') ev.id = v;
+              else if (f === 'retry' && /^\d+$/.test(v)) retry = parseInt(v, 10);
+            }
+          }
+          setLive('off', 'reconnecting');
+        }
+      } catch (e) {
+        if (e.message === 'gone') { lastId = null; run(loadKeys()); }
+        setLive('off', 'reconnecting');
+      }
+      await new Promise((res) => setTimeout(res, retry));
+    }
+  }
+
+  // ---- wiring ---------------------------------------------------------------
+
+  $('auth').addEventListener('submit', (e) => {
+    e.preventDefault();
+    token = $('token').value;
+    sessionStorage.setItem('sa_token', token);
+    run(Promise.all([refreshStatus(), loadKeys()]));
+  });
+  $('search').addEventListener('submit', (e) => {
+    e.preventDefault();
+    pageStack = [];
+    cursor = '';
+    run(loadKeys());
+  });
+  $('next-btn').addEventListener('click', () => {
+    if (!nextCursor) return;
+    pageStack.push(cursor);
+    cursor = nextCursor;
+    run(loadKeys());
+  });
+  $('first-btn').addEventListener('click', () => {
+    pageStack = [];
+    cursor = '';
+    run(loadKeys());
+  });
+  $('write').addEventListener('submit', (e) => { e.preventDefault(); run(write(false)); });
+  $('del-btn').addEventListener('click', () => run(write(true)));
+
+  run(Promise.all([refreshStatus(), loadKeys()]));
+  setInterval(() => run(refreshStatus()), 5000);
+  follow();
+})();
