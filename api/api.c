@@ -859,12 +859,23 @@ static double api_elapsed(const struct timespec *t0) {
   return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-static api_response *api_dispatch(api_ctx *ctx, const api_request *req, api_route_id *route_out,
-                                  const api_route **rt_out) {
+/* What api_gate learns about a request that passes it. */
+typedef struct api_target {
+  api_route_id id;     /* the route (API_ROUTE_OTHER when unknown) */
+  const api_route *rt; /* the route, NULL when unknown */
+  const char *query;   /* raw query (after '?'), or NULL */
+  const char *rawkey;  /* STORE_KEY: the raw key in the path */
+  size_t rawkey_len;   /* bytes at rawkey */
+} api_target;
+
+/* Steps 1-4 of the request flow, which need no body: target syntax, route,
+ * OPTIONS, auth, 404, 405.  Returns the answer when the request stops here,
+ * or NULL when its handler should run (t filled either way). */
+static api_response *api_gate(api_ctx *ctx, const api_request *req, api_target *t) {
   const char *target = req->target ? req->target : "";
   const char *method = req->method ? req->method : "";
-  *route_out = API_ROUTE_OTHER;
-  *rt_out = NULL;
+  memset(t, 0, sizeof *t);
+  t->id = API_ROUTE_OTHER;
   if (target[0] != '/')
     return api_reply_error(400, "bad_request", "the request target must be a path");
   for (const unsigned char *p = (const unsigned char *)target; *p; p++) {
@@ -874,12 +885,10 @@ static api_response *api_dispatch(api_ctx *ctx, const api_request *req, api_rout
   }
   const char *q = strchr(target, '?');
   size_t path_len = q ? (size_t)(q - target) : strlen(target);
-  const char *query = q ? q + 1 : NULL;
-  const char *rawkey;
-  size_t rawkey_len;
-  const api_route *rt = api_route_match(target, path_len, &rawkey, &rawkey_len);
-  *rt_out = rt;
-  if (rt) *route_out = rt->id;
+  t->query = q ? q + 1 : NULL;
+  const api_route *rt = api_route_match(target, path_len, &t->rawkey, &t->rawkey_len);
+  t->rt = rt;
+  if (rt) t->id = rt->id;
 
   if (strcmp(method, "OPTIONS") == 0) {
     const char *origin = api_hdr(req, "Origin");
@@ -898,7 +907,7 @@ static api_response *api_dispatch(api_ctx *ctx, const api_request *req, api_rout
     }
     return r;
   }
-  if (*route_out != API_ROUTE_HEALTHZ && !api_auth_ok(ctx, req)) {
+  if (t->id != API_ROUTE_HEALTHZ && !api_auth_ok(ctx, req)) {
     api_response *r = api_reply_error(401, "unauthorized", "a valid bearer token is required");
     api_resp_header(r, "WWW-Authenticate", "Bearer realm=\"softadastra\"");
     return r;
@@ -913,6 +922,18 @@ static api_response *api_dispatch(api_ctx *ctx, const api_request *req, api_rout
     api_resp_header(r, "Allow", "%s", rt->methods);
     return r;
   }
+  return NULL;
+}
+
+static api_response *api_dispatch(api_ctx *ctx, const api_request *req, api_route_id *route_out) {
+  const char *method = req->method ? req->method : "";
+  api_target t;
+  api_response *gate = api_gate(ctx, req, &t);
+  *route_out = t.id;
+  if (gate) return gate;
+  const api_route *rt = t.rt;
+  const char *query = t.query, *rawkey = t.rawkey;
+  size_t rawkey_len = t.rawkey_len;
   bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
   switch (rt->id) {
   case API_ROUTE_ROOT:
@@ -958,12 +979,10 @@ static api_response *api_dispatch(api_ctx *ctx, const api_request *req, api_rout
   return r;
 }
 
-api_response *api_handle(api_ctx *ctx, const api_request *req) {
-  struct timespec t0;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  api_route_id route;
-  const api_route *rt;
-  api_response *r = api_dispatch(ctx, req, &route, &rt);
+/* Adds the headers every answer carries (CORS, Connection: close while
+ * draining) and counts it. */
+static api_response *api_finish(api_ctx *ctx, const api_request *req, api_route_id route,
+                                api_response *r, const struct timespec *t0) {
   if (r != &api_oom_response) {
     const char *origin = api_cors_origin(ctx, req);
     if (origin) {
@@ -973,8 +992,26 @@ api_response *api_handle(api_ctx *ctx, const api_request *req) {
     if (ctx->n_cors) api_resp_header(r, "Vary", "Origin");
     if (atomic_load(&ctx->draining)) r->close = true;
   }
-  api_metrics_observe(ctx->metrics, route, r->status, api_elapsed(&t0));
+  api_metrics_observe(ctx->metrics, route, r->status, api_elapsed(t0));
   return r;
+}
+
+api_response *api_handle(api_ctx *ctx, const api_request *req) {
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  api_route_id route;
+  api_response *r = api_dispatch(ctx, req, &route);
+  return api_finish(ctx, req, route, r, &t0);
+}
+
+api_response *api_precheck(api_ctx *ctx, const api_request *req) {
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  api_target t;
+  api_response *r = api_gate(ctx, req, &t);
+  if (!r) return NULL;
+  if (req->body_pending && r != &api_oom_response) r->close = true;
+  return api_finish(ctx, req, t.id, r, &t0);
 }
 
 size_t api_body_limit(const api_ctx *ctx, const char *method, const char *target) {

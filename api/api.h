@@ -66,6 +66,7 @@ typedef struct api_request {
   void *header_cls;     /* first argument of header */
   const char *body;     /* body bytes (may contain NUL); NULL when body_len is 0 */
   size_t body_len;      /* bytes at body */
+  bool body_pending;    /* api_precheck: a body follows that will not be read if refused */
 } api_request;
 
 #define API_MAX_HEADERS 12
@@ -90,6 +91,14 @@ typedef struct api_response {
  * Side effects: the write routes write to the node; every call is counted
  * in the metrics under its route and status. */
 api_response *api_handle(api_ctx *ctx, const api_request *req);
+
+/* The checks of api_handle that need no body: target syntax, route,
+ * OPTIONS, the bearer token, 404, 405.  A server calls it once the headers
+ * are in (req->body NULL) so that it never reads the body of a request it
+ * will refuse.  Returns NULL when the request passes (then api_handle must
+ * be called with the body), or the final answer, owned as with api_handle
+ * and counted in the metrics. */
+api_response *api_precheck(api_ctx *ctx, const api_request *req);
 
 /* The largest body the route of (method, target) accepts, so a server can
  * refuse a bigger one (api_too_large) before reading it.  Pure. */

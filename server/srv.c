@@ -207,6 +207,20 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
     r->started = true;
     r->limit = api_body_limit(s->api, method, r->target);
     api_response *bad = srv_check_framing(s, con, version);
+    if (!bad) {
+      /* Refuse (401, 404, 405, ...) before reading a body, and before
+       * libmicrohttpd sends "100 Continue". */
+      api_request pre = {
+          .method = method,
+          .target = r->target,
+          .header = srv_header,
+          .header_cls = con,
+          .body_pending =
+              MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Length") != NULL ||
+              MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Transfer-Encoding") != NULL,
+      };
+      bad = api_precheck(s->api, &pre);
+    }
     if (bad) {
       srv_log_request(s, method, r, bad->status);
       return srv_queue(con, bad);

@@ -522,6 +522,13 @@ START_TEST(test_auth) {
   ck_assert_int_eq(e2e_http(&n, "GET", "/v1/status", good, NULL, 0, &r), 0);
   ck_assert_int_eq(r.status, 200);
   e2e_resp_free(&r);
+  /* Refused before the body is read: no "100 Continue", the 401 at once. */
+  const char *big = "PUT /v1/store/a HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n"
+                    "Expect: 100-continue\r\n\r\n";
+  char raw[1024];
+  ck_assert_int_eq(e2e_raw(&n, big, strlen(big), false, 10000, raw, sizeof raw), 401);
+  ck_assert_ptr_null(strstr(raw, "100 Continue"));
+  ck_assert_ptr_nonnull(strstr(raw, "Connection: close"));
   /* The CLI passes the token. */
   char *out = NULL, *err = NULL;
   const char *cli_no[] = {"store", "get", "a", NULL};
