@@ -48,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   api_response *r = api_handle(fz_api, &req);
   FUZZ_CHECK(r != NULL);
   FUZZ_CHECK(r->status == 200 || r->status == 400 || r->status == 413 || r->status == 415);
-  json_t *j = json_loadb(r->body ? r->body : "", r->body_len, 0, NULL);
+  json_t *j = json_loadb(r->body ? r->body : "", r->body_len, JSON_ALLOW_NUL, NULL);
   FUZZ_CHECK(j != NULL);
   if (r->status == 200) {
     json_t *in = json_loadb((const char *)data, size, JSON_ALLOW_NUL, NULL);
