@@ -464,6 +464,8 @@ static int node_reserve(sa_client *c, size_t need) {
 }
 
 static int node_flush_now(sa_client *c, sa_error *err) {
+  if (__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE))
+    return sa_fail(err, SA_EREADONLY, "%s", c->read_only_reason);
   if (!c->wal || !c->dirty) return 0;
   int rc = wal_sync(c->wal, err);
   if (rc) {
@@ -1299,8 +1301,10 @@ int sa_client_status(sa_client *c, sa_status *out, sa_error *err) {
   out->wal_path = c->wal_path;
   out->store_path = c->store_path;
   out->wal_bytes = c->wal ? wal_size(c->wal) : 0;
-  out->last_lsn = __atomic_load_n(&c->last_lsn, __ATOMIC_ACQUIRE);
+  /* The store commits before last_lsn moves: read it first, keep order. */
   out->applied_lsn = store_applied_lsn(c->store);
+  out->last_lsn = __atomic_load_n(&c->last_lsn, __ATOMIC_ACQUIRE);
+  if (out->last_lsn < out->applied_lsn) out->last_lsn = out->applied_lsn;
   out->size = store_count(c->store);
   out->checkpoints = __atomic_load_n(&c->checkpoints, __ATOMIC_RELAXED);
   out->recovery = c->recovery;

@@ -33,11 +33,17 @@
  *     whose message says how to create it.
  *   - One process owns a WAL at a time (an advisory lock).  Several clients
  *     in one process on one WAL are refused as well.
- *   - A write that fails with SA_EIO has an unknown outcome: it is never
- *     visible half-applied, but its record may be found complete in the WAL
- *     on the next open and then it is applied whole.  After a failed
- *     fdatasync the client turns read-only until it is closed and opened
- *     again (it never retries an fsync and pretends success).
+ *   - A failed write is never visible half-applied.  When the WAL append
+ *     fails (SA_EIO, SA_ENOSPC) the bytes are truncated away and the client
+ *     stays writable; the write did not happen.  When the fdatasync fails the
+ *     outcome is unknown -- the record may be found whole in the WAL at the
+ *     next open and then applied whole -- and the client turns read-only
+ *     until it is closed and opened again (it never retries an fsync and
+ *     pretends success).  If the truncation itself fails, it turns
+ *     read-only too.
+ *   - Listing order is bytewise, except among keys longer than 480 bytes
+ *     that share their first 480 bytes (LMDB keys are at most 511 bytes):
+ *     those follow one another in a stable order by hash.
  *   - With auto_flush=false a write is acknowledged after write(2) and is
  *     only durable after the next periodic flush; results say durable=false.
  *   - Persistence is not synchronization: the outbox records sync work; the
@@ -135,7 +141,7 @@ typedef struct sa_options {
   uint32_t tick_interval_ms;  /* outbox tick period */
   uint32_t max_value_bytes;   /* largest accepted value */
   uint32_t max_batch_bytes;   /* largest accepted batch (keys + values) */
-  uint64_t wal_max_bytes;     /* WAL size bound; checkpoints keep it below */
+  uint64_t wal_max_bytes;     /* WAL size bound (at least 65536); checkpoints keep it below */
   uint64_t store_max_bytes;   /* LMDB map size: the store's size limit */
 
   /* Sync (outbox, tick thread, transport, discovery).  0 means the default. */
@@ -271,7 +277,10 @@ typedef struct sa_entry {
 } sa_entry;
 
 typedef struct sa_list {
-  sa_entry *items; /* count entries, sorted by key (bytewise) */
+  sa_entry *items; /* count entries, sorted by key: bytewise, except that keys
+                      longer than 480 bytes which share their first 480
+                      bytes follow each other in a stable, hash-based order
+                      (LMDB limits its keys to 511 bytes) */
   size_t count;
   bool more; /* true when keys after the last item match the prefix */
 } sa_list;
@@ -492,8 +501,9 @@ typedef int (*sa_wal_visit_fn)(const sa_wal_record *rec, void *ctx);
 
 /* Reads the WAL at path without modifying it and reports its state.  Calls
  * visit (may be NULL) for each valid record; a non-zero return stops the
- * scan.  Returns 0 when the file could be read (whatever its state: see
- * rep->state), or an error when it cannot be opened or has no valid header. */
+ * scan, and rep then describes only the records visited.  Returns 0 when
+ * the file could be read (whatever its state: see rep->state), or an error
+ * when it cannot be opened or has no valid header. */
 int sa_wal_scan(const char *path, sa_wal_visit_fn visit, void *ctx, sa_wal_report *rep,
                 sa_error *err);
 

@@ -65,6 +65,10 @@
  *      tail: acknowledgement follows the fdatasync of the whole record.
  *   6. The node replays every valid record above the store's applied LSN.
  *
+ * The header is rewritten in place at checkpoints (128 bytes inside the first
+ * 512-byte sector, which storage writes atomically, as SQLite also assumes
+ * for its headers); a header whose CRC fails makes the file unopenable.
+ *
  * Caveat: after a power loss a file system may persist the pages of the
  * last, unacknowledged write out of order, so a torn record can be followed
  * by a whole one from the same write.  The rule above then reports CORRUPT,
@@ -603,20 +607,40 @@ int wal_cut_tail(sa_wal *w, const sa_wal_report *rep, char *side, size_t side_le
     return sa_fail(err, SA_EIO, "cannot read the torn tail of WAL '%s': %s", w->path,
                    strerror(errno));
   }
-  snprintf(side, side_len, "%s.torn.%llu", w->path, (unsigned long long)sa_now_ms());
-  int fd = io->open(side, O_WRONLY | O_CREAT | O_EXCL, 0644);
-  int e = 0;
-  if (fd < 0 || wal_pwrite_all(fd, buf, n, 0) != 0 || io->fsync(fd) != 0) e = errno;
+  /* "<wal>.torn.<ms>", or "<wal>.torn.<ms>.<n>" when that name is taken
+   * (an earlier attempt in the same millisecond). */
+  uint64_t ms = sa_now_ms();
+  int fd = -1;
+  for (int i = 0; i < 100 && fd < 0; i++) {
+    if (i == 0)
+      snprintf(side, side_len, "%s.torn.%llu", w->path, (unsigned long long)ms);
+    else
+      snprintf(side, side_len, "%s.torn.%llu.%d", w->path, (unsigned long long)ms, i);
+    fd = io->open(side, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0 && errno != EEXIST) break;
+  }
+  int e = fd < 0 ? errno : 0;
+  if (fd >= 0 && (wal_pwrite_all(fd, buf, n, 0) != 0 || io->fsync(fd) != 0)) e = errno;
   if (fd >= 0) io->close(fd);
   free(buf);
-  if (e)
+  if (e) {
+    if (fd >= 0) io->unlink(side); /* open failed: leave no file behind */
     return sa_fail(err, sa_errno_code(e), "cannot keep the torn tail of WAL '%s' in '%s': %s",
                    w->path, side, strerror(e));
-  if (wal_fsync_dir(side) != 0 || io->ftruncate(w->fd, (off_t)rep->bad_offset) != 0 ||
-      io->fdatasync(w->fd) != 0) {
+  }
+  if (wal_fsync_dir(side) != 0) {
     e = errno;
-    return sa_fail(err, sa_errno_code(e), "cannot cut the torn tail of WAL '%s': %s", w->path,
-                   strerror(e));
+    io->unlink(side);
+    return sa_fail(err, sa_errno_code(e), "cannot keep the torn tail of WAL '%s' in '%s': %s",
+                   w->path, side, strerror(e));
+  }
+  /* From here the side file stays even on failure: the WAL may already be
+   * cut, and these bytes exist nowhere else. */
+  if (io->ftruncate(w->fd, (off_t)rep->bad_offset) != 0 || io->fdatasync(w->fd) != 0) {
+    e = errno;
+    return sa_fail(err, sa_errno_code(e),
+                   "cannot cut the torn tail of WAL '%s' (its bytes are kept in '%s'): %s", w->path,
+                   side, strerror(e));
   }
   __atomic_store_n(&w->size, rep->bad_offset, __ATOMIC_RELAXED);
   return 0;
@@ -758,7 +782,8 @@ int wal_scan_path(const char *path, sa_wal_visit_fn visit, void *ctx, sa_wal_rep
 int sa_wal_scan(const char *path, sa_wal_visit_fn visit, void *ctx, sa_wal_report *rep,
                 sa_error *err) {
   sa_wal_report local;
-  return wal_scan_path(path, visit, ctx, rep ? rep : &local, err);
+  int rc = wal_scan_path(path, visit, ctx, rep ? rep : &local, err);
+  return rc > 0 ? 0 : rc; /* the visitor stopped the scan: not an error */
 }
 
 static int wal_copy_file(int src, uint64_t size, const char *dst, sa_error *err) {

@@ -491,6 +491,70 @@ START_TEST(list_prefix_after_limit) {
 }
 END_TEST
 
+START_TEST(list_long_keys_sorted) {
+  /* The documented order (softadastra.h, sa_list): bytewise, except among
+   * keys longer than 480 bytes that share their first 480 bytes, which
+   * follow one another in a stable order.  Paging with `after` walks that
+   * same order and sees every key once. */
+  enum { NK = 5 };
+  static char k[NK][SA_KEY_MAX + 1];
+  memset(k[0], 'p', 600), strcpy(k[0] + 600, "a");
+  memset(k[1], 'p', 600), strcpy(k[1] + 600, "b");
+  memset(k[2], 'p', 600), strcpy(k[2] + 600, "c");
+  memset(k[3], 'p', 1023), strcpy(k[3] + 1023, "a");
+  memset(k[4], 'p', 479), strcpy(k[4] + 479, "q"); /* differs at byte 479: after them */
+  sa_client *c = tu_open(&opts);
+  static const int order[NK] = {2, 4, 0, 3, 1}; /* insertion order */
+  for (int i = 0; i < NK; i++) {
+    char v[64];
+    snprintf(v, sizeof v, "v%d", order[i]);
+    tu_put(c, k[order[i]], v);
+  }
+  sa_list all, l;
+  sa_error err = {0};
+  ck_assert_int_eq(sa_client_list(c, "", NULL, 10, true, &all, &err), SA_OK);
+  ck_assert_uint_eq(all.count, NK);
+  ck_assert_str_eq(all.items[NK - 1].key, k[4]);
+  int found[NK] = {0};
+  for (size_t i = 0; i < NK; i++)
+    for (int j = 0; j < NK; j++)
+      if (strcmp(all.items[i].key, k[j]) == 0) {
+        char v[64];
+        snprintf(v, sizeof v, "v%d", j);
+        ck_assert_str_eq(all.items[i].data, v);
+        found[j]++;
+      }
+  for (int j = 0; j < NK; j++)
+    ck_assert_int_eq(found[j], 1);
+
+  const char *after = NULL;
+  size_t seen = 0;
+  for (int page = 0; page < 3; page++) {
+    ck_assert_int_eq(sa_client_list(c, "", after, 2, true, &l, &err), SA_OK);
+    for (size_t i = 0; i < l.count; i++, seen++)
+      ck_assert_msg(seen < NK && strcmp(l.items[i].key, all.items[seen].key) == 0,
+                    "page %d item %zu differs from the full listing", page, i);
+    ck_assert_int_eq(l.more, page < 2);
+    after = seen > 0 ? all.items[seen - 1].key : NULL;
+    sa_list_free(&l);
+  }
+  ck_assert_uint_eq(seen, NK);
+
+  /* A 600-byte prefix selects the four keys that have it. */
+  char prefix[601];
+  memset(prefix, 'p', 600);
+  prefix[600] = 0;
+  ck_assert_int_eq(sa_client_list(c, prefix, NULL, 10, false, &l, &err), SA_OK);
+  ck_assert_uint_eq(l.count, 4);
+  for (size_t i = 0; i < l.count; i++)
+    ck_assert_str_eq(l.items[i].key, all.items[i].key);
+  ck_assert(!l.more);
+  sa_list_free(&l);
+  sa_list_free(&all);
+  sa_client_close(c);
+}
+END_TEST
+
 START_TEST(long_keys_sharing_a_prefix) {
   /* Twenty keys of 600+ bytes that differ only after byte 500: each is its
    * own key for put, get, versions, CAS, remove, batch, and replay. */
@@ -781,6 +845,117 @@ START_TEST(concurrent_writers_one_key) {
   ck_assert_uint_eq(v.lsn, best);
   ck_assert_str_eq(v.data, want);
   sa_value_free(&v);
+  sa_client_close(c);
+}
+END_TEST
+
+/* Readers next to writers: every value read is whole (one write's bytes),
+ * versions never go back, listings are sorted. */
+enum { RW_KEYS = 16, RW_ROUNDS = 30 };
+
+typedef struct rw_arg {
+  sa_client *c;
+  int id;
+  volatile int *stop;
+  int errors;
+  char why[200];
+} rw_arg;
+
+static void rw_value(char *out, size_t cap, int key, int round) {
+  int n = snprintf(out, cap, "k%02d:", key);
+  for (int i = 0; i < 20 + round % 50 && (size_t)n + 8 < cap; i++)
+    n += snprintf(out + n, cap - (size_t)n, "%06d|", round);
+}
+
+static void *rw_writer(void *p) {
+  rw_arg *a = p;
+  for (int r = 0; r < RW_ROUNDS; r++)
+    for (int k = a->id; k < RW_KEYS; k += 2) {
+      char key[16], v[512];
+      snprintf(key, sizeof key, "rw/%02d", k);
+      rw_value(v, sizeof v, k, r);
+      if (sa_client_put(a->c, key, v, NULL) != SA_OK) a->errors++;
+    }
+  return NULL;
+}
+
+static void *rw_reader(void *p) {
+  rw_arg *a = p;
+  uint64_t seen[RW_KEYS] = {0};
+  while (!__atomic_load_n(a->stop, __ATOMIC_ACQUIRE) && a->errors == 0) {
+    for (int k = 0; k < RW_KEYS; k++) {
+      char key[16];
+      snprintf(key, sizeof key, "rw/%02d", k);
+      sa_value v = {0};
+      int rc = sa_client_get(a->c, key, &v, NULL);
+      if (rc == SA_ENOTFOUND) continue;
+      int round = -1;
+      if (rc != SA_OK || sscanf(v.data + 4, "%06d", &round) != 1) {
+        snprintf(a->why, sizeof a->why, "get %s: rc %d", key, rc);
+        a->errors++;
+      } else {
+        char want[512];
+        rw_value(want, sizeof want, k, round);
+        if (strcmp(v.data, want) != 0 || v.len != strlen(want) || v.version < seen[k]) {
+          snprintf(a->why, sizeof a->why, "%s: torn or stale value (version %llu after %llu)", key,
+                   (unsigned long long)v.version, (unsigned long long)seen[k]);
+          a->errors++;
+        }
+        seen[k] = v.version;
+      }
+      sa_value_free(&v);
+    }
+    sa_list l;
+    if (sa_client_list(a->c, "rw/", NULL, 100, true, &l, NULL) == SA_OK) {
+      for (size_t i = 1; i < l.count; i++)
+        if (strcmp(l.items[i - 1].key, l.items[i].key) >= 0) {
+          snprintf(a->why, sizeof a->why, "listing not sorted");
+          a->errors++;
+        }
+      sa_list_free(&l);
+    } else {
+      snprintf(a->why, sizeof a->why, "list failed");
+      a->errors++;
+    }
+    sa_status st;
+    int rc = sa_client_status(a->c, &st, NULL);
+    if (rc != SA_OK || st.applied_lsn > st.last_lsn) {
+      snprintf(a->why, sizeof a->why, "status: rc %d, applied_lsn %llu > last_lsn %llu", rc,
+               (unsigned long long)st.applied_lsn, (unsigned long long)st.last_lsn);
+      a->errors++;
+    }
+  }
+  return NULL;
+}
+
+START_TEST(readers_beside_writers) {
+  sa_client *c = tu_open(&opts);
+  volatile int stop = 0;
+  rw_arg w[2], r[2];
+  pthread_t tw[2], tr[2];
+  for (int i = 0; i < 2; i++) {
+    r[i] = (rw_arg){c, i, &stop, 0, ""};
+    ck_assert_int_eq(pthread_create(&tr[i], NULL, rw_reader, &r[i]), 0);
+  }
+  for (int i = 0; i < 2; i++) {
+    w[i] = (rw_arg){c, i, &stop, 0, ""};
+    ck_assert_int_eq(pthread_create(&tw[i], NULL, rw_writer, &w[i]), 0);
+  }
+  for (int i = 0; i < 2; i++)
+    pthread_join(tw[i], NULL);
+  __atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+  for (int i = 0; i < 2; i++)
+    pthread_join(tr[i], NULL);
+  for (int i = 0; i < 2; i++) {
+    ck_assert_int_eq(w[i].errors, 0);
+    ck_assert_msg(r[i].errors == 0, "reader %d: %s", i, r[i].why);
+  }
+  for (int k = 0; k < RW_KEYS; k++) {
+    char key[16], want[512];
+    snprintf(key, sizeof key, "rw/%02d", k);
+    rw_value(want, sizeof want, k, RW_ROUNDS - 1);
+    tu_expect_str(c, key, want);
+  }
   sa_client_close(c);
 }
 END_TEST
@@ -1181,12 +1356,14 @@ static Suite *client_suite(void) {
   tcase_add_test(tc, batch_is_one_record);
   tcase_add_test(tc, batch_rejected_logs_nothing);
   tcase_add_test(tc, list_prefix_after_limit);
+  tcase_add_test(tc, list_long_keys_sorted);
   tcase_add_test(tc, long_keys_sharing_a_prefix);
   tcase_add_test(tc, memory_node);
   tcase_add_test(tc, status_fields);
   tcase_add_test(tc, sync_state_outbox);
   tcase_add_test(tc, concurrent_writers_share_fdatasync);
   tcase_add_test(tc, concurrent_writers_one_key);
+  tcase_add_test(tc, readers_beside_writers);
   suite_add_tcase(s, tc);
 
   TCase *te = tcase_create("errors");

@@ -259,6 +259,26 @@ START_TEST(enospc_at_fdatasync) {
 }
 END_TEST
 
+START_TEST(flush_refused_when_read_only) {
+  /* "sa_client_flush: SA_EREADONLY after a failed fdatasync" (softadastra.h),
+   * without another fdatasync. */
+  tu_fault_install();
+  sa_client *c = tu_open(&opts);
+  tu_put(c, "a", "1");
+  tu_fault_arm(TU_FDATASYNC, EIO, 0, 1);
+  ck_assert_int_eq(sa_client_put(c, "b", "2", NULL), SA_EIO);
+  tu_fault_disarm();
+  ck_assert(tu_status(c).read_only);
+  long syncs = tu_fault_calls(TU_FDATASYNC);
+  sa_error err = {0};
+  int rc = sa_client_flush(c, &err);
+  ck_assert_msg(rc == SA_EREADONLY, "flush on a read-only node: expected SA_EREADONLY, got %d", rc);
+  ck_assert_msg(err.message[0] != '\0', "SA_EREADONLY needs a message");
+  ck_assert_int_eq(tu_fault_calls(TU_FDATASYNC), syncs);
+  sa_client_close(c);
+}
+END_TEST
+
 enum { WRITERS = 4, PER_WRITER = 60 };
 
 typedef struct writer {
@@ -463,6 +483,82 @@ END_TEST
 
 /* ---- every call of a recovering open ------------------------------------ */
 
+START_TEST(open_fails_cleanly_at_every_call) {
+  /* A WAL with a torn tail and a store that lost its last commits: open
+   * cuts the tail into a side file and replays. */
+  sa_client *c = tu_open(&opts);
+  tu_put(c, "a", "1");
+  char store[TU_PATH_MAX], old[TU_PATH_MAX];
+  snprintf(store, sizeof store, "%s", tu_status(c).store_path);
+  sa_client_close(c);
+  tu_path(old, dir, "store-copy");
+  tu_copy(store, old);
+  c = tu_open(&opts);
+  tu_put(c, "b", "2");
+  tu_put(c, "c", "3");
+  sa_client_close(c);
+  tu_append(wal, "\0\0\0\0torn", 8);
+  size_t wlen;
+  unsigned char *wbytes = tu_read(wal, &wlen);
+
+  /* How many calls does a good open make? */
+  char sub[TU_PATH_MAX], path[TU_PATH_MAX], spath[TU_PATH_MAX];
+  tu_mkdir(sub);
+  tu_path(path, sub, "node-1.wal");
+  tu_path(spath, sub, "node-1.mdb");
+  tu_write(path, wbytes, wlen);
+  tu_copy(old, spath);
+  sa_options o = sa_options_persistent("node-1", path);
+  tu_fault_install();
+  c = tu_open(&o);
+  long calls = tu_fault_total();
+  sa_client_close(c);
+  tu_rmrf(sub);
+  ck_assert_int_gt(calls, 3);
+
+  for (long k = 0; k < calls; k++) {
+    tu_mkdir(sub);
+    tu_path(path, sub, "node-1.wal");
+    tu_path(spath, sub, "node-1.mdb");
+    tu_write(path, wbytes, wlen);
+    tu_copy(old, spath);
+    o = sa_options_persistent("node-1", path);
+
+    tu_fault_install();
+    tu_fault_arm(TU_NCALLS, EIO, k, 1);
+    c = NULL;
+    sa_error err = {0};
+    int rc = sa_client_open(&c, &o, &err);
+    if (rc == SA_OK) {
+      ck_assert_ptr_nonnull(c);
+      sa_client_close(c);
+    } else {
+      ck_assert_msg(c == NULL, "call %ld: failed open left a client", k + 1);
+      ck_assert_msg(err.message[0] != '\0', "call %ld: failed open without a message", k + 1);
+      ck_assert_int_eq(err.code, rc);
+    }
+
+    /* Whatever happened, a good open now finds everything. */
+    char failed[64];
+    snprintf(failed, sizeof failed, "%s", tu_fault_last_failed());
+    tu_fault_disarm();
+    sa_io_set(NULL);
+    c = NULL;
+    memset(&err, 0, sizeof err);
+    rc = sa_client_open(&c, &o, &err);
+    ck_assert_msg(rc == SA_OK, "after EIO at call %ld of open (%s): reopen gave %d %s", k + 1,
+                  failed, rc, err.message);
+    tu_expect_str(c, "a", "1");
+    tu_expect_str(c, "b", "2");
+    tu_expect_str(c, "c", "3");
+    ck_assert_uint_eq(sa_client_size(c), 3);
+    sa_client_close(c);
+    tu_rmrf(sub);
+  }
+  free(wbytes);
+}
+END_TEST
+
 static Suite *faults_suite(void) {
   Suite *s = suite_create("faults");
   TCase *tc = tcase_create("faults");
@@ -474,12 +570,14 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, short_writes);
   tcase_add_test(tc, eio_at_fdatasync);
   tcase_add_test(tc, enospc_at_fdatasync);
+  tcase_add_test(tc, flush_refused_when_read_only);
   tcase_add_test(tc, fdatasync_fails_under_concurrent_writers);
   tcase_add_test(tc, eio_at_store_commit);
   tcase_add_test(tc, enospc_at_store_commit);
   tcase_add_test(tc, store_map_full);
   tcase_add_test(tc, background_flush_runs);
   tcase_add_test(tc, background_flush_failure_turns_read_only);
+  tcase_add_test(tc, open_fails_cleanly_at_every_call);
   suite_add_tcase(s, tc);
   return s;
 }

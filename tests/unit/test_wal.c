@@ -193,6 +193,28 @@ START_TEST(scan_clean_wal) {
 }
 END_TEST
 
+START_TEST(scan_visitor_can_stop) {
+  /* "a non-zero return stops the scan.  Returns 0 when the file could be
+   * read" (softadastra.h). */
+  sa_client *c = tu_open(&opts);
+  for (int i = 0; i < 5; i++) {
+    char k[32], v[64];
+    key_of(k, i);
+    value_of(v, i);
+    tu_put(c, k, v);
+  }
+  sa_client_close(c);
+  recs part;
+  memset(&part, 0, sizeof part);
+  part.stop_after = 2;
+  sa_wal_report rep;
+  sa_error err = {0};
+  ck_assert_int_eq(sa_wal_scan(wal, collect, &part, &rep, &err), SA_OK);
+  ck_assert_uint_eq(part.n, 2);
+  ck_assert_str_eq(rep.node_id, "node-1");
+}
+END_TEST
+
 START_TEST(scan_refuses_non_wal) {
   char path[TU_PATH_MAX];
   sa_wal_report rep;
@@ -859,6 +881,7 @@ static Suite *wal_suite(void) {
   tcase_add_checked_fixture(tc, setup, NULL);
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, scan_clean_wal);
+  tcase_add_test(tc, scan_visitor_can_stop);
   tcase_add_test(tc, scan_refuses_non_wal);
   tcase_add_test(tc, empty_existing_file_opens);
   suite_add_tcase(s, tc);
