@@ -1,0 +1,190 @@
+// dashboard.test.mjs -- the dashboard in a real browser: Debian's chromium
+// driven by playwright-core, against a real `softadastra serve` on 127.0.0.1
+// with an auth token.
+//
+// It checks that the page loads under its Content-Security-Policy without a
+// single violation, asks for the token and then shows status, WAL and sync;
+// that a key written through the page's form shows up in the key browser
+// (prefix search, paging); that a key written with curl appears live in the
+// changes list without a reload; that a delete through the form shows as a
+// delete.  It saves a screenshot (dashboard.png) in the output directory.
+//
+// Usage: node dashboard.test.mjs SOFTADASTRA_BIN OUT_DIR
+// Every wait is bounded (WAIT_MS); a wait that runs out is a failure.
+import { chromium } from 'playwright-core';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, readFileSync, mkdirSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import assert from 'node:assert/strict';
+
+const WAIT_MS = 20000;
+const TOKEN = 'browser-test-token';
+const [bin, outDir] = process.argv.slice(2);
+if (!bin || !outDir) {
+  console.error('usage: node dashboard.test.mjs SOFTADASTRA_BIN OUT_DIR');
+  process.exit(2);
+}
+mkdirSync(outDir, { recursive: true });
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---- the node ---------------------------------------------------------------
+
+const work = mkdtempSync(join(tmpdir(), 'sa-browser-'));
+const node = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data-dir', join(work, 'data'),
+  '--node-id', 'browser-node', '--auth-token', TOKEN], { stdio: ['ignore', 'pipe', 'pipe'] });
+let nodeOut = '';
+let nodeErr = '';
+node.stdout.on('data', (d) => { nodeOut += d; });
+node.stderr.on('data', (d) => { nodeErr += d; });
+let nodeExit = null;
+node.on('exit', (code, sig) => { nodeExit = { code, sig }; });
+
+async function nodeUrl() {
+  const end = Date.now() + WAIT_MS;
+  while (Date.now() < end) {
+    const m = nodeOut.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    if (m) return m[1];
+    if (nodeExit) throw new Error('the node exited: ' + nodeErr);
+    await sleep(20);
+  }
+  throw new Error('the node printed no start line: ' + nodeErr);
+}
+
+function curl(url, method, path, body, type) {
+  const args = ['-fsS', '--max-time', '10', '-X', method, '-H', 'Authorization: Bearer ' + TOKEN];
+  if (type) args.push('-H', 'Content-Type: ' + type);
+  if (body !== undefined) args.push('--data-binary', body);
+  return execFileSync('curl', [...args, url + path], { encoding: 'utf8' });
+}
+
+async function stopNode() {
+  if (nodeExit) return nodeExit;
+  node.kill('SIGTERM');
+  const end = Date.now() + WAIT_MS;
+  while (!nodeExit && Date.now() < end) await sleep(20);
+  if (!nodeExit) {
+    node.kill('SIGKILL');
+    throw new Error('the node did not stop on SIGTERM');
+  }
+  return nodeExit;
+}
+
+// ---- the test ---------------------------------------------------------------
+
+let context = null;
+const userDataDir = mkdtempSync(join(tmpdir(), 'sa-chromium-'));
+let failed = false;
+try {
+  const url = await nodeUrl();
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+    viewport: { width: 1280, height: 900 },
+    timeout: WAIT_MS,
+  });
+  context.setDefaultTimeout(WAIT_MS);
+  const page = context.pages()[0] || await context.newPage();
+  const problems = [];
+  page.on('console', (m) => { if (m.type() === 'error' && !/401/.test(m.text())) problems.push('console: ' + m.text()); });
+  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  await page.exposeFunction('__cspViolation', (d) => problems.push('CSP violation: ' + d));
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation',
+      (e) => window.__cspViolation(e.violatedDirective + ' ' + e.blockedURI));
+  });
+
+  // The page, its headers, and the token prompt.
+  const resp = await page.goto(url + '/');
+  assert.equal(resp.status(), 200);
+  const csp = resp.headers()['content-security-policy'] || '';
+  assert.match(csp, /script-src 'self'/);
+  assert.doesNotMatch(csp, /unsafe-inline/);
+  await page.waitForSelector('#auth:not(.hidden)');
+  await page.fill('#token', TOKEN);
+  await page.click('#auth button[type=submit]');
+  await page.waitForFunction(() => document.getElementById('node-id').textContent === 'browser-node');
+  const walText = await page.textContent('#wal');
+  assert.match(walText, /browser-node\.wal/);
+  assert.match(walText, /fdatasync/);
+  assert.match(await page.textContent('#sync'), /outbox/);
+  await page.waitForFunction(() => document.getElementById('live').textContent === 'live');
+
+  // A key through the form shows up in the key browser.
+  await page.evaluate(() => { window.__noReload = true; });
+  await page.fill('#put-key', 'browser/hello');
+  await page.fill('#put-value', 'from the form');
+  await page.click('#put-btn');
+  await page.waitForSelector('#keys tr[data-key="browser/hello"]');
+  assert.match(await page.textContent('#write-result'), /Stored browser\/hello at LSN 1/);
+
+  // A key written with curl appears live in the changes list, no reload.
+  curl(url, 'PUT', '/v1/store/curl%2Flive', 'from curl');
+  await page.waitForSelector('#changes tr[data-key="curl/live"]');
+  assert.equal(await page.evaluate(() => window.__noReload), true, 'the page reloaded');
+  const row = await page.textContent('#changes tr[data-key="curl/live"]');
+  assert.match(row, /^2put/);
+
+  // Prefix search and paging (20 keys a page).
+  const ops = [];
+  for (let i = 0; i < 25; i++) ops.push({ op: 'put', key: 'page/' + String(i).padStart(2, '0'), value: 'v' });
+  curl(url, 'POST', '/v1/batch', JSON.stringify({ ops }), 'application/json');
+  await page.fill('#prefix', 'page/');
+  await page.click('#search-btn');
+  await page.waitForSelector('#keys tr[data-key="page/19"]');
+  assert.equal(await page.locator('#keys tr').count(), 20);
+  await page.click('#next-btn');
+  await page.waitForSelector('#keys tr[data-key="page/24"]');
+  assert.equal(await page.locator('#keys tr').count(), 5);
+  assert.match(await page.textContent('#keys-info'), /Page 2: 5 keys/);
+  await page.click('#first-btn');
+  await page.waitForSelector('#keys tr[data-key="page/00"]');
+  await page.waitForSelector('#changes tr[data-key="page/24"]'); // the batch came live too
+
+  // A delete through the form.
+  await page.fill('#prefix', '');
+  await page.click('#search-btn');
+  await page.fill('#put-key', 'browser/hello');
+  await page.click('#del-btn');
+  await page.waitForFunction(() => [...document.querySelectorAll('#changes tr[data-key="browser/hello"]')]
+    .some((tr) => tr.children[1].textContent === 'delete'));
+  await page.waitForFunction(() => !document.querySelector('#keys tr[data-key="browser/hello"]'));
+  await page.fill('#prefix', 'settings/');
+  await page.click('#search-btn');
+  await page.fill('#put-key', 'settings/theme');
+  await page.fill('#put-value', 'dark');
+  await page.click('#put-btn');
+  await page.waitForSelector('#keys tr[data-key="settings/theme"]');
+  await page.fill('#prefix', '');
+  await page.click('#search-btn');
+  await page.waitForSelector('#keys tr[data-key="page/00"]');
+  await page.waitForSelector('#changes tr[data-key="settings/theme"]');
+  // form put 1, curl put 2, the batch 3 (one LSN), form delete 4, form put 5:
+  // the WAL card follows the live feed.
+  await page.waitForFunction(() => document.querySelector('#wal dd:last-of-type').textContent === '5');
+
+  assert.deepEqual(problems, [], 'problems in the page');
+  const shot = join(outDir, 'dashboard.png');
+  await page.screenshot({ path: shot, fullPage: true });
+  assert.ok(existsSync(shot) && readFileSync(shot).length > 1000);
+  console.log('screenshot: ' + shot);
+} catch (e) {
+  failed = true;
+  console.error('FAIL: ' + (e && e.stack ? e.stack : e));
+  try {
+    const pages = context ? context.pages() : [];
+    if (pages[0]) await pages[0].screenshot({ path: join(outDir, 'dashboard-failure.png'), fullPage: true });
+  } catch (e2) { /* the failure above is what matters */ }
+  console.error('node stderr:\n' + nodeErr);
+} finally {
+  if (context) await context.close().catch(() => {});
+  const ex = await stopNode().catch((e) => { failed = true; console.error('FAIL: ' + e.message); return null; });
+  if (ex && ex.code !== 0) { failed = true; console.error('FAIL: the node exited with ' + JSON.stringify(ex)); }
+  rmSync(userDataDir, { recursive: true, force: true });
+  rmSync(work, { recursive: true, force: true });
+}
+console.log(failed ? 'browser test: FAILED' : 'browser test: PASSED');
+process.exit(failed ? 1 : 0);
