@@ -46,6 +46,8 @@ P_ETCD=$((PORT_BASE + 2))
 P_ETCD_PEER=$((PORT_BASE + 3))
 P_REDIS=$((PORT_BASE + 4))
 P_CEIL=$((PORT_BASE + 5))
+P_WIDE=$((PORT_BASE + 6))
+WIDE_THREADS=${BENCH_WIDE_THREADS:-64}  # 0: no wide variant
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -145,6 +147,7 @@ OURS_PID=""
 ETCD_PID=""
 REDIS_PID=""
 CEIL_PID=""
+WIDE_PID=""
 
 start_ours() {
   mkdir -p "$WORK/ours"
@@ -153,6 +156,18 @@ start_ours() {
   OURS_PID=$!
   PIDS+=("$OURS_PID")
   wait_http "http://127.0.0.1:$P_OURS/readyz" "$OURS_PID" 20 || { cat "$WORK/ours.log" >&2; die "our node did not start"; }
+}
+
+# A second node with a larger HTTP thread pool (PUT cells only): with the
+# default 4 threads, each blocked in a durable put, at most 4 writes reach the
+# group commit at once whatever the client concurrency.
+start_ours_wide() {
+  mkdir -p "$WORK/ours-wide"
+  "$SOFTADASTRA" serve --listen "127.0.0.1:$P_WIDE" --data-dir "$WORK/ours-wide" --threads "$WIDE_THREADS" \
+    --log-level warn >"$WORK/ours-wide.log" 2>&1 &
+  WIDE_PID=$!
+  PIDS+=("$WIDE_PID")
+  wait_http "http://127.0.0.1:$P_WIDE/readyz" "$WIDE_PID" 20 || { cat "$WORK/ours-wide.log" >&2; die "the wide node did not start"; }
 }
 
 start_ceiling() {
@@ -339,7 +354,7 @@ ours_put_cell() {
 # ---- recovery -------------------------------------------------------------------
 REC_TXT=""
 run_recovery() {
-  local d=$WORK/recovery out gen rep raw rawn
+  local d=$WORK/recovery-data out gen rep raw rawn
   mkdir -p "$d"
   log "recovery: writing a $RECORDS-record WAL through the core API (auto_flush off)"
   gen=$(timeout 900 "$WORK/recovery" gen "$d" "$RECORDS" 16) || die "recovery gen failed"
@@ -387,9 +402,10 @@ report() {
   echo "== Softadastra node benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r)"
   echo "data dirs on: $(df -T "$WORK" | awk 'NR == 2 {print $2, $1}')"
+  echo "load average: $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine adds noise)"
   echo "load: $DUR s per cell, keys over $NKEYS, $VALUE-byte values; wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}') (threads = min(2, c)) beside the servers on the same cores"
   [ "$SMOKE" = 1 ] || echo "peers: $(etcd --version 2>/dev/null | awk 'NR == 1 {print "etcd " $3}') (v2 API), $(redis-server --version | awk '{print $1, $3}') (AOF; redis-benchmark, 1 client thread, no pipelining)"
-  echo "ours: softadastra serve, auto_flush on (durable), $SRV_THREADS HTTP threads; ceiling: bare libmicrohttpd, same daemon settings, 100-byte body"
+  echo "ours: softadastra serve, auto_flush on (durable), $SRV_THREADS HTTP threads (ours-tN: the same with --threads N, PUT only); ceiling: bare libmicrohttpd, same daemon settings, 100-byte body"
   echo
   printf '%-16s %-4s %4s %12s %10s %10s %7s\n' system op c "req/s" "p50 ms" "p99 ms" errors
   awk -F'\t' '{ printf "%-16s %-4s %4s %12.0f %10.3f %10.3f %7s\n", $1, $2, $3, $4, $5, $6, $7 }' "$RESULTS"
@@ -401,6 +417,13 @@ report() {
       " 16 " | " 64 ") ratio_line "PUT c$c / redis-always SET" "$(get_cell ours put "$c" 4)" "$(get_cell redis-always put "$c" 4)" 1.0 ;;
     esac
   done
+  if [ -n "$WIDE_PID" ]; then
+    for c in $CONCS; do
+      case " $c " in
+        " 16 " | " 64 ") ratio_line "PUT c$c, ours-t$WIDE_THREADS / redis-always SET (informative)" "$(get_cell "ours-t$WIDE_THREADS" put "$c" 4)" "$(get_cell redis-always put "$c" 4)" - ;;
+      esac
+    done
+  fi
   for c in $CONCS; do
     ratio_line "PUT c$c / redis-everysec SET (informative)" "$(get_cell ours put "$c" 4)" "$(get_cell redis-everysec put "$c" 4)" -
   done
@@ -439,6 +462,7 @@ report() {
 # ---- main -------------------------------------------------------------------------
 main() {
   install_deps
+  LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
   local tmpbase=${BENCH_TMPDIR:-/var/tmp}
   WORK=$(mktemp -d "$tmpbase/sa-bench.XXXXXX")
   rm -f "$RESULTS"
@@ -447,7 +471,7 @@ main() {
   build
   probe_perf
   local p
-  for p in "$P_OURS" "$P_ETCD" "$P_ETCD_PEER" "$P_REDIS" "$P_CEIL"; do
+  for p in "$P_OURS" "$P_ETCD" "$P_ETCD_PEER" "$P_REDIS" "$P_CEIL" "$P_WIDE"; do
     port_free "$p" || die "port $p on 127.0.0.1 is in use (set BENCH_PORT_BASE)"
   done
 
@@ -459,6 +483,7 @@ main() {
   idle_detail="anon $(rss_kb "$OURS_PID" RssAnon) kB, file $(rss_kb "$OURS_PID" RssFile) kB"
   start_ceiling
   if [ "$SMOKE" != 1 ]; then
+    [ "$WIDE_THREADS" = 0 ] || start_ours_wide
     start_etcd
     start_redis
   fi
@@ -485,6 +510,7 @@ main() {
     # measured minutes apart at most, in the same run
     ours_put_cell "$c"
     wrk_cell ours get "$c" "$P_OURS"
+    [ -z "$WIDE_PID" ] || wrk_cell ours put "$c" "$P_WIDE" "ours-t$WIDE_THREADS"
     if [ "$SMOKE" != 1 ]; then
       wrk_cell etcd put "$c" "$P_ETCD"
       wrk_cell etcd get "$c" "$P_ETCD"
@@ -516,9 +542,9 @@ main() {
   )
 
   log "stopping the servers"
-  for p in "$OURS_PID" "$CEIL_PID" "$ETCD_PID" "$REDIS_PID"; do [ -z "$p" ] || stop_pid "$p"; done
+  for p in "$OURS_PID" "$WIDE_PID" "$CEIL_PID" "$ETCD_PID" "$REDIS_PID"; do [ -z "$p" ] || stop_pid "$p"; done
 
-  if [ "$RECORDS" != 0 ]; then run_recovery; fi
+  if [ "$RECORDS" != 0 ]; then run_recovery || REC_TXT="  recovery benchmark failed (see the log above)"; fi
 
   if [ -n "${BENCH_OUT:-}" ]; then
     report | tee "$BENCH_OUT"
