@@ -253,6 +253,11 @@ START_TEST(test_wal_tools) {
   free(out);
   free(err);
   ck_assert_int_eq(e2e_node_start(&n, NULL, NULL, NULL), 0);
+  /* repair refuses a WAL a running node holds */
+  ck_assert_int_eq(e2e_cli(NULL, repair, NULL, &out, &err), 1);
+  has(err, "lock");
+  free(out);
+  free(err);
   ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0);
 
   const char *missing[] = {"wal", "verify", "/nonexistent/x.wal", NULL};
