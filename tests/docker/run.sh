@@ -14,8 +14,10 @@
 #   5. starts a new container on the same volume, reads the keys back over
 #      HTTP and with the in-image CLI, waits for the HEALTHCHECK to report
 #      healthy, stops it;
-#   6. starts one with the image defaults (0.0.0.0:8080 in its own network
-#      namespace, --network=none) on the same volume: healthy, keys there.
+#   6. backs the volume up with tar (node stopped) and restores it into a
+#      new volume, as docker/README.md shows;
+#   7. starts one with the image defaults (0.0.0.0:8080 in its own network
+#      namespace, --network=none) on the restored volume: healthy, keys there.
 #
 # Prints PASS/FAIL lines and "docker: N passed, N failed"; exits 1 on any
 # failure.  Exits 0 with "SKIPPED: <reason>" only when no Docker daemon can be
@@ -97,10 +99,10 @@ cleanup() {
     docker volume rm -f "$v" >/dev/null 2>&1
   done
   if [ -n "$IMAGES_BEFORE" ] && [ "${SA_DOCKER_KEEP_IMAGE:-0}" != 1 ]; then
-    # The built image (tag and ID), then every image the build made (the
-    # intermediate images of both stages): new IDs only, never older ones.
+    # The tag of the built image, then every image the build made (the
+    # final and intermediate images of both stages): new IDs only, never one
+    # that was there before (a build entirely from cache gives an old ID).
     [ -n "$IMAGE_TAG" ] && docker rmi "$IMAGE_TAG" >/dev/null 2>&1
-    [ -n "$IMAGE_ID" ] && docker rmi "$IMAGE_ID" >/dev/null 2>&1
     local pass_no
     for pass_no in 1 2 3 4 5; do
       left=0
@@ -372,10 +374,11 @@ run_node() { # NAME [docker run options...]
   local name="$1"
   shift
   CONTAINERS+=("$name")
-  docker run -d --name "$name" -v "$VOL:/data" --read-only --cap-drop ALL \
+  docker run -d --name "$name" -v "$NODE_VOL:/data" --read-only --cap-drop ALL \
     --security-opt no-new-privileges -e SOFTADASTRA_NODE_ID=docker-test "$@" "$IMAGE_ID" >/dev/null
 }
 
+NODE_VOL="$VOL"
 A="$RUN_ID-a"
 run_node "$A" --network=host -e "SOFTADASTRA_LISTEN=127.0.0.1:$PORT" || fatal "docker run (first container)"
 wait_http "$A" || fatal "first container: node does not answer on 127.0.0.1:$PORT"
@@ -412,18 +415,39 @@ if wait_http "$B"; then
   [ "$cli" = "$VAL1" ] && ok "second container: the in-image CLI reads the key" ||
     bad "second container: softadastra store get gave '$cli'"
   wait_healthy "$B" "second container"
+  # Not vacuous: the same check against a port where nothing listens fails.
+  docker exec -e SOFTADASTRA_LISTEN=127.0.0.1:1 "$B" softadastra-healthcheck >/dev/null 2>&1
+  rc=$?
+  [ "$rc" = 1 ] && ok "second container: the healthcheck exits 1 when no node answers" ||
+    bad "second container: the healthcheck against a dead port exited $rc, want 1"
   not_root "$B" "second container"
   stop_graceful "$B" "second container"
 else
   bad "second container: node does not answer on 127.0.0.1:$PORT"
 fi
 
-# ---- 6. image defaults: 0.0.0.0:8080 in the container's own namespace --------
+# ---- 6. backup and restore of the volume, as in docker/README.md ------------
+VOL2="$RUN_ID-restored"
+docker volume create "$VOL2" >/dev/null || fatal "docker volume create (restore)"
+VOLUMES+=("$VOL2")
+CONTAINERS+=("$RUN_ID-backup" "$RUN_ID-restore")
+if docker run --rm --name "$RUN_ID-backup" --network=none -v "$VOL:/data:ro" --entrypoint tar \
+  "$IMAGE_ID" -C /data -cf - . >"$WORK/backup.tar" &&
+  docker run --rm -i --name "$RUN_ID-restore" --network=none -v "$VOL2:/data" --entrypoint tar \
+    "$IMAGE_ID" -C /data -xf - <"$WORK/backup.tar"; then
+  ok "volume backed up ($(($(stat -c %s "$WORK/backup.tar") / 1024)) KiB tar) and restored into a new volume"
+else
+  bad "backup/restore of the volume with tar"
+fi
+
+# ---- 7. image defaults (0.0.0.0:8080 in the container's own network
+# namespace) on the restored volume ---------------------------------------------
+NODE_VOL="$VOL2"
 C="$RUN_ID-c"
 if run_node "$C" --network=none; then
   wait_healthy "$C" "default settings (--network=none, 0.0.0.0:8080)"
   cli="$(docker exec "$C" softadastra store get "$KEY1" --raw 2>&1)"
-  [ "$cli" = "$VAL1" ] && ok "default settings: key there, CLI on the default URL" ||
+  [ "$cli" = "$VAL1" ] && ok "default settings: key there after the restore, CLI on the default URL" ||
     bad "default settings: softadastra store get gave '$cli'"
   stop_graceful "$C" "default settings"
 else
