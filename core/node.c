@@ -136,6 +136,9 @@ struct sa_client {
   bool tick_stop, tick_kick;   /* under tmu */
   pthread_mutex_t tick_serial; /* one tick at a time (thread or caller) */
 
+  sa_stats stats;   /* writer-updated counters, read with atomics */
+  uint64_t sync_ns; /* total fdatasync time (stats.sync_seconds at read) */
+
   /* Written by the writer, read by anyone (atomics). */
   uint64_t obx_count[4]; /* outbox entries per state */
   uint64_t obx_pruned, obx_retries, ticks, last_tick_ms;
@@ -451,6 +454,32 @@ static void node_process_outbox(sa_client *c, wreq *r) {
   node_apply_delta(c, &d);
 }
 
+const double sa_stats_sync_bounds[SA_STATS_SYNC_BUCKETS - 1] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 1.0};
+const double sa_stats_group_bounds[SA_STATS_GROUP_BUCKETS - 1] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+
+static void stat_add(uint64_t *p, uint64_t v) {
+  __atomic_add_fetch(p, v, __ATOMIC_RELAXED);
+}
+
+static void stat_hist(uint64_t *hist, const double *bounds, int nb, double v) {
+  int i = 0;
+  while (i < nb && v > bounds[i])
+    i++;
+  stat_add(&hist[i], 1);
+}
+
+/* wal_sync, timed into the statistics. */
+static int node_wal_sync(sa_client *c, sa_error *err) {
+  uint64_t t0 = sa_mono_ns();
+  int rc = wal_sync(c->wal, err);
+  uint64_t ns = sa_mono_ns() - t0;
+  stat_add(&c->stats.syncs, 1);
+  stat_add(&c->sync_ns, ns);
+  stat_hist(c->stats.sync_hist, sa_stats_sync_bounds, SA_STATS_SYNC_BUCKETS - 1, (double)ns / 1e9);
+  return rc;
+}
+
 static int node_reserve(sa_client *c, size_t need) {
   if (need <= c->cap) return 0;
   size_t cap = c->cap ? c->cap : 1 << 16;
@@ -467,7 +496,7 @@ static int node_flush_now(sa_client *c, sa_error *err) {
   if (__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE))
     return sa_fail(err, SA_EREADONLY, "%s", c->read_only_reason);
   if (!c->wal || !c->dirty) return 0;
-  int rc = wal_sync(c->wal, err);
+  int rc = node_wal_sync(c, err);
   if (rc) {
     node_set_read_only(c, err->message);
     return rc;
@@ -635,7 +664,9 @@ static void node_process_data(sa_client *c, wreq *g) {
     if (c->wal) {
       bool rolled_back;
       rc = wal_append(c->wal, c->buf, used, &rolled_back, &e);
+      if (rc == 0) stat_add(&c->stats.wal_bytes_written, used);
       if (rc) {
+        stat_add(&c->stats.write_errors, 1);
         store_wabort(t);
         c->hlc.last = hlc_before;
         /* A clean rollback leaves nothing unsynced behind: stay writable
@@ -645,7 +676,7 @@ static void node_process_data(sa_client *c, wreq *g) {
         return;
       }
       if (c->opts.auto_flush || want_flush) {
-        rc = wal_sync(c->wal, &e);
+        rc = node_wal_sync(c, &e);
         if (rc) {
           store_wabort(t);
           node_set_read_only(c, e.message);
@@ -677,6 +708,10 @@ static void node_process_data(sa_client *c, wreq *g) {
         r->logged = false;
         logged++;
       }
+    stat_add(&c->stats.groups, 1);
+    stat_add(&c->stats.group_ops, logged);
+    stat_hist(c->stats.group_hist, sa_stats_group_bounds, SA_STATS_GROUP_BUCKETS - 1,
+              (double)logged);
     __atomic_add_fetch(&c->obx_count[STORE_OUTBOX_QUEUED], logged, __ATOMIC_RELAXED);
     if (c->opts.tick_on_write && c->ticker_started) {
       pthread_mutex_lock(&c->tmu);
@@ -1349,4 +1384,20 @@ int sa_client_wait(sa_client *c, uint64_t after_lsn, uint32_t timeout_ms, uint64
   pthread_mutex_unlock(&c->mu);
   if (last_lsn) *last_lsn = __atomic_load_n(&c->last_lsn, __ATOMIC_ACQUIRE);
   return rc;
+}
+
+int sa_client_stats(sa_client *c, sa_stats *out, sa_error *err) {
+  if (!c || !out) return sa_fail(err, SA_EINVAL, "sa_client_stats: NULL argument");
+  memset(out, 0, sizeof *out);
+  out->groups = __atomic_load_n(&c->stats.groups, __ATOMIC_RELAXED);
+  out->group_ops = __atomic_load_n(&c->stats.group_ops, __ATOMIC_RELAXED);
+  for (int i = 0; i < SA_STATS_GROUP_BUCKETS; i++)
+    out->group_hist[i] = __atomic_load_n(&c->stats.group_hist[i], __ATOMIC_RELAXED);
+  out->syncs = __atomic_load_n(&c->stats.syncs, __ATOMIC_RELAXED);
+  out->sync_seconds = (double)__atomic_load_n(&c->sync_ns, __ATOMIC_RELAXED) / 1e9;
+  for (int i = 0; i < SA_STATS_SYNC_BUCKETS; i++)
+    out->sync_hist[i] = __atomic_load_n(&c->stats.sync_hist[i], __ATOMIC_RELAXED);
+  out->wal_bytes_written = __atomic_load_n(&c->stats.wal_bytes_written, __ATOMIC_RELAXED);
+  out->write_errors = __atomic_load_n(&c->stats.write_errors, __ATOMIC_RELAXED);
+  return 0;
 }

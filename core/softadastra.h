@@ -452,6 +452,29 @@ typedef struct sa_status {
 
 int sa_client_status(sa_client *c, sa_status *out, sa_error *err);
 
+/* Write-path statistics since open, for metrics.  Histograms are
+ * cumulative-free: bucket i counts observations <= the i-th bound (and
+ * above the previous one); the last bucket is everything above. */
+#define SA_STATS_SYNC_BUCKETS 12  /* fdatasync seconds */
+#define SA_STATS_GROUP_BUCKETS 10 /* operations per group commit */
+extern const double sa_stats_sync_bounds[SA_STATS_SYNC_BUCKETS - 1];
+extern const double sa_stats_group_bounds[SA_STATS_GROUP_BUCKETS - 1];
+
+typedef struct sa_stats {
+  uint64_t groups;    /* group commits (WAL write + store txn) */
+  uint64_t group_ops; /* operations in them (sum) */
+  uint64_t group_hist[SA_STATS_GROUP_BUCKETS];
+  uint64_t syncs;      /* WAL fdatasyncs */
+  double sync_seconds; /* their total time */
+  uint64_t sync_hist[SA_STATS_SYNC_BUCKETS];
+  uint64_t wal_bytes_written; /* bytes appended to the WAL */
+  uint64_t write_errors;      /* writes failed by I/O or a full disk */
+} sa_stats;
+
+/* Copies the statistics (a consistent snapshot is not promised: each
+ * counter is read atomically on its own). */
+int sa_client_stats(sa_client *c, sa_stats *out, sa_error *err);
+
 /* Makes every acknowledged write durable now (fdatasync of the WAL).  Useful
  * with auto_flush=false.  SA_EREADONLY after a failed fdatasync. */
 int sa_client_flush(sa_client *c, sa_error *err);

@@ -803,6 +803,22 @@ START_TEST(concurrent_writers_share_fdatasync) {
   ck_assert_msg(syncs < WRITERS * PER_WRITER,
                 "%ld fdatasyncs for %d concurrent puts: no group commit", syncs,
                 WRITERS * PER_WRITER);
+  /* The statistics agree with what the I/O table saw. */
+  sa_stats st;
+  ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+  ck_assert_uint_eq(st.group_ops, WRITERS * PER_WRITER);
+  ck_assert_uint_eq(st.syncs, (uint64_t)syncs);
+  ck_assert_uint_eq(st.groups, (uint64_t)syncs); /* one fdatasync per group */
+  ck_assert(st.sync_seconds > 0);
+  uint64_t gsum = 0, ssum = 0;
+  for (int i = 0; i < SA_STATS_GROUP_BUCKETS; i++)
+    gsum += st.group_hist[i];
+  for (int i = 0; i < SA_STATS_SYNC_BUCKETS; i++)
+    ssum += st.sync_hist[i];
+  ck_assert_uint_eq(gsum, st.groups);
+  ck_assert_uint_eq(ssum, st.syncs);
+  ck_assert_uint_gt(st.wal_bytes_written, (uint64_t)WRITERS * PER_WRITER * 32);
+  ck_assert_uint_eq(st.write_errors, 0);
   sa_client_close(c);
 
   sa_io_set(NULL);
