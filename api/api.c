@@ -37,19 +37,22 @@
 
 #define API_LIST_DEFAULT_LIMIT 100
 #define API_LIST_MAX_LIMIT 10000
+#define API_LIST_MAX_LIMIT_VALUES 100        /* with values=1: values are copied whole */
+#define API_LIST_MAX_VALUE_BYTES (16u << 20) /* default page_value_bytes */
 #define API_BATCH_MAX_OPS 10000
 
 struct api_ctx {
-  sa_client *client;        /* borrowed */
-  char *auth_token;         /* NULL when auth is off */
-  char **cors;              /* allowed origins */
-  size_t n_cors;            /* entries in cors */
-  bool cors_any;            /* "*" was in the list */
-  uint32_t max_value_bytes; /* PUT body limit */
-  uint32_t max_batch_bytes; /* batch payload limit (core) */
-  api_metrics *metrics;     /* request metrics */
-  atomic_bool draining;     /* shutting down */
-  struct timespec started;  /* CLOCK_MONOTONIC at create */
+  sa_client *client;         /* borrowed */
+  char *auth_token;          /* NULL when auth is off */
+  char **cors;               /* allowed origins */
+  size_t n_cors;             /* entries in cors */
+  bool cors_any;             /* "*" was in the list */
+  uint32_t max_value_bytes;  /* PUT body limit */
+  uint32_t max_batch_bytes;  /* batch payload limit (core) */
+  uint32_t page_value_bytes; /* a listing page with values stops past this */
+  api_metrics *metrics;      /* request metrics */
+  atomic_bool draining;      /* shutting down */
+  struct timespec started;   /* CLOCK_MONOTONIC at create */
 };
 
 /* ---- responses --------------------------------------------------------- */
@@ -178,6 +181,7 @@ int api_ctx_create(const api_config *cfg, api_ctx **out) {
   c->client = cfg->client;
   c->max_value_bytes = cfg->max_value_bytes ? cfg->max_value_bytes : SA_DEFAULT_MAX_VALUE_BYTES;
   c->max_batch_bytes = cfg->max_batch_bytes ? cfg->max_batch_bytes : SA_DEFAULT_MAX_BATCH_BYTES;
+  c->page_value_bytes = cfg->page_value_bytes ? cfg->page_value_bytes : API_LIST_MAX_VALUE_BYTES;
   c->metrics = api_metrics_create();
   if (!c->metrics) goto oom;
   if (cfg->auth_token && cfg->auth_token[0]) {
@@ -653,6 +657,7 @@ static api_response *api_h_list(api_ctx *ctx, const char *query) {
     }
     limit = (size_t)l;
   }
+  if (values && limit > API_LIST_MAX_LIMIT_VALUES) limit = API_LIST_MAX_LIMIT_VALUES;
   sa_list list;
   sa_error err = {0};
   int rc = sa_client_list(ctx->client, prefix, after, limit, values, &list, &err);
@@ -661,8 +666,16 @@ static api_response *api_h_list(api_ctx *ctx, const char *query) {
     goto out;
   }
   json_t *items = json_array();
+  size_t count = 0, value_bytes = 0;
+  bool more = list.more;
   for (size_t i = 0; items && i < list.count; i++) {
     const sa_entry *en = &list.items[i];
+    if (values && i > 0 && value_bytes + en->len > ctx->page_value_bytes) {
+      more = true; /* the page is full: the client continues after the last item */
+      break;
+    }
+    value_bytes += en->len;
+    count++;
     json_t *it = json_pack("{s:s,s:o,s:o,s:o,s:o}", "key", en->key, "size", api_json_u64(en->len),
                            "version", api_json_u64(en->version), "lsn", api_json_u64(en->lsn),
                            "updated_at", api_json_time(api_hlc_ms(en->hlc)));
@@ -677,9 +690,9 @@ static api_response *api_h_list(api_ctx *ctx, const char *query) {
   }
   json_t *j = NULL;
   if (items) {
-    const char *next = (list.more && list.count) ? list.items[list.count - 1].key : NULL;
-    j = json_pack("{s:o,s:I,s:b,s:s?}", "items", items, "count", (json_int_t)list.count, "more",
-                  (int)list.more, "next", next);
+    const char *next = (more && count) ? list.items[count - 1].key : NULL;
+    j = json_pack("{s:o,s:I,s:b,s:s?}", "items", items, "count", (json_int_t)count, "more",
+                  (int)more, "next", next);
     if (j && !next) json_object_set_new(j, "next", json_null());
   }
   sa_list_free(&list);

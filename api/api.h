@@ -42,6 +42,7 @@ typedef struct api_config {
   size_t n_cors_origins;           /* entries in cors_origins */
   uint32_t max_value_bytes;        /* largest PUT body (the core's max_value_bytes) */
   uint32_t max_batch_bytes;        /* largest batch payload (the core's max_batch_bytes) */
+  uint32_t page_value_bytes;       /* GET /v1/store?values=1 stops a page past this; 0 = 16 MiB */
 } api_config;
 
 /* Creates the API context.  Returns 0 and sets *out (free with

@@ -15,7 +15,8 @@
  *   x Name             the response does not have this header
  *   @auth TOKEN        from here on the API requires this bearer token
  *   @auth              from here on no token is required
- * The API runs with max_value_bytes 64 and CORS origin http://dash.
+ * The API runs with max_value_bytes 64, page_value_bytes 100 and CORS origin
+ * http://dash.
  */
 #include <check.h>
 #include <stdio.h>
@@ -97,7 +98,8 @@ static void tc_make_ctx(const char *token) {
                     .cors_origins = origins,
                     .n_cors_origins = 1,
                     .max_value_bytes = 64,
-                    .max_batch_bytes = 4096};
+                    .max_batch_bytes = 4096,
+                    .page_value_bytes = 100};
   ck_assert_int_eq(api_ctx_create(&cfg, &ctx), 0);
 }
 
