@@ -238,6 +238,30 @@ void srv_feed_get_stats(srv_feed *h, srv_feed_stats *out) {
   out->bytes_sent = atomic_load(&h->bytes);
 }
 
+void srv_feed_write_metrics(void *hub, FILE *f) {
+  srv_feed_stats st;
+  srv_feed_get_stats(hub, &st);
+  fprintf(f,
+          "# HELP softadastra_feed_streams_open Change-feed SSE streams open now.\n"
+          "# TYPE softadastra_feed_streams_open gauge\n"
+          "softadastra_feed_streams_open %llu\n"
+          "# HELP softadastra_feed_streams_total Change-feed SSE streams started.\n"
+          "# TYPE softadastra_feed_streams_total counter\n"
+          "softadastra_feed_streams_total %llu\n"
+          "# HELP softadastra_feed_streams_rejected_total Streams refused over max_streams.\n"
+          "# TYPE softadastra_feed_streams_rejected_total counter\n"
+          "softadastra_feed_streams_rejected_total %llu\n"
+          "# HELP softadastra_feed_polls_waiting Change-feed long-polls waiting now.\n"
+          "# TYPE softadastra_feed_polls_waiting gauge\n"
+          "softadastra_feed_polls_waiting %llu\n"
+          "# HELP softadastra_feed_sse_bytes_total Bytes sent on change-feed streams.\n"
+          "# TYPE softadastra_feed_sse_bytes_total counter\n"
+          "softadastra_feed_sse_bytes_total %llu\n",
+          (unsigned long long)st.streams_open, (unsigned long long)st.streams_total,
+          (unsigned long long)st.streams_rejected, (unsigned long long)st.polls_waiting,
+          (unsigned long long)st.bytes_sent);
+}
+
 /* ---- responses ----------------------------------------------------------- */
 
 /* Copies the headers of an api_response onto an MHD response. */

@@ -39,6 +39,7 @@
 #include <microhttpd.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "api.h"
 #include "api_feed.h"
@@ -86,6 +87,12 @@ void srv_feed_shutdown(srv_feed *h);
 
 /* Counters for logs and metrics.  Thread-safe. */
 void srv_feed_get_stats(srv_feed *h, srv_feed_stats *out);
+
+/* Writes the hub's counters to f in the Prometheus text format
+ * (softadastra_feed_streams_open, _streams_total, _streams_rejected_total,
+ * _polls_waiting, _sse_bytes_total).  h is a srv_feed (void * so it fits
+ * api_config's metrics hook).  Thread-safe. */
+void srv_feed_write_metrics(void *h, FILE *f);
 
 /* Stops the notifier and frees the hub.  Call after the daemon is stopped
  * and before the client is closed.  NULL is a no-op. */

@@ -453,6 +453,13 @@ START_TEST(streams_are_bounded_and_need_the_token) {
   ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
                    "too_many_streams");
   json_decref(j);
+  e2e_resp m;
+  const char *mh[] = {auth, NULL};
+  ck_assert_int_eq(e2e_http(&node, "GET", "/metrics", mh, NULL, 0, &m), 0);
+  ck_assert_ptr_nonnull(strstr(m.body, "\nsoftadastra_feed_streams_open 2\n"));
+  ck_assert_ptr_nonnull(strstr(m.body, "\nsoftadastra_feed_streams_rejected_total 1\n"));
+  ck_assert_ptr_nonnull(strstr(m.body, "route=\"/v1/changes\""));
+  e2e_resp_free(&m);
   /* plain pages are not streams: still served */
   j = get_json("/v1/changes", (const char *[]){auth, NULL}, &st);
   ck_assert_int_eq(st, 200);
