@@ -614,7 +614,11 @@ void cfg_print_help(FILE *f) {
     else
       snprintf(left, sizeof left, "--%s%s%s VALUE", fn, s->alias ? ", --" : "",
                s->alias ? s->alias : "");
-    fprintf(f, "  %-30s %s\n  %-30s   env %s, default \"%s\"\n", left, s->help, "", env, s->def);
+    if (strlen(left) > 30)
+      fprintf(f, "  %s\n  %-30s %s\n", left, "", s->help);
+    else
+      fprintf(f, "  %-30s %s\n", left, s->help);
+    fprintf(f, "  %-30s   env %s, default \"%s\"\n", "", env, s->def);
   }
 }
 
