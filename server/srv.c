@@ -142,6 +142,7 @@ typedef struct srv_framing {
   int n_cl;            /* Content-Length headers */
   bool cl_differ;      /* two Content-Length headers disagree */
   const char *cl;      /* the first Content-Length value */
+  int n_host;          /* Host headers */
   bool te;             /* a Transfer-Encoding header */
   bool te_not_chunked; /* ... that is not exactly "chunked" */
   bool bad_header;     /* a NUL byte in a value, or a name that is not a token */
@@ -155,14 +156,16 @@ static bool srv_is_tchar(unsigned char c) {
 static enum MHD_Result srv_framing_cb(void *cls, enum MHD_ValueKind kind, const char *key,
                                       size_t key_size, const char *value, size_t value_size) {
   srv_framing *f = cls;
-  if (key_size == 0 || memchr(value ? value : "", '\0', value_size)) f->bad_header = true;
+  if (key_size == 0 || (value && memchr(value, '\0', value_size))) f->bad_header = true;
   for (size_t i = 0; i < key_size; i++)
     if (!srv_is_tchar((unsigned char)key[i])) f->bad_header = true;
   if (key_size == 14 && strncasecmp(key, "Content-Length", 14) == 0) {
     if (f->n_cl++ == 0)
       f->cl = value;
-    else if (strcmp(f->cl, value ? value : "") != 0)
+    else if (strcmp(f->cl ? f->cl : "", value ? value : "") != 0)
       f->cl_differ = true;
+  } else if (key_size == 4 && strncasecmp(key, "Host", 4) == 0) {
+    f->n_host++;
   } else if (key_size == 17 && strncasecmp(key, "Transfer-Encoding", 17) == 0) {
     f->te = true;
     if (!value || strcasecmp(value, "chunked") != 0) f->te_not_chunked = true;
@@ -182,6 +185,8 @@ static api_response *srv_check_framing(srv *s, struct MHD_Connection *con, const
     why = "malformed header field";
   else if (f.cl_differ)
     why = "conflicting Content-Length headers";
+  else if (f.n_host > 1)
+    why = "more than one Host header";
   else if (f.n_cl && f.te)
     why = "both Content-Length and Transfer-Encoding";
   else if (f.te_not_chunked)

@@ -101,6 +101,7 @@ static const hostile battery[] = {
     {"HTTP/9.9", NULL, NULL, NULL, "GET /v1/status HTTP/9.9\r\nHost: t\r\n\r\n", 0, {505, 400}},
     {"garbage request line", NULL, NULL, NULL, "garbage\r\n\r\n", 0, {400, -1}},
     {"NUL in request line", NULL, NULL, NULL, NUL_LINE, sizeof NUL_LINE - 1, {400, 404}},
+    {"two Host headers", "GET /v1/status", "Host: u\r\n", NULL, NULL, 0, {400}},
     {"header without colon", "GET /v1/status", "Foo\r\n", NULL, NULL, 0, {400}},
     {"space before colon", "GET /v1/status", "X-A : b\r\n", NULL, NULL, 0, {400}},
     {"bad header name", "GET /v1/status", "X(A): b\r\n", NULL, NULL, 0, {400}},
