@@ -98,6 +98,21 @@ START_TEST(test_restart_recovers_values) {
   }
   expect_value(&n, "app/name", "Softadastra");
   ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0);
+
+  /* A torn tail (an interrupted append) is cut, kept aside and reported in
+   * the start-up line; every acknowledged value is still there. */
+  char wal[400];
+  snprintf(wal, sizeof wal, "%s/node-1.wal", n.data_dir);
+  FILE *f = fopen(wal, "ab");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(fwrite("\x5a\x5a\x5a\x5a\x5a\x5a\x5a", 1, 7, f), 7);
+  fclose(f);
+  ck_assert_int_eq(e2e_node_start(&n, NULL, NULL, NULL), 0);
+  out = e2e_read_file(n.out, NULL);
+  ck_assert_msg(strstr(out, ", 7 torn bytes cut (kept in "), "start-up line: %s", out);
+  free(out);
+  expect_value(&n, "crash/49", "value-49");
+  ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0);
   e2e_node_cleanup(&n);
 }
 END_TEST
