@@ -158,6 +158,18 @@ trap 'bad "interrupted"; finish' INT TERM
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/sa-docker-test.XXXXXX")"
 RUN_ID="sa-test-$$-$RANDOM"
 
+# One run at a time on this machine (several build trees may run ctest at
+# once): two daemons on one data root, or two debootstraps of one base, would
+# trip over each other.  The lock is held by fd 9 until this script exits.
+LOCK=/tmp/softadastra-docker-test.lock
+if ! { exec 9>>"$LOCK"; } 2>/dev/null; then
+  log "warning: cannot open $LOCK (another user's?): running without the lock"
+elif ! flock -n 9; then
+  log "waiting for another run of this test (lock $LOCK)"
+  long - flock 9 || fatal "another run of this test held $LOCK until the deadline"
+fi
+chmod 0666 "$LOCK" 2>/dev/null
+
 # ---- 1. a Docker daemon ------------------------------------------------------
 apt_install() {
   log "installing: $*"
