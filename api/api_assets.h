@@ -17,8 +17,8 @@
 #include <stddef.h>
 
 /* The Content-Security-Policy of every asset response. */
-#define API_ASSETS_CSP                                                                   \
-  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "       \
+#define API_ASSETS_CSP                                                                             \
+  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "                  \
   "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 typedef struct api_asset {

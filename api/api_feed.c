@@ -171,7 +171,8 @@ api_response *api_feed_open(sa_client *c, const char *query, api_header_fn hdr, 
   f->limit = API_FEED_DEFAULT_LIMIT;
   char *since = NULL, *limit = NULL, *values = NULL, *wait = NULL;
   api_response *e = NULL;
-  if ((e = api_feed_param(query, "since", &since)) || (e = api_feed_param(query, "limit", &limit)) ||
+  if ((e = api_feed_param(query, "since", &since)) ||
+      (e = api_feed_param(query, "limit", &limit)) ||
       (e = api_feed_param(query, "include_values", &values)) ||
       (e = api_feed_param(query, "wait", &wait)) ||
       (e = api_feed_param(query, "prefix", &f->prefix)))
@@ -450,7 +451,8 @@ static void api_feed_put(api_feed_buf *b, const char *s, size_t n) {
   b->p[b->len] = '\0';
 }
 
-static void api_feed_putf(api_feed_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void api_feed_putf(api_feed_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void api_feed_putf(api_feed_buf *b, const char *fmt, ...) {
   char tmp[128];
   va_list ap;

@@ -43,11 +43,11 @@
 #include "api.h"
 #include "softadastra.h"
 
-#define API_FEED_MAX_WAIT_S 60       /* longest wait= */
-#define API_FEED_DEFAULT_LIMIT 100   /* changes per page */
-#define API_FEED_MAX_LIMIT 10000     /* the core's bound */
-#define API_FEED_STREAM_PAGE 256     /* changes read per SSE chunk */
-#define API_FEED_RETRY_MS 2000       /* SSE "retry:" advice to clients */
+#define API_FEED_MAX_WAIT_S 60     /* longest wait= */
+#define API_FEED_DEFAULT_LIMIT 100 /* changes per page */
+#define API_FEED_MAX_LIMIT 10000   /* the core's bound */
+#define API_FEED_STREAM_PAGE 256   /* changes read per SSE chunk */
+#define API_FEED_RETRY_MS 2000     /* SSE "retry:" advice to clients */
 
 typedef struct api_feed api_feed;
 

@@ -50,8 +50,8 @@ static api_response *handle(const char *query, hdrs *h, bool defer, api_feed **o
 }
 
 START_TEST(bad_queries_are_400) {
-  const char *bad[] = {"since=abc", "since=-1", "limit=0", "limit=10001", "wait=61", "wait=x",
-                       "include_values=2", "since=%g1"};
+  const char *bad[] = {"since=abc", "since=-1", "limit=0",          "limit=10001",
+                       "wait=61",   "wait=x",   "include_values=2", "since=%g1"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     hdrs h = {0};
     api_response *r = handle(bad[i], &h, true, NULL);
@@ -122,7 +122,8 @@ START_TEST(stream_next_moves_ids_past_filtered_changes) {
   ck_assert_ptr_null(buf); /* caught up */
   ck_assert_int_eq(sa_client_put(c, "zzz", "1", NULL), 0);
   ck_assert_int_eq(api_feed_stream_next(f, &buf, &len), 0);
-  ck_assert_ptr_nonnull(strstr(buf, "event: change\ndata: {\"lsn\":3,\"key\":\"zzz\",\"op\":\"put\""));
+  ck_assert_ptr_nonnull(
+      strstr(buf, "event: change\ndata: {\"lsn\":3,\"key\":\"zzz\",\"op\":\"put\""));
   ck_assert_ptr_nonnull(strstr(buf, "\nid: 3\n\n"));
   free(buf);
   api_feed_free(f);

@@ -271,9 +271,12 @@ START_TEST(page_lists_changes_in_order_with_values) {
   ck_assert_int_eq(json_array_size(json_object_get(j, "changes")), 1);
   json_decref(j);
 
-  const char *bad[] = {"/v1/changes?since=x",  "/v1/changes?limit=0",
-                       "/v1/changes?limit=10001", "/v1/changes?wait=61",
-                       "/v1/changes?include_values=maybe", "/v1/changes?since=%zz"};
+  const char *bad[] = {"/v1/changes?since=x",
+                       "/v1/changes?limit=0",
+                       "/v1/changes?limit=10001",
+                       "/v1/changes?wait=61",
+                       "/v1/changes?include_values=maybe",
+                       "/v1/changes?since=%zz"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     j = get_json(bad[i], NULL, &st);
     ck_assert_msg(st == 400, "%s gave %ld", bad[i], st);
@@ -400,8 +403,17 @@ END_TEST
 START_TEST(below_the_floor_gives_410_with_the_oldest_since) {
   /* The stub transport fails work at once and a one-entry outbox compacts
    * it: the floor rises, as it would after pruning acknowledged work. */
-  const char *args[] = {"--enable-transport", "--max-retries", "1", "--retry-base-ms", "1",
-                        "--tick-interval-ms", "10", "--ack-timeout-ms", "1", "--outbox-max", "1",
+  const char *args[] = {"--enable-transport",
+                        "--max-retries",
+                        "1",
+                        "--retry-base-ms",
+                        "1",
+                        "--tick-interval-ms",
+                        "10",
+                        "--ack-timeout-ms",
+                        "1",
+                        "--outbox-max",
+                        "1",
                         NULL};
   start_node(args);
   for (int i = 0; i < 5; i++)
