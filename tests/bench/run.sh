@@ -132,6 +132,9 @@ build() {
   # shellcheck disable=SC2046
   cc $cflags -o "$WORK/mhd_ceiling" "$HERE/mhd_ceiling.c" $(pkg-config --cflags --libs libmicrohttpd) ||
     die "cannot build mhd_ceiling"
+  # shellcheck disable=SC2046
+  cc $cflags -I "$ROOT/core" -o "$WORK/core_put" "$HERE/core_put.c" "$BUILD/core/libsoftadastra.a" \
+    $(pkg-config --libs lmdb) -lpthread || die "cannot build core_put"
   if [ "$RECORDS" != 0 ]; then
     # shellcheck disable=SC2046
     cc $cflags -I "$ROOT/core" -o "$WORK/recovery" "$HERE/recovery.c" "$BUILD/core/libsoftadastra.a" \
@@ -289,7 +292,7 @@ redis_fill() { # every key:000000000000 .. key:000000009999 that redis-benchmark
 metric() { # NAME FILE: value of an unlabelled sample
   awk -v n="$1" '$1 == n {print $2; exit}' "$2"
 }
-scrape() { curl -fs --max-time 5 "http://127.0.0.1:$P_OURS/metrics" >"$1" || : >"$1"; }
+scrape() { curl -fs --max-time 5 "http://127.0.0.1:$1/metrics" >"$2" || : >"$2"; } # PORT FILE
 
 # A group-commit metric, if the node exports one: a histogram or summary whose
 # name says group or batch (…_sum and …_count).  Prints its base name.
@@ -302,9 +305,9 @@ probe_perf() {
   command -v perf >/dev/null || return 0
   if perf stat -e 'syscalls:sys_enter_fdatasync' -- true >/dev/null 2>&1; then PERF_OK=1; fi
 }
-wal_fd() { # the fd of our node's WAL
+wal_fd() { # PID: the fd of that node's WAL
   local f
-  for f in /proc/"$OURS_PID"/fd/*; do
+  for f in /proc/"$1"/fd/*; do
     case "$(readlink "$f" 2>/dev/null)" in *.wal) basename "$f"; return 0 ;; esac
   done
   return 1
@@ -315,23 +318,25 @@ rss_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null; }
 GROUPS_TSV=""
 MEM_TXT=""
 
-# ours_put_cell C: the PUT cell of our node, with group-commit accounting.
-ours_put_cell() {
-  local c=$1 before=$WORK/m.before after=$WORK/m.after perf_out=$WORK/perf.out ppid="" fd
-  scrape "$before"
-  if [ "$PERF_OK" = 1 ] && fd=$(wal_fd); then
+# node_put_cell PID PORT LABEL C: a PUT cell of one of our nodes, with
+# group-commit accounting.
+node_put_cell() {
+  local npid=$1 port=$2 label=$3 c=$4 before=$WORK/m.before after=$WORK/m.after perf_out=$WORK/perf.out ppid="" fd
+  scrape "$port" "$before"
+  rm -f "$perf_out"
+  if [ "$PERF_OK" = 1 ] && fd=$(wal_fd "$npid"); then
     # counts until SIGINT (bounded by timeout); attached to the node only
     timeout -s INT $((DUR + 120)) perf stat -x, -e 'syscalls:sys_enter_fdatasync' --filter "fd == $fd" \
-      -p "$OURS_PID" -o "$perf_out" >/dev/null 2>&1 &
+      -p "$npid" -o "$perf_out" >/dev/null 2>&1 &
     ppid=$!
     sleep 0.3
   fi
-  wrk_cell ours put "$c" "$P_OURS"
+  wrk_cell ours put "$c" "$port" "$label"
   if [ -n "$ppid" ]; then
     kill -INT "$ppid" 2>/dev/null || true
     wait "$ppid" 2>/dev/null || true
   fi
-  scrape "$after"
+  scrape "$port" "$after"
   local l0 l1 recs syncs="" gm mean_metric="" mean_sync=""
   l0=$(metric softadastra_wal_last_lsn "$before")
   l1=$(metric softadastra_wal_last_lsn "$after")
@@ -348,7 +353,48 @@ ours_put_cell() {
     syncs=$(awk -F, '/sys_enter_fdatasync/ {print $1; exit}' "$perf_out")
     mean_sync=$(awk -v r="$recs" -v s="${syncs:-0}" 'BEGIN { if (s > 0) printf "%.2f", r / s; else print "-" }')
   fi
-  GROUPS_TSV+=$(printf '%s\t%s\t%s\t%s\t%s\t%s' "$c" "$recs" "${syncs:--}" "${mean_sync:--}" "${gm:--}" "${mean_metric:--}")$'\n'
+  GROUPS_TSV+=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s' "$label" "$c" "$recs" "${syncs:--}" "${mean_sync:--}" "${gm:--}" "${mean_metric:--}")$'\n'
+}
+
+# core_cell C: durable puts through the core API alone (no HTTP), C threads.
+core_cell() {
+  local c=$1 d=$WORK/core-put-$1 out=$WORK/core_put.out perf_out=$WORK/perf.core.out cpid ppid="" fd="" i
+  mkdir -p "$d"
+  rm -f "$perf_out"
+  "$WORK/core_put" "$d" "$c" "$DUR" >"$out" 2>&1 &
+  cpid=$!
+  PIDS+=("$cpid")
+  if [ "$PERF_OK" = 1 ]; then
+    for i in $(seq 50); do fd=$(wal_fd "$cpid") && break; sleep 0.02; done
+    if [ -n "$fd" ]; then
+      timeout -s INT $((DUR + 60)) perf stat -x, -e 'syscalls:sys_enter_fdatasync' --filter "fd == $fd" \
+        -p "$cpid" -o "$perf_out" >/dev/null 2>&1 &
+      ppid=$!
+    fi
+  fi
+  local deadline=$((SECONDS + DUR + 60))
+  while kill -0 "$cpid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+  stop_pid "$cpid"
+  if [ -n "$ppid" ]; then
+    kill -INT "$ppid" 2>/dev/null || true
+    wait "$ppid" 2>/dev/null || true
+  fi
+  rm -rf "$d"
+  local line
+  line=$(grep '^CORE ' "$out" | tail -1)
+  [ -n "$line" ] || { log "core_put c$c failed: $(cat "$out")"; return 0; }
+  local rate p50 p99 puts syncs="" mean="-"
+  rate=$(sed -E 's/.* rate=([0-9.]+).*/\1/' <<<"$line")
+  p50=$(sed -E 's/.* p50_ms=([0-9.]+).*/\1/' <<<"$line")
+  p99=$(sed -E 's/.* p99_ms=([0-9.]+).*/\1/' <<<"$line")
+  puts=$(sed -E 's/.* puts=([0-9]+).*/\1/' <<<"$line")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' core-api put "$c" "$rate" "$p50" "$p99" 0 >>"$RESULTS"
+  log "$(printf '%-16s %-4s c%-3s %10s req/s  p50 %7s ms  p99 %7s ms' core-api put "$c" "$rate" "$p50" "$p99")"
+  if [ -s "$perf_out" ]; then
+    syncs=$(awk -F, '/sys_enter_fdatasync/ {print $1; exit}' "$perf_out")
+    mean=$(awk -v r="$puts" -v s="${syncs:-0}" 'BEGIN { if (s > 0) printf "%.2f", r / s; else print "-" }')
+  fi
+  GROUPS_TSV+=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s' core-api "$c" "$puts" "${syncs:--}" "$mean" - -)$'\n'
 }
 
 # ---- recovery -------------------------------------------------------------------
@@ -405,7 +451,8 @@ report() {
   echo "load average: $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine adds noise)"
   echo "load: $DUR s per cell, keys over $NKEYS, $VALUE-byte values; wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}') (threads = min(2, c)) beside the servers on the same cores"
   [ "$SMOKE" = 1 ] || echo "peers: $(etcd --version 2>/dev/null | awk 'NR == 1 {print "etcd " $3}') (v2 API), $(redis-server --version | awk '{print $1, $3}') (AOF; redis-benchmark, 1 client thread, no pipelining)"
-  echo "ours: softadastra serve, auto_flush on (durable), $SRV_THREADS HTTP threads (ours-tN: the same with --threads N, PUT only); ceiling: bare libmicrohttpd, same daemon settings, 100-byte body"
+  echo "ours: softadastra serve, auto_flush on (durable), $SRV_THREADS HTTP threads (ours-tN: the same with --threads N, PUT only;"
+  echo "      core-api: core_put.c, C threads calling sa_client_put_bytes, no HTTP); ceiling: bare libmicrohttpd, same daemon settings, 100-byte body"
   echo
   printf '%-16s %-4s %4s %12s %10s %10s %7s\n' system op c "req/s" "p50 ms" "p99 ms" errors
   awk -F'\t' '{ printf "%-16s %-4s %4s %12.0f %10.3f %10.3f %7s\n", $1, $2, $3, $4, $5, $6, $7 }' "$RESULTS"
@@ -441,12 +488,13 @@ report() {
     done
   done
   echo
-  echo "group commit (our node, PUT cells): WAL records / WAL fdatasyncs"
-  printf '  %4s %10s %12s %12s %s\n' c records fdatasyncs "mean group" "metric"
-  while IFS=$'\t' read -r c recs syncs mean gm gmean; do
-    [ -n "$c" ] || continue
+  echo "group commit (our nodes, PUT cells): WAL records / WAL fdatasyncs"
+  printf '  %-10s %4s %10s %12s %12s  %s\n' node c records fdatasyncs "mean group" "group metric in /metrics"
+  local label recs syncs mean gm gmean
+  while IFS=$'\t' read -r label c recs syncs mean gm gmean; do
+    [ -n "$label" ] || continue
     if [ "$gm" = - ]; then gm="none exported"; else gm="$gm: $gmean"; fi
-    printf '  %4s %10s %12s %12s %s\n' "$c" "$recs" "$syncs" "$mean" "$gm"
+    printf '  %-10s %4s %10s %12s %12s  %s\n' "$label" "$c" "$recs" "$syncs" "$mean" "$gm"
   done <<<"$GROUPS_TSV"
   [ "$PERF_OK" = 1 ] || echo "  (fdatasync counts need 'perf stat' with syscall tracepoints; not available here)"
   echo
@@ -508,9 +556,10 @@ main() {
     fi
     # the order of the systems is the same per concurrency: each ratio is
     # measured minutes apart at most, in the same run
-    ours_put_cell "$c"
+    node_put_cell "$OURS_PID" "$P_OURS" ours "$c"
     wrk_cell ours get "$c" "$P_OURS"
-    [ -z "$WIDE_PID" ] || wrk_cell ours put "$c" "$P_WIDE" "ours-t$WIDE_THREADS"
+    [ -z "$WIDE_PID" ] || node_put_cell "$WIDE_PID" "$P_WIDE" "ours-t$WIDE_THREADS" "$c"
+    [ "$SMOKE" = 1 ] || core_cell "$c"
     if [ "$SMOKE" != 1 ]; then
       wrk_cell etcd put "$c" "$P_ETCD"
       wrk_cell etcd get "$c" "$P_ETCD"
