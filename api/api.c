@@ -440,6 +440,50 @@ static api_response *api_h_readyz(api_ctx *ctx) {
   return api_resp_json(api_resp_new(200), json_pack("{s:s}", "status", "ready"));
 }
 
+/* The core's write-path statistics: fdatasync latency and group-commit
+ * sizes as Prometheus histograms (the core's buckets are not cumulative). */
+static void api_metrics_write_stats(const sa_stats *ws, FILE *f) {
+  uint64_t cum = 0;
+  fputs("# HELP softadastra_wal_fsync_duration_seconds Time of each WAL fdatasync.\n"
+        "# TYPE softadastra_wal_fsync_duration_seconds histogram\n",
+        f);
+  for (size_t i = 0; i + 1 < SA_STATS_SYNC_BUCKETS; i++) {
+    cum += ws->sync_hist[i];
+    fprintf(f, "softadastra_wal_fsync_duration_seconds_bucket{le=\"%g\"} %llu\n",
+            sa_stats_sync_bounds[i], (unsigned long long)cum);
+  }
+  cum += ws->sync_hist[SA_STATS_SYNC_BUCKETS - 1];
+  fprintf(f,
+          "softadastra_wal_fsync_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+          "softadastra_wal_fsync_duration_seconds_sum %.6f\n"
+          "softadastra_wal_fsync_duration_seconds_count %llu\n",
+          (unsigned long long)cum, ws->sync_seconds, (unsigned long long)ws->syncs);
+  cum = 0;
+  fputs("# HELP softadastra_group_commit_ops Operations per group commit (one WAL write and "
+        "fdatasync, one store transaction).\n"
+        "# TYPE softadastra_group_commit_ops histogram\n",
+        f);
+  for (size_t i = 0; i + 1 < SA_STATS_GROUP_BUCKETS; i++) {
+    cum += ws->group_hist[i];
+    fprintf(f, "softadastra_group_commit_ops_bucket{le=\"%g\"} %llu\n", sa_stats_group_bounds[i],
+            (unsigned long long)cum);
+  }
+  cum += ws->group_hist[SA_STATS_GROUP_BUCKETS - 1];
+  fprintf(f,
+          "softadastra_group_commit_ops_bucket{le=\"+Inf\"} %llu\n"
+          "softadastra_group_commit_ops_sum %llu\n"
+          "softadastra_group_commit_ops_count %llu\n"
+          "# HELP softadastra_wal_written_bytes_total Bytes appended to the WAL since open.\n"
+          "# TYPE softadastra_wal_written_bytes_total counter\n"
+          "softadastra_wal_written_bytes_total %llu\n"
+          "# HELP softadastra_write_errors_total Writes failed by I/O errors or a full disk.\n"
+          "# TYPE softadastra_write_errors_total counter\n"
+          "softadastra_write_errors_total %llu\n",
+          (unsigned long long)cum, (unsigned long long)ws->group_ops,
+          (unsigned long long)ws->groups, (unsigned long long)ws->wal_bytes_written,
+          (unsigned long long)ws->write_errors);
+}
+
 static api_response *api_h_metrics(api_ctx *ctx) {
   char *buf = NULL;
   size_t len = 0;
@@ -486,6 +530,8 @@ static api_response *api_h_metrics(api_ctx *ctx) {
             (unsigned long long)ss.in_flight, (unsigned long long)ss.failed,
             (unsigned long long)ss.ticks);
   }
+  sa_stats ws;
+  if (sa_client_stats(ctx->client, &ws, NULL) == 0) api_metrics_write_stats(&ws, f);
   if (fclose(f) != 0) {
     free(buf);
     return &api_oom_response;

@@ -389,9 +389,19 @@ START_TEST(test_metrics) {
       "softadastra_http_request_duration_seconds_bucket{route=\"/v1/store/{key}\",le=\"+Inf\"}",
       "softadastra_wal_bytes ",
       "softadastra_outbox_size ",
-      "softadastra_store_keys "};
+      "softadastra_store_keys ",
+      "# TYPE softadastra_wal_fsync_duration_seconds histogram",
+      "softadastra_wal_fsync_duration_seconds_bucket{le=\"+Inf\"} ",
+      "# TYPE softadastra_group_commit_ops histogram",
+      "softadastra_group_commit_ops_count ",
+      "softadastra_wal_written_bytes_total "};
   for (size_t i = 0; i < sizeof want / sizeof *want; i++)
     ck_assert_msg(strstr(r.body, want[i]), "metrics lack %s", want[i]);
+  /* The PUT above was fdatasync'ed in some group commit. */
+  const char *c = strstr(r.body, "softadastra_wal_fsync_duration_seconds_count ");
+  ck_assert_int_ge(atoll(c + strlen("softadastra_wal_fsync_duration_seconds_count ")), 1);
+  c = strstr(r.body, "softadastra_group_commit_ops_sum ");
+  ck_assert_int_ge(atoll(c + strlen("softadastra_group_commit_ops_sum ")), 1);
   e2e_resp_free(&r);
 }
 END_TEST
