@@ -237,6 +237,7 @@ static const api_route api_route_table[] = {
     {API_ROUTE_METRICS, "/metrics", "GET, HEAD, OPTIONS"},
     {API_ROUTE_STATUS, "/v1/status", "GET, HEAD, OPTIONS"},
     {API_ROUTE_SYNC_STATUS, "/v1/sync/status", "GET, HEAD, OPTIONS"},
+    {API_ROUTE_SYNC_TICK, "/v1/sync/tick", "POST, OPTIONS"},
     {API_ROUTE_STORE_LIST, "/v1/store", "GET, HEAD, OPTIONS"},
     {API_ROUTE_STORE_KEY, "/v1/store/", "GET, HEAD, PUT, DELETE, OPTIONS"},
     {API_ROUTE_BATCH, "/v1/batch", "POST, OPTIONS"},
@@ -246,7 +247,7 @@ static const api_route api_route_table[] = {
 static const api_route_info api_route_infos[] = {
     {"/", "GET,HEAD"},          {"/healthz", "GET,HEAD"},
     {"/readyz", "GET,HEAD"},    {"/metrics", "GET,HEAD"},
-    {"/v1/status", "GET,HEAD"}, {"/v1/sync/status", "GET,HEAD"},
+    {"/v1/status", "GET,HEAD"}, {"/v1/sync/status", "GET,HEAD"}, {"/v1/sync/tick", "POST"},
     {"/v1/store", "GET,HEAD"},  {"/v1/store/{key}", "GET,HEAD,PUT,DELETE"},
     {"/v1/batch", "POST"},
 };
@@ -424,6 +425,17 @@ static api_response *api_h_sync_status(api_ctx *ctx) {
   sa_sync_state ss;
   sa_error err = {0};
   int rc = sa_client_sync_state(ctx->client, &ss, &err);
+  if (rc != 0) return api_reply_sa_error(rc, &err);
+  return api_resp_json(api_resp_new(200), api_sync_json(&ss));
+}
+
+/* POST /v1/sync/tick: runs one outbox tick now and answers the sync state
+ * after it (useful with long tick intervals, and in tests). */
+static api_response *api_h_sync_tick(api_ctx *ctx) {
+  sa_sync_state ss;
+  sa_error err = {0};
+  int rc = sa_client_sync_tick(ctx->client, &err);
+  if (rc == 0) rc = sa_client_sync_state(ctx->client, &ss, &err);
   if (rc != 0) return api_reply_sa_error(rc, &err);
   return api_resp_json(api_resp_new(200), api_sync_json(&ss));
 }
@@ -1007,6 +1019,8 @@ static api_response *api_dispatch(api_ctx *ctx, const api_request *req, api_rout
     return api_h_status(ctx);
   case API_ROUTE_SYNC_STATUS:
     return api_h_sync_status(ctx);
+  case API_ROUTE_SYNC_TICK:
+    return api_h_sync_tick(ctx);
   case API_ROUTE_STORE_LIST:
     return api_h_list(ctx, query);
   case API_ROUTE_BATCH:

@@ -26,6 +26,7 @@ static const char *const api_metrics_labels[API_ROUTE_COUNT_] = {
     [API_ROUTE_METRICS] = "/metrics",
     [API_ROUTE_STATUS] = "/v1/status",
     [API_ROUTE_SYNC_STATUS] = "/v1/sync/status",
+    [API_ROUTE_SYNC_TICK] = "/v1/sync/tick",
     [API_ROUTE_STORE_LIST] = "/v1/store",
     [API_ROUTE_STORE_KEY] = "/v1/store/{key}",
     [API_ROUTE_BATCH] = "/v1/batch",

@@ -282,13 +282,17 @@ static int cli_health(const cli_opts *o) {
   return rc;
 }
 
-static int cli_sync_status(const cli_opts *o) {
+/* sync status, or with tick: run one outbox tick first (POST /v1/sync/tick
+ * answers the state after it); both print the same block. */
+static int cli_sync_status(const cli_opts *o, bool tick) {
   long st;
   cli_buf b;
-  if (cli_http(o, "GET", "/v1/sync/status", NULL, 0, NULL, &st, &b) != 0) return CLI_FAIL;
+  if (cli_http(o, tick ? "POST" : "GET", tick ? "/v1/sync/tick" : "/v1/sync/status", NULL, 0,
+               NULL, &st, &b) != 0)
+    return CLI_FAIL;
   int rc = CLI_OK;
   if (st != 200) {
-    rc = cli_fail_from_response(st, &b, "sync status");
+    rc = cli_fail_from_response(st, &b, tick ? "sync tick" : "sync status");
   } else if (o->json) {
     cli_print_json(&b);
   } else {
@@ -666,6 +670,7 @@ void cli_print_help(FILE *f) {
         "  store rm KEY [--if-match V]    remove a key\n"
         "  store ls [--prefix P] [--limit N]  list keys in order\n"
         "  sync status                    outbox and transport state\n"
+        "  sync tick                      run one outbox tick now, then show the state\n"
         "Offline WAL tools (the node must not run on the file):\n"
         "  wal inspect FILE               header, records, LSNs, CRC state\n"
         "  wal verify FILE                check the file (exit 1 when corrupt)\n"
@@ -751,7 +756,9 @@ int cli_main(int argc, char **argv) {
   } else if (!strcmp(c0, "health") && np == 1) {
     rc = cli_health(&o);
   } else if (!strcmp(c0, "sync") && !strcmp(c1, "status") && np == 2) {
-    rc = cli_sync_status(&o);
+    rc = cli_sync_status(&o, false);
+  } else if (!strcmp(c0, "sync") && !strcmp(c1, "tick") && np == 2) {
+    rc = cli_sync_status(&o, true);
   } else if (!strcmp(c0, "store") && !strcmp(c1, "put")) {
     rc = np == 4 ? cli_store_put(&o, pos[2], pos[3]) : cli_usage("usage: store put KEY VALUE");
   } else if (!strcmp(c0, "store") && !strcmp(c1, "get")) {

@@ -143,6 +143,30 @@ START_TEST(test_health) {
 }
 END_TEST
 
+/* sync tick runs one outbox tick: the tick count grows by one per call. */
+START_TEST(test_sync_tick) {
+  char *o = RUN(0, "sync", "tick", "--json");
+  json_error_t je;
+  json_t *j = json_loads(o, 0, &je);
+  ck_assert_msg(j != NULL, "not JSON: %s", o);
+  json_int_t t1 = json_integer_value(json_object_get(j, "ticks"));
+  ck_assert_int_ge(t1, 1);
+  ck_assert(json_is_string(json_object_get(j, "last_tick_at")));
+  json_decref(j);
+  free(o);
+  o = RUN(0, "sync", "tick", "--json");
+  j = json_loads(o, 0, &je);
+  ck_assert_ptr_nonnull(j);
+  /* the node's own tick thread may add ticks too (1 s interval) */
+  ck_assert_int_ge(json_integer_value(json_object_get(j, "ticks")), t1 + 1);
+  json_decref(j);
+  free(o);
+  o = RUN(0, "sync", "tick");
+  has(o, "  ticks        : ");
+  free(o);
+}
+END_TEST
+
 START_TEST(test_usage_errors) {
   char *o = RUN(2, "store", "put", "only-key");
   free(o);
@@ -277,6 +301,7 @@ static Suite *e2e_cli_suite(void) {
   tcase_add_test(tc, test_guide_session);
   tcase_add_test(tc, test_store_commands);
   tcase_add_test(tc, test_health);
+  tcase_add_test(tc, test_sync_tick);
   tcase_add_test(tc, test_usage_errors);
   tcase_add_test(tc, test_node_not_running);
   tcase_add_test(tc, test_wal_tools);
