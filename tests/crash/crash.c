@@ -26,7 +26,8 @@
  * Every few cycles the node is also killed during its own start-up (while
  * it recovers) before the normal start.
  *
- * usage: sa_crash PATH/TO/softadastra [--no-auto-flush]
+ * usage: sa_crash PATH/TO/softadastra [SERVE-ARGS...]   (up to 5, e.g.
+ *        --no-auto-flush, or --wal-max-bytes 65536 so kills land in checkpoints)
  * environment: SA_CRASH_CYCLES (30), SA_CRASH_WRITERS (4), SA_CRASH_SEED,
  *              SA_CRASH_MAX_RUN_MS (400), SA_SERVER_WRAPPER (harness.h).
  * Exit status 0 when every check held, 1 otherwise.
@@ -530,12 +531,18 @@ static void dump_err(const hs_server *s) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: %s PATH/TO/softadastra [--no-auto-flush]\n", argv[0]);
+    fprintf(stderr, "usage: %s PATH/TO/softadastra [SERVE-ARGS...]\n", argv[0]);
     return 2;
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
   g.bin = argv[1];
-  g.auto_flush = !(argc > 2 && strcmp(argv[2], "--no-auto-flush") == 0);
+  g.auto_flush = true;
+  for (int i = 2; i < argc; i++)
+    if (strcmp(argv[i], "--no-auto-flush") == 0) g.auto_flush = false;
+  if (argc > 2 + 5) {
+    fprintf(stderr, "at most 5 serve arguments\n");
+    return 2;
+  }
   g.cycles = env_int("SA_CRASH_CYCLES", 30);
   g.nwriters = env_int("SA_CRASH_WRITERS", 4);
   g.max_run_ms = env_int("SA_CRASH_MAX_RUN_MS", 400);
@@ -547,6 +554,8 @@ int main(int argc, char **argv) {
   unsigned seed = (unsigned)env_int("SA_CRASH_SEED", (int)(time(NULL) ^ getpid()));
   printf("crash: %d cycles, %d writers, auto_flush=%s, seed %u (SA_CRASH_SEED to replay)\n",
          g.cycles, g.nwriters, g.auto_flush ? "true" : "false", seed);
+  for (int i = 2; i < argc; i++)
+    printf("crash: serve argument %s\n", argv[i]);
   atexit(hs_kill_all);
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
@@ -560,9 +569,11 @@ int main(int argc, char **argv) {
   }
   hs_server s;
   hs_server_init(&s, g.bin, dir);
-  if (!g.auto_flush) s.extra[0] = "--no-auto-flush";
-  s.extra[g.auto_flush ? 0 : 1] = "--log-level";
-  s.extra[g.auto_flush ? 1 : 2] = "warn";
+  int ne = 0;
+  s.extra[ne++] = "--log-level";
+  s.extra[ne++] = "warn";
+  for (int i = 2; i < argc; i++)
+    s.extra[ne++] = argv[i];
   for (int i = 0; i < g.nwriters; i++) {
     g.w[i].id = i;
     g.w[i].seed = seed * 31u + (unsigned)i;
