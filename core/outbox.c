@@ -121,7 +121,7 @@ static int prune_visit(store_obx *e, void *arg) {
   if (c->excess == 0) return STORE_OBX_STOP;
   if (e->state != c->state) return STORE_OBX_KEEP;
   if (c->state == STORE_OUTBOX_QUEUED) {
-    bool yes;
+    bool yes = false;
     if ((c->rc = superseded(c->t, e, &yes, c->err)) != 0) return STORE_OBX_STOP;
     if (!yes) return STORE_OBX_KEEP;
   }
