@@ -6,7 +6,10 @@
  * fdatasync).  It tells the write path's own rate and group size apart from
  * the HTTP layer's.
  *
- *   core_put DIR THREADS SECONDS
+ *   core_put DIR THREADS SECONDS [DELAY_S]
+ *
+ * DELAY_S (0): seconds to wait between the open and the first put, so that a
+ * profiler attached once the WAL is open sees every put.
  *
  * Prints:  CORE threads=T puts=N seconds=S rate=R p50_ms=A p99_ms=B
  * The API does not tell group sizes; run.sh counts the fdatasyncs on the WAL
@@ -67,7 +70,7 @@ static int cmp_float(const void *x, const void *y) {
 
 int main(int argc, char **argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: core_put DIR THREADS SECONDS\n");
+    fprintf(stderr, "usage: core_put DIR THREADS SECONDS [DELAY_S]\n");
     return 2;
   }
   unsigned threads = (unsigned)atoi(argv[2]);
@@ -85,8 +88,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "core_put: open failed: %s\n", err.message);
     return 1;
   }
-  sa_status st0;
-  sa_client_status(c, &st0, NULL);
+  double delay = argc > 4 ? atof(argv[4]) : 0;
+  if (delay > 0) {
+    struct timespec d = {(time_t)delay, (long)((delay - (double)(time_t)delay) * 1e9)};
+    nanosleep(&d, NULL);
+  }
   cp_arg *args = calloc(threads, sizeof *args);
   pthread_t *th = calloc(threads, sizeof *th);
   if (!args || !th) return 1;

@@ -13,7 +13,11 @@
 # BENCH_BUILD_DIR (build-bench), BENCH_TMPDIR (/var/tmp: data dirs, on a real
 # disk, never tmpfs), BENCH_RECOVERY_RECORDS (1000000; 0 skips), BENCH_OUT (a
 # file that receives the result table), BENCH_NO_INSTALL=1 (never apt-get),
-# BENCH_THREADS (HTTP worker threads of our node and the ceiling: 4, the default).
+# BENCH_THREADS (HTTP worker threads of our node and the ceiling: 4, the default),
+# BENCH_KEYS (key space: 10000; 1000 in smoke mode), BENCH_WIDE_THREADS (64; 0
+# skips the wide node), BENCH_SKIP_BUILD=1 (use BENCH_BUILD_DIR as it is),
+# BENCH_KEEP=1 (keep the temp dir).  With BENCH_NO_INSTALL=1 a missing tool
+# makes the script exit 77 (ctest: skipped).
 #
 # Prints figures; asserts nothing about times.  Exits non-zero only when
 # something could not run (a server did not start, a tool is missing, a load
@@ -37,8 +41,8 @@ else
   RECORDS=${BENCH_RECOVERY_RECORDS:-1000000}
 fi
 BUILD=${BENCH_BUILD_DIR:-$ROOT/build-bench}
+if [ "$SMOKE" = 1 ]; then NKEYS=${BENCH_KEYS:-1000}; else NKEYS=${BENCH_KEYS:-10000}; fi
 PORT_BASE=${BENCH_PORT_BASE:-18480}
-NKEYS=10000
 VALUE=100
 SRV_THREADS=${BENCH_THREADS:-4}
 P_OURS=$((PORT_BASE + 1))
@@ -72,11 +76,17 @@ install_deps() {
       DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
   fi
-  local t
-  for t in wrk cc cmake pkg-config curl; do command -v "$t" >/dev/null || die "$t is missing"; done
-  if [ "$SMOKE" != 1 ]; then
-    for t in etcd redis-server redis-cli redis-benchmark; do command -v "$t" >/dev/null || die "$t is missing"; done
-  fi
+  local t tools=(wrk cc pkg-config curl)
+  [ "${BENCH_SKIP_BUILD:-0}" = 1 ] || tools+=(cmake)
+  [ "$SMOKE" = 1 ] || tools+=(etcd redis-server redis-cli redis-benchmark)
+  for t in "${tools[@]}"; do
+    command -v "$t" >/dev/null && continue
+    if [ "${BENCH_NO_INSTALL:-0}" = 1 ]; then
+      log "$t is missing and BENCH_NO_INSTALL=1: skipped"
+      exit 77 # ctest's SKIP_RETURN_CODE
+    fi
+    die "$t is missing"
+  done
 }
 
 # ---- processes: every server is stopped by PID on exit ----------------------
@@ -121,11 +131,15 @@ wait_http() { # URL PID SECONDS
 
 # ---- build --------------------------------------------------------------------
 build() {
-  log "building the node (Release) in $BUILD"
-  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSA_BUILD_TESTS=OFF >"$WORK/cmake.log" 2>&1 ||
+  if [ "${BENCH_SKIP_BUILD:-0}" = 1 ]; then
+    log "using the existing build in $BUILD (BENCH_SKIP_BUILD=1: not necessarily Release)"
+  else
+    log "building the node (Release) in $BUILD"
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSA_BUILD_TESTS=OFF >"$WORK/cmake.log" 2>&1 ||
     { cat "$WORK/cmake.log" >&2; die "cmake configure failed"; }
-  cmake --build "$BUILD" -j"$(nproc)" >>"$WORK/cmake.log" 2>&1 ||
-    { tail -40 "$WORK/cmake.log" >&2; die "build failed"; }
+    cmake --build "$BUILD" -j"$(nproc)" >>"$WORK/cmake.log" 2>&1 ||
+      { tail -40 "$WORK/cmake.log" >&2; die "build failed"; }
+  fi
   SOFTADASTRA=$BUILD/server/softadastra
   [ -x "$SOFTADASTRA" ] || die "no $SOFTADASTRA after the build"
   local cflags="-O2 -g -Wall -Wextra"
@@ -361,7 +375,7 @@ core_cell() {
   local c=$1 d=$WORK/core-put-$1 out=$WORK/core_put.out perf_out=$WORK/perf.core.out cpid ppid="" fd="" i
   mkdir -p "$d"
   rm -f "$perf_out"
-  "$WORK/core_put" "$d" "$c" "$DUR" >"$out" 2>&1 &
+  "$WORK/core_put" "$d" "$c" "$DUR" 1 >"$out" 2>&1 & # 1 s before the first put: perf attaches
   cpid=$!
   PIDS+=("$cpid")
   if [ "$PERF_OK" = 1 ]; then
@@ -372,7 +386,7 @@ core_cell() {
       ppid=$!
     fi
   fi
-  local deadline=$((SECONDS + DUR + 60))
+  local deadline=$((SECONDS + DUR + 61))
   while kill -0 "$cpid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
   stop_pid "$cpid"
   if [ -n "$ppid" ]; then
