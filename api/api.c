@@ -536,11 +536,23 @@ static api_response *api_h_metrics(api_ctx *ctx) {
             "# TYPE softadastra_outbox_in_flight gauge\nsoftadastra_outbox_in_flight %llu\n"
             "# HELP softadastra_outbox_failed Operations given up after max retries.\n"
             "# TYPE softadastra_outbox_failed gauge\nsoftadastra_outbox_failed %llu\n"
+            "# HELP softadastra_outbox_acknowledged Operations acknowledged, kept until pruned.\n"
+            "# TYPE softadastra_outbox_acknowledged gauge\nsoftadastra_outbox_acknowledged %llu\n"
+            "# HELP softadastra_outbox_max Outbox entries before overflow is reported.\n"
+            "# TYPE softadastra_outbox_max gauge\nsoftadastra_outbox_max %llu\n"
+            "# HELP softadastra_outbox_overflow 1 while the outbox holds more than outbox_max.\n"
+            "# TYPE softadastra_outbox_overflow gauge\nsoftadastra_outbox_overflow %d\n"
+            "# HELP softadastra_outbox_pruned_total Outbox entries pruned since the node opened.\n"
+            "# TYPE softadastra_outbox_pruned_total counter\nsoftadastra_outbox_pruned_total %llu\n"
+            "# HELP softadastra_sync_retries_total Operations handed to the transport again.\n"
+            "# TYPE softadastra_sync_retries_total counter\nsoftadastra_sync_retries_total %llu\n"
             "# HELP softadastra_sync_ticks_total Outbox ticks since the node opened.\n"
             "# TYPE softadastra_sync_ticks_total counter\nsoftadastra_sync_ticks_total %llu\n",
             (unsigned long long)ss.outbox_size, (unsigned long long)ss.queued,
             (unsigned long long)ss.in_flight, (unsigned long long)ss.failed,
-            (unsigned long long)ss.ticks);
+            (unsigned long long)ss.acknowledged, (unsigned long long)ss.outbox_max,
+            (int)ss.overflow, (unsigned long long)ss.pruned,
+            (unsigned long long)ss.total_retries, (unsigned long long)ss.ticks);
   }
   sa_stats ws;
   if (sa_client_stats(ctx->client, &ws, NULL) == 0) api_metrics_write_stats(&ws, f);
