@@ -31,7 +31,8 @@
 #include <strings.h>
 #include <time.h>
 
-#include "api_dashboard.h"
+#include "api_assets.h"
+#include "api_feed.h"
 #include "api_metrics.h"
 #include "api_util.h"
 
@@ -42,17 +43,19 @@
 #define API_BATCH_MAX_OPS 10000
 
 struct api_ctx {
-  sa_client *client;         /* borrowed */
-  char *auth_token;          /* NULL when auth is off */
-  char **cors;               /* allowed origins */
-  size_t n_cors;             /* entries in cors */
-  bool cors_any;             /* "*" was in the list */
-  uint32_t max_value_bytes;  /* PUT body limit */
-  uint32_t max_batch_bytes;  /* batch payload limit (core) */
-  uint32_t page_value_bytes; /* a listing page with values stops past this */
-  api_metrics *metrics;      /* request metrics */
-  atomic_bool draining;      /* shutting down */
-  struct timespec started;   /* CLOCK_MONOTONIC at create */
+  sa_client *client;                         /* borrowed */
+  char *auth_token;                          /* NULL when auth is off */
+  char **cors;                               /* allowed origins */
+  size_t n_cors;                             /* entries in cors */
+  bool cors_any;                             /* "*" was in the list */
+  uint32_t max_value_bytes;                  /* PUT body limit */
+  uint32_t max_batch_bytes;                  /* batch payload limit (core) */
+  uint32_t page_value_bytes;                 /* a listing page with values stops past this */
+  api_metrics *metrics;                      /* request metrics */
+  atomic_bool draining;                      /* shutting down */
+  void (*metrics_extra)(void *cls, FILE *f); /* server series for /metrics, or NULL */
+  void *metrics_extra_cls;                   /* its argument */
+  struct timespec started;                   /* CLOCK_MONOTONIC at create */
 };
 
 /* ---- responses --------------------------------------------------------- */
@@ -76,6 +79,7 @@ static api_response *api_resp_new(int status) {
 void api_response_free(api_response *resp) {
   if (!resp || resp == &api_oom_response) return;
   free(resp->body);
+  api_feed_free(resp->feed);
   for (size_t i = 0; i < resp->n_headers; i++)
     free(resp->headers[i].value);
   free(resp);
@@ -179,6 +183,8 @@ int api_ctx_create(const api_config *cfg, api_ctx **out) {
   api_ctx *c = calloc(1, sizeof *c);
   if (!c) return SA_ENOMEM;
   c->client = cfg->client;
+  c->metrics_extra = cfg->metrics_extra;
+  c->metrics_extra_cls = cfg->metrics_extra_cls;
   c->max_value_bytes = cfg->max_value_bytes ? cfg->max_value_bytes : SA_DEFAULT_MAX_VALUE_BYTES;
   c->max_batch_bytes = cfg->max_batch_bytes ? cfg->max_batch_bytes : SA_DEFAULT_MAX_BATCH_BYTES;
   c->page_value_bytes = cfg->page_value_bytes ? cfg->page_value_bytes : API_LIST_MAX_VALUE_BYTES;
@@ -232,6 +238,9 @@ typedef struct api_route {
 /* Order matters only for documentation; matching is exact except STORE_KEY. */
 static const api_route api_route_table[] = {
     {API_ROUTE_ROOT, "/", "GET, HEAD, OPTIONS"},
+    {API_ROUTE_ROOT, "/dashboard", "GET, HEAD, OPTIONS"},
+    {API_ROUTE_ROOT, "/dashboard.js", "GET, HEAD, OPTIONS"},
+    {API_ROUTE_ROOT, "/dashboard.css", "GET, HEAD, OPTIONS"},
     {API_ROUTE_HEALTHZ, "/healthz", "GET, HEAD, OPTIONS"},
     {API_ROUTE_READYZ, "/readyz", "GET, HEAD, OPTIONS"},
     {API_ROUTE_METRICS, "/metrics", "GET, HEAD, OPTIONS"},
@@ -241,15 +250,25 @@ static const api_route api_route_table[] = {
     {API_ROUTE_STORE_LIST, "/v1/store", "GET, HEAD, OPTIONS"},
     {API_ROUTE_STORE_KEY, "/v1/store/", "GET, HEAD, PUT, DELETE, OPTIONS"},
     {API_ROUTE_BATCH, "/v1/batch", "POST, OPTIONS"},
+    {API_ROUTE_CHANGES, "/v1/changes", "GET, HEAD, OPTIONS"},
 };
 #define API_NROUTES (sizeof api_route_table / sizeof api_route_table[0])
 
 static const api_route_info api_route_infos[] = {
-    {"/", "GET,HEAD"},          {"/healthz", "GET,HEAD"},
-    {"/readyz", "GET,HEAD"},    {"/metrics", "GET,HEAD"},
-    {"/v1/status", "GET,HEAD"}, {"/v1/sync/status", "GET,HEAD"}, {"/v1/sync/tick", "POST"},
-    {"/v1/store", "GET,HEAD"},  {"/v1/store/{key}", "GET,HEAD,PUT,DELETE"},
+    {"/", "GET,HEAD"},
+    {"/healthz", "GET,HEAD"},
+    {"/readyz", "GET,HEAD"},
+    {"/metrics", "GET,HEAD"},
+    {"/v1/status", "GET,HEAD"},
+    {"/v1/sync/status", "GET,HEAD"},
+    {"/v1/sync/tick", "POST"},
+    {"/v1/store", "GET,HEAD"},
+    {"/v1/store/{key}", "GET,HEAD,PUT,DELETE"},
     {"/v1/batch", "POST"},
+    {"/v1/changes", "GET,HEAD"},
+    {"/dashboard", "GET,HEAD"},
+    {"/dashboard.js", "GET,HEAD"},
+    {"/dashboard.css", "GET,HEAD"},
 };
 
 const api_route_info *api_routes(size_t *n) {
@@ -502,6 +521,7 @@ static api_response *api_h_metrics(api_ctx *ctx) {
   FILE *f = open_memstream(&buf, &len);
   if (!f) return &api_oom_response;
   api_metrics_write(ctx->metrics, f);
+  if (ctx->metrics_extra) ctx->metrics_extra(ctx->metrics_extra_cls, f);
   sa_status st;
   sa_sync_state ss;
   if (sa_client_status(ctx->client, &st, NULL) == 0) {
@@ -551,8 +571,8 @@ static api_response *api_h_metrics(api_ctx *ctx) {
             (unsigned long long)ss.outbox_size, (unsigned long long)ss.queued,
             (unsigned long long)ss.in_flight, (unsigned long long)ss.failed,
             (unsigned long long)ss.acknowledged, (unsigned long long)ss.outbox_max,
-            (int)ss.overflow, (unsigned long long)ss.pruned,
-            (unsigned long long)ss.total_retries, (unsigned long long)ss.ticks);
+            (int)ss.overflow, (unsigned long long)ss.pruned, (unsigned long long)ss.total_retries,
+            (unsigned long long)ss.ticks);
   }
   sa_stats ws;
   if (sa_client_stats(ctx->client, &ws, NULL) == 0) api_metrics_write_stats(&ws, f);
@@ -571,20 +591,37 @@ static api_response *api_h_metrics(api_ctx *ctx) {
   return r;
 }
 
-static api_response *api_h_root(void) {
+/* The dashboard's compiled-in files (api_assets.h): /, /dashboard,
+ * /dashboard.js, /dashboard.css, under a strict Content-Security-Policy. */
+static api_response *api_h_root(const char *path) {
+  api_asset a;
+  if (api_asset_find(path, strlen(path), &a) != 0)
+    return api_reply_error(404, "route_not_found", "no such page");
   api_response *r = api_resp_new(200);
   if (!r) return &api_oom_response;
-  r->body = strdup(api_dashboard_html);
+  r->body = malloc(a.len + 1);
   if (!r->body) {
     api_response_free(r);
     return &api_oom_response;
   }
-  r->body_len = strlen(r->body);
-  r->content_type = "text/html; charset=utf-8";
+  memcpy(r->body, a.data, a.len + 1);
+  r->body_len = a.len;
+  r->content_type = a.content_type;
   api_resp_header(r, "X-Content-Type-Options", "nosniff");
   api_resp_header(r, "X-Frame-Options", "DENY");
-  api_resp_header(r, "Content-Security-Policy",
-                  "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
+  api_resp_header(r, "Referrer-Policy", "no-referrer");
+  api_resp_header(r, "Cache-Control", "no-cache");
+  api_resp_header(r, "Content-Security-Policy", "%s", API_ASSETS_CSP);
+  return r;
+}
+
+/* GET /v1/changes: the change feed (api_feed.c).  A long-poll or a stream
+ * from a server that can defer comes back with resp->feed set. */
+static api_response *api_h_changes(api_ctx *ctx, const api_request *req, const char *query) {
+  api_feed *deferred = NULL;
+  api_response *r =
+      api_feed_handle(ctx->client, query, req->header, req->header_cls, req->can_defer, &deferred);
+  if (deferred) r->feed = deferred; /* r is then a response of its own, never the static one */
   return r;
 }
 
@@ -990,7 +1027,9 @@ static api_response *api_gate(api_ctx *ctx, const api_request *req, api_target *
     }
     return r;
   }
-  if (t->id != API_ROUTE_HEALTHZ && !api_auth_ok(ctx, req)) {
+  /* The dashboard's static files hold no data (a browser cannot send a bearer
+   * token when it navigates); the page asks for the token itself. */
+  if (t->id != API_ROUTE_HEALTHZ && t->id != API_ROUTE_ROOT && !api_auth_ok(ctx, req)) {
     api_response *r = api_reply_error(401, "unauthorized", "a valid bearer token is required");
     api_resp_header(r, "WWW-Authenticate", "Bearer realm=\"softadastra\"");
     return r;
@@ -1020,7 +1059,7 @@ static api_response *api_dispatch(api_ctx *ctx, const api_request *req, api_rout
   bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
   switch (rt->id) {
   case API_ROUTE_ROOT:
-    return api_h_root();
+    return api_h_root(rt->path);
   case API_ROUTE_HEALTHZ:
     return api_resp_json(api_resp_new(200), json_pack("{s:s}", "status", "ok"));
   case API_ROUTE_READYZ:
@@ -1037,6 +1076,8 @@ static api_response *api_dispatch(api_ctx *ctx, const api_request *req, api_rout
     return api_h_list(ctx, query);
   case API_ROUTE_BATCH:
     return api_h_batch(ctx, req);
+  case API_ROUTE_CHANGES:
+    return api_h_changes(ctx, req, query);
   case API_ROUTE_STORE_KEY:
     break;
   default:

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "softadastra.h"
 
@@ -43,6 +44,9 @@ typedef struct api_config {
   uint32_t max_value_bytes;        /* largest PUT body (the core's max_value_bytes) */
   uint32_t max_batch_bytes;        /* largest batch payload (the core's max_batch_bytes) */
   uint32_t page_value_bytes;       /* GET /v1/store?values=1 stops a page past this; 0 = 16 MiB */
+  void (*metrics_extra)(void *cls, FILE *f); /* appends the server's own series to GET /metrics
+                                                (may be NULL); called on request threads */
+  void *metrics_extra_cls;                   /* its first argument */
 } api_config;
 
 /* Creates the API context.  Returns 0 and sets *out (free with
@@ -68,6 +72,7 @@ typedef struct api_request {
   const char *body;     /* body bytes (may contain NUL); NULL when body_len is 0 */
   size_t body_len;      /* bytes at body */
   bool body_pending;    /* api_precheck: a body follows that will not be read if refused */
+  bool can_defer;       /* the caller can wait and stream: GET /v1/changes may hand it a feed */
 } api_request;
 
 #define API_MAX_HEADERS 12
@@ -84,7 +89,9 @@ typedef struct api_response {
   size_t body_len;          /* bytes at body */
   size_t n_headers;         /* extra headers used in headers[] */
   api_header headers[API_MAX_HEADERS];
-  bool close; /* the server should close the connection after it */
+  bool close;            /* the server should close the connection after it */
+  struct api_feed *feed; /* /v1/changes with can_defer: the feed the caller must wait on or
+                            stream (api_feed.h); the caller takes it (sets it NULL) */
 } api_response;
 
 /* Answers one request.  Never returns NULL: allocation failures become a

@@ -30,6 +30,7 @@ static const char *const api_metrics_labels[API_ROUTE_COUNT_] = {
     [API_ROUTE_STORE_LIST] = "/v1/store",
     [API_ROUTE_STORE_KEY] = "/v1/store/{key}",
     [API_ROUTE_BATCH] = "/v1/batch",
+    [API_ROUTE_CHANGES] = "/v1/changes",
     [API_ROUTE_OTHER] = "other",
 };
 

@@ -28,6 +28,7 @@ typedef enum api_route_id {
   API_ROUTE_STORE_LIST,
   API_ROUTE_STORE_KEY,
   API_ROUTE_BATCH,
+  API_ROUTE_CHANGES,
   API_ROUTE_OTHER,
   API_ROUTE_COUNT_
 } api_route_id;

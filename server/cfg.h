@@ -52,6 +52,8 @@ typedef struct cfg_config {
   uint32_t max_connections;      /* concurrent HTTP connections */
   uint32_t connection_timeout_s; /* idle or stalled connection timeout */
   uint32_t max_header_bytes;     /* memory per connection for the request line and headers */
+  uint32_t max_streams;          /* concurrent change-feed SSE streams (GET /v1/changes) */
+  uint32_t sse_heartbeat_s;      /* seconds between heartbeat comments on an SSE stream */
   uint32_t shutdown_timeout_s;   /* longest wait for in-flight requests at SIGTERM */
   char *auth_token;              /* bearer token; "" = auth off */
   char **cors_origins;           /* browser origins allowed by CORS; none = off */

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_watch.h"
 #include "softadastra.h"
 
 #define CLI_DEFAULT_URL "http://127.0.0.1:8080"
@@ -670,6 +671,8 @@ void cli_print_help(FILE *f) {
         "  store rm KEY [--if-match V]    remove a key\n"
         "  store ls [--prefix P] [--limit N]  list keys in order\n"
         "  sync status                    outbox and transport state\n"
+        "  watch [--prefix P] [--since N|now]  follow the change feed, one line per change\n"
+        "                                 (from now unless --since; Ctrl-C stops)\n"
         "  sync tick                      run one outbox tick now, then show the state\n"
         "Offline WAL tools (the node must not run on the file):\n"
         "  wal inspect FILE               header, records, LSNs, CRC state\n"
@@ -690,6 +693,7 @@ static int cli_usage(const char *msg) {
 }
 
 int cli_main(int argc, char **argv) {
+  if (argc > 0 && !strcmp(argv[0], "watch")) return cli_watch_main(argc, argv); /* cli_watch.c */
   cli_opts o = {
       .url = getenv("SOFTADASTRA_URL"), .token = getenv("SOFTADASTRA_TOKEN"), .limit = -1};
   if (!o.url || !*o.url) o.url = CLI_DEFAULT_URL;

@@ -43,6 +43,7 @@
 #include "api.h"
 #include "softadastra.h"
 #include "srv_log.h"
+#include "srv_sse.h"
 
 #define SRV_DISCARD_MAX (64u << 20) /* bytes of an oversized body read before dropping */
 
@@ -51,6 +52,7 @@ typedef struct srv {
   atomic_long active; /* requests started and not completed */
   atomic_ulong total; /* requests started since start */
   bool log_requests;  /* debug level: one line per request */
+  srv_feed *feed;     /* SSE streams and long-polls of /v1/changes (srv_sse.c) */
 } srv;
 
 typedef struct srv_req {
@@ -63,6 +65,7 @@ typedef struct srv_req {
   bool started;       /* the first access call (headers) has run */
   bool too_big;       /* the body passed the limit */
   struct timespec t0; /* when the request line arrived */
+  void *feed;         /* srv_sse.c: a long-poll waiting (suspended) for changes */
 } srv_req;
 
 /* ---- libmicrohttpd callbacks ------------------------------------------- */
@@ -87,6 +90,7 @@ static void srv_completed_cb(void *cls, struct MHD_Connection *con, void **req_c
   srv *s = cls;
   srv_req *r = *req_cls;
   if (!r) return;
+  srv_feed_done(s->feed, &r->feed);
   free(r->target);
   free(r->body);
   free(r);
@@ -267,6 +271,7 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
     r->len += n;
     return MHD_YES;
   }
+  if (r->feed) return srv_feed_resume(s->feed, con, &r->feed); /* a long-poll, resumed */
   api_response *resp;
   if (r->too_big) {
     resp = api_too_large(s->api, method, r->target, r->limit);
@@ -278,8 +283,15 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
         .header_cls = con,
         .body = r->body,
         .body_len = r->len,
+        .can_defer = true,
     };
     resp = api_handle(s->api, &req);
+  }
+  if (resp->feed) { /* /v1/changes: a stream or a long-poll, served without holding a thread */
+    api_feed *f = resp->feed;
+    resp->feed = NULL;
+    srv_log_request(s, method, r, resp->status);
+    return srv_feed_serve(s->feed, con, resp, f, strcmp(method, "HEAD") == 0, &r->feed);
   }
   srv_log_request(s, method, r, resp->status);
   return srv_queue(con, resp);
@@ -337,8 +349,9 @@ static struct MHD_Daemon *srv_listen(srv *s, const cfg_config *cfg, uint16_t *bo
   if (cfg_parse_listen(cfg->listen, host, sizeof host, &port) != 0) return NULL;
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
-  unsigned flags =
-      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                   MHD_USE_ERROR_LOG |
+                   MHD_ALLOW_SUSPEND_RESUME; /* /v1/changes waits suspended (srv_sse.c) */
   if (strchr(host, ':')) {
     struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
     a->sin6_family = AF_INET6;
@@ -429,7 +442,14 @@ int srv_serve(const cfg_config *cfg) {
   srv s = {.log_requests = srv_log_enabled(SRV_LOG_DEBUG) != 0};
   atomic_init(&s.active, 0);
   atomic_init(&s.total, 0);
+  if (srv_feed_create(client, cfg->max_streams, cfg->sse_heartbeat_s, &s.feed) != 0) {
+    fprintf(stderr, "softadastra: cannot start the change feed notifier\n");
+    sa_client_close(client);
+    return 1;
+  }
   api_config ac = {
+      .metrics_extra = srv_feed_write_metrics,
+      .metrics_extra_cls = s.feed,
       .client = client,
       .auth_token = cfg->auth_token,
       .cors_origins = (const char *const *)cfg->cors_origins,
@@ -439,12 +459,14 @@ int srv_serve(const cfg_config *cfg) {
   };
   if (api_ctx_create(&ac, &s.api) != 0) {
     fprintf(stderr, "softadastra: out of memory\n");
+    srv_feed_destroy(s.feed);
     sa_client_close(client);
     return 1;
   }
   uint16_t port = 0;
   struct MHD_Daemon *d = srv_listen(&s, cfg, &port);
   if (!d) {
+    srv_feed_destroy(s.feed);
     api_ctx_destroy(s.api);
     sa_client_close(client);
     return 1;
@@ -482,6 +504,7 @@ int srv_serve(const cfg_config *cfg) {
   srv_log(SRV_LOG_INFO, "shutdown", "signal=%s active=%ld", sig == SIGINT ? "SIGINT" : "SIGTERM",
           atomic_load(&s.active));
   api_ctx_set_draining(s.api, true);
+  srv_feed_shutdown(s.feed); /* streams say bye and end, long-polls answer now */
   MHD_socket lfd = MHD_quiesce_daemon(d);
   if (lfd != MHD_INVALID_SOCKET) close(lfd);
   struct timespec t0, now;
@@ -498,6 +521,7 @@ int srv_serve(const cfg_config *cfg) {
     nanosleep(&nap, NULL);
   }
   MHD_stop_daemon(d);
+  srv_feed_destroy(s.feed);
   api_ctx_destroy(s.api);
   sa_client_status(client, &st, NULL);
   unsigned long long last = (unsigned long long)st.last_lsn;

@@ -507,8 +507,15 @@ START_TEST(test_auth) {
   ck_assert_int_eq(e2e_http(&n, "GET", "/healthz", NULL, NULL, 0, &r), 0);
   ck_assert_int_eq(r.status, 200);
   e2e_resp_free(&r);
+  /* the dashboard's static files hold no data: the page asks for the token */
+  const char *open_routes[] = {"/", "/dashboard", "/dashboard.js", "/dashboard.css"};
+  for (size_t i = 0; i < sizeof open_routes / sizeof *open_routes; i++) {
+    ck_assert_int_eq(e2e_http(&n, "GET", open_routes[i], NULL, NULL, 0, &r), 0);
+    ck_assert_msg(r.status == 200, "%s without token: %ld", open_routes[i], r.status);
+    e2e_resp_free(&r);
+  }
   const char *routes[] = {"/v1/status", "/v1/sync/status", "/v1/store", "/v1/store/a",
-                          "/metrics",   "/readyz",         "/",         "/nope"};
+                          "/metrics",   "/readyz",         "/v1/changes", "/nope"};
   for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
     ck_assert_int_eq(e2e_http(&n, "GET", routes[i], NULL, NULL, 0, &r), 0);
     ck_assert_msg(r.status == 401, "%s without token: %ld", routes[i], r.status);
