@@ -166,6 +166,13 @@ int cli_watch_main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     bool nx = i + 1 < argc;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      printf("usage: softadastra watch [--prefix P] [--since LSN|now] [--json] [--url URL] "
+             "[--token T]\n"
+             "Follows the node's change feed (GET /v1/changes as Server-Sent Events) and prints\n"
+             "one line per change as it happens, from now unless --since.  Ctrl-C stops.\n");
+      return 0;
+    }
     if (!strcmp(a, "--json"))
       json = true;
     else if (!strcmp(a, "--url") && nx)

@@ -35,6 +35,13 @@ done
 want=$(sed -n 's/.*"playwright-core": *"\([^"]*\)".*/\1/p' "$here/package.json" | head -n 1)
 have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
   "$here/node_modules/playwright-core/package.json" 2>/dev/null | head -n 1)
+# Several build trees may run this at once: one npm ci at a time.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>/tmp/softadastra-browser-npm.lock
+  flock -w 600 9 || { echo "FAIL: waited 600 s for another npm ci"; exit 1; }
+  have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
+    "$here/node_modules/playwright-core/package.json" 2>/dev/null | head -n 1)
+fi
 if [ "$have" != "$want" ]; then
   echo "installing playwright-core $want into $here/node_modules"
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error) || {
@@ -42,4 +49,5 @@ if [ "$have" != "$want" ]; then
     exit 1
   }
 fi
+exec 9>&-
 exec node "$here/dashboard.test.mjs" "$bin" "$out"
