@@ -89,7 +89,7 @@ static const cfg_setting cfg_settings[] = {
      "concurrent HTTP connections"},
     {"connection_timeout_s", CFG_U32, CFG_OFF(connection_timeout_s), 1, 3600, "30", NULL,
      "close a connection idle or stalled this long"},
-    {"max_header_bytes", CFG_U32, CFG_OFF(max_header_bytes), 4096, 1u << 20, "65536", NULL,
+    {"max_header_bytes", CFG_U32, CFG_OFF(max_header_bytes), 4096, 1u << 20, "16384", NULL,
      "memory per connection for the request line and headers (larger: 431)"},
     {"max_streams", CFG_U32, CFG_OFF(max_streams), 1, 100000, "32", NULL,
      "concurrent change-feed streams (GET /v1/changes as SSE); over it: 503"},
