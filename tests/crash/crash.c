@@ -22,6 +22,7 @@
  *     acknowledged write is present, or a later one is);
  *   - batches are atomic: when a batch of unknown outcome is seen applied on
  *     one key, every other key it wrote holds its effect or a later one;
+ *   - a GET of every key agrees with the listing;
  *   - the node's last LSN (/v1/status) is at least every acknowledged LSN.
  * Every few cycles the node is also killed during its own start-up (while
  * it recovers) before the normal start.
@@ -472,6 +473,22 @@ static void check_recovered(hs_conn *c) {
              who, kn);
       }
     }
+  }
+  /* a GET of each key agrees with the listing */
+  for (int k = 0; k < NKEYS; k++) {
+    char path[64];
+    key_name(k, kn, sizeof kn);
+    snprintf(path, sizeof path, "/v1/store/%s?raw=1", kn);
+    hs_resp r;
+    if (hs_http(c, "GET", g.url, path, NULL, 0, NULL, REQ_TIMEOUT_MS, &r) != 0) {
+      fail("GET %s after restart: %s", path, r.error);
+      continue;
+    }
+    if (ob[k].present && (r.status != 200 || strcmp(r.body, ob[k].value) != 0))
+      fail("GET %s: status %ld, \"%.40s\"; the listing says \"%.40s\"", kn, r.status, r.body,
+           ob[k].value);
+    if (!ob[k].present && r.status != 404)
+      fail("GET %s: status %ld for a key the listing does not have", kn, r.status);
   }
   /* the recovered node knows every acknowledged LSN */
   hs_resp r;
