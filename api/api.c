@@ -33,6 +33,7 @@
 
 #include "api_assets.h"
 #include "api_feed.h"
+#include "api_json.h"
 #include "api_metrics.h"
 #include "api_util.h"
 
@@ -325,22 +326,6 @@ static const char *api_hdr(const api_request *req, const char *name) {
  * part sits above the 16-bit logical counter. */
 static uint64_t api_hlc_ms(uint64_t hlc) {
   return hlc >> 16;
-}
-
-/* JSON RFC 3339 timestamp (UTC, milliseconds) of unix ms, or null for 0. */
-static json_t *api_json_time(uint64_t ms) {
-  if (ms == 0) return json_null();
-  time_t s = (time_t)(ms / 1000);
-  struct tm tm;
-  if (!gmtime_r(&s, &tm)) return json_null();
-  char buf[64];
-  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
-           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000));
-  return json_string(buf);
-}
-
-static json_t *api_json_u64(uint64_t v) {
-  return json_integer((json_int_t)(v > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : v));
 }
 
 /* Sets "value" and "encoding" on obj: UTF-8 text as a string, anything

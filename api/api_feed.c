@@ -26,6 +26,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "api_json.h"
 #include "api_util.h"
 
 struct api_feed {
@@ -70,32 +71,15 @@ static api_response *api_feed_param(const char *query, const char *name, char **
   return NULL;
 }
 
-/* JSON RFC 3339 time (UTC, ms) of an HLC timestamp (physical ms << 16). */
-static json_t *api_feed_time(uint64_t hlc) {
-  uint64_t ms = hlc >> 16;
-  if (ms == 0) return json_null();
-  time_t s = (time_t)(ms / 1000);
-  struct tm tm;
-  if (!gmtime_r(&s, &tm)) return json_null();
-  char buf[64];
-  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
-           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000));
-  return json_string(buf);
-}
-
-static json_t *api_feed_u64(uint64_t v) {
-  return json_integer((json_int_t)(v > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : v));
-}
-
 /* The JSON of one change (new reference), or NULL out of memory. */
 static json_t *api_feed_change_json(const sa_change *ch, bool values) {
-  json_t *o = json_pack("{s:o,s:s,s:s,s:o,s:o,s:o,s:b}", "lsn", api_feed_u64(ch->lsn), "key",
+  json_t *o = json_pack("{s:o,s:s,s:s,s:o,s:o,s:o,s:b}", "lsn", api_json_u64(ch->lsn), "key",
                         ch->key, "op", ch->op == SA_OP_DELETE ? "delete" : "put", "version",
-                        api_feed_u64(ch->version), "time", api_feed_time(ch->hlc), "hlc",
-                        api_feed_u64(ch->hlc), "batch", (int)ch->batch);
+                        api_json_u64(ch->version), "time", api_json_time((ch->hlc) >> 16), "hlc",
+                        api_json_u64(ch->hlc), "batch", (int)ch->batch);
   if (!o) return NULL;
   if (ch->op == SA_OP_DELETE) return o;
-  if (json_object_set_new(o, "size", api_feed_u64(ch->len)) != 0) goto oom;
+  if (json_object_set_new(o, "size", api_json_u64(ch->len)) != 0) goto oom;
   if (values && ch->data) {
     json_t *v;
     const char *enc;
@@ -148,8 +132,8 @@ static api_response *api_feed_gone(api_feed *f, const sa_error *err) {
   uint64_t floor = sa_client_changes_floor(f->client);
   const char *msg = err && err->message[0] ? err->message : sa_strerror(SA_EGONE);
   return api_feed_json(410, json_pack("{s:{s:s,s:s,s:o},s:o}", "error", "code", "gone", "message",
-                                      msg, "oldest_since", api_feed_u64(floor), "oldest_since",
-                                      api_feed_u64(floor)));
+                                      msg, "oldest_since", api_json_u64(floor), "oldest_since",
+                                      api_json_u64(floor)));
 }
 
 /* Any other core failure. */
@@ -297,8 +281,8 @@ api_response *api_feed_page(api_feed *f, bool final) {
       }
     }
     json_t *j = arr ? json_pack("{s:o,s:I,s:o,s:o,s:b}", "changes", arr, "count",
-                                (json_int_t)matched, "next_since", api_feed_u64(ch.next_since),
-                                "last_lsn", api_feed_u64(ch.last_lsn), "more", (int)ch.more)
+                                (json_int_t)matched, "next_since", api_json_u64(ch.next_since),
+                                "last_lsn", api_json_u64(ch.last_lsn), "more", (int)ch.more)
                     : NULL;
     f->pos = ch.next_since;
     sa_changes_free(&ch);

@@ -340,20 +340,25 @@ static int kv_find(sa_store *s, MDB_txn *txn, const char *key, size_t klen,
   return 0;
 }
 
-int store_wversion(store_wtxn *t, const char *key, uint32_t klen, uint64_t *version,
-                   sa_error *err) {
+/* Reads key's entry inside the write txn: *e zeroed when absent. */
+static int kv_wread(store_wtxn *t, const char *key, uint32_t klen, kv_entry *e, sa_error *err) {
   unsigned char kb[KV_LONG];
   MDB_val k, v;
   bool found;
-  kv_entry e;
+  memset(e, 0, sizeof *e);
   int rc = kv_find(t->s, t->txn, key, klen, kb, &k, &v, &found);
   if (rc) return store_err(t->s, rc, "read", err);
-  *version = 0;
-  if (!found) return 0;
-  if (kv_decode(&k, &v, &e) != 0)
+  if (found && kv_decode(&k, &v, e) != 0)
     return sa_fail(err, SA_ECORRUPT, "store '%s': malformed kv entry", t->s->path);
-  *version = e.version;
   return 0;
+}
+
+int store_wversion(store_wtxn *t, const char *key, uint32_t klen, uint64_t *version,
+                   sa_error *err) {
+  kv_entry e;
+  int rc = kv_wread(t, key, klen, &e, err);
+  *version = e.version;
+  return rc;
 }
 
 int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, uint32_t vlen,
@@ -558,18 +563,10 @@ int store_wobx_payload(store_wtxn *t, uint64_t lsn, const void **p, uint32_t *le
 }
 
 int store_wkv_lsn(store_wtxn *t, const char *key, uint32_t klen, uint64_t *lsn, sa_error *err) {
-  unsigned char kb[KV_LONG];
-  MDB_val k, v;
-  bool found;
   kv_entry e;
-  *lsn = 0;
-  int rc = kv_find(t->s, t->txn, key, klen, kb, &k, &v, &found);
-  if (rc) return store_err(t->s, rc, "read", err);
-  if (!found) return 0;
-  if (kv_decode(&k, &v, &e) != 0)
-    return sa_fail(err, SA_ECORRUPT, "store '%s': malformed kv entry", t->s->path);
+  int rc = kv_wread(t, key, klen, &e, err);
   *lsn = e.lsn;
-  return 0;
+  return rc;
 }
 
 int store_wcommit(store_wtxn *t, uint64_t applied_lsn, uint64_t hlc, sa_error *err) {
