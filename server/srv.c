@@ -98,6 +98,8 @@ static void srv_completed_cb(void *cls, struct MHD_Connection *con, void **req_c
   atomic_fetch_sub(&s->active, 1);
 }
 
+static void srv_mhd_logger(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 static void srv_mhd_logger(void *cls, const char *fmt, va_list ap) {
   if (!srv_log_enabled(SRV_LOG_DEBUG)) return;
   char msg[512], q[600];

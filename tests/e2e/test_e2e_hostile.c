@@ -399,8 +399,8 @@ END_TEST
 START_TEST(test_slow_clients) {
   char out[512];
   /* A body that arrives slowly (one byte per 100 ms) but completely is served. */
-  const char *parts[] = {"PUT /v1/store/slow HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
-                         "Connection: close\r\n\r\n",
+  const char *parts[] = {("PUT /v1/store/slow HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                          "Connection: close\r\n\r\n"),
                          "s",
                          "l",
                          "o",
