@@ -93,7 +93,9 @@ typedef struct wreq {
   sa_error err;
   sa_write_result res;
   bool done;
-  pthread_cond_t cv;
+  pthread_cond_t cv; /* blocking callers wait on it */
+  sa_write_cb cb;    /* asynchronous callers: called instead (r is then malloc'd) */
+  void *cb_arg;
 } wreq;
 
 struct sa_client {
@@ -779,6 +781,18 @@ static void *node_writer_main(void *arg) {
 
     node_process(c, g);
 
+    /* Asynchronous requests are answered first, outside the lock: their
+     * callbacks usually wake another thread that is about to queue more. */
+    for (wreq *r = g, *next, **link = &g; r; r = next) {
+      next = r->next;
+      if (!r->cb) {
+        link = &r->next;
+        continue;
+      }
+      *link = next;
+      r->cb(r->cb_arg, r->rc, r->rc ? NULL : &r->res, r->rc ? &r->err : NULL);
+      free(r);
+    }
     pthread_mutex_lock(&c->mu);
     pthread_cond_broadcast(&c->lsn_cv); /* change-feed waiters */
     for (wreq *r = g, *next; r; r = next) {
@@ -791,24 +805,41 @@ static void *node_writer_main(void *arg) {
   return NULL;
 }
 
-/* Queues r and waits until the writer settles it. */
-static int node_submit(sa_client *c, wreq *r, sa_error *err) {
-  pthread_cond_init(&r->cv, NULL);
+/* Appends r to the writer's queue, with c->mu held.  Refuses when closing. */
+static int node_enqueue_locked(sa_client *c, wreq *r, sa_error *err) {
+  if (c->stopping) return sa_fail(err, SA_ECLOSED, "node '%s' is closing", c->node_id);
   r->next = NULL;
   r->done = false;
   r->rc = 0;
-  pthread_mutex_lock(&c->mu);
-  if (c->stopping) {
-    pthread_mutex_unlock(&c->mu);
-    pthread_cond_destroy(&r->cv);
-    return sa_fail(err, SA_ECLOSED, "node '%s' is closing", c->node_id);
-  }
   if (c->tail)
     c->tail->next = r;
   else
     c->head = r;
   c->tail = r;
   pthread_cond_signal(&c->cv);
+  return 0;
+}
+
+/* Queues a malloc'd r whose r->cb the writer will call; frees r when
+ * refused. */
+static int node_submit_async(sa_client *c, wreq *r, sa_error *err) {
+  pthread_mutex_lock(&c->mu);
+  int rc = node_enqueue_locked(c, r, err);
+  pthread_mutex_unlock(&c->mu);
+  if (rc) free(r);
+  return rc;
+}
+
+/* Queues r and waits until the writer settles it. */
+static int node_submit(sa_client *c, wreq *r, sa_error *err) {
+  pthread_cond_init(&r->cv, NULL);
+  pthread_mutex_lock(&c->mu);
+  int rc = node_enqueue_locked(c, r, err);
+  if (rc) {
+    pthread_mutex_unlock(&c->mu);
+    pthread_cond_destroy(&r->cv);
+    return rc;
+  }
   while (!r->done)
     pthread_cond_wait(&r->cv, &c->mu);
   pthread_mutex_unlock(&c->mu);
@@ -1124,25 +1155,78 @@ static int node_write_preflight(sa_client *c, const char *key, sa_error *err) {
              : sa_fail(err, SA_EKEY, "invalid key: key is NULL");
 }
 
-int sa_client_put_ex(sa_client *c, const char *key, const void *data, size_t len,
-                     const sa_write_opts *wo, sa_write_result *res, sa_error *err) {
+/* Checks a put and fills the zeroed r with it. */
+static int node_put_prepare(sa_client *c, const char *key, const void *data, size_t len,
+                            const sa_write_opts *wo, wreq *r, sa_error *err) {
   int rc = node_write_preflight(c, key, err);
   if (rc || (rc = node_check_value(c, key, len, err)) != 0) return rc;
   if (len && !data) return sa_fail(err, SA_EINVAL, "value data is NULL with length %zu", len);
   if (wo && wo->cond != SA_COND_NONE && wo->cond != SA_COND_VERSION && wo->cond != SA_COND_ABSENT)
     return sa_fail(err, SA_EINVAL, "unknown write condition %d", wo->cond);
+  r->kind = REQ_PUT;
+  r->key = key;
+  r->klen = (uint32_t)strlen(key);
+  r->val = data;
+  r->vlen = (uint32_t)len;
+  if (wo) r->cond = *wo;
+  r->bytes = SA_WAL_RECORD_HEADER + 8 + r->klen + len;
+  return 0;
+}
+
+/* Checks a remove and fills the zeroed r with it. */
+static int node_remove_prepare(sa_client *c, const char *key, const sa_write_opts *wo, wreq *r,
+                               sa_error *err) {
+  int rc = node_write_preflight(c, key, err);
+  if (rc) return rc;
+  if (wo && wo->cond == SA_COND_ABSENT)
+    return sa_fail(err, SA_EINVAL, "a remove cannot require the key to be absent");
+  if (wo && wo->cond != SA_COND_NONE && wo->cond != SA_COND_VERSION)
+    return sa_fail(err, SA_EINVAL, "unknown write condition %d", wo->cond);
+  r->kind = REQ_DEL;
+  r->key = key;
+  r->klen = (uint32_t)strlen(key);
+  if (wo) r->cond = *wo;
+  r->bytes = SA_WAL_RECORD_HEADER + 4 + r->klen;
+  return 0;
+}
+
+int sa_client_put_ex(sa_client *c, const char *key, const void *data, size_t len,
+                     const sa_write_opts *wo, sa_write_result *res, sa_error *err) {
   wreq r;
   memset(&r, 0, sizeof r);
-  r.kind = REQ_PUT;
-  r.key = key;
-  r.klen = (uint32_t)strlen(key);
-  r.val = data;
-  r.vlen = (uint32_t)len;
-  if (wo) r.cond = *wo;
-  r.bytes = SA_WAL_RECORD_HEADER + 8 + r.klen + len;
-  rc = node_submit(c, &r, err);
+  int rc = node_put_prepare(c, key, data, len, wo, &r, err);
+  if (rc == 0) rc = node_submit(c, &r, err);
   if (rc == 0 && res) *res = r.res;
   return rc;
+}
+
+/* A zeroed heap request for an asynchronous write, in *out. */
+static int node_async_req(sa_client *c, sa_write_cb cb, void *arg, wreq **out, sa_error *err) {
+  *out = NULL;
+  if (!c) return sa_fail(err, SA_EINVAL, "client is NULL");
+  if (!cb) return sa_fail(err, SA_EINVAL, "write callback is NULL");
+  wreq *r = calloc(1, sizeof *r);
+  if (!r) return sa_fail(err, SA_ENOMEM, "out of memory queuing a write");
+  r->cb = cb;
+  r->cb_arg = arg;
+  *out = r;
+  return 0;
+}
+
+int sa_client_put_async(sa_client *c, const char *key, const void *data, size_t len,
+                        const sa_write_opts *wo, sa_write_cb cb, void *arg, sa_error *err) {
+  wreq *r;
+  int rc = node_async_req(c, cb, arg, &r, err);
+  if (rc == 0 && (rc = node_put_prepare(c, key, data, len, wo, r, err)) != 0) free(r);
+  return rc ? rc : node_submit_async(c, r, err);
+}
+
+int sa_client_remove_async(sa_client *c, const char *key, const sa_write_opts *wo, sa_write_cb cb,
+                           void *arg, sa_error *err) {
+  wreq *r;
+  int rc = node_async_req(c, cb, arg, &r, err);
+  if (rc == 0 && (rc = node_remove_prepare(c, key, wo, r, err)) != 0) free(r);
+  return rc ? rc : node_submit_async(c, r, err);
 }
 
 int sa_client_put_bytes(sa_client *c, const char *key, const void *data, size_t len,
@@ -1157,18 +1241,10 @@ int sa_client_put(sa_client *c, const char *key, const char *value, sa_error *er
 
 int sa_client_remove_ex(sa_client *c, const char *key, const sa_write_opts *wo,
                         sa_write_result *res, sa_error *err) {
-  int rc = node_write_preflight(c, key, err);
-  if (rc) return rc;
-  if (wo && wo->cond == SA_COND_ABSENT)
-    return sa_fail(err, SA_EINVAL, "a remove cannot require the key to be absent");
   wreq r;
   memset(&r, 0, sizeof r);
-  r.kind = REQ_DEL;
-  r.key = key;
-  r.klen = (uint32_t)strlen(key);
-  if (wo) r.cond = *wo;
-  r.bytes = SA_WAL_RECORD_HEADER + 4 + r.klen;
-  rc = node_submit(c, &r, err);
+  int rc = node_remove_prepare(c, key, wo, &r, err);
+  if (rc == 0) rc = node_submit(c, &r, err);
   if (rc == 0 && res) *res = r.res;
   return rc;
 }

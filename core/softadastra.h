@@ -250,6 +250,31 @@ int sa_client_put_ex(sa_client *c, const char *key, const void *data, size_t len
 int sa_client_remove_ex(sa_client *c, const char *key, const sa_write_opts *wo,
                         sa_write_result *res, sa_error *err);
 
+/* ---- asynchronous writes ------------------------------------------------ */
+
+/* Called once per queued write, on the node's writer thread, after the
+ * write's group was written to the WAL, synced (auto_flush) and committed to
+ * the store -- exactly when the blocking call would have returned.  rc is 0
+ * or the error the blocking call would have returned (err is then filled);
+ * res is the result on success.  res and err are valid only during the call.
+ * The callback must be quick and must not call back into the client's write,
+ * flush or checkpoint functions (it runs on the thread that serves them);
+ * waking another thread (a condition variable, an event loop) is its job. */
+typedef void (*sa_write_cb)(void *arg, int rc, const sa_write_result *res, const sa_error *err);
+
+/* put_ex without waiting: checks the arguments, queues the write and
+ * returns.  0: queued, cb will be called exactly once, possibly before this
+ * returns; key and data are borrowed until then.  Non-zero: refused now
+ * (invalid key, value too large, read-only, closing), cb is never called and
+ * err says why.  A server uses it so that one thread can have many writes in
+ * the same group commit.  sa_client_close waits for every queued write. */
+int sa_client_put_async(sa_client *c, const char *key, const void *data, size_t len,
+                        const sa_write_opts *wo, sa_write_cb cb, void *arg, sa_error *err);
+
+/* remove_ex without waiting; same contract as sa_client_put_async. */
+int sa_client_remove_async(sa_client *c, const char *key, const sa_write_opts *wo, sa_write_cb cb,
+                           void *arg, sa_error *err);
+
 enum { SA_OP_PUT = 1, SA_OP_DELETE = 2 };
 
 typedef struct sa_batch_op {

@@ -61,6 +61,135 @@ static uint64_t outbox_size(sa_client *c) {
   return s.outbox_size;
 }
 
+/* ---- asynchronous writes ------------------------------------------------ */
+
+#define ASYNC_N 400
+
+typedef struct async_log {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int calls;
+  int rc[ASYNC_N + 8];
+  sa_write_result res[ASYNC_N + 8];
+  char msg[ASYNC_N + 8][SA_ERROR_MESSAGE_MAX];
+} async_log;
+
+static async_log alog = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, {0}, {{0}}, {{0}}};
+static int async_slot[ASYNC_N + 8];
+
+static void async_done(void *arg, int rc, const sa_write_result *res, const sa_error *err) {
+  int i = *(int *)arg;
+  pthread_mutex_lock(&alog.mu);
+  alog.rc[i] = rc;
+  if (res) alog.res[i] = *res;
+  if (err) snprintf(alog.msg[i], sizeof alog.msg[i], "%s", err->message);
+  alog.calls++;
+  pthread_cond_broadcast(&alog.cv);
+  pthread_mutex_unlock(&alog.mu);
+}
+
+static void async_wait(int calls) {
+  pthread_mutex_lock(&alog.mu);
+  while (alog.calls < calls)
+    pthread_cond_wait(&alog.cv, &alog.mu);
+  pthread_mutex_unlock(&alog.mu);
+}
+
+static char akeys[ASYNC_N][32], avals[ASYNC_N][32];
+
+/* One thread queues ASYNC_N puts without waiting: each is settled once,
+ * durable, and they share fdatasyncs far more than one writer thread can
+ * with blocking calls. */
+START_TEST(async_puts_from_one_thread) {
+  sa_client *c = tu_open(&opts);
+  sa_error err = {0};
+  for (int i = 0; i < ASYNC_N; i++) {
+    async_slot[i] = i;
+    snprintf(akeys[i], sizeof akeys[i], "async/%03d", i);
+    snprintf(avals[i], sizeof avals[i], "v%d", i);
+    int rc = sa_client_put_async(c, akeys[i], avals[i], strlen(avals[i]), NULL, async_done,
+                                 &async_slot[i], &err);
+    ck_assert_msg(rc == 0, "put_async %d: %d %s", i, rc, err.message);
+  }
+  async_wait(ASYNC_N);
+  ck_assert_int_eq(alog.calls, ASYNC_N); /* exactly once each */
+  uint64_t prev = 0;
+  for (int i = 0; i < ASYNC_N; i++) {
+    ck_assert_msg(alog.rc[i] == 0, "put %d: %d %s", i, alog.rc[i], alog.msg[i]);
+    ck_assert(alog.res[i].durable);
+    ck_assert_uint_eq(alog.res[i].version, 1);
+    ck_assert_msg(alog.res[i].lsn > prev, "LSNs follow the queue order");
+    prev = alog.res[i].lsn;
+  }
+  sa_stats st;
+  ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+  ck_assert_uint_eq(st.group_ops, ASYNC_N);
+  ck_assert_msg(st.groups < ASYNC_N / 4, "%llu groups for %d queued puts: no group commit",
+                (unsigned long long)st.groups, ASYNC_N);
+  sa_client_close(c);
+  c = tu_open(&opts);
+  for (int i = 0; i < ASYNC_N; i += 13)
+    tu_expect_str(c, akeys[i], avals[i]);
+  ck_assert_uint_eq(sa_client_size(c), ASYNC_N);
+  sa_client_close(c);
+}
+END_TEST
+
+/* Errors: refused at once (cb never called) or settled through cb with the
+ * same code and message as the blocking call. */
+START_TEST(async_errors) {
+  sa_client *c = tu_open(&opts);
+  tu_put(c, "here", "1");
+  sa_error err = {0};
+  for (int i = 0; i < 8; i++)
+    async_slot[i] = i;
+  ck_assert_int_eq(sa_client_put_async(c, "", "x", 1, NULL, async_done, &async_slot[0], &err),
+                   SA_EKEY);
+  ck_assert_int_eq(sa_client_put_async(c, "k", "x", 1, NULL, NULL, NULL, &err), SA_EINVAL);
+  ck_assert(tu_contains(err.message, "callback"));
+  ck_assert_int_eq(sa_client_put_async(NULL, "k", "x", 1, NULL, async_done, &async_slot[0], NULL),
+                   SA_EINVAL);
+  sa_write_opts absent = {.cond = SA_COND_ABSENT};
+  ck_assert_int_eq(sa_client_remove_async(c, "k", &absent, async_done, &async_slot[0], &err),
+                   SA_EINVAL);
+  ck_assert_int_eq(alog.calls, 0);
+
+  ck_assert_int_eq(
+      sa_client_put_async(c, "here", "2", 1, &absent, async_done, &async_slot[1], &err), 0);
+  ck_assert_int_eq(sa_client_remove_async(c, "missing", NULL, async_done, &async_slot[2], &err), 0);
+  sa_write_opts v1 = {.cond = SA_COND_VERSION, .version = 1};
+  ck_assert_int_eq(sa_client_remove_async(c, "here", &v1, async_done, &async_slot[3], &err), 0);
+  async_wait(3);
+  ck_assert_int_eq(alog.rc[1], SA_ECONFLICT);
+  ck_assert(tu_contains(alog.msg[1], "already exists"));
+  ck_assert_int_eq(alog.rc[2], SA_ENOTFOUND);
+  ck_assert(tu_contains(alog.msg[2], "missing"));
+  ck_assert_int_eq(alog.rc[3], 0);
+  ck_assert(alog.res[3].durable);
+  tu_expect_absent(c, "here");
+  sa_client_close(c);
+}
+END_TEST
+
+/* sa_client_close settles every queued write before it returns, and each is
+ * in the WAL. */
+START_TEST(async_close_waits) {
+  sa_client *c = tu_open(&opts);
+  sa_error err = {0};
+  for (int i = 0; i < ASYNC_N; i++) {
+    async_slot[i] = i;
+    snprintf(akeys[i], sizeof akeys[i], "c/%03d", i);
+    ck_assert_int_eq(
+        sa_client_put_async(c, akeys[i], "v", 1, NULL, async_done, &async_slot[i], &err), 0);
+  }
+  sa_client_close(c);
+  ck_assert_int_eq(alog.calls, ASYNC_N);
+  c = tu_open(&opts);
+  ck_assert_uint_eq(sa_client_size(c), ASYNC_N);
+  sa_client_close(c);
+}
+END_TEST
+
 /* ---- options and codes -------------------------------------------------- */
 
 START_TEST(options_defaults) {
@@ -1380,6 +1509,9 @@ static Suite *client_suite(void) {
   tcase_add_test(tc, concurrent_writers_share_fdatasync);
   tcase_add_test(tc, concurrent_writers_one_key);
   tcase_add_test(tc, readers_beside_writers);
+  tcase_add_test(tc, async_puts_from_one_thread);
+  tcase_add_test(tc, async_errors);
+  tcase_add_test(tc, async_close_waits);
   suite_add_tcase(s, tc);
 
   TCase *te = tcase_create("errors");
