@@ -81,6 +81,7 @@ void api_response_free(api_response *resp) {
   if (!resp || resp == &api_oom_response) return;
   free(resp->body);
   api_feed_free(resp->feed);
+  api_write_free(resp->write);
   for (size_t i = 0; i < resp->n_headers; i++)
     free(resp->headers[i].value);
   free(resp);
@@ -699,37 +700,110 @@ static api_response *api_write_cond(api_ctx *ctx, const api_request *req, const 
   return NULL;
 }
 
-static api_response *api_h_put_key(api_ctx *ctx, const api_request *req, const char *key) {
-  if (req->body_len > ctx->max_value_bytes)
-    return api_reply_error(413, "payload_too_large", "value of %zu bytes is over the limit of %u",
-                           req->body_len, ctx->max_value_bytes);
-  sa_write_opts wo;
-  api_response *e = api_write_cond(ctx, req, key, true, &wo);
-  if (e) return e;
-  sa_write_result res = {0};
-  sa_error err = {0};
-  int rc = sa_client_put_ex(ctx->client, key, req->body_len ? req->body : NULL, req->body_len, &wo,
-                            &res, &err);
-  if (rc != 0) return api_reply_sa_error(rc, &err);
-  json_t *j = json_pack("{s:s,s:o,s:o,s:b,s:o}", "key", key, "version", api_json_u64(res.version),
-                        "lsn", api_json_u64(res.lsn), "durable", (int)res.durable, "size",
-                        api_json_u64(req->body_len));
-  api_response *r = api_resp_json(api_resp_new(res.version == 1 ? 201 : 200), j);
-  api_resp_header(r, "ETag", "\"%llu\"", (unsigned long long)res.version);
+/* ---- writes of one key: blocking, or deferred (api.h) ------------------- */
+
+struct api_write {
+  atomic_int state;          /* API_WRITE_SETTLED | API_WRITE_ARMED */
+  void (*notify)(void *cls); /* set by api_write_arm */
+  void *notify_cls;
+  bool put;    /* PUT, else DELETE */
+  size_t size; /* PUT: bytes of the value */
+  int rc;      /* the node's answer, once settled */
+  sa_write_result res;
+  sa_error err;
+  api_route_id route; /* for the metrics at api_write_finish */
+  struct timespec t0;
+  char key[]; /* decoded key, NUL-terminated */
+};
+
+enum { API_WRITE_SETTLED = 1, API_WRITE_ARMED = 2 };
+
+/* The answer to a settled write of key. */
+static api_response *api_write_reply(const char *key, bool put, size_t size, int rc,
+                                     const sa_write_result *res, const sa_error *err) {
+  if (rc != 0) return api_reply_sa_error(rc, err);
+  if (!put) {
+    json_t *j = json_pack("{s:s,s:b,s:o,s:b}", "key", key, "deleted", 1, "lsn",
+                          api_json_u64(res->lsn), "durable", (int)res->durable);
+    return api_resp_json(api_resp_new(200), j);
+  }
+  json_t *j =
+      json_pack("{s:s,s:o,s:o,s:b,s:o}", "key", key, "version", api_json_u64(res->version), "lsn",
+                api_json_u64(res->lsn), "durable", (int)res->durable, "size", api_json_u64(size));
+  api_response *r = api_resp_json(api_resp_new(res->version == 1 ? 201 : 200), j);
+  api_resp_header(r, "ETag", "\"%llu\"", (unsigned long long)res->version);
   return r;
 }
 
-static api_response *api_h_delete_key(api_ctx *ctx, const api_request *req, const char *key) {
+/* The node's callback (writer thread): record the answer, then wake the
+ * server if it has armed the write. */
+static void api_write_settled(void *arg, int rc, const sa_write_result *res, const sa_error *err) {
+  api_write *w = arg;
+  w->rc = rc;
+  if (res) w->res = *res;
+  if (err) w->err = *err;
+  if (atomic_fetch_or(&w->state, API_WRITE_SETTLED) & API_WRITE_ARMED) w->notify(w->notify_cls);
+}
+
+void api_write_arm(api_write *w, void (*notify)(void *cls), void *cls) {
+  w->notify = notify;
+  w->notify_cls = cls;
+  if (atomic_fetch_or(&w->state, API_WRITE_ARMED) & API_WRITE_SETTLED) notify(cls);
+}
+
+void api_write_free(api_write *w) {
+  free(w);
+}
+
+/* Queues the write of key without waiting.  Returns the placeholder, or
+ * NULL when the node refused it at once (then *e is the error answer). */
+static api_response *api_write_defer(api_ctx *ctx, const api_request *req, const char *key,
+                                     bool put, const sa_write_opts *wo, api_response **e) {
+  size_t klen = strlen(key);
+  api_write *w = calloc(1, sizeof *w + klen + 1);
+  api_response *r = api_resp_new(202);
+  if (!w || !r) {
+    free(w);
+    api_response_free(r);
+    *e = &api_oom_response;
+    return NULL;
+  }
+  memcpy(w->key, key, klen + 1);
+  atomic_init(&w->state, 0);
+  w->put = put;
+  w->size = req->body_len;
+  sa_error err = {0};
+  int rc = put ? sa_client_put_async(ctx->client, w->key, req->body_len ? req->body : NULL,
+                                     req->body_len, wo, api_write_settled, w, &err)
+               : sa_client_remove_async(ctx->client, w->key, wo, api_write_settled, w, &err);
+  if (rc != 0) {
+    free(w);
+    api_response_free(r);
+    *e = api_reply_sa_error(rc, &err);
+    return NULL;
+  }
+  r->write = w;
+  return r;
+}
+
+static api_response *api_h_write_key(api_ctx *ctx, const api_request *req, const char *key,
+                                     bool put) {
+  if (put && req->body_len > ctx->max_value_bytes)
+    return api_reply_error(413, "payload_too_large", "value of %zu bytes is over the limit of %u",
+                           req->body_len, ctx->max_value_bytes);
   sa_write_opts wo;
-  api_response *e = api_write_cond(ctx, req, key, false, &wo);
+  api_response *e = api_write_cond(ctx, req, key, put, &wo);
   if (e) return e;
+  if (req->can_defer) {
+    api_response *r = api_write_defer(ctx, req, key, put, &wo, &e);
+    return r ? r : e;
+  }
   sa_write_result res = {0};
   sa_error err = {0};
-  int rc = sa_client_remove_ex(ctx->client, key, &wo, &res, &err);
-  if (rc != 0) return api_reply_sa_error(rc, &err);
-  json_t *j = json_pack("{s:s,s:b,s:o,s:b}", "key", key, "deleted", 1, "lsn", api_json_u64(res.lsn),
-                        "durable", (int)res.durable);
-  return api_resp_json(api_resp_new(200), j);
+  int rc = put ? sa_client_put_ex(ctx->client, key, req->body_len ? req->body : NULL, req->body_len,
+                                  &wo, &res, &err)
+               : sa_client_remove_ex(ctx->client, key, &wo, &res, &err);
+  return api_write_reply(key, put, req->body_len, rc, &res, &err);
 }
 
 static api_response *api_h_list(api_ctx *ctx, const char *query) {
@@ -1082,10 +1156,8 @@ static api_response *api_dispatch(api_ctx *ctx, const api_request *req, api_rout
     r = api_reply_error(400, "invalid_key", "%s", why);
   else if (get)
     r = api_h_get_key(ctx, req, query, key);
-  else if (strcmp(method, "PUT") == 0)
-    r = api_h_put_key(ctx, req, key);
   else
-    r = api_h_delete_key(ctx, req, key);
+    r = api_h_write_key(ctx, req, key, strcmp(method, "PUT") == 0);
   free(key);
   return r;
 }
@@ -1112,7 +1184,19 @@ api_response *api_handle(api_ctx *ctx, const api_request *req) {
   clock_gettime(CLOCK_MONOTONIC, &t0);
   api_route_id route;
   api_response *r = api_dispatch(ctx, req, &route);
+  if (r->write) { /* counted when answered, by api_write_finish */
+    r->write->route = route;
+    r->write->t0 = t0;
+    return r;
+  }
   return api_finish(ctx, req, route, r, &t0);
+}
+
+api_response *api_write_finish(api_ctx *ctx, api_write *w, const api_request *req) {
+  api_response *r = api_write_reply(w->key, w->put, w->size, w->rc, &w->res, &w->err);
+  r = api_finish(ctx, req, w->route, r, &w->t0);
+  api_write_free(w);
+  return r;
 }
 
 api_response *api_precheck(api_ctx *ctx, const api_request *req) {

@@ -72,7 +72,8 @@ typedef struct api_request {
   const char *body;     /* body bytes (may contain NUL); NULL when body_len is 0 */
   size_t body_len;      /* bytes at body */
   bool body_pending;    /* api_precheck: a body follows that will not be read if refused */
-  bool can_defer;       /* the caller can wait and stream: GET /v1/changes may hand it a feed */
+  bool can_defer;       /* the caller can wait and stream: GET /v1/changes may hand it a feed,
+                           PUT and DELETE of a key an api_write (below) */
 } api_request;
 
 #define API_MAX_HEADERS 12
@@ -89,10 +90,39 @@ typedef struct api_response {
   size_t body_len;          /* bytes at body */
   size_t n_headers;         /* extra headers used in headers[] */
   api_header headers[API_MAX_HEADERS];
-  bool close;            /* the server should close the connection after it */
-  struct api_feed *feed; /* /v1/changes with can_defer: the feed the caller must wait on or
-                            stream (api_feed.h); the caller takes it (sets it NULL) */
+  bool close;              /* the server should close the connection after it */
+  struct api_feed *feed;   /* /v1/changes with can_defer: the feed the caller must wait on or
+                              stream (api_feed.h); the caller takes it (sets it NULL) */
+  struct api_write *write; /* PUT/DELETE of a key with can_defer: the write is queued on the
+                              node and this response is only a placeholder (below) */
 } api_response;
+
+/* ---- deferred writes -----------------------------------------------------
+ *
+ * A PUT or DELETE of one key with req->can_defer is queued on the node
+ * without waiting for its group commit (sa_client_put_async), so that one
+ * server thread can have many writes in the same fdatasync.  api_handle then
+ * returns a placeholder whose `write` is set.  The caller:
+ *   1. takes resp->write (sets it NULL), frees the placeholder, and keeps
+ *      the request's headers and body alive: the node reads the body bytes
+ *      until the write is settled;
+ *   2. suspends the request, then calls api_write_arm(w, notify, cls);
+ *      notify(cls) is called exactly once, when the write is settled and
+ *      armed, from whichever thread comes second (the node's writer thread,
+ *      or the arming thread itself when the write was already settled);
+ *      notify must only wake the request (it must not call into the API);
+ *   3. once woken, calls api_write_finish(ctx, w, req) for the answer (the
+ *      same one the blocking path gives, counted in the metrics, w freed).
+ * A write is always settled: the node settles every queued write, at the
+ * latest while it closes.  api_write_free frees a settled write that will
+ * never be answered (the connection went away). */
+typedef struct api_write api_write;
+
+void api_write_arm(api_write *w, void (*notify)(void *cls), void *cls);
+
+api_response *api_write_finish(api_ctx *ctx, api_write *w, const api_request *req);
+
+void api_write_free(api_write *w);
 
 /* Answers one request.  Never returns NULL: allocation failures become a
  * static 500 response.  The caller frees the result with api_response_free.

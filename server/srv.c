@@ -12,12 +12,18 @@
  *     grows past it is discarded as it arrives and answered 413 at the end
  *     (past SRV_DISCARD_MAX the connection is dropped);
  *   - last call: api_handle, and the api_response becomes an MHD response;
+ *     a PUT/DELETE of a key is instead queued on the node (api_write) and the
+ *     connection suspended; the node's writer thread resumes it when the
+ *     write's group commit is done, and the access callback, called again,
+ *     answers it.  A worker thread never waits for an fdatasync, so every
+ *     connection's write can join the same group commit;
  *   - srv_completed_cb frees the srv_req and counts the request done.
  *
  * Shutdown (SIGINT/SIGTERM, sigwait on the main thread): the API is marked
  * draining (responses say "Connection: close", /readyz says 503), the listen
  * socket is closed (MHD_quiesce_daemon), active requests are waited for (at
- * most shutdown_timeout_s), the daemon is stopped (joins its threads), and the
+ * most shutdown_timeout_s; then, without a bound, for queued writes to settle,
+ * which the node guarantees), the daemon is stopped (joins its threads), and the
  * node is closed: WAL and store flushed and synced, lock released.  A write
  * acknowledged to a client was durable before its response was sent, so it
  * survives whatever happens after.
@@ -53,19 +59,23 @@ typedef struct srv {
   atomic_ulong total; /* requests started since start */
   bool log_requests;  /* debug level: one line per request */
   srv_feed *feed;     /* SSE streams and long-polls of /v1/changes (srv_sse.c) */
+  atomic_long writes; /* deferred writes queued on the node and not yet settled */
 } srv;
 
 typedef struct srv_req {
-  char *target;       /* raw request-target, as received */
-  char *body;         /* accumulated body */
-  size_t len;         /* bytes in body */
-  size_t cap;         /* allocated bytes at body */
-  size_t limit;       /* largest body the route accepts */
-  size_t discarded;   /* bytes dropped after the limit was passed */
-  bool started;       /* the first access call (headers) has run */
-  bool too_big;       /* the body passed the limit */
-  struct timespec t0; /* when the request line arrived */
-  void *feed;         /* srv_sse.c: a long-poll waiting (suspended) for changes */
+  char *target;               /* raw request-target, as received */
+  char *body;                 /* accumulated body */
+  size_t len;                 /* bytes in body */
+  size_t cap;                 /* allocated bytes at body */
+  size_t limit;               /* largest body the route accepts */
+  size_t discarded;           /* bytes dropped after the limit was passed */
+  bool started;               /* the first access call (headers) has run */
+  bool too_big;               /* the body passed the limit */
+  struct timespec t0;         /* when the request line arrived */
+  void *feed;                 /* srv_sse.c: a long-poll waiting (suspended) for changes */
+  api_write *write;           /* a PUT/DELETE queued on the node; suspended until it settles */
+  struct MHD_Connection *con; /* set while write is pending */
+  srv *s;
 } srv_req;
 
 /* ---- libmicrohttpd callbacks ------------------------------------------- */
@@ -91,6 +101,7 @@ static void srv_completed_cb(void *cls, struct MHD_Connection *con, void **req_c
   srv_req *r = *req_cls;
   if (!r) return;
   srv_feed_done(s->feed, &r->feed);
+  api_write_free(r->write); /* settled (srv_serve waits for that), never answered */
   free(r->target);
   free(r->body);
   free(r);
@@ -108,6 +119,15 @@ static void srv_mhd_logger(void *cls, const char *fmt, va_list ap) {
   while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
     msg[--n] = '\0';
   srv_log(SRV_LOG_DEBUG, "http", "msg=%s", srv_log_q(msg, q, sizeof q));
+}
+
+/* The write of a suspended request settled (node's writer thread, or the
+ * request's own thread when it settled before being armed). */
+static void srv_write_settled(void *cls) {
+  srv_req *r = cls;
+  srv *s = r->s;
+  MHD_resume_connection(r->con); /* r may be gone from here on */
+  atomic_fetch_sub(&s->writes, 1);
 }
 
 static const char *srv_header(void *cls, const char *name) {
@@ -274,20 +294,39 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
     return MHD_YES;
   }
   if (r->feed) return srv_feed_resume(s->feed, con, &r->feed); /* a long-poll, resumed */
+  api_request req = {
+      .method = method,
+      .target = r->target,
+      .header = srv_header,
+      .header_cls = con,
+      .body = r->body,
+      .body_len = r->len,
+      .can_defer = true,
+  };
+  if (r->write) { /* resumed: the queued write has settled */
+    api_write *w = r->write;
+    r->write = NULL;
+    api_response *resp = api_write_finish(s->api, w, &req);
+    srv_log_request(s, method, r, resp->status);
+    return srv_queue(con, resp);
+  }
   api_response *resp;
   if (r->too_big) {
     resp = api_too_large(s->api, method, r->target, r->limit);
   } else {
-    api_request req = {
-        .method = method,
-        .target = r->target,
-        .header = srv_header,
-        .header_cls = con,
-        .body = r->body,
-        .body_len = r->len,
-        .can_defer = true,
-    };
     resp = api_handle(s->api, &req);
+  }
+  if (resp->write) { /* PUT/DELETE queued on the node: wait for its group commit suspended,
+                        so this thread serves other requests meanwhile */
+    r->write = resp->write;
+    resp->write = NULL;
+    api_response_free(resp);
+    r->con = con;
+    r->s = s;
+    atomic_fetch_add(&s->writes, 1);
+    MHD_suspend_connection(con);
+    api_write_arm(r->write, srv_write_settled, r);
+    return MHD_YES;
   }
   if (resp->feed) { /* /v1/changes: a stream or a long-poll, served without holding a thread */
     api_feed *f = resp->feed;
@@ -444,6 +483,7 @@ int srv_serve(const cfg_config *cfg) {
   srv s = {.log_requests = srv_log_enabled(SRV_LOG_DEBUG) != 0};
   atomic_init(&s.active, 0);
   atomic_init(&s.total, 0);
+  atomic_init(&s.writes, 0);
   if (srv_feed_create(client, cfg->max_streams, cfg->sse_heartbeat_s, &s.feed) != 0) {
     fprintf(stderr, "softadastra: cannot start the change feed notifier\n");
     sa_client_close(client);
@@ -520,6 +560,13 @@ int srv_serve(const cfg_config *cfg) {
       break;
     }
     struct timespec nap = {0, 5 * 1000 * 1000};
+    nanosleep(&nap, NULL);
+  }
+  /* A suspended write must be resumed before the daemon stops (it owns the
+   * body the node reads).  The node settles every queued write, so this
+   * wait ends; it is not bounded by shutdown_timeout_s. */
+  while (atomic_load(&s.writes) > 0) {
+    struct timespec nap = {0, 1000 * 1000};
     nanosleep(&nap, NULL);
   }
   MHD_stop_daemon(d);
