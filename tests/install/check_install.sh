@@ -38,8 +38,11 @@ cc app.c $(pkg-config --cflags --libs softadastra) -Wl,-rpath,"$libdir" -o app-d
 cc app.c $(pkg-config --cflags softadastra) -static-libgcc \
    -Wl,-Bstatic $(pkg-config --static --libs-only-l softadastra | sed 's/-lpthread//') -Wl,-Bdynamic \
    $(pkg-config --static --libs-only-L softadastra) -lpthread -o app-static
-ldd app-dyn | grep -q libsoftadastra || { echo "app-dyn does not link libsoftadastra.so"; exit 1; }
-if ldd app-static | grep -q -e libsoftadastra -e liblmdb; then
+# ldd's output is captured first: with pipefail, `ldd | grep -q` fails at
+# random when grep exits before ldd has written everything (SIGPIPE).
+dyn_libs=$(ldd app-dyn); static_libs=$(ldd app-static 2>&1 || true)
+grep -q libsoftadastra <<<"$dyn_libs" || { echo "app-dyn does not link libsoftadastra.so"; exit 1; }
+if grep -q -e libsoftadastra -e liblmdb <<<"$static_libs"; then
   echo "app-static still links a shared libsoftadastra or liblmdb"; exit 1
 fi
 out1=$(./app-dyn); out2=$(./app-static)
