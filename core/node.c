@@ -1,30 +1,35 @@
 /*
  * node.c -- a local node: the sa_client_* API of softadastra.h.
  *
- * WRITE PATH (one writer thread, group commit)
+ * WRITE PATH (group commit, two threads in a pipeline)
  *
- *   caller thread                      writer thread
- *   -------------                      -------------
- *   validate key/value (no lock)
- *   enqueue request, signal  ------->  take every queued request (a group,
- *   wait on its own condvar            bounded to NODE_GROUP_BYTES)
- *                                      begin one LMDB write txn
- *                                      per request: check its condition
- *                                        (CAS, absent key) against the txn,
- *                                        assign LSN + HLC, encode its WAL
- *                                        record, apply it and its outbox
- *                                        entry inside the txn
- *                                      one pwrite of all records
- *                                      one fdatasync (auto_flush on)
- *                                      commit the txn (applied_lsn too)
- *   wake  <-------------------------  mark every request done, signal it
+ *   caller thread            writer thread                committer thread
+ *   -------------            -------------                ----------------
+ *   validate key/value
+ *   enqueue, signal  ----->  take every queued request
+ *   wait on its condvar      (a group, <= NODE_GROUP_BYTES)
+ *   (or return: async)       per request: check its condition
+ *                              (CAS, absent key) against the
+ *                              state the groups before it leave,
+ *                              assign LSN + HLC, encode its record
+ *                            one pwrite of all records
+ *                            one fdatasync (auto_flush on)
+ *                            wait until the group before
+ *                              is committed, hand this one  ---> one LMDB txn: apply
+ *                            take the next group ...             every record and its
+ *                                                                outbox entry, commit
+ *   wake (or callback) <----------------------------------------  (fdatasync of its own)
  *
- * The LMDB transaction is built before the WAL write but committed after
- * the fdatasync, so a failure at any step leaves nothing visible: a failed
- * append or sync aborts the txn; a failed commit rolls the WAL back (the
- * records were never acknowledged).  A failed fdatasync turns the node
- * read-only (see wal.c).  Requests are served in FIFO order; within a group
- * later requests see the effects of earlier ones.
+ * So group N+1's WAL sync runs while group N's store commit does, and a
+ * group costs about one fdatasync instead of two in a row.  A write is
+ * answered only when it is both in the synced WAL and committed to the
+ * store: a read after the answer sees it, and a write that failed was never
+ * visible.  A failed append or sync fails its group before anything is
+ * applied; a failed store commit rolls the WAL back over that group and the
+ * one prepared on top of it, and fails both (their records were never
+ * acknowledged).  A failed fdatasync turns the node read-only (see wal.c).
+ * Requests are served in FIFO order; within a group later requests see the
+ * effects of earlier ones.  Details: "writer pipeline" below.
  *
  * With auto_flush off the writer does not sync per group; it syncs the WAL
  * (and the store, which then runs without per-commit syncs) every
@@ -37,8 +42,8 @@
  * thread (LMDB readers never block the writer).
  *
  * THREADS: every function here is thread-safe except sa_client_open and
- * sa_client_close.  Lock order: c->mu only (the writer never holds it while
- * doing I/O).
+ * sa_client_close.  Locks: c->mu (queue, waiters) and c->pmu (writer to
+ * committer hand-over) are never held together, nor during I/O.
  */
 #define _GNU_SOURCE
 #include "hlc.h"
@@ -87,8 +92,9 @@ typedef struct wreq {
   const uint64_t *lsns;  /* REQ_OBX_SETTLE: in */
   const bool *acked;
   size_t n;
-  size_t bytes; /* estimated record size */
-  bool logged;  /* writer: has a record in the current group */
+  size_t bytes;            /* estimated record size */
+  bool logged;             /* writer: has a record in the current group */
+  size_t rec_off, rec_len; /* writer: where that record is in the group's buffer */
   int rc;
   sa_error err;
   sa_write_result res;
@@ -97,6 +103,40 @@ typedef struct wreq {
   sa_write_cb cb;    /* asynchronous callers: called instead (r is then malloc'd) */
   void *cb_arg;
 } wreq;
+
+/* Key versions as they will be once the groups not yet committed are:
+ * an open-addressing table sized for the group, keys copied (the requests
+ * that own them may be settled and freed while the table is still read). */
+typedef struct ov_ent {
+  uint64_t h;   /* FNV-1a of the key; 0 marks an empty slot */
+  uint32_t off; /* key bytes at keys + off */
+  uint32_t klen;
+  uint64_t version; /* 0: deleted */
+} ov_ent;
+
+typedef struct overlay {
+  ov_ent *tab;
+  size_t cap; /* power of two, at least twice the group's operations */
+  char *keys;
+  size_t kused, kcap;
+} overlay;
+
+/* One group of data requests on its way through the pipeline. */
+typedef struct pgroup {
+  wreq *reqs;         /* in queue order; settled by the committer on success */
+  unsigned char *buf; /* the group's WAL records */
+  size_t cap, used;
+  uint64_t first_lsn;  /* LSN of the first record */
+  uint64_t last_lsn;   /* of the last one */
+  uint64_t hlc_before; /* writer's clock before the group */
+  uint64_t hlc_last;
+  uint64_t wal_start; /* WAL size before the group's append */
+  uint64_t logged;    /* records */
+  bool durable;       /* the records were synced with auto_flush on */
+  overlay ov;         /* versions after this group */
+  int rc;             /* the committer's result */
+  sa_error err;
+} pgroup;
 
 struct sa_client {
   sa_options opts; /* strings below point to the owned copies */
@@ -111,17 +151,26 @@ struct sa_client {
 
   pthread_t writer;
   bool writer_started;
+  pthread_t committer; /* commits groups to the store (node_committer_main) */
+  bool committer_started;
+  pthread_mutex_t pmu; /* hand-over between writer and committer */
+  pthread_cond_t pcv;
+  pgroup *inflight;   /* under pmu: handed to the committer, result not yet taken */
+  bool inflight_done; /* under pmu: the committer has settled or failed it */
+  bool pstop;         /* under pmu: the committer exits when idle */
   pthread_mutex_t mu;
   pthread_cond_t cv;     /* writer wake-up (CLOCK_MONOTONIC) */
   pthread_cond_t lsn_cv; /* broadcast when last_lsn grows or at close */
   wreq *head, *tail;     /* FIFO of pending requests (under mu) */
   bool stopping;         /* under mu */
+  bool commit_failed;    /* under mu: the committer failed a group; the writer must clean up */
 
   /* Writer-owned. */
   sa_hlc hlc;
-  unsigned char *buf;
-  size_t cap;
-  wal_op *ops; /* scratch for batches */
+  uint64_t w_lsn; /* last LSN given to a record written to the WAL */
+  pgroup pg[2];   /* the group being prepared, and the one being committed */
+  int pg_cur;     /* index in pg of the group being prepared */
+  wal_op *ops;    /* scratch for batches */
   size_t ops_cap;
   bool dirty; /* auto_flush off: appended but not synced */
   uint64_t dirty_since_ns;
@@ -482,18 +531,6 @@ static int node_wal_sync(sa_client *c, sa_error *err) {
   return rc;
 }
 
-static int node_reserve(sa_client *c, size_t need) {
-  if (need <= c->cap) return 0;
-  size_t cap = c->cap ? c->cap : 1 << 16;
-  while (cap < need)
-    cap *= 2;
-  unsigned char *b = realloc(c->buf, cap);
-  if (!b) return -1;
-  c->buf = b;
-  c->cap = cap;
-  return 0;
-}
-
 static int node_flush_now(sa_client *c, sa_error *err) {
   if (__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE))
     return sa_fail(err, SA_EREADONLY, "%s", c->read_only_reason);
@@ -526,10 +563,121 @@ static int node_checkpoint_now(sa_client *c, sa_error *err) {
   return 0;
 }
 
-/* Stages one request into the txn and the record buffer.  Returns 0 when
- * staged or settled (condition failed, absent key); an error that dooms the
- * whole group otherwise. */
-static int node_stage(sa_client *c, store_wtxn *t, wreq *r, uint64_t *lsn, size_t *used,
+/* ---- writer pipeline -----------------------------------------------------
+ *
+ * Puts, removes and batches go through two threads, so that a group's WAL
+ * fdatasync overlaps the store commit (and its own fdatasync) of the group
+ * before it:
+ *
+ *   writer:    take N+1, prepare it, WAL write + sync | wait for N | hand N+1 over
+ *   committer: ......... commit N to LMDB (sync), settle N's requests ........
+ *
+ * A write is still answered only once it is in the synced WAL *and*
+ * committed to the store, so a read after an answer sees it, and a write
+ * that failed was never visible.  Preparing N+1 (conditions, versions)
+ * needs the state N will leave: the versions N and N+1 give their keys are
+ * kept in per-group overlays, read before the store's latest snapshot.  At
+ * most one group is with the committer.  If its commit fails, the writer cuts
+ * both groups' records from the WAL (N+1's too: it was prepared on top of N)
+ * and fails both.  Flushes, checkpoints and outbox work drain the pipeline
+ * first and run on the writer thread, as before.
+ */
+
+static uint64_t ov_hash(const char *key, uint32_t klen) {
+  uint64_t h = 1469598103934665603ull;
+  for (uint32_t i = 0; i < klen; i++)
+    h = (h ^ (unsigned char)key[i]) * 1099511628211ull;
+  return h ? h : 1;
+}
+
+/* Empties ov and sizes it for n operations.  -1 when out of memory. */
+static int ov_reset(overlay *ov, size_t n) {
+  size_t cap = 64;
+  while (cap < 2 * n)
+    cap *= 2;
+  if (cap > ov->cap) {
+    ov_ent *t = realloc(ov->tab, cap * sizeof *t);
+    if (!t) return -1;
+    ov->tab = t;
+    ov->cap = cap;
+  }
+  memset(ov->tab, 0, ov->cap * sizeof *ov->tab);
+  ov->kused = 0;
+  return 0;
+}
+
+static ov_ent *ov_slot(const overlay *ov, const char *key, uint32_t klen, uint64_t h) {
+  size_t mask = ov->cap - 1;
+  for (size_t i = h & mask;; i = (i + 1) & mask) {
+    ov_ent *e = &ov->tab[i];
+    if (e->h == 0 || (e->h == h && e->klen == klen && memcmp(ov->keys + e->off, key, klen) == 0))
+      return e;
+  }
+}
+
+static bool ov_find(const overlay *ov, const char *key, uint32_t klen, uint64_t *version) {
+  if (!ov->cap) return false;
+  ov_ent *e = ov_slot(ov, key, klen, ov_hash(key, klen));
+  if (e->h == 0) return false;
+  *version = e->version;
+  return true;
+}
+
+/* Records key's version.  -1 when out of memory.  The table never fills:
+ * ov_reset sized it for every operation of the group. */
+static int ov_set(overlay *ov, const char *key, uint32_t klen, uint64_t version) {
+  uint64_t h = ov_hash(key, klen);
+  ov_ent *e = ov_slot(ov, key, klen, h);
+  if (e->h == 0) {
+    if (ov->kused + klen > ov->kcap) {
+      size_t cap = ov->kcap ? ov->kcap : 4096;
+      while (cap < ov->kused + klen)
+        cap *= 2;
+      char *k = realloc(ov->keys, cap);
+      if (!k) return -1;
+      ov->keys = k;
+      ov->kcap = cap;
+    }
+    memcpy(ov->keys + ov->kused, key, klen);
+    e->h = h;
+    e->off = (uint32_t)ov->kused;
+    e->klen = klen;
+    ov->kused += klen;
+  }
+  e->version = version;
+  return 0;
+}
+
+static void ov_free(overlay *ov) {
+  free(ov->tab);
+  free(ov->keys);
+}
+
+static int node_reserve(pgroup *g, size_t need) {
+  if (need <= g->cap) return 0;
+  size_t cap = g->cap ? g->cap : 1 << 16;
+  while (cap < need)
+    cap *= 2;
+  unsigned char *b = realloc(g->buf, cap);
+  if (!b) return -1;
+  g->buf = b;
+  g->cap = cap;
+  return 0;
+}
+
+/* key's version once the groups not yet committed are: the group being
+ * prepared, then the one with the committer, then the store. */
+static int node_version(sa_client *c, const pgroup *g, const pgroup *prev, const char *key,
+                        uint32_t klen, uint64_t *version, sa_error *err) {
+  if (ov_find(&g->ov, key, klen, version)) return 0;
+  if (prev && ov_find(&prev->ov, key, klen, version)) return 0;
+  return store_version(c->store, key, klen, version, err);
+}
+
+/* Prepares one request into g: checks its condition, encodes its record and
+ * notes the versions it gives.  Returns 0 when staged or settled (condition
+ * failed, absent key); an error that dooms the whole group otherwise. */
+static int node_stage(sa_client *c, pgroup *g, const pgroup *prev, wreq *r, uint64_t *lsn,
                       sa_error *err) {
   uint64_t cur = 0;
   size_t nops = 1;
@@ -537,7 +685,7 @@ static int node_stage(sa_client *c, store_wtxn *t, wreq *r, uint64_t *lsn, size_
   wal_op one;
   bool batch = r->kind == REQ_BATCH;
   if (!batch) {
-    int rc = store_wversion(t, r->key, r->klen, &cur, err);
+    int rc = node_version(c, g, prev, r->key, r->klen, &cur, err);
     if (rc) return rc;
     if (r->cond.cond == SA_COND_VERSION && cur != r->cond.version) {
       r->rc =
@@ -584,31 +732,33 @@ static int node_stage(sa_client *c, store_wtxn *t, wreq *r, uint64_t *lsn, size_
     nops = r->nops;
   }
 
+  /* The versions this record gives (as node_apply_record will). */
+  for (size_t i = 0; i < nops; i++) {
+    uint64_t v = cur;
+    int rc = batch ? node_version(c, g, prev, ops[i].key, ops[i].klen, &v, err) : 0;
+    if (rc) return rc;
+    if (ov_set(&g->ov, ops[i].key, ops[i].klen, ops[i].op == SA_OP_PUT ? v + 1 : 0) != 0)
+      return sa_fail(err, SA_ENOMEM, "out of memory staging a write");
+  }
+
   size_t size = wal_record_size(ops, nops, batch);
-  if (node_reserve(c, *used + size) != 0)
+  if (node_reserve(g, g->used + size) != 0)
     return sa_fail(err, SA_ENOMEM, "out of memory encoding a %zu-byte record", size);
   uint64_t ts = sa_hlc_next(&c->hlc, node_now(c));
-  wal_rec rec;
-  rec.lsn = ++*lsn;
-  rec.hlc = ts;
-  rec.offset = 0;
-  size_t n = wal_record_encode(c->buf + *used, rec.lsn, ts, ops, nops, batch);
+  size_t n = wal_record_encode(g->buf + g->used, ++*lsn, ts, ops, nops, batch);
   assert(n == size);
-  rec.type = c->buf[*used + 8];
-  rec.len = (uint32_t)(n - SA_WAL_RECORD_HEADER);
-  rec.payload = c->buf + *used + SA_WAL_RECORD_HEADER;
-  uint64_t version = 0;
-  int rc = node_apply_record(t, &rec, &version, err);
-  if (rc) return rc;
-  *used += n;
   r->logged = true;
-  r->res.lsn = rec.lsn;
+  r->rec_off = g->used;
+  r->rec_len = n;
+  r->res.lsn = *lsn;
   r->res.hlc = ts;
-  r->res.version = r->kind == REQ_PUT ? version : 0;
+  r->res.version = r->kind == REQ_PUT ? cur + 1 : 0;
+  g->used += n;
+  g->logged++;
   return 0;
 }
 
-/* Settles every logged request of the group with rc / err. */
+/* Settles every logged request of the list with rc / err. */
 static void node_fail_logged(wreq *g, int rc, const sa_error *err) {
   for (wreq *r = g; r; r = r->next)
     if (r->logged) {
@@ -618,134 +768,264 @@ static void node_fail_logged(wreq *g, int rc, const sa_error *err) {
     }
 }
 
-/* The data part of a group: every put, delete and batch in one WAL write,
- * one sync and one store transaction. */
-static void node_process_data(sa_client *c, wreq *g) {
-  sa_error e = {0};
-  if (__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE)) {
-    for (wreq *r = g; r; r = r->next)
-      r->rc = sa_fail(&r->err, SA_EREADONLY, "%s", c->read_only_reason);
-    return;
-  }
-  store_wtxn *t;
-  int rc = store_wbegin(c->store, &t, &e);
-  if (rc) {
-    for (wreq *r = g; r; r = r->next) {
-      r->rc = rc;
-      r->err = e;
+/* Answers every request of the list: asynchronous callbacks first, outside
+ * the lock (they usually wake a thread about to queue more), then the
+ * blocking callers.  The list's requests may be freed from here on. */
+static void node_settle(sa_client *c, wreq *g) {
+  for (wreq *r = g, *next, **link = &g; r; r = next) {
+    next = r->next;
+    if (!r->cb) {
+      link = &r->next;
+      continue;
     }
-    return;
+    *link = next;
+    r->cb(r->cb_arg, r->rc, r->rc ? NULL : &r->res, r->rc ? &r->err : NULL);
+    free(r);
   }
-  uint64_t lsn = c->last_lsn, hlc_before = c->hlc.last;
-  size_t used = 0;
-  bool want_flush = false;
-  for (wreq *r = g; r && !rc; r = r->next) {
+  pthread_mutex_lock(&c->mu);
+  pthread_cond_broadcast(&c->lsn_cv); /* change-feed waiters */
+  for (wreq *r = g, *next; r; r = next) {
+    next = r->next; /* r lives on its caller's stack: read next first */
+    r->done = true;
+    pthread_cond_signal(&r->cv);
+  }
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* Committer: applies g's records in one store transaction.  On success the
+ * records are visible, last_lsn moves and g's requests are settled. */
+static int node_commit_group(sa_client *c, pgroup *g, sa_error *err) {
+  store_wtxn *t;
+  int rc = store_wbegin(c->store, &t, err);
+  if (rc) return rc;
+  for (wreq *r = g->reqs; r; r = r->next) {
+    if (!r->logged) continue;
+    const unsigned char *p = g->buf + r->rec_off;
+    wal_rec rec = {.lsn = r->res.lsn,
+                   .hlc = r->res.hlc,
+                   .type = p[8],
+                   .len = (uint32_t)(r->rec_len - SA_WAL_RECORD_HEADER),
+                   .payload = p + SA_WAL_RECORD_HEADER};
+    uint64_t version = 0;
+    if ((rc = node_apply_record(t, &rec, &version, err)) != 0) {
+      store_wabort(t);
+      return rc;
+    }
+    assert(r->kind != REQ_PUT || version == r->res.version); /* the writer predicted it */
+  }
+  if ((rc = store_wcommit(t, g->last_lsn, g->hlc_last, err)) != 0) return rc;
+  __atomic_store_n(&c->last_lsn, g->last_lsn, __ATOMIC_RELEASE);
+  for (wreq *r = g->reqs; r; r = r->next)
+    if (r->logged) {
+      r->res.durable = g->durable;
+      r->logged = false;
+    }
+  stat_add(&c->stats.groups, 1);
+  stat_add(&c->stats.group_ops, g->logged);
+  stat_hist(c->stats.group_hist, sa_stats_group_bounds, SA_STATS_GROUP_BUCKETS - 1,
+            (double)g->logged);
+  __atomic_add_fetch(&c->obx_count[STORE_OUTBOX_QUEUED], g->logged, __ATOMIC_RELAXED);
+  if (c->opts.tick_on_write && c->ticker_started) {
+    pthread_mutex_lock(&c->tmu);
+    c->tick_kick = true;
+    pthread_cond_signal(&c->tcv);
+    pthread_mutex_unlock(&c->tmu);
+  }
+  node_settle(c, g->reqs);
+  return 0;
+}
+
+static void *node_committer_main(void *arg) {
+  sa_client *c = arg;
+  pthread_mutex_lock(&c->pmu);
+  for (;;) {
+    while (!(c->inflight && !c->inflight_done) && !c->pstop)
+      pthread_cond_wait(&c->pcv, &c->pmu);
+    if (!(c->inflight && !c->inflight_done)) break; /* stopping and idle */
+    pgroup *g = c->inflight;
+    pthread_mutex_unlock(&c->pmu);
+    sa_error e = {0};
+    int rc = node_commit_group(c, g, &e);
+    pthread_mutex_lock(&c->pmu);
+    g->rc = rc;
+    g->err = e;
+    c->inflight_done = true;
+    pthread_cond_broadcast(&c->pcv);
+    if (rc) { /* the writer may be idle: wake it to cut the WAL and answer */
+      pthread_mutex_unlock(&c->pmu);
+      pthread_mutex_lock(&c->mu);
+      c->commit_failed = true;
+      pthread_cond_signal(&c->cv);
+      pthread_mutex_unlock(&c->mu);
+      pthread_mutex_lock(&c->pmu);
+    }
+  }
+  pthread_mutex_unlock(&c->pmu);
+  return NULL;
+}
+
+/* The commit of n failed (its txn is gone): cut its records, and those of
+ * next (prepared on top of n; may be NULL), from the WAL and fail both. */
+static void node_pipeline_failed(sa_client *c, pgroup *n, pgroup *next) {
+  if (c->wal) {
+    sa_error e2;
+    if (wal_rollback(c->wal, n->wal_start, &e2) != 0) node_set_read_only(c, e2.message);
+  }
+  c->w_lsn = n->first_lsn - 1;
+  c->hlc.last = n->hlc_before;
+  node_fail_logged(n->reqs, n->rc, &n->err);
+  node_settle(c, n->reqs);
+  if (next) {
+    for (wreq *r = next->reqs; r; r = r->next) { /* even the conditions were checked on n */
+      r->rc = n->rc;
+      r->err = n->err;
+      r->logged = false;
+    }
+    node_settle(c, next->reqs);
+  }
+}
+
+/* Waits until the committer has finished the group it holds; handles a
+ * failure (next: the group prepared on top of it, or NULL).  Returns true
+ * when that group failed (next was then failed too). */
+static bool node_drain(sa_client *c, pgroup *next) {
+  pthread_mutex_lock(&c->pmu);
+  pgroup *n = c->inflight;
+  while (n && !c->inflight_done)
+    pthread_cond_wait(&c->pcv, &c->pmu);
+  c->inflight = NULL;
+  pthread_mutex_unlock(&c->pmu);
+  if (!n || n->rc == 0) return false;
+  node_pipeline_failed(c, n, next);
+  return true;
+}
+
+/* Ends the requests of g that are settled without a commit (error, or only
+ * failed conditions) once the group before them is done, since their answers
+ * were computed on its outcome. */
+static void node_settle_after_drain(sa_client *c, pgroup *g) {
+  if (!node_drain(c, g)) node_settle(c, g->reqs);
+}
+
+/* The data requests d of one group: prepare, WAL write and sync, then hand
+ * over to the committer once the group before is committed. */
+static void node_pipeline_data(sa_client *c, wreq *d, bool want_flush) {
+  sa_error e = {0};
+  pgroup *g = &c->pg[c->pg_cur];
+  pgroup *prev = c->inflight ? &c->pg[c->pg_cur ^ 1] : NULL; /* only the writer sets inflight */
+  g->reqs = d;
+  g->used = 0;
+  g->logged = 0;
+  g->durable = false;
+  g->rc = 0;
+  g->hlc_before = c->hlc.last;
+  g->first_lsn = c->w_lsn + 1;
+  g->wal_start = c->wal ? wal_size(c->wal) : 0;
+  size_t nops = 0;
+  for (wreq *r = d; r; r = r->next) {
     r->rc = 0;
-    if (r->kind == REQ_FLUSH)
-      want_flush = true;
-    else if (r->kind <= REQ_BATCH)
-      rc = node_stage(c, t, r, &lsn, &used, &e);
+    r->logged = false;
+    nops += r->kind == REQ_BATCH ? r->nops : 1;
   }
-  if (rc) { /* a store error dooms the group; nothing was written */
-    store_wabort(t);
-    c->hlc.last = hlc_before;
-    for (wreq *r = g; r; r = r->next)
-      if (r->rc == 0 && r->kind <= REQ_BATCH) {
+  int rc = 0;
+  if (__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE))
+    rc = sa_fail(&e, SA_EREADONLY, "%s", c->read_only_reason);
+  else if (ov_reset(&g->ov, nops) != 0)
+    rc = sa_fail(&e, SA_ENOMEM, "out of memory staging %zu writes", nops);
+  uint64_t lsn = c->w_lsn;
+  for (wreq *r = d; r && !rc; r = r->next)
+    rc = node_stage(c, g, prev, r, &lsn, &e);
+  if (rc) { /* nothing was written */
+    c->hlc.last = g->hlc_before;
+    for (wreq *r = d; r; r = r->next)
+      if (r->rc == 0) {
         r->rc = rc;
         r->err = e;
         r->logged = false;
       }
+    g->used = 0;
+    node_settle_after_drain(c, g);
     return;
   }
-
-  if (used == 0) {
-    store_wabort(t);
-  } else {
-    uint64_t end = c->wal ? wal_size(c->wal) : 0;
-    bool synced = false;
-    if (c->wal) {
-      bool rolled_back;
-      rc = wal_append(c->wal, c->buf, used, &rolled_back, &e);
-      if (rc == 0) stat_add(&c->stats.wal_bytes_written, used);
-      if (rc) {
-        stat_add(&c->stats.write_errors, 1);
-        store_wabort(t);
-        c->hlc.last = hlc_before;
-        /* A clean rollback leaves nothing unsynced behind: stay writable
-         * (ENOSPC may clear).  A failed one leaves unknown bytes: stop. */
-        if (!rolled_back) node_set_read_only(c, e.message);
-        node_fail_logged(g, rc, &e);
-        return;
-      }
-      if (c->opts.auto_flush || want_flush) {
-        rc = node_wal_sync(c, &e);
-        if (rc) {
-          store_wabort(t);
-          node_set_read_only(c, e.message);
-          node_fail_logged(g, rc, &e);
-          return;
-        }
-        synced = true;
-      } else if (!c->dirty) {
-        c->dirty = true;
-        c->dirty_since_ns = sa_mono_ns();
-      }
-    }
-    rc = store_wcommit(t, lsn, c->hlc.last, &e);
+  g->last_lsn = lsn;
+  g->hlc_last = c->hlc.last;
+  if (g->used == 0) { /* only failed conditions */
+    node_settle_after_drain(c, g);
+    return;
+  }
+  if (c->wal) {
+    bool rolled_back;
+    rc = wal_append(c->wal, g->buf, g->used, &rolled_back, &e);
+    if (rc == 0) stat_add(&c->stats.wal_bytes_written, g->used);
     if (rc) {
-      c->hlc.last = hlc_before;
-      if (c->wal) {
-        sa_error e2;
-        if (wal_rollback(c->wal, end, &e2) != 0) node_set_read_only(c, e2.message);
-      }
-      node_fail_logged(g, rc, &e);
+      stat_add(&c->stats.write_errors, 1);
+      c->hlc.last = g->hlc_before;
+      /* A clean rollback leaves nothing unsynced behind: stay writable
+       * (ENOSPC may clear).  A failed one leaves unknown bytes: stop. */
+      if (!rolled_back) node_set_read_only(c, e.message);
+      node_fail_logged(d, rc, &e);
+      node_settle_after_drain(c, g);
       return;
     }
-    __atomic_store_n(&c->last_lsn, lsn, __ATOMIC_RELEASE);
-    bool durable = synced && c->opts.auto_flush;
-    uint64_t logged = 0;
-    for (wreq *r = g; r; r = r->next)
-      if (r->logged) {
-        r->res.durable = durable;
-        r->logged = false;
-        logged++;
+    if (c->opts.auto_flush || want_flush) {
+      rc = node_wal_sync(c, &e);
+      if (rc) {
+        node_set_read_only(c, e.message);
+        node_fail_logged(d, rc, &e);
+        node_settle_after_drain(c, g);
+        return;
       }
-    stat_add(&c->stats.groups, 1);
-    stat_add(&c->stats.group_ops, logged);
-    stat_hist(c->stats.group_hist, sa_stats_group_bounds, SA_STATS_GROUP_BUCKETS - 1,
-              (double)logged);
-    __atomic_add_fetch(&c->obx_count[STORE_OUTBOX_QUEUED], logged, __ATOMIC_RELAXED);
-    if (c->opts.tick_on_write && c->ticker_started) {
-      pthread_mutex_lock(&c->tmu);
-      c->tick_kick = true;
-      pthread_cond_signal(&c->tcv);
-      pthread_mutex_unlock(&c->tmu);
+      g->durable = c->opts.auto_flush;
+    } else if (!c->dirty) {
+      c->dirty = true;
+      c->dirty_since_ns = sa_mono_ns();
     }
   }
+  c->w_lsn = lsn;
+  if (node_drain(c, g)) return; /* the group before failed: g was failed with it */
+  pthread_mutex_lock(&c->pmu);
+  c->inflight = g;
+  c->inflight_done = false;
+  pthread_cond_signal(&c->pcv);
+  pthread_mutex_unlock(&c->pmu);
+  c->pg_cur ^= 1;
 }
 
 static void node_process(sa_client *c, wreq *g) {
   sa_error e = {0};
-  bool want_flush = false, want_ckpt = false, data = false;
-  for (wreq *r = g; r; r = r->next) {
+  bool want_flush = false, want_ckpt = false;
+  wreq *data = NULL, **dt = &data, *other = NULL, **ot = &other;
+  for (wreq *r = g, *next; r; r = next) {
+    next = r->next;
+    r->next = NULL;
     want_flush |= r->kind == REQ_FLUSH;
     want_ckpt |= r->kind == REQ_CHECKPOINT;
-    data |= r->kind <= REQ_BATCH;
+    if (r->kind <= REQ_BATCH) {
+      *dt = r;
+      dt = &r->next;
+    } else {
+      *ot = r;
+      ot = &r->next;
+    }
   }
-  if (data) node_process_data(c, g);
+  if (data) node_pipeline_data(c, data, want_flush);
+  bool ckpt = c->wal && (want_ckpt || wal_size(c->wal) > c->opts.wal_max_bytes / 2);
+  if (!other && !ckpt) return;
+  node_drain(c, NULL); /* what follows needs the store to hold every written record */
   int rc;
   if (want_flush) {
     rc = node_flush_now(c, &e);
-    for (wreq *r = g; r; r = r->next)
+    for (wreq *r = other; r; r = r->next)
       if (r->kind == REQ_FLUSH && (r->rc = rc) != 0) r->err = e;
   }
-  if (c->wal && (want_ckpt || wal_size(c->wal) > c->opts.wal_max_bytes / 2)) {
+  if (ckpt) {
     rc = node_checkpoint_now(c, &e);
-    for (wreq *r = g; r; r = r->next)
+    for (wreq *r = other; r; r = r->next)
       if (r->kind == REQ_CHECKPOINT && (r->rc = rc) != 0) r->err = e;
   }
-  for (wreq *r = g; r; r = r->next)
+  for (wreq *r = other; r; r = r->next)
     if (r->kind == REQ_OBX_CLAIM || r->kind == REQ_OBX_SETTLE) node_process_outbox(c, r);
+  if (other) node_settle(c, other);
 }
 
 static void *node_writer_main(void *arg) {
@@ -753,12 +1033,20 @@ static void *node_writer_main(void *arg) {
   pthread_mutex_lock(&c->mu);
   for (;;) {
     while (!c->head && !c->stopping) {
+      if (c->commit_failed) {
+        c->commit_failed = false;
+        pthread_mutex_unlock(&c->mu);
+        node_drain(c, NULL);
+        pthread_mutex_lock(&c->mu);
+        continue;
+      }
       if (c->dirty) {
         uint64_t due = c->dirty_since_ns + (uint64_t)c->opts.flush_interval_ms * 1000000u;
         struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
         if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT && !c->head) {
           pthread_mutex_unlock(&c->mu);
           sa_error e;
+          node_drain(c, NULL);
           node_flush_now(c, &e); /* failure turns the node read-only */
           c->dirty = false;
           pthread_mutex_lock(&c->mu);
@@ -781,27 +1069,10 @@ static void *node_writer_main(void *arg) {
 
     node_process(c, g);
 
-    /* Asynchronous requests are answered first, outside the lock: their
-     * callbacks usually wake another thread that is about to queue more. */
-    for (wreq *r = g, *next, **link = &g; r; r = next) {
-      next = r->next;
-      if (!r->cb) {
-        link = &r->next;
-        continue;
-      }
-      *link = next;
-      r->cb(r->cb_arg, r->rc, r->rc ? NULL : &r->res, r->rc ? &r->err : NULL);
-      free(r);
-    }
     pthread_mutex_lock(&c->mu);
-    pthread_cond_broadcast(&c->lsn_cv); /* change-feed waiters */
-    for (wreq *r = g, *next; r; r = next) {
-      next = r->next; /* r lives on its caller's stack: read next first */
-      r->done = true;
-      pthread_cond_signal(&r->cv);
-    }
   }
   pthread_mutex_unlock(&c->mu);
+  node_drain(c, NULL);
   return NULL;
 }
 
@@ -968,7 +1239,19 @@ static void node_pick_sync(sa_client *c, const sa_options *o) {
 
 /* ---- open / close ------------------------------------------------------ */
 
+/* Stops the committer thread (idle: the writer drained it). */
+static void node_stop_committer(sa_client *c) {
+  if (!c->committer_started) return;
+  pthread_mutex_lock(&c->pmu);
+  c->pstop = true;
+  pthread_cond_signal(&c->pcv);
+  pthread_mutex_unlock(&c->pmu);
+  pthread_join(c->committer, NULL);
+  c->committer_started = false;
+}
+
 static void node_free(sa_client *c) {
+  node_stop_committer(c);
   if (c->store) store_close(c->store);
   if (c->wal) wal_close(c->wal);
   if (c->tmpdir) {
@@ -987,9 +1270,14 @@ static void node_free(sa_client *c) {
   pthread_cond_destroy(&c->tcv);
   pthread_cond_destroy(&c->lsn_cv);
   pthread_mutex_destroy(&c->tick_serial);
+  pthread_mutex_destroy(&c->pmu);
+  pthread_cond_destroy(&c->pcv);
+  for (int i = 0; i < 2; i++) {
+    free(c->pg[i].buf);
+    ov_free(&c->pg[i].ov);
+  }
   free(c->wal_path);
   free(c->store_path);
-  free(c->buf);
   free(c->ops);
   free(c);
 }
@@ -1005,6 +1293,8 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
   sa_client *c = calloc(1, sizeof *c);
   if (!c) return sa_fail(err, SA_ENOMEM, "out of memory");
   pthread_mutex_init(&c->mu, NULL);
+  pthread_mutex_init(&c->pmu, NULL);
+  pthread_cond_init(&c->pcv, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1076,6 +1366,13 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
   if (rc == 0 && o.persistent) rc = node_recover(c, &rep, err);
   if (rc == 0 && !o.persistent) c->last_lsn = store_applied_lsn(c->store);
   if (rc == 0) rc = node_outbox_open(c, err);
+  c->w_lsn = c->last_lsn;
+  if (rc == 0) {
+    if (pthread_create(&c->committer, NULL, node_committer_main, c) != 0)
+      rc = sa_fail(err, SA_ENOMEM, "cannot start the committer thread");
+    else
+      c->committer_started = true;
+  }
   if (rc == 0 && pthread_create(&c->writer, NULL, node_writer_main, c) != 0)
     rc = sa_fail(err, SA_ENOMEM, "cannot start the writer thread");
   if (rc) {
@@ -1126,8 +1423,9 @@ void sa_client_close(sa_client *c) {
     pthread_cond_signal(&c->cv);
     pthread_cond_broadcast(&c->lsn_cv);
     pthread_mutex_unlock(&c->mu);
-    pthread_join(c->writer, NULL);
+    pthread_join(c->writer, NULL); /* it drained the committer */
   }
+  node_stop_committer(c);
   if (c->wal && !c->read_only) {
     sa_error e;
     c->dirty = true;

@@ -252,13 +252,13 @@ int sa_client_remove_ex(sa_client *c, const char *key, const sa_write_opts *wo,
 
 /* ---- asynchronous writes ------------------------------------------------ */
 
-/* Called once per queued write, on the node's writer thread, after the
+/* Called once per queued write, on one of the node's threads, after the
  * write's group was written to the WAL, synced (auto_flush) and committed to
  * the store -- exactly when the blocking call would have returned.  rc is 0
  * or the error the blocking call would have returned (err is then filled);
  * res is the result on success.  res and err are valid only during the call.
  * The callback must be quick and must not call back into the client's write,
- * flush or checkpoint functions (it runs on the thread that serves them);
+ * flush or checkpoint functions (the node's threads serve them);
  * waking another thread (a condition variable, an event loop) is its job. */
 typedef void (*sa_write_cb)(void *arg, int rc, const sa_write_result *res, const sa_error *err);
 

@@ -669,6 +669,25 @@ int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_err
   return 0;
 }
 
+int store_version(sa_store *s, const char *key, uint32_t klen, uint64_t *version, sa_error *err) {
+  *version = 0;
+  MDB_txn *txn;
+  int rc = store_rbegin(s, &txn, err);
+  if (rc) return rc;
+  unsigned char kb[KV_LONG];
+  MDB_val k, v;
+  bool found;
+  kv_entry e;
+  rc = kv_find(s, txn, key, klen, kb, &k, &v, &found);
+  if (rc == 0 && found && kv_decode(&k, &v, &e) != 0) {
+    store_rend(s, txn);
+    return sa_fail(err, SA_ECORRUPT, "store '%s': malformed kv entry", s->path);
+  }
+  if (rc == 0 && found) *version = e.version;
+  store_rend(s, txn);
+  return rc ? store_err(s, rc, "read", err) : 0;
+}
+
 int store_list(sa_store *s, const char *prefix, const char *after, size_t limit, bool with_values,
                sa_list *out, sa_error *err) {
   memset(out, 0, sizeof *out);

@@ -133,6 +133,10 @@ int store_obx_list(sa_store *s, uint64_t after, size_t max, store_obx *out, size
 /* Copies key's value out.  SA_ENOTFOUND when absent. */
 int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_error *err);
 
+/* The current version of key in the latest committed snapshot (0: absent),
+ * without copying its value.  Any thread. */
+int store_version(sa_store *s, const char *key, uint32_t klen, uint64_t *version, sa_error *err);
+
 int store_list(sa_store *s, const char *prefix, const char *after, size_t limit, bool with_values,
                sa_list *out, sa_error *err);
 

@@ -171,6 +171,42 @@ START_TEST(async_errors) {
 }
 END_TEST
 
+/* Conditions are checked against the state the groups still in the
+ * pipeline will leave: a chain of compare-and-set puts on one key, queued
+ * without waiting, each expecting the version the one before it makes. */
+START_TEST(async_cas_chain_across_groups) {
+  sa_client *c = tu_open(&opts);
+  tu_put(c, "chain", "0"); /* version 1 */
+  sa_error err = {0};
+  for (int i = 0; i < ASYNC_N; i++) {
+    async_slot[i] = i;
+    snprintf(avals[i], sizeof avals[i], "%d", i + 1);
+    sa_write_opts wo = {.cond = SA_COND_VERSION, .version = (uint64_t)i + 1};
+    ck_assert_int_eq(sa_client_put_async(c, "chain", avals[i], strlen(avals[i]), &wo, async_done,
+                                         &async_slot[i], &err),
+                     0);
+    if (i % 3 == 0) usleep(100); /* groups form behind one another */
+  }
+  async_wait(ASYNC_N);
+  for (int i = 0; i < ASYNC_N; i++) {
+    ck_assert_msg(alog.rc[i] == 0, "CAS %d: %d %s", i, alog.rc[i], alog.msg[i]);
+    ck_assert_uint_eq(alog.res[i].version, (uint64_t)i + 2);
+  }
+  sa_stats st;
+  ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+  ck_assert_msg(st.groups > 2, "only %llu groups: the chain never crossed the pipeline",
+                (unsigned long long)st.groups);
+  /* A remove conditioned on the last version, then a create-only put. */
+  sa_write_opts last = {.cond = SA_COND_VERSION, .version = ASYNC_N + 1};
+  ck_assert_int_eq(sa_client_remove_ex(c, "chain", &last, NULL, &err), 0);
+  sa_write_opts absent = {.cond = SA_COND_ABSENT};
+  sa_write_result res;
+  ck_assert_int_eq(sa_client_put_ex(c, "chain", "new", 3, &absent, &res, &err), 0);
+  ck_assert_uint_eq(res.version, 1);
+  sa_client_close(c);
+}
+END_TEST
+
 /* sa_client_close settles every queued write before it returns, and each is
  * in the WAL. */
 START_TEST(async_close_waits) {
@@ -1511,6 +1547,7 @@ static Suite *client_suite(void) {
   tcase_add_test(tc, readers_beside_writers);
   tcase_add_test(tc, async_puts_from_one_thread);
   tcase_add_test(tc, async_errors);
+  tcase_add_test(tc, async_cas_chain_across_groups);
   tcase_add_test(tc, async_close_waits);
   suite_add_tcase(s, tc);
 
