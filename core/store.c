@@ -368,18 +368,34 @@ int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, u
   bool found;
   kv_entry e;
   uint64_t old = 0;
-  int rc = kv_find(t->s, t->txn, key, klen, kb, &k, &v, &found);
-  if (rc) return store_err(t->s, rc, "put", err);
+  uint32_t f = klen > KV_INLINE_MAX ? klen : 0;
+  size_t size = KV_HEADER + (size_t)f + vlen;
+  int rc;
+  if (!f) {
+    /* One descent for a new key: insert unless present; when present LMDB
+     * points v at the current value, whose version we need. */
+    k.mv_size = klen;
+    k.mv_data = (void *)key;
+    v.mv_size = size;
+    v.mv_data = NULL;
+    rc = mdb_put(t->txn, t->s->kv, &k, &v, MDB_RESERVE | MDB_NOOVERWRITE);
+    found = rc == MDB_KEYEXIST;
+    if (rc && !found) return store_err(t->s, rc, "put", err);
+  } else {
+    rc = kv_find(t->s, t->txn, key, klen, kb, &k, &v, &found);
+    if (rc) return store_err(t->s, rc, "put", err);
+  }
   if (found) {
     if (kv_decode(&k, &v, &e) != 0)
       return sa_fail(err, SA_ECORRUPT, "store '%s': malformed kv entry", t->s->path);
     old = e.version;
   }
-  uint32_t f = klen > KV_INLINE_MAX ? klen : 0;
-  v.mv_size = KV_HEADER + (size_t)f + vlen;
-  v.mv_data = NULL;
-  rc = mdb_put(t->txn, t->s->kv, &k, &v, MDB_RESERVE);
-  if (rc) return store_err(t->s, rc, "put", err);
+  if (f || found) {
+    v.mv_size = size;
+    v.mv_data = NULL;
+    rc = mdb_put(t->txn, t->s->kv, &k, &v, MDB_RESERVE);
+    if (rc) return store_err(t->s, rc, "put", err);
+  }
   unsigned char *p = v.mv_data;
   sa_put_u64(p, old + 1);
   sa_put_u64(p + 8, lsn);
@@ -445,7 +461,12 @@ int store_woutbox(store_wtxn *t, uint64_t lsn, uint64_t hlc, int type, const voi
   if (rc == MDB_KEYEXIST) /* replay over an entry already there: overwrite */
     rc = mdb_put(t->txn, t->s->outbox, &k, &v, 0);
   MDB_val pv = {OPS_HEADER + 8 * (size_t)nver + len, NULL};
-  if (rc == 0) rc = mdb_put(t->txn, t->s->ops, &k, &pv, MDB_RESERVE);
+  if (rc == 0) rc = mdb_put(t->txn, t->s->ops, &k, &pv, MDB_RESERVE | MDB_APPEND);
+  if (rc == MDB_KEYEXIST) { /* replay over an entry already there (or below the last one) */
+    pv.mv_size = OPS_HEADER + 8 * (size_t)nver + len;
+    pv.mv_data = NULL;
+    rc = mdb_put(t->txn, t->s->ops, &k, &pv, MDB_RESERVE);
+  }
   if (rc) return store_err(t->s, rc, "outbox put", err);
   unsigned char *p = pv.mv_data;
   memset(p, 0, OPS_HEADER);
