@@ -5,8 +5,10 @@
  *                                  values) into a new node in DIR through the
  *                                  public API: auto_flush off and a WAL bound
  *                                  large enough that no checkpoint truncates
- *                                  the WAL; THREADS writer threads (8) so the
- *                                  puts are grouped.  Closes the node (the WAL
+ *                                  the WAL; THREADS blocking writer threads
+ *                                  (8), or 0: one thread queuing asynchronous
+ *                                  puts, so the WAL holds the keys in order,
+ *                                  as lmdb_bulk loads them (run.sh uses 0).  Closes the node (the WAL
  *                                  is flushed and synced, the store synced).
  *   recovery replay DIR N          deletes the store (bench.mdb, bench.mdb-lock),
  *                                  keeps the WAL, and times sa_client_open
@@ -68,6 +70,53 @@ static void *gen_main(void *p) {
   return NULL;
 }
 
+/* threads == 0: one thread queues every put with sa_client_put_async, keys
+ * in order, at most GEN_WINDOW in flight, so the WAL holds the records in
+ * key order -- the order lmdb_bulk loads them in. */
+#define GEN_WINDOW 4096u
+
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  uint64_t done; /* writes settled; they settle in the order they were queued */
+  int rc;
+  sa_error err;
+} gen_q = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, {0, ""}};
+
+static void gen_settled(void *arg, int rc, const sa_write_result *res, const sa_error *err) {
+  (void)arg;
+  (void)res;
+  pthread_mutex_lock(&gen_q.mu);
+  gen_q.done++;
+  if (rc && !gen_q.rc) {
+    gen_q.rc = rc;
+    gen_q.err = *err;
+  }
+  pthread_cond_broadcast(&gen_q.cv);
+  pthread_mutex_unlock(&gen_q.mu);
+}
+
+static int gen_async(sa_client *c, uint64_t n, sa_error *err) {
+  static char keys[GEN_WINDOW][32], vals[GEN_WINDOW][REC_VALUE_LEN];
+  for (uint64_t i = 0; i < n; i++) {
+    pthread_mutex_lock(&gen_q.mu);
+    while (i - gen_q.done >= GEN_WINDOW) /* slot i % GEN_WINDOW is still in flight */
+      pthread_cond_wait(&gen_q.cv, &gen_q.mu);
+    pthread_mutex_unlock(&gen_q.mu);
+    char *k = keys[i % GEN_WINDOW], *v = vals[i % GEN_WINDOW];
+    snprintf(k, 32, "rec-%07llu", (unsigned long long)i);
+    rec_value(i, v);
+    int rc = sa_client_put_async(c, k, v, REC_VALUE_LEN, NULL, gen_settled, NULL, err);
+    if (rc) return rc;
+  }
+  pthread_mutex_lock(&gen_q.mu);
+  while (gen_q.done < n)
+    pthread_cond_wait(&gen_q.cv, &gen_q.mu);
+  pthread_mutex_unlock(&gen_q.mu);
+  if (gen_q.rc) *err = gen_q.err;
+  return gen_q.rc;
+}
+
 static void paths(const char *dir, char *wal, char *mdb, char *lock, size_t n) {
   snprintf(wal, n, "%s/%s.wal", dir, REC_NODE_ID);
   snprintf(mdb, n, "%s/%s.mdb", dir, REC_NODE_ID);
@@ -90,7 +139,11 @@ static int do_gen(const char *dir, uint64_t n, unsigned threads) {
   double t0 = now_s();
   pthread_t th[64];
   gen_arg args[64];
-  if (threads < 1) threads = 1;
+  if (threads == 0 && gen_async(c, n, &err) != 0) {
+    fprintf(stderr, "recovery gen: put failed: %s\n", err.message);
+    sa_client_close(c);
+    return 1;
+  }
   if (threads > 64) threads = 64;
   for (unsigned t = 0; t < threads; t++) {
     args[t] = (gen_arg){.c = c, .from = n * t / threads, .to = n * (t + 1) / threads};

@@ -419,7 +419,7 @@ run_recovery() {
   local d=$WORK/recovery-data out gen rep raw rawn
   mkdir -p "$d"
   log "recovery: writing a $RECORDS-record WAL through the core API (auto_flush off)"
-  gen=$(timeout 900 "$WORK/recovery" gen "$d" "$RECORDS" 16) || die "recovery gen failed"
+  gen=$(timeout 900 "$WORK/recovery" gen "$d" "$RECORDS" 0) || die "recovery gen failed"
   log "$gen"
   log "recovery: replaying it into an empty store"
   rep=$(timeout 900 "$WORK/recovery" replay "$d" "$RECORDS" 2>&1) || { REC_TXT="replay FAILED: $rep"; log "$REC_TXT"; return 0; }
