@@ -16,8 +16,13 @@
 # BENCH_THREADS (HTTP worker threads of our node and the ceiling: 4, the default),
 # BENCH_KEYS (key space: 10000; 1000 in smoke mode), BENCH_WIDE_THREADS (64; 0
 # skips the wide node), BENCH_SKIP_BUILD=1 (use BENCH_BUILD_DIR as it is),
-# BENCH_KEEP=1 (keep the temp dir).  With BENCH_NO_INSTALL=1 a missing tool
-# makes the script exit 77 (ctest: skipped).
+# BENCH_KEEP=1 (keep the temp dir), BENCH_SYSTEMS (which systems run: a subset
+# of "ours wide core etcd redis ceiling", all by default; smoke mode: ours and
+# the ceiling), BENCH_OPS (a subset of "put get", both by default).  With
+# BENCH_NO_INSTALL=1 a missing tool makes the script exit 77 (ctest: skipped).
+#
+#   BENCH_SYSTEMS="ours ceiling" BENCH_OPS=get BENCH_CONCURRENCY="16 64" \
+#     BENCH_RECOVERY_RECORDS=0 bash tests/bench/run.sh   the GET/ceiling ratios alone
 #
 # Prints figures; asserts nothing about times.  Exits non-zero only when
 # something could not run (a server did not start, a tool is missing, a load
@@ -52,13 +57,18 @@ P_REDIS=$((PORT_BASE + 4))
 P_CEIL=$((PORT_BASE + 5))
 P_WIDE=$((PORT_BASE + 6))
 WIDE_THREADS=${BENCH_WIDE_THREADS:-64}  # 0: no wide variant
+if [ "$SMOKE" = 1 ]; then SYSTEMS=${BENCH_SYSTEMS:-"ours ceiling"}; else SYSTEMS=${BENCH_SYSTEMS:-"ours wide core etcd redis ceiling"}; fi
+OPS=${BENCH_OPS:-"put get"}
+want_sys() { case " $SYSTEMS " in *" $1 "*) return 0 ;; esac; return 1; }
+want_op() { case " $OPS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # ---- dependencies -----------------------------------------------------------
 need_pkgs=(wrk)
-[ "$SMOKE" = 1 ] || need_pkgs+=(etcd-server redis-server redis-tools)
+! want_sys etcd || need_pkgs+=(etcd-server)
+! want_sys redis || need_pkgs+=(redis-server redis-tools)
 install_deps() {
   if [ "${BENCH_NO_INSTALL:-0}" != 1 ]; then
     bash "$ROOT/.ci/deps"
@@ -78,7 +88,8 @@ install_deps() {
   fi
   local t tools=(wrk cc pkg-config curl)
   [ "${BENCH_SKIP_BUILD:-0}" = 1 ] || tools+=(cmake)
-  [ "$SMOKE" = 1 ] || tools+=(etcd redis-server redis-cli redis-benchmark)
+  ! want_sys etcd || tools+=(etcd)
+  ! want_sys redis || tools+=(redis-server redis-cli redis-benchmark)
   for t in "${tools[@]}"; do
     command -v "$t" >/dev/null && continue
     if [ "${BENCH_NO_INSTALL:-0}" = 1 ]; then
@@ -146,7 +157,7 @@ build() {
   # shellcheck disable=SC2046
   cc $cflags -o "$WORK/mhd_ceiling" "$HERE/mhd_ceiling.c" $(pkg-config --cflags --libs libmicrohttpd) ||
     die "cannot build mhd_ceiling"
-  if [ "$SMOKE" != 1 ]; then # links the static core: not in smoke mode (may be a sanitizer build)
+  if want_sys core; then # links the static core: not in smoke mode (may be a sanitizer build)
     # shellcheck disable=SC2046
     cc $cflags -I "$ROOT/core" -o "$WORK/core_put" "$HERE/core_put.c" "$BUILD/core/libsoftadastra.a" \
       $(pkg-config --libs lmdb) -lpthread || die "cannot build core_put"
@@ -466,7 +477,7 @@ report() {
   echo "data dirs on: $(df -T "$WORK" | awk 'NR == 2 {print $2, $1}')"
   echo "load average: $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine adds noise)"
   echo "load: $DUR s per cell, keys over $NKEYS, $VALUE-byte values; wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}') (threads = min(2, c)) beside the servers on the same cores"
-  [ "$SMOKE" = 1 ] || echo "peers: $(etcd --version 2>/dev/null | awk 'NR == 1 {print "etcd " $3}') (v2 API), $(redis-server --version | awk '{print $1, $3}') (AOF; redis-benchmark, 1 client thread, no pipelining)"
+  { ! want_sys etcd && ! want_sys redis; } || echo "peers: $(etcd --version 2>/dev/null | awk 'NR == 1 {print "etcd " $3}') (v2 API), $(redis-server --version | awk '{print $1, $3}') (AOF; redis-benchmark, 1 client thread, no pipelining)"
   echo "ours: softadastra serve, auto_flush on (durable), $SRV_THREADS HTTP threads (ours-tN: the same with --threads N, PUT only;"
   echo "      core-api: core_put.c, C threads calling sa_client_put_bytes, no HTTP); ceiling: bare libmicrohttpd, same daemon settings, 100-byte body"
   echo
@@ -545,19 +556,15 @@ main() {
   local idle_rss idle_detail
   idle_rss=$(rss_kb "$OURS_PID" VmRSS)
   idle_detail="anon $(rss_kb "$OURS_PID" RssAnon) kB, file $(rss_kb "$OURS_PID" RssFile) kB"
-  start_ceiling
-  if [ "$SMOKE" != 1 ]; then
-    [ "$WIDE_THREADS" = 0 ] || start_ours_wide
-    start_etcd
-    start_redis
-  fi
+  ! want_sys ceiling || start_ceiling
+  [ "$WIDE_THREADS" = 0 ] || ! want_sys wide || ! want_op put || start_ours_wide
+  ! want_sys etcd || start_etcd
+  ! want_sys redis || start_redis
 
   log "filling the key space ($NKEYS keys)"
   wrk_fill ours "$P_OURS"
-  if [ "$SMOKE" != 1 ]; then
-    wrk_fill etcd "$P_ETCD"
-    redis_fill
-  fi
+  ! want_sys etcd || wrk_fill etcd "$P_ETCD"
+  ! want_sys redis || redis_fill
   local filled_rss
   filled_rss=$(rss_kb "$OURS_PID" VmRSS)
 
@@ -572,22 +579,28 @@ main() {
     fi
     # the order of the systems is the same per concurrency: each ratio is
     # measured minutes apart at most, in the same run
-    node_put_cell "$OURS_PID" "$P_OURS" ours "$c"
-    wrk_cell ours get "$c" "$P_OURS"
-    [ -z "$WIDE_PID" ] || node_put_cell "$WIDE_PID" "$P_WIDE" "ours-t$WIDE_THREADS" "$c"
-    [ "$SMOKE" = 1 ] || core_cell "$c"
-    if [ "$SMOKE" != 1 ]; then
-      wrk_cell etcd put "$c" "$P_ETCD"
-      wrk_cell etcd get "$c" "$P_ETCD"
-      redis_fsync always
-      redis_cell always put "$c"
-      redis_cell always get "$c"
-      redis_fsync everysec
-      redis_cell everysec put "$c"
-      redis_cell everysec get "$c"
+    if want_sys ours; then
+      ! want_op put || node_put_cell "$OURS_PID" "$P_OURS" ours "$c"
+      ! want_op get || wrk_cell ours get "$c" "$P_OURS"
     fi
-    wrk_cell ceiling put "$c" "$P_CEIL"
-    wrk_cell ceiling get "$c" "$P_CEIL"
+    [ -z "$WIDE_PID" ] || node_put_cell "$WIDE_PID" "$P_WIDE" "ours-t$WIDE_THREADS" "$c"
+    ! want_sys core || ! want_op put || core_cell "$c"
+    if want_sys etcd; then
+      ! want_op put || wrk_cell etcd put "$c" "$P_ETCD"
+      ! want_op get || wrk_cell etcd get "$c" "$P_ETCD"
+    fi
+    if want_sys redis; then
+      redis_fsync always
+      ! want_op put || redis_cell always put "$c"
+      ! want_op get || redis_cell always get "$c"
+      redis_fsync everysec
+      ! want_op put || redis_cell everysec put "$c"
+      ! want_op get || redis_cell everysec get "$c"
+    fi
+    if want_sys ceiling; then
+      ! want_op put || wrk_cell ceiling put "$c" "$P_CEIL"
+      ! want_op get || wrk_cell ceiling get "$c" "$P_CEIL"
+    fi
     if [ -n "$sampler" ]; then
       peak_hwm=$(rss_kb "$OURS_PID" VmHWM)
       kill "$sampler" 2>/dev/null || true
