@@ -634,25 +634,34 @@ static void store_rend(sa_store *s, MDB_txn *txn) {
   if (txn) mdb_txn_abort(txn);
 }
 
-int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_error *err) {
-  memset(out, 0, sizeof *out);
-  MDB_txn *txn;
-  int rc = store_rbegin(s, &txn, err);
+/* Finds key in a new read transaction.  Returns 0 with *txn open (end it
+ * with store_rend) and *e pointing into the map, or an error (no txn). */
+static int store_rfind(sa_store *s, const char *key, uint32_t klen, MDB_txn **txn, kv_entry *e,
+                       sa_error *err) {
+  int rc = store_rbegin(s, txn, err);
   if (rc) return rc;
   unsigned char kb[KV_LONG];
   MDB_val k, v;
   bool found;
-  kv_entry e;
-  rc = kv_find(s, txn, key, klen, kb, &k, &v, &found);
+  rc = kv_find(s, *txn, key, klen, kb, &k, &v, &found);
   if (rc == 0 && !found) {
-    store_rend(s, txn);
+    store_rend(s, *txn);
     return sa_fail(err, SA_ENOTFOUND, "key '%.*s' not found", (int)(klen > 200 ? 200 : klen), key);
   }
-  if (rc || kv_decode(&k, &v, &e) != 0) {
-    store_rend(s, txn);
+  if (rc || kv_decode(&k, &v, e) != 0) {
+    store_rend(s, *txn);
     return rc ? store_err(s, rc, "get", err)
               : sa_fail(err, SA_ECORRUPT, "store '%s': malformed kv entry", s->path);
   }
+  return 0;
+}
+
+int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_error *err) {
+  memset(out, 0, sizeof *out);
+  MDB_txn *txn;
+  kv_entry e;
+  int rc = store_rfind(s, key, klen, &txn, &e, err);
+  if (rc) return rc;
   char *data = malloc(e.vlen + 1);
   if (!data) {
     store_rend(s, txn);
@@ -666,6 +675,24 @@ int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_err
   store_rend(s, txn);
   out->data = data;
   out->len = e.vlen;
+  return 0;
+}
+
+int store_get_with(sa_store *s, const char *key, uint32_t klen,
+                   void (*fn)(void *arg, const sa_value *v), void *arg, sa_error *err) {
+  MDB_txn *txn;
+  kv_entry e;
+  int rc = store_rfind(s, key, klen, &txn, &e, err);
+  if (rc) return rc;
+  sa_value v = {
+      .data = (char *)e.val, /* read-only: the map */
+      .len = e.vlen,
+      .version = e.version,
+      .lsn = e.lsn,
+      .hlc = e.hlc,
+  };
+  fn(arg, &v);
+  store_rend(s, txn);
   return 0;
 }
 
