@@ -611,42 +611,64 @@ static api_response *api_h_changes(api_ctx *ctx, const api_request *req, const c
   return r;
 }
 
-static api_response *api_h_get_key(api_ctx *ctx, const api_request *req, const char *query,
-                                   const char *key) {
-  bool raw = false;
-  api_response *e = api_query_bool(query, "raw", &raw);
-  if (e) return e;
-  sa_value v;
-  sa_error err = {0};
-  int rc = sa_client_get(ctx->client, key, &v, &err);
-  if (rc != 0) return api_reply_sa_error(rc, &err);
-  const char *inm = api_hdr(req, "If-None-Match");
+/* GET /v1/store/{key}: the answer is built inside the core's read snapshot
+ * (sa_client_get_with), so the value is copied once, from the store's map
+ * into the response body, which the server hands on without a copy. */
+typedef struct api_get {
+  const char *key;     /* decoded key */
+  const char *inm;     /* If-None-Match, or NULL */
+  bool raw;            /* ?raw=1 */
+  api_response *r;     /* the answer (NULL: out of memory) */
+  uint64_t version;    /* for the ETag */
+} api_get;
+
+static void api_get_answer(void *arg, const sa_value *v) {
+  api_get *g = arg;
+  g->version = v->version;
   api_response *r;
-  if (inm && api_etag_list_matches(inm, v.version)) {
+  if (g->inm && api_etag_list_matches(g->inm, v->version)) {
     r = api_resp_new(304);
-  } else if (raw) {
+  } else if (g->raw) {
     r = api_resp_new(200);
-    if (r) {
-      r->body = v.data; /* hand the buffer over: NUL-terminated, malloc'd */
-      r->body_len = v.len;
-      v.data = NULL;
+    char *body = r ? malloc(v->len + 1) : NULL;
+    if (body) {
+      memcpy(body, v->data, v->len);
+      body[v->len] = '\0';
+      r->body = body;
+      r->body_len = v->len;
       r->content_type = "application/octet-stream";
       api_resp_header(r, "X-Content-Type-Options", "nosniff");
+    } else {
+      api_response_free(r);
+      r = NULL;
     }
   } else {
-    json_t *j = json_pack("{s:s,s:o,s:o,s:o,s:o,s:o}", "key", key, "size", api_json_u64(v.len),
-                          "version", api_json_u64(v.version), "lsn", api_json_u64(v.lsn), "hlc",
-                          api_json_u64(v.hlc), "updated_at", api_json_time(api_hlc_ms(v.hlc)));
-    if (j && api_json_set_value(j, v.data, v.len) != 0) {
-      json_decref(j);
-      j = NULL;
+    r = api_resp_new(200);
+    if (r) {
+      r->body = api_json_value_doc(g->key, strlen(g->key), v->data, v->len, v->version, v->lsn,
+                                   v->hlc, api_hlc_ms(v->hlc), &r->body_len);
+      r->content_type = "application/json";
+      if (!r->body) {
+        api_response_free(r);
+        r = NULL;
+      }
     }
-    r = api_resp_json(api_resp_new(200), j);
   }
-  if (!r) r = &api_oom_response;
-  api_resp_header(r, "ETag", "\"%llu\"", (unsigned long long)v.version);
+  g->r = r;
+}
+
+static api_response *api_h_get_key(api_ctx *ctx, const api_request *req, const char *query,
+                                   const char *key) {
+  api_get g = {.key = key};
+  api_response *e = api_query_bool(query, "raw", &g.raw);
+  if (e) return e;
+  g.inm = api_hdr(req, "If-None-Match");
+  sa_error err = {0};
+  int rc = sa_client_get_with(ctx->client, key, api_get_answer, &g, &err);
+  if (rc != 0) return api_reply_sa_error(rc, &err);
+  api_response *r = g.r ? g.r : &api_oom_response;
+  api_resp_header(r, "ETag", "\"%llu\"", (unsigned long long)g.version);
   api_resp_header(r, "Cache-Control", "no-cache");
-  sa_value_free(&v);
   return r;
 }
 
