@@ -134,10 +134,15 @@ static const char *srv_header(void *cls, const char *name) {
   return MHD_lookup_connection_value((struct MHD_Connection *)cls, MHD_HEADER_KIND, name);
 }
 
-/* Queues resp (freed here in every case). */
+static void srv_free_response(void *cls) {
+  api_response_free(cls);
+}
+
+/* Queues resp (freed here in every case).  The body is not copied: the MHD
+ * response owns resp and frees it when libmicrohttpd is done with it. */
 static enum MHD_Result srv_queue(struct MHD_Connection *con, api_response *resp) {
-  struct MHD_Response *m =
-      MHD_create_response_from_buffer(resp->body_len, resp->body, MHD_RESPMEM_MUST_COPY);
+  struct MHD_Response *m = MHD_create_response_from_buffer_with_free_callback_cls(
+      resp->body_len, resp->body, srv_free_response, resp);
   if (!m) {
     api_response_free(resp);
     return MHD_NO;
@@ -147,8 +152,7 @@ static enum MHD_Result srv_queue(struct MHD_Connection *con, api_response *resp)
     MHD_add_response_header(m, resp->headers[i].name, resp->headers[i].value);
   if (resp->close) MHD_add_response_header(m, "Connection", "close");
   enum MHD_Result rc = MHD_queue_response(con, (unsigned)resp->status, m);
-  MHD_destroy_response(m);
-  api_response_free(resp);
+  MHD_destroy_response(m); /* resp goes with the last reference */
   return rc;
 }
 
