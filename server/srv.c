@@ -63,7 +63,7 @@ typedef struct srv {
 } srv;
 
 typedef struct srv_req {
-  char *target;               /* raw request-target, as received */
+  char *target;               /* raw request-target, as received (in tbuf) */
   char *body;                 /* accumulated body */
   size_t len;                 /* bytes in body */
   size_t cap;                 /* allocated bytes at body */
@@ -74,21 +74,23 @@ typedef struct srv_req {
   struct timespec t0;         /* when the request line arrived */
   void *feed;                 /* srv_sse.c: a long-poll waiting (suspended) for changes */
   api_write *write;           /* a PUT/DELETE queued on the node; suspended until it settles */
+  api_gated gated;            /* api_precheck's routing, reused by api_handle */
   struct MHD_Connection *con; /* set while write is pending */
   srv *s;
+  char tbuf[];                /* the target's bytes: one allocation per request */
 } srv_req;
 
 /* ---- libmicrohttpd callbacks ------------------------------------------- */
 
 static void *srv_uri_cb(void *cls, const char *uri, struct MHD_Connection *con) {
   srv *s = cls;
-  srv_req *r = calloc(1, sizeof *r);
+  if (!uri) uri = "";
+  size_t n = strlen(uri);
+  srv_req *r = malloc(sizeof *r + n + 1);
   if (!r) return NULL;
-  r->target = strdup(uri ? uri : "");
-  if (!r->target) {
-    free(r);
-    return NULL;
-  }
+  memset(r, 0, sizeof *r);
+  memcpy(r->tbuf, uri, n + 1);
+  r->target = r->tbuf;
   clock_gettime(CLOCK_MONOTONIC, &r->t0);
   atomic_fetch_add(&s->active, 1);
   atomic_fetch_add(&s->total, 1);
@@ -102,7 +104,6 @@ static void srv_completed_cb(void *cls, struct MHD_Connection *con, void **req_c
   if (!r) return;
   srv_feed_done(s->feed, &r->feed);
   api_write_free(r->write); /* settled (srv_serve waits for that), never answered */
-  free(r->target);
   free(r->body);
   free(r);
   *req_cls = NULL;
@@ -250,6 +251,7 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
           .target = r->target,
           .header = srv_header,
           .header_cls = con,
+          .gated = &r->gated,
           .body_pending =
               MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Length") != NULL ||
               MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Transfer-Encoding") != NULL,
@@ -306,6 +308,7 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
       .body = r->body,
       .body_len = r->len,
       .can_defer = true,
+      .gated = &r->gated,
   };
   if (r->write) { /* resumed: the queued write has settled */
     api_write *w = r->write;
