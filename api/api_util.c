@@ -59,6 +59,14 @@ bool api_utf8_valid(const char *s, size_t len) {
   const unsigned char *p = (const unsigned char *)s;
   size_t i = 0;
   while (i < len) {
+    if (len - i >= 8) { /* ASCII runs 8 bytes at a time */
+      uint64_t w;
+      memcpy(&w, p + i, 8);
+      if (!(w & 0x8080808080808080ull)) {
+        i += 8;
+        continue;
+      }
+    }
     unsigned c = p[i];
     if (c < 0x80) {
       i++;
