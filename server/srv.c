@@ -207,9 +207,11 @@ static enum MHD_Result srv_framing_cb(void *cls, enum MHD_ValueKind kind, const 
 /* HTTP/1.1 framing rules the API relies on (RFC 9112): one unambiguous
  * body length, a Host header, well-formed header fields.  Returns NULL or
  * the error response to send (the connection is closed after it). */
-static api_response *srv_check_framing(srv *s, struct MHD_Connection *con, const char *version) {
+static api_response *srv_check_framing(srv *s, struct MHD_Connection *con, const char *version,
+                                       srv_framing *fp) {
   srv_framing f = {0};
   MHD_get_connection_values_n(con, MHD_HEADER_KIND, srv_framing_cb, &f);
+  *fp = f;
   const char *why = NULL;
   int status = 400;
   if (f.bad_header)
@@ -222,8 +224,7 @@ static api_response *srv_check_framing(srv *s, struct MHD_Connection *con, const
     why = "both Content-Length and Transfer-Encoding";
   else if (f.te_not_chunked)
     why = "only Transfer-Encoding: chunked is supported", status = 501;
-  else if (version && strcmp(version, "HTTP/1.1") == 0 &&
-           !MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Host"))
+  else if (version && strcmp(version, "HTTP/1.1") == 0 && f.n_host == 0)
     why = "HTTP/1.1 request without Host header";
   if (!why) return NULL;
   api_response *r =
@@ -242,7 +243,8 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
   if (!r->started) {
     r->started = true;
     r->limit = api_body_limit(s->api, method, r->target);
-    api_response *bad = srv_check_framing(s, con, version);
+    srv_framing f;
+    api_response *bad = srv_check_framing(s, con, version, &f);
     if (!bad) {
       /* Refuse (401, 404, 405, ...) before reading a body, and before
        * libmicrohttpd sends "100 Continue". */
@@ -252,9 +254,7 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
           .header = srv_header,
           .header_cls = con,
           .gated = &r->gated,
-          .body_pending =
-              MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Length") != NULL ||
-              MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Transfer-Encoding") != NULL,
+          .body_pending = f.n_cl > 0 || f.te,
       };
       bad = api_precheck(s->api, &pre);
     }
@@ -262,7 +262,7 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
       srv_log_request(s, method, r, bad->status);
       return srv_queue(con, bad);
     }
-    const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Length");
+    const char *cl = f.n_cl ? f.cl : NULL; /* the first Content-Length, as a lookup gives */
     if (cl) {
       char *end;
       errno = 0;
