@@ -95,10 +95,26 @@ static const unsigned char api_json_esc[256] = {
     ['\\'] = 1,
 };
 
+/* True when none of the 8 bytes at s needs an escape (< 0x20, '"', '\\'):
+ * the exact "has a byte less than / equal to" word tests. */
+static bool api_json_plain8(const char *s) {
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  uint64_t x;
+  memcpy(&x, s, 8);
+  uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+  uint64_t hit = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b);
+  return (hit & highs) == 0;
+}
+
 static size_t api_json_str_len(const char *s, size_t n) {
-  size_t out = n + 2;
-  for (size_t i = 0; i < n; i++)
-    out += api_json_esc[(unsigned char)s[i]];
+  size_t out = n + 2, i = 0;
+  while (i < n) {
+    if (n - i >= 8 && api_json_plain8(s + i)) {
+      i += 8;
+      continue;
+    }
+    out += api_json_esc[(unsigned char)s[i++]];
+  }
   return out;
 }
 
@@ -108,6 +124,8 @@ static char *api_json_str_put(char *p, const char *s, size_t n) {
   size_t i = 0;
   while (i < n) {
     size_t j = i;
+    while (n - j >= 8 && api_json_plain8(s + j))
+      j += 8;
     while (j < n && !api_json_esc[(unsigned char)s[j]])
       j++;
     memcpy(p, s + i, j - i);

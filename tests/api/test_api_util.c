@@ -260,6 +260,23 @@ START_TEST(test_value_doc_like_jansson) {
     uint64_t ms = ((uint64_t)rand() << 31 ^ (uint64_t)rand()) & ((1ull << 48) - 1);
     check_doc("key", 3, buf, n, (uint64_t)rand(), (uint64_t)rand(), (uint64_t)rand() << 16, ms);
   }
+  /* random UTF-8 text: mostly plain ASCII with the bytes that need escapes,
+   * and multi-byte characters, at every offset of the 8-byte scans */
+  static const char *const pieces[] = {"a", "Z", " ", "\"", "\\", "\n", "\x01", "\x1f",
+                                       "\x7f", "/", "\xc3\xa9", "\xe2\x82\xac",
+                                       "\xf0\x9f\x98\x80", "\x00"};
+  char text[128];
+  for (int round = 0; round < 3000; round++) {
+    size_t n = 0, want = (size_t)(rand() % 80);
+    while (n < want) {
+      int k = rand() % 14;
+      if (k > 4 && rand() % 3) k = rand() % 3; /* mostly plain */
+      size_t pl = k == 13 ? 1 : strlen(pieces[k]);
+      memcpy(text + n, pieces[k], pl);
+      n += pl;
+    }
+    check_doc("k", 1, text, n, 1, 2, 3, 4);
+  }
 }
 END_TEST
 
