@@ -66,11 +66,27 @@ struct sa_store {
   store_wtxn w; /* the single write transaction slot */
   bool w_busy;
   /* Reset read transactions kept for reuse (mdb_txn_renew is much cheaper
-   * than mdb_txn_begin).  Readers only: the writer never takes rmu. */
-  pthread_mutex_t rmu;
-  MDB_txn *rpool[STORE_RPOOL];
-  int rpool_n;
+   * than mdb_txn_begin): one slot per reading thread (store_rslot), taken
+   * and given back with atomic exchanges, so a reader never waits for a
+   * lock (a reader preempted while holding one stalled the others).  Each
+   * slot has a cache line of its own. */
+  struct {
+    MDB_txn *txn;
+    char pad[64 - sizeof(MDB_txn *)];
+  } rslot[STORE_RPOOL];
 };
+
+/* This thread's read slot (the same in every store): threads are numbered
+ * in the order they first read; past STORE_RPOOL threads share slots, and a
+ * thread that finds its slot empty begins a new transaction. */
+static unsigned store_rslot_next;
+static __thread unsigned store_rslot_ix; /* 0: not numbered yet */
+
+static unsigned store_rslot(void) {
+  if (!store_rslot_ix)
+    store_rslot_ix = __atomic_add_fetch(&store_rslot_next, 1, __ATOMIC_RELAXED) % STORE_RPOOL + 1;
+  return store_rslot_ix - 1;
+}
 
 /* Maps an LMDB result to an SA code and message. */
 static int store_err(sa_store *s, int rc, const char *what, sa_error *err) {
@@ -127,7 +143,6 @@ int store_open(sa_store **out, const char *path, const char *node_id, bool durab
     return sa_fail(err, SA_ENOMEM, "out of memory opening store '%s'", path);
   }
   s->map_bytes = map_bytes;
-  pthread_mutex_init(&s->rmu, NULL);
   MDB_txn *txn = NULL;
   int rc = mdb_env_create(&s->env);
   if (rc) goto lmdb_fail;
@@ -216,9 +231,8 @@ lmdb_fail:;
 void store_close(sa_store *s) {
   if (!s) return;
   assert(!s->w_busy);
-  for (int i = 0; i < s->rpool_n; i++)
-    mdb_txn_abort(s->rpool[i]);
-  pthread_mutex_destroy(&s->rmu);
+  for (int i = 0; i < STORE_RPOOL; i++)
+    if (s->rslot[i].txn) mdb_txn_abort(s->rslot[i].txn);
   mdb_env_close(s->env);
   free(s->path);
   free(s);
@@ -605,10 +619,7 @@ void store_wabort(store_wtxn *t) {
 /* A read transaction on the latest snapshot: a pooled one renewed, or a new
  * one.  End it with store_rend. */
 static int store_rbegin(sa_store *s, MDB_txn **txn, sa_error *err) {
-  MDB_txn *t = NULL;
-  pthread_mutex_lock(&s->rmu);
-  if (s->rpool_n) t = s->rpool[--s->rpool_n];
-  pthread_mutex_unlock(&s->rmu);
+  MDB_txn *t = __atomic_exchange_n(&s->rslot[store_rslot()].txn, NULL, __ATOMIC_ACQ_REL);
   int rc;
   if (t) {
     if ((rc = mdb_txn_renew(t)) == 0) {
@@ -625,13 +636,10 @@ static int store_rbegin(sa_store *s, MDB_txn **txn, sa_error *err) {
 /* Ends a read transaction: reset and kept for reuse, or aborted. */
 static void store_rend(sa_store *s, MDB_txn *txn) {
   mdb_txn_reset(txn);
-  pthread_mutex_lock(&s->rmu);
-  if (s->rpool_n < STORE_RPOOL) {
-    s->rpool[s->rpool_n++] = txn;
-    txn = NULL;
-  }
-  pthread_mutex_unlock(&s->rmu);
-  if (txn) mdb_txn_abort(txn);
+  MDB_txn *none = NULL;
+  if (!__atomic_compare_exchange_n(&s->rslot[store_rslot()].txn, &none, txn, false,
+                                   __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+    mdb_txn_abort(txn); /* another thread of this slot put one back first */
 }
 
 /* Finds key in a new read transaction.  Returns 0 with *txn open (end it
