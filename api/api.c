@@ -23,6 +23,7 @@
 #include "api.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -83,26 +84,70 @@ void api_response_free(api_response *resp) {
   api_feed_free(resp->feed);
   api_write_free(resp->write);
   for (size_t i = 0; i < resp->n_headers; i++)
-    free(resp->headers[i].value);
+    if (!resp->headers[i].borrowed) free(resp->headers[i].value);
   free(resp);
 }
 
 /* Adds a header (name static).  Silently drops it when the table is full or
  * memory is short: headers here are never needed for correctness of the
- * body, and the table is sized for the most any route adds. */
+ * body, and the table is sized for the most any route adds.  A format
+ * without '%' (a literal) is kept by pointer; a short value is written into
+ * the response's hbuf; only a long one is allocated. */
 static void api_resp_header(api_response *r, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void api_resp_header(api_response *r, const char *name, const char *fmt, ...) {
   if (r == &api_oom_response || r->n_headers >= API_MAX_HEADERS) return;
-  va_list ap;
-  va_start(ap, fmt);
-  char *v = NULL;
-  int n = vasprintf(&v, fmt, ap);
-  va_end(ap);
-  if (n < 0) return;
-  r->headers[r->n_headers].name = name;
-  r->headers[r->n_headers].value = v;
+  api_header *h = &r->headers[r->n_headers];
+  if (!strchr(fmt, '%')) {
+    h->value = (char *)fmt; /* a string literal */
+    h->borrowed = true;
+  } else {
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = sizeof r->hbuf - r->hbuf_used;
+    int n;
+    if (fmt[0] == '%' && fmt[1] == 's' && !fmt[2]) { /* "%s": a copy, no printf */
+      const char *a = va_arg(ap, const char *);
+      size_t al = strlen(a);
+      n = al > INT_MAX ? -1 : (int)al;
+      if (n >= 0 && al < room) memcpy(r->hbuf + r->hbuf_used, a, al + 1);
+    } else {
+      n = vsnprintf(r->hbuf + r->hbuf_used, room, fmt, ap);
+    }
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n < room) {
+      h->value = r->hbuf + r->hbuf_used;
+      h->borrowed = true;
+      r->hbuf_used += (size_t)n + 1;
+    } else {
+      va_start(ap, fmt);
+      char *v = NULL;
+      n = vasprintf(&v, fmt, ap);
+      va_end(ap);
+      if (n < 0) return;
+      h->value = v;
+      h->borrowed = false;
+    }
+  }
+  h->name = name;
   r->n_headers++;
+}
+
+/* ETag: "<version>" (the strong tag of a value's version), without printf. */
+static void api_resp_etag(api_response *r, uint64_t version) {
+  char digits[24], tag[24];
+  size_t n = 0, t = 0;
+  do {
+    digits[n++] = (char)('0' + version % 10);
+    version /= 10;
+  } while (version);
+  tag[t++] = '"';
+  while (n)
+    tag[t++] = digits[--n];
+  tag[t++] = '"';
+  tag[t] = '\0';
+  api_resp_header(r, "ETag", "%s", tag);
 }
 
 /* Sets a JSON body; steals the reference to j.  Returns r, or the static
@@ -611,42 +656,64 @@ static api_response *api_h_changes(api_ctx *ctx, const api_request *req, const c
   return r;
 }
 
-static api_response *api_h_get_key(api_ctx *ctx, const api_request *req, const char *query,
-                                   const char *key) {
-  bool raw = false;
-  api_response *e = api_query_bool(query, "raw", &raw);
-  if (e) return e;
-  sa_value v;
-  sa_error err = {0};
-  int rc = sa_client_get(ctx->client, key, &v, &err);
-  if (rc != 0) return api_reply_sa_error(rc, &err);
-  const char *inm = api_hdr(req, "If-None-Match");
+/* GET /v1/store/{key}: the answer is built inside the core's read snapshot
+ * (sa_client_get_with), so the value is copied once, from the store's map
+ * into the response body, which the server hands on without a copy. */
+typedef struct api_get {
+  const char *key;     /* decoded key */
+  const char *inm;     /* If-None-Match, or NULL */
+  bool raw;            /* ?raw=1 */
+  api_response *r;     /* the answer (NULL: out of memory) */
+  uint64_t version;    /* for the ETag */
+} api_get;
+
+static void api_get_answer(void *arg, const sa_value *v) {
+  api_get *g = arg;
+  g->version = v->version;
   api_response *r;
-  if (inm && api_etag_list_matches(inm, v.version)) {
+  if (g->inm && api_etag_list_matches(g->inm, v->version)) {
     r = api_resp_new(304);
-  } else if (raw) {
+  } else if (g->raw) {
     r = api_resp_new(200);
-    if (r) {
-      r->body = v.data; /* hand the buffer over: NUL-terminated, malloc'd */
-      r->body_len = v.len;
-      v.data = NULL;
+    char *body = r ? malloc(v->len + 1) : NULL;
+    if (body) {
+      memcpy(body, v->data, v->len);
+      body[v->len] = '\0';
+      r->body = body;
+      r->body_len = v->len;
       r->content_type = "application/octet-stream";
       api_resp_header(r, "X-Content-Type-Options", "nosniff");
+    } else {
+      api_response_free(r);
+      r = NULL;
     }
   } else {
-    json_t *j = json_pack("{s:s,s:o,s:o,s:o,s:o,s:o}", "key", key, "size", api_json_u64(v.len),
-                          "version", api_json_u64(v.version), "lsn", api_json_u64(v.lsn), "hlc",
-                          api_json_u64(v.hlc), "updated_at", api_json_time(api_hlc_ms(v.hlc)));
-    if (j && api_json_set_value(j, v.data, v.len) != 0) {
-      json_decref(j);
-      j = NULL;
+    r = api_resp_new(200);
+    if (r) {
+      r->body = api_json_value_doc(g->key, strlen(g->key), v->data, v->len, v->version, v->lsn,
+                                   v->hlc, api_hlc_ms(v->hlc), &r->body_len);
+      r->content_type = "application/json";
+      if (!r->body) {
+        api_response_free(r);
+        r = NULL;
+      }
     }
-    r = api_resp_json(api_resp_new(200), j);
   }
-  if (!r) r = &api_oom_response;
-  api_resp_header(r, "ETag", "\"%llu\"", (unsigned long long)v.version);
+  g->r = r;
+}
+
+static api_response *api_h_get_key(api_ctx *ctx, const api_request *req, const char *query,
+                                   const char *key) {
+  api_get g = {.key = key};
+  api_response *e = api_query_bool(query, "raw", &g.raw);
+  if (e) return e;
+  g.inm = api_hdr(req, "If-None-Match");
+  sa_error err = {0};
+  int rc = sa_client_get_with(ctx->client, key, api_get_answer, &g, &err);
+  if (rc != 0) return api_reply_sa_error(rc, &err);
+  api_response *r = g.r ? g.r : &api_oom_response;
+  api_resp_etag(r, g.version);
   api_resp_header(r, "Cache-Control", "no-cache");
-  sa_value_free(&v);
   return r;
 }
 
@@ -731,7 +798,7 @@ static api_response *api_write_reply(const char *key, bool put, size_t size, int
       json_pack("{s:s,s:o,s:o,s:b,s:o}", "key", key, "version", api_json_u64(res->version), "lsn",
                 api_json_u64(res->lsn), "durable", (int)res->durable, "size", api_json_u64(size));
   api_response *r = api_resp_json(api_resp_new(res->version == 1 ? 201 : 200), j);
-  api_resp_header(r, "ETag", "\"%llu\"", (unsigned long long)res->version);
+  api_resp_etag(r, res->version);
   return r;
 }
 
@@ -1109,9 +1176,21 @@ static api_response *api_gate(api_ctx *ctx, const api_request *req, api_target *
 static api_response *api_dispatch(api_ctx *ctx, const api_request *req, api_route_id *route_out) {
   const char *method = req->method ? req->method : "";
   api_target t;
-  api_response *gate = api_gate(ctx, req, &t);
+  const api_gated *g = req->gated;
+  if (g && g->passed && g->target == req->target) { /* api_precheck let it through */
+    t.id = (api_route_id)g->route;
+    t.rt = g->rt;
+    t.query = g->query;
+    t.rawkey = g->rawkey;
+    t.rawkey_len = g->rawkey_len;
+  } else {
+    api_response *gate = api_gate(ctx, req, &t);
+    if (gate) {
+      *route_out = t.id;
+      return gate;
+    }
+  }
   *route_out = t.id;
-  if (gate) return gate;
   const api_route *rt = t.rt;
   const char *query = t.query, *rawkey = t.rawkey;
   size_t rawkey_len = t.rawkey_len;
@@ -1204,7 +1283,19 @@ api_response *api_precheck(api_ctx *ctx, const api_request *req) {
   clock_gettime(CLOCK_MONOTONIC, &t0);
   api_target t;
   api_response *r = api_gate(ctx, req, &t);
-  if (!r) return NULL;
+  if (!r) {
+    api_gated *g = req->gated;
+    if (g) {
+      g->passed = true;
+      g->route = (int)t.id;
+      g->rt = t.rt;
+      g->query = t.query;
+      g->rawkey = t.rawkey;
+      g->rawkey_len = t.rawkey_len;
+      g->target = req->target;
+    }
+    return NULL;
+  }
   if (req->body_pending && r != &api_oom_response) r->close = true;
   return api_finish(ctx, req, t.id, r, &t0);
 }

@@ -64,6 +64,19 @@ void api_ctx_set_draining(api_ctx *ctx, bool draining);
  * borrowed until the request is answered, or NULL when absent. */
 typedef const char *(*api_header_fn)(void *cls, const char *name);
 
+/* What api_precheck learned about a request that passed it, kept by the
+ * caller between api_precheck and api_handle so that the request is not
+ * routed and checked twice.  Opaque: zero it, hand the same one to both. */
+typedef struct api_gated {
+  bool passed;             /* api_precheck returned NULL with this request */
+  int route;               /* api_route_id */
+  const void *rt;          /* the route */
+  const char *query;       /* into the target */
+  const char *rawkey;      /* into the target */
+  size_t rawkey_len;       /* bytes at rawkey */
+  const char *target;      /* the target it was computed for */
+} api_gated;
+
 typedef struct api_request {
   const char *method;   /* "GET", "PUT", ... as sent (case-sensitive, RFC 9110) */
   const char *target;   /* raw request-target: "/v1/store/a%2Fb?raw=1" */
@@ -74,14 +87,19 @@ typedef struct api_request {
   bool body_pending;    /* api_precheck: a body follows that will not be read if refused */
   bool can_defer;       /* the caller can wait and stream: GET /v1/changes may hand it a feed,
                            PUT and DELETE of a key an api_write (below) */
+  api_gated *gated;     /* NULL, or the request's api_gated: api_precheck fills it, api_handle
+                           trusts it (same target, same headers, nothing changed between) */
 } api_request;
 
 #define API_MAX_HEADERS 12
 
 typedef struct api_header {
   const char *name; /* static string */
-  char *value;      /* owned by the response */
+  char *value;      /* owned by the response (freed with it unless borrowed) */
+  bool borrowed;    /* value is static or in the response's hbuf: not freed */
 } api_header;
+
+#define API_HBUF 128 /* bytes of short header values kept inside the response */
 
 typedef struct api_response {
   int status;               /* HTTP status code */
@@ -90,6 +108,8 @@ typedef struct api_response {
   size_t body_len;          /* bytes at body */
   size_t n_headers;         /* extra headers used in headers[] */
   api_header headers[API_MAX_HEADERS];
+  size_t hbuf_used;         /* bytes used at hbuf */
+  char hbuf[API_HBUF];      /* short header values (no allocation per header) */
   bool close;              /* the server should close the connection after it */
   struct api_feed *feed;   /* /v1/changes with can_defer: the feed the caller must wait on or
                               stream (api_feed.h); the caller takes it (sets it NULL) */
@@ -135,7 +155,8 @@ api_response *api_handle(api_ctx *ctx, const api_request *req);
  * are in (req->body NULL) so that it never reads the body of a request it
  * will refuse.  Returns NULL when the request passes (then api_handle must
  * be called with the body), or the final answer, owned as with api_handle
- * and counted in the metrics. */
+ * and counted in the metrics.  On a pass it fills req->gated (when set), so
+ * that api_handle skips these checks. */
 api_response *api_precheck(api_ctx *ctx, const api_request *req);
 
 /* The largest body the route of (method, target) accepts, so a server can

@@ -1,8 +1,13 @@
 /*
  * api_json.h -- JSON value helpers shared by the API's handlers (api.c,
- * api_feed.c).  Pure functions; every one returns a new jansson reference
- * (or NULL when out of memory), which the caller owns or steals into a
- * container.
+ * api_feed.c).  Pure functions; the api_json_u64/api_json_time return a new
+ * jansson reference (or NULL when out of memory), which the caller owns or
+ * steals into a container.
+ *
+ * api_json_value_doc writes the body of GET /v1/store/{key} by hand, without
+ * a jansson tree: it is the hottest response of the API.  Its output is
+ * byte for byte what json_dumps(JSON_COMPACT | JSON_ENCODE_ANY) gives for the
+ * same object (tests/api/test_api_util.c checks it against jansson).
  */
 #ifndef SA_API_JSON_H
 #define SA_API_JSON_H
@@ -16,5 +21,17 @@ json_t *api_json_u64(uint64_t v);
 /* RFC 3339 UTC time with milliseconds ("2026-11-23T22:49:42.077Z") of unix
  * milliseconds, or JSON null for 0. */
 json_t *api_json_time(uint64_t ms);
+
+/* The body of GET /v1/store/{key} (a JSON object and a newline):
+ *   {"key":K,"size":N,"version":N,"lsn":N,"hlc":N,"updated_at":T,
+ *    "encoding":"utf-8"|"base64","value":V}
+ * key (klen bytes) must be valid UTF-8; the value (len bytes at data, may
+ * hold NUL bytes) is written as a JSON string when it is valid UTF-8, else
+ * base64.  Integers are clamped to INT64_MAX as api_json_u64 does; T is
+ * api_json_time(updated_ms).  Returns a new buffer (free()), NUL-terminated,
+ * its length in *out_len; NULL when out of memory. */
+char *api_json_value_doc(const char *key, size_t klen, const char *data, size_t len,
+                         uint64_t version, uint64_t lsn, uint64_t hlc, uint64_t updated_ms,
+                         size_t *out_len);
 
 #endif

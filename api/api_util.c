@@ -59,6 +59,14 @@ bool api_utf8_valid(const char *s, size_t len) {
   const unsigned char *p = (const unsigned char *)s;
   size_t i = 0;
   while (i < len) {
+    if (len - i >= 8) { /* ASCII runs 8 bytes at a time */
+      uint64_t w;
+      memcpy(&w, p + i, 8);
+      if (!(w & 0x8080808080808080ull)) {
+        i += 8;
+        continue;
+      }
+    }
     unsigned c = p[i];
     if (c < 0x80) {
       i++;
@@ -130,11 +138,8 @@ int api_query_get(const char *query, const char *name, char **value, size_t *val
 static const char api_util_b64[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-char *api_base64_encode(const void *data, size_t len, size_t *out_len) {
+size_t api_base64_put(char *out, const void *data, size_t len) {
   const unsigned char *in = data;
-  size_t n = 4 * ((len + 2) / 3);
-  char *out = malloc(n + 1);
-  if (!out) return NULL;
   size_t o = 0, i = 0;
   for (; i + 2 < len; i += 3) {
     uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
@@ -150,6 +155,13 @@ char *api_base64_encode(const void *data, size_t len, size_t *out_len) {
     out[o++] = i + 1 < len ? api_util_b64[(v >> 6) & 63] : '=';
     out[o++] = '=';
   }
+  return o;
+}
+
+char *api_base64_encode(const void *data, size_t len, size_t *out_len) {
+  char *out = malloc(4 * ((len + 2) / 3) + 1);
+  if (!out) return NULL;
+  size_t o = api_base64_put(out, data, len);
   out[o] = '\0';
   if (out_len) *out_len = o;
   return out;

@@ -45,6 +45,10 @@ int api_query_get(const char *query, const char *name, char **value, size_t *val
  * buffer the caller frees, or NULL when out of memory. */
 char *api_base64_encode(const void *data, size_t len, size_t *out_len);
 
+/* Writes the base64 of len bytes at data to out (4 * ((len + 2) / 3) bytes,
+ * no NUL) and returns that length. */
+size_t api_base64_put(char *out, const void *data, size_t len);
+
 /* Decodes base64 (padding required, no whitespace).  Returns 0 and a new
  * buffer the caller frees in *out, -1 on bad input, -2 out of memory. */
 int api_base64_decode(const char *in, size_t len, char **out, size_t *out_len);

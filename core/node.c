@@ -1620,6 +1620,16 @@ int sa_client_get(sa_client *c, const char *key, sa_value *out, sa_error *err) {
   return store_get(c->store, key, (uint32_t)n, out, err);
 }
 
+int sa_client_get_with(sa_client *c, const char *key, void (*fn)(void *arg, const sa_value *v),
+                       void *arg, sa_error *err) {
+  if (!c || !fn) return sa_fail(err, SA_EINVAL, "sa_client_get_with: NULL argument");
+  if (!key) return sa_fail(err, SA_EKEY, "invalid key: key is NULL");
+  size_t n = strlen(key);
+  int rc = sa_key_check(key, n, err);
+  if (rc) return rc;
+  return store_get_with(c->store, key, (uint32_t)n, fn, arg, err);
+}
+
 void sa_value_free(sa_value *v) {
   if (!v) return;
   free(v->data);

@@ -217,6 +217,16 @@ int sa_client_get(sa_client *c, const char *key, sa_value *out, sa_error *err);
 /* Frees out->data and zeroes *out.  NULL or an empty value is a no-op. */
 void sa_value_free(sa_value *v);
 
+/* Reads key without copying its value: calls fn(arg, v) exactly once, from
+ * this thread, while the read snapshot is held.  v->data points at the
+ * stored bytes themselves: read-only, NOT NUL-terminated, valid only until
+ * fn returns (copy what must outlive the call).  fn should be quick: the
+ * snapshot's pages cannot be reused until it returns.  Returns 0 after fn
+ * ran, or the error sa_client_get would give (SA_ENOTFOUND, SA_EKEY, ...;
+ * fn not called). */
+int sa_client_get_with(sa_client *c, const char *key, void (*fn)(void *arg, const sa_value *v),
+                       void *arg, sa_error *err);
+
 /* Number of keys in the store. */
 size_t sa_client_size(sa_client *c);
 

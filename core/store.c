@@ -66,11 +66,27 @@ struct sa_store {
   store_wtxn w; /* the single write transaction slot */
   bool w_busy;
   /* Reset read transactions kept for reuse (mdb_txn_renew is much cheaper
-   * than mdb_txn_begin).  Readers only: the writer never takes rmu. */
-  pthread_mutex_t rmu;
-  MDB_txn *rpool[STORE_RPOOL];
-  int rpool_n;
+   * than mdb_txn_begin): one slot per reading thread (store_rslot), taken
+   * and given back with atomic exchanges, so a reader never waits for a
+   * lock (a reader preempted while holding one stalled the others).  Each
+   * slot has a cache line of its own. */
+  struct {
+    MDB_txn *txn;
+    char pad[64 - sizeof(MDB_txn *)];
+  } rslot[STORE_RPOOL];
 };
+
+/* This thread's read slot (the same in every store): threads are numbered
+ * in the order they first read; past STORE_RPOOL threads share slots, and a
+ * thread that finds its slot empty begins a new transaction. */
+static unsigned store_rslot_next;
+static __thread unsigned store_rslot_ix; /* 0: not numbered yet */
+
+static unsigned store_rslot(void) {
+  if (!store_rslot_ix)
+    store_rslot_ix = __atomic_add_fetch(&store_rslot_next, 1, __ATOMIC_RELAXED) % STORE_RPOOL + 1;
+  return store_rslot_ix - 1;
+}
 
 /* Maps an LMDB result to an SA code and message. */
 static int store_err(sa_store *s, int rc, const char *what, sa_error *err) {
@@ -127,7 +143,6 @@ int store_open(sa_store **out, const char *path, const char *node_id, bool durab
     return sa_fail(err, SA_ENOMEM, "out of memory opening store '%s'", path);
   }
   s->map_bytes = map_bytes;
-  pthread_mutex_init(&s->rmu, NULL);
   MDB_txn *txn = NULL;
   int rc = mdb_env_create(&s->env);
   if (rc) goto lmdb_fail;
@@ -216,9 +231,8 @@ lmdb_fail:;
 void store_close(sa_store *s) {
   if (!s) return;
   assert(!s->w_busy);
-  for (int i = 0; i < s->rpool_n; i++)
-    mdb_txn_abort(s->rpool[i]);
-  pthread_mutex_destroy(&s->rmu);
+  for (int i = 0; i < STORE_RPOOL; i++)
+    if (s->rslot[i].txn) mdb_txn_abort(s->rslot[i].txn);
   mdb_env_close(s->env);
   free(s->path);
   free(s);
@@ -626,10 +640,7 @@ void store_wabort(store_wtxn *t) {
 /* A read transaction on the latest snapshot: a pooled one renewed, or a new
  * one.  End it with store_rend. */
 static int store_rbegin(sa_store *s, MDB_txn **txn, sa_error *err) {
-  MDB_txn *t = NULL;
-  pthread_mutex_lock(&s->rmu);
-  if (s->rpool_n) t = s->rpool[--s->rpool_n];
-  pthread_mutex_unlock(&s->rmu);
+  MDB_txn *t = __atomic_exchange_n(&s->rslot[store_rslot()].txn, NULL, __ATOMIC_ACQ_REL);
   int rc;
   if (t) {
     if ((rc = mdb_txn_renew(t)) == 0) {
@@ -646,34 +657,40 @@ static int store_rbegin(sa_store *s, MDB_txn **txn, sa_error *err) {
 /* Ends a read transaction: reset and kept for reuse, or aborted. */
 static void store_rend(sa_store *s, MDB_txn *txn) {
   mdb_txn_reset(txn);
-  pthread_mutex_lock(&s->rmu);
-  if (s->rpool_n < STORE_RPOOL) {
-    s->rpool[s->rpool_n++] = txn;
-    txn = NULL;
+  MDB_txn *none = NULL;
+  if (!__atomic_compare_exchange_n(&s->rslot[store_rslot()].txn, &none, txn, false,
+                                   __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+    mdb_txn_abort(txn); /* another thread of this slot put one back first */
+}
+
+/* Finds key in a new read transaction.  Returns 0 with *txn open (end it
+ * with store_rend) and *e pointing into the map, or an error (no txn). */
+static int store_rfind(sa_store *s, const char *key, uint32_t klen, MDB_txn **txn, kv_entry *e,
+                       sa_error *err) {
+  int rc = store_rbegin(s, txn, err);
+  if (rc) return rc;
+  unsigned char kb[KV_LONG];
+  MDB_val k, v;
+  bool found;
+  rc = kv_find(s, *txn, key, klen, kb, &k, &v, &found);
+  if (rc == 0 && !found) {
+    store_rend(s, *txn);
+    return sa_fail(err, SA_ENOTFOUND, "key '%.*s' not found", (int)(klen > 200 ? 200 : klen), key);
   }
-  pthread_mutex_unlock(&s->rmu);
-  if (txn) mdb_txn_abort(txn);
+  if (rc || kv_decode(&k, &v, e) != 0) {
+    store_rend(s, *txn);
+    return rc ? store_err(s, rc, "get", err)
+              : sa_fail(err, SA_ECORRUPT, "store '%s': malformed kv entry", s->path);
+  }
+  return 0;
 }
 
 int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_error *err) {
   memset(out, 0, sizeof *out);
   MDB_txn *txn;
-  int rc = store_rbegin(s, &txn, err);
-  if (rc) return rc;
-  unsigned char kb[KV_LONG];
-  MDB_val k, v;
-  bool found;
   kv_entry e;
-  rc = kv_find(s, txn, key, klen, kb, &k, &v, &found);
-  if (rc == 0 && !found) {
-    store_rend(s, txn);
-    return sa_fail(err, SA_ENOTFOUND, "key '%.*s' not found", (int)(klen > 200 ? 200 : klen), key);
-  }
-  if (rc || kv_decode(&k, &v, &e) != 0) {
-    store_rend(s, txn);
-    return rc ? store_err(s, rc, "get", err)
-              : sa_fail(err, SA_ECORRUPT, "store '%s': malformed kv entry", s->path);
-  }
+  int rc = store_rfind(s, key, klen, &txn, &e, err);
+  if (rc) return rc;
   char *data = malloc(e.vlen + 1);
   if (!data) {
     store_rend(s, txn);
@@ -693,20 +710,35 @@ int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_err
 int store_version(sa_store *s, const char *key, uint32_t klen, uint64_t *version, sa_error *err) {
   *version = 0;
   MDB_txn *txn;
-  int rc = store_rbegin(s, &txn, err);
-  if (rc) return rc;
-  unsigned char kb[KV_LONG];
-  MDB_val k, v;
-  bool found;
   kv_entry e;
-  rc = kv_find(s, txn, key, klen, kb, &k, &v, &found);
-  if (rc == 0 && found && kv_decode(&k, &v, &e) != 0) {
-    store_rend(s, txn);
-    return sa_fail(err, SA_ECORRUPT, "store '%s': malformed kv entry", s->path);
+  sa_error e2;
+  int rc = store_rfind(s, key, klen, &txn, &e, &e2);
+  if (rc == SA_ENOTFOUND) return 0;
+  if (rc) {
+    if (err) *err = e2;
+    return rc;
   }
-  if (rc == 0 && found) *version = e.version;
+  *version = e.version;
   store_rend(s, txn);
-  return rc ? store_err(s, rc, "read", err) : 0;
+  return 0;
+}
+
+int store_get_with(sa_store *s, const char *key, uint32_t klen,
+                   void (*fn)(void *arg, const sa_value *v), void *arg, sa_error *err) {
+  MDB_txn *txn;
+  kv_entry e;
+  int rc = store_rfind(s, key, klen, &txn, &e, err);
+  if (rc) return rc;
+  sa_value v = {
+      .data = (char *)e.val, /* read-only: the map */
+      .len = e.vlen,
+      .version = e.version,
+      .lsn = e.lsn,
+      .hlc = e.hlc,
+  };
+  fn(arg, &v);
+  store_rend(s, txn);
+  return 0;
 }
 
 int store_list(sa_store *s, const char *prefix, const char *after, size_t limit, bool with_values,

@@ -137,6 +137,11 @@ int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_err
  * without copying its value.  Any thread. */
 int store_version(sa_store *s, const char *key, uint32_t klen, uint64_t *version, sa_error *err);
 
+/* Calls fn once with key's value in place, inside the read transaction
+ * (see sa_client_get_with).  SA_ENOTFOUND when absent (fn not called). */
+int store_get_with(sa_store *s, const char *key, uint32_t klen,
+                   void (*fn)(void *arg, const sa_value *v), void *arg, sa_error *err);
+
 int store_list(sa_store *s, const char *prefix, const char *after, size_t limit, bool with_values,
                sa_list *out, sa_error *err);
 

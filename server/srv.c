@@ -63,7 +63,7 @@ typedef struct srv {
 } srv;
 
 typedef struct srv_req {
-  char *target;               /* raw request-target, as received */
+  char *target;               /* raw request-target, as received (in tbuf) */
   char *body;                 /* accumulated body */
   size_t len;                 /* bytes in body */
   size_t cap;                 /* allocated bytes at body */
@@ -74,21 +74,23 @@ typedef struct srv_req {
   struct timespec t0;         /* when the request line arrived */
   void *feed;                 /* srv_sse.c: a long-poll waiting (suspended) for changes */
   api_write *write;           /* a PUT/DELETE queued on the node; suspended until it settles */
+  api_gated gated;            /* api_precheck's routing, reused by api_handle */
   struct MHD_Connection *con; /* set while write is pending */
   srv *s;
+  char tbuf[];                /* the target's bytes: one allocation per request */
 } srv_req;
 
 /* ---- libmicrohttpd callbacks ------------------------------------------- */
 
 static void *srv_uri_cb(void *cls, const char *uri, struct MHD_Connection *con) {
   srv *s = cls;
-  srv_req *r = calloc(1, sizeof *r);
+  if (!uri) uri = "";
+  size_t n = strlen(uri);
+  srv_req *r = malloc(sizeof *r + n + 1);
   if (!r) return NULL;
-  r->target = strdup(uri ? uri : "");
-  if (!r->target) {
-    free(r);
-    return NULL;
-  }
+  memset(r, 0, sizeof *r);
+  memcpy(r->tbuf, uri, n + 1);
+  r->target = r->tbuf;
   clock_gettime(CLOCK_MONOTONIC, &r->t0);
   atomic_fetch_add(&s->active, 1);
   atomic_fetch_add(&s->total, 1);
@@ -102,7 +104,6 @@ static void srv_completed_cb(void *cls, struct MHD_Connection *con, void **req_c
   if (!r) return;
   srv_feed_done(s->feed, &r->feed);
   api_write_free(r->write); /* settled (srv_serve waits for that), never answered */
-  free(r->target);
   free(r->body);
   free(r);
   *req_cls = NULL;
@@ -134,10 +135,15 @@ static const char *srv_header(void *cls, const char *name) {
   return MHD_lookup_connection_value((struct MHD_Connection *)cls, MHD_HEADER_KIND, name);
 }
 
-/* Queues resp (freed here in every case). */
+static void srv_free_response(void *cls) {
+  api_response_free(cls);
+}
+
+/* Queues resp (freed here in every case).  The body is not copied: the MHD
+ * response owns resp and frees it when libmicrohttpd is done with it. */
 static enum MHD_Result srv_queue(struct MHD_Connection *con, api_response *resp) {
-  struct MHD_Response *m =
-      MHD_create_response_from_buffer(resp->body_len, resp->body, MHD_RESPMEM_MUST_COPY);
+  struct MHD_Response *m = MHD_create_response_from_buffer_with_free_callback_cls(
+      resp->body_len, resp->body, srv_free_response, resp);
   if (!m) {
     api_response_free(resp);
     return MHD_NO;
@@ -147,8 +153,7 @@ static enum MHD_Result srv_queue(struct MHD_Connection *con, api_response *resp)
     MHD_add_response_header(m, resp->headers[i].name, resp->headers[i].value);
   if (resp->close) MHD_add_response_header(m, "Connection", "close");
   enum MHD_Result rc = MHD_queue_response(con, (unsigned)resp->status, m);
-  MHD_destroy_response(m);
-  api_response_free(resp);
+  MHD_destroy_response(m); /* resp goes with the last reference */
   return rc;
 }
 
@@ -202,9 +207,11 @@ static enum MHD_Result srv_framing_cb(void *cls, enum MHD_ValueKind kind, const 
 /* HTTP/1.1 framing rules the API relies on (RFC 9112): one unambiguous
  * body length, a Host header, well-formed header fields.  Returns NULL or
  * the error response to send (the connection is closed after it). */
-static api_response *srv_check_framing(srv *s, struct MHD_Connection *con, const char *version) {
+static api_response *srv_check_framing(srv *s, struct MHD_Connection *con, const char *version,
+                                       srv_framing *fp) {
   srv_framing f = {0};
   MHD_get_connection_values_n(con, MHD_HEADER_KIND, srv_framing_cb, &f);
+  *fp = f;
   const char *why = NULL;
   int status = 400;
   if (f.bad_header)
@@ -217,8 +224,7 @@ static api_response *srv_check_framing(srv *s, struct MHD_Connection *con, const
     why = "both Content-Length and Transfer-Encoding";
   else if (f.te_not_chunked)
     why = "only Transfer-Encoding: chunked is supported", status = 501;
-  else if (version && strcmp(version, "HTTP/1.1") == 0 &&
-           !MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Host"))
+  else if (version && strcmp(version, "HTTP/1.1") == 0 && f.n_host == 0)
     why = "HTTP/1.1 request without Host header";
   if (!why) return NULL;
   api_response *r =
@@ -237,7 +243,8 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
   if (!r->started) {
     r->started = true;
     r->limit = api_body_limit(s->api, method, r->target);
-    api_response *bad = srv_check_framing(s, con, version);
+    srv_framing f;
+    api_response *bad = srv_check_framing(s, con, version, &f);
     if (!bad) {
       /* Refuse (401, 404, 405, ...) before reading a body, and before
        * libmicrohttpd sends "100 Continue". */
@@ -246,9 +253,8 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
           .target = r->target,
           .header = srv_header,
           .header_cls = con,
-          .body_pending =
-              MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Length") != NULL ||
-              MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Transfer-Encoding") != NULL,
+          .gated = &r->gated,
+          .body_pending = f.n_cl > 0 || f.te,
       };
       bad = api_precheck(s->api, &pre);
     }
@@ -256,7 +262,7 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
       srv_log_request(s, method, r, bad->status);
       return srv_queue(con, bad);
     }
-    const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Length");
+    const char *cl = f.n_cl ? f.cl : NULL; /* the first Content-Length, as a lookup gives */
     if (cl) {
       char *end;
       errno = 0;
@@ -302,6 +308,7 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
       .body = r->body,
       .body_len = r->len,
       .can_defer = true,
+      .gated = &r->gated,
   };
   if (r->write) { /* resumed: the queued write has settled */
     api_write *w = r->write;

@@ -176,7 +176,16 @@ START_TEST(test_cases) {
                            .body = c.body,
                            .body_len = c.body_len};
         api_response_free(resp);
-        resp = api_handle(ctx, &req);
+        /* Every other case goes the server's way: api_precheck first, then
+         * api_handle reusing its routing (api_gated); the rest api_handle alone. */
+        api_gated gated = {0};
+        resp = NULL;
+        if (ncases % 2) {
+          req.gated = &gated;
+          resp = api_precheck(ctx, &req);
+          ck_assert_msg(!resp == gated.passed, "line %d: api_gated disagrees", c.line);
+        }
+        if (!resp) resp = api_handle(ctx, &req);
         ncases++;
         ck_assert_msg(resp->status == c.status, "line %d: %s %s -> %d, want %d: %.*s", c.line,
                       c.method, c.target, resp->status, c.status, (int)resp->body_len,

@@ -1,11 +1,18 @@
 /*
  * test_api_util.c -- the pure helpers of api/api_util.c: percent-decoding,
- * UTF-8 and key checks, query lookup, base64, ETags, integers.
+ * UTF-8 and key checks, query lookup, base64, ETags, integers; and the
+ * hand-written JSON of api/api_json.c, compared byte for byte with what
+ * jansson writes for the same document.
  */
 #include <check.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "api_json.h"
 #include "api_util.h"
 
 START_TEST(test_pct_decode) {
@@ -146,6 +153,156 @@ START_TEST(test_etags_and_ints) {
 }
 END_TEST
 
+/* The GET body as the API built it with jansson before api_json_value_doc
+ * (api.c: json_pack + api_json_set_value + json_dumps, plus a newline). */
+static char *ref_value_doc(const char *key, size_t klen, const char *data, size_t len,
+                           uint64_t version, uint64_t lsn, uint64_t hlc, uint64_t ms) {
+  json_t *j = json_pack("{s:s%,s:o,s:o,s:o,s:o,s:o}", "key", key, klen, "size", api_json_u64(len),
+                        "version", api_json_u64(version), "lsn", api_json_u64(lsn), "hlc",
+                        api_json_u64(hlc), "updated_at", api_json_time(ms));
+  ck_assert_ptr_nonnull(j);
+  if (api_utf8_valid(data, len)) {
+    json_object_set_new(j, "encoding", json_string("utf-8"));
+    json_object_set_new(j, "value", json_stringn(data ? data : "", len));
+  } else {
+    char *b = api_base64_encode(data, len, NULL);
+    json_object_set_new(j, "encoding", json_string("base64"));
+    json_object_set_new(j, "value", json_string(b));
+    free(b);
+  }
+  char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+  json_decref(j);
+  ck_assert_ptr_nonnull(s);
+  size_t n = strlen(s);
+  char *out = malloc(n + 2);
+  memcpy(out, s, n);
+  out[n] = '\n';
+  out[n + 1] = '\0';
+  free(s);
+  return out;
+}
+
+static void check_doc(const char *key, size_t klen, const char *data, size_t len, uint64_t version,
+                      uint64_t lsn, uint64_t hlc, uint64_t ms) {
+  char *want = ref_value_doc(key, klen, data, len, version, lsn, hlc, ms);
+  size_t n = 0;
+  char *got = api_json_value_doc(key, klen, data, len, version, lsn, hlc, ms, &n);
+  ck_assert_ptr_nonnull(got);
+  ck_assert_uint_eq(n, strlen(want));
+  ck_assert_msg(memcmp(got, want, n) == 0, "got  %s\nwant %s", got, want);
+  ck_assert_int_eq(got[n], '\0');
+  free(got);
+  free(want);
+}
+
+START_TEST(test_value_doc_like_jansson) {
+  /* every single byte as a value: controls, quotes, DEL, lone high bytes */
+  for (int c = 0; c < 256; c++) {
+    char b[3] = {'x', (char)c, 'y'};
+    check_doc("k", 1, b, 3, 1, 2, 3, 0);
+    check_doc("k", 1, b + 1, 1, 1, 2, 3, 0);
+  }
+  const char *texts[] = {
+      "",
+      "plain",
+      "quote \" and backslash \\ and slash /",
+      "\b\f\n\r\t\x01\x1f\x7f",
+      "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+      "<script>&amp;</script>",
+      "\xff\xfe not utf-8",
+      "\xed\xa0\x80",                 /* a surrogate: base64 */
+      "\xc3",                           /* cut: base64 */
+      "\"\"\"\\\\\n\n\x00\x00", /* runs of escapes */
+  };
+  for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+    size_t n = strlen(texts[i]);
+    for (size_t cut = 0; cut <= n; cut++)
+      check_doc("a/b", 3, texts[i], cut, 7, 8, 9, 1);
+  }
+  /* NUL bytes inside a UTF-8 value */
+  check_doc("k", 1, "a\0b\0", 4, 1, 1, 1, 1);
+  /* keys that need escaping, and non-ASCII keys */
+  check_doc("q\"uote\\", 7, "v", 1, 1, 1, 1, 1);
+  check_doc("caf\xc3\xa9 \xe2\x82\xac", 9, "v", 1, 1, 1, 1, 1);
+  /* integers: 0, large, clamped past INT64_MAX */
+  uint64_t ints[] = {0, 1, 9, 10, 99, 1000000, (uint64_t)INT64_MAX, (uint64_t)INT64_MAX + 1,
+                     UINT64_MAX};
+  for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
+    check_doc("k", 1, "v", 1, ints[i], ints[i], ints[i], 1);
+  /* times: null, the epoch's first ms, today, leap days, the year 9999's last ms,
+   * 5-digit years, and what the HLC can hold (48 bits of ms) */
+  uint64_t times[] = {0,
+                      1,
+                      999,
+                      1000,
+                      86399999,
+                      86400000,
+                      951782400000ull,  /* 2000-02-29 */
+                      951868800000ull,  /* 2000-03-01 */
+                      4107456000000ull, /* 2100-02-28 */
+                      4107542400000ull, /* 2100-03-01 */
+                      1795562982077ull,
+                      253402300799999ull,
+                      253402300800000ull,
+                      (1ull << 48) - 1};
+  for (size_t i = 0; i < sizeof times / sizeof *times; i++)
+    check_doc("k", 1, "v", 1, 1, 1, 1, times[i]);
+  /* random documents */
+  srand(12345);
+  char buf[64];
+  for (int round = 0; round < 2000; round++) {
+    size_t n = (size_t)(rand() % (int)sizeof buf);
+    for (size_t i = 0; i < n; i++) {
+      int pick = rand() % 4;
+      buf[i] = pick == 0 ? (char)(rand() % 0x20) : pick == 1 ? (char)(0x20 + rand() % 0x60)
+                                                            : (char)(rand() % 256);
+    }
+    uint64_t ms = ((uint64_t)rand() << 31 ^ (uint64_t)rand()) & ((1ull << 48) - 1);
+    check_doc("key", 3, buf, n, (uint64_t)rand(), (uint64_t)rand(), (uint64_t)rand() << 16, ms);
+  }
+  /* random UTF-8 text: mostly plain ASCII with the bytes that need escapes,
+   * and multi-byte characters, at every offset of the 8-byte scans */
+  static const char *const pieces[] = {"a", "Z", " ", "\"", "\\", "\n", "\x01", "\x1f",
+                                       "\x7f", "/", "\xc3\xa9", "\xe2\x82\xac",
+                                       "\xf0\x9f\x98\x80", "\x00"};
+  char text[128];
+  for (int round = 0; round < 3000; round++) {
+    size_t n = 0, want = (size_t)(rand() % 80);
+    while (n < want) {
+      int k = rand() % 14;
+      if (k > 4 && rand() % 3) k = rand() % 3; /* mostly plain */
+      size_t pl = k == 13 ? 1 : strlen(pieces[k]);
+      memcpy(text + n, pieces[k], pl);
+      n += pl;
+    }
+    check_doc("k", 1, text, n, 1, 2, 3, 4);
+  }
+}
+END_TEST
+
+/* api_json_time, whatever path it takes, matches gmtime_r's calendar. */
+START_TEST(test_json_time) {
+  srand(777);
+  for (int i = 0; i < 20000; i++) {
+    uint64_t ms = i < 10000 ? ((uint64_t)rand() << 20 ^ (uint64_t)rand()) % 253402300800000ull
+                            : ((uint64_t)rand() << 31 ^ (uint64_t)rand()) & ((1ull << 48) - 1);
+    if (ms == 0) continue;
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    ck_assert_ptr_nonnull(gmtime_r(&s, &tm));
+    char want[64];
+    snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000));
+    json_t *j = api_json_time(ms);
+    ck_assert_str_eq(json_string_value(j), want);
+    json_decref(j);
+  }
+  json_t *z = api_json_time(0);
+  ck_assert(json_is_null(z));
+  json_decref(z);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("api_util");
   TCase *tc = tcase_create("util");
@@ -154,6 +311,8 @@ int main(void) {
   tcase_add_test(tc, test_query);
   tcase_add_test(tc, test_base64);
   tcase_add_test(tc, test_etags_and_ints);
+  tcase_add_test(tc, test_value_doc_like_jansson);
+  tcase_add_test(tc, test_json_time);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

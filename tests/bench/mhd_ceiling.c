@@ -28,7 +28,7 @@
 #define CEIL_BODY_LEN 100
 #define CEIL_CONN_LIMIT 512     /* cfg.c: max_connections default */
 #define CEIL_CONN_TIMEOUT_S 30  /* cfg.c: connection_timeout_s default */
-#define CEIL_MEM_LIMIT 65536    /* cfg.c: max_header_bytes default */
+#define CEIL_MEM_LIMIT 16384    /* cfg.c: max_header_bytes default (was 64 KiB until 541a8f4) */
 
 static char body[CEIL_BODY_LEN];
 

@@ -16,8 +16,15 @@
 # BENCH_THREADS (HTTP worker threads of our node and the ceiling: 4, the default),
 # BENCH_KEYS (key space: 10000; 1000 in smoke mode), BENCH_WIDE_THREADS (64; 0
 # skips the wide node), BENCH_SKIP_BUILD=1 (use BENCH_BUILD_DIR as it is),
-# BENCH_KEEP=1 (keep the temp dir).  With BENCH_NO_INSTALL=1 a missing tool
-# makes the script exit 77 (ctest: skipped).
+# BENCH_KEEP=1 (keep the temp dir), BENCH_SYSTEMS (which systems run: a subset
+# of "ours wide core etcd redis ceiling", all by default; smoke mode: ours and
+# the ceiling), BENCH_OPS (a subset of "put get", both by default),
+# BENCH_ROUNDS (1: each concurrency's cells run this many times, interleaved,
+# and the table gives medians; use 3 or more on a busy machine).  With
+# BENCH_NO_INSTALL=1 a missing tool makes the script exit 77 (ctest: skipped).
+#
+#   BENCH_SYSTEMS="ours ceiling" BENCH_OPS=get BENCH_CONCURRENCY="16 64" \
+#     BENCH_RECOVERY_RECORDS=0 bash tests/bench/run.sh   the GET/ceiling ratios alone
 #
 # Prints figures; asserts nothing about times.  Exits non-zero only when
 # something could not run (a server did not start, a tool is missing, a load
@@ -52,13 +59,19 @@ P_REDIS=$((PORT_BASE + 4))
 P_CEIL=$((PORT_BASE + 5))
 P_WIDE=$((PORT_BASE + 6))
 WIDE_THREADS=${BENCH_WIDE_THREADS:-64}  # 0: no wide variant
+if [ "$SMOKE" = 1 ]; then SYSTEMS=${BENCH_SYSTEMS:-"ours ceiling"}; else SYSTEMS=${BENCH_SYSTEMS:-"ours wide core etcd redis ceiling"}; fi
+OPS=${BENCH_OPS:-"put get"}
+ROUNDS=${BENCH_ROUNDS:-1}
+want_sys() { case " $SYSTEMS " in *" $1 "*) return 0 ;; esac; return 1; }
+want_op() { case " $OPS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # ---- dependencies -----------------------------------------------------------
 need_pkgs=(wrk)
-[ "$SMOKE" = 1 ] || need_pkgs+=(etcd-server redis-server redis-tools)
+! want_sys etcd || need_pkgs+=(etcd-server)
+! want_sys redis || need_pkgs+=(redis-server redis-tools)
 install_deps() {
   if [ "${BENCH_NO_INSTALL:-0}" != 1 ]; then
     bash "$ROOT/.ci/deps"
@@ -78,7 +91,8 @@ install_deps() {
   fi
   local t tools=(wrk cc pkg-config curl)
   [ "${BENCH_SKIP_BUILD:-0}" = 1 ] || tools+=(cmake)
-  [ "$SMOKE" = 1 ] || tools+=(etcd redis-server redis-cli redis-benchmark)
+  ! want_sys etcd || tools+=(etcd)
+  ! want_sys redis || tools+=(redis-server redis-cli redis-benchmark)
   for t in "${tools[@]}"; do
     command -v "$t" >/dev/null && continue
     if [ "${BENCH_NO_INSTALL:-0}" = 1 ]; then
@@ -146,7 +160,7 @@ build() {
   # shellcheck disable=SC2046
   cc $cflags -o "$WORK/mhd_ceiling" "$HERE/mhd_ceiling.c" $(pkg-config --cflags --libs libmicrohttpd) ||
     die "cannot build mhd_ceiling"
-  if [ "$SMOKE" != 1 ]; then # links the static core: not in smoke mode (may be a sanitizer build)
+  if want_sys core; then # links the static core: not in smoke mode (may be a sanitizer build)
     # shellcheck disable=SC2046
     cc $cflags -I "$ROOT/core" -o "$WORK/core_put" "$HERE/core_put.c" "$BUILD/core/libsoftadastra.a" \
       $(pkg-config --libs lmdb) -lpthread || die "cannot build core_put"
@@ -229,14 +243,20 @@ redis_fsync() { # always | everysec
 # ---- load ---------------------------------------------------------------------
 RESULTS=$(mktemp)  # replaced by $WORK/results.tsv once WORK exists
 
-# wrk_cell SYS OP C PORT [LABEL]: one cell of wrk load; appends to RESULTS.
+# CPU time (user + system, clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# wrk_cell SYS OP C PORT [LABEL] [PID]: one cell of wrk load; appends to
+# RESULTS.  With PID (the server's): also its CPU time per request, in us.
 wrk_cell() {
-  local sys=$1 op=$2 c=$3 port=$4 label=${5:-$1}
+  local sys=$1 op=$2 c=$3 port=$4 label=${5:-$1} pid=${6:-}
   local t=$((c < 2 ? c : 2))
-  local out
+  local out cpu0=0 cpu1=0
+  [ -z "$pid" ] || cpu0=$(cpu_ticks "$pid")
   out=$(BENCH_SYS=$sys BENCH_OP=$op BENCH_KEYS=$NKEYS BENCH_VALUE=$VALUE \
     timeout $((DUR + 60)) wrk -t"$t" -c"$c" -d"${DUR}s" --timeout 10s -s "$HERE/load.lua" \
     "http://127.0.0.1:$port" 2>&1) || { log "wrk failed for $label $op c$c: $out"; return 0; }
+  [ -z "$pid" ] || cpu1=$(cpu_ticks "$pid")
   local line
   line=$(grep '^BENCH ' <<<"$out" | tail -1)
   [ -n "$line" ] || { log "no result from wrk for $label $op c$c: $out"; return 0; }
@@ -246,8 +266,13 @@ wrk_cell() {
   p99=$(sed -E 's/.* p99_ms=([0-9.]+).*/\1/' <<<"$line")
   err=$(sed -E 's/.* errors=([0-9]+).*/\1/' <<<"$line")
   non2xx=$(sed -E 's/.* non2xx=([0-9]+).*/\1/' <<<"$line")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$op" "$c" "$rps" "$p50" "$p99" "$((err + non2xx))" >>"$RESULTS"
-  log "$(printf '%-16s %-4s c%-3s %10s req/s  p50 %7s ms  p99 %7s ms  errors %s' "$label" "$op" "$c" "$rps" "$p50" "$p99" "$((err + non2xx))")"
+  local cpu=-
+  if [ -n "$pid" ]; then
+    cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$(getconf CLK_TCK)" -v n="$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")" \
+      'BEGIN { if (n > 0) printf "%.2f", (b - a) * 1e6 / hz / n; else print "-" }')
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$op" "$c" "$rps" "$p50" "$p99" "$((err + non2xx))" "$cpu" >>"$RESULTS"
+  log "$(printf '%-16s %-4s c%-3s %10s req/s  p50 %7s ms  p99 %7s ms  errors %s  server cpu %s us/req' "$label" "$op" "$c" "$rps" "$p50" "$p99" "$((err + non2xx))" "$cpu")"
 }
 
 # wrk_fill SYS PORT: writes every key of the space once (64 connections).
@@ -291,7 +316,7 @@ redis_cell() {
   rps=$(awk -F'"' '{print $4}' <<<"$line")
   p50=$(awk -F'"' '{print $10}' <<<"$line")
   p99=$(awk -F'"' '{print $14}' <<<"$line")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$op" "$c" "$rps" "$p50" "$p99" 0 >>"$RESULTS"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$op" "$c" "$rps" "$p50" "$p99" 0 - >>"$RESULTS"
   log "$(printf '%-16s %-4s c%-3s %10s req/s  p50 %7s ms  p99 %7s ms' "$label" "$op" "$c" "$rps" "$p50" "$p99")"
 }
 
@@ -347,7 +372,7 @@ node_put_cell() {
     ppid=$!
     sleep 0.3
   fi
-  wrk_cell ours put "$c" "$port" "$label"
+  wrk_cell ours put "$c" "$port" "$label" "$npid"
   if [ -n "$ppid" ]; then
     kill -INT "$ppid" 2>/dev/null || true
     wait "$ppid" 2>/dev/null || true
@@ -404,7 +429,7 @@ core_cell() {
   p50=$(sed -E 's/.* p50_ms=([0-9.]+).*/\1/' <<<"$line")
   p99=$(sed -E 's/.* p99_ms=([0-9.]+).*/\1/' <<<"$line")
   puts=$(sed -E 's/.* puts=([0-9]+).*/\1/' <<<"$line")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' core-api put "$c" "$rate" "$p50" "$p99" 0 >>"$RESULTS"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' core-api put "$c" "$rate" "$p50" "$p99" 0 - >>"$RESULTS"
   log "$(printf '%-16s %-4s c%-3s %10s req/s  p50 %7s ms  p99 %7s ms' core-api put "$c" "$rate" "$p50" "$p99")"
   if [ -s "$perf_out" ]; then
     syncs=$(awk -F, '/sys_enter_fdatasync/ {print $1; exit}' "$perf_out")
@@ -447,8 +472,22 @@ run_recovery() {
 }
 
 # ---- report -----------------------------------------------------------------------
-get_cell() { # LABEL OP C FIELD(4=rps 5=p50 6=p99)
-  awk -F'\t' -v l="$1" -v o="$2" -v c="$3" -v f="$4" '$1 == l && $2 == o && $3 == c {print $f; exit}' "$RESULTS"
+# summarize: one row per (system, op, c) of RESULTS, in first-seen order:
+# the median of each figure over the rounds, the errors summed, the rounds.
+summarize() {
+  awk -F'\t' -v OFS='\t' '
+    function med(s,   a, n, i, j, t) {
+      n = split(s, a, " "); if (n == 0) return "-"
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+    { k = $1 OFS $2 OFS $3; if (!(k in n)) order[++nk] = k; n[k]++
+      rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6; err[k] += $7
+      if ($8 != "-" && $8 != "") cpu[k] = cpu[k] " " $8 }
+    END { for (i = 1; i <= nk; i++) { k = order[i]
+      print k, med(rps[k]), med(p50[k]), med(p99[k]), err[k], (cpu[k] == "" ? "-" : med(cpu[k])), n[k] } }' "$RESULTS"
+}
+get_cell() { # LABEL OP C FIELD(4=rps 5=p50 6=p99 8=server cpu us/req): the median over the rounds
+  summarize | awk -F'\t' -v l="$1" -v o="$2" -v c="$3" -v f="$4" '$1 == l && $2 == o && $3 == c && $f != "-" {print $f; exit}'
 }
 ratio_line() { # TEXT NUM DEN TARGET
   local text=$1 a=$2 b=$3 target=$4
@@ -466,12 +505,14 @@ report() {
   echo "data dirs on: $(df -T "$WORK" | awk 'NR == 2 {print $2, $1}')"
   echo "load average: $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine adds noise)"
   echo "load: $DUR s per cell, keys over $NKEYS, $VALUE-byte values; wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}') (threads = min(2, c)) beside the servers on the same cores"
-  [ "$SMOKE" = 1 ] || echo "peers: $(etcd --version 2>/dev/null | awk 'NR == 1 {print "etcd " $3}') (v2 API), $(redis-server --version | awk '{print $1, $3}') (AOF; redis-benchmark, 1 client thread, no pipelining)"
+  { ! want_sys etcd && ! want_sys redis; } || echo "peers: $(etcd --version 2>/dev/null | awk 'NR == 1 {print "etcd " $3}') (v2 API), $(redis-server --version | awk '{print $1, $3}') (AOF; redis-benchmark, 1 client thread, no pipelining)"
   echo "ours: softadastra serve, auto_flush on (durable), $SRV_THREADS HTTP threads (ours-tN: the same with --threads N, PUT only;"
   echo "      core-api: core_put.c, C threads calling sa_client_put_bytes, no HTTP); ceiling: bare libmicrohttpd, same daemon settings, 100-byte body"
   echo
-  printf '%-16s %-4s %4s %12s %10s %10s %7s\n' system op c "req/s" "p50 ms" "p99 ms" errors
-  awk -F'\t' '{ printf "%-16s %-4s %4s %12.0f %10.3f %10.3f %7s\n", $1, $2, $3, $4, $5, $6, $7 }' "$RESULTS"
+  [ "$ROUNDS" = 1 ] || echo "each figure: the median of $ROUNDS rounds (cells interleaved: every system's cell once per round)"
+  printf '%-16s %-4s %4s %12s %10s %10s %7s %12s\n' system op c "req/s" "p50 ms" "p99 ms" errors "srv us/req"
+  summarize | awk -F'\t' '{ printf "%-16s %-4s %4s %12.0f %10.3f %10.3f %7s %12s\n", $1, $2, $3, $4, $5, $6, $7, $8 }'
+  echo "  (srv us/req: CPU time, user + system, of the server process per request, where it is ours to measure)"
   echo
   echo "ratios (ours / peer, measured in this run):"
   local c
@@ -492,6 +533,7 @@ report() {
   done
   for c in $CONCS; do ratio_line "PUT c$c / etcd v2 PUT" "$(get_cell ours put "$c" 4)" "$(get_cell etcd put "$c" 4)" 3.0; done
   for c in $CONCS; do ratio_line "GET c$c / libmicrohttpd ceiling" "$(get_cell ours get "$c" 4)" "$(get_cell ceiling get "$c" 4)" 0.75; done
+  for c in $CONCS; do ratio_line "GET c$c server CPU/req, ceiling / ours (informative)" "$(get_cell ceiling get "$c" 8)" "$(get_cell ours get "$c" 8)" -; done
   for c in $CONCS; do ratio_line "GET c$c / etcd v2 GET" "$(get_cell ours get "$c" 4)" "$(get_cell etcd get "$c" 4)" 2.0; done
   for c in $CONCS; do ratio_line "PUT c$c / libmicrohttpd ceiling (informative)" "$(get_cell ours put "$c" 4)" "$(get_cell ceiling put "$c" 4)" -; done
   local p
@@ -545,19 +587,15 @@ main() {
   local idle_rss idle_detail
   idle_rss=$(rss_kb "$OURS_PID" VmRSS)
   idle_detail="anon $(rss_kb "$OURS_PID" RssAnon) kB, file $(rss_kb "$OURS_PID" RssFile) kB"
-  start_ceiling
-  if [ "$SMOKE" != 1 ]; then
-    [ "$WIDE_THREADS" = 0 ] || start_ours_wide
-    start_etcd
-    start_redis
-  fi
+  ! want_sys ceiling || start_ceiling
+  [ "$WIDE_THREADS" = 0 ] || ! want_sys wide || ! want_op put || start_ours_wide
+  ! want_sys etcd || start_etcd
+  ! want_sys redis || start_redis
 
   log "filling the key space ($NKEYS keys)"
   wrk_fill ours "$P_OURS"
-  if [ "$SMOKE" != 1 ]; then
-    wrk_fill etcd "$P_ETCD"
-    redis_fill
-  fi
+  ! want_sys etcd || wrk_fill etcd "$P_ETCD"
+  ! want_sys redis || redis_fill
   local filled_rss
   filled_rss=$(rss_kb "$OURS_PID" VmRSS)
 
@@ -572,22 +610,32 @@ main() {
     fi
     # the order of the systems is the same per concurrency: each ratio is
     # measured minutes apart at most, in the same run
-    node_put_cell "$OURS_PID" "$P_OURS" ours "$c"
-    wrk_cell ours get "$c" "$P_OURS"
-    [ -z "$WIDE_PID" ] || node_put_cell "$WIDE_PID" "$P_WIDE" "ours-t$WIDE_THREADS" "$c"
-    [ "$SMOKE" = 1 ] || core_cell "$c"
-    if [ "$SMOKE" != 1 ]; then
-      wrk_cell etcd put "$c" "$P_ETCD"
-      wrk_cell etcd get "$c" "$P_ETCD"
-      redis_fsync always
-      redis_cell always put "$c"
-      redis_cell always get "$c"
-      redis_fsync everysec
-      redis_cell everysec put "$c"
-      redis_cell everysec get "$c"
-    fi
-    wrk_cell ceiling put "$c" "$P_CEIL"
-    wrk_cell ceiling get "$c" "$P_CEIL"
+    local round
+    for round in $(seq "$ROUNDS"); do
+      [ "$ROUNDS" = 1 ] || log "round $round of $ROUNDS"
+      if want_sys ours; then
+        ! want_op put || node_put_cell "$OURS_PID" "$P_OURS" ours "$c"
+        ! want_op get || wrk_cell ours get "$c" "$P_OURS" ours "$OURS_PID"
+      fi
+      [ -z "$WIDE_PID" ] || node_put_cell "$WIDE_PID" "$P_WIDE" "ours-t$WIDE_THREADS" "$c"
+      ! want_sys core || ! want_op put || core_cell "$c"
+      if want_sys etcd; then
+        ! want_op put || wrk_cell etcd put "$c" "$P_ETCD"
+        ! want_op get || wrk_cell etcd get "$c" "$P_ETCD"
+      fi
+      if want_sys redis; then
+        redis_fsync always
+        ! want_op put || redis_cell always put "$c"
+        ! want_op get || redis_cell always get "$c"
+        redis_fsync everysec
+        ! want_op put || redis_cell everysec put "$c"
+        ! want_op get || redis_cell everysec get "$c"
+      fi
+      if want_sys ceiling; then
+        ! want_op put || wrk_cell ceiling put "$c" "$P_CEIL" ceiling "$CEIL_PID"
+        ! want_op get || wrk_cell ceiling get "$c" "$P_CEIL" ceiling "$CEIL_PID"
+      fi
+    done
     if [ -n "$sampler" ]; then
       peak_hwm=$(rss_kb "$OURS_PID" VmHWM)
       kill "$sampler" 2>/dev/null || true

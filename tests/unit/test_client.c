@@ -342,6 +342,62 @@ START_TEST(byte_values) {
 }
 END_TEST
 
+/* sa_client_get_with sees what sa_client_get copies out, in place. */
+typedef struct get_seen {
+  int calls;
+  sa_value v;   /* copied out of the callback */
+} get_seen;
+
+static void seen_fn(void *arg, const sa_value *v) {
+  get_seen *s = arg;
+  s->calls++;
+  s->v = *v;
+  s->v.data = malloc(v->len + 1);
+  ck_assert_ptr_nonnull(s->v.data);
+  memcpy(s->v.data, v->data, v->len);
+  s->v.data[v->len] = 0;
+}
+
+START_TEST(get_with_reads_in_place) {
+  static const char nuls[] = {'a', 0, 'b', 0, 0, 'c'};
+  sa_client *c = tu_open(&opts);
+  tu_put_bytes(c, "nuls", nuls, sizeof nuls);
+  tu_put_bytes(c, "empty", NULL, 0);
+  tu_put(c, "k", "one");
+  tu_put(c, "k", "two");
+  char longkey[SA_KEY_MAX + 1];
+  memset(longkey, 'L', SA_KEY_MAX);
+  longkey[SA_KEY_MAX] = 0;
+  tu_put(c, longkey, "long");
+  const char *keys[] = {"nuls", "empty", "k", longkey};
+  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+    sa_value want;
+    sa_error err = {0};
+    ck_assert_int_eq(sa_client_get(c, keys[i], &want, &err), 0);
+    get_seen s = {0};
+    ck_assert_int_eq(sa_client_get_with(c, keys[i], seen_fn, &s, &err), 0);
+    ck_assert_int_eq(s.calls, 1);
+    ck_assert_uint_eq(s.v.len, want.len);
+    ck_assert_mem_eq(s.v.data, want.data, want.len);
+    ck_assert_uint_eq(s.v.version, want.version);
+    ck_assert_uint_eq(s.v.lsn, want.lsn);
+    ck_assert_uint_eq(s.v.hlc, want.hlc);
+    sa_value_free(&want);
+    free(s.v.data);
+  }
+  get_seen s = {0};
+  sa_error err = {0};
+  ck_assert_int_eq(sa_client_get_with(c, "absent", seen_fn, &s, &err), SA_ENOTFOUND);
+  ck_assert_ptr_nonnull(strstr(err.message, "absent"));
+  ck_assert_int_eq(sa_client_get_with(c, "", seen_fn, &s, NULL), SA_EKEY);
+  ck_assert_int_eq(sa_client_get_with(c, NULL, seen_fn, &s, NULL), SA_EKEY);
+  ck_assert_int_eq(sa_client_get_with(c, "k", NULL, &s, NULL), SA_EINVAL);
+  ck_assert_int_eq(sa_client_get_with(NULL, "k", seen_fn, &s, NULL), SA_EINVAL);
+  ck_assert_int_eq(s.calls, 0);
+  sa_client_close(c);
+}
+END_TEST
+
 START_TEST(versions_and_lsns) {
   sa_client *c = tu_open(&opts);
   sa_write_result r1 = {0}, r2 = {0}, r3 = {0}, rd = {0}, r4 = {0};
@@ -1531,6 +1587,7 @@ static Suite *client_suite(void) {
   tcase_add_test(tc, strerror_every_code);
   tcase_add_test(tc, put_get_remove_size);
   tcase_add_test(tc, byte_values);
+  tcase_add_test(tc, get_with_reads_in_place);
   tcase_add_test(tc, versions_and_lsns);
   tcase_add_test(tc, auto_flush_off_reports_not_durable);
   tcase_add_test(tc, compare_and_set);
