@@ -460,7 +460,7 @@ run_recovery() {
   r_rep=$(sed -E "$f" <<<"$rep"); r_raw=$(sed -E "$f" <<<"$raw"); r_rawn=$(sed -E "$f" <<<"$rawn")
   wal_bytes=$(sed -E 's/.* wal_bytes=([0-9]+).*/\1/' <<<"$gen")
   REC_TXT=$(
-    printf '  WAL: %s records, %s bytes (written at %s puts/s through the API, auto_flush off, 16 threads)\n' \
+    printf '  WAL: %s records, %s bytes (written at %s puts/s through the API, auto_flush off, one thread of asynchronous puts, keys in order)\n' \
       "$RECORDS" "$wal_bytes" "$(sed -E "$f" <<<"$gen")"
     printf '  %-44s %12s records/s  (%s s)\n' "replay into an empty store (sa_client_open)" "$r_rep" "$(sed -E 's/.* seconds=([0-9.]+).*/\1/' <<<"$rep")"
     printf '  %-44s %12s records/s  (%s s)\n' "raw LMDB, 8192 puts/txn, MDB_NOMETASYNC" "$r_raw" "$(sed -E 's/.* seconds=([0-9.]+).*/\1/' <<<"$raw")"
