@@ -158,13 +158,17 @@ int e2e_node_stop(e2e_node *n, int sig) {
       kill(n->pid, SIGKILL);
       waitpid(n->pid, &st, 0);
       n->pid = 0;
+      if (sig != SIGKILL) e2e_node_dump_log(n, "no exit after the wait: killed");
       return -1;
     }
     struct timespec nap = {0, 5 * 1000 * 1000};
     nanosleep(&nap, NULL);
   }
   n->pid = 0;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  /* A graceful stop that fails shows why (a sanitizer report, a panic). */
+  if (sig != SIGKILL && rc != 0) e2e_node_dump_log(n, "graceful stop failed");
+  return rc;
 }
 
 void e2e_node_dump_log(const e2e_node *n, const char *why) {

@@ -48,7 +48,8 @@ int e2e_node_start(e2e_node *n, const char *const *args, const char *const *env,
 
 /* Sends sig to the node and waits for it to exit (bounded; SIGKILL after
  * E2E_WAIT_MS).  Returns the exit status (0..255), 128+signal when killed by
- * a signal, or -1 when it had to be killed after the wait. */
+ * a signal, or -1 when it had to be killed after the wait.  When a stop with
+ * another signal than SIGKILL fails, the node's log is printed to stderr. */
 int e2e_node_stop(e2e_node *n, int sig);
 
 /* Prints the node's stderr log to stderr between marker lines (why names

@@ -482,7 +482,7 @@ static void down(void) {
   bool signalled = log && strstr(log, "event=shutdown signal=SIGTERM active=");
   bool drained = log && !strstr(log, "drain_timeout") && strstr(log, "event=stopped");
   free(log);
-  if (rc != 0 || !signalled || !drained) e2e_node_dump_log(&node, "graceful stop");
+  if (rc == 0 && (!signalled || !drained)) e2e_node_dump_log(&node, "drain check failed");
   e2e_node_cleanup(&node);
   ck_assert_int_eq(rc, 0);
   ck_assert_msg(signalled, "no shutdown line in the node log");
