@@ -21,12 +21,13 @@
  *
  * Shutdown (SIGINT/SIGTERM, sigwait on the main thread): the API is marked
  * draining (responses say "Connection: close", /readyz says 503), the listen
- * socket is closed (MHD_quiesce_daemon), active requests are waited for (at
- * most shutdown_timeout_s; then, without a bound, for queued writes to settle,
- * which the node guarantees), the daemon is stopped (joins its threads), and the
- * node is closed: WAL and store flushed and synced, lock released.  A write
- * acknowledged to a client was durable before its response was sent, so it
- * survives whatever happens after.
+ * socket stops listening (MHD_quiesce_daemon + shutdown; it is closed after
+ * MHD_stop_daemon, as libmicrohttpd requires), active requests are waited for
+ * (at most shutdown_timeout_s; then, without a bound, for queued writes to
+ * settle, which the node guarantees), the daemon is stopped (joins its
+ * threads), and the node is closed: WAL and store flushed and synced, lock
+ * released.  A write acknowledged to a client was durable before its response
+ * was sent, so it survives whatever happens after.
  */
 #define _GNU_SOURCE
 #include "srv.h"
@@ -554,8 +555,12 @@ int srv_serve(const cfg_config *cfg) {
           atomic_load(&s.active));
   api_ctx_set_draining(s.api, true);
   srv_feed_shutdown(s.feed); /* streams say bye and end, long-polls answer now */
+  /* Stop listening now (new connections are refused during the drain), but
+   * close the socket only after MHD_stop_daemon: the pool's workers drop it
+   * from their epoll sets after MHD_quiesce_daemon returns, and closing it
+   * under them races (TSan; and epoll_ctl on a closed or reused fd number). */
   MHD_socket lfd = MHD_quiesce_daemon(d);
-  if (lfd != MHD_INVALID_SOCKET) close(lfd);
+  if (lfd != MHD_INVALID_SOCKET) shutdown(lfd, SHUT_RDWR);
   struct timespec t0, now;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (;;) {
@@ -577,6 +582,7 @@ int srv_serve(const cfg_config *cfg) {
     nanosleep(&nap, NULL);
   }
   MHD_stop_daemon(d);
+  if (lfd != MHD_INVALID_SOCKET) close(lfd);
   srv_feed_destroy(s.feed);
   api_ctx_destroy(s.api);
   sa_client_status(client, &st, NULL);

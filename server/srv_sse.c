@@ -441,11 +441,12 @@ static enum MHD_Result srv_feed_start_stream(srv_feed *h, struct MHD_Connection 
 static enum MHD_Result srv_feed_poll(srv_feed *h, struct MHD_Connection *con, srv_sub *s) {
   for (int turn = 0; turn < 4; turn++) { /* bounded: a turn answers or suspends */
     pthread_mutex_lock(&h->mu);
-    bool final = h->stopping || srv_feed_now() >= s->deadline_ns;
+    bool stopping = h->stopping; /* read under mu: shutdown sets it from the main thread */
+    bool final = stopping || srv_feed_now() >= s->deadline_ns;
     pthread_mutex_unlock(&h->mu);
     api_response *r = api_feed_page(s->feed, final);
     if (r) {
-      if (final && h->stopping) r->close = true;
+      if (stopping) r->close = true;
       return srv_feed_queue(con, r);
     }
     pthread_mutex_lock(&h->mu);

@@ -541,9 +541,7 @@ static long torn_bytes_of(const char *line) {
 }
 
 static void dump_err(const hs_server *s) {
-  char cmd[700];
-  snprintf(cmd, sizeof cmd, "tail -n 20 '%s'", s->err_path);
-  if (system(cmd) != 0) fprintf(stdout, "(no stderr)\n");
+  hs_dump_log(s, "failure", 64 * 1024);
 }
 
 int main(int argc, char **argv) {

@@ -192,6 +192,29 @@ const char *hs_status_str(int status, char *buf, size_t len) {
   return buf;
 }
 
+void hs_dump_log(const hs_server *s, const char *why, size_t max_bytes) {
+  printf("---- node stderr (%s): %s\n", why, s->err_path);
+  FILE *f = fopen(s->err_path, "rb");
+  if (!f) {
+    printf("(cannot open it)\n");
+  } else {
+    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (size > (long)max_bytes) {
+      fseek(f, size - (long)max_bytes, SEEK_SET);
+      printf("(... the first %ld bytes left out)\n", size - (long)max_bytes);
+    } else {
+      fseek(f, 0, SEEK_SET);
+    }
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+      fwrite(buf, 1, n, stdout);
+    fclose(f);
+  }
+  printf("---- end of node stderr\n");
+  fflush(stdout);
+}
+
 long hs_rss_kib(pid_t pid) {
   char path[64], line[256];
   snprintf(path, sizeof path, "/proc/%d/status", (int)pid);

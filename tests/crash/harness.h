@@ -63,6 +63,12 @@ int hs_server_stop(hs_server *s, int sig);
 /* Describes a wait status ("exit 0", "signal 9") into buf. */
 const char *hs_status_str(int status, char *buf, size_t len);
 
+/* Prints the node's stderr log (s->err_path) to stdout between marker
+ * lines, at most its last max_bytes bytes, so that a failed stop or start
+ * shows its cause (a sanitizer report, a drain timeout) in the test output
+ * even after the temporary directory is gone.  why names the occasion. */
+void hs_dump_log(const hs_server *s, const char *why, size_t max_bytes);
+
 /* Kills the running node (if any) from an atexit handler or a signal. */
 void hs_kill_all(void);
 

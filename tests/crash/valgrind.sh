@@ -10,9 +10,14 @@
 # definitely-lost block.  Processes killed with SIGKILL print no summary;
 # their logs are still searched for error reports.
 #
+# Everything runs many times slower under memcheck: SA_TEST_SLOW=1 tells
+# the e2e tests to widen their waits and time-outs (e2e_util.h), and
+# CK_TIMEOUT_MULTIPLIER stretches the check framework's test time-outs.
+#
 # usage: tests/crash/valgrind.sh BUILD_DIR      (a normal, non-sanitizer build)
 # environment: VG_E2E (1: run step 1), VG_HARNESS (1: run step 2)
 set -uo pipefail
+export SA_TEST_SLOW=1 CK_TIMEOUT_MULTIPLIER=4
 build=$(cd "${1:?usage: valgrind.sh BUILD_DIR}" && pwd)
 logs="$build/valgrind-logs"
 rm -rf "$logs"

@@ -406,8 +406,9 @@ static int start_expect(hs_server *s, hs_conn *c, const model *md, int m, int st
 static void stop_and_verify(hs_server *s, const char *wal, const char *dir) {
   char sb[64];
   int st = hs_server_stop(s, SIGTERM);
-  check(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "graceful stop: %s",
-        hs_status_str(st, sb, sizeof sb));
+  bool ok = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+  check(ok, "graceful stop: %s", hs_status_str(st, sb, sizeof sb));
+  if (!ok) hs_dump_log(s, "graceful stop failed", 64 * 1024); /* e.g. a TSan report */
   char *out;
   const char *args[] = {"wal", "verify", wal, NULL};
   st = run_cli(args, &out, dir);
@@ -435,6 +436,7 @@ static void trial(const char *root, int kind) {
   if (!c || !md) goto out;
   if (hs_server_start(&s, &st) != 0) {
     fail("first start: %s", hs_status_str(st, sb, sizeof sb));
+    hs_dump_log(&s, "first start failed", 64 * 1024);
     goto out;
   }
   int nrec = 8 + rnd(24);

@@ -30,6 +30,15 @@ const char *e2e_source_dir(void) {
   return SA_SOURCE_DIR;
 }
 
+bool e2e_slow(void) {
+  const char *s = getenv("SA_TEST_SLOW");
+  return s && *s && strcmp(s, "0") != 0;
+}
+
+int e2e_wait_ms(void) {
+  return e2e_slow() ? 120000 : 20000;
+}
+
 static long e2e_now_ms(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -149,13 +158,24 @@ int e2e_node_stop(e2e_node *n, int sig) {
       kill(n->pid, SIGKILL);
       waitpid(n->pid, &st, 0);
       n->pid = 0;
+      if (sig != SIGKILL) e2e_node_dump_log(n, "no exit after the wait: killed");
       return -1;
     }
     struct timespec nap = {0, 5 * 1000 * 1000};
     nanosleep(&nap, NULL);
   }
   n->pid = 0;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  /* A graceful stop that fails shows why (a sanitizer report, a panic). */
+  if (sig != SIGKILL && rc != 0) e2e_node_dump_log(n, "graceful stop failed");
+  return rc;
+}
+
+void e2e_node_dump_log(const e2e_node *n, const char *why) {
+  char *log = e2e_read_file(n->log, NULL);
+  fprintf(stderr, "---- node log (%s): %s\n%s---- end of node log\n", why, n->log,
+          log ? log : "(unreadable)\n");
+  free(log);
 }
 
 void e2e_node_cleanup(e2e_node *n) {

@@ -15,7 +15,15 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define E2E_WAIT_MS 20000 /* upper bound on any wait for the node */
+/* Upper bound on any wait for the node: 20 s, or 120 s when the processes
+ * under test run under a slow wrapper (e2e_slow()). */
+#define E2E_WAIT_MS (e2e_wait_ms())
+int e2e_wait_ms(void);
+
+/* True when SA_TEST_SLOW is set (not "0"): tests/crash/valgrind.sh sets it,
+ * every process then runs under memcheck, many times slower.  Tests widen
+ * their time bounds then; they never assert on timing either way. */
+bool e2e_slow(void);
 
 typedef struct e2e_node {
   pid_t pid;          /* the serve process, 0 when not running */
@@ -40,8 +48,13 @@ int e2e_node_start(e2e_node *n, const char *const *args, const char *const *env,
 
 /* Sends sig to the node and waits for it to exit (bounded; SIGKILL after
  * E2E_WAIT_MS).  Returns the exit status (0..255), 128+signal when killed by
- * a signal, or -1 when it had to be killed after the wait. */
+ * a signal, or -1 when it had to be killed after the wait.  When a stop with
+ * another signal than SIGKILL fails, the node's log is printed to stderr. */
 int e2e_node_stop(e2e_node *n, int sig);
+
+/* Prints the node's stderr log to stderr between marker lines (why names
+ * the occasion), so a failed stop shows its cause in the test output. */
+void e2e_node_dump_log(const e2e_node *n, const char *why);
 
 /* Removes the temporary directory (rm -rf). */
 void e2e_node_cleanup(e2e_node *n);

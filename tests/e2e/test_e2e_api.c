@@ -26,8 +26,9 @@ static void node_up(void) {
 }
 
 static void node_down(void) {
-  ck_assert_int_eq(e2e_node_stop(&node, SIGTERM), 0);
-  e2e_node_cleanup(&node);
+  int rc = e2e_node_stop(&node, SIGTERM); /* prints the node log if it fails */
+  e2e_node_cleanup(&node); /* before judging: a failure leaves no directory behind */
+  ck_assert_int_eq(rc, 0);
 }
 
 /* Request helper: returns the status, keeps the response in *r. */

@@ -221,7 +221,7 @@ START_TEST(test_sigterm_finishes_in_flight) {
   ck_assert_msg(strstr(buf, "100 Continue"), "no 100 Continue: %s", buf);
   ck_assert_int_eq(kill(n.pid, SIGTERM), 0);
   char *log = NULL;
-  for (int i = 0; i < 4000; i++) { /* bounded by count: up to 20 s */
+  for (int i = 0; i < E2E_WAIT_MS / 5; i++) { /* bounded by count: up to E2E_WAIT_MS */
     free(log);
     log = e2e_read_file(n.log, NULL);
     if (log && strstr(log, "event=shutdown")) break;

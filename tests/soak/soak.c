@@ -338,9 +338,7 @@ int main(int argc, char **argv) {
     st = hs_server_stop(&s, SIGTERM);
     if (!(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
       printf("FAIL graceful stop after the soak: %s\n", hs_status_str(st, sb, sizeof sb));
-      char cmd[700];
-      snprintf(cmd, sizeof cmd, "tail -n 40 '%s'", s.err_path);
-      if (system(cmd) != 0) printf("(no stderr)\n");
+      hs_dump_log(&s, "graceful stop failed", 64 * 1024);
       failures++;
     }
   }
