@@ -1415,7 +1415,8 @@ void sa_client_close(sa_client *c) {
     pthread_cond_signal(&c->tcv);
     pthread_mutex_unlock(&c->tmu);
     pthread_join(c->ticker, NULL);
-    c->ticker_started = false;
+    /* ticker_started stays set: the committer may still read it while it
+     * settles writes queued before this call (async). */
   }
   if (c->writer_started) {
     pthread_mutex_lock(&c->mu);

@@ -210,6 +210,7 @@ END_TEST
 /* sa_client_close settles every queued write before it returns, and each is
  * in the WAL. */
 START_TEST(async_close_waits) {
+  opts.tick_on_write = true; /* the committer wakes the tick thread while close stops it */
   sa_client *c = tu_open(&opts);
   sa_error err = {0};
   for (int i = 0; i < ASYNC_N; i++) {
@@ -345,7 +346,7 @@ END_TEST
 /* sa_client_get_with sees what sa_client_get copies out, in place. */
 typedef struct get_seen {
   int calls;
-  sa_value v;   /* copied out of the callback */
+  sa_value v; /* copied out of the callback */
 } get_seen;
 
 static void seen_fn(void *arg, const sa_value *v) {
