@@ -664,18 +664,23 @@ static void store_rend(sa_store *s, MDB_txn *txn) {
 }
 
 /* Finds key in a new read transaction.  Returns 0 with *txn open (end it
- * with store_rend) and *e pointing into the map, or an error (no txn). */
+ * with store_rend) and *e pointing into the map, or an error (no txn).  An
+ * absent key is SA_ENOTFOUND, or, when found is given, 0 with *found false
+ * (no txn, no message formatted: the writer asks this for every new key). */
 static int store_rfind(sa_store *s, const char *key, uint32_t klen, MDB_txn **txn, kv_entry *e,
-                       sa_error *err) {
+                       bool *found, sa_error *err) {
   int rc = store_rbegin(s, txn, err);
   if (rc) return rc;
   unsigned char kb[KV_LONG];
   MDB_val k, v;
-  bool found;
-  rc = kv_find(s, *txn, key, klen, kb, &k, &v, &found);
-  if (rc == 0 && !found) {
+  bool here;
+  rc = kv_find(s, *txn, key, klen, kb, &k, &v, &here);
+  if (found) *found = here;
+  if (rc == 0 && !here) {
     store_rend(s, *txn);
-    return sa_fail(err, SA_ENOTFOUND, "key '%.*s' not found", (int)(klen > 200 ? 200 : klen), key);
+    return found ? 0 /* the caller asked: no message to format */
+                 : sa_fail(err, SA_ENOTFOUND, "key '%.*s' not found",
+                           (int)(klen > 200 ? 200 : klen), key);
   }
   if (rc || kv_decode(&k, &v, e) != 0) {
     store_rend(s, *txn);
@@ -689,7 +694,7 @@ int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_err
   memset(out, 0, sizeof *out);
   MDB_txn *txn;
   kv_entry e;
-  int rc = store_rfind(s, key, klen, &txn, &e, err);
+  int rc = store_rfind(s, key, klen, &txn, &e, NULL, err);
   if (rc) return rc;
   char *data = malloc(e.vlen + 1);
   if (!data) {
@@ -711,13 +716,9 @@ int store_version(sa_store *s, const char *key, uint32_t klen, uint64_t *version
   *version = 0;
   MDB_txn *txn;
   kv_entry e;
-  sa_error e2;
-  int rc = store_rfind(s, key, klen, &txn, &e, &e2);
-  if (rc == SA_ENOTFOUND) return 0;
-  if (rc) {
-    if (err) *err = e2;
-    return rc;
-  }
+  bool found;
+  int rc = store_rfind(s, key, klen, &txn, &e, &found, err);
+  if (rc || !found) return rc; /* absent: version 0, the common case of a new key */
   *version = e.version;
   store_rend(s, txn);
   return 0;
@@ -727,7 +728,7 @@ int store_get_with(sa_store *s, const char *key, uint32_t klen,
                    void (*fn)(void *arg, const sa_value *v), void *arg, sa_error *err) {
   MDB_txn *txn;
   kv_entry e;
-  int rc = store_rfind(s, key, klen, &txn, &e, err);
+  int rc = store_rfind(s, key, klen, &txn, &e, NULL, err);
   if (rc) return rc;
   sa_value v = {
       .data = (char *)e.val, /* read-only: the map */
