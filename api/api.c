@@ -660,11 +660,11 @@ static api_response *api_h_changes(api_ctx *ctx, const api_request *req, const c
  * (sa_client_get_with), so the value is copied once, from the store's map
  * into the response body, which the server hands on without a copy. */
 typedef struct api_get {
-  const char *key;     /* decoded key */
-  const char *inm;     /* If-None-Match, or NULL */
-  bool raw;            /* ?raw=1 */
-  api_response *r;     /* the answer (NULL: out of memory) */
-  uint64_t version;    /* for the ETag */
+  const char *key;  /* decoded key */
+  const char *inm;  /* If-None-Match, or NULL */
+  bool raw;         /* ?raw=1 */
+  api_response *r;  /* the answer (NULL: out of memory) */
+  uint64_t version; /* for the ETag */
 } api_get;
 
 static void api_get_answer(void *arg, const sa_value *v) {
@@ -802,7 +802,7 @@ static api_response *api_write_reply(const char *key, bool put, size_t size, int
   return r;
 }
 
-/* The node's callback (writer thread): record the answer, then wake the
+/* The node's callback (its committer thread): record the answer, then wake the
  * server if it has armed the write. */
 static void api_write_settled(void *arg, int rc, const sa_write_result *res, const sa_error *err) {
   api_write *w = arg;

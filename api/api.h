@@ -68,13 +68,13 @@ typedef const char *(*api_header_fn)(void *cls, const char *name);
  * caller between api_precheck and api_handle so that the request is not
  * routed and checked twice.  Opaque: zero it, hand the same one to both. */
 typedef struct api_gated {
-  bool passed;             /* api_precheck returned NULL with this request */
-  int route;               /* api_route_id */
-  const void *rt;          /* the route */
-  const char *query;       /* into the target */
-  const char *rawkey;      /* into the target */
-  size_t rawkey_len;       /* bytes at rawkey */
-  const char *target;      /* the target it was computed for */
+  bool passed;        /* api_precheck returned NULL with this request */
+  int route;          /* api_route_id */
+  const void *rt;     /* the route */
+  const char *query;  /* into the target */
+  const char *rawkey; /* into the target */
+  size_t rawkey_len;  /* bytes at rawkey */
+  const char *target; /* the target it was computed for */
 } api_gated;
 
 typedef struct api_request {
@@ -108,8 +108,8 @@ typedef struct api_response {
   size_t body_len;          /* bytes at body */
   size_t n_headers;         /* extra headers used in headers[] */
   api_header headers[API_MAX_HEADERS];
-  size_t hbuf_used;         /* bytes used at hbuf */
-  char hbuf[API_HBUF];      /* short header values (no allocation per header) */
+  size_t hbuf_used;        /* bytes used at hbuf */
+  char hbuf[API_HBUF];     /* short header values (no allocation per header) */
   bool close;              /* the server should close the connection after it */
   struct api_feed *feed;   /* /v1/changes with can_defer: the feed the caller must wait on or
                               stream (api_feed.h); the caller takes it (sets it NULL) */
@@ -128,7 +128,7 @@ typedef struct api_response {
  *      until the write is settled;
  *   2. suspends the request, then calls api_write_arm(w, notify, cls);
  *      notify(cls) is called exactly once, when the write is settled and
- *      armed, from whichever thread comes second (the node's writer thread,
+ *      armed, from whichever thread comes second (the node's committer thread,
  *      or the arming thread itself when the write was already settled);
  *      notify must only wake the request (it must not call into the API);
  *   3. once woken, calls api_write_finish(ctx, w, req) for the answer (the

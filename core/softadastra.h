@@ -181,7 +181,7 @@ typedef struct sa_client sa_client;
  * lock, checks the WAL header (format, node id), recovers (cuts a torn tail
  * into a side file, refuses a corrupt WAL naming file and offset), opens the
  * store, replays every WAL record above the store's applied LSN, and starts
- * the writer thread.
+ * the writer and committer threads.
  * Returns 0 and sets *out (free with sa_client_close), or an error with *out
  * set to NULL.  Files are not modified when open fails, except for the
  * creation of a new WAL. */

@@ -13,7 +13,7 @@
  *     (past SRV_DISCARD_MAX the connection is dropped);
  *   - last call: api_handle, and the api_response becomes an MHD response;
  *     a PUT/DELETE of a key is instead queued on the node (api_write) and the
- *     connection suspended; the node's writer thread resumes it when the
+ *     connection suspended; the node's committer thread resumes it when the
  *     write's group commit is done, and the access callback, called again,
  *     answers it.  A worker thread never waits for an fdatasync, so every
  *     connection's write can join the same group commit;
@@ -78,7 +78,7 @@ typedef struct srv_req {
   api_gated gated;            /* api_precheck's routing, reused by api_handle */
   struct MHD_Connection *con; /* set while write is pending */
   srv *s;
-  char tbuf[];                /* the target's bytes: one allocation per request */
+  char tbuf[]; /* the target's bytes: one allocation per request */
 } srv_req;
 
 /* ---- libmicrohttpd callbacks ------------------------------------------- */
@@ -123,7 +123,7 @@ static void srv_mhd_logger(void *cls, const char *fmt, va_list ap) {
   srv_log(SRV_LOG_DEBUG, "http", "msg=%s", srv_log_q(msg, q, sizeof q));
 }
 
-/* The write of a suspended request settled (node's writer thread, or the
+/* The write of a suspended request settled (the node's committer thread, or the
  * request's own thread when it settled before being armed). */
 static void srv_write_settled(void *cls) {
   srv_req *r = cls;
