@@ -29,6 +29,7 @@ const sa_io sa_io_libc = {
     .rename = rename,
     .unlink = unlink,
     .store_commit = io_libc_store_commit,
+    .store_sync = io_libc_store_commit,
 };
 
 static const sa_io *io_current = &sa_io_libc;

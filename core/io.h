@@ -34,6 +34,9 @@ typedef struct sa_io {
    * default returns 0.  LMDB does its own I/O, so this is where faults at
    * the store are injected. */
   int (*store_commit)(void);
+  /* Called before each sync point of the store (store_sync: fdatasync of
+   * the LMDB file and of its sync record), the same way.  May be NULL. */
+  int (*store_sync)(void);
 } sa_io;
 
 /* The table in use.  Never NULL. */

@@ -15,9 +15,10 @@
  *   "wal_write=ENOSPC"            every WAL append fails with ENOSPC
  *   "wal_sync=EIO@2"              the 3rd and later fdatasyncs fail with EIO
  *   "store_commit=ENOSPC"         every store commit fails
+ *   "store_sync=EIO"              every sync point of the store fails
  *   "short_write=1"               pwrites write at most half (the core loops)
- * POINT is wal_write (pwrite), wal_sync (fdatasync), store_commit, or
- * short_write; ERRNO is EIO or ENOSPC.  A fault stays armed until the spec
+ * POINT is wal_write (pwrite), wal_sync (fdatasync), store_commit,
+ * store_sync, or short_write; ERRNO is EIO or ENOSPC.  A fault stays armed until the spec
  * changes.  Thread-safe: the spec is swapped under a mutex.
  */
 #define _GNU_SOURCE
@@ -39,7 +40,7 @@ typedef struct {
 
 static struct {
   pthread_mutex_t mu;
-  fault_point write, sync, commit;
+  fault_point write, sync, commit, ssync;
   int short_write;
   const char *file;
   struct timespec mtime;
@@ -57,6 +58,7 @@ static void faults_parse(const char *spec) {
   memset(&fi.write, 0, sizeof fi.write);
   memset(&fi.sync, 0, sizeof fi.sync);
   memset(&fi.commit, 0, sizeof fi.commit);
+  memset(&fi.ssync, 0, sizeof fi.ssync);
   fi.short_write = 0;
   char buf[512];
   snprintf(buf, sizeof buf, "%s", spec ? spec : "");
@@ -74,6 +76,7 @@ static void faults_parse(const char *spec) {
     fault_point *p = strcmp(item, "wal_write") == 0      ? &fi.write
                      : strcmp(item, "wal_sync") == 0     ? &fi.sync
                      : strcmp(item, "store_commit") == 0 ? &fi.commit
+                     : strcmp(item, "store_sync") == 0   ? &fi.ssync
                                                          : NULL;
     if (p) {
       p->err = fault_errno(val);
@@ -144,6 +147,10 @@ static int fi_store_commit(void) {
   return fault_fire(&fi.commit);
 }
 
+static int fi_store_sync(void) {
+  return fault_fire(&fi.ssync);
+}
+
 static sa_io fi_table;
 
 __attribute__((constructor)) static void faults_install(void) {
@@ -151,6 +158,7 @@ __attribute__((constructor)) static void faults_install(void) {
   fi_table.pwrite = fi_pwrite;
   fi_table.fdatasync = fi_fdatasync;
   fi_table.store_commit = fi_store_commit;
+  fi_table.store_sync = fi_store_sync;
   const char *file = getenv("SOFTADASTRA_FAULTS_FILE");
   fi.file = file && *file ? file : NULL;
   faults_parse(getenv("SOFTADASTRA_FAULTS"));

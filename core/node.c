@@ -65,6 +65,7 @@
 
 #define NODE_GROUP_BYTES (8u << 20)  /* soft bound on one group's record bytes */
 #define NODE_REPLAY_TXN_RECORDS 8192 /* records per LMDB txn during replay */
+#define NODE_STORE_SYNC_MS 200       /* period of the store's sync points */
 
 typedef enum {
   REQ_PUT,
@@ -196,7 +197,15 @@ struct sa_client {
   uint64_t last_lsn;
   uint64_t checkpoints;
   bool read_only;
+  bool ro_claimed; /* node_set_read_only was called */
   char read_only_reason[SA_ERROR_MESSAGE_MAX]; /* set before read_only */
+
+  /* Store sync points (node_syncer_main). */
+  pthread_t syncer;
+  bool syncer_started;
+  pthread_mutex_t smu;
+  pthread_cond_t scv; /* CLOCK_MONOTONIC */
+  bool sstop;         /* under smu */
 };
 
 /* ---- options ----------------------------------------------------------- */
@@ -450,7 +459,8 @@ static int node_recover(sa_client *c, const sa_wal_report *rep, sa_error *err) {
 /* ---- writer ------------------------------------------------------------ */
 
 static void node_set_read_only(sa_client *c, const char *why) {
-  if (__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE)) return;
+  /* The first caller writes the reason (writer, committer or syncer). */
+  if (__atomic_exchange_n(&c->ro_claimed, true, __ATOMIC_ACQ_REL)) return;
   snprintf(c->read_only_reason, sizeof c->read_only_reason, "%s", why);
   __atomic_store_n(&c->read_only, true, __ATOMIC_RELEASE);
   node_log(c, SA_LOG_ERROR, "%s", why);
@@ -541,10 +551,6 @@ static int node_flush_now(sa_client *c, sa_error *err) {
     return rc;
   }
   c->dirty = false;
-  if (!c->opts.auto_flush && (rc = store_sync(c->store, err)) != 0) {
-    node_set_read_only(c, err->message);
-    return rc;
-  }
   return 0;
 }
 
@@ -561,6 +567,55 @@ static int node_checkpoint_now(sa_client *c, sa_error *err) {
   c->dirty = false;
   __atomic_add_fetch(&c->checkpoints, 1, __ATOMIC_RELAXED);
   return 0;
+}
+
+/* ---- store sync points ----------------------------------------------------
+ *
+ * The store commits without syncing; every NODE_STORE_SYNC_MS this thread
+ * takes a sync point when anything was committed (store.c): an fdatasync of
+ * the LMDB file and of a small record, off the write path.  Writes do not
+ * wait for it -- the WAL makes them durable -- but the WAL is never reset
+ * past a sync point, and after a power loss the store rolls back to the
+ * last one and the WAL replays the rest.  A failed sync point turns the
+ * node read-only: the file may have lost pages the kernel could not write,
+ * and a later fdatasync could succeed without them. */
+
+static void node_sync_store(sa_client *c) {
+  sa_error e;
+  if (__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE) || !store_sync_due(c->store)) return;
+  if (store_sync(c->store, &e) != 0) {
+    char why[SA_ERROR_MESSAGE_MAX];
+    snprintf(why, sizeof why, "node is read-only after a failed store sync point: %.400s",
+             e.message);
+    node_set_read_only(c, why);
+  }
+}
+
+static void *node_syncer_main(void *arg) {
+  sa_client *c = arg;
+  pthread_mutex_lock(&c->smu);
+  while (!c->sstop) {
+    uint64_t due = sa_mono_ns() + (uint64_t)NODE_STORE_SYNC_MS * 1000000u;
+    struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+    while (!c->sstop && pthread_cond_timedwait(&c->scv, &c->smu, &ts) != ETIMEDOUT) {
+    }
+    if (c->sstop) break;
+    pthread_mutex_unlock(&c->smu);
+    node_sync_store(c);
+    pthread_mutex_lock(&c->smu);
+  }
+  pthread_mutex_unlock(&c->smu);
+  return NULL;
+}
+
+static void node_stop_syncer(sa_client *c) {
+  if (!c->syncer_started) return;
+  pthread_mutex_lock(&c->smu);
+  c->sstop = true;
+  pthread_cond_signal(&c->scv);
+  pthread_mutex_unlock(&c->smu);
+  pthread_join(c->syncer, NULL);
+  c->syncer_started = false;
 }
 
 /* ---- writer pipeline -----------------------------------------------------
@@ -1251,6 +1306,7 @@ static void node_stop_committer(sa_client *c) {
 }
 
 static void node_free(sa_client *c) {
+  node_stop_syncer(c);
   node_stop_committer(c);
   if (c->store) store_close(c->store);
   if (c->wal) wal_close(c->wal);
@@ -1272,6 +1328,8 @@ static void node_free(sa_client *c) {
   pthread_mutex_destroy(&c->tick_serial);
   pthread_mutex_destroy(&c->pmu);
   pthread_cond_destroy(&c->pcv);
+  pthread_mutex_destroy(&c->smu);
+  pthread_cond_destroy(&c->scv);
   for (int i = 0; i < 2; i++) {
     free(c->pg[i].buf);
     ov_free(&c->pg[i].ov);
@@ -1301,7 +1359,9 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
   pthread_cond_init(&c->cv, &ca);
   pthread_cond_init(&c->tcv, &ca);
   pthread_cond_init(&c->lsn_cv, &ca);
+  pthread_cond_init(&c->scv, &ca);
   pthread_condattr_destroy(&ca);
+  pthread_mutex_init(&c->smu, NULL);
   pthread_mutex_init(&c->tmu, NULL);
   pthread_mutex_init(&c->tick_serial, NULL);
   snprintf(c->node_id, sizeof c->node_id, "%s", o.node_id);
@@ -1361,8 +1421,7 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
       return rc;
     }
   }
-  rc = store_open(&c->store, c->store_path, c->node_id, o.persistent && o.auto_flush,
-                  o.store_max_bytes, err);
+  rc = store_open(&c->store, c->store_path, c->node_id, o.persistent, o.store_max_bytes, err);
   if (rc == 0 && o.persistent) rc = node_recover(c, &rep, err);
   if (rc == 0 && !o.persistent) c->last_lsn = store_applied_lsn(c->store);
   if (rc == 0) rc = node_outbox_open(c, err);
@@ -1372,6 +1431,12 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
       rc = sa_fail(err, SA_ENOMEM, "cannot start the committer thread");
     else
       c->committer_started = true;
+  }
+  if (rc == 0 && store_mode(c->store) == STORE_SNAPSHOTS) {
+    if (pthread_create(&c->syncer, NULL, node_syncer_main, c) != 0)
+      rc = sa_fail(err, SA_ENOMEM, "cannot start the store sync thread");
+    else
+      c->syncer_started = true;
   }
   if (rc == 0 && pthread_create(&c->writer, NULL, node_writer_main, c) != 0)
     rc = sa_fail(err, SA_ENOMEM, "cannot start the writer thread");
@@ -1395,6 +1460,23 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
              (unsigned long long)c->recovery.records_replayed,
              (unsigned long long)c->recovery.torn_bytes, c->recovery.torn_path[0] ? " into " : "",
              c->recovery.torn_path);
+  const store_open_report *sr = store_report(c->store);
+  if (sr->rolled_back)
+    node_log(c, SA_LOG_WARN,
+             "store %s was not closed cleanly and the machine restarted since: rolled it back "
+             "to its last sync point (snapshot %llu; it had reached %llu), and the WAL "
+             "replayed the rest",
+             c->store_path, (unsigned long long)sr->to_txnid,
+             (unsigned long long)sr->from_txnid);
+  else if (sr->unclean)
+    node_log(c, SA_LOG_INFO,
+             "store %s was not closed cleanly (same boot: the file is whole and was kept)",
+             c->store_path);
+  if (sr->foreign_sync)
+    node_log(c, SA_LOG_WARN,
+             "store %s: its sync-point file did not describe it (replaced or copied?); a new "
+             "one was written",
+             c->store_path);
   if (c->transport->stub)
     node_log(c, SA_LOG_WARN,
              "sync transport '%s' is a stub: it reaches no peer, so queued work is retried "
@@ -1427,6 +1509,7 @@ void sa_client_close(sa_client *c) {
     pthread_join(c->writer, NULL); /* it drained the committer */
   }
   node_stop_committer(c);
+  node_stop_syncer(c);
   if (c->wal && !c->read_only) {
     sa_error e;
     c->dirty = true;

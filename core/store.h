@@ -20,6 +20,8 @@
  *           (pruned without a later change of the same key)
  *   meta    "format" u32, "node_id" text, "applied_lsn" u64, "hlc" u64
  *
+ * "<path>-sync" holds the last sync point (STORE_SNAPSHOTS; see store.c).
+ *
  * One write transaction applies a group of operations, their outbox
  * entries and the new applied LSN together (store_w*).  Only one thread may
  * hold the write transaction (the node's writer thread).  Reads may run on
@@ -46,14 +48,39 @@ enum {
 
 #define SA_STORE_FORMAT 1
 
-/* Opens (creating when missing) the store at path for node_id.
- * durable_commits: every commit syncs the data pages (MDB_NOMETASYNC: the
- * store stays intact after a power loss); otherwise commits are not synced
- * (MDB_NOSYNC) and store_sync must be called.  map_bytes is the size limit.
- * Errors: SA_ENOENT, SA_EACCES, SA_ENODE (store of another node),
- * SA_EFORMAT, SA_ECORRUPT (not an LMDB file), SA_ELOCKED. */
-int store_open(sa_store **out, const char *path, const char *node_id, bool durable_commits,
+/* How a store reaches the disk. */
+enum {
+  STORE_MEMORY = 0,    /* never synced (a memory-only node's private file) */
+  STORE_SNAPSHOTS = 1, /* commits unsynced; durable at sync points (store.c) */
+  STORE_SYNC_EACH = 2, /* every commit syncs its data pages (MDB_NOMETASYNC):
+                          the fallback when LMDB is not 0.9.x */
+};
+
+/* What store_open found of the last stop (STORE_SNAPSHOTS). */
+typedef struct store_open_report {
+  bool unclean;         /* the file had moved past its last sync point */
+  bool rolled_back;     /* ... and was returned to it (a reboot since) */
+  uint64_t from_txnid;  /* rolled back: the file's newest snapshot */
+  uint64_t to_txnid;    /* ... and the sync point's */
+  bool foreign_sync;    /* "<path>-sync" did not describe this file: ignored */
+} store_open_report;
+
+/* Opens (creating when missing) the store at path for node_id.  persistent:
+ * STORE_SNAPSHOTS (or STORE_SYNC_EACH on an LMDB other than 0.9.x), with a
+ * side file "<path>-sync"; otherwise STORE_MEMORY.  map_bytes is the size
+ * limit.  Errors: SA_ENOENT, SA_EACCES, SA_ENODE (store of another node),
+ * SA_EFORMAT, SA_ECORRUPT (not an LMDB file, or a damaged sync file),
+ * SA_ELOCKED. */
+int store_open(sa_store **out, const char *path, const char *node_id, bool persistent,
                uint64_t map_bytes, sa_error *err);
+
+/* The mode store_open chose, and what it found. */
+int store_mode(const sa_store *s);
+const store_open_report *store_report(const sa_store *s);
+
+/* Tests: read the boot id from path instead (NULL: the kernel's), to play
+ * a reboot.  Call while no store is being opened. */
+void store_set_boot_id_path(const char *path);
 
 /* Closes the environment (does not sync: call store_sync first). */
 void store_close(sa_store *s);
@@ -62,9 +89,20 @@ void store_close(sa_store *s);
 uint64_t store_applied_lsn(const sa_store *s);
 uint64_t store_meta_hlc(const sa_store *s);
 
-/* Forces the data and meta pages to disk (mdb_env_sync(force)).  Calls the
- * io table's store_commit hook first. */
+/* Takes a sync point: everything committed so far becomes durable, and the
+ * store can be rolled back no further than this (STORE_SNAPSHOTS; the other
+ * modes just force the file to disk).  A no-op when nothing was committed
+ * since the last one.  Any thread, concurrently with commits and reads; one
+ * sync point runs at a time.  Calls the io table's store_sync hook first.
+ * A failure leaves the previous sync point in force. */
 int store_sync(sa_store *s, sa_error *err);
+
+/* True when commits were made since the last sync point. */
+bool store_sync_due(sa_store *s);
+
+/* Sync points taken since open; the last one's applied LSN. */
+uint64_t store_syncs(const sa_store *s);
+uint64_t store_synced_lsn(const sa_store *s);
 
 /* ---- the write transaction (writer thread only) ------------------------ */
 
