@@ -457,17 +457,19 @@ static api_response *api_h_status(api_ctx *ctx) {
   clock_gettime(CLOCK_MONOTONIC, &now);
   json_int_t up = (json_int_t)(now.tv_sec - ctx->started.tv_sec);
   json_t *j = json_pack(
-      "{s:s,s:s,s:I,s:b,s:s?,s:{s:b,s:s,s:b,s:o,s:o},s:{s:o,s:s,s:o},s:o,"
-      "s:{s:o,s:o,s:o,s:s}}",
+      "{s:s,s:s,s:I,s:b,s:s?,s:{s:b,s:s,s:b,s:o,s:o},s:{s:o,s:s,s:o,s:o,s:o},s:o,"
+      "s:{s:o,s:o,s:o,s:s,s:b}}",
       "node_id", st.node_id, "version", sa_version(), "uptime_s", up, "read_only",
       (int)st.read_only, "read_only_reason", st.read_only ? st.read_only_reason : NULL, "wal",
       "enabled", (int)st.persistent, "path", st.wal_path ? st.wal_path : "", "durable",
       (int)st.durable, "bytes", api_json_u64(st.wal_bytes), "last_lsn", api_json_u64(st.last_lsn),
       "store", "size", api_json_u64(st.size), "path", st.store_path ? st.store_path : "",
-      "applied_lsn", api_json_u64(st.applied_lsn), "sync", api_sync_json(&ss), "recovery",
+      "applied_lsn", api_json_u64(st.applied_lsn), "synced_lsn", api_json_u64(st.synced_lsn),
+      "sync_points", api_json_u64(st.store_syncs), "sync", api_sync_json(&ss), "recovery",
       "records_scanned", api_json_u64(st.recovery.records_scanned), "records_replayed",
       api_json_u64(st.recovery.records_replayed), "torn_bytes",
-      api_json_u64(st.recovery.torn_bytes), "torn_path", st.recovery.torn_path);
+      api_json_u64(st.recovery.torn_bytes), "torn_path", st.recovery.torn_path,
+      "store_rolled_back", (int)st.recovery.store_rolled_back);
   return api_resp_json(api_resp_new(200), j);
 }
 
@@ -563,6 +565,12 @@ static api_response *api_h_metrics(api_ctx *ctx) {
             "# TYPE softadastra_wal_last_lsn gauge\nsoftadastra_wal_last_lsn %llu\n"
             "# HELP softadastra_store_applied_lsn Last LSN applied to the store.\n"
             "# TYPE softadastra_store_applied_lsn gauge\nsoftadastra_store_applied_lsn %llu\n"
+            "# HELP softadastra_store_synced_lsn Last LSN the store holds durably (its last "
+            "sync point).\n"
+            "# TYPE softadastra_store_synced_lsn gauge\nsoftadastra_store_synced_lsn %llu\n"
+            "# HELP softadastra_store_sync_points_total Store sync points since the node opened.\n"
+            "# TYPE softadastra_store_sync_points_total counter\n"
+            "softadastra_store_sync_points_total %llu\n"
             "# HELP softadastra_store_keys Number of keys in the store.\n"
             "# TYPE softadastra_store_keys gauge\nsoftadastra_store_keys %llu\n"
             "# HELP softadastra_checkpoints_total Checkpoints since the node opened.\n"
@@ -573,7 +581,8 @@ static api_response *api_h_metrics(api_ctx *ctx) {
             "# TYPE softadastra_recovery_records_replayed gauge\n"
             "softadastra_recovery_records_replayed %llu\n",
             (unsigned long long)st.wal_bytes, (unsigned long long)st.last_lsn,
-            (unsigned long long)st.applied_lsn, (unsigned long long)st.size,
+            (unsigned long long)st.applied_lsn, (unsigned long long)st.synced_lsn,
+            (unsigned long long)st.store_syncs, (unsigned long long)st.size,
             (unsigned long long)st.checkpoints, st.read_only ? 1 : 0,
             (unsigned long long)st.recovery.records_replayed);
   }

@@ -18,25 +18,30 @@
  *                              is committed, hand this one  ---> one LMDB txn: apply
  *                            take the next group ...             every record and its
  *                                                                outbox entry, commit
- *   wake (or callback) <----------------------------------------  (fdatasync of its own)
+ *   wake (or callback) <----------------------------------------  (no fdatasync)
  *
- * So group N+1's WAL sync runs while group N's store commit does, and a
- * group costs about one fdatasync instead of two in a row.  A write is
- * answered only when it is both in the synced WAL and committed to the
- * store: a read after the answer sees it, and a write that failed was never
- * visible.  A failed append or sync fails its group before anything is
- * applied; a failed store commit rolls the WAL back over that group and the
- * one prepared on top of it, and fails both (their records were never
- * acknowledged).  A failed fdatasync turns the node read-only (see wal.c).
- * Requests are served in FIFO order; within a group later requests see the
- * effects of earlier ones.  Details: "writer pipeline" below.
+ * So a write costs one fdatasync, the WAL's, shared by its group, and group
+ * N+1's sync runs while group N is committed.  A write is answered only
+ * when it is both in the synced WAL and committed to the store: a read
+ * after the answer sees it, and a write that failed was never visible.  The
+ * store itself is made durable in the background at sync points (the
+ * syncer thread, every NODE_STORE_SYNC_MS; see store.c): after a power loss
+ * it rolls back to the last one and the WAL replays the rest.  A failed
+ * append or sync fails its group before anything is applied; a failed store
+ * commit rolls the WAL back over that group and the one prepared on top of
+ * it, and fails both (their records were never acknowledged).  A failed
+ * fdatasync -- of the WAL or at a store sync point -- turns the node
+ * read-only (see wal.c).  Requests are served in FIFO order; within a group
+ * later requests see the effects of earlier ones.  Details: "writer
+ * pipeline" below.
  *
  * With auto_flush off the writer does not sync per group; it syncs the WAL
- * (and the store, which then runs without per-commit syncs) every
- * flush_interval_ms while there is unsynced data, and on sa_client_flush.
+ * every flush_interval_ms while there is unsynced data, and on
+ * sa_client_flush.
  *
  * Checkpoint: after a group, when the WAL is larger than half of
- * wal_max_bytes, the writer syncs the store and resets the WAL (wal.c).
+ * wal_max_bytes, the writer takes a store sync point and resets the WAL
+ * (wal.c).
  *
  * READ PATH: sa_client_get/list go straight to the store from the calling
  * thread (LMDB readers never block the writer).
@@ -621,11 +626,10 @@ static void node_stop_syncer(sa_client *c) {
 /* ---- writer pipeline -----------------------------------------------------
  *
  * Puts, removes and batches go through two threads, so that a group's WAL
- * fdatasync overlaps the store commit (and its own fdatasync) of the group
- * before it:
+ * fdatasync overlaps the store commit of the group before it:
  *
  *   writer:    take N+1, prepare it, WAL write + sync | wait for N | hand N+1 over
- *   committer: ......... commit N to LMDB (sync), settle N's requests ........
+ *   committer: ......... commit N to LMDB, settle N's requests ...............
  *
  * A write is still answered only once it is in the synced WAL *and*
  * committed to the store, so a read after an answer sees it, and a write
@@ -1461,6 +1465,7 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
              (unsigned long long)c->recovery.torn_bytes, c->recovery.torn_path[0] ? " into " : "",
              c->recovery.torn_path);
   const store_open_report *sr = store_report(c->store);
+  c->recovery.store_rolled_back = sr->rolled_back;
   if (sr->rolled_back)
     node_log(c, SA_LOG_WARN,
              "store %s was not closed cleanly and the machine restarted since: rolled it back "
@@ -1806,6 +1811,8 @@ int sa_client_status(sa_client *c, sa_status *out, sa_error *err) {
   out->wal_bytes = c->wal ? wal_size(c->wal) : 0;
   /* The store commits before last_lsn moves: read it first, keep order. */
   out->applied_lsn = store_applied_lsn(c->store);
+  out->synced_lsn = store_synced_lsn(c->store);
+  out->store_syncs = store_syncs(c->store);
   out->last_lsn = __atomic_load_n(&c->last_lsn, __ATOMIC_ACQUIRE);
   if (out->last_lsn < out->applied_lsn) out->last_lsn = out->applied_lsn;
   out->size = store_count(c->store);

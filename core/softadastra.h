@@ -467,6 +467,8 @@ typedef struct sa_recovery {
   uint64_t records_replayed; /* of those, applied to the store at open */
   uint64_t torn_bytes;       /* bytes cut off a torn tail (0 if none) */
   char torn_path[512];       /* side file holding the cut bytes, "" if none */
+  bool store_rolled_back;    /* the store went back to its last sync point (a
+                                reboot after an unclean stop) */
 } sa_recovery;
 
 typedef struct sa_status {
@@ -480,6 +482,9 @@ typedef struct sa_status {
   uint64_t wal_bytes;     /* current WAL file size */
   uint64_t last_lsn;      /* last LSN written */
   uint64_t applied_lsn;   /* last LSN applied to the store */
+  uint64_t synced_lsn;    /* last LSN the store holds durably (its last sync
+                             point; the WAL covers the rest) */
+  uint64_t store_syncs;   /* store sync points since open */
   uint64_t size;          /* number of keys */
   uint64_t checkpoints;   /* checkpoints since open */
   sa_recovery recovery;   /* what open found */

@@ -897,15 +897,32 @@ START_TEST(status_fields) {
   ck_assert_uint_eq(st.applied_lsn, r.lsn); /* acked means applied */
   ck_assert_int_eq((long long)st.wal_bytes, tu_size(wal));
   ck_assert_uint_gt(st.wal_bytes, 0);
+  /* The store reaches the disk at sync points (background, checkpoints). */
+  ck_assert_uint_le(st.synced_lsn, st.applied_lsn);
+  uint64_t syncs = st.store_syncs;
+  ck_assert_int_eq(sa_client_checkpoint(c, &err), SA_OK);
+  st = tu_status(c);
+  ck_assert_uint_eq(st.synced_lsn, r.lsn);
+  ck_assert_uint_gt(st.store_syncs, syncs);
+  tu_put(c, "d", "4");
+  st = tu_status(c);
+  for (int i = 0; i < 200 && st.synced_lsn < st.applied_lsn; i++) { /* bounded: ~10 s */
+    tu_sleep_ms(50);
+    st = tu_status(c);
+  }
+  ck_assert_uint_eq(st.synced_lsn, st.applied_lsn);
+  ck_assert_int_eq(sa_client_remove(c, "d", &err), SA_OK);
   sa_client_close(c);
 
   /* After a clean close the store is current: nothing to replay. */
   c = tu_open(&opts);
   st = tu_status(c);
+  ck_assert(!st.recovery.store_rolled_back);
+  ck_assert_uint_eq(st.synced_lsn, st.applied_lsn);
   ck_assert_uint_eq(st.recovery.records_replayed, 0);
   ck_assert_uint_eq(st.recovery.torn_bytes, 0);
-  ck_assert_uint_eq(st.last_lsn, r.lsn);
-  ck_assert_uint_eq(st.applied_lsn, r.lsn);
+  ck_assert_uint_eq(st.last_lsn, r.lsn + 2); /* d was put and removed */
+  ck_assert_uint_eq(st.applied_lsn, r.lsn + 2);
   ck_assert_uint_eq(st.size, 3);
   sa_client_close(c);
 
