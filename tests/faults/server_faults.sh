@@ -7,7 +7,9 @@
 #     stays writable and recovers when the fault clears;
 #   EIO at fdatasync and at WAL write: 500, /readyz turns 503, writes get 503
 #     read_only, reads keep working;
-#   short writes: the core completes them.
+#   short writes: the core completes them;
+#   EIO at a store sync point (background): the node turns read-only, and
+#     nothing acknowledged is lost.
 # After each fault the node is restarted (SIGTERM, then a new process without
 # faults) and every acknowledged write must be there with its value.
 #
@@ -144,6 +146,25 @@ put_ok after-weio ok
 stop
 start
 verify_acked "EIO at WAL write and restart"
+
+echo "--- EIO at a store sync point"
+arm "store_sync=EIO"
+put_ok during-ssync ok # answered: the WAL made it durable; the store syncs in the background
+st=""
+for _ in $(seq 100); do # bounded: 10 s, against a 200 ms sync period
+  st=$(http "$url/readyz")
+  [ "$st" = 503 ] && break
+  sleep 0.1
+done
+check "readyz 503 after a failed sync point" 503 "$st"
+check "the reason names the sync point" 1 "$(grep -c 'store sync point' "$tmp/body" || true)"
+check "PUT after a failed sync point -> 503 read_only" 503 \
+  "$(http -X PUT --data-binary x "$url/v1/store/after-ssync")"
+arm ""
+stop
+start
+check "readyz 200 after reopen" 200 "$(http "$url/readyz")"
+verify_acked "EIO at a store sync point and restart"
 stop
 
 echo "$pass passed, $fail failed"
