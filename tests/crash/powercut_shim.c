@@ -12,7 +12,8 @@
  *                          writeback (default 0.05)
  *   SA_POWERCUT_SABOTAGE   1: the disk lies about the WAL (see below)
  *   SA_POWERCUT_STATS      a file the shim rewrites with its counters at
- *                          every sync (the process dies by SIGKILL)
+ *                          every sync and every 256 writes (the process
+ *                          dies by SIGKILL)
  *
  * The model, per regular file under the watched directory:
  *   - a content change (write, writev, pwrite, pwritev, pwritev2, ftruncate,
@@ -547,6 +548,7 @@ static void pc_record(pc_fd *d, uint64_t off, const struct iovec *iov, int iovcn
   }
   pc_push(f, PC_WRITE, off, n, data);
   if (pc_writeback > 0 && pc_rand01() < pc_writeback) pc_early_writeback();
+  if (pc_st.writes % 256 == 0) pc_write_stats();
 }
 
 static void pc_record_size(pc_fd *d, int kind, uint64_t off, uint64_t len) {
