@@ -444,10 +444,13 @@ static void pc_write_stats(void) {
                    pc_st.writes, pc_st.syncs, pc_st.applied, pc_st.early, pc_st.early_bytes,
                    pc_st.dsync, pc_st.truncs, pc_st.renames, pc_st.unlinks, pc_st.creates,
                    pc_st.sabotaged, (unsigned long long)pc_pending_bytes);
-  int fd = r_open(pc_stats_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  char tmp[PATH_MAX + 8];
+  snprintf(tmp, sizeof tmp, "%s.tmp", pc_stats_path); /* a kill never leaves it half written */
+  int fd = r_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return;
   if (n > 0) (void)!r_write(fd, buf, (size_t)n);
   r_close(fd);
+  r_rename(tmp, pc_stats_path);
 }
 
 /* One early writeback: a random run of pages of a random pending write. */
