@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+extern char **environ;
+
 static volatile pid_t hs_live_pid; /* the node to kill on exit */
 
 double hs_now(void) {
@@ -85,6 +87,20 @@ int hs_server_spawn(hs_server *s) {
   for (int i = 0; i < 7 && s->extra[i]; i++)
     argv[n++] = s->extra[i];
   argv[n] = NULL;
+  /* the child's environment, built before fork (no allocation after it) */
+  const char *envp[512];
+  int ne = 0;
+  for (int i = 0; i < 7 && s->env[i]; i++)
+    envp[ne++] = s->env[i];
+  for (char **e = environ; *e && ne < 511; e++) {
+    bool replaced = false;
+    for (int i = 0; i < 7 && s->env[i] && !replaced; i++) {
+      size_t k = strcspn(s->env[i], "=");
+      replaced = strncmp(*e, s->env[i], k) == 0 && (*e)[k] == '=';
+    }
+    if (!replaced) envp[ne++] = *e;
+  }
+  envp[ne] = NULL;
   s->url[0] = 0;
   s->start_line[0] = 0;
   unlink(s->out_path); /* never read the previous start line */
@@ -104,7 +120,7 @@ int hs_server_spawn(hs_server *s) {
     dup2(in, 0);
     dup2(o, 1);
     dup2(e, 2);
-    execvp(argv[0], (char *const *)argv);
+    execvpe(argv[0], (char *const *)argv, (char *const *)envp);
     _exit(127);
   }
   free(wrap);

@@ -12,6 +12,8 @@
  *
  * SA_SERVER_WRAPPER (environment): a command put before the server binary,
  * split on spaces, e.g. "valgrind --error-exitcode=99 --leak-check=full".
+ * hs_server.env adds NAME=VALUE entries to the node's environment (e.g.
+ * LD_PRELOAD for tests/crash/powercut.c).
  *
  * Threads: hs_http may run from several threads at once, each with its own
  * hs_conn.  The server functions belong to one thread.
@@ -31,6 +33,8 @@ typedef struct hs_server {
   char out_path[600];   /* stdout of the node (truncated at each start) */
   char err_path[600];   /* stderr of the node (appended) */
   const char *extra[8]; /* extra serve arguments, NULL-terminated (borrowed) */
+  const char *env[8];   /* NAME=VALUE added to (or replacing in) the node's environment,
+                           NULL-terminated (borrowed); none by default */
   pid_t pid;            /* 0 when not running */
   char url[64];         /* http://127.0.0.1:PORT of the running node */
   char start_line[1024]; /* the start line the node printed */
