@@ -90,11 +90,11 @@ int hs_server_spawn(hs_server *s) {
   /* the child's environment, built before fork (no allocation after it) */
   const char *envp[512];
   int ne = 0;
-  for (int i = 0; i < 7 && s->env[i]; i++)
+  for (int i = 0; i < HS_ENV_MAX && s->env[i]; i++)
     envp[ne++] = s->env[i];
   for (char **e = environ; *e && ne < 511; e++) {
     bool replaced = false;
-    for (int i = 0; i < 7 && s->env[i] && !replaced; i++) {
+    for (int i = 0; i < HS_ENV_MAX && s->env[i] && !replaced; i++) {
       size_t k = strcspn(s->env[i], "=");
       replaced = strncmp(*e, s->env[i], k) == 0 && (*e)[k] == '=';
     }

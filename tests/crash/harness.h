@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#define HS_ENV_MAX 11 /* entries of hs_server.env */
 #define HS_START_WAIT_MS 120000 /* upper bound on a start (valgrind is slow) */
 
 typedef struct hs_server {
@@ -33,7 +34,7 @@ typedef struct hs_server {
   char out_path[600];   /* stdout of the node (truncated at each start) */
   char err_path[600];   /* stderr of the node (appended) */
   const char *extra[8]; /* extra serve arguments, NULL-terminated (borrowed) */
-  const char *env[8];   /* NAME=VALUE added to (or replacing in) the node's environment,
+  const char *env[HS_ENV_MAX + 1]; /* NAME=VALUE added to (or replacing in) the node's environment,
                            NULL-terminated (borrowed); none by default */
   pid_t pid;            /* 0 when not running */
   char url[64];         /* http://127.0.0.1:PORT of the running node */

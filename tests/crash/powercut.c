@@ -647,7 +647,7 @@ int main(int argc, char **argv) {
   for (int i = 3; i < argc; i++)
     s.extra[ne++] = argv[i];
   char shadow[600], last_disk[600], stats[600], e_pre[1100], e_dir[700], e_sh[700], e_seed[64],
-      e_wb[64], e_sab[64], e_stats[700];
+      e_wb[64], e_sab[64], e_stats[700], e_boot[64];
   snprintf(shadow, sizeof shadow, "%s/shadow", dir);
   snprintf(last_disk, sizeof last_disk, "%s/disk-after-last-cut", dir);
   snprintf(stats, sizeof stats, "%s/shim.stats", dir);
@@ -687,7 +687,8 @@ int main(int argc, char **argv) {
     }
     /* 2. the node with the shim, under load */
     snprintf(e_seed, sizeof e_seed, "SA_POWERCUT_SEED=%u", rand_r(&seed));
-    const char *envs[] = {e_pre, e_dir, e_sh, e_seed, e_wb, e_sab, e_stats, NULL};
+    snprintf(e_boot, sizeof e_boot, "SA_POWERCUT_BOOT_ID=powercut-boot-%d", g.cycle);
+    const char *envs[] = {e_pre, e_dir, e_sh, e_seed, e_wb, e_sab, e_stats, e_boot, NULL};
     memcpy(s.env, envs, sizeof envs);
     int st;
     if (hs_server_start(&s, &st) != 0) {
@@ -728,8 +729,12 @@ int main(int argc, char **argv) {
       fail("cannot move %s to %s: %s", shadow, s.data_dir, strerror(errno));
       break;
     }
-    /* 4. (a) it starts without the shim */
+    /* 4. (a) it starts on that disk after a reboot: the shim only serves
+     * the next boot's id (the store must roll back to its sync point) */
     memset(s.env, 0, sizeof s.env);
+    snprintf(e_boot, sizeof e_boot, "SA_POWERCUT_BOOT_ID=powercut-boot-%d", g.cycle + 1);
+    s.env[0] = e_pre;
+    s.env[1] = e_boot;
     int started = hs_server_start(&s, &st);
     if (started != 0 && g.wal_repair && WIFEXITED(st) && wal_refused(&s)) {
       g.wal_repairs++;

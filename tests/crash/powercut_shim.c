@@ -14,6 +14,11 @@
  *   SA_POWERCUT_STATS      a file the shim rewrites with its counters at
  *                          every sync and every 256 writes (the process
  *                          dies by SIGKILL)
+ *   SA_POWERCUT_BOOT_ID    served as /proc/sys/kernel/random/boot_id (alone,
+ *                          without SA_POWERCUT_DIR, the shim does nothing
+ *                          else): each boot of the simulated machine has its
+ *                          own, so the node sees the reboot that follows a
+ *                          power cut
  *
  * The model, per regular file under the watched directory:
  *   - a content change (write, writev, pwrite, pwritev, pwritev2, ftruncate,
@@ -78,6 +83,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -157,6 +163,7 @@ static bool pc_on;             /* both directories set */
 static char pc_dir[PATH_MAX];  /* watched, canonical */
 static size_t pc_dirlen;
 static char pc_shadow[PATH_MAX];
+static char pc_boot[80]; /* SA_POWERCUT_BOOT_ID + newline, "" when unset */
 static double pc_writeback = 0.05;
 static uint64_t pc_rng = 1;
 static bool pc_sabotage;
@@ -241,6 +248,8 @@ static void pc_init(void) {
   if (!r_open || !r_openat || !r_close || !r_write || !r_pwrite || !r_fdatasync || !r_fsync ||
       !r_ftruncate || !r_rename || !r_unlink || !r_mkdir)
     pc_die("dlsym(RTLD_NEXT) did not find the libc functions");
+  const char *b = getenv("SA_POWERCUT_BOOT_ID");
+  if (b && *b) snprintf(pc_boot, sizeof pc_boot, "%s\n", b);
   const char *d = getenv("SA_POWERCUT_DIR"), *s = getenv("SA_POWERCUT_SHADOW");
   if (!d || !*d || !s || !*s) return;
   if (!realpath(d, pc_dir)) snprintf(pc_dir, sizeof pc_dir, "%s", d);
@@ -587,10 +596,26 @@ static void pc_opened(int fd, const char *rel, int flags, bool existed) {
 typedef int (*pc_open_fn)(const char *, int, ...);
 typedef int (*pc_openat_fn)(int, const char *, int, ...);
 
+/* The kernel's boot id, as the node reads it to tell a process crash from a
+ * reboot (core/store.c): a power cut is followed by a reboot, so the harness
+ * gives each boot its own id (SA_POWERCUT_BOOT_ID), served from a memfd. */
+static int pc_boot_open(void) {
+  int fd = memfd_create("boot_id", MFD_CLOEXEC);
+  if (fd < 0) return -1;
+  size_t n = strlen(pc_boot);
+  if (r_write(fd, pc_boot, n) != (ssize_t)n || lseek(fd, 0, SEEK_SET) != 0) {
+    r_close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 /* open (ro != NULL) or openat (rat != NULL). */
 static int pc_do_open(pc_open_fn ro, pc_openat_fn rat, int dirfd, const char *path, int flags,
                       mode_t mode) {
   pc_ensure();
+  if (pc_boot[0] && path && strcmp(path, "/proc/sys/kernel/random/boot_id") == 0)
+    return pc_boot_open();
   char abs[PATH_MAX];
   const char *rel = NULL;
   bool existed = true;
