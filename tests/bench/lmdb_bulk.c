@@ -6,10 +6,10 @@
  *
  *   lmdb_bulk FILE N [nosync]
  *
- * By default the env uses the flags the node's store uses with auto_flush on
- * (MDB_NOSUBDIR | MDB_NOMETASYNC: each commit fdatasyncs the data pages), so
- * the comparison with a replay is like for like; `nosync` uses MDB_NOSYNC
- * (no sync per commit, one mdb_env_sync at the end).  Only one named
+ * `nosync` uses the flags of the node's store (MDB_NOSUBDIR | MDB_NOSYNC:
+ * no sync per commit, one mdb_env_sync at the end, as a replay does), so
+ * that comparison is like for like; by default MDB_NOMETASYNC (each commit
+ * fdatasyncs its data pages: what the store did before its sync points).  Only one named
  * database, no outbox, no per-value header: this is the floor of the work.
  *
  * Prints:  LMDB mode=durable|nosync records=N seconds=S rate=R

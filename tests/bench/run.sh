@@ -463,11 +463,11 @@ run_recovery() {
     printf '  WAL: %s records, %s bytes (written at %s puts/s through the API, auto_flush off, one thread of asynchronous puts, keys in order)\n' \
       "$RECORDS" "$wal_bytes" "$(sed -E "$f" <<<"$gen")"
     printf '  %-44s %12s records/s  (%s s)\n' "replay into an empty store (sa_client_open)" "$r_rep" "$(sed -E 's/.* seconds=([0-9.]+).*/\1/' <<<"$rep")"
-    printf '  %-44s %12s records/s  (%s s)\n' "raw LMDB, 8192 puts/txn, MDB_NOMETASYNC" "$r_raw" "$(sed -E 's/.* seconds=([0-9.]+).*/\1/' <<<"$raw")"
     printf '  %-44s %12s records/s  (%s s)\n' "raw LMDB, 8192 puts/txn, MDB_NOSYNC" "$r_rawn" "$(sed -E 's/.* seconds=([0-9.]+).*/\1/' <<<"$rawn")"
+    printf '  %-44s %12s records/s  (%s s)\n' "raw LMDB, 8192 puts/txn, MDB_NOMETASYNC" "$r_raw" "$(sed -E 's/.* seconds=([0-9.]+).*/\1/' <<<"$raw")"
     awk -v a="$r_rep" -v b="$r_raw" -v c="$r_rawn" 'BEGIN {
-      printf "  replay / raw (same sync flags): %.2fx   (target >= 0.5x: %s)\n", a / b, (a / b >= 0.5 ? "met" : "MISSED");
-      printf "  replay / raw (no sync):         %.2fx\n", a / c }'
+      printf "  replay / raw (same sync flags: MDB_NOSYNC, one sync at the end): %.2fx   (target >= 0.5x: %s)\n", a / c, (a / c >= 0.5 ? "met" : "MISSED");
+      printf "  replay / raw (raw syncing every txn, informative):               %.2fx\n", a / b }'
   )
 }
 
