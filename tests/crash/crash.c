@@ -30,7 +30,11 @@
  * usage: sa_crash PATH/TO/softadastra [SERVE-ARGS...]   (up to 5, e.g.
  *        --no-auto-flush, or --wal-max-bytes 65536 so kills land in checkpoints)
  * environment: SA_CRASH_CYCLES (30), SA_CRASH_WRITERS (4), SA_CRASH_SEED,
- *              SA_CRASH_MAX_RUN_MS (400), SA_SERVER_WRAPPER (harness.h).
+ *              SA_CRASH_MAX_RUN_MS (400), SA_SERVER_WRAPPER (harness.h),
+ *              SA_CRASH_SIGNAL=TERM (stop with SIGTERM under load instead of
+ *              kill -9: the node must answer or refuse every write in flight
+ *              -- some wait suspended for their fdatasync -- and exit 0, and
+ *              every write it answered 2xx must be there after the restart).
  * Exit status 0 when every check held, 1 otherwise.
  *
  * Self-test: with SA_CRASH_SABOTAGE=1 the harness itself destroys data after
@@ -98,6 +102,7 @@ static struct {
   const char *bin;
   bool auto_flush;
   bool sabotage; /* self-test: lose data on purpose after each kill */
+  bool term;     /* SA_CRASH_SIGNAL=TERM: graceful stops under load instead */
   long lost_reports;
   int cycles, nwriters, max_run_ms;
   int cycle;
@@ -253,6 +258,8 @@ static void *writer_main(void *arg) {
       const char *want2 = g.auto_flush ? "\"durable\":true" : "\"durable\":false";
       if (!strstr(r.body, want) && !strstr(r.body, want2))
         writer_error(w, "%s %s: acknowledgement without %s: %s", method, path, want2, r.body);
+    } else if (r.status == 503 && g.term && atomic_load(&g.killed)) {
+      break; /* refused while the node stops: outcome unknown */
     } else if (r.status == 404 && !strcmp(method, "DELETE")) {
       o->state = OP_NOOP;
       o->e = e;
@@ -562,6 +569,7 @@ int main(int argc, char **argv) {
   g.nwriters = env_int("SA_CRASH_WRITERS", 4);
   g.max_run_ms = env_int("SA_CRASH_MAX_RUN_MS", 400);
   g.sabotage = env_int("SA_CRASH_SABOTAGE", 0) != 0;
+  g.term = getenv("SA_CRASH_SIGNAL") && strcmp(getenv("SA_CRASH_SIGNAL"), "TERM") == 0;
   if (g.nwriters < 1 || g.nwriters > MAX_WRITERS || g.cycles < 1 || g.max_run_ms < 10) {
     fprintf(stderr, "bad SA_CRASH_* settings\n");
     return 2;
@@ -639,11 +647,17 @@ int main(int argc, char **argv) {
       pthread_create(&g.w[i].th, NULL, writer_main, &g.w[i]);
     sleep_ms(10 + (long)(rand_r(&seed) % (unsigned)g.max_run_ms));
     atomic_store(&g.killed, 1);
-    int kst = hs_server_stop(&s, SIGKILL);
+    int kst = hs_server_stop(&s, g.term ? SIGTERM : SIGKILL);
     atomic_store(&g.stop, 1);
     for (int i = 0; i < g.nwriters; i++)
       pthread_join(g.w[i].th, NULL);
-    if (!(WIFSIGNALED(kst) && WTERMSIG(kst) == SIGKILL)) {
+    if (g.term) {
+      /* Writes in flight are answered or refused, then it exits 0. */
+      if (!(WIFEXITED(kst) && WEXITSTATUS(kst) == 0)) {
+        fail("graceful stop under load ended with %s", hs_status_str(kst, sbuf, sizeof sbuf));
+        dump_err(&s);
+      }
+    } else if (!(WIFSIGNALED(kst) && WTERMSIG(kst) == SIGKILL)) {
       fail("node was not killed by SIGKILL but ended with %s",
            hs_status_str(kst, sbuf, sizeof sbuf));
       dump_err(&s);
