@@ -613,14 +613,20 @@ static void *node_syncer_main(void *arg) {
   return NULL;
 }
 
+/* Sets *flag under mu, signals cv and joins the thread (if *started). */
+static void node_join(pthread_t t, bool *started, pthread_mutex_t *mu, pthread_cond_t *cv,
+                      bool *flag) {
+  if (!*started) return;
+  pthread_mutex_lock(mu);
+  *flag = true;
+  pthread_cond_signal(cv);
+  pthread_mutex_unlock(mu);
+  pthread_join(t, NULL);
+  *started = false;
+}
+
 static void node_stop_syncer(sa_client *c) {
-  if (!c->syncer_started) return;
-  pthread_mutex_lock(&c->smu);
-  c->sstop = true;
-  pthread_cond_signal(&c->scv);
-  pthread_mutex_unlock(&c->smu);
-  pthread_join(c->syncer, NULL);
-  c->syncer_started = false;
+  node_join(c->syncer, &c->syncer_started, &c->smu, &c->scv, &c->sstop);
 }
 
 /* ---- writer pipeline -----------------------------------------------------
@@ -1300,13 +1306,7 @@ static void node_pick_sync(sa_client *c, const sa_options *o) {
 
 /* Stops the committer thread (idle: the writer drained it). */
 static void node_stop_committer(sa_client *c) {
-  if (!c->committer_started) return;
-  pthread_mutex_lock(&c->pmu);
-  c->pstop = true;
-  pthread_cond_signal(&c->pcv);
-  pthread_mutex_unlock(&c->pmu);
-  pthread_join(c->committer, NULL);
-  c->committer_started = false;
+  node_join(c->committer, &c->committer_started, &c->pmu, &c->pcv, &c->pstop);
 }
 
 static void node_free(sa_client *c) {
