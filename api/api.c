@@ -559,7 +559,8 @@ static api_response *api_h_metrics(api_ctx *ctx) {
   sa_sync_state ss;
   if (sa_client_status(ctx->client, &st, NULL) == 0) {
     fprintf(f,
-            "# HELP softadastra_wal_bytes Current size of the WAL file.\n"
+            "# HELP softadastra_wal_bytes Bytes of records in the WAL (its logical size; the file also "
+            "holds up to one chunk of preallocated zeros).\n"
             "# TYPE softadastra_wal_bytes gauge\nsoftadastra_wal_bytes %llu\n"
             "# HELP softadastra_wal_last_lsn Last LSN written to the WAL.\n"
             "# TYPE softadastra_wal_last_lsn gauge\nsoftadastra_wal_last_lsn %llu\n"

@@ -39,9 +39,10 @@
  * every flush_interval_ms while there is unsynced data, and on
  * sa_client_flush.
  *
- * Checkpoint: after a group, when the WAL is larger than half of
- * wal_max_bytes, the writer takes a store sync point and resets the WAL
- * (wal.c).
+ * Checkpoint: after a group, when the WAL's records (wal_size, its logical
+ * size) pass half of wal_max_bytes, the writer takes a store sync point and
+ * resets the WAL (wal.c).  The file itself is preallocated by chunks of
+ * zeros (node_wal_chunk) and stays below wal_max_bytes.
  *
  * READ PATH: sa_client_get/list go straight to the store from the calling
  * thread (LMDB readers never block the writer).
@@ -70,6 +71,7 @@
 
 #define NODE_GROUP_BYTES (8u << 20)  /* soft bound on one group's record bytes */
 #define NODE_REPLAY_TXN_RECORDS 8192 /* records per LMDB txn during replay */
+#define NODE_WAL_CHUNK_MAX (1u << 20) /* WAL preallocation step (node_wal_chunk) */
 #define NODE_STORE_SYNC_MS 200       /* period of the store's sync points */
 
 typedef enum {
@@ -408,6 +410,17 @@ static int replay_visit(const wal_rec *rec, void *ctx) {
   return 0;
 }
 
+/* The WAL's preallocation step (wal_set_prealloc): 1 MiB, or wal_max_bytes
+ * / 8 when that is smaller, in whole 4 KiB pages.  Checkpoints keep the
+ * logical size below wal_max_bytes / 2 plus one group, and the file is at
+ * most the logical size rounded up to a chunk: with groups smaller than
+ * 3/8 of wal_max_bytes the file stays below wal_max_bytes. */
+static uint64_t node_wal_chunk(uint64_t wal_max_bytes) {
+  uint64_t chunk = wal_max_bytes / 8;
+  if (chunk > NODE_WAL_CHUNK_MAX) chunk = NODE_WAL_CHUNK_MAX;
+  return chunk / 4096 * 4096;
+}
+
 /* Recovery: classify the WAL, cut a torn tail, replay what the store lacks. */
 static int node_recover(sa_client *c, const sa_wal_report *rep, sa_error *err) {
   uint64_t applied = store_applied_lsn(c->store);
@@ -431,7 +444,7 @@ static int node_recover(sa_client *c, const sa_wal_report *rep, sa_error *err) {
   if (rep->state == SA_WAL_TORN) {
     int rc = wal_cut_tail(c->wal, rep, c->recovery.torn_path, sizeof c->recovery.torn_path, err);
     if (rc) return rc;
-    c->recovery.torn_bytes = rep->file_bytes - rep->bad_offset;
+    c->recovery.torn_bytes = rep->rest_bytes;
   }
 
   replay_ctx r = {.c = c, .applied = applied, .max_hlc = store_meta_hlc(c->store), .err = err};
@@ -1413,6 +1426,7 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
       node_free(c);
       return rc;
     }
+    wal_set_prealloc(c->wal, node_wal_chunk(o.wal_max_bytes));
     if (rep.state == SA_WAL_CORRUPT) {
       rc = sa_fail(err, SA_ECORRUPT,
                    "WAL '%s' is corrupt at offset %llu (%s) and valid records follow at "

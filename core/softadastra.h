@@ -479,7 +479,8 @@ typedef struct sa_status {
   char read_only_reason[SA_ERROR_MESSAGE_MAX];
   const char *wal_path;   /* borrowed, valid until close; "" when memory-only */
   const char *store_path; /* borrowed, valid until close */
-  uint64_t wal_bytes;     /* current WAL file size */
+  uint64_t wal_bytes;     /* WAL logical size: end of its last record (the
+                             file may hold up to one chunk of zeros more) */
   uint64_t last_lsn;      /* last LSN written */
   uint64_t applied_lsn;   /* last LSN applied to the store */
   uint64_t synced_lsn;    /* last LSN the store holds durably (its last sync
@@ -543,6 +544,12 @@ typedef struct sa_wal_report {
   uint64_t next_good_offset; /* CORRUPT: where a later valid record starts */
   char reason[256];          /* why the record at bad_offset is invalid */
   char backup_path[512];     /* repair: copy of the file before truncation */
+  /* End of the last valid record (the WAL's logical size).  When CLEAN,
+   * the bytes from here to file_bytes are zeros: preallocated free space. */
+  uint64_t data_bytes;
+  /* Not CLEAN: bytes from bad_offset through the last non-zero byte of the
+   * file (what a torn-tail cut keeps in its side file). */
+  uint64_t rest_bytes;
 } sa_wal_report;
 
 /* One record, as sa_wal_scan shows it.  Pointers borrowed for the call. */

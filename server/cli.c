@@ -575,6 +575,9 @@ static void cli_wal_print_report(const char *path, const sa_wal_report *rep) {
   printf("  node id  : %s\n", rep->node_id);
   printf("  format   : %u\n", rep->format_version);
   printf("  bytes    : %llu\n", (unsigned long long)rep->file_bytes);
+  if (rep->state == SA_WAL_CLEAN && rep->file_bytes > rep->data_bytes)
+    printf("  free     : %llu zero bytes after the records (preallocated)\n",
+           (unsigned long long)(rep->file_bytes - rep->data_bytes));
   printf("  records  : %llu\n", (unsigned long long)rep->records);
   if (rep->records)
     printf("  lsn      : %llu .. %llu\n", (unsigned long long)rep->first_lsn,
@@ -588,9 +591,10 @@ static void cli_wal_print_report(const char *path, const sa_wal_report *rep) {
 }
 
 static json_t *cli_wal_report_json(const char *path, const sa_wal_report *rep) {
-  return json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I,s:s,s:s}", "path", path, "node_id",
-                   rep->node_id, "format_version", (json_int_t)rep->format_version, "start_lsn",
-                   (json_int_t)rep->start_lsn, "file_bytes", (json_int_t)rep->file_bytes, "records",
+  return json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I,s:s,s:s}", "path", path,
+                   "node_id", rep->node_id, "format_version", (json_int_t)rep->format_version,
+                   "start_lsn", (json_int_t)rep->start_lsn, "file_bytes",
+                   (json_int_t)rep->file_bytes, "data_bytes", (json_int_t)rep->data_bytes, "records",
                    (json_int_t)rep->records, "first_lsn", (json_int_t)rep->first_lsn, "last_lsn",
                    (json_int_t)rep->last_lsn, "state", cli_wal_state(rep->state), "bad_offset",
                    (json_int_t)rep->bad_offset, "next_good_offset",

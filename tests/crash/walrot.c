@@ -6,7 +6,8 @@
  * batches, one WAL record each -- kills the node with SIGKILL, then damages
  * its WAL in one of these ways, at a random place:
  *
- *   truncate     cut the file at a random offset after the header
+ *   truncate     cut the file at a random offset after the header (among
+ *                the records, or in the zero-filled free space after them)
  *   garbage      append random bytes
  *   zero_tail    overwrite everything from a random offset with zeros, and
  *                sometimes append more zeros (what a file system leaves
@@ -25,8 +26,11 @@
  *   - torn tail (truncate, garbage, zero_tail, flip_last): the node starts;
  *     its start line says "<m> records scanned, <m> replayed, <t> torn bytes
  *     cut (kept in <file>)" where m counts the whole records before the
- *     damage and t the bytes after them; the side file holds exactly those
- *     bytes; the API shows exactly the state of the first m records;
+ *     damage and t the bytes after them through the last non-zero byte of
+ *     the file; the side file holds exactly those bytes; the API shows
+ *     exactly the state of the first m records.  When only zeros follow
+ *     the m records (the WAL's preallocated free space) the file is clean:
+ *     0 torn bytes and no side file;
  *   - corruption (flip_middle): the node refuses to start (exit 1, not a
  *     signal) with a message that names the WAL and the offset of the bad
  *     record; `softadastra wal repair` exits 0, keeps a byte-identical
@@ -263,6 +267,15 @@ static int write_records(hs_conn *c, const char *url, model *m, int nrec) {
   return 0;
 }
 
+/* End of the non-zero bytes of d[from..len): from when they are all zero
+ * (free space: the WAL is then clean and nothing is cut). */
+static uint64_t nz_end(const char *d, uint64_t from, size_t len) {
+  uint64_t e = len;
+  while (e > from && d[e - 1] == 0)
+    e--;
+  return e;
+}
+
 /* Record offsets from the real scanner. */
 typedef struct scan_ctx {
   model *m;
@@ -280,7 +293,7 @@ static int scan_visit(const sa_wal_record *r, void *ctx) {
   return 0;
 }
 
-static int learn_offsets(const char *wal, model *m, uint64_t *size) {
+static int learn_offsets(const char *wal, model *m, uint64_t *size, uint64_t *data_end) {
   sa_wal_report rep;
   sa_error err = {0};
   scan_ctx s = {m, 0, false};
@@ -290,9 +303,11 @@ static int learn_offsets(const char *wal, model *m, uint64_t *size) {
          m->nrec);
     return -1;
   }
+  /* The file is the records, then zeros: free space (preallocation). */
   *size = rep.file_bytes;
+  *data_end = rep.data_bytes;
   for (int i = 0; i < m->nrec; i++)
-    m->r[i].end = i + 1 < m->nrec ? m->r[i + 1].off : rep.file_bytes;
+    m->r[i].end = i + 1 < m->nrec ? m->r[i + 1].off : rep.data_bytes;
   return 0;
 }
 
@@ -442,8 +457,8 @@ static void trial(const char *root, int kind) {
   int nrec = 8 + rnd(24);
   if (write_records(c, s.url, md, nrec) != 0) goto out;
   st = hs_server_stop(&s, SIGKILL);
-  uint64_t size;
-  if (learn_offsets(wal, md, &size) != 0) goto out;
+  uint64_t size, data_end;
+  if (learn_offsets(wal, md, &size, &data_end) != 0) goto out;
   g.by_kind[kind]++;
 
   /* damage */
@@ -462,8 +477,13 @@ static void trial(const char *root, int kind) {
   uint64_t bad_off = 0;
   char *dmg = NULL; /* the damaged file */
   size_t dlen = 0;
+  /* Damage lands among the records, and sometimes in the first 4 KiB of
+   * the zero-filled free space after them. */
+  uint64_t span = data_end - H;
+  if (rnd(4) == 0) span += size - data_end < 4096 ? size - data_end : 4096;
+  if (span == 0) span = 1;
   if (kind == K_TRUNCATE || kind == K_TRUNCATE_KEEP_STORE) {
-    uint64_t cut = H + (uint64_t)rnd((int)(size - H));
+    uint64_t cut = H + (uint64_t)rnd((int)span);
     dlen = (size_t)cut;
     dmg = malloc(dlen + 1);
     memcpy(dmg, buf, dlen);
@@ -475,7 +495,7 @@ static void trial(const char *root, int kind) {
     for (size_t i = len; i < dlen; i++)
       dmg[i] = (char)rnd(256);
   } else if (kind == K_ZERO_TAIL) {
-    uint64_t z = H + (uint64_t)rnd((int)(size - H));
+    uint64_t z = H + (uint64_t)rnd((int)span);
     size_t more = rnd(2) ? (size_t)rnd(4096) : 0;
     dlen = len + more;
     dmg = calloc(1, dlen);
@@ -491,7 +511,7 @@ static void trial(const char *root, int kind) {
     m = j;
     corrupt = kind == K_FLIP_MIDDLE;
     bad_off = r->off;
-    torn = corrupt ? 0 : (long)(len - r->off);
+    torn = corrupt ? 0 : (long)(nz_end(dmg, r->off, dlen) - r->off);
   } else { /* K_FLIP_HEADER */
     uint64_t at = (uint64_t)rnd(124 + 4); /* any header byte, CRC included */
     dlen = len;
@@ -513,7 +533,7 @@ static void trial(const char *root, int kind) {
     while (m < md->nrec && md->r[m].end <= intact)
       m++;
     uint64_t pend = m ? md->r[m - 1].end : H;
-    torn = (long)(dlen - pend);
+    torn = (long)(nz_end(dmg, pend, dlen) - pend);
   }
   free(buf);
   if (write_file(wal, dmg, dlen) != 0) {
@@ -600,8 +620,12 @@ static void trial(const char *root, int kind) {
     goto out;
   }
 
+  /* the side file holds the torn bytes through the last non-zero one */
+  size_t kept_end = dlen;
+  while (kept_end > 0 && dmg[kept_end - 1] == 0)
+    kept_end--;
   if (start_expect(&s, c, md, m, store_deleted ? m : md->nrec, torn, store_deleted,
-                   dmg, dlen) != 0) {
+                   dmg, kept_end) != 0) {
     free(dmg);
     goto out;
   }

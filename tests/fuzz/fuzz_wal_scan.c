@@ -130,10 +130,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK(rep.start_lsn == v.start);
     if (v.n) FUZZ_CHECK(rep.last_lsn == v.prev);
     if (rep.state == SA_WAL_CLEAN) {
-      FUZZ_CHECK(v.end == flen);
+      /* the records, then nothing or zeros only (free space) */
+      FUZZ_CHECK(rep.data_bytes == (v.end < flen ? v.end : flen) && rep.rest_bytes == 0);
+      for (size_t i = rep.data_bytes; i < flen; i++)
+        FUZZ_CHECK(file[i] == 0);
     } else {
       FUZZ_CHECK(rep.state == SA_WAL_TORN || rep.state == SA_WAL_CORRUPT);
       FUZZ_CHECK(rep.bad_offset == v.end && rep.bad_offset < flen);
+      FUZZ_CHECK(rep.data_bytes == v.end && rep.rest_bytes > 0);
+      /* the rest runs through the last non-zero byte of the file */
+      FUZZ_CHECK(rep.bad_offset + rep.rest_bytes <= flen);
+      FUZZ_CHECK(file[rep.bad_offset + rep.rest_bytes - 1] != 0);
+      for (size_t i = rep.bad_offset + rep.rest_bytes; i < flen; i++)
+        FUZZ_CHECK(file[i] == 0);
       if (rep.state == SA_WAL_CORRUPT) FUZZ_CHECK(rep.next_good_offset > rep.bad_offset);
     }
     /* repair, then the file must be clean with the same records */

@@ -395,6 +395,44 @@ static void fail_store_commit(int e, int code) {
   sa_client_close(c);
 }
 
+/* A failed store commit rolls its record back out of the WAL.  With the WAL
+ * preallocated, the record sits inside the file, before free space: the
+ * rollback must remove it, or the next open would find a valid record and
+ * replay a write that was answered with an error. */
+START_TEST(rolled_back_record_is_not_replayed) {
+  tu_fault_install();
+  sa_client *c = tu_open(&opts);
+  tu_put(c, "a", "1");
+  uint64_t wal_bytes = tu_status(c).wal_bytes;
+  char store[TU_PATH_MAX], lock[TU_PATH_MAX + 8];
+  snprintf(store, sizeof store, "%s", tu_status(c).store_path);
+  tu_fault_arm(TU_STORE_COMMIT, EIO, 0, 1);
+  sa_error err = {0};
+  ck_assert_int_eq(sa_client_put(c, "b", "rolled back", &err), SA_EIO);
+  tu_fault_disarm();
+  sa_status st = tu_status(c);
+  ck_assert(!st.read_only);
+  ck_assert_uint_eq(st.wal_bytes, wal_bytes);
+  sa_client_close(c);
+
+  sa_io_set(NULL);
+  sa_wal_report rep;
+  ck_assert_int_eq(sa_wal_scan(wal, NULL, NULL, &rep, NULL), SA_OK);
+  ck_assert_int_eq(rep.state, SA_WAL_CLEAN);
+  ck_assert_uint_eq(rep.records, 1);
+  ck_assert_uint_eq(rep.data_bytes, wal_bytes);
+  /* Without the store everything comes from the WAL. */
+  ck_assert_int_eq(unlink(store), 0);
+  snprintf(lock, sizeof lock, "%s-lock", store);
+  unlink(lock);
+  c = reopen_clean();
+  ck_assert_uint_eq(tu_status(c).recovery.records_replayed, 1);
+  tu_expect_str(c, "a", "1");
+  tu_expect_absent(c, "b");
+  sa_client_close(c);
+}
+END_TEST
+
 /* The writer pipeline: a store commit fails while the next group is already
  * in the WAL.  Both groups fail, their records are cut from the WAL (the LSNs
  * of what succeeds stay gapless), nothing of them is visible, and every
@@ -663,6 +701,7 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, enospc_at_store_commit);
   tcase_add_test(tc, store_map_full);
   tcase_add_test(tc, store_commit_fails_with_a_group_behind_it);
+  tcase_add_test(tc, rolled_back_record_is_not_replayed);
   tcase_add_test(tc, background_flush_runs);
   tcase_add_test(tc, background_flush_failure_turns_read_only);
   tcase_add_test(tc, open_fails_cleanly_at_every_call);

@@ -4,8 +4,12 @@
  *
  *   - scan of a clean WAL: records, LSNs, node id, record layout;
  *   - torn tail: the WAL cut at every byte offset inside its last record (a
- *     put, then a batch) opens with the first N-1 records, the cut bytes kept
- *     in a side file; trailing zeros likewise;
+ *     put, then a batch) opens with the first N-1 records, the cut bytes
+ *     (through the last non-zero one) kept in a side file;
+ *   - preallocation: zeros after the records are free space (clean, nothing
+ *     cut); a torn record followed by zeros is torn and only its non-zero
+ *     bytes are kept; appends across chunk boundaries survive a reopen; no
+ *     old record survives a checkpoint; wal_bytes is the records' end;
  *   - corruption: every bit of a middle record (and of the header) flipped
  *     makes open refuse with SA_ECORRUPT naming file and offset, modifying
  *     nothing; sa_wal_repair keeps a backup and truncates;
@@ -128,6 +132,22 @@ static void write_reference(int nrec, bool last_is_batch, recs *rs) {
                 "(state %d, records %" PRIu64 ", start_lsn %" PRIu64 ")",
                 nrec, rep.state, rep.records, rep.start_lsn);
   ck_assert_uint_eq(rs->n, (size_t)nrec);
+  /* The node preallocates: zeros follow the records.  The reference is the
+   * records alone (the free space is tested on its own). */
+  ck_assert_uint_gt(rep.file_bytes, rep.data_bytes);
+  size_t len;
+  unsigned char *all = tu_read(wal, &len);
+  for (size_t i = rep.data_bytes; i < len; i++)
+    ck_assert_msg(all[i] == 0, "non-zero byte %zu in the free space", i);
+  free(all);
+  tu_truncate(wal, (long long)rep.data_bytes);
+}
+
+/* End of the non-zero bytes of b[from..len), or from if they are all zero. */
+static uint64_t nz_end(const unsigned char *b, uint64_t from, uint64_t len) {
+  while (len > from && b[len - 1] == 0)
+    len--;
+  return len;
 }
 
 /* Copies the first len bytes of the reference WAL to sub/node-1.wal, where
@@ -184,7 +204,8 @@ START_TEST(scan_clean_wal) {
   uint64_t hdr = rs.off[1] - rs.off[0] - rs.length[0];
   for (size_t i = 1; i < 5; i++)
     ck_assert_uint_eq(rs.off[i], rs.off[i - 1] + hdr + rs.length[i - 1]);
-  ck_assert_uint_eq(rep.file_bytes, rs.off[4] + hdr + rs.length[4]);
+  ck_assert_uint_eq(rep.data_bytes, rs.off[4] + hdr + rs.length[4]);
+  ck_assert_uint_ge(rep.file_bytes, rep.data_bytes); /* then zeros: free space */
 
   /* Scanning a clean WAL is read-only; the WAL opens afterwards. */
   c = tu_open(&opts);
@@ -276,13 +297,15 @@ static void torn_every_offset(bool last_is_batch) {
   for (uint64_t cut = last_off; cut < total; cut++) {
     char sub[TU_PATH_MAX], path[TU_PATH_MAX];
     copy_prefix(bytes, cut, sub, path);
-    uint64_t torn = cut - last_off;
+    /* zero bytes at the end of the cut record are free space */
+    uint64_t torn = nz_end(bytes, last_off, cut) - last_off;
 
     sa_wal_report rep = scan(path, NULL);
     ck_assert_msg(rep.state == (torn ? SA_WAL_TORN : SA_WAL_CLEAN), "cut %" PRIu64 ": state %d",
                   cut, rep.state);
     ck_assert_uint_eq(rep.records, N - 1);
     if (torn) ck_assert_uint_eq(rep.bad_offset, last_off);
+    if (torn) ck_assert_uint_eq(rep.rest_bytes, torn);
     ck_assert_int_eq(tu_size(path), (long long)cut); /* scan does not modify */
 
     sa_options o = sa_options_persistent("node-1", path);
@@ -307,6 +330,7 @@ static void torn_every_offset(bool last_is_batch) {
       ck_assert_int_eq(tu_size(path), (long long)last_off); /* the tail is cut off */
     } else {
       ck_assert_str_eq(st.recovery.torn_path, "");
+      ck_assert_int_eq(tu_size(path), (long long)cut); /* nothing is cut */
     }
 
     char k[32], v[64];
@@ -350,6 +374,9 @@ START_TEST(torn_tail_every_offset_batch) {
 }
 END_TEST
 
+/* Zeros after the records (preallocated free space, or what a file system
+ * leaves after a power loss) are not a torn tail: the WAL is clean, nothing
+ * is cut, no side file; the next append goes where the records end. */
 START_TEST(zero_filled_tail) {
   enum { N = 4 };
   recs rs;
@@ -364,8 +391,10 @@ START_TEST(zero_filled_tail) {
     copy_prefix(bytes, total, sub, path);
     tu_append(path, z, zeros[i]);
     sa_wal_report rep = scan(path, NULL);
-    ck_assert_int_eq(rep.state, SA_WAL_TORN);
+    ck_assert_int_eq(rep.state, SA_WAL_CLEAN);
     ck_assert_uint_eq(rep.records, N);
+    ck_assert_uint_eq(rep.data_bytes, total);
+    ck_assert_uint_eq(rep.file_bytes, total + zeros[i]);
 
     sa_options o = sa_options_persistent("node-1", path);
     sa_client *c = NULL;
@@ -373,8 +402,11 @@ START_TEST(zero_filled_tail) {
     int rc = sa_client_open(&c, &o, &err);
     ck_assert_msg(rc == SA_OK, "%zu zero bytes: %d %s", zeros[i], rc, err.message);
     sa_status st = tu_status(c);
-    ck_assert_uint_eq(st.recovery.torn_bytes, zeros[i]);
-    ck_assert_int_eq(tu_size(st.recovery.torn_path), (long long)zeros[i]);
+    ck_assert_uint_eq(st.recovery.torn_bytes, 0);
+    ck_assert_str_eq(st.recovery.torn_path, "");
+    ck_assert_int_eq(count_files(sub, ".torn."), 0);
+    ck_assert_int_eq(tu_size(path), (long long)(total + zeros[i])); /* nothing cut */
+    ck_assert_uint_eq(st.wal_bytes, total);
     ck_assert_uint_eq(sa_client_size(c), N);
     char k[32], v[64];
     key_of(k, N - 1);
@@ -382,7 +414,11 @@ START_TEST(zero_filled_tail) {
     tu_expect_str(c, k, v);
     tu_put(c, "after", "zeros");
     sa_client_close(c);
+    rep = scan(path, NULL);
+    ck_assert_int_eq(rep.state, SA_WAL_CLEAN);
+    ck_assert_uint_eq(rep.records, N + 1); /* written where the records ended */
     c = tu_open(&o);
+    ck_assert_uint_eq(tu_status(c).recovery.torn_bytes, 0);
     tu_expect_str(c, "after", "zeros");
     tu_expect_str(c, k, v);
     sa_client_close(c);
@@ -390,6 +426,151 @@ START_TEST(zero_filled_tail) {
   }
   free(z);
   free(bytes);
+}
+END_TEST
+
+/* A torn record followed by zeros (an interrupted append into free space)
+ * is a torn tail: the side file holds the torn bytes through the last
+ * non-zero one, not the zeros, and the WAL is cut where the record began. */
+START_TEST(torn_record_then_zeros) {
+  enum { N = 4 };
+  recs rs;
+  write_reference(N, false, &rs);
+  size_t total;
+  unsigned char *bytes = tu_read(wal, &total);
+  uint64_t last_off = rs.off[N - 1];
+  static const size_t keep[] = {12, 33, 40};
+  static const size_t zeros[] = {1, 100, 8192};
+  unsigned char *file = calloc(1, total + 8192);
+  ck_assert_ptr_nonnull(file);
+  for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+    ck_assert_uint_lt(last_off + keep[i], total);
+    char sub[TU_PATH_MAX], path[TU_PATH_MAX];
+    size_t flen = (size_t)last_off + keep[i] + zeros[i];
+    memset(file, 0, total + 8192);
+    memcpy(file, bytes, (size_t)last_off + keep[i]);
+    copy_prefix(file, flen, sub, path);
+    uint64_t torn = nz_end(file, last_off, flen) - last_off;
+    ck_assert_uint_gt(torn, 0);
+    ck_assert_uint_le(torn, keep[i]);
+
+    sa_wal_report rep = scan(path, NULL);
+    ck_assert_int_eq(rep.state, SA_WAL_TORN);
+    ck_assert_uint_eq(rep.records, N - 1);
+    ck_assert_uint_eq(rep.bad_offset, last_off);
+    ck_assert_uint_eq(rep.rest_bytes, torn);
+
+    sa_options o = sa_options_persistent("node-1", path);
+    sa_client *c = tu_open(&o);
+    sa_status st = tu_status(c);
+    ck_assert_uint_eq(st.recovery.torn_bytes, torn);
+    size_t side_len;
+    unsigned char *side = tu_read(st.recovery.torn_path, &side_len);
+    ck_assert_uint_eq(side_len, torn);
+    ck_assert_msg(memcmp(side, bytes + last_off, torn) == 0, "side file holds other bytes");
+    free(side);
+    ck_assert_int_eq(tu_size(path), (long long)last_off);
+    ck_assert_uint_eq(sa_client_size(c), N - 1);
+    char k[32];
+    key_of(k, N - 1);
+    tu_expect_absent(c, k);
+    tu_put(c, "after", "torn");
+    sa_client_close(c);
+    c = tu_open(&o);
+    ck_assert_uint_eq(tu_status(c).recovery.torn_bytes, 0);
+    tu_expect_str(c, "after", "torn");
+    sa_client_close(c);
+    tu_rmrf(sub);
+  }
+  free(file);
+  free(bytes);
+}
+END_TEST
+
+static void fill_value(unsigned char *buf, size_t len, int i);
+
+/* Appends across several preallocation chunks (wal_max_bytes 64 KiB: 8 KiB
+ * chunks) are all read back after a reopen without the store. */
+START_TEST(appends_across_chunks_survive_reopen) {
+  enum { VAL = 1000, COUNT = 25 }; /* ~26 KB: below the checkpoint at 32 KiB */
+  opts.wal_max_bytes = 65536;
+  unsigned char buf[VAL];
+  sa_client *c = tu_open(&opts);
+  uint64_t prev_file = 0;
+  int grew = 0;
+  for (int i = 0; i < COUNT; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "chunk/%02d", i);
+    fill_value(buf, VAL, i);
+    tu_put_bytes(c, k, buf, VAL);
+    sa_status st = tu_status(c);
+    long long file = tu_size(wal);
+    ck_assert_int_eq(file % 8192, 0); /* whole chunks */
+    ck_assert_int_ge(file, (long long)st.wal_bytes);
+    ck_assert_int_lt(file - (long long)st.wal_bytes, 8192);
+    if (prev_file && (uint64_t)file > prev_file) grew++;
+    prev_file = (uint64_t)file;
+  }
+  ck_assert_int_ge(grew, 2);
+  ck_assert_uint_eq(tu_status(c).checkpoints, 0);
+  char store[TU_PATH_MAX], lock[TU_PATH_MAX + 8];
+  snprintf(store, sizeof store, "%s", tu_status(c).store_path);
+  sa_client_close(c);
+  sa_wal_report rep = scan(wal, NULL);
+  ck_assert_int_eq(rep.state, SA_WAL_CLEAN);
+  ck_assert_uint_eq(rep.records, COUNT);
+  ck_assert_int_eq(unlink(store), 0);
+  snprintf(lock, sizeof lock, "%s-lock", store);
+  unlink(lock);
+
+  c = tu_open(&opts);
+  ck_assert_uint_eq(tu_status(c).recovery.records_replayed, COUNT);
+  ck_assert_uint_eq(tu_status(c).recovery.torn_bytes, 0);
+  for (int i = 0; i < COUNT; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "chunk/%02d", i);
+    fill_value(buf, VAL, i);
+    tu_expect(c, k, buf, VAL);
+  }
+  sa_client_close(c);
+}
+END_TEST
+
+/* After a checkpoint the old records are gone from the file, not merely
+ * behind the new end: the bytes after the records are zeros. */
+START_TEST(checkpoint_leaves_no_old_record) {
+  enum { VAL = 3000, COUNT = 20 };
+  unsigned char buf[VAL];
+  sa_client *c = tu_open(&opts);
+  for (int i = 0; i < COUNT; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "old/%02d", i);
+    fill_value(buf, VAL, i);
+    tu_put_bytes(c, k, buf, VAL);
+  }
+  sa_error err = {0};
+  ck_assert_int_eq(sa_client_checkpoint(c, &err), SA_OK);
+  tu_put(c, "new", "1");
+  uint64_t logical = tu_status(c).wal_bytes;
+  sa_client_close(c);
+
+  size_t len;
+  unsigned char *all = tu_read(wal, &len);
+  sa_wal_report rep = scan(wal, NULL);
+  ck_assert_int_eq(rep.state, SA_WAL_CLEAN);
+  ck_assert_uint_eq(rep.records, 1);
+  ck_assert_uint_eq(rep.data_bytes, logical);
+  ck_assert_uint_ge(len, logical);
+  for (size_t i = logical; i < len; i++)
+    ck_assert_msg(all[i] == 0, "byte %zu after the records is not zero", i);
+  free(all);
+  c = tu_open(&opts);
+  ck_assert_uint_eq(tu_status(c).recovery.records_scanned, 1);
+  ck_assert_uint_eq(tu_status(c).recovery.torn_bytes, 0);
+  tu_expect_str(c, "new", "1");
+  fill_value(buf, VAL, 7);
+  tu_expect(c, "old/07", buf, VAL);
+  sa_client_close(c);
 }
 END_TEST
 
@@ -892,6 +1073,8 @@ static Suite *wal_suite(void) {
   tcase_add_test(tr, torn_tail_every_offset_put);
   tcase_add_test(tr, torn_tail_every_offset_batch);
   tcase_add_test(tr, zero_filled_tail);
+  tcase_add_test(tr, torn_record_then_zeros);
+  tcase_add_test(tr, appends_across_chunks_survive_reopen);
   tcase_add_test(tr, corrupt_middle_record_every_bit);
   tcase_add_test(tr, corrupt_header_every_bit);
   tcase_add_test(tr, repair_corrupt_keeps_backup_and_truncates);
@@ -908,6 +1091,7 @@ static Suite *wal_suite(void) {
   tcase_add_test(tk, checkpoint_under_concurrent_writers);
   tcase_add_test(tk, bound_smaller_than_a_record);
   tcase_add_test(tk, explicit_checkpoint);
+  tcase_add_test(tk, checkpoint_leaves_no_old_record);
   suite_add_tcase(s, tk);
   return s;
 }
