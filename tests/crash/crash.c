@@ -61,20 +61,10 @@
 
 #define NKEYS LD_SHARED_KEYS
 
-static const ld_mode crash_mode = {
-    .name = "crash",
-    .env = "SA_CRASH",
-    .event = "kill",
-    .tag = "",
-    .own_keys = false,
-    .big_values = false,
-    .batch_max = 6,
-    .mix_den = 10, /* 60% PUT, 20% DELETE, 20% batches */
-    .mix_put = 6,
-    .mix_del = 8,
-    .list_limit = 17,
-    .default_cycles = 30,
-};
+/* 60% PUT, 20% DELETE, 20% batches of 2 to 6 keys of 48 shared ones; listed 17 a page */
+static const ld_mode crash_mode = {.name = "crash", .env = "SA_CRASH", .event = "kill", .tag = "",
+    .batch_max = 6, .mix_den = 10, .mix_put = 6, .mix_del = 8, .list_limit = 17,
+    .default_cycles = 30};
 
 /* The state of one key as verified after the last restart. */
 typedef struct base_state {

@@ -83,20 +83,11 @@
 
 #define NKEYS LD_WRITER_KEYS /* per writer */
 
-static const ld_mode powercut_mode = {
-    .name = "powercut",
-    .env = "SA_POWERCUT",
-    .event = "cut",
-    .tag = "(c) ",
-    .own_keys = true,
-    .big_values = true,
-    .batch_max = 4,
-    .mix_den = 20, /* 65% PUT, 20% DELETE, 15% batches */
-    .mix_put = 13,
-    .mix_del = 17,
-    .list_limit = 25,
-    .default_cycles = 20,
-};
+/* 65% PUT, 20% DELETE, 15% batches of 2 to 4 of the writer's 40 own keys, one value in ten
+ * of 1 to 6 KiB; listed 25 a page */
+static const ld_mode powercut_mode = {.name = "powercut", .env = "SA_POWERCUT", .event = "cut",
+    .tag = "(c) ", .own_keys = true, .big_values = true, .batch_max = 4, .mix_den = 20,
+    .mix_put = 13, .mix_del = 17, .list_limit = 25, .default_cycles = 20};
 
 typedef ld_kstate kstate;
 
