@@ -57,114 +57,49 @@
  * sanitizer build or under SA_SERVER_WRAPPER: a preloaded library does not
  * mix with the sanitizer runtimes or valgrind.
  *
+ * The writers, the op model, the listing/GET/status checks and the failure
+ * counting are shared with crash.c (load.c, load.h).  Since that merge a GET
+ * is compared with the listing also for a value nobody wrote, and writers
+ * may be up to 16 (SA_POWERCUT_WRITERS).
+ *
  * Self-test: SA_POWERCUT_SABOTAGE=1 makes the shim's disk lie about the WAL
  * (from one WAL fdatasync on, WAL syncs report success and persist nothing);
  * the exit status is then inverted: 0 only when the checker reported lost
  * acknowledged writes.  It shows that the checker can fail.
  */
 #define _GNU_SOURCE
-#include "harness.h"
+#include "load.h"
 
-#include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stdatomic.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#define NKEYS 40 /* per writer */
-#define MAX_WRITERS 8
-#define BATCH_MAX 4
-#define MAX_OPS 20000 /* per writer and cycle */
-#define REQ_TIMEOUT_MS 30000
-#define SKIP 77
+#define NKEYS LD_WRITER_KEYS /* per writer */
 
-enum { OP_ACKED = 1, OP_UNKNOWN, OP_REFUSED };
+/* 65% PUT, 20% DELETE, 15% batches of 2 to 4 of the writer's 40 own keys, one value in ten
+ * of 1 to 6 KiB; listed 25 a page */
+static const ld_mode powercut_mode = {.name = "powercut", .env = "SA_POWERCUT", .event = "cut",
+    .tag = "(c) ", .own_keys = true, .big_values = true, .batch_max = 4, .mix_den = 20,
+    .mix_put = 13, .mix_del = 17, .list_limit = 25, .default_cycles = 20};
 
-typedef struct kstate { /* a key's state: absent, or the value of (cycle, seq, index) */
-  bool present;
-  int c, s, i;
-} kstate;
-
-typedef struct op {
-  int state, n;
-  bool batch;
-  struct {
-    int k;
-    bool put;
-  } eff[BATCH_MAX];
-} op;
-
-typedef struct writer {
-  int id;
-  pthread_t th;
-  unsigned seed;
-  op *ops;
-  int nops;
-  kstate cur[NKEYS]; /* after every acknowledged op: what the writer believes */
-  uint64_t max_lsn;
-  long errors;
-  char first_error[512];
-} writer;
+typedef ld_kstate kstate;
 
 static struct {
-  bool strict, sabotage;
-  int cycles, nwriters, max_run_ms, cycle;
-  char url[64];
-  atomic_int stop, killed;
-  writer w[MAX_WRITERS];
-  kstate base[MAX_WRITERS][NKEYS]; /* verified after the previous cut */
-  uint64_t acked_lsn_max;
-  long failures, lost_reports;
+  kstate base[LD_MAX_WRITERS][NKEYS]; /* verified after the previous cut */
   long acked_checked, unknown_ops, unknown_applied, keys_checked, acked_beyond_prefix;
   long shim[12]; /* summed counters of the shim */
   bool wal_repair, warmup;
   long wal_repairs;
 } g;
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void fail(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  printf("FAIL [cycle %d] ", g.cycle);
-  vprintf(fmt, ap);
-  putchar('\n');
-  va_end(ap);
-  fflush(stdout);
-  g.failures++;
-  if (strstr(fmt, "lost")) g.lost_reports++;
-}
-
-static void key_name(int w, int k, char *buf, size_t len) {
-  snprintf(buf, len, "pc/w%d/k%02d", w, k);
-}
-
-/* The value of effect i of op s of writer w in cycle c: unique, its length
- * a function of the name (one in ten is 1 to 6 KiB: overflow pages in the
- * store, WAL writes over several pages). */
-static void value_of(int w, int c, int s, int i, char *buf, size_t len) {
-  int n = snprintf(buf, len, "w%d.c%d.s%d.i%d.", w, c, s, i);
-  unsigned h = (unsigned)(w * 2654435761u) ^ (unsigned)(c * 40503u) ^ (unsigned)(s * 9176u) ^
-               (unsigned)(i * 77u);
-  h ^= h >> 13;
-  h *= 0x5bd1e995u;
-  h ^= h >> 15;
-  int pad = h % 10u == 0 ? 1000 + (int)(h % 5000u) : (int)(h % 200u);
-  for (int k = 0; k < pad && n + 1 < (int)len; k++)
-    buf[n++] = (char)('a' + ((unsigned)k + h) % 26u);
-  buf[n] = 0;
-}
+#define fail ld_fail
 
 static void state_str(int w, const kstate *st, char *buf, size_t len) {
   if (!st->present)
@@ -177,211 +112,41 @@ static bool kstate_eq(const kstate *a, const kstate *b) {
   return a->present == b->present && (!a->present || (a->c == b->c && a->s == b->s && a->i == b->i));
 }
 
-static int rnd(unsigned *seed, int n) {
-  return (int)(rand_r(seed) % (unsigned)n);
-}
-
-static void writer_error(writer *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void writer_error(writer *w, const char *fmt, ...) {
-  if (w->errors++ == 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(w->first_error, sizeof w->first_error, fmt, ap);
-    va_end(ap);
-  }
-}
-
-/* ---- writers --------------------------------------------------------------- */
-
-static void *writer_main(void *arg) {
-  writer *w = arg;
-  hs_conn *c = hs_conn_new();
-  char *body = malloc(64 * 1024), *val = malloc(8192);
-  char path[128], kname[32];
-  if (!c || !body || !val) {
-    writer_error(w, "out of memory");
-    goto out;
-  }
-  while (!atomic_load(&g.stop) && w->nops < MAX_OPS) {
-    op *o = &w->ops[w->nops];
-    memset(o, 0, sizeof *o);
-    int seq = w->nops, kind = rnd(&w->seed, 20);
-    const char *method, *ctype = NULL;
-    size_t blen = 0;
-    if (kind < 13) { /* put */
-      o->n = 1;
-      o->eff[0].k = rnd(&w->seed, NKEYS);
-      o->eff[0].put = true;
-      key_name(w->id, o->eff[0].k, kname, sizeof kname);
-      value_of(w->id, g.cycle, seq, 0, val, 8192);
-      snprintf(path, sizeof path, "/v1/store/%s", kname);
-      method = "PUT";
-      blen = strlen(val);
-      memcpy(body, val, blen + 1);
-    } else if (kind < 17) { /* delete, mostly of a present key */
-      int k = rnd(&w->seed, NKEYS);
-      for (int tries = 0; tries < 8 && !w->cur[k].present && rnd(&w->seed, 4) != 0; tries++)
-        k = rnd(&w->seed, NKEYS);
-      o->n = 1;
-      o->eff[0].k = k;
-      key_name(w->id, k, kname, sizeof kname);
-      snprintf(path, sizeof path, "/v1/store/%s", kname);
-      method = "DELETE";
-    } else { /* batch of distinct keys */
-      o->batch = true;
-      o->n = 2 + rnd(&w->seed, BATCH_MAX - 1);
-      for (int i = 0; i < o->n; i++) {
-        int k;
-        bool dup;
-        do {
-          k = rnd(&w->seed, NKEYS);
-          dup = false;
-          for (int j = 0; j < i; j++)
-            dup = dup || o->eff[j].k == k;
-        } while (dup);
-        o->eff[i].k = k;
-        o->eff[i].put = rnd(&w->seed, 10) < 7;
-      }
-      blen = (size_t)sprintf(body, "{\"ops\":[");
-      for (int i = 0; i < o->n; i++) {
-        key_name(w->id, o->eff[i].k, kname, sizeof kname);
-        if (o->eff[i].put) {
-          value_of(w->id, g.cycle, seq, i, val, 8192);
-          blen += (size_t)sprintf(body + blen, "%s{\"op\":\"put\",\"key\":\"%s\",\"value\":\"%s\"}",
-                                  i ? "," : "", kname, val);
-        } else {
-          blen += (size_t)sprintf(body + blen, "%s{\"op\":\"delete\",\"key\":\"%s\"}", i ? "," : "",
-                                  kname);
-        }
-      }
-      blen += (size_t)sprintf(body + blen, "]}");
-      snprintf(path, sizeof path, "/v1/batch");
-      method = "POST";
-      ctype = "application/json";
-    }
-    o->state = OP_UNKNOWN;
-    w->nops++; /* recorded before it is sent: it may be applied */
-    hs_resp r;
-    int rc = hs_http(c, method, g.url, path, strcmp(method, "DELETE") ? body : NULL, blen, ctype,
-                     REQ_TIMEOUT_MS, &r);
-    if (rc != 0) {
-      if (!atomic_load(&g.killed))
-        writer_error(w, "%s %s: connection failed before the cut: %s", method, path, r.error);
-      break; /* outcome unknown */
-    }
-    bool absent404 = r.status == 404 && !strcmp(method, "DELETE");
-    if (r.status == 200 || r.status == 201 || absent404) {
-      o->state = OP_ACKED;
-      if (absent404 && w->cur[o->eff[0].k].present)
-        writer_error(w, "DELETE %s: 404, but the key was written and acknowledged", path);
-      if (!absent404) {
-        json_t *j = json_loads(r.body, 0, NULL);
-        json_t *l = j ? json_object_get(j, "lsn") : NULL, *d = j ? json_object_get(j, "durable") : NULL;
-        if (!json_is_integer(l))
-          writer_error(w, "%s %s: 2xx without an lsn: %.200s", method, path, r.body);
-        else if ((uint64_t)json_integer_value(l) > w->max_lsn)
-          w->max_lsn = (uint64_t)json_integer_value(l);
-        if (!json_is_boolean(d) || json_is_true(d) != g.strict)
-          writer_error(w, "%s %s: \"durable\" is not %s: %.200s", method, path,
-                       g.strict ? "true" : "false", r.body);
-        json_decref(j);
-      }
-      for (int i = 0; i < o->n; i++)
-        w->cur[o->eff[i].k] = (kstate){o->eff[i].put, g.cycle, seq, i};
-    } else {
-      writer_error(w, "%s %s: unexpected status %ld: %.300s", method, path, r.status, r.body);
-      o->state = OP_REFUSED;
-      break;
-    }
-  }
-out:
-  free(body);
-  free(val);
-  hs_conn_free(c);
-  return NULL;
+/* Answered 2xx, or 404 for a DELETE (of an absent key): acknowledged. */
+static bool acked(const ld_op *o) {
+  return o->state == LD_ACKED || o->state == LD_NOOP;
 }
 
 /* ---- checking ---------------------------------------------------------------- */
 
-/* Parses a listed value of writer w into its state.  false: nobody wrote it. */
-static bool identify(int w, const char *v, kstate *st) {
-  int vw, c, s, i;
-  char want[8192];
-  if (sscanf(v, "w%d.c%d.s%d.i%d.", &vw, &c, &s, &i) != 4 || vw != w) return false;
-  value_of(w, c, s, i, want, sizeof want);
-  if (strcmp(want, v) != 0) return false;
-  *st = (kstate){true, c, s, i};
-  return true;
-}
-
-/* Reads the whole store through the paginated listing into obs.  0 or -1. */
-static int read_all(hs_conn *c, kstate obs[MAX_WRITERS][NKEYS], long *nkeys) {
-  memset(obs, 0, sizeof(kstate) * MAX_WRITERS * NKEYS);
-  *nkeys = 0;
-  char after[128] = "", path[512];
-  for (int page = 0; page < 1000; page++) {
-    char *enc = hs_pct_encode(after);
-    snprintf(path, sizeof path, "/v1/store?values=1&limit=25%s%s", after[0] ? "&after=" : "",
-             enc ? enc : "");
-    free(enc);
-    hs_resp r;
-    if (hs_http(c, "GET", g.url, path, NULL, 0, NULL, REQ_TIMEOUT_MS, &r) != 0 || r.status != 200) {
-      fail("(c) listing %s: status %ld %s %.300s", path, r.status, r.error, r.body);
-      return -1;
+/* The listed state of writer w's keys.  A value nobody wrote is a failure. */
+static void observe(int w, const ld_listed *listed, kstate obs[NKEYS]) {
+  char kn[32];
+  for (int k = 0; k < NKEYS; k++) {
+    const ld_listed *l = &listed[w * NKEYS + k];
+    int vw, c, s, i;
+    obs[k] = (kstate){false, 0, 0, 0};
+    if (!l->present) continue;
+    if (l->value && ld_parse_value(l->value, &vw, &c, &s, &i) && vw == w) {
+      obs[k] = (kstate){true, c, s, i};
+      continue;
     }
-    json_t *j = json_loads(r.body, 0, NULL);
-    json_t *items = j ? json_object_get(j, "items") : NULL;
-    if (!json_is_array(items)) {
-      fail("(c) listing: not JSON with items: %.300s", r.body);
-      json_decref(j);
-      return -1;
-    }
-    size_t idx;
-    json_t *it;
-    json_array_foreach(items, idx, it) {
-      const char *key = json_string_value(json_object_get(it, "key"));
-      const char *v = json_string_value(json_object_get(it, "value"));
-      const char *encoding = json_string_value(json_object_get(it, "encoding"));
-      int w = -1, k = -1;
-      char kn[32] = "";
-      if (key && sscanf(key, "pc/w%d/k%d", &w, &k) == 2 && w >= 0 && w < g.nwriters && k >= 0 &&
-          k < NKEYS)
-        key_name(w, k, kn, sizeof kn);
-      if (!key || strcmp(kn, key) != 0) {
-        fail("(c) a key nobody wrote is listed: \"%.100s\"", key ? key : "(null)");
-        continue;
-      }
-      if (after[0] && strcmp(key, after) <= 0)
-        fail("(c) listing out of order: \"%s\" after \"%s\"", key, after);
-      snprintf(after, sizeof after, "%s", key);
-      (*nkeys)++;
-      if (!v || !encoding || strcmp(encoding, "utf-8") != 0) {
-        fail("(c) key %s: value missing or not text in the listing", key);
-        continue;
-      }
-      if (obs[w][k].present) fail("(c) key %s listed twice", key);
-      if (!identify(w, v, &obs[w][k])) {
-        fail("(c) key %s holds a value nobody wrote: \"%.80s\" (%zu bytes)", key, v, strlen(v));
-        obs[w][k] = (kstate){true, -1, -1, -1};
-      }
-    }
-    bool more = json_is_true(json_object_get(j, "more"));
-    json_decref(j);
-    if (!more) return 0;
+    ld_key_name(w * NKEYS + k, kn, sizeof kn);
+    fail("(c) key %s holds a value nobody wrote: \"%.80s\" (%zu bytes)", kn,
+         l->value ? l->value : "", l->value ? strlen(l->value) : 0);
+    obs[k] = (kstate){true, -1, -1, -1};
   }
-  fail("(c) listing did not end after 1000 pages");
-  return -1;
 }
 
 /* Checks writer w: the observed state must equal the state after a prefix
  * of its ops (strict: a prefix holding every acknowledged op). */
 static void check_writer(int wi, kstate obs[NKEYS]) {
-  writer *w = &g.w[wi];
+  ld_writer *w = &ld.w[wi];
   kstate st[NKEYS];
   memcpy(st, g.base[wi], sizeof st);
   int lo = 0; /* shortest allowed prefix: through the last acknowledged op */
   for (int s = 0; s < w->nops; s++)
-    if (w->ops[s].state == OP_ACKED) lo = s + 1;
+    if (acked(&w->ops[s])) lo = s + 1;
   int mism = 0, best = -1;
   for (int k = 0; k < NKEYS; k++)
     mism += !kstate_eq(&st[k], &obs[k]);
@@ -389,12 +154,12 @@ static void check_writer(int wi, kstate obs[NKEYS]) {
   kstate at_lo[NKEYS];
   if (lo == 0) memcpy(at_lo, st, sizeof at_lo);
   for (int s = 0; s < w->nops; s++) {
-    op *o = &w->ops[s];
-    if (o->state != OP_REFUSED) {
+    ld_op *o = &w->ops[s];
+    if (o->state != LD_REFUSED) {
       for (int i = 0; i < o->n; i++) {
-        int k = o->eff[i].k;
+        int k = ld_key_local(o->eff[i].key);
         mism -= !kstate_eq(&st[k], &obs[k]);
-        st[k] = (kstate){o->eff[i].put, g.cycle, s, i};
+        st[k] = (kstate){o->eff[i].put, ld.cycle, s, i};
         mism += !kstate_eq(&st[k], &obs[k]);
       }
     }
@@ -402,81 +167,53 @@ static void check_writer(int wi, kstate obs[NKEYS]) {
     if (mism == 0) best = s + 1;
   }
   for (int s = 0; s < w->nops; s++) {
-    if (w->ops[s].state == OP_ACKED) g.acked_checked++;
-    if (w->ops[s].state == OP_UNKNOWN) g.unknown_ops++;
+    if (acked(&w->ops[s])) g.acked_checked++;
+    if (w->ops[s].state == LD_UNKNOWN) g.unknown_ops++;
   }
   if (best > lo) g.unknown_applied++;
   if (best >= lo) return;
   if (best >= 0) { /* only without auto_flush: a prefix, acknowledged ops beyond it */
     for (int s = best; s < lo; s++)
-      g.acked_beyond_prefix += w->ops[s].state == OP_ACKED;
-    if (!g.strict) return;
+      g.acked_beyond_prefix += acked(&w->ops[s]);
+    if (!ld.durable) return;
   }
   char kn[32], want[96], got[96];
   int shown = 0;
   for (int k = 0; k < NKEYS; k++) {
     if (kstate_eq(&at_lo[k], &obs[k])) continue;
-    key_name(wi, k, kn, sizeof kn);
+    ld_key_name(wi * NKEYS + k, kn, sizeof kn);
     state_str(wi, &at_lo[k], want, sizeof want);
     state_str(wi, &obs[k], got, sizeof got);
-    if (g.strict && shown++ < 8)
+    if (ld.durable && shown++ < 8)
       fail("(b) key %s lost an acknowledged write: after writer %d's %d acknowledged ops (of %d "
            "sent) it must be %s, it is %s",
            kn, wi, lo, w->nops, want, got);
-    else if (!g.strict && shown++ < 8)
+    else if (!ld.durable && shown++ < 8)
       printf("  key %s: after all %d acknowledged ops %s, found %s\n", kn, lo, want, got);
   }
-  if (!g.strict)
+  if (!ld.durable)
     fail("(c) writer %d: the store matches no prefix of its %d ops (%d acknowledged)", wi, w->nops,
          lo);
 }
 
 static void check_recovered(hs_conn *c) {
-  static kstate obs[MAX_WRITERS][NKEYS];
-  long nkeys;
-  if (read_all(c, obs, &nkeys) != 0) return;
-  g.keys_checked += nkeys;
-  for (int wi = 0; wi < g.nwriters; wi++)
-    check_writer(wi, obs[wi]);
-  /* every key through a GET agrees with the listing */
-  char kn[32], path[64], want[8192];
-  for (int wi = 0; wi < g.nwriters; wi++)
-    for (int k = 0; k < NKEYS; k++) {
-      key_name(wi, k, kn, sizeof kn);
-      snprintf(path, sizeof path, "/v1/store/%s?raw=1", kn);
-      hs_resp r;
-      if (hs_http(c, "GET", g.url, path, NULL, 0, NULL, REQ_TIMEOUT_MS, &r) != 0) {
-        fail("(c) GET %s: %s", path, r.error);
-        return;
-      }
-      kstate *o = &obs[wi][k];
-      if (o->present && o->c >= 0) {
-        value_of(wi, o->c, o->s, o->i, want, sizeof want);
-        if (r.status != 200 || strcmp(r.body, want) != 0)
-          fail("(c) GET %s: status %ld, \"%.40s\"; the listing has \"%.40s\"", kn, r.status,
-               r.body, want);
-      } else if (!o->present && r.status != 404) {
-        fail("(c) GET %s: status %ld for a key the listing does not have: %.200s", kn, r.status,
-             r.body);
-      }
+  static ld_listed listed[LD_MAX_KEYS];
+  static kstate obs[LD_MAX_WRITERS][NKEYS];
+  int rc = ld_read_all(c, listed);
+  if (rc == 0) {
+    for (int k = 0; k < ld.nkeys; k++)
+      g.keys_checked += listed[k].present;
+    for (int wi = 0; wi < ld.nwriters; wi++) {
+      observe(wi, listed, obs[wi]);
+      check_writer(wi, obs[wi]);
     }
-  hs_resp r;
-  if (hs_http(c, "GET", g.url, "/v1/status", NULL, 0, NULL, REQ_TIMEOUT_MS, &r) == 0 &&
-      r.status == 200) {
-    json_t *j = json_loads(r.body, 0, NULL);
-    json_t *l = j ? json_object_get(json_object_get(j, "wal"), "last_lsn") : NULL;
-    uint64_t last = json_is_integer(l) ? (uint64_t)json_integer_value(l) : 0;
-    if (g.strict && last < g.acked_lsn_max)
-      fail("(b) status wal.last_lsn %llu is below an acknowledged lsn %llu: acknowledged writes "
-           "lost",
-           (unsigned long long)last, (unsigned long long)g.acked_lsn_max);
-    json_decref(j);
-  } else {
-    fail("(c) GET /v1/status: status %ld %s", r.status, r.error);
+    ld_check_gets(c, listed);           /* every key through a GET agrees with the listing */
+    ld_check_status(c, ld.durable);     /* (b) no acknowledged LSN beyond the last one */
+    memcpy(g.base, obs, sizeof g.base); /* the next cycle starts from here */
+    for (int wi = 0; wi < ld.nwriters; wi++)
+      memcpy(ld.w[wi].cur, obs[wi], sizeof ld.w[wi].cur);
   }
-  memcpy(g.base, obs, sizeof g.base);
-  for (int wi = 0; wi < g.nwriters; wi++)
-    memcpy(g.w[wi].cur, obs[wi], sizeof g.w[wi].cur);
+  ld_listed_free(listed);
 }
 
 /* ---- files ----------------------------------------------------------------- */
@@ -565,22 +302,6 @@ static int run_wal_repair(const hs_server *s) {
 
 /* ---- main ------------------------------------------------------------------ */
 
-static void on_signal(int sig) {
-  hs_kill_all();
-  signal(sig, SIG_DFL);
-  raise(sig);
-}
-
-static int env_int(const char *name, int def) {
-  const char *v = getenv(name);
-  return v && *v ? atoi(v) : def;
-}
-
-static void sleep_ms(long ms) {
-  struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&t, NULL);
-}
-
 int main(int argc, char **argv) {
   if (argc < 3 || argc > 3 + 5) {
     fprintf(stderr, "usage: %s PATH/TO/sa_powercut_shim.so PATH/TO/softadastra [SERVE-ARGS...] (up to 5)\n",
@@ -591,14 +312,14 @@ int main(int argc, char **argv) {
 #ifdef SA_POWERCUT_SANITIZED
   printf("powercut: skipped: a sanitizer build (SA_SANITIZE); the LD_PRELOAD shim does not mix "
          "with the sanitizer runtimes\n");
-  return SKIP;
+  return LD_SKIP;
 #endif
   const char *wrap = getenv("SA_SERVER_WRAPPER");
   if (wrap && *wrap) {
     printf("powercut: skipped: SA_SERVER_WRAPPER is set (%s); the LD_PRELOAD shim does not mix "
            "with a wrapper such as valgrind\n",
            wrap);
-    return SKIP;
+    return LD_SKIP;
   }
   const char *shim = argv[1], *bin = argv[2];
   char shim_abs[1024];
@@ -606,46 +327,24 @@ int main(int argc, char **argv) {
     fprintf(stderr, "powercut: the shim %s: %s\n", shim, strerror(errno));
     return 2;
   }
-  g.strict = true;
-  for (int i = 3; i < argc; i++)
-    if (strcmp(argv[i], "--no-auto-flush") == 0) g.strict = false;
-  g.cycles = env_int("SA_POWERCUT_CYCLES", 20);
-  g.nwriters = env_int("SA_POWERCUT_WRITERS", 4);
-  g.max_run_ms = env_int("SA_POWERCUT_MAX_RUN_MS", 400);
-  g.sabotage = env_int("SA_POWERCUT_SABOTAGE", 0) != 0;
-  g.wal_repair = env_int("SA_POWERCUT_WAL_REPAIR", 0) != 0;
-  g.warmup = env_int("SA_POWERCUT_WARMUP", 0) != 0;
+  unsigned seed;
+  int rc = ld_setup(&powercut_mode, argc - 3, argv + 3, &seed);
+  if (rc != 0) return rc;
+  g.wal_repair = ld_env_int("SA_POWERCUT_WAL_REPAIR", 0) != 0;
+  g.warmup = ld_env_int("SA_POWERCUT_WARMUP", 0) != 0;
   const char *wb = getenv("SA_POWERCUT_WRITEBACK");
   if (!wb || !*wb) wb = "0.05";
-  if (g.nwriters < 1 || g.nwriters > MAX_WRITERS || g.cycles < 1 || g.max_run_ms < 10) {
-    fprintf(stderr, "bad SA_POWERCUT_* settings\n");
-    return 2;
-  }
-  unsigned seed = (unsigned)env_int("SA_POWERCUT_SEED", (int)((unsigned)time(NULL) ^ (unsigned)getpid()) & 0x7fffffff);
+  if (ld_start_process(seed) != 0) return 1;
   printf("powercut: %d cycles, %d writers, writeback %s, %s check, seed %u (SA_POWERCUT_SEED to "
          "replay)%s\n",
-         g.cycles, g.nwriters, wb, g.strict ? "strict" : "prefix (auto_flush off)", seed,
-         g.sabotage ? ", SABOTAGE: the disk lies about the WAL" : "");
+         ld.cycles, ld.nwriters, wb, ld.durable ? "strict" : "prefix (auto_flush off)", seed,
+         ld.sabotage ? ", SABOTAGE: the disk lies about the WAL" : "");
   for (int i = 3; i < argc; i++)
     printf("powercut: serve argument %s\n", argv[i]);
-  atexit(hs_kill_all);
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
-  signal(SIGPIPE, SIG_IGN);
-  curl_global_init(CURL_GLOBAL_ALL);
 
   char dir[512];
-  if (hs_tmpdir("powercut", dir, sizeof dir) != 0) {
-    perror("mkdtemp");
-    return 1;
-  }
   hs_server s;
-  hs_server_init(&s, bin, dir);
-  int ne = 0;
-  s.extra[ne++] = "--log-level";
-  s.extra[ne++] = "warn";
-  for (int i = 3; i < argc; i++)
-    s.extra[ne++] = argv[i];
+  if (ld_server_init(&s, bin, dir, sizeof dir, argc - 3, argv + 3) != 0) return 1;
   char shadow[600], last_disk[600], stats[600], e_pre[1100], e_dir[700], e_sh[700], e_seed[64],
       e_wb[64], e_sab[64], e_stats[700], e_boot[64];
   snprintf(shadow, sizeof shadow, "%s/shadow", dir);
@@ -655,17 +354,11 @@ int main(int argc, char **argv) {
   snprintf(e_dir, sizeof e_dir, "SA_POWERCUT_DIR=%s", s.data_dir);
   snprintf(e_sh, sizeof e_sh, "SA_POWERCUT_SHADOW=%s", shadow);
   snprintf(e_wb, sizeof e_wb, "SA_POWERCUT_WRITEBACK=%s", wb);
-  snprintf(e_sab, sizeof e_sab, "SA_POWERCUT_SABOTAGE=%d", g.sabotage ? 1 : 0);
+  snprintf(e_sab, sizeof e_sab, "SA_POWERCUT_SABOTAGE=%d", ld.sabotage ? 1 : 0);
   snprintf(e_stats, sizeof e_stats, "SA_POWERCUT_STATS=%s", stats);
   if (mkdir(s.data_dir, 0755) != 0) {
     perror("mkdir");
     return 1;
-  }
-  for (int i = 0; i < g.nwriters; i++) {
-    g.w[i].id = i;
-    g.w[i].seed = seed * 31u + (unsigned)i;
-    g.w[i].ops = calloc(MAX_OPS, sizeof(op));
-    if (!g.w[i].ops) return 1;
   }
   hs_conn *checker = hs_conn_new();
   double t0 = hs_now();
@@ -678,7 +371,7 @@ int main(int argc, char **argv) {
       hs_dump_log(&s, "failure", 64 * 1024);
     }
   }
-  for (g.cycle = 0; g.cycle < g.cycles && g.failures == 0; g.cycle++) {
+  for (ld.cycle = 0; ld.cycle < ld.cycles && ld.failures == 0; ld.cycle++) {
     /* 1. the disk starts as a copy of the data directory */
     hs_rmrf(shadow);
     if (copy_tree(s.data_dir, shadow) != 0) {
@@ -687,7 +380,7 @@ int main(int argc, char **argv) {
     }
     /* 2. the node with the shim, under load */
     snprintf(e_seed, sizeof e_seed, "SA_POWERCUT_SEED=%u", rand_r(&seed));
-    snprintf(e_boot, sizeof e_boot, "SA_POWERCUT_BOOT_ID=powercut-boot-%d", g.cycle);
+    snprintf(e_boot, sizeof e_boot, "SA_POWERCUT_BOOT_ID=powercut-boot-%d", ld.cycle);
     const char *envs[] = {e_pre, e_dir, e_sh, e_seed, e_wb, e_sab, e_stats, e_boot, NULL};
     memcpy(s.env, envs, sizeof envs);
     int st;
@@ -696,30 +389,15 @@ int main(int argc, char **argv) {
       hs_dump_log(&s, "failure", 64 * 1024);
       break;
     }
-    snprintf(g.url, sizeof g.url, "%s", s.url);
-    for (int i = 0; i < g.nwriters; i++)
-      g.w[i].nops = 0;
-    atomic_store(&g.stop, 0);
-    atomic_store(&g.killed, 0);
-    for (int i = 0; i < g.nwriters; i++)
-      pthread_create(&g.w[i].th, NULL, writer_main, &g.w[i]);
-    sleep_ms(10 + (long)(rand_r(&seed) % (unsigned)g.max_run_ms));
+    snprintf(ld.url, sizeof ld.url, "%s", s.url);
+    ld_load_start();
+    ld_sleep_ms(10 + (long)(rand_r(&seed) % (unsigned)ld.max_run_ms));
     /* 3. the power cut */
-    atomic_store(&g.killed, 1);
-    int kst = hs_server_stop(&s, SIGKILL);
-    atomic_store(&g.stop, 1);
-    for (int i = 0; i < g.nwriters; i++)
-      pthread_join(g.w[i].th, NULL);
+    int kst = ld_load_stop(&s, SIGKILL);
     if (!(WIFSIGNALED(kst) && WTERMSIG(kst) == SIGKILL)) {
       fail("the node with the shim ended with %s before the cut",
            hs_status_str(kst, sbuf, sizeof sbuf));
       hs_dump_log(&s, "failure", 64 * 1024);
-    }
-    for (int i = 0; i < g.nwriters; i++) {
-      if (g.w[i].errors)
-        fail("writer %d: %ld unexpected answers; first: %s", i, g.w[i].errors, g.w[i].first_error);
-      g.w[i].errors = 0;
-      if (g.w[i].max_lsn > g.acked_lsn_max) g.acked_lsn_max = g.w[i].max_lsn;
     }
     add_shim_stats(stats);
     /* the shadow is the disk after the cut: it becomes the data directory */
@@ -732,14 +410,14 @@ int main(int argc, char **argv) {
     /* 4. (a) it starts on that disk after a reboot: the shim only serves
      * the next boot's id (the store must roll back to its sync point) */
     memset(s.env, 0, sizeof s.env);
-    snprintf(e_boot, sizeof e_boot, "SA_POWERCUT_BOOT_ID=powercut-boot-%d", g.cycle + 1);
+    snprintf(e_boot, sizeof e_boot, "SA_POWERCUT_BOOT_ID=powercut-boot-%d", ld.cycle + 1);
     s.env[0] = e_pre;
     s.env[1] = e_boot;
     int started = hs_server_start(&s, &st);
     if (started != 0 && g.wal_repair && WIFEXITED(st) && wal_refused(&s)) {
       g.wal_repairs++;
       printf("powercut: [cycle %d] the WAL is refused after the cut; running wal repair (%s)\n",
-             g.cycle, "SA_POWERCUT_WAL_REPAIR");
+             ld.cycle, "SA_POWERCUT_WAL_REPAIR");
       started = run_wal_repair(&s) == 0 ? hs_server_start(&s, &st) : -1;
     }
     if (started != 0) {
@@ -748,7 +426,7 @@ int main(int argc, char **argv) {
       hs_dump_log(&s, "failure", 64 * 1024);
       break;
     }
-    snprintf(g.url, sizeof g.url, "%s", s.url);
+    snprintf(ld.url, sizeof ld.url, "%s", s.url);
     check_recovered(checker); /* (b), (c) */
     st = hs_server_stop(&s, SIGTERM);
     if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
@@ -761,27 +439,17 @@ int main(int argc, char **argv) {
   printf("powercut: %d cycles, %ld acknowledged ops checked, %ld ops of unknown outcome (%ld seen "
          "applied), %ld keys listed, max acked lsn %llu, %.1f s, %ld failures\n",
          done, g.acked_checked, g.unknown_ops, g.unknown_applied, g.keys_checked,
-         (unsigned long long)g.acked_lsn_max, el, g.failures);
-  if (!g.strict)
+         (unsigned long long)ld.acked_lsn_max, el, ld.failures);
+  if (!ld.durable)
     printf("powercut: %ld acknowledged ops lost at the cuts (allowed: auto_flush off)\n",
            g.acked_beyond_prefix);
   if (g.wal_repairs) printf("powercut: %ld WALs refused after a cut and repaired\n", g.wal_repairs);
   printf("powercut: shim: %ld writes recorded, %ld syncs applied, %ld early writebacks (%ld bytes), "
          "%ld O_DSYNC writes, %ld truncations, %ld files created\n",
          g.shim[0], g.shim[2], g.shim[3], g.shim[4], g.shim[5], g.shim[6], g.shim[9]);
-  if (g.sabotage) printf("powercut: shim: %ld WAL syncs that lied\n", g.shim[10]);
+  if (ld.sabotage) printf("powercut: shim: %ld WAL syncs that lied\n", g.shim[10]);
   hs_conn_free(checker);
-  for (int i = 0; i < g.nwriters; i++)
-    free(g.w[i].ops);
-  if (g.failures == 0 || g.sabotage)
-    hs_rmrf(dir);
-  else
-    printf("powercut: data kept in %s (the disk after the last cut: %s)\n", dir, last_disk);
-  curl_global_cleanup();
-  if (g.sabotage) {
-    printf("powercut: self-test: %ld reports of lost acknowledged writes (%s)\n", g.lost_reports,
-           g.lost_reports ? "the checker detects loss" : "THE CHECKER MISSED THE LOSS");
-    return g.lost_reports ? 0 : 1;
-  }
-  return g.failures ? 1 : 0;
+  char note[700];
+  snprintf(note, sizeof note, " (the disk after the last cut: %s)", last_disk);
+  return ld_finish(dir, note);
 }
