@@ -25,7 +25,7 @@
  * when it is both in the synced WAL and committed to the store: a read
  * after the answer sees it, and a write that failed was never visible.  The
  * store itself is made durable in the background at sync points (the
- * syncer thread, every NODE_STORE_SYNC_MS; see store.c): after a power loss
+ * syncer thread, every store_sync_interval_ms; see store.c): after a power loss
  * it rolls back to the last one and the WAL replays the rest.  A failed
  * append or sync fails its group before anything is applied; a failed store
  * commit rolls the WAL back over that group and the one prepared on top of
@@ -69,10 +69,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NODE_GROUP_BYTES (8u << 20)  /* soft bound on one group's record bytes */
-#define NODE_REPLAY_TXN_RECORDS 8192 /* records per LMDB txn during replay */
+#define NODE_GROUP_BYTES (8u << 20)   /* soft bound on one group's record bytes */
+#define NODE_REPLAY_TXN_RECORDS 8192  /* records per LMDB txn during replay */
 #define NODE_WAL_CHUNK_MAX (1u << 20) /* WAL preallocation step (node_wal_chunk) */
-#define NODE_STORE_SYNC_MS 200       /* period of the store's sync points */
 
 typedef enum {
   REQ_PUT,
@@ -204,7 +203,7 @@ struct sa_client {
   uint64_t last_lsn;
   uint64_t checkpoints;
   bool read_only;
-  bool ro_claimed; /* node_set_read_only was called */
+  bool ro_claimed;                             /* node_set_read_only was called */
   char read_only_reason[SA_ERROR_MESSAGE_MAX]; /* set before read_only */
 
   /* Store sync points (node_syncer_main). */
@@ -225,6 +224,7 @@ static sa_options node_defaults(const char *node_id, const char *wal_path, bool 
   o.persistent = persistent;
   o.auto_flush = true;
   o.flush_interval_ms = SA_DEFAULT_FLUSH_INTERVAL_MS;
+  o.store_sync_interval_ms = SA_DEFAULT_STORE_SYNC_INTERVAL_MS;
   o.tick_interval_ms = SA_DEFAULT_TICK_INTERVAL_MS;
   o.max_value_bytes = SA_DEFAULT_MAX_VALUE_BYTES;
   o.max_batch_bytes = SA_DEFAULT_MAX_BATCH_BYTES;
@@ -272,6 +272,7 @@ static int node_check_options(sa_options *o, sa_error *err) {
                    "wal_path is empty: a persistent node needs a WAL file such as data/%s.wal",
                    o->node_id);
   if (!o->flush_interval_ms) o->flush_interval_ms = SA_DEFAULT_FLUSH_INTERVAL_MS;
+  if (!o->store_sync_interval_ms) o->store_sync_interval_ms = SA_DEFAULT_STORE_SYNC_INTERVAL_MS;
   if (!o->tick_interval_ms) o->tick_interval_ms = SA_DEFAULT_TICK_INTERVAL_MS;
   if (!o->max_value_bytes) o->max_value_bytes = SA_DEFAULT_MAX_VALUE_BYTES;
   if (!o->max_batch_bytes) o->max_batch_bytes = SA_DEFAULT_MAX_BATCH_BYTES;
@@ -293,6 +294,9 @@ static int node_check_options(sa_options *o, sa_error *err) {
   if (o->tick_interval_ms > 3600000)
     return sa_fail(err, SA_EINVAL, "tick_interval_ms %u is out of range (1..3600000)",
                    o->tick_interval_ms);
+  if (o->store_sync_interval_ms < 10 || o->store_sync_interval_ms > 60000)
+    return sa_fail(err, SA_EINVAL, "store_sync_interval_ms %u is out of range (10..60000)",
+                   o->store_sync_interval_ms);
   if (o->flush_interval_ms > 3600000)
     return sa_fail(err, SA_EINVAL, "flush_interval_ms %u is out of range (1..3600000)",
                    o->flush_interval_ms);
@@ -589,7 +593,7 @@ static int node_checkpoint_now(sa_client *c, sa_error *err) {
 
 /* ---- store sync points ----------------------------------------------------
  *
- * The store commits without syncing; every NODE_STORE_SYNC_MS this thread
+ * The store commits without syncing; every store_sync_interval_ms this thread
  * takes a sync point when anything was committed (store.c): an fdatasync of
  * the LMDB file and of a small record, off the write path.  Writes do not
  * wait for it -- the WAL makes them durable -- but the WAL is never reset
@@ -613,7 +617,7 @@ static void *node_syncer_main(void *arg) {
   sa_client *c = arg;
   pthread_mutex_lock(&c->smu);
   while (!c->sstop) {
-    uint64_t due = sa_mono_ns() + (uint64_t)NODE_STORE_SYNC_MS * 1000000u;
+    uint64_t due = sa_mono_ns() + (uint64_t)c->opts.store_sync_interval_ms * 1000000u;
     struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
     while (!c->sstop && pthread_cond_timedwait(&c->scv, &c->smu, &ts) != ETIMEDOUT) {
     }
@@ -1485,8 +1489,7 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
              "store %s was not closed cleanly and the machine restarted since: rolled it back "
              "to its last sync point (snapshot %llu; it had reached %llu), and the WAL "
              "replayed the rest",
-             c->store_path, (unsigned long long)sr->to_txnid,
-             (unsigned long long)sr->from_txnid);
+             c->store_path, (unsigned long long)sr->to_txnid, (unsigned long long)sr->from_txnid);
   else if (sr->unclean)
     node_log(c, SA_LOG_INFO,
              "store %s was not closed cleanly (same boot: the file is whole and was kept)",

@@ -107,6 +107,7 @@ typedef struct sa_error {
 #define SA_DEFAULT_WAL_MAX_BYTES (64ull << 20)  /* 64 MiB */
 #define SA_DEFAULT_STORE_MAX_BYTES (8ull << 30) /* 8 GiB (LMDB map size) */
 #define SA_DEFAULT_FLUSH_INTERVAL_MS 1000
+#define SA_DEFAULT_STORE_SYNC_INTERVAL_MS 200
 #define SA_DEFAULT_TICK_INTERVAL_MS 1000
 #define SA_NODE_ID_MAX 64 /* bytes */
 #define SA_DEFAULT_SYNC_BATCH_SIZE 64
@@ -163,6 +164,10 @@ typedef struct sa_options {
   void *clock_ctx;
   sa_log_fn log; /* NULL: the core is silent */
   void *log_ctx;
+  uint32_t store_sync_interval_ms; /* period of the store's sync points (200; 0: the
+                                      default): shorter smooths write latency, longer
+                                      costs less I/O; a power loss replays at most
+                                      about this much of the WAL */
 } sa_options;
 
 /* Options for a persistent node with every default set: auto_flush on,

@@ -67,11 +67,11 @@ struct sa_store {
    * commit against a capture; sync_mu lets one sync point run at a time
    * and guards the fields below it. */
   pthread_mutex_t commit_mu, sync_mu;
-  uint64_t txnid; /* the latest commit's transaction id (under commit_mu) */
-  int fd;         /* LMDB's data file */
-  unsigned psize; /* its page size */
-  char *sync_path; /* "<path>-sync" */
-  int sync_fd;     /* -1 until the file exists */
+  uint64_t txnid;      /* the latest commit's transaction id (under commit_mu) */
+  int fd;              /* LMDB's data file */
+  unsigned psize;      /* its page size */
+  char *sync_path;     /* "<path>-sync" */
+  int sync_fd;         /* -1 until the file exists */
   uint64_t sync_seq;   /* of the newest record in it */
   uint64_t sync_txnid; /* the last sync point's snapshot (atomic reads) */
   uint64_t sync_lsn;   /* its applied LSN */
@@ -334,8 +334,8 @@ static int sync_load(sa_store *s, sync_rec *r, unsigned char **buf, sa_error *er
   struct stat st;
   if (fstat(fd, &st) != 0 || st.st_size > (off_t)(2 * sync_slot_bytes(65536))) {
     close(fd);
-    return sa_fail(err, SA_ECORRUPT, "'%s' is not a sync-point file of store '%s'",
-                   s->sync_path, s->path);
+    return sa_fail(err, SA_ECORRUPT, "'%s' is not a sync-point file of store '%s'", s->sync_path,
+                   s->path);
   }
   size_t n = (size_t)st.st_size;
   unsigned char *b = malloc(n ? n : 1);
@@ -390,8 +390,8 @@ static int sync_write(sa_store *s, const sync_rec *r, sa_error *err) {
       snprintf(tmp, n, "%s.tmp", s->sync_path);
       snprintf(dir, n, "%s", s->sync_path);
       fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      if (fd < 0 || pwrite_full(fd, b, 2 * slot, 0) != 0 ||
-          fdatasync(fd) != 0 || rename(tmp, s->sync_path) != 0)
+      if (fd < 0 || pwrite_full(fd, b, 2 * slot, 0) != 0 || fdatasync(fd) != 0 ||
+          rename(tmp, s->sync_path) != 0)
         e = errno ? errno : EIO;
       if (!e) {
         int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -407,8 +407,7 @@ static int sync_write(sa_store *s, const sync_rec *r, sa_error *err) {
     free(tmp);
     free(dir);
     if (!e) s->sync_fd = fd;
-  } else if (pwrite_full(s->sync_fd, b + at, slot, at) != 0 ||
-             fdatasync(s->sync_fd) != 0) {
+  } else if (pwrite_full(s->sync_fd, b + at, slot, at) != 0 || fdatasync(s->sync_fd) != 0) {
     e = errno ? errno : EIO;
   }
   free(b);
@@ -439,8 +438,7 @@ static int store_restore(sa_store *s, bool *fresh, sa_error *err) {
     return 0;
   }
   if (fd < 0) {
-    rc = sa_fail(err, sa_errno_code(errno), "cannot open store '%s': %s", s->path,
-                 strerror(errno));
+    rc = sa_fail(err, sa_errno_code(errno), "cannot open store '%s': %s", s->path, strerror(errno));
     free(buf);
     return rc;
   }
@@ -610,7 +608,7 @@ int store_open(sa_store **out, const char *path, const char *node_id, bool persi
   s->map_bytes = map_bytes;
   int major = 0, minor = 0;
   mdb_version(&major, &minor, NULL);
-  s->mode = !persistent ? STORE_MEMORY
+  s->mode = !persistent                ? STORE_MEMORY
             : major == 0 && minor == 9 ? STORE_SNAPSHOTS
                                        : STORE_SYNC_EACH;
   bool fresh = true; /* needs a sync point once open */
@@ -627,7 +625,8 @@ int store_open(sa_store **out, const char *path, const char *node_id, bool persi
   mdb_env_set_maxdbs(s->env, 8);
   mdb_env_set_maxreaders(s->env, 1024);
   if ((rc = mdb_env_set_mapsize(s->env, (size_t)map_bytes)) != 0) goto lmdb_fail;
-  unsigned flags = MDB_NOSUBDIR | MDB_NOTLS | (s->mode == STORE_SYNC_EACH ? MDB_NOMETASYNC : MDB_NOSYNC);
+  unsigned flags =
+      MDB_NOSUBDIR | MDB_NOTLS | (s->mode == STORE_SYNC_EACH ? MDB_NOMETASYNC : MDB_NOSYNC);
   rc = mdb_env_open(s->env, path, flags, 0644);
   if (rc == ENOENT) {
     int code =
@@ -707,7 +706,8 @@ int store_open(sa_store **out, const char *path, const char *node_id, bool persi
   txn = NULL;
   if (rc) goto lmdb_fail;
   s->txnid = store_env_txnid(s);
-  if (s->mode == STORE_SNAPSHOTS && (fresh || store_sync_due(s)) && (rc = store_sync(s, err)) != 0) {
+  if (s->mode == STORE_SNAPSHOTS && (fresh || store_sync_due(s)) &&
+      (rc = store_sync(s, err)) != 0) {
     store_free(s);
     return rc;
   }

@@ -24,42 +24,43 @@
 #include <stdio.h>
 
 typedef struct cfg_config {
-  char *listen;                  /* "host:port" to bind ("127.0.0.1:8080"; port 0 = any free) */
-  char *data_dir;                /* directory of the WAL and the store ("data") */
-  char *node_id;                 /* node id ("node-1") */
-  char *wal_path;                /* WAL file; "" = <data_dir>/<node_id>.wal */
-  char *store_path;              /* LMDB file; "" = the WAL path with .mdb */
-  bool auto_flush;               /* ack after fdatasync (true) or after write(2) */
-  bool enable_transport;         /* sync transport (false) */
-  bool enable_discovery;         /* peer discovery (false) */
-  bool create_data_dir;          /* create data_dir at start when missing (true) */
-  uint32_t flush_interval_ms;    /* background flush period with auto_flush off */
-  uint32_t tick_interval_ms;     /* outbox tick period */
-  char *transport_kind;          /* with enable_transport: "stub" or "disabled" */
-  char *discovery_kind;          /* with enable_discovery: "stub" or "disabled" */
-  uint32_t sync_batch_size;      /* ops handed to the transport per tick */
-  uint32_t max_retries;          /* attempts before an op is marked failed */
-  uint32_t retry_base_ms;        /* first retry delay (doubles per attempt) */
-  uint32_t retry_max_ms;         /* cap of the retry delay */
-  uint32_t ack_timeout_ms;       /* an unanswered in-flight op expires after this */
-  uint64_t outbox_max;           /* outbox entries before it reports overflow */
-  uint64_t outbox_retention_ms;  /* acknowledged entries are pruned after this */
-  uint32_t max_value_bytes;      /* largest value */
-  uint32_t max_batch_bytes;      /* largest batch payload */
-  uint64_t wal_max_bytes;        /* WAL size bound */
-  uint64_t store_max_bytes;      /* LMDB map size */
-  uint32_t threads;              /* HTTP worker threads */
-  uint32_t max_connections;      /* concurrent HTTP connections */
-  uint32_t connection_timeout_s; /* idle or stalled connection timeout */
-  uint32_t max_header_bytes;     /* memory per connection for the request line and headers */
-  uint32_t max_streams;          /* concurrent change-feed SSE streams (GET /v1/changes) */
-  uint32_t sse_heartbeat_s;      /* seconds between heartbeat comments on an SSE stream */
-  uint32_t shutdown_timeout_s;   /* longest wait for in-flight requests at SIGTERM */
-  char *auth_token;              /* bearer token; "" = auth off */
-  char **cors_origins;           /* browser origins allowed by CORS; none = off */
-  size_t n_cors_origins;         /* entries in cors_origins */
-  char *log_level;               /* "debug", "info", "warn" or "error" */
-  char *config_path;             /* the config file that was read, or NULL */
+  char *listen;                    /* "host:port" to bind ("127.0.0.1:8080"; port 0 = any free) */
+  char *data_dir;                  /* directory of the WAL and the store ("data") */
+  char *node_id;                   /* node id ("node-1") */
+  char *wal_path;                  /* WAL file; "" = <data_dir>/<node_id>.wal */
+  char *store_path;                /* LMDB file; "" = the WAL path with .mdb */
+  bool auto_flush;                 /* ack after fdatasync (true) or after write(2) */
+  bool enable_transport;           /* sync transport (false) */
+  bool enable_discovery;           /* peer discovery (false) */
+  bool create_data_dir;            /* create data_dir at start when missing (true) */
+  uint32_t flush_interval_ms;      /* background flush period with auto_flush off */
+  uint32_t store_sync_interval_ms; /* period of the store's sync points */
+  uint32_t tick_interval_ms;       /* outbox tick period */
+  char *transport_kind;            /* with enable_transport: "stub" or "disabled" */
+  char *discovery_kind;            /* with enable_discovery: "stub" or "disabled" */
+  uint32_t sync_batch_size;        /* ops handed to the transport per tick */
+  uint32_t max_retries;            /* attempts before an op is marked failed */
+  uint32_t retry_base_ms;          /* first retry delay (doubles per attempt) */
+  uint32_t retry_max_ms;           /* cap of the retry delay */
+  uint32_t ack_timeout_ms;         /* an unanswered in-flight op expires after this */
+  uint64_t outbox_max;             /* outbox entries before it reports overflow */
+  uint64_t outbox_retention_ms;    /* acknowledged entries are pruned after this */
+  uint32_t max_value_bytes;        /* largest value */
+  uint32_t max_batch_bytes;        /* largest batch payload */
+  uint64_t wal_max_bytes;          /* WAL size bound */
+  uint64_t store_max_bytes;        /* LMDB map size */
+  uint32_t threads;                /* HTTP worker threads */
+  uint32_t max_connections;        /* concurrent HTTP connections */
+  uint32_t connection_timeout_s;   /* idle or stalled connection timeout */
+  uint32_t max_header_bytes;       /* memory per connection for the request line and headers */
+  uint32_t max_streams;            /* concurrent change-feed SSE streams (GET /v1/changes) */
+  uint32_t sse_heartbeat_s;        /* seconds between heartbeat comments on an SSE stream */
+  uint32_t shutdown_timeout_s;     /* longest wait for in-flight requests at SIGTERM */
+  char *auth_token;                /* bearer token; "" = auth off */
+  char **cors_origins;             /* browser origins allowed by CORS; none = off */
+  size_t n_cors_origins;           /* entries in cors_origins */
+  char *log_level;                 /* "debug", "info", "warn" or "error" */
+  char *config_path;               /* the config file that was read, or NULL */
 } cfg_config;
 
 /* Return codes of the cfg_* functions. */

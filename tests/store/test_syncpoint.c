@@ -95,7 +95,8 @@ static void write_round(sa_store *s, int round, unsigned *seed, double p, uint64
     } else {
       uint64_t version;
       size_t n = value_of(i, round, v, sizeof v);
-      ck_assert_msg(store_wput(t, k, (uint32_t)strlen(k), v, (uint32_t)n, lsn, 1, &version, &e) == 0,
+      ck_assert_msg(store_wput(t, k, (uint32_t)strlen(k), v, (uint32_t)n, lsn, 1, &version, &e) ==
+                        0,
                     "%s", e.message);
       model[i] = round;
     }

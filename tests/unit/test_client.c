@@ -244,6 +244,15 @@ START_TEST(options_defaults) {
   ck_assert_uint_eq(o.store_max_bytes, SA_DEFAULT_STORE_MAX_BYTES);
   ck_assert_uint_eq(o.flush_interval_ms, SA_DEFAULT_FLUSH_INTERVAL_MS);
   ck_assert_uint_eq(o.tick_interval_ms, SA_DEFAULT_TICK_INTERVAL_MS);
+  ck_assert_uint_eq(o.store_sync_interval_ms, SA_DEFAULT_STORE_SYNC_INTERVAL_MS);
+
+  /* The sync-point period is checked at open, with its name in the error. */
+  sa_client *bad = NULL;
+  sa_error e = {0};
+  o.store_sync_interval_ms = 5;
+  ck_assert_int_eq(sa_client_open(&bad, &o, &e), SA_EINVAL);
+  ck_assert_ptr_null(bad);
+  ck_assert_msg(strstr(e.message, "store_sync_interval_ms") != NULL, "%s", e.message);
 
   sa_options m = sa_options_memory("mem-1");
   ck_assert_str_eq(m.node_id, "mem-1");
