@@ -51,8 +51,9 @@
  * silently stops persisting WAL files: every later WAL sync reports success
  * and drops its pending changes, and later WAL writes are not recorded.  The
  * WAL on the disk stops there, cleanly; writes acknowledged after that point
- * exist only in the store, which keeps its last transaction unsynced
- * (MDB_NOMETASYNC), so the harness must report lost acknowledged writes.
+ * exist only in the store, which commits unsynced and after the power cut
+ * rolls back to its last sync point, so the harness must report lost
+ * acknowledged writes.
  *
  * What is intercepted (checked with strace -f on a node and nm -D on
  * liblmdb): open open64 openat openat64 creat creat64 close dup dup2 dup3,
