@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "store.h"
+#include "test_util.h"
 
 #include <check.h>
 #include <errno.h>
@@ -28,7 +29,7 @@
 #define MAP_BYTES (256u << 20)
 #define NKEYS 600
 
-static char dir[256], path[300], boot[300];
+static char dir[TU_PATH_MAX], path[TU_PATH_MAX], boot[TU_PATH_MAX];
 
 static void set_boot(const char *id) {
   FILE *f = fopen(boot, "w");
@@ -38,19 +39,15 @@ static void set_boot(const char *id) {
 }
 
 static void setup(void) {
-  snprintf(dir, sizeof dir, "%s/sa-sync-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-  ck_assert_ptr_nonnull(mkdtemp(dir));
-  snprintf(path, sizeof path, "%s/store.mdb", dir);
-  snprintf(boot, sizeof boot, "%s/boot_id", dir);
+  tu_mkdir(dir);
+  tu_path(path, dir, "store.mdb");
+  tu_path(boot, dir, "boot_id");
   set_boot("boot-1");
   store_set_boot_id_path(boot);
 }
 
 static void teardown(void) {
-  store_set_boot_id_path(NULL);
-  char cmd[400];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
+  store_set_boot_id_path(NULL); /* the directory goes with the run's base (tu_main) */
 }
 
 static sa_store *open_store(void) {
@@ -293,8 +290,8 @@ START_TEST(a_sync_record_of_another_file_is_ignored) {
   for (int i = 0; i < NKEYS; i++)
     model[i] = -1;
   unsigned seed = 13;
-  char old[320];
-  snprintf(old, sizeof old, "%s/old.mdb", dir);
+  char old[TU_PATH_MAX];
+  tu_path(old, dir, "old.mdb");
   sa_store *s = open_store();
   write_round(s, 0, &seed, 0.5, 1);
   sa_error e = {0};
@@ -321,7 +318,7 @@ END_TEST
 START_TEST(a_damaged_sync_file_is_refused_with_its_name) {
   sa_store *s = open_store();
   store_close(s);
-  char sp[320];
+  char sp[TU_PATH_MAX + 8];
   snprintf(sp, sizeof sp, "%s-sync", path);
   size_t n;
   unsigned char *b = slurp(sp, &n);
@@ -351,9 +348,5 @@ int main(void) {
   tcase_add_test(t, a_sync_record_of_another_file_is_ignored);
   tcase_add_test(t, a_damaged_sync_file_is_refused_with_its_name);
   suite_add_tcase(su, t);
-  SRunner *sr = srunner_create(su);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? 1 : 0;
+  return tu_main(su);
 }
