@@ -23,8 +23,9 @@
  * draining (responses say "Connection: close", /readyz says 503), the listen
  * socket stops listening (MHD_quiesce_daemon + shutdown; it is closed after
  * MHD_stop_daemon, as libmicrohttpd requires), active requests are waited for
- * (at most shutdown_timeout_s; then, without a bound, for queued writes to
- * settle, which the node guarantees), the daemon is stopped (joins its
+ * (at most shutdown_timeout_s; then no request may suspend any more, and,
+ * without a bound, the ones that did are waited for: the node settles every
+ * queued write), the daemon is stopped (joins its
  * threads), and the node is closed: WAL and store flushed and synced, lock
  * released.  A write acknowledged to a client was durable before its response
  * was sent, so it survives whatever happens after.
@@ -60,7 +61,15 @@ typedef struct srv {
   atomic_ulong total; /* requests started since start */
   bool log_requests;  /* debug level: one line per request */
   srv_feed *feed;     /* SSE streams and long-polls of /v1/changes (srv_sse.c) */
-  atomic_long writes; /* deferred writes queued on the node and not yet settled */
+  /* Suspended writes may not outlive MHD_stop_daemon ("called while we have
+   * suspended connections" aborts), and libmicrohttpd resumes a connection
+   * asynchronously, after MHD_resume_connection returns.  So a request that
+   * may defer counts in `writes` from before api_handle until it completes
+   * (or at once, when it did not defer); once `closing` is set no request
+   * defers (writes are answered synchronously, feeds with a page), and
+   * srv_serve waits for `writes` to reach 0 before stopping the daemon. */
+  atomic_long writes;
+  atomic_bool closing;
 } srv;
 
 typedef struct srv_req {
@@ -75,10 +84,10 @@ typedef struct srv_req {
   struct timespec t0;         /* when the request line arrived */
   void *feed;                 /* srv_sse.c: a long-poll waiting (suspended) for changes */
   api_write *write;           /* a PUT/DELETE queued on the node; suspended until it settles */
+  bool deferred;              /* counted in srv.writes until completion */
   api_gated gated;            /* api_precheck's routing, reused by api_handle */
   struct MHD_Connection *con; /* set while write is pending */
-  srv *s;
-  char tbuf[]; /* the target's bytes: one allocation per request */
+  char tbuf[];                /* the target's bytes: one allocation per request */
 } srv_req;
 
 /* ---- libmicrohttpd callbacks ------------------------------------------- */
@@ -105,6 +114,7 @@ static void srv_completed_cb(void *cls, struct MHD_Connection *con, void **req_c
   if (!r) return;
   srv_feed_done(s->feed, &r->feed);
   api_write_free(r->write); /* settled (srv_serve waits for that), never answered */
+  if (r->deferred) atomic_fetch_sub(&s->writes, 1);
   free(r->body);
   free(r);
   *req_cls = NULL;
@@ -127,9 +137,7 @@ static void srv_mhd_logger(void *cls, const char *fmt, va_list ap) {
  * request's own thread when it settled before being armed). */
 static void srv_write_settled(void *cls) {
   srv_req *r = cls;
-  srv *s = r->s;
   MHD_resume_connection(r->con); /* r may be gone from here on */
-  atomic_fetch_sub(&s->writes, 1);
 }
 
 static const char *srv_header(void *cls, const char *name) {
@@ -308,7 +316,7 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
       .header_cls = con,
       .body = r->body,
       .body_len = r->len,
-      .can_defer = true,
+      .can_defer = false, /* set below, after the closing check */
       .gated = &r->gated,
   };
   if (r->write) { /* resumed: the queued write has settled */
@@ -322,7 +330,12 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
   if (r->too_big) {
     resp = api_too_large(s->api, method, r->target, r->limit);
   } else {
+    /* Count first, then look at closing (srv_serve does the reverse): either
+     * this request sees closing, or srv_serve sees it counted. */
+    atomic_fetch_add(&s->writes, 1);
+    req.can_defer = !atomic_load(&s->closing);
     resp = api_handle(s->api, &req);
+    if (!resp->write && !resp->feed) atomic_fetch_sub(&s->writes, 1);
   }
   if (resp->write) { /* PUT/DELETE queued on the node: wait for its group commit suspended,
                         so this thread serves other requests meanwhile */
@@ -330,8 +343,7 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
     resp->write = NULL;
     api_response_free(resp);
     r->con = con;
-    r->s = s;
-    atomic_fetch_add(&s->writes, 1);
+    r->deferred = true;
     MHD_suspend_connection(con);
     api_write_arm(r->write, srv_write_settled, r);
     return MHD_YES;
@@ -339,6 +351,7 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
   if (resp->feed) { /* /v1/changes: a stream or a long-poll, served without holding a thread */
     api_feed *f = resp->feed;
     resp->feed = NULL;
+    r->deferred = true; /* it may suspend: counted until it completes */
     srv_log_request(s, method, r, resp->status);
     return srv_feed_serve(s->feed, con, resp, f, strcmp(method, "HEAD") == 0, &r->feed);
   }
@@ -493,6 +506,7 @@ int srv_serve(const cfg_config *cfg) {
   atomic_init(&s.active, 0);
   atomic_init(&s.total, 0);
   atomic_init(&s.writes, 0);
+  atomic_init(&s.closing, false);
   if (srv_feed_create(client, cfg->max_streams, cfg->sse_heartbeat_s, &s.feed) != 0) {
     fprintf(stderr, "softadastra: cannot start the change feed notifier\n");
     sa_client_close(client);
@@ -575,9 +589,11 @@ int srv_serve(const cfg_config *cfg) {
     struct timespec nap = {0, 5 * 1000 * 1000};
     nanosleep(&nap, NULL);
   }
-  /* A suspended write must be resumed before the daemon stops (it owns the
-   * body the node reads).  The node settles every queued write, so this
-   * wait ends; it is not bounded by shutdown_timeout_s. */
+  /* No suspended request may remain when the daemon stops (a write owns the
+   * body the node reads).  From here none defers; the node settles every
+   * queued write and the feed has resumed its waiters, so this wait ends
+   * once their requests complete; it is not bounded by shutdown_timeout_s. */
+  atomic_store(&s.closing, true);
   while (atomic_load(&s.writes) > 0) {
     struct timespec nap = {0, 1000 * 1000};
     nanosleep(&nap, NULL);
