@@ -13,6 +13,7 @@
 #ifndef SA_IO_H
 #define SA_IO_H
 
+#include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -49,5 +50,13 @@ void sa_io_set(const sa_io *io);
 
 /* The libc table, so a test table can delegate the calls it does not fault. */
 extern const sa_io sa_io_libc;
+
+/* Writes all len bytes at off through io (short writes are continued, EINTR
+ * retried; a write of 0 bytes is ENOSPC).  0, or -1 with errno set. */
+int sa_io_pwrite_all(const sa_io *io, int fd, const void *buf, size_t len, uint64_t off);
+
+/* fsyncs the directory holding path (a created or renamed entry becomes
+ * durable).  0, or -1 with errno set. */
+int sa_io_fsync_dir(const sa_io *io, const char *path);
 
 #endif /* SA_IO_H */

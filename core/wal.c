@@ -143,7 +143,7 @@ struct sa_wal {
   uint64_t size;  /* logical size: end of the last record (wal_size) */
   uint64_t alloc; /* file size as this handle left it: zeros past size */
   uint64_t chunk; /* preallocation step, 0 = none (wal_set_prealloc) */
-  bool poisoned; /* a fdatasync failed */
+  bool poisoned;  /* a fdatasync failed */
   char poison_msg[256];
 };
 
@@ -377,37 +377,11 @@ static int wal_header_decode(const unsigned char *h, size_t avail, const char *p
 /* ---- small I/O helpers ------------------------------------------------- */
 
 static int wal_pwrite_all(int fd, const void *buf, size_t len, uint64_t off) {
-  const sa_io *io = sa_io_get();
-  const unsigned char *p = buf;
-  while (len) {
-    ssize_t n = io->pwrite(fd, p, len, (off_t)off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    if (n == 0) {
-      errno = ENOSPC;
-      return -1;
-    }
-    p += n;
-    len -= (size_t)n;
-    off += (uint64_t)n;
-  }
-  return 0;
+  return sa_io_pwrite_all(sa_io_get(), fd, buf, len, off);
 }
 
 static int wal_fsync_dir(const char *path) {
-  char *copy = strdup(path);
-  if (!copy) return -1;
-  const sa_io *io = sa_io_get();
-  int fd = io->open(dirname(copy), O_RDONLY | O_DIRECTORY, 0);
-  free(copy);
-  if (fd < 0) return -1;
-  int rc = io->fsync(fd);
-  int e = errno;
-  io->close(fd);
-  errno = e;
-  return rc;
+  return sa_io_fsync_dir(sa_io_get(), path);
 }
 
 /* Explains a failed open(2) of path: names the missing directory, etc. */
