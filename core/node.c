@@ -334,6 +334,11 @@ static uint64_t node_now(const sa_client *c) {
   return c->opts.clock ? c->opts.clock(c->opts.clock_ctx) : sa_now_ms();
 }
 
+/* A CLOCK_MONOTONIC deadline (sa_mono_ns nanoseconds) for the timed waits. */
+static struct timespec node_deadline(uint64_t due_ns) {
+  return (struct timespec){(time_t)(due_ns / 1000000000u), (long)(due_ns % 1000000000u)};
+}
+
 static void node_log(const sa_client *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void node_log(const sa_client *c, int level, const char *fmt, ...) {
@@ -618,7 +623,7 @@ static void *node_syncer_main(void *arg) {
   pthread_mutex_lock(&c->smu);
   while (!c->sstop) {
     uint64_t due = sa_mono_ns() + (uint64_t)c->opts.store_sync_interval_ms * 1000000u;
-    struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+    struct timespec ts = node_deadline(due);
     while (!c->sstop && pthread_cond_timedwait(&c->scv, &c->smu, &ts) != ETIMEDOUT) {
     }
     if (c->sstop) break;
@@ -1124,7 +1129,7 @@ static void *node_writer_main(void *arg) {
       }
       if (c->dirty) {
         uint64_t due = c->dirty_since_ns + (uint64_t)c->opts.flush_interval_ms * 1000000u;
-        struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+        struct timespec ts = node_deadline(due);
         if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT && !c->head) {
           pthread_mutex_unlock(&c->mu);
           sa_error e;
@@ -1261,7 +1266,7 @@ static void *node_ticker_main(void *arg) {
   pthread_mutex_lock(&c->tmu);
   while (!c->tick_stop) {
     uint64_t due = sa_mono_ns() + (uint64_t)c->opts.tick_interval_ms * 1000000u;
-    struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+    struct timespec ts = node_deadline(due);
     while (!c->tick_stop && !c->tick_kick)
       if (pthread_cond_timedwait(&c->tcv, &c->tmu, &ts) == ETIMEDOUT) break;
     if (c->tick_stop) break;
@@ -1867,7 +1872,7 @@ int sa_client_wait(sa_client *c, uint64_t after_lsn, uint32_t timeout_ms, uint64
                    sa_error *err) {
   if (!c) return sa_fail(err, SA_EINVAL, "client is NULL");
   uint64_t due = sa_mono_ns() + (uint64_t)timeout_ms * 1000000u;
-  struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+  struct timespec ts = node_deadline(due);
   int rc = 0;
   pthread_mutex_lock(&c->mu);
   while (!c->stopping && __atomic_load_n(&c->last_lsn, __ATOMIC_ACQUIRE) <= after_lsn)
