@@ -38,7 +38,12 @@ static void set_boot(const char *id) {
   fclose(f);
 }
 
+/* The model: the value of key i in round r is "r<r>-k<i>-..." or absent. */
+static int model[NKEYS]; /* round of the value, -1: absent (setup) */
+
 static void setup(void) {
+  for (int i = 0; i < NKEYS; i++)
+    model[i] = -1;
   tu_mkdir(dir);
   tu_path(path, dir, "store.mdb");
   tu_path(boot, dir, "boot_id");
@@ -58,9 +63,6 @@ static sa_store *open_store(void) {
   return s;
 }
 
-/* The model: the value of key i in round r is "r<r>-k<i>-..." or absent. */
-static int model[NKEYS]; /* round of the value, -1: absent */
-
 static void key_of(int i, char *k, size_t n) {
   snprintf(k, n, "key/%05d", i);
 }
@@ -73,6 +75,11 @@ static size_t value_of(int i, int round, char *v, size_t n) {
   for (size_t j = (size_t)h; j < len; j++)
     v[j] = (char)('a' + (j + (size_t)i) % 26);
   return len;
+}
+
+static void sync_point(sa_store *s) {
+  sa_error e = {0};
+  ck_assert_msg(store_sync(s, &e) == 0, "%s", e.message);
 }
 
 /* One transaction: rewrites, removes or adds every key with rand() < p. */
@@ -172,14 +179,11 @@ static void power_loss(const unsigned char *synced, size_t sn, unsigned *seed) {
 }
 
 START_TEST(clean_close_reopens_at_its_sync_point) {
-  for (int i = 0; i < NKEYS; i++)
-    model[i] = -1;
   unsigned seed = 7;
   sa_store *s = open_store();
   for (int r = 0; r < 5; r++)
     write_round(s, r, &seed, 0.5, (uint64_t)r + 1);
-  sa_error e = {0};
-  ck_assert_msg(store_sync(s, &e) == 0, "%s", e.message);
+  sync_point(s);
   ck_assert_uint_eq(store_synced_lsn(s), 5);
   store_close(s);
   set_boot("boot-2"); /* a reboot after a clean close changes nothing */
@@ -195,8 +199,6 @@ END_TEST
 /* A power loss at any point after a sync point returns the store to it. */
 START_TEST(power_loss_returns_to_the_sync_point) {
   unsigned seed = (unsigned)_i * 7919u + 1;
-  for (int i = 0; i < NKEYS; i++)
-    model[i] = -1;
   sa_store *s = open_store();
   uint64_t lsn = 0;
   for (int r = 0; r < 4; r++)
@@ -207,8 +209,7 @@ START_TEST(power_loss_returns_to_the_sync_point) {
   unsigned char *synced = NULL;
   size_t sn = 0;
   for (int k = 0; k < rounds; k++) {
-    sa_error e = {0};
-    ck_assert_msg(store_sync(s, &e) == 0, "%s", e.message);
+    sync_point(s);
     memcpy(synced_model, model, sizeof model);
     free(synced);
     synced = slurp(path, &sn); /* what the disk holds now */
@@ -232,8 +233,7 @@ START_TEST(power_loss_returns_to_the_sync_point) {
   /* And it goes on: more writes, another power loss right after a sync. */
   for (int c = 0; c < 10; c++)
     write_round(s, round++, &seed, 0.2, ++lsn);
-  sa_error e = {0};
-  ck_assert_msg(store_sync(s, &e) == 0, "%s", e.message);
+  sync_point(s);
   memcpy(synced_model, model, sizeof model);
   free(synced);
   synced = slurp(path, &sn);
@@ -253,14 +253,11 @@ END_TEST
 /* A process crash leaves the page cache whole: on the same boot the file is
  * kept at its latest commit. */
 START_TEST(crash_on_the_same_boot_keeps_the_latest_commit) {
-  for (int i = 0; i < NKEYS; i++)
-    model[i] = -1;
   unsigned seed = 11;
   sa_store *s = open_store();
   for (int r = 0; r < 3; r++)
     write_round(s, r, &seed, 0.5, (uint64_t)r + 1);
-  sa_error e = {0};
-  ck_assert_msg(store_sync(s, &e) == 0, "%s", e.message);
+  sync_point(s);
   for (int r = 3; r < 20; r++)
     write_round(s, r, &seed, 0.2, (uint64_t)r + 1);
   store_close(s); /* as a kill -9 would: no sync point */
@@ -287,15 +284,12 @@ static void copy_file(const char *from, const char *to) {
 /* A store file replaced by an older copy, next to the newer sync record:
  * the record does not describe it, so it is not "restored" into it. */
 START_TEST(a_sync_record_of_another_file_is_ignored) {
-  for (int i = 0; i < NKEYS; i++)
-    model[i] = -1;
   unsigned seed = 13;
   char old[TU_PATH_MAX];
   tu_path(old, dir, "old.mdb");
   sa_store *s = open_store();
   write_round(s, 0, &seed, 0.5, 1);
-  sa_error e = {0};
-  ck_assert_msg(store_sync(s, &e) == 0, "%s", e.message);
+  sync_point(s);
   store_close(s);
   int old_model[NKEYS];
   memcpy(old_model, model, sizeof model);
@@ -303,7 +297,7 @@ START_TEST(a_sync_record_of_another_file_is_ignored) {
   s = open_store();
   for (int r = 1; r < 6; r++)
     write_round(s, r, &seed, 0.5, (uint64_t)r + 1);
-  ck_assert_msg(store_sync(s, &e) == 0, "%s", e.message);
+  sync_point(s);
   store_close(s);
   copy_file(old, path); /* the older copy comes back */
   set_boot("boot-2");
