@@ -271,6 +271,31 @@ START_TEST(crash_on_the_same_boot_keeps_the_latest_commit) {
 }
 END_TEST
 
+/* When the boot cannot be told, an unclean stop is treated as a reboot:
+ * the store goes back to its sync point (safe; the WAL replays the rest). */
+START_TEST(an_unknown_boot_rolls_back) {
+  unsigned seed = 17;
+  char none[TU_PATH_MAX];
+  tu_path(none, dir, "no-such-boot-id"); /* unknown when the record is written, and after */
+  store_set_boot_id_path(none);
+  sa_store *s = open_store();
+  for (int r = 0; r < 3; r++)
+    write_round(s, r, &seed, 0.5, (uint64_t)r + 1);
+  sync_point(s);
+  int synced_model[NKEYS];
+  memcpy(synced_model, model, sizeof model);
+  for (int r = 3; r < 12; r++)
+    write_round(s, r, &seed, 0.2, (uint64_t)r + 1);
+  store_close(s); /* no sync point */
+  s = open_store();
+  const store_open_report *rep = store_report(s);
+  ck_assert(rep->unclean && rep->rolled_back);
+  ck_assert_uint_eq(store_applied_lsn(s), 3);
+  check_model(s, synced_model);
+  store_close(s);
+}
+END_TEST
+
 static void copy_file(const char *from, const char *to) {
   size_t n;
   unsigned char *b = slurp(from, &n);
@@ -339,6 +364,7 @@ int main(void) {
   tcase_add_test(t, clean_close_reopens_at_its_sync_point);
   tcase_add_loop_test(t, power_loss_returns_to_the_sync_point, 0, 12);
   tcase_add_test(t, crash_on_the_same_boot_keeps_the_latest_commit);
+  tcase_add_test(t, an_unknown_boot_rolls_back);
   tcase_add_test(t, a_sync_record_of_another_file_is_ignored);
   tcase_add_test(t, a_damaged_sync_file_is_refused_with_its_name);
   suite_add_tcase(su, t);
