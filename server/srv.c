@@ -1,7 +1,7 @@
 /*
  * srv.c -- `softadastra serve` (see srv.h).
  *
- * Request life cycle with libmicrohttpd (internal thread pool, epoll):
+ * Request life cycle with libmicrohttpd (internal thread pool, poll):
  *   - srv_uri_cb runs first for every request: it allocates the srv_req with
  *     the raw request-target (before libmicrohttpd unescapes anything: the
  *     API decodes the path itself) and counts the request as active;
@@ -411,7 +411,15 @@ static struct MHD_Daemon *srv_listen(srv *s, const cfg_config *cfg, uint16_t *bo
   if (cfg_parse_listen(cfg->listen, host, sizeof host, &port) != 0) return NULL;
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+  /* poll(2), not epoll: with epoll, MHD_quiesce_daemon (the drain) races the
+   * pool's workers for the removal of the listen socket from their epoll
+   * sets, and whichever loses gets ENOENT and aborts the process
+   * ("Failed to remove listen FD from epoll set", libmicrohttpd 0.9.75; seen
+   * in CI as a SIGABRT at SIGTERM).  With poll the quiesce only signals each
+   * worker over its ITC and the worker leaves the socket out of its next
+   * poll set.  Each worker polls few connections (max_connections / threads),
+   * where poll costs what epoll does: see the README's Performance notes. */
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
                    MHD_USE_ERROR_LOG |
                    MHD_ALLOW_SUSPEND_RESUME; /* /v1/changes waits suspended (srv_sse.c) */
   if (strchr(host, ':')) {
@@ -572,8 +580,8 @@ int srv_serve(const cfg_config *cfg) {
   srv_feed_shutdown(s.feed); /* streams say bye and end, long-polls answer now */
   /* Stop listening now (new connections are refused during the drain), but
    * close the socket only after MHD_stop_daemon: the pool's workers drop it
-   * from their epoll sets after MHD_quiesce_daemon returns, and closing it
-   * under them races (TSan; and epoll_ctl on a closed or reused fd number). */
+   * from their poll sets only after MHD_quiesce_daemon returns, and closing
+   * it under them races (TSan; and a poll on a closed or reused fd number). */
   MHD_socket lfd = MHD_quiesce_daemon(d);
   if (lfd != MHD_INVALID_SOCKET) shutdown(lfd, SHUT_RDWR);
   struct timespec t0, now;

@@ -9,7 +9,7 @@
  * (query, JSON, SSE text) are api/api_feed.c's; this file only moves bytes
  * and decides when.
  *
- * Why suspend/resume: libmicrohttpd runs a handful of pool threads (epoll).
+ * Why suspend/resume: libmicrohttpd runs a handful of pool threads (poll).
  * A stream that blocked one of them in a wait would take it away from every
  * other connection of that thread; 20 streams would stop the node.  Instead
  * a request with nothing to send is suspended (MHD_suspend_connection, from

@@ -7,7 +7,7 @@
  *
  * It uses the same daemon settings as `softadastra serve` (server/srv.c,
  * srv_listen, with the defaults of server/cfg.c): internal polling thread
- * with a thread pool (epoll), ITC, the same connection limit, timeout and
+ * with a thread pool (poll), ITC, the same connection limit, timeout and
  * per-connection memory limit, and a response built per request from a
  * copied buffer, as srv_queue does.  A PUT body is read and dropped (counted
  * only), as our server reads it into a buffer before answering.
@@ -94,7 +94,7 @@ int main(int argc, char **argv) {
   sa.sin_port = htons((uint16_t)port);
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
   struct MHD_Daemon *d = MHD_start_daemon(
       flags, (uint16_t)port, NULL, NULL, ceil_access, NULL, MHD_OPTION_SOCK_ADDR,
       (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
