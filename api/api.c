@@ -457,7 +457,7 @@ static api_response *api_h_status(api_ctx *ctx) {
   clock_gettime(CLOCK_MONOTONIC, &now);
   json_int_t up = (json_int_t)(now.tv_sec - ctx->started.tv_sec);
   json_t *j = json_pack(
-      "{s:s,s:s,s:I,s:b,s:s?,s:{s:b,s:s,s:b,s:o,s:o},s:{s:o,s:s,s:o,s:o,s:o},s:o,"
+      "{s:s,s:s,s:I,s:b,s:s?,s:{s:b,s:s,s:b,s:o,s:o},s:{s:o,s:s,s:o,s:o,s:o,s:o},s:o,"
       "s:{s:o,s:o,s:o,s:s,s:b}}",
       "node_id", st.node_id, "version", sa_version(), "uptime_s", up, "read_only",
       (int)st.read_only, "read_only_reason", st.read_only ? st.read_only_reason : NULL, "wal",
@@ -465,7 +465,8 @@ static api_response *api_h_status(api_ctx *ctx) {
       (int)st.durable, "bytes", api_json_u64(st.wal_bytes), "last_lsn", api_json_u64(st.last_lsn),
       "store", "size", api_json_u64(st.size), "path", st.store_path ? st.store_path : "",
       "applied_lsn", api_json_u64(st.applied_lsn), "synced_lsn", api_json_u64(st.synced_lsn),
-      "sync_points", api_json_u64(st.store_syncs), "sync", api_sync_json(&ss), "recovery",
+      "sync_points", api_json_u64(st.store_syncs), "writebacks", api_json_u64(st.store_writebacks),
+      "sync", api_sync_json(&ss), "recovery",
       "records_scanned", api_json_u64(st.recovery.records_scanned), "records_replayed",
       api_json_u64(st.recovery.records_replayed), "torn_bytes",
       api_json_u64(st.recovery.torn_bytes), "torn_path", st.recovery.torn_path,
@@ -572,6 +573,10 @@ static api_response *api_h_metrics(api_ctx *ctx) {
             "# HELP softadastra_store_sync_points_total Store sync points since the node opened.\n"
             "# TYPE softadastra_store_sync_points_total counter\n"
             "softadastra_store_sync_points_total %llu\n"
+            "# HELP softadastra_store_writebacks_total Store write-back kicks between sync "
+            "points since the node opened.\n"
+            "# TYPE softadastra_store_writebacks_total counter\n"
+            "softadastra_store_writebacks_total %llu\n"
             "# HELP softadastra_store_keys Number of keys in the store.\n"
             "# TYPE softadastra_store_keys gauge\nsoftadastra_store_keys %llu\n"
             "# HELP softadastra_checkpoints_total Checkpoints since the node opened.\n"
@@ -583,7 +588,8 @@ static api_response *api_h_metrics(api_ctx *ctx) {
             "softadastra_recovery_records_replayed %llu\n",
             (unsigned long long)st.wal_bytes, (unsigned long long)st.last_lsn,
             (unsigned long long)st.applied_lsn, (unsigned long long)st.synced_lsn,
-            (unsigned long long)st.store_syncs, (unsigned long long)st.size,
+            (unsigned long long)st.store_syncs, (unsigned long long)st.store_writebacks,
+            (unsigned long long)st.size,
             (unsigned long long)st.checkpoints, st.read_only ? 1 : 0,
             (unsigned long long)st.recovery.records_replayed);
   }

@@ -212,6 +212,7 @@ struct sa_client {
   pthread_mutex_t smu;
   pthread_cond_t scv; /* CLOCK_MONOTONIC */
   bool sstop;         /* under smu */
+  bool syncer_idle;   /* seq_cst: no commit since its last kick; wake it at one */
 };
 
 /* ---- options ----------------------------------------------------------- */
@@ -225,6 +226,7 @@ static sa_options node_defaults(const char *node_id, const char *wal_path, bool 
   o.auto_flush = true;
   o.flush_interval_ms = SA_DEFAULT_FLUSH_INTERVAL_MS;
   o.store_sync_interval_ms = SA_DEFAULT_STORE_SYNC_INTERVAL_MS;
+  o.store_writeback_ms = SA_DEFAULT_STORE_WRITEBACK_MS;
   o.tick_interval_ms = SA_DEFAULT_TICK_INTERVAL_MS;
   o.max_value_bytes = SA_DEFAULT_MAX_VALUE_BYTES;
   o.max_batch_bytes = SA_DEFAULT_MAX_BATCH_BYTES;
@@ -273,6 +275,7 @@ static int node_check_options(sa_options *o, sa_error *err) {
                    o->node_id);
   if (!o->flush_interval_ms) o->flush_interval_ms = SA_DEFAULT_FLUSH_INTERVAL_MS;
   if (!o->store_sync_interval_ms) o->store_sync_interval_ms = SA_DEFAULT_STORE_SYNC_INTERVAL_MS;
+  if (!o->store_writeback_ms) o->store_writeback_ms = SA_DEFAULT_STORE_WRITEBACK_MS;
   if (!o->tick_interval_ms) o->tick_interval_ms = SA_DEFAULT_TICK_INTERVAL_MS;
   if (!o->max_value_bytes) o->max_value_bytes = SA_DEFAULT_MAX_VALUE_BYTES;
   if (!o->max_batch_bytes) o->max_batch_bytes = SA_DEFAULT_MAX_BATCH_BYTES;
@@ -297,6 +300,10 @@ static int node_check_options(sa_options *o, sa_error *err) {
   if (o->store_sync_interval_ms < 10 || o->store_sync_interval_ms > 60000)
     return sa_fail(err, SA_EINVAL, "store_sync_interval_ms %u is out of range (10..60000)",
                    o->store_sync_interval_ms);
+  if (o->store_writeback_ms != SA_STORE_WRITEBACK_OFF && o->store_writeback_ms > 1000)
+    return sa_fail(err, SA_EINVAL,
+                   "store_writeback_ms %u is out of range (1..1000, or SA_STORE_WRITEBACK_OFF)",
+                   o->store_writeback_ms);
   if (o->flush_interval_ms > 3600000)
     return sa_fail(err, SA_EINVAL, "flush_interval_ms %u is out of range (1..3600000)",
                    o->flush_interval_ms);
@@ -618,21 +625,62 @@ static void node_sync_store(sa_client *c) {
   }
 }
 
+/* Every store_sync_interval_ms a sync point.  In between, while commits
+ * happen, every store_writeback_ms (2) a write-back kick (store_writeback):
+ * the store's pages
+ * then go to the disk as they are committed instead of in one burst at the
+ * sync point, and the WAL's fdatasyncs -- each a cache flush of the device,
+ * which waits for the writes queued before it -- no longer queue behind a
+ * period's worth of store pages.  That burst set the write latency tail: p99
+ * at 16 connections went from 17-21 ms to 4-5 ms (README, Performance).
+ * When nothing was committed since the last kick the syncer sleeps until
+ * the next sync point, and the committer wakes it at the next commit
+ * (node_wake_syncer), so an idle node does not tick every 2 ms. */
 static void *node_syncer_main(void *arg) {
   sa_client *c = arg;
+  uint64_t period = (uint64_t)c->opts.store_sync_interval_ms * 1000000u;
+  uint64_t next_sync = sa_mono_ns() + period;
+  uint64_t kick = c->opts.store_writeback_ms == SA_STORE_WRITEBACK_OFF
+                      ? UINT64_MAX
+                      : (uint64_t)c->opts.store_writeback_ms * 1000000u;
+  uint64_t seen = store_txnid(c->store); /* the commit of the last kick */
   pthread_mutex_lock(&c->smu);
   while (!c->sstop) {
-    uint64_t due = sa_mono_ns() + (uint64_t)c->opts.store_sync_interval_ms * 1000000u;
+    __atomic_store_n(&c->syncer_idle, true, __ATOMIC_SEQ_CST);
+    bool busy = store_txnid(c->store) != seen; /* after publishing idle: see store_txnid */
+    if (busy) __atomic_store_n(&c->syncer_idle, false, __ATOMIC_SEQ_CST);
+    uint64_t now = sa_mono_ns();
+    uint64_t due = next_sync;
+    if (busy && kick != UINT64_MAX && now + kick < next_sync) due = now + kick;
     struct timespec ts = node_deadline(due);
     while (!c->sstop && pthread_cond_timedwait(&c->scv, &c->smu, &ts) != ETIMEDOUT) {
+      if (!__atomic_load_n(&c->syncer_idle, __ATOMIC_SEQ_CST)) break; /* a commit woke it */
     }
+    __atomic_store_n(&c->syncer_idle, false, __ATOMIC_SEQ_CST);
     if (c->sstop) break;
     pthread_mutex_unlock(&c->smu);
-    node_sync_store(c);
+    uint64_t txnid = store_txnid(c->store);
+    if (sa_mono_ns() >= next_sync) {
+      node_sync_store(c);
+      next_sync = sa_mono_ns() + period;
+      seen = txnid;
+    } else if (txnid != seen && (now = sa_mono_ns()) >= due) {
+      seen = txnid;
+      if (!__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE)) store_writeback(c->store);
+    }
     pthread_mutex_lock(&c->smu);
   }
   pthread_mutex_unlock(&c->smu);
   return NULL;
+}
+
+/* The committer, after a commit: wakes the syncer if it sleeps idle. */
+static void node_wake_syncer(sa_client *c) {
+  if (!__atomic_load_n(&c->syncer_idle, __ATOMIC_SEQ_CST)) return;
+  pthread_mutex_lock(&c->smu);
+  __atomic_store_n(&c->syncer_idle, false, __ATOMIC_SEQ_CST);
+  pthread_cond_signal(&c->scv);
+  pthread_mutex_unlock(&c->smu);
 }
 
 /* Sets *flag under mu, signals cv and joins the thread (if *started). */
@@ -902,6 +950,7 @@ static int node_commit_group(sa_client *c, pgroup *g, sa_error *err) {
   }
   if ((rc = store_wcommit(t, g->last_lsn, g->hlc_last, err)) != 0) return rc;
   __atomic_store_n(&c->last_lsn, g->last_lsn, __ATOMIC_RELEASE);
+  node_wake_syncer(c);
   for (wreq *r = g->reqs; r; r = r->next)
     if (r->logged) {
       r->res.durable = g->durable;
@@ -1835,6 +1884,7 @@ int sa_client_status(sa_client *c, sa_status *out, sa_error *err) {
   out->applied_lsn = store_applied_lsn(c->store);
   out->synced_lsn = store_synced_lsn(c->store);
   out->store_syncs = store_syncs(c->store);
+  out->store_writebacks = store_writebacks(c->store);
   out->last_lsn = __atomic_load_n(&c->last_lsn, __ATOMIC_ACQUIRE);
   if (out->last_lsn < out->applied_lsn) out->last_lsn = out->applied_lsn;
   out->size = store_count(c->store);

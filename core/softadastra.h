@@ -108,6 +108,8 @@ typedef struct sa_error {
 #define SA_DEFAULT_STORE_MAX_BYTES (8ull << 30) /* 8 GiB (LMDB map size) */
 #define SA_DEFAULT_FLUSH_INTERVAL_MS 1000
 #define SA_DEFAULT_STORE_SYNC_INTERVAL_MS 200
+#define SA_DEFAULT_STORE_WRITEBACK_MS 2
+#define SA_STORE_WRITEBACK_OFF UINT32_MAX /* sa_options.store_writeback_ms: no kicks */
 #define SA_DEFAULT_TICK_INTERVAL_MS 1000
 #define SA_NODE_ID_MAX 64 /* bytes */
 #define SA_DEFAULT_SYNC_BATCH_SIZE 64
@@ -168,6 +170,11 @@ typedef struct sa_options {
                                       default): shorter smooths write latency, longer
                                       costs less I/O; a power loss replays at most
                                       about this much of the WAL */
+  uint32_t store_writeback_ms; /* between sync points, while writes come in, start
+                                  the store's write-back this often (2; 0: the
+                                  default; SA_STORE_WRITEBACK_OFF: never): the
+                                  sync points then flush little at once, which
+                                  keeps write latency even, for some throughput */
 } sa_options;
 
 /* Options for a persistent node with every default set: auto_flush on,
@@ -491,6 +498,7 @@ typedef struct sa_status {
   uint64_t synced_lsn;    /* last LSN the store holds durably (its last sync
                              point; the WAL covers the rest) */
   uint64_t store_syncs;   /* store sync points since open */
+  uint64_t store_writebacks; /* write-back kicks since open (store_writeback_ms) */
   uint64_t size;          /* number of keys */
   uint64_t checkpoints;   /* checkpoints since open */
   sa_recovery recovery;   /* what open found */

@@ -76,6 +76,7 @@ struct sa_store {
   uint64_t sync_lsn;   /* its applied LSN */
   MDB_txn *pin;        /* read transaction on that snapshot */
   uint64_t syncs;      /* sync points taken since open (atomic reads) */
+  uint64_t writebacks; /* store_writeback kicks since open (atomic) */
   store_open_report report;
   char boot[40]; /* this boot's id, "" when unknown */
   uint64_t applied_lsn;
@@ -532,6 +533,24 @@ out:
   free(r.img);
   pthread_mutex_unlock(&s->sync_mu);
   return rc;
+}
+
+void store_writeback(sa_store *s) {
+  /* A page written early is harmless: a power loss may persist any subset
+   * of unsynced pages anyway, and the pinned snapshot's pages are never
+   * overwritten.  Errors are not acted on here: the next sync point's
+   * fdatasync reports them. */
+  if (s->fd < 0 || s->mode == STORE_MEMORY) return;
+  (void)sync_file_range(s->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+  __atomic_add_fetch(&s->writebacks, 1, __ATOMIC_RELAXED);
+}
+
+uint64_t store_writebacks(const sa_store *s) {
+  return __atomic_load_n(&s->writebacks, __ATOMIC_RELAXED);
+}
+
+uint64_t store_txnid(const sa_store *s) {
+  return __atomic_load_n(&s->txnid, __ATOMIC_SEQ_CST);
 }
 
 bool store_sync_due(sa_store *s) {
@@ -1090,7 +1109,7 @@ int store_wcommit(store_wtxn *t, uint64_t applied_lsn, uint64_t hlc, sa_error *e
   pthread_mutex_lock(&s->commit_mu); /* not between a sync point's capture steps */
   rc = mdb_txn_commit(t->txn);
   if (rc == 0) {
-    s->txnid = store_env_txnid(s);
+    __atomic_store_n(&s->txnid, store_env_txnid(s), __ATOMIC_SEQ_CST); /* store_txnid */
     __atomic_store_n(&s->applied_lsn, applied_lsn, __ATOMIC_RELEASE);
   }
   pthread_mutex_unlock(&s->commit_mu);

@@ -97,6 +97,20 @@ uint64_t store_meta_hlc(const sa_store *s);
  * A failure leaves the previous sync point in force. */
 int store_sync(sa_store *s, sa_error *err);
 
+/* Starts the write-back of the store's dirty pages without waiting for it
+ * (sync_file_range SYNC_FILE_RANGE_WRITE), so that the next sync point has
+ * less to flush at once.  Durability is unchanged: it still comes from sync
+ * points only.  Any thread; a no-op for a memory-only store. */
+void store_writeback(sa_store *s);
+
+/* The id of the latest committed transaction: it changes with every commit
+ * (sequentially consistent, so a thread that publishes a flag and then reads
+ * this cannot miss a commit that read the flag too late). */
+uint64_t store_txnid(const sa_store *s);
+
+/* store_writeback calls that started a write-back, since open. */
+uint64_t store_writebacks(const sa_store *s);
+
 /* True when commits were made since the last sync point. */
 bool store_sync_due(sa_store *s);
 

@@ -51,6 +51,9 @@ static const cfg_setting cfg_settings[] = {
      "background flush period when auto_flush is false"},
     {"store_sync_interval_ms", CFG_U32, CFG_OFF(store_sync_interval_ms), 10, 60000, "200", NULL,
      "period of the store's sync points: shorter smooths write latency, longer costs less I/O"},
+    {"store_writeback_ms", CFG_U32, CFG_OFF(store_writeback_ms), 0, 1000, "2", NULL,
+     "while writes come in, start the store's write-back this often (0: only at sync points); "
+     "evens out write latency for some throughput"},
     {"enable_transport", CFG_BOOL, CFG_OFF(enable_transport), 0, 0, "false", NULL,
      "enable the sync transport"},
     {"enable_discovery", CFG_BOOL, CFG_OFF(enable_discovery), 0, 0, "false", NULL,

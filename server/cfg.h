@@ -35,6 +35,7 @@ typedef struct cfg_config {
   bool create_data_dir;            /* create data_dir at start when missing (true) */
   uint32_t flush_interval_ms;      /* background flush period with auto_flush off */
   uint32_t store_sync_interval_ms; /* period of the store's sync points */
+  uint32_t store_writeback_ms;     /* write-back kick period between them (0: none) */
   uint32_t tick_interval_ms;       /* outbox tick period */
   char *transport_kind;            /* with enable_transport: "stub" or "disabled" */
   char *discovery_kind;            /* with enable_discovery: "stub" or "disabled" */

@@ -480,6 +480,7 @@ int srv_serve(const cfg_config *cfg) {
   o.enable_discovery = cfg->enable_discovery;
   o.flush_interval_ms = cfg->flush_interval_ms;
   o.store_sync_interval_ms = cfg->store_sync_interval_ms;
+  o.store_writeback_ms = cfg->store_writeback_ms ? cfg->store_writeback_ms : SA_STORE_WRITEBACK_OFF;
   o.tick_interval_ms = cfg->tick_interval_ms;
   o.max_value_bytes = cfg->max_value_bytes;
   o.max_batch_bytes = cfg->max_batch_bytes;

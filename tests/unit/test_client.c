@@ -245,6 +245,7 @@ START_TEST(options_defaults) {
   ck_assert_uint_eq(o.flush_interval_ms, SA_DEFAULT_FLUSH_INTERVAL_MS);
   ck_assert_uint_eq(o.tick_interval_ms, SA_DEFAULT_TICK_INTERVAL_MS);
   ck_assert_uint_eq(o.store_sync_interval_ms, SA_DEFAULT_STORE_SYNC_INTERVAL_MS);
+  ck_assert_uint_eq(o.store_writeback_ms, SA_DEFAULT_STORE_WRITEBACK_MS);
 
   /* The sync-point period is checked at open, with its name in the error. */
   sa_client *bad = NULL;
@@ -881,6 +882,59 @@ START_TEST(memory_node) {
 END_TEST
 
 /* ---- status and sync state ---------------------------------------------- */
+
+/* Between sync points the syncer starts the store's write-back every
+ * store_writeback_ms while commits come in, and not at all when none do. */
+START_TEST(store_writeback_kicks) {
+  sa_options o = opts;
+  o.store_sync_interval_ms = 60000; /* no sync point during the test */
+  o.store_writeback_ms = 2;
+  sa_client *c = tu_open(&o);
+  sa_status st = tu_status(c);
+  ck_assert_uint_eq(st.store_writebacks, 0);
+  uint64_t syncs = st.store_syncs; /* open may take one */
+  char key[16];
+  for (int i = 0; i < 400 && st.store_writebacks == 0; i++) { /* bounded: ~4 s */
+    snprintf(key, sizeof key, "k%d", i);
+    tu_put(c, key, "v");
+    tu_sleep_ms(10);
+    st = tu_status(c);
+  }
+  ck_assert_uint_gt(st.store_writebacks, 0);
+  /* The kick due after the last put comes; then, idle, no more. */
+  uint64_t settled = tu_status(c).store_writebacks, prev = 0;
+  for (int i = 0; i < 40 && settled != prev; i++) { /* bounded: ~2 s (valgrind) */
+    prev = settled;
+    tu_sleep_ms(50);
+    settled = tu_status(c).store_writebacks;
+  }
+  tu_sleep_ms(150);
+  st = tu_status(c);
+  ck_assert_uint_eq(st.store_writebacks, settled);
+  ck_assert_uint_eq(st.store_syncs, syncs);
+  sa_client_close(c);
+
+  /* Off: only sync points write the store back. */
+  o.store_writeback_ms = SA_STORE_WRITEBACK_OFF;
+  c = tu_open(&o);
+  for (int i = 0; i < 20; i++) {
+    snprintf(key, sizeof key, "o%d", i);
+    tu_put(c, key, "v");
+  }
+  tu_sleep_ms(50);
+  ck_assert_uint_eq(tu_status(c).store_writebacks, 0);
+  sa_client_close(c);
+
+  /* The range is checked at open, naming the option. */
+  sa_client *bad = NULL;
+  sa_error e = {0};
+  o.store_writeback_ms = 5000;
+  ck_assert_int_eq(sa_client_open(&bad, &o, &e), SA_EINVAL);
+  ck_assert_ptr_null(bad);
+  ck_assert_msg(strstr(e.message, "store_writeback_ms") != NULL, "%s", e.message);
+}
+END_TEST
+
 
 START_TEST(status_fields) {
   sa_client *c = tu_open(&opts);
@@ -1636,6 +1690,7 @@ static Suite *client_suite(void) {
   tcase_add_test(tc, long_keys_sharing_a_prefix);
   tcase_add_test(tc, memory_node);
   tcase_add_test(tc, status_fields);
+  tcase_add_test(tc, store_writeback_kicks);
   tcase_add_test(tc, sync_state_outbox);
   tcase_add_test(tc, concurrent_writers_share_fdatasync);
   tcase_add_test(tc, concurrent_writers_one_key);
