@@ -170,11 +170,11 @@ typedef struct sa_options {
                                       default): shorter smooths write latency, longer
                                       costs less I/O; a power loss replays at most
                                       about this much of the WAL */
-  uint32_t store_writeback_ms; /* between sync points, while writes come in, start
-                                  the store's write-back this often (2; 0: the
-                                  default; SA_STORE_WRITEBACK_OFF: never): the
-                                  sync points then flush little at once, which
-                                  keeps write latency even, for some throughput */
+  uint32_t store_writeback_ms;     /* between sync points, while writes come in, start
+                                      the store's write-back this often (2; 0: the
+                                      default; SA_STORE_WRITEBACK_OFF: never): the
+                                      sync points then flush little at once, which
+                                      keeps write latency even, for some throughput */
 } sa_options;
 
 /* Options for a persistent node with every default set: auto_flush on,
@@ -489,19 +489,19 @@ typedef struct sa_status {
   bool durable;    /* auto_flush on: acks are fdatasync'ed */
   bool read_only;  /* a failed fdatasync turned the node read-only */
   char read_only_reason[SA_ERROR_MESSAGE_MAX];
-  const char *wal_path;   /* borrowed, valid until close; "" when memory-only */
-  const char *store_path; /* borrowed, valid until close */
-  uint64_t wal_bytes;     /* WAL logical size: end of its last record (the
-                             file may hold up to one chunk of zeros more) */
-  uint64_t last_lsn;      /* last LSN written */
-  uint64_t applied_lsn;   /* last LSN applied to the store */
-  uint64_t synced_lsn;    /* last LSN the store holds durably (its last sync
-                             point; the WAL covers the rest) */
-  uint64_t store_syncs;   /* store sync points since open */
+  const char *wal_path;      /* borrowed, valid until close; "" when memory-only */
+  const char *store_path;    /* borrowed, valid until close */
+  uint64_t wal_bytes;        /* WAL logical size: end of its last record (the
+                                file may hold up to one chunk of zeros more) */
+  uint64_t last_lsn;         /* last LSN written */
+  uint64_t applied_lsn;      /* last LSN applied to the store */
+  uint64_t synced_lsn;       /* last LSN the store holds durably (its last sync
+                                point; the WAL covers the rest) */
+  uint64_t store_syncs;      /* store sync points since open */
   uint64_t store_writebacks; /* write-back kicks since open (store_writeback_ms) */
-  uint64_t size;          /* number of keys */
-  uint64_t checkpoints;   /* checkpoints since open */
-  sa_recovery recovery;   /* what open found */
+  uint64_t size;             /* number of keys */
+  uint64_t checkpoints;      /* checkpoints since open */
+  sa_recovery recovery;      /* what open found */
 } sa_status;
 
 int sa_client_status(sa_client *c, sa_status *out, sa_error *err);

@@ -28,7 +28,16 @@
 
 static char dir[TU_PATH_MAX]; /* this test's fresh directory */
 static char wal[TU_PATH_MAX]; /* dir/node-1.wal */
-static sa_options opts;       /* persistent node-1 at wal */
+
+/* Opening with o fails with SA_EINVAL, and the message names the option. */
+static void expect_bad_option(const sa_options *o, const char *name) {
+  sa_client *bad = NULL;
+  sa_error e = {0};
+  ck_assert_int_eq(sa_client_open(&bad, o, &e), SA_EINVAL);
+  ck_assert_ptr_null(bad);
+  ck_assert_msg(strstr(e.message, name) != NULL, "%s", e.message);
+}
+static sa_options opts; /* persistent node-1 at wal */
 
 static void setup(void) {
   tu_mkdir(dir);
@@ -248,12 +257,8 @@ START_TEST(options_defaults) {
   ck_assert_uint_eq(o.store_writeback_ms, SA_DEFAULT_STORE_WRITEBACK_MS);
 
   /* The sync-point period is checked at open, with its name in the error. */
-  sa_client *bad = NULL;
-  sa_error e = {0};
   o.store_sync_interval_ms = 5;
-  ck_assert_int_eq(sa_client_open(&bad, &o, &e), SA_EINVAL);
-  ck_assert_ptr_null(bad);
-  ck_assert_msg(strstr(e.message, "store_sync_interval_ms") != NULL, "%s", e.message);
+  expect_bad_option(&o, "store_sync_interval_ms");
 
   sa_options m = sa_options_memory("mem-1");
   ck_assert_str_eq(m.node_id, "mem-1");
@@ -926,15 +931,10 @@ START_TEST(store_writeback_kicks) {
   sa_client_close(c);
 
   /* The range is checked at open, naming the option. */
-  sa_client *bad = NULL;
-  sa_error e = {0};
   o.store_writeback_ms = 5000;
-  ck_assert_int_eq(sa_client_open(&bad, &o, &e), SA_EINVAL);
-  ck_assert_ptr_null(bad);
-  ck_assert_msg(strstr(e.message, "store_writeback_ms") != NULL, "%s", e.message);
+  expect_bad_option(&o, "store_writeback_ms");
 }
 END_TEST
-
 
 START_TEST(status_fields) {
   sa_client *c = tu_open(&opts);
