@@ -627,12 +627,12 @@ static void node_sync_store(sa_client *c) {
 
 /* Every store_sync_interval_ms a sync point.  In between, while commits
  * happen, every store_writeback_ms (2) a write-back kick (store_writeback):
- * the store's pages
- * then go to the disk as they are committed instead of in one burst at the
- * sync point, and the WAL's fdatasyncs -- each a cache flush of the device,
- * which waits for the writes queued before it -- no longer queue behind a
- * period's worth of store pages.  That burst set the write latency tail: p99
- * at 16 connections went from 17-21 ms to 4-5 ms (README, Performance).
+ * the store's pages then go to the disk as they are committed instead of in
+ * one burst at the sync point, and the WAL's fdatasyncs -- each a cache
+ * flush of the device, which waits for the writes queued before it -- no
+ * longer queue behind a period's worth of store pages.  That burst set the
+ * write latency tail: p99 at 16 connections went from 17-20 ms to 4-5.5 ms
+ * (README, Performance).
  * When nothing was committed since the last kick the syncer sleeps until
  * the next sync point, and the committer wakes it at the next commit
  * (node_wake_syncer), so an idle node does not tick every 2 ms. */
@@ -664,7 +664,7 @@ static void *node_syncer_main(void *arg) {
       node_sync_store(c);
       next_sync = sa_mono_ns() + period;
       seen = txnid;
-    } else if (txnid != seen && (now = sa_mono_ns()) >= due) {
+    } else if (txnid != seen && sa_mono_ns() >= due) {
       seen = txnid;
       if (!__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE)) store_writeback(c->store);
     }
