@@ -464,8 +464,8 @@ static int node_recover(sa_client *c, const sa_wal_report *rep, sa_error *err) {
   }
 
   replay_ctx r = {.c = c, .applied = applied, .max_hlc = store_meta_hlc(c->store), .err = err};
-  sa_wal_report again;
-  int rc = wal_scan(c->wal, replay_visit, &r, &again, err);
+  /* The open's wal_scan checked every record; a torn tail was cut after them. */
+  int rc = wal_replay(c->wal, rep->data_bytes, replay_visit, &r, err);
   if (rc == 0 && r.rc == 0) rc = replay_commit(&r);
   if (rc || r.rc) {
     if (r.t) store_wabort(r.t);
@@ -1335,7 +1335,10 @@ static int node_outbox_open(sa_client *c, sa_error *err) {
   store_wtxn *t;
   int rc = store_wbegin(c->store, &t, err);
   if (rc) return rc;
-  rc = outbox_recover(t, node_now(c), c->obx_count, err);
+  /* The replay wrote LSNs applied-before + 1 .. applied, one entry each. */
+  uint64_t fresh = c->recovery.records_replayed;
+  rc =
+      outbox_recover(t, node_now(c), store_applied_lsn(c->store) - fresh, fresh, c->obx_count, err);
   if (rc) {
     store_wabort(t);
     return rc;

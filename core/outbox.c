@@ -228,11 +228,13 @@ int outbox_settle(store_wtxn *t, const outbox_cfg *cfg, uint64_t now, const uint
 
 typedef struct {
   uint64_t now;
+  uint64_t upto;
   uint64_t *counts;
 } recover_ctx;
 
 static int recover_visit(store_obx *e, void *arg) {
   recover_ctx *c = arg;
+  if (e->lsn > c->upto) return STORE_OBX_STOP;
   if (e->state > STORE_OUTBOX_FAILED) return STORE_OBX_KEEP;
   if (e->state == STORE_OUTBOX_IN_FLIGHT) {
     e->state = STORE_OUTBOX_QUEUED;
@@ -244,8 +246,11 @@ static int recover_visit(store_obx *e, void *arg) {
   return STORE_OBX_KEEP;
 }
 
-int outbox_recover(store_wtxn *t, uint64_t now, uint64_t counts[4], sa_error *err) {
+int outbox_recover(store_wtxn *t, uint64_t now, uint64_t upto, uint64_t fresh, uint64_t counts[4],
+                   sa_error *err) {
   memset(counts, 0, 4 * sizeof counts[0]);
-  recover_ctx c = {now, counts};
-  return store_wobx_each(t, recover_visit, &c, err);
+  recover_ctx c = {now, upto, counts};
+  int rc = store_wobx_each(t, recover_visit, &c, err);
+  counts[STORE_OUTBOX_QUEUED] += fresh;
+  return rc;
 }

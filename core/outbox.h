@@ -82,7 +82,12 @@ int outbox_settle(store_wtxn *t, const outbox_cfg *cfg, uint64_t now, const uint
                   const bool *acked, size_t n, uint64_t *rng, outbox_delta *d, sa_error *err);
 
 /* At open: counts entries per state and turns IN_FLIGHT ones back to QUEUED
- * (work handed over before a restart has no answer any more). */
-int outbox_recover(store_wtxn *t, uint64_t now, uint64_t counts[4], sa_error *err);
+ * (work handed over before a restart has no answer any more).  Only the
+ * entries through LSN upto are read: the ones above it are the `fresh`
+ * entries the WAL replay just wrote, all QUEUED (one per record; the store
+ * holds none above its applied LSN before a replay), counted without a
+ * walk -- after a replay of 1M records that walk took 15% of the open. */
+int outbox_recover(store_wtxn *t, uint64_t now, uint64_t upto, uint64_t fresh, uint64_t counts[4],
+                   sa_error *err);
 
 #endif

@@ -514,41 +514,91 @@ const char *wal_path(const sa_wal *w) {
 
 /* ---- scanning ---------------------------------------------------------- */
 
-/* Scans buf[0..size) (the whole file, header included) and fills rep.
- * Calls visit for valid records. */
-static int wal_scan_buf(const unsigned char *buf, uint64_t size, uint64_t start_lsn,
-                        int (*visit)(const wal_rec *, void *), void *ctx, sa_wal_report *rep) {
-  uint64_t off = SA_WAL_HEADER_SIZE, prev = start_lsn;
-  rep->records = 0;
-  rep->first_lsn = rep->last_lsn = 0;
-  rep->state = SA_WAL_CLEAN;
-  rep->bad_offset = rep->next_good_offset = 0;
-  rep->data_bytes = rep->rest_bytes = 0;
-  rep->reason[0] = 0;
-  while (off < size) {
-    wal_rec rec;
-    char why[200];
-    if (wal_record_decode(buf + off, size - off, off, &rec, why, sizeof why) != 0) {
-      snprintf(rep->reason, sizeof rep->reason, "%s", why);
-      break;
-    }
-    if ((rep->records == 0 && rec.lsn <= prev) || (rep->records > 0 && rec.lsn != prev + 1)) {
-      snprintf(rep->reason, sizeof rep->reason, "LSN %llu out of sequence (expected %llu)",
-               (unsigned long long)rec.lsn, (unsigned long long)(prev + 1));
-      break;
-    }
-    if (rep->records == 0) rep->first_lsn = rec.lsn;
-    rep->records++;
-    rep->last_lsn = prev = rec.lsn;
-    if (visit) {
-      int rc = visit(&rec, ctx);
-      if (rc) return rc;
-    }
-    off += SA_WAL_RECORD_HEADER + rec.len;
-  }
-  rep->data_bytes = off < size ? off : size;
-  if (off >= size) return 0;
+/* A forward reader over the file's bytes [0, size): a window of pread'd
+ * bytes, reused.  The scans read the WAL through it rather than through a
+ * mapping: a first touch of a mapped page costs a fault, which made the
+ * mapped scan of a 150 MB WAL 70-90 ms here against 30 ms with pread into
+ * a 1 MiB buffer. */
+typedef struct {
+  int fd;
+  const char *path;
+  uint64_t size;
+  unsigned char *buf;
+  size_t cap;
+  uint64_t base; /* buf holds the file's bytes [base, base + have) */
+  size_t have;
+  int rc; /* the error of a call that returned NULL */
+} wal_reader;
 
+#define WAL_READ_CHUNK (1u << 20)
+
+/* The file's bytes [off, off + n) (off + n <= size).  Pointers from earlier
+ * calls are invalid after it.  NULL with err set on a read error. */
+static const unsigned char *wal_read_at(wal_reader *r, uint64_t off, size_t n, sa_error *err) {
+  if (off >= r->base && off + n <= r->base + r->have) return r->buf + (off - r->base);
+  size_t keep = off >= r->base && off < r->base + r->have ? (size_t)(r->base + r->have - off) : 0;
+  size_t want = n > WAL_READ_CHUNK ? n : WAL_READ_CHUNK;
+  if (want > r->cap) {
+    unsigned char *b = realloc(r->buf, want);
+    if (!b) {
+      r->rc = sa_fail(err, SA_ENOMEM, "out of memory reading WAL '%s' (%zu bytes)", r->path, want);
+      return NULL;
+    }
+    r->buf = b;
+    r->cap = want;
+  }
+  if (keep) memmove(r->buf, r->buf + (off - r->base), keep);
+  r->base = off;
+  r->have = keep;
+  uint64_t end = off + r->cap < r->size ? off + r->cap : r->size;
+  const sa_io *io = sa_io_get();
+  while (r->base + r->have < end) {
+    ssize_t got = io->pread(r->fd, r->buf + r->have, (size_t)(end - r->base - r->have),
+                            (off_t)(r->base + r->have));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      int e = got < 0 ? errno : EIO;
+      r->rc =
+          sa_fail(err, sa_errno_code(e), "cannot read WAL '%s' at offset %llu: %s", r->path,
+                  (unsigned long long)(r->base + r->have), got < 0 ? strerror(e) : "file shrank");
+      return NULL;
+    }
+    r->have += (size_t)got;
+  }
+  return r->buf;
+}
+
+/* Frees r's buffer and returns the error of its failed read. */
+static int wal_reader_fail(wal_reader *r) {
+  free(r->buf);
+  r->buf = NULL;
+  return r->rc;
+}
+
+/* The bytes of the record at off, as much of them as wal_record_decode
+ * needs to accept or reject it: *avail is what it may assume is there. */
+static const unsigned char *wal_read_record(wal_reader *r, uint64_t off, size_t *avail,
+                                            sa_error *err) {
+  uint64_t rest = r->size - off;
+  size_t n = rest < SA_WAL_RECORD_HEADER ? (size_t)rest : SA_WAL_RECORD_HEADER;
+  const unsigned char *p = wal_read_at(r, off, n, err);
+  *avail = n;
+  if (!p || n < SA_WAL_RECORD_HEADER) return p;
+  uint32_t len = sa_get_u32(p + 4);
+  if (len > SA_WAL_MAX_PAYLOAD) return p; /* rejected on its header */
+  if (rest - SA_WAL_RECORD_HEADER < len) {
+    *avail = (size_t)rest; /* rejected as truncated: only the header is read */
+    return p;
+  }
+  *avail = SA_WAL_RECORD_HEADER + len;
+  return wal_read_at(r, off, *avail, err);
+}
+
+/* The rest of a file after its valid records (off: where they end; prev:
+ * the last LSN): free space, a torn tail or corruption.  buf maps the
+ * whole file. */
+static void wal_classify_rest(const unsigned char *buf, uint64_t size, uint64_t off, uint64_t prev,
+                              sa_wal_report *rep) {
   /* A rest of zero bytes only is free space (preallocation): CLEAN. */
   uint64_t last_nz = size; /* offset of the last non-zero byte of the rest */
   for (uint64_t o = size; o > off; o--)
@@ -558,7 +608,7 @@ static int wal_scan_buf(const unsigned char *buf, uint64_t size, uint64_t start_
     }
   if (last_nz == size) {
     rep->reason[0] = 0;
-    return 0;
+    return;
   }
 
   rep->bad_offset = off;
@@ -573,30 +623,60 @@ static int wal_scan_buf(const unsigned char *buf, uint64_t size, uint64_t start_
     if (wal_record_decode(p, size - o, o, &rec, why, sizeof why) == 0 && rec.lsn > prev) {
       rep->state = SA_WAL_CORRUPT;
       rep->next_good_offset = o;
-      return 0;
+      return;
     }
   }
   rep->state = SA_WAL_TORN;
-  return 0;
 }
 
-typedef struct {
-  int (*fn)(const wal_rec *, void *);
-  void *ctx;
-} wal_visit_adapter;
-
-static int wal_map_and_scan(int fd, const char *path, uint64_t size, uint64_t start_lsn,
-                            int (*visit)(const wal_rec *, void *), void *ctx, sa_wal_report *rep,
-                            sa_error *err) {
-  if (size <= SA_WAL_HEADER_SIZE) return wal_scan_buf(NULL, size, start_lsn, visit, ctx, rep);
+/* Scans the file (header included, size bytes) and fills rep.  Calls visit
+ * for valid records; its non-zero return stops the scan and is returned. */
+static int wal_scan_fd(int fd, const char *path, uint64_t size, uint64_t start_lsn,
+                       int (*visit)(const wal_rec *, void *), void *ctx, sa_wal_report *rep,
+                       sa_error *err) {
+  uint64_t off = SA_WAL_HEADER_SIZE, prev = start_lsn;
+  rep->records = 0;
+  rep->first_lsn = rep->last_lsn = 0;
+  rep->state = SA_WAL_CLEAN;
+  rep->bad_offset = rep->next_good_offset = 0;
+  rep->data_bytes = rep->rest_bytes = 0;
+  rep->reason[0] = 0;
+  wal_reader r = {.fd = fd, .path = path, .size = size};
+  int rc = 0;
+  while (off < size) {
+    wal_rec rec;
+    char why[200];
+    size_t avail;
+    const unsigned char *p = wal_read_record(&r, off, &avail, err);
+    if (!p) return wal_reader_fail(&r);
+    if (wal_record_decode(p, avail, off, &rec, why, sizeof why) != 0) {
+      snprintf(rep->reason, sizeof rep->reason, "%s", why);
+      break;
+    }
+    if ((rep->records == 0 && rec.lsn <= prev) || (rep->records > 0 && rec.lsn != prev + 1)) {
+      snprintf(rep->reason, sizeof rep->reason, "LSN %llu out of sequence (expected %llu)",
+               (unsigned long long)rec.lsn, (unsigned long long)(prev + 1));
+      break;
+    }
+    if (rep->records == 0) rep->first_lsn = rec.lsn;
+    rep->records++;
+    rep->last_lsn = prev = rec.lsn;
+    if (visit && (rc = visit(&rec, ctx)) != 0) break;
+    off += SA_WAL_RECORD_HEADER + rec.len;
+  }
+  free(r.buf);
+  if (rc) return rc;
+  rep->data_bytes = off < size ? off : size;
+  if (off >= size) return 0;
+  /* The rest is rare (a torn or corrupt tail) or small (free space, at most
+   * one preallocation step): mapped, for its backward and byte-wise walks. */
   void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
   if (map == MAP_FAILED)
     return sa_fail(err, sa_errno_code(errno), "cannot map WAL '%s' for reading: %s", path,
                    strerror(errno));
-  madvise(map, (size_t)size, MADV_SEQUENTIAL);
-  int rc = wal_scan_buf(map, size, start_lsn, visit, ctx, rep);
+  wal_classify_rest(map, size, off, prev, rep);
   munmap(map, (size_t)size);
-  return rc;
+  return 0;
 }
 
 static void wal_report_init(sa_wal_report *rep, const char *node_id, uint64_t start_lsn,
@@ -610,11 +690,47 @@ static void wal_report_init(sa_wal_report *rep, const char *node_id, uint64_t st
 
 int wal_scan(sa_wal *w, wal_visit_fn visit, void *ctx, sa_wal_report *rep, sa_error *err) {
   wal_report_init(rep, w->node_id, w->start_lsn, w->alloc);
-  int rc = wal_map_and_scan(w->fd, w->path, w->alloc, w->start_lsn, visit, ctx, rep, err);
+  int rc = wal_scan_fd(w->fd, w->path, w->alloc, w->start_lsn, visit, ctx, rep, err);
   /* A whole scan of a clean file knows where the records end: appends go
    * there, over the zero-filled free space. */
   if (rc == 0 && rep->state == SA_WAL_CLEAN)
     __atomic_store_n(&w->size, rep->data_bytes, __ATOMIC_RELAXED);
+  return rc;
+}
+
+int wal_replay(sa_wal *w, uint64_t end, wal_visit_fn visit, void *ctx, sa_error *err) {
+  if (end > w->alloc)
+    return sa_fail(err, SA_ECORRUPT, "WAL '%s' shrank below offset %llu while open", w->path,
+                   (unsigned long long)end);
+  wal_reader r = {.fd = w->fd, .path = w->path, .size = end};
+  int rc = 0;
+  for (uint64_t off = SA_WAL_HEADER_SIZE; off < end && rc == 0;) {
+    const unsigned char *p = NULL;
+    uint32_t len = 0;
+    if (end - off >= SA_WAL_RECORD_HEADER) {
+      if (!(p = wal_read_at(&r, off, SA_WAL_RECORD_HEADER, err))) return wal_reader_fail(&r);
+      len = sa_get_u32(p + 4);
+      p = len <= end - off - SA_WAL_RECORD_HEADER
+              ? wal_read_at(&r, off, SA_WAL_RECORD_HEADER + len, err)
+              : NULL;
+      if (!p && r.rc) return wal_reader_fail(&r);
+    }
+    if (!p) {
+      rc = sa_fail(err, SA_ECORRUPT,
+                   "WAL '%s' changed while open: the record at offset %llu no longer fits", w->path,
+                   (unsigned long long)off);
+      break;
+    }
+    wal_rec rec = {.offset = off,
+                   .type = p[8],
+                   .len = len,
+                   .lsn = sa_get_u64(p + 16),
+                   .hlc = sa_get_u64(p + 24),
+                   .payload = p + SA_WAL_RECORD_HEADER};
+    rc = visit(&rec, ctx);
+    off += SA_WAL_RECORD_HEADER + (uint64_t)len;
+  }
+  free(r.buf);
   return rc;
 }
 
@@ -834,7 +950,7 @@ int wal_scan_path(const char *path, sa_wal_visit_fn visit, void *ctx, sa_wal_rep
   if (rc) return rc;
   wal_report_init(rep, node, start, size);
   wal_pub_visit v = {visit, ctx};
-  rc = wal_map_and_scan(fd, path, size, start, visit ? wal_pub_visit_cb : NULL, &v, rep, err);
+  rc = wal_scan_fd(fd, path, size, start, visit ? wal_pub_visit_cb : NULL, &v, rep, err);
   sa_io_get()->close(fd);
   return rc;
 }
@@ -894,7 +1010,7 @@ int sa_wal_repair(const char *path, sa_wal_report *rep, sa_error *err) {
                    path);
   }
   wal_report_init(rep, node, start, size);
-  rc = wal_map_and_scan(fd, path, size, start, NULL, NULL, rep, err);
+  rc = wal_scan_fd(fd, path, size, start, NULL, NULL, rep, err);
   if (rc == 0 && rep->state != SA_WAL_CLEAN) {
     snprintf(rep->backup_path, sizeof rep->backup_path, "%s.bak.%llu", path,
              (unsigned long long)sa_now_ms());

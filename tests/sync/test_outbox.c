@@ -316,6 +316,63 @@ START_TEST(restart_in_the_middle_requeues_in_flight_work) {
 }
 END_TEST
 
+static void copy_file(const char *from, const char *to) {
+  FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+  ck_assert_ptr_nonnull(in);
+  ck_assert_ptr_nonnull(out);
+  char buf[1 << 16];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+    ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
+  fclose(in);
+  ck_assert_int_eq(fclose(out), 0);
+}
+
+/* The counts per state at open walk the entries the store had and count
+ * the ones the WAL replay adds (all queued) without reading them: both
+ * halves must add up, and the replayed entries must be sent. */
+START_TEST(restart_counts_kept_and_replayed_entries) {
+  sa_options o = opts(true);
+  sa_client *c = open_node(&o);
+  put(c, "k1", "v");
+  put(c, "k2", "v");
+  ck_assert_int_eq(sa_client_sync_tick(c, NULL), 0);
+  ck_assert_uint_eq(state(c).acknowledged, 2);
+  sa_status st;
+  ck_assert_int_eq(sa_client_status(c, &st, NULL), 0);
+  char store[600], copy[700], lock[700];
+  snprintf(store, sizeof store, "%s", st.store_path);
+  snprintf(copy, sizeof copy, "%s.copy", store);
+  snprintf(lock, sizeof lock, "%s-lock", store);
+  sa_client_close(c);
+  copy_file(store, copy);
+
+  c = open_node(&o);
+  put(c, "k3", "v");
+  put(c, "k4", "v");
+  put(c, "k5", "v");
+  sa_client_close(c);
+  /* The store forgets those three commits; the WAL still has them. */
+  copy_file(copy, store);
+  unlink(lock);
+
+  c = open_node(&o);
+  ck_assert_int_eq(sa_client_status(c, &st, NULL), 0);
+  ck_assert_uint_eq(st.recovery.records_replayed, 3);
+  sa_sync_state s = state(c);
+  ck_assert_uint_eq(s.acknowledged, 2);
+  ck_assert_uint_eq(s.queued, 3);
+  ck_assert_uint_eq(s.outbox_size, 5);
+  ck_assert_int_eq(entry(c, 3).state, SA_OUTBOX_QUEUED);
+  ck_assert_int_eq(sa_client_sync_tick(c, NULL), 0);
+  s = state(c);
+  ck_assert_uint_eq(s.acknowledged, 5);
+  ck_assert_uint_eq(s.queued, 0);
+  ck_assert_uint_eq(fake.last_lsn_seen, 5);
+  sa_client_close(c);
+}
+END_TEST
+
 /* In-flight work whose answer never gets recorded (here: the settle's store
  * commit fails, injected through the io table) expires at its deadline and
  * is queued again with backoff. */
@@ -545,6 +602,7 @@ static Suite *suite(void) {
   tcase_add_test(t, transport_error_counts_as_no_ack);
   tcase_add_test(t, batch_size_bounds_each_tick);
   tcase_add_test(t, restart_in_the_middle_requeues_in_flight_work);
+  tcase_add_test(t, restart_counts_kept_and_replayed_entries);
   tcase_add_test(t, in_flight_expires_after_ack_timeout);
   tcase_add_test(t, overflow_prunes_acknowledged_then_superseded_and_keeps_accepting);
   tcase_add_test(t, stub_transport_says_it_is_a_stub_and_backs_off);

@@ -879,6 +879,67 @@ START_TEST(store_deleted_is_rebuilt_from_wal) {
 }
 END_TEST
 
+/* Open reads the WAL through a 1 MiB window: records straddle its edges and
+ * some are larger than it (the window grows).  Every value must come back
+ * whole after a rebuild from the WAL, and the scan must count every record. */
+enum { WINDOW_RECORDS = 3000, WINDOW_BIG = 3 << 20 };
+
+/* Record i's value size: 1 MiB + 1 once, 3 MiB twice, else 200..1099. */
+static size_t window_value_len(int i) {
+  if (i == 700) return (1u << 20) + 1;
+  if (i == 1500 || i == 1501) return WINDOW_BIG;
+  return 200 + (size_t)(i * 37) % 900;
+}
+
+START_TEST(replay_reads_records_larger_than_the_read_window) {
+  enum { SMALL = WINDOW_RECORDS, BIG = WINDOW_BIG };
+  sa_options o = opts;
+  o.max_value_bytes = BIG;
+  o.store_max_bytes = (uint64_t)256 << 20;
+  o.wal_max_bytes = (uint64_t)256 << 20; /* no checkpoint: every record stays */
+  sa_client *c = tu_open(&o);
+  unsigned char *buf = malloc(BIG);
+  ck_assert_ptr_nonnull(buf);
+  sa_error err = {0};
+  int n = 0;
+  for (int i = 0; i < SMALL; i++, n++) {
+    char k[32];
+    snprintf(k, sizeof k, "r%05d", n);
+    /* 1 MiB + 1, and twice the whole 3 MiB, among small ones */
+    size_t len = window_value_len(i);
+    fill_value(buf, len, n);
+    ck_assert_msg(sa_client_put_bytes(c, k, buf, len, &err) == SA_OK, "%s", err.message);
+  }
+  char store[TU_PATH_MAX], lock[TU_PATH_MAX + 8];
+  snprintf(store, sizeof store, "%s", tu_status(c).store_path);
+  sa_client_close(c);
+  ck_assert_int_eq(unlink(store), 0);
+  snprintf(lock, sizeof lock, "%s-lock", store);
+  unlink(lock);
+
+  c = tu_open(&o);
+  sa_status st = tu_status(c);
+  ck_assert_uint_eq(st.recovery.records_scanned, SMALL);
+  ck_assert_uint_eq(st.recovery.records_replayed, SMALL);
+  unsigned char *want = malloc(BIG);
+  ck_assert_ptr_nonnull(want);
+  for (int i = 0; i < SMALL; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "r%05d", i);
+    size_t len = window_value_len(i);
+    fill_value(want, len, i);
+    sa_value v = {0};
+    ck_assert_msg(sa_client_get(c, k, &v, &err) == SA_OK, "%s: %s", k, err.message);
+    ck_assert_uint_eq(v.len, len);
+    ck_assert_msg(memcmp(v.data, want, len) == 0, "value of %s differs after replay", k);
+    sa_value_free(&v);
+  }
+  sa_client_close(c);
+  free(want);
+  free(buf);
+}
+END_TEST
+
 /* ---- checkpoint --------------------------------------------------------- */
 
 static void fill_value(unsigned char *buf, size_t len, int i) {
@@ -1082,6 +1143,7 @@ static Suite *wal_suite(void) {
   tcase_add_test(tr, repair_with_store_ahead_keeps_lsns_unique);
   tcase_add_test(tr, replay_after_store_lost_commits);
   tcase_add_test(tr, store_deleted_is_rebuilt_from_wal);
+  tcase_add_test(tr, replay_reads_records_larger_than_the_read_window);
   suite_add_tcase(s, tr);
 
   TCase *tk = tcase_create("checkpoint");
