@@ -845,6 +845,17 @@ START_TEST(replay_after_store_lost_commits) {
 }
 END_TEST
 
+/* Closes c and deletes its store (file and lock): the next open rebuilds it
+ * from the WAL. */
+static void close_and_delete_store(sa_client *c) {
+  char store[TU_PATH_MAX], lock[TU_PATH_MAX + 8];
+  snprintf(store, sizeof store, "%s", tu_status(c).store_path);
+  sa_client_close(c);
+  ck_assert_int_eq(unlink(store), 0);
+  snprintf(lock, sizeof lock, "%s-lock", store);
+  unlink(lock);
+}
+
 START_TEST(store_deleted_is_rebuilt_from_wal) {
   sa_client *c = tu_open(&opts);
   for (int i = 0; i < 20; i++) {
@@ -858,12 +869,7 @@ START_TEST(store_deleted_is_rebuilt_from_wal) {
   sa_error err = {0};
   ck_assert_int_eq(sa_client_sync_state(c, &s, &err), SA_OK);
   outbox = s.outbox_size;
-  char store[TU_PATH_MAX], lock[TU_PATH_MAX + 8];
-  snprintf(store, sizeof store, "%s", tu_status(c).store_path);
-  sa_client_close(c);
-  ck_assert_int_eq(unlink(store), 0);
-  snprintf(lock, sizeof lock, "%s-lock", store);
-  unlink(lock);
+  close_and_delete_store(c);
 
   c = tu_open(&opts);
   ck_assert_uint_eq(tu_status(c).recovery.records_replayed, 20);
@@ -905,17 +911,11 @@ START_TEST(replay_reads_records_larger_than_the_read_window) {
   for (int i = 0; i < SMALL; i++, n++) {
     char k[32];
     snprintf(k, sizeof k, "r%05d", n);
-    /* 1 MiB + 1, and twice the whole 3 MiB, among small ones */
     size_t len = window_value_len(i);
     fill_value(buf, len, n);
     ck_assert_msg(sa_client_put_bytes(c, k, buf, len, &err) == SA_OK, "%s", err.message);
   }
-  char store[TU_PATH_MAX], lock[TU_PATH_MAX + 8];
-  snprintf(store, sizeof store, "%s", tu_status(c).store_path);
-  sa_client_close(c);
-  ck_assert_int_eq(unlink(store), 0);
-  snprintf(lock, sizeof lock, "%s-lock", store);
-  unlink(lock);
+  close_and_delete_store(c);
 
   c = tu_open(&o);
   sa_status st = tu_status(c);
