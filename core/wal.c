@@ -587,7 +587,9 @@ static const unsigned char *wal_read_record(wal_reader *r, uint64_t off, size_t 
   uint32_t len = sa_get_u32(p + 4);
   if (len > SA_WAL_MAX_PAYLOAD) return p; /* rejected on its header */
   if (rest - SA_WAL_RECORD_HEADER < len) {
-    *avail = (size_t)rest; /* rejected as truncated: only the header is read */
+    /* Rejected as truncated, which wal_record_decode finds from avail and
+     * the header alone (it checks the length before any payload byte). */
+    *avail = (size_t)rest;
     return p;
   }
   *avail = SA_WAL_RECORD_HEADER + len;
@@ -705,17 +707,11 @@ int wal_replay(sa_wal *w, uint64_t end, wal_visit_fn visit, void *ctx, sa_error 
   wal_reader r = {.fd = w->fd, .path = w->path, .size = end};
   int rc = 0;
   for (uint64_t off = SA_WAL_HEADER_SIZE; off < end && rc == 0;) {
-    const unsigned char *p = NULL;
-    uint32_t len = 0;
-    if (end - off >= SA_WAL_RECORD_HEADER) {
-      if (!(p = wal_read_at(&r, off, SA_WAL_RECORD_HEADER, err))) return wal_reader_fail(&r);
-      len = sa_get_u32(p + 4);
-      p = len <= end - off - SA_WAL_RECORD_HEADER
-              ? wal_read_at(&r, off, SA_WAL_RECORD_HEADER + len, err)
-              : NULL;
-      if (!p && r.rc) return wal_reader_fail(&r);
-    }
-    if (!p) {
+    size_t avail;
+    const unsigned char *p = wal_read_record(&r, off, &avail, err);
+    if (!p) return wal_reader_fail(&r);
+    uint32_t len = avail >= SA_WAL_RECORD_HEADER ? sa_get_u32(p + 4) : 0;
+    if (avail < SA_WAL_RECORD_HEADER || avail - SA_WAL_RECORD_HEADER != len) {
       rc = sa_fail(err, SA_ECORRUPT,
                    "WAL '%s' changed while open: the record at offset %llu no longer fits", w->path,
                    (unsigned long long)off);
