@@ -525,7 +525,7 @@ static void api_metrics_write_stats(const sa_stats *ws, FILE *f) {
           (unsigned long long)cum, ws->sync_seconds, (unsigned long long)ws->syncs);
   cum = 0;
   fputs("# HELP softadastra_group_commit_ops Operations per group commit (one WAL write and "
-        "fdatasync, one store transaction).\n"
+        "fdatasync).\n"
         "# TYPE softadastra_group_commit_ops histogram\n",
         f);
   for (size_t i = 0; i + 1 < SA_STATS_GROUP_BUCKETS; i++) {
@@ -543,10 +543,14 @@ static void api_metrics_write_stats(const sa_stats *ws, FILE *f) {
           "softadastra_wal_written_bytes_total %llu\n"
           "# HELP softadastra_write_errors_total Writes failed by I/O errors or a full disk.\n"
           "# TYPE softadastra_write_errors_total counter\n"
-          "softadastra_write_errors_total %llu\n",
+          "softadastra_write_errors_total %llu\n"
+          "# HELP softadastra_store_commits_total Store transactions that applied written groups "
+          "(one applies every group of up to 10 ms).\n"
+          "# TYPE softadastra_store_commits_total counter\n"
+          "softadastra_store_commits_total %llu\n",
           (unsigned long long)cum, (unsigned long long)ws->group_ops,
           (unsigned long long)ws->groups, (unsigned long long)ws->wal_bytes_written,
-          (unsigned long long)ws->write_errors);
+          (unsigned long long)ws->write_errors, (unsigned long long)ws->store_commits);
 }
 
 static api_response *api_h_metrics(api_ctx *ctx) {

@@ -1,7 +1,7 @@
 /*
  * node.c -- a local node: the sa_client_* API of softadastra.h.
  *
- * WRITE PATH (group commit, two threads in a pipeline)
+ * WRITE PATH (group commit; the store commit follows the answer)
  *
  *   caller thread            writer thread                committer thread
  *   -------------            -------------                ----------------
@@ -14,26 +14,27 @@
  *                              assign LSN + HLC, encode its record
  *                            one pwrite of all records
  *                            one fdatasync (auto_flush on)
- *                            wait until the group before
- *                              is committed, hand this one  ---> one LMDB txn: apply
- *                            take the next group ...             every record and its
- *                                                                outbox entry, commit
- *   wake (or callback) <----------------------------------------  (no fdatasync)
+ *                            queue the group for the   ---->  every NODE_COMMIT_DELAY_MS
+ *   wake (or callback) <---- committer, answer it             (or at once when a read
+ *                            take the next group ...          waits): one LMDB txn
+ *                                                             applies every queued
+ *                                                             group, no fdatasync
  *
- * So a write costs one fdatasync, the WAL's, shared by its group, and group
- * N+1's sync runs while group N is committed.  A write is answered only
- * when it is both in the synced WAL and committed to the store: a read
- * after the answer sees it, and a write that failed was never visible.  The
- * store itself is made durable in the background at sync points (the
- * syncer thread, every store_sync_interval_ms; see store.c): after a power loss
- * it rolls back to the last one and the WAL replays the rest.  A failed
- * append or sync fails its group before anything is applied; a failed store
- * commit rolls the WAL back over that group and the one prepared on top of
- * it, and fails both (their records were never acknowledged).  A failed
- * fdatasync -- of the WAL or at a store sync point -- turns the node
- * read-only (see wal.c).  Requests are served in FIFO order; within a group
- * later requests see the effects of earlier ones.  Details: "writer
- * pipeline" below.
+ * So a write costs one fdatasync, the WAL's, shared by its group, and one
+ * store commit is shared by every group of NODE_COMMIT_DELAY_MS.  A write
+ * is answered once it is in the synced WAL; a read waits until the store
+ * holds every answered write (node_read_barrier), so a read after an answer
+ * sees it.  The store itself is made durable in the background at sync
+ * points (the syncer thread, every store_sync_interval_ms; see store.c):
+ * after a power loss it rolls back to the last one and the WAL replays the
+ * rest.  A failed append or sync fails its group before anything is
+ * applied.  A failed store commit of answered writes turns the node
+ * read-only (they are in the WAL; the next open replays them); near a full
+ * map writes are answered after their commit instead, and a failed commit
+ * then cuts the group from the WAL and fails it.  A failed fdatasync -- of
+ * the WAL or at a store sync point -- turns the node read-only (see wal.c).
+ * Requests are served in FIFO order; within a group later requests see the
+ * effects of earlier ones.  Details: "writer pipeline" below.
  *
  * With auto_flush off the writer does not sync per group; it syncs the WAL
  * every flush_interval_ms while there is unsynced data, and on
@@ -45,7 +46,7 @@
  * zeros (node_wal_chunk) and stays below wal_max_bytes.
  *
  * READ PATH: sa_client_get/list go straight to the store from the calling
- * thread (LMDB readers never block the writer).
+ * thread (LMDB readers never block the writer), after node_read_barrier.
  *
  * THREADS: every function here is thread-safe except sa_client_open and
  * sa_client_close.  Locks: c->mu (queue, waiters) and c->pmu (writer to
@@ -73,6 +74,23 @@
 #define NODE_REPLAY_TXN_RECORDS 8192  /* records per LMDB txn during replay */
 #define NODE_WAL_CHUNK_MAX (1u << 20) /* WAL preallocation step (node_wal_chunk) */
 
+/* The committer (see "writer pipeline"): it commits the groups waiting for
+ * it once the oldest has waited NODE_COMMIT_DELAY_MS, at once when a reader
+ * or the writer asks, and the writer waits for it when more than
+ * NODE_QUEUE_GROUPS groups or NODE_QUEUE_BYTES record bytes wait. */
+#define NODE_COMMIT_DELAY_MS 10
+#define NODE_QUEUE_GROUPS 64
+#define NODE_QUEUE_BYTES (4u << 20)
+/* A group is answered before its store commit only while the store has this
+ * much room above its highest page, plus 4x the group's and the queue's record
+ * bytes (the keys, outbox and change feed databases take each value up to
+ * twice, and every operation new B-tree pages): a commit of acknowledged
+ * writes must not find the map full. */
+#define NODE_EARLY_HEADROOM (64ull << 20)
+/* The writer's key-version cache is emptied (after a drain) past this many
+ * keys. */
+#define NODE_WOV_MAX 65536
+
 typedef enum {
   REQ_PUT,
   REQ_DEL,
@@ -99,9 +117,8 @@ typedef struct wreq {
   const uint64_t *lsns;  /* REQ_OBX_SETTLE: in */
   const bool *acked;
   size_t n;
-  size_t bytes;            /* estimated record size */
-  bool logged;             /* writer: has a record in the current group */
-  size_t rec_off, rec_len; /* writer: where that record is in the group's buffer */
+  size_t bytes; /* estimated record size */
+  bool logged;  /* writer: has a record in the current group */
   int rc;
   sa_error err;
   sa_write_result res;
@@ -123,15 +140,17 @@ typedef struct ov_ent {
 
 typedef struct overlay {
   ov_ent *tab;
-  size_t cap; /* power of two, at least twice the group's operations */
+  size_t cap; /* power of two, at least twice the entries */
+  size_t n;   /* entries */
   char *keys;
   size_t kused, kcap;
 } overlay;
 
 /* One group of data requests on its way through the pipeline. */
 typedef struct pgroup {
-  wreq *reqs;         /* in queue order; settled by the committer on success */
-  unsigned char *buf; /* the group's WAL records */
+  struct pgroup *next; /* in the committer's queue, or the free list */
+  wreq *reqs;          /* in queue order (writer only) */
+  unsigned char *buf;  /* the group's WAL records */
   size_t cap, used;
   uint64_t first_lsn;  /* LSN of the first record */
   uint64_t last_lsn;   /* of the last one */
@@ -139,9 +158,12 @@ typedef struct pgroup {
   uint64_t hlc_last;
   uint64_t wal_start; /* WAL size before the group's append */
   uint64_t logged;    /* records */
+  uint64_t ops;       /* operations in them */
+  uint64_t queued_ns; /* when handed to the committer */
   bool durable;       /* the records were synced with auto_flush on */
-  overlay ov;         /* versions after this group */
-  int rc;             /* the committer's result */
+  bool early;         /* answered before its store commit */
+  bool done;          /* under pmu: committed or failed (not early) */
+  int rc;             /* the committer's result (not early) */
   sa_error err;
 } pgroup;
 
@@ -160,23 +182,29 @@ struct sa_client {
   bool writer_started;
   pthread_t committer; /* commits groups to the store (node_committer_main) */
   bool committer_started;
-  pthread_mutex_t pmu; /* hand-over between writer and committer */
-  pthread_cond_t pcv;
-  pgroup *inflight;   /* under pmu: handed to the committer, result not yet taken */
-  bool inflight_done; /* under pmu: the committer has settled or failed it */
+  pthread_mutex_t pmu;       /* the committer's queue and its waiters */
+  pthread_cond_t pcv;        /* committer wake-up (CLOCK_MONOTONIC) */
+  pthread_cond_t dcv;        /* broadcast after every commit (or failure) */
+  pgroup *cq_head, *cq_tail; /* under pmu: written groups waiting for their commit */
+  size_t cq_groups, cq_bytes;
+  pgroup *gfree;      /* under pmu: spare groups */
+  bool committing;    /* under pmu: the committer holds groups */
+  bool commit_now;    /* under pmu: someone waits; do not wait for the delay */
   bool pstop;         /* under pmu: the committer exits when idle */
+  int cfail_rc;       /* under pmu: a commit of answered writes failed */
+  sa_error cfail_err; /* under pmu: why (reads then fail with it) */
+  uint64_t acked_lsn; /* atomic: the last LSN answered (reads wait until committed) */
   pthread_mutex_t mu;
   pthread_cond_t cv;     /* writer wake-up (CLOCK_MONOTONIC) */
   pthread_cond_t lsn_cv; /* broadcast when last_lsn grows or at close */
   wreq *head, *tail;     /* FIFO of pending requests (under mu) */
   bool stopping;         /* under mu */
-  bool commit_failed;    /* under mu: the committer failed a group; the writer must clean up */
 
   /* Writer-owned. */
   sa_hlc hlc;
   uint64_t w_lsn; /* last LSN given to a record written to the WAL */
-  pgroup pg[2];   /* the group being prepared, and the one being committed */
-  int pg_cur;     /* index in pg of the group being prepared */
+  overlay gov;    /* versions the group being prepared gives */
+  overlay wov;    /* versions every group written since the last reset gave */
   wal_op *ops;    /* scratch for batches */
   size_t ops_cap;
   bool dirty; /* auto_flush off: appended but not synced */
@@ -701,21 +729,42 @@ static void node_stop_syncer(sa_client *c) {
 
 /* ---- writer pipeline -----------------------------------------------------
  *
- * Puts, removes and batches go through two threads, so that a group's WAL
- * fdatasync overlaps the store commit of the group before it:
+ * Puts, removes and batches go through two threads:
  *
- *   writer:    take N+1, prepare it, WAL write + sync | wait for N | hand N+1 over
- *   committer: ......... commit N to LMDB, settle N's requests ...............
+ *   writer:    take group N, prepare it, WAL write + sync, queue it for
+ *              the committer, answer it; take group N+1 ...
+ *   committer: once the oldest queued group has waited NODE_COMMIT_DELAY_MS
+ *              (at once when a reader or the writer asks): one LMDB txn
+ *              applies the records of every queued group, then last_lsn moves
  *
- * A write is still answered only once it is in the synced WAL *and*
- * committed to the store, so a read after an answer sees it, and a write
- * that failed was never visible.  Preparing N+1 (conditions, versions)
- * needs the state N will leave: the versions N and N+1 give their keys are
- * kept in per-group overlays, read before the store's latest snapshot.  At
- * most one group is with the committer.  If its commit fails, the writer cuts
- * both groups' records from the WAL (N+1's too: it was prepared on top of N)
- * and fails both.  Flushes, checkpoints and outbox work drain the pipeline
- * first and run on the writer thread, as before.
+ * A write is answered once its record is in the synced WAL; from there a
+ * crash loses nothing (the next open replays the WAL into the store).  Its
+ * store commit follows within NODE_COMMIT_DELAY_MS, shared with every group
+ * written meanwhile, so the store writes its B-tree pages once per commit
+ * instead of once per group (each commit writes every page it touches: tens
+ * of KiB for one write).  Reads still see every answered write: a read
+ * (node_read_barrier) first compares last_lsn, the last LSN the store holds,
+ * with acked_lsn, the last one answered; when the store is behind, the
+ * reader asks the committer for a commit now and waits for it.  A read with
+ * no answered write left to commit pays two atomic loads.
+ *
+ * Preparing a group (conditions, versions) needs the state the groups not
+ * yet committed leave: the writer keeps the versions it gave in wov (every
+ * write goes through the writer), read before the store.  Requests are
+ * served in FIFO order; within a group later requests see the effects of
+ * earlier ones.
+ *
+ * When a commit of answered writes fails (an I/O error), those writes are
+ * still in the WAL, durable: the node turns read-only, a read that needs
+ * them fails with the cause, and the next open replays them.  A full map
+ * must not be such a failure: a group is answered before its commit only
+ * while the store has NODE_EARLY_HEADROOM and more of room; otherwise the
+ * writer waits for the group's commit before it answers, and a failed
+ * commit cuts the group's records from the WAL and fails its writes
+ * (SA_ENOSPC), the node staying writable.
+ *
+ * Flushes, checkpoints and outbox work drain the committer first
+ * (node_drain) and run on the writer thread.
  */
 
 static uint64_t ov_hash(const char *key, uint32_t klen) {
@@ -725,11 +774,17 @@ static uint64_t ov_hash(const char *key, uint32_t klen) {
   return h ? h : 1;
 }
 
-/* Empties ov and sizes it for n operations.  -1 when out of memory. */
+/* Empties ov and sizes it for n entries (it grows past them); a big table
+ * is given back.  -1 when out of memory. */
 static int ov_reset(overlay *ov, size_t n) {
   size_t cap = 64;
   while (cap < 2 * n)
     cap *= 2;
+  if (ov->cap > 4096 && ov->cap > 4 * cap) {
+    free(ov->tab);
+    free(ov->keys);
+    *ov = (overlay){0};
+  }
   if (cap > ov->cap) {
     ov_ent *t = realloc(ov->tab, cap * sizeof *t);
     if (!t) return -1;
@@ -737,6 +792,7 @@ static int ov_reset(overlay *ov, size_t n) {
     ov->cap = cap;
   }
   memset(ov->tab, 0, ov->cap * sizeof *ov->tab);
+  ov->n = 0;
   ov->kused = 0;
   return 0;
 }
@@ -751,16 +807,35 @@ static ov_ent *ov_slot(const overlay *ov, const char *key, uint32_t klen, uint64
 }
 
 static bool ov_find(const overlay *ov, const char *key, uint32_t klen, uint64_t *version) {
-  if (!ov->cap) return false;
+  if (!ov->n) return false;
   ov_ent *e = ov_slot(ov, key, klen, ov_hash(key, klen));
   if (e->h == 0) return false;
   *version = e->version;
   return true;
 }
 
-/* Records key's version.  -1 when out of memory.  The table never fills:
- * ov_reset sized it for every operation of the group. */
+/* Doubles the table (the keys stay where they are).  -1 when out of memory. */
+static int ov_grow(overlay *ov) {
+  size_t cap = ov->cap ? ov->cap * 2 : 64;
+  ov_ent *t = calloc(cap, sizeof *t);
+  if (!t) return -1;
+  for (size_t i = 0; i < ov->cap; i++) {
+    const ov_ent *e = &ov->tab[i];
+    if (e->h == 0) continue;
+    size_t j = e->h & (cap - 1);
+    while (t[j].h)
+      j = (j + 1) & (cap - 1);
+    t[j] = *e;
+  }
+  free(ov->tab);
+  ov->tab = t;
+  ov->cap = cap;
+  return 0;
+}
+
+/* Records key's version.  -1 when out of memory. */
 static int ov_set(overlay *ov, const char *key, uint32_t klen, uint64_t version) {
+  if (2 * (ov->n + 1) > ov->cap && ov_grow(ov) != 0) return -1;
   uint64_t h = ov_hash(key, klen);
   ov_ent *e = ov_slot(ov, key, klen, h);
   if (e->h == 0) {
@@ -778,8 +853,19 @@ static int ov_set(overlay *ov, const char *key, uint32_t klen, uint64_t version)
     e->off = (uint32_t)ov->kused;
     e->klen = klen;
     ov->kused += klen;
+    ov->n++;
   }
   e->version = version;
+  return 0;
+}
+
+/* Sets in dst every version of src.  -1 when out of memory (dst then holds
+ * part of them). */
+static int ov_merge(overlay *dst, const overlay *src) {
+  for (size_t i = 0; i < src->cap; i++) {
+    const ov_ent *e = &src->tab[i];
+    if (e->h && ov_set(dst, src->keys + e->off, e->klen, e->version) != 0) return -1;
+  }
   return 0;
 }
 
@@ -800,27 +886,26 @@ static int node_reserve(pgroup *g, size_t need) {
   return 0;
 }
 
-/* key's version once the groups not yet committed are: the group being
- * prepared, then the one with the committer, then the store. */
-static int node_version(sa_client *c, const pgroup *g, const pgroup *prev, const char *key,
-                        uint32_t klen, uint64_t *version, sa_error *err) {
-  if (ov_find(&g->ov, key, klen, version)) return 0;
-  if (prev && ov_find(&prev->ov, key, klen, version)) return 0;
+/* key's version once every group written is committed: the group being
+ * prepared, then the groups written before it, then the store. */
+static int node_version(sa_client *c, const char *key, uint32_t klen, uint64_t *version,
+                        sa_error *err) {
+  if (ov_find(&c->gov, key, klen, version)) return 0;
+  if (ov_find(&c->wov, key, klen, version)) return 0;
   return store_version(c->store, key, klen, version, err);
 }
 
 /* Prepares one request into g: checks its condition, encodes its record and
  * notes the versions it gives.  Returns 0 when staged or settled (condition
  * failed, absent key); an error that dooms the whole group otherwise. */
-static int node_stage(sa_client *c, pgroup *g, const pgroup *prev, wreq *r, uint64_t *lsn,
-                      sa_error *err) {
+static int node_stage(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error *err) {
   uint64_t cur = 0;
   size_t nops = 1;
   const wal_op *ops;
   wal_op one;
   bool batch = r->kind == REQ_BATCH;
   if (!batch) {
-    int rc = node_version(c, g, prev, r->key, r->klen, &cur, err);
+    int rc = node_version(c, r->key, r->klen, &cur, err);
     if (rc) return rc;
     if (r->cond.cond == SA_COND_VERSION && cur != r->cond.version) {
       r->rc =
@@ -870,9 +955,9 @@ static int node_stage(sa_client *c, pgroup *g, const pgroup *prev, wreq *r, uint
   /* The versions this record gives (as node_apply_record will). */
   for (size_t i = 0; i < nops; i++) {
     uint64_t v = cur;
-    int rc = batch ? node_version(c, g, prev, ops[i].key, ops[i].klen, &v, err) : 0;
+    int rc = batch ? node_version(c, ops[i].key, ops[i].klen, &v, err) : 0;
     if (rc) return rc;
-    if (ov_set(&g->ov, ops[i].key, ops[i].klen, ops[i].op == SA_OP_PUT ? v + 1 : 0) != 0)
+    if (ov_set(&c->gov, ops[i].key, ops[i].klen, ops[i].op == SA_OP_PUT ? v + 1 : 0) != 0)
       return sa_fail(err, SA_ENOMEM, "out of memory staging a write");
   }
 
@@ -883,13 +968,12 @@ static int node_stage(sa_client *c, pgroup *g, const pgroup *prev, wreq *r, uint
   size_t n = wal_record_encode(g->buf + g->used, ++*lsn, ts, ops, nops, batch);
   assert(n == size);
   r->logged = true;
-  r->rec_off = g->used;
-  r->rec_len = n;
   r->res.lsn = *lsn;
   r->res.hlc = ts;
   r->res.version = r->kind == REQ_PUT ? cur + 1 : 0;
   g->used += n;
   g->logged++;
+  g->ops += nops;
   return 0;
 }
 
@@ -918,7 +1002,6 @@ static void node_settle(sa_client *c, wreq *g) {
     free(r);
   }
   pthread_mutex_lock(&c->mu);
-  pthread_cond_broadcast(&c->lsn_cv); /* change-feed waiters */
   for (wreq *r = g, *next; r; r = next) {
     next = r->next; /* r lives on its caller's stack: read next first */
     r->done = true;
@@ -927,204 +1010,339 @@ static void node_settle(sa_client *c, wreq *g) {
   pthread_mutex_unlock(&c->mu);
 }
 
-/* Committer: applies g's records in one store transaction.  On success the
- * records are visible, last_lsn moves and g's requests are settled. */
-static int node_commit_group(sa_client *c, pgroup *g, sa_error *err) {
+/* A spare group, or a new one (NULL when out of memory). */
+static pgroup *node_group_get(sa_client *c) {
+  pthread_mutex_lock(&c->pmu);
+  pgroup *g = c->gfree;
+  if (g) c->gfree = g->next;
+  pthread_mutex_unlock(&c->pmu);
+  return g ? g : calloc(1, sizeof *g);
+}
+
+/* Keeps g as a spare, with pmu held; a buffer grown past 1 MiB by a big
+ * group is given back. */
+static void node_group_put_locked(sa_client *c, pgroup *g) {
+  if (g->cap > (1u << 20)) {
+    free(g->buf);
+    g->buf = NULL;
+    g->cap = 0;
+  }
+  g->next = c->gfree;
+  c->gfree = g;
+}
+
+static void node_group_put(sa_client *c, pgroup *g) {
+  pthread_mutex_lock(&c->pmu);
+  node_group_put_locked(c, g);
+  pthread_mutex_unlock(&c->pmu);
+}
+
+/* Committer: applies the records of the groups of list in one store
+ * transaction; on success they are visible and last_lsn moves. */
+static int node_commit_groups(sa_client *c, pgroup *list, sa_error *err) {
   store_wtxn *t;
   int rc = store_wbegin(c->store, &t, err);
   if (rc) return rc;
-  for (wreq *r = g->reqs; r; r = r->next) {
-    if (!r->logged) continue;
-    const unsigned char *p = g->buf + r->rec_off;
-    wal_rec rec = {.lsn = r->res.lsn,
-                   .hlc = r->res.hlc,
-                   .type = p[8],
-                   .len = (uint32_t)(r->rec_len - SA_WAL_RECORD_HEADER),
-                   .payload = p + SA_WAL_RECORD_HEADER};
-    uint64_t version = 0;
-    if ((rc = node_apply_record(t, &rec, &version, err)) != 0) {
-      store_wabort(t);
-      return rc;
+  const pgroup *last = list;
+  uint64_t records = 0;
+  for (const pgroup *g = list; g; g = g->next) {
+    for (size_t off = 0; off < g->used;) {
+      wal_rec rec;
+      off += wal_record_view(g->buf + off, &rec);
+      uint64_t version;
+      if ((rc = node_apply_record(t, &rec, &version, err)) != 0) {
+        store_wabort(t);
+        return rc;
+      }
     }
-    assert(r->kind != REQ_PUT || version == r->res.version); /* the writer predicted it */
+    records += g->logged;
+    last = g;
   }
-  if ((rc = store_wcommit(t, g->last_lsn, g->hlc_last, err)) != 0) return rc;
-  __atomic_store_n(&c->last_lsn, g->last_lsn, __ATOMIC_RELEASE);
+  if ((rc = store_wcommit(t, last->last_lsn, last->hlc_last, err)) != 0) return rc;
+  __atomic_store_n(&c->last_lsn, last->last_lsn, __ATOMIC_RELEASE);
   node_wake_syncer(c);
-  for (wreq *r = g->reqs; r; r = r->next)
-    if (r->logged) {
-      r->res.durable = g->durable;
-      r->logged = false;
-    }
-  stat_add(&c->stats.groups, 1);
-  stat_add(&c->stats.group_ops, g->logged);
-  stat_hist(c->stats.group_hist, sa_stats_group_bounds, SA_STATS_GROUP_BUCKETS - 1,
-            (double)g->logged);
-  __atomic_add_fetch(&c->obx_count[STORE_OUTBOX_QUEUED], g->logged, __ATOMIC_RELAXED);
+  stat_add(&c->stats.store_commits, 1);
+  __atomic_add_fetch(&c->obx_count[STORE_OUTBOX_QUEUED], records, __ATOMIC_RELAXED);
   if (c->opts.tick_on_write && c->ticker_started) {
     pthread_mutex_lock(&c->tmu);
     c->tick_kick = true;
     pthread_cond_signal(&c->tcv);
     pthread_mutex_unlock(&c->tmu);
   }
-  node_settle(c, g->reqs);
+  pthread_mutex_lock(&c->mu);
+  pthread_cond_broadcast(&c->lsn_cv); /* change-feed waiters */
+  pthread_mutex_unlock(&c->mu);
   return 0;
+}
+
+/* The committer failed to commit answered writes (list): the node turns
+ * read-only and *err says why, for the reads that needed them. */
+static void node_commit_lost(sa_client *c, const pgroup *list, int rc, sa_error *err) {
+  const pgroup *last = list;
+  while (last->next)
+    last = last->next;
+  char why[SA_ERROR_MESSAGE_MAX];
+  snprintf(why, sizeof why,
+           "node is read-only: the store commit of acknowledged writes (LSN %llu to %llu) "
+           "failed: %.300s; they are in the WAL%s",
+           (unsigned long long)list->first_lsn, (unsigned long long)last->last_lsn, err->message,
+           c->wal ? " and the next start replays them" : " of no file: this node keeps no data");
+  node_set_read_only(c, why);
+  sa_fail(err, rc, "%s", why);
 }
 
 static void *node_committer_main(void *arg) {
   sa_client *c = arg;
+  const uint64_t delay = (uint64_t)NODE_COMMIT_DELAY_MS * 1000000u;
   pthread_mutex_lock(&c->pmu);
   for (;;) {
-    while (!(c->inflight && !c->inflight_done) && !c->pstop)
+    if (!c->cq_head) {
+      if (c->pstop) break;
       pthread_cond_wait(&c->pcv, &c->pmu);
-    if (!(c->inflight && !c->inflight_done)) break; /* stopping and idle */
-    pgroup *g = c->inflight;
-    pthread_mutex_unlock(&c->pmu);
-    sa_error e = {0};
-    int rc = node_commit_group(c, g, &e);
-    pthread_mutex_lock(&c->pmu);
-    g->rc = rc;
-    g->err = e;
-    c->inflight_done = true;
-    pthread_cond_broadcast(&c->pcv);
-    if (rc) { /* the writer may be idle: wake it to cut the WAL and answer */
-      pthread_mutex_unlock(&c->pmu);
-      pthread_mutex_lock(&c->mu);
-      c->commit_failed = true;
-      pthread_cond_signal(&c->cv);
-      pthread_mutex_unlock(&c->mu);
-      pthread_mutex_lock(&c->pmu);
+      continue;
     }
+    if (!c->commit_now && !c->pstop) {
+      uint64_t due = c->cq_head->queued_ns + delay;
+      if (sa_mono_ns() < due) {
+        struct timespec ts = node_deadline(due);
+        pthread_cond_timedwait(&c->pcv, &c->pmu, &ts);
+        continue;
+      }
+    }
+    pgroup *list = c->cq_head;
+    c->cq_head = c->cq_tail = NULL;
+    c->cq_groups = c->cq_bytes = 0;
+    c->commit_now = false;
+    c->committing = true;
+    sa_error e = {0};
+    int rc = c->cfail_rc; /* after a lost commit, nothing more is committed */
+    if (rc) e = c->cfail_err;
+    pthread_mutex_unlock(&c->pmu);
+    bool early = list->early;
+    assert(early || !list->next); /* a group answered after its commit travels alone */
+    if (!rc && (rc = node_commit_groups(c, list, &e)) != 0 && early)
+      node_commit_lost(c, list, rc, &e);
+    pthread_mutex_lock(&c->pmu);
+    c->committing = false;
+    if (early) {
+      if (rc && !c->cfail_rc) {
+        c->cfail_rc = rc;
+        c->cfail_err = e;
+      }
+      for (pgroup *g = list, *next; g; g = next) {
+        next = g->next;
+        node_group_put_locked(c, g);
+      }
+    } else {
+      list->rc = rc;
+      list->err = e;
+      list->done = true; /* the writer answers and keeps it */
+    }
+    pthread_cond_broadcast(&c->dcv);
   }
   pthread_mutex_unlock(&c->pmu);
   return NULL;
 }
 
-/* The commit of n failed (its txn is gone): cut its records, and those of
- * next (prepared on top of n; may be NULL), from the WAL and fail both. */
-static void node_pipeline_failed(sa_client *c, pgroup *n, pgroup *next) {
+/* Hands g to the committer; first waits while the queue is full. */
+static void node_queue(sa_client *c, pgroup *g) {
+  pthread_mutex_lock(&c->pmu);
+  while (c->cq_groups >= NODE_QUEUE_GROUPS || c->cq_bytes >= NODE_QUEUE_BYTES) {
+    c->commit_now = true;
+    pthread_cond_signal(&c->pcv);
+    pthread_cond_wait(&c->dcv, &c->pmu);
+  }
+  g->next = NULL;
+  g->queued_ns = sa_mono_ns();
+  bool wake = !c->cq_head || !g->early;
+  if (!g->early) c->commit_now = true;
+  if (c->cq_tail)
+    c->cq_tail->next = g;
+  else
+    c->cq_head = g;
+  c->cq_tail = g;
+  c->cq_groups++;
+  c->cq_bytes += g->used;
+  if (wake) pthread_cond_signal(&c->pcv);
+  pthread_mutex_unlock(&c->pmu);
+}
+
+/* Waits until every queued group is committed.  Returns 0, or the failure
+ * of a commit of answered writes (then in *err, when not NULL). */
+static int node_drain(sa_client *c, sa_error *err) {
+  pthread_mutex_lock(&c->pmu);
+  while (c->cq_head || c->committing) {
+    c->commit_now = true;
+    pthread_cond_signal(&c->pcv);
+    pthread_cond_wait(&c->dcv, &c->pmu);
+  }
+  int rc = c->cfail_rc;
+  if (rc && err) *err = c->cfail_err;
+  pthread_mutex_unlock(&c->pmu);
+  return rc;
+}
+
+/* Before a read: waits until the store holds every answered write.  0, or
+ * the failure that keeps some of them out of it. */
+static int node_read_barrier(sa_client *c, sa_error *err) {
+  uint64_t want = __atomic_load_n(&c->acked_lsn, __ATOMIC_ACQUIRE);
+  if (__atomic_load_n(&c->last_lsn, __ATOMIC_ACQUIRE) >= want) return 0;
+  int rc = 0;
+  pthread_mutex_lock(&c->pmu);
+  while (__atomic_load_n(&c->last_lsn, __ATOMIC_ACQUIRE) < want) {
+    if (c->cfail_rc) {
+      rc = c->cfail_rc;
+      if (err) *err = c->cfail_err;
+      break;
+    }
+    c->commit_now = true;
+    pthread_cond_signal(&c->pcv);
+    pthread_cond_wait(&c->dcv, &c->pmu);
+  }
+  pthread_mutex_unlock(&c->pmu);
+  return rc;
+}
+
+/* g (answered after its commit) failed or could not be committed: cut its
+ * records from the WAL and fail its writes.  Every group before it is
+ * committed (or lost), so the store holds every version: wov starts over. */
+static void node_pipeline_failed(sa_client *c, pgroup *g, int rc, const sa_error *err) {
   if (c->wal) {
     sa_error e2;
-    if (wal_rollback(c->wal, n->wal_start, &e2) != 0) node_set_read_only(c, e2.message);
+    if (wal_rollback(c->wal, g->wal_start, &e2) != 0) node_set_read_only(c, e2.message);
   }
-  c->w_lsn = n->first_lsn - 1;
-  c->hlc.last = n->hlc_before;
-  node_fail_logged(n->reqs, n->rc, &n->err);
-  node_settle(c, n->reqs);
-  if (next) {
-    for (wreq *r = next->reqs; r; r = r->next) { /* even the conditions were checked on n */
-      r->rc = n->rc;
-      r->err = n->err;
+  c->w_lsn = g->first_lsn - 1;
+  c->hlc.last = g->hlc_before;
+  (void)ov_reset(&c->wov, 0);
+  node_fail_logged(g->reqs, rc, err);
+  node_settle(c, g->reqs);
+  node_group_put(c, g);
+}
+
+/* May g be answered before its commit?  Only with room in the map for
+ * everything the committer may hold (see NODE_EARLY_HEADROOM). */
+static bool node_early_ok(sa_client *c, const pgroup *g) {
+  uint64_t need = NODE_EARLY_HEADROOM + 4 * ((uint64_t)g->used + NODE_QUEUE_BYTES);
+  return store_headroom(c->store) >= need;
+}
+
+/* Answers the logged requests of d as written: durable when synced. */
+static void node_answer(sa_client *c, wreq *d, bool durable) {
+  for (wreq *r = d; r; r = r->next)
+    if (r->logged) {
+      r->res.durable = durable;
       r->logged = false;
     }
-    node_settle(c, next->reqs);
-  }
+  node_settle(c, d);
 }
 
-/* Waits until the committer has finished the group it holds; handles a
- * failure (next: the group prepared on top of it, or NULL).  Returns true
- * when that group failed (next was then failed too). */
-static bool node_drain(sa_client *c, pgroup *next) {
-  pthread_mutex_lock(&c->pmu);
-  pgroup *n = c->inflight;
-  while (n && !c->inflight_done)
-    pthread_cond_wait(&c->pcv, &c->pmu);
-  c->inflight = NULL;
-  pthread_mutex_unlock(&c->pmu);
-  if (!n || n->rc == 0) return false;
-  node_pipeline_failed(c, n, next);
-  return true;
-}
-
-/* Ends the requests of g that are settled without a commit (error, or only
- * failed conditions) once the group before them is done, since their answers
- * were computed on its outcome. */
-static void node_settle_after_drain(sa_client *c, pgroup *g) {
-  if (!node_drain(c, g)) node_settle(c, g->reqs);
-}
-
-/* The data requests d of one group: prepare, WAL write and sync, then hand
- * over to the committer once the group before is committed. */
+/* The data requests d of one group: prepare, WAL write and sync, hand to
+ * the committer and answer (or answer once committed, see node_early_ok). */
 static void node_pipeline_data(sa_client *c, wreq *d, bool want_flush) {
   sa_error e = {0};
-  pgroup *g = &c->pg[c->pg_cur];
-  pgroup *prev = c->inflight ? &c->pg[c->pg_cur ^ 1] : NULL; /* only the writer sets inflight */
-  g->reqs = d;
-  g->used = 0;
-  g->logged = 0;
-  g->durable = false;
-  g->rc = 0;
-  g->hlc_before = c->hlc.last;
-  g->first_lsn = c->w_lsn + 1;
-  g->wal_start = c->wal ? wal_size(c->wal) : 0;
+  if (c->wov.n > NODE_WOV_MAX) { /* bound the cache: commit what it covers */
+    node_drain(c, NULL);
+    (void)ov_reset(&c->wov, 0);
+  }
   size_t nops = 0;
   for (wreq *r = d; r; r = r->next) {
     r->rc = 0;
     r->logged = false;
     nops += r->kind == REQ_BATCH ? r->nops : 1;
   }
+  pgroup *g = node_group_get(c);
   int rc = 0;
-  if (__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE))
-    rc = sa_fail(&e, SA_EREADONLY, "%s", c->read_only_reason);
-  else if (ov_reset(&g->ov, nops) != 0)
+  if (!g)
     rc = sa_fail(&e, SA_ENOMEM, "out of memory staging %zu writes", nops);
+  else if (__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE))
+    rc = sa_fail(&e, SA_EREADONLY, "%s", c->read_only_reason);
+  else if (ov_reset(&c->gov, nops) != 0)
+    rc = sa_fail(&e, SA_ENOMEM, "out of memory staging %zu writes", nops);
+  if (g) {
+    g->reqs = d;
+    g->used = 0;
+    g->logged = g->ops = 0;
+    g->durable = g->early = g->done = false;
+    g->rc = 0;
+    g->hlc_before = c->hlc.last;
+    g->first_lsn = c->w_lsn + 1;
+    g->wal_start = c->wal ? wal_size(c->wal) : 0;
+  }
   uint64_t lsn = c->w_lsn;
   for (wreq *r = d; r && !rc; r = r->next)
-    rc = node_stage(c, g, prev, r, &lsn, &e);
-  if (rc) { /* nothing was written */
-    c->hlc.last = g->hlc_before;
+    rc = node_stage(c, g, r, &lsn, &e);
+  if (rc || g->used == 0) { /* nothing was written: an error, or only failed conditions */
+    if (g) c->hlc.last = g->hlc_before;
     for (wreq *r = d; r; r = r->next)
-      if (r->rc == 0) {
+      if (rc && r->rc == 0) {
         r->rc = rc;
         r->err = e;
         r->logged = false;
       }
-    g->used = 0;
-    node_settle_after_drain(c, g);
+    node_settle(c, d);
+    if (g) node_group_put(c, g);
     return;
   }
   g->last_lsn = lsn;
   g->hlc_last = c->hlc.last;
-  if (g->used == 0) { /* only failed conditions */
-    node_settle_after_drain(c, g);
-    return;
-  }
   if (c->wal) {
     bool rolled_back;
     rc = wal_append(c->wal, g->buf, g->used, &rolled_back, &e);
     if (rc == 0) stat_add(&c->stats.wal_bytes_written, g->used);
-    if (rc) {
+    if (rc == 0 && (c->opts.auto_flush || want_flush)) {
+      if ((rc = node_wal_sync(c, &e)) != 0) node_set_read_only(c, e.message);
+      g->durable = c->opts.auto_flush;
+    } else if (rc) {
       stat_add(&c->stats.write_errors, 1);
-      c->hlc.last = g->hlc_before;
       /* A clean rollback leaves nothing unsynced behind: stay writable
        * (ENOSPC may clear).  A failed one leaves unknown bytes: stop. */
       if (!rolled_back) node_set_read_only(c, e.message);
-      node_fail_logged(d, rc, &e);
-      node_settle_after_drain(c, g);
-      return;
-    }
-    if (c->opts.auto_flush || want_flush) {
-      rc = node_wal_sync(c, &e);
-      if (rc) {
-        node_set_read_only(c, e.message);
-        node_fail_logged(d, rc, &e);
-        node_settle_after_drain(c, g);
-        return;
-      }
-      g->durable = c->opts.auto_flush;
     } else if (!c->dirty) {
       c->dirty = true;
       c->dirty_since_ns = sa_mono_ns();
     }
+    if (rc) {
+      c->hlc.last = g->hlc_before;
+      node_fail_logged(d, rc, &e);
+      node_settle(c, d);
+      node_group_put(c, g);
+      return;
+    }
   }
   c->w_lsn = lsn;
-  if (node_drain(c, g)) return; /* the group before failed: g was failed with it */
+  stat_add(&c->stats.groups, 1);
+  stat_add(&c->stats.group_ops, g->logged);
+  stat_hist(c->stats.group_hist, sa_stats_group_bounds, SA_STATS_GROUP_BUCKETS - 1,
+            (double)g->logged);
+  bool cached = ov_merge(&c->wov, &c->gov) == 0;
+  if (cached && node_early_ok(c, g)) {
+    g->early = true;
+    g->reqs = NULL;
+    node_queue(c, g);
+    __atomic_store_n(&c->acked_lsn, lsn, __ATOMIC_RELEASE);
+    node_answer(c, d, g->durable);
+    return;
+  }
+  /* Answered once committed: alone, after every group before it. */
+  if ((rc = node_drain(c, &e)) != 0) {
+    node_pipeline_failed(c, g, rc, &e);
+    return;
+  }
+  node_queue(c, g);
   pthread_mutex_lock(&c->pmu);
-  c->inflight = g;
-  c->inflight_done = false;
-  pthread_cond_signal(&c->pcv);
+  while (!g->done)
+    pthread_cond_wait(&c->dcv, &c->pmu);
+  rc = g->rc;
+  e = g->err;
   pthread_mutex_unlock(&c->pmu);
-  c->pg_cur ^= 1;
+  if (rc) {
+    node_pipeline_failed(c, g, rc, &e);
+    return;
+  }
+  if (!cached) (void)ov_reset(&c->wov, 0); /* the store holds every version */
+  __atomic_store_n(&c->acked_lsn, lsn, __ATOMIC_RELEASE);
+  node_answer(c, d, g->durable);
+  node_group_put(c, g);
 }
 
 static void node_process(sa_client *c, wreq *g) {
@@ -1147,7 +1365,10 @@ static void node_process(sa_client *c, wreq *g) {
   if (data) node_pipeline_data(c, data, want_flush);
   bool ckpt = c->wal && (want_ckpt || wal_size(c->wal) > c->opts.wal_max_bytes / 2);
   if (!other && !ckpt) return;
-  node_drain(c, NULL); /* what follows needs the store to hold every written record */
+  /* What follows needs the store to hold every written record.  After a lost
+   * commit it does not: no checkpoint may then drop the WAL's records. */
+  sa_error lost;
+  int lost_rc = node_drain(c, &lost);
   int rc;
   if (want_flush) {
     rc = node_flush_now(c, &e);
@@ -1155,9 +1376,9 @@ static void node_process(sa_client *c, wreq *g) {
       if (r->kind == REQ_FLUSH && (r->rc = rc) != 0) r->err = e;
   }
   if (ckpt) {
-    rc = node_checkpoint_now(c, &e);
+    rc = lost_rc ? lost_rc : node_checkpoint_now(c, &e);
     for (wreq *r = other; r; r = r->next)
-      if (r->kind == REQ_CHECKPOINT && (r->rc = rc) != 0) r->err = e;
+      if (r->kind == REQ_CHECKPOINT && (r->rc = rc) != 0) r->err = lost_rc ? lost : e;
   }
   for (wreq *r = other; r; r = r->next)
     if (r->kind == REQ_OBX_CLAIM || r->kind == REQ_OBX_SETTLE) node_process_outbox(c, r);
@@ -1169,20 +1390,12 @@ static void *node_writer_main(void *arg) {
   pthread_mutex_lock(&c->mu);
   for (;;) {
     while (!c->head && !c->stopping) {
-      if (c->commit_failed) {
-        c->commit_failed = false;
-        pthread_mutex_unlock(&c->mu);
-        node_drain(c, NULL);
-        pthread_mutex_lock(&c->mu);
-        continue;
-      }
       if (c->dirty) {
         uint64_t due = c->dirty_since_ns + (uint64_t)c->opts.flush_interval_ms * 1000000u;
         struct timespec ts = node_deadline(due);
         if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT && !c->head) {
           pthread_mutex_unlock(&c->mu);
           sa_error e;
-          node_drain(c, NULL);
           node_flush_now(c, &e); /* failure turns the node read-only */
           c->dirty = false;
           pthread_mutex_lock(&c->mu);
@@ -1272,6 +1485,7 @@ static int node_tick(sa_client *c, sa_error *err) {
   r.send = send;
   r.claimed = &b;
   int rc = 0;
+  (void)node_read_barrier(c, NULL); /* the counts below move at commits */
   /* Nothing to expire, claim or prune: skip the walk of the outbox. */
   bool idle = !send &&
               __atomic_load_n(&c->obx_count[STORE_OUTBOX_IN_FLIGHT], __ATOMIC_RELAXED) == 0 &&
@@ -1406,12 +1620,16 @@ static void node_free(sa_client *c) {
   pthread_mutex_destroy(&c->tick_serial);
   pthread_mutex_destroy(&c->pmu);
   pthread_cond_destroy(&c->pcv);
+  pthread_cond_destroy(&c->dcv);
   pthread_mutex_destroy(&c->smu);
   pthread_cond_destroy(&c->scv);
-  for (int i = 0; i < 2; i++) {
-    free(c->pg[i].buf);
-    ov_free(&c->pg[i].ov);
+  for (pgroup *g = c->gfree, *next; g; g = next) {
+    next = g->next;
+    free(g->buf);
+    free(g);
   }
+  ov_free(&c->gov);
+  ov_free(&c->wov);
   free(c->wal_path);
   free(c->store_path);
   free(c->ops);
@@ -1430,10 +1648,11 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
   if (!c) return sa_fail(err, SA_ENOMEM, "out of memory");
   pthread_mutex_init(&c->mu, NULL);
   pthread_mutex_init(&c->pmu, NULL);
-  pthread_cond_init(&c->pcv, NULL);
+  pthread_cond_init(&c->dcv, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&c->pcv, &ca);
   pthread_cond_init(&c->cv, &ca);
   pthread_cond_init(&c->tcv, &ca);
   pthread_cond_init(&c->lsn_cv, &ca);
@@ -1505,6 +1724,7 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
   if (rc == 0 && !o.persistent) c->last_lsn = store_applied_lsn(c->store);
   if (rc == 0) rc = node_outbox_open(c, err);
   c->w_lsn = c->last_lsn;
+  c->acked_lsn = c->last_lsn;
   if (rc == 0) {
     if (pthread_create(&c->committer, NULL, node_committer_main, c) != 0)
       rc = sa_fail(err, SA_ENOMEM, "cannot start the committer thread");
@@ -1779,7 +1999,7 @@ int sa_client_get(sa_client *c, const char *key, sa_value *out, sa_error *err) {
   if (!key) return sa_fail(err, SA_EKEY, "invalid key: key is NULL");
   size_t n = strlen(key);
   int rc = sa_key_check(key, n, err);
-  if (rc) return rc;
+  if (rc || (rc = node_read_barrier(c, err)) != 0) return rc;
   return store_get(c->store, key, (uint32_t)n, out, err);
 }
 
@@ -1789,7 +2009,7 @@ int sa_client_get_with(sa_client *c, const char *key, void (*fn)(void *arg, cons
   if (!key) return sa_fail(err, SA_EKEY, "invalid key: key is NULL");
   size_t n = strlen(key);
   int rc = sa_key_check(key, n, err);
-  if (rc) return rc;
+  if (rc || (rc = node_read_barrier(c, err)) != 0) return rc;
   return store_get_with(c->store, key, (uint32_t)n, fn, arg, err);
 }
 
@@ -1800,7 +2020,9 @@ void sa_value_free(sa_value *v) {
 }
 
 size_t sa_client_size(sa_client *c) {
-  return c ? (size_t)store_count(c->store) : 0;
+  if (!c) return 0;
+  (void)node_read_barrier(c, NULL); /* after a lost commit: what the store holds */
+  return (size_t)store_count(c->store);
 }
 
 int sa_client_list(sa_client *c, const char *prefix, const char *after, size_t limit,
@@ -1814,12 +2036,15 @@ int sa_client_list(sa_client *c, const char *prefix, const char *after, size_t l
     return sa_fail(err, SA_EKEY, "prefix is longer than the %d-byte key limit", SA_KEY_MAX);
   if (after && strlen(after) > SA_KEY_MAX)
     return sa_fail(err, SA_EKEY, "after is longer than the %d-byte key limit", SA_KEY_MAX);
+  int rc = node_read_barrier(c, err);
+  if (rc) return rc;
   return store_list(c->store, prefix, after, limit, with_values, out, err);
 }
 
 int sa_client_sync_state(sa_client *c, sa_sync_state *out, sa_error *err) {
   if (!c || !out) return sa_fail(err, SA_EINVAL, "sa_client_sync_state: NULL argument");
   memset(out, 0, sizeof *out);
+  (void)node_read_barrier(c, NULL); /* the counts move at commits */
   out->queued = __atomic_load_n(&c->obx_count[STORE_OUTBOX_QUEUED], __ATOMIC_RELAXED);
   out->in_flight = __atomic_load_n(&c->obx_count[STORE_OUTBOX_IN_FLIGHT], __ATOMIC_RELAXED);
   out->acknowledged = __atomic_load_n(&c->obx_count[STORE_OUTBOX_ACKED], __ATOMIC_RELAXED);
@@ -1857,9 +2082,11 @@ int sa_client_outbox_list(sa_client *c, uint64_t after_lsn, sa_outbox_entry *out
     return sa_fail(err, SA_EINVAL, "sa_client_outbox_list: NULL argument");
   *n = 0;
   if (max == 0) return 0;
+  int rc = node_read_barrier(c, err);
+  if (rc) return rc;
   store_obx *tmp = malloc(max * sizeof *tmp);
   if (!tmp) return sa_fail(err, SA_ENOMEM, "out of memory listing %zu outbox entries", max);
-  int rc = store_obx_list(c->store, after_lsn, max, tmp, n, err);
+  rc = store_obx_list(c->store, after_lsn, max, tmp, n, err);
   for (size_t i = 0; rc == 0 && i < *n; i++)
     out[i] = (sa_outbox_entry){.lsn = tmp[i].lsn,
                                .hlc = tmp[i].hlc,
@@ -1874,6 +2101,7 @@ int sa_client_outbox_list(sa_client *c, uint64_t after_lsn, sa_outbox_entry *out
 int sa_client_status(sa_client *c, sa_status *out, sa_error *err) {
   if (!c || !out) return sa_fail(err, SA_EINVAL, "sa_client_status: NULL argument");
   memset(out, 0, sizeof *out);
+  (void)node_read_barrier(c, NULL); /* a lost commit shows as read_only */
   snprintf(out->node_id, sizeof out->node_id, "%s", c->node_id);
   out->persistent = c->opts.persistent;
   out->durable = c->opts.persistent && c->opts.auto_flush;
@@ -1915,8 +2143,10 @@ int sa_client_changes(sa_client *c, uint64_t since, size_t limit, bool with_valu
                    "changes after LSN %llu are no longer all kept: the oldest since served is "
                    "%llu; reload the keys and follow from the current LSN",
                    (unsigned long long)since, (unsigned long long)floor);
+  int rc = node_read_barrier(c, err);
+  if (rc) return rc;
   uint64_t last = __atomic_load_n(&c->last_lsn, __ATOMIC_ACQUIRE);
-  int rc = store_changes(c->store, since, limit, with_values, out, err);
+  rc = store_changes(c->store, since, limit, with_values, out, err);
   out->last_lsn = last > out->next_since ? last : out->next_since;
   return rc;
 }
@@ -1949,5 +2179,6 @@ int sa_client_stats(sa_client *c, sa_stats *out, sa_error *err) {
     out->sync_hist[i] = __atomic_load_n(&c->stats.sync_hist[i], __ATOMIC_RELAXED);
   out->wal_bytes_written = __atomic_load_n(&c->stats.wal_bytes_written, __ATOMIC_RELAXED);
   out->write_errors = __atomic_load_n(&c->stats.write_errors, __ATOMIC_RELAXED);
+  out->store_commits = __atomic_load_n(&c->stats.store_commits, __ATOMIC_RELAXED);
   return 0;
 }

@@ -523,6 +523,7 @@ typedef struct sa_stats {
   uint64_t sync_hist[SA_STATS_SYNC_BUCKETS];
   uint64_t wal_bytes_written; /* bytes appended to the WAL */
   uint64_t write_errors;      /* writes failed by I/O or a full disk */
+  uint64_t store_commits;     /* store transactions that applied groups (several per txn) */
 } sa_stats;
 
 /* Copies the statistics (a consistent snapshot is not promised: each

@@ -549,6 +549,15 @@ uint64_t store_writebacks(const sa_store *s) {
   return __atomic_load_n(&s->writebacks, __ATOMIC_RELAXED);
 }
 
+uint64_t store_headroom(sa_store *s) {
+  MDB_envinfo info;
+  MDB_stat st;
+  mdb_env_info(s->env, &info);
+  if (mdb_env_stat(s->env, &st) != 0) return 0;
+  uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+  return info.me_mapsize > used ? info.me_mapsize - used : 0;
+}
+
 uint64_t store_txnid(const sa_store *s) {
   return __atomic_load_n(&s->txnid, __ATOMIC_SEQ_CST);
 }

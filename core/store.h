@@ -103,6 +103,10 @@ int store_sync(sa_store *s, sa_error *err);
  * points only.  Any thread; a no-op for a memory-only store. */
 void store_writeback(sa_store *s);
 
+/* Bytes of the map above the highest page in use: what commits can still
+ * take without reusing freed pages (a lower bound on the room left). */
+uint64_t store_headroom(sa_store *s);
+
 /* The id of the latest committed transaction: it changes with every commit
  * (sequentially consistent, so a thread that publishes a flag and then reads
  * this cannot miss a commit that read the flag too late). */

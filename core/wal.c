@@ -336,6 +336,16 @@ int wal_record_decode(const unsigned char *buf, size_t avail, uint64_t offset, w
   return 0;
 }
 
+size_t wal_record_view(const unsigned char *buf, wal_rec *rec) {
+  rec->offset = 0;
+  rec->type = buf[8];
+  rec->len = sa_get_u32(buf + 4);
+  rec->lsn = sa_get_u64(buf + 16);
+  rec->hlc = sa_get_u64(buf + 24);
+  rec->payload = buf + SA_WAL_RECORD_HEADER;
+  return SA_WAL_RECORD_HEADER + (size_t)rec->len;
+}
+
 /* ---- header ------------------------------------------------------------ */
 
 static void wal_header_encode(unsigned char *h, const char *node_id, uint64_t start_lsn,

@@ -70,6 +70,10 @@ int wal_payload_check(int type, const unsigned char *p, uint32_t len, uint32_t *
 int wal_record_decode(const unsigned char *buf, size_t avail, uint64_t offset, wal_rec *rec,
                       char *reason, size_t reason_len);
 
+/* Fills *rec from a record this process encoded (wal_record_encode), with
+ * no check at all, and returns its size.  Never for bytes read from a file. */
+size_t wal_record_view(const unsigned char *buf, wal_rec *rec);
+
 /* Size in bytes of the encoded record for these ops (type WAL_BATCH when
  * is_batch, else the single op's own type). */
 size_t wal_record_size(const wal_op *ops, size_t n, bool is_batch);

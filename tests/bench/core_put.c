@@ -12,8 +12,10 @@
  * profiler attached once the WAL is open sees every put.
  *
  * Prints:  CORE threads=T puts=N seconds=S rate=R p50_ms=A p99_ms=B
- * The API does not tell group sizes; run.sh counts the fdatasyncs on the WAL
- * file descriptor with perf and divides N by them.
+ *          STATS groups=G group_ops=O syncs=F sync_ms_mean=M store_commits=C
+ * (sa_client_stats: WAL groups, their writes, WAL fdatasyncs and their mean
+ * time, store transactions).  run.sh also counts the fdatasyncs on the WAL
+ * file descriptor with perf, independently of the node's own counters.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -128,9 +130,16 @@ int main(int argc, char **argv) {
   }
   qsort(all, nlat, sizeof(float), cmp_float);
   double p50 = nlat ? all[nlat / 2] : 0, p99 = nlat ? all[(size_t)((double)nlat * 0.99)] : 0;
+  sa_stats st;
+  int have_stats = sa_client_stats(c, &st, &err) == 0;
   sa_client_close(c);
   printf("CORE threads=%u puts=%llu seconds=%.3f rate=%.1f p50_ms=%.3f p99_ms=%.3f\n", threads,
          (unsigned long long)puts, dt, (double)puts / dt, p50, p99);
+  if (have_stats && st.syncs)
+    printf("STATS groups=%llu group_ops=%llu syncs=%llu sync_ms_mean=%.3f store_commits=%llu\n",
+           (unsigned long long)st.groups, (unsigned long long)st.group_ops,
+           (unsigned long long)st.syncs, st.sync_seconds * 1e3 / (double)st.syncs,
+           (unsigned long long)st.store_commits);
   free(all);
   free(args);
   free(th);

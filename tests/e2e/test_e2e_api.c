@@ -27,7 +27,7 @@ static void node_up(void) {
 
 static void node_down(void) {
   int rc = e2e_node_stop(&node, SIGTERM); /* prints the node log if it fails */
-  e2e_node_cleanup(&node); /* before judging: a failure leaves no directory behind */
+  e2e_node_cleanup(&node);                /* before judging: a failure leaves no directory behind */
   ck_assert_int_eq(rc, 0);
 }
 
@@ -380,6 +380,8 @@ START_TEST(test_metrics) {
   e2e_resp r;
   ck_assert_int_eq(req("PUT", "/v1/store/metrics/a", NULL, "1", &r), 201);
   e2e_resp_free(&r);
+  ck_assert_int_eq(req("GET", "/v1/store/metrics/a", NULL, NULL, &r), 200); /* commits it */
+  e2e_resp_free(&r);
   ck_assert_int_eq(req("GET", "/metrics", NULL, NULL, &r), 200);
   char *ct = e2e_header(&r, "Content-Type");
   ck_assert_ptr_nonnull(strstr(ct, "text/plain"));
@@ -395,7 +397,8 @@ START_TEST(test_metrics) {
       "softadastra_wal_fsync_duration_seconds_bucket{le=\"+Inf\"} ",
       "# TYPE softadastra_group_commit_ops histogram",
       "softadastra_group_commit_ops_count ",
-      "softadastra_wal_written_bytes_total "};
+      "softadastra_wal_written_bytes_total ",
+      "# TYPE softadastra_store_commits_total counter"};
   for (size_t i = 0; i < sizeof want / sizeof *want; i++)
     ck_assert_msg(strstr(r.body, want[i]), "metrics lack %s", want[i]);
   /* The PUT above was fdatasync'ed in some group commit. */
@@ -403,6 +406,10 @@ START_TEST(test_metrics) {
   ck_assert_int_ge(atoll(c + strlen("softadastra_wal_fsync_duration_seconds_count ")), 1);
   c = strstr(r.body, "softadastra_group_commit_ops_sum ");
   ck_assert_int_ge(atoll(c + strlen("softadastra_group_commit_ops_sum ")), 1);
+  /* ... and applied to the store (the GET waited for that commit). */
+  c = strstr(r.body, "\nsoftadastra_store_commits_total "); /* the sample, not # HELP */
+  ck_assert_ptr_nonnull(c);
+  ck_assert_int_ge(atoll(c + strlen("\nsoftadastra_store_commits_total ")), 1);
   e2e_resp_free(&r);
 }
 END_TEST
@@ -515,7 +522,7 @@ START_TEST(test_auth) {
     ck_assert_msg(r.status == 200, "%s without token: %ld", open_routes[i], r.status);
     e2e_resp_free(&r);
   }
-  const char *routes[] = {"/v1/status", "/v1/sync/status", "/v1/store", "/v1/store/a",
+  const char *routes[] = {"/v1/status", "/v1/sync/status", "/v1/store",   "/v1/store/a",
                           "/metrics",   "/readyz",         "/v1/changes", "/nope"};
   for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
     ck_assert_int_eq(e2e_http(&n, "GET", routes[i], NULL, NULL, 0, &r), 0);

@@ -3,8 +3,13 @@
 #
 # Drives `softadastra-faults` (the real server plus core/io_faults.c) over
 # HTTP on 127.0.0.1, arming faults at run time through a spec file:
-#   ENOSPC at WAL write and at store commit: 507, nothing visible, the node
-#     stays writable and recovers when the fault clears;
+#   ENOSPC at WAL write: 507, nothing visible, the node stays writable and
+#     recovers when the fault clears;
+#   ENOSPC at a store commit: with room in the map the write was answered
+#     before its commit (it is in the WAL): reads of it get 507, the node
+#     turns read-only, and the restart brings the write back; with a map too
+#     small for that (--store-max-bytes 32 MiB) every write is answered after
+#     its commit, and a failed commit fails the write as at WAL write;
 #   EIO at fdatasync and at WAL write: 500, /readyz turns 503, writes get 503
 #     read_only, reads keep working;
 #   short writes: the core completes them;
@@ -32,7 +37,7 @@ trap cleanup EXIT
 start() {
   : >"$tmp/out.log"
   SOFTADASTRA_FAULTS_FILE="$spec" "$bin" serve --listen 127.0.0.1:0 --data-dir "$tmp/data" \
-    >"$tmp/out.log" 2>>"$tmp/err.log" &
+    ${extra_args:-} >"$tmp/out.log" 2>>"$tmp/err.log" &
   pid=$!
   for _ in $(seq 100); do
     url=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$tmp/out.log" | head -1 || true)
@@ -104,13 +109,30 @@ arm ""
 put_ok after-enospc ok
 check "failed key still absent after the fault clears" 404 "$(http "$url/v1/store/enospc")"
 
-echo "--- ENOSPC at store commit"
+echo "--- ENOSPC at store commit, write answered before its commit"
+arm "store_commit=ENOSPC"
+put_ok early-commitfail kept
+check "read of the write whose commit failed -> 507" 507 "$(http "$url/v1/store/early-commitfail")"
+check "error code" insufficient_storage "$(code_of)"
+check "readyz 503 (read-only)" 503 "$(http "$url/readyz")"
+arm ""
+check "PUT after the lost commit -> 503 read_only" 503 "$(http -X PUT --data-binary x "$url/v1/store/later")"
+stop
+start
+verify_acked "a lost store commit and restart"
+
+echo "--- ENOSPC at store commit, write answered after its commit (small map)"
+stop
+extra_args="--store-max-bytes 33554432"
+start
 arm "store_commit=ENOSPC"
 check "PUT under commit ENOSPC -> 507" 507 "$(http -X PUT --data-binary x "$url/v1/store/commitfail")"
 check "failed PUT not visible" 404 "$(http "$url/v1/store/commitfail")"
+check "readyz stays 200" 200 "$(http "$url/readyz")"
 arm ""
 put_ok after-commit ok
 stop
+extra_args=""
 start
 check "key of the failed commit absent after restart" 404 "$(http "$url/v1/store/commitfail")"
 verify_acked "ENOSPC faults and restart"

@@ -1148,6 +1148,52 @@ START_TEST(concurrent_writers_share_fdatasync) {
 }
 END_TEST
 
+/* The store applies the written groups in batches: one transaction for
+ * every group of up to 10 ms (auto_flush off here, so that groups come much
+ * faster than that, however slow the disk).  Nothing of it shows to
+ * readers: every write reads back once answered. */
+START_TEST(store_commits_span_groups) {
+  static writer_arg w[WRITERS];
+  opts.auto_flush = false;
+  sa_client *c = tu_open(&opts);
+  run_writers(c, w, false);
+  sa_stats st;
+  ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+  ck_assert_uint_eq(st.group_ops, WRITERS * PER_WRITER);
+  ck_assert_uint_gt(st.groups, 1);
+  ck_assert_msg(st.store_commits < st.groups,
+                "%llu store commits for %llu groups: the store commits every group alone",
+                (unsigned long long)st.store_commits, (unsigned long long)st.groups);
+  for (int i = 0; i < WRITERS; i++)
+    for (int j = 0; j < PER_WRITER; j += 5) {
+      char key[32], val[32];
+      snprintf(key, sizeof key, "w%d/%03d", i, j);
+      snprintf(val, sizeof val, "%d:%d", i, j);
+      tu_expect_str(c, key, val);
+    }
+  ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+  ck_assert_uint_ge(st.store_commits, 1); /* the first read waited for one */
+  sa_client_close(c);
+}
+END_TEST
+
+/* With little room left in the map (below what answering before the commit
+ * needs), every group is committed before it is answered: one store
+ * transaction per group. */
+START_TEST(small_map_commits_every_group_before_answering) {
+  static writer_arg w[WRITERS];
+  opts.store_max_bytes = 32u << 20;
+  sa_client *c = tu_open(&opts);
+  run_writers(c, w, false);
+  sa_stats st;
+  ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+  ck_assert_uint_eq(st.group_ops, WRITERS * PER_WRITER);
+  ck_assert_uint_eq(st.store_commits, st.groups);
+  ck_assert_uint_eq(sa_client_size(c), WRITERS * PER_WRITER);
+  sa_client_close(c);
+}
+END_TEST
+
 START_TEST(concurrent_writers_one_key) {
   static writer_arg w[WRITERS];
   sa_client *c = tu_open(&opts);
@@ -1694,6 +1740,8 @@ static Suite *client_suite(void) {
   tcase_add_test(tc, sync_state_outbox);
   tcase_add_test(tc, concurrent_writers_share_fdatasync);
   tcase_add_test(tc, concurrent_writers_one_key);
+  tcase_add_test(tc, store_commits_span_groups);
+  tcase_add_test(tc, small_map_commits_every_group_before_answering);
   tcase_add_test(tc, readers_beside_writers);
   tcase_add_test(tc, async_puts_from_one_thread);
   tcase_add_test(tc, async_errors);

@@ -357,8 +357,14 @@ END_TEST
 
 /* ---- store commit ------------------------------------------------------- */
 
+/* A store map this small leaves less room than the node needs to answer a
+ * write before its store commit (NODE_EARLY_HEADROOM in node.c): every write
+ * is then answered after its commit, and a failed commit fails the write. */
+#define ANSWER_AFTER_COMMIT_MAP (32u << 20)
+
 static void fail_store_commit(int e, int code) {
   tu_fault_install();
+  opts.store_max_bytes = ANSWER_AFTER_COMMIT_MAP;
   sa_client *c = tu_open(&opts);
   tu_put(c, "a", "1");
   tu_fault_arm(TU_STORE_COMMIT, e, 0, 1);
@@ -401,6 +407,7 @@ static void fail_store_commit(int e, int code) {
  * replay a write that was answered with an error. */
 START_TEST(rolled_back_record_is_not_replayed) {
   tu_fault_install();
+  opts.store_max_bytes = ANSWER_AFTER_COMMIT_MAP;
   sa_client *c = tu_open(&opts);
   tu_put(c, "a", "1");
   uint64_t wal_bytes = tu_status(c).wal_bytes;
@@ -433,10 +440,10 @@ START_TEST(rolled_back_record_is_not_replayed) {
 }
 END_TEST
 
-/* The writer pipeline: a store commit fails while the next group is already
- * in the WAL.  Both groups fail, their records are cut from the WAL (the LSNs
- * of what succeeds stay gapless), nothing of them is visible, and every
- * write answered OK is there after a restart. */
+/* The writer pipeline, answering after the commit: a store commit fails in
+ * a steady stream of writes.  Its group fails, its records are cut from the
+ * WAL (the LSNs of what succeeds stay gapless), nothing of it is visible,
+ * and every write answered OK is there after a restart. */
 #define PIPE_N 600
 
 static struct {
@@ -467,6 +474,7 @@ static int cmp_lsn(const void *a, const void *b) {
 
 START_TEST(store_commit_fails_with_a_group_behind_it) {
   tu_fault_install();
+  opts.store_max_bytes = ANSWER_AFTER_COMMIT_MAP;
   sa_client *c = tu_open(&opts);
   tu_put(c, "before", "1");
   /* Skip a few commits so that the failing one has a group behind it. */
@@ -526,6 +534,45 @@ END_TEST
 
 START_TEST(enospc_at_store_commit) {
   fail_store_commit(ENOSPC, SA_ENOSPC);
+}
+END_TEST
+
+/* With room in the map a write is answered once its record is synced in the
+ * WAL, before its store commit.  When that commit fails, the write stays
+ * acknowledged: the node turns read-only, a read that needs the write fails
+ * with the cause instead of answering without it, and the next open replays
+ * it from the WAL. */
+START_TEST(answered_write_survives_a_failed_store_commit) {
+  tu_fault_install();
+  sa_client *c = tu_open(&opts);
+  tu_put(c, "a", "1");
+  tu_expect_str(c, "a", "1"); /* the read commits it now, apart from "b" */
+  tu_fault_arm(TU_STORE_COMMIT, EIO, 0, 1);
+  sa_error err = {0};
+  sa_write_result res = {0};
+  ck_assert_int_eq(sa_client_put_ex(c, "b", "2", 1, NULL, &res, &err), SA_OK);
+  ck_assert(res.durable);
+  sa_value v = {0};
+  int rc = sa_client_get(c, "b", &v, &err);
+  ck_assert_msg(rc == SA_EIO, "read of a write whose commit failed: expected SA_EIO, got %d %s", rc,
+                err.message);
+  ck_assert_msg(strstr(err.message, "acknowledged") && strstr(err.message, "replays"),
+                "the error must say the write is kept: %s", err.message);
+  ck_assert_int_eq(tu_fault_failed(), 1);
+  tu_fault_disarm();
+  sa_status st = tu_status(c);
+  ck_assert(st.read_only);
+  ck_assert_msg(strstr(st.read_only_reason, "store commit"), "reason: %s", st.read_only_reason);
+  ck_assert_int_eq(sa_client_put(c, "c", "3", &err), SA_EREADONLY);
+  ck_assert_int_eq(sa_client_checkpoint(c, &err), SA_EIO); /* it would drop "b" from the WAL */
+  sa_client_close(c);
+
+  c = reopen_clean();
+  ck_assert_uint_eq(tu_status(c).recovery.records_replayed, 1);
+  tu_expect_str(c, "a", "1");
+  tu_expect_str(c, "b", "2");
+  tu_expect_absent(c, "c");
+  sa_client_close(c);
 }
 END_TEST
 
@@ -702,6 +749,7 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, store_map_full);
   tcase_add_test(tc, store_commit_fails_with_a_group_behind_it);
   tcase_add_test(tc, rolled_back_record_is_not_replayed);
+  tcase_add_test(tc, answered_write_survives_a_failed_store_commit);
   tcase_add_test(tc, background_flush_runs);
   tcase_add_test(tc, background_flush_failure_turns_read_only);
   tcase_add_test(tc, open_fails_cleanly_at_every_call);
