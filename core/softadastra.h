@@ -6,10 +6,12 @@
  * A C program opens a client (a local node), writes keys, and reads them
  * back.  With a persistent client every write is appended to the node's own
  * write-ahead log (WAL), made durable with fdatasync (shared by concurrent
- * writers: group commit), then committed to the LMDB store together with an
- * outbox entry, and only then acknowledged.  When the client is opened again
- * -- after a close, a crash or kill -9 -- the WAL is replayed and every
- * acknowledged write is back.
+ * writers: group commit), and only then acknowledged; the LMDB store applies
+ * it with its outbox entry within 10 ms (one transaction for every write of
+ * that time), and a read waits for that when it would otherwise miss an
+ * acknowledged write, so every read sees every acknowledged write.  When the
+ * client is opened again -- after a close, a crash or kill -9 -- the WAL is
+ * replayed and every acknowledged write is back.
  *
  * Conventions (the same everywhere in this header):
  *   - Functions return an int: 0 (SA_OK) on success or a negative SA_E*
@@ -223,7 +225,12 @@ typedef struct sa_value {
   uint64_t hlc;     /* hybrid logical clock of that write */
 } sa_value;
 
-/* Reads key into *out.  SA_ENOTFOUND when absent (out->data is NULL then). */
+/* Reads key into *out.  SA_ENOTFOUND when absent (out->data is NULL then).
+ * Every read (get, get_with, list, changes, outbox_list) sees every write
+ * acknowledged before it began.  In the rare case where the store could not
+ * apply acknowledged writes (an I/O error; the node is then read-only and
+ * its next open replays them from the WAL) a read fails with that error
+ * rather than answer without them. */
 int sa_client_get(sa_client *c, const char *key, sa_value *out, sa_error *err);
 
 /* Frees out->data and zeroes *out.  NULL or an empty value is a no-op. */
@@ -275,8 +282,8 @@ int sa_client_remove_ex(sa_client *c, const char *key, const sa_write_opts *wo,
 /* ---- asynchronous writes ------------------------------------------------ */
 
 /* Called once per queued write, on one of the node's threads, after the
- * write's group was written to the WAL, synced (auto_flush) and committed to
- * the store -- exactly when the blocking call would have returned.  rc is 0
+ * write's group was written to the WAL and synced (auto_flush) -- exactly
+ * when the blocking call would have returned.  rc is 0
  * or the error the blocking call would have returned (err is then filled);
  * res is the result on success.  res and err are valid only during the call.
  * The callback must be quick and must not call back into the client's write,
@@ -515,7 +522,7 @@ extern const double sa_stats_sync_bounds[SA_STATS_SYNC_BUCKETS - 1];
 extern const double sa_stats_group_bounds[SA_STATS_GROUP_BUCKETS - 1];
 
 typedef struct sa_stats {
-  uint64_t groups;    /* group commits (WAL write + store txn) */
+  uint64_t groups;    /* group commits (one WAL write and fdatasync each) */
   uint64_t group_ops; /* operations in them (sum) */
   uint64_t group_hist[SA_STATS_GROUP_BUCKETS];
   uint64_t syncs;      /* WAL fdatasyncs */

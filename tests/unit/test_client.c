@@ -1093,6 +1093,17 @@ static void run_writers(sa_client *c, writer_arg *w, bool same_key) {
   }
 }
 
+/* Every step-th value each run_writers writer put (distinct keys) reads back. */
+static void expect_writer_values(sa_client *c, int step) {
+  for (int i = 0; i < WRITERS; i++)
+    for (int j = 0; j < PER_WRITER; j += step) {
+      char key[32], val[32];
+      snprintf(key, sizeof key, "w%d/%03d", i, j);
+      snprintf(val, sizeof val, "%d:%d", i, j);
+      tu_expect_str(c, key, val);
+    }
+}
+
 START_TEST(concurrent_writers_share_fdatasync) {
   static writer_arg w[WRITERS];
   tu_fault_install(); /* counting only */
@@ -1137,13 +1148,7 @@ START_TEST(concurrent_writers_share_fdatasync) {
   sa_io_set(NULL);
   c = tu_open(&opts);
   ck_assert_uint_eq(sa_client_size(c), WRITERS * PER_WRITER);
-  for (int i = 0; i < WRITERS; i++)
-    for (int j = 0; j < PER_WRITER; j += 7) {
-      char key[32], val[32];
-      snprintf(key, sizeof key, "w%d/%03d", i, j);
-      snprintf(val, sizeof val, "%d:%d", i, j);
-      tu_expect_str(c, key, val);
-    }
+  expect_writer_values(c, 7);
   sa_client_close(c);
 }
 END_TEST
@@ -1164,13 +1169,7 @@ START_TEST(store_commits_span_groups) {
   ck_assert_msg(st.store_commits < st.groups,
                 "%llu store commits for %llu groups: the store commits every group alone",
                 (unsigned long long)st.store_commits, (unsigned long long)st.groups);
-  for (int i = 0; i < WRITERS; i++)
-    for (int j = 0; j < PER_WRITER; j += 5) {
-      char key[32], val[32];
-      snprintf(key, sizeof key, "w%d/%03d", i, j);
-      snprintf(val, sizeof val, "%d:%d", i, j);
-      tu_expect_str(c, key, val);
-    }
+  expect_writer_values(c, 5);
   ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
   ck_assert_uint_ge(st.store_commits, 1); /* the first read waited for one */
   sa_client_close(c);
