@@ -70,9 +70,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NODE_GROUP_BYTES (8u << 20)   /* soft bound on one group's record bytes */
-#define NODE_REPLAY_TXN_RECORDS 8192  /* records per LMDB txn during replay */
-#define NODE_WAL_CHUNK_MAX (1u << 20) /* WAL preallocation step (node_wal_chunk) */
+#define NODE_GROUP_BYTES (8u << 20)    /* soft bound on one group's record bytes */
+#define NODE_REPLAY_TXN_RECORDS 8192   /* records per LMDB txn during replay */
+#define NODE_WAL_CHUNK_MAX (1u << 20)  /* WAL preallocation step (node_wal_chunk) */
+#define NODE_PRUNE_VISITS_PER_RECORD 4 /* outbox entries a commit over outbox_max may visit */
 
 /* The committer (see "writer pipeline"): it commits the groups waiting for
  * it once the oldest has waited NODE_COMMIT_DELAY_MS, at once when a reader
@@ -227,6 +228,7 @@ struct sa_client {
 
   /* Written by the writer, read by anyone (atomics). */
   uint64_t obx_count[4]; /* outbox entries per state */
+  uint64_t prune_at;     /* outbox_prune's cursor (inside store write txns only) */
   uint64_t obx_pruned, obx_retries, ticks, last_tick_ms;
   uint64_t last_lsn;
   uint64_t checkpoints;
@@ -535,6 +537,11 @@ static void node_apply_delta(sa_client *c, const outbox_delta *d) {
   __atomic_add_fetch(&c->obx_retries, d->retries, __ATOMIC_RELAXED);
 }
 
+static void node_obx_counts(const sa_client *c, uint64_t counts[4]) {
+  for (int i = 0; i < 4; i++)
+    counts[i] = __atomic_load_n(&c->obx_count[i], __ATOMIC_RELAXED);
+}
+
 static uint64_t node_obx_total(const sa_client *c) {
   uint64_t t = 0;
   for (int i = 0; i < 4; i++)
@@ -554,11 +561,14 @@ static void node_process_outbox(sa_client *c, wreq *r) {
   }
   int rc = store_wbegin(c->store, &t, &e);
   if (rc == 0) {
-    if (r->kind == REQ_OBX_CLAIM)
-      rc = outbox_claim(t, &c->obx, c->node_id, r->now, r->send, node_obx_total(c), &c->rng,
-                        r->claimed, &d, &e);
-    else
+    if (r->kind == REQ_OBX_CLAIM) {
+      uint64_t counts[4];
+      node_obx_counts(c, counts);
+      rc = outbox_claim(t, &c->obx, c->node_id, r->now, r->send, node_obx_total(c), counts,
+                        &c->prune_at, &c->rng, r->claimed, &d, &e);
+    } else {
       rc = outbox_settle(t, &c->obx, r->now, r->lsns, r->acked, r->n, &c->rng, &d, &e);
+    }
     if (rc == 0)
       rc = store_wcommit(t, store_applied_lsn(c->store), c->hlc.last, &e);
     else
@@ -1058,11 +1068,27 @@ static int node_commit_groups(sa_client *c, pgroup *list, sa_error *err) {
     records += g->logged;
     last = g;
   }
+  /* Over outbox_max: prune a little now, in proportion to what this
+   * commit adds, so the outbox stays near its bound without a walk of
+   * the whole of it (outbox.h). */
+  outbox_delta d;
+  memset(&d, 0, sizeof d);
+  uint64_t counts[4];
+  node_obx_counts(c, counts);
+  counts[STORE_OUTBOX_QUEUED] += records;
+  uint64_t total = counts[0] + counts[1] + counts[2] + counts[3];
+  if (total > c->obx.max_entries &&
+      (rc = outbox_prune(t, &c->obx, total, counts, NODE_PRUNE_VISITS_PER_RECORD * records + 64,
+                         &c->prune_at, &d, err)) != 0) {
+    store_wabort(t);
+    return rc;
+  }
   if ((rc = store_wcommit(t, last->last_lsn, last->hlc_last, err)) != 0) return rc;
   __atomic_store_n(&c->last_lsn, last->last_lsn, __ATOMIC_RELEASE);
   node_wake_syncer(c);
   stat_add(&c->stats.store_commits, 1);
   __atomic_add_fetch(&c->obx_count[STORE_OUTBOX_QUEUED], records, __ATOMIC_RELAXED);
+  node_apply_delta(c, &d);
   if (c->opts.tick_on_write && c->ticker_started) {
     pthread_mutex_lock(&c->tmu);
     c->tick_kick = true;

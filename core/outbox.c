@@ -87,8 +87,12 @@ static int claim_visit(store_obx *e, void *arg) {
 
 typedef struct {
   store_wtxn *t;
-  int state;       /* which state this pass prunes */
-  uint64_t excess; /* entries still to remove */
+  int state;        /* which state this pass prunes */
+  uint64_t excess;  /* entries still to remove */
+  uint64_t *visits; /* entries visited so far by this prune (all passes) */
+  uint64_t budget;  /* ... and the most it may visit */
+  uint64_t stop;    /* the walk ends before this LSN (0: at the end) */
+  uint64_t next;    /* out: the first entry not visited (0: the walk reached the end) */
   outbox_delta *d;
   int rc;
   sa_error *err;
@@ -118,7 +122,11 @@ static int superseded(store_wtxn *t, const store_obx *e, bool *yes, sa_error *er
 
 static int prune_visit(store_obx *e, void *arg) {
   prune_ctx *c = arg;
-  if (c->excess == 0) return STORE_OBX_STOP;
+  if (c->excess == 0 || *c->visits >= c->budget || (c->stop && e->lsn >= c->stop)) {
+    c->next = e->lsn;
+    return STORE_OBX_STOP;
+  }
+  ++*c->visits;
   if (e->state != c->state) return STORE_OBX_KEEP;
   if (c->state == STORE_OUTBOX_QUEUED) {
     bool yes = false;
@@ -133,30 +141,69 @@ static int prune_visit(store_obx *e, void *arg) {
   return STORE_OBX_DELETE;
 }
 
+/* One pass of prune: entries of c->state from LSN from (0: the oldest) up to
+ * c->stop.  Returns the first LSN it did not visit, 0 at the end. */
+static int prune_pass(prune_ctx *c, uint64_t from, uint64_t *next) {
+  c->next = 0;
+  int rc = store_wobx_each(c->t, from, prune_visit, c, c->err);
+  if (rc == 0) rc = c->rc;
+  *next = c->next;
+  return rc;
+}
+
+int outbox_prune(store_wtxn *t, const outbox_cfg *cfg, uint64_t total, const uint64_t counts[4],
+                 uint64_t budget, uint64_t *cursor, outbox_delta *d, sa_error *err) {
+  uint64_t after = total > d->pruned ? total - d->pruned : 0, visits = 0, next;
+  int rc = 0;
+  /* Acknowledged, then failed work: from the oldest, where it collects,
+   * with half the budget at most, so that a few such entries far from the
+   * oldest cannot keep the superseded pass from ever running. */
+  prune_ctx p = {.t = t, .visits = &visits, .budget = budget / 2, .d = d, .err = err};
+  static const int order[] = {STORE_OUTBOX_ACKED, STORE_OUTBOX_FAILED};
+  for (size_t i = 0; i < 2 && after > cfg->max_entries && visits < p.budget; i++) {
+    if ((int64_t)counts[order[i]] + d->by_state[order[i]] <= 0) continue; /* none: no walk */
+    uint64_t before = d->pruned;
+    p.state = order[i];
+    p.excess = after - cfg->max_entries;
+    p.stop = 0;
+    if ((rc = prune_pass(&p, 0, &next)) != 0) return rc;
+    after -= d->pruned - before;
+  }
+  /* Superseded queued work: from where the last prune stopped, once
+   * around.  A walk from the oldest each time would revisit the work
+   * that is still the latest of its key, again and again. */
+  uint64_t start = *cursor;
+  p.state = STORE_OUTBOX_QUEUED;
+  p.budget = budget;
+  for (int lap = 0; lap < 2 && after > cfg->max_entries && visits < budget; lap++) {
+    uint64_t before = d->pruned;
+    p.excess = after - cfg->max_entries;
+    p.stop = lap ? start : 0;
+    if ((rc = prune_pass(&p, lap ? 0 : start, &next)) != 0) return rc;
+    after -= d->pruned - before;
+    *cursor = next;
+    if (next || !start) break; /* stopped inside the lap, or it began at the oldest */
+  }
+  if (d->floor) store_wraise_floor(t, d->floor);
+  return 0;
+}
+
 int outbox_claim(store_wtxn *t, const outbox_cfg *cfg, const char *node_id, uint64_t now, bool send,
-                 uint64_t total, uint64_t *rng, outbox_batch *out, outbox_delta *d, sa_error *err) {
+                 uint64_t total, const uint64_t counts[4], uint64_t *cursor, uint64_t *rng,
+                 outbox_batch *out, outbox_delta *d, sa_error *err) {
   assert(cfg->batch >= 1 && cfg->batch <= 1024);
   out->ops = NULL;
   out->n = 0;
   claim_ctx c = {.cfg = cfg, .now = now, .send = send, .rng = rng, .d = d};
-  int rc = store_wobx_each(t, claim_visit, &c, err);
+  /* Nothing to claim, expire or retire: no walk (it would visit every
+   * entry to change none). */
+  int rc = 0;
+  if (send || counts[STORE_OUTBOX_IN_FLIGHT] || counts[STORE_OUTBOX_ACKED])
+    rc = store_wobx_each(t, 0, claim_visit, &c, err);
   if (rc) return rc;
 
-  /* Overflow: oldest acknowledged, then failed, then superseded queued. */
-  int64_t after = (int64_t)total - (int64_t)d->pruned;
-  static const int order[] = {STORE_OUTBOX_ACKED, STORE_OUTBOX_FAILED, STORE_OUTBOX_QUEUED};
-  for (size_t i = 0; i < 3 && after > (int64_t)cfg->max_entries; i++) {
-    uint64_t before = d->pruned;
-    prune_ctx p = {.t = t,
-                   .state = order[i],
-                   .excess = (uint64_t)after - cfg->max_entries,
-                   .d = d,
-                   .err = err};
-    if ((rc = store_wobx_each(t, prune_visit, &p, err)) != 0 || (rc = p.rc) != 0) return rc;
-    after -= (int64_t)(d->pruned - before);
-  }
-  if (d->floor) store_wraise_floor(t, d->floor);
-
+  if ((rc = outbox_prune(t, cfg, total, counts, OUTBOX_TICK_PRUNE_VISITS, cursor, d, err)) != 0)
+    return rc;
   if (c.npicked == 0) return 0;
   /* Copy the claimed operations out: one block for array, id and payloads. */
   size_t idlen = strlen(node_id) + 1, bytes = c.npicked * sizeof(sa_sync_op) + idlen;
@@ -250,7 +297,7 @@ int outbox_recover(store_wtxn *t, uint64_t now, uint64_t upto, uint64_t fresh, u
                    sa_error *err) {
   memset(counts, 0, 4 * sizeof counts[0]);
   recover_ctx c = {now, upto, counts};
-  int rc = store_wobx_each(t, recover_visit, &c, err);
+  int rc = store_wobx_each(t, 0, recover_visit, &c, err);
   counts[STORE_OUTBOX_QUEUED] += fresh;
   return rc;
 }

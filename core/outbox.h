@@ -4,7 +4,8 @@
  * Every operation the node logs gets an outbox entry in the same store
  * transaction that applies it (node.c).  This module moves entries between
  * states inside a store write transaction; it does no I/O of its own and
- * keeps no state, so the node's writer thread stays the only store writer.
+ * keeps no state (the prune cursor is the caller's), and runs only inside
+ * store write transactions, which LMDB serializes.
  *
  *            claim (transport running, due)          settle: acked
  *   QUEUED ---------------------------------> IN_FLIGHT ------------> ACKNOWLEDGED
@@ -18,9 +19,10 @@
  * node passes in (tests pass a logical one).
  *
  * Overflow policy (entries > outbox_max): the node keeps accepting writes --
- * local writes never wait on the network -- and the claim step prunes, in
- * this order, the oldest acknowledged entries, then the oldest failed ones,
- * then queued entries superseded by a later write of every key they touch
+ * local writes never wait on the network -- and every store commit (and
+ * the claim step) prunes, in this order, the oldest acknowledged entries,
+ * then the oldest failed ones, then queued entries superseded by a later
+ * write of every key they touch
  * (under last-writer-wins the later entry carries the state).  Queued work
  * that is still the latest for some key is never dropped; while it keeps
  * the outbox above the bound the sync state reports overflow.
@@ -71,9 +73,30 @@ uint64_t outbox_backoff_ms(const outbox_cfg *cfg, uint32_t attempts, uint64_t *r
  * deadline, claims up to cfg->batch due queued entries when send is true
  * (they become IN_FLIGHT with a deadline; copies go into *out, which the
  * caller frees), prunes acknowledged entries past retention, and applies
- * the overflow policy given the current total.  */
+ * the overflow policy (outbox_prune, at most OUTBOX_TICK_PRUNE_VISITS
+ * visits) given the current total and counts per state.  The walk that
+ * claims and expires is skipped when nothing can move: !send and no entry
+ * in flight or acknowledged. */
 int outbox_claim(store_wtxn *t, const outbox_cfg *cfg, const char *node_id, uint64_t now, bool send,
-                 uint64_t total, uint64_t *rng, outbox_batch *out, outbox_delta *d, sa_error *err);
+                 uint64_t total, const uint64_t counts[4], uint64_t *cursor, uint64_t *rng,
+                 outbox_batch *out, outbox_delta *d, sa_error *err);
+
+/* The overflow policy, bounded: while total (less what d already pruned) is
+ * above cfg->max_entries, prunes the oldest acknowledged entries, then the
+ * oldest failed ones (these two from the oldest, with half the budget at
+ * most), then superseded queued entries, visiting at most budget entries
+ * in all.  Passes for a state that counts (plus d) says is
+ * empty are skipped.  The superseded pass resumes at *cursor (an LSN, 0 =
+ * the oldest; the caller keeps it between calls) and goes once around, so
+ * successive calls cover the whole outbox without revisiting, from the
+ * oldest, the work that is still the latest of its key.  Raises the feed
+ * floor as outbox.h's header says.  Each call costs O(budget), whatever the
+ * outbox's size: the node prunes a little at every store commit (budget in
+ * proportion to the records it adds) rather than walking the whole outbox
+ * once a tick, which stalled the writer ~35 ms a second at 100,000 entries. */
+#define OUTBOX_TICK_PRUNE_VISITS 4096u
+int outbox_prune(store_wtxn *t, const outbox_cfg *cfg, uint64_t total, const uint64_t counts[4],
+                 uint64_t budget, uint64_t *cursor, outbox_delta *d, sa_error *err);
 
 /* Records the transport's answer for claimed entries: acked ones become
  * ACKNOWLEDGED, the others QUEUED with backoff (or FAILED at max_retries).

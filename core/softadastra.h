@@ -160,7 +160,9 @@ typedef struct sa_options {
   uint32_t retry_base_ms;        /* first retry delay; doubles per attempt (1000) */
   uint32_t retry_max_ms;         /* cap of the retry delay (60000) */
   uint32_t ack_timeout_ms;       /* an in-flight op without an answer expires (10000) */
-  uint64_t outbox_max;           /* entries before the outbox reports overflow (100000) */
+  uint64_t outbox_max;           /* entries kept (100000): commits above it prune
+                                    acknowledged, failed, then superseded work;
+                                    what is left above it is reported as overflow */
   uint64_t outbox_retention_ms;  /* acknowledged entries are pruned after (3600000) */
   bool tick_on_write;            /* wake the tick thread as soon as work is queued */
   bool tick_manual;              /* no tick thread: ticks only via sa_client_sync_tick */

@@ -1013,13 +1013,15 @@ static int ops_decode(const MDB_val *v, int *type, uint64_t *hlc, const unsigned
   return 0;
 }
 
-int store_wobx_each(store_wtxn *t, store_obx_fn fn, void *ctx, sa_error *err) {
+int store_wobx_each(store_wtxn *t, uint64_t from, store_obx_fn fn, void *ctx, sa_error *err) {
   MDB_cursor *cur;
   int rc = mdb_cursor_open(t->txn, t->s->outbox, &cur);
   if (rc) return store_err(t->s, rc, "outbox cursor", err);
-  MDB_val k, v;
+  unsigned char fb[8];
+  obx_key(fb, from);
+  MDB_val k = {8, fb}, v;
   int code = 0;
-  rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+  rc = mdb_cursor_get(cur, &k, &v, from ? MDB_SET_RANGE : MDB_FIRST);
   while (rc == 0) {
     store_obx e;
     if (obx_decode(&k, &v, &e) != 0) {

@@ -164,11 +164,12 @@ typedef struct store_obx {
 
 enum { STORE_OBX_KEEP = 0, STORE_OBX_UPDATE = 1, STORE_OBX_DELETE = 2, STORE_OBX_STOP = 3 };
 
-/* Calls fn for each outbox entry, oldest first.  fn may change *e and
- * return STORE_OBX_UPDATE to write it back, STORE_OBX_DELETE to remove the
- * entry (and its payload), STORE_OBX_STOP to end the walk. */
+/* Calls fn for each outbox entry of LSN from or later (0: all), oldest
+ * first.  fn may change *e and return STORE_OBX_UPDATE to write it back,
+ * STORE_OBX_DELETE to remove the entry (and its payload), STORE_OBX_STOP to
+ * end the walk. */
 typedef int (*store_obx_fn)(store_obx *e, void *ctx);
-int store_wobx_each(store_wtxn *t, store_obx_fn fn, void *ctx, sa_error *err);
+int store_wobx_each(store_wtxn *t, uint64_t from, store_obx_fn fn, void *ctx, sa_error *err);
 
 /* Reads / rewrites one entry's state.  *found false when absent. */
 int store_wobx_get(store_wtxn *t, uint64_t lsn, store_obx *e, bool *found, sa_error *err);

@@ -435,7 +435,8 @@ START_TEST(overflow_prunes_acknowledged_then_superseded_and_keeps_accepting) {
   ck_assert_uint_eq(state(c).acknowledged, 3);
   sa_client_close(c);
 
-  /* Transport off now: new work stays queued.  Overwrite the same key. */
+  /* Transport off now: new work stays queued.  Overwrite the same key.
+   * No tick: the commits over the bound prune as they go. */
   o = opts(false);
   o.outbox_max = 5;
   c = open_node(&o);
@@ -443,10 +444,6 @@ START_TEST(overflow_prunes_acknowledged_then_superseded_and_keeps_accepting) {
     put(c, "hot", "v"); /* lsn 4..9: 4..8 are superseded by 9 */
   put(c, "cold", "v");  /* lsn 10 */
   sa_sync_state s = state(c);
-  ck_assert_uint_eq(s.outbox_size, 10);
-  ck_assert(s.overflow);
-  ck_assert_int_eq(sa_client_sync_tick(c, NULL), 0);
-  s = state(c);
   /* 5 to remove: the 3 acknowledged, then the 2 oldest superseded */
   ck_assert_uint_eq(s.outbox_size, 5);
   ck_assert_uint_eq(s.acknowledged, 0);
@@ -465,10 +462,8 @@ START_TEST(overflow_prunes_acknowledged_then_superseded_and_keeps_accepting) {
     snprintf(k, sizeof k, "new%d", i);
     put(c, k, "v");
   }
-  ck_assert_int_eq(sa_client_sync_tick(c, NULL), 0);
   s = state(c);
   ck_assert_uint_eq(s.outbox_size, 5 + 3 - 3); /* lsn 6,7,8 (hot, superseded) go */
-  ck_assert_int_eq(sa_client_sync_tick(c, NULL), 0);
   for (int i = 0; i < 3; i++) {
     char k[16];
     snprintf(k, sizeof k, "more%d", i);
@@ -478,7 +473,77 @@ START_TEST(overflow_prunes_acknowledged_then_superseded_and_keeps_accepting) {
   s = state(c);
   ck_assert(s.overflow); /* only latest-per-key work left: kept, reported */
   ck_assert_uint_eq(s.outbox_size, 8);
+  ck_assert_uint_eq(s.pruned, 8);
   ck_assert_int_eq(sa_client_put(c, "still", "accepted", NULL), 0);
+  sa_client_close(c);
+}
+END_TEST
+
+/* An outbox over a bound lowered at restart: no commit comes to prune it,
+ * the tick does (the oldest superseded first). */
+START_TEST(tick_prunes_an_outbox_over_a_lowered_bound) {
+  sa_options o = opts(false);
+  sa_client *c = open_node(&o);
+  for (int i = 0; i < 5; i++)
+    put(c, "hot", "v"); /* lsn 1..5 */
+  ck_assert_uint_eq(state(c).outbox_size, 5);
+  sa_client_close(c);
+  o.outbox_max = 2;
+  c = open_node(&o);
+  ck_assert(state(c).overflow);
+  ck_assert_int_eq(sa_client_sync_tick(c, NULL), 0);
+  sa_sync_state s = state(c);
+  ck_assert(!s.overflow);
+  ck_assert_uint_eq(s.outbox_size, 2);
+  ck_assert_uint_eq(s.pruned, 3);
+  ck_assert_uint_eq(entry(c, 4).lsn, 4); /* 1..3 gone, 4 and 5 kept */
+  sa_client_close(c);
+}
+END_TEST
+
+/* A put committed in a store transaction of its own: a read waits for the
+ * commit of every write answered before it. */
+static void put_committed(sa_client *c, const char *k, const char *v) {
+  put(c, k, v);
+  sa_value val;
+  ck_assert_int_eq(sa_client_get(c, k, &val, NULL), 0);
+  sa_value_free(&val);
+}
+
+/* Each prune visits a bounded number of entries (4 per record + 64 for a
+ * commit), resuming where the last one stopped and going around:
+ * superseded work behind the resume point is found within a few commits,
+ * not by a walk of the whole outbox at each. */
+START_TEST(prune_goes_around_the_outbox_from_where_it_stopped) {
+  sa_options o = opts(false);
+  o.outbox_max = 10;
+  sa_client *c = open_node(&o);
+  enum { UNIQUE = 600, REWRITES = 40 };
+  for (int i = 0; i < UNIQUE; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "u%04d", i);
+    put(c, k, "v"); /* lsn 1..600, each the latest of its key */
+  }
+  sa_sync_state s = state(c);
+  ck_assert_uint_eq(s.outbox_size, UNIQUE);
+  ck_assert_uint_eq(s.pruned, 0);
+  ck_assert(s.overflow);
+  /* Rewrite the oldest key: its first entry (lsn 1) is superseded, behind
+   * wherever the cursor stands.  Then REWRITES commits of one record each
+   * visit 40 * 68 entries, several laps of the outbox. */
+  put_committed(c, "u0000", "w");
+  for (int i = 0; i < REWRITES; i++)
+    put_committed(c, "u0599", "w");
+  sa_outbox_entry first = entry(c, 2); /* lsn 1 is gone */
+  ck_assert_uint_eq(first.lsn, 2);
+  s = state(c);
+  ck_assert_uint_ge(s.pruned, 2);
+  ck_assert_uint_eq(s.outbox_size, UNIQUE + 1 + REWRITES - s.pruned);
+  /* The tick visits up to 4096: every superseded entry goes. */
+  ck_assert_int_eq(sa_client_sync_tick(c, NULL), 0);
+  s = state(c);
+  ck_assert_uint_eq(s.outbox_size, UNIQUE);  /* one entry per key */
+  ck_assert_uint_eq(s.pruned, 1 + REWRITES); /* lsn 1, lsn 600 and 39 of the rewrites */
   sa_client_close(c);
 }
 END_TEST
@@ -605,6 +670,8 @@ static Suite *suite(void) {
   tcase_add_test(t, restart_counts_kept_and_replayed_entries);
   tcase_add_test(t, in_flight_expires_after_ack_timeout);
   tcase_add_test(t, overflow_prunes_acknowledged_then_superseded_and_keeps_accepting);
+  tcase_add_test(t, tick_prunes_an_outbox_over_a_lowered_bound);
+  tcase_add_test(t, prune_goes_around_the_outbox_from_where_it_stopped);
   tcase_add_test(t, stub_transport_says_it_is_a_stub_and_backs_off);
   tcase_add_test(t, unknown_transport_kind_is_refused);
   tcase_add_test(t, hlc_monotonic_across_restart_and_clock_step_back);
