@@ -229,6 +229,7 @@ struct sa_client {
   /* Written by the writer, read by anyone (atomics). */
   uint64_t obx_count[4]; /* outbox entries per state */
   uint64_t prune_at;     /* outbox_prune's cursor (inside store write txns only) */
+  uint64_t obx_bad_lsn;  /* the last malformed outbox entry logged (atomic) */
   uint64_t obx_pruned, obx_retries, ticks, last_tick_ms;
   uint64_t last_lsn;
   uint64_t checkpoints;
@@ -535,6 +536,14 @@ static void node_apply_delta(sa_client *c, const outbox_delta *d) {
     __atomic_add_fetch(&c->obx_count[i], (uint64_t)d->by_state[i], __ATOMIC_RELAXED);
   __atomic_add_fetch(&c->obx_pruned, d->pruned, __ATOMIC_RELAXED);
   __atomic_add_fetch(&c->obx_retries, d->retries, __ATOMIC_RELAXED);
+  /* once per entry, not at every prune that walks past it */
+  if (d->malformed &&
+      __atomic_exchange_n(&c->obx_bad_lsn, d->malformed_lsn, __ATOMIC_RELAXED) != d->malformed_lsn)
+    node_log(c, SA_LOG_ERROR,
+             "outbox: %llu queued entr%s with a malformed payload (the last at LSN %llu) kept, "
+             "not pruned: the store file is damaged there",
+             (unsigned long long)d->malformed, d->malformed == 1 ? "y" : "ies",
+             (unsigned long long)d->malformed_lsn);
 }
 
 static void node_obx_counts(const sa_client *c, uint64_t counts[4]) {

@@ -130,7 +130,13 @@ static int prune_visit(store_obx *e, void *arg) {
   if (e->state != c->state) return STORE_OBX_KEEP;
   if (c->state == STORE_OUTBOX_QUEUED) {
     bool yes = false;
-    if ((c->rc = superseded(c->t, e, &yes, c->err)) != 0) return STORE_OBX_STOP;
+    int rc = superseded(c->t, e, &yes, c->err);
+    if (rc == SA_ECORRUPT) { /* unreadable: not ours to drop, nor to stop on */
+      c->d->malformed++;
+      c->d->malformed_lsn = e->lsn;
+      return STORE_OBX_KEEP;
+    }
+    if ((c->rc = rc) != 0) return STORE_OBX_STOP;
     if (!yes) return STORE_OBX_KEEP;
   }
   c->d->by_state[c->state]--;

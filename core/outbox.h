@@ -55,7 +55,9 @@ typedef struct outbox_delta {
   int64_t by_state[4]; /* per STORE_OUTBOX_* */
   uint64_t pruned;
   uint64_t retries;
-  uint64_t floor; /* highest LSN pruned while still the latest of a key */
+  uint64_t floor;         /* highest LSN pruned while still the latest of a key */
+  uint64_t malformed;     /* queued entries the prune could not read: kept */
+  uint64_t malformed_lsn; /* ... the last of them */
 } outbox_delta;
 
 /* Operations claimed for the transport: one allocation holding the array,
@@ -93,7 +95,10 @@ int outbox_claim(store_wtxn *t, const outbox_cfg *cfg, const char *node_id, uint
  * floor as outbox.h's header says.  Each call costs O(budget), whatever the
  * outbox's size: the node prunes a little at every store commit (budget in
  * proportion to the records it adds) rather than walking the whole outbox
- * once a tick, which stalled the writer ~35 ms a second at 100,000 entries. */
+ * once a tick, which stalled the writer ~35 ms a second at 100,000 entries.
+ * A queued entry whose payload does not parse (a damaged store) is kept and
+ * counted in d->malformed: the prune goes on, and so does the transaction
+ * it runs in (a store commit of writes already acknowledged). */
 #define OUTBOX_TICK_PRUNE_VISITS 4096u
 int outbox_prune(store_wtxn *t, const outbox_cfg *cfg, uint64_t total, const uint64_t counts[4],
                  uint64_t budget, uint64_t *cursor, outbox_delta *d, sa_error *err);

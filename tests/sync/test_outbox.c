@@ -10,6 +10,7 @@
  */
 #include "io.h"
 #include "softadastra.h"
+#include "store.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -548,6 +549,61 @@ START_TEST(prune_goes_around_the_outbox_from_where_it_stopped) {
 }
 END_TEST
 
+static char logged[1024];
+static void capture_log(void *ctx, int level, const char *msg) {
+  (void)ctx;
+  if (level == SA_LOG_ERROR && strstr(msg, "malformed")) snprintf(logged, sizeof logged, "%s", msg);
+}
+
+/* A queued entry whose payload does not parse (a damaged store file): the
+ * prune keeps it, says so, and goes on; the store commit it runs in (of
+ * writes already acknowledged) is not given up, the node stays writable. */
+START_TEST(prune_keeps_a_malformed_entry_and_the_commit_goes_on) {
+  sa_options o = opts(false);
+  sa_client *c = open_node(&o);
+  for (int i = 0; i < 3; i++)
+    put(c, "hot", "v"); /* lsn 1..3 */
+  put(c, "cold", "v");  /* lsn 4 */
+  sa_client_close(c);
+
+  /* Damage lsn 1's payload in place, the node closed. */
+  char path[320];
+  snprintf(path, sizeof path, "%s/node-o.mdb", dir);
+  sa_store *st;
+  sa_error e;
+  ck_assert_msg(store_open(&st, path, "node-o", true, o.store_max_bytes, &e) == 0, "%s", e.message);
+  store_wtxn *t;
+  ck_assert_int_eq(store_wbegin(st, &t, &e), 0);
+  store_obx ob;
+  bool found = false;
+  ck_assert_int_eq(store_wobx_get(t, 1, &ob, &found, &e), 0);
+  ck_assert(found);
+  static const unsigned char junk[] = {0xff, 0xff, 0xff};
+  ck_assert_int_eq(store_woutbox(t, 1, ob.hlc, ob.type, junk, sizeof junk, NULL, 0, &e), 0);
+  ck_assert_int_eq(store_wcommit(t, store_applied_lsn(st), store_meta_hlc(st), &e), 0);
+  ck_assert_int_eq(store_sync(st, &e), 0);
+  store_close(st);
+
+  o.outbox_max = 2;
+  o.log = capture_log;
+  logged[0] = '\0';
+  c = open_node(&o);
+  put(c, "hot", "w"); /* lsn 5: its commit prunes */
+  sa_value v;
+  ck_assert_msg(sa_client_get(c, "hot", &v, &e) == 0, "get after the prune: %s", e.message);
+  ck_assert_str_eq((const char *)v.data, "w");
+  sa_value_free(&v);
+  ck_assert_int_eq(sa_client_sync_tick(c, NULL), 0);
+  sa_sync_state s = state(c);
+  ck_assert_uint_eq(s.pruned, 2); /* lsn 2 and 3, superseded; 1 is kept */
+  ck_assert_uint_eq(s.outbox_size, 3);
+  ck_assert_uint_eq(entry(c, 1).lsn, 1);
+  ck_assert_msg(strstr(logged, "LSN 1") != NULL, "log: '%s'", logged);
+  put(c, "still", "writable");
+  sa_client_close(c);
+}
+END_TEST
+
 START_TEST(stub_transport_says_it_is_a_stub_and_backs_off) {
   sa_options o = opts(false);
   o.enable_transport = true; /* no transport given: the stub */
@@ -672,6 +728,7 @@ static Suite *suite(void) {
   tcase_add_test(t, overflow_prunes_acknowledged_then_superseded_and_keeps_accepting);
   tcase_add_test(t, tick_prunes_an_outbox_over_a_lowered_bound);
   tcase_add_test(t, prune_goes_around_the_outbox_from_where_it_stopped);
+  tcase_add_test(t, prune_keeps_a_malformed_entry_and_the_commit_goes_on);
   tcase_add_test(t, stub_transport_says_it_is_a_stub_and_backs_off);
   tcase_add_test(t, unknown_transport_kind_is_refused);
   tcase_add_test(t, hlc_monotonic_across_restart_and_clock_step_back);
