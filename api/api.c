@@ -466,11 +466,11 @@ static api_response *api_h_status(api_ctx *ctx) {
       "store", "size", api_json_u64(st.size), "path", st.store_path ? st.store_path : "",
       "applied_lsn", api_json_u64(st.applied_lsn), "synced_lsn", api_json_u64(st.synced_lsn),
       "sync_points", api_json_u64(st.store_syncs), "writebacks", api_json_u64(st.store_writebacks),
-      "sync", api_sync_json(&ss), "recovery",
-      "records_scanned", api_json_u64(st.recovery.records_scanned), "records_replayed",
+      "sync", api_sync_json(&ss), "recovery", "records_scanned",
+      api_json_u64(st.recovery.records_scanned), "records_replayed",
       api_json_u64(st.recovery.records_replayed), "torn_bytes",
-      api_json_u64(st.recovery.torn_bytes), "torn_path", st.recovery.torn_path,
-      "store_rolled_back", (int)st.recovery.store_rolled_back);
+      api_json_u64(st.recovery.torn_bytes), "torn_path", st.recovery.torn_path, "store_rolled_back",
+      (int)st.recovery.store_rolled_back);
   return api_resp_json(api_resp_new(200), j);
 }
 
@@ -545,7 +545,7 @@ static void api_metrics_write_stats(const sa_stats *ws, FILE *f) {
           "# TYPE softadastra_write_errors_total counter\n"
           "softadastra_write_errors_total %llu\n"
           "# HELP softadastra_store_commits_total Store transactions that applied written groups "
-          "(one applies every group of up to 10 ms).\n"
+          "(one applies every group of up to store_commit_ms).\n"
           "# TYPE softadastra_store_commits_total counter\n"
           "softadastra_store_commits_total %llu\n",
           (unsigned long long)cum, (unsigned long long)ws->group_ops,
@@ -563,39 +563,39 @@ static api_response *api_h_metrics(api_ctx *ctx) {
   sa_status st;
   sa_sync_state ss;
   if (sa_client_status(ctx->client, &st, NULL) == 0) {
-    fprintf(f,
-            "# HELP softadastra_wal_bytes Bytes of records in the WAL (its logical size; the file also "
-            "holds up to one chunk of preallocated zeros).\n"
-            "# TYPE softadastra_wal_bytes gauge\nsoftadastra_wal_bytes %llu\n"
-            "# HELP softadastra_wal_last_lsn Last LSN written to the WAL.\n"
-            "# TYPE softadastra_wal_last_lsn gauge\nsoftadastra_wal_last_lsn %llu\n"
-            "# HELP softadastra_store_applied_lsn Last LSN applied to the store.\n"
-            "# TYPE softadastra_store_applied_lsn gauge\nsoftadastra_store_applied_lsn %llu\n"
-            "# HELP softadastra_store_synced_lsn Last LSN the store holds durably (its last "
-            "sync point).\n"
-            "# TYPE softadastra_store_synced_lsn gauge\nsoftadastra_store_synced_lsn %llu\n"
-            "# HELP softadastra_store_sync_points_total Store sync points since the node opened.\n"
-            "# TYPE softadastra_store_sync_points_total counter\n"
-            "softadastra_store_sync_points_total %llu\n"
-            "# HELP softadastra_store_writebacks_total Store write-back kicks between sync "
-            "points since the node opened.\n"
-            "# TYPE softadastra_store_writebacks_total counter\n"
-            "softadastra_store_writebacks_total %llu\n"
-            "# HELP softadastra_store_keys Number of keys in the store.\n"
-            "# TYPE softadastra_store_keys gauge\nsoftadastra_store_keys %llu\n"
-            "# HELP softadastra_checkpoints_total Checkpoints since the node opened.\n"
-            "# TYPE softadastra_checkpoints_total counter\nsoftadastra_checkpoints_total %llu\n"
-            "# HELP softadastra_read_only 1 when a failed fdatasync made the node read-only.\n"
-            "# TYPE softadastra_read_only gauge\nsoftadastra_read_only %d\n"
-            "# HELP softadastra_recovery_records_replayed WAL records replayed at open.\n"
-            "# TYPE softadastra_recovery_records_replayed gauge\n"
-            "softadastra_recovery_records_replayed %llu\n",
-            (unsigned long long)st.wal_bytes, (unsigned long long)st.last_lsn,
-            (unsigned long long)st.applied_lsn, (unsigned long long)st.synced_lsn,
-            (unsigned long long)st.store_syncs, (unsigned long long)st.store_writebacks,
-            (unsigned long long)st.size,
-            (unsigned long long)st.checkpoints, st.read_only ? 1 : 0,
-            (unsigned long long)st.recovery.records_replayed);
+    fprintf(
+        f,
+        "# HELP softadastra_wal_bytes Bytes of records in the WAL (its logical size; the file also "
+        "holds up to one chunk of preallocated zeros).\n"
+        "# TYPE softadastra_wal_bytes gauge\nsoftadastra_wal_bytes %llu\n"
+        "# HELP softadastra_wal_last_lsn Last LSN written to the WAL.\n"
+        "# TYPE softadastra_wal_last_lsn gauge\nsoftadastra_wal_last_lsn %llu\n"
+        "# HELP softadastra_store_applied_lsn Last LSN applied to the store.\n"
+        "# TYPE softadastra_store_applied_lsn gauge\nsoftadastra_store_applied_lsn %llu\n"
+        "# HELP softadastra_store_synced_lsn Last LSN the store holds durably (its last "
+        "sync point).\n"
+        "# TYPE softadastra_store_synced_lsn gauge\nsoftadastra_store_synced_lsn %llu\n"
+        "# HELP softadastra_store_sync_points_total Store sync points since the node opened.\n"
+        "# TYPE softadastra_store_sync_points_total counter\n"
+        "softadastra_store_sync_points_total %llu\n"
+        "# HELP softadastra_store_writebacks_total Store write-back kicks between sync "
+        "points since the node opened.\n"
+        "# TYPE softadastra_store_writebacks_total counter\n"
+        "softadastra_store_writebacks_total %llu\n"
+        "# HELP softadastra_store_keys Number of keys in the store.\n"
+        "# TYPE softadastra_store_keys gauge\nsoftadastra_store_keys %llu\n"
+        "# HELP softadastra_checkpoints_total Checkpoints since the node opened.\n"
+        "# TYPE softadastra_checkpoints_total counter\nsoftadastra_checkpoints_total %llu\n"
+        "# HELP softadastra_read_only 1 when a failed fdatasync made the node read-only.\n"
+        "# TYPE softadastra_read_only gauge\nsoftadastra_read_only %d\n"
+        "# HELP softadastra_recovery_records_replayed WAL records replayed at open.\n"
+        "# TYPE softadastra_recovery_records_replayed gauge\n"
+        "softadastra_recovery_records_replayed %llu\n",
+        (unsigned long long)st.wal_bytes, (unsigned long long)st.last_lsn,
+        (unsigned long long)st.applied_lsn, (unsigned long long)st.synced_lsn,
+        (unsigned long long)st.store_syncs, (unsigned long long)st.store_writebacks,
+        (unsigned long long)st.size, (unsigned long long)st.checkpoints, st.read_only ? 1 : 0,
+        (unsigned long long)st.recovery.records_replayed);
   }
   if (sa_client_sync_state(ctx->client, &ss, NULL) == 0) {
     fprintf(f,

@@ -14,14 +14,14 @@
  *                              assign LSN + HLC, encode its record
  *                            one pwrite of all records
  *                            one fdatasync (auto_flush on)
- *                            queue the group for the   ---->  every NODE_COMMIT_DELAY_MS
+ *                            queue the group for the   ---->  every store_commit_ms (10)
  *   wake (or callback) <---- committer, answer it             (or at once when a read
  *                            take the next group ...          waits): one LMDB txn
  *                                                             applies every queued
  *                                                             group, no fdatasync
  *
  * So a write costs one fdatasync, the WAL's, shared by its group, and one
- * store commit is shared by every group of NODE_COMMIT_DELAY_MS.  A write
+ * store commit is shared by every group of store_commit_ms.  A write
  * is answered once it is in the synced WAL; a read waits until the store
  * holds every answered write (node_read_barrier), so a read after an answer
  * sees it.  The store itself is made durable in the background at sync
@@ -76,11 +76,10 @@
 #define NODE_PRUNE_VISITS_PER_RECORD 4 /* outbox entries a commit over outbox_max may visit */
 
 /* The committer (see "writer pipeline"): it commits the groups waiting for
- * it once the oldest has waited NODE_COMMIT_DELAY_MS, at once when a reader
+ * it once the oldest has waited store_commit_ms, at once when a reader
  * or the writer asks, and the writer waits for it when more than
  * NODE_QUEUE_GROUPS groups or NODE_QUEUE_BYTES record bytes wait. */
-#define NODE_COMMIT_DELAY_MS 10
-#define NODE_QUEUE_GROUPS 64
+#define NODE_QUEUE_GROUPS 256
 #define NODE_QUEUE_BYTES (4u << 20)
 /* A group is answered before its store commit only while the store has this
  * much room above its highest page, plus 4x the group's and the queue's record
@@ -258,6 +257,7 @@ static sa_options node_defaults(const char *node_id, const char *wal_path, bool 
   o.flush_interval_ms = SA_DEFAULT_FLUSH_INTERVAL_MS;
   o.store_sync_interval_ms = SA_DEFAULT_STORE_SYNC_INTERVAL_MS;
   o.store_writeback_ms = SA_DEFAULT_STORE_WRITEBACK_MS;
+  o.store_commit_ms = SA_DEFAULT_STORE_COMMIT_MS;
   o.tick_interval_ms = SA_DEFAULT_TICK_INTERVAL_MS;
   o.max_value_bytes = SA_DEFAULT_MAX_VALUE_BYTES;
   o.max_batch_bytes = SA_DEFAULT_MAX_BATCH_BYTES;
@@ -307,6 +307,7 @@ static int node_check_options(sa_options *o, sa_error *err) {
   if (!o->flush_interval_ms) o->flush_interval_ms = SA_DEFAULT_FLUSH_INTERVAL_MS;
   if (!o->store_sync_interval_ms) o->store_sync_interval_ms = SA_DEFAULT_STORE_SYNC_INTERVAL_MS;
   if (!o->store_writeback_ms) o->store_writeback_ms = SA_DEFAULT_STORE_WRITEBACK_MS;
+  if (!o->store_commit_ms) o->store_commit_ms = SA_DEFAULT_STORE_COMMIT_MS;
   if (!o->tick_interval_ms) o->tick_interval_ms = SA_DEFAULT_TICK_INTERVAL_MS;
   if (!o->max_value_bytes) o->max_value_bytes = SA_DEFAULT_MAX_VALUE_BYTES;
   if (!o->max_batch_bytes) o->max_batch_bytes = SA_DEFAULT_MAX_BATCH_BYTES;
@@ -335,6 +336,9 @@ static int node_check_options(sa_options *o, sa_error *err) {
     return sa_fail(err, SA_EINVAL,
                    "store_writeback_ms %u is out of range (1..1000, or SA_STORE_WRITEBACK_OFF)",
                    o->store_writeback_ms);
+  if (o->store_commit_ms > 1000)
+    return sa_fail(err, SA_EINVAL, "store_commit_ms %u is out of range (1..1000)",
+                   o->store_commit_ms);
   if (o->flush_interval_ms > 3600000)
     return sa_fail(err, SA_EINVAL, "flush_interval_ms %u is out of range (1..3600000)",
                    o->flush_interval_ms);
@@ -685,6 +689,7 @@ static void node_sync_store(sa_client *c) {
  * (node_wake_syncer), so an idle node does not tick every 2 ms. */
 static void *node_syncer_main(void *arg) {
   sa_client *c = arg;
+  pthread_setname_np(pthread_self(), "sa-sync"); /* top -H, perf, gdb */
   uint64_t period = (uint64_t)c->opts.store_sync_interval_ms * 1000000u;
   uint64_t next_sync = sa_mono_ns() + period;
   uint64_t kick = c->opts.store_writeback_ms == SA_STORE_WRITEBACK_OFF
@@ -752,13 +757,13 @@ static void node_stop_syncer(sa_client *c) {
  *
  *   writer:    take group N, prepare it, WAL write + sync, queue it for
  *              the committer, answer it; take group N+1 ...
- *   committer: once the oldest queued group has waited NODE_COMMIT_DELAY_MS
+ *   committer: once the oldest queued group has waited store_commit_ms
  *              (at once when a reader or the writer asks): one LMDB txn
  *              applies the records of every queued group, then last_lsn moves
  *
  * A write is answered once its record is in the synced WAL; from there a
  * crash loses nothing (the next open replays the WAL into the store).  Its
- * store commit follows within NODE_COMMIT_DELAY_MS, shared with every group
+ * store commit follows within store_commit_ms, shared with every group
  * written meanwhile, so the store writes its B-tree pages once per commit
  * instead of once per group (each commit writes every page it touches: tens
  * of KiB for one write).  Reads still see every answered write: a read
@@ -1128,7 +1133,8 @@ static void node_commit_lost(sa_client *c, const pgroup *list, int rc, sa_error 
 
 static void *node_committer_main(void *arg) {
   sa_client *c = arg;
-  const uint64_t delay = (uint64_t)NODE_COMMIT_DELAY_MS * 1000000u;
+  pthread_setname_np(pthread_self(), "sa-commit"); /* top -H, perf, gdb */
+  const uint64_t delay = (uint64_t)c->opts.store_commit_ms * 1000000u;
   pthread_mutex_lock(&c->pmu);
   for (;;) {
     if (!c->cq_head) {
@@ -1422,6 +1428,7 @@ static void node_process(sa_client *c, wreq *g) {
 
 static void *node_writer_main(void *arg) {
   sa_client *c = arg;
+  pthread_setname_np(pthread_self(), "sa-writer"); /* top -H, perf, gdb */
   pthread_mutex_lock(&c->mu);
   for (;;) {
     while (!c->head && !c->stopping) {
@@ -1561,6 +1568,7 @@ static int node_tick(sa_client *c, sa_error *err) {
  * tick_stop under tmu, signal tcv, join. */
 static void *node_ticker_main(void *arg) {
   sa_client *c = arg;
+  pthread_setname_np(pthread_self(), "sa-tick"); /* top -H, perf, gdb */
   pthread_mutex_lock(&c->tmu);
   while (!c->tick_stop) {
     uint64_t due = sa_mono_ns() + (uint64_t)c->opts.tick_interval_ms * 1000000u;

@@ -7,11 +7,11 @@
  * back.  With a persistent client every write is appended to the node's own
  * write-ahead log (WAL), made durable with fdatasync (shared by concurrent
  * writers: group commit), and only then acknowledged; the LMDB store applies
- * it with its outbox entry within 10 ms (one transaction for every write of
- * that time), and a read waits for that when it would otherwise miss an
- * acknowledged write, so every read sees every acknowledged write.  When the
- * client is opened again -- after a close, a crash or kill -9 -- the WAL is
- * replayed and every acknowledged write is back.
+ * it with its outbox entry within store_commit_ms, 10 ms by default (one
+ * transaction for every write of that time), and a read waits for that when
+ * it would otherwise miss an acknowledged write, so every read sees every acknowledged write.  When
+ * the client is opened again -- after a close, a crash or kill -9 -- the WAL is replayed and every
+ * acknowledged write is back.
  *
  * Conventions (the same everywhere in this header):
  *   - Functions return an int: 0 (SA_OK) on success or a negative SA_E*
@@ -112,6 +112,7 @@ typedef struct sa_error {
 #define SA_DEFAULT_STORE_SYNC_INTERVAL_MS 200
 #define SA_DEFAULT_STORE_WRITEBACK_MS 2
 #define SA_STORE_WRITEBACK_OFF UINT32_MAX /* sa_options.store_writeback_ms: no kicks */
+#define SA_DEFAULT_STORE_COMMIT_MS 10
 #define SA_DEFAULT_TICK_INTERVAL_MS 1000
 #define SA_NODE_ID_MAX 64 /* bytes */
 #define SA_DEFAULT_SYNC_BATCH_SIZE 64
@@ -179,6 +180,14 @@ typedef struct sa_options {
                                       default; SA_STORE_WRITEBACK_OFF: never): the
                                       sync points then flush little at once, which
                                       keeps write latency even, for some throughput */
+  uint32_t store_commit_ms;        /* a write answered at its WAL sync is applied to
+                                      the store within this long, together with every
+                                      write of that span (10; 0: the default; 1..1000);
+                                      a read that needs it does not wait for the span.
+                                      Longer: fewer, larger store commits, each B-tree
+                                      page written once for more writes (more write
+                                      throughput), larger bursts of store I/O (longer
+                                      tail), and change-feed waiters told later */
 } sa_options;
 
 /* Options for a persistent node with every default set: auto_flush on,

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "softadastra.h"
 
@@ -54,6 +55,9 @@ static const cfg_setting cfg_settings[] = {
     {"store_writeback_ms", CFG_U32, CFG_OFF(store_writeback_ms), 0, 1000, "2", NULL,
      "while writes come in, start the store's write-back this often (0: only at sync points); "
      "evens out write latency for some throughput"},
+    {"store_commit_ms", CFG_U32, CFG_OFF(store_commit_ms), 1, 1000, "10", NULL,
+     "writes answered at their WAL sync are applied to the store together within this long: "
+     "longer gives more write throughput and a longer latency tail"},
     {"enable_transport", CFG_BOOL, CFG_OFF(enable_transport), 0, 0, "false", NULL,
      "enable the sync transport"},
     {"enable_discovery", CFG_BOOL, CFG_OFF(enable_discovery), 0, 0, "false", NULL,
@@ -88,8 +92,9 @@ static const cfg_setting cfg_settings[] = {
      "store size limit (LMDB map size)"},
     {"create_data_dir", CFG_BOOL, CFG_OFF(create_data_dir), 0, 0, "true", NULL,
      "create data_dir at start when it is missing"},
-    {"threads", CFG_U32, CFG_OFF(threads), 1, 256, "16", NULL,
-     "HTTP worker threads (a write waiting for its fdatasync does not hold one)"},
+    {"threads", CFG_U32, CFG_OFF(threads), 0, 256, "0", NULL,
+     "HTTP worker threads; 0: one per online CPU (a write waiting for its fdatasync does not "
+     "hold one)"},
     {"max_connections", CFG_U32, CFG_OFF(max_connections), 1, 65536, "512", NULL,
      "concurrent HTTP connections"},
     {"connection_timeout_s", CFG_U32, CFG_OFF(connection_timeout_s), 1, 3600, "30", NULL,
@@ -649,4 +654,10 @@ void cfg_write_defaults(FILE *f) {
     }
   }
   fputs("}\n", f);
+}
+
+unsigned cfg_threads(const cfg_config *c) {
+  if (c->threads) return c->threads;
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1u : n > 256 ? 256u : (unsigned)n;
 }

@@ -36,6 +36,7 @@ typedef struct cfg_config {
   uint32_t flush_interval_ms;      /* background flush period with auto_flush off */
   uint32_t store_sync_interval_ms; /* period of the store's sync points */
   uint32_t store_writeback_ms;     /* write-back kick period between them (0: none) */
+  uint32_t store_commit_ms;        /* answered writes applied to the store within this */
   uint32_t tick_interval_ms;       /* outbox tick period */
   char *transport_kind;            /* with enable_transport: "stub" or "disabled" */
   char *discovery_kind;            /* with enable_discovery: "stub" or "disabled" */
@@ -50,7 +51,7 @@ typedef struct cfg_config {
   uint32_t max_batch_bytes;        /* largest batch payload */
   uint64_t wal_max_bytes;          /* WAL size bound */
   uint64_t store_max_bytes;        /* LMDB map size */
-  uint32_t threads;                /* HTTP worker threads */
+  uint32_t threads;                /* HTTP worker threads (0: one per online CPU) */
   uint32_t max_connections;        /* concurrent HTTP connections */
   uint32_t connection_timeout_s;   /* idle or stalled connection timeout */
   uint32_t max_header_bytes;       /* memory per connection for the request line and headers */
@@ -119,6 +120,10 @@ int cfg_validate(const cfg_config *c, char *err, size_t errlen);
 
 /* Splits "host:port" or "[v6]:port".  host receives the numeric address
  * ("localhost" becomes 127.0.0.1); returns 0, or -1 when s is malformed. */
+/* The HTTP worker threads to start: c->threads, or with 0 one per online
+ * CPU (at most 256). */
+unsigned cfg_threads(const cfg_config *c);
+
 int cfg_parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port);
 
 /* Writes the `serve` flag reference (one line per setting with its

@@ -437,7 +437,7 @@ static struct MHD_Daemon *srv_listen(srv *s, const cfg_config *cfg, uint16_t *bo
   errno = 0;
   struct MHD_Daemon *d = MHD_start_daemon(
       flags, port, NULL, NULL, srv_access_cb, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
+      MHD_OPTION_THREAD_POOL_SIZE, cfg_threads(cfg), MHD_OPTION_CONNECTION_LIMIT,
       (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
       (unsigned)cfg->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       (size_t)cfg->max_header_bytes, MHD_OPTION_URI_LOG_CALLBACK, srv_uri_cb, s,
@@ -481,6 +481,7 @@ int srv_serve(const cfg_config *cfg) {
   o.flush_interval_ms = cfg->flush_interval_ms;
   o.store_sync_interval_ms = cfg->store_sync_interval_ms;
   o.store_writeback_ms = cfg->store_writeback_ms ? cfg->store_writeback_ms : SA_STORE_WRITEBACK_OFF;
+  o.store_commit_ms = cfg->store_commit_ms;
   o.tick_interval_ms = cfg->tick_interval_ms;
   o.max_value_bytes = cfg->max_value_bytes;
   o.max_batch_bytes = cfg->max_batch_bytes;
@@ -566,7 +567,7 @@ int srv_serve(const cfg_config *cfg) {
   srv_log(SRV_LOG_INFO, "listening",
           "node_id=%s addr=%s%s%s:%u wal=%s durable=%s threads=%u auth=%s cors=%zu",
           srv_log_q(st.node_id, q1, sizeof q1), lb, host, rb, (unsigned)port,
-          srv_log_q(wal, q2, sizeof q2), cfg->auto_flush ? "true" : "false", (unsigned)cfg->threads,
+          srv_log_q(wal, q2, sizeof q2), cfg->auto_flush ? "true" : "false", cfg_threads(cfg),
           cfg->auth_token[0] ? "on" : "off", cfg->n_cors_origins);
 
   int sig = 0;

@@ -49,6 +49,24 @@ START_TEST(test_shipped_file_is_defaults) {
 }
 END_TEST
 
+/* threads 0 (the default): one HTTP worker per online CPU. */
+START_TEST(test_threads_auto) {
+  cfg_config c;
+  cfg_init(&c);
+  ck_assert_uint_eq(c.threads, 0);
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  ck_assert_int_gt(n, 0);
+  ck_assert_uint_eq(cfg_threads(&c), n > 256 ? 256u : (unsigned)n);
+  const char *j = "{\"threads\":0,\"store_commit_ms\":40}";
+  ck_assert_msg(cfg_apply_json(&c, j, strlen(j), "test", err, sizeof err) == CFG_OK, "%s", err);
+  ck_assert_uint_eq(c.store_commit_ms, 40);
+  j = "{\"store_commit_ms\":0}";
+  ck_assert_int_eq(cfg_apply_json(&c, j, strlen(j), "test", err, sizeof err), CFG_EVALUE);
+  ck_assert_msg(strstr(err, "store_commit_ms") != NULL, "%s", err);
+  cfg_free(&c);
+}
+END_TEST
+
 START_TEST(test_json_values) {
   cfg_config c;
   cfg_init(&c);
@@ -59,6 +77,7 @@ START_TEST(test_json_values) {
   ck_assert_str_eq(c.listen, "[::1]:0");
   ck_assert(!c.auto_flush);
   ck_assert_uint_eq(c.threads, 8);
+  ck_assert_uint_eq(cfg_threads(&c), 8);
   ck_assert_uint_eq(c.store_max_bytes, 1073741824ull);
   ck_assert_uint_eq(c.n_cors_origins, 2);
   ck_assert_str_eq(c.cors_origins[1], "*");
@@ -76,7 +95,6 @@ START_TEST(test_json_rejections) {
   } cases[] = {
       {"{\"nodeid\":\"x\"}", CFG_EVALUE, "\"nodeid\""},
       {"{\"threads\":\"4\"}", CFG_EVALUE, "\"threads\""},
-      {"{\"threads\":0}", CFG_EVALUE, "\"threads\""},
       {"{\"threads\":1000}", CFG_EVALUE, "\"threads\""},
       {"{\"threads\":-1}", CFG_EVALUE, "\"threads\""},
       {"{\"threads\":1.5}", CFG_EVALUE, "\"threads\""},
@@ -228,6 +246,7 @@ int main(void) {
   tcase_add_test(tc, test_defaults);
   tcase_add_test(tc, test_shipped_file_is_defaults);
   tcase_add_test(tc, test_json_values);
+  tcase_add_test(tc, test_threads_auto);
   tcase_add_test(tc, test_json_rejections);
   tcase_add_test(tc, test_validate);
   tcase_add_test(tc, test_precedence);

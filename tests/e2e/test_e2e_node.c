@@ -369,7 +369,7 @@ START_TEST(test_config_precedence) {
   expect_refused(NULL, e_bad2, 2, "\"auto_flush\"");
   const char *a_unknown[] = {"--bogus", NULL};
   expect_refused(a_unknown, NULL, 2, "unknown flag --bogus");
-  const char *a_range[] = {"--threads", "0", NULL};
+  const char *a_range[] = {"--threads", "257", NULL};
   expect_refused(a_range, NULL, 2, "\"threads\"");
   const char *a_node[] = {"--node-id", "bad id!", NULL};
   expect_refused(a_node, NULL, 2, "\"node_id\"");

@@ -255,6 +255,7 @@ START_TEST(options_defaults) {
   ck_assert_uint_eq(o.tick_interval_ms, SA_DEFAULT_TICK_INTERVAL_MS);
   ck_assert_uint_eq(o.store_sync_interval_ms, SA_DEFAULT_STORE_SYNC_INTERVAL_MS);
   ck_assert_uint_eq(o.store_writeback_ms, SA_DEFAULT_STORE_WRITEBACK_MS);
+  ck_assert_uint_eq(o.store_commit_ms, SA_DEFAULT_STORE_COMMIT_MS);
 
   /* The sync-point period is checked at open, with its name in the error. */
   o.store_sync_interval_ms = 5;
@@ -1176,6 +1177,46 @@ START_TEST(store_commits_span_groups) {
 }
 END_TEST
 
+/* store_commit_ms bounds how long answered writes wait for their store
+ * commit: with 1000 ms, writes answered 100 ms ago are still not committed
+ * (with the default 10 ms they would be), and a read commits them at once. */
+START_TEST(store_commit_ms_sets_the_commit_span) {
+  sa_options o = opts;
+  o.store_commit_ms = 1000;
+  sa_client *c = tu_open(&o);
+  sa_stats st;
+  ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+  uint64_t before = st.store_commits;
+  tu_put(c, "a", "1");
+  tu_put(c, "b", "2");
+  tu_sleep_ms(100);
+  ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+  ck_assert_uint_eq(st.store_commits, before);
+  sa_value v;
+  ck_assert_int_eq(sa_client_get(c, "b", &v, NULL), 0); /* waits for one commit */
+  ck_assert_str_eq((const char *)v.data, "2");
+  sa_value_free(&v);
+  ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+  ck_assert_uint_eq(st.store_commits, before + 1);
+  sa_client_close(c);
+
+  o.store_commit_ms = 10;
+  c = tu_open(&o);
+  ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+  before = st.store_commits;
+  tu_put(c, "c", "3");
+  for (int i = 0; i < 100 && st.store_commits == before; i++) { /* bounded: ~2 s (valgrind) */
+    tu_sleep_ms(20);
+    ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+  }
+  ck_assert_uint_eq(st.store_commits, before + 1); /* by itself, no read */
+  sa_client_close(c);
+
+  o.store_commit_ms = 1001;
+  expect_bad_option(&o, "store_commit_ms");
+}
+END_TEST
+
 /* With little room left in the map (below what answering before the commit
  * needs), every group is committed before it is answered: one store
  * transaction per group. */
@@ -1740,6 +1781,7 @@ static Suite *client_suite(void) {
   tcase_add_test(tc, concurrent_writers_share_fdatasync);
   tcase_add_test(tc, concurrent_writers_one_key);
   tcase_add_test(tc, store_commits_span_groups);
+  tcase_add_test(tc, store_commit_ms_sets_the_commit_span);
   tcase_add_test(tc, small_map_commits_every_group_before_answering);
   tcase_add_test(tc, readers_beside_writers);
   tcase_add_test(tc, async_puts_from_one_thread);
