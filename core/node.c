@@ -550,16 +550,17 @@ static void node_apply_delta(sa_client *c, const outbox_delta *d) {
              (unsigned long long)d->malformed_lsn);
 }
 
-static void node_obx_counts(const sa_client *c, uint64_t counts[4]) {
+/* Entries per state into counts; returns their sum (from the same loads). */
+static uint64_t node_obx_counts(const sa_client *c, uint64_t counts[4]) {
+  uint64_t t = 0;
   for (int i = 0; i < 4; i++)
-    counts[i] = __atomic_load_n(&c->obx_count[i], __ATOMIC_RELAXED);
+    t += counts[i] = __atomic_load_n(&c->obx_count[i], __ATOMIC_RELAXED);
+  return t;
 }
 
 static uint64_t node_obx_total(const sa_client *c) {
-  uint64_t t = 0;
-  for (int i = 0; i < 4; i++)
-    t += __atomic_load_n(&c->obx_count[i], __ATOMIC_RELAXED);
-  return t;
+  uint64_t counts[4];
+  return node_obx_counts(c, counts);
 }
 
 /* Runs one outbox request in its own store transaction (writer thread). */
@@ -575,10 +576,9 @@ static void node_process_outbox(sa_client *c, wreq *r) {
   int rc = store_wbegin(c->store, &t, &e);
   if (rc == 0) {
     if (r->kind == REQ_OBX_CLAIM) {
-      uint64_t counts[4];
-      node_obx_counts(c, counts);
-      rc = outbox_claim(t, &c->obx, c->node_id, r->now, r->send, node_obx_total(c), counts,
-                        &c->prune_at, &c->rng, r->claimed, &d, &e);
+      uint64_t counts[4], total = node_obx_counts(c, counts);
+      rc = outbox_claim(t, &c->obx, c->node_id, r->now, r->send, total, counts, &c->prune_at,
+                        &c->rng, r->claimed, &d, &e);
     } else {
       rc = outbox_settle(t, &c->obx, r->now, r->lsns, r->acked, r->n, &c->rng, &d, &e);
     }
@@ -1087,10 +1087,8 @@ static int node_commit_groups(sa_client *c, pgroup *list, sa_error *err) {
    * the whole of it (outbox.h). */
   outbox_delta d;
   memset(&d, 0, sizeof d);
-  uint64_t counts[4];
-  node_obx_counts(c, counts);
+  uint64_t counts[4], total = node_obx_counts(c, counts) + records;
   counts[STORE_OUTBOX_QUEUED] += records;
-  uint64_t total = counts[0] + counts[1] + counts[2] + counts[3];
   if (total > c->obx.max_entries &&
       (rc = outbox_prune(t, &c->obx, total, counts, NODE_PRUNE_VISITS_PER_RECORD * records + 64,
                          &c->prune_at, &d, err)) != 0) {

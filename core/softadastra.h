@@ -9,9 +9,10 @@
  * writers: group commit), and only then acknowledged; the LMDB store applies
  * it with its outbox entry within store_commit_ms, 10 ms by default (one
  * transaction for every write of that time), and a read waits for that when
- * it would otherwise miss an acknowledged write, so every read sees every acknowledged write.  When
- * the client is opened again -- after a close, a crash or kill -9 -- the WAL is replayed and every
- * acknowledged write is back.
+ * it would otherwise miss an acknowledged write, so every read sees every
+ * acknowledged write.  When the client is opened again -- after a close, a
+ * crash or kill -9 -- the WAL is replayed and every acknowledged write is
+ * back.
  *
  * Conventions (the same everywhere in this header):
  *   - Functions return an int: 0 (SA_OK) on success or a negative SA_E*

@@ -118,12 +118,12 @@ int cfg_load(cfg_config *c, int argc, char **argv, char *const *envp, bool *help
  * Returns CFG_OK or CFG_EVALUE with a message. */
 int cfg_validate(const cfg_config *c, char *err, size_t errlen);
 
-/* Splits "host:port" or "[v6]:port".  host receives the numeric address
- * ("localhost" becomes 127.0.0.1); returns 0, or -1 when s is malformed. */
 /* The HTTP worker threads to start: c->threads, or with 0 one per online
  * CPU (at most 256). */
 unsigned cfg_threads(const cfg_config *c);
 
+/* Splits "host:port" or "[v6]:port".  host receives the numeric address
+ * ("localhost" becomes 127.0.0.1); returns 0, or -1 when s is malformed. */
 int cfg_parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port);
 
 /* Writes the `serve` flag reference (one line per setting with its
