@@ -121,14 +121,6 @@ int wal_scan(sa_wal *w, wal_visit_fn visit, void *ctx, sa_wal_report *rep, sa_er
  * fails with SA_ECORRUPT instead of being read. */
 int wal_replay(sa_wal *w, uint64_t end, wal_visit_fn visit, void *ctx, sa_error *err);
 
-/* Calls visit for each record of [header, end) -- end: the rep->data_bytes
- * of a wal_scan of this open file, i.e. records that scan checked (CRC,
- * payload, LSN order) --, without checking them again: the replay's pass
- * costs a read and the decode of the headers.  The lock keeps other
- * processes out in between; a record that no longer fits (the file changed
- * anyway) fails with SA_ECORRUPT instead of being read. */
-int wal_replay(sa_wal *w, uint64_t end, wal_visit_fn visit, void *ctx, sa_error *err);
-
 /* After a scan that found a torn tail: copies the rep->rest_bytes bytes from
  * rep->bad_offset (through the last non-zero byte; the zeros after it are
  * free space) into a side file (its path into side, side_len bytes), syncs
