@@ -548,6 +548,12 @@ static void node_apply_delta(sa_client *c, const outbox_delta *d) {
              "not pruned: the store file is damaged there",
              (unsigned long long)d->malformed, d->malformed == 1 ? "y" : "ies",
              (unsigned long long)d->malformed_lsn);
+  if (d->refused)
+    node_log(c, SA_LOG_ERROR,
+             "outbox: %llu due entr%s with a malformed payload (the last at LSN %llu) marked "
+             "failed, not handed to the transport: the store file is damaged there",
+             (unsigned long long)d->refused, d->refused == 1 ? "y" : "ies",
+             (unsigned long long)d->refused_lsn);
 }
 
 /* Entries per state into counts; returns their sum (from the same loads). */

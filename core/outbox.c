@@ -32,6 +32,7 @@ uint64_t outbox_backoff_ms(const outbox_cfg *cfg, uint32_t attempts, uint64_t *r
 /* ---- claim ------------------------------------------------------------- */
 
 typedef struct {
+  store_wtxn *t;
   const outbox_cfg *cfg;
   uint64_t now;
   bool send;
@@ -39,6 +40,8 @@ typedef struct {
   outbox_delta *d;
   uint64_t picked[1024]; /* LSNs claimed in this walk (cfg->batch <= 1024) */
   size_t npicked;
+  int rc; /* a store error that stopped the walk */
+  sa_error *err;
 } claim_ctx;
 
 static void move(outbox_delta *d, int from, int to) {
@@ -63,8 +66,24 @@ static int claim_visit(store_obx *e, void *arg) {
       e->at_ms = c->now + outbox_backoff_ms(cfg, e->attempts, c->rng);
     }
     return STORE_OBX_UPDATE;
-  case STORE_OUTBOX_QUEUED:
+  case STORE_OUTBOX_QUEUED: {
     if (!c->send || e->at_ms > c->now || c->npicked >= cfg->batch) return STORE_OBX_KEEP;
+    /* A payload that does not parse (a damaged store file) is never handed
+     * to the transport: no peer could apply it, and retrying cannot mend
+     * it.  The entry fails at once and stays for inspection. */
+    const void *p;
+    uint32_t len;
+    int rc = store_wobx_payload(c->t, e->lsn, &p, &len, c->err);
+    if (rc == 0 && wal_payload_check(e->type, p, len, NULL) != 0) rc = SA_ECORRUPT;
+    if (rc == SA_ECORRUPT) {
+      move(c->d, STORE_OUTBOX_QUEUED, STORE_OUTBOX_FAILED);
+      e->state = STORE_OUTBOX_FAILED;
+      e->at_ms = c->now;
+      c->d->refused++;
+      c->d->refused_lsn = e->lsn;
+      return STORE_OBX_UPDATE;
+    }
+    if ((c->rc = rc) != 0) return STORE_OBX_STOP;
     move(c->d, STORE_OUTBOX_QUEUED, STORE_OUTBOX_IN_FLIGHT);
     e->state = STORE_OUTBOX_IN_FLIGHT;
     if (e->attempts > 0) c->d->retries++;
@@ -72,6 +91,7 @@ static int claim_visit(store_obx *e, void *arg) {
     e->at_ms = c->now + cfg->ack_timeout_ms;
     c->picked[c->npicked++] = e->lsn;
     return STORE_OBX_UPDATE;
+  }
   case STORE_OUTBOX_ACKED:
     if (c->now >= e->at_ms && c->now - e->at_ms >= cfg->retention_ms) {
       c->d->by_state[STORE_OUTBOX_ACKED]--;
@@ -200,12 +220,13 @@ int outbox_claim(store_wtxn *t, const outbox_cfg *cfg, const char *node_id, uint
   assert(cfg->batch >= 1 && cfg->batch <= 1024);
   out->ops = NULL;
   out->n = 0;
-  claim_ctx c = {.cfg = cfg, .now = now, .send = send, .rng = rng, .d = d};
+  claim_ctx c = {.t = t, .cfg = cfg, .now = now, .send = send, .rng = rng, .d = d, .err = err};
   /* Nothing to claim, expire or retire: no walk (it would visit every
    * entry to change none). */
   int rc = 0;
   if (send || counts[STORE_OUTBOX_IN_FLIGHT] || counts[STORE_OUTBOX_ACKED])
     rc = store_wobx_each(t, 0, claim_visit, &c, err);
+  if (rc == 0) rc = c.rc;
   if (rc) return rc;
 
   if ((rc = outbox_prune(t, cfg, total, counts, OUTBOX_TICK_PRUNE_VISITS, cursor, d, err)) != 0)

@@ -58,6 +58,8 @@ typedef struct outbox_delta {
   uint64_t floor;         /* highest LSN pruned while still the latest of a key */
   uint64_t malformed;     /* queued entries the prune could not read: kept */
   uint64_t malformed_lsn; /* ... the last of them */
+  uint64_t refused;       /* due entries the claim could not read: FAILED, not sent */
+  uint64_t refused_lsn;   /* ... the last of them */
 } outbox_delta;
 
 /* Operations claimed for the transport: one allocation holding the array,
@@ -74,7 +76,8 @@ uint64_t outbox_backoff_ms(const outbox_cfg *cfg, uint32_t attempts, uint64_t *r
 /* One tick's bookkeeping at time now: expires in-flight entries past their
  * deadline, claims up to cfg->batch due queued entries when send is true
  * (they become IN_FLIGHT with a deadline; copies go into *out, which the
- * caller frees), prunes acknowledged entries past retention, and applies
+ * caller frees; a due entry whose payload does not parse becomes FAILED
+ * instead, counted in d->refused), prunes acknowledged entries past retention, and applies
  * the overflow policy (outbox_prune, at most OUTBOX_TICK_PRUNE_VISITS
  * visits) given the current total and counts per state.  The walk that
  * claims and expires is skipped when nothing can move: !send and no entry

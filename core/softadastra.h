@@ -367,7 +367,7 @@ typedef struct sa_sync_state {
   uint64_t queued;        /* waiting for the transport */
   uint64_t in_flight;     /* handed to the transport, not yet acknowledged */
   uint64_t acknowledged;  /* acknowledged by a peer, kept until pruned */
-  uint64_t failed;        /* gave up after max retries */
+  uint64_t failed;        /* gave up after max retries, or unreadable (never sent) */
   uint64_t total_retries; /* re-sends since open */
   uint64_t ticks;         /* outbox ticks run since open */
   uint64_t last_tick_ms;  /* unix ms of the last tick, 0 if none */

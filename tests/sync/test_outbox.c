@@ -555,6 +555,28 @@ static void capture_log(void *ctx, int level, const char *msg) {
   if (level == SA_LOG_ERROR && strstr(msg, "malformed")) snprintf(logged, sizeof logged, "%s", msg);
 }
 
+/* Replaces the outbox payload of lsn with bytes no record parses, in place,
+ * through the store API while the node is closed: a damaged store file. */
+static void damage_payload(const sa_options *o, uint64_t lsn) {
+  char path[320];
+  snprintf(path, sizeof path, "%s/node-o.mdb", dir);
+  sa_store *st;
+  sa_error e;
+  ck_assert_msg(store_open(&st, path, "node-o", true, o->store_max_bytes, &e) == 0, "%s",
+                e.message);
+  store_wtxn *t;
+  ck_assert_int_eq(store_wbegin(st, &t, &e), 0);
+  store_obx ob;
+  bool found = false;
+  ck_assert_int_eq(store_wobx_get(t, lsn, &ob, &found, &e), 0);
+  ck_assert(found);
+  static const unsigned char junk[] = {0xff, 0xff, 0xff};
+  ck_assert_int_eq(store_woutbox(t, lsn, ob.hlc, ob.type, junk, sizeof junk, NULL, 0, &e), 0);
+  ck_assert_int_eq(store_wcommit(t, store_applied_lsn(st), store_meta_hlc(st), &e), 0);
+  ck_assert_int_eq(store_sync(st, &e), 0);
+  store_close(st);
+}
+
 /* A queued entry whose payload does not parse (a damaged store file): the
  * prune keeps it, says so, and goes on; the store commit it runs in (of
  * writes already acknowledged) is not given up, the node stays writable. */
@@ -565,30 +587,14 @@ START_TEST(prune_keeps_a_malformed_entry_and_the_commit_goes_on) {
     put(c, "hot", "v"); /* lsn 1..3 */
   put(c, "cold", "v");  /* lsn 4 */
   sa_client_close(c);
-
-  /* Damage lsn 1's payload in place, the node closed. */
-  char path[320];
-  snprintf(path, sizeof path, "%s/node-o.mdb", dir);
-  sa_store *st;
-  sa_error e;
-  ck_assert_msg(store_open(&st, path, "node-o", true, o.store_max_bytes, &e) == 0, "%s", e.message);
-  store_wtxn *t;
-  ck_assert_int_eq(store_wbegin(st, &t, &e), 0);
-  store_obx ob;
-  bool found = false;
-  ck_assert_int_eq(store_wobx_get(t, 1, &ob, &found, &e), 0);
-  ck_assert(found);
-  static const unsigned char junk[] = {0xff, 0xff, 0xff};
-  ck_assert_int_eq(store_woutbox(t, 1, ob.hlc, ob.type, junk, sizeof junk, NULL, 0, &e), 0);
-  ck_assert_int_eq(store_wcommit(t, store_applied_lsn(st), store_meta_hlc(st), &e), 0);
-  ck_assert_int_eq(store_sync(st, &e), 0);
-  store_close(st);
+  damage_payload(&o, 1);
 
   o.outbox_max = 2;
   o.log = capture_log;
   logged[0] = '\0';
   c = open_node(&o);
   put(c, "hot", "w"); /* lsn 5: its commit prunes */
+  sa_error e;
   sa_value v;
   ck_assert_msg(sa_client_get(c, "hot", &v, &e) == 0, "get after the prune: %s", e.message);
   ck_assert_str_eq((const char *)v.data, "w");
@@ -600,6 +606,45 @@ START_TEST(prune_keeps_a_malformed_entry_and_the_commit_goes_on) {
   ck_assert_uint_eq(entry(c, 1).lsn, 1);
   ck_assert_msg(strstr(logged, "LSN 1") != NULL, "log: '%s'", logged);
   put(c, "still", "writable");
+  sa_client_close(c);
+}
+END_TEST
+
+/* A due entry whose payload does not parse is never handed to the
+ * transport: the claim marks it failed at once, says so, and sends the
+ * rest of the batch. */
+START_TEST(claim_fails_a_malformed_entry_and_sends_the_rest) {
+  sa_options o = opts(false);
+  sa_client *c = open_node(&o);
+  put(c, "a", "1"); /* lsn 1 */
+  put(c, "b", "2"); /* lsn 2 */
+  sa_client_close(c);
+  damage_payload(&o, 1);
+
+  o = opts(true);
+  o.log = capture_log;
+  logged[0] = '\0';
+  c = open_node(&o);
+  ck_assert_int_eq(sa_client_sync_tick(c, NULL), 0);
+  ck_assert_int_eq(fake.calls, 1);
+  ck_assert_int_eq(fake.ops_seen, 1); /* lsn 2 alone */
+  ck_assert_uint_eq(fake.last_lsn_seen, 2);
+  sa_outbox_entry e1 = entry(c, 1);
+  ck_assert_int_eq(e1.state, SA_OUTBOX_FAILED);
+  ck_assert_uint_eq(e1.attempts, 0); /* never handed over */
+  ck_assert_int_eq(entry(c, 2).state, SA_OUTBOX_ACKNOWLEDGED);
+  sa_sync_state s = state(c);
+  ck_assert_uint_eq(s.failed, 1);
+  ck_assert_uint_eq(s.queued, 0);
+  ck_assert_msg(strstr(logged, "malformed payload (the last at LSN 1) marked failed") != NULL,
+                "log: '%s'", logged);
+  now_ms += 3600 * 1000; /* long past any backoff: lsn 1 is not retried */
+  ck_assert_int_eq(sa_client_sync_tick(c, NULL), 0);
+  ck_assert_int_eq(fake.ops_seen, 1);
+  put(c, "c", "3"); /* the node stays writable, the next work goes out */
+  ck_assert_int_eq(sa_client_sync_tick(c, NULL), 0);
+  ck_assert_int_eq(fake.ops_seen, 2);
+  ck_assert_uint_eq(fake.last_lsn_seen, 3);
   sa_client_close(c);
 }
 END_TEST
@@ -729,6 +774,7 @@ static Suite *suite(void) {
   tcase_add_test(t, tick_prunes_an_outbox_over_a_lowered_bound);
   tcase_add_test(t, prune_goes_around_the_outbox_from_where_it_stopped);
   tcase_add_test(t, prune_keeps_a_malformed_entry_and_the_commit_goes_on);
+  tcase_add_test(t, claim_fails_a_malformed_entry_and_sends_the_rest);
   tcase_add_test(t, stub_transport_says_it_is_a_stub_and_backs_off);
   tcase_add_test(t, unknown_transport_kind_is_refused);
   tcase_add_test(t, hlc_monotonic_across_restart_and_clock_step_back);
