@@ -248,17 +248,29 @@ RESULTS=$(mktemp)  # replaced by $WORK/results.tsv once WORK exists
 # CPU time (user + system, clock ticks) a process has used so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
+# The same per thread name ("name ticks" lines, sorted; threads of one name
+# summed): where a server's CPU goes (MHD-worker, sa-writer, sa-commit ...).
+# The fields after the ")" that ends the name: utime and stime are the
+# 12th and 13th.
+thread_ticks() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    printf '%s %s\n' "$(tr -c 'A-Za-z0-9_.:\n-' '_' <"$t/comm")" "$(sed 's/.*) //' "$t/stat" | awk '{print $12 + $13}')"
+  done 2>/dev/null | awk 'NF == 2 {a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
+}
+THREADS_TSV=""
+
 # wrk_cell SYS OP C PORT [LABEL] [PID]: one cell of wrk load; appends to
 # RESULTS.  With PID (the server's): also its CPU time per request, in us.
 wrk_cell() {
   local sys=$1 op=$2 c=$3 port=$4 label=${5:-$1} pid=${6:-}
   local t=$((c < 2 ? c : 2))
-  local out cpu0=0 cpu1=0
-  [ -z "$pid" ] || cpu0=$(cpu_ticks "$pid")
+  local out cpu0=0 cpu1=0 th0="" th1=""
+  [ -z "$pid" ] || { cpu0=$(cpu_ticks "$pid"); th0=$(thread_ticks "$pid"); }
   out=$(BENCH_SYS=$sys BENCH_OP=$op BENCH_KEYS=$NKEYS BENCH_VALUE=$VALUE \
     timeout $((DUR + 60)) wrk -t"$t" -c"$c" -d"${DUR}s" --timeout 10s -s "$HERE/load.lua" \
     "http://127.0.0.1:$port" 2>&1) || { log "wrk failed for $label $op c$c: $out"; return 0; }
-  [ -z "$pid" ] || cpu1=$(cpu_ticks "$pid")
+  [ -z "$pid" ] || { cpu1=$(cpu_ticks "$pid"); th1=$(thread_ticks "$pid"); }
   local line
   line=$(grep '^BENCH ' <<<"$out" | tail -1)
   [ -n "$line" ] || { log "no result from wrk for $label $op c$c: $out"; return 0; }
@@ -268,10 +280,15 @@ wrk_cell() {
   p99=$(sed -E 's/.* p99_ms=([0-9.]+).*/\1/' <<<"$line")
   err=$(sed -E 's/.* errors=([0-9]+).*/\1/' <<<"$line")
   non2xx=$(sed -E 's/.* non2xx=([0-9]+).*/\1/' <<<"$line")
-  local cpu=-
+  local cpu=- nreq
+  nreq=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")
   if [ -n "$pid" ]; then
-    cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$(getconf CLK_TCK)" -v n="$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")" \
+    cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$(getconf CLK_TCK)" -v n="$nreq" \
       'BEGIN { if (n > 0) printf "%.2f", (b - a) * 1e6 / hz / n; else print "-" }')
+    local by
+    by=$(join <(echo "$th0") <(echo "$th1") | awk -v hz="$(getconf CLK_TCK)" -v n="$nreq" \
+      'n > 0 { us = ($3 - $2) * 1e6 / hz / n; if (us >= 0.05) printf "%s%s %.1f", (k++ ? ", " : ""), $1, us }')
+    THREADS_TSV+=$(printf '%s\t%s\t%s\t%s' "$label" "$op" "$c" "${by:-none measurable}")$'\n'
   fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$op" "$c" "$rps" "$p50" "$p99" "$((err + non2xx))" "$cpu" >>"$RESULTS"
   log "$(printf '%-16s %-4s c%-3s %10s req/s  p50 %7s ms  p99 %7s ms  errors %s  server cpu %s us/req' "$label" "$op" "$c" "$rps" "$p50" "$p99" "$((err + non2xx))" "$cpu")"
@@ -557,6 +574,13 @@ report() {
     printf '  %-10s %4s %10s %12s %12s  %s\n' "$label" "$c" "$recs" "$syncs" "$mean" "$gm"
   done <<<"$GROUPS_TSV"
   [ "$PERF_OK" = 1 ] || echo "  (fdatasync counts need 'perf stat' with syscall tracepoints; not available here)"
+  echo
+  echo "server CPU per request by thread (us, user + system, each cell of each round; /proc/PID/task):"
+  local op by
+  while IFS=$'\t' read -r label op c by; do
+    [ -n "$label" ] || continue
+    printf '  %-16s %-4s c%-3s %s\n' "$label" "$op" "$c" "$by"
+  done <<<"$THREADS_TSV"
   echo
   echo "memory (our node, /proc/PID/status):"
   echo "$MEM_TXT"
