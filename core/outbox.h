@@ -77,11 +77,11 @@ uint64_t outbox_backoff_ms(const outbox_cfg *cfg, uint32_t attempts, uint64_t *r
  * deadline, claims up to cfg->batch due queued entries when send is true
  * (they become IN_FLIGHT with a deadline; copies go into *out, which the
  * caller frees; a due entry whose payload does not parse becomes FAILED
- * instead, counted in d->refused), prunes acknowledged entries past retention, and applies
- * the overflow policy (outbox_prune, at most OUTBOX_TICK_PRUNE_VISITS
- * visits) given the current total and counts per state.  The walk that
- * claims and expires is skipped when nothing can move: !send and no entry
- * in flight or acknowledged. */
+ * instead, counted in d->refused), prunes acknowledged entries past
+ * retention, and applies the overflow policy (outbox_prune, at most
+ * OUTBOX_TICK_PRUNE_VISITS visits) given the current total and counts per
+ * state.  The walk that claims and expires is skipped when nothing can
+ * move: !send and no entry in flight or acknowledged. */
 int outbox_claim(store_wtxn *t, const outbox_cfg *cfg, const char *node_id, uint64_t now, bool send,
                  uint64_t total, const uint64_t counts[4], uint64_t *cursor, uint64_t *rng,
                  outbox_batch *out, outbox_delta *d, sa_error *err);
