@@ -29,6 +29,17 @@ uint64_t outbox_backoff_ms(const outbox_cfg *cfg, uint32_t attempts, uint64_t *r
   return d * permille / 1000;
 }
 
+/* The payload of outbox entry e, checked: SA_ECORRUPT when it does not parse
+ * (a damaged store file), another error when the store cannot be read. */
+static int obx_payload(store_wtxn *t, const store_obx *e, const void **p, uint32_t *len,
+                       sa_error *err) {
+  int rc = store_wobx_payload(t, e->lsn, p, len, err);
+  if (rc == 0 && wal_payload_check(e->type, *p, *len, NULL) != 0)
+    rc = sa_fail(err, SA_ECORRUPT, "outbox entry %llu has a malformed payload",
+                 (unsigned long long)e->lsn);
+  return rc;
+}
+
 /* ---- claim ------------------------------------------------------------- */
 
 typedef struct {
@@ -40,7 +51,8 @@ typedef struct {
   outbox_delta *d;
   uint64_t picked[1024]; /* LSNs claimed in this walk (cfg->batch <= 1024) */
   size_t npicked;
-  int rc; /* a store error that stopped the walk */
+  size_t bytes; /* their payloads' */
+  int rc;       /* a store error that stopped the walk */
   sa_error *err;
 } claim_ctx;
 
@@ -73,8 +85,7 @@ static int claim_visit(store_obx *e, void *arg) {
      * it.  The entry fails at once and stays for inspection. */
     const void *p;
     uint32_t len;
-    int rc = store_wobx_payload(c->t, e->lsn, &p, &len, c->err);
-    if (rc == 0 && wal_payload_check(e->type, p, len, NULL) != 0) rc = SA_ECORRUPT;
+    int rc = obx_payload(c->t, e, &p, &len, c->err);
     if (rc == SA_ECORRUPT) {
       move(c->d, STORE_OUTBOX_QUEUED, STORE_OUTBOX_FAILED);
       e->state = STORE_OUTBOX_FAILED;
@@ -90,6 +101,7 @@ static int claim_visit(store_obx *e, void *arg) {
     e->attempts++;
     e->at_ms = c->now + cfg->ack_timeout_ms;
     c->picked[c->npicked++] = e->lsn;
+    c->bytes += len;
     return STORE_OBX_UPDATE;
   }
   case STORE_OUTBOX_ACKED:
@@ -122,11 +134,8 @@ typedef struct {
 static int superseded(store_wtxn *t, const store_obx *e, bool *yes, sa_error *err) {
   const void *p;
   uint32_t len;
-  int rc = store_wobx_payload(t, e->lsn, &p, &len, err);
+  int rc = obx_payload(t, e, &p, &len, err);
   if (rc) return rc;
-  if (wal_payload_check(e->type, p, len, NULL) != 0)
-    return sa_fail(err, SA_ECORRUPT, "outbox entry %llu has a malformed payload",
-                   (unsigned long long)e->lsn);
   wal_op_iter it;
   wal_op op;
   wal_op_iter_init(&it, e->type, p, len);
@@ -233,13 +242,7 @@ int outbox_claim(store_wtxn *t, const outbox_cfg *cfg, const char *node_id, uint
     return rc;
   if (c.npicked == 0) return 0;
   /* Copy the claimed operations out: one block for array, id and payloads. */
-  size_t idlen = strlen(node_id) + 1, bytes = c.npicked * sizeof(sa_sync_op) + idlen;
-  for (size_t i = 0; i < c.npicked; i++) {
-    const void *p;
-    uint32_t len;
-    if ((rc = store_wobx_payload(t, c.picked[i], &p, &len, err)) != 0) return rc;
-    bytes += len;
-  }
+  size_t idlen = strlen(node_id) + 1, bytes = c.npicked * sizeof(sa_sync_op) + idlen + c.bytes;
   unsigned char *block = malloc(bytes);
   if (!block)
     return sa_fail(err, SA_ENOMEM, "out of memory claiming %zu outbox entries", c.npicked);
@@ -258,6 +261,7 @@ int outbox_claim(store_wtxn *t, const outbox_cfg *cfg, const char *node_id, uint
       return rc;
     }
     assert(found);
+    assert((size_t)(pay - (unsigned char *)id) + len <= idlen + c.bytes); /* same txn as the walk */
     memcpy(pay, p, len);
     ops[i] = (sa_sync_op){.node_id = id,
                           .lsn = e.lsn,
