@@ -93,8 +93,8 @@ static const cfg_setting cfg_settings[] = {
     {"create_data_dir", CFG_BOOL, CFG_OFF(create_data_dir), 0, 0, "true", NULL,
      "create data_dir at start when it is missing"},
     {"threads", CFG_U32, CFG_OFF(threads), 0, 256, "0", NULL,
-     "HTTP worker threads; 0: one per online CPU (a write waiting for its fdatasync does not "
-     "hold one)"},
+     "HTTP threads: front loops and libmicrohttpd workers, this many of each; 0: one per "
+     "online CPU (a write waiting for its fdatasync does not hold one)"},
     {"max_connections", CFG_U32, CFG_OFF(max_connections), 1, 65536, "512", NULL,
      "concurrent HTTP connections"},
     {"connection_timeout_s", CFG_U32, CFG_OFF(connection_timeout_s), 1, 3600, "30", NULL,

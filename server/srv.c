@@ -1,6 +1,13 @@
 /*
  * srv.c -- `softadastra serve` (see srv.h).
  *
+ * Connections: the front loop (srv_front.c) owns the listening socket and
+ * serves GET, PUT and DELETE of /v1/store/{key} itself; it hands any
+ * connection that sends another request to libmicrohttpd with the request's
+ * bytes unread (srv_handoff: MHD_add_connection; the daemon has no listening
+ * socket of its own).  libmicrohttpd reports the handed connections it
+ * closes (srv_conn_notify), so max_connections counts both paths.
+ *
  * Request life cycle with libmicrohttpd (internal thread pool, poll):
  *   - srv_uri_cb runs first for every request: it allocates the srv_req with
  *     the raw request-target (before libmicrohttpd unescapes anything: the
@@ -20,14 +27,14 @@
  *   - srv_completed_cb frees the srv_req and counts the request done.
  *
  * Shutdown (SIGINT/SIGTERM, sigwait on the main thread): the API is marked
- * draining (responses say "Connection: close", /readyz says 503), the listen
- * socket stops listening (MHD_quiesce_daemon + shutdown; it is closed after
- * MHD_stop_daemon, as libmicrohttpd requires), active requests are waited for
- * (at most shutdown_timeout_s; then no request may suspend any more, and,
- * without a bound, the ones that did are waited for: the node settles every
- * queued write), the daemon is stopped (joins its
- * threads), and the node is closed: WAL and store flushed and synced, lock
- * released.  A write acknowledged to a client was durable before its response
+ * draining (responses say "Connection: close", /readyz says 503), the front
+ * loop stops accepting and closes its idle connections, the listen socket
+ * stops listening (shutdown; it is closed once the loops are joined), active
+ * requests are waited for (at most shutdown_timeout_s; then no request may
+ * suspend any more, and, without a bound, the ones that did are waited for:
+ * the node settles every queued write), the front loop answers its queued
+ * writes and stops, the daemon is stopped (joins its threads), and the node
+ * is closed: WAL and store flushed and synced, lock released.  A write acknowledged to a client was durable before its response
  * was sent, so it survives whatever happens after.
  */
 #define _GNU_SOURCE
@@ -50,6 +57,7 @@
 
 #include "api.h"
 #include "softadastra.h"
+#include "srv_front.h"
 #include "srv_log.h"
 #include "srv_sse.h"
 
@@ -70,6 +78,8 @@ typedef struct srv {
    * srv_serve waits for `writes` to reach 0 before stopping the daemon. */
   atomic_long writes;
   atomic_bool closing;
+  atomic_long open;     /* connections open: the front loop's and libmicrohttpd's */
+  struct MHD_Daemon *d; /* serves what the front loop hands it */
 } srv;
 
 typedef struct srv_req {
@@ -405,52 +415,94 @@ static int srv_prepare_dir(const cfg_config *cfg) {
   return 0;
 }
 
-static struct MHD_Daemon *srv_listen(srv *s, const cfg_config *cfg, uint16_t *bound) {
+/* The listening socket (the front loop owns it: srv_front.h).  Returns the
+ * descriptor, non-blocking, and sets *bound, or -1 with the message printed. */
+static int srv_socket(const cfg_config *cfg, uint16_t *bound) {
   char host[64];
   uint16_t port;
-  if (cfg_parse_listen(cfg->listen, host, sizeof host, &port) != 0) return NULL;
+  if (cfg_parse_listen(cfg->listen, host, sizeof host, &port) != 0) return -1;
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
-  /* poll(2), not epoll: with epoll, MHD_quiesce_daemon (the drain) races the
-   * pool's workers for the removal of the listen socket from their epoll
-   * sets, and whichever loses gets ENOENT and aborts the process
-   * ("Failed to remove listen FD from epoll set", libmicrohttpd 0.9.75; seen
-   * in CI as a SIGABRT at SIGTERM).  With poll the quiesce only signals each
-   * worker over its ITC and the worker leaves the socket out of its next
-   * poll set.  Each worker polls few connections (max_connections / threads),
-   * where poll costs what epoll does: see the README's Performance notes. */
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
-                   MHD_USE_ERROR_LOG |
-                   MHD_ALLOW_SUSPEND_RESUME; /* /v1/changes waits suspended (srv_sse.c) */
+  socklen_t sl;
   if (strchr(host, ':')) {
     struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
     a->sin6_family = AF_INET6;
     a->sin6_port = htons(port);
     inet_pton(AF_INET6, host, &a->sin6_addr);
-    flags |= MHD_USE_IPv6;
+    sl = sizeof *a;
   } else {
     struct sockaddr_in *a = (struct sockaddr_in *)&ss;
     a->sin_family = AF_INET;
     a->sin_port = htons(port);
     inet_pton(AF_INET, host, &a->sin_addr);
+    sl = sizeof *a;
   }
+  int one = 1;
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      (ss.ss_family == AF_INET6 &&
+       setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
+      bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, SOMAXCONN) != 0) {
+    int e = errno;
+    fprintf(stderr, "softadastra: cannot listen on %s: %s\n", cfg->listen, strerror(e));
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  struct sockaddr_storage got;
+  socklen_t gl = sizeof got;
+  *bound = port;
+  if (getsockname(fd, (struct sockaddr *)&got, &gl) == 0)
+    *bound = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
+                                             : ((struct sockaddr_in *)&got)->sin_port);
+  return fd;
+}
+
+/* A connection libmicrohttpd got from the front loop opened or closed: the
+ * front counts it among the open connections until it closes. */
+static void srv_conn_notify(void *cls, struct MHD_Connection *con, void **socket_ctx,
+                            enum MHD_ConnectionNotificationCode toe) {
+  srv *s = cls;
+  (void)con;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    *socket_ctx = s; /* marks it as started: CLOSED is counted only after STARTED */
+  } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && *socket_ctx == s) {
+    *socket_ctx = NULL;
+    atomic_fetch_sub(&s->open, 1);
+  }
+}
+
+/* The front loop's handoff: libmicrohttpd serves this connection from now on. */
+static int srv_handoff(void *cls, int fd, const struct sockaddr *peer, socklen_t peer_len) {
+  srv *s = cls;
+  return MHD_add_connection(s->d, fd, peer, peer_len) == MHD_YES ? 0 : -1;
+}
+
+/* libmicrohttpd's daemon, without a listening socket of its own: it serves
+ * the connections the front loop hands it (MHD_add_connection). */
+static struct MHD_Daemon *srv_daemon(srv *s, const cfg_config *cfg) {
+  /* poll(2), not epoll: with epoll, MHD_quiesce_daemon raced the pool's
+   * workers for the removal of the listen socket from their epoll sets
+   * ("Failed to remove listen FD from epoll set", libmicrohttpd 0.9.75, a
+   * SIGABRT at SIGTERM in CI).  The daemon has no listen socket any more,
+   * but each worker polls few connections (the front loop serves the store's
+   * hot requests), where poll costs what epoll does. */
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
+                   MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET |
+                   MHD_ALLOW_SUSPEND_RESUME; /* /v1/changes waits suspended (srv_sse.c) */
   errno = 0;
   struct MHD_Daemon *d = MHD_start_daemon(
-      flags, port, NULL, NULL, srv_access_cb, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+      flags, 0, NULL, NULL, srv_access_cb, s, MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_logger, s,
       MHD_OPTION_THREAD_POOL_SIZE, cfg_threads(cfg), MHD_OPTION_CONNECTION_LIMIT,
       (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
       (unsigned)cfg->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       (size_t)cfg->max_header_bytes, MHD_OPTION_URI_LOG_CALLBACK, srv_uri_cb, s,
-      MHD_OPTION_NOTIFY_COMPLETED, srv_completed_cb, s, MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_logger,
-      s, MHD_OPTION_END);
+      MHD_OPTION_NOTIFY_COMPLETED, srv_completed_cb, s, MHD_OPTION_NOTIFY_CONNECTION,
+      srv_conn_notify, s, MHD_OPTION_END);
   if (!d) {
     int e = errno;
-    fprintf(stderr, "softadastra: cannot listen on %s: %s\n", cfg->listen,
+    fprintf(stderr, "softadastra: cannot start the HTTP server on %s: %s\n", cfg->listen,
             e ? strerror(e) : "libmicrohttpd could not start");
-    return NULL;
   }
-  const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-  *bound = info ? info->port : port;
   return d;
 }
 
@@ -517,6 +569,7 @@ int srv_serve(const cfg_config *cfg) {
   atomic_init(&s.total, 0);
   atomic_init(&s.writes, 0);
   atomic_init(&s.closing, false);
+  atomic_init(&s.open, 0);
   if (srv_feed_create(client, cfg->max_streams, cfg->sse_heartbeat_s, &s.feed) != 0) {
     fprintf(stderr, "softadastra: cannot start the change feed notifier\n");
     sa_client_close(client);
@@ -539,8 +592,30 @@ int srv_serve(const cfg_config *cfg) {
     return 1;
   }
   uint16_t port = 0;
-  struct MHD_Daemon *d = srv_listen(&s, cfg, &port);
-  if (!d) {
+  int lfd = srv_socket(cfg, &port);
+  s.d = lfd >= 0 ? srv_daemon(&s, cfg) : NULL;
+  srv_front *front = NULL;
+  if (s.d) {
+    srv_front_config fc = {
+        .listen_fd = lfd,
+        .threads = cfg_threads(cfg),
+        .api = s.api,
+        .max_connections = cfg->max_connections,
+        .timeout_s = cfg->connection_timeout_s,
+        .max_head = cfg->max_header_bytes,
+        .handoff = srv_handoff,
+        .handoff_cls = &s,
+        .open = &s.open,
+        .active = &s.active,
+        .total = &s.total,
+        .log_requests = s.log_requests,
+    };
+    int e = srv_front_start(&fc, &front);
+    if (e != 0) fprintf(stderr, "softadastra: cannot start the HTTP loops: %s\n", strerror(e));
+  }
+  if (!front) {
+    if (s.d) MHD_stop_daemon(s.d);
+    if (lfd >= 0) close(lfd);
     srv_feed_destroy(s.feed);
     api_ctx_destroy(s.api);
     sa_client_close(client);
@@ -581,11 +656,10 @@ int srv_serve(const cfg_config *cfg) {
   api_ctx_set_draining(s.api, true);
   srv_feed_shutdown(s.feed); /* streams say bye and end, long-polls answer now */
   /* Stop listening now (new connections are refused during the drain), but
-   * close the socket only after MHD_stop_daemon: the pool's workers drop it
-   * from their poll sets only after MHD_quiesce_daemon returns, and closing
-   * it under them races (TSan; and a poll on a closed or reused fd number). */
-  MHD_socket lfd = MHD_quiesce_daemon(d);
-  if (lfd != MHD_INVALID_SOCKET) shutdown(lfd, SHUT_RDWR);
+   * close the socket only once the front loops have stopped: a loop may be
+   * about to accept on it, and a closed number can be reused. */
+  srv_front_drain(front);
+  shutdown(lfd, SHUT_RDWR);
   struct timespec t0, now;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (;;) {
@@ -604,12 +678,13 @@ int srv_serve(const cfg_config *cfg) {
    * queued write and the feed has resumed its waiters, so this wait ends
    * once their requests complete; it is not bounded by shutdown_timeout_s. */
   atomic_store(&s.closing, true);
+  srv_front_stop(front); /* answers the loops' queued writes, closes their connections */
   while (atomic_load(&s.writes) > 0) {
     struct timespec nap = {0, 1000 * 1000};
     nanosleep(&nap, NULL);
   }
-  MHD_stop_daemon(d);
-  if (lfd != MHD_INVALID_SOCKET) close(lfd);
+  MHD_stop_daemon(s.d);
+  close(lfd);
   srv_feed_destroy(s.feed);
   api_ctx_destroy(s.api);
   sa_client_status(client, &st, NULL);

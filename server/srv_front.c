@@ -1,0 +1,703 @@
+/*
+ * srv_front.c -- the front loop (see srv_front.h).
+ *
+ * A connection's life in a loop:
+ *   - accepted by whichever loop epoll woke (the listening socket is in
+ *     every loop, EPOLLEXCLUSIVE), given to the loops in turn;
+ *   - registered edge-triggered for input, output and peer half-close;
+ *     `readable` records that input may be waiting;
+ *   - at a request boundary, the loop peeks (MSG_PEEK) and parses
+ *     (srv_http_parse).  MORE: wait for the next edge.  PASS: the
+ *     connection goes to libmicrohttpd with the peeked bytes unread.  OURS:
+ *     exactly the request's bytes are consumed (MSG_TRUNC: discarded, the
+ *     peeked copy is the one used), and the request is served: GET answers
+ *     at once; PUT and DELETE queue the write on the node (api_write) and
+ *     the connection waits, reading nothing, until the committer reports
+ *     the write settled; the body and headers stay in the connection's
+ *     buffer until then, as the node requires;
+ *   - answers go out in one sendmsg (head + body); the rest, if the socket
+ *     is full, is kept and sent on the next output edge before anything
+ *     else is read (responses stay in request order);
+ *   - closed on peer close, on Connection: close, on an error, when idle
+ *     past the timeout, or at shutdown.  A connection whose write is queued
+ *     is never freed before the write settles: it is only marked dead.
+ * Freed connections go to a graveyard emptied after each batch of epoll
+ * events, so an event later in the same batch never touches freed memory.
+ */
+#define _GNU_SOURCE
+#include "srv_front.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "srv_http.h"
+#include "srv_log.h"
+
+#define FRONT_BUF 16384    /* bytes of one request the loop serves, head and body */
+#define FRONT_EVENTS 128   /* epoll events per wake */
+#define FRONT_ACCEPTS 64   /* connections accepted per wake */
+#define FRONT_SWEEP_MS 500 /* idle connections are looked for this often */
+#define FRONT_PAUSE_MS 100 /* accepting pauses this long when out of descriptors */
+
+enum { FRONT_RUN, FRONT_DRAIN, FRONT_STOP };
+
+typedef struct floop floop;
+
+typedef struct fconn {
+  floop *l;                  /* the loop that serves it */
+  struct fconn *prev, *next; /* the loop's connections */
+  struct fconn *link;        /* the loop's incoming, settled or graveyard list */
+  int fd;                    /* -1 once closed or handed off */
+  bool readable;             /* input may be waiting (an edge since the last drain) */
+  bool rdhup;                /* the peer closed its side: no more input will come */
+  bool dead;                 /* closed while a write was queued: free once it settles */
+  bool pending;              /* a write is queued on the node */
+  bool close_after;          /* close once the answer is out */
+  api_write *write;          /* the queued write */
+  char *out;                 /* unsent answer bytes */
+  size_t out_len, out_off;   /* bytes at out, bytes sent */
+  long long last_ms;         /* last input or answer, CLOCK_MONOTONIC */
+  struct timespec t0;        /* the request's start (debug log) */
+  srv_http_req h;            /* the request being served (into buf) */
+  api_request req;           /* its API form */
+  socklen_t peer_len;        /* bytes at peer */
+  struct sockaddr_storage peer;
+  char buf[FRONT_BUF]; /* the peeked bytes of the request at hand */
+} fconn;
+
+struct floop {
+  srv_front *f;
+  pthread_t th;
+  int ep;              /* epoll */
+  int evfd;            /* wakes the loop: connections given, writes settled, state */
+  int state;           /* the front's state this loop has acted on */
+  bool listening;      /* the listening socket is in ep */
+  long long resume_ms; /* when to listen again after running out of descriptors */
+  long long warned_ms; /* last "out of descriptors" warning */
+  pthread_mutex_t mu;  /* guards incoming and settled */
+  fconn *incoming;     /* connections given to this loop */
+  fconn *settled;      /* connections whose write settled */
+  fconn *conns;        /* the loop's connections */
+  fconn *graveyard;    /* closed, freed after the batch */
+  size_t pending;      /* connections with a queued write */
+  time_t date_sec;     /* second of date */
+  char date[40];       /* the Date header's value */
+};
+
+struct srv_front {
+  srv_front_config c;
+  size_t max_body;  /* the largest PUT body the API accepts */
+  atomic_int state; /* FRONT_RUN, FRONT_DRAIN, FRONT_STOP */
+  atomic_uint next; /* round-robin of accepted connections */
+  unsigned n;       /* loops */
+  floop *loops;
+};
+
+static long long front_now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+  return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void front_wake(floop *l) {
+  uint64_t one = 1;
+  ssize_t n = write(l->evfd, &one, sizeof one);
+  (void)n; /* EAGAIN: the counter is already non-zero, the loop wakes anyway */
+}
+
+/* ---- connections --------------------------------------------------------- */
+
+static void fc_unlink(floop *l, fconn *c) {
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    l->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+}
+
+/* Closes c (or marks it dead while its write is queued) and queues it for
+ * freeing after the current batch of events. */
+static void fc_close(floop *l, fconn *c) {
+  if (c->fd < 0) return;
+  if (c->pending) {
+    c->dead = true;
+    return;
+  }
+  close(c->fd); /* also leaves the epoll set */
+  c->fd = -1;
+  free(c->out);
+  c->out = NULL;
+  fc_unlink(l, c);
+  atomic_fetch_sub(l->f->c.open, 1);
+  c->link = l->graveyard;
+  l->graveyard = c;
+}
+
+/* Gives c to libmicrohttpd, every byte unread. */
+static void fc_handoff(floop *l, fconn *c) {
+  srv_front *f = l->f;
+  if (atomic_load(&f->state) == FRONT_STOP) {
+    fc_close(l, c);
+    return;
+  }
+  epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
+  int fd = c->fd;
+  c->fd = -1;
+  fc_unlink(l, c);
+  c->link = l->graveyard;
+  l->graveyard = c;
+  if (f->c.handoff(f->c.handoff_cls, fd, (struct sockaddr *)&c->peer, c->peer_len) != 0)
+    atomic_fetch_sub(f->c.open, 1);
+}
+
+/* Sends what is left of c->out.  Returns -1 on a socket error. */
+static int fc_flush(fconn *c) {
+  while (c->out_off < c->out_len) {
+    ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      return -1;
+    }
+    c->out_off += (size_t)n;
+  }
+  free(c->out);
+  c->out = NULL;
+  c->out_len = c->out_off = 0;
+  return 0;
+}
+
+static const char *front_reason(int status) {
+  switch (status) {
+  case 200:
+    return "OK";
+  case 201:
+    return "Created";
+  case 204:
+    return "No Content";
+  case 304:
+    return "Not Modified";
+  case 400:
+    return "Bad Request";
+  case 401:
+    return "Unauthorized";
+  case 403:
+    return "Forbidden";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 409:
+    return "Conflict";
+  case 412:
+    return "Precondition Failed";
+  case 413:
+    return "Content Too Large";
+  case 415:
+    return "Unsupported Media Type";
+  case 422:
+    return "Unprocessable Content";
+  case 428:
+    return "Precondition Required";
+  case 429:
+    return "Too Many Requests";
+  case 500:
+    return "Internal Server Error";
+  case 501:
+    return "Not Implemented";
+  case 503:
+    return "Service Unavailable";
+  case 507:
+    return "Insufficient Storage";
+  default:
+    return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+  }
+}
+
+static const char *fl_date(floop *l) {
+  time_t now = time(NULL);
+  if (now != l->date_sec) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(l->date, sizeof l->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    l->date_sec = now;
+  }
+  return l->date;
+}
+
+static void fc_log(const fconn *c, int status) {
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double ms = (double)(t1.tv_sec - c->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - c->t0.tv_nsec) / 1e6;
+  char qm[64], qt[300];
+  srv_log(SRV_LOG_DEBUG, "request", "method=%s target=%s status=%d ms=%.3f bytes_in=%zu",
+          srv_log_q(c->req.method, qm, sizeof qm), srv_log_q(c->req.target, qt, sizeof qt), status,
+          ms, c->h.body_len);
+}
+
+/* Sends r (freed here) as the answer to c's request, which ends it. */
+static void fc_answer(floop *l, fconn *c, api_response *r) {
+  srv_front *f = l->f;
+  if (f->c.log_requests) fc_log(c, r->status);
+  bool nobody = r->status == 204 || r->status == 304;
+  size_t blen = nobody ? 0 : r->body_len;
+  c->close_after = c->close_after || c->h.close || r->close;
+  size_t need = 128 + (r->content_type ? strlen(r->content_type) + 16 : 0);
+  for (size_t i = 0; i < r->n_headers; i++)
+    need += strlen(r->headers[i].name) + strlen(r->headers[i].value) + 4;
+  char stack[2048];
+  char *hb = need <= sizeof stack ? stack : malloc(need);
+  if (!hb) {
+    api_response_free(r);
+    c->close_after = true;
+    atomic_fetch_sub(f->c.active, 1);
+    return;
+  }
+  int n = snprintf(hb, need, "HTTP/1.1 %d %s\r\nDate: %s\r\n", r->status, front_reason(r->status),
+                   fl_date(l));
+  if (!nobody) n += snprintf(hb + n, need - (size_t)n, "Content-Length: %zu\r\n", blen);
+  if (r->content_type && !nobody)
+    n += snprintf(hb + n, need - (size_t)n, "Content-Type: %s\r\n", r->content_type);
+  for (size_t i = 0; i < r->n_headers; i++)
+    n += snprintf(hb + n, need - (size_t)n, "%s: %s\r\n", r->headers[i].name, r->headers[i].value);
+  n += snprintf(hb + n, need - (size_t)n, "%s\r\n", c->close_after ? "Connection: close\r\n" : "");
+  size_t hlen = (size_t)n;
+  struct iovec iov[2] = {{hb, hlen}, {r->body, blen}};
+  struct msghdr mh = {.msg_iov = iov, .msg_iovlen = blen ? 2 : 1};
+  ssize_t sent;
+  do
+    sent = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+  while (sent < 0 && errno == EINTR);
+  if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) sent = 0;
+  if (sent < 0) {
+    c->close_after = true; /* the peer is gone; nothing more to send */
+  } else if ((size_t)sent < hlen + blen) {
+    size_t left = hlen + blen - (size_t)sent;
+    c->out = malloc(left);
+    if (!c->out) {
+      c->close_after = true;
+    } else {
+      size_t o = 0;
+      if ((size_t)sent < hlen) {
+        memcpy(c->out, hb + sent, hlen - (size_t)sent);
+        o = hlen - (size_t)sent;
+      }
+      memcpy(c->out + o, r->body + ((size_t)sent > hlen ? (size_t)sent - hlen : 0), left - o);
+      c->out_len = left;
+      c->out_off = 0;
+    }
+  }
+  if (hb != stack) free(hb);
+  api_response_free(r);
+  atomic_fetch_sub(f->c.active, 1);
+  c->last_ms = front_now_ms();
+}
+
+static const char *fc_header(void *cls, const char *name) {
+  const srv_http_field *fld = srv_http_find(&((fconn *)cls)->h, name);
+  return fld ? fld->value : NULL;
+}
+
+static void fc_settled(void *cls) {
+  fconn *c = cls;
+  floop *l = c->l;
+  pthread_mutex_lock(&l->mu);
+  bool first = !l->settled && !l->incoming;
+  c->link = l->settled;
+  l->settled = c;
+  pthread_mutex_unlock(&l->mu);
+  if (first) front_wake(l);
+}
+
+/* Serves the parsed request c->h (its bytes already consumed). */
+static void fc_serve(floop *l, fconn *c) {
+  srv_front *f = l->f;
+  srv_http_req *h = &c->h;
+  /* NUL-terminate method, target and values in place: each is followed by
+   * a separator byte inside the head (srv_http.h). */
+  c->buf[h->method - c->buf + h->method_len] = '\0';
+  c->buf[h->target - c->buf + h->target_len] = '\0';
+  for (size_t i = 0; i < h->n_fields; i++)
+    c->buf[h->fields[i].value - c->buf + h->fields[i].value_len] = '\0';
+  atomic_fetch_add(f->c.active, 1);
+  atomic_fetch_add(f->c.total, 1);
+  if (f->c.log_requests) clock_gettime(CLOCK_MONOTONIC, &c->t0);
+  c->req = (api_request){
+      .method = h->method,
+      .target = h->target,
+      .header = fc_header,
+      .header_cls = c,
+      .body = h->body_len ? h->body : NULL,
+      .body_len = h->body_len,
+      .can_defer = h->method[0] != 'G', /* PUT, DELETE: a write queued on the node */
+  };
+  api_response *r = api_handle(f->c.api, &c->req);
+  if (r->write) {
+    c->write = r->write;
+    r->write = NULL;
+    api_response_free(r);
+    c->pending = true;
+    l->pending++;
+    api_write_arm(c->write, fc_settled, c);
+    return;
+  }
+  fc_answer(l, c, r); /* a GET cannot defer: api_handle gives no feed without can_defer */
+}
+
+/* Moves c along as far as it can go without waiting. */
+static void fc_run(floop *l, fconn *c) {
+  srv_front *f = l->f;
+  for (;;) {
+    if (c->fd < 0 || c->pending) return;
+    if (c->out) {
+      if (fc_flush(c) != 0) {
+        fc_close(l, c);
+        return;
+      }
+      if (c->out) return;
+    }
+    int st = atomic_load(&f->state);
+    if (c->close_after || st == FRONT_STOP) {
+      fc_close(l, c);
+      return;
+    }
+    if (!c->readable) return;
+    ssize_t n = recv(c->fd, c->buf, sizeof c->buf, MSG_PEEK);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      c->readable = false;
+      if (st != FRONT_RUN) fc_close(l, c); /* draining: an idle connection goes */
+      return;
+    }
+    if (n <= 0) { /* the peer closed, or an error */
+      fc_close(l, c);
+      return;
+    }
+    srv_http_verdict v =
+        srv_http_parse(c->buf, (size_t)n, f->c.max_head, f->max_body, sizeof c->buf, &c->h);
+    if (v == SRV_HTTP_MORE) {
+      if (c->rdhup) fc_close(l, c); /* it can never complete */
+      c->readable = false;          /* the next input is an edge */
+      return;
+    }
+    if (v == SRV_HTTP_PASS) {
+      fc_handoff(l, c);
+      return;
+    }
+    ssize_t got;
+    do
+      got = recv(c->fd, c->buf, c->h.total, MSG_TRUNC | MSG_DONTWAIT);
+    while (got < 0 && errno == EINTR);
+    if (got != (ssize_t)c->h.total) { /* the peeked bytes are the queue's head: cannot be */
+      fc_close(l, c);
+      return;
+    }
+    c->readable = (size_t)n > c->h.total; /* pipelined bytes, or wait for an edge */
+    fc_serve(l, c);
+  }
+}
+
+/* ---- the loop ---------------------------------------------------------- */
+
+static void fl_attach(floop *l, fconn *c) {
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
+  if (epoll_ctl(l->ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+    close(c->fd);
+    atomic_fetch_sub(l->f->c.open, 1);
+    free(c);
+    return;
+  }
+  c->next = l->conns;
+  if (l->conns) l->conns->prev = c;
+  l->conns = c;
+  c->readable = true; /* the request may already be there */
+  fc_run(l, c);
+}
+
+static void fl_listen(floop *l, bool on) {
+  if (l->listening == on) return;
+  int lfd = l->f->c.listen_fd;
+  if (on) {
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = NULL};
+    if (epoll_ctl(l->ep, EPOLL_CTL_ADD, lfd, &ev) != 0) return;
+  } else {
+    epoll_ctl(l->ep, EPOLL_CTL_DEL, lfd, NULL);
+  }
+  l->listening = on;
+}
+
+static void fl_accept(floop *l) {
+  srv_front *f = l->f;
+  for (int i = 0; i < FRONT_ACCEPTS; i++) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = accept4(f->c.listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        long long now = front_now_ms();
+        if (now - l->warned_ms > 10000) {
+          srv_log(SRV_LOG_WARN, "accept_failed", "error=%s pause_ms=%d", strerror(errno),
+                  FRONT_PAUSE_MS);
+          l->warned_ms = now;
+        }
+        fl_listen(l, false);
+        l->resume_ms = now + FRONT_PAUSE_MS;
+      }
+      return;
+    }
+    if (atomic_load(&f->state) != FRONT_RUN ||
+        atomic_load(f->c.open) >= (long)f->c.max_connections) {
+      srv_log(SRV_LOG_DEBUG, "connection_refused", "reason=%s",
+              atomic_load(&f->state) != FRONT_RUN ? "shutdown" : "max_connections");
+      close(fd);
+      continue;
+    }
+    fconn *c = malloc(sizeof *c);
+    if (!c) {
+      close(fd);
+      continue;
+    }
+    memset(c, 0, offsetof(fconn, buf));
+    c->fd = fd;
+    c->peer = ss;
+    c->peer_len = sl;
+    c->last_ms = front_now_ms();
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    atomic_fetch_add(f->c.open, 1);
+    floop *to = &f->loops[atomic_fetch_add(&f->next, 1) % f->n];
+    c->l = to;
+    if (to == l) {
+      fl_attach(l, c);
+    } else {
+      pthread_mutex_lock(&to->mu);
+      bool first = !to->settled && !to->incoming;
+      c->link = to->incoming;
+      to->incoming = c;
+      pthread_mutex_unlock(&to->mu);
+      if (first) front_wake(to);
+    }
+  }
+}
+
+/* The eventfd fired: connections given, writes settled, or a new state. */
+static void fl_woken(floop *l) {
+  uint64_t v;
+  ssize_t n = read(l->evfd, &v, sizeof v);
+  (void)n;
+  pthread_mutex_lock(&l->mu);
+  fconn *in = l->incoming, *done = l->settled;
+  l->incoming = l->settled = NULL;
+  pthread_mutex_unlock(&l->mu);
+  fconn *rev = NULL; /* settled in the order they settled */
+  while (done) {
+    fconn *nx = done->link;
+    done->link = rev;
+    rev = done;
+    done = nx;
+  }
+  for (fconn *c = rev, *nx; c; c = nx) {
+    nx = c->link;
+    c->link = NULL;
+    api_response *r = api_write_finish(l->f->c.api, c->write, &c->req);
+    c->write = NULL;
+    c->pending = false;
+    l->pending--;
+    if (c->dead) {
+      if (l->f->c.log_requests) fc_log(c, r->status);
+      api_response_free(r);
+      atomic_fetch_sub(l->f->c.active, 1);
+      fc_close(l, c);
+      continue;
+    }
+    fc_answer(l, c, r);
+    fc_run(l, c);
+  }
+  for (fconn *c = in, *nx; c; c = nx) {
+    nx = c->link;
+    c->link = NULL;
+    fl_attach(l, c);
+  }
+}
+
+/* Acts on a change of the front's state. */
+static void fl_state(floop *l, int st) {
+  l->state = st;
+  fl_listen(l, false);
+  fconn *nx;
+  for (fconn *c = l->conns; c; c = nx) {
+    nx = c->next;
+    if (c->pending) continue;
+    if (st == FRONT_STOP) {
+      fc_close(l, c);
+    } else if (!c->out) {
+      c->readable = true; /* idle ones close, a request already sent is served */
+      fc_run(l, c);
+    }
+  }
+}
+
+static void fl_sweep(floop *l, long long now) {
+  long long idle = (long long)l->f->c.timeout_s * 1000;
+  fconn *nx;
+  for (fconn *c = l->conns; c; c = nx) {
+    nx = c->next;
+    if (!c->pending && now - c->last_ms > idle) fc_close(l, c);
+  }
+}
+
+static void *fl_main(void *arg) {
+  floop *l = arg;
+  srv_front *f = l->f;
+  pthread_setname_np(pthread_self(), "sa-http"); /* top -H, perf, gdb */
+  struct epoll_event evs[FRONT_EVENTS];
+  long long next_sweep = front_now_ms() + FRONT_SWEEP_MS;
+  for (;;) {
+    int st = atomic_load(&f->state);
+    if (st != l->state) fl_state(l, st);
+    if (st == FRONT_STOP && l->pending == 0 && !l->conns) {
+      pthread_mutex_lock(&l->mu);
+      bool more = l->incoming != NULL;
+      pthread_mutex_unlock(&l->mu);
+      if (!more) break;
+    }
+    int n = epoll_wait(l->ep, evs, FRONT_EVENTS,
+                       l->listening || st != FRONT_RUN ? FRONT_SWEEP_MS : FRONT_PAUSE_MS);
+    for (int i = 0; i < n; i++) {
+      void *p = evs[i].data.ptr;
+      if (!p) {
+        fl_accept(l);
+        continue;
+      }
+      if (p == l) {
+        fl_woken(l);
+        continue;
+      }
+      fconn *c = p;
+      if (c->fd < 0) continue; /* closed earlier in this batch */
+      uint32_t e = evs[i].events;
+      if (e & (EPOLLERR | EPOLLHUP)) {
+        fc_close(l, c);
+        continue;
+      }
+      if (e & EPOLLRDHUP) c->rdhup = true;
+      if (e & (EPOLLIN | EPOLLRDHUP)) {
+        c->readable = true;
+        c->last_ms = front_now_ms();
+      }
+      fc_run(l, c);
+    }
+    while (l->graveyard) {
+      fconn *c = l->graveyard;
+      l->graveyard = c->link;
+      free(c);
+    }
+    long long now = front_now_ms();
+    if (!l->listening && st == FRONT_RUN && now >= l->resume_ms) fl_listen(l, true);
+    if (now >= next_sweep) {
+      fl_sweep(l, now);
+      next_sweep = now + FRONT_SWEEP_MS;
+    }
+  }
+  /* Whatever the state change left (a pending write's connection closed on
+   * settling) is freed here. */
+  while (l->graveyard) {
+    fconn *c = l->graveyard;
+    l->graveyard = c->link;
+    free(c);
+  }
+  return NULL;
+}
+
+/* ---- start and stop -------------------------------------------------------- */
+
+static void front_free(srv_front *f, unsigned started) {
+  for (unsigned i = 0; i < f->n; i++) {
+    floop *l = &f->loops[i];
+    if (i < started) pthread_join(l->th, NULL);
+    if (l->ep >= 0) close(l->ep);
+    if (l->evfd >= 0) close(l->evfd);
+    pthread_mutex_destroy(&l->mu);
+  }
+  free(f->loops);
+  free(f);
+}
+
+int srv_front_start(const srv_front_config *cfg, srv_front **out) {
+  *out = NULL;
+  srv_front *f = calloc(1, sizeof *f);
+  if (!f) return ENOMEM;
+  f->c = *cfg;
+  if (f->c.max_head > FRONT_BUF) f->c.max_head = FRONT_BUF;
+  f->max_body = api_body_limit(cfg->api, "PUT", "/v1/store/k");
+  atomic_init(&f->state, FRONT_RUN);
+  atomic_init(&f->next, 0);
+  f->n = cfg->threads ? cfg->threads : 1;
+  f->loops = calloc(f->n, sizeof *f->loops);
+  if (!f->loops) {
+    free(f);
+    return ENOMEM;
+  }
+  int rc = 0;
+  for (unsigned i = 0; i < f->n; i++) {
+    floop *l = &f->loops[i];
+    l->f = f;
+    l->state = FRONT_RUN;
+    pthread_mutex_init(&l->mu, NULL);
+    l->ep = epoll_create1(EPOLL_CLOEXEC);
+    l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (l->ep < 0 || l->evfd < 0) {
+      rc = errno;
+      continue;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = l};
+    if (epoll_ctl(l->ep, EPOLL_CTL_ADD, l->evfd, &ev) != 0) rc = errno;
+    fl_listen(l, true);
+    if (!l->listening) rc = errno;
+  }
+  unsigned started = 0;
+  for (; rc == 0 && started < f->n; started++) {
+    /* The loops inherit the caller's blocked signals (srv.c blocks them
+     * before any thread starts). */
+    rc = pthread_create(&f->loops[started].th, NULL, fl_main, &f->loops[started]);
+    if (rc != 0) break;
+  }
+  if (rc != 0) {
+    srv_log(SRV_LOG_ERROR, "front_failed", "error=%s", strerror(rc));
+    atomic_store(&f->state, FRONT_STOP);
+    for (unsigned i = 0; i < started; i++)
+      front_wake(&f->loops[i]);
+    front_free(f, started);
+    return rc;
+  }
+  *out = f;
+  return 0;
+}
+
+void srv_front_drain(srv_front *f) {
+  if (!f) return;
+  atomic_store(&f->state, FRONT_DRAIN);
+  for (unsigned i = 0; i < f->n; i++)
+    front_wake(&f->loops[i]);
+}
+
+void srv_front_stop(srv_front *f) {
+  if (!f) return;
+  atomic_store(&f->state, FRONT_STOP);
+  for (unsigned i = 0; i < f->n; i++)
+    front_wake(&f->loops[i]);
+  front_free(f, f->n);
+}

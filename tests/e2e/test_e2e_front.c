@@ -1,0 +1,329 @@
+/*
+ * test_e2e_front.c -- the front loop (server/srv_front.c) against the real
+ * node: pipelined requests that mix the loop's own routes with ones it hands
+ * to libmicrohttpd on the same connection, keep-alive, Connection: close and
+ * the response framing, a client that leaves while its write is queued, the
+ * idle timeout, and max_connections counted over both paths.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <check.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "e2e_util.h"
+
+static e2e_node node;
+
+static int conn(const e2e_node *n) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ck_assert_int_ge(fd, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)n->port)};
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+  return fd;
+}
+
+static void send_str(int fd, const char *s) {
+  size_t n = strlen(s), off = 0;
+  while (off < n) {
+    ssize_t w = send(fd, s + off, n - off, MSG_NOSIGNAL);
+    ck_assert_int_gt(w, 0);
+    off += (size_t)w;
+  }
+}
+
+typedef struct answer {
+  int status;
+  char head[2048];
+  char body[4096];
+  size_t body_len;
+} answer;
+
+/* Reads one response (status line, headers, Content-Length body) from fd,
+ * with buffered leftovers in *rest.  Returns 0, or -1 on EOF or timeout. */
+typedef struct reader {
+  int fd;
+  char buf[65536];
+  size_t len;
+} reader;
+
+static int fill(reader *r, int timeout_ms) {
+  struct pollfd p = {.fd = r->fd, .events = POLLIN};
+  if (poll(&p, 1, timeout_ms) <= 0) return -1;
+  ssize_t n = recv(r->fd, r->buf + r->len, sizeof r->buf - 1 - r->len, 0);
+  if (n <= 0) return -1;
+  r->len += (size_t)n;
+  r->buf[r->len] = '\0';
+  return 0;
+}
+
+static int read_answer(reader *r, answer *a) {
+  char *end;
+  while (!(end = strstr(r->buf, "\r\n\r\n")))
+    if (fill(r, e2e_wait_ms()) != 0) return -1;
+  size_t hl = (size_t)(end - r->buf) + 4;
+  ck_assert_uint_lt(hl, sizeof a->head);
+  memcpy(a->head, r->buf, hl);
+  a->head[hl] = '\0';
+  ck_assert_msg(strncmp(a->head, "HTTP/1.1 ", 9) == 0, "status line: %.40s", a->head);
+  a->status = atoi(a->head + 9);
+  const char *cl = strcasestr(a->head, "\r\nContent-Length: ");
+  a->body_len = cl ? strtoul(cl + 18, NULL, 10) : 0;
+  ck_assert_uint_lt(a->body_len, sizeof a->body);
+  while (r->len < hl + a->body_len)
+    if (fill(r, e2e_wait_ms()) != 0) return -1;
+  memcpy(a->body, r->buf + hl, a->body_len);
+  a->body[a->body_len] = '\0';
+  memmove(r->buf, r->buf + hl + a->body_len, r->len - hl - a->body_len + 1);
+  r->len -= hl + a->body_len;
+  return 0;
+}
+
+/* Waits up to ms for the node to close fd without sending anything more
+ * (EOF, or a reset when it closed with our bytes unread); true when it did. */
+static bool closed_by_peer(int fd, int ms) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  char c;
+  return poll(&p, 1, ms) == 1 && recv(fd, &c, 1, 0) <= 0;
+}
+
+#define PUT(key, val)                                                                              \
+  "PUT /v1/store/" key " HTTP/1.1\r\nHost: t\r\nContent-Length: " #val "\r\n\r\n"
+
+/* Four requests in one write: the loop serves the first, hands the
+ * connection to libmicrohttpd at the second with the rest unread, and
+ * libmicrohttpd serves the rest in order. */
+START_TEST(test_pipelined_handoff) {
+  int fd = conn(&node);
+  send_str(fd, "PUT /v1/store/pipe/a HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\none"
+               "GET /v1/status HTTP/1.1\r\nHost: t\r\n\r\n"
+               "PUT /v1/store/pipe/a HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\ntwo"
+               "GET /v1/store/pipe/a?raw=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  reader r = {.fd = fd};
+  answer a;
+  ck_assert_int_eq(read_answer(&r, &a), 0);
+  ck_assert_int_eq(a.status, 201);
+  ck_assert_ptr_nonnull(strstr(a.body, "\"version\":1"));
+  ck_assert_int_eq(read_answer(&r, &a), 0);
+  ck_assert_int_eq(a.status, 200);
+  ck_assert_ptr_nonnull(strstr(a.body, "\"node_id\""));
+  ck_assert_int_eq(read_answer(&r, &a), 0);
+  ck_assert_int_eq(a.status, 200);
+  ck_assert_ptr_nonnull(strstr(a.body, "\"version\":2"));
+  ck_assert_int_eq(read_answer(&r, &a), 0);
+  ck_assert_int_eq(a.status, 200);
+  ck_assert_str_eq(a.body, "two");
+  ck_assert(closed_by_peer(fd, e2e_wait_ms()));
+  close(fd);
+}
+END_TEST
+
+/* Pipelined requests the loop serves itself answer in order, each write
+ * seen by the requests after it. */
+START_TEST(test_pipelined_loop) {
+  int fd = conn(&node);
+  send_str(fd, "PUT /v1/store/pipe/b HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\n1"
+               "PUT /v1/store/pipe/b HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\n2"
+               "DELETE /v1/store/pipe/b HTTP/1.1\r\nHost: t\r\n\r\n"
+               "GET /v1/store/pipe/b HTTP/1.1\r\nHost: t\r\n\r\n"
+               "PUT /v1/store/pipe/b HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\n3"
+               "GET /v1/store/pipe/b?raw=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+  reader r = {.fd = fd};
+  answer a;
+  int want[] = {201, 200, 200, 404, 201, 200};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    ck_assert_int_eq(read_answer(&r, &a), 0);
+    ck_assert_msg(a.status == want[i], "answer %zu: %d, want %d", i, a.status, want[i]);
+  }
+  ck_assert_str_eq(a.body, "3");
+  /* Keep-alive: the connection stays open and serves more. */
+  for (int i = 0; i < 200; i++) {
+    char req[256];
+    snprintf(req, sizeof req,
+             "PUT /v1/store/ka/%d HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nv%02d"
+             "GET /v1/store/ka/%d?raw=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+             i % 7, i % 100, i % 7);
+    send_str(fd, req);
+    ck_assert_int_eq(read_answer(&r, &a), 0);
+    ck_assert_int_eq(a.status, i < 7 ? 201 : 200);
+    ck_assert_int_eq(read_answer(&r, &a), 0);
+    ck_assert_int_eq(a.status, 200);
+    char want_body[8];
+    snprintf(want_body, sizeof want_body, "v%02d", i % 100);
+    ck_assert_str_eq(a.body, want_body);
+  }
+  close(fd);
+}
+END_TEST
+
+/* The loop's answers carry Date and an exact Content-Length; Connection:
+ * close is honoured and said. */
+START_TEST(test_framing_and_close) {
+  int fd = conn(&node);
+  send_str(fd, PUT("frame", 5) "frame");
+  reader r = {.fd = fd};
+  answer a;
+  ck_assert_int_eq(read_answer(&r, &a), 0);
+  ck_assert_int_eq(a.status, 201);
+  ck_assert_ptr_nonnull(strstr(a.head, "\r\nDate: "));
+  ck_assert_ptr_nonnull(strstr(a.head, "\r\nContent-Type: application/json\r\n"));
+  ck_assert_ptr_nonnull(strstr(a.head, "\r\nETag: \"1\"\r\n"));
+  ck_assert_uint_eq(a.body_len, strlen(a.body));
+  ck_assert_ptr_null(strstr(a.head, "Connection:"));
+  send_str(fd, "DELETE /v1/store/frame HTTP/1.1\r\nHost: t\r\n\r\n");
+  ck_assert_int_eq(read_answer(&r, &a), 0);
+  ck_assert_int_eq(a.status, 200);
+  ck_assert_uint_eq(a.body_len, strlen(a.body));
+  send_str(fd, "GET /v1/store/frame HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  ck_assert_int_eq(read_answer(&r, &a), 0);
+  ck_assert_int_eq(a.status, 404);
+  ck_assert_ptr_nonnull(strstr(a.head, "\r\nConnection: close\r\n"));
+  ck_assert_ptr_nonnull(strstr(a.body, "\"code\":\"not_found\""));
+  ck_assert(closed_by_peer(fd, e2e_wait_ms()));
+  close(fd);
+  /* HTTP/1.0 and Expect: 100-continue go to libmicrohttpd and still work. */
+  char out[4096];
+  const char *h10 = "PUT /v1/store/old HTTP/1.0\r\nContent-Length: 2\r\n\r\nv1";
+  ck_assert_int_eq(e2e_raw(&node, h10, strlen(h10), false, e2e_wait_ms(), out, sizeof out), 201);
+  const char *exp = "PUT /v1/store/old HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                    "Content-Length: 2\r\nConnection: close\r\n\r\nv2";
+  e2e_raw(&node, exp, strlen(exp), false, e2e_wait_ms(), out, sizeof out);
+  ck_assert_msg(strstr(out, "HTTP/1.1 200"), "Expect: %s", out);
+}
+END_TEST
+
+/* A client that sends a PUT and leaves at once: the write was queued, so it
+ * is applied and kept, and the node goes on serving. */
+START_TEST(test_client_leaves_during_write) {
+  for (int i = 0; i < 20; i++) {
+    int fd = conn(&node);
+    char req[128];
+    snprintf(req, sizeof req,
+             "PUT /v1/store/gone/%d HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\n"
+             "left",
+             i);
+    send_str(fd, req);
+    close(fd);
+  }
+  for (int i = 0; i < 20; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/v1/store/gone/%d?raw=1", i);
+    e2e_resp r = {0};
+    int tries = 0;
+    for (;;) {
+      ck_assert_int_eq(e2e_http(&node, "GET", path, NULL, NULL, 0, &r), 0);
+      if (r.status == 200 || ++tries > 100) break;
+      e2e_resp_free(&r);
+      struct timespec nap = {0, 50 * 1000 * 1000};
+      nanosleep(&nap, NULL);
+    }
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "left");
+    e2e_resp_free(&r);
+  }
+}
+END_TEST
+
+/* An idle keep-alive connection is closed after connection_timeout_s. */
+START_TEST(test_idle_timeout) {
+  int fd = conn(&node);
+  send_str(fd, "GET /v1/store/nothing HTTP/1.1\r\nHost: t\r\n\r\n");
+  reader r = {.fd = fd};
+  answer a;
+  ck_assert_int_eq(read_answer(&r, &a), 0);
+  ck_assert_int_eq(a.status, 404);
+  ck_assert(closed_by_peer(fd, 20000 + e2e_wait_ms()));
+  close(fd);
+}
+END_TEST
+
+static void up(void) {
+  e2e_node_init(&node);
+  const char *args[] = {"--connection-timeout-s", e2e_slow() ? "6" : "2", NULL};
+  ck_assert_int_eq(e2e_node_start(&node, args, NULL, NULL), 0);
+}
+
+static void down(void) {
+  int rc = e2e_node_stop(&node, SIGTERM);
+  e2e_node_cleanup(&node);
+  ck_assert_int_eq(rc, 0);
+}
+
+/* max_connections counts the loop's connections and the ones it handed to
+ * libmicrohttpd together; one over is closed unanswered, and a freed slot is
+ * usable again. */
+START_TEST(test_max_connections) {
+  e2e_node n;
+  e2e_node_init(&n);
+  const char *args[] = {"--max-connections", "3", NULL};
+  ck_assert_int_eq(e2e_node_start(&n, args, NULL, NULL), 0);
+  int fds[3];
+  const char *reqs[3] = {"GET /v1/store/x HTTP/1.1\r\nHost: t\r\n\r\n",
+                         "GET /v1/status HTTP/1.1\r\nHost: t\r\n\r\n", /* handed over */
+                         "GET /v1/store/y HTTP/1.1\r\nHost: t\r\n\r\n"};
+  for (int i = 0; i < 3; i++) {
+    fds[i] = conn(&n);
+    send_str(fds[i], reqs[i]);
+    reader r = {.fd = fds[i]};
+    answer a;
+    ck_assert_int_eq(read_answer(&r, &a), 0);
+  }
+  int extra = conn(&n); /* the kernel accepts it; the node closes it */
+  send_str(extra, "GET /v1/store/z HTTP/1.1\r\nHost: t\r\n\r\n");
+  ck_assert(closed_by_peer(extra, e2e_wait_ms()));
+  close(extra);
+  close(fds[1]); /* libmicrohttpd's: its close frees the slot */
+  int ok = 0;
+  for (int tries = 0; tries < 100 && !ok; tries++) {
+    int fd = conn(&n);
+    send_str(fd, "GET /v1/store/z HTTP/1.1\r\nHost: t\r\n\r\n");
+    reader r = {.fd = fd};
+    answer a;
+    ok = read_answer(&r, &a) == 0 && a.status == 404;
+    close(fd);
+    if (!ok) {
+      struct timespec nap = {0, 50 * 1000 * 1000};
+      nanosleep(&nap, NULL);
+    }
+  }
+  ck_assert_msg(ok, "no connection served after one closed");
+  close(fds[0]);
+  close(fds[2]);
+  ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0);
+  e2e_node_cleanup(&n);
+}
+END_TEST
+
+int main(void) {
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  Suite *s = suite_create("e2e_front");
+  TCase *tc = tcase_create("front");
+  tcase_add_unchecked_fixture(tc, up, down);
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_pipelined_handoff);
+  tcase_add_test(tc, test_pipelined_loop);
+  tcase_add_test(tc, test_framing_and_close);
+  tcase_add_test(tc, test_client_leaves_during_write);
+  tcase_add_test(tc, test_idle_timeout);
+  suite_add_tcase(s, tc);
+  TCase *tm = tcase_create("limits");
+  tcase_set_timeout(tm, 300);
+  tcase_add_test(tm, test_max_connections);
+  suite_add_tcase(s, tm);
+  SRunner *sr = srunner_create(s);
+  srunner_set_fork_status(sr, CK_NOFORK);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  curl_global_cleanup();
+  return failed ? 1 : 0;
+}
