@@ -628,6 +628,14 @@ static void front_free(srv_front *f, unsigned started) {
   for (unsigned i = 0; i < f->n; i++) {
     floop *l = &f->loops[i];
     if (i < started) pthread_join(l->th, NULL);
+    /* A connection another loop accepted just before the stop and gave to
+     * this one after it had ended was never served: close it here. */
+    for (fconn *c = l->incoming, *nx; c; c = nx) {
+      nx = c->link;
+      close(c->fd);
+      atomic_fetch_sub(f->c.open, 1);
+      free(c);
+    }
     if (l->ep >= 0) close(l->ep);
     if (l->evfd >= 0) close(l->evfd);
     pthread_mutex_destroy(&l->mu);

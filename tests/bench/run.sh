@@ -249,7 +249,7 @@ RESULTS=$(mktemp)  # replaced by $WORK/results.tsv once WORK exists
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 # The same per thread name ("name ticks" lines, sorted; threads of one name
-# summed): where a server's CPU goes (MHD-worker, sa-writer, sa-commit ...).
+# summed): where a server's CPU goes (sa-http, MHD-worker, sa-writer, sa-commit ...).
 # The fields after the ")" that ends the name: utime and stime are the
 # 12th and 13th.
 thread_ticks() {
