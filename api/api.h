@@ -128,8 +128,9 @@ typedef struct api_response {
  *      until the write is settled;
  *   2. suspends the request, then calls api_write_arm(w, notify, cls);
  *      notify(cls) is called exactly once, when the write is settled and
- *      armed, from whichever thread comes second (the node's committer thread,
- *      or the arming thread itself when the write was already settled);
+ *      armed, from whichever thread comes second (the node's writer thread --
+ *      its committer near a full map -- or the arming thread itself when
+ *      the write was already settled);
  *      notify must only wake the request (it must not call into the API);
  *   3. once woken, calls api_write_finish(ctx, w, req) for the answer (the
  *      same one the blocking path gives, counted in the metrics, w freed).

@@ -20,7 +20,7 @@
  *     (past SRV_DISCARD_MAX the connection is dropped);
  *   - last call: api_handle, and the api_response becomes an MHD response;
  *     a PUT/DELETE of a key is instead queued on the node (api_write) and the
- *     connection suspended; the node's committer thread resumes it when the
+ *     connection suspended; the node's writer thread resumes it when the
  *     write's group commit is done, and the access callback, called again,
  *     answers it.  A worker thread never waits for an fdatasync, so every
  *     connection's write can join the same group commit;
@@ -34,8 +34,9 @@
  * suspend any more, and, without a bound, the ones that did are waited for:
  * the node settles every queued write), the front loop answers its queued
  * writes and stops, the daemon is stopped (joins its threads), and the node
- * is closed: WAL and store flushed and synced, lock released.  A write acknowledged to a client was durable before its response
- * was sent, so it survives whatever happens after.
+ * is closed: WAL and store flushed and synced, lock released.  A write
+ * acknowledged to a client was durable before its response was sent, so it
+ * survives whatever happens after.
  */
 #define _GNU_SOURCE
 #include "srv.h"
@@ -143,7 +144,7 @@ static void srv_mhd_logger(void *cls, const char *fmt, va_list ap) {
   srv_log(SRV_LOG_DEBUG, "http", "msg=%s", srv_log_q(msg, q, sizeof q));
 }
 
-/* The write of a suspended request settled (the node's committer thread, or the
+/* The write of a suspended request settled (the node's writer thread, or the
  * request's own thread when it settled before being armed). */
 static void srv_write_settled(void *cls) {
   srv_req *r = cls;

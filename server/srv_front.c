@@ -12,7 +12,7 @@
  *     exactly the request's bytes are consumed (MSG_TRUNC: discarded, the
  *     peeked copy is the one used), and the request is served: GET answers
  *     at once; PUT and DELETE queue the write on the node (api_write) and
- *     the connection waits, reading nothing, until the committer reports
+ *     the connection waits, reading nothing, until the writer reports
  *     the write settled; the body and headers stay in the connection's
  *     buffer until then, as the node requires;
  *   - answers go out in one sendmsg (head + body); the rest, if the socket

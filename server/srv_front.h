@@ -14,17 +14,17 @@
  * where it was; the loop only takes the requests it can serve exactly.
  *
  * Why: with libmicrohttpd a deferred PUT costs a suspend, a resume (an
- * eventfd write per request from the committer) and one more pass of a
+ * eventfd write per request from the writer) and one more pass of a
  * worker's loop, about 20 us of CPU per PUT at 16 connections (README,
- * Performance).  Here the committer pushes the settled writes of a loop on
+ * Performance).  Here the writer pushes the settled writes of a loop on
  * one list and wakes the loop once per group; the loop answers them all.
  *
  * Threads: srv_front_start starts the loops.  A loop that accepts a
  * connection gives it to the loops in turn (a locked list and an eventfd),
  * so the connections are spread evenly; each is then served by one loop
- * only.  The node's committer thread calls into a loop only through
- * api_write_arm's notify (the same list lock and eventfd).  The functions
- * below run on the thread that started the front.
+ * only.  The node's writer thread (its committer, near a full map) calls
+ * into a loop only through api_write_arm's notify (the same list lock and
+ * eventfd).  The functions below run on the thread that started the front.
  */
 #ifndef SA_SRV_FRONT_H
 #define SA_SRV_FRONT_H
