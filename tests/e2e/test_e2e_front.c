@@ -23,13 +23,20 @@
 
 static e2e_node node;
 
-static int conn(const e2e_node *n) {
+/* A connection to the node; rcvbuf > 0 shrinks its receive buffer (set
+ * before connect, so the window the node sees is small from the start). */
+static int conn_buf(const e2e_node *n, int rcvbuf) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   ck_assert_int_ge(fd, 0);
+  if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)n->port)};
   inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
   ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
   return fd;
+}
+
+static int conn(const e2e_node *n) {
+  return conn_buf(n, 0);
 }
 
 static void send_str(int fd, const char *s) {
@@ -233,6 +240,56 @@ START_TEST(test_client_leaves_during_write) {
 }
 END_TEST
 
+/* An answer larger than the socket's send buffer, to a client that reads
+ * it late, is sent whole and in order: the loop keeps the rest and sends it
+ * on the next output edge before it serves the pipelined request behind. */
+START_TEST(test_large_answer_read_late) {
+  size_t n = 6u << 20; /* over the kernel's largest send buffer (tcp_wmem: 4 MiB) */
+  char *val = malloc(n);
+  ck_assert_ptr_nonnull(val);
+  for (size_t i = 0; i < n; i++)
+    val[i] = (char)('a' + i % 26);
+  e2e_resp w = {0};
+  ck_assert_int_eq(e2e_http(&node, "PUT", "/v1/store/big", NULL, val, n, &w), 0);
+  ck_assert_int_eq(w.status, 201); /* a body this size goes through libmicrohttpd */
+  e2e_resp_free(&w);
+  int fd = conn_buf(&node, 4096);
+  send_str(fd, "GET /v1/store/big?raw=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+               "GET /v1/store/big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  struct timespec nap = {0, 300 * 1000 * 1000}; /* the node fills the socket and waits */
+  nanosleep(&nap, NULL);
+  char *got = malloc(4 * n + 1);
+  ck_assert_ptr_nonnull(got);
+  size_t len = 0;
+  for (;;) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, e2e_wait_ms()) != 1) break;
+    ssize_t r = recv(fd, got + len, 4 * n - len, 0);
+    if (r <= 0) break;
+    len += (size_t)r;
+  }
+  close(fd);
+  got[len] = '\0';
+  /* Two answers: the raw value, then the JSON form of the same key. */
+  char *h1 = strstr(got, "\r\n\r\n");
+  ck_assert_ptr_nonnull(h1);
+  ck_assert(strncmp(got, "HTTP/1.1 200", 12) == 0);
+  char *body = h1 + 4;
+  ck_assert_uint_ge(len, (size_t)(body - got) + n);
+  ck_assert(memcmp(body, val, n) == 0);
+  char *second = body + n;
+  ck_assert(strncmp(second, "HTTP/1.1 200", 12) == 0);
+  ck_assert_ptr_nonnull(strstr(second, "\r\nConnection: close\r\n"));
+  char *h2 = strstr(second, "\r\n\r\n");
+  ck_assert_ptr_nonnull(h2);
+  const char *cl = strcasestr(second, "\r\nContent-Length: ");
+  ck_assert_ptr_nonnull(cl);
+  ck_assert_uint_eq(len, (size_t)(h2 + 4 - got) + strtoul(cl + 18, NULL, 10));
+  free(got);
+  free(val);
+}
+END_TEST
+
 /* An idle keep-alive connection is closed after connection_timeout_s. */
 START_TEST(test_idle_timeout) {
   int fd = conn(&node);
@@ -248,7 +305,8 @@ END_TEST
 
 static void up(void) {
   e2e_node_init(&node);
-  const char *args[] = {"--connection-timeout-s", e2e_slow() ? "6" : "2", NULL};
+  const char *args[] = {"--connection-timeout-s", e2e_slow() ? "6" : "2", "--max-value-bytes",
+                        "8388608", NULL};
   ck_assert_int_eq(e2e_node_start(&node, args, NULL, NULL), 0);
 }
 
@@ -313,6 +371,7 @@ int main(void) {
   tcase_add_test(tc, test_pipelined_loop);
   tcase_add_test(tc, test_framing_and_close);
   tcase_add_test(tc, test_client_leaves_during_write);
+  tcase_add_test(tc, test_large_answer_read_late);
   tcase_add_test(tc, test_idle_timeout);
   suite_add_tcase(s, tc);
   TCase *tm = tcase_create("limits");
