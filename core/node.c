@@ -544,14 +544,14 @@ static void node_apply_delta(sa_client *c, const outbox_delta *d) {
   if (d->malformed &&
       __atomic_exchange_n(&c->obx_bad_lsn, d->malformed_lsn, __ATOMIC_RELAXED) != d->malformed_lsn)
     node_log(c, SA_LOG_ERROR,
-             "outbox: %llu queued entr%s with a malformed payload (the last at LSN %llu) kept, "
-             "not pruned: the store file is damaged there",
+             "outbox: %llu queued entr%s with a malformed or missing payload (the last at LSN "
+             "%llu) kept, not pruned: the store file is damaged there",
              (unsigned long long)d->malformed, d->malformed == 1 ? "y" : "ies",
              (unsigned long long)d->malformed_lsn);
   if (d->refused)
     node_log(c, SA_LOG_ERROR,
-             "outbox: %llu due entr%s with a malformed payload (the last at LSN %llu) marked "
-             "failed, not handed to the transport: the store file is damaged there",
+             "outbox: %llu due entr%s with a malformed or missing payload (the last at LSN "
+             "%llu) marked failed, not handed to the transport: the store file is damaged there",
              (unsigned long long)d->refused, d->refused == 1 ? "y" : "ies",
              (unsigned long long)d->refused_lsn);
 }

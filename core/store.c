@@ -1083,6 +1083,9 @@ int store_wobx_payload(store_wtxn *t, uint64_t lsn, const void **p, uint32_t *le
   obx_key(kb, lsn);
   MDB_val k = {8, kb}, v;
   int rc = mdb_get(t->txn, t->s->ops, &k, &v);
+  if (rc == MDB_NOTFOUND) /* the entry and its operation are written and deleted together */
+    return sa_fail(err, SA_ECORRUPT, "store '%s': outbox entry %llu has no operation record",
+                   t->s->path, (unsigned long long)lsn);
   if (rc) return store_err(t->s, rc, "outbox payload", err);
   int type;
   uint64_t hlc;

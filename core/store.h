@@ -58,11 +58,11 @@ enum {
 
 /* What store_open found of the last stop (STORE_SNAPSHOTS). */
 typedef struct store_open_report {
-  bool unclean;         /* the file had moved past its last sync point */
-  bool rolled_back;     /* ... and was returned to it (a reboot since) */
-  uint64_t from_txnid;  /* rolled back: the file's newest snapshot */
-  uint64_t to_txnid;    /* ... and the sync point's */
-  bool foreign_sync;    /* "<path>-sync" did not describe this file: ignored */
+  bool unclean;        /* the file had moved past its last sync point */
+  bool rolled_back;    /* ... and was returned to it (a reboot since) */
+  uint64_t from_txnid; /* rolled back: the file's newest snapshot */
+  uint64_t to_txnid;   /* ... and the sync point's */
+  bool foreign_sync;   /* "<path>-sync" did not describe this file: ignored */
 } store_open_report;
 
 /* Opens (creating when missing) the store at path for node_id.  persistent:
@@ -175,7 +175,8 @@ int store_wobx_each(store_wtxn *t, uint64_t from, store_obx_fn fn, void *ctx, sa
 int store_wobx_get(store_wtxn *t, uint64_t lsn, store_obx *e, bool *found, sa_error *err);
 int store_wobx_put(store_wtxn *t, const store_obx *e, sa_error *err);
 
-/* The payload of entry lsn, borrowed until the transaction ends. */
+/* The payload of entry lsn, borrowed until the transaction ends.  SA_ECORRUPT
+ * when its operation record is missing or does not decode (store damage). */
 int store_wobx_payload(store_wtxn *t, uint64_t lsn, const void **p, uint32_t *len, sa_error *err);
 
 /* LSN of the last write of key (0 and *exists false when absent). */

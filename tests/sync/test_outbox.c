@@ -13,6 +13,7 @@
 #include "store.h"
 
 #include <check.h>
+#include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -613,13 +614,39 @@ END_TEST
 /* A due entry whose payload does not parse is never handed to the
  * transport: the claim marks it failed at once, says so, and sends the
  * rest of the batch. */
-START_TEST(claim_fails_a_malformed_entry_and_sends_the_rest) {
+/* Deletes the stored operation of lsn, leaving its outbox entry, straight
+ * in the LMDB file while the node is closed: a damaged store file. */
+static void drop_payload(const sa_options *o, uint64_t lsn) {
+  (void)o;
+  char path[320];
+  snprintf(path, sizeof path, "%s/node-o.mdb", dir);
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  ck_assert_int_eq(mdb_env_create(&env), 0);
+  ck_assert_int_eq(mdb_env_set_maxdbs(env, 8), 0);
+  ck_assert_int_eq(mdb_env_open(env, path, MDB_NOSUBDIR, 0644), 0);
+  ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+  ck_assert_int_eq(mdb_dbi_open(txn, "ops", 0, &dbi), 0);
+  unsigned char kb[8];
+  for (int i = 0; i < 8; i++)
+    kb[i] = (unsigned char)(lsn >> (56 - 8 * i)); /* the store's key: big-endian LSN */
+  MDB_val k = {8, kb};
+  ck_assert_int_eq(mdb_del(txn, dbi, &k, NULL), 0);
+  ck_assert_int_eq(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
+/* A due entry whose stored operation does not parse, or is missing, is
+ * failed at once and never handed over; the rest of the batch goes out. */
+static void claim_fails_a_damaged_entry(void (*damage)(const sa_options *, uint64_t),
+                                        const char *what) {
   sa_options o = opts(false);
   sa_client *c = open_node(&o);
   put(c, "a", "1"); /* lsn 1 */
   put(c, "b", "2"); /* lsn 2 */
   sa_client_close(c);
-  damage_payload(&o, 1);
+  damage(&o, 1);
 
   o = opts(true);
   o.log = capture_log;
@@ -636,8 +663,8 @@ START_TEST(claim_fails_a_malformed_entry_and_sends_the_rest) {
   sa_sync_state s = state(c);
   ck_assert_uint_eq(s.failed, 1);
   ck_assert_uint_eq(s.queued, 0);
-  ck_assert_msg(strstr(logged, "malformed payload (the last at LSN 1) marked failed") != NULL,
-                "log: '%s'", logged);
+  ck_assert_msg(strstr(logged, "malformed or missing payload (the last at LSN 1) marked failed"),
+                "%s: log: '%s'", what, logged);
   now_ms += 3600 * 1000; /* long past any backoff: lsn 1 is not retried */
   ck_assert_int_eq(sa_client_sync_tick(c, NULL), 0);
   ck_assert_int_eq(fake.ops_seen, 1);
@@ -646,6 +673,15 @@ START_TEST(claim_fails_a_malformed_entry_and_sends_the_rest) {
   ck_assert_int_eq(fake.ops_seen, 2);
   ck_assert_uint_eq(fake.last_lsn_seen, 3);
   sa_client_close(c);
+}
+
+START_TEST(claim_fails_a_malformed_entry_and_sends_the_rest) {
+  claim_fails_a_damaged_entry(damage_payload, "malformed");
+}
+END_TEST
+
+START_TEST(claim_fails_an_entry_without_its_operation) {
+  claim_fails_a_damaged_entry(drop_payload, "missing");
 }
 END_TEST
 
@@ -775,6 +811,7 @@ static Suite *suite(void) {
   tcase_add_test(t, prune_goes_around_the_outbox_from_where_it_stopped);
   tcase_add_test(t, prune_keeps_a_malformed_entry_and_the_commit_goes_on);
   tcase_add_test(t, claim_fails_a_malformed_entry_and_sends_the_rest);
+  tcase_add_test(t, claim_fails_an_entry_without_its_operation);
   tcase_add_test(t, stub_transport_says_it_is_a_stub_and_backs_off);
   tcase_add_test(t, unknown_transport_kind_is_refused);
   tcase_add_test(t, hlc_monotonic_across_restart_and_clock_step_back);
