@@ -35,7 +35,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -67,7 +69,8 @@ typedef struct fconn {
   api_write *write;          /* the queued write */
   char *out;                 /* unsent answer bytes */
   size_t out_len, out_off;   /* bytes at out, bytes sent */
-  long long last_ms;         /* last input or answer, CLOCK_MONOTONIC */
+  long long last_ms;         /* last input, answer or output progress (CLOCK_MONOTONIC) */
+  int outq;                  /* the send queue's bytes at the last sweep (SIOCOUTQ) */
   struct timespec t0;        /* the request's start (debug log) */
   srv_http_req h;            /* the request being served (into buf) */
   api_request req;           /* its API form */
@@ -162,7 +165,8 @@ static void fc_handoff(floop *l, fconn *c) {
     atomic_fetch_sub(f->c.open, 1);
 }
 
-/* Sends what is left of c->out.  Returns -1 on a socket error. */
+/* Sends what is left of c->out.  Returns -1 on a socket error.  Progress
+ * counts as activity for the idle timeout (connection_timeout_s). */
 static int fc_flush(fconn *c) {
   while (c->out_off < c->out_len) {
     ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
@@ -172,6 +176,7 @@ static int fc_flush(fconn *c) {
       return -1;
     }
     c->out_off += (size_t)n;
+    c->last_ms = front_now_ms(); /* a slow reader that keeps reading is not idle */
   }
   free(c->out);
   c->out = NULL;
@@ -555,6 +560,16 @@ static void fl_sweep(floop *l, long long now) {
   fconn *nx;
   for (fconn *c = l->conns; c; c = nx) {
     nx = c->next;
+    if (c->out) {
+      /* An answer the client is still reading: the kernel's send queue
+       * shrinks between two output edges, which may be seconds apart for a
+       * slow reader of a large value.  Progress there is activity too. */
+      int q = 0;
+      if (ioctl(c->fd, SIOCOUTQ, &q) == 0 && q != c->outq) {
+        c->outq = q;
+        c->last_ms = now;
+      }
+    }
     if (!c->pending && now - c->last_ms > idle) fc_close(l, c);
   }
 }
