@@ -59,6 +59,7 @@
 #include "api.h"
 #include "softadastra.h"
 #include "srv_front.h"
+#include "srv_http.h"
 #include "srv_log.h"
 #include "srv_sse.h"
 
@@ -199,17 +200,12 @@ typedef struct srv_framing {
   bool bad_header;     /* a NUL byte in a value, or a name that is not a token */
 } srv_framing;
 
-static bool srv_is_tchar(unsigned char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
 static enum MHD_Result srv_framing_cb(void *cls, enum MHD_ValueKind kind, const char *key,
                                       size_t key_size, const char *value, size_t value_size) {
   srv_framing *f = cls;
   if (key_size == 0 || (value && memchr(value, '\0', value_size))) f->bad_header = true;
   for (size_t i = 0; i < key_size; i++)
-    if (!srv_is_tchar((unsigned char)key[i])) f->bad_header = true;
+    if (!srv_http_tchar((unsigned char)key[i])) f->bad_header = true;
   if (key_size == 14 && strncasecmp(key, "Content-Length", 14) == 0) {
     if (f->n_cl++ == 0)
       f->cl = value;

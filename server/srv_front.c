@@ -28,6 +28,7 @@
 #include "srv_front.h"
 
 #include <errno.h>
+#include <microhttpd.h> /* MHD_get_reason_phrase_for: both paths say the same phrases */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -184,53 +185,6 @@ static int fc_flush(fconn *c) {
   return 0;
 }
 
-static const char *front_reason(int status) {
-  switch (status) {
-  case 200:
-    return "OK";
-  case 201:
-    return "Created";
-  case 204:
-    return "No Content";
-  case 304:
-    return "Not Modified";
-  case 400:
-    return "Bad Request";
-  case 401:
-    return "Unauthorized";
-  case 403:
-    return "Forbidden";
-  case 404:
-    return "Not Found";
-  case 405:
-    return "Method Not Allowed";
-  case 409:
-    return "Conflict";
-  case 412:
-    return "Precondition Failed";
-  case 413:
-    return "Content Too Large";
-  case 415:
-    return "Unsupported Media Type";
-  case 422:
-    return "Unprocessable Content";
-  case 428:
-    return "Precondition Required";
-  case 429:
-    return "Too Many Requests";
-  case 500:
-    return "Internal Server Error";
-  case 501:
-    return "Not Implemented";
-  case 503:
-    return "Service Unavailable";
-  case 507:
-    return "Insufficient Storage";
-  default:
-    return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
-  }
-}
-
 static const char *fl_date(floop *l) {
   time_t now = time(NULL);
   if (now != l->date_sec) {
@@ -259,7 +213,10 @@ static void fc_answer(floop *l, fconn *c, api_response *r) {
   bool nobody = r->status == 204 || r->status == 304;
   size_t blen = nobody ? 0 : r->body_len;
   c->close_after = c->close_after || c->h.close || r->close;
-  size_t need = 128 + (r->content_type ? strlen(r->content_type) + 16 : 0);
+  const char *reason = MHD_get_reason_phrase_for((unsigned)r->status);
+  /* status line, Date, Content-Length, Connection and the blank line take at
+   * most 112 bytes besides the reason phrase */
+  size_t need = 128 + strlen(reason) + (r->content_type ? strlen(r->content_type) + 16 : 0);
   for (size_t i = 0; i < r->n_headers; i++)
     need += strlen(r->headers[i].name) + strlen(r->headers[i].value) + 4;
   char stack[2048];
@@ -270,8 +227,7 @@ static void fc_answer(floop *l, fconn *c, api_response *r) {
     atomic_fetch_sub(f->c.active, 1);
     return;
   }
-  int n = snprintf(hb, need, "HTTP/1.1 %d %s\r\nDate: %s\r\n", r->status, front_reason(r->status),
-                   fl_date(l));
+  int n = snprintf(hb, need, "HTTP/1.1 %d %s\r\nDate: %s\r\n", r->status, reason, fl_date(l));
   if (!nobody) n += snprintf(hb + n, need - (size_t)n, "Content-Length: %zu\r\n", blen);
   if (r->content_type && !nobody)
     n += snprintf(hb + n, need - (size_t)n, "Content-Type: %s\r\n", r->content_type);

@@ -19,7 +19,7 @@
 #define SRV_HTTP_PREFIX "/v1/store/"
 #define SRV_HTTP_CL_DIGITS 12 /* a longer Content-Length is passed (libmicrohttpd: 413) */
 
-static bool http_tchar(unsigned char c) {
+bool srv_http_tchar(unsigned char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
          (c && strchr("!#$%&'*+-.^_`|~", c));
 }
@@ -108,7 +108,7 @@ srv_http_verdict srv_http_parse(const char *buf, size_t len, size_t max_head, si
       break;
     }
     size_t ns = p;
-    while (p < w && http_tchar((unsigned char)buf[p]))
+    while (p < w && srv_http_tchar((unsigned char)buf[p]))
       p++;
     if (p == w) return short_head;
     if (buf[p] != ':' || p == ns) return SRV_HTTP_PASS; /* not a token, obs-fold, bare LF */

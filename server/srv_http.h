@@ -67,6 +67,9 @@ typedef struct srv_http_req {
 srv_http_verdict srv_http_parse(const char *buf, size_t len, size_t max_head, size_t max_body,
                                 size_t cap, srv_http_req *out);
 
+/* Is c a token character (RFC 9110 tchar: a header name's bytes)? */
+bool srv_http_tchar(unsigned char c);
+
 /* The value of the first field named name (case-insensitive), or NULL. */
 const srv_http_field *srv_http_find(const srv_http_req *r, const char *name);
 
