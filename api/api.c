@@ -809,16 +809,16 @@ enum { API_WRITE_SETTLED = 1, API_WRITE_ARMED = 2 };
 static api_response *api_write_reply(const char *key, bool put, size_t size, int rc,
                                      const sa_write_result *res, const sa_error *err) {
   if (rc != 0) return api_reply_sa_error(rc, err);
-  if (!put) {
-    json_t *j = json_pack("{s:s,s:b,s:o,s:b}", "key", key, "deleted", 1, "lsn",
-                          api_json_u64(res->lsn), "durable", (int)res->durable);
-    return api_resp_json(api_resp_new(200), j);
+  api_response *r = api_resp_new(put && res->version == 1 ? 201 : 200);
+  if (!r) return &api_oom_response;
+  r->body = api_json_write_doc(key, strlen(key), put, res->version, res->lsn, res->durable, size,
+                               &r->body_len);
+  if (!r->body) {
+    api_response_free(r);
+    return &api_oom_response;
   }
-  json_t *j =
-      json_pack("{s:s,s:o,s:o,s:b,s:o}", "key", key, "version", api_json_u64(res->version), "lsn",
-                api_json_u64(res->lsn), "durable", (int)res->durable, "size", api_json_u64(size));
-  api_response *r = api_resp_json(api_resp_new(res->version == 1 ? 201 : 200), j);
-  api_resp_etag(r, res->version);
+  r->content_type = "application/json";
+  if (put) api_resp_etag(r, res->version);
   return r;
 }
 

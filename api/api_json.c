@@ -236,3 +236,35 @@ char *api_json_value_doc(const char *key, size_t klen, const char *data, size_t 
   *out_len = (size_t)(p - out);
   return out;
 }
+
+char *api_json_write_doc(const char *key, size_t klen, bool put, uint64_t version, uint64_t lsn,
+                         bool durable, size_t size, size_t *out_len) {
+  static const char k_key[] = "{\"key\":", k_version[] = ",\"version\":",
+                    k_deleted[] = ",\"deleted\":true", k_lsn[] = ",\"lsn\":",
+                    k_durable[] = ",\"durable\":", k_size[] = ",\"size\":", k_end[] = "}\n";
+  size_t cap = (sizeof k_key - 1) + api_json_str_len(key, klen) + (sizeof k_version - 1) +
+               (sizeof k_deleted - 1) + (sizeof k_lsn - 1) + (sizeof k_durable - 1) + 5 +
+               (sizeof k_size - 1) + 3 * API_JSON_U64_MAX + (sizeof k_end - 1) + 1;
+  char *out = malloc(cap);
+  if (!out) return NULL;
+  char *p = API_JSON_LIT(out, k_key);
+  p = api_json_str_put(p, key, klen);
+  if (put) {
+    p = API_JSON_LIT(p, k_version);
+    p = api_json_u64_put(p, version);
+  } else {
+    p = API_JSON_LIT(p, k_deleted);
+  }
+  p = API_JSON_LIT(p, k_lsn);
+  p = api_json_u64_put(p, lsn);
+  p = API_JSON_LIT(p, k_durable);
+  p = durable ? API_JSON_LIT(p, "true") : API_JSON_LIT(p, "false");
+  if (put) {
+    p = API_JSON_LIT(p, k_size);
+    p = api_json_u64_put(p, size);
+  }
+  p = API_JSON_LIT(p, k_end);
+  *p = '\0';
+  *out_len = (size_t)(p - out);
+  return out;
+}

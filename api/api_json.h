@@ -8,11 +8,13 @@
  * a jansson tree: it is the hottest response of the API.  Its output is
  * byte for byte what json_dumps(JSON_COMPACT | JSON_ENCODE_ANY) gives for the
  * same object (tests/api/test_api_util.c checks it against jansson).
+ * api_json_write_doc does the same for the answer to a write.
  */
 #ifndef SA_API_JSON_H
 #define SA_API_JSON_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* An unsigned counter as a JSON integer (clamped to INT64_MAX). */
@@ -33,5 +35,14 @@ json_t *api_json_time(uint64_t ms);
 char *api_json_value_doc(const char *key, size_t klen, const char *data, size_t len,
                          uint64_t version, uint64_t lsn, uint64_t hlc, uint64_t updated_ms,
                          size_t *out_len);
+
+/* The body of a settled write of key (PUT and DELETE /v1/store/{key}):
+ *   put:    {"key":K,"version":N,"lsn":N,"durable":B,"size":N}
+ *   delete: {"key":K,"deleted":true,"lsn":N,"durable":B}
+ * and a newline; by hand for the same reason as api_json_value_doc, with
+ * the same guarantees (byte for byte jansson's output; a new buffer, NULL
+ * when out of memory).  version and lsn are clamped to INT64_MAX. */
+char *api_json_write_doc(const char *key, size_t klen, bool put, uint64_t version, uint64_t lsn,
+                         bool durable, size_t size, size_t *out_len);
 
 #endif

@@ -280,6 +280,45 @@ START_TEST(test_value_doc_like_jansson) {
 }
 END_TEST
 
+/* The answer to a write as the API built it with jansson before
+ * api_json_write_doc (api.c: json_pack + json_dumps, plus a newline). */
+static void check_write_doc(const char *key, bool put, uint64_t version, uint64_t lsn, bool durable,
+                            size_t size) {
+  json_t *j =
+      put ? json_pack("{s:s,s:o,s:o,s:b,s:o}", "key", key, "version", api_json_u64(version), "lsn",
+                      api_json_u64(lsn), "durable", (int)durable, "size", api_json_u64(size))
+          : json_pack("{s:s,s:b,s:o,s:b}", "key", key, "deleted", 1, "lsn", api_json_u64(lsn),
+                      "durable", (int)durable);
+  ck_assert_ptr_nonnull(j);
+  char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+  json_decref(j);
+  ck_assert_ptr_nonnull(s);
+  size_t n = 0;
+  char *got = api_json_write_doc(key, strlen(key), put, version, lsn, durable, size, &n);
+  ck_assert_ptr_nonnull(got);
+  ck_assert_uint_eq(n, strlen(s) + 1);
+  ck_assert_msg(memcmp(got, s, n - 1) == 0 && got[n - 1] == '\n', "got  %s\nwant %s", got, s);
+  ck_assert_int_eq(got[n], '\0');
+  free(got);
+  free(s);
+}
+
+START_TEST(test_write_doc_like_jansson) {
+  const char *keys[] = {"k",          "settings/theme", "q\"uote\\",
+                        "tab\there",  "\x01\x1f\x7f",   "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+                        "a/b?c=d&e#f"};
+  uint64_t ints[] = {0,         1, 9, 10, 123456789, (uint64_t)INT64_MAX, (uint64_t)INT64_MAX + 1,
+                     UINT64_MAX};
+  for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
+      for (int put = 0; put < 2; put++)
+        for (int durable = 0; durable < 2; durable++) {
+          check_write_doc(keys[k], put, ints[i], ints[(i + 3) % 8], durable, (size_t)ints[i]);
+          check_write_doc(keys[k], put, 1, ints[i], durable, 0);
+        }
+}
+END_TEST
+
 /* api_json_time, whatever path it takes, matches gmtime_r's calendar. */
 START_TEST(test_json_time) {
   srand(777);
@@ -312,6 +351,7 @@ int main(void) {
   tcase_add_test(tc, test_base64);
   tcase_add_test(tc, test_etags_and_ints);
   tcase_add_test(tc, test_value_doc_like_jansson);
+  tcase_add_test(tc, test_write_doc_like_jansson);
   tcase_add_test(tc, test_json_time);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
