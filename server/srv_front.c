@@ -97,6 +97,7 @@ struct floop {
   size_t pending;      /* connections with a queued write */
   time_t date_sec;     /* second of date */
   char date[40];       /* the Date header's value */
+  size_t date_len;     /* its length */
 };
 
 struct srv_front {
@@ -185,12 +186,33 @@ static int fc_flush(fconn *c) {
   return 0;
 }
 
+/* The head's bytes, appended (the caller sized the buffer). */
+static char *fc_put(char *p, const char *s, size_t n) {
+  memcpy(p, s, n);
+  return p + n;
+}
+#define FC_LIT(p, s) fc_put((p), (s), sizeof(s) - 1)
+
+static char *fc_u64(char *p, uint64_t v) {
+  char tmp[20];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (n)
+    *p++ = tmp[--n];
+  return p;
+}
+
+/* The Date header's value (IMF-fixdate), formatted once a second; its
+ * length is l->date_len. */
 static const char *fl_date(floop *l) {
   time_t now = time(NULL);
   if (now != l->date_sec) {
     struct tm tm;
     gmtime_r(&now, &tm);
-    strftime(l->date, sizeof l->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    l->date_len = strftime(l->date, sizeof l->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
     l->date_sec = now;
   }
   return l->date;
@@ -214,9 +236,10 @@ static void fc_answer(floop *l, fconn *c, api_response *r) {
   size_t blen = nobody ? 0 : r->body_len;
   c->close_after = c->close_after || c->h.close || r->close;
   const char *reason = MHD_get_reason_phrase_for((unsigned)r->status);
-  /* status line, Date, Content-Length, Connection and the blank line take at
-   * most 112 bytes besides the reason phrase */
-  size_t need = 128 + strlen(reason) + (r->content_type ? strlen(r->content_type) + 16 : 0);
+  size_t ctlen = r->content_type && !nobody ? strlen(r->content_type) : 0;
+  /* the fixed parts (status line, Date, Content-Length, Connection, the
+   * blank line) take at most 112 bytes besides the reason phrase */
+  size_t need = 128 + strlen(reason) + (ctlen ? ctlen + 16 : 0);
   for (size_t i = 0; i < r->n_headers; i++)
     need += strlen(r->headers[i].name) + strlen(r->headers[i].value) + 4;
   char stack[2048];
@@ -227,14 +250,31 @@ static void fc_answer(floop *l, fconn *c, api_response *r) {
     atomic_fetch_sub(f->c.active, 1);
     return;
   }
-  int n = snprintf(hb, need, "HTTP/1.1 %d %s\r\nDate: %s\r\n", r->status, reason, fl_date(l));
-  if (!nobody) n += snprintf(hb + n, need - (size_t)n, "Content-Length: %zu\r\n", blen);
-  if (r->content_type && !nobody)
-    n += snprintf(hb + n, need - (size_t)n, "Content-Type: %s\r\n", r->content_type);
-  for (size_t i = 0; i < r->n_headers; i++)
-    n += snprintf(hb + n, need - (size_t)n, "%s: %s\r\n", r->headers[i].name, r->headers[i].value);
-  n += snprintf(hb + n, need - (size_t)n, "%s\r\n", c->close_after ? "Connection: close\r\n" : "");
-  size_t hlen = (size_t)n;
+  /* The head, without printf: it is on every answer's path. */
+  char *p = FC_LIT(hb, "HTTP/1.1 ");
+  p = fc_u64(p, (uint64_t)r->status);
+  *p++ = ' ';
+  p = fc_put(p, reason, strlen(reason));
+  p = FC_LIT(p, "\r\nDate: ");
+  const char *date = fl_date(l); /* sets l->date_len */
+  p = fc_put(p, date, l->date_len);
+  if (!nobody) {
+    p = FC_LIT(p, "\r\nContent-Length: ");
+    p = fc_u64(p, blen);
+  }
+  if (ctlen) {
+    p = FC_LIT(p, "\r\nContent-Type: ");
+    p = fc_put(p, r->content_type, ctlen);
+  }
+  for (size_t i = 0; i < r->n_headers; i++) {
+    p = FC_LIT(p, "\r\n");
+    p = fc_put(p, r->headers[i].name, strlen(r->headers[i].name));
+    p = FC_LIT(p, ": ");
+    p = fc_put(p, r->headers[i].value, strlen(r->headers[i].value));
+  }
+  if (c->close_after) p = FC_LIT(p, "\r\nConnection: close");
+  p = FC_LIT(p, "\r\n\r\n");
+  size_t hlen = (size_t)(p - hb);
   struct iovec iov[2] = {{hb, hlen}, {r->body, blen}};
   struct msghdr mh = {.msg_iov = iov, .msg_iovlen = blen ? 2 : 1};
   ssize_t sent;

@@ -73,6 +73,23 @@ static int fill(reader *r, int timeout_ms) {
   return 0;
 }
 
+/* Every answer, the loop's or libmicrohttpd's, has a reason phrase and a
+ * Date that is an IMF-fixdate of now (RFC 9110, 5.6.7). */
+static void check_head(const char *head) {
+  const char *sp = strchr(head + 9, ' ');
+  ck_assert_msg(sp && sp[1] != '\r', "no reason phrase: %.60s", head);
+  const char *d = strstr(head, "\r\nDate: ");
+  ck_assert_msg(d, "no Date: %s", head);
+  d += 8;
+  const char *eol = strstr(d, "\r\n");
+  ck_assert_msg(eol - d == 29, "Date is %d bytes, not 29: %s", (int)(eol - d), head);
+  struct tm tm = {0};
+  const char *end = strptime(d, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  ck_assert_msg(end == eol, "Date does not parse: %.29s", d);
+  long skew = (long)(timegm(&tm) - time(NULL));
+  ck_assert_msg(skew > -60 && skew < 60, "Date is %ld s off: %.29s", skew, d);
+}
+
 static int read_answer(reader *r, answer *a) {
   char *end;
   while (!(end = strstr(r->buf, "\r\n\r\n")))
@@ -83,6 +100,7 @@ static int read_answer(reader *r, answer *a) {
   a->head[hl] = '\0';
   ck_assert_msg(strncmp(a->head, "HTTP/1.1 ", 9) == 0, "status line: %.40s", a->head);
   a->status = atoi(a->head + 9);
+  check_head(a->head);
   const char *cl = strcasestr(a->head, "\r\nContent-Length: ");
   a->body_len = cl ? strtoul(cl + 18, NULL, 10) : 0;
   ck_assert_uint_lt(a->body_len, sizeof a->body);
