@@ -136,17 +136,12 @@ static void api_resp_header(api_response *r, const char *name, const char *fmt, 
 
 /* ETag: "<version>" (the strong tag of a value's version), without printf. */
 static void api_resp_etag(api_response *r, uint64_t version) {
-  char digits[24], tag[24];
-  size_t n = 0, t = 0;
-  do {
-    digits[n++] = (char)('0' + version % 10);
-    version /= 10;
-  } while (version);
-  tag[t++] = '"';
-  while (n)
-    tag[t++] = digits[--n];
-  tag[t++] = '"';
-  tag[t] = '\0';
+  char tag[24];
+  char *p = tag;
+  *p++ = '"';
+  p = api_u64_put(p, version);
+  *p++ = '"';
+  *p = '\0';
   api_resp_header(r, "ETag", "%s", tag);
 }
 

@@ -169,16 +169,7 @@ static char *api_json_str_put(char *p, const char *s, size_t n) {
 #define API_JSON_U64_MAX 20 /* digits of INT64_MAX and more */
 
 static char *api_json_u64_put(char *p, uint64_t v) {
-  if (v > (uint64_t)INT64_MAX) v = (uint64_t)INT64_MAX;
-  char tmp[API_JSON_U64_MAX];
-  size_t n = 0;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  while (n)
-    *p++ = tmp[--n];
-  return p;
+  return api_u64_put(p, v > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : v);
 }
 
 static char *api_json_lit(char *p, const char *lit, size_t n) {

@@ -55,6 +55,18 @@ int api_pct_decode(const char *in, size_t len, bool plus_is_space, char **out, s
   return 0;
 }
 
+char *api_u64_put(char *p, uint64_t v) {
+  char tmp[20];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (n)
+    *p++ = tmp[--n];
+  return p;
+}
+
 bool api_utf8_valid(const char *s, size_t len) {
   const unsigned char *p = (const unsigned char *)s;
   size_t i = 0;

@@ -25,6 +25,10 @@
  * -2 when out of memory. */
 int api_pct_decode(const char *in, size_t len, bool plus_is_space, char **out, size_t *out_len);
 
+/* Writes the decimal digits of v at p (at most 20 bytes, no NUL) and returns
+ * the end. */
+char *api_u64_put(char *p, uint64_t v);
+
 /* True when the len bytes at s are well-formed UTF-8 (no overlongs, no
  * surrogates, nothing above U+10FFFF). */
 bool api_utf8_valid(const char *s, size_t len);

@@ -44,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api_util.h"
 #include "srv_http.h"
 #include "srv_log.h"
 
@@ -193,18 +194,6 @@ static char *fc_put(char *p, const char *s, size_t n) {
 }
 #define FC_LIT(p, s) fc_put((p), (s), sizeof(s) - 1)
 
-static char *fc_u64(char *p, uint64_t v) {
-  char tmp[20];
-  size_t n = 0;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  while (n)
-    *p++ = tmp[--n];
-  return p;
-}
-
 /* The Date header's value (IMF-fixdate), formatted once a second; its
  * length is l->date_len. */
 static const char *fl_date(floop *l) {
@@ -252,7 +241,7 @@ static void fc_answer(floop *l, fconn *c, api_response *r) {
   }
   /* The head, without printf: it is on every answer's path. */
   char *p = FC_LIT(hb, "HTTP/1.1 ");
-  p = fc_u64(p, (uint64_t)r->status);
+  p = api_u64_put(p, (uint64_t)r->status);
   *p++ = ' ';
   p = fc_put(p, reason, strlen(reason));
   p = FC_LIT(p, "\r\nDate: ");
@@ -260,7 +249,7 @@ static void fc_answer(floop *l, fconn *c, api_response *r) {
   p = fc_put(p, date, l->date_len);
   if (!nobody) {
     p = FC_LIT(p, "\r\nContent-Length: ");
-    p = fc_u64(p, blen);
+    p = api_u64_put(p, blen);
   }
   if (ctlen) {
     p = FC_LIT(p, "\r\nContent-Type: ");

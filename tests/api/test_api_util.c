@@ -132,6 +132,16 @@ END_TEST
 
 START_TEST(test_etags_and_ints) {
   uint64_t v;
+  uint64_t nums[] = {0, 1, 9, 10, 99, 100, 4294967295ull, 4294967296ull, (uint64_t)INT64_MAX,
+                     UINT64_MAX - 1, UINT64_MAX};
+  for (size_t i = 0; i < sizeof nums / sizeof *nums; i++) {
+    char got[32], want[32];
+    memset(got, 'x', sizeof got);
+    char *end = api_u64_put(got, nums[i]);
+    int n = snprintf(want, sizeof want, "%llu", (unsigned long long)nums[i]);
+    ck_assert_int_eq(end - got, n);
+    ck_assert(memcmp(got, want, (size_t)n) == 0 && got[n] == 'x');
+  }
   ck_assert_int_eq(api_etag_parse("\"12\"", &v), 0);
   ck_assert_uint_eq(v, 12);
   ck_assert_int_eq(api_etag_parse("12", &v), -1);
