@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -93,9 +94,14 @@ int e2e_node_start(e2e_node *n, const char *const *args, const char *const *env,
     argv[a++] = args[i];
   argv[a] = NULL;
   unlink(n->out);
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) return -1;
   if (pid == 0) {
+    /* The node dies with the test: a failed assertion skips the test's own
+     * stop (CK_NOFORK suites longjmp past it), and a leaked node would hold
+     * its port and data directory after the run. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
     int out = open(n->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int err = open(n->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (out < 0 || err < 0) _exit(127);
