@@ -378,8 +378,15 @@ static void fc_run(floop *l, fconn *c) {
     srv_http_verdict v =
         srv_http_parse(c->buf, (size_t)n, f->c.max_head, f->max_body, sizeof c->buf, &c->h);
     if (v == SRV_HTTP_MORE) {
-      if (c->rdhup) fc_close(l, c); /* it can never complete */
-      c->readable = false;          /* the next input is an edge */
+      if (c->rdhup) { /* it can never complete: close as libmicrohttpd does */
+        /* discard the partial request first, so the close is a FIN and
+         * not a reset */
+        while (recv(c->fd, c->buf, (size_t)n, MSG_TRUNC | MSG_DONTWAIT) < 0 && errno == EINTR)
+          ;
+        fc_close(l, c);
+        return;
+      }
+      c->readable = false; /* the next input is an edge */
       return;
     }
     if (v == SRV_HTTP_PASS) {

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <check.h>
+#include <errno.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -226,6 +227,35 @@ START_TEST(test_framing_and_close) {
 }
 END_TEST
 
+/* A client that half-closes in the middle of a request gets a clean close
+ * (EOF, not a reset) and no answer, on either path: the request can never
+ * complete. */
+START_TEST(test_partial_request_half_close) {
+  const char *partial[] = {
+      "GET /v1/store/half HTTP/1.1\r\nHost: t\r\n",                             /* the loop's */
+      "PUT /v1/store/half HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\n\r\nabc", /* the loop's */
+      "GET /v1/status HTTP/1.1\r\nHost: t\r\n", /* handed to libmicrohttpd */
+  };
+  for (size_t i = 0; i < sizeof partial / sizeof *partial; i++) {
+    int fd = conn(&node);
+    send_str(fd, partial[i]);
+    usleep(50 * 1000); /* the node has read what there is, and waits for more */
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    ck_assert_int_eq(poll(&p, 1, e2e_wait_ms()), 1);
+    char c;
+    ssize_t n = recv(fd, &c, 1, 0);
+    ck_assert_msg(n == 0, "request %zu: recv gave %zd (%s), want a clean EOF", i, n,
+                  n < 0 ? strerror(errno) : "a byte");
+    close(fd);
+  }
+  /* nothing of the partial PUT was applied */
+  char out[4096];
+  const char *get = "GET /v1/store/half HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+  ck_assert_int_eq(e2e_raw(&node, get, strlen(get), false, e2e_wait_ms(), out, sizeof out), 404);
+}
+END_TEST
+
 /* A client that sends a PUT and leaves at once: the write was queued, so it
  * is applied and kept, and the node goes on serving. */
 START_TEST(test_client_leaves_during_write) {
@@ -392,6 +422,7 @@ int main(void) {
   tcase_add_test(tc, test_pipelined_handoff);
   tcase_add_test(tc, test_pipelined_loop);
   tcase_add_test(tc, test_framing_and_close);
+  tcase_add_test(tc, test_partial_request_half_close);
   tcase_add_test(tc, test_client_leaves_during_write);
   tcase_add_test(tc, test_large_answer_read_late);
   tcase_add_test(tc, test_idle_timeout);
