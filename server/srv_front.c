@@ -48,11 +48,12 @@
 #include "srv_http.h"
 #include "srv_log.h"
 
-#define FRONT_BUF 16384    /* bytes of one request the loop serves, head and body */
-#define FRONT_EVENTS 128   /* epoll events per wake */
-#define FRONT_ACCEPTS 64   /* connections accepted per wake */
-#define FRONT_SWEEP_MS 500 /* idle connections are looked for this often */
-#define FRONT_PAUSE_MS 100 /* accepting pauses this long when out of descriptors */
+#define FRONT_BUF 16384     /* bytes of one request the loop serves, head and body */
+#define FRONT_EVENTS 128    /* epoll events per wake */
+#define FRONT_ACCEPTS 64    /* connections accepted per wake */
+#define FRONT_SWEEP_MS 500  /* idle connections are looked for this often */
+#define FRONT_PAUSE_MS 100  /* accepting pauses this long when out of descriptors */
+#define FRONT_DISCARD 65536 /* unanswered input read and dropped before a close */
 
 enum { FRONT_RUN, FRONT_DRAIN, FRONT_STOP };
 
@@ -360,6 +361,16 @@ static void fc_run(floop *l, fconn *c) {
     }
     int st = atomic_load(&f->state);
     if (c->close_after || st == FRONT_STOP) {
+      /* Requests pipelined after the last answered one are never answered;
+       * discarding what has arrived of them lets the close be a FIN, so a
+       * client still reading the last answer does not get a reset (bytes
+       * that arrive later still draw one: there is no lingering close). */
+      for (size_t left = FRONT_DISCARD; left > 0;) {
+        ssize_t got = recv(c->fd, c->buf, sizeof c->buf, MSG_DONTWAIT);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) break;
+        left -= (size_t)got < left ? (size_t)got : left;
+      }
       fc_close(l, c);
       return;
     }
