@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -422,6 +423,87 @@ START_TEST(test_max_connections) {
 }
 END_TEST
 
+/* The lowest descriptor number pid has free (the next one it would get). */
+static int lowest_free_fd(pid_t pid) {
+  char path[64];
+  for (int fd = 0;; fd++) {
+    snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)pid, fd);
+    if (access(path, F_OK) != 0) return fd;
+  }
+}
+
+/* CPU time (user + system) pid has used, in seconds. */
+static double proc_cpu_s(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  char *st = e2e_read_file(path, NULL);
+  ck_assert_ptr_nonnull(st);
+  const char *p = strrchr(st, ')'); /* the name may hold spaces */
+  ck_assert_ptr_nonnull(p);
+  unsigned long ut = 0, stime = 0;
+  /* after ") ": state, then fields 4..13; utime and stime are 14 and 15 */
+  ck_assert_int_eq(
+      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stime), 2);
+  free(st);
+  return (double)(ut + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Out of descriptors: accept fails with EMFILE.  The loop says so in the
+ * log, pauses accepting instead of spinning, keeps serving the connections
+ * it has, and accepts again once descriptors are free. */
+START_TEST(test_out_of_descriptors) {
+  e2e_node n;
+  e2e_node_init(&n);
+  ck_assert_int_eq(e2e_node_start(&n, NULL, NULL, NULL), 0);
+  int keep = conn(&n);
+  reader rk = {.fd = keep};
+  answer a;
+  send_str(keep, "GET /v1/store/fd HTTP/1.1\r\nHost: t\r\n\r\n");
+  ck_assert_int_eq(read_answer(&rk, &a), 0);
+  ck_assert_int_eq(a.status, 404);
+  /* room for 2 more descriptors (the kernel refuses a number >= the limit) */
+  struct rlimit lim;
+  ck_assert_int_eq(prlimit(n.pid, RLIMIT_NOFILE, NULL, &lim), 0);
+  struct rlimit low = {.rlim_cur = (rlim_t)lowest_free_fd(n.pid) + 2, .rlim_max = lim.rlim_max};
+  ck_assert_int_eq(prlimit(n.pid, RLIMIT_NOFILE, &low, NULL), 0);
+  enum { N = 8 };
+  int fds[N];
+  for (int i = 0; i < N; i++) /* the kernel completes them; the node can take 2 */
+    fds[i] = conn(&n);
+  char *log = NULL;
+  for (int tries = 0; tries < 100; tries++) {
+    free(log);
+    log = e2e_read_file(n.log, NULL);
+    if (log && strstr(log, "accept_failed")) break;
+    usleep(50 * 1000);
+  }
+  ck_assert_msg(log && strstr(log, "accept_failed") && strstr(log, "Too many open files"),
+                "no accept_failed in the log: %s", log ? log : "(none)");
+  free(log);
+  /* it pauses accepting rather than spinning on the waiting connections */
+  double cpu0 = proc_cpu_s(n.pid);
+  usleep(1000 * 1000);
+  double spent = proc_cpu_s(n.pid) - cpu0;
+  ck_assert_msg(spent < 0.5, "the node used %.2f s of CPU in 1 s while out of descriptors", spent);
+  /* the connection it has is still served */
+  send_str(keep, "GET /v1/store/fd HTTP/1.1\r\nHost: t\r\n\r\n");
+  ck_assert_int_eq(read_answer(&rk, &a), 0);
+  ck_assert_int_eq(a.status, 404);
+  /* descriptors back: every waiting connection is served */
+  ck_assert_int_eq(prlimit(n.pid, RLIMIT_NOFILE, &lim, NULL), 0);
+  for (int i = 0; i < N; i++) {
+    send_str(fds[i], "GET /v1/store/fd HTTP/1.1\r\nHost: t\r\n\r\n");
+    reader r = {.fd = fds[i]};
+    ck_assert_msg(read_answer(&r, &a) == 0, "connection %d was never served", i);
+    ck_assert_int_eq(a.status, 404);
+    close(fds[i]);
+  }
+  close(keep);
+  ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0);
+  e2e_node_cleanup(&n);
+}
+END_TEST
+
 int main(void) {
   curl_global_init(CURL_GLOBAL_DEFAULT);
   Suite *s = suite_create("e2e_front");
@@ -439,6 +521,7 @@ int main(void) {
   TCase *tm = tcase_create("limits");
   tcase_set_timeout(tm, 300);
   tcase_add_test(tm, test_max_connections);
+  tcase_add_test(tm, test_out_of_descriptors);
   suite_add_tcase(s, tm);
   SRunner *sr = srunner_create(s);
   srunner_set_fork_status(sr, CK_NOFORK);
