@@ -1,6 +1,9 @@
 /*
  * cli_watch.c -- `softadastra watch` (see cli_watch.h).
  *
+ * What it is: the change-feed follower.  What it is not: an HTTP setup of
+ * its own (cli_http.c prepares the handle, as for every command).
+ *
  * One libcurl transfer per connection: the write callback splits the body
  * into SSE lines and events (cli_watch_line), the progress callback (called
  * at least once a second, even on an idle stream) aborts the transfer once
@@ -10,7 +13,8 @@
 #define _GNU_SOURCE /* asprintf */
 #include "cli_watch.h"
 
-#include <curl/curl.h>
+#include "cli_http.h"
+
 #include <jansson.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -145,11 +149,6 @@ static int cli_watch_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c
   return cli_watch_stop ? 1 : 0;
 }
 
-/* Percent-encodes s for a query value. */
-static char *cli_watch_escape(CURL *c, const char *s) {
-  return curl_easy_escape(c, s, 0);
-}
-
 static int cli_watch_usage(const char *msg) {
   fprintf(stderr,
           "softadastra watch: %s\n"
@@ -197,9 +196,7 @@ int cli_watch_main(int argc, char **argv) {
   if (since && strcmp(since, "now") != 0 && since[strspn(since, "0123456789")] != '\0')
     return cli_watch_usage("--since needs an LSN (a decimal number) or \"now\"");
   if (!url || !*url) url = CLI_WATCH_DEFAULT_URL;
-  size_t ul = strlen(url);
-  while (ul > 0 && url[ul - 1] == '/')
-    ul--;
+  int ul = cli_url_len(url);
 
   struct sigaction sa, old_int, old_term;
   memset(&sa, 0, sizeof sa);
@@ -216,43 +213,37 @@ int cli_watch_main(int argc, char **argv) {
   snprintf(w->event, sizeof w->event, "message");
   int failures = 0;
   while (!cli_watch_stop && failures <= CLI_WATCH_RECONNECTS) {
-    CURL *c = curl_easy_init();
-    if (!c) break;
-    char *ep = prefix ? cli_watch_escape(c, prefix) : NULL;
-    char *es = since ? cli_watch_escape(c, since) : NULL;
-    char *full2 = NULL;
-    if (asprintf(&full2, "%.*s/v1/changes?prefix=%s&since=%s", (int)ul, url, ep ? ep : "",
-                 es ? es : "") < 0)
-      full2 = NULL;
-    curl_free(ep);
-    curl_free(es);
-    if (!full2) {
-      curl_easy_cleanup(c);
+    char *ep = cli_path_escape(prefix ? prefix : "", false);
+    char *es = cli_path_escape(since ? since : "", false);
+    char *path = NULL;
+    if (!ep || !es || asprintf(&path, "/v1/changes?prefix=%s&since=%s", ep, es) < 0) path = NULL;
+    free(ep);
+    free(es);
+    cli_conn conn;
+    if (!path || cli_conn_open(&conn, url, token, path) != 0) {
+      free(path);
       break;
     }
-    struct curl_slist *h = curl_slist_append(NULL, "Accept: text/event-stream");
-    char *auth = NULL, *lei = NULL;
-    if (token && *token && asprintf(&auth, "Authorization: Bearer %s", token) > 0)
-      h = curl_slist_append(h, auth);
+    free(path);
+    char *lei = NULL;
+    int bad = cli_conn_header(&conn, "Accept: text/event-stream");
     if (w->last_id[0] && asprintf(&lei, "Last-Event-ID: %s", w->last_id) > 0)
-      h = curl_slist_append(h, lei);
-    curl_easy_setopt(c, CURLOPT_URL, full2);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+      bad |= cli_conn_header(&conn, lei);
+    free(lei);
+    if (bad) {
+      cli_conn_close(&conn);
+      break;
+    }
+    cli_conn_ready(&conn);
+    CURL *c = conn.curl;
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, cli_watch_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, w);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, cli_watch_progress);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_FAILONERROR, 0L);
     CURLcode cr = curl_easy_perform(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
-    curl_slist_free_all(h);
-    free(auth);
-    free(lei);
-    free(full2);
+    cli_conn_close(&conn);
     if (cli_watch_stop) {
       rc = 0;
       break;
@@ -281,7 +272,7 @@ int cli_watch_main(int argc, char **argv) {
       break;
     }
     if (cr != CURLE_OK) {
-      fprintf(stderr, "softadastra watch: cannot reach the node at %.*s: %s\n", (int)ul, url,
+      fprintf(stderr, "softadastra watch: cannot reach the node at %.*s: %s\n", ul, url,
               curl_easy_strerror(cr));
       failures++;
       if (failures > CLI_WATCH_RECONNECTS) break;

@@ -1,0 +1,53 @@
+/*
+ * cli_cmd.h -- the client commands, as the dispatcher (cli.c) calls them
+ * after it has parsed the options: node commands (cli_node.c), store
+ * commands (cli_store.c) and the offline WAL tools (cli_wal.c).
+ *
+ * What it is not: option parsing or usage text (cli.c), the HTTP client
+ * (cli_http.h).
+ *
+ * Invariants: a command returns an exit code (CLI_OK, CLI_FAIL,
+ * CLI_USAGE, CLI_NOTFOUND) and prints its errors itself, one line each.
+ *
+ * Threads: the CLI's single thread.
+ */
+#ifndef SA_CLI_CMD_H
+#define SA_CLI_CMD_H
+
+#include <stdbool.h>
+
+#include "cli.h"
+
+#define CLI_DEFAULT_URL "http://127.0.0.1:8080"
+
+/* The parsed options of one client command. */
+typedef struct cli_opts {
+  const char *url;      /* node URL, no trailing slash needed */
+  const char *token;    /* bearer token or NULL */
+  bool json;            /* print the node's JSON */
+  bool raw;             /* store get: the bytes alone */
+  const char *prefix;   /* store ls */
+  long limit;           /* store ls: -1 = all */
+  const char *if_match; /* store put/rm: version */
+  bool create_only;     /* store put: If-None-Match: * */
+} cli_opts;
+
+/* status: the node, WAL, store and sync summary (GET /v1/status). */
+int cli_status(const cli_opts *o);
+
+/* health: "ok" or a failure (GET /healthz). */
+int cli_health(const cli_opts *o);
+
+/* sync status, or with tick one outbox tick first (POST /v1/sync/tick). */
+int cli_sync_status(const cli_opts *o, bool tick);
+
+/* store put KEY VALUE ("-" reads stdin), get KEY, rm KEY, ls. */
+int cli_store_put(const cli_opts *o, const char *key, const char *value);
+int cli_store_get(const cli_opts *o, const char *key);
+int cli_store_rm(const cli_opts *o, const char *key);
+int cli_store_ls(const cli_opts *o);
+
+/* wal inspect|verify|repair FILE (verb is one of those three). */
+int cli_wal(const cli_opts *o, const char *verb, const char *path);
+
+#endif /* SA_CLI_CMD_H */

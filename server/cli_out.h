@@ -1,0 +1,43 @@
+/*
+ * cli_out.h -- the CLI's output: one-line error messages on stderr, the
+ * mapping of a node's error answer to a message and an exit code, and the
+ * small accessors the human formats use to read the node's JSON.
+ *
+ * What it is not: it sends no request (cli_http.h) and knows no command.
+ *
+ * Invariants: every error line starts with "softadastra: " and ends with one
+ * newline; an accessor never fails (a missing or mistyped member reads as
+ * 0, "" or "no").
+ *
+ * Threads: the CLI's single thread.
+ */
+#ifndef SA_CLI_OUT_H
+#define SA_CLI_OUT_H
+
+#include <jansson.h>
+
+#include "cli.h"
+#include "cli_http.h"
+
+/* Prints "softadastra: <message>\n" on stderr. */
+void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints the node's error for a non-2xx answer (what names the command)
+ * and returns the exit code: CLI_NOTFOUND for a 404 not_found, else
+ * CLI_FAIL. */
+int cli_fail_from_response(long status, const cli_buf *b, const char *what);
+
+/* Parses the node's JSON answer; NULL (after a message) when it is not
+ * JSON. */
+json_t *cli_parse(const cli_buf *b);
+
+/* Prints the node's answer as is, ending in a newline. */
+void cli_print_json(const cli_buf *b);
+
+/* o[path1][path2] (path2 may be NULL) as an integer (0 when absent), a
+ * string ("" when absent) or "yes"/"no". */
+long long cli_int(json_t *o, const char *path1, const char *path2);
+const char *cli_str(json_t *o, const char *path1, const char *path2);
+const char *cli_yes(json_t *o, const char *path1, const char *path2);
+
+#endif /* SA_CLI_OUT_H */
