@@ -1,14 +1,21 @@
 /*
- * cli.c -- the client side's entry: the usage text, option parsing and the
- * dispatch of `softadastra COMMAND ...` to the commands of cli_cmd.h (and
- * `watch` to cli_watch.c).
+ * cli.c -- the client side's entry: the command table, the usage texts,
+ * option parsing and the dispatch of `softadastra COMMAND ...` to the
+ * commands of cli_cmd.h.
  *
- * What it is not: a command (cli_node.c, cli_store.c, cli_wal.c), the HTTP
- * client (cli_http.c) or the output helpers (cli_out.c).
+ * What it is not: a command (cli_node.c, cli_store.c, cli_wal.c,
+ * cli_watch.c), the HTTP client (cli_http.c) or the output helpers
+ * (cli_out.c).
  *
- * Invariants: global options (--url, --token, --json) may appear anywhere;
- * after "--" every argument is positional; a usage error prints one line
- * and exits CLI_USAGE before any request is sent.
+ * Invariants: cli_cmds[] is the one description of every command (its
+ * words, positional arguments, options, usage and help); the top-level
+ * help, each command's --help and the checks below all read it.  Global
+ * options (--url, --token, --json, --help) may appear anywhere; after "--"
+ * every argument is positional.  A usage error (unknown command or option,
+ * an option without its value, an option the command does not take,
+ * contradictory options, a wrong argument count) prints one line naming
+ * the problem and returns CLI_USAGE before any request is sent; --help
+ * prints the usage on stdout and returns CLI_OK.
  *
  * Threads: the CLI's single thread; cli_main brackets the run with
  * curl_global_init/cleanup.
@@ -25,127 +32,376 @@
 #include "cli_out.h"
 #include "cli_watch.h"
 
+/* Options a command may take besides the global ones. */
+enum {
+  CLI_O_RAW = 1u << 0,
+  CLI_O_CREATE = 1u << 1,
+  CLI_O_IF_MATCH = 1u << 2,
+  CLI_O_PREFIX = 1u << 3,
+  CLI_O_LIMIT = 1u << 4,
+  CLI_O_SINCE = 1u << 5,
+};
+
+typedef struct cli_optdef {
+  const char *name; /* "--prefix" */
+  unsigned bit;     /* 0: a global option */
+  bool value;       /* takes a value */
+} cli_optdef;
+
+static const cli_optdef cli_optdefs[] = {
+    {"--url", 0, true},
+    {"--token", 0, true},
+    {"--json", 0, false},
+    {"--raw", CLI_O_RAW, false},
+    {"--create", CLI_O_CREATE, false},
+    {"--if-match", CLI_O_IF_MATCH, true},
+    {"--prefix", CLI_O_PREFIX, true},
+    {"--limit", CLI_O_LIMIT, true},
+    {"--since", CLI_O_SINCE, true},
+};
+#define CLI_NOPTDEFS (sizeof cli_optdefs / sizeof cli_optdefs[0])
+
+typedef int (*cli_run_fn)(const cli_opts *o, char **args);
+
+typedef struct cli_cmd {
+  const char *group; /* "store", or NULL for a one-word command */
+  const char *name;  /* "put" (or the command itself when group is NULL) */
+  const char *alias; /* another name, or NULL */
+  int nargs;         /* positional arguments after the command words */
+  unsigned opts;     /* CLI_O_* it takes */
+  const char *args;  /* "KEY VALUE [--if-match VERSION | --create]" */
+  const char *brief; /* one line for the command list */
+  const char *help;  /* what --help adds: what it does, its options */
+  cli_run_fn run;
+} cli_cmd;
+
+static int cli_run_status(const cli_opts *o, char **a) {
+  (void)a;
+  return cli_status(o);
+}
+static int cli_run_health(const cli_opts *o, char **a) {
+  (void)a;
+  return cli_health(o);
+}
+static int cli_run_sync_status(const cli_opts *o, char **a) {
+  (void)a;
+  return cli_sync_status(o, false);
+}
+static int cli_run_sync_tick(const cli_opts *o, char **a) {
+  (void)a;
+  return cli_sync_status(o, true);
+}
+static int cli_run_put(const cli_opts *o, char **a) {
+  return cli_store_put(o, a[0], a[1]);
+}
+static int cli_run_get(const cli_opts *o, char **a) {
+  return cli_store_get(o, a[0]);
+}
+static int cli_run_rm(const cli_opts *o, char **a) {
+  return cli_store_rm(o, a[0]);
+}
+static int cli_run_ls(const cli_opts *o, char **a) {
+  (void)a;
+  return cli_store_ls(o);
+}
+static int cli_run_watch(const cli_opts *o, char **a) {
+  (void)a;
+  return cli_watch_run(o);
+}
+static int cli_run_inspect(const cli_opts *o, char **a) {
+  return cli_wal(o, "inspect", a[0]);
+}
+static int cli_run_verify(const cli_opts *o, char **a) {
+  return cli_wal(o, "verify", a[0]);
+}
+static int cli_run_repair(const cli_opts *o, char **a) {
+  return cli_wal(o, "repair", a[0]);
+}
+
+static const cli_cmd cli_cmds[] = {
+    {NULL, "status", NULL, 0, 0, "", "node, WAL, store and sync summary",
+     "Asks the node for its state (GET /v1/status): id, version, uptime, the WAL, the number\n"
+     "of keys, and the outbox.\n",
+     cli_run_status},
+    {NULL, "health", NULL, 0, 0, "", "liveness (GET /healthz, no token needed): ok or exit 1",
+     "Prints ok when the node answers GET /healthz, else fails (exit 1).\n", cli_run_health},
+    {"store", "put", NULL, 2, CLI_O_IF_MATCH | CLI_O_CREATE,
+     "KEY VALUE [--if-match VERSION | --create]", "write a value (VALUE - reads stdin)",
+     "Writes VALUE under KEY (PUT /v1/store/KEY); VALUE - reads the value from stdin.\n"
+     "  --if-match VERSION   only if the key has this version (else exit 1, HTTP 412)\n"
+     "  --create             only if the key does not exist yet\n",
+     cli_run_put},
+    {"store", "get", NULL, 1, CLI_O_RAW, "KEY [--raw]", "read a value (--raw: the bytes alone)",
+     "Reads KEY (GET /v1/store/KEY); exit 3 when it does not exist.\n"
+     "  --raw                the value's bytes alone, nothing else\n",
+     cli_run_get},
+    {"store", "rm", "delete", 1, CLI_O_IF_MATCH, "KEY [--if-match VERSION]", "remove a key",
+     "Removes KEY (DELETE /v1/store/KEY); exit 3 when it does not exist.\n"
+     "  --if-match VERSION   only if the key has this version\n",
+     cli_run_rm},
+    {"store", "ls", "list", 0, CLI_O_PREFIX | CLI_O_LIMIT, "[--prefix P] [--limit N]",
+     "list keys in order",
+     "Lists keys in byte order (GET /v1/store, following the node's pages).\n"
+     "  --prefix P           only keys that start with P\n"
+     "  --limit N            at most N keys\n",
+     cli_run_ls},
+    {"sync", "status", NULL, 0, 0, "", "outbox and transport state",
+     "Prints the outbox counters and the transport and discovery state (GET /v1/sync/status).\n",
+     cli_run_sync_status},
+    {"sync", "tick", NULL, 0, 0, "", "run one outbox tick now, then show the state",
+     "Runs one outbox tick now (POST /v1/sync/tick) and prints the state after it.\n",
+     cli_run_sync_tick},
+    {NULL, "watch", NULL, 0, CLI_O_PREFIX | CLI_O_SINCE, "[--prefix P] [--since LSN|now]",
+     "follow the change feed, one line per change",
+     "Follows the node's change feed (GET /v1/changes as Server-Sent Events) and prints one\n"
+     "line per change as it happens, from now unless --since.  Ctrl-C stops.\n"
+     "  --prefix P           only keys that start with P\n"
+     "  --since LSN|now      start after this LSN (default: now)\n",
+     cli_run_watch},
+    {"wal", "inspect", NULL, 1, 0, "FILE", "header, records, LSNs, CRC state",
+     "Reads a WAL file offline (the node must not run on it): header, each record, state.\n",
+     cli_run_inspect},
+    {"wal", "verify", NULL, 1, 0, "FILE", "check the file (exit 1 when corrupt)",
+     "Checks a WAL file offline: clean, torn tail (cut at the next start) or corrupt (exit 1).\n",
+     cli_run_verify},
+    {"wal", "repair", NULL, 1, 0, "FILE", "truncate at the first bad record, keeping a copy",
+     "Truncates a WAL file at its first bad record, keeping a copy of the original; refused\n"
+     "while a node holds the file.\n",
+     cli_run_repair},
+};
+#define CLI_NCMDS (sizeof cli_cmds / sizeof cli_cmds[0])
+
+/* "store put" / "status" into buf. */
+static const char *cli_cmd_words(const cli_cmd *c, char *buf, size_t len) {
+  snprintf(buf, len, "%s%s%s", c->group ? c->group : "", c->group ? " " : "", c->name);
+  return buf;
+}
+
+static bool cli_is_group(const char *w) {
+  for (size_t i = 0; i < CLI_NCMDS; i++)
+    if (cli_cmds[i].group && !strcmp(cli_cmds[i].group, w)) return true;
+  return false;
+}
+
+/* One line of a command list: left in a column of width, else on its own
+ * line with brief under the column. */
+static void cli_print_line(FILE *f, const char *left, const char *brief, int width) {
+  if ((int)strlen(left) > width)
+    fprintf(f, "  %s\n  %-*s %s\n", left, width, "", brief);
+  else
+    fprintf(f, "  %-*s %s\n", width, left, brief);
+}
+
+/* The subcommands of group, one line each. */
+static void cli_print_group(FILE *f, const char *group) {
+  fprintf(f, "usage: softadastra %s COMMAND [ARGS] [--url URL] [--token TOKEN] [--json]\n", group);
+  fputs("commands:\n", f);
+  for (size_t i = 0; i < CLI_NCMDS; i++) {
+    const cli_cmd *c = &cli_cmds[i];
+    if (!c->group || strcmp(c->group, group) != 0) continue;
+    char left[96];
+    snprintf(left, sizeof left, "%s %s", c->name, c->args);
+    cli_print_line(f, left, c->brief, 30);
+  }
+  fprintf(f, "`softadastra %s COMMAND --help` explains one.\n", group);
+}
+
+static void cli_print_cmd(FILE *f, const cli_cmd *c) {
+  char w[64];
+  fprintf(f, "usage: softadastra %s%s%s\n", cli_cmd_words(c, w, sizeof w), c->args[0] ? " " : "",
+          c->args);
+  fputs(c->help, f);
+  fputs("  --url URL            the node (env SOFTADASTRA_URL, default " CLI_DEFAULT_URL ")\n"
+        "  --token TOKEN        bearer token (env SOFTADASTRA_TOKEN)\n"
+        "  --json               print JSON for scripts\n",
+        f);
+}
+
 void cli_print_help(FILE *f) {
   fputs("Client commands (talk HTTP to a node at --url, SOFTADASTRA_URL, default " CLI_DEFAULT_URL
-        "):\n"
-        "  status                         node, WAL, store and sync summary\n"
-        "  health                         liveness (GET /healthz, no token needed): ok or exit 1\n"
-        "  store put KEY VALUE            write a value (VALUE - reads stdin)\n"
-        "        [--if-match VERSION]     only if the key has this version\n"
-        "        [--create]               only if the key does not exist\n"
-        "  store get KEY [--raw]          read a value (--raw: the bytes alone)\n"
-        "  store rm KEY [--if-match V]    remove a key\n"
-        "  store ls [--prefix P] [--limit N]  list keys in order\n"
-        "  sync status                    outbox and transport state\n"
-        "  watch [--prefix P] [--since N|now]  follow the change feed, one line per change\n"
-        "                                 (from now unless --since; Ctrl-C stops)\n"
-        "  sync tick                      run one outbox tick now, then show the state\n"
-        "Offline WAL tools (the node must not run on the file):\n"
-        "  wal inspect FILE               header, records, LSNs, CRC state\n"
-        "  wal verify FILE                check the file (exit 1 when corrupt)\n"
-        "  wal repair FILE                truncate at the first bad record, keeping a copy\n"
-        "Client options:\n"
+        "):\n",
+        f);
+  for (size_t i = 0; i < CLI_NCMDS; i++) {
+    const cli_cmd *c = &cli_cmds[i];
+    if (c->group && !strcmp(c->group, "wal")) continue;
+    char w[64], left[128];
+    snprintf(left, sizeof left, "%s%s%s", cli_cmd_words(c, w, sizeof w), c->args[0] ? " " : "",
+             c->args);
+    cli_print_line(f, left, c->brief, 30);
+  }
+  fputs("Offline WAL tools (the node must not run on the file):\n", f);
+  for (size_t i = 0; i < CLI_NCMDS; i++) {
+    const cli_cmd *c = &cli_cmds[i];
+    if (!c->group || strcmp(c->group, "wal") != 0) continue;
+    char left[64];
+    snprintf(left, sizeof left, "wal %s %s", c->name, c->args);
+    cli_print_line(f, left, c->brief, 30);
+  }
+  fputs("Client options:\n"
         "  --url URL                      node URL (env SOFTADASTRA_URL)\n"
         "  --token TOKEN                  bearer token (env SOFTADASTRA_TOKEN)\n"
         "  --json                         print JSON for scripts\n"
+        "  --help                         the usage of a command (softadastra store put --help)\n"
         "  --                             what follows is KEY/VALUE even if it starts with --\n"
         "Exit codes: 0 ok, 1 failure, 2 usage, 3 not found.\n",
         f);
 }
 
-static int cli_usage(const char *msg) {
-  cli_err("%s (see softadastra --help)", msg);
+static int cli_usage(const char *msg, const cli_cmd *c) {
+  char w[64];
+  if (c)
+    cli_err("%s (see softadastra %s --help)", msg, cli_cmd_words(c, w, sizeof w));
+  else
+    cli_err("%s (see softadastra --help)", msg);
   return CLI_USAGE;
 }
 
+/* The command named by the first positional words, or NULL. */
+static const cli_cmd *cli_find(const char *w0, const char *w1) {
+  for (size_t i = 0; i < CLI_NCMDS; i++) {
+    const cli_cmd *c = &cli_cmds[i];
+    if (!c->group) {
+      if (!strcmp(c->name, w0)) return c;
+    } else if (!strcmp(c->group, w0) && w1 &&
+               (!strcmp(c->name, w1) || (c->alias && !strcmp(c->alias, w1)))) {
+      return c;
+    }
+  }
+  return NULL;
+}
+
+static const cli_optdef *cli_optdef_find(const char *name, size_t len) {
+  for (size_t i = 0; i < CLI_NOPTDEFS; i++)
+    if (strlen(cli_optdefs[i].name) == len && !strncmp(cli_optdefs[i].name, name, len))
+      return &cli_optdefs[i];
+  return NULL;
+}
+
+/* Stores one option's value in o.  Returns 0, or -1 with the problem in
+ * msg. */
+static int cli_opt_set(cli_opts *o, const cli_optdef *d, const char *v, char *msg, size_t len) {
+  const char *n = d->name;
+  if (!strcmp(n, "--json"))
+    o->json = true;
+  else if (!strcmp(n, "--raw"))
+    o->raw = true;
+  else if (!strcmp(n, "--create"))
+    o->create_only = true;
+  else if (!strcmp(n, "--url"))
+    o->url = v;
+  else if (!strcmp(n, "--token"))
+    o->token = v;
+  else if (!strcmp(n, "--prefix"))
+    o->prefix = v;
+  else if (!strcmp(n, "--since")) {
+    if (strcmp(v, "now") != 0 && (!*v || v[strspn(v, "0123456789")] != '\0'))
+      return snprintf(msg, len, "--since needs an LSN (a decimal number) or \"now\""), -1;
+    o->since = v;
+  } else if (!strcmp(n, "--if-match")) {
+    if (!*v || v[strspn(v, "0123456789")] != '\0')
+      return snprintf(msg, len, "--if-match needs a version number"), -1;
+    o->if_match = v;
+  } else if (!strcmp(n, "--limit")) {
+    char *end;
+    long l = strtol(v, &end, 10);
+    if (*v == '\0' || *end || l < 1)
+      return snprintf(msg, len, "--limit needs a positive integer"), -1;
+    o->limit = l;
+  }
+  return 0;
+}
+
 int cli_main(int argc, char **argv) {
-  if (argc > 0 && !strcmp(argv[0], "watch")) return cli_watch_main(argc, argv); /* cli_watch.c */
   cli_opts o = {
       .url = getenv("SOFTADASTRA_URL"), .token = getenv("SOFTADASTRA_TOKEN"), .limit = -1};
   if (!o.url || !*o.url) o.url = CLI_DEFAULT_URL;
   char **pos = calloc((size_t)argc + 1, sizeof *pos);
   if (!pos) return CLI_FAIL;
   int np = 0;
+  unsigned seen = 0;
+  bool help = false;
+  char bad[160] = ""; /* the first option problem, reported once the command is known */
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
-    bool has_next = i + 1 < argc;
     if (!strcmp(a, "--")) { /* the rest is positional: values may start with "--" */
       while (++i < argc)
         pos[np++] = argv[i];
       break;
     }
-    if (!strcmp(a, "--json"))
-      o.json = true;
-    else if (!strcmp(a, "--raw"))
-      o.raw = true;
-    else if (!strcmp(a, "--create"))
-      o.create_only = true;
-    else if (!strcmp(a, "--url") && has_next)
-      o.url = argv[++i];
-    else if (!strncmp(a, "--url=", 6))
-      o.url = a + 6;
-    else if (!strcmp(a, "--token") && has_next)
-      o.token = argv[++i];
-    else if (!strncmp(a, "--token=", 8))
-      o.token = a + 8;
-    else if (!strcmp(a, "--prefix") && has_next)
-      o.prefix = argv[++i];
-    else if (!strncmp(a, "--prefix=", 9))
-      o.prefix = a + 9;
-    else if (!strcmp(a, "--if-match") && has_next)
-      o.if_match = argv[++i];
-    else if ((!strcmp(a, "--limit") && has_next) || !strncmp(a, "--limit=", 8)) {
-      const char *v = a[7] == '=' ? a + 8 : argv[++i];
-      char *end;
-      long l = strtol(v, &end, 10);
-      if (*v == '\0' || *end || l < 1) {
-        free(pos);
-        return cli_usage("--limit needs a positive integer");
-      }
-      o.limit = l;
-    } else if (a[0] == '-' && a[1] == '-' && a[2]) {
-      fprintf(stderr, "softadastra: unknown option %s (see softadastra --help)\n", a);
-      free(pos);
-      return CLI_USAGE;
-    } else
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      help = true;
+      continue;
+    }
+    if (a[0] != '-' || a[1] != '-' || !a[2]) {
       pos[np++] = argv[i];
+      continue;
+    }
+    const char *eq = strchr(a, '=');
+    int nl = eq ? (int)(eq - a) : (int)strlen(a);
+    const cli_optdef *d = cli_optdef_find(a, (size_t)nl);
+    char msg[160];
+    msg[0] = '\0';
+    if (!d)
+      snprintf(msg, sizeof msg, "unknown option %.*s", nl, a);
+    else if (!d->value && eq)
+      snprintf(msg, sizeof msg, "option %s takes no value", d->name);
+    else if (d->value && !eq && i + 1 >= argc)
+      snprintf(msg, sizeof msg, "option %s needs a value", d->name);
+    else if (cli_opt_set(&o, d, !d->value ? NULL : eq ? eq + 1 : argv[++i], msg, sizeof msg) == 0)
+      seen |= d->bit;
+    if (msg[0] && !bad[0]) snprintf(bad, sizeof bad, "%s", msg);
   }
-  int rc = -1;
-  const char *c0 = np > 0 ? pos[0] : "", *c1 = np > 1 ? pos[1] : "";
-  if (o.if_match) {
-    bool digits = o.if_match[0] != '\0';
-    for (const char *p = o.if_match; *p; p++)
-      digits = digits && *p >= '0' && *p <= '9';
-    if (!digits) rc = cli_usage("--if-match needs a version number");
-  }
-  curl_global_init(CURL_GLOBAL_DEFAULT);
-  if (rc != -1) {
-    /* usage error already reported */
-  } else if (!strcmp(c0, "status") && np == 1) {
-    rc = cli_status(&o);
-  } else if (!strcmp(c0, "health") && np == 1) {
-    rc = cli_health(&o);
-  } else if (!strcmp(c0, "sync") && !strcmp(c1, "status") && np == 2) {
-    rc = cli_sync_status(&o, false);
-  } else if (!strcmp(c0, "sync") && !strcmp(c1, "tick") && np == 2) {
-    rc = cli_sync_status(&o, true);
-  } else if (!strcmp(c0, "store") && !strcmp(c1, "put")) {
-    rc = np == 4 ? cli_store_put(&o, pos[2], pos[3]) : cli_usage("usage: store put KEY VALUE");
-  } else if (!strcmp(c0, "store") && !strcmp(c1, "get")) {
-    rc = np == 3 ? cli_store_get(&o, pos[2]) : cli_usage("usage: store get KEY");
-  } else if (!strcmp(c0, "store") && (!strcmp(c1, "rm") || !strcmp(c1, "delete"))) {
-    rc = np == 3 ? cli_store_rm(&o, pos[2]) : cli_usage("usage: store rm KEY");
-  } else if (!strcmp(c0, "store") && (!strcmp(c1, "ls") || !strcmp(c1, "list"))) {
-    rc = np == 2 ? cli_store_ls(&o) : cli_usage("usage: store ls [--prefix P] [--limit N]");
-  } else if (!strcmp(c0, "wal") &&
-             (!strcmp(c1, "inspect") || !strcmp(c1, "verify") || !strcmp(c1, "repair"))) {
-    rc = np == 3 ? cli_wal(&o, c1, pos[2]) : cli_usage("usage: wal inspect|verify|repair FILE");
+  const char *w0 = np > 0 ? pos[0] : NULL, *w1 = np > 1 ? pos[1] : NULL;
+  const cli_cmd *c = w0 ? cli_find(w0, w1) : NULL;
+  char msg[256];
+  int rc;
+  if (bad[0] && !help) {
+    rc = cli_usage(bad, c);
+  } else if (!w0) {
+    rc = cli_usage("which command?", NULL);
+  } else if (!c && cli_is_group(w0)) {
+    if (help) {
+      cli_print_group(stdout, w0);
+      rc = CLI_OK;
+    } else {
+      if (w1)
+        cli_err("unknown command \"%s %s\"; %s takes:", w0, w1, w0);
+      else
+        cli_err("%s needs a command:", w0);
+      cli_print_group(stderr, w0);
+      rc = CLI_USAGE;
+    }
+  } else if (!c) {
+    snprintf(msg, sizeof msg, "unknown command \"%s%s%s\"", w0, w1 ? " " : "", w1 ? w1 : "");
+    rc = cli_usage(msg, NULL);
+  } else if (help) {
+    cli_print_cmd(stdout, c);
+    rc = CLI_OK;
   } else {
-    char msg[256];
-    snprintf(msg, sizeof msg, "unknown command \"%s%s%s\"", c0, np > 1 ? " " : "", c1);
-    rc = cli_usage(msg);
+    int words = c->group ? 2 : 1;
+    unsigned extra = seen & ~c->opts;
+    char w[64];
+    cli_cmd_words(c, w, sizeof w);
+    if (extra) {
+      for (size_t i = 0; i < CLI_NOPTDEFS; i++)
+        if (cli_optdefs[i].bit & extra) {
+          snprintf(msg, sizeof msg, "option %s does not apply to %s", cli_optdefs[i].name, w);
+          break;
+        }
+      rc = cli_usage(msg, c);
+    } else if (o.if_match && o.create_only) {
+      rc = cli_usage("--if-match and --create contradict each other (--create: the key must not "
+                     "exist)",
+                     c);
+    } else if (np - words != c->nargs) {
+      snprintf(msg, sizeof msg, "usage: softadastra %s%s%s", w, c->args[0] ? " " : "", c->args);
+      rc = cli_usage(msg, c);
+    } else {
+      curl_global_init(CURL_GLOBAL_DEFAULT);
+      rc = c->run(&o, pos + words);
+      curl_global_cleanup();
+    }
   }
-  curl_global_cleanup();
   free(pos);
   return rc;
 }

@@ -1,7 +1,8 @@
 /*
  * cli_cmd.h -- the client commands, as the dispatcher (cli.c) calls them
  * after it has parsed the options: node commands (cli_node.c), store
- * commands (cli_store.c) and the offline WAL tools (cli_wal.c).
+ * commands (cli_store.c), the offline WAL tools (cli_wal.c); `watch` is in
+ * cli_watch.h.
  *
  * What it is not: option parsing or usage text (cli.c), the HTTP client
  * (cli_http.h).
@@ -30,6 +31,7 @@ typedef struct cli_opts {
   long limit;           /* store ls: -1 = all */
   const char *if_match; /* store put/rm: version */
   bool create_only;     /* store put: If-None-Match: * */
+  const char *since;    /* watch: an LSN or "now" */
 } cli_opts;
 
 /* status: the node, WAL, store and sync summary (GET /v1/status). */

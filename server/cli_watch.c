@@ -13,6 +13,7 @@
 #define _GNU_SOURCE /* asprintf */
 #include "cli_watch.h"
 
+#include "cli_cmd.h"
 #include "cli_http.h"
 
 #include <jansson.h>
@@ -23,7 +24,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CLI_WATCH_DEFAULT_URL "http://127.0.0.1:8080"
 #define CLI_WATCH_RECONNECTS 5 /* attempts after a stream drops without "bye" */
 
 static volatile sig_atomic_t cli_watch_stop;
@@ -149,53 +149,8 @@ static int cli_watch_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c
   return cli_watch_stop ? 1 : 0;
 }
 
-static int cli_watch_usage(const char *msg) {
-  fprintf(stderr,
-          "softadastra watch: %s\n"
-          "usage: softadastra watch [--prefix P] [--since LSN|now] [--json] [--url URL] "
-          "[--token T]\n",
-          msg);
-  return 2;
-}
-
-int cli_watch_main(int argc, char **argv) {
-  const char *url = getenv("SOFTADASTRA_URL"), *token = getenv("SOFTADASTRA_TOKEN");
-  const char *prefix = NULL, *since = NULL;
-  bool json = false;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    bool nx = i + 1 < argc;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      printf("usage: softadastra watch [--prefix P] [--since LSN|now] [--json] [--url URL] "
-             "[--token T]\n"
-             "Follows the node's change feed (GET /v1/changes as Server-Sent Events) and prints\n"
-             "one line per change as it happens, from now unless --since.  Ctrl-C stops.\n");
-      return 0;
-    }
-    if (!strcmp(a, "--json"))
-      json = true;
-    else if (!strcmp(a, "--url") && nx)
-      url = argv[++i];
-    else if (!strncmp(a, "--url=", 6))
-      url = a + 6;
-    else if (!strcmp(a, "--token") && nx)
-      token = argv[++i];
-    else if (!strncmp(a, "--token=", 8))
-      token = a + 8;
-    else if (!strcmp(a, "--prefix") && nx)
-      prefix = argv[++i];
-    else if (!strncmp(a, "--prefix=", 9))
-      prefix = a + 9;
-    else if (!strcmp(a, "--since") && nx)
-      since = argv[++i];
-    else if (!strncmp(a, "--since=", 8))
-      since = a + 8;
-    else
-      return cli_watch_usage("unknown argument");
-  }
-  if (since && strcmp(since, "now") != 0 && since[strspn(since, "0123456789")] != '\0')
-    return cli_watch_usage("--since needs an LSN (a decimal number) or \"now\"");
-  if (!url || !*url) url = CLI_WATCH_DEFAULT_URL;
+int cli_watch_run(const cli_opts *o) {
+  const char *url = o->url, *token = o->token, *prefix = o->prefix, *since = o->since;
   int ul = cli_url_len(url);
 
   struct sigaction sa, old_int, old_term;
@@ -204,12 +159,11 @@ int cli_watch_main(int argc, char **argv) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
-  curl_global_init(CURL_GLOBAL_DEFAULT);
 
   cli_watch *w = calloc(1, sizeof *w);
   int rc = 1;
   if (!w) goto out;
-  w->json = json;
+  w->json = o->json;
   snprintf(w->event, sizeof w->event, "message");
   int failures = 0;
   while (!cli_watch_stop && failures <= CLI_WATCH_RECONNECTS) {
@@ -285,7 +239,6 @@ int cli_watch_main(int argc, char **argv) {
 out:
   if (w) free(w->data);
   free(w);
-  curl_global_cleanup();
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
   return rc;

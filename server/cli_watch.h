@@ -9,16 +9,17 @@
  * Resumes with Last-Event-ID when the stream drops without the node saying
  * goodbye (a few attempts).  Exit codes: 0 after SIGINT/SIGTERM or when the
  * node shuts down, 1 when the node cannot be reached or --since is older
- * than what the node keeps (410), 2 usage.
+ * than what the node keeps (410).
  *
  * Threads: single-threaded; installs SIGINT/SIGTERM handlers for its run.
  */
 #ifndef SA_CLI_WATCH_H
 #define SA_CLI_WATCH_H
 
-/* Runs `watch`.  argv[0] is "watch"; options: --url, --token, --json,
- * --prefix, --since (and SOFTADASTRA_URL / SOFTADASTRA_TOKEN).  Returns the
- * exit code. */
-int cli_watch_main(int argc, char **argv);
+#include "cli_cmd.h"
+
+/* Runs `watch` with the options cli.c parsed (url, token, json, prefix,
+ * since).  Returns the exit code. */
+int cli_watch_run(const cli_opts *o);
 
 #endif /* SA_CLI_WATCH_H */

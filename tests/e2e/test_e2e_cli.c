@@ -26,7 +26,7 @@ static void node_up(void) {
 
 static void node_down(void) {
   int rc = e2e_node_stop(&node, SIGTERM); /* prints the node log if it fails */
-  e2e_node_cleanup(&node); /* before judging: a failure leaves no directory behind */
+  e2e_node_cleanup(&node);                /* before judging: a failure leaves no directory behind */
   ck_assert_int_eq(rc, 0);
 }
 
@@ -187,6 +187,93 @@ START_TEST(test_usage_errors) {
 }
 END_TEST
 
+#define RUN_ERR(want, err, ...) run(want, NULL, err, (const char *const[]){__VA_ARGS__, NULL})
+
+/* Every command explains itself: --help prints its usage (exit 0), a group
+ * alone lists its commands, a missing value names the option, options that
+ * contradict each other or do not apply are refused (exit 2), and nothing
+ * is sent then. */
+START_TEST(test_explains_itself) {
+  static const char *const cmds[][3] = {
+      {"status", NULL, "usage: softadastra status\n"},
+      {"health", NULL, "usage: softadastra health\n"},
+      {"store", "put", "usage: softadastra store put KEY VALUE"},
+      {"store", "get", "usage: softadastra store get KEY"},
+      {"store", "rm", "usage: softadastra store rm KEY"},
+      {"store", "ls", "usage: softadastra store ls "},
+      {"sync", "status", "usage: softadastra sync status\n"},
+      {"sync", "tick", "usage: softadastra sync tick\n"},
+      {"watch", NULL, "usage: softadastra watch "},
+      {"wal", "inspect", "usage: softadastra wal inspect FILE"},
+      {"wal", "verify", "usage: softadastra wal verify FILE"},
+      {"wal", "repair", "usage: softadastra wal repair FILE"},
+  };
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+    char *o = cmds[i][1] ? RUN(0, cmds[i][0], cmds[i][1], "--help") : RUN(0, cmds[i][0], "--help");
+    ck_assert_msg(strncmp(o, cmds[i][2], strlen(cmds[i][2])) == 0, "%s %s --help: %s", cmds[i][0],
+                  cmds[i][1] ? cmds[i][1] : "", o);
+    has(o, "--url URL");
+    free(o);
+  }
+  char *o = RUN(0, "store", "--help");
+  has(o, "put KEY VALUE");
+  has(o, "get KEY");
+  has(o, "rm KEY");
+  has(o, "ls [--prefix P]");
+  free(o);
+  char *err = NULL;
+  o = RUN_ERR(2, &err, "store");
+  has(err, "store needs a command");
+  has(err, "put KEY VALUE");
+  has(err, "ls [--prefix P]");
+  free(err);
+  free(o);
+  o = RUN_ERR(2, &err, "sync");
+  has(err, "status");
+  has(err, "tick");
+  free(err);
+  free(o);
+  /* a missing value names the option */
+  static const struct {
+    const char *args[5]; /* NULL-terminated */
+    const char *needle;
+  } missing[] = {
+      {{"store", "ls", "--prefix", NULL}, "option --prefix needs a value"},
+      {{"store", "ls", "--limit", NULL}, "option --limit needs a value"},
+      {{"status", "--url", NULL}, "option --url needs a value"},
+      {{"status", "--token", NULL}, "option --token needs a value"},
+      {{"store", "put", "k", "--if-match", NULL}, "option --if-match needs a value"},
+  };
+  for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
+    o = run(2, NULL, &err, missing[i].args);
+    has(err, missing[i].needle);
+    ck_assert_msg(strstr(err, "unknown option") == NULL, "%s", err);
+    free(err);
+    free(o);
+  }
+  /* contradictory options: refused, and nothing is written */
+  o = RUN_ERR(2, &err, "store", "put", "cli/contra", "v", "--if-match", "1", "--create");
+  has(err, "--if-match and --create");
+  free(err);
+  free(o);
+  o = RUN(3, "store", "get", "cli/contra");
+  free(o);
+  /* an option the command does not take */
+  o = RUN_ERR(2, &err, "status", "--prefix", "x");
+  has(err, "option --prefix does not apply to status");
+  free(err);
+  free(o);
+  o = RUN_ERR(2, &err, "store", "put", "k", "v", "--raw");
+  has(err, "option --raw does not apply to store put");
+  free(err);
+  free(o);
+  o = RUN_ERR(2, &err, "store", "ls", "--json=1");
+  has(err, "option --json takes no value");
+  free(err);
+  free(o);
+}
+END_TEST
+
 START_TEST(test_node_not_running) {
   char *out = NULL, *err = NULL;
   const char *args[] = {"status", "--url", "http://127.0.0.1:1", NULL};
@@ -304,6 +391,7 @@ static Suite *e2e_cli_suite(void) {
   tcase_add_test(tc, test_health);
   tcase_add_test(tc, test_sync_tick);
   tcase_add_test(tc, test_usage_errors);
+  tcase_add_test(tc, test_explains_itself);
   tcase_add_test(tc, test_node_not_running);
   tcase_add_test(tc, test_wal_tools);
   suite_add_tcase(s, tc);
