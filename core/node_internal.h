@@ -1,0 +1,327 @@
+/*
+ * node_internal.h -- what the node's files share: the request, the group
+ * and the key-version table types, struct sa_client, and the functions one
+ * node_*.c file offers the others.
+ *
+ * What it is not: API.  Nothing here is installed or seen outside core/;
+ * the public contract is softadastra.h.
+ *
+ * Invariants: every field of struct sa_client says which thread owns it or
+ * which lock guards it.  Lock order (docs/threads.md): wr.mu and cm.mu are
+ * never held together, nor during I/O; tick_serial is taken before either;
+ * sy.mu and tk.mu are leaves (held only to set a flag and signal).
+ *
+ * Threads: see each function's comment; the map of the node's threads is
+ * docs/threads.md.
+ */
+#ifndef SA_NODE_INTERNAL_H
+#define SA_NODE_INTERNAL_H
+
+#include "hlc.h"
+#include "internal.h"
+#include "outbox.h"
+#include "store.h"
+#include "transport.h"
+#include "wal.h"
+#include "worker.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define NODE_GROUP_BYTES (8u << 20)    /* soft bound on one group's record bytes */
+#define NODE_REPLAY_TXN_RECORDS 8192   /* records per LMDB txn during replay */
+#define NODE_WAL_CHUNK_MAX (1u << 20)  /* WAL preallocation step (node_wal_chunk) */
+#define NODE_PRUNE_VISITS_PER_RECORD 4 /* outbox entries a commit over outbox_max may visit */
+
+/* The committer (see "writer pipeline"): it commits the groups waiting for
+ * it once the oldest has waited store_commit_ms, at once when a reader
+ * or the writer asks, and the writer waits for it when more than
+ * NODE_QUEUE_GROUPS groups or NODE_QUEUE_BYTES record bytes wait. */
+#define NODE_QUEUE_GROUPS 256
+#define NODE_QUEUE_BYTES (4u << 20)
+/* A group is answered before its store commit only while the store has this
+ * much room above its highest page, plus 4x the group's and the queue's record
+ * bytes (the keys, outbox and change feed databases take each value up to
+ * twice, and every operation new B-tree pages): a commit of acknowledged
+ * writes must not find the map full. */
+#define NODE_EARLY_HEADROOM (64ull << 20)
+/* The writer's key-version cache is emptied (after a drain) past this many
+ * keys. */
+#define NODE_WOV_MAX 65536
+
+typedef enum {
+  REQ_PUT,
+  REQ_DEL,
+  REQ_BATCH,
+  REQ_FLUSH,
+  REQ_CHECKPOINT,
+  REQ_OBX_CLAIM,  /* outbox: expire, claim for the transport, prune */
+  REQ_OBX_SETTLE, /* outbox: record the transport's answers */
+} req_kind;
+
+typedef struct wreq {
+  struct wreq *next;
+  req_kind kind;
+  const char *key;
+  uint32_t klen;
+  const void *val;
+  uint32_t vlen;
+  sa_write_opts cond;
+  const sa_batch_op *ops;
+  size_t nops;
+  uint64_t now;          /* outbox requests: the tick's time */
+  bool send;             /* REQ_OBX_CLAIM: the transport takes work */
+  outbox_batch *claimed; /* REQ_OBX_CLAIM: out */
+  const uint64_t *lsns;  /* REQ_OBX_SETTLE: in */
+  const bool *acked;
+  size_t n;
+  size_t bytes; /* estimated record size */
+  bool logged;  /* writer: has a record in the current group */
+  int rc;
+  sa_error err;
+  sa_write_result res;
+  bool done;
+  pthread_cond_t cv; /* blocking callers wait on it */
+  sa_write_cb cb;    /* asynchronous callers: called instead (r is then malloc'd) */
+  void *cb_arg;
+} wreq;
+
+/* Key versions as they will be once the groups not yet committed are:
+ * an open-addressing table sized for the group, keys copied (the requests
+ * that own them may be settled and freed while the table is still read). */
+typedef struct keyver_ent {
+  uint64_t h;   /* FNV-1a of the key; 0 marks an empty slot */
+  uint32_t off; /* key bytes at keys + off */
+  uint32_t klen;
+  uint64_t version; /* 0: deleted */
+} keyver_ent;
+
+typedef struct keyver {
+  keyver_ent *tab;
+  size_t cap; /* power of two, at least twice the entries */
+  size_t n;   /* entries */
+  char *keys;
+  size_t kused, kcap;
+} keyver;
+
+/* One group of data requests on its way through the pipeline. */
+typedef struct pgroup {
+  struct pgroup *next; /* in the committer's queue, or the free list */
+  wreq *reqs;          /* in queue order (writer only) */
+  unsigned char *buf;  /* the group's WAL records */
+  size_t cap, used;
+  uint64_t first_lsn;  /* LSN of the first record */
+  uint64_t last_lsn;   /* of the last one */
+  uint64_t hlc_before; /* writer's clock before the group */
+  uint64_t hlc_last;
+  uint64_t wal_start; /* WAL size before the group's append */
+  uint64_t logged;    /* records */
+  uint64_t ops;       /* operations in them */
+  uint64_t queued_ns; /* when handed to the committer */
+  bool durable;       /* the records were synced with auto_flush on */
+  bool early;         /* answered before its store commit */
+  bool done;          /* under cm.mu: committed or failed (not early) */
+  int rc;             /* the committer's result (not early) */
+  sa_error err;
+} pgroup;
+
+struct sa_client {
+  sa_options opts; /* strings below point to the owned copies */
+  char node_id[SA_NODE_ID_MAX + 1];
+  char *wal_path;
+  char *store_path;
+  char *tmpdir; /* memory-only node: private directory removed at close */
+
+  sa_wal *wal; /* NULL for a memory-only node */
+  sa_store *store;
+  sa_recovery recovery;
+
+  /* The committer (node_commit.c): cm.mu guards the fields marked "under
+   * cm.mu"; cm.stop makes it exit once idle. */
+  sa_worker cm;
+  pthread_cond_t dcv;        /* with cm.mu: broadcast after every commit (or failure) */
+  pgroup *cq_head, *cq_tail; /* under cm.mu: written groups waiting for their commit */
+  size_t cq_groups, cq_bytes;
+  pgroup *gfree;      /* under cm.mu: spare groups */
+  bool committing;    /* under cm.mu: the committer holds groups */
+  bool commit_now;    /* under cm.mu: someone waits; do not wait for the delay */
+  int cfail_rc;       /* under cm.mu: a commit of answered writes failed */
+  sa_error cfail_err; /* under cm.mu: why (reads then fail with it) */
+  uint64_t acked_lsn; /* atomic: the last LSN answered (reads wait until committed) */
+  /* The writer (node_writer.c): wr.mu guards the request FIFO and the
+   * blocking callers' done flags; wr.stop is "closing" (no new requests;
+   * the writer serves the queued ones, then exits). */
+  sa_worker wr;
+  pthread_cond_t lsn_cv; /* with wr.mu: broadcast when last_lsn grows or at close */
+  wreq *head, *tail;     /* FIFO of pending requests (under wr.mu) */
+
+  /* Writer-owned. */
+  sa_hlc hlc;
+  uint64_t w_lsn; /* last LSN given to a record written to the WAL */
+  keyver gov;     /* versions the group being prepared gives */
+  keyver wov;     /* versions every group written since the last reset gave */
+  wal_op *ops;    /* scratch for batches */
+  size_t ops_cap;
+  bool dirty; /* auto_flush off: appended but not synced */
+  uint64_t dirty_since_ns;
+
+  /* Sync. */
+  const sa_transport *transport; /* never NULL after open */
+  const sa_discovery *discovery;
+  outbox_cfg obx;
+  uint64_t rng; /* writer-owned backoff jitter state */
+  sa_worker tk; /* the tick thread (node_tick.c); kicked at commits (tick_on_write) */
+  pthread_mutex_t tick_serial; /* one tick at a time (thread or caller) */
+
+  sa_stats stats;   /* writer-updated counters, read with atomics */
+  uint64_t sync_ns; /* total fdatasync time (stats.sync_seconds at read) */
+
+  /* Written by the writer, read by anyone (atomics). */
+  uint64_t obx_count[4]; /* outbox entries per state */
+  uint64_t prune_at;     /* outbox_prune's cursor (inside store write txns only) */
+  uint64_t obx_bad_lsn;  /* the last malformed outbox entry logged (atomic) */
+  uint64_t obx_pruned, obx_retries, ticks, last_tick_ms;
+  uint64_t last_lsn;
+  uint64_t checkpoints;
+  bool read_only;
+  bool ro_claimed;                             /* node_set_read_only was called */
+  char read_only_reason[SA_ERROR_MESSAGE_MAX]; /* set before read_only */
+
+  /* Store sync points (node_syncer_main). */
+  sa_worker sy;
+  bool syncer_idle; /* seq_cst: no commit since its last kick; wake it at one */
+};
+
+/* ---- node.c: shared helpers ---------------------------------------------- */
+
+/* The node's clock (opts.clock, or unix ms).  Any thread. */
+uint64_t node_now(const sa_client *c);
+
+/* Formats and hands a line to opts.log, if set.  Any thread. */
+void node_log(const sa_client *c, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Turns the node read-only with reason why; the first caller's reason is
+ * kept.  Writer, committer or syncer. */
+void node_set_read_only(sa_client *c, const char *why);
+
+/* Adds v to a statistics counter (relaxed atomic).  Any thread. */
+static inline void node_stat_add(uint64_t *p, uint64_t v) {
+  __atomic_add_fetch(p, v, __ATOMIC_RELAXED);
+}
+
+/* ---- node_options.c ------------------------------------------------------- */
+
+/* Fills zero numeric fields of o with defaults and checks ranges.  0 or
+ * SA_EINVAL (err says which field).  Opening thread. */
+int node_check_options(sa_options *o, sa_error *err);
+
+/* The store path for a WAL path: "x.wal" -> "x.mdb", else + ".mdb".
+ * Returns a new string the caller frees; NULL when out of memory. */
+char *node_store_path(const char *wal_path);
+
+/* ---- node_recovery.c ------------------------------------------------------ */
+
+/* Applies one record's operations and its outbox entry inside the open
+ * write txn t; *version is the version the last put produced.  Opening
+ * thread (replay) and committer. */
+int node_apply_record(store_wtxn *t, const wal_rec *rec, uint64_t *version, sa_error *err);
+
+/* The WAL's preallocation step for wal_max_bytes (wal_set_prealloc). */
+uint64_t node_wal_chunk(uint64_t wal_max_bytes);
+
+/* Recovery at open: checks the WAL against the store, cuts a torn tail,
+ * replays what the store lacks, sets c->last_lsn.  Opening thread. */
+int node_recover(sa_client *c, const sa_wal_report *rep, sa_error *err);
+
+/* At open, after recovery: in-flight outbox work goes back to the queue and
+ * the per-state counts are loaded.  Opening thread. */
+int node_outbox_open(sa_client *c, sa_error *err);
+
+/* ---- node_keyver.c: the key-version table --------------------------------- */
+
+/* Empties kv and sizes it for n entries (it grows past them).  -1 when out
+ * of memory. */
+int keyver_reset(keyver *kv, size_t n);
+/* true and *version when key is in kv. */
+bool keyver_find(const keyver *kv, const char *key, uint32_t klen, uint64_t *version);
+/* Records key's version (the key is copied).  -1 when out of memory. */
+int keyver_set(keyver *kv, const char *key, uint32_t klen, uint64_t version);
+/* Sets in dst every version of src.  -1 when out of memory. */
+int keyver_merge(keyver *dst, const keyver *src);
+/* Frees kv's memory (kv itself is the caller's). */
+void keyver_free(keyver *kv);
+
+/* ---- node_commit.c: the committer ----------------------------------------- */
+
+/* The committer's loop (sa_worker fn, thread "sa-commit"). */
+void node_committer_main(void *arg);
+
+/* A spare group, or a new one (NULL when out of memory).  Writer. */
+pgroup *node_group_get(sa_client *c);
+/* Keeps g as a spare.  Writer or committer (node_group_put_locked: with
+ * cm.mu held). */
+void node_group_put(sa_client *c, pgroup *g);
+void node_group_put_locked(sa_client *c, pgroup *g);
+
+/* Hands g to the committer; first waits while its queue is full.  Writer. */
+void node_queue(sa_client *c, pgroup *g);
+
+/* Waits until every queued group is committed.  0, or the failure of a
+ * commit of answered writes (then in *err when not NULL).  Writer. */
+int node_drain(sa_client *c, sa_error *err);
+
+/* Before a read: waits until the store holds every answered write.  0, or
+ * the failure that keeps some of them out.  Any thread but the committer. */
+int node_read_barrier(sa_client *c, sa_error *err);
+
+/* ---- node_writer.c: the writer -------------------------------------------- */
+
+/* The writer's loop (sa_worker fn, thread "sa-writer"). */
+void node_writer_main(void *arg);
+
+/* Queues r and waits until the writer settles it: r->rc.  Any thread but
+ * the writer and the committer. */
+int node_submit(sa_client *c, wreq *r, sa_error *err);
+
+/* Queues a malloc'd r whose r->cb the writer (or committer) calls; frees r
+ * when refused (closing).  Any thread. */
+int node_submit_async(sa_client *c, wreq *r, sa_error *err);
+
+/* Syncs the WAL if data is unsynced; a failure turns the node read-only.
+ * Writer, or the closing thread once the writer has ended. */
+int node_flush_now(sa_client *c, sa_error *err);
+
+/* ---- node_syncer.c: store sync points ------------------------------------- */
+
+/* The syncer's loop (sa_worker fn, thread "sa-sync"). */
+void node_syncer_main(void *arg);
+
+/* After a commit: wakes the syncer if it sleeps idle.  Committer. */
+void node_wake_syncer(sa_client *c);
+
+/* ---- node_tick.c: the outbox side ----------------------------------------- */
+
+/* The tick thread's loop (sa_worker fn, thread "sa-tick"). */
+void node_ticker_main(void *arg);
+
+/* One tick: claim (writer), send (calling thread), settle (writer).
+ * Tick thread or sa_client_sync_tick's caller; serialized by tick_serial. */
+int node_tick(sa_client *c, sa_error *err);
+
+/* Picks the transport and discovery, fills c->obx, seeds c->rng.  Opening
+ * thread. */
+void node_pick_sync(sa_client *c, const sa_options *o);
+
+/* Adds an outbox delta to the counts; logs malformed entries once.
+ * Writer or committer. */
+void node_apply_delta(sa_client *c, const outbox_delta *d);
+
+/* Entries per state into counts; returns their sum.  Any thread. */
+uint64_t node_obx_counts(const sa_client *c, uint64_t counts[4]);
+
+/* Runs one outbox request (REQ_OBX_*) in its own store txn.  Writer. */
+void node_process_outbox(sa_client *c, wreq *r);
+
+#endif
