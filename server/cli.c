@@ -40,6 +40,7 @@ enum {
   CLI_O_PREFIX = 1u << 3,
   CLI_O_LIMIT = 1u << 4,
   CLI_O_SINCE = 1u << 5,
+  CLI_O_AFTER = 1u << 6,
 };
 
 typedef struct cli_optdef {
@@ -58,6 +59,7 @@ static const cli_optdef cli_optdefs[] = {
     {"--prefix", CLI_O_PREFIX, true},
     {"--limit", CLI_O_LIMIT, true},
     {"--since", CLI_O_SINCE, true},
+    {"--after", CLI_O_AFTER, true},
 };
 #define CLI_NOPTDEFS (sizeof cli_optdefs / sizeof cli_optdefs[0])
 
@@ -104,6 +106,9 @@ static int cli_run_ls(const cli_opts *o, char **a) {
   (void)a;
   return cli_store_ls(o);
 }
+static int cli_run_batch(const cli_opts *o, char **a) {
+  return cli_store_batch(o, a[0]);
+}
 static int cli_run_watch(const cli_opts *o, char **a) {
   (void)a;
   return cli_watch_run(o);
@@ -139,12 +144,23 @@ static const cli_cmd cli_cmds[] = {
      "Removes KEY (DELETE /v1/store/KEY); exit 3 when it does not exist.\n"
      "  --if-match VERSION   only if the key has this version\n",
      cli_run_rm},
-    {"store", "ls", "list", 0, CLI_O_PREFIX | CLI_O_LIMIT, "[--prefix P] [--limit N]",
-     "list keys in order",
+    {"store", "ls", "list", 0, CLI_O_PREFIX | CLI_O_LIMIT | CLI_O_AFTER,
+     "[--prefix P] [--limit N] [--after KEY]", "list keys in order",
      "Lists keys in byte order (GET /v1/store, following the node's pages).\n"
      "  --prefix P           only keys that start with P\n"
-     "  --limit N            at most N keys\n",
+     "  --limit N            at most N keys\n"
+     "  --after KEY          start after this key: with --json and --limit, pass the\n"
+     "                       answer's \"next\" to get the next page (null: no more)\n",
      cli_run_ls},
+    {"store", "batch", NULL, 1, 0, "FILE", "apply puts and deletes atomically (FILE - reads stdin)",
+     "Applies the puts and deletes of FILE together, all or none (POST /v1/batch, one WAL\n"
+     "record).  FILE (- for stdin) is JSON, [{\"op\":\"put\",\"key\":K,\"value\":V}, {\"op\":\n"
+     "\"delete\",\"key\":K}, ...] or {\"ops\": [...]}, or lines:\n"
+     "    put KEY VALUE      (KEY has no space; VALUE is the rest of the line)\n"
+     "    delete KEY         (or del, rm; KEY is the rest of the line)\n"
+     "  blank lines and lines starting with # are skipped.  A malformed file is refused\n"
+     "  (exit 2, naming the line) before anything is sent.\n",
+     cli_run_batch},
     {"sync", "status", NULL, 0, 0, "", "outbox and transport state",
      "Prints the outbox counters and the transport and discovery state (GET /v1/sync/status).\n",
      cli_run_sync_status},
@@ -250,9 +266,9 @@ void cli_print_help(FILE *f) {
 static int cli_usage(const char *msg, const cli_cmd *c) {
   char w[64];
   if (c)
-    cli_err("%s (see softadastra %s --help)", msg, cli_cmd_words(c, w, sizeof w));
+    cli_errc("usage", "%s (see softadastra %s --help)", msg, cli_cmd_words(c, w, sizeof w));
   else
-    cli_err("%s (see softadastra --help)", msg);
+    cli_errc("usage", "%s (see softadastra --help)", msg);
   return CLI_USAGE;
 }
 
@@ -277,6 +293,14 @@ static const cli_optdef *cli_optdef_find(const char *name, size_t len) {
   return NULL;
 }
 
+/* True when a is one of the options (then it is not another option's
+ * value: `--prefix --json` lacks the prefix; `--prefix=--json` has it). */
+static bool cli_is_option(const char *a) {
+  if (!strcmp(a, "--help") || !strcmp(a, "-h") || !strcmp(a, "--")) return true;
+  const char *eq = strchr(a, '=');
+  return cli_optdef_find(a, eq ? (size_t)(eq - a) : strlen(a)) != NULL;
+}
+
 /* Stores one option's value in o.  Returns 0, or -1 with the problem in
  * msg. */
 static int cli_opt_set(cli_opts *o, const cli_optdef *d, const char *v, char *msg, size_t len) {
@@ -293,6 +317,8 @@ static int cli_opt_set(cli_opts *o, const cli_optdef *d, const char *v, char *ms
     o->token = v;
   else if (!strcmp(n, "--prefix"))
     o->prefix = v;
+  else if (!strcmp(n, "--after"))
+    o->after = v;
   else if (!strcmp(n, "--since")) {
     if (strcmp(v, "now") != 0 && (!*v || v[strspn(v, "0123456789")] != '\0'))
       return snprintf(msg, len, "--since needs an LSN (a decimal number) or \"now\""), -1;
@@ -345,12 +371,13 @@ int cli_main(int argc, char **argv) {
       snprintf(msg, sizeof msg, "unknown option %.*s", nl, a);
     else if (!d->value && eq)
       snprintf(msg, sizeof msg, "option %s takes no value", d->name);
-    else if (d->value && !eq && i + 1 >= argc)
+    else if (d->value && !eq && (i + 1 >= argc || cli_is_option(argv[i + 1])))
       snprintf(msg, sizeof msg, "option %s needs a value", d->name);
     else if (cli_opt_set(&o, d, !d->value ? NULL : eq ? eq + 1 : argv[++i], msg, sizeof msg) == 0)
       seen |= d->bit;
     if (msg[0] && !bad[0]) snprintf(bad, sizeof bad, "%s", msg);
   }
+  cli_out_json_errors(o.json);
   const char *w0 = np > 0 ? pos[0] : NULL, *w1 = np > 1 ? pos[1] : NULL;
   const cli_cmd *c = w0 ? cli_find(w0, w1) : NULL;
   char msg[256];
@@ -365,9 +392,9 @@ int cli_main(int argc, char **argv) {
       rc = CLI_OK;
     } else {
       if (w1)
-        cli_err("unknown command \"%s %s\"; %s takes:", w0, w1, w0);
+        cli_errc("usage", "unknown command \"%s %s\"; %s takes:", w0, w1, w0);
       else
-        cli_err("%s needs a command:", w0);
+        cli_errc("usage", "%s needs a command:", w0);
       cli_print_group(stderr, w0);
       rc = CLI_USAGE;
     }

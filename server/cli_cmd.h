@@ -32,6 +32,7 @@ typedef struct cli_opts {
   const char *if_match; /* store put/rm: version */
   bool create_only;     /* store put: If-None-Match: * */
   const char *since;    /* watch: an LSN or "now" */
+  const char *after;    /* store ls: start after this key */
 } cli_opts;
 
 /* status: the node, WAL, store and sync summary (GET /v1/status). */
@@ -48,6 +49,10 @@ int cli_store_put(const cli_opts *o, const char *key, const char *value);
 int cli_store_get(const cli_opts *o, const char *key);
 int cli_store_rm(const cli_opts *o, const char *key);
 int cli_store_ls(const cli_opts *o);
+
+/* store batch FILE: the puts and deletes of FILE ("-": stdin), JSON or
+ * lines, in one POST /v1/batch. */
+int cli_store_batch(const cli_opts *o, const char *file);
 
 /* wal inspect|verify|repair FILE (verb is one of those three). */
 int cli_wal(const cli_opts *o, const char *verb, const char *path);

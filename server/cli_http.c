@@ -136,9 +136,10 @@ int cli_request(const char *base, const char *token, const char *method, const c
   CURLcode rc = curl_easy_perform(c.curl);
   int ret = 0;
   if (rc != CURLE_OK) {
-    cli_err("cannot reach the node at %.*s: %s (is `softadastra serve` running? set --url or "
-            "SOFTADASTRA_URL)",
-            cli_url_len(base), base, curl_easy_strerror(rc));
+    cli_errc("unreachable",
+             "cannot reach the node at %.*s: %s (is `softadastra serve` running? set --url or "
+             "SOFTADASTRA_URL)",
+             cli_url_len(base), base, curl_easy_strerror(rc));
     free(out->data);
     out->data = NULL;
     ret = CLI_FAIL;

@@ -11,14 +11,63 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+static bool cli_json_errors;  /* set by cli_out_json_errors */
+static bool cli_json_printed; /* an error object went to stdout already */
+
+void cli_out_json_errors(bool on) {
+  cli_json_errors = on;
+}
+
+/* The error object on stdout, once per run, when JSON errors are on. */
+static void cli_json_error(const char *code, const char *msg, long status) {
+  if (!cli_json_errors || cli_json_printed) return;
+  cli_json_printed = true;
+  json_t *e = json_pack("{s:s,s:s}", "code", code, "message", msg);
+  if (e && status > 0) json_object_set_new(e, "status", json_integer(status));
+  json_t *j = e ? json_pack("{s:o}", "error", e) : NULL;
+  char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  if (s)
+    printf("%s\n", s);
+  else /* out of memory or a message that is not UTF-8: still one object */
+    printf("{\"error\":{\"code\":\"%s\",\"message\":\"(unprintable)\"}}\n", code);
+  fflush(stdout);
+  free(s);
+  json_decref(j);
+}
+
+static void cli_verr(const char *code, long status, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void cli_verr(const char *code, long status, const char *fmt, va_list ap) {
+  char msg[1024];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  fprintf(stderr, "softadastra: %s\n", msg);
+  cli_json_error(code, msg, status);
+}
 
 void cli_err(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fputs("softadastra: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  cli_verr("failed", 0, fmt, ap);
+  va_end(ap);
+}
+
+void cli_errc(const char *code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  cli_verr(code, 0, fmt, ap);
+  va_end(ap);
+}
+
+/* cli_errc with the HTTP status in the JSON error. */
+static void cli_errs(const char *code, long status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void cli_errs(const char *code, long status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  cli_verr(code, status, fmt, ap);
   va_end(ap);
 }
 
@@ -27,9 +76,9 @@ int cli_fail_from_response(long status, const cli_buf *b, const char *what) {
   const char *code = NULL, *msg = NULL;
   json_unpack(j, "{s:{s:s,s:s}}", "error", "code", &code, "message", &msg);
   if (msg)
-    cli_err("%s: %s (HTTP %ld %s)", what, msg, status, code);
+    cli_errs(code, status, "%s: %s (HTTP %ld %s)", what, msg, status, code);
   else
-    cli_err("%s: HTTP %ld", what, status);
+    cli_errs("http_error", status, "%s: HTTP %ld", what, status);
   int rc = (status == 404 && code && strcmp(code, "not_found") == 0) ? CLI_NOTFOUND : CLI_FAIL;
   json_decref(j);
   return rc;
@@ -37,7 +86,7 @@ int cli_fail_from_response(long status, const cli_buf *b, const char *what) {
 
 json_t *cli_parse(const cli_buf *b) {
   json_t *j = json_loadb(b->data, b->len, JSON_ALLOW_NUL, NULL);
-  if (!j) cli_err("the node answered something that is not JSON");
+  if (!j) cli_errc("bad_answer", "the node answered something that is not JSON");
   return j;
 }
 

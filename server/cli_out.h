@@ -6,7 +6,8 @@
  * What it is not: it sends no request (cli_http.h) and knows no command.
  *
  * Invariants: every error line starts with "softadastra: " and ends with one
- * newline; an accessor never fails (a missing or mistyped member reads as
+ * newline; with JSON errors on, stdout gets at most one error object per
+ * run; an accessor never fails (a missing or mistyped member reads as
  * 0, "" or "no").
  *
  * Threads: the CLI's single thread.
@@ -15,12 +16,23 @@
 #define SA_CLI_OUT_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "cli.h"
 #include "cli_http.h"
 
-/* Prints "softadastra: <message>\n" on stderr. */
+/* Turns JSON errors on or off (off at start): with them on, the first
+ * error of the run is also printed on stdout as one line
+ * {"error":{"code":...,"message":...}} (plus "status", the HTTP status,
+ * when the node answered), for scripts that run with --json. */
+void cli_out_json_errors(bool on);
+
+/* Prints "softadastra: <message>\n" on stderr (and the JSON error, code
+ * "failed", when JSON errors are on). */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The same with the JSON error's code ("usage", "unreachable", ...). */
+void cli_errc(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prints the node's error for a non-2xx answer (what names the command)
  * and returns the exit code: CLI_NOTFOUND for a 404 not_found, else

@@ -169,7 +169,8 @@ int cli_store_rm(const cli_opts *o, const char *key) {
 }
 
 int cli_store_ls(const cli_opts *o) {
-  char *after = NULL;
+  char *after = o->after ? strdup(o->after) : NULL;
+  if (o->after && !after) return CLI_FAIL;
   long printed = 0;
   int rc = CLI_OK;
   json_t *all = o->json ? json_array() : NULL;
@@ -223,14 +224,190 @@ int cli_store_ls(const cli_opts *o) {
     json_decref(j);
     if (!more || !after) break;
   }
-  free(after);
   if (all) {
+    /* after is the node's cursor past the last key printed, or NULL when
+     * the listing ended: a script passes it back as --after */
     if (rc == CLI_OK) {
-      char *s = json_dumps(all, JSON_COMPACT);
-      if (s) printf("{\"items\":%s,\"count\":%ld}\n", s, printed);
+      json_t *doc =
+          json_pack("{s:o,s:I,s:b,s:o}", "items", all, "count", (json_int_t)printed, "more",
+                    after != NULL, "next", after ? json_string(after) : json_null());
+      char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+      if (s)
+        printf("%s\n", s);
+      else
+        rc = CLI_FAIL;
       free(s);
+      json_decref(doc);
+    } else {
+      json_decref(all);
     }
-    json_decref(all);
   }
+  free(after);
+  return rc;
+}
+
+/* ---- store batch ---------------------------------------------------------- */
+
+/* Reads a whole file ("-": stdin) into *b. */
+static int cli_read_file(const char *file, cli_buf *b) {
+  if (strcmp(file, "-") == 0) return cli_read_stdin(&b->data, &b->len);
+  FILE *f = fopen(file, "rb");
+  if (!f) return -1;
+  char chunk[65536];
+  size_t n;
+  int rc = 0;
+  while (rc == 0 && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+    if (cli_buf_write(chunk, 1, n, b) != n) rc = -1;
+  if (ferror(f)) rc = -1;
+  fclose(f);
+  if (rc == 0 && !b->data) b->data = calloc(1, 1);
+  return rc == 0 && b->data ? 0 : -1;
+}
+
+/* s[0..n) in base64 (for a line file's value that is not UTF-8). */
+static json_t *cli_base64(const char *s, size_t n) {
+  static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  char *o = malloc(4 * (n / 3 + 1) + 1);
+  if (!o) return NULL;
+  size_t k = 0;
+  const unsigned char *p = (const unsigned char *)s;
+  for (size_t i = 0; i < n; i += 3) {
+    unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
+                 (i + 2 < n ? p[i + 2] : 0);
+    o[k++] = tab[v >> 18 & 63];
+    o[k++] = tab[v >> 12 & 63];
+    o[k++] = i + 1 < n ? tab[v >> 6 & 63] : '=';
+    o[k++] = i + 2 < n ? tab[v & 63] : '=';
+  }
+  json_t *j = json_stringn(o, k);
+  free(o);
+  return j;
+}
+
+/* One op of a line file; returns 0, or -1 with the problem in why. */
+static int cli_batch_line(json_t *ops, const char *line, size_t len, const char **why) {
+  const char *sp = memchr(line, ' ', len);
+  size_t vl = sp ? (size_t)(sp - line) : len;
+  const char *rest = sp ? sp + 1 : line + len;
+  size_t rl = (size_t)(line + len - rest);
+  json_t *op = NULL;
+  if (vl == 3 && !memcmp(line, "put", 3)) {
+    const char *ks = memchr(rest, ' ', rl);
+    if (!ks || ks == rest) {
+      *why = "expected put KEY VALUE";
+      return -1;
+    }
+    size_t kl = (size_t)(ks - rest);
+    const char *v = ks + 1;
+    size_t n = (size_t)(rest + rl - v);
+    json_t *val = json_stringn(v, n);
+    bool b64 = val == NULL; /* not UTF-8 */
+    if (b64) val = cli_base64(v, n);
+    json_t *key = json_stringn(rest, kl);
+    op = key && val ? json_pack("{s:s,s:o,s:o}", "op", "put", "key", key, "value", val) : NULL;
+    if (!op) {
+      json_decref(key);
+      json_decref(val);
+      *why = key ? "out of memory" : "the key is not UTF-8";
+      return -1;
+    }
+    if (b64) json_object_set_new(op, "encoding", json_string("base64"));
+  } else if ((vl == 6 && !memcmp(line, "delete", 6)) || (vl == 3 && !memcmp(line, "del", 3)) ||
+             (vl == 2 && !memcmp(line, "rm", 2))) {
+    json_t *key = rl ? json_stringn(rest, rl) : NULL;
+    op = key ? json_pack("{s:s,s:o}", "op", "delete", "key", key) : NULL;
+    if (!op) {
+      json_decref(key);
+      *why = rl ? "the key is not UTF-8" : "expected delete KEY";
+      return -1;
+    }
+  } else {
+    *why = "expected put KEY VALUE or delete KEY";
+    return -1;
+  }
+  return json_array_append_new(ops, op) == 0 ? 0 : -1;
+}
+
+/* The {"ops":[...]} document of a batch file, or NULL after a message. */
+static json_t *cli_batch_doc(const char *file, const cli_buf *b) {
+  size_t i = 0;
+  while (i < b->len &&
+         (b->data[i] == ' ' || b->data[i] == '\t' || b->data[i] == '\r' || b->data[i] == '\n'))
+    i++;
+  if (i < b->len && (b->data[i] == '[' || b->data[i] == '{')) {
+    json_error_t je;
+    json_t *j = json_loadb(b->data, b->len, JSON_REJECT_DUPLICATES, &je);
+    if (!j) {
+      cli_errc("usage", "%s:%d:%d: not valid JSON: %s", file, je.line, je.column, je.text);
+      return NULL;
+    }
+    if (json_is_array(j)) return json_pack("{s:o}", "ops", j);
+    if (json_is_object(j) && json_is_array(json_object_get(j, "ops"))) return j;
+    json_decref(j);
+    cli_errc("usage", "%s: a JSON batch is an array of operations or {\"ops\": [...]}", file);
+    return NULL;
+  }
+  json_t *ops = json_array();
+  if (!ops) return NULL;
+  size_t lineno = 0;
+  for (size_t p = 0; p < b->len;) {
+    const char *nl = memchr(b->data + p, '\n', b->len - p);
+    size_t e = nl ? (size_t)(nl - b->data) : b->len;
+    size_t len = e - p;
+    lineno++;
+    if (len && b->data[p + len - 1] == '\r') len--;
+    const char *why = NULL;
+    if (len && b->data[p] != '#' && cli_batch_line(ops, b->data + p, len, &why) != 0) {
+      cli_errc("usage", "%s:%zu: %s", file, lineno, why ? why : "out of memory");
+      json_decref(ops);
+      return NULL;
+    }
+    p = e + 1;
+  }
+  if (json_array_size(ops) == 0) {
+    cli_errc("usage", "%s: no operations", file);
+    json_decref(ops);
+    return NULL;
+  }
+  return json_pack("{s:o}", "ops", ops);
+}
+
+int cli_store_batch(const cli_opts *o, const char *file) {
+  cli_buf in = {0};
+  if (cli_read_file(file, &in) != 0) {
+    cli_errc("not_found", "cannot read %s", strcmp(file, "-") ? file : "stdin");
+    free(in.data);
+    return CLI_FAIL;
+  }
+  json_t *doc = cli_batch_doc(file, &in);
+  free(in.data);
+  if (!doc) return CLI_USAGE;
+  char *body = json_dumps(doc, JSON_COMPACT);
+  size_t nops = json_array_size(json_object_get(doc, "ops"));
+  json_decref(doc);
+  if (!body) return CLI_FAIL;
+  long st;
+  cli_buf b;
+  int rc = cli_request(o->url, o->token, "POST", "/v1/batch", body, strlen(body),
+                       "application/json", NULL, &st, &b);
+  free(body);
+  if (rc != 0) return rc;
+  if (st != 200) {
+    rc = cli_fail_from_response(st, &b, "store batch");
+  } else if (o->json) {
+    cli_print_json(&b);
+  } else {
+    json_t *j = cli_parse(&b);
+    if (!j)
+      rc = CLI_FAIL;
+    else {
+      printf("applied\n");
+      printf("  ops      : %zu\n", nops);
+      printf("  lsn      : %lld\n", cli_int(j, "lsn", NULL));
+      printf("  durable  : %s\n", cli_yes(j, "durable", NULL));
+      json_decref(j);
+    }
+  }
+  free(b.data);
   return rc;
 }

@@ -101,7 +101,8 @@ int cli_wal(const cli_opts *o, const char *verb, const char *path) {
   if (strcmp(verb, "repair") == 0) {
     int rc = sa_wal_repair(path, &rep, &err);
     if (rc != 0) {
-      cli_err("wal repair %s: %s", path, err.message[0] ? err.message : sa_strerror(rc));
+      cli_errc(rc == SA_ENOENT ? "not_found" : "failed", "wal repair %s: %s", path,
+               err.message[0] ? err.message : sa_strerror(rc));
       return rc == SA_ENOENT ? CLI_NOTFOUND : CLI_FAIL;
     }
     if (o->json) {
@@ -131,7 +132,8 @@ int cli_wal(const cli_opts *o, const char *verb, const char *path) {
     rc = sa_wal_scan(path, cli_wal_visit_fn, &v, &rep, &err);
   }
   if (rc != 0) {
-    cli_err("wal %s %s: %s", verb, path, err.message[0] ? err.message : sa_strerror(rc));
+    cli_errc(rc == SA_ENOENT || rc == SA_ENOTFOUND ? "not_found" : "failed", "wal %s %s: %s", verb,
+             path, err.message[0] ? err.message : sa_strerror(rc));
     json_decref(v.arr);
     return rc == SA_ENOENT || rc == SA_ENOTFOUND ? CLI_NOTFOUND : CLI_FAIL;
   }

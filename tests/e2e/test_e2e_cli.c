@@ -1,7 +1,8 @@
 /*
  * test_e2e_cli.c -- the `softadastra` client commands against a real node:
  * the guide's session verbatim, human and --json output, exit codes (0 ok,
- * 1 failure, 2 usage, 3 not found), a node that is not running, and the
+ * 1 failure, 2 usage, 3 not found), --help and usage errors, the script
+ * interface (ls paging, JSON errors, batch), a node that is not running, and the
  * offline WAL tools (inspect, verify, repair) on a real WAL.
  */
 #define _GNU_SOURCE
@@ -274,6 +275,131 @@ START_TEST(test_explains_itself) {
 }
 END_TEST
 
+/* Writes text to dir/name; returns the path (static buffer). */
+static const char *write_tmp(const char *name, const char *text) {
+  static char path[512];
+  snprintf(path, sizeof path, "%s/%s", node.dir, name);
+  FILE *f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs(text, f);
+  fclose(f);
+  return path;
+}
+
+/* Scripts: ls pages with --limit/--after and the cursor in its JSON; under
+ * --json every error is a JSON object on stdout; store batch applies a
+ * line or JSON file all or nothing. */
+START_TEST(test_scripts) {
+  for (int i = 1; i <= 5; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "pg/%d", i);
+    free(RUN(0, "store", "put", k, "v"));
+  }
+  const char *after = NULL;
+  const char *want[][2] = {{"pg/1", "pg/2"}, {"pg/3", "pg/4"}, {"pg/5", NULL}};
+  char next[64] = "";
+  for (int page = 0; page < 3; page++) {
+    char *o =
+        after ? RUN(0, "store", "ls", "--prefix", "pg/", "--limit", "2", "--json", "--after", after)
+              : RUN(0, "store", "ls", "--prefix", "pg/", "--limit", "2", "--json");
+    json_t *j = json_loads(o, 0, NULL);
+    ck_assert_msg(j != NULL, "not JSON: %s", o);
+    json_t *items = json_object_get(j, "items");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(items, 0), "key")),
+                     want[page][0]);
+    if (want[page][1]) {
+      ck_assert_int_eq(json_array_size(items), 2);
+      ck_assert(json_is_true(json_object_get(j, "more")));
+      ck_assert_str_eq(json_string_value(json_object_get(j, "next")), want[page][1]);
+      snprintf(next, sizeof next, "%s", want[page][1]);
+      after = next;
+    } else {
+      ck_assert_int_eq(json_array_size(items), 1);
+      ck_assert(json_is_false(json_object_get(j, "more")));
+      ck_assert(json_is_null(json_object_get(j, "next")));
+    }
+    json_decref(j);
+    free(o);
+  }
+  char *o = RUN(0, "store", "ls", "--prefix", "pg/", "--after", "pg/3");
+  ck_assert_str_eq(o, "pg/4\npg/5\n");
+  free(o);
+
+  /* --json: errors are JSON on stdout too */
+  char *err = NULL;
+  o = RUN_ERR(3, &err, "store", "get", "pg/none", "--json");
+  json_t *j = json_loads(o, 0, NULL);
+  ck_assert_msg(j != NULL, "not JSON: %s", o);
+  ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                   "not_found");
+  ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "error"), "status")), 404);
+  json_decref(j);
+  free(err);
+  free(o);
+  o = RUN_ERR(2, &err, "store", "ls", "--json", "--prefix");
+  j = json_loads(o, 0, NULL);
+  ck_assert_msg(j != NULL, "not JSON: %s", o);
+  ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                   "usage");
+  has(json_string_value(json_object_get(json_object_get(j, "error"), "message")),
+      "option --prefix needs a value");
+  json_decref(j);
+  free(err);
+  free(o);
+  const char *unreachable[] = {"--json", "status", "--url", "http://127.0.0.1:1", NULL};
+  ck_assert_int_eq(e2e_cli(NULL, unreachable, NULL, &o, &err), 1);
+  j = json_loads(o, 0, NULL);
+  ck_assert_msg(j != NULL, "not JSON: %s", o);
+  ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                   "unreachable");
+  json_decref(j);
+  free(err);
+  free(o);
+
+  /* store batch: a line file */
+  const char *f = write_tmp("batch.txt", "# a comment\n"
+                                         "put bt/a one\n"
+                                         "\n"
+                                         "put bt/b two words\n"
+                                         "delete pg/1\n");
+  o = RUN(0, "store", "batch", f);
+  has(o, "applied\n  ops      : 3\n");
+  free(o);
+  o = RUN(0, "store", "get", "bt/b", "--raw");
+  ck_assert_str_eq(o, "two words");
+  free(o);
+  free(RUN(3, "store", "get", "pg/1"));
+  /* a JSON array from stdin */
+  o = run(
+      0, "[{\"op\":\"put\",\"key\":\"bt/c\",\"value\":\"3\"},{\"op\":\"delete\",\"key\":\"bt/a\"}]",
+      NULL, (const char *const[]){"store", "batch", "-", "--json", NULL});
+  j = json_loads(o, 0, NULL);
+  ck_assert_msg(j != NULL, "not JSON: %s", o);
+  ck_assert_int_eq(json_integer_value(json_object_get(j, "count")), 2);
+  json_decref(j);
+  free(o);
+  free(RUN(3, "store", "get", "bt/a"));
+  o = RUN(0, "store", "get", "bt/c", "--raw");
+  ck_assert_str_eq(o, "3");
+  free(o);
+  /* a malformed file: refused, naming the line, and nothing applied */
+  f = write_tmp("bad.txt", "put bt/x 1\nfrob bt/y\n");
+  o = RUN_ERR(2, &err, "store", "batch", f);
+  has(err, "bad.txt:2: expected put KEY VALUE or delete KEY");
+  free(err);
+  free(o);
+  free(RUN(3, "store", "get", "bt/x"));
+  /* the node refuses the batch (an empty key): nothing applied, exit 1 */
+  f = write_tmp("bad.json", "{\"ops\":[{\"op\":\"put\",\"key\":\"bt/y\",\"value\":\"1\"},"
+                            "{\"op\":\"put\",\"key\":\"\",\"value\":\"1\"}]}");
+  o = RUN_ERR(1, &err, "store", "batch", f);
+  has(err, "store batch: ");
+  free(err);
+  free(o);
+  free(RUN(3, "store", "get", "bt/y"));
+}
+END_TEST
+
 START_TEST(test_node_not_running) {
   char *out = NULL, *err = NULL;
   const char *args[] = {"status", "--url", "http://127.0.0.1:1", NULL};
@@ -392,6 +518,7 @@ static Suite *e2e_cli_suite(void) {
   tcase_add_test(tc, test_sync_tick);
   tcase_add_test(tc, test_usage_errors);
   tcase_add_test(tc, test_explains_itself);
+  tcase_add_test(tc, test_scripts);
   tcase_add_test(tc, test_node_not_running);
   tcase_add_test(tc, test_wal_tools);
   suite_add_tcase(s, tc);
