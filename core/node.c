@@ -26,7 +26,7 @@
  * is answered once it is in the synced WAL; a read waits until the store
  * holds every answered write (node_read_barrier), so a read after an answer
  * sees it.  The store itself is made durable in the background at sync
- * points (the syncer thread, every store_sync_interval_ms; see store.c):
+ * points (the syncer thread, every store_sync_interval_ms; see store_syncpoint.c):
  * after a power loss it rolls back to the last one and the WAL replays the
  * rest.  A failed append or sync fails its group before anything is
  * applied.  A failed store commit of answered writes turns the node

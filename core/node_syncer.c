@@ -3,7 +3,7 @@
  * sa_worker, c->sy), started for a persistent store (STORE_SNAPSHOTS).
  *
  * The store commits without syncing; every store_sync_interval_ms this thread
- * takes a sync point when anything was committed (store.c): an fdatasync of
+ * takes a sync point when anything was committed (store_syncpoint.c): an fdatasync of
  * the LMDB file and of a small record, off the write path.  Writes do not
  * wait for it -- the WAL makes them durable -- but the WAL is never reset
  * past a sync point, and after a power loss the store rolls back to the

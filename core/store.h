@@ -8,7 +8,7 @@
  *           value bytes.  Keys up to 480 bytes are the LMDB key; longer ones
  *           (LMDB's limit is 511) are stored under their first 480 bytes +
  *           0x00 + a 64-bit hash + a 16-bit chain counter, with the full
- *           key in the value (F > 0); see store.c.
+ *           key in the value (F > 0); see store_longkey.c.
  *   outbox  u64 big-endian lsn -> u8 state, u8 record type, u16 0, u32 attempts,
  *           u64 hlc, u64 at_ms (queued: not before; in flight: deadline;
  *           acknowledged/failed: when it happened)
@@ -20,13 +20,16 @@
  *           (pruned without a later change of the same key)
  *   meta    "format" u32, "node_id" text, "applied_lsn" u64, "hlc" u64
  *
- * "<path>-sync" holds the last sync point (STORE_SNAPSHOTS; see store.c).
+ * "<path>-sync" holds the last sync point (STORE_SNAPSHOTS; see store_syncpoint.c).
  *
  * One write transaction applies a group of operations, their outbox
- * entries and the new applied LSN together (store_w*).  Only one thread may
- * hold the write transaction (the node's writer thread).  Reads may run on
- * any thread concurrently with the writer; values are copied out before the
- * read transaction ends.
+ * entries and the new applied LSN together (store_w*).  One write
+ * transaction exists at a time, and only the thread that began it may use
+ * it (asserted): the node's committer ("sa-commit") for its group commits,
+ * its writer ("sa-writer") for outbox requests after draining the
+ * committer, and the opening thread during recovery (docs/threads.md).
+ * Reads may run on any thread concurrently with the write transaction;
+ * values are copied out before the read transaction ends.
  */
 #ifndef SA_STORE_H
 #define SA_STORE_H
@@ -51,7 +54,7 @@ enum {
 /* How a store reaches the disk. */
 enum {
   STORE_MEMORY = 0,    /* never synced (a memory-only node's private file) */
-  STORE_SNAPSHOTS = 1, /* commits unsynced; durable at sync points (store.c) */
+  STORE_SNAPSHOTS = 1, /* commits unsynced; durable at sync points (store_syncpoint.c) */
   STORE_SYNC_EACH = 2, /* every commit syncs its data pages (MDB_NOMETASYNC):
                           the fallback when LMDB is not 0.9.x */
 };
@@ -122,7 +125,7 @@ bool store_sync_due(sa_store *s);
 uint64_t store_syncs(const sa_store *s);
 uint64_t store_synced_lsn(const sa_store *s);
 
-/* ---- the write transaction (writer thread only) ------------------------ */
+/* ---- the write transaction (its owner thread only; see above) ----------- */
 
 int store_wbegin(sa_store *s, store_wtxn **out, sa_error *err);
 

@@ -1,5 +1,5 @@
 /*
- * test_store.c -- the LMDB store (core/store.c) through the public API:
+ * test_store.c -- the LMDB store (core/store_*.c) through the public API:
  * keys longer than LMDB's 511-byte key limit, their order, listing and
  * paging among them, and collisions of the stored form.
  */
@@ -128,7 +128,7 @@ END_TEST
 
 /* Order is bytewise whenever keys differ within their first 480 bytes, on
  * both sides of the inline limit (keys sharing their first 480 bytes are
- * ordered by hash: see core/store.c). */
+ * ordered by hash: see core/store_longkey.c). */
 START_TEST(order_is_bytewise_across_the_inline_limit) {
   sa_client *c = open_node();
   char *k480 = mkkey(480, "");                        /* a^480          inline */

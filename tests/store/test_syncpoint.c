@@ -1,5 +1,5 @@
 /*
- * test_syncpoint.c -- the store's sync points (core/store.c): LMDB runs with
+ * test_syncpoint.c -- the store's sync points (core/store_syncpoint.c): LMDB runs with
  * MDB_NOSYNC, and after a power loss the file must go back to exactly the
  * last sync point, whatever subset of the later writes reached the disk.
  *
