@@ -58,6 +58,7 @@
 
 #include "api.h"
 #include "softadastra.h"
+#include "srv_answer.h"
 #include "srv_front.h"
 #include "srv_http.h"
 #include "srv_log.h"
@@ -107,11 +108,17 @@ typedef struct srv_req {
 static void *srv_uri_cb(void *cls, const char *uri, struct MHD_Connection *con) {
   srv *s = cls;
   if (!uri) uri = "";
+  /* An absolute-form target (the gate accepted it: RFC 9112 3.2.2) is
+   * routed by its path, as the loop does. */
+  const char *path = srv_http_origin(uri);
+  bool slash = path && path[0] != '/'; /* "http://h" or "http://h?q": the path is "/" */
+  if (path) uri = path;
   size_t n = strlen(uri);
-  srv_req *r = malloc(sizeof *r + n + 1);
+  srv_req *r = malloc(sizeof *r + n + 2);
   if (!r) return NULL;
   memset(r, 0, sizeof *r);
-  memcpy(r->tbuf, uri, n + 1);
+  if (slash) r->tbuf[0] = '/';
+  memcpy(r->tbuf + slash, uri, n + 1);
   r->target = r->tbuf;
   clock_gettime(CLOCK_MONOTONIC, &r->t0);
   atomic_fetch_add(&s->active, 1);
@@ -156,97 +163,22 @@ static const char *srv_header(void *cls, const char *name) {
   return MHD_lookup_connection_value((struct MHD_Connection *)cls, MHD_HEADER_KIND, name);
 }
 
-static void srv_free_response(void *cls) {
-  api_response_free(cls);
-}
-
-/* Queues resp (freed here in every case).  The body is not copied: the MHD
- * response owns resp and frees it when libmicrohttpd is done with it. */
-static enum MHD_Result srv_queue(struct MHD_Connection *con, api_response *resp) {
-  struct MHD_Response *m = MHD_create_response_from_buffer_with_free_callback_cls(
-      resp->body_len, resp->body, srv_free_response, resp);
-  if (!m) {
-    api_response_free(resp);
-    return MHD_NO;
-  }
-  if (resp->content_type) MHD_add_response_header(m, "Content-Type", resp->content_type);
-  for (size_t i = 0; i < resp->n_headers; i++)
-    MHD_add_response_header(m, resp->headers[i].name, resp->headers[i].value);
-  if (resp->close) MHD_add_response_header(m, "Connection", "close");
-  enum MHD_Result rc = MHD_queue_response(con, (unsigned)resp->status, m);
-  MHD_destroy_response(m); /* resp goes with the last reference */
-  return rc;
-}
-
 static void srv_log_request(const srv *s, const char *method, const srv_req *r, int status) {
-  if (!s->log_requests) return;
-  struct timespec t1;
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  double ms = (double)(t1.tv_sec - r->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - r->t0.tv_nsec) / 1e6;
-  char qm[64], qt[300];
-  srv_log(SRV_LOG_DEBUG, "request", "method=%s target=%s status=%d ms=%.3f bytes_in=%zu",
-          srv_log_q(method, qm, sizeof qm), srv_log_q(r->target, qt, sizeof qt), status, ms,
-          r->len);
+  if (s->log_requests) srv_answer_log(method, r->target, status, &r->t0, r->len);
 }
 
-/* What srv_framing_cb finds in the request headers. */
+/* The framing the gate decided (srv_http.h), as libmicrohttpd gives it back:
+ * whether a body follows and its Content-Length.  The gate has refused every
+ * malformed, repeated or conflicting framing field before libmicrohttpd saw
+ * the request, so there is exactly one of each here at most. */
 typedef struct srv_framing {
-  int n_cl;            /* Content-Length headers */
-  bool cl_differ;      /* two Content-Length headers disagree */
-  const char *cl;      /* the first Content-Length value */
-  int n_host;          /* Host headers */
-  bool te;             /* a Transfer-Encoding header */
-  bool te_not_chunked; /* ... that is not exactly "chunked" */
-  bool bad_header;     /* a NUL byte in a value, or a name that is not a token */
+  const char *cl; /* the Content-Length value, or NULL */
+  bool te;        /* Transfer-Encoding (chunked: the only one the gate passes) */
 } srv_framing;
 
-static enum MHD_Result srv_framing_cb(void *cls, enum MHD_ValueKind kind, const char *key,
-                                      size_t key_size, const char *value, size_t value_size) {
-  srv_framing *f = cls;
-  if (key_size == 0 || (value && memchr(value, '\0', value_size))) f->bad_header = true;
-  for (size_t i = 0; i < key_size; i++)
-    if (!srv_http_tchar((unsigned char)key[i])) f->bad_header = true;
-  if (key_size == 14 && strncasecmp(key, "Content-Length", 14) == 0) {
-    if (f->n_cl++ == 0)
-      f->cl = value;
-    else if (strcmp(f->cl ? f->cl : "", value ? value : "") != 0)
-      f->cl_differ = true;
-  } else if (key_size == 4 && strncasecmp(key, "Host", 4) == 0) {
-    f->n_host++;
-  } else if (key_size == 17 && strncasecmp(key, "Transfer-Encoding", 17) == 0) {
-    f->te = true;
-    if (!value || strcasecmp(value, "chunked") != 0) f->te_not_chunked = true;
-  }
-  return MHD_YES;
-}
-
-/* HTTP/1.1 framing rules the API relies on (RFC 9112): one unambiguous
- * body length, a Host header, well-formed header fields.  Returns NULL or
- * the error response to send (the connection is closed after it). */
-static api_response *srv_check_framing(srv *s, struct MHD_Connection *con, const char *version,
-                                       srv_framing *fp) {
-  srv_framing f = {0};
-  MHD_get_connection_values_n(con, MHD_HEADER_KIND, srv_framing_cb, &f);
-  *fp = f;
-  const char *why = NULL;
-  int status = 400;
-  if (f.bad_header)
-    why = "malformed header field";
-  else if (f.cl_differ)
-    why = "conflicting Content-Length headers";
-  else if (f.n_host > 1)
-    why = "more than one Host header";
-  else if (f.n_cl && f.te)
-    why = "both Content-Length and Transfer-Encoding";
-  else if (f.te_not_chunked)
-    why = "only Transfer-Encoding: chunked is supported", status = 501;
-  else if (version && strcmp(version, "HTTP/1.1") == 0 && f.n_host == 0)
-    why = "HTTP/1.1 request without Host header";
-  if (!why) return NULL;
-  api_response *r =
-      api_error_response(s->api, status, status == 501 ? "not_implemented" : "bad_request", why);
-  r->close = true;
-  return r;
+static void srv_get_framing(struct MHD_Connection *con, srv_framing *f) {
+  f->cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Length");
+  f->te = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Transfer-Encoding") != NULL;
 }
 
 static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, const char *url,
@@ -260,32 +192,30 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
     r->started = true;
     r->limit = api_body_limit(s->api, method, r->target);
     srv_framing f;
-    api_response *bad = srv_check_framing(s, con, version, &f);
-    if (!bad) {
-      /* Refuse (401, 404, 405, ...) before reading a body, and before
-       * libmicrohttpd sends "100 Continue". */
-      api_request pre = {
-          .method = method,
-          .target = r->target,
-          .header = srv_header,
-          .header_cls = con,
-          .gated = &r->gated,
-          .body_pending = f.n_cl > 0 || f.te,
-      };
-      bad = api_precheck(s->api, &pre);
-    }
+    srv_get_framing(con, &f);
+    /* Refuse (401, 404, 405, ...) before reading a body, and before
+     * libmicrohttpd sends "100 Continue". */
+    api_request pre = {
+        .method = method,
+        .target = r->target,
+        .header = srv_header,
+        .header_cls = con,
+        .gated = &r->gated,
+        .body_pending = f.cl != NULL || f.te,
+    };
+    api_response *bad = api_precheck(s->api, &pre);
     if (bad) {
       srv_log_request(s, method, r, bad->status);
-      return srv_queue(con, bad);
+      return srv_answer_mhd(con, bad);
     }
-    const char *cl = f.n_cl ? f.cl : NULL; /* the first Content-Length, as a lookup gives */
+    const char *cl = f.cl;
     if (cl) {
       char *end;
       errno = 0;
       unsigned long long v = strtoull(cl, &end, 10);
       if (errno == 0 && *end == '\0' && v > r->limit) {
         srv_log_request(s, method, r, 413);
-        return srv_queue(con, api_too_large(s->api, method, r->target, r->limit));
+        return srv_answer_mhd(con, api_too_large(s->api, method, r->target, r->limit));
       }
     }
     return MHD_YES;
@@ -331,7 +261,7 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
     r->write = NULL;
     api_response *resp = api_write_finish(s->api, w, &req);
     srv_log_request(s, method, r, resp->status);
-    return srv_queue(con, resp);
+    return srv_answer_mhd(con, resp);
   }
   api_response *resp;
   if (r->too_big) {
@@ -363,7 +293,7 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
     return srv_feed_serve(s->feed, con, resp, f, strcmp(method, "HEAD") == 0, &r->feed);
   }
   srv_log_request(s, method, r, resp->status);
-  return srv_queue(con, resp);
+  return srv_answer_mhd(con, resp);
 }
 
 /* ---- start-up ----------------------------------------------------------- */
@@ -474,6 +404,14 @@ static int srv_handoff(void *cls, int fd, const struct sockaddr *peer, socklen_t
   return MHD_add_connection(s->d, fd, peer, peer_len) == MHD_YES ? 0 : -1;
 }
 
+/* libmicrohttpd's per-connection memory: room for any head the gate accepts
+ * (at most max_header_bytes, and the loop's 16 KiB window) twice over -- the
+ * raw bytes and the parsed fields -- plus its read buffer, so libmicrohttpd
+ * never answers a checked request with its own 431 page. */
+static size_t srv_mhd_memory(const cfg_config *cfg) {
+  return 2 * (size_t)cfg->max_header_bytes + 32768;
+}
+
 /* libmicrohttpd's daemon, without a listening socket of its own: it serves
  * the connections the front loop hands it (MHD_add_connection). */
 static struct MHD_Daemon *srv_daemon(srv *s, const cfg_config *cfg) {
@@ -492,7 +430,7 @@ static struct MHD_Daemon *srv_daemon(srv *s, const cfg_config *cfg) {
       MHD_OPTION_THREAD_POOL_SIZE, cfg_threads(cfg), MHD_OPTION_CONNECTION_LIMIT,
       (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
       (unsigned)cfg->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-      (size_t)cfg->max_header_bytes, MHD_OPTION_URI_LOG_CALLBACK, srv_uri_cb, s,
+      srv_mhd_memory(cfg), MHD_OPTION_URI_LOG_CALLBACK, srv_uri_cb, s,
       MHD_OPTION_NOTIFY_COMPLETED, srv_completed_cb, s, MHD_OPTION_NOTIFY_CONNECTION,
       srv_conn_notify, s, MHD_OPTION_END);
   if (!d) {

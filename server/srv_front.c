@@ -6,9 +6,15 @@
  *     every loop, EPOLLEXCLUSIVE), given to the loops in turn;
  *   - registered edge-triggered for input, output and peer half-close;
  *     `readable` records that input may be waiting;
- *   - at a request boundary, the loop peeks (MSG_PEEK) and parses
- *     (srv_http_parse).  MORE: wait for the next edge.  PASS: the
- *     connection goes to libmicrohttpd with the peeked bytes unread.  OURS:
+ *   - at a request boundary, the loop peeks (MSG_PEEK) and the gate reads
+ *     the request (srv_http_parse): every request on every connection goes
+ *     through it.  MORE: wait for the next edge.  REFUSE: a JSON error with
+ *     Connection: close, and the connection closes after it (what arrived
+ *     behind the refused head is read and dropped, never parsed).  PASS: a
+ *     checked request for another route; the connection goes to
+ *     libmicrohttpd with the peeked bytes unread, for that one request:
+ *     every answer libmicrohttpd sends says Connection: close
+ *     (srv_answer_mhd_headers), so it never parses a second request.  OURS:
  *     exactly the request's bytes are consumed (MSG_TRUNC: discarded, the
  *     peeked copy is the one used), and the request is served: GET answers
  *     at once; PUT and DELETE queue the write on the node (api_write) and
@@ -27,8 +33,8 @@
 #define _GNU_SOURCE
 #include "srv_front.h"
 
+#include <assert.h>
 #include <errno.h>
-#include <microhttpd.h> /* MHD_get_reason_phrase_for: both paths say the same phrases */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -44,7 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api_util.h"
+#include "srv_answer.h"
 #include "srv_http.h"
 #include "srv_log.h"
 
@@ -188,50 +194,24 @@ static int fc_flush(fconn *c) {
   return 0;
 }
 
-/* The head's bytes, appended (the caller sized the buffer). */
-static char *fc_put(char *p, const char *s, size_t n) {
-  memcpy(p, s, n);
-  return p + n;
-}
-#define FC_LIT(p, s) fc_put((p), (s), sizeof(s) - 1)
-
 /* The Date header's value (IMF-fixdate), formatted once a second; its
  * length is l->date_len. */
 static const char *fl_date(floop *l) {
   time_t now = time(NULL);
   if (now != l->date_sec) {
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    l->date_len = strftime(l->date, sizeof l->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    l->date_len = srv_answer_date(l->date, now);
     l->date_sec = now;
   }
   return l->date;
 }
 
-static void fc_log(const fconn *c, int status) {
-  struct timespec t1;
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  double ms = (double)(t1.tv_sec - c->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - c->t0.tv_nsec) / 1e6;
-  char qm[64], qt[300];
-  srv_log(SRV_LOG_DEBUG, "request", "method=%s target=%s status=%d ms=%.3f bytes_in=%zu",
-          srv_log_q(c->req.method, qm, sizeof qm), srv_log_q(c->req.target, qt, sizeof qt), status,
-          ms, c->h.body_len);
-}
-
 /* Sends r (freed here) as the answer to c's request, which ends it. */
 static void fc_answer(floop *l, fconn *c, api_response *r) {
   srv_front *f = l->f;
-  if (f->c.log_requests) fc_log(c, r->status);
-  bool nobody = r->status == 204 || r->status == 304;
-  size_t blen = nobody ? 0 : r->body_len;
+  if (f->c.log_requests) srv_answer_log(c->req.method, c->req.target, r->status, &c->t0, c->h.body_len);
+  size_t blen = srv_answer_bodiless(r->status) ? 0 : r->body_len;
   c->close_after = c->close_after || c->h.close || r->close;
-  const char *reason = MHD_get_reason_phrase_for((unsigned)r->status);
-  size_t ctlen = r->content_type && !nobody ? strlen(r->content_type) : 0;
-  /* the fixed parts (status line, Date, Content-Length, Connection, the
-   * blank line) take at most 112 bytes besides the reason phrase */
-  size_t need = 128 + strlen(reason) + (ctlen ? ctlen + 16 : 0);
-  for (size_t i = 0; i < r->n_headers; i++)
-    need += strlen(r->headers[i].name) + strlen(r->headers[i].value) + 4;
+  size_t need = srv_answer_head_size(r);
   char stack[2048];
   char *hb = need <= sizeof stack ? stack : malloc(need);
   if (!hb) {
@@ -240,31 +220,9 @@ static void fc_answer(floop *l, fconn *c, api_response *r) {
     atomic_fetch_sub(f->c.active, 1);
     return;
   }
-  /* The head, without printf: it is on every answer's path. */
-  char *p = FC_LIT(hb, "HTTP/1.1 ");
-  p = api_u64_put(p, (uint64_t)r->status);
-  *p++ = ' ';
-  p = fc_put(p, reason, strlen(reason));
-  p = FC_LIT(p, "\r\nDate: ");
-  const char *date = fl_date(l); /* sets l->date_len */
-  p = fc_put(p, date, l->date_len);
-  if (!nobody) {
-    p = FC_LIT(p, "\r\nContent-Length: ");
-    p = api_u64_put(p, blen);
-  }
-  if (ctlen) {
-    p = FC_LIT(p, "\r\nContent-Type: ");
-    p = fc_put(p, r->content_type, ctlen);
-  }
-  for (size_t i = 0; i < r->n_headers; i++) {
-    p = FC_LIT(p, "\r\n");
-    p = fc_put(p, r->headers[i].name, strlen(r->headers[i].name));
-    p = FC_LIT(p, ": ");
-    p = fc_put(p, r->headers[i].value, strlen(r->headers[i].value));
-  }
-  if (c->close_after) p = FC_LIT(p, "\r\nConnection: close");
-  p = FC_LIT(p, "\r\n\r\n");
-  size_t hlen = (size_t)(p - hb);
+  const char *date = fl_date(l);
+  size_t hlen = srv_answer_head(hb, r, c->close_after, date, l->date_len);
+  assert(hlen <= need);
   struct iovec iov[2] = {{hb, hlen}, {r->body, blen}};
   struct msghdr mh = {.msg_iov = iov, .msg_iovlen = blen ? 2 : 1};
   ssize_t sent;
@@ -296,6 +254,23 @@ static void fc_answer(floop *l, fconn *c, api_response *r) {
   c->last_ms = front_now_ms();
 }
 
+/* Answers a request the gate refused (c->h.status, code, why) and closes the
+ * connection after the answer: the bytes after the refused head are never
+ * parsed (fc_run discards what has arrived of them before the close). */
+static void fc_refuse(floop *l, fconn *c) {
+  srv_front *f = l->f;
+  atomic_fetch_add(f->c.active, 1);
+  atomic_fetch_add(f->c.total, 1);
+  if (f->c.log_requests) clock_gettime(CLOCK_MONOTONIC, &c->t0);
+  c->req = (api_request){0};
+  srv_log(SRV_LOG_DEBUG, "request_refused", "status=%d code=%s", c->h.status, c->h.code);
+  api_response *r = api_error_response(f->c.api, c->h.status, c->h.code, c->h.why);
+  r->close = true;
+  c->close_after = true;
+  c->h.body_len = 0;
+  fc_answer(l, c, r);
+}
+
 static const char *fc_header(void *cls, const char *name) {
   const srv_http_field *fld = srv_http_find(&((fconn *)cls)->h, name);
   return fld ? fld->value : NULL;
@@ -319,7 +294,7 @@ static void fc_serve(floop *l, fconn *c) {
   /* NUL-terminate method, target and values in place: each is followed by
    * a separator byte inside the head (srv_http.h). */
   c->buf[h->method - c->buf + h->method_len] = '\0';
-  c->buf[h->target - c->buf + h->target_len] = '\0';
+  c->buf[h->target - c->buf + h->target_len] = '\0'; /* the path ends there too */
   for (size_t i = 0; i < h->n_fields; i++)
     c->buf[h->fields[i].value - c->buf + h->fields[i].value_len] = '\0';
   atomic_fetch_add(f->c.active, 1);
@@ -327,7 +302,7 @@ static void fc_serve(floop *l, fconn *c) {
   if (f->c.log_requests) clock_gettime(CLOCK_MONOTONIC, &c->t0);
   c->req = (api_request){
       .method = h->method,
-      .target = h->target,
+      .target = h->path, /* origin-form: an absolute-form target's path */
       .header = fc_header,
       .header_cls = c,
       .body = h->body_len ? h->body : NULL,
@@ -400,8 +375,12 @@ static void fc_run(floop *l, fconn *c) {
       c->readable = false; /* the next input is an edge */
       return;
     }
+    if (v == SRV_HTTP_REFUSE) {
+      fc_refuse(l, c);
+      continue; /* sends the answer, then discards and closes */
+    }
     if (v == SRV_HTTP_PASS) {
-      fc_handoff(l, c);
+      fc_handoff(l, c); /* one checked request: libmicrohttpd closes after its answer */
       return;
     }
     ssize_t got;
@@ -525,7 +504,8 @@ static void fl_woken(floop *l) {
     c->pending = false;
     l->pending--;
     if (c->dead) {
-      if (l->f->c.log_requests) fc_log(c, r->status);
+      if (l->f->c.log_requests)
+        srv_answer_log(c->req.method, c->req.target, r->status, &c->t0, c->h.body_len);
       api_response_free(r);
       atomic_fetch_sub(l->f->c.active, 1);
       fc_close(l, c);

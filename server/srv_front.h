@@ -4,14 +4,18 @@
  *
  * What it is: a few threads (one per `threads`), each an epoll loop over
  * the connections it accepted.  At every request boundary a loop peeks at
- * the bytes the client sent (MSG_PEEK: nothing is consumed).  A GET, PUT or
- * DELETE of /v1/store/{key} with plain framing (srv_http.h) is consumed and
- * answered by the loop through the same API calls libmicrohttpd's callbacks
- * make (api_handle, and for a write api_write_arm/api_write_finish).  Any
- * other request hands the connection, its bytes still unread, to
- * libmicrohttpd (the handoff callback: MHD_add_connection in srv.c), which
- * keeps it from then on.  So every route, error and limit of the API stays
- * where it was; the loop only takes the requests it can serve exactly.
+ * the bytes the client sent (MSG_PEEK: nothing is consumed) and the gate
+ * (srv_http.h) reads the request: no request reaches a handler or
+ * libmicrohttpd unless the gate has read its whole head and decided its
+ * framing.  A refused request is answered here (a JSON error) and the
+ * connection closed.  A GET, PUT or DELETE of /v1/store/{key} with plain
+ * framing is consumed and answered by the loop through the same API calls
+ * libmicrohttpd's callbacks make (api_handle, and for a write
+ * api_write_arm/api_write_finish).  Any other accepted request hands the
+ * connection, its bytes still unread, to libmicrohttpd (the handoff
+ * callback: MHD_add_connection in srv.c) for that one request: its answer
+ * says Connection: close and the connection ends there, so libmicrohttpd
+ * never parses a request the gate has not checked.
  *
  * Why: with libmicrohttpd a deferred PUT costs a suspend, a resume (an
  * eventfd write per request from the writer) and one more pass of a

@@ -1,41 +1,50 @@
 /*
- * srv_http.h -- the request parser of the front loop (srv_front.c).
+ * srv_http.h -- the gate: the one strict HTTP/1.1 request parser that reads
+ * every request on every connection of the node before anything serves it.
  *
- * What it is: a pure function over bytes that says whether a buffer starts
- * with one complete HTTP/1.1 request the front loop serves itself (a GET,
- * PUT or DELETE of /v1/store/{key}, origin-form, plain framing), needs more
- * bytes to tell, or is anything else.  It never allocates, never writes to
- * the buffer and keeps no state between calls, so it can be fuzzed alone
- * (tests/fuzz/fuzz_http.c).
+ * What it is: a pure function over bytes.  Given the bytes a client has sent
+ * at a request boundary, it says one of four things:
+ *   MORE    the bytes are a prefix of a request the gate would accept or
+ *           refuse only on later bytes: wait for more;
+ *   OURS    one complete request the front loop serves itself (a GET, PUT or
+ *           DELETE of /v1/store/{key}, HTTP/1.1, Content-Length framing);
+ *   PASS    one checked request whose whole head has been read and whose
+ *           framing is decided (Content-Length, chunked or none), for
+ *           libmicrohttpd to serve: it gets the connection for exactly this
+ *           one request and closes it after the answer (srv_front.c);
+ *   REFUSE  a request the node will not serve: out->status, out->code and
+ *           out->why say the answer (a JSON error); the connection is closed
+ *           after it and no byte after the refused head is ever parsed.
+ * It never allocates, never writes to the buffer and keeps no state between
+ * calls, so it can be fuzzed alone (tests/fuzz/fuzz_http.c).  The accepted
+ * subset of RFC 9112, form by form, with the answer to each refused form, is
+ * the table at the top of srv_http.c.
  *
- * What it is not: a general HTTP parser.  It accepts a strict subset and
- * answers SRV_HTTP_PASS for everything outside it: other methods and paths,
- * HTTP/1.0, absolute-form targets, Transfer-Encoding, Expect, Upgrade, a
- * Connection option other than close/keep-alive, obs-fold, a header name that
- * is not a token, a control byte in a value, a missing or repeated Host, a
- * Content-Length that is not plain digits or is repeated, a body on GET or
- * DELETE, a body or a head over the given limits.  The front loop hands such
- * a connection, with every byte still unread, to libmicrohttpd, which serves
- * it or answers the error (400, 413, 431, 501) as it always has.  So being
- * strict here never refuses a request; it only picks the slower path.
+ * What it is not: a body parser for chunked framing (libmicrohttpd decodes a
+ * chunked body of the one request it is handed; the close after it bounds a
+ * disagreement to that request), nor a router (the API answers 404/405).
  */
 #ifndef SA_SRV_HTTP_H
 #define SA_SRV_HTTP_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 typedef enum srv_http_verdict {
-  SRV_HTTP_MORE = 0, /* a prefix of a request the loop may serve: wait for more bytes */
-  SRV_HTTP_OURS = 1, /* one complete request in buf[0, total): the loop serves it */
-  SRV_HTTP_PASS = 2, /* anything else: libmicrohttpd serves the connection */
+  SRV_HTTP_MORE = 0,   /* a prefix: wait for more bytes */
+  SRV_HTTP_OURS = 1,   /* one complete request in buf[0, total): the loop serves it */
+  SRV_HTTP_PASS = 2,   /* one checked head: libmicrohttpd serves this request, then closes */
+  SRV_HTTP_REFUSE = 3, /* refused: answer status/code/why, close, parse nothing after */
 } srv_http_verdict;
 
-#define SRV_HTTP_MAX_FIELDS 32 /* header fields of a request the loop serves */
+#define SRV_HTTP_MAX_FIELDS 32   /* header fields kept for lookups (more: PASS, never OURS) */
+#define SRV_HTTP_FIELD_LIMIT 100 /* header fields of any request (more: 431) */
+#define SRV_HTTP_TARGET_MAX 8192 /* bytes of a request-target (more: 414) */
 
 typedef struct srv_http_field {
   const char *name; /* into buf; a token, not NUL-terminated */
@@ -45,25 +54,41 @@ typedef struct srv_http_field {
 } srv_http_field;
 
 typedef struct srv_http_req {
-  const char *method; /* "GET", "PUT" or "DELETE", into buf */
+  const char *method; /* into buf, a token */
   size_t method_len;
-  const char *target; /* "/v1/store/...", raw, into buf */
+  const char *target; /* the raw request-target, into buf */
   size_t target_len;
-  size_t n_fields;
+  const char *path; /* origin-form part of target (absolute-form: after the authority) */
+  size_t path_len;  /* 0 for "*" and for an absolute-form target without a path */
+  int version;      /* 10 (HTTP/1.0) or 11 (HTTP/1.1) */
+  size_t n_fields;  /* fields kept (at most SRV_HTTP_MAX_FIELDS) */
   srv_http_field fields[SRV_HTTP_MAX_FIELDS];
-  bool close;       /* Connection: close */
-  size_t head_len;  /* bytes up to and including the blank line */
-  const char *body; /* buf + head_len */
-  size_t body_len;  /* the Content-Length (0 without one) */
-  size_t total;     /* head_len + body_len: the request's bytes in buf */
+  bool close;           /* Connection: close */
+  bool chunked;         /* Transfer-Encoding: chunked */
+  bool expect_continue; /* Expect: 100-continue */
+  bool has_length;      /* a Content-Length field */
+  uint64_t length;      /* its value */
+  size_t skip;          /* empty lines before the request line (RFC 9112 2.2) */
+  size_t head_len;      /* bytes up to and including the blank line (skip included) */
+  const char *body;     /* buf + head_len */
+  size_t body_len;      /* OURS: the Content-Length (0 without one) */
+  size_t total;         /* OURS: head_len + body_len, the request's bytes in buf */
+  /* REFUSE: the answer */
+  int status;       /* 400, 413, 414, 417, 431, 501, 505 */
+  const char *code; /* the JSON error code: a static string */
+  const char *why;  /* the JSON error message: a static string */
 } srv_http_req;
 
-/* Parses the request at the start of buf[0, len).  max_head bounds the
- * request line and headers, max_body the Content-Length, and cap the whole
- * request (the caller's buffer: a request that cannot fit in it is passed).
- * On SRV_HTTP_OURS *out describes it; the bytes after a separator (the space
- * after the method and the target, the CR or whitespace after a value) are
- * the caller's to overwrite with a NUL.  On MORE and PASS *out is garbage. */
+/* Reads the request at the start of buf[0, len).  max_head bounds the
+ * request line and headers (431 past it, 414 while still in the target),
+ * max_body the body of a request the loop serves, and cap the whole request
+ * the loop serves (its buffer).  A request within the gate's rules but over
+ * max_body or cap is PASS, not refused: libmicrohttpd applies the route's
+ * own limit.  On OURS the bytes after a separator (the space after the
+ * method and the target, the CR or whitespace after a value) are the
+ * caller's to overwrite with a NUL.  On PASS the head fields (method, target,
+ * path, version, framing) are valid; on REFUSE status/code/why are; on MORE
+ * *out is garbage. */
 srv_http_verdict srv_http_parse(const char *buf, size_t len, size_t max_head, size_t max_body,
                                 size_t cap, srv_http_req *out);
 
@@ -72,6 +97,12 @@ bool srv_http_tchar(unsigned char c);
 
 /* The value of the first field named name (case-insensitive), or NULL. */
 const srv_http_field *srv_http_find(const srv_http_req *r, const char *name);
+
+/* The origin-form path of a request-target as the gate routes it: target
+ * itself for origin-form, the part after the authority for absolute-form
+ * ("http://h/p?q" -> "/p?q", "http://h" -> ""), NULL for anything else.
+ * target is NUL-terminated here (libmicrohttpd's URI callback). */
+const char *srv_http_origin(const char *target);
 
 #ifdef __cplusplus
 }

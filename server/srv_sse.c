@@ -31,6 +31,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "srv_answer.h"
+
 #define SRV_FEED_TICK_MS 500 /* longest notifier sleep: bounds deadline lateness and stop */
 #define SRV_FEED_BLOCK 4096  /* libmicrohttpd read block of a stream */
 
@@ -291,27 +293,9 @@ void srv_feed_write_metrics(void *hub, FILE *f) {
 
 /* ---- responses ----------------------------------------------------------- */
 
-/* Copies the headers of an api_response onto an MHD response. */
-static void srv_feed_headers(struct MHD_Response *m, const api_response *resp) {
-  if (resp->content_type) MHD_add_response_header(m, "Content-Type", resp->content_type);
-  for (size_t i = 0; i < resp->n_headers; i++)
-    MHD_add_response_header(m, resp->headers[i].name, resp->headers[i].value);
-  if (resp->close) MHD_add_response_header(m, "Connection", "close");
-}
-
 /* Queues a buffered response; frees resp in every case. */
 static enum MHD_Result srv_feed_queue(struct MHD_Connection *con, api_response *resp) {
-  struct MHD_Response *m =
-      MHD_create_response_from_buffer(resp->body_len, resp->body, MHD_RESPMEM_MUST_COPY);
-  if (!m) {
-    api_response_free(resp);
-    return MHD_NO;
-  }
-  srv_feed_headers(m, resp);
-  enum MHD_Result rc = MHD_queue_response(con, (unsigned)resp->status, m);
-  MHD_destroy_response(m);
-  api_response_free(resp);
-  return rc;
+  return srv_answer_mhd(con, resp);
 }
 
 /* ---- streams --------------------------------------------------------------- */
@@ -455,7 +439,7 @@ static enum MHD_Result srv_feed_start_stream(srv_feed *h, struct MHD_Connection 
     api_response_free(resp);
     return MHD_NO;
   }
-  srv_feed_headers(m, resp);
+  srv_answer_mhd_headers(m, resp);
   enum MHD_Result rc = MHD_queue_response(con, (unsigned)resp->status, m);
   MHD_destroy_response(m); /* on failure this frees s through srv_sub_free_cb */
   api_response_free(resp);

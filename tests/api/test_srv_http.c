@@ -1,7 +1,8 @@
 /*
  * test_srv_http.c -- the front loop's request parser (server/srv_http.c):
- * the requests it serves, every prefix of them waiting for more, and each
- * kind of request it must leave to libmicrohttpd (srv_http.h lists them).
+ * the gate.  The requests the loop serves, every prefix of them waiting for
+ * more, and the table of srv_http.c row by row: what goes to libmicrohttpd
+ * and what is refused with which status, whole and one byte at a time.
  */
 #include <check.h>
 #include <stdio.h>
@@ -15,12 +16,6 @@
 
 static srv_http_verdict parse(const char *s, srv_http_req *r) {
   return srv_http_parse(s, strlen(s), HEAD_MAX, BODY_MAX, CAP, r);
-}
-
-static void expect_pass(const char *why, const char *s) {
-  srv_http_req r;
-  srv_http_verdict v = parse(s, &r);
-  ck_assert_msg(v == SRV_HTTP_PASS, "%s: verdict %d, want PASS", why, (int)v);
 }
 
 START_TEST(test_put_is_ours) {
@@ -72,69 +67,190 @@ START_TEST(test_prefixes_wait) {
 }
 END_TEST
 
-START_TEST(test_passed_to_libmicrohttpd) {
-  expect_pass("other method", "HEAD /v1/store/k HTTP/1.1\r\nHost: a\r\n\r\n");
-  expect_pass("lower-case method", "get /v1/store/k HTTP/1.1\r\nHost: a\r\n\r\n");
-  expect_pass("other path", "GET /v1/status HTTP/1.1\r\nHost: a\r\n\r\n");
-  expect_pass("the list", "GET /v1/store HTTP/1.1\r\nHost: a\r\n\r\n");
-  expect_pass("no key", "GET /v1/store/ HTTP/1.1\r\nHost: a\r\n\r\n");
-  expect_pass("absolute form", "GET http://a/v1/store/k HTTP/1.1\r\nHost: a\r\n\r\n");
-  expect_pass("HTTP/1.0", "GET /v1/store/k HTTP/1.0\r\nHost: a\r\n\r\n");
-  expect_pass("control byte in target", "GET /v1/store/k\x01 HTTP/1.1\r\nHost: a\r\n\r\n");
-  expect_pass("no Host", "GET /v1/store/k HTTP/1.1\r\nX: y\r\n\r\n");
-  expect_pass("two Hosts", "GET /v1/store/k HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
-  expect_pass("chunked",
-              "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
-  expect_pass("Expect", "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
-                        "Content-Length: 1\r\n\r\n");
-  expect_pass("Upgrade", "GET /v1/store/k HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\r\n");
-  expect_pass("Connection option",
-              "GET /v1/store/k HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n\r\n");
-  expect_pass("obs-fold", "GET /v1/store/k HTTP/1.1\r\nHost: a\r\nX: y\r\n z\r\n\r\n");
-  expect_pass("name not a token", "GET /v1/store/k HTTP/1.1\r\nHost: a\r\nX Y: z\r\n\r\n");
-  expect_pass("space before colon", "GET /v1/store/k HTTP/1.1\r\nHost : a\r\n\r\n");
-  expect_pass("bare LF", "GET /v1/store/k HTTP/1.1\nHost: a\n\n");
-  expect_pass("LF in a value", "GET /v1/store/k HTTP/1.1\r\nHost: a\nb\r\n\r\n");
-  expect_pass("CR alone", "GET /v1/store/k HTTP/1.1\r\nHost: a\rb\r\n\r\n");
-  expect_pass("two lengths", "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
-                             "Content-Length: 1\r\n\r\nx");
-  expect_pass("signed length",
-              "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\nx");
-  expect_pass("empty length", "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n");
-  expect_pass(
-      "huge length",
-      "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n");
-  expect_pass("body over the route's limit",
-              "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nContent-Length: 1025\r\n\r\n");
-  expect_pass("body on GET", "GET /v1/store/k HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx");
-  expect_pass("not HTTP", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
+/* The gate's table (srv_http.c), row by row: what libmicrohttpd gets (PASS,
+ * one request), and what is refused with which status. */
+typedef struct gate_case {
+  const char *name;
+  const char *req;
+  srv_http_verdict verdict;
+  int status; /* REFUSE: the answer's status */
+} gate_case;
+
+static const gate_case gate_cases[] = {
+    /* accepted, served by libmicrohttpd for this one request */
+    {"other method", "HEAD /v1/store/k HTTP/1.1\r\nHost: a\r\n\r\n", SRV_HTTP_PASS, 0},
+    {"lower-case method (a token: the router answers)",
+     "get /v1/store/k HTTP/1.1\r\nHost: a\r\n\r\n", SRV_HTTP_PASS, 0},
+    {"other path", "GET /v1/status HTTP/1.1\r\nHost: a\r\n\r\n", SRV_HTTP_PASS, 0},
+    {"the list", "GET /v1/store HTTP/1.1\r\nHost: a\r\n\r\n", SRV_HTTP_PASS, 0},
+    {"no key", "GET /v1/store/ HTTP/1.1\r\nHost: a\r\n\r\n", SRV_HTTP_PASS, 0},
+    {"HTTP/1.0", "GET /v1/store/k HTTP/1.0\r\n\r\n", SRV_HTTP_PASS, 0},
+    {"HTTP/1.0 keep-alive", "GET /v1/store/k HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+     SRV_HTTP_PASS, 0},
+    {"chunked", "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+     SRV_HTTP_PASS, 0},
+    {"chunked, any case", "POST /v1/batch HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ChUnKeD \r\n\r\n",
+     SRV_HTTP_PASS, 0},
+    {"Expect", "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n",
+     SRV_HTTP_PASS, 0},
+    {"body on GET", "GET /v1/store/k HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx", SRV_HTTP_PASS, 0},
+    {"body over the loop's limit",
+     "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nContent-Length: 1025\r\n\r\n", SRV_HTTP_PASS, 0},
+    {"OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", SRV_HTTP_PASS, 0},
+    {"absolute form, other route", "GET http://a:8080/v1/status HTTP/1.1\r\nHost: a\r\n\r\n",
+     SRV_HTTP_PASS, 0},
+    {"leading empty line", "\r\nGET /v1/status HTTP/1.1\r\nHost: a\r\n\r\n", SRV_HTTP_PASS, 0},
+    /* accepted, served by the loop */
+    {"Upgrade ignored", "GET /v1/store/k HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\r\n", SRV_HTTP_OURS, 0},
+    {"Connection option ignored",
+     "GET /v1/store/k HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n",
+     SRV_HTTP_OURS, 0},
+    {"absolute form", "GET HTTP://a/v1/store/k HTTP/1.1\r\nHost: a\r\n\r\n", SRV_HTTP_OURS, 0},
+    {"obs-text in a value", "GET /v1/store/k HTTP/1.1\r\nHost: a\r\nX: caf\xc3\xa9\r\n\r\n",
+     SRV_HTTP_OURS, 0},
+    {"OWS around a length", "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nContent-Length:\t1 \r\n\r\nx",
+     SRV_HTTP_OURS, 0},
+    /* refused */
+    {"control byte in target", "GET /v1/store/k\x01 HTTP/1.1\r\nHost: a\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"no Host", "GET /v1/store/k HTTP/1.1\r\nX: y\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"two Hosts", "GET /v1/store/k HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"two Hosts in HTTP/1.0", "GET /v1/store/k HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n",
+     SRV_HTTP_REFUSE, 400},
+    {"bad Host", "GET /v1/store/k HTTP/1.1\r\nHost: a/b\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"obs-fold", "GET /v1/store/k HTTP/1.1\r\nHost: a\r\nX: y\r\n z\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"folded Transfer-Encoding",
+     "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n chunked\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"name not a token", "GET /v1/store/k HTTP/1.1\r\nHost: a\r\nX Y: z\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"space before colon", "GET /v1/store/k HTTP/1.1\r\nHost : a\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"empty name", "GET /v1/store/k HTTP/1.1\r\nHost: a\r\n: z\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"bare LF", "GET /v1/store/k HTTP/1.1\nHost: a\n\n", SRV_HTTP_REFUSE, 400},
+    {"LF in a value", "GET /v1/store/k HTTP/1.1\r\nHost: a\nb\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"CR alone", "GET /v1/store/k HTTP/1.1\r\nHost: a\rb\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"DEL in a value", "GET /v1/store/k HTTP/1.1\r\nHost: a\r\nX: a\x7f\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"two lengths, equal",
+     "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+     SRV_HTTP_REFUSE, 400},
+    {"signed length", "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\nx",
+     SRV_HTTP_REFUSE, 400},
+    {"hex length", "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n",
+     SRV_HTTP_REFUSE, 400},
+    {"list length", "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
+     SRV_HTTP_REFUSE, 400},
+    {"empty length", "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"huge length",
+     "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
+     SRV_HTTP_REFUSE, 413},
+    {"length and chunked",
+     "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+     SRV_HTTP_REFUSE, 400},
+    {"chunked in HTTP/1.0", "PUT /v1/store/k HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+     SRV_HTTP_REFUSE, 400},
+    {"chunked twice", "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+     SRV_HTTP_REFUSE, 400},
+    {"two TE fields",
+     "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+     SRV_HTTP_REFUSE, 400},
+    {"gzip", "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+     SRV_HTTP_REFUSE, 501},
+    {"xchunked", "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+     SRV_HTTP_REFUSE, 501},
+    {"other Expect", "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", SRV_HTTP_REFUSE, 417},
+    {"HTTP/2.0", "GET /v1/store/k HTTP/2.0\r\nHost: a\r\n\r\n", SRV_HTTP_REFUSE, 505},
+    {"HTTP/1.2", "GET /v1/store/k HTTP/1.2\r\nHost: a\r\n\r\n", SRV_HTTP_REFUSE, 505},
+    {"lower-case version", "GET /v1/store/k http/1.1\r\nHost: a\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"long version", "GET /v1/store/k HTTP/1.10\r\nHost: a\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"two spaces", "GET  /v1/store/k HTTP/1.1\r\nHost: a\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"tab separator", "GET\t/v1/store/k HTTP/1.1\r\nHost: a\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"CONNECT", "CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", SRV_HTTP_REFUSE, 501},
+    {"asterisk with GET", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"other scheme", "GET ftp://a/v1/store/k HTTP/1.1\r\nHost: a\r\n\r\n", SRV_HTTP_REFUSE, 400},
+    {"not HTTP", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", SRV_HTTP_REFUSE, 400},
+};
+
+static const char *verdict_name(srv_http_verdict v) {
+  static const char *const names[] = {"MORE", "OURS", "PASS", "REFUSE"};
+  return (unsigned)v < 4 ? names[v] : "?";
+}
+
+START_TEST(test_gate_table) {
+  for (size_t i = 0; i < sizeof gate_cases / sizeof gate_cases[0]; i++) {
+    const gate_case *c = &gate_cases[i];
+    srv_http_req r;
+    srv_http_verdict v = parse(c->req, &r);
+    ck_assert_msg(v == c->verdict, "%s: verdict %s, want %s", c->name, verdict_name(v),
+                  verdict_name(c->verdict));
+    if (v == SRV_HTTP_REFUSE) {
+      ck_assert_msg(r.status == c->status, "%s: status %d, want %d", c->name, r.status, c->status);
+      ck_assert(r.code && r.why && r.why[0]);
+    }
+    /* The same bytes one at a time: every prefix is MORE or already the
+     * same verdict (a refusal comes as soon as its bytes are there; a head
+     * for libmicrohttpd once it is whole; a request the loop serves only
+     * once it is whole, body included). */
+    size_t n = strlen(c->req);
+    for (size_t p = 0; p < n; p++) {
+      srv_http_verdict pv = srv_http_parse(c->req, p, HEAD_MAX, BODY_MAX, CAP, &r);
+      ck_assert_msg(pv == SRV_HTTP_MORE || (pv == c->verdict && pv != SRV_HTTP_OURS),
+                    "%s: prefix %zu gives %s", c->name, p, verdict_name(pv));
+    }
+  }
+}
+END_TEST
+
+START_TEST(test_absolute_form_path) {
+  srv_http_req r;
+  const char *s = "PUT http://a:1/v1/store/k?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nv";
+  ck_assert_int_eq(parse(s, &r), SRV_HTTP_OURS);
+  ck_assert_uint_eq(r.path_len, strlen("/v1/store/k?x=1"));
+  ck_assert(strncmp(r.path, "/v1/store/k?x=1", r.path_len) == 0);
+  ck_assert_str_eq(srv_http_origin("http://a:1/v1/status?q"), "/v1/status?q");
+  ck_assert_str_eq(srv_http_origin("/v1/status"), "/v1/status");
+  ck_assert_str_eq(srv_http_origin("HTTPS://a"), "");
+  ck_assert_ptr_null(srv_http_origin("*"));
 }
 END_TEST
 
 START_TEST(test_limits) {
-  /* A head that does not end within max_head is passed once the buffer
-   * holds max_head bytes, and waits before. */
+  /* A head that does not end within max_head waits while the buffer is
+   * shorter, and is refused (431) once it is not. */
   char big[600];
   int n = snprintf(big, sizeof big, "GET /v1/store/k HTTP/1.1\r\nHost: a\r\nX: ");
   memset(big + n, 'v', sizeof big - (size_t)n - 1);
   big[sizeof big - 1] = '\0';
   srv_http_req r;
   ck_assert_int_eq(srv_http_parse(big, 200, 256, BODY_MAX, CAP, &r), SRV_HTTP_MORE);
-  ck_assert_int_eq(srv_http_parse(big, 256, 256, BODY_MAX, CAP, &r), SRV_HTTP_PASS);
-  ck_assert_int_eq(srv_http_parse(big, strlen(big), 256, BODY_MAX, CAP, &r), SRV_HTTP_PASS);
-  /* A request that cannot fit in the caller's buffer is passed at once. */
+  ck_assert_int_eq(srv_http_parse(big, 256, 256, BODY_MAX, CAP, &r), SRV_HTTP_REFUSE);
+  ck_assert_int_eq(r.status, 431);
+  ck_assert_int_eq(srv_http_parse(big, strlen(big), 256, BODY_MAX, CAP, &r), SRV_HTTP_REFUSE);
+  /* ... and 414 while still in the request line. */
+  char line[600] = "GET /v1/store/";
+  memset(line + strlen(line), 'k', sizeof line - strlen(line) - 1);
+  line[sizeof line - 1] = '\0';
+  ck_assert_int_eq(srv_http_parse(line, strlen(line), 256, BODY_MAX, CAP, &r), SRV_HTTP_REFUSE);
+  ck_assert_int_eq(r.status, 414);
+  /* A target over 8 KiB is 414 whatever the head limit. */
+  static char huge[SRV_HTTP_TARGET_MAX + 64] = "GET /";
+  memset(huge + 5, 'a', SRV_HTTP_TARGET_MAX + 1);
+  ck_assert_int_eq(srv_http_parse(huge, strlen(huge), HEAD_MAX, BODY_MAX, CAP, &r), SRV_HTTP_REFUSE);
+  ck_assert_int_eq(r.status, 414);
+  /* A request that cannot fit in the caller's buffer goes to libmicrohttpd. */
   const char *s = "PUT /v1/store/k HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n";
   ck_assert_int_eq(srv_http_parse(s, strlen(s), HEAD_MAX, BODY_MAX, strlen(s) + 99, &r),
                    SRV_HTTP_PASS);
   ck_assert_int_eq(srv_http_parse(s, strlen(s), HEAD_MAX, BODY_MAX, strlen(s) + 100, &r),
                    SRV_HTTP_MORE);
-  /* More fields than the loop keeps. */
-  char many[2048];
+  /* More fields than the loop keeps: libmicrohttpd; more than 100: 431. */
+  char many[4096];
   size_t m = (size_t)snprintf(many, sizeof many, "GET /v1/store/k HTTP/1.1\r\nHost: a\r\n");
   for (int i = 0; i < SRV_HTTP_MAX_FIELDS; i++)
     m += (size_t)snprintf(many + m, sizeof many - m, "X-%d: %d\r\n", i, i);
   snprintf(many + m, sizeof many - m, "\r\n");
   ck_assert_int_eq(parse(many, &r), SRV_HTTP_PASS);
+  for (int i = SRV_HTTP_MAX_FIELDS; i < SRV_HTTP_FIELD_LIMIT; i++)
+    m += (size_t)snprintf(many + m, sizeof many - m, "X-%d: %d\r\n", i, i);
+  snprintf(many + m, sizeof many - m, "\r\n");
+  ck_assert_int_eq(parse(many, &r), SRV_HTTP_REFUSE);
+  ck_assert_int_eq(r.status, 431);
 }
 END_TEST
 
@@ -143,7 +259,8 @@ int main(void) {
   TCase *tc = tcase_create("parse");
   tcase_add_test(tc, test_put_is_ours);
   tcase_add_test(tc, test_prefixes_wait);
-  tcase_add_test(tc, test_passed_to_libmicrohttpd);
+  tcase_add_test(tc, test_gate_table);
+  tcase_add_test(tc, test_absolute_form_path);
   tcase_add_test(tc, test_limits);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);

@@ -133,9 +133,11 @@ static bool clean_eof(int fd, int ms) {
 #define PUT(key, val)                                                                              \
   "PUT /v1/store/" key " HTTP/1.1\r\nHost: t\r\nContent-Length: " #val "\r\n\r\n"
 
-/* Four requests in one write: the loop serves the first, hands the
- * connection to libmicrohttpd at the second with the rest unread, and
- * libmicrohttpd serves the rest in order. */
+/* Four requests in one write: the loop serves the first and hands the
+ * connection to libmicrohttpd at the second with the rest unread.  The gate
+ * gives libmicrohttpd exactly one request: its answer says Connection:
+ * close, the connection ends there, and the two requests behind it are
+ * never parsed (nothing the gate has not checked runs). */
 START_TEST(test_pipelined_handoff) {
   int fd = conn(&node);
   send_str(fd, "PUT /v1/store/pipe/a HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\none"
@@ -147,17 +149,18 @@ START_TEST(test_pipelined_handoff) {
   ck_assert_int_eq(read_answer(&r, &a), 0);
   ck_assert_int_eq(a.status, 201);
   ck_assert_ptr_nonnull(strstr(a.body, "\"version\":1"));
+  ck_assert_ptr_null(strcasestr(a.head, "connection: close"));
   ck_assert_int_eq(read_answer(&r, &a), 0);
   ck_assert_int_eq(a.status, 200);
   ck_assert_ptr_nonnull(strstr(a.body, "\"node_id\""));
-  ck_assert_int_eq(read_answer(&r, &a), 0);
-  ck_assert_int_eq(a.status, 200);
-  ck_assert_ptr_nonnull(strstr(a.body, "\"version\":2"));
-  ck_assert_int_eq(read_answer(&r, &a), 0);
-  ck_assert_int_eq(a.status, 200);
-  ck_assert_str_eq(a.body, "two");
-  ck_assert(closed_by_peer(fd, e2e_wait_ms()));
+  ck_assert_ptr_nonnull(strcasestr(a.head, "connection: close"));
+  ck_assert(read_answer(&r, &a) != 0); /* nothing more: the connection ended */
   close(fd);
+  e2e_resp g;
+  ck_assert_int_eq(e2e_http(&node, "GET", "/v1/store/pipe/a?raw=1", NULL, NULL, 0, &g), 0);
+  ck_assert_int_eq(g.status, 200);
+  ck_assert_str_eq(g.body, "one"); /* the PUT behind the handed request never ran */
+  e2e_resp_free(&g);
 }
 END_TEST
 
@@ -387,12 +390,16 @@ START_TEST(test_max_connections) {
   const char *args[] = {"--max-connections", "3", NULL};
   ck_assert_int_eq(e2e_node_start(&n, args, NULL, NULL), 0);
   int fds[3];
-  const char *reqs[3] = {"GET /v1/store/x HTTP/1.1\r\nHost: t\r\n\r\n",
-                         "GET /v1/status HTTP/1.1\r\nHost: t\r\n\r\n", /* handed over */
-                         "GET /v1/store/y HTTP/1.1\r\nHost: t\r\n\r\n"};
+  /* the second is handed over and stays open: libmicrohttpd waits for the
+   * rest of its body */
+  const char *reqs[3] = {
+      "GET /v1/store/x HTTP/1.1\r\nHost: t\r\n\r\n",
+      "POST /v1/batch HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{",
+      "GET /v1/store/y HTTP/1.1\r\nHost: t\r\n\r\n"};
   for (int i = 0; i < 3; i++) {
     fds[i] = conn(&n);
     send_str(fds[i], reqs[i]);
+    if (i == 1) continue; /* no answer before its body is whole */
     reader r = {.fd = fds[i]};
     answer a;
     ck_assert_int_eq(read_answer(&r, &a), 0);

@@ -70,7 +70,7 @@ static const hostile battery[] = {
     {"upper case path", "GET /V1/STATUS", NULL, NULL, NULL, 0, {404}},
     {"trailing slash", "GET /v1/status/", NULL, NULL, NULL, 0, {404}},
     {"encoded NUL after route", "GET /v1/status%00", NULL, NULL, NULL, 0, {404}},
-    {"absolute form", "GET http://127.0.0.1/v1/status", NULL, NULL, NULL, 0, {400}},
+    {"absolute form (RFC 9112 3.2.2: accepted)", "GET http://127.0.0.1/v1/status", NULL, NULL, NULL, 0, {200}},
     {"asterisk form", "GET *", NULL, NULL, NULL, 0, {400}},
     {"OPTIONS asterisk", "OPTIONS *", NULL, NULL, NULL, 0, {400}},
     {"tab in path", "GET /v1/st\tatus", NULL, NULL, NULL, 0, {400}},
@@ -95,7 +95,7 @@ static const hostile battery[] = {
     {"unknown method", "BREW /", NULL, NULL, NULL, 0, {405}},
     {"lower-case method", "get /v1/status", NULL, NULL, NULL, 0, {405}},
     {"TRACE", "TRACE /v1/status", NULL, NULL, NULL, 0, {405}},
-    {"CONNECT", "CONNECT 127.0.0.1:80", NULL, NULL, NULL, 0, {400}},
+    {"CONNECT", "CONNECT 127.0.0.1:80", NULL, NULL, NULL, 0, {501}},
     {"OPTIONS unknown route", "OPTIONS /nope", NULL, NULL, NULL, 0, {404}},
     /* protocol and framing */
     {"HTTP/1.1 without Host", NULL, NULL, NULL, "GET /v1/status HTTP/1.1\r\n\r\n", 0, {400}},
