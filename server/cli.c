@@ -41,6 +41,7 @@ enum {
   CLI_O_LIMIT = 1u << 4,
   CLI_O_SINCE = 1u << 5,
   CLI_O_AFTER = 1u << 6,
+  CLI_O_RETRY_FOR = 1u << 7,
 };
 
 typedef struct cli_optdef {
@@ -60,6 +61,7 @@ static const cli_optdef cli_optdefs[] = {
     {"--limit", CLI_O_LIMIT, true},
     {"--since", CLI_O_SINCE, true},
     {"--after", CLI_O_AFTER, true},
+    {"--retry-for", CLI_O_RETRY_FOR, true},
 };
 #define CLI_NOPTDEFS (sizeof cli_optdefs / sizeof cli_optdefs[0])
 
@@ -167,12 +169,15 @@ static const cli_cmd cli_cmds[] = {
     {"sync", "tick", NULL, 0, 0, "", "run one outbox tick now, then show the state",
      "Runs one outbox tick now (POST /v1/sync/tick) and prints the state after it.\n",
      cli_run_sync_tick},
-    {NULL, "watch", NULL, 0, CLI_O_PREFIX | CLI_O_SINCE, "[--prefix P] [--since LSN|now]",
+    {NULL, "watch", NULL, 0, CLI_O_PREFIX | CLI_O_SINCE | CLI_O_RETRY_FOR,
+     "[--prefix P] [--since LSN|now] [--retry-for D]",
      "follow the change feed, one line per change",
      "Follows the node's change feed (GET /v1/changes as Server-Sent Events) and prints one\n"
      "line per change as it happens, from now unless --since.  Ctrl-C stops.\n"
      "  --prefix P           only keys that start with P\n"
-     "  --since LSN|now      start after this LSN (default: now)\n",
+     "  --since LSN|now      start after this LSN (default: now)\n"
+     "  --retry-for D        when the node does not answer, retry this long (500ms, 30s,\n"
+     "                       5m, 2h), then exit 1; default: forever.  Trouble is said once.\n",
      cli_run_watch},
     {"wal", "inspect", NULL, 1, 0, "FILE", "header, records, LSNs, CRC state",
      "Reads a WAL file offline (the node must not run on it): header, each record, state.\n",
@@ -301,6 +306,20 @@ static bool cli_is_option(const char *a) {
   return cli_optdef_find(a, eq ? (size_t)(eq - a) : strlen(a)) != NULL;
 }
 
+/* "500ms", "30s", "30" (seconds), "5m", "2h" in milliseconds, or -1. */
+static long long cli_duration_ms(const char *v) {
+  char *end;
+  if (*v < '0' || *v > '9') return -1;
+  long long n = strtoll(v, &end, 10);
+  long long unit = !strcmp(end, "ms")           ? 1
+                   : !strcmp(end, "s") || !*end ? 1000
+                   : !strcmp(end, "m")          ? 60000
+                   : !strcmp(end, "h")          ? 3600000
+                                                : -1;
+  if (unit < 0 || n > 1000000000LL) return -1;
+  return n * unit;
+}
+
 /* Stores one option's value in o.  Returns 0, or -1 with the problem in
  * msg. */
 static int cli_opt_set(cli_opts *o, const cli_optdef *d, const char *v, char *msg, size_t len) {
@@ -319,7 +338,12 @@ static int cli_opt_set(cli_opts *o, const cli_optdef *d, const char *v, char *ms
     o->prefix = v;
   else if (!strcmp(n, "--after"))
     o->after = v;
-  else if (!strcmp(n, "--since")) {
+  else if (!strcmp(n, "--retry-for")) {
+    o->retry_for_ms = cli_duration_ms(v);
+    if (o->retry_for_ms < 0)
+      return snprintf(msg, len, "--retry-for needs a duration: 500ms, 30s, 5m or 2h"), -1;
+    o->retry_for_text = v;
+  } else if (!strcmp(n, "--since")) {
     if (strcmp(v, "now") != 0 && (!*v || v[strspn(v, "0123456789")] != '\0'))
       return snprintf(msg, len, "--since needs an LSN (a decimal number) or \"now\""), -1;
     o->since = v;
@@ -338,8 +362,10 @@ static int cli_opt_set(cli_opts *o, const cli_optdef *d, const char *v, char *ms
 }
 
 int cli_main(int argc, char **argv) {
-  cli_opts o = {
-      .url = getenv("SOFTADASTRA_URL"), .token = getenv("SOFTADASTRA_TOKEN"), .limit = -1};
+  cli_opts o = {.url = getenv("SOFTADASTRA_URL"),
+                .token = getenv("SOFTADASTRA_TOKEN"),
+                .limit = -1,
+                .retry_for_ms = -1};
   if (!o.url || !*o.url) o.url = CLI_DEFAULT_URL;
   char **pos = calloc((size_t)argc + 1, sizeof *pos);
   if (!pos) return CLI_FAIL;

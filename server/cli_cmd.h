@@ -23,16 +23,18 @@
 
 /* The parsed options of one client command. */
 typedef struct cli_opts {
-  const char *url;      /* node URL, no trailing slash needed */
-  const char *token;    /* bearer token or NULL */
-  bool json;            /* print the node's JSON */
-  bool raw;             /* store get: the bytes alone */
-  const char *prefix;   /* store ls */
-  long limit;           /* store ls: -1 = all */
-  const char *if_match; /* store put/rm: version */
-  bool create_only;     /* store put: If-None-Match: * */
-  const char *since;    /* watch: an LSN or "now" */
-  const char *after;    /* store ls: start after this key */
+  const char *url;            /* node URL, no trailing slash needed */
+  const char *token;          /* bearer token or NULL */
+  bool json;                  /* print the node's JSON */
+  bool raw;                   /* store get: the bytes alone */
+  const char *prefix;         /* store ls */
+  long limit;                 /* store ls: -1 = all */
+  const char *if_match;       /* store put/rm: version */
+  bool create_only;           /* store put: If-None-Match: * */
+  const char *since;          /* watch: an LSN or "now" */
+  const char *after;          /* store ls: start after this key */
+  long long retry_for_ms;     /* watch: give up after this long without the node; -1: never */
+  const char *retry_for_text; /* watch: --retry-for as given */
 } cli_opts;
 
 /* status: the node, WAL, store and sync summary (GET /v1/status). */

@@ -10,6 +10,7 @@
 #define _GNU_SOURCE /* asprintf */
 #include "cli_http.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,41 @@ void cli_conn_close(cli_conn *c) {
   c->headers = NULL;
 }
 
+const char *cli_http_why(CURL *c, CURLcode rc, char *buf, size_t len) {
+  long os = 0;
+  curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &os);
+  switch (rc) {
+  case CURLE_COULDNT_CONNECT:
+    if (os == ECONNREFUSED)
+      snprintf(buf, len, "connection refused");
+    else if (os)
+      snprintf(buf, len, "cannot connect (%s)", strerror((int)os));
+    else
+      snprintf(buf, len, "cannot connect");
+    break;
+  case CURLE_COULDNT_RESOLVE_HOST:
+    snprintf(buf, len, "unknown host");
+    break;
+  case CURLE_OPERATION_TIMEDOUT:
+    snprintf(buf, len, "no answer in time");
+    break;
+  case CURLE_PARTIAL_FILE:
+  case CURLE_RECV_ERROR:
+  case CURLE_GOT_NOTHING:
+  case CURLE_SEND_ERROR:
+    snprintf(buf, len, "the node closed the connection");
+    break;
+  default:
+    snprintf(buf, len, "%s", curl_easy_strerror(rc));
+    break;
+  }
+  return buf;
+}
+
+bool cli_http_fatal(CURLcode rc) {
+  return rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL;
+}
+
 char *cli_path_escape(const char *s, bool keep_slash) {
   static const char hex[] = "0123456789ABCDEF";
   size_t n = strlen(s);
@@ -136,10 +172,11 @@ int cli_request(const char *base, const char *token, const char *method, const c
   CURLcode rc = curl_easy_perform(c.curl);
   int ret = 0;
   if (rc != CURLE_OK) {
+    char why[160];
     cli_errc("unreachable",
              "cannot reach the node at %.*s: %s (is `softadastra serve` running? set --url or "
              "SOFTADASTRA_URL)",
-             cli_url_len(base), base, curl_easy_strerror(rc));
+             cli_url_len(base), base, cli_http_why(c.curl, rc, why, sizeof why));
     free(out->data);
     out->data = NULL;
     ret = CLI_FAIL;

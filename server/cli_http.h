@@ -66,6 +66,15 @@ int cli_request(const char *base, const char *token, const char *method, const c
                 const char *body, size_t body_len, const char *content_type,
                 const char *extra_header, long *status, cli_buf *out);
 
+/* What went wrong with a transfer that ended in rc, in the node's terms
+ * ("connection refused", "the node closed the connection", "timed out"),
+ * into buf.  Returns buf. */
+const char *cli_http_why(CURL *c, CURLcode rc, char *buf, size_t len);
+
+/* True when rc cannot get better by retrying (a malformed URL, an
+ * unsupported scheme). */
+bool cli_http_fatal(CURLcode rc);
+
 /* Percent-encodes s (keeps unreserved characters, and '/' when keep_slash).
  * Returns a new string or NULL. */
 char *cli_path_escape(const char *s, bool keep_slash);

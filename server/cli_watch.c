@@ -22,11 +22,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-#define CLI_WATCH_RECONNECTS 5 /* attempts after a stream drops without "bye" */
+#define CLI_WATCH_BACKOFF_MIN_MS 250   /* the first pause after a failed connection */
+#define CLI_WATCH_BACKOFF_MAX_MS 10000 /* the pauses double up to this */
 
 static volatile sig_atomic_t cli_watch_stop;
+
+static long long cli_watch_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void cli_watch_on_signal(int sig) {
   (void)sig;
@@ -165,8 +173,10 @@ int cli_watch_run(const cli_opts *o) {
   if (!w) goto out;
   w->json = o->json;
   snprintf(w->event, sizeof w->event, "message");
-  int failures = 0;
-  while (!cli_watch_stop && failures <= CLI_WATCH_RECONNECTS) {
+  long long trouble_since = -1; /* when the node stopped answering, -1 while it does */
+  bool announced = false;       /* "cannot reach" was said for this trouble */
+  long long delay_ms = 0;       /* the next pause before a retry */
+  while (!cli_watch_stop) {
     char *ep = cli_path_escape(prefix ? prefix : "", false);
     char *es = cli_path_escape(since ? since : "", false);
     char *path = NULL;
@@ -197,6 +207,8 @@ int cli_watch_run(const cli_opts *o) {
     CURLcode cr = curl_easy_perform(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    char why[160];
+    cli_http_why(c, cr, why, sizeof why);
     cli_conn_close(&conn);
     if (cli_watch_stop) {
       rc = 0;
@@ -211,7 +223,8 @@ int cli_watch_run(const cli_opts *o) {
       break;
     }
     if (status == 401) {
-      fprintf(stderr, "softadastra watch: unauthorized: set --token or SOFTADASTRA_TOKEN\n");
+      fprintf(stderr, "softadastra watch: the node wants a token (HTTP 401): pass --token or set "
+                      "SOFTADASTRA_TOKEN\n");
       rc = 1;
       break;
     }
@@ -225,14 +238,38 @@ int cli_watch_run(const cli_opts *o) {
       rc = 0;
       break;
     }
-    if (cr != CURLE_OK) {
-      fprintf(stderr, "softadastra watch: cannot reach the node at %.*s: %s\n", ul, url,
-              curl_easy_strerror(cr));
-      failures++;
-      if (failures > CLI_WATCH_RECONNECTS) break;
+    long long now = cli_watch_now_ms();
+    if (status == 200) {
+      /* The stream was up, then ended without the node's goodbye (it died,
+       * or the connection broke): say so once, and reconnect at once. */
+      fprintf(stderr, "softadastra watch: the node closed the stream; reconnecting\n");
+      trouble_since = now;
+      announced = false;
+      delay_ms = 0;
+    } else if (status == 0 && cli_http_fatal(cr)) {
+      fprintf(stderr, "softadastra watch: cannot use the URL %.*s: %s\n", ul, url, why);
+      rc = 1;
+      break;
+    } else {
+      if (trouble_since < 0) trouble_since = now;
+      if (!announced) {
+        fprintf(stderr, "softadastra watch: cannot reach the node at %.*s: %s; retrying\n", ul, url,
+                why);
+        announced = true;
+      }
+      delay_ms = delay_ms ? delay_ms * 2 : CLI_WATCH_BACKOFF_MIN_MS;
+      if (delay_ms > CLI_WATCH_BACKOFF_MAX_MS) delay_ms = CLI_WATCH_BACKOFF_MAX_MS;
     }
-    for (int i = 0; i < 10 && !cli_watch_stop; i++) /* 1 s between attempts */
-      usleep(100 * 1000);
+    long long left = o->retry_for_ms < 0 ? -1 : trouble_since + o->retry_for_ms - now;
+    if (o->retry_for_ms >= 0 && left <= 0 && status != 200) {
+      fprintf(stderr, "softadastra watch: giving up: no answer from the node at %.*s for %s\n", ul,
+              url, o->retry_for_text ? o->retry_for_text : "0s");
+      rc = 1;
+      break;
+    }
+    long long nap = left >= 0 && left < delay_ms ? left : delay_ms;
+    for (long long t = 0; t < nap && !cli_watch_stop; t += 50) /* SIGINT ends the nap */
+      usleep(50 * 1000);
     if (w->last_id[0]) since = NULL; /* Last-Event-ID carries the position now */
   }
   if (cli_watch_stop) rc = 0;

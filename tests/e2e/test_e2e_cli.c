@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "e2e_util.h"
@@ -400,11 +402,104 @@ START_TEST(test_scripts) {
 }
 END_TEST
 
+static long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int count(const char *text, const char *needle) {
+  int n = 0;
+  for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+    n++;
+  return n;
+}
+
+/* watch with no node: says so once in the node's terms, retries quietly
+ * (backing off), and gives up after --retry-for. */
+START_TEST(test_watch_no_node) {
+  char *out = NULL, *err = NULL;
+  const char *args[] = {"watch", "--url", "http://127.0.0.1:1", "--retry-for", "2s", NULL};
+  long t0 = now_ms();
+  ck_assert_int_eq(e2e_cli(NULL, args, NULL, &out, &err), 1);
+  long took = now_ms() - t0;
+  has(err, "cannot reach the node at http://127.0.0.1:1: connection refused; retrying\n");
+  ck_assert_msg(count(err, "cannot reach") == 1, "said more than once:\n%s", err);
+  has(err, "giving up: no answer from the node at http://127.0.0.1:1 for 2s\n");
+  ck_assert_int_eq(count(err, "\n"), 2);
+  ck_assert_msg(took >= 1900, "gave up after %ld ms, before --retry-for", took);
+  free(out);
+  free(err);
+  const char *bad[] = {"watch", "--retry-for", "soon", NULL};
+  ck_assert_int_eq(e2e_cli(NULL, bad, NULL, &out, &err), 2);
+  has(err, "--retry-for needs a duration");
+  free(out);
+  free(err);
+}
+END_TEST
+
+/* A node killed under a running watch: "the node closed the stream", not
+ * libcurl's "Transferred a partial file"; then the retry budget ends it. */
+START_TEST(test_watch_node_killed) {
+  e2e_node n;
+  e2e_node_init(&n);
+  ck_assert_int_eq(e2e_node_start(&n, NULL, NULL, NULL), 0);
+  char outp[400], errp[400];
+  snprintf(outp, sizeof outp, "%s/watch.out", n.dir);
+  snprintf(errp, sizeof errp, "%s/watch.err", n.dir);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    int fo = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int fe = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fo < 0 || fe < 0) _exit(127);
+    dup2(fo, 1);
+    dup2(fe, 2);
+    execl(e2e_bin(), e2e_bin(), "watch", "--url", n.url, "--since", "0", "--retry-for", "1s",
+          (char *)NULL);
+    _exit(127);
+  }
+  /* --since 0: the put shows whenever watch connects; once it shows, the
+   * stream is up */
+  e2e_resp r;
+  ck_assert_int_eq(e2e_http(&n, "PUT", "/v1/store/killed", NULL, "v", 1, &r), 0);
+  ck_assert_int_eq(r.status, 201);
+  e2e_resp_free(&r);
+  char *out = NULL;
+  long deadline = now_ms() + E2E_WAIT_MS;
+  while (now_ms() < deadline) {
+    free(out);
+    out = e2e_read_file(outp, NULL);
+    if (out && strstr(out, "killed")) break;
+    usleep(20 * 1000);
+  }
+  ck_assert_msg(out && strstr(out, "killed"), "watch printed: %s", out ? out : "(nothing)");
+  free(out);
+  ck_assert_int_eq(e2e_node_stop(&n, SIGKILL), 128 + SIGKILL);
+  int st = -1;
+  deadline = now_ms() + E2E_WAIT_MS;
+  while (now_ms() < deadline && waitpid(pid, &st, WNOHANG) != pid)
+    usleep(10 * 1000);
+  if (!WIFEXITED(st)) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+  }
+  char *err = e2e_read_file(errp, NULL);
+  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "watch did not give up (exit 1): %s",
+                err ? err : "");
+  has(err, "softadastra watch: the node closed the stream; reconnecting\n");
+  ck_assert_msg(strstr(err, "partial") == NULL && strstr(err, "Transferred") == NULL, "%s", err);
+  has(err, "giving up");
+  free(err);
+  e2e_node_cleanup(&n);
+}
+END_TEST
+
 START_TEST(test_node_not_running) {
   char *out = NULL, *err = NULL;
   const char *args[] = {"status", "--url", "http://127.0.0.1:1", NULL};
   ck_assert_int_eq(e2e_cli(NULL, args, NULL, &out, &err), 1);
-  has(err, "http://127.0.0.1:1");
+  has(err, "cannot reach the node at http://127.0.0.1:1: connection refused");
   /* one clear line */
   ck_assert_ptr_eq(strchr(err, '\n'), err + strlen(err) - 1);
   free(out);
@@ -519,6 +614,8 @@ static Suite *e2e_cli_suite(void) {
   tcase_add_test(tc, test_usage_errors);
   tcase_add_test(tc, test_explains_itself);
   tcase_add_test(tc, test_scripts);
+  tcase_add_test(tc, test_watch_no_node);
+  tcase_add_test(tc, test_watch_node_killed);
   tcase_add_test(tc, test_node_not_running);
   tcase_add_test(tc, test_wal_tools);
   suite_add_tcase(s, tc);
