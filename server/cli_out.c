@@ -75,7 +75,12 @@ int cli_fail_from_response(long status, const cli_buf *b, const char *what) {
   json_t *j = json_loadb(b->data ? b->data : "", b->len, 0, NULL);
   const char *code = NULL, *msg = NULL;
   json_unpack(j, "{s:{s:s,s:s}}", "error", "code", &code, "message", &msg);
-  if (msg)
+  if (status == 401)
+    cli_errs(code ? code : "unauthorized", status,
+             "%s: the node wants its token (HTTP 401): pass --token TOKEN or set "
+             "SOFTADASTRA_TOKEN (the node's auth_token)",
+             what);
+  else if (msg)
     cli_errs(code, status, "%s: %s (HTTP %ld %s)", what, msg, status, code);
   else
     cli_errs("http_error", status, "%s: HTTP %ld", what, status);

@@ -495,6 +495,32 @@ START_TEST(test_watch_node_killed) {
 }
 END_TEST
 
+/* A node with a token: a 401 names --token and SOFTADASTRA_TOKEN. */
+START_TEST(test_unauthorized_names_the_token) {
+  e2e_node n;
+  e2e_node_init(&n);
+  const char *args[] = {"--auth-token", "s3cret", NULL};
+  ck_assert_int_eq(e2e_node_start(&n, args, NULL, NULL), 0);
+  char *out = NULL, *err = NULL;
+  const char *st[] = {"status", NULL};
+  ck_assert_int_eq(e2e_cli(&n, st, NULL, &out, &err), 1);
+  has(err, "pass --token TOKEN or set SOFTADASTRA_TOKEN");
+  free(out);
+  free(err);
+  const char *put[] = {"store", "put", "k", "v", NULL};
+  ck_assert_int_eq(e2e_cli(&n, put, NULL, &out, &err), 1);
+  has(err, "store put: the node wants its token (HTTP 401)");
+  free(out);
+  free(err);
+  const char *ok[] = {"status", "--token", "s3cret", NULL};
+  ck_assert_int_eq(e2e_cli(&n, ok, NULL, &out, &err), 0);
+  free(out);
+  free(err);
+  ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0);
+  e2e_node_cleanup(&n);
+}
+END_TEST
+
 START_TEST(test_node_not_running) {
   char *out = NULL, *err = NULL;
   const char *args[] = {"status", "--url", "http://127.0.0.1:1", NULL};
@@ -616,6 +642,7 @@ static Suite *e2e_cli_suite(void) {
   tcase_add_test(tc, test_scripts);
   tcase_add_test(tc, test_watch_no_node);
   tcase_add_test(tc, test_watch_node_killed);
+  tcase_add_test(tc, test_unauthorized_names_the_token);
   tcase_add_test(tc, test_node_not_running);
   tcase_add_test(tc, test_wal_tools);
   suite_add_tcase(s, tc);
