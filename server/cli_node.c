@@ -75,7 +75,7 @@ int cli_status(const cli_opts *o) {
     printf("  bytes    : %lld\n", cli_int(j, "wal", "bytes"));
     printf("  last lsn : %lld\n", cli_int(j, "wal", "last_lsn"));
     printf("\nstore\n");
-    printf("  size     : %lld\n", cli_int(j, "store", "size"));
+    printf("  keys     : %lld\n", cli_int(j, "store", "size")); /* the node's "size" */
     printf("\nsync\n");
     json_t *s = json_object_get(j, "sync");
     printf("  outbox   : %lld\n", cli_int(s, "outbox_size", NULL));

@@ -59,6 +59,8 @@ START_TEST(test_guide_session) {
   has(o, "WAL\n  enabled  : yes\n  path     : ");
   has(o, "node-1.wal\n  durable  : yes\n");
   has(o, "  id       : node-1\n");
+  /* the key count is called keys, not "size" */
+  has(o, "\nstore\n  keys     : ");
   free(o);
   o = RUN(0, "store", "put", "settings/theme", "dark");
   has(o, "  key      : settings/theme\n");
