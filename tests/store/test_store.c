@@ -4,33 +4,24 @@
  * paging among them, and collisions of the stored form.
  */
 #include "softadastra.h"
+#include "test_util.h"
 
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static char dir[256], wal[300];
+static char dir[TU_PATH_MAX], wal[TU_PATH_MAX];
 
+/* A fresh directory per test under the run's base (tu_main removes it). */
 static void setup(void) {
-  snprintf(dir, sizeof dir, "%s/sa-store-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-  ck_assert_ptr_nonnull(mkdtemp(dir));
-  snprintf(wal, sizeof wal, "%s/node-s.wal", dir);
-}
-
-static void teardown(void) {
-  char cmd[400];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  ck_assert_int_eq(system(cmd), 0);
+  tu_mkdir(dir);
 }
 
 static sa_client *open_node(void) {
-  sa_options o = sa_options_persistent("node-s", wal);
+  sa_options o = tu_options("node-s", dir, wal);
   o.tick_manual = true;
-  sa_client *c;
-  sa_error e;
-  ck_assert_msg(sa_client_open(&c, &o, &e) == 0, "%s", e.message);
-  return c;
+  return tu_open(&o);
 }
 
 /* A key of n bytes: common prefix of p bytes of 'a', then a tail tag. */
@@ -188,15 +179,11 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("store");
   TCase *t = tcase_create("keys");
-  tcase_add_checked_fixture(t, setup, teardown);
+  tcase_add_checked_fixture(t, setup, NULL);
   tcase_add_test(t, keys_up_to_1024_bytes_round_trip);
   tcase_add_test(t, long_keys_sharing_a_prefix_stay_distinct);
   tcase_add_test(t, order_is_bytewise_across_the_inline_limit);
   tcase_add_test(t, long_keys_survive_replay);
   suite_add_tcase(s, t);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return tu_main(s);
 }

@@ -136,25 +136,12 @@ static void check_model(sa_store *s, const int *want) {
   sa_list_free(&l);
 }
 
-static unsigned char *slurp(const char *p, size_t *n) {
-  int fd = open(p, O_RDONLY);
-  ck_assert_int_ge(fd, 0);
-  struct stat st;
-  ck_assert_int_eq(fstat(fd, &st), 0);
-  *n = (size_t)st.st_size;
-  unsigned char *b = malloc(*n ? *n : 1);
-  ck_assert_ptr_nonnull(b);
-  ck_assert_int_eq(pread(fd, b, *n, 0), (ssize_t)*n);
-  close(fd);
-  return b;
-}
-
 /* Power loss: every page of the file is the synced copy's or the final
  * file's, at random; pages the synced copy did not have are the final
  * file's or zeros. */
 static void power_loss(const unsigned char *synced, size_t sn, unsigned *seed) {
   size_t fn;
-  unsigned char *fin = slurp(path, &fn);
+  unsigned char *fin = tu_read(path, &fn);
   size_t psize = 4096, n = fn > sn ? fn : sn;
   unsigned char *mix = calloc(1, n);
   ck_assert_ptr_nonnull(mix);
@@ -212,7 +199,7 @@ START_TEST(power_loss_returns_to_the_sync_point) {
     sync_point(s);
     memcpy(synced_model, model, sizeof model);
     free(synced);
-    synced = slurp(path, &sn); /* what the disk holds now */
+    synced = tu_read(path, &sn); /* what the disk holds now */
     uint64_t synced_lsn = lsn;
     ck_assert_uint_eq(store_synced_lsn(s), synced_lsn);
     int commits = 5 + (int)(rand_r(&seed) % 40);
@@ -236,7 +223,7 @@ START_TEST(power_loss_returns_to_the_sync_point) {
   sync_point(s);
   memcpy(synced_model, model, sizeof model);
   free(synced);
-  synced = slurp(path, &sn);
+  synced = tu_read(path, &sn);
   for (int c = 0; c < 10; c++)
     write_round(s, round++, &seed, 0.2, ++lsn);
   store_close(s);
@@ -296,16 +283,6 @@ START_TEST(an_unknown_boot_rolls_back) {
 }
 END_TEST
 
-static void copy_file(const char *from, const char *to) {
-  size_t n;
-  unsigned char *b = slurp(from, &n);
-  int fd = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  ck_assert_int_ge(fd, 0);
-  ck_assert_int_eq(write(fd, b, n), (ssize_t)n);
-  close(fd);
-  free(b);
-}
-
 /* A store file replaced by an older copy, next to the newer sync record:
  * the record does not describe it, so it is not "restored" into it. */
 START_TEST(a_sync_record_of_another_file_is_ignored) {
@@ -318,13 +295,13 @@ START_TEST(a_sync_record_of_another_file_is_ignored) {
   store_close(s);
   int old_model[NKEYS];
   memcpy(old_model, model, sizeof model);
-  copy_file(path, old);
+  tu_copy(path, old);
   s = open_store();
   for (int r = 1; r < 6; r++)
     write_round(s, r, &seed, 0.5, (uint64_t)r + 1);
   sync_point(s);
   store_close(s);
-  copy_file(old, path); /* the older copy comes back */
+  tu_copy(old, path); /* the older copy comes back */
   set_boot("boot-2");
   s = open_store();
   const store_open_report *rep = store_report(s);
@@ -340,7 +317,7 @@ START_TEST(a_damaged_sync_file_is_refused_with_its_name) {
   char sp[TU_PATH_MAX + 8];
   snprintf(sp, sizeof sp, "%s-sync", path);
   size_t n;
-  unsigned char *b = slurp(sp, &n);
+  unsigned char *b = tu_read(sp, &n);
   memset(b, 0x5a, n);
   int fd = open(sp, O_WRONLY);
   ck_assert_int_eq(pwrite(fd, b, n, 0), (ssize_t)n);

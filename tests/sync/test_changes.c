@@ -4,6 +4,7 @@
  * compaction of superseded work, long-poll wake-ups, restarts.
  */
 #include "softadastra.h"
+#include "test_util.h"
 
 #include <check.h>
 #include <pthread.h>
@@ -12,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static char dir[256], wal[300];
+static char dir[TU_PATH_MAX], wal[TU_PATH_MAX];
 static uint64_t now_ms = 1700000000000ull;
 static uint64_t fake_clock(void *ctx) {
   (void)ctx;
@@ -28,20 +29,13 @@ static int ack_send(void *ctx, const sa_sync_op *ops, size_t n, bool *acked) {
 }
 static sa_transport ack_transport = {.kind = "ack", .send = ack_send};
 
+/* A fresh directory per test under the run's base (tu_main removes it). */
 static void setup(void) {
-  snprintf(dir, sizeof dir, "%s/sa-feed-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-  ck_assert_ptr_nonnull(mkdtemp(dir));
-  snprintf(wal, sizeof wal, "%s/node-f.wal", dir);
-}
-
-static void teardown(void) {
-  char cmd[400];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  ck_assert_int_eq(system(cmd), 0);
+  tu_mkdir(dir);
 }
 
 static sa_client *open_node(bool transport) {
-  sa_options o = sa_options_persistent("node-f", wal);
+  sa_options o = tu_options("node-f", dir, wal);
   o.tick_manual = true;
   o.clock = fake_clock;
   o.outbox_retention_ms = 1000;
@@ -49,10 +43,7 @@ static sa_client *open_node(bool transport) {
     o.enable_transport = true;
     o.transport = &ack_transport;
   }
-  sa_client *c;
-  sa_error e;
-  ck_assert_msg(sa_client_open(&c, &o, &e) == 0, "%s", e.message);
-  return c;
+  return tu_open(&o);
 }
 
 START_TEST(changes_in_order_with_versions_values_and_batches) {
@@ -218,7 +209,7 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("changes");
   TCase *t = tcase_create("feed");
-  tcase_add_checked_fixture(t, setup, teardown);
+  tcase_add_checked_fixture(t, setup, NULL);
   tcase_set_timeout(t, 30);
   tcase_add_test(t, changes_in_order_with_versions_values_and_batches);
   tcase_add_test(t, paging_never_splits_a_batch);
@@ -227,9 +218,5 @@ int main(void) {
   tcase_add_test(t, wait_wakes_on_write_times_out_and_ends_at_close);
   tcase_add_test(t, feed_survives_restart_and_replay);
   suite_add_tcase(s, t);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return tu_main(s);
 }

@@ -11,6 +11,7 @@
 #include "io.h"
 #include "softadastra.h"
 #include "store.h"
+#include "test_util.h"
 
 #include <check.h>
 #include <lmdb.h>
@@ -21,8 +22,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char dir[256];
-static char wal[300];
+static char dir[TU_PATH_MAX];
+static char wal[TU_PATH_MAX];
 static uint64_t now_ms;
 
 static uint64_t fake_clock(void *ctx) {
@@ -61,18 +62,12 @@ static int fake_send(void *ctx, const sa_sync_op *ops, size_t n, bool *acked) {
 static fake_t fake;
 static sa_transport fake_transport = {.kind = "fake", .ctx = &fake, .send = fake_send};
 
+/* A fresh directory per test under the run's base (tu_main removes it). */
 static void setup(void) {
-  snprintf(dir, sizeof dir, "%s/sa-outbox-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-  ck_assert_ptr_nonnull(mkdtemp(dir));
-  snprintf(wal, sizeof wal, "%s/node-o.wal", dir);
+  tu_mkdir(dir);
+  tu_path(wal, dir, "node-o.wal");
   now_ms = 1700000000000ull;
   memset(&fake, 0, sizeof fake);
-}
-
-static void teardown(void) {
-  char cmd[400];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  ck_assert_int_eq(system(cmd), 0);
 }
 
 static sa_options opts(bool transport) {
@@ -92,11 +87,7 @@ static sa_options opts(bool transport) {
 }
 
 static sa_client *open_node(const sa_options *o) {
-  sa_client *c;
-  sa_error e;
-  int rc = sa_client_open(&c, o, &e);
-  ck_assert_msg(rc == 0, "open: %s", e.message);
-  return c;
+  return tu_open(o);
 }
 
 static sa_sync_state state(sa_client *c) {
@@ -318,18 +309,6 @@ START_TEST(restart_in_the_middle_requeues_in_flight_work) {
 }
 END_TEST
 
-static void copy_file(const char *from, const char *to) {
-  FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
-  ck_assert_ptr_nonnull(in);
-  ck_assert_ptr_nonnull(out);
-  char buf[1 << 16];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-    ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
-  fclose(in);
-  ck_assert_int_eq(fclose(out), 0);
-}
-
 /* The counts per state at open walk the entries the store had and count
  * the ones the WAL replay adds (all queued) without reading them: both
  * halves must add up, and the replayed entries must be sent. */
@@ -347,7 +326,7 @@ START_TEST(restart_counts_kept_and_replayed_entries) {
   snprintf(copy, sizeof copy, "%s.copy", store);
   snprintf(lock, sizeof lock, "%s-lock", store);
   sa_client_close(c);
-  copy_file(store, copy);
+  tu_copy(store, copy);
 
   c = open_node(&o);
   put(c, "k3", "v");
@@ -355,7 +334,7 @@ START_TEST(restart_counts_kept_and_replayed_entries) {
   put(c, "k5", "v");
   sa_client_close(c);
   /* The store forgets those three commits; the WAL still has them. */
-  copy_file(copy, store);
+  tu_copy(copy, store);
   unlink(lock);
 
   c = open_node(&o);
@@ -559,8 +538,8 @@ static void capture_log(void *ctx, int level, const char *msg) {
 /* Replaces the outbox payload of lsn with bytes no record parses, in place,
  * through the store API while the node is closed: a damaged store file. */
 static void damage_payload(const sa_options *o, uint64_t lsn) {
-  char path[320];
-  snprintf(path, sizeof path, "%s/node-o.mdb", dir);
+  char path[TU_PATH_MAX];
+  tu_path(path, dir, "node-o.mdb");
   sa_store *st;
   sa_error e;
   ck_assert_msg(store_open(&st, path, "node-o", true, o->store_max_bytes, &e) == 0, "%s",
@@ -618,8 +597,8 @@ END_TEST
  * in the LMDB file while the node is closed: a damaged store file. */
 static void drop_payload(const sa_options *o, uint64_t lsn) {
   (void)o;
-  char path[320];
-  snprintf(path, sizeof path, "%s/node-o.mdb", dir);
+  char path[TU_PATH_MAX];
+  tu_path(path, dir, "node-o.mdb");
   MDB_env *env;
   MDB_txn *txn;
   MDB_dbi dbi;
@@ -796,7 +775,7 @@ END_TEST
 static Suite *suite(void) {
   Suite *s = suite_create("outbox");
   TCase *t = tcase_create("state machine");
-  tcase_add_checked_fixture(t, setup, teardown);
+  tcase_add_checked_fixture(t, setup, NULL);
   tcase_set_timeout(t, 30);
   tcase_add_test(t, disabled_transport_keeps_work_queued);
   tcase_add_test(t, fake_transport_fails_then_acks_with_backoff);
@@ -822,9 +801,5 @@ static Suite *suite(void) {
 }
 
 int main(void) {
-  SRunner *r = srunner_create(suite());
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return tu_main(suite());
 }

@@ -1,5 +1,6 @@
 /*
- * test_util.h -- helpers shared by the core's Check suites.
+ * test_util.h -- helpers shared by the core's Check suites (tests/unit,
+ * tests/store, tests/sync: link sa_test_util).
  *
  * What lives here:
  *   - the runner main (tu_main): one temporary base directory per run,
