@@ -237,6 +237,7 @@ static void node_fail_logged(wreq *g, int rc, const sa_error *err) {
  * the lock (they usually wake a thread about to queue more), then the
  * blocking callers.  The list's requests may be freed from here on. */
 static void node_settle(sa_client *c, wreq *g) {
+  assert(sa_worker_is_self(&c->wr)); /* docs/threads.md: callbacks run on the writer */
   for (wreq *r = g, *next, **link = &g; r; r = next) {
     next = r->next;
     if (!r->cb) {
