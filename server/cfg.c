@@ -37,7 +37,7 @@ typedef struct cfg_setting {
 
 static const cfg_setting cfg_settings[] = {
     {"listen", CFG_STR, CFG_OFF(listen), 1, 0, "127.0.0.1:8080", NULL,
-     "address and port to listen on (port 0 picks a free port)"},
+     "address and port to listen on: ADDR:PORT, or :PORT for 127.0.0.1 (port 0: any free port)"},
     {"data_dir", CFG_STR, CFG_OFF(data_dir), 1, 0, "data", NULL,
      "directory of the WAL and the store"},
     {"node_id", CFG_STR, CFG_OFF(node_id), 1, 0, "node-1", NULL,
@@ -166,10 +166,57 @@ static int cfg_list_set_text(cfg_config *c, const char *text) {
   return CFG_OK;
 }
 
+/* Checks the text of a string setting that has a shape (listen, node_id,
+ * log_level, auth_token).  Returns NULL when v is fine, else what is wrong
+ * with it (after the quoted value) in why. */
+static const char *cfg_str_problem(const char *name, const char *v, char *why, size_t len) {
+  if (!strcmp(name, "listen")) {
+    char host[64];
+    uint16_t port;
+    if (cfg_parse_listen(v, host, sizeof host, &port) == 0) return NULL;
+    snprintf(why, len,
+             "is not ADDR:PORT (an IPv4 address, localhost or [IPv6], and a port 0-65535; "
+             ":PORT alone means 127.0.0.1:PORT)");
+    return why;
+  }
+  if (!strcmp(name, "node_id")) {
+    size_t n = strlen(v);
+    bool ok = n >= 1 && n <= SA_NODE_ID_MAX;
+    for (const char *p = v; ok && *p; p++)
+      ok = isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-';
+    if (ok) return NULL;
+    snprintf(why, len, "must be 1-%d characters of A-Z a-z 0-9 . _ -", SA_NODE_ID_MAX);
+    return why;
+  }
+  if (!strcmp(name, "log_level")) {
+    if (!strcmp(v, "debug") || !strcmp(v, "info") || !strcmp(v, "warn") || !strcmp(v, "error"))
+      return NULL;
+    snprintf(why, len, "must be debug, info, warn or error");
+    return why;
+  }
+  if (!strcmp(name, "auth_token")) {
+    for (const char *p = v; *p; p++) {
+      if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
+        snprintf(why, len, "must be printable ASCII without spaces");
+        return why;
+      }
+    }
+  }
+  return NULL;
+}
+
 static int cfg_str_set(cfg_config *c, const cfg_setting *s, const char *v, const char *origin,
                        char *err, size_t errlen) {
   if (s->min > 0 && v[0] == '\0') {
     cfg_errf(err, errlen, "invalid setting \"%s\" (%s): must not be empty", s->name, origin);
+    return CFG_EVALUE;
+  }
+  char why[160];
+  if (cfg_str_problem(s->name, v, why, sizeof why)) {
+    if (!strcmp(s->name, "auth_token")) /* a secret: not echoed */
+      cfg_errf(err, errlen, "invalid setting \"%s\" (%s): %s", s->name, origin, why);
+    else
+      cfg_errf(err, errlen, "invalid setting \"%s\" (%s): \"%s\" %s", s->name, origin, v, why);
     return CFG_EVALUE;
   }
   char *dup = strdup(v);
@@ -441,6 +488,89 @@ int cfg_apply_env(cfg_config *c, char *const *envp, char *err, size_t errlen) {
   return CFG_OK;
 }
 
+/* SOFTADASTRA_* variables that are not settings but are read elsewhere
+ * (the client commands, the fault-injection build, the container files). */
+static const char *const cfg_env_others[] = {
+    "SOFTADASTRA_CONFIG",      "SOFTADASTRA_URL",        "SOFTADASTRA_TOKEN", "SOFTADASTRA_FAULTS",
+    "SOFTADASTRA_FAULTS_FILE", "SOFTADASTRA_HEALTH_URL", "SOFTADASTRA_PORT",
+};
+
+/* Optimal string alignment distance (edits, with adjacent swaps as one),
+ * ignoring case; names are short (< 64). */
+static size_t cfg_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 63 || lb > 63) return (size_t)-1;
+  size_t d[64][64];
+  for (size_t i = 0; i <= la; i++)
+    d[i][0] = i;
+  for (size_t j = 0; j <= lb; j++)
+    d[0][j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    for (size_t j = 1; j <= lb; j++) {
+      size_t cost = toupper((unsigned char)a[i - 1]) != toupper((unsigned char)b[j - 1]);
+      size_t v = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+      if (d[i - 1][j - 1] + cost < v) v = d[i - 1][j - 1] + cost;
+      if (i > 1 && j > 1 && toupper((unsigned char)a[i - 1]) == toupper((unsigned char)b[j - 2]) &&
+          toupper((unsigned char)a[i - 2]) == toupper((unsigned char)b[j - 1]) &&
+          d[i - 2][j - 2] + 1 < v)
+        v = d[i - 2][j - 2] + 1;
+      d[i][j] = v;
+    }
+  }
+  return d[la][lb];
+}
+
+int cfg_env_check(char *const *envp, char *out, size_t outlen) {
+  if (out && outlen) out[0] = '\0';
+  if (!envp) return 0;
+  int n = 0;
+  size_t used = 0;
+  for (char *const *e = envp; *e; e++) {
+    const char *eq = strchr(*e, '=');
+    size_t nl = eq ? (size_t)(eq - *e) : strlen(*e);
+    if (nl <= 12 || strncmp(*e, "SOFTADASTRA_", 12) != 0 || nl >= 64) continue;
+    char name[64];
+    memcpy(name, *e, nl);
+    name[nl] = '\0';
+    const char *best = NULL;
+    size_t best_d = (size_t)-1;
+    char cand[64], best_buf[64] = "";
+    bool known = false;
+    for (size_t i = 0; i < CFG_NSETTINGS + sizeof cfg_env_others / sizeof *cfg_env_others; i++) {
+      if (i < CFG_NSETTINGS)
+        cfg_env_name(&cfg_settings[i], cand, sizeof cand);
+      else
+        snprintf(cand, sizeof cand, "%s", cfg_env_others[i - CFG_NSETTINGS]);
+      if (!strcmp(cand, name)) {
+        known = true;
+        break;
+      }
+      size_t d = cfg_distance(name + 12, cand + 12);
+      if (d < best_d) {
+        best_d = d;
+        snprintf(best_buf, sizeof best_buf, "%s", cand);
+        best = best_buf;
+      }
+    }
+    if (known) continue;
+    size_t suffix = nl - 12;
+    char line[256];
+    if (best && best_d <= 2 && best_d * 3 <= suffix)
+      snprintf(line, sizeof line, "unknown variable %s is ignored; did you mean %s?", name, best);
+    else
+      snprintf(line, sizeof line,
+               "unknown variable %s is ignored (softadastra serve --help lists the settings)",
+               name);
+    n++;
+    if (out && outlen > used) {
+      int w = snprintf(out + used, outlen - used, "%s\n", line);
+      if (w > 0) used += (size_t)w < outlen - used ? (size_t)w : outlen - used - 1;
+    }
+  }
+  return n;
+}
+
 int cfg_parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port) {
   const char *colon;
   char h[64];
@@ -458,10 +588,10 @@ int cfg_parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port) 
     colon = strrchr(s, ':');
     if (!colon) return -1;
     size_t n = (size_t)(colon - s);
-    if (n == 0 || n >= sizeof h) return -1;
+    if (n >= sizeof h) return -1;
     memcpy(h, s, n);
     h[n] = '\0';
-    if (strcmp(h, "localhost") == 0) strcpy(h, "127.0.0.1");
+    if (n == 0 || strcmp(h, "localhost") == 0) strcpy(h, "127.0.0.1"); /* ":8091" is local */
     struct in_addr a4;
     if (inet_pton(AF_INET, h, &a4) != 1) return -1;
   }
@@ -480,40 +610,18 @@ int cfg_parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port) 
 }
 
 int cfg_validate(const cfg_config *c, char *err, size_t errlen) {
-  char host[64];
-  uint16_t port;
-  if (cfg_parse_listen(c->listen, host, sizeof host, &port) != 0) {
-    cfg_errf(err, errlen,
-             "invalid setting \"listen\": \"%s\" is not ADDR:PORT (an IPv4 address, "
-             "localhost or [IPv6], and a port 0-65535)",
-             c->listen);
-    return CFG_EVALUE;
-  }
-  size_t n = strlen(c->node_id);
-  bool ok = n >= 1 && n <= SA_NODE_ID_MAX;
-  for (const char *p = c->node_id; ok && *p; p++)
-    ok = isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-';
-  if (!ok) {
-    cfg_errf(err, errlen,
-             "invalid setting \"node_id\": \"%s\" must be 1-%d characters of "
-             "A-Z a-z 0-9 . _ -",
-             c->node_id, SA_NODE_ID_MAX);
-    return CFG_EVALUE;
-  }
-  const char *levels[] = {"debug", "info", "warn", "error"};
-  ok = false;
-  for (size_t i = 0; i < 4; i++)
-    ok = ok || strcmp(c->log_level, levels[i]) == 0;
-  if (!ok) {
-    cfg_errf(err, errlen,
-             "invalid setting \"log_level\": \"%s\" must be debug, info, warn or "
-             "error",
-             c->log_level);
-    return CFG_EVALUE;
-  }
-  for (const char *p = c->auth_token; *p; p++) {
-    if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
-      cfg_errf(err, errlen, "invalid setting \"auth_token\": only printable ASCII without spaces");
+  /* The values were checked as they were set (naming their origin); this
+   * catches a cfg_config filled in by other means. */
+  const char *names[] = {"listen", "node_id", "log_level", "auth_token"};
+  const char *vals[] = {c->listen, c->node_id, c->log_level, c->auth_token};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    char why[160];
+    if (cfg_str_problem(names[i], vals[i] ? vals[i] : "", why, sizeof why)) {
+      if (i == 3)
+        cfg_errf(err, errlen, "invalid setting \"%s\": %s", names[i], why);
+      else
+        cfg_errf(err, errlen, "invalid setting \"%s\": \"%s\" %s", names[i], vals[i] ? vals[i] : "",
+                 why);
       return CFG_EVALUE;
     }
   }

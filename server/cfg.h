@@ -6,8 +6,10 @@
  * table in cfg.c describes every setting (name, type, range, default, help);
  * the file keys, the environment names (SOFTADASTRA_ + upper-case name) and
  * the flags (--name-with-dashes) all come from it, so they cannot drift.
- * Unknown keys and bad values are rejected with a message naming the key and
- * where it came from.
+ * Unknown keys and bad values (the listen address and the node id too) are
+ * rejected with a message naming the key and where it came from (default,
+ * file, environment variable or flag); a SOFTADASTRA_* variable that no
+ * setting reads is reported (cfg_env_check) with the closest known name.
  *
  * What it is not: it does not open files other than the config file, create
  * directories or touch the node; server/srv.c does that with the result.
@@ -100,6 +102,14 @@ int cfg_load_file(cfg_config *c, const char *path, char *err, size_t errlen);
  * alone.  Returns CFG_OK, CFG_EVALUE or CFG_ENOMEM. */
 int cfg_apply_env(cfg_config *c, char *const *envp, char *err, size_t errlen);
 
+/* Looks for SOFTADASTRA_* variables in envp that nothing reads (a
+ * misspelling is otherwise silently ignored).  For each, writes one line
+ * "unknown variable SOFTADASTRA_LISTN is ignored; did you mean
+ * SOFTADASTRA_LISTEN?" (the closest known name by edit distance, when one
+ * is close) to out (outlen bytes, NUL-terminated, may be NULL).  Returns
+ * how many there are. */
+int cfg_env_check(char *const *envp, char *out, size_t outlen);
+
 /* Sets one setting from its text form (as in the environment or a flag).
  * Returns CFG_OK, CFG_EVALUE (unknown name or bad value) or CFG_ENOMEM. */
 int cfg_set(cfg_config *c, const char *name, const char *value, const char *origin, char *err,
@@ -122,8 +132,9 @@ int cfg_validate(const cfg_config *c, char *err, size_t errlen);
  * CPU (at most 256). */
 unsigned cfg_threads(const cfg_config *c);
 
-/* Splits "host:port" or "[v6]:port".  host receives the numeric address
- * ("localhost" becomes 127.0.0.1); returns 0, or -1 when s is malformed. */
+/* Splits "host:port", "[v6]:port" or ":port".  host receives the numeric
+ * address ("localhost" and an empty host become 127.0.0.1); returns 0, or
+ * -1 when s is malformed. */
 int cfg_parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port);
 
 /* Writes the `serve` flag reference (one line per setting with its

@@ -1,6 +1,10 @@
 /*
  * main.c -- the `softadastra` executable: dispatches to `serve` (srv.c) or
- * to a client subcommand (cli.c), and prints the usage text.
+ * to a client subcommand (cli.c), and prints the usage text.  For `serve`
+ * it prints the warnings of the configuration (cfg_env_check) and its
+ * error, each as one "softadastra serve: ..." line on stderr.
+ * What it is not: the parser of either (cfg.c, cli.c).
+ * Threads: the main thread, before any other starts.
  * Exit codes: 0 ok, 1 failure, 2 usage error, 3 not found.
  */
 #include <stdio.h>
@@ -14,15 +18,17 @@
 extern char **environ;
 
 static void main_usage(FILE *f) {
-  fputs("softadastra " SA_VERSION_STRING " -- a local-first key-value node\n"
-        "\n"
-        "    Write locally.  Persist locally.  Recover later.  Sync when a peer is there.\n"
-        "\n"
-        "Usage: softadastra serve [FLAGS]        run a node (softadastra serve --help)\n"
-        "       softadastra COMMAND [ARGS]       talk to a running node\n"
-        "       softadastra --version | --help\n"
-        "\n",
-        f);
+  fputs(
+      "softadastra " SA_VERSION_STRING " -- a local-first key-value node\n"
+      "\n"
+      "    Write locally.  Persist locally.  Recover later.  Sync when a peer is there.\n"
+      "\n"
+      "Usage: softadastra serve [FLAGS]        run a node (softadastra serve --help)\n"
+      "       softadastra COMMAND [ARGS]       talk to a running node\n"
+      "       softadastra print-default-config  every setting with its default, as a config file\n"
+      "       softadastra --version | --help\n"
+      "\n",
+      f);
   cli_print_help(f);
   fputs("\nServe flags (precedence: flags > SOFTADASTRA_* environment > --config file > "
         "defaults):\n",
@@ -35,6 +41,16 @@ static int main_serve(int argc, char **argv) {
   char err[CFG_ERR_MAX] = "";
   bool help = false;
   int rc = cfg_load(&cfg, argc, argv, environ, &help, err, sizeof err);
+  if (!help) { /* a misspelled variable is ignored: say so first, it may explain what follows */
+    char warn[2048];
+    if (cfg_env_check(environ, warn, sizeof warn) > 0) {
+      for (char *line = warn, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        if (!nl) break;
+        fprintf(stderr, "softadastra serve: warning: %.*s\n", (int)(nl - line), line);
+      }
+    }
+  }
   if (help) {
     fputs("Usage: softadastra serve [FLAGS]\n"
           "Runs a node: opens (and recovers) the WAL and the store, then serves the HTTP API.\n"

@@ -1,7 +1,9 @@
 /*
  * test_cfg.c -- the configuration of `softadastra serve` (server/cfg.c):
  * defaults, the JSON file, the environment, flags, precedence, and the
- * rejection of unknown keys and bad values with a message naming the key.
+ * rejection of unknown keys and bad values with a message naming the key
+ * and its origin, misspelled SOFTADASTRA_* variables, and the messages
+ * config/README.md shows (replayed from its examples).
  */
 #include <check.h>
 #include <stdio.h>
@@ -123,12 +125,18 @@ START_TEST(test_json_rejections) {
 END_TEST
 
 START_TEST(test_validate) {
-  const char *bad_listen[] = {"127.0.0.1", ":80",     "127.0.0.1:",      "127.0.0.1:65536",
+  const char *bad_listen[] = {"127.0.0.1", ":",       "127.0.0.1:",      "127.0.0.1:65536",
                               "1.2.3:80",  "[::1:80", "host.example:80", "127.0.0.1:8x"};
   for (size_t i = 0; i < sizeof bad_listen / sizeof *bad_listen; i++) {
     cfg_config c;
     cfg_init(&c);
-    ck_assert_int_eq(cfg_set(&c, "listen", bad_listen[i], "t", err, sizeof err), CFG_OK);
+    /* refused when set, naming the origin ... */
+    ck_assert_msg(cfg_set(&c, "listen", bad_listen[i], "t", err, sizeof err) == CFG_EVALUE,
+                  "%s accepted", bad_listen[i]);
+    ck_assert_msg(strstr(err, "\"listen\" (t)"), "%s", err);
+    /* ... and by cfg_validate when it got there another way */
+    free(c.listen);
+    c.listen = strdup(bad_listen[i]);
     ck_assert_msg(cfg_validate(&c, err, sizeof err) == CFG_EVALUE, "%s accepted", bad_listen[i]);
     ck_assert(strstr(err, "\"listen\""));
     cfg_free(&c);
@@ -152,7 +160,10 @@ START_TEST(test_validate) {
   }
   cfg_config c;
   cfg_init(&c);
-  ck_assert_int_eq(cfg_set(&c, "log_level", "loud", "t", err, sizeof err), CFG_OK);
+  ck_assert_int_eq(cfg_set(&c, "log_level", "loud", "t", err, sizeof err), CFG_EVALUE);
+  ck_assert(strstr(err, "\"log_level\" (t)"));
+  free(c.log_level);
+  c.log_level = strdup("loud");
   ck_assert_int_eq(cfg_validate(&c, err, sizeof err), CFG_EVALUE);
   ck_assert(strstr(err, "\"log_level\""));
   cfg_free(&c);
@@ -240,6 +251,168 @@ START_TEST(test_flags) {
 }
 END_TEST
 
+/* ":PORT" is 127.0.0.1:PORT. */
+START_TEST(test_listen_port_alone) {
+  char host[64];
+  uint16_t port;
+  ck_assert_int_eq(cfg_parse_listen(":8091", host, sizeof host, &port), 0);
+  ck_assert_str_eq(host, "127.0.0.1");
+  ck_assert_uint_eq(port, 8091);
+  cfg_config c;
+  bool help;
+  char *argv[] = {"--listen", ":0", NULL};
+  ck_assert_msg(cfg_load(&c, 2, argv, NULL, &help, err, sizeof err) == CFG_OK, "%s", err);
+  cfg_free(&c);
+}
+END_TEST
+
+/* A bad listen address names where it came from, like every setting. */
+START_TEST(test_listen_names_its_origin) {
+  cfg_config c;
+  bool help;
+  char *argv[] = {"--listen", "8091", NULL};
+  ck_assert_int_eq(cfg_load(&c, 2, argv, NULL, &help, err, sizeof err), CFG_EVALUE);
+  ck_assert_msg(strstr(err, "invalid setting \"listen\" (flag --listen): \"8091\""), "%s", err);
+  cfg_free(&c);
+  char *env[] = {"SOFTADASTRA_LISTEN=nowhere:1", NULL};
+  ck_assert_int_eq(cfg_load(&c, 0, NULL, env, &help, err, sizeof err), CFG_EVALUE);
+  ck_assert_msg(strstr(err, "(environment SOFTADASTRA_LISTEN)"), "%s", err);
+  cfg_free(&c);
+  cfg_init(&c);
+  const char *j = "{\"listen\":\"1.2.3:4\"}";
+  ck_assert_int_eq(cfg_apply_json(&c, j, strlen(j), "my.json", err, sizeof err), CFG_EVALUE);
+  ck_assert_msg(strstr(err, "invalid setting \"listen\" (my.json): \"1.2.3:4\""), "%s", err);
+  cfg_free(&c);
+}
+END_TEST
+
+/* A SOFTADASTRA_* variable no one reads is reported with the closest
+ * known name; the settings and the other known variables are not. */
+START_TEST(test_env_misspelled) {
+  char *env[] = {"SOFTADASTRA_LISTN=:8091",
+                 "SOFTADASTRA_NODEID=n2",
+                 "SOFTADASTRA_listen=:1",
+                 "SOFTADASTRA_QWERTYUIOP=1",
+                 "SOFTADASTRA_LISTEN=:8092",
+                 "SOFTADASTRA_URL=http://x",
+                 "SOFTADASTRA_TOKEN=t",
+                 "SOFTADASTRA_CONFIG=",
+                 "SOFTADASTRA_FAULTS_FILE=f",
+                 "PATH=/bin",
+                 NULL};
+  char out[1024];
+  ck_assert_int_eq(cfg_env_check(env, out, sizeof out), 4);
+  ck_assert_msg(strstr(out, "unknown variable SOFTADASTRA_LISTN is ignored; did you mean "
+                            "SOFTADASTRA_LISTEN?\n"),
+                "%s", out);
+  ck_assert_msg(strstr(out, "SOFTADASTRA_NODEID is ignored; did you mean SOFTADASTRA_NODE_ID?\n"),
+                "%s", out);
+  ck_assert_msg(strstr(out, "SOFTADASTRA_listen is ignored; did you mean SOFTADASTRA_LISTEN?\n"),
+                "%s", out);
+  ck_assert_msg(strstr(out, "SOFTADASTRA_QWERTYUIOP is ignored (softadastra serve --help"), "%s",
+                out);
+  ck_assert_ptr_null(strstr(out, "SOFTADASTRA_URL"));
+  ck_assert_ptr_null(strstr(out, "SOFTADASTRA_FAULTS"));
+  char *none[] = {"SOFTADASTRA_DATA_DIR=d", "SOFTADASTRA_HEALTH_URL=u", NULL};
+  ck_assert_int_eq(cfg_env_check(none, out, sizeof out), 0);
+  ck_assert_str_eq(out, "");
+  /* the buffer may be short or absent: the count stays right */
+  ck_assert_int_eq(cfg_env_check(env, out, 8), 4);
+  ck_assert_int_eq(cfg_env_check(env, NULL, 0), 4);
+}
+END_TEST
+
+/* Splits a "$ A=1 softadastra serve --x \"a b\"" line into env and args
+ * (double quotes group words).  Returns the number of args after "serve",
+ * or -1 when the line is not such a command. */
+static int split_example(char *line, char **env, int *nenv, char **args) {
+  char *words[32];
+  int n = 0;
+  for (char *p = line; *p && n < 31;) {
+    while (*p == ' ')
+      p++;
+    if (!*p) break;
+    char *w = p, *o = p;
+    bool q = false;
+    for (; *p && (q || *p != ' '); p++) {
+      if (*p == '"')
+        q = !q;
+      else
+        *o++ = *p;
+    }
+    if (*p) p++;
+    *o = '\0';
+    words[n++] = w;
+  }
+  int i = 0;
+  *nenv = 0;
+  while (i < n && strchr(words[i], '=') && strncmp(words[i], "--", 2) != 0)
+    env[(*nenv)++] = words[i++];
+  env[*nenv] = NULL;
+  if (i + 1 >= n || strcmp(words[i], "softadastra") || strcmp(words[i + 1], "serve")) return -1;
+  int na = 0;
+  for (i += 2; i < n; i++)
+    args[na++] = words[i];
+  args[na] = NULL;
+  return na;
+}
+
+/* Every "$ ... softadastra serve ..." example of config/README.md prints
+ * exactly the "softadastra serve: " lines shown under it (the warnings of
+ * cfg_env_check, then the error of cfg_load, as server/main.c prints them). */
+START_TEST(test_readme_messages) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s", SA_CONFIG_FILE);
+  char *slash = strrchr(path, '/');
+  ck_assert_ptr_nonnull(slash);
+  snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "README.md");
+  FILE *f = fopen(path, "r");
+  ck_assert_msg(f != NULL, "cannot open %s", path);
+  char line[1024], cmd[1024] = "", want[4096] = "";
+  int examples = 0;
+  bool in = false;
+  for (;;) {
+    char *got = fgets(line, sizeof line, f);
+    bool shown = got && strncmp(line, "    softadastra serve: ", 23) == 0;
+    if (in && shown) {
+      strncat(want, line + 4, sizeof want - strlen(want) - 1);
+      continue;
+    }
+    if (in) { /* the example ended: replay it */
+      char *env[16], *args[16];
+      int nenv;
+      int na = split_example(cmd, env, &nenv, args);
+      ck_assert_msg(na >= 0, "not a serve command: %s", cmd);
+      char warn[2048], printed[4096] = "";
+      cfg_env_check(env, warn, sizeof warn);
+      for (char *w = warn, *nl; (nl = strchr(w, '\n')) != NULL; w = nl + 1)
+        snprintf(printed + strlen(printed), sizeof printed - strlen(printed),
+                 "softadastra serve: warning: %.*s\n", (int)(nl - w), w);
+      cfg_config c;
+      bool help;
+      err[0] = '\0';
+      if (cfg_load(&c, na, args, env, &help, err, sizeof err) != CFG_OK)
+        snprintf(printed + strlen(printed), sizeof printed - strlen(printed),
+                 "softadastra serve: %s\n", err);
+      cfg_free(&c);
+      ck_assert_msg(strcmp(printed, want) == 0, "config/README.md shows\n%sthe program prints\n%s",
+                    want, printed);
+      examples++;
+      in = false;
+    }
+    if (!got) break;
+    if (strncmp(line, "    $ ", 6) == 0 && strstr(line, "softadastra serve")) {
+      snprintf(cmd, sizeof cmd, "%s", line + 6);
+      cmd[strcspn(cmd, "\n")] = '\0';
+      want[0] = '\0';
+      in = true;
+    }
+  }
+  fclose(f);
+  ck_assert_int_ge(examples, 5);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("cfg");
   TCase *tc = tcase_create("cfg");
@@ -251,6 +424,10 @@ int main(void) {
   tcase_add_test(tc, test_validate);
   tcase_add_test(tc, test_precedence);
   tcase_add_test(tc, test_flags);
+  tcase_add_test(tc, test_listen_port_alone);
+  tcase_add_test(tc, test_listen_names_its_origin);
+  tcase_add_test(tc, test_env_misspelled);
+  tcase_add_test(tc, test_readme_messages);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -523,6 +523,39 @@ START_TEST(test_unauthorized_names_the_token) {
 }
 END_TEST
 
+/* serve's configuration as the program prints it: a misspelled variable
+ * warns with the closest name, ":PORT" is 127.0.0.1, a bad listen names its
+ * flag, and --help lists print-default-config. */
+START_TEST(test_serve_config_messages) {
+  e2e_node n;
+  e2e_node_init(&n);
+  const char *env[] = {"SOFTADASTRA_LISTN=:8091", NULL};
+  const char *args[] = {"--listen", ":0", NULL}; /* after the default --listen 127.0.0.1:0 */
+  ck_assert_int_eq(e2e_node_start(&n, args, env, NULL), 0);
+  char *log = e2e_read_file(n.log, NULL);
+  has(log, "softadastra serve: warning: unknown variable SOFTADASTRA_LISTN is ignored; did you "
+           "mean SOFTADASTRA_LISTEN?\n");
+  free(log);
+  char *out = e2e_read_file(n.out, NULL);
+  has(out, " listening on http://127.0.0.1:");
+  free(out);
+  ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0);
+  e2e_node_cleanup(&n);
+  char *err = NULL;
+  const char *bad[] = {"serve", "--listen", "8091", NULL};
+  ck_assert_int_eq(e2e_cli(NULL, bad, NULL, &out, &err), 2);
+  has(err, "softadastra serve: invalid setting \"listen\" (flag --listen): \"8091\" is not "
+           "ADDR:PORT");
+  free(out);
+  free(err);
+  const char *help[] = {"--help", NULL};
+  ck_assert_int_eq(e2e_cli(NULL, help, NULL, &out, &err), 0);
+  has(out, "softadastra print-default-config");
+  free(out);
+  free(err);
+}
+END_TEST
+
 START_TEST(test_node_not_running) {
   char *out = NULL, *err = NULL;
   const char *args[] = {"status", "--url", "http://127.0.0.1:1", NULL};
@@ -645,6 +678,7 @@ static Suite *e2e_cli_suite(void) {
   tcase_add_test(tc, test_watch_no_node);
   tcase_add_test(tc, test_watch_node_killed);
   tcase_add_test(tc, test_unauthorized_names_the_token);
+  tcase_add_test(tc, test_serve_config_messages);
   tcase_add_test(tc, test_node_not_running);
   tcase_add_test(tc, test_wal_tools);
   suite_add_tcase(s, tc);
