@@ -16,10 +16,11 @@ static char dir[TU_PATH_MAX], wal[TU_PATH_MAX];
 /* A fresh directory per test under the run's base (tu_main removes it). */
 static void setup(void) {
   tu_mkdir(dir);
+  tu_path(wal, dir, "node-s.wal");
 }
 
 static sa_client *open_node(void) {
-  sa_options o = tu_options("node-s", dir, wal);
+  sa_options o = sa_options_persistent("node-s", wal);
   o.tick_manual = true;
   return tu_open(&o);
 }

@@ -32,10 +32,11 @@ static sa_transport ack_transport = {.kind = "ack", .send = ack_send};
 /* A fresh directory per test under the run's base (tu_main removes it). */
 static void setup(void) {
   tu_mkdir(dir);
+  tu_path(wal, dir, "node-f.wal");
 }
 
 static sa_client *open_node(bool transport) {
-  sa_options o = tu_options("node-f", dir, wal);
+  sa_options o = sa_options_persistent("node-f", wal);
   o.tick_manual = true;
   o.clock = fake_clock;
   o.outbox_retention_ms = 1000;
