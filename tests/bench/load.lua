@@ -2,7 +2,9 @@
 --
 -- Environment:
 --   BENCH_SYS    ours | etcd | ceiling    which HTTP API the requests speak
---   BENCH_OP     put | get | fill         fill: write every key once, then stop
+--   BENCH_OP     put | get | fill | route fill: write every key once, then stop;
+--                                        route: BENCH_METHOD BENCH_PATH with
+--                                        BENCH_BODY (tests/bench/ab.sh)
 --   BENCH_KEYS   key space (10000)        keys are bench-00000 .. bench-09999
 --   BENCH_VALUE  value bytes (100)
 --
@@ -52,8 +54,19 @@ local function build(i, value)
     { ["Content-Type"] = "application/octet-stream" }, value)
 end
 
+local route_req
+if op == "route" then
+  nkeys = 0 -- init() builds no key requests, only this one (wrk's Host is set by then)
+end
+
 function init(args)
   tid = tid or 0
+  if op == "route" then
+    local body = os.getenv("BENCH_BODY")
+    local hdrs = body and { ["Content-Type"] = "application/json" } or nil
+    route_req = wrk.format(os.getenv("BENCH_METHOD") or "GET",
+      os.getenv("BENCH_PATH") or "/v1/status", hdrs, body)
+  end
   math.randomseed(os.time() * 1000 + tid * 7919)
   -- a 100-byte value of [a-z0-9] (no form or URL escaping needed)
   local alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -77,7 +90,9 @@ function init(args)
   end
 end
 
+
 function request()
+  if route_req then return route_req end
   if op == "fill" then
     local i = fill_next
     fill_next = fill_next + fill_step
