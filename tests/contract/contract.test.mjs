@@ -3,7 +3,9 @@
 // Starts real nodes (`softadastra serve` on 127.0.0.1:0, a temporary data
 // directory, an auth token), sends real requests that cover every operation
 // of the spec, its error cases included (400, 401, 404, 405, 410, 412, 413,
-// 415, 503), and checks every answer against the spec:
+// 415, 503; every operation also without the token -- a 401 unless its
+// security is [] --, with a '#' in its target and with a body announced over
+// its limit), and checks every answer against the spec:
 //   - its status is one the operation documents (for a path that is no
 //     route, or a method a route lacks: x-unmatched-responses);
 //   - its headers: each documented one present when required and matching
@@ -36,6 +38,7 @@ const RUN_MS = 120000;
 const WAIT_MS = 15000;
 const TOKEN = 'contract-test-token';
 const MAX_VALUE = 4096; // --max-value-bytes: a 413 costs little
+const MAX_BATCH = 65536; // --max-batch-bytes
 const [bin, specPath] = process.argv.slice(2);
 if (!bin || !specPath) {
   console.error('usage: node contract.test.mjs SOFTADASTRA_BIN OPENAPI_YAML');
@@ -63,7 +66,8 @@ function validator(schema) {
 function deref(o) {
   for (let i = 0; o && o.$ref && i < 8; i++) {
     if (!o.$ref.startsWith('#/')) throw new Error(`external $ref ${o.$ref}`);
-    o = o.$ref.slice(2).split('/').reduce((a, p) => a?.[p.replaceAll('~1', '/').replaceAll('~0', '~')], spec);
+    const unescape = (p) => p.replaceAll('~1', '/').replaceAll('~0', '~');
+    o = o.$ref.slice(2).split('/').reduce((a, p) => a?.[unescape(p)], spec);
   }
   if (!o) throw new Error('dangling $ref');
   return o;
@@ -71,14 +75,16 @@ function deref(o) {
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'];
 const operations = []; // {path, method, op}
 for (const [p, item] of Object.entries(spec.paths))
-  for (const m of METHODS) if (item[m]) operations.push({ path: p, method: m.toUpperCase(), op: item[m] });
+  for (const m of METHODS)
+    if (item[m]) operations.push({ path: p, method: m.toUpperCase(), op: item[m] });
 
 // The spec's path template of a request path, or null.  Exact paths first.
 function pathOf(path) {
   if (spec.paths[path]) return path;
   for (const t of Object.keys(spec.paths)) {
     if (!t.includes('{')) continue;
-    const re = new RegExp('^' + t.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '.+') + '$');
+    const escaped = t.replace(/[.*+?^$()|[\]\\]/g, '\\$&');
+    const re = new RegExp(`^${escaped.replace(/\{[^}]+\}/g, '.+')}$`);
     if (re.test(path)) return t;
   }
   return null;
@@ -97,10 +103,13 @@ function mediaType(ct) {
   return { essence: essence.toLowerCase(), params: params.filter(Boolean).map((p) => p.toLowerCase()) };
 }
 
-// Parses an SSE text into [{event, data}].
+// Parses an SSE text into [{event, data}]; an event cut short at the end
+// (the stream was closed mid-way) is left out.
 function sseEvents(text) {
   const out = [];
-  for (const block of text.split('\n\n')) {
+  const blocks = text.split('\n\n');
+  blocks.pop(); // '' after a complete event, else the cut one
+  for (const block of blocks) {
     let event = 'message';
     const data = [];
     for (const line of block.split('\n')) {
@@ -113,10 +122,12 @@ function sseEvents(text) {
 }
 
 // Checks res against the responses object `responses` (status -> response).
-function checkAgainst(what, responses, res, problems) {
-  const key = [String(res.status), `${String(res.status)[0]}XX`, 'default'].find((k) => responses[k]);
+function checkAgainst(responses, res, problems) {
+  const st = String(res.status);
+  const key = [st, `${st[0]}XX`, 'default'].find((k) => responses[k]);
   if (!key) {
-    problems.push(`status ${res.status} is not documented (documented: ${Object.keys(responses).join(', ')})`);
+    const listed = Object.keys(responses).join(', ');
+    problems.push(`status ${res.status} is not documented (documented: ${listed})`);
     return;
   }
   const doc = deref(responses[key]);
@@ -128,14 +139,16 @@ function checkAgainst(what, responses, res, problems) {
       if (h.required) problems.push(`required header ${name} is missing`);
       continue;
     }
-    if (h.schema && !validator(h.schema)(v)) problems.push(`header ${name}: "${v}" does not match its schema`);
+    if (h.schema && !validator(h.schema)(v))
+      problems.push(`header ${name}: "${v}" does not match its schema`);
   }
   for (const name of Object.keys(res.headers))
     if (!GENERIC.has(name) && !documented.has(name)) problems.push(`header ${name} is not documented`);
   const content = doc.content;
   const ct = res.headers['content-type'];
   if (!content) {
-    if (res.body.length) problems.push(`a ${res.status} documents no content but has a ${res.body.length}-byte body`);
+    if (res.body.length)
+      problems.push(`a ${res.status} documents no content but has a ${res.body.length}-byte body`);
     return;
   }
   if (!ct) {
@@ -148,7 +161,8 @@ function checkAgainst(what, responses, res, problems) {
     return want.essence === got.essence && want.params.every((p) => got.params.includes(p));
   });
   if (!match) {
-    problems.push(`Content-Type ${ct} is not documented (documented: ${Object.keys(content).join(', ')})`);
+    const listed = Object.keys(content).join(', ');
+    problems.push(`Content-Type ${ct} is not documented (documented: ${listed})`);
     return;
   }
   const [, media] = match;
@@ -194,12 +208,12 @@ function check(req, res, expect) {
   if (!ok) problems.push(`status ${res.status}, want ${expect}`);
   const unmatched = spec['x-unmatched-responses'] || {};
   if (!tmpl) {
-    checkAgainst('no route', unmatched['no-route'] || {}, res, problems);
+    checkAgainst(unmatched['no-route'] || {}, res, problems);
   } else {
     const item = spec.paths[tmpl];
     const op = item[req.method.toLowerCase()];
     if (!op) {
-      checkAgainst('no method', unmatched['no-method'] || {}, res, problems);
+      checkAgainst(unmatched['no-method'] || {}, res, problems);
       if (res.status === 405) {
         const want = new Set(METHODS.filter((m) => item[m]).map((m) => m.toUpperCase()));
         if (want.has('GET')) want.add('HEAD');
@@ -219,7 +233,7 @@ function check(req, res, expect) {
       for (const name of q.keys())
         if (!req.undocumented && !params.some((p) => p.in === 'query' && p.name === name))
           problems.push(`query parameter ${name} is not documented`);
-      checkAgainst(k, op.responses, res, problems);
+      checkAgainst(op.responses, res, problems);
     }
   }
   const label = `${req.method} ${req.path}${req.note ? ` (${req.note})` : ''} -> ${res.status}`;
@@ -370,7 +384,8 @@ const guard = setTimeout(async () => {
 // ---- the exchanges --------------------------------------------------------------
 
 async function run() {
-  const a = await startNode('contract', ['--max-value-bytes', String(MAX_VALUE), '--max-streams', '1']);
+  const a = await startNode('contract', ['--max-value-bytes', String(MAX_VALUE),
+    '--max-batch-bytes', String(MAX_BATCH), '--max-streams', '1']);
   const x = (req, expect) => request(a.base, req).then((res) => check(req, res, expect));
   const json = { 'Content-Type': 'application/json' };
 
@@ -380,10 +395,8 @@ async function run() {
   await x({ method: 'GET', path: '/readyz' }, 200);
   await x({ method: 'GET', path: '/metrics' }, 200);
   await x({ method: 'GET', path: '/v1/status' }, 200);
-  await x({ method: 'GET', path: '/v1/status', token: false, note: 'no token' }, 401);
   await x({ method: 'GET', path: '/v1/sync/status' }, 200);
   await x({ method: 'POST', path: '/v1/sync/tick' }, 200);
-  await x({ method: 'POST', path: '/v1/sync/tick', token: false, note: 'no token' }, 401);
 
   // one key: create, update, conditions, binary, limits
   const k = '/v1/store/contract/theme';
@@ -398,7 +411,6 @@ async function run() {
   await x({ method: 'PUT', path: '/v1/store/contract/big', body: Buffer.alloc(MAX_VALUE + 1, 97),
     note: 'over max_value_bytes' }, 413);
   await x({ method: 'PUT', path: '/v1/store/a%01b', body: 'x', note: 'control byte in the key' }, 400);
-  await x({ method: 'PUT', path: k, body: 'x', token: false, note: 'no token' }, 401);
   await x({ method: 'GET', path: k }, 200);
   await x({ method: 'GET', path: `${k}?raw=1` }, 200);
   await x({ method: 'GET', path: k, headers: { 'If-None-Match': '"2"' } }, 304);
@@ -406,11 +418,9 @@ async function run() {
   await x({ method: 'GET', path: '/v1/store/contract/absent' }, 404);
   await x({ method: 'GET', path: `${k}?raw=maybe` }, 400);
   await x({ method: 'GET', path: '/v1/store/bad%zzkey', note: 'bad percent-encoding' }, 400);
-  await x({ method: 'GET', path: k, token: false, note: 'no token' }, 401);
   await x({ method: 'DELETE', path: k, headers: { 'If-Match': '"1"' }, note: 'stale version' }, 412);
   await x({ method: 'DELETE', path: k }, 200);
   await x({ method: 'DELETE', path: k, note: 'already gone' }, 404);
-  await x({ method: 'DELETE', path: '/v1/store/contract/bin', token: false, note: 'no token' }, 401);
 
   // listing
   for (let i = 0; i < 3; i++) await x({ method: 'PUT', path: `/v1/store/list/k${i}`, body: `v${i}` }, 201);
@@ -420,7 +430,6 @@ async function run() {
   await x({ method: 'GET', path: `/v1/store?prefix=list/&limit=2&after=${encodeURIComponent(next)}` }, 200);
   await x({ method: 'GET', path: '/v1/store?values=1' }, 200);
   await x({ method: 'GET', path: '/v1/store?limit=0' }, 400);
-  await x({ method: 'GET', path: '/v1/store', token: false, note: 'no token' }, 401);
 
   // batches
   const batch = JSON.stringify({ ops: [{ op: 'put', key: 'batch/a', value: 'A' },
@@ -431,7 +440,6 @@ async function run() {
   await x({ method: 'POST', path: '/v1/batch', headers: { 'Content-Type': 'text/plain' }, body: batch }, 415);
   await x({ method: 'POST', path: '/v1/batch', headers: json, note: 'value over max_value_bytes',
     body: JSON.stringify({ ops: [{ op: 'put', key: 'batch/big', value: 'v'.repeat(MAX_VALUE + 1) }] }) }, 413);
-  await x({ method: 'POST', path: '/v1/batch', headers: json, body: batch, token: false, note: 'no token' }, 401);
 
   // the change feed: a page, a long-poll, a stream, a second stream over max_streams
   await x({ method: 'GET', path: '/v1/changes?since=0&include_values=1' }, 200);
@@ -439,7 +447,6 @@ async function run() {
   await x({ method: 'GET', path: '/v1/changes?since=now&wait=1', note: 'long-poll, nothing comes' }, 200);
   await x({ method: 'GET', path: '/v1/changes?limit=abc' }, 400);
   await x({ method: 'GET', path: '/v1/changes?wait=61' }, 400);
-  await x({ method: 'GET', path: '/v1/changes', token: false, note: 'no token' }, 401);
   const sse = { 'Accept': 'text/event-stream' };
   // A stream holds until its first change event; while it is open a second
   // one is over max_streams.
@@ -459,21 +466,26 @@ async function run() {
   await x({ method: 'GET', path: '/v1/sync/tick' }, 405);
   await x({ method: 'PUT', path: '/healthz', body: 'x', token: false }, 405);
 
-  // by hand: a body over the limit of a route that reads none, a target
-  // with a byte that must be percent-encoded
   const auth = `Authorization: Bearer ${TOKEN}\r\n`;
-  for (const [req, text, expect] of [
-    [{ path: '/v1/status', note: 'a 70000-byte body announced' },
-      `GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}Content-Length: 70000\r\n\r\n`, 413],
-    [{ path: '/v1/store/contract/ok', note: 'Content-Length over max_value_bytes' },
-      `PUT /v1/store/contract/ok HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}Content-Length: ${MAX_VALUE + 1}\r\n\r\n`, 413],
-    [{ path: '/healthz', note: 'a 70000-byte body announced' },
-      `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 70000\r\n\r\n`, 413],
-    [{ path: '/v1/status', note: "target '/v1/status#x'" },
-      `GET /v1/status#x HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}Connection: close\r\n\r\n`, 400],
-  ]) {
-    req.method = text.split(' ')[0];
-    check(req, await rawRequest(a.port, text), expect);
+  // every operation: without the token a 401, unless the spec says it needs
+  // none (security: []); a target with '#' a 400; a body announced over the
+  // route's limit a 413 (64 KiB on routes that read none, max_value_bytes
+  // for a PUT, twice max_batch_bytes and 64 KiB for a batch)
+  for (const { path, method, op } of operations) {
+    const target = path.replace(/\{[^}]+\}/g, 'contract/any');
+    const open = Array.isArray(op.security) && op.security.length === 0;
+    if (!open) {
+      await x({ method, path: target, token: false, note: 'no token',
+        body: method === 'POST' || method === 'PUT' ? '{}' : undefined }, 401);
+    }
+    const limit = method === 'PUT' ? MAX_VALUE
+      : path === '/v1/batch' ? 2 * MAX_BATCH + (64 << 10) : 64 << 10;
+    const head = `Host: 127.0.0.1\r\n${auth}`;
+    for (const [text, expect, note] of [
+      [`${method} ${target}#x HTTP/1.1\r\n${head}Connection: close\r\n\r\n`, 400, 'a # in the target'],
+      [`${method} ${target} HTTP/1.1\r\n${head}Content-Length: ${limit + 1}\r\n\r\n`, 413,
+        `a ${limit + 1}-byte body announced`],
+    ]) check({ method, path: target, note }, await rawRequest(a.port, text), expect);
   }
 
   // a second node whose feed forgets fast: 410 below the floor.  The stub
@@ -514,10 +526,13 @@ for (const { path, method, op } of operations) {
   const got = seen.get(k);
   if (!got) failures.push(`operation ${op.operationId} (${k}) was never exercised`);
   const missing = Object.keys(op.responses).filter((s) => !got?.has(Number(s)));
-  console.log(`coverage ${k}: ${got ? [...got].sort().join(' ') : 'none'}${missing.length ? ` (not produced: ${missing.join(' ')})` : ''}`);
+  const produced = got ? [...got].sort().join(' ') : 'none';
+  const not = missing.length ? ` (not produced: ${missing.join(' ')})` : '';
+  console.log(`coverage ${k}: ${produced}${not}`);
   if (missing.length) unseen.push(...missing.map((s) => `${k} ${s}`));
 }
-console.log(`${exchanges} exchanges, ${operations.length} operations, ${unseen.length} documented answers not produced`);
+console.log(`${exchanges} exchanges, ${operations.length} operations, ` +
+  `${unseen.length} documented answers not produced`);
 if (failures.length) {
   console.log(`FAIL: ${failures.length} problem(s):\n  ${failures.join('\n  ')}`);
   code = 1;
