@@ -45,46 +45,42 @@ static void cli_print_sync(json_t *s, const char *indent) {
   printf("%speers        : %lld\n", indent, cli_int(s, "peers", NULL));
 }
 
+static void cli_print_status(json_t *j, void *ctx) {
+  const cli_opts *o = ctx;
+  printf("node\n");
+  printf("  id       : %s\n", cli_str(j, "node_id", NULL));
+  printf("  version  : %s\n", cli_str(j, "version", NULL));
+  printf("  url      : %s\n", o->url);
+  printf("  uptime   : %llds\n", cli_int(j, "uptime_s", NULL));
+  if (json_is_true(json_object_get(j, "read_only")))
+    printf("  read-only: %s\n", cli_str(j, "read_only_reason", NULL));
+  printf("\nWAL\n");
+  printf("  enabled  : %s\n", cli_yes(j, "wal", "enabled"));
+  printf("  path     : %s\n", cli_str(j, "wal", "path"));
+  printf("  durable  : %s\n", cli_yes(j, "wal", "durable"));
+  printf("  bytes    : %lld\n", cli_int(j, "wal", "bytes"));
+  printf("  last lsn : %lld\n", cli_int(j, "wal", "last_lsn"));
+  printf("\nstore\n");
+  printf("  keys     : %lld\n", cli_int(j, "store", "size")); /* the node's "size" */
+  printf("\nsync\n");
+  json_t *s = json_object_get(j, "sync");
+  printf("  outbox   : %lld\n", cli_int(s, "outbox_size", NULL));
+  printf("  queued   : %lld\n", cli_int(s, "queued", NULL));
+  printf("  transport: %s\n", cli_yes(s, "transport", "enabled"));
+}
+
 int cli_status(const cli_opts *o) {
   long st;
   cli_buf b;
   if (cli_request(o->url, o->token, "GET", "/v1/status", NULL, 0, NULL, NULL, &st, &b) != 0)
     return CLI_FAIL;
-  int rc = CLI_OK;
-  if (st != 200) {
-    rc = cli_fail_from_response(st, &b, "status");
-  } else if (o->json) {
-    cli_print_json(&b);
-  } else {
-    json_t *j = cli_parse(&b);
-    if (!j) {
-      free(b.data);
-      return CLI_FAIL;
-    }
-    printf("node\n");
-    printf("  id       : %s\n", cli_str(j, "node_id", NULL));
-    printf("  version  : %s\n", cli_str(j, "version", NULL));
-    printf("  url      : %s\n", o->url);
-    printf("  uptime   : %llds\n", cli_int(j, "uptime_s", NULL));
-    if (json_is_true(json_object_get(j, "read_only")))
-      printf("  read-only: %s\n", cli_str(j, "read_only_reason", NULL));
-    printf("\nWAL\n");
-    printf("  enabled  : %s\n", cli_yes(j, "wal", "enabled"));
-    printf("  path     : %s\n", cli_str(j, "wal", "path"));
-    printf("  durable  : %s\n", cli_yes(j, "wal", "durable"));
-    printf("  bytes    : %lld\n", cli_int(j, "wal", "bytes"));
-    printf("  last lsn : %lld\n", cli_int(j, "wal", "last_lsn"));
-    printf("\nstore\n");
-    printf("  keys     : %lld\n", cli_int(j, "store", "size")); /* the node's "size" */
-    printf("\nsync\n");
-    json_t *s = json_object_get(j, "sync");
-    printf("  outbox   : %lld\n", cli_int(s, "outbox_size", NULL));
-    printf("  queued   : %lld\n", cli_int(s, "queued", NULL));
-    printf("  transport: %s\n", cli_yes(s, "transport", "enabled"));
-    json_decref(j);
-  }
-  free(b.data);
-  return rc;
+  return cli_answer(o->json, st, &b, 200, 200, "status", cli_print_status, (void *)o);
+}
+
+static void cli_print_ok(json_t *j, void *ctx) {
+  (void)j;
+  (void)ctx;
+  printf("ok\n");
 }
 
 int cli_health(const cli_opts *o) {
@@ -92,15 +88,18 @@ int cli_health(const cli_opts *o) {
   cli_buf b;
   if (cli_request(o->url, o->token, "GET", "/healthz", NULL, 0, NULL, NULL, &st, &b) != 0)
     return CLI_FAIL;
-  int rc = CLI_OK;
-  if (st != 200)
-    rc = cli_fail_from_response(st, &b, "health");
-  else if (o->json)
-    cli_print_json(&b);
-  else
-    printf("ok\n");
-  free(b.data);
-  return rc;
+  return cli_answer(o->json, st, &b, 200, 200, "health", cli_print_ok, NULL);
+}
+
+static void cli_print_sync_state(json_t *j, void *ctx) {
+  (void)ctx;
+  printf("sync\n");
+  cli_print_sync(j, "  ");
+  json_t *tr = json_object_get(j, "transport");
+  if (cli_int(j, "queued", NULL) > 0 && !json_is_true(json_object_get(tr, "enabled")))
+    printf("\ntransport is off: queued operations wait for a peer (this is normal)\n");
+  else if (cli_int(j, "queued", NULL) > 0 && json_is_true(json_object_get(tr, "stub")))
+    printf("\nthe transport is a stub: queued operations are retried, then marked failed\n");
 }
 
 int cli_sync_status(const cli_opts *o, bool tick) {
@@ -109,26 +108,6 @@ int cli_sync_status(const cli_opts *o, bool tick) {
   if (cli_request(o->url, o->token, tick ? "POST" : "GET",
                   tick ? "/v1/sync/tick" : "/v1/sync/status", NULL, 0, NULL, NULL, &st, &b) != 0)
     return CLI_FAIL;
-  int rc = CLI_OK;
-  if (st != 200) {
-    rc = cli_fail_from_response(st, &b, tick ? "sync tick" : "sync status");
-  } else if (o->json) {
-    cli_print_json(&b);
-  } else {
-    json_t *j = cli_parse(&b);
-    if (!j) {
-      free(b.data);
-      return CLI_FAIL;
-    }
-    printf("sync\n");
-    cli_print_sync(j, "  ");
-    json_t *tr = json_object_get(j, "transport");
-    if (cli_int(j, "queued", NULL) > 0 && !json_is_true(json_object_get(tr, "enabled")))
-      printf("\ntransport is off: queued operations wait for a peer (this is normal)\n");
-    else if (cli_int(j, "queued", NULL) > 0 && json_is_true(json_object_get(tr, "stub")))
-      printf("\nthe transport is a stub: queued operations are retried, then marked failed\n");
-    json_decref(j);
-  }
-  free(b.data);
-  return rc;
+  return cli_answer(o->json, st, &b, 200, 200, tick ? "sync tick" : "sync status",
+                    cli_print_sync_state, NULL);
 }

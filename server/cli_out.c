@@ -89,6 +89,26 @@ int cli_fail_from_response(long status, const cli_buf *b, const char *what) {
   return rc;
 }
 
+int cli_answer(bool json, long status, cli_buf *b, long ok1, long ok2, const char *what,
+               cli_print_fn print, void *ctx) {
+  int rc = CLI_OK;
+  if (status != ok1 && status != ok2) {
+    rc = cli_fail_from_response(status, b, what);
+  } else if (json) {
+    cli_print_json(b);
+  } else {
+    json_t *j = cli_parse(b);
+    if (j)
+      print(j, ctx);
+    else
+      rc = CLI_FAIL;
+    json_decref(j);
+  }
+  free(b->data);
+  b->data = NULL;
+  return rc;
+}
+
 json_t *cli_parse(const cli_buf *b) {
   json_t *j = json_loadb(b->data, b->len, JSON_ALLOW_NUL, NULL);
   if (!j) cli_errc("bad_answer", "the node answered something that is not JSON");

@@ -39,6 +39,16 @@ void cli_errc(const char *code, const char *fmt, ...) __attribute__((format(prin
  * CLI_FAIL. */
 int cli_fail_from_response(long status, const cli_buf *b, const char *what);
 
+/* Prints a successful answer in the human form; j is the parsed body. */
+typedef void (*cli_print_fn)(json_t *j, void *ctx);
+
+/* The end of every command's exchange: a status other than ok1 or ok2 is
+ * an error (cli_fail_from_response); with json the body is printed as is;
+ * else it is parsed and handed to print (ctx passed along).  Frees
+ * b->data.  Returns the exit code. */
+int cli_answer(bool json, long status, cli_buf *b, long ok1, long ok2, const char *what,
+               cli_print_fn print, void *ctx);
+
 /* Parses the node's JSON answer; NULL (after a message) when it is not
  * JSON. */
 json_t *cli_parse(const cli_buf *b);

@@ -43,6 +43,40 @@ static int cli_read_stdin(char **out, size_t *len) {
   return *out ? 0 : -1;
 }
 
+static void cli_print_stored(json_t *j, void *ctx) {
+  (void)ctx;
+  printf("stored\n");
+  printf("  key      : %s\n", cli_str(j, "key", NULL));
+  printf("  version  : %lld\n", cli_int(j, "version", NULL));
+  printf("  lsn      : %lld\n", cli_int(j, "lsn", NULL));
+  printf("  durable  : %s\n", cli_yes(j, "durable", NULL));
+}
+
+static void cli_print_value(json_t *j, void *ctx) {
+  (void)ctx;
+  bool b64 = strcmp(cli_str(j, "encoding", NULL), "base64") == 0;
+  printf("  key      : %s\n", cli_str(j, "key", NULL));
+  printf("  value    : %s%s\n", b64 ? "(base64) " : "", cli_str(j, "value", NULL));
+  printf("  version  : %lld\n", cli_int(j, "version", NULL));
+  printf("  lsn      : %lld\n", cli_int(j, "lsn", NULL));
+  printf("  size     : %lld\n", cli_int(j, "size", NULL));
+}
+
+static void cli_print_removed(json_t *j, void *ctx) {
+  (void)ctx;
+  printf("removed\n");
+  printf("  key      : %s\n", cli_str(j, "key", NULL));
+  printf("  lsn      : %lld\n", cli_int(j, "lsn", NULL));
+  printf("  durable  : %s\n", cli_yes(j, "durable", NULL));
+}
+
+static void cli_print_applied(json_t *j, void *ctx) {
+  printf("applied\n");
+  printf("  ops      : %zu\n", *(const size_t *)ctx);
+  printf("  lsn      : %lld\n", cli_int(j, "lsn", NULL));
+  printf("  durable  : %s\n", cli_yes(j, "durable", NULL));
+}
+
 int cli_store_put(const cli_opts *o, const char *key, const char *value) {
   char *data = NULL;
   size_t len;
@@ -75,25 +109,7 @@ int cli_store_put(const cli_opts *o, const char *key, const char *value) {
   free(path);
   free(hdr);
   if (rc != 0) return rc;
-  if (st != 200 && st != 201) {
-    rc = cli_fail_from_response(st, &b, "store put");
-  } else if (o->json) {
-    cli_print_json(&b);
-  } else {
-    json_t *j = cli_parse(&b);
-    if (!j)
-      rc = CLI_FAIL;
-    else {
-      printf("stored\n");
-      printf("  key      : %s\n", cli_str(j, "key", NULL));
-      printf("  version  : %lld\n", cli_int(j, "version", NULL));
-      printf("  lsn      : %lld\n", cli_int(j, "lsn", NULL));
-      printf("  durable  : %s\n", cli_yes(j, "durable", NULL));
-      json_decref(j);
-    }
-  }
-  free(b.data);
-  return rc;
+  return cli_answer(o->json, st, &b, 200, 201, "store put", cli_print_stored, NULL);
 }
 
 int cli_store_get(const cli_opts *o, const char *key) {
@@ -109,28 +125,12 @@ int cli_store_get(const cli_opts *o, const char *key) {
   free(ek);
   free(path);
   if (rc != 0) return rc;
-  if (st != 200) {
-    rc = cli_fail_from_response(st, &b, "store get");
-  } else if (o->raw) {
+  if (o->raw && st == 200) { /* the bytes alone, whatever they are */
     fwrite(b.data, 1, b.len, stdout);
-  } else if (o->json) {
-    cli_print_json(&b);
-  } else {
-    json_t *j = cli_parse(&b);
-    if (!j)
-      rc = CLI_FAIL;
-    else {
-      bool b64 = strcmp(cli_str(j, "encoding", NULL), "base64") == 0;
-      printf("  key      : %s\n", cli_str(j, "key", NULL));
-      printf("  value    : %s%s\n", b64 ? "(base64) " : "", cli_str(j, "value", NULL));
-      printf("  version  : %lld\n", cli_int(j, "version", NULL));
-      printf("  lsn      : %lld\n", cli_int(j, "lsn", NULL));
-      printf("  size     : %lld\n", cli_int(j, "size", NULL));
-      json_decref(j);
-    }
+    free(b.data);
+    return CLI_OK;
   }
-  free(b.data);
-  return rc;
+  return cli_answer(o->json, st, &b, 200, 200, "store get", cli_print_value, NULL);
 }
 
 int cli_store_rm(const cli_opts *o, const char *key) {
@@ -148,24 +148,7 @@ int cli_store_rm(const cli_opts *o, const char *key) {
   free(path);
   free(hdr);
   if (rc != 0) return rc;
-  if (st != 200) {
-    rc = cli_fail_from_response(st, &b, "store rm");
-  } else if (o->json) {
-    cli_print_json(&b);
-  } else {
-    json_t *j = cli_parse(&b);
-    if (!j)
-      rc = CLI_FAIL;
-    else {
-      printf("removed\n");
-      printf("  key      : %s\n", cli_str(j, "key", NULL));
-      printf("  lsn      : %lld\n", cli_int(j, "lsn", NULL));
-      printf("  durable  : %s\n", cli_yes(j, "durable", NULL));
-      json_decref(j);
-    }
-  }
-  free(b.data);
-  return rc;
+  return cli_answer(o->json, st, &b, 200, 200, "store rm", cli_print_removed, NULL);
 }
 
 int cli_store_ls(const cli_opts *o) {
@@ -392,22 +375,5 @@ int cli_store_batch(const cli_opts *o, const char *file) {
                        "application/json", NULL, &st, &b);
   free(body);
   if (rc != 0) return rc;
-  if (st != 200) {
-    rc = cli_fail_from_response(st, &b, "store batch");
-  } else if (o->json) {
-    cli_print_json(&b);
-  } else {
-    json_t *j = cli_parse(&b);
-    if (!j)
-      rc = CLI_FAIL;
-    else {
-      printf("applied\n");
-      printf("  ops      : %zu\n", nops);
-      printf("  lsn      : %lld\n", cli_int(j, "lsn", NULL));
-      printf("  durable  : %s\n", cli_yes(j, "durable", NULL));
-      json_decref(j);
-    }
-  }
-  free(b.data);
-  return rc;
+  return cli_answer(o->json, st, &b, 200, 200, "store batch", cli_print_applied, &nops);
 }
