@@ -12,6 +12,10 @@
  *
  * Threads: store_sync on the syncer ("sa-sync"), the writer (checkpoint),
  * and the opening/closing thread; store_restore at open only.
+ *
+ * Why this file is larger than a few hundred lines: the essay, the record's
+ * byte layout, its writer and its reader at open describe one mechanism;
+ * split, the recovery rule would sit apart from the format it reads.
  */
 #define _GNU_SOURCE
 #include "store_internal.h"
