@@ -53,6 +53,8 @@ const char *sa_strerror(int code) {
     return "internal error";
   case SA_EGONE:
     return "changes no longer kept";
+  case SA_EDRIFT:
+    return "peer clock too far ahead";
   default:
     return "unknown error";
   }

@@ -39,6 +39,8 @@ static sa_options node_defaults(const char *node_id, const char *wal_path, bool 
   o.ack_timeout_ms = SA_DEFAULT_ACK_TIMEOUT_MS;
   o.outbox_max = SA_DEFAULT_OUTBOX_MAX;
   o.outbox_retention_ms = SA_DEFAULT_OUTBOX_RETENTION_MS;
+  o.max_clock_drift_ms = SA_DEFAULT_MAX_CLOCK_DRIFT_MS;
+  o.tombstone_ttl_s = SA_DEFAULT_TOMBSTONE_TTL_S;
   return o;
 }
 
@@ -89,6 +91,8 @@ int node_check_options(sa_options *o, sa_error *err) {
   if (!o->ack_timeout_ms) o->ack_timeout_ms = SA_DEFAULT_ACK_TIMEOUT_MS;
   if (!o->outbox_max) o->outbox_max = SA_DEFAULT_OUTBOX_MAX;
   if (!o->outbox_retention_ms) o->outbox_retention_ms = SA_DEFAULT_OUTBOX_RETENTION_MS;
+  if (!o->max_clock_drift_ms) o->max_clock_drift_ms = SA_DEFAULT_MAX_CLOCK_DRIFT_MS;
+  if (!o->tombstone_ttl_s) o->tombstone_ttl_s = SA_DEFAULT_TOMBSTONE_TTL_S;
   if (o->sync_batch_size > 1024)
     return sa_fail(err, SA_EINVAL, "sync_batch_size %u is out of range (1..1024)",
                    o->sync_batch_size);

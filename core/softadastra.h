@@ -86,6 +86,7 @@ enum {
   SA_EFORMAT = -16,   /* unsupported on-disk format version */
   SA_EINTERNAL = -17, /* unexpected error from a library (message says which) */
   SA_EGONE = -18,     /* changes before the asked LSN are no longer kept */
+  SA_EDRIFT = -19,    /* a peer's clock is too far ahead (max_clock_drift_ms) */
 };
 
 /* The short description of a code ("key not found", ...).  Static string. */
@@ -123,6 +124,8 @@ typedef struct sa_error {
 #define SA_DEFAULT_ACK_TIMEOUT_MS 10000
 #define SA_DEFAULT_OUTBOX_MAX 100000
 #define SA_DEFAULT_OUTBOX_RETENTION_MS 3600000
+#define SA_DEFAULT_MAX_CLOCK_DRIFT_MS 60000
+#define SA_DEFAULT_TOMBSTONE_TTL_S 604800 /* 7 days */
 
 typedef struct sa_transport sa_transport;
 typedef struct sa_discovery sa_discovery;
@@ -189,6 +192,12 @@ typedef struct sa_options {
                                       page written once for more writes (more write
                                       throughput), larger bursts of store I/O (longer
                                       tail), and change-feed waiters told later */
+  uint32_t max_clock_drift_ms;     /* a sync batch holding an item whose HLC is more
+                                      than this ahead of the clock is refused whole
+                                      (SA_EDRIFT) (60000; 0: the default) */
+  uint32_t tombstone_ttl_s;        /* a tombstone is dropped at the latest this long
+                                      after it was written, even if a configured peer
+                                      has not acknowledged it (604800; 0: the default) */
 } sa_options;
 
 /* Options for a persistent node with every default set: auto_flush on,
@@ -235,6 +244,7 @@ typedef struct sa_value {
   uint64_t version; /* 1 at creation, +1 per put; restarts after a remove */
   uint64_t lsn;     /* LSN of the write that produced this value */
   uint64_t hlc;     /* hybrid logical clock of that write */
+  char origin[SA_NODE_ID_MAX + 1]; /* node id of the node where that write happened */
 } sa_value;
 
 /* Reads key into *out.  SA_ENOTFOUND when absent (out->data is NULL then).
@@ -280,6 +290,7 @@ typedef struct sa_write_result {
   uint64_t version; /* new version of the key (0 for a remove or a batch) */
   uint64_t hlc;     /* hybrid logical clock of the operation */
   bool durable;     /* true when fdatasync'ed before the acknowledgement */
+  char origin[SA_NODE_ID_MAX + 1]; /* the write's origin: this node's id */
 } sa_write_result;
 
 /* put with an optional condition (wo may be NULL) and result (res may be
@@ -340,6 +351,7 @@ typedef struct sa_entry {
   uint64_t version;
   uint64_t lsn;
   uint64_t hlc;
+  char origin[SA_NODE_ID_MAX + 1]; /* node id of the write that holds the key */
 } sa_entry;
 
 typedef struct sa_list {
@@ -419,13 +431,14 @@ int sa_client_outbox_list(sa_client *c, uint64_t after_lsn, sa_outbox_entry *out
  * all with the batch's LSN. */
 typedef struct sa_change {
   uint64_t lsn;
-  uint64_t hlc;     /* time of the change: sa unix ms = hlc >> 16 */
+  uint64_t hlc;     /* the change's HLC (its origin's): unix ms = hlc >> 16 */
   int op;           /* SA_OP_PUT or SA_OP_DELETE */
   bool batch;       /* part of a batch */
   char *key;        /* NUL-terminated */
   uint64_t version; /* the key's version after a put; 0 after a delete */
   char *data;       /* the put's value (NUL-terminated), when values were asked */
   size_t len;       /* value length of a put */
+  char origin[SA_NODE_ID_MAX + 1]; /* node id where the change was written */
 } sa_change;
 
 typedef struct sa_changes {
@@ -455,6 +468,125 @@ uint64_t sa_client_changes_floor(sa_client *c);
  * SA_ECLOSED when the client is closing. */
 int sa_client_wait(sa_client *c, uint64_t after_lsn, uint32_t timeout_ms, uint64_t *last_lsn,
                    sa_error *err);
+
+/* ---- sync between nodes -------------------------------------------------- */
+
+/* Every applied change of a key has a pair (hlc, origin): its HLC and the
+ * id of the node where it was written.  The greater pair wins on every
+ * node: HLC first, then origin bytewise (memcmp over the shorter length,
+ * then the shorter first).  A delete is a tombstone with its own pair.
+ * Versions stay local (+1 per applied change on this node); If-Match and
+ * If-None-Match check the local version only.  The core moves nothing by
+ * itself: a transport (the server's HTTP puller, or an embedder's) reads a
+ * peer's feed with sa_client_sync_read and applies it here with
+ * sa_client_sync_apply. */
+
+/* One change as moved between nodes. */
+typedef struct sa_sync_item {
+  uint64_t seq; /* the SENDER's local LSN of this change (a position in its feed) */
+  int op;       /* SA_OP_PUT or SA_OP_DELETE (a tombstone) */
+  char *key;    /* NUL-terminated (keys hold no NUL) */
+  char *data;   /* put: value bytes (binary, may hold NULs), +1 NUL not counted */
+  size_t len;
+  uint64_t hlc;
+  char origin[SA_NODE_ID_MAX + 1];
+  uint64_t origin_lsn; /* the LSN of the write on its origin node */
+} sa_sync_item;
+
+typedef struct sa_sync_page {
+  sa_sync_item *items;
+  size_t count;
+  uint64_t next_since; /* pass as since for the next page */
+  uint64_t last_lsn;   /* the node's last LSN when read */
+  bool more;           /* more may follow next_since now */
+} sa_sync_page;
+
+/* Changes with local LSN > since, oldest first, at most limit (1..10000)
+ * items (an LSN's changes are never split).  State-based: a key appears
+ * once, at the LSN of its current state (live value or tombstone, with the
+ * pair that holds it); older changes of that key are skipped.  Items whose
+ * origin equals exclude_origin (may be NULL) are left out but next_since
+ * still moves past them.  SA_EGONE when since < the floor (changes may be
+ * missing): err names the oldest since still served (read a snapshot).
+ * The caller frees *out with sa_sync_page_free. */
+int sa_client_sync_read(sa_client *c, uint64_t since, size_t limit, const char *exclude_origin,
+                        sa_sync_page *out, sa_error *err);
+void sa_sync_page_free(sa_sync_page *p);
+
+/* A consistent snapshot: every live key and every tombstone, from one read
+ * transaction, in key order, through fn (items borrowed for the call; seq is
+ * the LSN of the key's state; a non-zero return stops the walk and is
+ * returned).  *resume receives the LSN the snapshot is at: read the feed
+ * from there after applying it (sa_client_sync_horizon gives the horizon
+ * to send with it). */
+int sa_client_sync_snapshot(sa_client *c, int (*fn)(void *arg, const sa_sync_item *it), void *arg,
+                            uint64_t *resume, sa_error *err);
+
+/* The node's tombstone horizon: the largest HLC of a tombstone it dropped by
+ * age (tombstone_ttl_s).  A PUT for a key the node does not hold with an HLC
+ * below it is refused as stale. */
+uint64_t sa_client_sync_horizon(sa_client *c);
+
+/* What sa_client_sync_apply did with a batch. */
+typedef struct sa_sync_apply_result {
+  uint64_t applied; /* items that won and were applied */
+  uint64_t skipped; /* equal pair (already held) or lost to the held pair */
+  uint64_t stale;   /* PUTs of unknown keys below the tombstone horizon */
+  uint64_t lsn;     /* the local LSN of the batch's record (0: none written) */
+} sa_sync_apply_result;
+
+/* Applies a batch received from peer_id durably and exactly once.  Every
+ * item is validated first (op, key, value size, origin id, HLC not 0, and
+ * the drift: an item whose HLC's ms part is more than max_clock_drift_ms
+ * ahead of the node's clock refuses the whole batch with SA_EDRIFT); a
+ * malformed batch is SA_EINVAL (or SA_EKEY, SA_ETOOBIG) naming the item and
+ * the cause, nothing applied.  peer_id equal to this node's own id is
+ * SA_EINVAL; items whose origin is this node's id are fine (decided by the
+ * rule like any).  Then one WAL record (peer_id, cursor, the items with
+ * their pairs and the decision of each), synced with its group, and one
+ * store commit that applies the winners AND stores cursor as peer_id's
+ * cursor.  Every item first advances the node's clock (so a later local
+ * write wins).  n may be 0 (only the cursor moves); when nothing is applied
+ * and the cursor is unchanged, nothing is written.  res (may be NULL). */
+int sa_client_sync_apply(sa_client *c, const char *peer_id, const sa_sync_item *items, size_t n,
+                         uint64_t cursor, sa_sync_apply_result *res, sa_error *err);
+
+/* The cursor stored for peer_id (0 when none): where to resume pulling. */
+int sa_client_sync_cursor(sa_client *c, const char *peer_id, uint64_t *cursor, sa_error *err);
+
+/* A puller (peer_id) reports it has durably applied this node's feed
+ * through seq.  With every configured peer past an outbox entry, the entry
+ * is acknowledged; tombstones every configured peer is past are dropped.
+ * Kept in memory at once, persisted lazily (at the next sync tick): losing
+ * the latest value in a crash only delays acknowledgements and GC.  A
+ * lower seq than the one known is ignored. */
+int sa_client_sync_peer_ack(sa_client *c, const char *peer_id, uint64_t seq, sa_error *err);
+
+/* The peer ids that count as "configured" (replaces the list; n may be 0:
+ * no peers, the outbox then behaves as without sync).  Copied. */
+int sa_client_sync_set_peers(sa_client *c, const char *const *peer_ids, size_t n, sa_error *err);
+
+/* The acknowledged position of peer_id (0 when unknown). */
+uint64_t sa_client_sync_peer_acked(sa_client *c, const char *peer_id);
+
+/* A hash over every live key's (key, value, hlc, origin) in key order,
+ * equal on nodes holding the same state: two FNV-1a-64 over the same
+ * length-prefixed fields with different offset bases, written as 32
+ * lower-case hex digits (NUL-terminated in hex).  *keys (may be NULL): the
+ * number of live keys hashed. */
+int sa_client_sync_digest(sa_client *c, char hex[65], uint64_t *keys, sa_error *err);
+
+/* Sync counters since open. */
+typedef struct sa_sync_counters {
+  uint64_t batches;         /* sa_client_sync_apply calls that wrote a record */
+  uint64_t applied, skipped, stale;
+  uint64_t refused_drift;   /* batches refused with SA_EDRIFT */
+  uint64_t refused_invalid; /* batches refused as malformed */
+  uint64_t tombs;           /* tombstones held now */
+  uint64_t tombs_dropped;   /* dropped by GC since open */
+  uint64_t horizon_hlc;
+} sa_sync_counters;
+int sa_client_sync_counters(sa_client *c, sa_sync_counters *out, sa_error *err);
 
 /* ---- sync interfaces ----------------------------------------------------- */
 
