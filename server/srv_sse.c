@@ -151,6 +151,7 @@ static void srv_feed_check_hangups(srv_feed *h) {
 
 static void *srv_feed_main(void *arg) {
   srv_feed *h = arg;
+  pthread_setname_np(pthread_self(), "sa-feed"); /* top -H, perf, gdb; docs/threads.md */
   pthread_mutex_lock(&h->mu);
   uint64_t last = h->last;
   uint32_t sleep_ms = SRV_FEED_TICK_MS;
