@@ -2,8 +2,8 @@
  * api.h -- the REST API v1 of a Softadastra node, without a socket.
  *
  * What it is: routing, request validation, JSON in and out (jansson), the
- * mapping of core errors to HTTP statuses (api.c: api_reply_sa_error, the one
- * place), bearer-token auth, CORS, and the Prometheus metrics of requests.
+ * mapping of core errors to HTTP statuses (api_answer.c: api_reply_sa_error,
+ * the one place), bearer-token auth, CORS, and the Prometheus metrics of requests.
  * A request is a plain struct (method, raw request-target, a header lookup
  * callback, the body bytes); a response is a plain struct the caller frees.
  * That makes every route testable without a server (tests/api).
@@ -180,10 +180,12 @@ void api_response_free(api_response *resp);
  * table with api/openapi.yaml). */
 typedef struct api_route_info {
   const char *path;    /* OpenAPI form: "/v1/store/{key}" */
-  const char *methods; /* comma-separated: "GET,HEAD,PUT,DELETE" */
+  const char *methods; /* comma-separated: "GET,HEAD,PUT,DELETE" (OPTIONS is implied) */
+  int id;              /* the API's own: the route's api_route_id (api_metrics.h) */
 } api_route_info;
 
-/* The route table.  Returns a static array and sets *n to its length. */
+/* The route table: the one the API routes with (api_routes.c).  Returns a
+ * static array and sets *n to its length. */
 const api_route_info *api_routes(size_t *n);
 
 #ifdef __cplusplus

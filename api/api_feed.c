@@ -26,6 +26,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "api_internal.h"
 #include "api_json.h"
 #include "api_util.h"
 
@@ -513,4 +514,14 @@ const char *api_feed_sse_heartbeat(void) {
 
 const char *api_feed_sse_bye(void) {
   return "event: bye\ndata: {\"reason\":\"shutting_down\"}\n\n";
+}
+
+/* GET /v1/changes: the change feed (api_feed.c).  A long-poll or a stream
+ * from a server that can defer comes back with resp->feed set. */
+api_response *api_h_changes(api_ctx *ctx, const api_request *req, const char *query) {
+  api_feed *deferred = NULL;
+  api_response *r =
+      api_feed_handle(ctx->client, query, req->header, req->header_cls, req->can_defer, &deferred);
+  if (deferred) r->feed = deferred; /* r is then a response of its own, never the static one */
+  return r;
 }

@@ -4,7 +4,7 @@
  *
  * What it is: fixed arrays of atomic counters indexed by route and status;
  * no locks, no allocation after creation.  What it is not: the node's own
- * metrics (WAL bytes, outbox size): api.c appends those from the core when
+ * metrics (WAL bytes, outbox size): api_h_metrics appends those from the core when
  * it answers GET /metrics.
  *
  * Threads: api_metrics_observe and api_metrics_write may run concurrently

@@ -1,0 +1,158 @@
+/*
+ * api_batch.c -- POST /v1/batch: several puts and deletes applied at once,
+ * under one LSN, all or none.
+ *
+ * What it is: the strict parsing of {"ops":[{"op","key","value","encoding"}]}
+ * (no other member, 1..API_BATCH_MAX_OPS operations, valid keys, values as
+ * UTF-8 text or base64, each within max_value_bytes) into sa_batch_op, and
+ * the answer {"count","lsn","durable"}.  What it is not: the atomicity; the
+ * core applies the batch as one WAL record (sa_client_batch) and checks the
+ * payload against max_batch_bytes itself.
+ *
+ * Invariants: nothing reaches the core unless every operation parsed; the
+ * ops point into the parsed JSON tree or into decoded base64 buffers, all
+ * freed after the core returns.
+ *
+ * Threads: any request thread; sa_client_batch blocks it until the batch is
+ * durable (or the node refuses it).
+ */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api_internal.h"
+#include "api_json.h"
+#include "api_util.h"
+
+/* Frees the decoded base64 buffers of a batch. */
+static void api_batch_free(char **bufs, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    free(bufs[i]);
+  free(bufs);
+}
+
+api_response *api_h_batch(api_ctx *ctx, const api_request *req) {
+  const char *ct = api_hdr(req, "Content-Type");
+  if (ct && strncasecmp(ct, "application/json", 16) != 0)
+    return api_reply_error(415, "unsupported_media_type", "a batch is application/json, not \"%s\"",
+                           ct);
+  json_error_t jerr;
+  json_t *root = json_loadb(req->body ? req->body : "", req->body_len,
+                            JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+  if (!root)
+    return api_reply_error(400, "invalid_json", "invalid JSON at line %d column %d: %s", jerr.line,
+                           jerr.column, jerr.text);
+  api_response *e = NULL;
+  sa_batch_op *ops = NULL;
+  char **bufs = NULL;
+  size_t n = 0;
+  json_t *arr = json_is_object(root) ? json_object_get(root, "ops") : NULL;
+  if (!arr || !json_is_array(arr) || json_object_size(root) != 1) {
+    e = api_reply_error(400, "bad_request", "a batch is {\"ops\": [...]} and nothing else");
+    goto out;
+  }
+  n = json_array_size(arr);
+  if (n == 0 || n > API_BATCH_MAX_OPS) {
+    e = api_reply_error(400, "bad_request", "a batch holds 1 to %d operations, not %zu",
+                        API_BATCH_MAX_OPS, n);
+    goto out;
+  }
+  ops = calloc(n, sizeof *ops);
+  bufs = calloc(n, sizeof *bufs);
+  if (!ops || !bufs) {
+    e = &api_oom_response;
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    json_t *o = json_array_get(arr, i);
+    const char *opname = NULL, *key = NULL, *enc = "utf-8";
+    json_t *val = NULL;
+    size_t keylen = 0;
+    if (!json_is_object(o)) {
+      e = api_reply_error(400, "bad_request", "ops[%zu] is not an object", i);
+      goto out;
+    }
+    const char *mname;
+    json_t *mval;
+    json_object_foreach(o, mname, mval) {
+      if (strcmp(mname, "op") == 0 && json_is_string(mval))
+        opname = json_string_value(mval);
+      else if (strcmp(mname, "key") == 0 && json_is_string(mval)) {
+        key = json_string_value(mval);
+        keylen = json_string_length(mval);
+      } else if (strcmp(mname, "value") == 0 && json_is_string(mval))
+        val = mval;
+      else if (strcmp(mname, "encoding") == 0 && json_is_string(mval))
+        enc = json_string_value(mval);
+      else {
+        e = api_reply_error(400, "bad_request",
+                            "ops[%zu]: unexpected member \"%s\" (or not a string)", i, mname);
+        goto out;
+      }
+    }
+    if (!opname || !key) {
+      e = api_reply_error(400, "bad_request", "ops[%zu] needs \"op\" and \"key\"", i);
+      goto out;
+    }
+    const char *why = api_key_problem(key, keylen);
+    if (why) {
+      e = api_reply_error(400, "invalid_key", "ops[%zu]: %s", i, why);
+      goto out;
+    }
+    ops[i].key = key;
+    if (strcmp(opname, "put") == 0) {
+      if (!val) {
+        e = api_reply_error(400, "bad_request", "ops[%zu]: a put needs a string \"value\"", i);
+        goto out;
+      }
+      ops[i].op = SA_OP_PUT;
+      if (strcmp(enc, "utf-8") == 0) {
+        ops[i].data = json_string_value(val);
+        ops[i].len = json_string_length(val);
+      } else if (strcmp(enc, "base64") == 0) {
+        int rc = api_base64_decode(json_string_value(val), json_string_length(val), &bufs[i],
+                                   &ops[i].len);
+        if (rc != 0) {
+          e = rc == -2 ? &api_oom_response
+                       : api_reply_error(400, "bad_request", "ops[%zu]: value is not base64", i);
+          goto out;
+        }
+        ops[i].data = bufs[i];
+      } else {
+        e = api_reply_error(400, "bad_request",
+                            "ops[%zu]: encoding must be \"utf-8\" or \"base64\"", i);
+        goto out;
+      }
+      if (ops[i].len > ctx->max_value_bytes) {
+        e = api_reply_error(413, "payload_too_large", "ops[%zu]: value over the limit of %u", i,
+                            ctx->max_value_bytes);
+        goto out;
+      }
+    } else if (strcmp(opname, "delete") == 0) {
+      if (val) {
+        e = api_reply_error(400, "bad_request", "ops[%zu]: a delete has no value", i);
+        goto out;
+      }
+      ops[i].op = SA_OP_DELETE;
+    } else {
+      e = api_reply_error(400, "bad_request", "ops[%zu]: op must be \"put\" or \"delete\"", i);
+      goto out;
+    }
+  }
+  sa_write_result res = {0};
+  sa_error err = {0};
+  int rc = sa_client_batch(ctx->client, ops, n, &res, &err);
+  if (rc != 0) {
+    e = api_reply_sa_error(rc, &err);
+    goto out;
+  }
+  e = api_resp_json(api_resp_new(200),
+                    json_pack("{s:I,s:o,s:b}", "count", (json_int_t)n, "lsn", api_json_u64(res.lsn),
+                              "durable", (int)res.durable));
+out:
+  api_batch_free(bufs, bufs ? n : 0);
+  free(ops);
+  json_decref(root);
+  return e;
+}

@@ -1,0 +1,101 @@
+/*
+ * api_status.c -- what a node says about itself: GET /healthz, /readyz,
+ * /v1/status, /v1/sync/status, and POST /v1/sync/tick.
+ *
+ * What it is: JSON views of the core's sa_status and sa_sync_state, and the
+ * readiness rule (ready unless draining or read-only).  What it is not: the
+ * Prometheus text of the same figures (api_metrics.c), nor a sync protocol:
+ * /v1/sync/tick only asks the core for one outbox tick now.
+ *
+ * Invariants: the sync state is reported exactly as the core gives it (one
+ * builder, api_sync_json, for /v1/status and the /v1/sync routes); /healthz needs no
+ * core call and no token, so it answers while the node is busy or draining.
+ *
+ * Threads: any request thread; the core client is thread-safe.
+ */
+#include <jansson.h>
+#include <time.h>
+
+#include "api_internal.h"
+#include "api_json.h"
+
+api_response *api_h_healthz(void) {
+  return api_resp_json(api_resp_new(200), json_pack("{s:s}", "status", "ok"));
+}
+
+/* The sync state exactly as the core reports it. */
+static json_t *api_sync_json(const sa_sync_state *s) {
+  return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o,"
+                   "s:{s:b,s:b,s:b,s:s},s:{s:b,s:b,s:s},s:I}",
+                   "outbox_size", api_json_u64(s->outbox_size), "queued", api_json_u64(s->queued),
+                   "in_flight", api_json_u64(s->in_flight), "acknowledged",
+                   api_json_u64(s->acknowledged), "failed", api_json_u64(s->failed),
+                   "total_retries", api_json_u64(s->total_retries), "ticks", api_json_u64(s->ticks),
+                   "last_tick_at", api_json_time(s->last_tick_ms), "last_lsn",
+                   api_json_u64(s->last_lsn), "outbox_max", api_json_u64(s->outbox_max), "overflow",
+                   (int)s->overflow, "pruned", api_json_u64(s->pruned), "transport", "enabled",
+                   (int)s->transport_enabled, "running", (int)s->transport_running, "stub",
+                   (int)s->transport_stub, "kind", s->transport_kind, "discovery", "enabled",
+                   (int)s->discovery_enabled, "stub", (int)s->discovery_stub, "kind",
+                   s->discovery_kind, "peers", (json_int_t)s->peers);
+}
+
+api_response *api_h_status(api_ctx *ctx) {
+  sa_status st;
+  sa_sync_state ss;
+  sa_error err = {0};
+  int rc = sa_client_status(ctx->client, &st, &err);
+  if (rc != 0) return api_reply_sa_error(rc, &err);
+  rc = sa_client_sync_state(ctx->client, &ss, &err);
+  if (rc != 0) return api_reply_sa_error(rc, &err);
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  json_int_t up = (json_int_t)(now.tv_sec - ctx->started.tv_sec);
+  json_t *j = json_pack(
+      "{s:s,s:s,s:I,s:b,s:s?,s:{s:b,s:s,s:b,s:o,s:o},s:{s:o,s:s,s:o,s:o,s:o,s:o},s:o,"
+      "s:{s:o,s:o,s:o,s:s,s:b}}",
+      "node_id", st.node_id, "version", sa_version(), "uptime_s", up, "read_only",
+      (int)st.read_only, "read_only_reason", st.read_only ? st.read_only_reason : NULL, "wal",
+      "enabled", (int)st.persistent, "path", st.wal_path ? st.wal_path : "", "durable",
+      (int)st.durable, "bytes", api_json_u64(st.wal_bytes), "last_lsn", api_json_u64(st.last_lsn),
+      "store", "size", api_json_u64(st.size), "path", st.store_path ? st.store_path : "",
+      "applied_lsn", api_json_u64(st.applied_lsn), "synced_lsn", api_json_u64(st.synced_lsn),
+      "sync_points", api_json_u64(st.store_syncs), "writebacks", api_json_u64(st.store_writebacks),
+      "sync", api_sync_json(&ss), "recovery", "records_scanned",
+      api_json_u64(st.recovery.records_scanned), "records_replayed",
+      api_json_u64(st.recovery.records_replayed), "torn_bytes",
+      api_json_u64(st.recovery.torn_bytes), "torn_path", st.recovery.torn_path, "store_rolled_back",
+      (int)st.recovery.store_rolled_back);
+  return api_resp_json(api_resp_new(200), j);
+}
+
+api_response *api_h_sync_status(api_ctx *ctx) {
+  sa_sync_state ss;
+  sa_error err = {0};
+  int rc = sa_client_sync_state(ctx->client, &ss, &err);
+  if (rc != 0) return api_reply_sa_error(rc, &err);
+  return api_resp_json(api_resp_new(200), api_sync_json(&ss));
+}
+
+/* POST /v1/sync/tick: runs one outbox tick now and answers the sync state
+ * after it (useful with long tick intervals, and in tests). */
+api_response *api_h_sync_tick(api_ctx *ctx) {
+  sa_sync_state ss;
+  sa_error err = {0};
+  int rc = sa_client_sync_tick(ctx->client, &err);
+  if (rc == 0) rc = sa_client_sync_state(ctx->client, &ss, &err);
+  if (rc != 0) return api_reply_sa_error(rc, &err);
+  return api_resp_json(api_resp_new(200), api_sync_json(&ss));
+}
+
+api_response *api_h_readyz(api_ctx *ctx) {
+  if (atomic_load(&ctx->draining))
+    return api_reply_error(503, "shutting_down", "the node is shutting down");
+  sa_status st;
+  sa_error err = {0};
+  int rc = sa_client_status(ctx->client, &st, &err);
+  if (rc != 0) return api_reply_sa_error(rc, &err);
+  if (st.read_only)
+    return api_reply_error(503, "read_only", "the node is read-only: %s", st.read_only_reason);
+  return api_resp_json(api_resp_new(200), json_pack("{s:s}", "status", "ready"));
+}
