@@ -15,6 +15,18 @@ json_t *api_json_u64(uint64_t v) {
   return json_integer((json_int_t)(v > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : v));
 }
 
+json_t *api_json_value(const char *data, size_t len, const char **encoding) {
+  if (api_utf8_valid(data, len)) {
+    *encoding = "utf-8";
+    return json_stringn(data ? data : "", len);
+  }
+  *encoding = "base64";
+  char *b = api_base64_encode(data, len, NULL);
+  json_t *v = b ? json_string(b) : NULL;
+  free(b);
+  return v;
+}
+
 /* 10000-01-01T00:00:00Z in unix milliseconds: below it a year has 4 digits
  * and the arithmetic below is exact. */
 #define API_JSON_YEAR10000_MS 253402300800000ull
@@ -27,9 +39,9 @@ static size_t api_json_time_fmt(char *buf, uint64_t ms) {
     time_t s = (time_t)(ms / 1000);
     struct tm tm;
     if (!gmtime_r(&s, &tm)) return 0;
-    int n = snprintf(buf, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (unsigned)(ms % 1000));
+    int n =
+        snprintf(buf, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000));
     return n > 0 && n < 64 ? (size_t)n : 0;
   }
   /* days since 1970-01-01 to a civil date (H. Hinnant's algorithm; days >= 0) */
@@ -89,10 +101,9 @@ json_t *api_json_time(uint64_t ms) {
  * '\\' and \b \f \n \r \t take 2 bytes, the other controls below 0x20 six
  * ("\u001F", upper-case hex), every other byte (0x7F and UTF-8 included) one. */
 static const unsigned char api_json_esc[256] = {
-    5, 5, 5, 5, 5, 5, 5, 5, 1, 1, 1, 5, 1, 1, 5, 5, /* 0x00: \b \t \n, \f \r */
-    5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, /* 0x10 */
-    ['"'] = 1,
-    ['\\'] = 1,
+    5,         5,          5, 5, 5, 5, 5, 5, 1, 1, 1, 5, 1, 1, 5, 5, /* 0x00: \b \t \n, \f \r */
+    5,         5,          5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, /* 0x10 */
+    ['"'] = 1, ['\\'] = 1,
 };
 
 /* True when none of the 8 bytes at s needs an escape (< 0x20, '"', '\\'):

@@ -20,6 +20,12 @@
 /* An unsigned counter as a JSON integer (clamped to INT64_MAX). */
 json_t *api_json_u64(uint64_t v);
 
+/* A value's bytes (len at data, may hold NUL bytes) as a JSON string: the
+ * text itself when it is valid UTF-8, else its base64; *encoding is set to
+ * "utf-8" or "base64" (static).  Returns a new reference, or NULL when out
+ * of memory.  GET /v1/store?values=1 and the change feed both use it. */
+json_t *api_json_value(const char *data, size_t len, const char **encoding);
+
 /* RFC 3339 UTC time with milliseconds ("2026-11-23T22:49:42.077Z") of unix
  * milliseconds, or JSON null for 0. */
 json_t *api_json_time(uint64_t ms);

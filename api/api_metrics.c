@@ -38,21 +38,6 @@ static const double api_metrics_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0
                                              0.25,   0.5,     1.0,    2.5,   5.0};
 #define API_METRICS_NBUCKET (sizeof api_metrics_buckets / sizeof api_metrics_buckets[0])
 
-static const char *const api_metrics_labels[API_ROUTE_COUNT_] = {
-    [API_ROUTE_ROOT] = "/",
-    [API_ROUTE_HEALTHZ] = "/healthz",
-    [API_ROUTE_READYZ] = "/readyz",
-    [API_ROUTE_METRICS] = "/metrics",
-    [API_ROUTE_STATUS] = "/v1/status",
-    [API_ROUTE_SYNC_STATUS] = "/v1/sync/status",
-    [API_ROUTE_SYNC_TICK] = "/v1/sync/tick",
-    [API_ROUTE_STORE_LIST] = "/v1/store",
-    [API_ROUTE_STORE_KEY] = "/v1/store/{key}",
-    [API_ROUTE_BATCH] = "/v1/batch",
-    [API_ROUTE_CHANGES] = "/v1/changes",
-    [API_ROUTE_OTHER] = "other",
-};
-
 struct api_metrics {
   _Atomic uint64_t requests[API_ROUTE_COUNT_][API_METRICS_NSTATUS];   /* by route, status */
   _Atomic uint64_t bucket[API_ROUTE_COUNT_][API_METRICS_NBUCKET + 1]; /* non-cumulative */
@@ -67,8 +52,14 @@ void api_metrics_destroy(api_metrics *m) {
   free(m);
 }
 
+/* The label of a route is its path in the one route table (api_routes.c;
+ * the first row with its id, so the dashboard's routes count under "/"). */
 const char *api_metrics_route_label(api_route_id route) {
-  return (unsigned)route < API_ROUTE_COUNT_ ? api_metrics_labels[route] : "other";
+  size_t n;
+  const api_route_info *t = api_routes(&n);
+  for (size_t i = 0; i < n; i++)
+    if (t[i].id == (int)route) return t[i].path;
+  return "other";
 }
 
 void api_metrics_observe(api_metrics *m, api_route_id route, int status, double seconds) {
@@ -99,21 +90,23 @@ void api_metrics_write(const api_metrics *m, FILE *f) {
         "# TYPE softadastra_http_requests_total counter\n",
         f);
   for (int r = 0; r < API_ROUTE_COUNT_; r++) {
+    const char *label = api_metrics_route_label((api_route_id)r);
     for (size_t s = 0; s < API_METRICS_NSTATUS; s++) {
       uint64_t v = atomic_load_explicit(&m->requests[r][s], memory_order_relaxed);
       if (v == 0) continue;
       if (api_metrics_statuses[s])
-        fprintf(f, "softadastra_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
-                api_metrics_labels[r], api_metrics_statuses[s], (unsigned long long)v);
+        fprintf(f, "softadastra_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n", label,
+                api_metrics_statuses[s], (unsigned long long)v);
       else
-        fprintf(f, "softadastra_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
-                api_metrics_labels[r], (unsigned long long)v);
+        fprintf(f, "softadastra_http_requests_total{route=\"%s\",status=\"other\"} %llu\n", label,
+                (unsigned long long)v);
     }
   }
   fputs("# HELP softadastra_http_request_duration_seconds Time to handle a request, by route.\n"
         "# TYPE softadastra_http_request_duration_seconds histogram\n",
         f);
   for (int r = 0; r < API_ROUTE_COUNT_; r++) {
+    const char *label = api_metrics_route_label((api_route_id)r);
     uint64_t cum = 0;
     uint64_t counts[API_METRICS_NBUCKET + 1];
     for (size_t b = 0; b <= API_METRICS_NBUCKET; b++) {
@@ -125,16 +118,15 @@ void api_metrics_write(const api_metrics *m, FILE *f) {
     for (size_t b = 0; b < API_METRICS_NBUCKET; b++) {
       cum += counts[b];
       fprintf(f, "softadastra_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
-              api_metrics_labels[r], api_metrics_buckets[b], (unsigned long long)cum);
+              label, api_metrics_buckets[b], (unsigned long long)cum);
     }
     cum += counts[API_METRICS_NBUCKET];
     fprintf(f, "softadastra_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
-            api_metrics_labels[r], (unsigned long long)cum);
-    fprintf(f, "softadastra_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
-            api_metrics_labels[r],
+            label, (unsigned long long)cum);
+    fprintf(f, "softadastra_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n", label,
             (double)atomic_load_explicit(&m->sum_us[r], memory_order_relaxed) / 1e6);
-    fprintf(f, "softadastra_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
-            api_metrics_labels[r], (unsigned long long)cum);
+    fprintf(f, "softadastra_http_request_duration_seconds_count{route=\"%s\"} %llu\n", label,
+            (unsigned long long)cum);
   }
 }
 
@@ -260,6 +252,7 @@ api_response *api_h_metrics(api_ctx *ctx) {
   }
   sa_stats ws;
   if (sa_client_stats(ctx->client, &ws, NULL) == 0) api_metrics_write_stats(&ws, f);
+  api_backup_write_metrics(ctx, f); /* api_backup.c */
   if (fclose(f) != 0) {
     free(buf);
     return &api_oom_response;

@@ -29,6 +29,10 @@ typedef enum api_route_id {
   API_ROUTE_STORE_KEY,
   API_ROUTE_BATCH,
   API_ROUTE_CHANGES,
+  API_ROUTE_SYNC_OPS,
+  API_ROUTE_SYNC_SNAPSHOT,
+  API_ROUTE_SYNC_DIGEST,
+  API_ROUTE_BACKUP,
   API_ROUTE_OTHER,
   API_ROUTE_COUNT_
 } api_route_id;
@@ -49,7 +53,8 @@ void api_metrics_observe(api_metrics *m, api_route_id route, int status, double 
  * text format. */
 void api_metrics_write(const api_metrics *m, FILE *f);
 
-/* The label of a route ("/v1/store/{key}"); static string. */
+/* The label of a route: its path in the route table ("/v1/store/{key}"),
+ * "other" for API_ROUTE_OTHER; static string. */
 const char *api_metrics_route_label(api_route_id route);
 
 #endif /* SA_API_METRICS_H */

@@ -299,19 +299,15 @@ api_response *api_write_finish(api_ctx *ctx, api_write *w, const api_request *re
 
 /* ---- listing ----------------------------------------------------------------- */
 
-/* Sets "value" and "encoding" on obj: UTF-8 text as a string, anything
- * else base64.  Returns 0, or -1 out of memory. */
+/* Sets "encoding" and "value" on obj, in that order (the listing's bytes
+ * stay what they were).  Returns 0, or -1 out of memory. */
 static int api_json_set_value(json_t *obj, const char *data, size_t len) {
-  json_t *v;
-  if (api_utf8_valid(data, len)) {
-    v = json_stringn(data ? data : "", len);
-    if (json_object_set_new(obj, "encoding", json_string("utf-8")) != 0) return -1;
-  } else {
-    char *b = api_base64_encode(data, len, NULL);
-    if (!b) return -1;
-    v = json_string(b);
-    free(b);
-    if (json_object_set_new(obj, "encoding", json_string("base64")) != 0) return -1;
+  const char *enc;
+  json_t *v = api_json_value(data, len, &enc);
+  if (!v) return -1;
+  if (json_object_set_new(obj, "encoding", json_string(enc)) != 0) {
+    json_decref(v);
+    return -1;
   }
   return json_object_set_new(obj, "value", v);
 }
