@@ -638,51 +638,39 @@ static const char *cl_pair_str(const cl_pair *p, char *buf, size_t len) {
   return buf;
 }
 
-size_t cl_check(cluster *c, const cl_write *w, size_t n, int nkeys, const char *prefix,
-                const char *tag, cl_check_result *res) {
+size_t cl_judge(const cl_state *st, int m, const char *const *ids, const cl_pair *tomb,
+                const bool *has, const cl_write *w, size_t n, const char *const *writer_ids,
+                int nkeys, const char *prefix, const char *tag, cl_check_result *res) {
   memset(res, 0, sizeof *res);
-  cl_http *h = cl_http_new();
-  cl_state *st = calloc((size_t)(c->n * nkeys), sizeof *st);
-  cl_pair *tomb = calloc((size_t)nkeys, sizeof *tomb);
-  bool *has = calloc((size_t)nkeys, sizeof *has);
   char a[128], b2[128];
-  int ref = -1;
-  for (int i = 0; i < c->n; i++) {
-    if (c->nodes[i].pid <= 0) continue;
-    if (ref < 0) ref = i;
+  if (m < 1) {
+    printf("VIOLATION [%s] no node is running at the check\n", tag);
+    return ++res->violations;
+  }
+  for (int i = 0; i < m; i++)
     for (int k = 0; k < nkeys; k++) {
-      char key[64];
-      snprintf(key, sizeof key, "%s%02d", prefix, k);
-      cl_state *s = &st[i * nkeys + k];
-      if (cl_get_state(h, c->nodes[i].url, key, s) != 0) {
-        printf("VIOLATION [%s] %s GET %s: status %d (want 200 with hlc and origin, or 404)\n", tag,
-               c->nodes[i].id, key, s->status);
+      const cl_state *y = &st[i * nkeys + k];
+      if (y->status != 200 && y->status != 404) {
+        printf("VIOLATION [%s] %s GET %s%02d: status %d (want 200 with hlc and origin, or 404)\n",
+               tag, ids[i], prefix, k, y->status);
         res->violations++;
+        continue;
       }
-    }
-    /* every node holds the same state for every key */
-    for (int k = 0; i != ref && k < nkeys; k++) {
-      cl_state *x = &st[ref * nkeys + k], *y = &st[i * nkeys + k];
+      /* every node holds the same state for every key */
+      const cl_state *x = &st[k];
       bool same =
           x->status == y->status &&
           (x->status != 200 || (!cl_pair_cmp(&x->pair, &y->pair) && !strcmp(x->value, y->value)));
-      if (!same) {
+      if (i > 0 && !same) {
         printf("VIOLATION [%s] key %s%02d differs: %s %d %s '%s', %s %d %s '%s'\n", tag, prefix, k,
-               c->nodes[ref].id, x->status, cl_pair_str(&x->pair, a, sizeof a), x->value,
-               c->nodes[i].id, y->status, cl_pair_str(&y->pair, b2, sizeof b2), y->value);
+               ids[0], x->status, cl_pair_str(&x->pair, a, sizeof a), x->value, ids[i], y->status,
+               cl_pair_str(&y->pair, b2, sizeof b2), y->value);
         res->violations++;
       }
     }
-  }
-  if (ref < 0) {
-    printf("VIOLATION [%s] no node is running at the check\n", tag);
-    res->violations++;
-    goto out;
-  }
-  cl_snapshot_tombs(h, c->nodes[ref].url, nkeys, prefix, tomb, has);
   /* a live value's origin is the node it was written on (never re-stamped) */
   for (int k = 0; k < nkeys; k++) {
-    cl_state *s = &st[ref * nkeys + k];
+    const cl_state *s = &st[k];
     if (s->status != 200) continue;
     size_t ol = strlen(s->pair.origin);
     if (strncmp(s->value, s->pair.origin, ol) != 0 || s->value[ol] != '.') {
@@ -698,7 +686,7 @@ size_t cl_check(cluster *c, const cl_write *w, size_t n, int nkeys, const char *
       continue;
     }
     res->acked_checked++;
-    cl_state *s = &st[ref * nkeys + x->key];
+    const cl_state *s = &st[x->key];
     const char *what = x->del ? "DELETE" : "PUT";
     if (s->status == 200) {
       int cmp = cl_pair_cmp(&s->pair, &x->pair);
@@ -706,9 +694,11 @@ size_t cl_check(cluster *c, const cl_write *w, size_t n, int nkeys, const char *
         printf("VIOLATION [%s] acknowledged %s %s%02d '%s' %s on %s; final state on %s: '%s' %s "
                "(%s)\n",
                tag, what, prefix, x->key, x->del ? "" : x->value,
-               cl_pair_str(&x->pair, a, sizeof a), c->nodes[x->node].id, c->nodes[ref].id, s->value,
+               cl_pair_str(&x->pair, a, sizeof a), writer_ids[x->node], ids[0], s->value,
                cl_pair_str(&s->pair, b2, sizeof b2),
-               cmp < 0 ? "an older pair won" : "same pair, other content");
+               cmp < 0  ? "an older pair won"
+               : x->del ? "a live value holds the delete's pair"
+                        : "same pair, other content");
         res->violations++;
       }
       continue;
@@ -716,15 +706,15 @@ size_t cl_check(cluster *c, const cl_write *w, size_t n, int nkeys, const char *
     if (s->status != 404) continue; /* reported above */
     if (x->del) continue;           /* deleted: by this delete or a later one */
     /* a put whose key ends absent: a delete with a larger pair must exist */
-    if (has[x->key]) {
+    if (has && has[x->key]) {
       if (cl_pair_cmp(&tomb[x->key], &x->pair) > 0) {
         res->via_tombstone++;
         continue;
       }
       printf("VIOLATION [%s] acknowledged PUT %s%02d '%s' %s on %s; final state: deleted by an "
              "older tombstone %s\n",
-             tag, prefix, x->key, x->value, cl_pair_str(&x->pair, a, sizeof a),
-             c->nodes[x->node].id, cl_pair_str(&tomb[x->key], b2, sizeof b2));
+             tag, prefix, x->key, x->value, cl_pair_str(&x->pair, a, sizeof a), writer_ids[x->node],
+             cl_pair_str(&tomb[x->key], b2, sizeof b2));
       res->violations++;
       continue;
     }
@@ -743,14 +733,37 @@ size_t cl_check(cluster *c, const cl_write *w, size_t n, int nkeys, const char *
     }
     printf("VIOLATION [%s] acknowledged PUT %s%02d '%s' %s on %s is lost: the key is absent and no "
            "delete with a larger pair exists\n",
-           tag, prefix, x->key, x->value, cl_pair_str(&x->pair, a, sizeof a), c->nodes[x->node].id);
+           tag, prefix, x->key, x->value, cl_pair_str(&x->pair, a, sizeof a), writer_ids[x->node]);
     res->violations++;
   }
-out:
   fflush(stdout);
+  return res->violations;
+}
+
+size_t cl_check(cluster *c, const cl_write *w, size_t n, int nkeys, const char *prefix,
+                const char *tag, cl_check_result *res) {
+  cl_http *h = cl_http_new();
+  cl_state *st = calloc((size_t)(c->n * nkeys), sizeof *st);
+  cl_pair *tomb = calloc((size_t)nkeys, sizeof *tomb);
+  bool *has = calloc((size_t)nkeys, sizeof *has);
+  const char *ids[CL_MAX_NODES] = {0}, *wids[CL_MAX_NODES] = {0};
+  int m = 0;
+  for (int i = 0; i < c->n; i++) {
+    wids[i] = c->nodes[i].id;
+    if (c->nodes[i].pid <= 0) continue;
+    ids[m] = c->nodes[i].id;
+    for (int k = 0; k < nkeys; k++) {
+      char key[64];
+      snprintf(key, sizeof key, "%s%02d", prefix, k);
+      cl_get_state(h, c->nodes[i].url, key, &st[m * nkeys + k]);
+    }
+    if (m == 0) cl_snapshot_tombs(h, c->nodes[i].url, nkeys, prefix, tomb, has);
+    m++;
+  }
+  size_t v = cl_judge(st, m, ids, tomb, has, w, n, wids, nkeys, prefix, tag, res);
   free(st);
   free(tomb);
   free(has);
   cl_http_free(h);
-  return res->violations;
+  return v;
 }

@@ -192,4 +192,12 @@ typedef struct cl_check_result {
 size_t cl_check(cluster *c, const cl_write *w, size_t n, int nkeys, const char *key_prefix,
                 const char *tag, cl_check_result *res);
 
+/* The judging half of cl_check, on states already read: st holds m nodes'
+ * states (m * nkeys, node-major; ids[i] names node i), tomb/has the
+ * tombstones of node 0 (has may be NULL), w the writes (writer_ids[w.node]
+ * names their node).  Returns the violations (each printed). */
+size_t cl_judge(const cl_state *st, int m, const char *const *ids, const cl_pair *tomb,
+                const bool *has, const cl_write *w, size_t n, const char *const *writer_ids,
+                int nkeys, const char *prefix, const char *tag, cl_check_result *res);
+
 #endif /* SA_CLUSTER_H */
