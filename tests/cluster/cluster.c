@@ -293,13 +293,24 @@ int cl_stop(cluster *c, int i, int sig) {
   return st;
 }
 
-void cl_destroy(cluster *c, bool keep) {
+int cl_destroy(cluster *c, bool keep) {
+  int unclean = 0;
   for (int i = 0; i < c->n; i++)
     if (c->nodes[i].pid > 0) {
+      double t0 = cl_now();
       int st = cl_stop(c, i, SIGTERM);
       if (st != 0) {
-        printf("cluster: %s did not stop cleanly (status %d)\n", c->nodes[i].id, st);
+        char s[64];
+        if (st == -1)
+          snprintf(s, sizeof s, "no exit after the wait: killed");
+        else if (WIFEXITED(st))
+          snprintf(s, sizeof s, "exit %d", WEXITSTATUS(st));
+        else
+          snprintf(s, sizeof s, "signal %d", WTERMSIG(st));
+        printf("cluster: %s did not stop cleanly at SIGTERM (%s after %.1f s)\n", c->nodes[i].id, s,
+               cl_now() - t0);
         cl_dump_log(c, i, "stop", 4000);
+        unclean++;
       }
     }
   for (int k = 0; k < c->nlinks; k++)
@@ -310,6 +321,7 @@ void cl_destroy(cluster *c, bool keep) {
     printf("cluster: kept %s\n", c->base);
   else if (c->base[0])
     cl_rmrf(c->base);
+  return unclean;
 }
 
 /* ---- HTTP ------------------------------------------------------------------- */

@@ -94,8 +94,10 @@ int cl_start(cluster *c, int i);
 int cl_stop(cluster *c, int i, int sig);
 
 /* Stops every node (SIGTERM, then SIGKILL after the wait), every proxy,
- * and removes the directory unless keep (or SA_CLUSTER_KEEP) is set. */
-void cl_destroy(cluster *c, bool keep);
+ * and removes the directory unless keep (or SA_CLUSTER_KEEP) is set.
+ * Returns how many nodes did not exit 0 at SIGTERM (each reported with
+ * its log). */
+int cl_destroy(cluster *c, bool keep);
 
 /* The link index of "from pulls from to", or -1 when not in the topology. */
 int cl_link_of(const cluster *c, int from, int to);

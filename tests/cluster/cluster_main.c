@@ -343,7 +343,12 @@ static int run_schedule(uint64_t seed, cl_topology topo, int nnodes, long phase_
     if (conv_ms > tot->max_conv_ms) tot->max_conv_ms = conv_ms;
   }
   free(w);
-  cl_destroy(&c, !ok && getenv("SA_CLUSTER_KEEP_FAILED"));
+  if (cl_destroy(&c, !ok && getenv("SA_CLUSTER_KEEP_FAILED")) != 0 && ok) {
+    printf("FAIL [%s]: a node did not stop cleanly (above)\n", tag);
+    ok = false;
+    g_failures++;
+    tot->failed++;
+  }
   return ok ? 0 : -1;
 }
 
@@ -446,7 +451,7 @@ static int mode_smoke(void) {
          nw, ok[0], ok[1], ok[2], acked, ds, ds == 200 ? " " : "", ds == 200 ? hex : "");
   free(w);
   cl_http_free(h);
-  cl_destroy(&c, false);
+  if (cl_destroy(&c, false)) fail("smoke: a node did not stop cleanly");
   /* a whole generated schedule (cuts, kills, restarts) without sync: each
    * node checked alone once answers carry (hlc, origin) */
   totals tot = {0};
@@ -553,7 +558,7 @@ static void two_session(void) {
   if (rc != 0 || !strstr(out, "node-b"))
     fail("two-node session: `softadastra sync status` on node-a does not name node-b: %s", out);
   cl_http_free(h);
-  cl_destroy(&c, false);
+  if (cl_destroy(&c, false)) fail("two-node session: a node did not stop cleanly");
 }
 
 /* Concurrent writes of the same keys on both nodes (through proxies, the
@@ -588,7 +593,7 @@ static void two_concurrent(void) {
   printf("two-node concurrent: %zu acknowledged writes on 8 keys, converged in %.0f ms\n",
          res.acked_checked, ms);
   free(w);
-  cl_destroy(&c, false);
+  if (cl_destroy(&c, false)) fail("two-node concurrent: a node did not stop cleanly");
 }
 
 /* A write on a node that is then killed with SIGKILL before its peer could
@@ -616,7 +621,7 @@ static void two_kill(void) {
   else
     printf("two-node kill: the write reached the peer %.0f ms after the heal\n", ms);
   cl_http_free(h);
-  cl_destroy(&c, false);
+  if (cl_destroy(&c, false)) fail("two-node kill: a node did not stop cleanly");
 }
 
 static int mode_two(void) {
@@ -737,7 +742,7 @@ static int mode_join(void) {
     }
   }
   cl_http_free(h);
-  cl_destroy(&c, false);
+  if (cl_destroy(&c, false)) fail("join: a node did not stop cleanly");
   return g_failures ? 1 : 0;
 }
 
