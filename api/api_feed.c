@@ -6,10 +6,12 @@
  * splits a batch, so a page always ends on an LSN boundary and `pos` only
  * ever holds a whole LSN; that is what makes the LSN a safe SSE event id.
  *
- * Errors: 400s come from api_error_response (the API's one error shape); a
+ * Errors: 400s come from api_reply_error (the API's one error shape); a
  * position below the floor (SA_EGONE) is the 410 built here, because its
  * body carries "oldest_since" on top of the usual code and message; any
- * other core error is passed through api_error_response as a 500/503.
+ * other core error goes through api_reply_sa_error, the one mapping.
+ *
+ * Threads: see api_feed.h (a feed belongs to one thread at a time).
  *
  * Values: with include_values=1 a put carries "value" and "encoding" exactly
  * as GET /v1/store does: UTF-8 text as is, anything else base64.
@@ -44,55 +46,18 @@ struct api_feed {
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static api_response *api_feed_bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static api_response *api_feed_bad(const char *fmt, ...) {
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  return api_error_response(NULL, 400, "bad_request", msg);
-}
-
-/* Looks a query parameter up; *out NULL when absent.  Returns NULL or an
- * error response. */
-static api_response *api_feed_param(const char *query, const char *name, char **out) {
-  size_t len = 0;
-  *out = NULL;
-  int rc = api_query_get(query, name, out, &len);
-  if (rc == -2) return api_error_response(NULL, 500, "internal_error", "out of memory");
-  if (rc == -1)
-    return api_error_response(NULL, 400, "bad_encoding",
-                              "a query parameter is not correctly percent-encoded");
-  if (rc == 1 && strlen(*out) != len) {
-    free(*out);
-    *out = NULL;
-    return api_feed_bad("query parameter \"%s\" contains a NUL byte", name);
-  }
-  return NULL;
-}
-
 /* The JSON of one change (new reference), or NULL out of memory. */
 static json_t *api_feed_change_json(const sa_change *ch, bool values) {
   json_t *o = json_pack("{s:o,s:s,s:s,s:o,s:o,s:o,s:b}", "lsn", api_json_u64(ch->lsn), "key",
                         ch->key, "op", ch->op == SA_OP_DELETE ? "delete" : "put", "version",
-                        api_json_u64(ch->version), "time", api_json_time((ch->hlc) >> 16), "hlc",
-                        api_json_u64(ch->hlc), "batch", (int)ch->batch);
+                        api_json_u64(ch->version), "time", api_json_time(api_hlc_ms(ch->hlc)),
+                        "hlc", api_json_u64(ch->hlc), "batch", (int)ch->batch);
   if (!o) return NULL;
   if (ch->op == SA_OP_DELETE) return o;
   if (json_object_set_new(o, "size", api_json_u64(ch->len)) != 0) goto oom;
   if (values && ch->data) {
-    json_t *v;
     const char *enc;
-    if (api_utf8_valid(ch->data, ch->len)) {
-      v = json_stringn(ch->data, ch->len);
-      enc = "utf-8";
-    } else {
-      char *b = api_base64_encode(ch->data, ch->len, NULL);
-      v = b ? json_string(b) : NULL;
-      free(b);
-      enc = "base64";
-    }
+    json_t *v = api_json_value(ch->data, ch->len, &enc);
     if (!v || json_object_set_new(o, "value", v) != 0 ||
         json_object_set_new(o, "encoding", json_string(enc)) != 0)
       goto oom;
@@ -107,42 +72,14 @@ static bool api_feed_match(const api_feed *f, const sa_change *ch) {
   return !f->prefix || strncmp(ch->key, f->prefix, f->prefix_len) == 0;
 }
 
-/* A response with a JSON body; steals j.  NULL j means out of memory. */
-static api_response *api_feed_json(int status, json_t *j) {
-  char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-  json_decref(j);
-  api_response *r = s ? calloc(1, sizeof *r) : NULL;
-  size_t n = s ? strlen(s) : 0;
-  char *body = r ? realloc(s, n + 2) : NULL;
-  if (!body) {
-    free(r);
-    free(s);
-    return api_error_response(NULL, 500, "internal_error", "out of memory");
-  }
-  body[n] = '\n';
-  body[n + 1] = '\0';
-  r->status = status;
-  r->content_type = "application/json";
-  r->body = body;
-  r->body_len = n + 1;
-  return r;
-}
-
 /* The 410 of a position below the floor. */
 static api_response *api_feed_gone(api_feed *f, const sa_error *err) {
   uint64_t floor = sa_client_changes_floor(f->client);
   const char *msg = err && err->message[0] ? err->message : sa_strerror(SA_EGONE);
-  return api_feed_json(410, json_pack("{s:{s:s,s:s,s:o},s:o}", "error", "code", "gone", "message",
-                                      msg, "oldest_since", api_json_u64(floor), "oldest_since",
-                                      api_json_u64(floor)));
-}
-
-/* Any other core failure. */
-static api_response *api_feed_core_error(int rc, const sa_error *err) {
-  const char *msg = err && err->message[0] ? err->message : sa_strerror(rc);
-  if (rc == SA_ECLOSED) return api_error_response(NULL, 503, "shutting_down", msg);
-  if (rc == SA_EINVAL) return api_error_response(NULL, 400, "invalid_argument", msg);
-  return api_error_response(NULL, 500, "internal_error", msg);
+  return api_resp_json(api_resp_new(410),
+                       json_pack("{s:{s:s,s:s,s:o},s:o}", "error", "code", "gone", "message", msg,
+                                 "oldest_since", api_json_u64(floor), "oldest_since",
+                                 api_json_u64(floor)));
 }
 
 /* ---- open ---------------------------------------------------------------- */
@@ -151,16 +88,14 @@ api_response *api_feed_open(sa_client *c, const char *query, api_header_fn hdr, 
                             api_feed **out) {
   *out = NULL;
   api_feed *f = calloc(1, sizeof *f);
-  if (!f) return api_error_response(NULL, 500, "internal_error", "out of memory");
+  if (!f) return &api_oom_response;
   f->client = c;
   f->limit = API_FEED_DEFAULT_LIMIT;
-  char *since = NULL, *limit = NULL, *values = NULL, *wait = NULL;
+  char *since = NULL, *limit = NULL, *wait = NULL;
   api_response *e = NULL;
-  if ((e = api_feed_param(query, "since", &since)) ||
-      (e = api_feed_param(query, "limit", &limit)) ||
-      (e = api_feed_param(query, "include_values", &values)) ||
-      (e = api_feed_param(query, "wait", &wait)) ||
-      (e = api_feed_param(query, "prefix", &f->prefix)))
+  if ((e = api_query(query, "since", &since)) || (e = api_query(query, "limit", &limit)) ||
+      (e = api_query_bool(query, "include_values", &f->values)) ||
+      (e = api_query(query, "wait", &wait)) || (e = api_query(query, "prefix", &f->prefix)))
     goto out;
   const char *accept = hdr ? hdr(hdr_cls, "Accept") : NULL;
   const char *last_id = hdr ? hdr(hdr_cls, "Last-Event-ID") : NULL;
@@ -172,18 +107,11 @@ api_response *api_feed_open(sa_client *c, const char *query, api_header_fn hdr, 
       f->prefix = NULL;
     }
   }
-  if (values) {
-    if (!strcmp(values, "1") || !strcmp(values, "true") || !strcmp(values, "yes"))
-      f->values = true;
-    else if (values[0] && strcmp(values, "0") && strcmp(values, "false") && strcmp(values, "no")) {
-      e = api_feed_bad("include_values must be 1 or 0");
-      goto out;
-    }
-  }
   if (limit) {
     uint64_t l;
     if (api_parse_u64(limit, &l) != 0 || l < 1 || l > API_FEED_MAX_LIMIT) {
-      e = api_feed_bad("limit must be an integer from 1 to %d", API_FEED_MAX_LIMIT);
+      e = api_reply_error(400, "bad_request", "limit must be an integer from 1 to %d",
+                          API_FEED_MAX_LIMIT);
       goto out;
     }
     f->limit = (size_t)l;
@@ -191,7 +119,8 @@ api_response *api_feed_open(sa_client *c, const char *query, api_header_fn hdr, 
   if (wait && wait[0]) {
     uint64_t w;
     if (api_parse_u64(wait, &w) != 0 || w > API_FEED_MAX_WAIT_S) {
-      e = api_feed_bad("wait must be a number of seconds from 0 to %d", API_FEED_MAX_WAIT_S);
+      e = api_reply_error(400, "bad_request", "wait must be a number of seconds from 0 to %d",
+                          API_FEED_MAX_WAIT_S);
       goto out;
     }
     if (w > 0 && f->mode != API_FEED_STREAM) {
@@ -207,7 +136,8 @@ api_response *api_feed_open(sa_client *c, const char *query, api_header_fn hdr, 
     if (sa_client_status(c, &st, NULL) == 0) f->pos = st.last_lsn;
   } else if (start && start[0]) {
     if (api_parse_u64(start, &f->pos) != 0) {
-      e = api_feed_bad("%s must be an LSN (a decimal integer) or \"now\"", start_name);
+      e = api_reply_error(400, "bad_request", "%s must be an LSN (a decimal integer) or \"now\"",
+                          start_name);
       goto out;
     }
   } else if (f->mode == API_FEED_STREAM) {
@@ -218,7 +148,6 @@ api_response *api_feed_open(sa_client *c, const char *query, api_header_fn hdr, 
 out:
   free(since);
   free(limit);
-  free(values);
   free(wait);
   if (e) {
     api_feed_free(f);
@@ -258,7 +187,7 @@ api_response *api_feed_page(api_feed *f, bool final) {
     sa_error err = {0};
     int rc = sa_client_changes(f->client, f->pos, f->limit, f->values, &ch, &err);
     if (rc == SA_EGONE) return api_feed_gone(f, &err);
-    if (rc != 0) return api_feed_core_error(rc, &err);
+    if (rc != 0) return api_reply_sa_error(rc, &err);
     f->seen = ch.last_lsn;
     size_t matched = 0;
     for (size_t i = 0; i < ch.count; i++)
@@ -287,7 +216,7 @@ api_response *api_feed_page(api_feed *f, bool final) {
                     : NULL;
     f->pos = ch.next_since;
     sa_changes_free(&ch);
-    return api_feed_json(200, j);
+    return api_resp_json(api_resp_new(200), j);
   }
 }
 
@@ -326,7 +255,7 @@ api_response *api_feed_respond(api_feed *f) {
         body = NULL;
       } else {
         api_response_free(r);
-        r = api_error_response(NULL, 500, "internal_error", "cannot read the change feed");
+        r = api_reply_error(500, "internal_error", "cannot read the change feed");
       }
       free(body);
       free(hello);
@@ -350,12 +279,11 @@ api_response *api_feed_handle(sa_client *c, const char *query, api_header_fn hdr
       api_feed_free(f);
       return r;
     }
-    r = calloc(1, sizeof *r);
+    r = api_resp_new(200);
     if (!r) {
       api_feed_free(f);
-      return api_error_response(NULL, 500, "internal_error", "out of memory");
+      return &api_oom_response;
     }
-    r->status = 200;
     *deferred = f;
     return r;
   }
@@ -380,19 +308,12 @@ api_response *api_feed_stream_head(api_feed *f) {
              (unsigned long long)f->pos, (unsigned long long)floor);
     return api_feed_gone(f, &err);
   }
-  api_response *r = calloc(1, sizeof *r);
-  if (!r) return api_error_response(NULL, 500, "internal_error", "out of memory");
-  r->status = 200;
+  api_response *r = api_resp_new(200);
+  if (!r) return &api_oom_response;
   r->content_type = "text/event-stream; charset=utf-8";
-  const char *names[] = {"Cache-Control", "X-Accel-Buffering", "X-Content-Type-Options"};
-  const char *vals[] = {"no-cache", "no", "nosniff"};
-  for (size_t i = 0; i < 3; i++) {
-    char *v = strdup(vals[i]);
-    if (!v) break;
-    r->headers[r->n_headers].name = names[i];
-    r->headers[r->n_headers].value = v;
-    r->n_headers++;
-  }
+  api_resp_header(r, "Cache-Control", "no-cache");
+  api_resp_header(r, "X-Accel-Buffering", "no");
+  api_resp_header(r, "X-Content-Type-Options", "nosniff");
   return r;
 }
 
