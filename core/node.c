@@ -61,7 +61,9 @@
  *   node_commit.c    the committer thread: store commits, read barrier
  *   node_keyver.c    the writer's key-version table
  *   node_syncer.c    the store sync-point thread
- *   node_tick.c      the tick thread, outbox requests and counts, sync API
+ *   node_tick.c      the tick thread, outbox requests and counts, sync state
+ *   node_sync.c      sync between nodes: a peer's batch, the feed for peers,
+ *                    snapshots, peers' acks, tombstone GC
  *   node_api.c       the public write, read, feed and status calls
  *   node_internal.h  the types and functions these files share
  *   worker.c         the thread primitive all four node threads use
@@ -140,6 +142,9 @@ static void node_free(sa_client *c) {
   }
   keyver_free(&c->gov);
   keyver_free(&c->wov);
+  keyver_free(&c->sov);
+  free(c->peers);
+  pthread_mutex_destroy(&c->sync_mu);
   free(c->wal_path);
   free(c->store_path);
   free(c->ops);
@@ -169,6 +174,7 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
   pthread_cond_init(&c->lsn_cv, &ca);
   pthread_condattr_destroy(&ca);
   pthread_mutex_init(&c->tick_serial, NULL);
+  pthread_mutex_init(&c->sync_mu, NULL);
   snprintf(c->node_id, sizeof c->node_id, "%s", o.node_id);
 
   if (o.persistent) {
@@ -231,6 +237,7 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
   if (rc == 0 && o.persistent) rc = node_recover(c, &rep, err);
   if (rc == 0 && !o.persistent) c->last_lsn = store_applied_lsn(c->store);
   if (rc == 0) rc = node_outbox_open(c, err);
+  if (rc == 0) rc = node_sync_open(c, err);
   c->w_lsn = c->last_lsn;
   c->acked_lsn = c->last_lsn;
   if (rc == 0 && sa_worker_start(&c->cm, "sa-commit", node_committer_main, c) != 0)

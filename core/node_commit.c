@@ -64,18 +64,17 @@ static int node_commit_groups(sa_client *c, pgroup *list, sa_error *err) {
   int rc = store_wbegin(c->store, &t, err);
   if (rc) return rc;
   const pgroup *last = list;
-  uint64_t records = 0;
+  uint64_t records = 0; /* outbox entries written */
   for (const pgroup *g = list; g; g = g->next) {
     for (size_t off = 0; off < g->used;) {
       wal_rec rec;
       off += wal_record_view(g->buf + off, &rec);
       uint64_t version;
-      if ((rc = node_apply_record(t, &rec, &version, err)) != 0) {
+      if ((rc = node_apply_record(t, &rec, &version, &records, err)) != 0) {
         store_wabort(t);
         return rc;
       }
     }
-    records += g->logged;
     last = g;
   }
   /* Over outbox_max: prune a little now, in proportion to what this

@@ -54,10 +54,12 @@ typedef enum {
   REQ_PUT,
   REQ_DEL,
   REQ_BATCH,
+  REQ_SYNC, /* a batch from a peer (sa_client_sync_apply); travels in a group of its own */
   REQ_FLUSH,
   REQ_CHECKPOINT,
   REQ_OBX_CLAIM,  /* outbox: expire, claim for the transport, prune */
   REQ_OBX_SETTLE, /* outbox: record the transport's answers */
+  REQ_SYNC_GC,    /* sync: acknowledge outbox entries, drop tombstones, persist acks */
 } req_kind;
 
 typedef struct wreq {
@@ -75,9 +77,14 @@ typedef struct wreq {
   outbox_batch *claimed; /* REQ_OBX_CLAIM: out */
   const uint64_t *lsns;  /* REQ_OBX_SETTLE: in */
   const bool *acked;
-  size_t n;
-  size_t bytes; /* estimated record size */
-  bool logged;  /* writer: has a record in the current group */
+  size_t n;                   /* REQ_OBX_SETTLE: lsns; REQ_SYNC: items */
+  const sa_sync_item *items;  /* REQ_SYNC: in */
+  const char *peer;           /* REQ_SYNC: the peer's id */
+  uint64_t cursor;            /* REQ_SYNC: the peer's new cursor */
+  sa_sync_apply_result *sres; /* REQ_SYNC: out (never NULL) */
+  struct sync_gc *gc;         /* REQ_SYNC_GC: in and out (node_sync.c) */
+  size_t bytes;               /* estimated record size */
+  bool logged;                /* writer: has a record in the current group */
   int rc;
   sa_error err;
   sa_write_result res;
@@ -136,6 +143,7 @@ struct sa_client {
   sa_wal *wal; /* NULL for a memory-only node */
   sa_store *store;
   sa_recovery recovery;
+  uint64_t replay_entries; /* outbox entries the open's replay wrote */
 
   /* The committer (node_commit.c): cm.mu guards the fields marked "under
    * cm.mu"; cm.stop makes it exit once idle. */
@@ -161,6 +169,7 @@ struct sa_client {
   uint64_t w_lsn; /* last LSN given to a record written to the WAL */
   keyver gov;     /* versions the group being prepared gives */
   keyver wov;     /* versions every group written since the last reset gave */
+  keyver sov;     /* REQ_SYNC: key -> 1 + index of its last applied item in the batch */
   wal_op *ops;    /* scratch for batches */
   size_t ops_cap;
   bool dirty; /* auto_flush off: appended but not synced */
@@ -188,10 +197,28 @@ struct sa_client {
   bool ro_claimed;                             /* node_set_read_only was called */
   char read_only_reason[SA_ERROR_MESSAGE_MAX]; /* set before read_only */
 
+  /* Sync between nodes (node_sync.c).  sync_mu (a leaf) guards the peer
+   * table; the counters are atomics. */
+  pthread_mutex_t sync_mu;
+  struct node_peer *peers; /* under sync_mu: known peers (configured or acked) */
+  size_t npeers, peers_cap;
+  bool peers_configured; /* under sync_mu: set_peers gave at least one */
+  uint64_t acked_upto;   /* atomic, written by the writer: outbox entries through this
+                            LSN were acknowledged for every configured peer */
+  sa_sync_counters sc;   /* atomics (tombs and horizon_hlc read from the store) */
+
   /* Store sync points (node_syncer_main). */
   sa_worker sy;
   bool syncer_idle; /* seq_cst: no commit since its last kick; wake it at one */
 };
+
+/* A peer as the sync API knows it (node_sync.c). */
+typedef struct node_peer {
+  char id[SA_NODE_ID_MAX + 1];
+  uint64_t acked;  /* its acknowledged position in our feed */
+  bool configured; /* in the set_peers list */
+  bool dirty;      /* acked not yet persisted */
+} node_peer;
 
 /* ---- node.c: shared helpers ---------------------------------------------- */
 
@@ -224,9 +251,11 @@ char *node_store_path(const char *wal_path);
 /* ---- node_recovery.c ------------------------------------------------------ */
 
 /* Applies one record's operations and its outbox entry inside the open
- * write txn t; *version is the version the last put produced.  Opening
- * thread (replay) and committer. */
-int node_apply_record(store_wtxn *t, const wal_rec *rec, uint64_t *version, sa_error *err);
+ * write txn t; *version is the version the last put produced; *entries is
+ * incremented when an outbox entry was written (not for a sync record that
+ * applied nothing).  Opening thread (replay) and committer. */
+int node_apply_record(store_wtxn *t, const wal_rec *rec, uint64_t *version, uint64_t *entries,
+                      sa_error *err);
 
 /* The WAL's preallocation step for wal_max_bytes (wal_set_prealloc). */
 uint64_t node_wal_chunk(uint64_t wal_max_bytes);
@@ -289,9 +318,35 @@ int node_submit(sa_client *c, wreq *r, sa_error *err);
  * when refused (closing).  Any thread. */
 int node_submit_async(sa_client *c, wreq *r, sa_error *err);
 
+/* Grows g's buffer to need bytes.  -1 when out of memory.  Writer. */
+int node_reserve(pgroup *g, size_t need);
+
+/* key's version once every group written is committed (the group being
+ * prepared, the groups before it, the store).  Writer. */
+int node_version(sa_client *c, const char *key, uint32_t klen, uint64_t *version, sa_error *err);
+
 /* Syncs the WAL if data is unsynced; a failure turns the node read-only.
  * Writer, or the closing thread once the writer has ended. */
 int node_flush_now(sa_client *c, sa_error *err);
+
+/* ---- node_sync.c: sync between nodes --------------------------------------- */
+
+/* Stages a REQ_SYNC request into g (node_stage's part for it).  Writer. */
+int node_stage_sync(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error *err);
+
+/* At open: loads the peers' acknowledged positions.  Opening thread. */
+int node_sync_open(sa_client *c, sa_error *err);
+
+/* At a tick: acknowledges outbox entries every configured peer is past,
+ * drops tombstones (acks, age), persists the acks (REQ_SYNC_GC on the
+ * writer).  Tick thread. */
+int node_sync_tick(sa_client *c, sa_error *err);
+
+/* Runs a REQ_SYNC_GC request in its own store txn.  Writer. */
+void node_process_sync_gc(sa_client *c, wreq *r);
+
+/* True when peers are configured (the outbox then follows their acks). */
+bool node_sync_peers_configured(sa_client *c);
 
 /* ---- node_syncer.c: store sync points ------------------------------------- */
 

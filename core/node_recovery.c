@@ -30,6 +30,7 @@ typedef struct {
   uint64_t last; /* last LSN applied in the current txn */
   uint64_t max_hlc;
   uint64_t replayed;
+  uint64_t entries; /* outbox entries the replay wrote */
   int rc;
   sa_error *err;
 } replay_ctx;
@@ -43,8 +44,13 @@ static int replay_commit(replay_ctx *r) {
 }
 
 /* Applies one record's ops and its outbox entry inside an open write txn.
- * *version: the version the (last) put produced. */
-int node_apply_record(store_wtxn *t, const wal_rec *rec, uint64_t *version, sa_error *err) {
+ * *version: the version the (last) put produced.  A local record's
+ * operations carry the record's pair (hlc, this node); a sync record's
+ * applied items carry their own, and its cursor is stored for its peer in
+ * the same transaction.  A record with no applied operation (a sync record
+ * whose items all lost) leaves no outbox entry and no change. */
+int node_apply_record(store_wtxn *t, const wal_rec *rec, uint64_t *version, uint64_t *entries,
+                      sa_error *err) {
   wal_op_iter it;
   wal_op op;
   wal_op_iter_init(&it, rec->type, rec->payload, rec->len);
@@ -52,21 +58,44 @@ int node_apply_record(store_wtxn *t, const wal_rec *rec, uint64_t *version, sa_e
   if (it.left > 16 && !(vers = malloc(it.left * sizeof *vers)))
     return sa_fail(err, SA_ENOMEM, "out of memory applying record %llu",
                    (unsigned long long)rec->lsn);
+  uint64_t at_ms = sa_hlc_ms(rec->hlc); /* a tombstone's age starts here */
   uint32_t n = 0;
   int rc = 0;
+  char origin[SA_NODE_ID_MAX + 1];
   while (rc == 0 && wal_op_next(&it, &op)) {
     vers[n] = 0;
+    uint64_t hlc = rec->hlc;
+    const char *o = NULL; /* this node */
+    if (op.origin) {
+      memcpy(origin, op.origin, op.olen);
+      origin[op.olen] = 0;
+      o = origin;
+      hlc = op.hlc;
+    }
     if (op.op == SA_OP_PUT) {
-      rc = store_wput(t, op.key, op.klen, op.val, op.vlen, rec->lsn, rec->hlc, &vers[n], err);
+      rc = store_wput(t, op.key, op.klen, op.val, op.vlen, rec->lsn, hlc, o, &vers[n], err);
       *version = vers[n];
     } else {
       bool existed;
-      rc = store_wdel(t, op.key, op.klen, &existed, err);
+      /* a remote delete of a key we never held still leaves its tombstone */
+      rc = store_wdel(t, op.key, op.klen, rec->lsn, hlc, o, at_ms, rec->type == WAL_SYNC, &existed,
+                      err);
     }
     n++;
   }
-  if (rc == 0)
+  if (rc == 0 && rec->type == WAL_SYNC) {
+    const char *peer;
+    uint32_t plen;
+    uint64_t cursor;
+    wal_sync_header(rec->payload, &peer, &plen, &cursor);
+    memcpy(origin, peer, plen);
+    origin[plen] = 0;
+    rc = store_wpeer_put(t, 'c', origin, cursor, err);
+  }
+  if (rc == 0 && n > 0) {
     rc = store_woutbox(t, rec->lsn, rec->hlc, rec->type, rec->payload, rec->len, vers, n, err);
+    ++*entries;
+  }
   if (vers != small) free(vers);
   return rc;
 }
@@ -77,7 +106,7 @@ static int replay_visit(const wal_rec *rec, void *ctx) {
   if (rec->lsn <= r->applied) return 0;
   if (!r->t && (r->rc = store_wbegin(r->c->store, &r->t, r->err)) != 0) return 1;
   uint64_t version;
-  if ((r->rc = node_apply_record(r->t, rec, &version, r->err)) != 0) {
+  if ((r->rc = node_apply_record(r->t, rec, &version, &r->entries, r->err)) != 0) {
     store_wabort(r->t);
     r->t = NULL;
     return 1;
@@ -134,6 +163,7 @@ int node_recover(sa_client *c, const sa_wal_report *rep, sa_error *err) {
     return r.rc ? r.rc : rc;
   }
   c->recovery.records_replayed = r.replayed;
+  c->replay_entries = r.entries;
   sa_hlc_observe(&c->hlc, r.max_hlc);
 
   uint64_t last = store_applied_lsn(c->store);
@@ -157,10 +187,11 @@ int node_outbox_open(sa_client *c, sa_error *err) {
   store_wtxn *t;
   int rc = store_wbegin(c->store, &t, err);
   if (rc) return rc;
-  /* The replay wrote LSNs applied-before + 1 .. applied, one entry each. */
-  uint64_t fresh = c->recovery.records_replayed;
-  rc =
-      outbox_recover(t, node_now(c), store_applied_lsn(c->store) - fresh, fresh, c->obx_count, err);
+  /* The replay applied LSNs applied-before + 1 .. applied and wrote
+   * replay_entries entries among them (a sync record that applied nothing
+   * writes none). */
+  uint64_t before = store_applied_lsn(c->store) - c->recovery.records_replayed;
+  rc = outbox_recover(t, node_now(c), before, c->replay_entries, c->obx_count, err);
   if (rc) {
     store_wabort(t);
     return rc;

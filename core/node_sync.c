@@ -1,27 +1,271 @@
 /*
- * node_sync.c -- the sync API of a node (softadastra.h "sync between
- * nodes"): reading the feed for a peer, snapshots, applying a peer's batch,
- * peer cursors and acknowledgements, the digest.
+ * node_sync.c -- sync between nodes, the node's side (softadastra.h "sync
+ * between nodes"; the design: the conflict rule in sync_rule.h, the sync
+ * WAL record in wal.c, the store's databases in store.h):
  *
- * What it is not: a transport.  The core moves nothing by itself; the
- * server's HTTP puller (or an embedder's) calls these functions.
+ *   - sa_client_sync_apply checks a peer's batch (every item, the clock
+ *     drift) and queues it to the writer as one request (REQ_SYNC).  The
+ *     writer (node_stage_sync, here) drains the committer so the store
+ *     holds every write before the batch, folds every item's HLC into its
+ *     clock, decides each item by the rule against the key's state (the
+ *     store, or an earlier item of the same batch), and logs ONE sync
+ *     record: peer, cursor, items, decisions.  It is synced with its group
+ *     and answered; the committer applies the record (node_apply_record):
+ *     the winners and the peer's cursor in one store transaction.  Replay
+ *     applies the same record the same way, so a kill -9 anywhere neither
+ *     loses nor doubles a batch, and never leaves the cursor without its
+ *     items.
+ *   - the reads a peer makes (sa_client_sync_read, _snapshot, _digest) go
+ *     to the store (store_sync.c) after the read barrier.
+ *   - peers: the configured list (sa_client_sync_set_peers) and each
+ *     peer's acknowledged position (sa_client_sync_peer_ack), in memory
+ *     under sync_mu and persisted lazily by the tick's REQ_SYNC_GC, which
+ *     also acknowledges the outbox entries every configured peer is past
+ *     and drops tombstones (every configured peer past them, or older than
+ *     tombstone_ttl_s; dropping one by age raises the horizon, and every
+ *     drop raises the feed floor so that a reader below it reloads).
  *
- * Threads: any caller's thread (never the writer or the committer).
+ * What it is not: a transport (the server's HTTP puller, or an
+ * embedder's, calls these functions), nor the rule itself (sync_rule.c).
+ *
+ * Invariants: a batch is all or nothing (validated before it is queued;
+ * one record); decisions are made once, by the writer, and logged; the
+ * cursor lives in the same store transaction as the items it covers;
+ * sync_mu is a leaf (held only to read or update the peer table).
+ *
+ * Threads: the API on any caller's thread (never the writer or the
+ * committer); node_stage_sync and node_process_sync_gc on the writer;
+ * node_sync_tick on the tick thread (or sa_client_sync_tick's caller);
+ * node_sync_open on the opening thread.
  */
 #include "node_internal.h"
 
+#include "sync_rule.h"
+
+#include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int node_sync_todo(const char *what, sa_error *err) {
-  return sa_fail(err, SA_EINTERNAL, "%s: not implemented yet", what);
+/* ---- applying a peer's batch (writer) ------------------------------------------ */
+
+int node_stage_sync(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error *err) {
+  sa_sync_apply_result *res = r->sres;
+  memset(res, 0, sizeof *res);
+  /* Decide against the committed store: every group before this one in. */
+  int rc = node_drain(c, err);
+  if (rc) return rc;
+  size_t n = r->n;
+  if (n > c->ops_cap) {
+    wal_op *o = realloc(c->ops, n * sizeof *o);
+    if (!o) return sa_fail(err, SA_ENOMEM, "out of memory staging a sync batch of %zu", n);
+    c->ops = o;
+    c->ops_cap = n;
+  }
+  if (keyver_reset(&c->sov, n) != 0)
+    return sa_fail(err, SA_ENOMEM, "out of memory staging a sync batch of %zu", n);
+  uint64_t horizon = store_horizon(c->store);
+  for (size_t i = 0; i < n; i++) /* later local writes win over all of it */
+    sa_hlc_observe(&c->hlc, r->items[i].hlc);
+  for (size_t i = 0; i < n; i++) {
+    const sa_sync_item *it = &r->items[i];
+    wal_op *o = &c->ops[i];
+    o->op = it->op;
+    o->key = it->key;
+    o->klen = (uint32_t)strlen(it->key);
+    o->val = it->data;
+    o->vlen = it->op == SA_OP_PUT ? (uint32_t)it->len : 0;
+    o->hlc = it->hlc;
+    o->origin = it->origin;
+    o->olen = (uint32_t)strlen(it->origin);
+    o->origin_lsn = it->origin_lsn;
+    o->seq = it->seq;
+    /* The key's state: an earlier winner of this batch, else the store. */
+    uint64_t j;
+    int held;
+    uint64_t hh;
+    const char *ho;
+    size_t hl;
+    store_state st;
+    if (keyver_find(&c->sov, o->key, o->klen, &j)) {
+      const wal_op *w = &c->ops[j - 1];
+      held = w->op == SA_OP_PUT ? SYNC_HELD_LIVE : SYNC_HELD_TOMB;
+      hh = w->hlc;
+      ho = w->origin;
+      hl = w->olen;
+    } else {
+      if ((rc = store_state_get(c->store, o->key, o->klen, &st, err)) != 0) return rc;
+      held = st.kind; /* STORE_* and SYNC_HELD_* match */
+      hh = st.hlc;
+      ho = st.origin;
+      hl = strlen(st.origin);
+    }
+    o->decision = sync_decide(o->op, o->hlc, o->origin, o->olen, held, hh, ho, hl, horizon);
+    if (o->decision == SYNC_APPLY) {
+      uint64_t v = 0;
+      if (o->op == SA_OP_PUT && (rc = node_version(c, o->key, o->klen, &v, err)) != 0) return rc;
+      if (keyver_set(&c->sov, o->key, o->klen, i + 1) != 0 ||
+          keyver_set(&c->gov, o->key, o->klen, o->op == SA_OP_PUT ? v + 1 : 0) != 0)
+        return sa_fail(err, SA_ENOMEM, "out of memory staging a sync batch");
+      res->applied++;
+    } else if (o->decision == SYNC_STALE) {
+      res->stale++;
+    } else {
+      res->skipped++;
+    }
+  }
+  node_stat_add(&c->sc.applied, res->applied);
+  node_stat_add(&c->sc.skipped, res->skipped);
+  node_stat_add(&c->sc.stale, res->stale);
+  uint64_t stored = 0;
+  if (!res->applied && (rc = store_peer_get(c->store, 'c', r->peer, &stored, err)) != 0) return rc;
+  if (!res->applied && stored == r->cursor) return 0; /* nothing moves: nothing written */
+  size_t plen = strlen(r->peer);
+  size_t size = wal_sync_record_size(plen, c->ops, n);
+  if (node_reserve(g, g->used + size) != 0)
+    return sa_fail(err, SA_ENOMEM, "out of memory encoding a %zu-byte sync record", size);
+  uint64_t ts = sa_hlc_next(&c->hlc, node_now(c));
+  size_t len =
+      wal_sync_record_encode(g->buf + g->used, ++*lsn, ts, r->peer, plen, r->cursor, c->ops, n);
+  assert(len == size);
+  r->logged = true;
+  r->res.lsn = *lsn;
+  r->res.hlc = ts;
+  res->lsn = *lsn;
+  memcpy(r->res.origin, c->node_id, sizeof r->res.origin);
+  g->used += len;
+  g->logged++;
+  g->ops += n;
+  node_stat_add(&c->sc.batches, 1);
+  return 0;
 }
+
+/* ---- the API: applying ----------------------------------------------------------- */
+
+/* Checks one item; SA_E* naming item i and the cause. */
+static int sync_item_check(sa_client *c, const sa_sync_item *it, size_t i, uint64_t now,
+                           size_t *bytes, sa_error *err) {
+  if (it->op != SA_OP_PUT && it->op != SA_OP_DELETE)
+    return sa_fail(err, SA_EINVAL, "sync item %zu: unknown op %d", i, it->op);
+  if (!it->key) return sa_fail(err, SA_EKEY, "sync item %zu: key is NULL", i);
+  size_t klen = strlen(it->key);
+  sa_error ke;
+  if (sa_key_check(it->key, klen, &ke) != 0)
+    return sa_fail(err, SA_EKEY, "sync item %zu: %s", i, ke.message);
+  if (it->op == SA_OP_PUT) {
+    if (it->len > c->opts.max_value_bytes)
+      return sa_fail(err, SA_ETOOBIG,
+                     "sync item %zu (key '%.200s'): value is %zu bytes; the limit is %u bytes "
+                     "(max_value_bytes)",
+                     i, it->key, it->len, c->opts.max_value_bytes);
+    if (it->len && !it->data)
+      return sa_fail(err, SA_EINVAL, "sync item %zu: value data is NULL with length %zu", i,
+                     it->len);
+  }
+  if (!memchr(it->origin, 0, sizeof it->origin) || sa_node_id_check(it->origin, &ke) != 0)
+    return sa_fail(err, SA_EINVAL, "sync item %zu (key '%.200s'): invalid origin node id", i,
+                   it->key);
+  if (it->hlc == 0)
+    return sa_fail(err, SA_EINVAL, "sync item %zu (key '%.200s'): hlc is 0", i, it->key);
+  uint64_t ms = sa_hlc_ms(it->hlc);
+  if (ms > now + c->opts.max_clock_drift_ms)
+    return sa_fail(err, SA_EDRIFT,
+                   "sync item %zu (key '%.200s', origin '%s'): its clock is %llu ms ahead of "
+                   "this node's; the limit is %u ms (max_clock_drift_ms)",
+                   i, it->key, it->origin, (unsigned long long)(ms - now),
+                   c->opts.max_clock_drift_ms);
+  *bytes += klen + (it->op == SA_OP_PUT ? it->len : 0);
+  return 0;
+}
+
+int sa_client_sync_apply(sa_client *c, const char *peer_id, const sa_sync_item *items, size_t n,
+                         uint64_t cursor, sa_sync_apply_result *res, sa_error *err) {
+  sa_sync_apply_result local;
+  if (!res) res = &local;
+  memset(res, 0, sizeof *res);
+  if (!c) return sa_fail(err, SA_EINVAL, "client is NULL");
+  sa_error ke;
+  if (!peer_id || sa_node_id_check(peer_id, &ke) != 0)
+    return sa_fail(err, SA_EINVAL, "sync batch: invalid peer id%s%s", peer_id ? ": " : " (NULL)",
+                   peer_id ? ke.message : "");
+  if (strcmp(peer_id, c->node_id) == 0) {
+    node_stat_add(&c->sc.refused_invalid, 1);
+    return sa_fail(err, SA_EINVAL, "sync batch: the peer claims this node's own id '%s'", peer_id);
+  }
+  if (n > SA_WAL_MAX_BATCH_OPS || (n && !items))
+    return sa_fail(err, SA_EINVAL, "a sync batch holds 0 to %d items, not %zu",
+                   SA_WAL_MAX_BATCH_OPS, items ? n : 0);
+  if (__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE))
+    return sa_fail(err, SA_EREADONLY, "%s", c->read_only_reason);
+  uint64_t now = node_now(c);
+  size_t bytes = 0, wal = 0;
+  for (size_t i = 0; i < n; i++) {
+    int rc = sync_item_check(c, &items[i], i, now, &bytes, err);
+    if (rc) {
+      node_stat_add(rc == SA_EDRIFT ? &c->sc.refused_drift : &c->sc.refused_invalid, 1);
+      if (rc == SA_EDRIFT)
+        node_log(c, SA_LOG_WARN, "sync: batch from '%s' refused: %s", peer_id,
+                 err ? err->message : "clock drift");
+      return rc;
+    }
+    wal += WAL_SYNC_ITEM_HEADER + SA_NODE_ID_MAX;
+  }
+  if (bytes > c->opts.max_batch_bytes) {
+    node_stat_add(&c->sc.refused_invalid, 1);
+    return sa_fail(err, SA_ETOOBIG,
+                   "sync batch from '%s' is %zu bytes; the limit is %u bytes (max_batch_bytes)",
+                   peer_id, bytes, c->opts.max_batch_bytes);
+  }
+  wreq r;
+  memset(&r, 0, sizeof r);
+  r.kind = REQ_SYNC;
+  r.items = items;
+  r.n = n;
+  r.peer = peer_id;
+  r.cursor = cursor;
+  r.sres = res;
+  r.bytes = SA_WAL_RECORD_HEADER + 64 + wal + bytes;
+  int rc = node_submit(c, &r, err);
+  if (rc) memset(res, 0, sizeof *res);
+  return rc;
+}
+
+/* ---- the API: reads ------------------------------------------------------------- */
 
 int sa_client_sync_read(sa_client *c, uint64_t since, size_t limit, const char *exclude_origin,
                         sa_sync_page *out, sa_error *err) {
-  (void)c, (void)since, (void)limit, (void)exclude_origin;
-  if (out) memset(out, 0, sizeof *out);
-  return node_sync_todo("sa_client_sync_read", err);
+  if (!out) return sa_fail(err, SA_EINVAL, "sa_client_sync_read: out is NULL");
+  memset(out, 0, sizeof *out);
+  if (!c) return sa_fail(err, SA_EINVAL, "client is NULL");
+  if (limit == 0 || limit > 10000)
+    return sa_fail(err, SA_EINVAL, "limit %zu is out of range (1..10000)", limit);
+  int rc = node_read_barrier(c, err);
+  if (rc) return rc;
+  uint64_t floor = store_feed_floor(c->store);
+  if (since < floor)
+    return sa_fail(err, SA_EGONE,
+                   "changes after LSN %llu are no longer all kept: the oldest since served is "
+                   "%llu; read a snapshot and follow from its position",
+                   (unsigned long long)since, (unsigned long long)floor);
+  /* Everything through last is committed: the read below sees it. */
+  uint64_t last = __atomic_load_n(&c->last_lsn, __ATOMIC_ACQUIRE);
+  if (exclude_origin && !*exclude_origin) exclude_origin = NULL;
+  rc = store_sync_read(c->store, since, limit, exclude_origin, out, err);
+  if (rc) return rc;
+  /* The floor may have moved during the read (a GC): the page may miss a
+   * dropped tombstone, so the reader must reload. */
+  if (since < store_feed_floor(c->store)) {
+    sa_sync_page_free(out);
+    return sa_fail(err, SA_EGONE,
+                   "changes after LSN %llu are no longer all kept: the oldest since served is "
+                   "%llu; read a snapshot and follow from its position",
+                   (unsigned long long)since, (unsigned long long)store_feed_floor(c->store));
+  }
+  /* Past the end: LSNs without a feed entry (a sync record that applied
+   * nothing) are passed too, so a long-poll after next_since waits. */
+  if (!out->more && last > out->next_since) out->next_since = last;
+  out->last_lsn = last > out->next_since ? last : out->next_since;
+  return 0;
 }
 
 void sa_sync_page_free(sa_sync_page *p) {
@@ -36,52 +280,254 @@ void sa_sync_page_free(sa_sync_page *p) {
 
 int sa_client_sync_snapshot(sa_client *c, int (*fn)(void *arg, const sa_sync_item *it), void *arg,
                             uint64_t *resume, sa_error *err) {
-  (void)c, (void)fn, (void)arg, (void)resume;
-  return node_sync_todo("sa_client_sync_snapshot", err);
+  if (resume) *resume = 0;
+  if (!c || !fn) return sa_fail(err, SA_EINVAL, "sa_client_sync_snapshot: NULL argument");
+  int rc = node_read_barrier(c, err);
+  if (rc) return rc;
+  return store_sync_snapshot(c->store, fn, arg, resume, err);
 }
 
 uint64_t sa_client_sync_horizon(sa_client *c) {
-  (void)c;
-  return 0;
-}
-
-int sa_client_sync_apply(sa_client *c, const char *peer_id, const sa_sync_item *items, size_t n,
-                         uint64_t cursor, sa_sync_apply_result *res, sa_error *err) {
-  (void)c, (void)peer_id, (void)items, (void)n, (void)cursor;
-  if (res) memset(res, 0, sizeof *res);
-  return node_sync_todo("sa_client_sync_apply", err);
-}
-
-int sa_client_sync_cursor(sa_client *c, const char *peer_id, uint64_t *cursor, sa_error *err) {
-  (void)c, (void)peer_id;
-  if (cursor) *cursor = 0;
-  return node_sync_todo("sa_client_sync_cursor", err);
-}
-
-int sa_client_sync_peer_ack(sa_client *c, const char *peer_id, uint64_t seq, sa_error *err) {
-  (void)c, (void)peer_id, (void)seq;
-  return node_sync_todo("sa_client_sync_peer_ack", err);
-}
-
-int sa_client_sync_set_peers(sa_client *c, const char *const *peer_ids, size_t n, sa_error *err) {
-  (void)c, (void)peer_ids, (void)n;
-  return node_sync_todo("sa_client_sync_set_peers", err);
-}
-
-uint64_t sa_client_sync_peer_acked(sa_client *c, const char *peer_id) {
-  (void)c, (void)peer_id;
-  return 0;
+  return c ? store_horizon(c->store) : 0;
 }
 
 int sa_client_sync_digest(sa_client *c, char hex[65], uint64_t *keys, sa_error *err) {
-  (void)c;
-  if (hex) hex[0] = 0;
   if (keys) *keys = 0;
-  return node_sync_todo("sa_client_sync_digest", err);
+  if (!c || !hex) return sa_fail(err, SA_EINVAL, "sa_client_sync_digest: NULL argument");
+  hex[0] = 0;
+  int rc = node_read_barrier(c, err);
+  if (rc) return rc;
+  return store_sync_digest(c->store, hex, keys, err);
+}
+
+int sa_client_sync_cursor(sa_client *c, const char *peer_id, uint64_t *cursor, sa_error *err) {
+  if (cursor) *cursor = 0;
+  if (!c || !cursor) return sa_fail(err, SA_EINVAL, "sa_client_sync_cursor: NULL argument");
+  sa_error ke;
+  if (!peer_id || sa_node_id_check(peer_id, &ke) != 0)
+    return sa_fail(err, SA_EINVAL, "invalid peer id");
+  int rc = node_read_barrier(c, err);
+  if (rc) return rc;
+  return store_peer_get(c->store, 'c', peer_id, cursor, err);
 }
 
 int sa_client_sync_counters(sa_client *c, sa_sync_counters *out, sa_error *err) {
-  (void)c;
-  if (out) memset(out, 0, sizeof *out);
-  return node_sync_todo("sa_client_sync_counters", err);
+  if (!c || !out) return sa_fail(err, SA_EINVAL, "sa_client_sync_counters: NULL argument");
+  memset(out, 0, sizeof *out);
+  (void)node_read_barrier(c, NULL);
+  out->batches = __atomic_load_n(&c->sc.batches, __ATOMIC_RELAXED);
+  out->applied = __atomic_load_n(&c->sc.applied, __ATOMIC_RELAXED);
+  out->skipped = __atomic_load_n(&c->sc.skipped, __ATOMIC_RELAXED);
+  out->stale = __atomic_load_n(&c->sc.stale, __ATOMIC_RELAXED);
+  out->refused_drift = __atomic_load_n(&c->sc.refused_drift, __ATOMIC_RELAXED);
+  out->refused_invalid = __atomic_load_n(&c->sc.refused_invalid, __ATOMIC_RELAXED);
+  out->tombs_dropped = __atomic_load_n(&c->sc.tombs_dropped, __ATOMIC_RELAXED);
+  out->tombs = store_tomb_count(c->store);
+  out->horizon_hlc = store_horizon(c->store);
+  return 0;
+}
+
+/* ---- peers ------------------------------------------------------------------------ */
+
+/* The entry of id in the table, added when add (NULL when absent or out of
+ * memory).  With sync_mu held. */
+static node_peer *peer_find(sa_client *c, const char *id, bool add) {
+  for (size_t i = 0; i < c->npeers; i++)
+    if (strcmp(c->peers[i].id, id) == 0) return &c->peers[i];
+  if (!add) return NULL;
+  if (c->npeers == c->peers_cap) {
+    size_t cap = c->peers_cap ? 2 * c->peers_cap : 8;
+    node_peer *p = realloc(c->peers, cap * sizeof *p);
+    if (!p) return NULL;
+    c->peers = p;
+    c->peers_cap = cap;
+  }
+  node_peer *p = &c->peers[c->npeers++];
+  memset(p, 0, sizeof *p);
+  snprintf(p->id, sizeof p->id, "%s", id);
+  return p;
+}
+
+int sa_client_sync_peer_ack(sa_client *c, const char *peer_id, uint64_t seq, sa_error *err) {
+  if (!c) return sa_fail(err, SA_EINVAL, "client is NULL");
+  sa_error ke;
+  if (!peer_id || sa_node_id_check(peer_id, &ke) != 0)
+    return sa_fail(err, SA_EINVAL, "invalid peer id");
+  pthread_mutex_lock(&c->sync_mu);
+  node_peer *p = peer_find(c, peer_id, true);
+  if (p && seq > p->acked) {
+    p->acked = seq;
+    p->dirty = true;
+  }
+  pthread_mutex_unlock(&c->sync_mu);
+  return p ? 0 : sa_fail(err, SA_ENOMEM, "out of memory recording a peer");
+}
+
+uint64_t sa_client_sync_peer_acked(sa_client *c, const char *peer_id) {
+  if (!c || !peer_id) return 0;
+  pthread_mutex_lock(&c->sync_mu);
+  node_peer *p = peer_find(c, peer_id, false);
+  uint64_t v = p ? p->acked : 0;
+  pthread_mutex_unlock(&c->sync_mu);
+  return v;
+}
+
+int sa_client_sync_set_peers(sa_client *c, const char *const *peer_ids, size_t n, sa_error *err) {
+  if (!c || (n && !peer_ids))
+    return sa_fail(err, SA_EINVAL, "sa_client_sync_set_peers: NULL argument");
+  sa_error ke;
+  for (size_t i = 0; i < n; i++)
+    if (!peer_ids[i] || sa_node_id_check(peer_ids[i], &ke) != 0)
+      return sa_fail(err, SA_EINVAL, "peer %zu: invalid node id", i);
+  int rc = 0;
+  pthread_mutex_lock(&c->sync_mu);
+  for (size_t i = 0; i < c->npeers; i++)
+    c->peers[i].configured = false;
+  for (size_t i = 0; i < n && !rc; i++) {
+    node_peer *p = peer_find(c, peer_ids[i], true);
+    if (p)
+      p->configured = true;
+    else
+      rc = sa_fail(err, SA_ENOMEM, "out of memory recording a peer");
+  }
+  c->peers_configured = n > 0;
+  pthread_mutex_unlock(&c->sync_mu);
+  return rc;
+}
+
+bool node_sync_peers_configured(sa_client *c) {
+  pthread_mutex_lock(&c->sync_mu);
+  bool yes = c->peers_configured;
+  pthread_mutex_unlock(&c->sync_mu);
+  return yes;
+}
+
+static void peer_load(void *arg, const char *peer, uint64_t val) {
+  sa_client *c = arg;
+  node_peer *p = peer_find(c, peer, true);
+  if (p && val > p->acked) p->acked = val;
+}
+
+int node_sync_open(sa_client *c, sa_error *err) {
+  pthread_mutex_lock(&c->sync_mu);
+  int rc = store_peer_each(c->store, 'a', peer_load, c, err);
+  pthread_mutex_unlock(&c->sync_mu);
+  return rc;
+}
+
+/* ---- the sync tick: acks, tombstone GC -------------------------------------------- */
+
+/* What a REQ_SYNC_GC request carries (wreq.gc). */
+typedef struct sync_gc {
+  uint64_t min_ack; /* every configured peer's position (0: no peers) */
+  uint64_t now;
+  node_peer *dirty; /* copies of the acks to persist */
+  size_t ndirty;
+  uint64_t dropped, floor; /* out */
+} sync_gc;
+
+typedef struct {
+  uint64_t upto, now;
+  outbox_delta *d;
+  uint64_t last; /* the last entry visited */
+} ack_ctx;
+
+static int ack_visit(store_obx *e, void *arg) {
+  ack_ctx *a = arg;
+  if (e->lsn > a->upto) return STORE_OBX_STOP;
+  a->last = e->lsn;
+  if (e->state != STORE_OUTBOX_QUEUED && e->state != STORE_OUTBOX_IN_FLIGHT) return STORE_OBX_KEEP;
+  a->d->by_state[e->state]--;
+  a->d->by_state[STORE_OUTBOX_ACKED]++;
+  e->state = STORE_OUTBOX_ACKED;
+  e->at_ms = a->now;
+  return STORE_OBX_UPDATE;
+}
+
+void node_process_sync_gc(sa_client *c, wreq *r) {
+  assert(sa_worker_is_self(&c->wr)); /* docs/threads.md: outbox txns are the writer's */
+  sync_gc *gc = r->gc;
+  sa_error e = {0};
+  if (__atomic_load_n(&c->read_only, __ATOMIC_ACQUIRE)) {
+    r->rc = sa_fail(&r->err, SA_EREADONLY, "%s", c->read_only_reason);
+    return;
+  }
+  outbox_delta d;
+  memset(&d, 0, sizeof d);
+  store_wtxn *t;
+  int rc = store_wbegin(c->store, &t, &e);
+  uint64_t upto = __atomic_load_n(&c->acked_upto, __ATOMIC_RELAXED);
+  if (rc == 0 && gc->min_ack > upto) {
+    ack_ctx a = {.upto = gc->min_ack, .now = gc->now, .d = &d};
+    rc = store_wobx_each(t, upto + 1, ack_visit, &a, &e);
+  }
+  uint64_t max_lsn = 0, ttl_hlc = 0;
+  if (rc == 0)
+    rc = store_wtomb_gc(t, gc->min_ack, gc->now, (uint64_t)c->opts.tombstone_ttl_s * 1000,
+                        &gc->dropped, &max_lsn, &ttl_hlc, &e);
+  for (size_t i = 0; rc == 0 && i < gc->ndirty; i++)
+    rc = store_wpeer_put(t, 'a', gc->dirty[i].id, gc->dirty[i].acked, &e);
+  if (rc == 0) {
+    if (max_lsn) store_wraise_floor(t, max_lsn); /* a reader below a dropped tomb reloads */
+    if (ttl_hlc) store_wraise_horizon(t, ttl_hlc);
+    rc = store_wcommit(t, store_applied_lsn(c->store), c->hlc.last, &e);
+  } else if (t) {
+    store_wabort(t);
+  }
+  if (rc) {
+    r->rc = rc;
+    r->err = e;
+    return;
+  }
+  if (gc->min_ack > upto) __atomic_store_n(&c->acked_upto, gc->min_ack, __ATOMIC_RELAXED);
+  gc->floor = max_lsn;
+  node_stat_add(&c->sc.tombs_dropped, gc->dropped);
+  node_apply_delta(c, &d);
+}
+
+int node_sync_tick(sa_client *c, sa_error *err) {
+  sync_gc gc;
+  memset(&gc, 0, sizeof gc);
+  gc.now = node_now(c);
+  pthread_mutex_lock(&c->sync_mu);
+  bool any = false;
+  uint64_t min_ack = UINT64_MAX;
+  for (size_t i = 0; i < c->npeers; i++) {
+    if (c->peers[i].configured) {
+      any = true;
+      if (c->peers[i].acked < min_ack) min_ack = c->peers[i].acked;
+    }
+    gc.ndirty += c->peers[i].dirty;
+  }
+  node_peer *dirty = gc.ndirty ? malloc(gc.ndirty * sizeof *dirty) : NULL;
+  size_t k = 0;
+  for (size_t i = 0; dirty && i < c->npeers; i++)
+    if (c->peers[i].dirty) {
+      dirty[k++] = c->peers[i];
+      c->peers[i].dirty = false;
+    }
+  pthread_mutex_unlock(&c->sync_mu);
+  gc.dirty = dirty;
+  gc.ndirty = dirty ? gc.ndirty : 0;
+  gc.min_ack = any ? min_ack : 0;
+  /* Nothing to do: no peer past anything new, no ack to persist, no
+   * tombstone (a tombstone may age out: checked when there are some). */
+  if (!gc.ndirty && gc.min_ack <= __atomic_load_n(&c->acked_upto, __ATOMIC_RELAXED) &&
+      store_tomb_count(c->store) == 0)
+    return 0;
+  wreq r;
+  memset(&r, 0, sizeof r);
+  r.kind = REQ_SYNC_GC;
+  r.gc = &gc;
+  int rc = node_submit(c, &r, err);
+  if (rc && dirty) { /* persist them next time */
+    pthread_mutex_lock(&c->sync_mu);
+    for (size_t i = 0; i < gc.ndirty; i++) {
+      node_peer *p = peer_find(c, dirty[i].id, false);
+      if (p) p->dirty = true;
+    }
+    pthread_mutex_unlock(&c->sync_mu);
+  }
+  free(dirty);
+  return rc;
 }

@@ -112,7 +112,11 @@ const double sa_stats_group_bounds[SA_STATS_GROUP_BUCKETS - 1] = {1, 2, 4, 8, 16
 int node_tick(sa_client *c, sa_error *err) {
   pthread_mutex_lock(&c->tick_serial);
   const sa_transport *tr = c->transport;
-  bool send = tr->send && (!tr->running || tr->running(tr->ctx));
+  /* With sync peers configured their acknowledgements settle the outbox
+   * (node_sync_tick): nothing is handed to the transport, so nothing is
+   * ever marked failed because a peer was away. */
+  bool peers = node_sync_peers_configured(c);
+  bool send = !peers && tr->send && (!tr->running || tr->running(tr->ctx));
   outbox_batch b = {0};
   wreq r;
   memset(&r, 0, sizeof r);
@@ -151,6 +155,12 @@ int node_tick(sa_client *c, sa_error *err) {
     free(lsns);
   }
   free(b.ops);
+  sa_error se;
+  int src = node_sync_tick(c, &se); /* acks, tombstone GC */
+  if (rc == 0 && src) {
+    rc = src;
+    if (err) *err = se;
+  }
   __atomic_store_n(&c->last_tick_ms, node_now(c), __ATOMIC_RELAXED);
   __atomic_add_fetch(&c->ticks, 1, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&c->tick_serial);

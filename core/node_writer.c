@@ -120,7 +120,7 @@ static int node_checkpoint_now(sa_client *c, sa_error *err) {
   return 0;
 }
 
-static int node_reserve(pgroup *g, size_t need) {
+int node_reserve(pgroup *g, size_t need) {
   if (need <= g->cap) return 0;
   size_t cap = g->cap ? g->cap : 1 << 16;
   while (cap < need)
@@ -134,8 +134,7 @@ static int node_reserve(pgroup *g, size_t need) {
 
 /* key's version once every group written is committed: the group being
  * prepared, then the groups written before it, then the store. */
-static int node_version(sa_client *c, const char *key, uint32_t klen, uint64_t *version,
-                        sa_error *err) {
+int node_version(sa_client *c, const char *key, uint32_t klen, uint64_t *version, sa_error *err) {
   if (keyver_find(&c->gov, key, klen, version)) return 0;
   if (keyver_find(&c->wov, key, klen, version)) return 0;
   return store_version(c->store, key, klen, version, err);
@@ -150,6 +149,7 @@ static int node_stage(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error 
   const wal_op *ops;
   wal_op one;
   bool batch = r->kind == REQ_BATCH;
+  if (r->kind == REQ_SYNC) return node_stage_sync(c, g, r, lsn, err);
   if (!batch) {
     int rc = node_version(c, r->key, r->klen, &cur, err);
     if (rc) return rc;
@@ -217,6 +217,7 @@ static int node_stage(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error 
   r->res.lsn = *lsn;
   r->res.hlc = ts;
   r->res.version = r->kind == REQ_PUT ? cur + 1 : 0;
+  memcpy(r->res.origin, c->node_id, sizeof r->res.origin);
   g->used += n;
   g->logged++;
   g->ops += nops;
@@ -303,7 +304,7 @@ static void node_pipeline_data(sa_client *c, wreq *d, bool want_flush) {
   for (wreq *r = d; r; r = r->next) {
     r->rc = 0;
     r->logged = false;
-    nops += r->kind == REQ_BATCH ? r->nops : 1;
+    nops += r->kind == REQ_BATCH ? r->nops : r->kind == REQ_SYNC ? r->n : 1;
   }
   pgroup *g = node_group_get(c);
   int rc = 0;
@@ -404,12 +405,22 @@ static void node_process(sa_client *c, wreq *g) {
   sa_error e = {0};
   bool want_flush = false, want_ckpt = false;
   wreq *data = NULL, **dt = &data, *other = NULL, **ot = &other;
+  for (wreq *r = g; r; r = r->next) {
+    want_flush |= r->kind == REQ_FLUSH;
+    want_ckpt |= r->kind == REQ_CHECKPOINT;
+  }
   for (wreq *r = g, *next; r; r = next) {
     next = r->next;
     r->next = NULL;
-    want_flush |= r->kind == REQ_FLUSH;
-    want_ckpt |= r->kind == REQ_CHECKPOINT;
-    if (r->kind <= REQ_BATCH) {
+    if (r->kind == REQ_SYNC) {
+      /* A peer's batch is decided against the committed store (its staging
+       * drains the committer): it travels alone, after the writes before
+       * it, and the writes after it see its versions. */
+      if (data) node_pipeline_data(c, data, want_flush);
+      data = NULL;
+      dt = &data;
+      node_pipeline_data(c, r, want_flush);
+    } else if (r->kind <= REQ_BATCH) {
       *dt = r;
       dt = &r->next;
     } else {
@@ -436,7 +447,10 @@ static void node_process(sa_client *c, wreq *g) {
       if (r->kind == REQ_CHECKPOINT && (r->rc = rc) != 0) r->err = lost_rc ? lost : e;
   }
   for (wreq *r = other; r; r = r->next)
-    if (r->kind == REQ_OBX_CLAIM || r->kind == REQ_OBX_SETTLE) node_process_outbox(c, r);
+    if (r->kind == REQ_OBX_CLAIM || r->kind == REQ_OBX_SETTLE)
+      node_process_outbox(c, r);
+    else if (r->kind == REQ_SYNC_GC)
+      node_process_sync_gc(c, r);
   if (other) node_settle(c, other);
 }
 

@@ -239,11 +239,11 @@ int sa_client_remove(sa_client *c, const char *key, sa_error *err);
 /* A stored value.  data is NUL-terminated for convenience (data[len] == 0)
  * and owned by the caller: release it with sa_value_free. */
 typedef struct sa_value {
-  char *data;       /* the bytes, plus a terminating NUL not counted in len */
-  size_t len;       /* number of bytes */
-  uint64_t version; /* 1 at creation, +1 per put; restarts after a remove */
-  uint64_t lsn;     /* LSN of the write that produced this value */
-  uint64_t hlc;     /* hybrid logical clock of that write */
+  char *data;                      /* the bytes, plus a terminating NUL not counted in len */
+  size_t len;                      /* number of bytes */
+  uint64_t version;                /* 1 at creation, +1 per put; restarts after a remove */
+  uint64_t lsn;                    /* LSN of the write that produced this value */
+  uint64_t hlc;                    /* hybrid logical clock of that write */
   char origin[SA_NODE_ID_MAX + 1]; /* node id of the node where that write happened */
 } sa_value;
 
@@ -286,10 +286,10 @@ typedef struct sa_write_opts {
 
 /* What an acknowledged write reports. */
 typedef struct sa_write_result {
-  uint64_t lsn;     /* LSN of the WAL record */
-  uint64_t version; /* new version of the key (0 for a remove or a batch) */
-  uint64_t hlc;     /* hybrid logical clock of the operation */
-  bool durable;     /* true when fdatasync'ed before the acknowledgement */
+  uint64_t lsn;                    /* LSN of the WAL record */
+  uint64_t version;                /* new version of the key (0 for a remove or a batch) */
+  uint64_t hlc;                    /* hybrid logical clock of the operation */
+  bool durable;                    /* true when fdatasync'ed before the acknowledgement */
   char origin[SA_NODE_ID_MAX + 1]; /* the write's origin: this node's id */
 } sa_write_result;
 
@@ -431,13 +431,13 @@ int sa_client_outbox_list(sa_client *c, uint64_t after_lsn, sa_outbox_entry *out
  * all with the batch's LSN. */
 typedef struct sa_change {
   uint64_t lsn;
-  uint64_t hlc;     /* the change's HLC (its origin's): unix ms = hlc >> 16 */
-  int op;           /* SA_OP_PUT or SA_OP_DELETE */
-  bool batch;       /* part of a batch */
-  char *key;        /* NUL-terminated */
-  uint64_t version; /* the key's version after a put; 0 after a delete */
-  char *data;       /* the put's value (NUL-terminated), when values were asked */
-  size_t len;       /* value length of a put */
+  uint64_t hlc;                    /* the change's HLC (its origin's): unix ms = hlc >> 16 */
+  int op;                          /* SA_OP_PUT or SA_OP_DELETE */
+  bool batch;                      /* part of a batch */
+  char *key;                       /* NUL-terminated */
+  uint64_t version;                /* the key's version after a put; 0 after a delete */
+  char *data;                      /* the put's value (NUL-terminated), when values were asked */
+  size_t len;                      /* value length of a put */
   char origin[SA_NODE_ID_MAX + 1]; /* node id where the change was written */
 } sa_change;
 
@@ -578,7 +578,7 @@ int sa_client_sync_digest(sa_client *c, char hex[65], uint64_t *keys, sa_error *
 
 /* Sync counters since open. */
 typedef struct sa_sync_counters {
-  uint64_t batches;         /* sa_client_sync_apply calls that wrote a record */
+  uint64_t batches; /* sa_client_sync_apply calls that wrote a record */
   uint64_t applied, skipped, stale;
   uint64_t refused_drift;   /* batches refused with SA_EDRIFT */
   uint64_t refused_invalid; /* batches refused as malformed */

@@ -2,13 +2,20 @@
  * store.h -- the materialized store: LMDB, the only module that sees LMDB
  * types.
  *
- * Three named databases in one LMDB file (MDB_NOSUBDIR; its lock file is
+ * Named databases in one LMDB file (MDB_NOSUBDIR; its lock file is
  * "<path>-lock"):
- *   kv      key -> u64 version, u64 lsn, u64 hlc, u32 F, F bytes of full key,
- *           value bytes.  Keys up to 480 bytes are the LMDB key; longer ones
+ *   kv      key -> u64 version, u64 lsn, u64 hlc, u16 F, u8 O, u8 0, F bytes
+ *           of full key, O bytes of origin (O = 0: this node), value bytes.
+ *           Keys up to 480 bytes are the LMDB key; longer ones
  *           (LMDB's limit is 511) are stored under their first 480 bytes +
  *           0x00 + a 64-bit hash + a 16-bit chain counter, with the full
  *           key in the value (F > 0); see store_longkey.c.
+ *   tombs   key -> u64 at_ms, u64 lsn, u64 hlc, u16 F, u8 O, u8 0, F, O bytes:
+ *           the tombstones (a delete's pair), keyed like kv.  A key is in kv
+ *           or in tombs or in neither, never in both.
+ *   peers   'c' + peer id -> u64 cursor (where to resume pulling that peer,
+ *           written in the commit of the items it covers); 'a' + peer id ->
+ *           u64 the peer's acknowledged position in this node's feed (lazy).
  *   outbox  u64 big-endian lsn -> u8 state, u8 record type, u16 0, u32 attempts,
  *           u64 hlc, u64 at_ms (queued: not before; in flight: deadline;
  *           acknowledged/failed: when it happened)
@@ -18,7 +25,10 @@
  *           changes rewrite 24 bytes, not values; it is also the change feed.
  *   meta    also "feed_floor" u64: changes at or below it may be missing
  *           (pruned without a later change of the same key)
- *   meta    "format" u32, "node_id" text, "applied_lsn" u64, "hlc" u64
+ *   meta    "format" u32 (2; a format-1 store is upgraded in place at open:
+ *           its kv entries read as origin = this node), "node_id" text,
+ *           "applied_lsn" u64, "hlc" u64, "horizon_hlc" u64 (the largest hlc
+ *           of a tombstone dropped by age)
  *
  * "<path>-sync" holds the last sync point (STORE_SNAPSHOTS; see store_syncpoint.c).
  *
@@ -49,7 +59,7 @@ enum {
   STORE_OUTBOX_FAILED = 3
 };
 
-#define SA_STORE_FORMAT 1
+#define SA_STORE_FORMAT 2
 
 /* How a store reaches the disk. */
 enum {
@@ -132,12 +142,55 @@ int store_wbegin(sa_store *s, store_wtxn **out, sa_error *err);
 /* Current version of key inside the transaction (0 when absent). */
 int store_wversion(store_wtxn *t, const char *key, uint32_t klen, uint64_t *version, sa_error *err);
 
-/* Puts key; *version receives the new version (old + 1, or 1). */
+/* Puts key with the pair (hlc, origin) (origin NULL or this node's id:
+ * stored as "this node"); *version receives the new version (old + 1, or 1).
+ * A tombstone of the key goes. */
 int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, uint32_t vlen,
-               uint64_t lsn, uint64_t hlc, uint64_t *version, sa_error *err);
+               uint64_t lsn, uint64_t hlc, const char *origin, uint64_t *version, sa_error *err);
 
-/* Deletes key if present; *existed says whether it was. */
-int store_wdel(store_wtxn *t, const char *key, uint32_t klen, bool *existed, sa_error *err);
+/* Deletes key if present (*existed says whether it was) and, when it was
+ * or when tomb_always, records its tombstone: (at_ms, lsn, hlc, origin). */
+int store_wdel(store_wtxn *t, const char *key, uint32_t klen, uint64_t lsn, uint64_t hlc,
+               const char *origin, uint64_t at_ms, bool tomb_always, bool *existed, sa_error *err);
+
+/* A key's state: live (kv), a tombstone, or unknown. */
+enum { STORE_NONE = 0, STORE_LIVE = 1, STORE_TOMB = 2 };
+typedef struct store_state {
+  int kind;                        /* STORE_NONE, STORE_LIVE, STORE_TOMB */
+  uint64_t version, lsn, hlc;      /* version: live only */
+  uint64_t at_ms;                  /* tombs only */
+  char origin[SA_NODE_ID_MAX + 1]; /* the pair's origin ("" when none) */
+} store_state;
+
+/* key's state in the latest committed snapshot.  Any thread. */
+int store_state_get(sa_store *s, const char *key, uint32_t klen, store_state *st, sa_error *err);
+
+/* Stores a peer's record (kind 'c': cursor, 'a': acknowledged position). */
+int store_wpeer_put(store_wtxn *t, char kind, const char *peer, uint64_t val, sa_error *err);
+/* Reads one (0 when absent).  Any thread. */
+int store_peer_get(sa_store *s, char kind, const char *peer, uint64_t *val, sa_error *err);
+/* Calls fn for each record of kind (peer NUL-terminated).  Any thread. */
+int store_peer_each(sa_store *s, char kind, void (*fn)(void *arg, const char *peer, uint64_t val),
+                    void *arg, sa_error *err);
+
+/* Raises the tombstone horizon to hlc when this transaction commits. */
+void store_wraise_horizon(store_wtxn *t, uint64_t hlc);
+uint64_t store_horizon(const sa_store *s);
+
+/* Tombstone GC: drops every tombstone with lsn <= acked (pass 0 for none),
+ * or with at_ms + ttl_ms <= now_ms.  *dropped, *max_lsn (largest LSN
+ * dropped), *ttl_hlc (largest hlc dropped by age) are raised. */
+int store_wtomb_gc(store_wtxn *t, uint64_t acked, uint64_t now_ms, uint64_t ttl_ms,
+                   uint64_t *dropped, uint64_t *max_lsn, uint64_t *ttl_hlc, sa_error *err);
+uint64_t store_tomb_count(sa_store *s);
+
+/* The reads of sa_client_sync_read, sa_client_sync_snapshot and
+ * sa_client_sync_digest (see softadastra.h), on the latest snapshot. */
+int store_sync_read(sa_store *s, uint64_t since, size_t limit, const char *exclude,
+                    sa_sync_page *out, sa_error *err);
+int store_sync_snapshot(sa_store *s, int (*fn)(void *arg, const sa_sync_item *it), void *arg,
+                        uint64_t *resume, sa_error *err);
+int store_sync_digest(sa_store *s, char hex[65], uint64_t *keys, sa_error *err);
 
 /* Records the outbox entry (queued) and the operation (payload + the
  * resulting version of each of its nver operations) for WAL record lsn. */

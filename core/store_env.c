@@ -134,6 +134,7 @@ int store_open(sa_store **out, const char *path, const char *node_id, bool persi
     return sa_fail(err, SA_ENOMEM, "out of memory opening store '%s'", path);
   }
   snprintf(s->sync_path, plen + 6, "%s-sync", path);
+  snprintf(s->node_id, sizeof s->node_id, "%s", node_id);
   s->map_bytes = map_bytes;
   int major = 0, minor = 0;
   mdb_version(&major, &minor, NULL);
@@ -188,7 +189,9 @@ int store_open(sa_store **out, const char *path, const char *node_id, bool persi
   if ((rc = mdb_dbi_open(txn, "kv", MDB_CREATE, &s->kv)) != 0 ||
       (rc = mdb_dbi_open(txn, "outbox", MDB_CREATE, &s->outbox)) != 0 ||
       (rc = mdb_dbi_open(txn, "ops", MDB_CREATE, &s->ops)) != 0 ||
-      (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0)
+      (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
+      (rc = mdb_dbi_open(txn, "tombs", MDB_CREATE, &s->tombs)) != 0 ||
+      (rc = mdb_dbi_open(txn, "peers", MDB_CREATE, &s->peers)) != 0)
     goto lmdb_fail;
 
   /* Meta: a new store takes this node's id; an old one must match it. */
@@ -214,10 +217,19 @@ int store_open(sa_store **out, const char *path, const char *node_id, bool persi
     MDB_val fk = {6, "format"}, fv;
     if ((rc = mdb_get(txn, s->meta, &fk, &fv)) != 0) goto lmdb_fail;
     uint32_t fmt = fv.mv_size == 4 ? sa_get_u32(fv.mv_data) : 0;
+    if (fmt == 1) {
+      /* Format 1 -> 2: the kv entries read as they are (origin: this node);
+       * the new databases were just created.  Older builds refuse it now. */
+      unsigned char b[4];
+      sa_put_u32(b, SA_STORE_FORMAT);
+      MDB_val nv = {4, b};
+      if ((rc = mdb_put(txn, s->meta, &fk, &nv, 0)) != 0) goto lmdb_fail;
+      fmt = SA_STORE_FORMAT;
+    }
     if (fmt != SA_STORE_FORMAT) {
-      int code =
-          sa_fail(err, SA_EFORMAT, "store '%s' has format version %u; this build reads version %d",
-                  path, fmt, SA_STORE_FORMAT);
+      int code = sa_fail(err, SA_EFORMAT,
+                         "store '%s' has format version %u; this build reads versions 1 to %d",
+                         path, fmt, SA_STORE_FORMAT);
       mdb_txn_abort(txn);
       store_free(s);
       return code;
@@ -230,6 +242,8 @@ int store_open(sa_store **out, const char *path, const char *node_id, bool persi
   rc = store_meta_get_u64(txn, s->meta, "hlc", &s->hlc);
   if (rc && rc != MDB_NOTFOUND) goto lmdb_fail;
   rc = store_meta_get_u64(txn, s->meta, "feed_floor", &s->feed_floor);
+  if (rc && rc != MDB_NOTFOUND) goto lmdb_fail;
+  rc = store_meta_get_u64(txn, s->meta, "horizon_hlc", &s->horizon);
   if (rc && rc != MDB_NOTFOUND) goto lmdb_fail;
   rc = mdb_txn_commit(txn);
   txn = NULL;

@@ -82,7 +82,13 @@ int store_changes(sa_store *s, uint64_t since, size_t limit, bool with_values, s
     for (uint32_t i = 0; wal_op_next(&it, &op); i++) {
       sa_change *c = &items[n++];
       c->lsn = lsn;
-      c->hlc = hlc;
+      c->hlc = op.origin ? op.hlc : hlc; /* a peer's change keeps its own pair */
+      if (op.origin) {
+        memcpy(c->origin, op.origin, op.olen);
+        c->origin[op.olen] = 0;
+      } else {
+        memcpy(c->origin, s->node_id, strlen(s->node_id) + 1);
+      }
       c->op = op.op;
       c->batch = type == WAL_BATCH;
       c->version = sa_get_u64(vers + 8 * i);

@@ -26,8 +26,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* kv values: u64 version, u64 lsn, u64 hlc, u32 full-key length F (0 for
- * keys stored inline), F bytes of full key, then the value. */
+/* kv values (format 2): u64 version, u64 lsn, u64 hlc, u16 full-key length
+ * F (0 for keys stored inline), u8 origin length O (0: this node), u8 0, F
+ * bytes of full key, O bytes of origin, then the value.  Format 1 had a u32
+ * F there, which reads the same with O = 0.  tombs values: the same header
+ * with at_ms in the version's place, and no value. */
 #define KV_HEADER 28
 /* LMDB keys are at most 511 bytes (Debian's build).  Keys up to
  * KV_INLINE_MAX bytes are LMDB keys as they are; a longer key K is stored
@@ -45,7 +48,8 @@
 struct store_wtxn {
   sa_store *s;
   MDB_txn *txn;
-  uint64_t floor; /* feed floor to raise to at commit (0: unchanged) */
+  uint64_t floor;   /* feed floor to raise to at commit (0: unchanged) */
+  uint64_t horizon; /* tombstone horizon to raise to at commit (0: unchanged) */
 };
 
 /* ops values: u8 type, 3 bytes 0, u32 N, u64 hlc, N u64 versions (one per
@@ -55,9 +59,10 @@ struct store_wtxn {
 
 struct sa_store {
   MDB_env *env;
-  MDB_dbi kv, outbox, ops, meta;
+  MDB_dbi kv, outbox, ops, meta, tombs, peers;
   char *path;
-  int mode; /* STORE_MEMORY, STORE_SNAPSHOTS, STORE_SYNC_EACH */
+  char node_id[SA_NODE_ID_MAX + 1]; /* what an origin length of 0 means */
+  int mode;                         /* STORE_MEMORY, STORE_SNAPSHOTS, STORE_SYNC_EACH */
   /* Sync points (STORE_SNAPSHOTS; see "sync points").  commit_mu orders a
    * commit against a capture; sync_mu lets one sync point run at a time
    * and guards the fields below it. */
@@ -78,6 +83,7 @@ struct sa_store {
   uint64_t applied_lsn;
   uint64_t hlc;
   uint64_t feed_floor; /* changes at or below it may be missing */
+  uint64_t horizon;    /* tombstone horizon hlc (atomic reads) */
   uint64_t map_bytes;
   store_wtxn w;      /* the single write transaction slot */
   bool w_busy;       /* w is begun (set and cleared by its owner) */
@@ -94,9 +100,11 @@ struct sa_store {
 };
 
 typedef struct kv_entry {
-  uint64_t version, lsn, hlc;
-  const char *key; /* the full key */
+  uint64_t version, lsn, hlc; /* tombs: at_ms in version */
+  const char *key;            /* the full key */
   size_t klen;
+  const char *origin; /* NULL: this node (olen 0) */
+  size_t olen;
   const unsigned char *val;
   size_t vlen;
 } kv_entry;
@@ -139,6 +147,16 @@ int store_kv_decode(const MDB_val *k, const MDB_val *v, kv_entry *e);
  * LMDB results (MDB_KEYEXIST: a full chain). */
 int store_kv_find(sa_store *s, MDB_txn *txn, const char *key, size_t klen,
                   unsigned char skbuf[KV_LONG], MDB_val *sk, MDB_val *v, bool *found);
+/* The same in database dbi (kv or tombs: both key long keys alike). */
+int store_db_find(sa_store *s, MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen,
+                  unsigned char skbuf[KV_LONG], MDB_val *sk, MDB_val *v, bool *found);
+
+/* The origin of e as text into out (this node's id when e holds none). */
+void store_entry_origin(const sa_store *s, const kv_entry *e, char out[SA_NODE_ID_MAX + 1]);
+
+/* key's state in txn (kv, then tombs). */
+int store_txn_state(sa_store *s, MDB_txn *txn, const char *key, uint32_t klen, store_state *st,
+                    sa_error *err);
 
 /* Reads key's entry inside the write txn: *e zeroed when absent. */
 int store_kv_wread(store_wtxn *t, const char *key, uint32_t klen, kv_entry *e, sa_error *err);

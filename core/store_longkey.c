@@ -6,7 +6,8 @@
  * value.  Keys that share prefix and hash form a chain told apart by
  * comparing the full key, so a collision never overwrites another key.
  * Order is bytewise except among keys longer than 480 bytes sharing their
- * first 480 bytes (then: by hash, then counter).
+ * first 480 bytes (then: by hash, then counter).  The tombs database keys
+ * its entries the same way (store_db_find).
  *
  * What it is not: the put/delete logic (store_write.c) nor the reads
  * (store_read.c); both find keys through store_kv_find.
@@ -25,16 +26,29 @@
 int store_kv_decode(const MDB_val *k, const MDB_val *v, kv_entry *e) {
   if (v->mv_size < KV_HEADER) return -1;
   const unsigned char *p = v->mv_data;
-  uint32_t f = sa_get_u32(p + 24);
-  if (v->mv_size - KV_HEADER < f) return -1;
+  /* Format 1 held a u32 F at 24 (F <= 1024): its bytes 26 and 27 are 0,
+   * which format 2 reads as "origin: this node" -- the upgrade is free. */
+  uint32_t f = sa_get_u16(p + 24), o = p[26];
+  if (p[27] != 0 || o > SA_NODE_ID_MAX || v->mv_size - KV_HEADER < (size_t)f + o) return -1;
   e->version = sa_get_u64(p);
   e->lsn = sa_get_u64(p + 8);
   e->hlc = sa_get_u64(p + 16);
   e->key = f ? (const char *)p + KV_HEADER : k->mv_data;
   e->klen = f ? f : k->mv_size;
-  e->val = p + KV_HEADER + f;
-  e->vlen = v->mv_size - KV_HEADER - f;
+  e->origin = o ? (const char *)p + KV_HEADER + f : NULL;
+  e->olen = o;
+  e->val = p + KV_HEADER + f + o;
+  e->vlen = v->mv_size - KV_HEADER - f - o;
   return 0;
+}
+
+void store_entry_origin(const sa_store *s, const kv_entry *e, char out[SA_NODE_ID_MAX + 1]) {
+  if (!e->olen) {
+    memcpy(out, s->node_id, strlen(s->node_id) + 1);
+    return;
+  }
+  memcpy(out, e->origin, e->olen);
+  out[e->olen] = 0;
 }
 
 /* Tests build the core with a tiny mask to force long collision chains. */
@@ -52,21 +66,22 @@ static void store_kv_group(unsigned char g[KV_GROUP], const char *key, size_t kl
     g[KV_INLINE_MAX + 1 + i] = (unsigned char)(h >> (56 - 8 * i));
 }
 
-/* Looks key up in txn.  Found: *sk is its LMDB key (long keys: copied into
- * skbuf) and *v its value.  Not found: *sk is where a put would store it. */
-int store_kv_find(sa_store *s, MDB_txn *txn, const char *key, size_t klen,
+/* Looks key up in database dbi (kv or tombs) of txn.  Found: *sk is its
+ * LMDB key (long keys: copied into skbuf) and *v its value.  Not found: *sk
+ * is where a put would store it. */
+int store_db_find(sa_store *s, MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen,
                   unsigned char skbuf[KV_LONG], MDB_val *sk, MDB_val *v, bool *found) {
   *found = false;
   if (klen <= KV_INLINE_MAX) {
     sk->mv_size = klen;
     sk->mv_data = (void *)key;
-    int rc = mdb_get(txn, s->kv, sk, v);
+    int rc = mdb_get(txn, dbi, sk, v);
     if (rc == 0) *found = true;
     return rc == MDB_NOTFOUND ? 0 : rc;
   }
   store_kv_group(skbuf, key, klen);
   MDB_cursor *cur;
-  int rc = mdb_cursor_open(txn, s->kv, &cur);
+  int rc = mdb_cursor_open(txn, dbi, &cur);
   if (rc) return rc;
   unsigned next = 0;
   MDB_val k = {KV_GROUP, skbuf};
@@ -97,6 +112,11 @@ int store_kv_find(sa_store *s, MDB_txn *txn, const char *key, size_t klen,
   sk->mv_size = KV_LONG;
   sk->mv_data = skbuf;
   return 0;
+}
+
+int store_kv_find(sa_store *s, MDB_txn *txn, const char *key, size_t klen,
+                  unsigned char skbuf[KV_LONG], MDB_val *sk, MDB_val *v, bool *found) {
+  return store_db_find(s, txn, s->kv, key, klen, skbuf, sk, v, found);
 }
 
 /* Reads key's entry inside the write txn: *e zeroed when absent. */

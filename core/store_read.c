@@ -98,6 +98,7 @@ int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_err
   out->version = e.version;
   out->lsn = e.lsn;
   out->hlc = e.hlc;
+  store_entry_origin(s, &e, out->origin);
   memcpy(data, e.val, e.vlen); /* copy out before the txn ends */
   data[e.vlen] = 0;
   store_rend(s, txn);
@@ -131,6 +132,7 @@ int store_get_with(sa_store *s, const char *key, uint32_t klen,
       .lsn = e.lsn,
       .hlc = e.hlc,
   };
+  store_entry_origin(s, &e, v.origin);
   fn(arg, &v);
   store_rend(s, txn);
   return 0;
@@ -204,6 +206,7 @@ int store_list(sa_store *s, const char *prefix, const char *after, size_t limit,
     it->version = e.version;
     it->lsn = e.lsn;
     it->hlc = e.hlc;
+    store_entry_origin(s, &e, it->origin);
     it->key = malloc(e.klen + 1);
     if (with_values) it->data = malloc(e.vlen + 1);
     if (!it->key || (with_values && !it->data)) {

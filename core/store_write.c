@@ -5,6 +5,10 @@
  * group of operations, their outbox entries and the new applied LSN
  * together.
  *
+ * A put of a key that was not live removes its tombstone; a delete records
+ * one (tombs, with the delete's pair), so a key is live, tombstoned or
+ * unknown, never two of them.
+ *
  * What it is not: the outbox writes (store_outbox.c), which run in the same
  * transaction; durability (a commit does not fdatasync: store_syncpoint.c).
  *
@@ -30,6 +34,7 @@ int store_wbegin(sa_store *s, store_wtxn **out, sa_error *err) {
   if (rc) return store_err(s, rc, "begin write transaction", err);
   s->w.s = s;
   s->w.floor = 0;
+  s->w.horizon = 0;
   s->w_owner = pthread_self();
   s->w_busy = true;
   *out = &s->w;
@@ -45,8 +50,45 @@ int store_wversion(store_wtxn *t, const char *key, uint32_t klen, uint64_t *vers
   return rc;
 }
 
+/* The origin bytes to store for origin: none for this node (NULL, or its
+ * own id), so that every local write and every format-1 entry read alike. */
+static size_t store_origin_len(const sa_store *s, const char *origin) {
+  if (!origin || !*origin || strcmp(origin, s->node_id) == 0) return 0;
+  return strlen(origin);
+}
+
+/* Fills the 28-byte header of a kv or tombs value and the bytes after it. */
+static void store_entry_fill(unsigned char *p, uint64_t first, uint64_t lsn, uint64_t hlc,
+                             const char *key, uint32_t f, const char *origin, size_t o) {
+  sa_put_u64(p, first);
+  sa_put_u64(p + 8, lsn);
+  sa_put_u64(p + 16, hlc);
+  sa_put_u16(p + 24, (uint16_t)f);
+  p[26] = (unsigned char)o;
+  p[27] = 0;
+  if (f) memcpy(p + KV_HEADER, key, f);
+  if (o) memcpy(p + KV_HEADER + f, origin, o);
+}
+
+/* Removes key's tombstone, if any. */
+static int store_tomb_del(store_wtxn *t, const char *key, uint32_t klen, sa_error *err) {
+  int rc;
+  if (klen <= KV_INLINE_MAX) {
+    MDB_val k = {klen, (void *)key};
+    rc = mdb_del(t->txn, t->s->tombs, &k, NULL);
+  } else {
+    unsigned char kb[KV_LONG];
+    MDB_val k, v;
+    bool found;
+    rc = store_db_find(t->s, t->txn, t->s->tombs, key, klen, kb, &k, &v, &found);
+    if (rc == 0 && found) rc = mdb_del(t->txn, t->s->tombs, &k, NULL);
+  }
+  if (rc && rc != MDB_NOTFOUND) return store_err(t->s, rc, "tombstone delete", err);
+  return 0;
+}
+
 int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, uint32_t vlen,
-               uint64_t lsn, uint64_t hlc, uint64_t *version, sa_error *err) {
+               uint64_t lsn, uint64_t hlc, const char *origin, uint64_t *version, sa_error *err) {
   assert(store_w_owned(t));
   unsigned char kb[KV_LONG];
   MDB_val k, v;
@@ -54,7 +96,8 @@ int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, u
   kv_entry e;
   uint64_t old = 0;
   uint32_t f = klen > KV_INLINE_MAX ? klen : 0;
-  size_t size = KV_HEADER + (size_t)f + vlen;
+  size_t o = store_origin_len(t->s, origin);
+  size_t size = KV_HEADER + (size_t)f + o + vlen;
   int rc;
   if (!f) {
     /* One descent for a new key: insert unless present; when present LMDB
@@ -82,23 +125,33 @@ int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, u
     if (rc) return store_err(t->s, rc, "put", err);
   }
   unsigned char *p = v.mv_data;
-  sa_put_u64(p, old + 1);
-  sa_put_u64(p + 8, lsn);
-  sa_put_u64(p + 16, hlc);
-  sa_put_u32(p + 24, f);
-  if (f) memcpy(p + KV_HEADER, key, f);
-  if (vlen) memcpy(p + KV_HEADER + f, val, vlen);
+  store_entry_fill(p, old + 1, lsn, hlc, key, f, origin, o);
+  if (vlen) memcpy(p + KV_HEADER + f + o, val, vlen);
   *version = old + 1;
-  return 0;
+  /* A key is live or tombstoned, never both: a new live key loses its
+   * tombstone (an empty tombs database costs LMDB no descent). */
+  return found ? 0 : store_tomb_del(t, key, klen, err);
 }
 
-int store_wdel(store_wtxn *t, const char *key, uint32_t klen, bool *existed, sa_error *err) {
+int store_wdel(store_wtxn *t, const char *key, uint32_t klen, uint64_t lsn, uint64_t hlc,
+               const char *origin, uint64_t at_ms, bool tomb_always, bool *existed, sa_error *err) {
   assert(store_w_owned(t));
   unsigned char kb[KV_LONG];
   MDB_val k, v;
   int rc = store_kv_find(t->s, t->txn, key, klen, kb, &k, &v, existed);
   if (rc == 0 && *existed) rc = mdb_del(t->txn, t->s->kv, &k, NULL);
   if (rc) return store_err(t->s, rc, "delete", err);
+  if (!*existed && !tomb_always) return 0;
+  bool found;
+  if ((rc = store_db_find(t->s, t->txn, t->s->tombs, key, klen, kb, &k, &v, &found)) != 0)
+    return store_err(t->s, rc, "tombstone", err);
+  uint32_t f = klen > KV_INLINE_MAX ? klen : 0;
+  size_t o = store_origin_len(t->s, origin);
+  v.mv_size = KV_HEADER + (size_t)f + o;
+  v.mv_data = NULL;
+  if ((rc = mdb_put(t->txn, t->s->tombs, &k, &v, MDB_RESERVE)) != 0)
+    return store_err(t->s, rc, "tombstone put", err);
+  store_entry_fill(v.mv_data, at_ms, lsn, hlc, key, f, origin, o);
   return 0;
 }
 
@@ -115,9 +168,11 @@ int store_wcommit(store_wtxn *t, uint64_t applied_lsn, uint64_t hlc, sa_error *e
   sa_store *s = t->s;
   int rc;
   uint64_t floor = t->floor > s->feed_floor ? t->floor : 0;
+  uint64_t horizon = t->horizon > s->horizon ? t->horizon : 0;
   if ((rc = store_meta_put_u64(t->txn, s->meta, "applied_lsn", applied_lsn)) != 0 ||
       (rc = store_meta_put_u64(t->txn, s->meta, "hlc", hlc)) != 0 ||
-      (floor && (rc = store_meta_put_u64(t->txn, s->meta, "feed_floor", floor)) != 0)) {
+      (floor && (rc = store_meta_put_u64(t->txn, s->meta, "feed_floor", floor)) != 0) ||
+      (horizon && (rc = store_meta_put_u64(t->txn, s->meta, "horizon_hlc", horizon)) != 0)) {
     store_wabort(t);
     return store_err(s, rc, "meta update", err);
   }
@@ -137,6 +192,7 @@ int store_wcommit(store_wtxn *t, uint64_t applied_lsn, uint64_t hlc, sa_error *e
   s->w_busy = false;
   if (rc) return store_err(s, rc, "commit", err);
   if (floor) __atomic_store_n(&s->feed_floor, floor, __ATOMIC_RELEASE);
+  if (horizon) __atomic_store_n(&s->horizon, horizon, __ATOMIC_RELEASE);
   s->hlc = hlc;
   return 0;
 }

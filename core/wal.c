@@ -24,7 +24,7 @@
  *   Then records, back to back, from offset 128:
  *     0   4  CRC-32C of bytes 4..31 of this header and of the whole payload
  *     4   4  payload length N
- *     8   1  type: 1 put, 2 delete, 3 batch
+ *     8   1  type: 1 put, 2 delete, 3 batch, 4 sync
  *     9   1  flags (0)
  *    10   2  record magic, the bytes 'S' 'A'
  *    12   4  reserved (0)
@@ -36,8 +36,27 @@
  *              batch:  u32 count C (1..10000), then C times:
  *                        u8 op (1 put, 2 delete), u32 K, u32 V (0 for delete),
  *                        K key bytes, V value bytes
+ *              sync:   a batch received from a peer (sa_client_sync_apply):
+ *                      u8 peer id length P (1..64), P bytes of peer id,
+ *                      u64 cursor (the peer's position this batch brings us
+ *                      to), u32 count C (0..10000), then C items of
+ *                        u8 op (1 put, 2 delete),
+ *                        u8 decision (1 applied, 2 skipped: equal or older
+ *                           pair, 3 stale: under the tombstone horizon),
+ *                        u8 origin length O (1..64), u8 0,
+ *                        u32 K, u32 V (0 unless an applied put),
+ *                        u64 hlc, u64 origin_lsn, u64 seq (the peer's LSN),
+ *                        O origin bytes, K key bytes, V value bytes
+ *                      The header's HLC is a local timestamp taken after
+ *                      observing every item's (tombstones' at_ms comes from
+ *                      it); each item keeps its own pair.  The decisions are
+ *                      the writer's, made against the state the records
+ *                      before leave, and replay applies them as written.
  *
  *   Then free space: zero bytes up to the end of the file.
+ *
+ *   The format version stays 1: a sync record appears only in a node whose
+ *   store is format 2, which older builds refuse to open first.
  *
  * PREALLOCATION (wal_set_prealloc)
  *
@@ -212,6 +231,65 @@ size_t wal_record_encode(unsigned char *out, uint64_t lsn, uint64_t hlc, const w
   return SA_WAL_RECORD_HEADER + len;
 }
 
+/* The 32-byte header of a record whose payload (len bytes) follows it. */
+static void wal_header_fill(unsigned char *out, int type, size_t len, uint64_t lsn, uint64_t hlc) {
+  sa_put_u32(out + 4, (uint32_t)len);
+  out[8] = (unsigned char)type;
+  out[9] = 0;
+  out[10] = 'S';
+  out[11] = 'A';
+  sa_put_u32(out + 12, 0);
+  sa_put_u64(out + 16, lsn);
+  sa_put_u64(out + 24, hlc);
+  sa_put_u32(out, sa_crc32c(0, out + 4, SA_WAL_RECORD_HEADER - 4 + len));
+}
+
+/* An item's value is logged only when it is an applied put. */
+static uint32_t wal_sync_vlen(const wal_op *o) {
+  return o->op == SA_OP_PUT && o->decision == WAL_SYNC_APPLY ? o->vlen : 0;
+}
+
+size_t wal_sync_record_size(size_t plen, const wal_op *items, size_t n) {
+  size_t s = SA_WAL_RECORD_HEADER + 1 + plen + 12;
+  for (size_t i = 0; i < n; i++)
+    s += WAL_SYNC_ITEM_HEADER + items[i].olen + items[i].klen + wal_sync_vlen(&items[i]);
+  return s;
+}
+
+size_t wal_sync_record_encode(unsigned char *out, uint64_t lsn, uint64_t hlc, const char *peer,
+                              size_t plen, uint64_t cursor, const wal_op *items, size_t n) {
+  unsigned char *p = out + SA_WAL_RECORD_HEADER;
+  *p++ = (unsigned char)plen;
+  memcpy(p, peer, plen);
+  p += plen;
+  sa_put_u64(p, cursor);
+  sa_put_u32(p + 8, (uint32_t)n);
+  p += 12;
+  for (size_t i = 0; i < n; i++) {
+    const wal_op *o = &items[i];
+    uint32_t vlen = wal_sync_vlen(o);
+    p[0] = (unsigned char)o->op;
+    p[1] = (unsigned char)o->decision;
+    p[2] = (unsigned char)o->olen;
+    p[3] = 0;
+    sa_put_u32(p + 4, o->klen);
+    sa_put_u32(p + 8, vlen);
+    sa_put_u64(p + 12, o->hlc);
+    sa_put_u64(p + 20, o->origin_lsn);
+    sa_put_u64(p + 28, o->seq);
+    p += WAL_SYNC_ITEM_HEADER;
+    memcpy(p, o->origin, o->olen);
+    p += o->olen;
+    memcpy(p, o->key, o->klen);
+    p += o->klen;
+    if (vlen) memcpy(p, o->val, vlen);
+    p += vlen;
+  }
+  size_t len = (size_t)(p - out) - SA_WAL_RECORD_HEADER;
+  wal_header_fill(out, WAL_SYNC, len, lsn, hlc);
+  return SA_WAL_RECORD_HEADER + len;
+}
+
 /* ---- decoding ---------------------------------------------------------- */
 
 int wal_payload_check(int type, const unsigned char *p, uint32_t len, uint32_t *count) {
@@ -228,6 +306,31 @@ int wal_payload_check(int type, const unsigned char *p, uint32_t len, uint32_t *
     uint64_t k = sa_get_u32(p);
     if (k == 0 || k > SA_KEY_MAX || 4 + k != len) return -1;
     if (count) *count = 1;
+    return 0;
+  }
+  if (type == WAL_SYNC) {
+    if (len < 1) return -1;
+    uint32_t pl = p[0];
+    if (pl == 0 || pl > SA_NODE_ID_MAX || (uint64_t)len < 1 + pl + 12) return -1;
+    p += 1 + pl;
+    uint32_t n = sa_get_u32(p + 8), applied = 0;
+    if (n > SA_WAL_MAX_BATCH_OPS) return -1;
+    p += 12;
+    for (uint32_t i = 0; i < n; i++) {
+      if (end - p < WAL_SYNC_ITEM_HEADER) return -1;
+      int op = p[0], dec = p[1];
+      uint64_t o = p[2], k = sa_get_u32(p + 4), v = sa_get_u32(p + 8);
+      if ((op != SA_OP_PUT && op != SA_OP_DELETE) || dec < WAL_SYNC_APPLY || dec > WAL_SYNC_STALE ||
+          o == 0 || o > SA_NODE_ID_MAX || p[3] != 0 || k == 0 || k > SA_KEY_MAX ||
+          (v != 0 && (op != SA_OP_PUT || dec != WAL_SYNC_APPLY)))
+        return -1;
+      p += WAL_SYNC_ITEM_HEADER;
+      if ((uint64_t)(end - p) < o + k + v) return -1;
+      p += o + k + v;
+      applied += dec == WAL_SYNC_APPLY;
+    }
+    if (p != end) return -1;
+    if (count) *count = applied;
     return 0;
   }
   if (type != WAL_BATCH || len < 4) return -1;
@@ -250,11 +353,28 @@ int wal_payload_check(int type, const unsigned char *p, uint32_t len, uint32_t *
   return 0;
 }
 
+void wal_sync_header(const unsigned char *payload, const char **peer, uint32_t *plen,
+                     uint64_t *cursor) {
+  *plen = payload[0];
+  *peer = (const char *)payload + 1;
+  *cursor = sa_get_u64(payload + 1 + *plen);
+}
+
+void wal_op_iter_all(wal_op_iter *it, int type, const unsigned char *payload, uint32_t len) {
+  wal_op_iter_init(it, type, payload, len);
+  it->all = true;
+}
+
 void wal_op_iter_init(wal_op_iter *it, int type, const unsigned char *payload, uint32_t len) {
   it->type = type;
   it->p = payload;
   it->end = payload + len;
-  if (type == WAL_BATCH) {
+  it->all = false;
+  if (type == WAL_SYNC) {
+    uint32_t pl = payload[0];
+    it->left = sa_get_u32(payload + 1 + pl + 8);
+    it->p += 1 + pl + 12;
+  } else if (type == WAL_BATCH) {
     it->left = sa_get_u32(payload);
     it->p += 4;
   } else {
@@ -263,6 +383,30 @@ void wal_op_iter_init(wal_op_iter *it, int type, const unsigned char *payload, u
 }
 
 int wal_op_next(wal_op_iter *it, wal_op *op) {
+  op->decision = 0;
+  op->hlc = op->origin_lsn = op->seq = 0;
+  op->origin = NULL;
+  op->olen = 0;
+  if (it->type == WAL_SYNC) {
+    while (it->left) {
+      it->left--;
+      const unsigned char *p = it->p;
+      op->op = p[0];
+      op->decision = p[1];
+      op->olen = p[2];
+      op->klen = sa_get_u32(p + 4);
+      op->vlen = sa_get_u32(p + 8);
+      op->hlc = sa_get_u64(p + 12);
+      op->origin_lsn = sa_get_u64(p + 20);
+      op->seq = sa_get_u64(p + 28);
+      op->origin = (const char *)p + WAL_SYNC_ITEM_HEADER;
+      op->key = op->origin + op->olen;
+      op->val = op->key + op->klen;
+      it->p = (const unsigned char *)op->val + op->vlen;
+      if (it->all || op->decision == WAL_SYNC_APPLY) return 1;
+    }
+    return 0;
+  }
   if (it->left == 0) return 0;
   it->left--;
   const unsigned char *p = it->p;
@@ -303,7 +447,7 @@ int wal_record_decode(const unsigned char *buf, size_t avail, uint64_t offset, w
     return -1;
   }
   int type = buf[8];
-  if (type < WAL_PUT || type > WAL_BATCH || buf[9] != 0 || sa_get_u32(buf + 12) != 0) {
+  if (type < WAL_PUT || type > WAL_SYNC || buf[9] != 0 || sa_get_u32(buf + 12) != 0) {
     snprintf(reason, reason_len, "bad record type %d or flags", type);
     return -1;
   }
@@ -629,7 +773,7 @@ static void wal_classify_rest(const unsigned char *buf, uint64_t size, uint64_t 
    * magic bytes (10, 11) are non-zero, so it starts before last_nz - 10. */
   for (uint64_t o = off + 1; o + SA_WAL_RECORD_HEADER <= size && o + 11 <= last_nz; o++) {
     const unsigned char *p = buf + o;
-    if (p[10] != 'S' || p[11] != 'A' || p[8] < WAL_PUT || p[8] > WAL_BATCH || p[9] != 0) continue;
+    if (p[10] != 'S' || p[11] != 'A' || p[8] < WAL_PUT || p[8] > WAL_SYNC || p[9] != 0) continue;
     wal_rec rec;
     char why[200];
     if (wal_record_decode(p, size - o, o, &rec, why, sizeof why) == 0 && rec.lsn > prev) {

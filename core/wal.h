@@ -24,7 +24,11 @@
 #define SA_WAL_MAX_PAYLOAD (1u << 30) /* plausibility bound when scanning */
 #define SA_WAL_MAX_BATCH_OPS 10000
 
-enum { WAL_PUT = 1, WAL_DELETE = 2, WAL_BATCH = 3 };
+enum { WAL_PUT = 1, WAL_DELETE = 2, WAL_BATCH = 3, WAL_SYNC = 4 };
+
+/* A sync record's decision per item (wal.c, "sync record"). */
+enum { WAL_SYNC_APPLY = 1, WAL_SYNC_SKIP = 2, WAL_SYNC_STALE = 3 };
+#define WAL_SYNC_ITEM_HEADER 36
 
 /* One operation inside a record (decoded view; pointers borrowed). */
 typedef struct wal_op {
@@ -33,6 +37,13 @@ typedef struct wal_op {
   uint32_t klen;
   const void *val;
   uint32_t vlen;
+  /* WAL_SYNC items only (else 0 / NULL: the record's own hlc, this node) */
+  int decision;       /* WAL_SYNC_* */
+  uint64_t hlc;       /* the item's pair */
+  const char *origin; /* olen bytes, not NUL-terminated */
+  uint32_t olen;
+  uint64_t origin_lsn;
+  uint64_t seq; /* the sender's LSN */
 } wal_op;
 
 /* A valid record (decoded view into the scanned file; borrowed for the
@@ -46,22 +57,39 @@ typedef struct wal_rec {
   const unsigned char *payload;
 } wal_rec;
 
-/* Iterates the operations of a record's payload. */
+/* Iterates the operations of a record's payload.  A WAL_SYNC record's
+ * iteration returns its applied items only (WAL_SYNC_APPLY), unless all is
+ * set (wal_op_iter_all). */
 typedef struct wal_op_iter {
   int type;
   const unsigned char *p, *end;
-  uint32_t left; /* operations not yet returned */
+  uint32_t left; /* operations not yet visited (an upper bound on those returned) */
+  bool all;
 } wal_op_iter;
 
 void wal_op_iter_init(wal_op_iter *it, int type, const unsigned char *payload, uint32_t len);
+/* The same, returning every item of a WAL_SYNC record (decided or not). */
+void wal_op_iter_all(wal_op_iter *it, int type, const unsigned char *payload, uint32_t len);
 /* 1 and *op filled, or 0 at the end.  Only for payloads that passed
  * wal_payload_check. */
 int wal_op_next(wal_op_iter *it, wal_op *op);
 
 /* 0 if the payload of a record of this type is well-formed (lengths add up
- * exactly, ops are known, batch count in range); -1 otherwise.  Safe on any
- * bytes (it is a fuzz target). */
+ * exactly, ops are known, batch count in range); -1 otherwise.  *count: the
+ * operations wal_op_iter_init returns (a sync record: its applied items).
+ * Safe on any bytes (it is a fuzz target). */
 int wal_payload_check(int type, const unsigned char *p, uint32_t len, uint32_t *count);
+
+/* A sync record's peer id (plen bytes, not NUL-terminated) and cursor.
+ * Only for payloads that passed wal_payload_check. */
+void wal_sync_header(const unsigned char *payload, const char **peer, uint32_t *plen,
+                     uint64_t *cursor);
+
+/* Size and encoding of a sync record: peer id, cursor and the items (an
+ * item's value is kept only when it is an applied put). */
+size_t wal_sync_record_size(size_t plen, const wal_op *items, size_t n);
+size_t wal_sync_record_encode(unsigned char *out, uint64_t lsn, uint64_t hlc, const char *peer,
+                              size_t plen, uint64_t cursor, const wal_op *items, size_t n);
 
 /* Decodes the record starting at buf[0] (avail bytes available) without the
  * LSN sequence check.  Returns 0 and fills *rec when the record is whole and

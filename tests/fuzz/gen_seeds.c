@@ -43,12 +43,17 @@ int main(int argc, char **argv) {
   }
   root = argv[1];
   static unsigned char buf[1 << 16], file[1 << 16];
-  wal_op put = {SA_OP_PUT, "settings/theme", 14, "dark", 4};
-  wal_op put_empty = {SA_OP_PUT, "k", 1, NULL, 0};
-  wal_op del = {SA_OP_DELETE, "settings/theme", 14, NULL, 0};
-  wal_op utf8 = {SA_OP_PUT, "caf\xc3\xa9/\xe2\x82\xac", 9, "\x00\x01\xff", 3};
-  wal_op mix[3] = {{SA_OP_PUT, "a", 1, "1", 1}, {SA_OP_DELETE, "b", 1, NULL, 0},
-                   {SA_OP_PUT, "c/d", 3, "three", 5}};
+  wal_op put = {.op = SA_OP_PUT, .key = "settings/theme", .klen = 14, .val = "dark", .vlen = 4};
+  wal_op put_empty = {.op = SA_OP_PUT, .key = "k", .klen = 1, .val = NULL, .vlen = 0};
+  wal_op del = {.op = SA_OP_DELETE, .key = "settings/theme", .klen = 14, .val = NULL, .vlen = 0};
+  wal_op utf8 = {.op = SA_OP_PUT,
+                 .key = "caf\xc3\xa9/\xe2\x82\xac",
+                 .klen = 9,
+                 .val = "\x00\x01\xff",
+                 .vlen = 3};
+  wal_op mix[3] = {{.op = SA_OP_PUT, .key = "a", .klen = 1, .val = "1", .vlen = 1},
+                   {.op = SA_OP_DELETE, .key = "b", .klen = 1, .val = NULL, .vlen = 0},
+                   {.op = SA_OP_PUT, .key = "c/d", .klen = 3, .val = "three", .vlen = 5}};
   size_t n;
   n = rec(buf, 1, &put, 1, false);
   put_file("fuzz_wal_record", "put", buf, n);

@@ -1,0 +1,438 @@
+/*
+ * store_sync.c -- the store's side of sync between nodes: a key's state
+ * (live, tombstone or unknown, with its pair), the tombstones' GC and the
+ * horizon, peer cursors and acknowledged positions, and the three reads a
+ * peer makes: the state-based feed (store_sync_read), the snapshot and the
+ * digest.
+ *
+ * What it is not: the conflict rule (sync_rule.c), the decisions (the
+ * node's writer), the apply itself (node_apply_record with store_wput and
+ * store_wdel of store_write.c).
+ *
+ * Invariants: a key is in kv or in tombs or in neither; every read here
+ * runs in one read transaction and copies out before it ends; the feed
+ * serves a key only at the LSN of its current state, with that state's
+ * pair, so a change that was overwritten is never sent.
+ *
+ * Threads: store_w* on the write transaction's owner (asserted); the
+ * reads on any thread.
+ */
+#include "hash.h"
+#include "store_internal.h"
+
+#include "wal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- a key's state ---------------------------------------------------------- */
+
+/* key's live entry, else its tombstone, in txn: *kind and *e (into the map). */
+static int store_find_state(sa_store *s, MDB_txn *txn, const char *key, size_t klen, int *kind,
+                            kv_entry *e, sa_error *err) {
+  unsigned char kb[KV_LONG];
+  MDB_val k, v;
+  bool found;
+  *kind = STORE_NONE;
+  int rc = store_db_find(s, txn, s->kv, key, klen, kb, &k, &v, &found);
+  if (rc == 0 && !found) {
+    rc = store_db_find(s, txn, s->tombs, key, klen, kb, &k, &v, &found);
+    if (rc == 0 && found) *kind = STORE_TOMB;
+  } else if (rc == 0) {
+    *kind = STORE_LIVE;
+  }
+  if (rc) return store_err(s, rc, "state", err);
+  if (found && store_kv_decode(&k, &v, e) != 0)
+    return sa_fail(err, SA_ECORRUPT, "store '%s': malformed entry", s->path);
+  return 0;
+}
+
+int store_txn_state(sa_store *s, MDB_txn *txn, const char *key, uint32_t klen, store_state *st,
+                    sa_error *err) {
+  kv_entry e;
+  memset(st, 0, sizeof *st);
+  int rc = store_find_state(s, txn, key, klen, &st->kind, &e, err);
+  if (rc || st->kind == STORE_NONE) return rc;
+  st->lsn = e.lsn;
+  st->hlc = e.hlc;
+  if (st->kind == STORE_LIVE)
+    st->version = e.version;
+  else
+    st->at_ms = e.version;
+  store_entry_origin(s, &e, st->origin);
+  return 0;
+}
+
+int store_state_get(sa_store *s, const char *key, uint32_t klen, store_state *st, sa_error *err) {
+  MDB_txn *txn;
+  int rc = store_rbegin(s, &txn, err);
+  if (rc) return rc;
+  rc = store_txn_state(s, txn, key, klen, st, err);
+  store_rend(s, txn);
+  return rc;
+}
+
+/* ---- peers -------------------------------------------------------------------- */
+
+static size_t store_peer_key(unsigned char kb[1 + SA_NODE_ID_MAX], char kind, const char *peer) {
+  size_t n = strlen(peer);
+  if (n > SA_NODE_ID_MAX) n = SA_NODE_ID_MAX;
+  kb[0] = (unsigned char)kind;
+  memcpy(kb + 1, peer, n);
+  return n + 1;
+}
+
+int store_wpeer_put(store_wtxn *t, char kind, const char *peer, uint64_t val, sa_error *err) {
+  assert(store_w_owned(t));
+  unsigned char kb[1 + SA_NODE_ID_MAX], vb[8];
+  MDB_val k = {store_peer_key(kb, kind, peer), kb}, v = {8, vb};
+  sa_put_u64(vb, val);
+  int rc = mdb_put(t->txn, t->s->peers, &k, &v, 0);
+  return rc ? store_err(t->s, rc, "peer record", err) : 0;
+}
+
+int store_peer_get(sa_store *s, char kind, const char *peer, uint64_t *val, sa_error *err) {
+  *val = 0;
+  MDB_txn *txn;
+  int rc = store_rbegin(s, &txn, err);
+  if (rc) return rc;
+  unsigned char kb[1 + SA_NODE_ID_MAX];
+  MDB_val k = {store_peer_key(kb, kind, peer), kb}, v;
+  rc = mdb_get(txn, s->peers, &k, &v);
+  if (rc == 0 && v.mv_size == 8) *val = sa_get_u64(v.mv_data);
+  store_rend(s, txn);
+  if (rc && rc != MDB_NOTFOUND) return store_err(s, rc, "peer record", err);
+  return 0;
+}
+
+int store_peer_each(sa_store *s, char kind, void (*fn)(void *arg, const char *peer, uint64_t val),
+                    void *arg, sa_error *err) {
+  MDB_txn *txn;
+  MDB_cursor *cur;
+  int rc = store_rbegin(s, &txn, err);
+  if (rc) return rc;
+  if ((rc = mdb_cursor_open(txn, s->peers, &cur)) != 0) {
+    store_rend(s, txn);
+    return store_err(s, rc, "peer records", err);
+  }
+  unsigned char kb[1] = {(unsigned char)kind};
+  MDB_val k = {1, kb}, v;
+  rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+  while (rc == 0 && k.mv_size > 1 && k.mv_size <= 1 + SA_NODE_ID_MAX &&
+         ((unsigned char *)k.mv_data)[0] == (unsigned char)kind) {
+    char peer[SA_NODE_ID_MAX + 1];
+    memcpy(peer, (char *)k.mv_data + 1, k.mv_size - 1);
+    peer[k.mv_size - 1] = 0;
+    if (v.mv_size == 8) fn(arg, peer, sa_get_u64(v.mv_data));
+    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+  }
+  mdb_cursor_close(cur);
+  store_rend(s, txn);
+  if (rc && rc != MDB_NOTFOUND) return store_err(s, rc, "peer records", err);
+  return 0;
+}
+
+/* ---- tombstones: horizon and GC ---------------------------------------------- */
+
+void store_wraise_horizon(store_wtxn *t, uint64_t hlc) {
+  if (hlc > t->horizon) t->horizon = hlc;
+}
+
+uint64_t store_horizon(const sa_store *s) {
+  return __atomic_load_n(&s->horizon, __ATOMIC_ACQUIRE);
+}
+
+uint64_t store_tomb_count(sa_store *s) {
+  return store_entries(s, s->tombs);
+}
+
+int store_wtomb_gc(store_wtxn *t, uint64_t acked, uint64_t now_ms, uint64_t ttl_ms,
+                   uint64_t *dropped, uint64_t *max_lsn, uint64_t *ttl_hlc, sa_error *err) {
+  assert(store_w_owned(t));
+  MDB_cursor *cur;
+  int rc = mdb_cursor_open(t->txn, t->s->tombs, &cur);
+  if (rc) return store_err(t->s, rc, "tombstone walk", err);
+  MDB_val k, v;
+  int code = 0;
+  rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+  while (rc == 0) {
+    kv_entry e;
+    if (store_kv_decode(&k, &v, &e) != 0) {
+      code = sa_fail(err, SA_ECORRUPT, "store '%s': malformed tombstone", t->s->path);
+      break;
+    }
+    bool by_ack = acked && e.lsn <= acked;
+    bool by_age = e.version + ttl_ms <= now_ms; /* version: at_ms */
+    if (by_ack || by_age) {
+      if ((rc = mdb_cursor_del(cur, 0)) != 0) break;
+      ++*dropped;
+      if (e.lsn > *max_lsn) *max_lsn = e.lsn;
+      if (!by_ack && e.hlc > *ttl_hlc) *ttl_hlc = e.hlc;
+    }
+    /* After mdb_cursor_del, MDB_NEXT yields the entry that followed. */
+    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+  }
+  if (!code && rc && rc != MDB_NOTFOUND) code = store_err(t->s, rc, "tombstone walk", err);
+  mdb_cursor_close(cur);
+  return code;
+}
+
+/* ---- the state-based feed ------------------------------------------------------ */
+
+static void sync_items_free(sa_sync_item *it, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(it[i].key);
+    free(it[i].data);
+  }
+  free(it);
+}
+
+/* Fills *it from key's state e (kind) at lsn; copies key and value. */
+static int sync_item_fill(sa_store *s, sa_sync_item *it, uint64_t lsn, int kind, const kv_entry *e,
+                          uint64_t origin_lsn, sa_error *err) {
+  memset(it, 0, sizeof *it);
+  it->seq = lsn;
+  it->op = kind == STORE_LIVE ? SA_OP_PUT : SA_OP_DELETE;
+  it->hlc = e->hlc;
+  it->origin_lsn = origin_lsn;
+  store_entry_origin(s, e, it->origin);
+  it->key = malloc(e->klen + 1);
+  it->len = kind == STORE_LIVE ? e->vlen : 0;
+  if (kind == STORE_LIVE) it->data = malloc(e->vlen + 1);
+  if (!it->key || (kind == STORE_LIVE && !it->data)) {
+    free(it->key);
+    free(it->data);
+    it->key = it->data = NULL;
+    return sa_fail(err, SA_ENOMEM, "out of memory reading the sync feed");
+  }
+  memcpy(it->key, e->key, e->klen);
+  it->key[e->klen] = 0;
+  if (kind == STORE_LIVE) {
+    memcpy(it->data, e->val, e->vlen);
+    it->data[e->vlen] = 0;
+  }
+  return 0;
+}
+
+int store_sync_read(sa_store *s, uint64_t since, size_t limit, const char *exclude,
+                    sa_sync_page *out, sa_error *err) {
+  memset(out, 0, sizeof *out);
+  out->next_since = since;
+  MDB_txn *txn;
+  MDB_cursor *cur;
+  int rc = store_rbegin(s, &txn, err);
+  if (rc) return rc;
+  if ((rc = mdb_cursor_open(txn, s->ops, &cur)) != 0) {
+    store_rend(s, txn);
+    return store_err(s, rc, "feed cursor", err);
+  }
+  size_t cap = limit + 16, n = 0;
+  /* Records whose items are all left out (excluded, overwritten) still
+   * cost a visit: a page visits at most this many records. */
+  size_t visits = 0, max_visits = limit * 8 + 4096;
+  sa_sync_item *items = calloc(cap, sizeof *items);
+  uint64_t *hashes = NULL; /* of the keys emitted for the current record */
+  int code = items ? 0 : sa_fail(err, SA_ENOMEM, "out of memory reading the sync feed");
+  unsigned char kb[8];
+  store_obx_key(kb, since + 1);
+  MDB_val k = {8, kb}, v;
+  rc = code || since == UINT64_MAX ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+  while (!code && rc == 0) {
+    if (n >= limit || visits >= max_visits) {
+      out->more = true;
+      break;
+    }
+    visits++;
+    int type;
+    uint64_t hlc, lsn = store_obx_key_lsn(&k);
+    const unsigned char *vers, *pay;
+    uint32_t nver, len, count;
+    if (store_ops_decode(&v, &type, &hlc, &vers, &nver, &pay, &len) != 0 ||
+        wal_payload_check(type, pay, len, &count) != 0 || count != nver) {
+      code = sa_fail(err, SA_ECORRUPT, "store '%s': malformed operation %llu", s->path,
+                     (unsigned long long)lsn);
+      break;
+    }
+    if (n + count > cap) {
+      sa_sync_item *grown = realloc(items, (n + count) * sizeof *items);
+      if (!grown) {
+        code = sa_fail(err, SA_ENOMEM, "out of memory reading the sync feed");
+        break;
+      }
+      items = grown;
+      cap = n + count;
+    }
+    if (count > 1 && !hashes && !(hashes = malloc(SA_WAL_MAX_BATCH_OPS * sizeof *hashes))) {
+      code = sa_fail(err, SA_ENOMEM, "out of memory reading the sync feed");
+      break;
+    }
+    size_t first = n;
+    wal_op_iter it;
+    wal_op op;
+    wal_op_iter_init(&it, type, pay, len);
+    while (!code && wal_op_next(&it, &op)) {
+      int kind;
+      kv_entry e;
+      if ((code = store_find_state(s, txn, op.key, op.klen, &kind, &e, err)) != 0) break;
+      /* Only the key's current state, at the LSN that made it. */
+      if (kind == STORE_NONE || e.lsn != lsn || (kind == STORE_LIVE) != (op.op == SA_OP_PUT))
+        continue;
+      uint64_t h = 0;
+      if (count > 1) { /* a batch touching a key twice: one item */
+        h = sa_fnv1a(op.key, op.klen);
+        bool dup = false;
+        for (size_t j = first; j < n && !dup; j++)
+          dup = hashes[j - first] == h && strlen(items[j].key) == op.klen &&
+                memcmp(items[j].key, op.key, op.klen) == 0;
+        if (dup) continue;
+      }
+      if (exclude) { /* never send a change back where it was written */
+        const char *o = e.olen ? e.origin : s->node_id;
+        size_t ol = e.olen ? e.olen : strlen(s->node_id);
+        if (strlen(exclude) == ol && memcmp(exclude, o, ol) == 0) continue;
+      }
+      if ((code = sync_item_fill(s, &items[n], lsn, kind, &e, op.origin ? op.origin_lsn : lsn,
+                                 err)) != 0)
+        break;
+      if (count > 1) hashes[n - first] = h;
+      n++;
+    }
+    out->next_since = lsn;
+    if (!code) rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+  }
+  if (!code && rc && rc != MDB_NOTFOUND) code = store_err(s, rc, "feed", err);
+  mdb_cursor_close(cur);
+  store_rend(s, txn);
+  free(hashes);
+  if (code) {
+    sync_items_free(items, n);
+    memset(out, 0, sizeof *out);
+    return code;
+  }
+  out->items = items;
+  out->count = n;
+  return 0;
+}
+
+/* ---- snapshot and digest ---------------------------------------------------------- */
+
+/* Orders two LMDB keys as LMDB does (memcmp, then the shorter first). */
+static int store_key_cmp(const MDB_val *a, const MDB_val *b) {
+  size_t n = a->mv_size < b->mv_size ? a->mv_size : b->mv_size;
+  int c = memcmp(a->mv_data, b->mv_data, n);
+  if (c) return c;
+  return a->mv_size < b->mv_size ? -1 : a->mv_size > b->mv_size;
+}
+
+int store_sync_snapshot(sa_store *s, int (*fn)(void *arg, const sa_sync_item *it), void *arg,
+                        uint64_t *resume, sa_error *err) {
+  MDB_txn *txn;
+  MDB_cursor *ck = NULL, *ct = NULL;
+  int rc = store_rbegin(s, &txn, err);
+  if (rc) return rc;
+  uint64_t applied = 0;
+  rc = store_meta_get_u64(txn, s->meta, "applied_lsn", &applied);
+  if ((rc && rc != MDB_NOTFOUND) || (rc = mdb_cursor_open(txn, s->kv, &ck)) != 0 ||
+      (rc = mdb_cursor_open(txn, s->tombs, &ct)) != 0) {
+    int code = store_err(s, rc, "snapshot", err);
+    if (ck) mdb_cursor_close(ck);
+    store_rend(s, txn);
+    return code;
+  }
+  if (resume) *resume = applied;
+  MDB_val kk, vk, kt, vt;
+  int rk = mdb_cursor_get(ck, &kk, &vk, MDB_FIRST);
+  int rt = mdb_cursor_get(ct, &kt, &vt, MDB_FIRST);
+  int code = 0;
+  while (!code && (rk == 0 || rt == 0)) {
+    /* Merge the two databases in key order (a key is never in both). */
+    bool live = rk == 0 && (rt != 0 || store_key_cmp(&kk, &kt) < 0);
+    kv_entry e;
+    if (store_kv_decode(live ? &kk : &kt, live ? &vk : &vt, &e) != 0) {
+      code = sa_fail(err, SA_ECORRUPT, "store '%s': malformed entry", s->path);
+      break;
+    }
+    sa_sync_item it;
+    memset(&it, 0, sizeof it);
+    it.seq = e.lsn;
+    it.op = live ? SA_OP_PUT : SA_OP_DELETE;
+    it.hlc = e.hlc;
+    it.origin_lsn = e.olen ? 0 : e.lsn; /* a peer's write: its origin LSN is not kept */
+    store_entry_origin(s, &e, it.origin);
+    char small[KV_INLINE_MAX + 1], *key = small;
+    if (e.klen > KV_INLINE_MAX && !(key = malloc(e.klen + 1))) {
+      code = sa_fail(err, SA_ENOMEM, "out of memory in a snapshot");
+      break;
+    }
+    memcpy(key, e.key, e.klen);
+    key[e.klen] = 0;
+    it.key = key;
+    it.data = live ? (char *)e.val : NULL; /* borrowed from the map (no NUL after it) */
+    it.len = live ? e.vlen : 0;
+    code = fn(arg, &it);
+    if (key != small) free(key);
+    if (code) break;
+    if (live)
+      rk = mdb_cursor_get(ck, &kk, &vk, MDB_NEXT);
+    else
+      rt = mdb_cursor_get(ct, &kt, &vt, MDB_NEXT);
+  }
+  if (!code && ((rk && rk != MDB_NOTFOUND) || (rt && rt != MDB_NOTFOUND)))
+    code = store_err(s, rk && rk != MDB_NOTFOUND ? rk : rt, "snapshot", err);
+  mdb_cursor_close(ck);
+  mdb_cursor_close(ct);
+  store_rend(s, txn);
+  return code;
+}
+
+/* Folds a length-prefixed field into both hashes. */
+static void digest_field(uint64_t h[2], const void *p, size_t n) {
+  unsigned char lb[4];
+  sa_put_u32(lb, (uint32_t)n);
+  h[0] = sa_fnv1a_more(sa_fnv1a_more(h[0], lb, 4), p, n);
+  h[1] = sa_fnv1a_more(sa_fnv1a_more(h[1], lb, 4), p, n);
+}
+
+int store_sync_digest(sa_store *s, char hex[65], uint64_t *keys, sa_error *err) {
+  MDB_txn *txn;
+  MDB_cursor *cur;
+  int rc = store_rbegin(s, &txn, err);
+  if (rc) return rc;
+  if ((rc = mdb_cursor_open(txn, s->kv, &cur)) != 0) {
+    store_rend(s, txn);
+    return store_err(s, rc, "digest", err);
+  }
+  /* Two FNV-1a-64 with different offset bases: 128 bits of checksum. */
+  uint64_t h[2] = {SA_FNV64_OFFSET, SA_FNV64_OFFSET ^ 0x9E3779B97F4A7C15ull}, n = 0;
+  MDB_val k, v;
+  int code = 0;
+  rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+  while (rc == 0) {
+    kv_entry e;
+    if (store_kv_decode(&k, &v, &e) != 0) {
+      code = sa_fail(err, SA_ECORRUPT, "store '%s': malformed kv entry", s->path);
+      break;
+    }
+    char origin[SA_NODE_ID_MAX + 1];
+    unsigned char hb[8];
+    store_entry_origin(s, &e, origin);
+    sa_put_u64(hb, e.hlc);
+    digest_field(h, e.key, e.klen);
+    digest_field(h, e.val, e.vlen);
+    digest_field(h, hb, 8);
+    digest_field(h, origin, strlen(origin));
+    h[1] ^= h[0] >> 29; /* keep the two from moving in lockstep */
+    n++;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+  }
+  if (!code && rc && rc != MDB_NOTFOUND) code = store_err(s, rc, "digest", err);
+  mdb_cursor_close(cur);
+  store_rend(s, txn);
+  if (code) return code;
+  static const char digits[] = "0123456789abcdef";
+  for (int i = 0; i < 32; i++)
+    hex[i] = digits[(h[i / 16] >> (60 - 4 * (i % 16))) & 15];
+  hex[32] = 0;
+  if (keys) *keys = n;
+  return 0;
+}

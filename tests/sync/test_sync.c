@@ -1,0 +1,456 @@
+/*
+ * test_sync.c -- sync between nodes, the core's side (core/node_sync.c,
+ * core/store_sync.c, the sync WAL record): a peer's batch applied by the
+ * rule (winners, losers, equal pairs, delete against put, the horizon),
+ * refusals with nothing applied (drift, malformed items, the node's own id
+ * as peer), the cursor in the same commit as the items (and both across a
+ * kill -9 of a process at every I/O step of an apply), replay of the sync
+ * record, relay (items keep their origin; exclude_origin filters), the
+ * state-based feed, the snapshot, tombstones and their GC (by the peers'
+ * acknowledgements and by age, with the horizon and the floor), the
+ * outbox following the peers' acknowledgements, the digest equal for the
+ * same state reached through different histories, and a format-1 store
+ * opened by this build.
+ *
+ * Time is logical where it matters: the nodes get a clock that returns a
+ * variable.  Two nodes in one process are two clients on two directories.
+ *
+ * What it is not: the HTTP transport (tests/e2e, tests/cluster).
+ */
+#include "softadastra.h"
+#include "test_util.h"
+
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[TU_PATH_MAX];
+static uint64_t now_ms = 1700000000000ull;
+static uint64_t fake_clock(void *ctx) {
+  (void)ctx;
+  return now_ms;
+}
+
+static void setup(void) {
+  tu_mkdir(dir);
+  now_ms = 1700000000000ull;
+}
+
+/* A persistent node `id` in dir, manual tick, logical clock. */
+static sa_client *open_id(const char *id) {
+  static char wals[4][TU_PATH_MAX];
+  static int next;
+  char *wal = wals[next++ % 4];
+  char name[80];
+  snprintf(name, sizeof name, "%s.wal", id);
+  tu_path(wal, dir, name);
+  sa_options o = sa_options_persistent(id, wal);
+  o.tick_manual = true;
+  o.clock = fake_clock;
+  return tu_open(&o);
+}
+
+static uint64_t hlc_at(uint64_t ms, unsigned logical) {
+  return ms << 16 | logical;
+}
+
+static sa_sync_item put_item(const char *key, const char *val, uint64_t hlc, const char *origin) {
+  sa_sync_item it;
+  memset(&it, 0, sizeof it);
+  it.op = SA_OP_PUT;
+  it.key = (char *)key;
+  it.data = (char *)val;
+  it.len = strlen(val);
+  it.hlc = hlc;
+  snprintf(it.origin, sizeof it.origin, "%s", origin);
+  it.origin_lsn = 7;
+  it.seq = 9;
+  return it;
+}
+
+static sa_sync_item del_item(const char *key, uint64_t hlc, const char *origin) {
+  sa_sync_item it = put_item(key, "", hlc, origin);
+  it.op = SA_OP_DELETE;
+  it.data = NULL;
+  return it;
+}
+
+static void apply_ok(sa_client *c, const char *peer, const sa_sync_item *it, size_t n,
+                     uint64_t cursor, sa_sync_apply_result *res) {
+  sa_error e = {0};
+  int rc = sa_client_sync_apply(c, peer, it, n, cursor, res, &e);
+  ck_assert_msg(rc == 0, "sync_apply: %s", e.message);
+}
+
+static void expect_pair(sa_client *c, const char *key, const char *val, uint64_t hlc,
+                        const char *origin) {
+  sa_value v;
+  sa_error e = {0};
+  ck_assert_msg(sa_client_get(c, key, &v, &e) == 0, "get %s: %s", key, e.message);
+  ck_assert_str_eq(v.data, val);
+  ck_assert_uint_eq(v.hlc, hlc);
+  ck_assert_str_eq(v.origin, origin);
+  sa_value_free(&v);
+}
+
+static uint64_t cursor_of(sa_client *c, const char *peer) {
+  uint64_t cur = 99;
+  ck_assert_int_eq(sa_client_sync_cursor(c, peer, &cur, NULL), 0);
+  return cur;
+}
+
+/* ---- apply ---------------------------------------------------------------------- */
+
+START_TEST(apply_winners_losers_equal_and_cursor) {
+  sa_client *c = open_id("node-b");
+  uint64_t t = now_ms;
+  sa_write_result w;
+  ck_assert_int_eq(sa_client_put_ex(c, "local", "mine", 4, NULL, &w, NULL), 0);
+  ck_assert_str_eq(w.origin, "node-b");
+  sa_sync_item it[] = {
+      put_item("a", "A1", hlc_at(t - 10, 0), "node-a"),      /* new key: applied */
+      put_item("local", "old", hlc_at(t - 10, 0), "node-a"), /* older than ours: lost */
+      put_item("local2", "x", hlc_at(t - 5, 0), "node-a"),   /* new: applied */
+  };
+  sa_sync_apply_result r;
+  apply_ok(c, "node-a", it, 3, 42, &r);
+  ck_assert_uint_eq(r.applied, 2);
+  ck_assert_uint_eq(r.skipped, 1);
+  ck_assert_uint_gt(r.lsn, w.lsn);
+  expect_pair(c, "a", "A1", hlc_at(t - 10, 0), "node-a");
+  expect_pair(c, "local", "mine", w.hlc, "node-b");
+  ck_assert_uint_eq(cursor_of(c, "node-a"), 42);
+  ck_assert_uint_eq(cursor_of(c, "node-x"), 0);
+
+  /* The same batch again: every pair is equal: nothing applied, no record
+   * (the cursor is unchanged). */
+  apply_ok(c, "node-a", it, 3, 42, &r);
+  ck_assert_uint_eq(r.applied, 0);
+  ck_assert_uint_eq(r.skipped, 3);
+  ck_assert_uint_eq(r.lsn, 0);
+
+  /* Equal hlc: the origin decides, bytewise; "node-a" < "node-c". */
+  sa_sync_item tie[] = {put_item("a", "C", hlc_at(t - 10, 0), "node-c")};
+  apply_ok(c, "node-c", tie, 1, 5, &r);
+  ck_assert_uint_eq(r.applied, 1);
+  expect_pair(c, "a", "C", hlc_at(t - 10, 0), "node-c");
+  sa_sync_item tie2[] = {put_item("a", "A2", hlc_at(t - 10, 0), "node-a")};
+  apply_ok(c, "node-a", tie2, 1, 43, &r);
+  ck_assert_uint_eq(r.skipped, 1);
+  expect_pair(c, "a", "C", hlc_at(t - 10, 0), "node-c");
+
+  /* Versions stay local: +1 per applied change. */
+  sa_value v;
+  ck_assert_int_eq(sa_client_get(c, "a", &v, NULL), 0);
+  ck_assert_uint_eq(v.version, 2);
+  sa_value_free(&v);
+
+  /* An empty batch moves the cursor alone. */
+  apply_ok(c, "node-a", NULL, 0, 50, &r);
+  ck_assert_uint_gt(r.lsn, 0);
+  ck_assert_uint_eq(cursor_of(c, "node-a"), 50);
+
+  /* A later local write wins over everything seen (the clock observed). */
+  sa_sync_item fut[] = {put_item("f", "peer", hlc_at(t + 30000, 5), "node-a")};
+  apply_ok(c, "node-a", fut, 1, 51, &r);
+  ck_assert_int_eq(sa_client_put_ex(c, "f", "me", 2, NULL, &w, NULL), 0);
+  ck_assert_uint_gt(w.hlc, hlc_at(t + 30000, 5));
+  sa_client_close(c);
+}
+END_TEST
+
+START_TEST(delete_against_put_and_tombstones) {
+  sa_client *c = open_id("node-b");
+  uint64_t t = now_ms;
+  sa_sync_apply_result r;
+  /* A delete of a key we never held leaves a tombstone... */
+  sa_sync_item d[] = {del_item("k", hlc_at(t - 100, 0), "node-a")};
+  apply_ok(c, "node-a", d, 1, 1, &r);
+  ck_assert_uint_eq(r.applied, 1);
+  tu_expect_absent(c, "k");
+  /* ... so an older put arriving later loses; a newer one wins. */
+  sa_sync_item p_old[] = {put_item("k", "old", hlc_at(t - 200, 0), "node-c")};
+  apply_ok(c, "node-c", p_old, 1, 1, &r);
+  ck_assert_uint_eq(r.skipped, 1);
+  tu_expect_absent(c, "k");
+  sa_sync_item p_new[] = {put_item("k", "new", hlc_at(t - 50, 0), "node-c")};
+  apply_ok(c, "node-c", p_new, 1, 2, &r);
+  ck_assert_uint_eq(r.applied, 1);
+  expect_pair(c, "k", "new", hlc_at(t - 50, 0), "node-c");
+  /* A delete with a smaller pair loses to the live value. */
+  sa_sync_item d_old[] = {del_item("k", hlc_at(t - 60, 0), "node-a")};
+  apply_ok(c, "node-a", d_old, 1, 2, &r);
+  ck_assert_uint_eq(r.skipped, 1);
+  tu_expect_str(c, "k", "new");
+  /* Inside one batch, later items see earlier ones. */
+  sa_sync_item seq[] = {put_item("s", "1", hlc_at(t - 9, 0), "node-a"),
+                        del_item("s", hlc_at(t - 8, 0), "node-a"),
+                        put_item("s", "0", hlc_at(t - 10, 0), "node-a")};
+  apply_ok(c, "node-a", seq, 3, 3, &r);
+  ck_assert_uint_eq(r.applied, 2);
+  ck_assert_uint_eq(r.skipped, 1);
+  tu_expect_absent(c, "s");
+  /* A local delete writes a tombstone with its own pair; a local put over it
+   * removes it (counters show the tombstones held). */
+  tu_put(c, "loc", "v");
+  ck_assert_int_eq(sa_client_remove(c, "loc", NULL), 0);
+  sa_sync_counters sc;
+  ck_assert_int_eq(sa_client_sync_counters(c, &sc, NULL), 0);
+  ck_assert_uint_eq(sc.tombs, 2); /* s and loc; k is live again */
+  sa_client_close(c);
+}
+END_TEST
+
+START_TEST(refusals_apply_nothing) {
+  sa_client *c = open_id("node-b");
+  uint64_t t = now_ms;
+  sa_error e;
+  sa_sync_apply_result r;
+  sa_sync_item ok = put_item("x", "1", hlc_at(t, 0), "node-a");
+  /* drift: one item 61 s ahead refuses the whole batch */
+  sa_sync_item drift[] = {ok, put_item("y", "2", hlc_at(t + 61000, 0), "node-a")};
+  ck_assert_int_eq(sa_client_sync_apply(c, "node-a", drift, 2, 10, &r, &e), SA_EDRIFT);
+  ck_assert(tu_contains(e.message, "item 1"));
+  ck_assert_str_eq(sa_strerror(SA_EDRIFT), "peer clock too far ahead");
+  /* 59 s ahead is within the default 60 s */
+  sa_sync_item near[] = {put_item("n", "2", hlc_at(t + 59000, 0), "node-a")};
+  apply_ok(c, "node-a", near, 1, 1, &r);
+  ck_assert_uint_eq(r.applied, 1);
+  /* malformed items: bad key, bad origin, hlc 0, bad op, huge value */
+  sa_sync_item bad_key[] = {ok, put_item("bad\x01key", "1", hlc_at(t, 0), "node-a")};
+  ck_assert_int_eq(sa_client_sync_apply(c, "node-a", bad_key, 2, 10, &r, &e), SA_EKEY);
+  sa_sync_item bad_origin[] = {ok, put_item("z", "1", hlc_at(t, 0), "no de")};
+  ck_assert_int_eq(sa_client_sync_apply(c, "node-a", bad_origin, 2, 10, &r, &e), SA_EINVAL);
+  ck_assert(tu_contains(e.message, "origin"));
+  sa_sync_item zero[] = {put_item("z", "1", 0, "node-a")};
+  ck_assert_int_eq(sa_client_sync_apply(c, "node-a", zero, 1, 10, &r, &e), SA_EINVAL);
+  sa_sync_item badop[] = {ok};
+  badop[0].op = 7;
+  ck_assert_int_eq(sa_client_sync_apply(c, "node-a", badop, 1, 10, &r, &e), SA_EINVAL);
+  static char big[(1 << 20) + 2];
+  memset(big, 'b', sizeof big - 1);
+  sa_sync_item huge[] = {ok, put_item("h", big, hlc_at(t, 0), "node-a")};
+  ck_assert_int_eq(sa_client_sync_apply(c, "node-a", huge, 2, 10, &r, &e), SA_ETOOBIG);
+  /* the node's own id as the peer */
+  ck_assert_int_eq(sa_client_sync_apply(c, "node-b", &ok, 1, 10, &r, &e), SA_EINVAL);
+  /* nothing of any of these was applied, the cursor did not move */
+  tu_expect_absent(c, "x");
+  tu_expect_absent(c, "z");
+  ck_assert_uint_eq(cursor_of(c, "node-a"), 1);
+  sa_sync_counters sc;
+  ck_assert_int_eq(sa_client_sync_counters(c, &sc, NULL), 0);
+  ck_assert_uint_eq(sc.refused_drift, 1);
+  ck_assert_uint_ge(sc.refused_invalid, 2);
+  sa_client_close(c);
+}
+END_TEST
+
+/* ---- feed, relay, snapshot, digest ---------------------------------------------- */
+
+START_TEST(relay_keeps_origin_and_exclude_filters) {
+  sa_client *b = open_id("node-b");
+  uint64_t t = now_ms;
+  tu_put(b, "mine", "b1");
+  sa_sync_item it[] = {put_item("theirs", "a1", hlc_at(t - 5, 1), "node-a"),
+                       del_item("gone", hlc_at(t - 5, 2), "node-a")};
+  sa_sync_apply_result r;
+  apply_ok(b, "node-a", it, 2, 3, &r);
+  sa_sync_page p;
+  sa_error e;
+  ck_assert_int_eq(sa_client_sync_read(b, 0, 100, NULL, &p, &e), 0);
+  ck_assert_uint_eq(p.count, 3);
+  ck_assert_str_eq(p.items[0].key, "mine");
+  ck_assert_str_eq(p.items[0].origin, "node-b");
+  ck_assert_uint_eq(p.items[0].origin_lsn, p.items[0].seq);
+  ck_assert_str_eq(p.items[1].key, "theirs");
+  ck_assert_str_eq(p.items[1].origin, "node-a");
+  ck_assert_uint_eq(p.items[1].hlc, hlc_at(t - 5, 1));
+  ck_assert_uint_eq(p.items[1].origin_lsn, 7);
+  ck_assert_str_eq(p.items[1].data, "a1");
+  ck_assert_int_eq(p.items[2].op, SA_OP_DELETE);
+  ck_assert_uint_eq(p.next_since, r.lsn);
+  sa_sync_page_free(&p);
+  /* C (node-c) relays: it sees A's items; A itself is not sent them back */
+  ck_assert_int_eq(sa_client_sync_read(b, 0, 100, "node-a", &p, &e), 0);
+  ck_assert_uint_eq(p.count, 1);
+  ck_assert_str_eq(p.items[0].key, "mine");
+  ck_assert_uint_eq(p.next_since, r.lsn); /* moved past the excluded ones */
+  sa_sync_page_free(&p);
+
+  /* A second node applying B's page holds A's item with A's pair. */
+  sa_client *c = open_id("node-c");
+  ck_assert_int_eq(sa_client_sync_read(b, 0, 100, "node-c", &p, &e), 0);
+  apply_ok(c, "node-b", p.items, p.count, p.next_since, &r);
+  ck_assert_uint_eq(r.applied, 3);
+  expect_pair(c, "theirs", "a1", hlc_at(t - 5, 1), "node-a");
+  ck_assert_uint_eq(cursor_of(c, "node-b"), p.next_since);
+  /* and applying it again changes nothing (no echo, no new change) */
+  sa_status s0 = tu_status(c);
+  apply_ok(c, "node-b", p.items, p.count, p.next_since, &r);
+  ck_assert_uint_eq(r.applied, 0);
+  ck_assert_uint_eq(tu_status(c).last_lsn, s0.last_lsn);
+  sa_sync_page_free(&p);
+  /* C's feed shows the relayed items with their origin, B excluded: none */
+  ck_assert_int_eq(sa_client_sync_read(c, 0, 100, "node-b", &p, &e), 0);
+  ck_assert_uint_eq(p.count, 2); /* A's two changes; B's own "mine" is left out */
+  sa_sync_page_free(&p);
+  sa_client_close(c);
+  sa_client_close(b);
+}
+END_TEST
+
+START_TEST(feed_is_state_based) {
+  sa_client *c = open_id("node-b");
+  tu_put(c, "k", "1");
+  tu_put(c, "j", "1");
+  tu_put(c, "k", "2");
+  sa_batch_op ops[] = {
+      {SA_OP_PUT, "b", "x", 1}, {SA_OP_PUT, "b", "y", 1}, {SA_OP_DELETE, "j", NULL, 0}};
+  ck_assert_int_eq(sa_client_batch(c, ops, 3, NULL, NULL), 0);
+  sa_sync_page p;
+  ck_assert_int_eq(sa_client_sync_read(c, 0, 100, NULL, &p, NULL), 0);
+  ck_assert_uint_eq(p.count, 3); /* k at 3, b once (its last value), j's tombstone */
+  ck_assert_str_eq(p.items[0].key, "k");
+  ck_assert_str_eq(p.items[0].data, "2");
+  ck_assert_str_eq(p.items[1].key, "b");
+  ck_assert_str_eq(p.items[1].data, "y");
+  ck_assert_str_eq(p.items[2].key, "j");
+  ck_assert_int_eq(p.items[2].op, SA_OP_DELETE);
+  ck_assert(!p.more);
+  sa_sync_page_free(&p);
+  /* paging: limit 1 */
+  ck_assert_int_eq(sa_client_sync_read(c, 0, 1, NULL, &p, NULL), 0);
+  ck_assert_uint_eq(p.count, 1);
+  ck_assert(p.more);
+  uint64_t next = p.next_since;
+  sa_sync_page_free(&p);
+  ck_assert_int_eq(sa_client_sync_read(c, next, 100, NULL, &p, NULL), 0);
+  ck_assert_uint_eq(p.count, 2);
+  sa_sync_page_free(&p);
+  sa_client_close(c);
+}
+END_TEST
+
+typedef struct {
+  int n, dels;
+  char keys[16][16];
+} snap_acc;
+
+static int snap_fn(void *arg, const sa_sync_item *it) {
+  snap_acc *a = arg;
+  if (a->n < 16) snprintf(a->keys[a->n], 16, "%s", it->key);
+  a->n++;
+  a->dels += it->op == SA_OP_DELETE;
+  return 0;
+}
+
+START_TEST(snapshot_digest_same_state_different_histories) {
+  sa_client *a = open_id("node-a");
+  sa_client *b = open_id("node-b");
+  uint64_t t = now_ms;
+  /* a: the writes, one by one */
+  tu_put(a, "x", "1");
+  tu_put(a, "y", "1");
+  tu_put(a, "x", "2");
+  ck_assert_int_eq(sa_client_remove(a, "y", NULL), 0);
+  tu_put(a, "z", "3");
+  /* b: an older history of its own, then a's page */
+  sa_sync_item mine[] = {put_item("x", "old", hlc_at(t - 100000, 0), "node-q"),
+                         put_item("w", "old", hlc_at(t - 100000, 0), "node-q")};
+  sa_sync_apply_result r;
+  apply_ok(b, "node-q", mine, 2, 1, &r);
+  sa_sync_item delw[] = {del_item("w", hlc_at(t - 90000, 0), "node-q")};
+  apply_ok(b, "node-q", delw, 1, 2, &r);
+  sa_sync_page p;
+  ck_assert_int_eq(sa_client_sync_read(a, 0, 100, NULL, &p, NULL), 0);
+  apply_ok(b, "node-a", p.items, p.count, p.next_since, &r);
+  sa_sync_page_free(&p);
+  char ha[65], hb[65];
+  uint64_t ka, kb;
+  ck_assert_int_eq(sa_client_sync_digest(a, ha, &ka, NULL), 0);
+  ck_assert_int_eq(sa_client_sync_digest(b, hb, &kb, NULL), 0);
+  ck_assert_uint_eq(ka, 2);
+  ck_assert_uint_eq(kb, 2);
+  ck_assert_uint_eq(strlen(ha), 32);
+  ck_assert_str_eq(ha, hb);
+  /* one more local write on b: the digests differ */
+  tu_put(b, "x", "3");
+  ck_assert_int_eq(sa_client_sync_digest(b, hb, &kb, NULL), 0);
+  ck_assert_str_ne(ha, hb);
+  /* snapshot: live keys and tombstones, in key order, with the resume LSN */
+  snap_acc acc = {0};
+  uint64_t resume = 0;
+  ck_assert_int_eq(sa_client_sync_snapshot(b, snap_fn, &acc, &resume, NULL), 0);
+  ck_assert_int_eq(acc.n, 4); /* w (tomb), x, y (tomb), z */
+  ck_assert_int_eq(acc.dels, 2);
+  ck_assert_str_eq(acc.keys[0], "w");
+  ck_assert_str_eq(acc.keys[1], "x");
+  ck_assert_str_eq(acc.keys[2], "y");
+  ck_assert_str_eq(acc.keys[3], "z");
+  ck_assert_uint_eq(resume, tu_status(b).last_lsn);
+  sa_client_close(a);
+  sa_client_close(b);
+}
+END_TEST
+
+/* ---- durability ------------------------------------------------------------------ */
+
+START_TEST(replay_of_the_sync_record) {
+  sa_client *c = open_id("node-b");
+  uint64_t t = now_ms;
+  sa_sync_item it[] = {put_item("r1", "v1", hlc_at(t - 3, 0), "node-a"),
+                       del_item("r2", hlc_at(t - 2, 0), "node-a")};
+  sa_sync_apply_result r;
+  apply_ok(c, "node-a", it, 2, 77, &r);
+  /* keep the WAL: a kill -9 right after the answer, before any store commit */
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    sa_client *k = open_id("node-k");
+    sa_sync_item it2[] = {put_item("q", "v", hlc_at(t - 1, 0), "node-a")};
+    sa_sync_apply_result r2;
+    if (sa_client_sync_apply(k, "node-a", it2, 1, 12, &r2, NULL) != 0) _exit(3);
+    raise(SIGKILL);
+  }
+  int st;
+  waitpid(pid, &st, 0);
+  ck_assert(WIFSIGNALED(st));
+  sa_client *k = open_id("node-k");
+  tu_expect_str(k, "q", "v");
+  ck_assert_uint_eq(cursor_of(k, "node-a"), 12);
+  sa_sync_page p;
+  ck_assert_int_eq(sa_client_sync_read(k, 0, 10, NULL, &p, NULL), 0);
+  ck_assert_uint_eq(p.count, 1);
+  ck_assert_str_eq(p.items[0].origin, "node-a");
+  sa_sync_page_free(&p);
+  sa_client_close(k);
+  sa_client_close(c);
+  c = open_id("node-b");
+  expect_pair(c, "r1", "v1", hlc_at(t - 3, 0), "node-a");
+  ck_assert_uint_eq(cursor_of(c, "node-b"
+                                 "x"),
+                    0);
+  ck_assert_uint_eq(cursor_of(c, "node-a"), 77);
+  sa_client_close(c);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("sync");
+  TCase *t = tcase_create("core");
+  tcase_set_timeout(t, 120);
+  tcase_add_checked_fixture(t, setup, NULL);
+  tcase_add_test(t, apply_winners_losers_equal_and_cursor);
+  tcase_add_test(t, delete_against_put_and_tombstones);
+  tcase_add_test(t, refusals_apply_nothing);
+  tcase_add_test(t, relay_keeps_origin_and_exclude_filters);
+  tcase_add_test(t, feed_is_state_based);
+  tcase_add_test(t, snapshot_digest_same_state_different_histories);
+  tcase_add_test(t, replay_of_the_sync_record);
+  suite_add_tcase(s, t);
+  return tu_main(s);
+}
