@@ -60,6 +60,15 @@ int api_ctx_create(const api_config *cfg, api_ctx **out) {
       c->n_cors++;
     }
   }
+  c->sync_peers = cfg->sync_peers;
+  c->sync_served = cfg->sync_served;
+  c->sync_cls = cfg->sync_cls;
+  if (cfg->sync_transport && cfg->sync_transport[0]) {
+    c->sync_transport = strdup(cfg->sync_transport);
+    if (!c->sync_transport) goto oom;
+  }
+  sa_status st;
+  if (sa_client_status(c->client, &st, NULL) == 0) memcpy(c->node_id, st.node_id, sizeof c->node_id);
   atomic_init(&c->draining, false);
   clock_gettime(CLOCK_MONOTONIC, &c->started);
   *out = c;
@@ -75,6 +84,7 @@ void api_ctx_destroy(api_ctx *ctx) {
     free(ctx->cors[i]);
   free(ctx->cors);
   free(ctx->auth_token);
+  free(ctx->sync_transport);
   api_metrics_destroy(ctx->metrics);
   free(ctx);
 }

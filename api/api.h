@@ -34,6 +34,25 @@ extern "C" {
 
 typedef struct api_ctx api_ctx;
 
+#define API_SYNC_MAX_PEERS 32
+
+/* One peer of the node's transport, as GET /v1/sync/status shows it. */
+typedef struct api_sync_peer {
+  char url[256];                    /* as configured */
+  char node_id[SA_NODE_ID_MAX + 1]; /* learned from the peer; "" until it answered */
+  const char *state;                /* "connected", "unreachable", "refusing", "catching_up" */
+  uint64_t cursor;                  /* the peer's feed position applied here */
+  uint64_t lag_ops;                 /* the peer's last LSN minus cursor, as last seen */
+  uint64_t lag_ms;                  /* how long the cursor has been behind (0: caught up) */
+  uint64_t last_contact_ms;         /* unix ms of the peer's last answer (0: never) */
+  char last_error[200];             /* "" when none */
+  uint64_t ops_received;            /* items applied here from the peer */
+  uint64_t ops_sent;                /* items the peer pulled from this node */
+  uint64_t acked;                   /* the position of this node's feed the peer applied */
+  uint64_t refused_drift;           /* batches refused: clock drift */
+  uint64_t refused_invalid;         /* batches or answers refused as malformed */
+} api_sync_peer;
+
 /* What the API needs to know; every pointer is borrowed by api_ctx_create
  * and copied (except client). */
 typedef struct api_config {
@@ -47,6 +66,16 @@ typedef struct api_config {
   void (*metrics_extra)(void *cls, FILE *f); /* appends the server's own series to GET /metrics
                                                 (may be NULL); called on request threads */
   void *metrics_extra_cls;                   /* its first argument */
+  /* Sync between nodes (api_sync.c); every hook may be NULL and is called
+   * on request threads with sync_cls. */
+  const char *sync_transport; /* the server's transport kind ("http"), shown in the sync
+                                 state instead of the core's; NULL = the core's */
+  size_t (*sync_peers)(void *cls, api_sync_peer *out, size_t max); /* the pullers' state:
+                                 fills at most max, returns how many */
+  void (*sync_served)(void *cls, const char *node, size_t items, uint64_t acked,
+                      bool has_acked); /* GET /v1/sync/ops served `items` to the puller `node`,
+                                          or (has_acked) it said it applied through acked */
+  void *sync_cls;
 } api_config;
 
 /* Creates the API context.  Returns 0 and sets *out (free with

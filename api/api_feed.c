@@ -42,16 +42,20 @@ struct api_feed {
   uint32_t wait_ms;   /* WAIT: the bound */
   char *prefix;       /* only keys starting with it; NULL = all */
   size_t prefix_len;  /* strlen(prefix) */
+  api_feed_page_fn page_fn;         /* api_feed_custom: another route's pages */
+  void *page_cls;                   /* its state (owned) */
+  void (*page_cls_free)(void *cls); /* frees page_cls */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
 
 /* The JSON of one change (new reference), or NULL out of memory. */
 static json_t *api_feed_change_json(const sa_change *ch, bool values) {
-  json_t *o = json_pack("{s:o,s:s,s:s,s:o,s:o,s:o,s:b}", "lsn", api_json_u64(ch->lsn), "key",
+  json_t *o = json_pack("{s:o,s:s,s:s,s:o,s:o,s:o,s:s,s:b}", "lsn", api_json_u64(ch->lsn), "key",
                         ch->key, "op", ch->op == SA_OP_DELETE ? "delete" : "put", "version",
                         api_json_u64(ch->version), "time", api_json_time(api_hlc_ms(ch->hlc)),
-                        "hlc", api_json_u64(ch->hlc), "batch", (int)ch->batch);
+                        "hlc", api_json_u64(ch->hlc), "origin", ch->origin, "batch",
+                        (int)ch->batch);
   if (!o) return NULL;
   if (ch->op == SA_OP_DELETE) return o;
   if (json_object_set_new(o, "size", api_json_u64(ch->len)) != 0) goto oom;
@@ -159,8 +163,23 @@ out:
 
 void api_feed_free(api_feed *f) {
   if (!f) return;
+  if (f->page_cls_free) f->page_cls_free(f->page_cls);
   free(f->prefix);
   free(f);
+}
+
+api_feed *api_feed_custom(sa_client *c, uint32_t wait_ms, uint64_t seen, api_feed_page_fn page,
+                          void *cls, void (*cls_free)(void *cls)) {
+  api_feed *f = calloc(1, sizeof *f);
+  if (!f) return NULL;
+  f->client = c;
+  f->mode = API_FEED_WAIT;
+  f->wait_ms = wait_ms;
+  f->seen = seen;
+  f->page_fn = page;
+  f->page_cls = cls;
+  f->page_cls_free = cls_free;
+  return f;
 }
 
 api_feed_mode api_feed_get_mode(const api_feed *f) {
@@ -182,6 +201,7 @@ uint32_t api_feed_wait_ms(const api_feed *f) {
 /* ---- pages --------------------------------------------------------------- */
 
 api_response *api_feed_page(api_feed *f, bool final) {
+  if (f->page_fn) return f->page_fn(f->page_cls, final, &f->seen);
   for (;;) { /* bounded: every turn moves pos on, or answers */
     sa_changes ch;
     sa_error err = {0};

@@ -95,6 +95,19 @@ api_response *api_feed_page(api_feed *f, bool final);
  * reconnects with Last-Event-ID and gets the rest).  Takes f (freed). */
 api_response *api_feed_respond(api_feed *f);
 
+/* A page of another route's long-poll: the answer, or NULL when there is
+ * nothing to say yet and final is false; sets *seen to the node's last LSN
+ * as read (a waiter needs a new page only once the node is past it). */
+typedef api_response *(*api_feed_page_fn)(void *cls, bool final, uint64_t *seen);
+
+/* A WAIT feed whose pages come from page(cls, ...) instead of the change
+ * feed (GET /v1/sync/ops, api_sync.c), so a server waits on it exactly as
+ * on a /v1/changes long-poll (server/srv_sse.c).  seen: the last LSN the
+ * first, empty page read.  Takes cls (freed with cls_free, may be NULL, by
+ * api_feed_free).  Returns NULL out of memory (cls not taken then). */
+api_feed *api_feed_custom(sa_client *c, uint32_t wait_ms, uint64_t seen, api_feed_page_fn page,
+                          void *cls, void (*cls_free)(void *cls));
+
 /* The handler of GET /v1/changes (api.c calls it after auth and routing).
  * Returns the response (same ownership as api_handle) and sets *deferred
  * to NULL, except when can_defer is true and the request must wait or

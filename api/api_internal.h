@@ -14,6 +14,7 @@
  *   api_store.c    GET/PUT/DELETE /v1/store/{key} (blocking or deferred), GET /v1/store;
  *   api_batch.c    POST /v1/batch;
  *   api_status.c   /healthz, /readyz, /v1/status, /v1/sync/status, /v1/sync/tick;
+ *   api_sync.c     /v1/sync/ops, /v1/sync/snapshot, /v1/sync/digest, the peers of the status;
  *   api_metrics.c  request counters and GET /metrics;
  *   api_feed.c     GET /v1/changes;   api_assets.c  the dashboard's files;
  *   api_json.c     JSON helpers;      api_util.c    text helpers.
@@ -62,6 +63,11 @@ struct api_ctx {
   void (*metrics_extra)(void *cls, FILE *f); /* server series for /metrics, or NULL */
   void *metrics_extra_cls;                   /* its argument */
   struct timespec started;                   /* CLOCK_MONOTONIC at create */
+  char node_id[SA_NODE_ID_MAX + 1];          /* the node's id (X-Softadastra-Node) */
+  char *sync_transport;                      /* api_config's, copied, or NULL */
+  size_t (*sync_peers)(void *cls, api_sync_peer *out, size_t max); /* api_config's hooks */
+  void (*sync_served)(void *cls, const char *node, size_t items, uint64_t acked, bool has_acked);
+  void *sync_cls;
 };
 
 /* ---- answers (api_answer.c) ---------------------------------------------- */
@@ -160,6 +166,15 @@ api_response *api_h_metrics(api_ctx *ctx);                       /* api_metrics.
 api_response *api_h_list(api_ctx *ctx, const char *query);       /* api_store.c */
 api_response *api_h_batch(api_ctx *ctx, const api_request *req); /* api_batch.c */
 api_response *api_h_changes(api_ctx *ctx, const api_request *req, const char *query); /* feed */
+api_response *api_h_sync_ops(api_ctx *ctx, const api_request *req, const char *query); /* sync */
+api_response *api_h_sync_snapshot(api_ctx *ctx, const char *query);  /* api_sync.c */
+api_response *api_h_sync_digest(api_ctx *ctx);                       /* api_sync.c */
+
+/* api_sync.c: the "peers" array of the sync state (a new reference, never
+ * NULL unless memory is short), and the X-Softadastra-Node header every
+ * sync answer carries (returns r). */
+json_t *api_sync_peers_json(api_ctx *ctx);
+api_response *api_sync_tag_node(const api_ctx *ctx, api_response *r);
 
 /* GET or HEAD of one key (decoded, valid). */
 api_response *api_h_get_key(api_ctx *ctx, const api_request *req, const char *query,

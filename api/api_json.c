@@ -190,10 +190,11 @@ static char *api_json_lit(char *p, const char *lit, size_t n) {
 #define API_JSON_LIT(p, s) api_json_lit((p), (s), sizeof(s) - 1)
 
 char *api_json_value_doc(const char *key, size_t klen, const char *data, size_t len,
-                         uint64_t version, uint64_t lsn, uint64_t hlc, uint64_t updated_ms,
-                         size_t *out_len) {
+                         uint64_t version, uint64_t lsn, uint64_t hlc, const char *origin,
+                         uint64_t updated_ms, size_t *out_len) {
   static const char k_key[] = "{\"key\":", k_size[] = ",\"size\":", k_version[] = ",\"version\":",
-                    k_lsn[] = ",\"lsn\":", k_hlc[] = ",\"hlc\":", k_upd[] = ",\"updated_at\":",
+                    k_lsn[] = ",\"lsn\":", k_hlc[] = ",\"hlc\":", k_origin[] = ",\"origin\":",
+                    k_upd[] = ",\"updated_at\":",
                     k_utf8[] = ",\"encoding\":\"utf-8\",\"value\":",
                     k_b64[] = ",\"encoding\":\"base64\",\"value\":", k_end[] = "}\n";
   char tbuf[64];
@@ -202,6 +203,7 @@ char *api_json_value_doc(const char *key, size_t klen, const char *data, size_t 
   size_t vbytes = text ? api_json_str_len(data, len) : 4 * ((len + 2) / 3) + 2;
   size_t cap = (sizeof k_key - 1) + api_json_str_len(key, klen) + (sizeof k_size - 1) +
                (sizeof k_version - 1) + (sizeof k_lsn - 1) + (sizeof k_hlc - 1) +
+               (sizeof k_origin - 1) + api_json_str_len(origin, strlen(origin)) +
                4 * API_JSON_U64_MAX + (sizeof k_upd - 1) + (tlen ? tlen + 2 : 4) +
                (sizeof k_b64 - 1) + vbytes + (sizeof k_end - 1) + 1;
   char *out = malloc(cap);
@@ -216,6 +218,8 @@ char *api_json_value_doc(const char *key, size_t klen, const char *data, size_t 
   p = api_json_u64_put(p, lsn);
   p = API_JSON_LIT(p, k_hlc);
   p = api_json_u64_put(p, hlc);
+  p = API_JSON_LIT(p, k_origin);
+  p = api_json_str_put(p, origin, strlen(origin));
   p = API_JSON_LIT(p, k_upd);
   if (tlen) {
     *p++ = '"';
@@ -240,13 +244,17 @@ char *api_json_value_doc(const char *key, size_t klen, const char *data, size_t 
 }
 
 char *api_json_write_doc(const char *key, size_t klen, bool put, uint64_t version, uint64_t lsn,
-                         bool durable, size_t size, size_t *out_len) {
+                         uint64_t hlc, const char *origin, bool durable, size_t size,
+                         size_t *out_len) {
   static const char k_key[] = "{\"key\":", k_version[] = ",\"version\":",
                     k_deleted[] = ",\"deleted\":true", k_lsn[] = ",\"lsn\":",
+                    k_hlc[] = ",\"hlc\":", k_origin[] = ",\"origin\":",
                     k_durable[] = ",\"durable\":", k_size[] = ",\"size\":", k_end[] = "}\n";
   size_t cap = (sizeof k_key - 1) + api_json_str_len(key, klen) + (sizeof k_version - 1) +
-               (sizeof k_deleted - 1) + (sizeof k_lsn - 1) + (sizeof k_durable - 1) + 5 +
-               (sizeof k_size - 1) + 3 * API_JSON_U64_MAX + (sizeof k_end - 1) + 1;
+               (sizeof k_deleted - 1) + (sizeof k_lsn - 1) + (sizeof k_hlc - 1) +
+               (sizeof k_origin - 1) + api_json_str_len(origin, strlen(origin)) +
+               (sizeof k_durable - 1) + 5 + (sizeof k_size - 1) + 4 * API_JSON_U64_MAX +
+               (sizeof k_end - 1) + 1;
   char *out = malloc(cap);
   if (!out) return NULL;
   char *p = API_JSON_LIT(out, k_key);
@@ -259,6 +267,10 @@ char *api_json_write_doc(const char *key, size_t klen, bool put, uint64_t versio
   }
   p = API_JSON_LIT(p, k_lsn);
   p = api_json_u64_put(p, lsn);
+  p = API_JSON_LIT(p, k_hlc);
+  p = api_json_u64_put(p, hlc);
+  p = API_JSON_LIT(p, k_origin);
+  p = api_json_str_put(p, origin, strlen(origin));
   p = API_JSON_LIT(p, k_durable);
   p = durable ? API_JSON_LIT(p, "true") : API_JSON_LIT(p, "false");
   if (put) {

@@ -37,6 +37,9 @@ static const api_route_info api_route_table[] = {
     {"/v1/status", "GET,HEAD", API_ROUTE_STATUS},
     {"/v1/sync/status", "GET,HEAD", API_ROUTE_SYNC_STATUS},
     {"/v1/sync/tick", "POST", API_ROUTE_SYNC_TICK},
+    {"/v1/sync/ops", "GET,HEAD", API_ROUTE_SYNC_OPS},
+    {"/v1/sync/snapshot", "GET,HEAD", API_ROUTE_SYNC_SNAPSHOT},
+    {"/v1/sync/digest", "GET,HEAD", API_ROUTE_SYNC_DIGEST},
     {"/v1/store", "GET,HEAD", API_ROUTE_STORE_LIST},
     {"/v1/store/{key}", "GET,HEAD,PUT,DELETE", API_ROUTE_STORE_KEY},
     {"/v1/batch", "POST", API_ROUTE_BATCH},
@@ -220,6 +223,12 @@ static api_response *api_dispatch(api_ctx *ctx, const api_request *req, api_rout
     return api_h_sync_status(ctx);
   case API_ROUTE_SYNC_TICK:
     return api_h_sync_tick(ctx);
+  case API_ROUTE_SYNC_OPS:
+    return api_h_sync_ops(ctx, req, t.query);
+  case API_ROUTE_SYNC_SNAPSHOT:
+    return api_h_sync_snapshot(ctx, t.query);
+  case API_ROUTE_SYNC_DIGEST:
+    return api_h_sync_digest(ctx);
   case API_ROUTE_STORE_LIST:
     return api_h_list(ctx, t.query);
   case API_ROUTE_BATCH:
@@ -237,6 +246,9 @@ api_response *api_finish(api_ctx *ctx, const api_request *req, api_route_id rout
                          const struct timespec *t0) {
   if (r != &api_oom_response) {
     api_cors_headers(ctx, req, r);
+    if (route == API_ROUTE_SYNC_OPS || route == API_ROUTE_SYNC_SNAPSHOT ||
+        route == API_ROUTE_SYNC_DIGEST || route == API_ROUTE_SYNC_STATUS)
+      api_sync_tag_node(ctx, r); /* every sync answer names the node (api_sync.c) */
     if (atomic_load(&ctx->draining)) r->close = true;
   }
   api_metrics_observe(ctx->metrics, route, r->status, api_elapsed(t0));

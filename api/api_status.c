@@ -14,6 +14,7 @@
  * Threads: any request thread; the core client is thread-safe.
  */
 #include <jansson.h>
+#include <string.h>
 #include <time.h>
 
 #include "api_internal.h"
@@ -23,10 +24,19 @@ api_response *api_h_healthz(void) {
   return api_resp_json(api_resp_new(200), json_pack("{s:s}", "status", "ok"));
 }
 
-/* The sync state exactly as the core reports it. */
-static json_t *api_sync_json(const sa_sync_state *s) {
+/* The sync state exactly as the core reports it, with the server's
+ * transport and its peers (api_sync.c) when it has one. */
+static json_t *api_sync_json(api_ctx *ctx, const sa_sync_state *s) {
+  json_t *peers = api_sync_peers_json(ctx);
+  bool running = false;
+  for (size_t i = 0; i < json_array_size(peers); i++)
+  {
+    const char *st = json_string_value(json_object_get(json_array_get(peers, i), "state"));
+    running |= st && !strcmp(st, "connected");
+  }
+  bool own = ctx->sync_transport != NULL;
   return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o,"
-                   "s:{s:b,s:b,s:b,s:s},s:{s:b,s:b,s:s},s:I}",
+                   "s:{s:b,s:b,s:b,s:s},s:{s:b,s:b,s:s},s:o}",
                    "outbox_size", api_json_u64(s->outbox_size), "queued", api_json_u64(s->queued),
                    "in_flight", api_json_u64(s->in_flight), "acknowledged",
                    api_json_u64(s->acknowledged), "failed", api_json_u64(s->failed),
@@ -34,10 +44,12 @@ static json_t *api_sync_json(const sa_sync_state *s) {
                    "last_tick_at", api_json_time(s->last_tick_ms), "last_lsn",
                    api_json_u64(s->last_lsn), "outbox_max", api_json_u64(s->outbox_max), "overflow",
                    (int)s->overflow, "pruned", api_json_u64(s->pruned), "transport", "enabled",
-                   (int)s->transport_enabled, "running", (int)s->transport_running, "stub",
-                   (int)s->transport_stub, "kind", s->transport_kind, "discovery", "enabled",
+                   (int)(own || s->transport_enabled), "running",
+                   (int)(own ? running : s->transport_running), "stub",
+                   (int)(!own && s->transport_stub), "kind",
+                   own ? ctx->sync_transport : s->transport_kind, "discovery", "enabled",
                    (int)s->discovery_enabled, "stub", (int)s->discovery_stub, "kind",
-                   s->discovery_kind, "peers", (json_int_t)s->peers);
+                   s->discovery_kind, "peers", peers ? peers : json_array());
 }
 
 api_response *api_h_status(api_ctx *ctx) {
@@ -61,7 +73,7 @@ api_response *api_h_status(api_ctx *ctx) {
       "store", "size", api_json_u64(st.size), "path", st.store_path ? st.store_path : "",
       "applied_lsn", api_json_u64(st.applied_lsn), "synced_lsn", api_json_u64(st.synced_lsn),
       "sync_points", api_json_u64(st.store_syncs), "writebacks", api_json_u64(st.store_writebacks),
-      "sync", api_sync_json(&ss), "recovery", "records_scanned",
+      "sync", api_sync_json(ctx, &ss), "recovery", "records_scanned",
       api_json_u64(st.recovery.records_scanned), "records_replayed",
       api_json_u64(st.recovery.records_replayed), "torn_bytes",
       api_json_u64(st.recovery.torn_bytes), "torn_path", st.recovery.torn_path, "store_rolled_back",
@@ -74,7 +86,7 @@ api_response *api_h_sync_status(api_ctx *ctx) {
   sa_error err = {0};
   int rc = sa_client_sync_state(ctx->client, &ss, &err);
   if (rc != 0) return api_reply_sa_error(rc, &err);
-  return api_resp_json(api_resp_new(200), api_sync_json(&ss));
+  return api_resp_json(api_resp_new(200), api_sync_json(ctx, &ss));
 }
 
 /* POST /v1/sync/tick: runs one outbox tick now and answers the sync state
@@ -85,7 +97,7 @@ api_response *api_h_sync_tick(api_ctx *ctx) {
   int rc = sa_client_sync_tick(ctx->client, &err);
   if (rc == 0) rc = sa_client_sync_state(ctx->client, &ss, &err);
   if (rc != 0) return api_reply_sa_error(rc, &err);
-  return api_resp_json(api_resp_new(200), api_sync_json(&ss));
+  return api_resp_json(api_resp_new(200), api_sync_json(ctx, &ss));
 }
 
 api_response *api_h_readyz(api_ctx *ctx) {

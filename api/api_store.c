@@ -104,7 +104,7 @@ static void api_get_answer(void *arg, const sa_value *v) {
     r = api_resp_new(200);
     if (r) {
       r->body = api_json_value_doc(g->key, strlen(g->key), v->data, v->len, v->version, v->lsn,
-                                   v->hlc, api_hlc_ms(v->hlc), &r->body_len);
+                                   v->hlc, v->origin, api_hlc_ms(v->hlc), &r->body_len);
       r->content_type = "application/json";
       if (!r->body) {
         api_response_free(r);
@@ -204,8 +204,8 @@ static api_response *api_write_reply(const char *key, bool put, size_t size, int
   if (rc != 0) return api_reply_sa_error(rc, err);
   api_response *r = api_resp_new(put && res->version == 1 ? 201 : 200);
   if (!r) return &api_oom_response;
-  r->body = api_json_write_doc(key, strlen(key), put, res->version, res->lsn, res->durable, size,
-                               &r->body_len);
+  r->body = api_json_write_doc(key, strlen(key), put, res->version, res->lsn, res->hlc,
+                               res->origin, res->durable, size, &r->body_len);
   if (!r->body) {
     api_response_free(r);
     return &api_oom_response;

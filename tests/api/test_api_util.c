@@ -167,9 +167,10 @@ END_TEST
  * (api.c: json_pack + api_json_set_value + json_dumps, plus a newline). */
 static char *ref_value_doc(const char *key, size_t klen, const char *data, size_t len,
                            uint64_t version, uint64_t lsn, uint64_t hlc, uint64_t ms) {
-  json_t *j = json_pack("{s:s%,s:o,s:o,s:o,s:o,s:o}", "key", key, klen, "size", api_json_u64(len),
-                        "version", api_json_u64(version), "lsn", api_json_u64(lsn), "hlc",
-                        api_json_u64(hlc), "updated_at", api_json_time(ms));
+  json_t *j = json_pack("{s:s%,s:o,s:o,s:o,s:o,s:s,s:o}", "key", key, klen, "size",
+                        api_json_u64(len), "version", api_json_u64(version), "lsn",
+                        api_json_u64(lsn), "hlc", api_json_u64(hlc), "origin", "node-a.1_Z",
+                        "updated_at", api_json_time(ms));
   ck_assert_ptr_nonnull(j);
   if (api_utf8_valid(data, len)) {
     json_object_set_new(j, "encoding", json_string("utf-8"));
@@ -196,7 +197,7 @@ static void check_doc(const char *key, size_t klen, const char *data, size_t len
                       uint64_t lsn, uint64_t hlc, uint64_t ms) {
   char *want = ref_value_doc(key, klen, data, len, version, lsn, hlc, ms);
   size_t n = 0;
-  char *got = api_json_value_doc(key, klen, data, len, version, lsn, hlc, ms, &n);
+  char *got = api_json_value_doc(key, klen, data, len, version, lsn, hlc, "node-a.1_Z", ms, &n);
   ck_assert_ptr_nonnull(got);
   ck_assert_uint_eq(n, strlen(want));
   ck_assert_msg(memcmp(got, want, n) == 0, "got  %s\nwant %s", got, want);
@@ -294,17 +295,20 @@ END_TEST
  * api_json_write_doc (api.c: json_pack + json_dumps, plus a newline). */
 static void check_write_doc(const char *key, bool put, uint64_t version, uint64_t lsn, bool durable,
                             size_t size) {
-  json_t *j =
-      put ? json_pack("{s:s,s:o,s:o,s:b,s:o}", "key", key, "version", api_json_u64(version), "lsn",
-                      api_json_u64(lsn), "durable", (int)durable, "size", api_json_u64(size))
-          : json_pack("{s:s,s:b,s:o,s:b}", "key", key, "deleted", 1, "lsn", api_json_u64(lsn),
-                      "durable", (int)durable);
+  uint64_t hlc = lsn * 65536 + version;
+  json_t *j = put ? json_pack("{s:s,s:o,s:o,s:o,s:s,s:b,s:o}", "key", key, "version",
+                              api_json_u64(version), "lsn", api_json_u64(lsn), "hlc",
+                              api_json_u64(hlc), "origin", "n-1", "durable", (int)durable, "size",
+                              api_json_u64(size))
+                  : json_pack("{s:s,s:b,s:o,s:o,s:s,s:b}", "key", key, "deleted", 1, "lsn",
+                              api_json_u64(lsn), "hlc", api_json_u64(hlc), "origin", "n-1",
+                              "durable", (int)durable);
   ck_assert_ptr_nonnull(j);
   char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
   json_decref(j);
   ck_assert_ptr_nonnull(s);
   size_t n = 0;
-  char *got = api_json_write_doc(key, strlen(key), put, version, lsn, durable, size, &n);
+  char *got = api_json_write_doc(key, strlen(key), put, version, lsn, hlc, "n-1", durable, size, &n);
   ck_assert_ptr_nonnull(got);
   ck_assert_uint_eq(n, strlen(s) + 1);
   ck_assert_msg(memcmp(got, s, n - 1) == 0 && got[n - 1] == '\n', "got  %s\nwant %s", got, s);

@@ -1,0 +1,467 @@
+/*
+ * api_sync.c -- the sync routes of the REST API: GET /v1/sync/ops (the
+ * feed a peer pulls, long-polled), GET /v1/sync/snapshot (a peer's
+ * catch-up), GET /v1/sync/digest (the convergence check), and the per-peer
+ * part of GET /v1/sync/status.
+ *
+ * What it is: query parsing and validation (every input bounded), the JSON
+ * of sync items written by hand (values in base64: binary-safe), the 410 of
+ * a position below the floor, and the calls into the core's sync API
+ * (sa_client_sync_read, _snapshot, _digest, _peer_ack).  The protocol is
+ * the one of issue 22's design note; every answer of these routes, errors
+ * included, carries "X-Softadastra-Node: <this node's id>".
+ *
+ * What it is not: a puller (server/srv_sync.c pulls peers, over HTTP) or a
+ * waiter: a long-poll that must wait is handed to the caller as an api_feed
+ * (api_feed_custom), which server/srv_sse.c suspends and resumes exactly
+ * like a /v1/changes long-poll, so no worker thread is held while it waits.
+ *
+ * Invariants: an item's pair (hlc, origin) and origin_lsn are the stored
+ * ones, never re-stamped; items whose origin is the puller's own id are
+ * left out by the core (never echoed back), and next_since still moves past
+ * them; a puller that claims this node's id is refused (400 same_node_id).
+ *
+ * Threads: any request thread, many at once; a deferred long-poll's page
+ * function runs on whichever worker thread resumes it (one at a time).
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api_feed.h"
+#include "api_internal.h"
+#include "api_json.h"
+#include "api_util.h"
+
+#define API_SYNC_DEFAULT_LIMIT 1000
+#define API_SYNC_MAX_LIMIT 10000
+#define API_SYNC_MAX_WAIT_MS 30000
+
+/* ---- a growing text buffer ------------------------------------------------ */
+
+typedef struct jbuf {
+  char *p;
+  size_t len, cap;
+  bool oom;
+} jbuf;
+
+static bool jb_room(jbuf *b, size_t n) {
+  if (b->oom) return false;
+  if (b->len + n + 1 <= b->cap) return true;
+  size_t cap = b->cap ? b->cap : 4096;
+  while (cap < b->len + n + 1)
+    cap *= 2;
+  char *np = realloc(b->p, cap);
+  if (!np) {
+    b->oom = true;
+    return false;
+  }
+  b->p = np;
+  b->cap = cap;
+  return true;
+}
+
+static void jb_put(jbuf *b, const char *s, size_t n) {
+  if (!jb_room(b, n)) return;
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+static void jb_lit(jbuf *b, const char *s) {
+  jb_put(b, s, strlen(s));
+}
+
+static void jb_u64(jbuf *b, uint64_t v) {
+  if (v > INT64_MAX) v = INT64_MAX; /* as api_json_u64 clamps */
+  char tmp[24];
+  char *e = api_u64_put(tmp, v);
+  jb_put(b, tmp, (size_t)(e - tmp));
+}
+
+/* A JSON string of valid UTF-8 (the caller checked): escapes '"', '\\' and
+ * the control characters. */
+static void jb_str(jbuf *b, const char *s, size_t n) {
+  if (!jb_room(b, n * 6 + 2)) return;
+  char *o = b->p + b->len;
+  *o++ = '"';
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\') {
+      *o++ = '\\';
+      *o++ = (char)c;
+    } else if (c < 0x20 || c == 0x7f) {
+      static const char hex[] = "0123456789abcdef";
+      *o++ = '\\';
+      *o++ = 'u';
+      *o++ = '0';
+      *o++ = '0';
+      *o++ = hex[c >> 4];
+      *o++ = hex[c & 15];
+    } else {
+      *o++ = (char)c;
+    }
+  }
+  *o++ = '"';
+  b->len = (size_t)(o - b->p);
+  b->p[b->len] = '\0';
+}
+
+static void jb_b64(jbuf *b, const void *data, size_t len) {
+  size_t n = 4 * ((len + 2) / 3);
+  if (!jb_room(b, n + 2)) return;
+  b->p[b->len++] = '"';
+  b->len += api_base64_put(b->p + b->len, data, len);
+  b->p[b->len++] = '"';
+  b->p[b->len] = '\0';
+}
+
+/* One item: {"seq":N,"op":"put"|"delete","key":K,"value_b64":V,"hlc":N,
+ * "origin":O,"origin_lsn":N}; seq only when with_seq (the snapshot has
+ * none).  A key that is not valid UTF-8 (an embedder's) goes as "key_b64". */
+static void jb_item(jbuf *b, const sa_sync_item *it, bool with_seq) {
+  jb_lit(b, "{");
+  if (with_seq) {
+    jb_lit(b, "\"seq\":");
+    jb_u64(b, it->seq);
+    jb_lit(b, ",");
+  }
+  jb_lit(b, it->op == SA_OP_DELETE ? "\"op\":\"delete\"," : "\"op\":\"put\",");
+  size_t kl = strlen(it->key);
+  if (api_utf8_valid(it->key, kl)) {
+    jb_lit(b, "\"key\":");
+    jb_str(b, it->key, kl);
+  } else {
+    jb_lit(b, "\"key_b64\":");
+    jb_b64(b, it->key, kl);
+  }
+  if (it->op != SA_OP_DELETE) {
+    jb_lit(b, ",\"value_b64\":");
+    jb_b64(b, it->data ? it->data : "", it->data ? it->len : 0);
+  }
+  jb_lit(b, ",\"hlc\":");
+  jb_u64(b, it->hlc);
+  jb_lit(b, ",\"origin\":");
+  jb_str(b, it->origin, strlen(it->origin));
+  jb_lit(b, ",\"origin_lsn\":");
+  jb_u64(b, it->origin_lsn);
+  jb_lit(b, "}");
+}
+
+/* ---- answers ---------------------------------------------------------------- */
+
+/* This node's id (cached in the ctx at create: the id never changes). */
+static const char *api_sync_self(const api_ctx *ctx) {
+  return ctx->node_id;
+}
+
+/* Adds X-Softadastra-Node unless r has it already. */
+static api_response *api_sync_tag(const api_ctx *ctx, api_response *r) {
+  for (size_t i = 0; i < r->n_headers; i++)
+    if (strcmp(r->headers[i].name, "X-Softadastra-Node") == 0) return r;
+  if (ctx->node_id[0]) api_resp_header(r, "X-Softadastra-Node", "%s", api_sync_self(ctx));
+  return r;
+}
+
+/* A 200 JSON answer with the buffer b as body (taken); out of memory: 500. */
+static api_response *api_sync_body(const api_ctx *ctx, jbuf *b) {
+  jb_lit(b, "\n");
+  api_response *r = b->oom ? NULL : api_resp_new(200);
+  if (!r) {
+    free(b->p);
+    return api_sync_tag(ctx, api_reply_error(500, "internal_error", "out of memory"));
+  }
+  r->content_type = "application/json";
+  r->body = b->p;
+  r->body_len = b->len;
+  b->p = NULL;
+  return api_sync_tag(ctx, r);
+}
+
+static api_response *api_sync_bad(const api_ctx *ctx, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static api_response *api_sync_bad(const api_ctx *ctx, const char *code, const char *fmt, ...) {
+  char msg[300];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return api_sync_tag(ctx, api_reply_error(400, code, "%s", msg));
+}
+
+/* The 410 of a since below the floor: the error and "oldest_since". */
+static api_response *api_sync_gone(const api_ctx *ctx, uint64_t since) {
+  uint64_t floor = sa_client_changes_floor(ctx->client);
+  jbuf b = {0};
+  char msg[200];
+  snprintf(msg, sizeof msg,
+           "changes after %llu are no longer all kept: the oldest since served is %llu; catch up "
+           "from GET /v1/sync/snapshot",
+           (unsigned long long)since, (unsigned long long)floor);
+  jb_lit(&b, "{\"error\":{\"code\":\"gone\",\"message\":");
+  jb_str(&b, msg, strlen(msg));
+  jb_lit(&b, "},\"oldest_since\":");
+  jb_u64(&b, floor);
+  jb_lit(&b, "}");
+  api_response *r = api_sync_body(ctx, &b);
+  if (r->status == 200) r->status = 410;
+  return r;
+}
+
+/* ---- query parameters ------------------------------------------------------ */
+
+/* A decimal parameter in [min, max] into *out (left alone when absent). */
+static api_response *api_sync_u64(const api_ctx *ctx, const char *query, const char *name,
+                                  uint64_t min, uint64_t max, uint64_t *out, bool *present) {
+  char *v = NULL;
+  api_response *e = api_query(query, name, &v);
+  if (e) return api_sync_tag(ctx, e);
+  if (present) *present = v != NULL;
+  if (!v) return NULL;
+  uint64_t n;
+  if (api_parse_u64(v, &n) != 0 || n < min || n > max) {
+    free(v);
+    return api_sync_bad(ctx, "bad_request", "%s must be an integer from %llu to %llu", name,
+                        (unsigned long long)min, (unsigned long long)max);
+  }
+  free(v);
+  *out = n;
+  return NULL;
+}
+
+static bool api_sync_node_id_ok(const char *s) {
+  size_t n = strlen(s);
+  if (n < 1 || n > SA_NODE_ID_MAX) return false;
+  for (const char *p = s; *p; p++)
+    if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-') return false;
+  return true;
+}
+
+/* node=PULLER_ID into out (SA_NODE_ID_MAX + 1 bytes; "" when absent). */
+static api_response *api_sync_node(const api_ctx *ctx, const char *query, char *out) {
+  out[0] = '\0';
+  char *v = NULL;
+  api_response *e = api_query(query, "node", &v);
+  if (e) return api_sync_tag(ctx, e);
+  if (!v) return NULL;
+  if (!api_sync_node_id_ok(v)) {
+    free(v);
+    return api_sync_bad(ctx, "bad_request",
+                        "node must be a node id: 1-%d characters of A-Z a-z 0-9 . _ -",
+                        SA_NODE_ID_MAX);
+  }
+  if (strcmp(v, api_sync_self(ctx)) == 0) {
+    free(v);
+    return api_sync_bad(ctx, "same_node_id",
+                        "the puller says it is node %s, which is this node's own id: two nodes "
+                        "share one --node-id",
+                        api_sync_self(ctx));
+  }
+  snprintf(out, SA_NODE_ID_MAX + 1, "%s", v);
+  free(v);
+  return NULL;
+}
+
+/* ---- GET /v1/sync/ops ------------------------------------------------------- */
+
+/* One pull: the state of a long-poll between its pages. */
+typedef struct api_sync_pull {
+  api_ctx *ctx;                  /* borrowed (outlives every request) */
+  uint64_t since;                /* read after this */
+  size_t limit;                  /* items per page */
+  char node[SA_NODE_ID_MAX + 1]; /* the puller ("" = anonymous) */
+} api_sync_pull;
+
+/* Reads a page for p.  Returns the answer, or NULL when the page is empty
+ * and final is false (nothing to send yet: keep waiting; *seen is then the
+ * node's last LSN as read, and p->since has moved past what was skipped). */
+static api_response *api_sync_pull_page(void *cls, bool final, uint64_t *seen) {
+  api_sync_pull *p = cls;
+  api_ctx *ctx = p->ctx;
+  sa_sync_page pg;
+  memset(&pg, 0, sizeof pg);
+  sa_error err = {0};
+  int rc =
+      sa_client_sync_read(ctx->client, p->since, p->limit, p->node[0] ? p->node : NULL, &pg, &err);
+  if (rc == SA_EGONE) return api_sync_gone(ctx, p->since);
+  if (rc != 0) return api_sync_tag(ctx, api_reply_sa_error(rc, &err));
+  if (seen) *seen = pg.last_lsn;
+  if (!final && pg.count == 0) {
+    if (pg.next_since > p->since) p->since = pg.next_since;
+    sa_sync_page_free(&pg);
+    return NULL;
+  }
+  jbuf b = {0};
+  jb_lit(&b, "{\"node_id\":");
+  jb_str(&b, api_sync_self(ctx), strlen(api_sync_self(ctx)));
+  jb_lit(&b, ",\"items\":[");
+  for (size_t i = 0; i < pg.count; i++) {
+    if (i) jb_lit(&b, ",");
+    jb_item(&b, &pg.items[i], true);
+  }
+  jb_lit(&b, "],\"count\":");
+  jb_u64(&b, pg.count);
+  jb_lit(&b, ",\"next_since\":");
+  jb_u64(&b, pg.next_since);
+  jb_lit(&b, ",\"last_lsn\":");
+  jb_u64(&b, pg.last_lsn);
+  jb_lit(&b, pg.more ? ",\"more\":true}" : ",\"more\":false}");
+  if (p->node[0] && pg.count && ctx->sync_served)
+    ctx->sync_served(ctx->sync_cls, p->node, pg.count, 0, false);
+  if (pg.next_since > p->since) p->since = pg.next_since;
+  sa_sync_page_free(&pg);
+  return api_sync_body(ctx, &b);
+}
+
+api_response *api_h_sync_ops(api_ctx *ctx, const api_request *req, const char *query) {
+  api_sync_pull *p = calloc(1, sizeof *p);
+  if (!p) return &api_oom_response;
+  p->ctx = ctx;
+  uint64_t limit = API_SYNC_DEFAULT_LIMIT, wait = 0, acked = 0;
+  bool has_acked = false;
+  api_response *e;
+  if ((e = api_sync_u64(ctx, query, "since", 0, INT64_MAX, &p->since, NULL)) ||
+      (e = api_sync_u64(ctx, query, "limit", 1, API_SYNC_MAX_LIMIT, &limit, NULL)) ||
+      (e = api_sync_u64(ctx, query, "wait", 0, API_SYNC_MAX_WAIT_MS, &wait, NULL)) ||
+      (e = api_sync_u64(ctx, query, "acked", 0, INT64_MAX, &acked, &has_acked)) ||
+      (e = api_sync_node(ctx, query, p->node))) {
+    free(p);
+    return e;
+  }
+  p->limit = (size_t)limit;
+  if (has_acked && !p->node[0]) {
+    free(p);
+    return api_sync_bad(ctx, "bad_request", "acked needs node (the puller's id)");
+  }
+  if (p->node[0]) {
+    sa_error err = {0};
+    int rc = has_acked ? sa_client_sync_peer_ack(ctx->client, p->node, acked, &err) : 0;
+    if (rc != 0) {
+      free(p);
+      return api_sync_tag(ctx, api_reply_sa_error(rc, &err));
+    }
+    if (ctx->sync_served) ctx->sync_served(ctx->sync_cls, p->node, 0, acked, has_acked);
+  }
+  if (wait == 0) {
+    api_response *r = api_sync_pull_page(p, true, NULL);
+    free(p);
+    return r;
+  }
+  uint64_t seen = 0;
+  api_response *r = api_sync_pull_page(p, false, &seen);
+  if (r) {
+    free(p);
+    return r;
+  }
+  api_feed *f = api_feed_custom(ctx->client, (uint32_t)wait, seen, api_sync_pull_page, p, free);
+  if (!f) {
+    free(p);
+    return &api_oom_response;
+  }
+  if (!req->can_defer) return api_feed_respond(f); /* blocks this thread (tests, embedders) */
+  r = api_resp_new(200); /* the placeholder: the caller waits on the feed */
+  if (!r) {
+    api_feed_free(f);
+    return &api_oom_response;
+  }
+  r->feed = f;
+  return r;
+}
+
+/* ---- GET /v1/sync/snapshot ------------------------------------------------- */
+
+typedef struct api_snap {
+  jbuf *b;
+  size_t n;
+} api_snap;
+
+static int api_snap_item(void *arg, const sa_sync_item *it) {
+  api_snap *s = arg;
+  if (s->n++) jb_lit(s->b, ",");
+  jb_item(s->b, it, false);
+  return s->b->oom ? SA_ENOMEM : 0;
+}
+
+api_response *api_h_sync_snapshot(api_ctx *ctx, const char *query) {
+  char node[SA_NODE_ID_MAX + 1];
+  api_response *e = api_sync_node(ctx, query, node);
+  if (e) return e;
+  jbuf b = {0};
+  jb_lit(&b, "{\"node_id\":");
+  jb_str(&b, api_sync_self(ctx), strlen(api_sync_self(ctx)));
+  jb_lit(&b, ",\"items\":[");
+  api_snap s = {.b = &b};
+  uint64_t resume = 0, horizon = 0;
+  sa_error err = {0};
+  int rc = sa_client_sync_snapshot(ctx->client, api_snap_item, &s, &resume, &err);
+  /* The horizon after the snapshot: a tombstone dropped meanwhile is either
+   * in the snapshot or under the horizon, never neither. */
+  horizon = sa_client_sync_horizon(ctx->client);
+  if (rc != 0) {
+    free(b.p);
+    return api_sync_tag(ctx, api_reply_sa_error(rc, &err));
+  }
+  jb_lit(&b, "],\"count\":");
+  jb_u64(&b, s.n);
+  jb_lit(&b, ",\"resume\":");
+  jb_u64(&b, resume);
+  jb_lit(&b, ",\"horizon_hlc\":");
+  jb_u64(&b, horizon);
+  jb_lit(&b, "}");
+  return api_sync_body(ctx, &b);
+}
+
+/* ---- GET /v1/sync/digest ----------------------------------------------------- */
+
+api_response *api_h_sync_digest(api_ctx *ctx) {
+  char hex[65];
+  uint64_t keys = 0;
+  sa_error err = {0};
+  int rc = sa_client_sync_digest(ctx->client, hex, &keys, &err);
+  if (rc != 0) return api_sync_tag(ctx, api_reply_sa_error(rc, &err));
+  sa_status st;
+  rc = sa_client_status(ctx->client, &st, &err);
+  if (rc != 0) return api_sync_tag(ctx, api_reply_sa_error(rc, &err));
+  jbuf b = {0};
+  jb_lit(&b, "{\"digest\":");
+  jb_str(&b, hex, strlen(hex));
+  jb_lit(&b, ",\"keys\":");
+  jb_u64(&b, keys);
+  jb_lit(&b, ",\"node_id\":");
+  jb_str(&b, st.node_id, strlen(st.node_id));
+  jb_lit(&b, ",\"last_lsn\":");
+  jb_u64(&b, st.last_lsn);
+  jb_lit(&b, "}");
+  return api_sync_body(ctx, &b);
+}
+
+/* ---- GET /v1/sync/status: the peers ---------------------------------------- */
+
+json_t *api_sync_peers_json(api_ctx *ctx) {
+  json_t *arr = json_array();
+  if (!arr || !ctx->sync_peers) return arr;
+  api_sync_peer peers[API_SYNC_MAX_PEERS];
+  size_t n = ctx->sync_peers(ctx->sync_cls, peers, API_SYNC_MAX_PEERS);
+  for (size_t i = 0; i < n && i < API_SYNC_MAX_PEERS; i++) {
+    const api_sync_peer *p = &peers[i];
+    json_t *o = json_pack(
+        "{s:s,s:s?,s:s,s:o,s:o,s:o,s:o,s:o,s:s?,s:o,s:o,s:o,s:o,s:o}", "url", p->url, "node_id",
+        p->node_id[0] ? p->node_id : NULL, "state", p->state, "cursor", api_json_u64(p->cursor),
+        "lag_ops", api_json_u64(p->lag_ops), "lag_ms", api_json_u64(p->lag_ms), "last_contact_ms",
+        api_json_u64(p->last_contact_ms), "last_contact_at", api_json_time(p->last_contact_ms),
+        "last_error", p->last_error[0] ? p->last_error : NULL, "ops_received",
+        api_json_u64(p->ops_received), "ops_sent", api_json_u64(p->ops_sent), "acked",
+        api_json_u64(p->acked), "refused_drift", api_json_u64(p->refused_drift), "refused_invalid",
+        api_json_u64(p->refused_invalid));
+    if (o) json_array_append_new(arr, o);
+  }
+  return arr;
+}
+
+api_response *api_sync_tag_node(const api_ctx *ctx, api_response *r) {
+  return api_sync_tag(ctx, r);
+}
