@@ -78,6 +78,7 @@
  */
 #define _GNU_SOURCE
 #include "node_internal.h"
+#include "store_backup.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -234,6 +235,7 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
     }
   }
   rc = store_open(&c->store, c->store_path, c->node_id, o.persistent, o.store_max_bytes, err);
+  if (rc == 0) rc = store_epoch_ensure(c->store, &c->epoch, err); /* node_backup.c */
   if (rc == 0 && o.persistent) rc = node_recover(c, &rep, err);
   if (rc == 0 && !o.persistent) c->last_lsn = store_applied_lsn(c->store);
   if (rc == 0) rc = node_outbox_open(c, err);

@@ -210,6 +210,11 @@ struct sa_client {
   /* Store sync points (node_syncer_main). */
   sa_worker sy;
   bool syncer_idle; /* seq_cst: no commit since its last kick; wake it at one */
+
+  /* Backups (node_backup.c): the store's epoch (set at open, then read
+   * only) and the counters of sa_client_backup_stats (atomics). */
+  uint64_t epoch;
+  sa_backup_stats bk;
 };
 
 /* A peer as the sync API knows it (node_sync.c). */

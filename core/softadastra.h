@@ -747,6 +747,71 @@ int sa_wal_scan(const char *path, sa_wal_visit_fn visit, void *ctx, sa_wal_repor
  * (no copy).  Takes the WAL lock: fails with SA_ELOCKED if a node runs. */
 int sa_wal_repair(const char *path, sa_wal_report *rep, sa_error *err);
 
+/* ---- backup and restore (core/node_backup.c, core/store_backup.c) ------- */
+
+/* A backup file: a header (its manifest), the store as one LMDB file
+ * consistent at one transaction (a compacting copy), and a trailer with the
+ * data's length and CRC-32C.  The format is described in store_backup.c. */
+typedef struct sa_backup_info {
+  char node_id[SA_NODE_ID_MAX + 1]; /* the node the store belonged to */
+  uint32_t version;                 /* container version */
+  uint32_t store_format;            /* the store's format version */
+  uint64_t applied_lsn;             /* the copy holds every write up to this LSN */
+  uint64_t acked_lsn; /* the last write acknowledged when the backup began (<= applied_lsn) */
+  uint64_t epoch;     /* the source node's epoch */
+  uint64_t created_ms; /* wall clock, unix ms */
+  uint64_t data_bytes; /* bytes of the LMDB copy */
+  uint32_t data_crc;   /* their CRC-32C */
+  uint64_t file_bytes; /* header + data + trailer */
+} sa_backup_info;
+
+/* Receives the backup's bytes in order; a non-zero return stops the backup
+ * (it then fails with SA_EIO, or with the code the sink put in *err). */
+typedef int (*sa_backup_sink)(void *ctx, const void *buf, size_t len);
+
+/* Writes one consistent backup of the running node to sink while it keeps
+ * serving reads and writes: first the store is made to hold every write
+ * acknowledged so far (the read barrier), then the copy is taken from one
+ * LMDB snapshot, so it holds every write acknowledged before the call and
+ * no torn one.  Restoring needs no WAL.  info (may be NULL) receives the
+ * manifest.  Any thread but the node's own; blocks for the copy's length.
+ * Backups may run concurrently (each pins its snapshot while it runs). */
+int sa_client_backup(sa_client *c, sa_backup_sink sink, void *ctx, sa_backup_info *info,
+                     sa_error *err);
+
+/* Backups taken by this node since open. */
+typedef struct sa_backup_stats {
+  uint64_t total;      /* finished */
+  uint64_t failed;     /* stopped by an error or by the sink */
+  uint64_t running;    /* now */
+  uint64_t bytes;      /* bytes of the finished ones */
+  uint64_t last_ms;    /* duration of the last finished one */
+  uint64_t last_bytes; /* its size */
+  uint64_t last_lsn;   /* its applied LSN */
+} sa_backup_stats;
+void sa_client_backup_stats(sa_client *c, sa_backup_stats *out);
+
+/* The node's epoch: a random 64-bit id of this incarnation of its store,
+ * drawn when the store is created (or first opened by a build that has
+ * epochs) and again by a restore.  A feed position is only meaningful with
+ * the epoch it was read in. */
+uint64_t sa_client_epoch(sa_client *c);
+
+/* Checks a backup file: header, length, the data's CRC-32C, the trailer.
+ * SA_ECORRUPT names the cause (truncated, damaged header, data checksum,
+ * not a backup), SA_EFORMAT a container or store format this build cannot
+ * read.  info (may be NULL) receives the manifest. */
+int sa_backup_verify(const char *path, sa_backup_info *info, sa_error *err);
+
+/* Restores a backup into store_path (which must not exist) after checking
+ * it like sa_backup_verify: the data goes to "<store_path>.restoring",
+ * is checked, given node_id (NULL: keep the backup's) and a new epoch,
+ * synced and renamed into place.  No WAL is needed or made: the node that
+ * opens the store starts a new WAL after its applied LSN.  *epoch (may be
+ * NULL) receives the new epoch. */
+int sa_backup_restore(const char *path, const char *store_path, const char *node_id,
+                      sa_backup_info *info, uint64_t *epoch, sa_error *err);
+
 #ifdef __cplusplus
 }
 #endif
