@@ -206,6 +206,8 @@ struct sa_client {
   uint64_t acked_upto;   /* atomic, written by the writer: outbox entries through this
                             LSN were acknowledged for every configured peer */
   sa_sync_counters sc;   /* atomics (tombs and horizon_hlc read from the store) */
+  uint64_t gc_ack;       /* tick (tick_serial): the peers' position the last GC used */
+  uint64_t gc_next_ms;   /* tick (tick_serial): when tombstones may next age out */
 
   /* Store sync points (node_syncer_main). */
   sa_worker sy;

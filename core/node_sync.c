@@ -241,7 +241,7 @@ int sa_client_sync_read(sa_client *c, uint64_t since, size_t limit, const char *
     return sa_fail(err, SA_EINVAL, "limit %zu is out of range (1..10000)", limit);
   int rc = node_read_barrier(c, err);
   if (rc) return rc;
-  uint64_t floor = store_feed_floor(c->store);
+  uint64_t floor = store_sync_floor(c->store);
   if (since < floor)
     return sa_fail(err, SA_EGONE,
                    "changes after LSN %llu are no longer all kept: the oldest since served is "
@@ -254,12 +254,12 @@ int sa_client_sync_read(sa_client *c, uint64_t since, size_t limit, const char *
   if (rc) return rc;
   /* The floor may have moved during the read (a GC): the page may miss a
    * dropped tombstone, so the reader must reload. */
-  if (since < store_feed_floor(c->store)) {
+  if (since < store_sync_floor(c->store)) {
     sa_sync_page_free(out);
     return sa_fail(err, SA_EGONE,
                    "changes after LSN %llu are no longer all kept: the oldest since served is "
                    "%llu; read a snapshot and follow from its position",
-                   (unsigned long long)since, (unsigned long long)store_feed_floor(c->store));
+                   (unsigned long long)since, (unsigned long long)store_sync_floor(c->store));
   }
   /* Past the end: LSNs without a feed entry (a sync record that applied
    * nothing) are passed too, so a long-poll after next_since waits. */
@@ -285,6 +285,10 @@ int sa_client_sync_snapshot(sa_client *c, int (*fn)(void *arg, const sa_sync_ite
   int rc = node_read_barrier(c, err);
   if (rc) return rc;
   return store_sync_snapshot(c->store, fn, arg, resume, err);
+}
+
+uint64_t sa_client_sync_floor(sa_client *c) {
+  return c ? store_sync_floor(c->store) : 0;
 }
 
 uint64_t sa_client_sync_horizon(sa_client *c) {
@@ -423,6 +427,7 @@ typedef struct sync_gc {
   uint64_t now;
   node_peer *dirty; /* copies of the acks to persist */
   size_t ndirty;
+  bool tombs;               /* walk the tombstones */
   uint64_t dropped, floor; /* out */
 } sync_gc;
 
@@ -462,13 +467,13 @@ void node_process_sync_gc(sa_client *c, wreq *r) {
     rc = store_wobx_each(t, upto + 1, ack_visit, &a, &e);
   }
   uint64_t max_lsn = 0, ttl_hlc = 0;
-  if (rc == 0)
+  if (rc == 0 && gc->tombs)
     rc = store_wtomb_gc(t, gc->min_ack, gc->now, (uint64_t)c->opts.tombstone_ttl_s * 1000,
                         &gc->dropped, &max_lsn, &ttl_hlc, &e);
   for (size_t i = 0; rc == 0 && i < gc->ndirty; i++)
     rc = store_wpeer_put(t, 'a', gc->dirty[i].id, gc->dirty[i].acked, &e);
   if (rc == 0) {
-    if (max_lsn) store_wraise_floor(t, max_lsn); /* a reader below a dropped tomb reloads */
+    if (max_lsn) store_wraise_sync_floor(t, max_lsn); /* a reader below a dropped tomb reloads */
     if (ttl_hlc) store_wraise_horizon(t, ttl_hlc);
     rc = store_wcommit(t, store_applied_lsn(c->store), c->hlc.last, &e);
   } else if (t) {
@@ -510,16 +515,26 @@ int node_sync_tick(sa_client *c, sa_error *err) {
   gc.dirty = dirty;
   gc.ndirty = dirty ? gc.ndirty : 0;
   gc.min_ack = any ? min_ack : 0;
-  /* Nothing to do: no peer past anything new, no ack to persist, no
-   * tombstone (a tombstone may age out: checked when there are some). */
-  if (!gc.ndirty && gc.min_ack <= __atomic_load_n(&c->acked_upto, __ATOMIC_RELAXED) &&
-      store_tomb_count(c->store) == 0)
+  /* The tombstones are walked when the peers moved, or when some may have
+   * aged out (at most every ttl / 16, capped at a minute): not at every
+   * tick, which would walk every tombstone every second on the writer. */
+  uint64_t ttl_ms = (uint64_t)c->opts.tombstone_ttl_s * 1000;
+  uint64_t step = ttl_ms / 16 < 60000 ? ttl_ms / 16 : 60000;
+  bool walk = (gc.min_ack > c->gc_ack || gc.now >= c->gc_next_ms) && store_tomb_count(c->store);
+  gc.tombs = walk;
+  if (!gc.ndirty && gc.min_ack <= __atomic_load_n(&c->acked_upto, __ATOMIC_RELAXED) && !walk) {
+    free(dirty);
     return 0;
+  }
   wreq r;
   memset(&r, 0, sizeof r);
   r.kind = REQ_SYNC_GC;
   r.gc = &gc;
   int rc = node_submit(c, &r, err);
+  if (rc == 0 && walk) {
+    c->gc_ack = gc.min_ack;
+    c->gc_next_ms = gc.now + step;
+  }
   if (rc && dirty) { /* persist them next time */
     pthread_mutex_lock(&c->sync_mu);
     for (size_t i = 0; i < gc.ndirty; i++) {

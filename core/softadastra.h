@@ -522,6 +522,10 @@ void sa_sync_page_free(sa_sync_page *p);
 int sa_client_sync_snapshot(sa_client *c, int (*fn)(void *arg, const sa_sync_item *it), void *arg,
                             uint64_t *resume, sa_error *err);
 
+/* The lowest since that sa_client_sync_read still serves (what its
+ * SA_EGONE names): below it a peer reads a snapshot. */
+uint64_t sa_client_sync_floor(sa_client *c);
+
 /* The node's tombstone horizon: the largest HLC of a tombstone it dropped by
  * age (tombstone_ttl_s).  A PUT for a key the node does not hold with an HLC
  * below it is refused as stale. */

@@ -24,7 +24,9 @@
  *           the WAL record payload.  Kept apart from outbox so that state
  *           changes rewrite 24 bytes, not values; it is also the change feed.
  *   meta    also "feed_floor" u64: changes at or below it may be missing
- *           (pruned without a later change of the same key)
+ *           (pruned without a later change of the same key); "sync_floor"
+ *           u64: the last tombstone dropped (the sync feed serves from
+ *           the larger of the two)
  *   meta    "format" u32 (2; a format-1 store is upgraded in place at open:
  *           its kv entries read as origin = this node), "node_id" text,
  *           "applied_lsn" u64, "hlc" u64, "horizon_hlc" u64 (the largest hlc
@@ -172,6 +174,13 @@ int store_peer_get(sa_store *s, char kind, const char *peer, uint64_t *val, sa_e
 /* Calls fn for each record of kind (peer NUL-terminated).  Any thread. */
 int store_peer_each(sa_store *s, char kind, void (*fn)(void *arg, const char *peer, uint64_t val),
                     void *arg, sa_error *err);
+
+/* Raises the sync feed's floor to lsn when this transaction commits: a
+ * dropped tombstone is a change the state-based feed can no longer serve
+ * (the change feed of sa_client_changes keeps its operation: its floor
+ * stays).  store_sync_floor: the larger of the two floors. */
+void store_wraise_sync_floor(store_wtxn *t, uint64_t lsn);
+uint64_t store_sync_floor(const sa_store *s);
 
 /* Raises the tombstone horizon to hlc when this transaction commits. */
 void store_wraise_horizon(store_wtxn *t, uint64_t hlc);

@@ -245,6 +245,8 @@ int store_open(sa_store **out, const char *path, const char *node_id, bool persi
   if (rc && rc != MDB_NOTFOUND) goto lmdb_fail;
   rc = store_meta_get_u64(txn, s->meta, "horizon_hlc", &s->horizon);
   if (rc && rc != MDB_NOTFOUND) goto lmdb_fail;
+  rc = store_meta_get_u64(txn, s->meta, "sync_floor", &s->sync_floor);
+  if (rc && rc != MDB_NOTFOUND) goto lmdb_fail;
   rc = mdb_txn_commit(txn);
   txn = NULL;
   if (rc) goto lmdb_fail;

@@ -50,6 +50,7 @@ struct store_wtxn {
   MDB_txn *txn;
   uint64_t floor;   /* feed floor to raise to at commit (0: unchanged) */
   uint64_t horizon; /* tombstone horizon to raise to at commit (0: unchanged) */
+  uint64_t sfloor;  /* sync floor to raise to at commit (0: unchanged) */
 };
 
 /* ops values: u8 type, 3 bytes 0, u32 N, u64 hlc, N u64 versions (one per
@@ -84,6 +85,7 @@ struct sa_store {
   uint64_t hlc;
   uint64_t feed_floor; /* changes at or below it may be missing */
   uint64_t horizon;    /* tombstone horizon hlc (atomic reads) */
+  uint64_t sync_floor; /* the sync feed's own floor: the last dropped tombstone (atomic) */
   uint64_t map_bytes;
   store_wtxn w;      /* the single write transaction slot */
   bool w_busy;       /* w is begun (set and cleared by its owner) */

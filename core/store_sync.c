@@ -138,6 +138,15 @@ void store_wraise_horizon(store_wtxn *t, uint64_t hlc) {
   if (hlc > t->horizon) t->horizon = hlc;
 }
 
+void store_wraise_sync_floor(store_wtxn *t, uint64_t lsn) {
+  if (lsn > t->sfloor) t->sfloor = lsn;
+}
+
+uint64_t store_sync_floor(const sa_store *s) {
+  uint64_t f = store_feed_floor(s), g = __atomic_load_n(&s->sync_floor, __ATOMIC_ACQUIRE);
+  return f > g ? f : g;
+}
+
 uint64_t store_horizon(const sa_store *s) {
   return __atomic_load_n(&s->horizon, __ATOMIC_ACQUIRE);
 }

@@ -35,6 +35,7 @@ int store_wbegin(sa_store *s, store_wtxn **out, sa_error *err) {
   s->w.s = s;
   s->w.floor = 0;
   s->w.horizon = 0;
+  s->w.sfloor = 0;
   s->w_owner = pthread_self();
   s->w_busy = true;
   *out = &s->w;
@@ -169,10 +170,12 @@ int store_wcommit(store_wtxn *t, uint64_t applied_lsn, uint64_t hlc, sa_error *e
   int rc;
   uint64_t floor = t->floor > s->feed_floor ? t->floor : 0;
   uint64_t horizon = t->horizon > s->horizon ? t->horizon : 0;
+  uint64_t sfloor = t->sfloor > s->sync_floor ? t->sfloor : 0;
   if ((rc = store_meta_put_u64(t->txn, s->meta, "applied_lsn", applied_lsn)) != 0 ||
       (rc = store_meta_put_u64(t->txn, s->meta, "hlc", hlc)) != 0 ||
       (floor && (rc = store_meta_put_u64(t->txn, s->meta, "feed_floor", floor)) != 0) ||
-      (horizon && (rc = store_meta_put_u64(t->txn, s->meta, "horizon_hlc", horizon)) != 0)) {
+      (horizon && (rc = store_meta_put_u64(t->txn, s->meta, "horizon_hlc", horizon)) != 0) ||
+      (sfloor && (rc = store_meta_put_u64(t->txn, s->meta, "sync_floor", sfloor)) != 0)) {
     store_wabort(t);
     return store_err(s, rc, "meta update", err);
   }
@@ -193,6 +196,7 @@ int store_wcommit(store_wtxn *t, uint64_t applied_lsn, uint64_t hlc, sa_error *e
   if (rc) return store_err(s, rc, "commit", err);
   if (floor) __atomic_store_n(&s->feed_floor, floor, __ATOMIC_RELEASE);
   if (horizon) __atomic_store_n(&s->horizon, horizon, __ATOMIC_RELEASE);
+  if (sfloor) __atomic_store_n(&s->sync_floor, sfloor, __ATOMIC_RELEASE);
   s->hlc = hlc;
   return 0;
 }

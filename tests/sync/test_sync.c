@@ -21,6 +21,7 @@
 #include "test_util.h"
 
 #include <check.h>
+#include <lmdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -439,6 +440,305 @@ START_TEST(replay_of_the_sync_record) {
 }
 END_TEST
 
+/* ---- the cursor in the same commit: kill -9 at every I/O step -------------------- */
+
+static const char *kill_keys[] = {"k1", "k2", "k3"};
+
+/* Child: a node whose cursor for node-a is 10 applies a 3-item batch with
+ * cursor 100, killed at its k-th I/O call (counted from the apply). */
+static void kill_child(int fd, const char *wal, long k, tu_crash_mode mode) {
+  sa_options o = sa_options_persistent("node-b", wal);
+  tu_fault_install();
+  sa_client *c = NULL;
+  if (sa_client_open(&c, &o, NULL) != 0) _exit(4);
+  sa_sync_item it[3];
+  for (int i = 0; i < 3; i++)
+    it[i] = put_item(kill_keys[i], "v", hlc_at(1700000000000ull, (unsigned)i + 1), "node-a");
+  tu_crash_at(k, mode);
+  sa_sync_apply_result r;
+  if (sa_client_sync_apply(c, "node-a", it, 3, 100, &r, NULL) != 0) _exit(5);
+  if (write(fd, "A", 1) != 1) _exit(6);
+  sa_client_close(c);
+  _exit(0);
+}
+
+START_TEST(cursor_and_items_together_across_kill) {
+  char tmpl[TU_PATH_MAX], twal[TU_PATH_MAX];
+  tu_mkdir(tmpl);
+  tu_path(twal, tmpl, "node-b.wal");
+  sa_options o = sa_options_persistent("node-b", twal);
+  sa_client *c = tu_open(&o);
+  sa_sync_item first = put_item("base", "b", hlc_at(now_ms - 1000, 0), "node-a");
+  apply_ok(c, "node-a", &first, 1, 10, NULL);
+  sa_client_close(c);
+  static const tu_crash_mode modes[] = {TU_CRASH_BEFORE, TU_CRASH_AFTER, TU_CRASH_TORN};
+  long crashes = 0, with = 0;
+  for (int m = 0; m < 3; m++) {
+    for (long k = 1; k < 2000; k++) {
+      char sub[TU_PATH_MAX], wal[TU_PATH_MAX], cmd[3 * TU_PATH_MAX];
+      tu_mkdir(sub);
+      snprintf(cmd, sizeof cmd, "cp -a '%s'/. '%s'/", tmpl, sub);
+      ck_assert_int_eq(system(cmd), 0);
+      tu_path(wal, sub, "node-b.wal");
+      int fds[2];
+      ck_assert_int_eq(pipe(fds), 0);
+      fflush(NULL);
+      pid_t pid = fork();
+      ck_assert_int_ge(pid, 0);
+      if (pid == 0) {
+        close(fds[0]);
+        kill_child(fds[1], wal, k, modes[m]);
+      }
+      close(fds[1]);
+      char buf[8] = {0};
+      ssize_t got = read(fds[0], buf, sizeof buf);
+      close(fds[0]);
+      int st;
+      ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+      if (WIFEXITED(st) && WEXITSTATUS(st) == TU_CRASH_NOT_PWRITE) {
+        tu_rmrf(sub);
+        continue;
+      }
+      bool done = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+      ck_assert_msg(done || (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL), "k=%ld status %d", k, st);
+      bool acked = got == 1;
+      sa_options ro = sa_options_persistent("node-b", wal);
+      sa_client *r = tu_open(&ro);
+      uint64_t cur = cursor_of(r, "node-a");
+      int present = 0;
+      for (int i = 0; i < 3; i++) {
+        sa_value v;
+        if (sa_client_get(r, kill_keys[i], &v, NULL) == 0) present++;
+        sa_value_free(&v);
+      }
+      tu_expect_str(r, "base", "b");
+      ck_assert_msg((cur == 100 && present == 3) || (cur == 10 && present == 0),
+                    "mode %d k=%ld: cursor %llu with %d of 3 items", m, k, (unsigned long long)cur,
+                    present);
+      ck_assert_msg(!acked || cur == 100, "mode %d k=%ld: an answered batch was lost", m, k);
+      with += cur == 100;
+      sa_client_close(r);
+      tu_rmrf(sub);
+      if (done) break;
+      crashes++;
+    }
+  }
+  fprintf(stderr, "cursor_and_items_together_across_kill: %ld crashes, %ld with the batch\n",
+          crashes, with);
+  ck_assert_int_gt(crashes, 5);
+  tu_rmrf(tmpl);
+}
+END_TEST
+
+/* ---- tombstones: GC by acknowledgements and by age; the outbox ------------------ */
+
+static void tick(sa_client *c) {
+  sa_error e = {0};
+  ck_assert_msg(sa_client_sync_tick(c, &e) == 0, "tick: %s", e.message);
+}
+
+static sa_sync_counters counters(sa_client *c) {
+  sa_sync_counters sc;
+  ck_assert_int_eq(sa_client_sync_counters(c, &sc, NULL), 0);
+  return sc;
+}
+
+START_TEST(tombstone_gc_by_acks_and_outbox_acknowledged) {
+  sa_client *c = open_id("node-b");
+  tu_put(c, "a", "1");                                 /* lsn 1 */
+  tu_put(c, "b", "1");                                 /* lsn 2 */
+  ck_assert_int_eq(sa_client_remove(c, "a", NULL), 0); /* lsn 3: tomb */
+  ck_assert_int_eq(sa_client_remove(c, "b", NULL), 0); /* lsn 4: tomb */
+  const char *peers[] = {"node-p", "node-q"};
+  ck_assert_int_eq(sa_client_sync_set_peers(c, peers, 2, NULL), 0);
+  ck_assert_int_eq(sa_client_sync_peer_ack(c, "node-p", 4, NULL), 0);
+  ck_assert_int_eq(sa_client_sync_peer_ack(c, "node-x", 4, NULL), 0); /* not configured */
+  tick(c);
+  ck_assert_uint_eq(counters(c).tombs, 2); /* node-q has acknowledged nothing */
+  sa_sync_state ss;
+  ck_assert_int_eq(sa_client_sync_state(c, &ss, NULL), 0);
+  ck_assert_uint_eq(ss.acknowledged, 0);
+  ck_assert_int_eq(sa_client_sync_peer_ack(c, "node-q", 3, NULL), 0);
+  ck_assert_int_eq(sa_client_sync_peer_ack(c, "node-p", 2, NULL), 0); /* lower: ignored */
+  ck_assert_uint_eq(sa_client_sync_peer_acked(c, "node-p"), 4);
+  tick(c);
+  ck_assert_uint_eq(counters(c).tombs, 1); /* a's (lsn 3) went, b's (lsn 4) stays */
+  ck_assert_uint_eq(counters(c).tombs_dropped, 1);
+  ck_assert_int_eq(sa_client_sync_state(c, &ss, NULL), 0);
+  ck_assert_uint_eq(ss.acknowledged, 3);
+  ck_assert_uint_eq(ss.queued, 1);
+  ck_assert_uint_eq(ss.failed, 0);
+  /* a reader from below the dropped tombstone must reload */
+  ck_assert_uint_eq(sa_client_sync_floor(c), 3);
+  sa_sync_page p;
+  sa_error e;
+  ck_assert_int_eq(sa_client_sync_read(c, 2, 10, NULL, &p, &e), SA_EGONE);
+  ck_assert(tu_contains(e.message, "oldest since served is 3"));
+  ck_assert_int_eq(sa_client_sync_read(c, 3, 10, NULL, &p, &e), 0);
+  ck_assert_uint_eq(p.count, 1);
+  sa_sync_page_free(&p);
+  /* the local change feed still has every operation */
+  sa_changes ch;
+  ck_assert_int_eq(sa_client_changes(c, 0, 10, false, &ch, NULL), 0);
+  sa_changes_free(&ch);
+  /* the acks were persisted; they come back at open */
+  sa_client_close(c);
+  c = open_id("node-b");
+  ck_assert_uint_eq(sa_client_sync_peer_acked(c, "node-p"), 4);
+  ck_assert_uint_eq(sa_client_sync_peer_acked(c, "node-q"), 3);
+  ck_assert_uint_eq(sa_client_sync_floor(c), 3);
+  sa_client_close(c);
+}
+END_TEST
+
+static int failing_send(void *ctx, const sa_sync_op *ops, size_t n, bool *acked) {
+  (void)ops, (void)n, (void)acked;
+  ++*(int *)ctx;
+  return SA_EIO;
+}
+
+START_TEST(peers_away_never_fail_work) {
+  static int sends;
+  sends = 0;
+  static sa_transport down = {.kind = "down", .send = failing_send, .ctx = &sends};
+  char wal[TU_PATH_MAX];
+  tu_path(wal, dir, "node-b.wal");
+  sa_options o = sa_options_persistent("node-b", wal);
+  o.tick_manual = true;
+  o.clock = fake_clock;
+  o.enable_transport = true;
+  o.transport = &down;
+  o.max_retries = 1;
+  o.retry_base_ms = 1;
+  o.ack_timeout_ms = 1;
+  sa_client *c = tu_open(&o);
+  const char *peers[] = {"node-p"};
+  ck_assert_int_eq(sa_client_sync_set_peers(c, peers, 1, NULL), 0);
+  tu_put(c, "a", "1");
+  for (int i = 0; i < 5; i++) {
+    now_ms += 10000;
+    tick(c);
+  }
+  sa_sync_state ss;
+  ck_assert_int_eq(sa_client_sync_state(c, &ss, NULL), 0);
+  ck_assert_uint_eq(ss.failed, 0);
+  ck_assert_uint_eq(ss.queued, 1);
+  ck_assert_int_eq(sends, 0);
+  /* without peers: the old behaviour (the transport is tried, work fails at max_retries) */
+  ck_assert_int_eq(sa_client_sync_set_peers(c, NULL, 0, NULL), 0);
+  for (int i = 0; i < 5; i++) {
+    now_ms += 10000;
+    tick(c);
+  }
+  ck_assert_int_eq(sa_client_sync_state(c, &ss, NULL), 0);
+  ck_assert_int_gt(sends, 0);
+  ck_assert_uint_eq(ss.failed, 1);
+  sa_client_close(c);
+}
+END_TEST
+
+START_TEST(tombstone_gc_by_age_raises_the_horizon) {
+  char wal[TU_PATH_MAX];
+  tu_path(wal, dir, "node-b.wal");
+  sa_options o = sa_options_persistent("node-b", wal);
+  o.tick_manual = true;
+  o.clock = fake_clock;
+  o.tombstone_ttl_s = 10;
+  sa_client *c = tu_open(&o);
+  uint64_t t = now_ms;
+  sa_sync_item d[] = {del_item("x", hlc_at(t - 5, 3), "node-a")};
+  sa_sync_apply_result r;
+  apply_ok(c, "node-a", d, 1, 1, &r);
+  tick(c);
+  ck_assert_uint_eq(counters(c).tombs, 1);
+  ck_assert_uint_eq(sa_client_sync_horizon(c), 0);
+  now_ms += 11000;
+  tick(c);
+  ck_assert_uint_eq(counters(c).tombs, 0);
+  ck_assert_uint_eq(sa_client_sync_horizon(c), hlc_at(t - 5, 3));
+  ck_assert_uint_eq(sa_client_sync_floor(c), r.lsn);
+  /* a put of a key this node does not hold, older than the horizon: stale */
+  sa_sync_item p[] = {put_item("x", "back", hlc_at(t - 6, 0), "node-c"),
+                      put_item("y", "new", hlc_at(t - 6, 0), "node-c")};
+  sa_client_close(c);
+  c = tu_open(&o); /* the horizon survives a restart */
+  ck_assert_uint_eq(sa_client_sync_horizon(c), hlc_at(t - 5, 3));
+  apply_ok(c, "node-c", p, 2, 1, &r);
+  ck_assert_uint_eq(r.stale, 2);
+  tu_expect_absent(c, "x");
+  sa_sync_item p2[] = {put_item("x", "later", hlc_at(t - 5, 4), "node-c")};
+  apply_ok(c, "node-c", p2, 1, 2, &r);
+  ck_assert_uint_eq(r.applied, 1);
+  sa_client_close(c);
+}
+END_TEST
+
+/* ---- a format-1 store --------------------------------------------------------- */
+
+START_TEST(format_1_store_opens_with_origin_this_node) {
+  char wal[TU_PATH_MAX], store[TU_PATH_MAX];
+  tu_path(wal, dir, "node-b.wal");
+  sa_options o = sa_options_persistent("node-b", wal);
+  sa_client *c = tu_open(&o);
+  char longkey[700];
+  memset(longkey, 'L', sizeof longkey - 1);
+  longkey[sizeof longkey - 1] = 0;
+  tu_put(c, "k", "v");
+  tu_put(c, longkey, "long");
+  snprintf(store, sizeof store, "%s", tu_status(c).store_path);
+  ck_assert_int_eq(sa_client_checkpoint(c, NULL), 0);
+  sa_client_close(c);
+  /* Make it the format-1 layout: meta format 1, no tombs or peers database
+   * (format-1 kv entries are byte for byte what this build writes for a
+   * local write: u32 F there reads as u16 F, origin length 0). */
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi meta, tombs, peers;
+  ck_assert_int_eq(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 16);
+  ck_assert_int_eq(mdb_env_open(env, store, MDB_NOSUBDIR, 0644), 0);
+  ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+  ck_assert_int_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+  ck_assert_int_eq(mdb_dbi_open(txn, "tombs", 0, &tombs), 0);
+  ck_assert_int_eq(mdb_dbi_open(txn, "peers", 0, &peers), 0);
+  ck_assert_int_eq(mdb_drop(txn, tombs, 1), 0);
+  ck_assert_int_eq(mdb_drop(txn, peers, 1), 0);
+  unsigned char one[4] = {1, 0, 0, 0};
+  MDB_val fk = {6, "format"}, fv = {4, one};
+  ck_assert_int_eq(mdb_put(txn, meta, &fk, &fv, 0), 0);
+  ck_assert_int_eq(mdb_txn_commit(txn), 0);
+  mdb_env_sync(env, 1);
+  mdb_env_close(env);
+  char syncf[TU_PATH_MAX + 8];
+  snprintf(syncf, sizeof syncf, "%s-sync", store);
+  unlink(syncf); /* the sync point described the file before the edit */
+
+  c = tu_open(&o);
+  sa_value v;
+  ck_assert_int_eq(sa_client_get(c, "k", &v, NULL), 0);
+  ck_assert_str_eq(v.origin, "node-b");
+  ck_assert_str_eq(v.data, "v");
+  sa_value_free(&v);
+  ck_assert_int_eq(sa_client_get(c, longkey, &v, NULL), 0);
+  ck_assert_str_eq(v.origin, "node-b");
+  ck_assert_str_eq(v.data, "long");
+  sa_value_free(&v);
+  ck_assert_int_eq(sa_client_remove(c, "k", NULL), 0);
+  ck_assert_uint_eq(counters(c).tombs, 1);
+  sa_client_close(c);
+  /* it is format 2 now */
+  ck_assert_int_eq(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 16);
+  ck_assert_int_eq(mdb_env_open(env, store, MDB_NOSUBDIR | MDB_RDONLY, 0644), 0);
+  ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+  ck_assert_int_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+  ck_assert_int_eq(mdb_get(txn, meta, &fk, &fv), 0);
+  ck_assert_uint_eq(((unsigned char *)fv.mv_data)[0], 2);
+  mdb_txn_abort(txn);
+  mdb_env_close(env);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("sync");
   TCase *t = tcase_create("core");
@@ -451,6 +751,11 @@ int main(void) {
   tcase_add_test(t, feed_is_state_based);
   tcase_add_test(t, snapshot_digest_same_state_different_histories);
   tcase_add_test(t, replay_of_the_sync_record);
+  tcase_add_test(t, tombstone_gc_by_acks_and_outbox_acknowledged);
+  tcase_add_test(t, peers_away_never_fail_work);
+  tcase_add_test(t, tombstone_gc_by_age_raises_the_horizon);
+  tcase_add_test(t, format_1_store_opens_with_origin_this_node);
+  tcase_add_test(t, cursor_and_items_together_across_kill);
   suite_add_tcase(s, t);
   return tu_main(s);
 }
