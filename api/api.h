@@ -144,6 +144,8 @@ typedef struct api_response {
                               stream (api_feed.h); the caller takes it (sets it NULL) */
   struct api_write *write; /* PUT/DELETE of a key with can_defer: the write is queued on the
                               node and this response is only a placeholder (below) */
+  bool backup;             /* GET /v1/backup with can_defer: the body is one online backup the
+                              caller streams (server/srv_backup.c); this is its head */
 } api_response;
 
 /* ---- deferred writes -----------------------------------------------------

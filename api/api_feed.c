@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE /* strcasestr */
 #include "api_feed.h"
+#include "api_feed_pos.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -139,11 +140,15 @@ api_response *api_feed_open(sa_client *c, const char *query, api_header_fn hdr, 
   if (start && strcmp(start, "now") == 0) {
     if (sa_client_status(c, &st, NULL) == 0) f->pos = st.last_lsn;
   } else if (start && start[0]) {
-    if (api_parse_u64(start, &f->pos) != 0) {
-      e = api_reply_error(400, "bad_request", "%s must be an LSN (a decimal integer) or \"now\"",
+    uint64_t epoch = 0; /* "E:N" names the epoch N is from (api_feed_pos.c) */
+    bool has_epoch = false;
+    if (api_feed_pos_parse(start, &f->pos, &epoch, &has_epoch) != 0) {
+      e = api_reply_error(400, "bad_request",
+                          "%s must be an LSN (a decimal integer), EPOCH:LSN or \"now\"",
                           start_name);
       goto out;
     }
+    if ((e = api_feed_pos_check(c, query, f->pos, has_epoch, epoch)) != NULL) goto out;
   } else if (f->mode == API_FEED_STREAM) {
     if (sa_client_status(c, &st, NULL) == 0) f->pos = st.last_lsn;
   } else {
@@ -230,9 +235,12 @@ api_response *api_feed_page(api_feed *f, bool final) {
         arr = NULL;
       }
     }
-    json_t *j = arr ? json_pack("{s:o,s:I,s:o,s:o,s:b}", "changes", arr, "count",
+    char ehex[17];
+    api_feed_epoch_hex(f->client, ehex);
+    json_t *j = arr ? json_pack("{s:o,s:I,s:o,s:o,s:b,s:s}", "changes", arr, "count",
                                 (json_int_t)matched, "next_since", api_json_u64(ch.next_since),
-                                "last_lsn", api_json_u64(ch.last_lsn), "more", (int)ch.more)
+                                "last_lsn", api_json_u64(ch.last_lsn), "more", (int)ch.more,
+                                "epoch", ehex)
                     : NULL;
     f->pos = ch.next_since;
     sa_changes_free(&ch);
@@ -341,11 +349,12 @@ char *api_feed_stream_hello(api_feed *f, size_t *len) {
   sa_status st;
   uint64_t last = f->pos;
   if (sa_client_status(f->client, &st, NULL) == 0 && st.last_lsn > last) last = st.last_lsn;
-  char *s = NULL;
+  char *s = NULL, ehex[17];
+  api_feed_epoch_hex(f->client, ehex); /* a watcher resumes with Last-Event-ID EPOCH:LSN */
   int n = asprintf(&s,
                    "retry: %d\n: softadastra change feed\n\nevent: ready\n"
-                   "data: {\"since\":%llu,\"last_lsn\":%llu}\n\n",
-                   API_FEED_RETRY_MS, (unsigned long long)f->pos, (unsigned long long)last);
+                   "data: {\"since\":%llu,\"last_lsn\":%llu,\"epoch\":\"%s\"}\n\n",
+                   API_FEED_RETRY_MS, (unsigned long long)f->pos, (unsigned long long)last, ehex);
   if (n < 0) return NULL;
   *len = (size_t)n;
   return s;

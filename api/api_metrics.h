@@ -32,6 +32,7 @@ typedef enum api_route_id {
   API_ROUTE_SYNC_OPS,
   API_ROUTE_SYNC_SNAPSHOT,
   API_ROUTE_SYNC_DIGEST,
+  API_ROUTE_BACKUP,
   API_ROUTE_OTHER,
   API_ROUTE_COUNT_
 } api_route_id;

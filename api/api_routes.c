@@ -44,6 +44,7 @@ static const api_route_info api_route_table[] = {
     {"/v1/store/{key}", "GET,HEAD,PUT,DELETE", API_ROUTE_STORE_KEY},
     {"/v1/batch", "POST", API_ROUTE_BATCH},
     {"/v1/changes", "GET,HEAD", API_ROUTE_CHANGES},
+    {"/v1/backup", "GET,HEAD", API_ROUTE_BACKUP},
     {"/dashboard", "GET,HEAD", API_ROUTE_ROOT},
     {"/dashboard.js", "GET,HEAD", API_ROUTE_ROOT},
     {"/dashboard.css", "GET,HEAD", API_ROUTE_ROOT},
@@ -235,6 +236,8 @@ static api_response *api_dispatch(api_ctx *ctx, const api_request *req, api_rout
     return api_h_batch(ctx, req);
   case API_ROUTE_CHANGES:
     return api_h_changes(ctx, req, t.query);
+  case API_ROUTE_BACKUP:
+    return api_h_backup(ctx, req); /* api_backup.c */
   case API_ROUTE_STORE_KEY:
     return api_dispatch_key(ctx, req, method, &t);
   default:

@@ -13,7 +13,9 @@
  *
  * Threads: any request thread; the core client is thread-safe.
  */
+#include <inttypes.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -78,6 +80,9 @@ api_response *api_h_status(api_ctx *ctx) {
       api_json_u64(st.recovery.records_replayed), "torn_bytes",
       api_json_u64(st.recovery.torn_bytes), "torn_path", st.recovery.torn_path, "store_rolled_back",
       (int)st.recovery.store_rolled_back);
+  char ehex[17]; /* this incarnation of the store: new at creation and at a restore */
+  snprintf(ehex, sizeof ehex, "%016" PRIx64, sa_client_epoch(ctx->client));
+  if (j) json_object_set_new(j, "epoch", json_string(ehex));
   return api_resp_json(api_resp_new(200), j);
 }
 

@@ -42,6 +42,7 @@ enum {
   CLI_O_SINCE = 1u << 5,
   CLI_O_AFTER = 1u << 6,
   CLI_O_RETRY_FOR = 1u << 7,
+  CLI_O_FROM_NOW = 1u << 8,
 };
 
 typedef struct cli_optdef {
@@ -62,6 +63,7 @@ static const cli_optdef cli_optdefs[] = {
     {"--since", CLI_O_SINCE, true},
     {"--after", CLI_O_AFTER, true},
     {"--retry-for", CLI_O_RETRY_FOR, true},
+    {"--from-now", CLI_O_FROM_NOW, false},
 };
 #define CLI_NOPTDEFS (sizeof cli_optdefs / sizeof cli_optdefs[0])
 
@@ -94,14 +96,6 @@ static int cli_run_sync_status(const cli_opts *o, char **a) {
 static int cli_run_sync_tick(const cli_opts *o, char **a) {
   (void)a;
   return cli_sync_status(o, true);
-}
-static int cli_run_peers(const cli_opts *o, char **a) {
-  (void)a;
-  return cli_peers(o);
-}
-static int cli_run_sync_digest(const cli_opts *o, char **a) {
-  (void)a;
-  return cli_sync_digest(o);
 }
 static int cli_run_put(const cli_opts *o, char **a) {
   return cli_store_put(o, a[0], a[1]);
@@ -177,24 +171,18 @@ static const cli_cmd cli_cmds[] = {
     {"sync", "tick", NULL, 0, 0, "", "run one outbox tick now, then show the state",
      "Runs one outbox tick now (POST /v1/sync/tick) and prints the state after it.\n",
      cli_run_sync_tick},
-    {"sync", "digest", NULL, 0, 0, "", "the convergence digest of the node's state",
-     "Prints the digest of every live key's (key, value, hlc, origin) (GET /v1/sync/digest):\n"
-     "two nodes holding the same state print the same digest.\n",
-     cli_run_sync_digest},
-    {NULL, "peers", NULL, 0, 0, "", "the peers the node pulls: node id, URL, state, lag",
-     "Lists the peers of the node's http transport (GET /v1/sync/status): each one's node id\n"
-     "(learned from the peer), URL, state (connected, unreachable, refusing, catching_up), lag\n"
-     "in operations and milliseconds, and its last error.\n",
-     cli_run_peers},
-    {NULL, "watch", NULL, 0, CLI_O_PREFIX | CLI_O_SINCE | CLI_O_RETRY_FOR,
-     "[--prefix P] [--since LSN|now] [--retry-for D]",
+    {NULL, "watch", NULL, 0, CLI_O_PREFIX | CLI_O_SINCE | CLI_O_RETRY_FOR | CLI_O_FROM_NOW,
+     "[--prefix P] [--since LSN|now] [--retry-for D] [--from-now]",
      "follow the change feed, one line per change",
      "Follows the node's change feed (GET /v1/changes as Server-Sent Events) and prints one\n"
      "line per change as it happens, from now unless --since.  Ctrl-C stops.\n"
      "  --prefix P           only keys that start with P\n"
      "  --since LSN|now      start after this LSN (default: now)\n"
      "  --retry-for D        when the node does not answer, retry this long (500ms, 30s,\n"
-     "                       5m, 2h), then exit 1; default: forever.  Trouble is said once.\n",
+     "                       5m, 2h), then exit 1; default: forever.  Trouble is said once.\n"
+     "  --from-now           when the node refuses the position (ahead of it, or from before\n"
+     "                       a restore: another epoch), start over from its current position\n"
+     "                       instead of exiting 1 (the changes in between are not shown)\n",
      cli_run_watch},
     {"wal", "inspect", NULL, 1, 0, "FILE", "header, records, LSNs, CRC state",
      "Reads a WAL file offline (the node must not run on it): header, each record, state.\n",
@@ -347,6 +335,8 @@ static int cli_opt_set(cli_opts *o, const cli_optdef *d, const char *v, char *ms
     o->raw = true;
   else if (!strcmp(n, "--create"))
     o->create_only = true;
+  else if (!strcmp(n, "--from-now"))
+    o->from_now = true;
   else if (!strcmp(n, "--url"))
     o->url = v;
   else if (!strcmp(n, "--token"))

@@ -15,7 +15,6 @@
 #ifndef SA_CLI_CMD_H
 #define SA_CLI_CMD_H
 
-#include <jansson.h>
 #include <stdbool.h>
 
 #include "cli.h"
@@ -36,6 +35,7 @@ typedef struct cli_opts {
   const char *after;          /* store ls: start after this key */
   long long retry_for_ms;     /* watch: give up after this long without the node; -1: never */
   const char *retry_for_text; /* watch: --retry-for as given */
+  bool from_now;              /* watch: a refused position (ahead, other epoch): start over */
 } cli_opts;
 
 /* status: the node, WAL, store and sync summary (GET /v1/status). */
@@ -46,15 +46,6 @@ int cli_health(const cli_opts *o);
 
 /* sync status, or with tick one outbox tick first (POST /v1/sync/tick). */
 int cli_sync_status(const cli_opts *o, bool tick);
-
-/* peers: each peer's node id, URL, state and lag (GET /v1/sync/status);
- * sync digest: the node's convergence digest (GET /v1/sync/digest)
- * (cli_sync.c). */
-int cli_peers(const cli_opts *o);
-int cli_sync_digest(const cli_opts *o);
-
-/* The per-peer lines of the sync state's "peers" array (cli_sync.c). */
-void cli_sync_print_peers(json_t *sync, const char *indent);
 
 /* store put KEY VALUE ("-" reads stdin), get KEY, rm KEY, ls. */
 int cli_store_put(const cli_opts *o, const char *key, const char *value);

@@ -53,6 +53,13 @@ typedef struct cli_watch {
   bool bye;              /* the node said goodbye */
   bool gone;             /* the node no longer has our position */
   unsigned long printed; /* changes printed */
+  /* Positions are epoch-checked (api/api_feed_pos.c): the node's epoch from
+   * the ready event goes back in Last-Event-ID as EPOCH:LSN; a refusal's
+   * body is kept to say what happened. */
+  char epoch[17];   /* "" until the node tells it */
+  CURL *curl;       /* the transfer (its status decides where bytes go) */
+  char refusal[1024]; /* the start of a non-200 answer's body */
+  size_t refusal_len;
 } cli_watch;
 
 static void cli_watch_print(cli_watch *w, const char *data) {
@@ -94,6 +101,12 @@ static void cli_watch_line(cli_watch *w, const char *line, size_t len) {
       w->bye = true;
     else if (strcmp(w->event, "gone") == 0)
       w->gone = true;
+    else if (w->data && strcmp(w->event, "ready") == 0) {
+      json_t *j = json_loads(w->data, 0, NULL);
+      const char *ep = json_string_value(json_object_get(j, "epoch"));
+      if (ep && strlen(ep) < sizeof w->epoch) snprintf(w->epoch, sizeof w->epoch, "%s", ep);
+      json_decref(j);
+    }
     free(w->data);
     w->data = NULL;
     w->data_len = 0;
@@ -128,6 +141,16 @@ static void cli_watch_line(cli_watch *w, const char *line, size_t len) {
 static size_t cli_watch_write(char *ptr, size_t size, size_t nmemb, void *ud) {
   cli_watch *w = ud;
   size_t n = size * nmemb;
+  long status = 200;
+  if (w->curl) curl_easy_getinfo(w->curl, CURLINFO_RESPONSE_CODE, &status);
+  if (status != 200) { /* an error answer: kept, not parsed as a stream */
+    size_t k = sizeof w->refusal - 1 - w->refusal_len;
+    if (k > n) k = n;
+    memcpy(w->refusal + w->refusal_len, ptr, k);
+    w->refusal_len += k;
+    w->refusal[w->refusal_len] = '\0';
+    return n;
+  }
   for (size_t i = 0; i < n; i++) {
     char c = ptr[i];
     if (c == '\n') {
@@ -191,7 +214,8 @@ int cli_watch_run(const cli_opts *o) {
     free(path);
     char *lei = NULL;
     int bad = cli_conn_header(&conn, "Accept: text/event-stream");
-    if (w->last_id[0] && asprintf(&lei, "Last-Event-ID: %s", w->last_id) > 0)
+    if (w->last_id[0] && asprintf(&lei, "Last-Event-ID: %s%s%s", w->epoch, w->epoch[0] ? ":" : "",
+                                  w->last_id) > 0)
       bad |= cli_conn_header(&conn, lei);
     free(lei);
     if (bad) {
@@ -200,6 +224,9 @@ int cli_watch_run(const cli_opts *o) {
     }
     cli_conn_ready(&conn);
     CURL *c = conn.curl;
+    w->curl = c;
+    w->refusal_len = 0;
+    w->refusal[0] = '\0';
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, cli_watch_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, w);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
@@ -210,9 +237,35 @@ int cli_watch_run(const cli_opts *o) {
     char why[160];
     cli_http_why(c, cr, why, sizeof why);
     cli_conn_close(&conn);
+    w->curl = NULL;
     if (cli_watch_stop) {
       rc = 0;
       break;
+    }
+    if (status == 409 || (status == 410 && strstr(w->refusal, "\"reason\":\"epoch\""))) {
+      /* A position ahead of the node, or from another epoch of it (restored
+       * or recreated): the changes after it under these numbers are not the
+       * ones we missed. */
+      json_t *j = json_loads(w->refusal, 0, NULL);
+      json_t *er = json_object_get(j, "error");
+      fprintf(stderr, "softadastra watch: %s\n",
+              json_string_value(json_object_get(er, "message"))
+                  ? json_string_value(json_object_get(er, "message"))
+                  : "the node refused our position");
+      json_decref(j);
+      if (!o->from_now) {
+        fprintf(stderr, "softadastra watch: not following on; reload (softadastra store ls) and "
+                        "watch again, or pass --from-now to start over from the node's current "
+                        "position\n");
+        rc = 1;
+        break;
+      }
+      fprintf(stderr, "softadastra watch: --from-now: starting over from the node's current "
+                      "position; changes in between are not shown\n");
+      w->last_id[0] = '\0';
+      w->epoch[0] = '\0';
+      since = "now";
+      continue;
     }
     if (status == 410 || w->gone) {
       fprintf(stderr,

@@ -12,6 +12,7 @@
 
 #include "cfg.h"
 #include "cli.h"
+#include "cli_backup.h"
 #include "softadastra.h"
 #include "srv.h"
 
@@ -26,6 +27,8 @@ static void main_usage(FILE *f) {
       "Usage: softadastra serve [FLAGS]        run a node (softadastra serve --help)\n"
       "       softadastra COMMAND [ARGS]       talk to a running node\n"
       "       softadastra print-default-config  every setting with its default, as a config file\n"
+      "       softadastra backup DEST | backup verify FILE | restore FILE --data-dir DIR\n"
+      "                                        online backup and restore (softadastra backup --help)\n"
       "       softadastra --version | --help\n"
       "\n",
       f);
@@ -89,5 +92,7 @@ int main(int argc, char **argv) {
     cfg_write_defaults(stdout);
     return 0;
   }
+  if (!strcmp(cmd, "backup") || !strcmp(cmd, "restore")) /* cli_backup.c */
+    return cli_backup_main(argc - 1, argv + 1);
   return cli_main(argc - 1, argv + 1);
 }
