@@ -195,7 +195,7 @@ static api_response *api_sync_bad(const api_ctx *ctx, const char *code, const ch
 
 /* The 410 of a since below the floor: the error and "oldest_since". */
 static api_response *api_sync_gone(const api_ctx *ctx, uint64_t since) {
-  uint64_t floor = sa_client_changes_floor(ctx->client);
+  uint64_t floor = sa_client_sync_floor(ctx->client);
   jbuf b = {0};
   char msg[200];
   snprintf(msg, sizeof msg,

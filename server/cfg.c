@@ -65,7 +65,17 @@ static const cfg_setting cfg_settings[] = {
     {"tick_interval_ms", CFG_U32, CFG_OFF(tick_interval_ms), 1, 3600000, "1000", NULL,
      "outbox tick period"},
     {"transport_kind", CFG_STR, CFG_OFF(transport_kind), 1, 0, "stub", NULL,
-     "sync transport used when enable_transport is true: stub or disabled"},
+     "sync transport used when enable_transport is true: http (pull the peers), stub or "
+     "disabled; --transport KIND sets both"},
+    {"peers", CFG_LIST, CFG_OFF(peers), 0, 0, "", "peer",
+     "comma-separated peer URLs (http://host:port) the http transport pulls; --peer URL may "
+     "be repeated"},
+    {"peer_token", CFG_STR, CFG_OFF(peer_token), 0, 0, "", NULL,
+     "bearer token sent to the peers (their auth_token; empty: none)"},
+    {"max_clock_drift_ms", CFG_U32, CFG_OFF(max_clock_drift_ms), 1, 86400000, "60000", NULL,
+     "a peer batch holding a change this far ahead of the local clock is refused"},
+    {"tombstone_ttl_s", CFG_U32, CFG_OFF(tombstone_ttl_s), 1, 315360000, "604800", NULL,
+     "a delete's tombstone is dropped at the latest this long after it was written"},
     {"discovery_kind", CFG_STR, CFG_OFF(discovery_kind), 1, 0, "stub", NULL,
      "peer discovery used when enable_discovery is true: stub or disabled"},
     {"sync_batch_size", CFG_U32, CFG_OFF(sync_batch_size), 1, 10000, "64", NULL,
@@ -131,22 +141,36 @@ static const cfg_setting *cfg_find(const char *name) {
   return NULL;
 }
 
-static void cfg_list_free(cfg_config *c) {
-  for (size_t i = 0; i < c->n_cors_origins; i++)
-    free(c->cors_origins[i]);
-  free(c->cors_origins);
-  c->cors_origins = NULL;
-  c->n_cors_origins = 0;
+/* The array and the count of a list setting (cors_origins, peers). */
+static void cfg_list_slot(cfg_config *c, const cfg_setting *s, char ****arr, size_t **n) {
+  *arr = (char ***)((char *)c + s->off);
+  *n = s->off == CFG_OFF(peers) ? &c->n_peers : &c->n_cors_origins;
 }
 
-/* Replaces the list from comma-separated text (empty items skipped). */
-static int cfg_list_set_text(cfg_config *c, const char *text) {
-  cfg_list_free(c);
-  size_t cap = 1;
+static void cfg_list_free(cfg_config *c, const cfg_setting *s) {
+  char ***arr;
+  size_t *n;
+  cfg_list_slot(c, s, &arr, &n);
+  for (size_t i = 0; i < *n; i++)
+    free((*arr)[i]);
+  free(*arr);
+  *arr = NULL;
+  *n = 0;
+}
+
+/* Replaces the list from comma-separated text (empty items skipped), or
+ * with append adds the items to it. */
+static int cfg_list_set_text(cfg_config *c, const cfg_setting *s, const char *text, bool append) {
+  if (!append) cfg_list_free(c, s);
+  char ***arr;
+  size_t *cnt;
+  cfg_list_slot(c, s, &arr, &cnt);
+  size_t cap = *cnt + 1;
   for (const char *p = text; *p; p++)
     cap += *p == ',';
-  c->cors_origins = calloc(cap, sizeof *c->cors_origins);
-  if (!c->cors_origins) return CFG_ENOMEM;
+  char **na = realloc(*arr, cap * sizeof *na);
+  if (!na) return CFG_ENOMEM;
+  *arr = na;
   const char *p = text;
   while (*p) {
     while (*p == ' ')
@@ -156,9 +180,9 @@ static int cfg_list_set_text(cfg_config *c, const char *text) {
     while (m > 0 && p[m - 1] == ' ')
       m--;
     if (m > 0) {
-      char *s = strndup(p, m);
-      if (!s) return CFG_ENOMEM;
-      c->cors_origins[c->n_cors_origins++] = s;
+      char *d = strndup(p, m);
+      if (!d) return CFG_ENOMEM;
+      (*arr)[(*cnt)++] = d;
     }
     p += n;
     if (*p == ',') p++;
@@ -194,7 +218,7 @@ static const char *cfg_str_problem(const char *name, const char *v, char *why, s
     snprintf(why, len, "must be debug, info, warn or error");
     return why;
   }
-  if (!strcmp(name, "auth_token")) {
+  if (!strcmp(name, "auth_token") || !strcmp(name, "peer_token")) {
     for (const char *p = v; *p; p++) {
       if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
         snprintf(why, len, "must be printable ASCII without spaces");
@@ -213,7 +237,7 @@ static int cfg_str_set(cfg_config *c, const cfg_setting *s, const char *v, const
   }
   char why[160];
   if (cfg_str_problem(s->name, v, why, sizeof why)) {
-    if (!strcmp(s->name, "auth_token")) /* a secret: not echoed */
+    if (!strcmp(s->name, "auth_token") || !strcmp(s->name, "peer_token")) /* secrets */
       cfg_errf(err, errlen, "invalid setting \"%s\" (%s): %s", s->name, origin, why);
     else
       cfg_errf(err, errlen, "invalid setting \"%s\" (%s): \"%s\" %s", s->name, origin, v, why);
@@ -250,7 +274,7 @@ static int cfg_set_text(cfg_config *c, const cfg_setting *s, const char *v, cons
   case CFG_STR:
     return cfg_str_set(c, s, v, origin, err, errlen);
   case CFG_LIST:
-    return cfg_list_set_text(c, v);
+    return cfg_list_set_text(c, s, v, false);
   case CFG_BOOL: {
     bool *b = (bool *)((char *)c + s->off);
     if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on"))
@@ -305,7 +329,8 @@ void cfg_free(cfg_config *c) {
       free(*slot);
     }
   }
-  cfg_list_free(c);
+  for (size_t i = 0; i < CFG_NSETTINGS; i++)
+    if (cfg_settings[i].type == CFG_LIST) cfg_list_free(c, &cfg_settings[i]);
   free(c->config_path);
   memset(c, 0, sizeof *c);
 }
@@ -353,10 +378,13 @@ static int cfg_set_json(cfg_config *c, const cfg_setting *s, json_t *v, const ch
                origin);
       return CFG_EVALUE;
     }
-    cfg_list_free(c);
+    cfg_list_free(c, s);
     size_t n = json_array_size(v);
-    c->cors_origins = calloc(n ? n : 1, sizeof *c->cors_origins);
-    if (!c->cors_origins) return CFG_ENOMEM;
+    char ***arr;
+    size_t *cnt;
+    cfg_list_slot(c, s, &arr, &cnt);
+    *arr = calloc(n ? n : 1, sizeof **arr);
+    if (!*arr) return CFG_ENOMEM;
     for (size_t i = 0; i < n; i++) {
       json_t *it = json_array_get(v, i);
       if (!json_is_string(it) || json_string_length(it) == 0 ||
@@ -367,7 +395,7 @@ static int cfg_set_json(cfg_config *c, const cfg_setting *s, json_t *v, const ch
       }
       char *d = strdup(json_string_value(it));
       if (!d) return CFG_ENOMEM;
-      c->cors_origins[c->n_cors_origins++] = d;
+      (*arr)[(*cnt)++] = d;
     }
     return CFG_OK;
   }
@@ -625,6 +653,28 @@ int cfg_validate(const cfg_config *c, char *err, size_t errlen) {
       return CFG_EVALUE;
     }
   }
+  for (size_t i = 0; i < c->n_peers; i++) {
+    const char *u = c->peers[i];
+    if ((strncmp(u, "http://", 7) && strncmp(u, "https://", 8)) || strlen(u) > 200 ||
+        strpbrk(u, " ?#\"")) {
+      cfg_errf(err, errlen,
+               "invalid setting \"peers\": \"%s\" is not a peer URL (http://host:port, at most "
+               "200 characters, no query)",
+               u);
+      return CFG_EVALUE;
+    }
+  }
+  if (c->n_peers > 32) {
+    cfg_errf(err, errlen, "invalid setting \"peers\": %zu peers, at most 32", c->n_peers);
+    return CFG_EVALUE;
+  }
+  if (c->enable_transport && c->transport_kind && !strcmp(c->transport_kind, "http") &&
+      c->n_peers == 0) {
+    cfg_errf(err, errlen,
+             "the http transport needs at least one peer: --peer URL, SOFTADASTRA_PEERS or "
+             "\"peers\" in the config file");
+    return CFG_EVALUE;
+  }
   return CFG_OK;
 }
 
@@ -639,7 +689,7 @@ int cfg_load(cfg_config *c, int argc, char **argv, char *const *envp, bool *help
   *help = false;
   int rc = cfg_init(c);
   if (rc != CFG_OK) return rc;
-  cfg_flag *flags = calloc((size_t)argc + 1, sizeof *flags);
+  cfg_flag *flags = calloc(2 * (size_t)argc + 1, sizeof *flags); /* --transport sets two */
   if (!flags) return CFG_ENOMEM;
   size_t nflags = 0;
   const char *config_path = NULL;
@@ -663,6 +713,19 @@ int cfg_load(cfg_config *c, int argc, char **argv, char *const *envp, bool *help
     memcpy(fname, name, fl);
     fname[fl] = '\0';
     const char *value = eq ? eq + 1 : NULL;
+    if (!strcmp(fname, "transport")) { /* --transport KIND: --enable-transport --transport-kind */
+      if (!value && i + 1 < argc) value = argv[++i];
+      if (!value) {
+        cfg_errf(err, errlen, "--transport needs a kind (http)");
+        free(flags);
+        return CFG_EUSAGE;
+      }
+      flags[nflags].s = cfg_find("enable_transport");
+      flags[nflags++].value = "true";
+      flags[nflags].s = cfg_find("transport_kind");
+      flags[nflags++].value = value;
+      continue;
+    }
     if (!strcmp(fname, "config")) {
       if (!value && i + 1 < argc) value = argv[++i];
       if (!value) {
@@ -717,7 +780,13 @@ int cfg_load(cfg_config *c, int argc, char **argv, char *const *envp, bool *help
     char origin[96], fn[64];
     cfg_flag_name(flags[i].s->name, fn, sizeof fn);
     snprintf(origin, sizeof origin, "flag --%s", fn);
-    rc = cfg_set_text(c, flags[i].s, flags[i].value, origin, err, errlen);
+    bool again = false; /* a list flag given again adds to the list (--peer A --peer B) */
+    for (size_t k = 0; k < i; k++)
+      again |= flags[k].s == flags[i].s;
+    if (flags[i].s->type == CFG_LIST && again)
+      rc = cfg_list_set_text(c, flags[i].s, flags[i].value, true);
+    else
+      rc = cfg_set_text(c, flags[i].s, flags[i].value, origin, err, errlen);
   }
   free(flags);
   if (rc == CFG_OK) rc = cfg_validate(c, err, errlen);
@@ -726,6 +795,7 @@ int cfg_load(cfg_config *c, int argc, char **argv, char *const *envp, bool *help
 
 void cfg_print_help(FILE *f) {
   fputs("  --config FILE                  JSON config file (env SOFTADASTRA_CONFIG)\n", f);
+  fputs("  --transport KIND               short for --enable-transport --transport-kind KIND\n", f);
   for (size_t i = 0; i < CFG_NSETTINGS; i++) {
     const cfg_setting *s = &cfg_settings[i];
     char fn[64], env[64], left[160];

@@ -40,7 +40,12 @@ typedef struct cfg_config {
   uint32_t store_writeback_ms;     /* write-back kick period between them (0: none) */
   uint32_t store_commit_ms;        /* answered writes applied to the store within this */
   uint32_t tick_interval_ms;       /* outbox tick period */
-  char *transport_kind;            /* with enable_transport: "stub" or "disabled" */
+  char *transport_kind;            /* with enable_transport: "http", "stub" or "disabled" */
+  char **peers;                    /* transport "http": peer base URLs ("http://host:port") */
+  size_t n_peers;                  /* entries in peers */
+  char *peer_token;                /* bearer token sent to peers; "" = none */
+  uint32_t max_clock_drift_ms;     /* a peer batch this far ahead of the clock is refused */
+  uint32_t tombstone_ttl_s;        /* tombstones are dropped at the latest after this */
   char *discovery_kind;            /* with enable_discovery: "stub" or "disabled" */
   uint32_t sync_batch_size;        /* ops handed to the transport per tick */
   uint32_t max_retries;            /* attempts before an op is marked failed */

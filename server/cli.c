@@ -97,6 +97,14 @@ static int cli_run_sync_tick(const cli_opts *o, char **a) {
   (void)a;
   return cli_sync_status(o, true);
 }
+static int cli_run_peers(const cli_opts *o, char **a) {
+  (void)a;
+  return cli_peers(o);
+}
+static int cli_run_sync_digest(const cli_opts *o, char **a) {
+  (void)a;
+  return cli_sync_digest(o);
+}
 static int cli_run_put(const cli_opts *o, char **a) {
   return cli_store_put(o, a[0], a[1]);
 }
@@ -171,6 +179,15 @@ static const cli_cmd cli_cmds[] = {
     {"sync", "tick", NULL, 0, 0, "", "run one outbox tick now, then show the state",
      "Runs one outbox tick now (POST /v1/sync/tick) and prints the state after it.\n",
      cli_run_sync_tick},
+    {"sync", "digest", NULL, 0, 0, "", "the convergence digest of the node's state",
+     "Prints the digest of every live key's (key, value, hlc, origin) (GET /v1/sync/digest):\n"
+     "two nodes holding the same state print the same digest.\n",
+     cli_run_sync_digest},
+    {NULL, "peers", NULL, 0, 0, "", "the peers the node pulls: node id, URL, state, lag",
+     "Lists the peers of the node's http transport (GET /v1/sync/status): each one's node id\n"
+     "(learned from the peer), URL, state (connected, unreachable, refusing, catching_up), lag\n"
+     "in operations and milliseconds, and its last error.\n",
+     cli_run_peers},
     {NULL, "watch", NULL, 0, CLI_O_PREFIX | CLI_O_SINCE | CLI_O_RETRY_FOR | CLI_O_FROM_NOW,
      "[--prefix P] [--since LSN|now] [--retry-for D] [--from-now]",
      "follow the change feed, one line per change",

@@ -15,6 +15,7 @@
 #ifndef SA_CLI_CMD_H
 #define SA_CLI_CMD_H
 
+#include <jansson.h>
 #include <stdbool.h>
 
 #include "cli.h"
@@ -46,6 +47,15 @@ int cli_health(const cli_opts *o);
 
 /* sync status, or with tick one outbox tick first (POST /v1/sync/tick). */
 int cli_sync_status(const cli_opts *o, bool tick);
+
+/* peers: each peer's node id, URL, state and lag (GET /v1/sync/status);
+ * sync digest: the node's convergence digest (GET /v1/sync/digest)
+ * (cli_sync.c). */
+int cli_peers(const cli_opts *o);
+int cli_sync_digest(const cli_opts *o);
+
+/* The per-peer lines of the sync state's "peers" array (cli_sync.c). */
+void cli_sync_print_peers(json_t *sync, const char *indent);
 
 /* store put KEY VALUE ("-" reads stdin), get KEY, rm KEY, ls. */
 int cli_store_put(const cli_opts *o, const char *key, const char *value);

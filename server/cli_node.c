@@ -42,7 +42,7 @@ static void cli_print_sync(json_t *s, const char *indent) {
   printf("%slast lsn     : %lld\n", indent, cli_int(s, "last_lsn", NULL));
   printf("%stransport    : %s\n", indent, cli_link(s, "transport", t, sizeof t));
   printf("%sdiscovery    : %s\n", indent, cli_link(s, "discovery", d, sizeof d));
-  printf("%speers        : %lld\n", indent, cli_int(s, "peers", NULL));
+  cli_sync_print_peers(s, indent); /* cli_sync.c */
 }
 
 static void cli_print_status(json_t *j, void *ctx) {

@@ -64,6 +64,7 @@
 #include "srv_log.h"
 #include "srv_backup.h"
 #include "srv_sse.h"
+#include "srv_sync.h"
 
 #define SRV_DISCARD_MAX (64u << 20) /* bytes of an oversized body read before dropping */
 
@@ -73,6 +74,7 @@ typedef struct srv {
   atomic_ulong total; /* requests started since start */
   bool log_requests;  /* debug level: one line per request */
   srv_feed *feed;     /* SSE streams and long-polls of /v1/changes (srv_sse.c) */
+  srv_sync *sync;     /* the http transport's pullers (srv_sync.c); NULL without one */
   sa_client *client;  /* the node (GET /v1/backup's streams use it: srv_backup.c) */
   /* Suspended writes may not outlive MHD_stop_daemon ("called while we have
    * suspended connections" aborts), and libmicrohttpd resumes a connection
@@ -317,6 +319,30 @@ static void srv_core_log(void *ctx, int level, const char *msg) {
   srv_log(l, "core", "msg=%s", srv_log_q(msg, q, sizeof q));
 }
 
+/* GET /metrics: the feed's series, then the pullers'. */
+static void srv_metrics_extra(void *cls, FILE *f) {
+  srv *s = cls;
+  srv_feed_write_metrics(s->feed, f);
+  srv_sync_write_metrics(s->sync, f);
+}
+
+/* The core's view of the http transport: never running, so its outbox tick
+ * hands nothing over; peers pull instead, and acknowledge what they applied
+ * through sa_client_sync_peer_ack (GET /v1/sync/ops?acked=). */
+static int srv_idle_send(void *ctx, const sa_sync_op *ops, size_t n, bool *acked) {
+  (void)ctx, (void)ops, (void)n, (void)acked;
+  return SA_EINVAL;
+}
+static bool srv_idle_running(void *ctx) {
+  (void)ctx;
+  return false;
+}
+
+/* True when the http transport is configured (then srv_sync pulls the peers). */
+static bool srv_http_transport(const cfg_config *cfg) {
+  return cfg->enable_transport && !strcmp(cfg->transport_kind, "http") && cfg->n_peers > 0;
+}
+
 /* mkdir -p; returns 0 or an errno. */
 static int srv_mkdirs(const char *path) {
   char *p = strdup(path);
@@ -482,7 +508,17 @@ int srv_serve(const cfg_config *cfg) {
   o.wal_max_bytes = cfg->wal_max_bytes;
   o.store_max_bytes = cfg->store_max_bytes;
 
+  /* The http transport is the server's (srv_sync.c): the core's own
+   * transport stays idle; peers acknowledge through sa_client_sync_peer_ack. */
+  static const sa_transport http_idle = {.kind = "http", .send = srv_idle_send,
+                                          .running = srv_idle_running};
   o.transport_kind = cfg->transport_kind;
+  if (srv_http_transport(cfg)) {
+    o.transport = &http_idle;
+    o.transport_kind = NULL; /* the core knows only its own kinds */
+  }
+  o.max_clock_drift_ms = cfg->max_clock_drift_ms;
+  o.tombstone_ttl_s = cfg->tombstone_ttl_s;
   o.discovery_kind = cfg->discovery_kind;
   o.sync_batch_size = cfg->sync_batch_size;
   o.max_retries = cfg->max_retries;
@@ -518,9 +554,29 @@ int srv_serve(const cfg_config *cfg) {
     sa_client_close(client);
     return 1;
   }
+  if (srv_http_transport(cfg)) {
+    srv_sync_config sc = {
+        .client = client,
+        .self_id = cfg->node_id,
+        .peers = (const char *const *)cfg->peers,
+        .n_peers = cfg->n_peers,
+        .peer_token = cfg->peer_token,
+    };
+    int e = srv_sync_start(&sc, &s.sync);
+    if (e != 0) {
+      fprintf(stderr, "softadastra: cannot start the http transport: %s\n", strerror(e));
+      srv_feed_destroy(s.feed);
+      sa_client_close(client);
+      return 1;
+    }
+  }
   api_config ac = {
-      .metrics_extra = srv_feed_write_metrics,
-      .metrics_extra_cls = s.feed,
+      .metrics_extra = srv_metrics_extra,
+      .metrics_extra_cls = &s,
+      .sync_transport = s.sync ? "http" : NULL,
+      .sync_peers = s.sync ? srv_sync_peers : NULL,
+      .sync_served = s.sync ? srv_sync_served : NULL,
+      .sync_cls = s.sync,
       .client = client,
       .auth_token = cfg->auth_token,
       .cors_origins = (const char *const *)cfg->cors_origins,
@@ -530,6 +586,8 @@ int srv_serve(const cfg_config *cfg) {
   };
   if (api_ctx_create(&ac, &s.api) != 0) {
     fprintf(stderr, "softadastra: out of memory\n");
+    srv_sync_stop(s.sync);
+    srv_sync_free(s.sync);
     srv_feed_destroy(s.feed);
     sa_client_close(client);
     return 1;
@@ -559,6 +617,8 @@ int srv_serve(const cfg_config *cfg) {
   if (!front) {
     if (s.d) MHD_stop_daemon(s.d);
     if (lfd >= 0) close(lfd);
+    srv_sync_stop(s.sync);
+    srv_sync_free(s.sync);
     srv_feed_destroy(s.feed);
     api_ctx_destroy(s.api);
     sa_client_close(client);
@@ -587,6 +647,17 @@ int srv_serve(const cfg_config *cfg) {
           srv_log_q(st.node_id, q1, sizeof q1), lb, host, rb, (unsigned)port,
           srv_log_q(wal, q2, sizeof q2), cfg->auto_flush ? "true" : "false", cfg_threads(cfg),
           cfg->auth_token[0] ? "on" : "off", cfg->n_cors_origins);
+  if (s.sync) {
+    char q3[2048] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < cfg->n_peers && used + 1 < sizeof q3; i++) {
+      int w = snprintf(q3 + used, sizeof q3 - used, "%s%s", i ? "," : "", cfg->peers[i]);
+      if (w > 0) used += (size_t)w;
+    }
+    char q4[2100];
+    srv_log(SRV_LOG_INFO, "sync_transport", "kind=http peers=%s peer_token=%s",
+            srv_log_q(q3, q4, sizeof q4), cfg->peer_token[0] ? "set" : "none");
+  }
 
   int sig = 0;
   for (;;) {
@@ -597,6 +668,7 @@ int srv_serve(const cfg_config *cfg) {
   srv_log(SRV_LOG_INFO, "shutdown", "signal=%s active=%ld", sig == SIGINT ? "SIGINT" : "SIGTERM",
           atomic_load(&s.active));
   api_ctx_set_draining(s.api, true);
+  srv_sync_stop(s.sync); /* the pullers end first: no batch is applied after this */
   srv_feed_shutdown(s.feed); /* streams say bye and end, long-polls answer now */
   srv_backup_stop();         /* running backups end cut (srv_backup.c) */
   /* Stop listening now (new connections are refused during the drain), but
@@ -629,6 +701,7 @@ int srv_serve(const cfg_config *cfg) {
   }
   MHD_stop_daemon(s.d);
   close(lfd);
+  srv_sync_free(s.sync); /* no request can read the peers' state any more */
   srv_feed_destroy(s.feed);
   api_ctx_destroy(s.api);
   if (srv_backup_wait(30000) != 0) /* their threads use the node */

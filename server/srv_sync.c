@@ -1,0 +1,859 @@
+/*
+ * srv_sync.c -- the pullers of the HTTP transport (see srv_sync.h).
+ *
+ * A puller (srv_peer) owns one peer URL and one libcurl handle.  Its loop:
+ *   1. until the peer's node id is known: one short GET /v1/sync/ops
+ *      (limit=1, no wait); the answer's node_id (or, on an error answer,
+ *      its X-Softadastra-Node header) names the peer; the cursor stored for
+ *      that id (sa_client_sync_cursor) is where pulling resumes; the id is
+ *      registered with sa_client_sync_set_peers among every puller's;
+ *   2. GET /v1/sync/ops?since=CURSOR&limit=L&wait=W&node=SELF&acked=CURSOR
+ *      (a long-poll); the batch is parsed and checked whole, then applied
+ *      with sa_client_sync_apply(peer_id, items, n, next_since): the items
+ *      and the new cursor commit together, so a crash anywhere neither
+ *      skips nor repeats a batch;
+ *   3. 410 gone: GET /v1/sync/snapshot, applied in chunks with the cursor
+ *      unchanged, the last chunk with cursor = the snapshot's resume; then
+ *      every local key the snapshot does not hold and whose hlc is below the
+ *      snapshot's horizon_hlc is removed (the gc-grace rule);
+ *   4. any failure (refused connection, timeout, garbage, an answer cut
+ *      short, a refused batch): the state says why, and the puller waits
+ *      with exponential backoff and jitter, at most SRV_SYNC_BACKOFF_MAX_MS,
+ *      so a returning peer is pulled again within a few seconds.
+ *
+ * Invariants: a peer answer is applied only after every item of it parsed;
+ * the cursor moves only through sa_client_sync_apply; a peer whose answer
+ * names this node's own id, or the id another puller already pulls, is
+ * refused (nothing applied).  Everything shown in the state is written
+ * under s->mu (a leaf lock: nothing else is taken while it is held).
+ *
+ * Threads: one `sa-pull` thread per peer; the hooks run on request threads.
+ */
+#define _GNU_SOURCE
+#include "srv_sync.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api_util.h"
+#include "srv_log.h"
+
+#define SRV_SYNC_BACKOFF_MIN_MS 100
+#define SRV_SYNC_SNAP_CHUNK 1000
+#define SRV_SYNC_MAX_PULLERS 64 /* pullers of this node's feed remembered for ops_sent */
+
+typedef enum srv_peer_state {
+  SRV_PEER_UNREACHABLE = 0,
+  SRV_PEER_CONNECTED,
+  SRV_PEER_REFUSING,
+  SRV_PEER_CATCHING_UP,
+} srv_peer_state;
+
+static const char *const srv_peer_state_name[] = {"unreachable", "connected", "refusing",
+                                                  "catching_up"};
+
+typedef struct srv_peer {
+  srv_sync *s;   /* owner */
+  char url[256]; /* base URL, no trailing slash */
+  pthread_t thread;
+  bool started;
+  CURL *curl; /* the puller's own handle */
+  /* The state (under s->mu). */
+  char node_id[SA_NODE_ID_MAX + 1]; /* learned from the peer; "" until then */
+  srv_peer_state state;
+  uint64_t cursor;          /* the peer's feed position applied here */
+  uint64_t last_lsn;        /* the peer's last LSN as it last said */
+  uint64_t behind_since_ms; /* unix ms since when cursor < last_lsn (0: caught up) */
+  uint64_t last_contact_ms; /* unix ms of the last answer */
+  char last_error[200];
+  uint64_t ops_received; /* items applied from this peer (won or lost by the rule) */
+  uint64_t applied;      /* of those, the ones that won */
+  uint64_t refused_drift, refused_invalid, errors, catchups;
+} srv_peer;
+
+typedef struct srv_puller {
+  char node_id[SA_NODE_ID_MAX + 1];
+  uint64_t sent;  /* items served to it */
+  uint64_t acked; /* the position it said it applied */
+} srv_puller;
+
+struct srv_sync {
+  sa_client *client;
+  char self[SA_NODE_ID_MAX + 1];
+  char *auth; /* "Authorization: Bearer ..." or NULL */
+  uint32_t wait_ms, limit;
+  atomic_bool stop;
+  pthread_mutex_t mu; /* the state of the peers and the pullers */
+  pthread_cond_t cv;  /* CLOCK_MONOTONIC: stop */
+  size_t n;
+  srv_peer peers[SRV_SYNC_MAX_PEERS];
+  size_t n_pullers;
+  srv_puller pullers[SRV_SYNC_MAX_PULLERS];
+};
+
+static uint64_t srv_sync_unix_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- state ------------------------------------------------------------------- */
+
+static void srv_peer_set(srv_peer *p, srv_peer_state st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void srv_peer_set(srv_peer *p, srv_peer_state st, const char *fmt, ...) {
+  char msg[200] = "";
+  if (fmt) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+  }
+  pthread_mutex_lock(&p->s->mu);
+  srv_peer_state was = p->state;
+  bool same = strcmp(msg, p->last_error) == 0;
+  p->state = st;
+  if (fmt) {
+    snprintf(p->last_error, sizeof p->last_error, "%s", msg);
+    p->errors++;
+  }
+  pthread_mutex_unlock(&p->s->mu);
+  if (fmt && (!same || was != st)) { /* logged once per change, not per retry */
+    char q1[300], q2[300];
+    srv_log(st == SRV_PEER_REFUSING ? SRV_LOG_WARN : SRV_LOG_INFO, "sync_peer",
+            "peer=%s state=%s error=%s", srv_log_q(p->url, q1, sizeof q1), srv_peer_state_name[st],
+            srv_log_q(msg, q2, sizeof q2));
+  } else if (!fmt && was != st) {
+    char q1[300], q2[100];
+    srv_log(SRV_LOG_INFO, "sync_peer", "peer=%s state=%s node_id=%s",
+            srv_log_q(p->url, q1, sizeof q1), srv_peer_state_name[st],
+            srv_log_q(p->node_id, q2, sizeof q2));
+  }
+}
+
+/* Waits ms unless stopping.  Returns false when stopping. */
+static bool srv_sync_nap(srv_sync *s, uint32_t ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000u;
+  ts.tv_sec += (time_t)(ns / 1000000000u);
+  ts.tv_nsec = (long)(ns % 1000000000u);
+  pthread_mutex_lock(&s->mu);
+  while (!atomic_load(&s->stop))
+    if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT) break;
+  pthread_mutex_unlock(&s->mu);
+  return !atomic_load(&s->stop);
+}
+
+/* The next delay of a backoff: doubles from SRV_SYNC_BACKOFF_MIN_MS up to
+ * the cap, then a random point in its upper half (jitter: peers that lost a
+ * node together do not come back in step). */
+static uint32_t srv_sync_backoff(uint32_t *cur, unsigned *seed) {
+  uint32_t d = *cur ? *cur * 2 : SRV_SYNC_BACKOFF_MIN_MS;
+  if (d > SRV_SYNC_BACKOFF_MAX_MS) d = SRV_SYNC_BACKOFF_MAX_MS;
+  *cur = d;
+  return d / 2 + (uint32_t)(rand_r(seed) % (d / 2 + 1));
+}
+
+/* ---- HTTP --------------------------------------------------------------------- */
+
+typedef struct srv_buf {
+  char *p;
+  size_t len, cap;
+  bool over;
+} srv_buf;
+
+static size_t srv_sync_write_cb(char *data, size_t size, size_t nmemb, void *cls) {
+  srv_buf *b = cls;
+  size_t n = size * nmemb;
+  if (b->len + n + 1 > SRV_SYNC_MAX_ANSWER) {
+    b->over = true;
+    return 0; /* aborts the transfer */
+  }
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 16384;
+    while (cap < b->len + n + 1)
+      cap *= 2;
+    char *np = realloc(b->p, cap);
+    if (!np) return 0;
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, data, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+  return n;
+}
+
+typedef struct srv_hdrs {
+  char node[SA_NODE_ID_MAX + 1]; /* X-Softadastra-Node */
+} srv_hdrs;
+
+static size_t srv_sync_header_cb(char *data, size_t size, size_t nmemb, void *cls) {
+  srv_hdrs *h = cls;
+  size_t n = size * nmemb;
+  static const char name[] = "x-softadastra-node:";
+  if (n > sizeof name - 1 && strncasecmp(data, name, sizeof name - 1) == 0) {
+    const char *v = data + sizeof name - 1;
+    size_t vl = n - (sizeof name - 1);
+    while (vl && (*v == ' ' || *v == '\t'))
+      v++, vl--;
+    while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+      vl--;
+    if (vl <= SA_NODE_ID_MAX) {
+      memcpy(h->node, v, vl);
+      h->node[vl] = '\0';
+    }
+  }
+  return n;
+}
+
+static int srv_sync_progress_cb(void *cls, curl_off_t dt, curl_off_t dn, curl_off_t ut,
+                                curl_off_t un) {
+  (void)dt, (void)dn, (void)ut, (void)un;
+  return atomic_load(&((srv_sync *)cls)->stop) ? 1 : 0; /* non-zero aborts */
+}
+
+/* One GET of path on the peer with a timeout.  Returns 0 with *status and
+ * the body in b (caller frees b->p), or -1 with the reason in why. */
+static int srv_sync_get(srv_peer *p, const char *path, uint32_t timeout_ms, long *status,
+                        srv_buf *b, srv_hdrs *h, char *why, size_t whylen) {
+  srv_sync *s = p->s;
+  memset(b, 0, sizeof *b);
+  memset(h, 0, sizeof *h);
+  char url[1024];
+  snprintf(url, sizeof url, "%s%s", p->url, path);
+  CURL *c = p->curl;
+  curl_easy_reset(c);
+  struct curl_slist *hl = NULL;
+  if (s->auth) hl = curl_slist_append(hl, s->auth);
+  hl = curl_slist_append(hl, "Accept: application/json");
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L); /* a peer that stalls mid-answer */
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(timeout_ms / 1000 + 5));
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, srv_sync_write_cb);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, srv_sync_header_cb);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, h);
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, srv_sync_progress_cb);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, s);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  CURLcode rc = curl_easy_perform(c);
+  curl_slist_free_all(hl);
+  if (rc != CURLE_OK) {
+    if (b->over)
+      snprintf(why, whylen, "the answer is over %llu bytes",
+               (unsigned long long)SRV_SYNC_MAX_ANSWER);
+    else
+      snprintf(why, whylen, "%s", curl_easy_strerror(rc));
+    free(b->p);
+    b->p = NULL;
+    return -1;
+  }
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+  return 0;
+}
+
+/* ---- parsing ------------------------------------------------------------------- */
+
+/* The items of one answer, parsed and owned. */
+typedef struct srv_batch {
+  sa_sync_item *items;
+  size_t n;
+  char **bufs; /* decoded values and keys to free */
+  size_t nbufs;
+} srv_batch;
+
+static void srv_batch_free(srv_batch *b) {
+  for (size_t i = 0; i < b->nbufs; i++)
+    free(b->bufs[i]);
+  free(b->bufs);
+  free(b->items);
+  memset(b, 0, sizeof *b);
+}
+
+static bool srv_json_u64(json_t *o, const char *name, uint64_t *out) {
+  json_t *v = json_object_get(o, name);
+  if (!json_is_integer(v) || json_integer_value(v) < 0) return false;
+  *out = (uint64_t)json_integer_value(v);
+  return true;
+}
+
+/* A decoded base64 string member, kept in b->bufs. */
+static bool srv_json_b64(srv_batch *b, json_t *o, const char *name, char **out, size_t *len) {
+  json_t *v = json_object_get(o, name);
+  if (!json_is_string(v)) return false;
+  char *d = NULL;
+  if (api_base64_decode(json_string_value(v), json_string_length(v), &d, len) != 0) return false;
+  b->bufs[b->nbufs++] = d;
+  *out = d;
+  return true;
+}
+
+/* Parses the items array (with seq when with_seq).  Returns 0, or -1 with
+ * the reason in why (nothing kept). */
+static int srv_batch_parse(json_t *arr, bool with_seq, srv_batch *b, char *why, size_t whylen) {
+  memset(b, 0, sizeof *b);
+  if (!json_is_array(arr)) {
+    snprintf(why, whylen, "\"items\" is not an array");
+    return -1;
+  }
+  size_t n = json_array_size(arr);
+  b->items = calloc(n ? n : 1, sizeof *b->items);
+  b->bufs = calloc(n ? 2 * n : 1, sizeof *b->bufs);
+  if (!b->items || !b->bufs) {
+    snprintf(why, whylen, "out of memory");
+    srv_batch_free(b);
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    json_t *o = json_array_get(arr, i);
+    sa_sync_item *it = &b->items[i];
+    const char *bad = NULL;
+    const char *op = json_string_value(json_object_get(o, "op"));
+    json_t *k = json_object_get(o, "key");
+    json_t *origin = json_object_get(o, "origin");
+    size_t kl = 0;
+    if (!json_is_object(o))
+      bad = "not an object";
+    else if (with_seq && !srv_json_u64(o, "seq", &it->seq))
+      bad = "\"seq\" is not a non-negative integer";
+    else if (!op || (strcmp(op, "put") && strcmp(op, "delete")))
+      bad = "\"op\" is not \"put\" or \"delete\"";
+    else if (!srv_json_u64(o, "hlc", &it->hlc))
+      bad = "\"hlc\" is not a non-negative integer";
+    else if (!srv_json_u64(o, "origin_lsn", &it->origin_lsn))
+      bad = "\"origin_lsn\" is not a non-negative integer";
+    else if (!json_is_string(origin) || json_string_length(origin) == 0 ||
+             json_string_length(origin) > SA_NODE_ID_MAX ||
+             strlen(json_string_value(origin)) != json_string_length(origin))
+      bad = "\"origin\" is not a node id";
+    else if (json_is_string(k)) {
+      if (strlen(json_string_value(k)) != json_string_length(k) || json_string_length(k) == 0)
+        bad = "\"key\" is empty or holds a NUL";
+      else
+        it->key = (char *)json_string_value(k);
+    } else if (!srv_json_b64(b, o, "key_b64", &it->key, &kl) || kl == 0 || strlen(it->key) != kl) {
+      bad = "no valid \"key\" or \"key_b64\"";
+    }
+    if (!bad) {
+      it->op = strcmp(op, "put") == 0 ? SA_OP_PUT : SA_OP_DELETE;
+      snprintf(it->origin, sizeof it->origin, "%s", json_string_value(origin));
+      if (it->op == SA_OP_PUT && !srv_json_b64(b, o, "value_b64", &it->data, &it->len))
+        bad = "a put without a valid \"value_b64\"";
+    }
+    if (bad) {
+      snprintf(why, whylen, "malformed batch: item %zu: %s", i, bad);
+      srv_batch_free(b);
+      return -1;
+    }
+  }
+  b->n = n;
+  return 0;
+}
+
+/* ---- the pull loop --------------------------------------------------------------- */
+
+/* Registers every learned peer id with the core. */
+static void srv_sync_register(srv_sync *s) {
+  const char *ids[SRV_SYNC_MAX_PEERS];
+  char copy[SRV_SYNC_MAX_PEERS][SA_NODE_ID_MAX + 1];
+  size_t n = 0;
+  pthread_mutex_lock(&s->mu);
+  for (size_t i = 0; i < s->n; i++)
+    if (s->peers[i].node_id[0]) {
+      bool dup = false;
+      for (size_t j = 0; j < n; j++)
+        dup |= strcmp(copy[j], s->peers[i].node_id) == 0;
+      if (dup) continue;
+      snprintf(copy[n], sizeof copy[n], "%s", s->peers[i].node_id);
+      ids[n] = copy[n];
+      n++;
+    }
+  pthread_mutex_unlock(&s->mu);
+  sa_error err = {0};
+  int rc = sa_client_sync_set_peers(s->client, ids, n, &err);
+  if (rc != 0) {
+    char q[300];
+    srv_log(SRV_LOG_WARN, "sync_set_peers", "error=%s",
+            srv_log_q(err.message[0] ? err.message : sa_strerror(rc), q, sizeof q));
+  }
+}
+
+/* The peer answered as node `id`: checks it and, when new, takes it as the
+ * peer's id and loads its cursor.  Returns 0, or -1 (refused: state set). */
+static int srv_peer_identify(srv_peer *p, const char *id) {
+  srv_sync *s = p->s;
+  if (!id[0]) {
+    srv_peer_set(p, SRV_PEER_REFUSING, "the peer does not say its node id");
+    return -1;
+  }
+  if (strcmp(id, s->self) == 0) {
+    srv_peer_set(p, SRV_PEER_REFUSING,
+                 "the peer claims this node's own id %s: two nodes share one --node-id, or the "
+                 "URL points back at this node",
+                 id);
+    return -1;
+  }
+  pthread_mutex_lock(&s->mu);
+  bool same = strcmp(p->node_id, id) == 0;
+  const char *other = NULL;
+  for (size_t i = 0; i < s->n; i++)
+    if (&s->peers[i] != p && strcmp(s->peers[i].node_id, id) == 0) other = s->peers[i].url;
+  char other_url[256] = "";
+  if (other) snprintf(other_url, sizeof other_url, "%s", other);
+  pthread_mutex_unlock(&s->mu);
+  if (other_url[0]) {
+    srv_peer_set(p, SRV_PEER_REFUSING, "node %s is already pulled through %s", id, other_url);
+    return -1;
+  }
+  if (same) return 0;
+  uint64_t cursor = 0;
+  sa_error err = {0};
+  int rc = sa_client_sync_cursor(s->client, id, &cursor, &err);
+  if (rc != 0) {
+    srv_peer_set(p, SRV_PEER_UNREACHABLE, "cannot read the cursor of %s: %s", id,
+                 err.message[0] ? err.message : sa_strerror(rc));
+    return -1;
+  }
+  pthread_mutex_lock(&s->mu);
+  snprintf(p->node_id, sizeof p->node_id, "%s", id);
+  p->cursor = cursor;
+  pthread_mutex_unlock(&s->mu);
+  srv_sync_register(s);
+  char q1[300], q2[100];
+  srv_log(SRV_LOG_INFO, "sync_peer_identified", "peer=%s node_id=%s cursor=%llu",
+          srv_log_q(p->url, q1, sizeof q1), srv_log_q(id, q2, sizeof q2),
+          (unsigned long long)cursor);
+  return 1; /* new: the caller starts over from the loaded cursor */
+}
+
+/* Applies items through the core; the state tells a refusal.  Returns 0 or
+ * -1. */
+static int srv_peer_apply(srv_peer *p, const sa_sync_item *items, size_t n, uint64_t cursor) {
+  srv_sync *s = p->s;
+  sa_sync_apply_result res;
+  memset(&res, 0, sizeof res);
+  sa_error err = {0};
+  int rc = sa_client_sync_apply(s->client, p->node_id, items, n, cursor, &res, &err);
+  const char *msg = err.message[0] ? err.message : sa_strerror(rc);
+  if (rc == SA_EDRIFT) {
+    pthread_mutex_lock(&s->mu);
+    p->refused_drift++;
+    pthread_mutex_unlock(&s->mu);
+    srv_peer_set(p, SRV_PEER_REFUSING, "batch refused (clock drift): %s", msg);
+    return -1;
+  }
+  if (rc == SA_EINVAL) {
+    pthread_mutex_lock(&s->mu);
+    p->refused_invalid++;
+    pthread_mutex_unlock(&s->mu);
+    srv_peer_set(p, SRV_PEER_REFUSING, "batch refused (invalid): %s", msg);
+    return -1;
+  }
+  if (rc != 0) {
+    srv_peer_set(p, SRV_PEER_REFUSING, "cannot apply the batch: %s", msg);
+    return -1;
+  }
+  pthread_mutex_lock(&s->mu);
+  p->ops_received += n;
+  p->applied += res.applied;
+  p->cursor = cursor;
+  pthread_mutex_unlock(&s->mu);
+  return 0;
+}
+
+/* A sorted array of the snapshot's keys, for the gc-grace sweep. */
+static int srv_cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Removes the local keys that the snapshot does not hold and whose hlc is
+ * below horizon (the peer dropped their tombstones: they were deleted). */
+static void srv_peer_gc_grace(srv_peer *p, const srv_batch *b, uint64_t horizon) {
+  if (horizon == 0) return;
+  srv_sync *s = p->s;
+  const char **keys = malloc((b->n ? b->n : 1) * sizeof *keys);
+  if (!keys) return;
+  for (size_t i = 0; i < b->n; i++)
+    keys[i] = b->items[i].key;
+  qsort(keys, b->n, sizeof *keys, srv_cmp_str);
+  char *after = NULL;
+  uint64_t removed = 0;
+  for (int round = 0; round < 1000000 && !atomic_load(&s->stop); round++) {
+    sa_list l;
+    sa_error err = {0};
+    if (sa_client_list(s->client, NULL, after, 1000, false, &l, &err) != 0) break;
+    for (size_t i = 0; i < l.count; i++) {
+      const sa_entry *e = &l.items[i];
+      const char *k = e->key;
+      if (e->hlc >= horizon || bsearch(&k, keys, b->n, sizeof *keys, srv_cmp_str)) continue;
+      sa_write_opts wo = {.cond = SA_COND_VERSION, .version = e->version};
+      if (sa_client_remove_ex(s->client, e->key, &wo, NULL, NULL) == 0) removed++;
+    }
+    free(after);
+    after = l.count ? strdup(l.items[l.count - 1].key) : NULL;
+    bool more = l.more && after;
+    sa_list_free(&l);
+    if (!more) break;
+  }
+  free(after);
+  free(keys);
+  if (removed) {
+    char q[300];
+    srv_log(SRV_LOG_INFO, "sync_gc_grace", "peer=%s removed=%llu horizon_hlc=%llu",
+            srv_log_q(p->url, q, sizeof q), (unsigned long long)removed,
+            (unsigned long long)horizon);
+  }
+}
+
+/* 410 from the peer: catch up from its snapshot.  Returns 0 or -1. */
+static int srv_peer_catch_up(srv_peer *p) {
+  srv_sync *s = p->s;
+  srv_peer_set(p, SRV_PEER_CATCHING_UP, NULL);
+  char path[128], why[200];
+  snprintf(path, sizeof path, "/v1/sync/snapshot?node=%s", s->self);
+  long status = 0;
+  srv_buf buf;
+  srv_hdrs h;
+  if (srv_sync_get(p, path, 600000, &status, &buf, &h, why, sizeof why) != 0) {
+    srv_peer_set(p, SRV_PEER_UNREACHABLE, "snapshot: %s", why);
+    return -1;
+  }
+  int rc = -1;
+  json_error_t je;
+  json_t *j = status == 200 ? json_loadb(buf.p, buf.len, 0, &je) : NULL;
+  uint64_t resume = 0, horizon = 0;
+  srv_batch b;
+  memset(&b, 0, sizeof b);
+  if (status != 200) {
+    srv_peer_set(p, SRV_PEER_UNREACHABLE, "snapshot: HTTP %ld", status);
+  } else if (!j || !srv_json_u64(j, "resume", &resume) ||
+             !srv_json_u64(j, "horizon_hlc", &horizon)) {
+    pthread_mutex_lock(&s->mu);
+    p->refused_invalid++;
+    pthread_mutex_unlock(&s->mu);
+    srv_peer_set(p, SRV_PEER_REFUSING, "snapshot: malformed answer");
+  } else if (srv_peer_identify(p, json_is_string(json_object_get(j, "node_id"))
+                                      ? json_string_value(json_object_get(j, "node_id"))
+                                      : "") < 0) {
+    /* refused: state set */
+  } else if (srv_batch_parse(json_object_get(j, "items"), false, &b, why, sizeof why) != 0) {
+    pthread_mutex_lock(&s->mu);
+    p->refused_invalid++;
+    pthread_mutex_unlock(&s->mu);
+    srv_peer_set(p, SRV_PEER_REFUSING, "snapshot: %s", why);
+  } else {
+    pthread_mutex_lock(&s->mu);
+    uint64_t cur = p->cursor;
+    p->catchups++;
+    pthread_mutex_unlock(&s->mu);
+    rc = 0;
+    for (size_t off = 0; rc == 0 && (off < b.n || off == 0); off += SRV_SYNC_SNAP_CHUNK) {
+      size_t m = b.n - off < SRV_SYNC_SNAP_CHUNK ? b.n - off : SRV_SYNC_SNAP_CHUNK;
+      bool last = off + m >= b.n;
+      rc = srv_peer_apply(p, b.items + off, m, last ? resume : cur);
+      if (last) break;
+    }
+    if (rc == 0) srv_peer_gc_grace(p, &b, horizon);
+    char q[300];
+    srv_log(SRV_LOG_INFO, "sync_catch_up", "peer=%s items=%zu resume=%llu ok=%s",
+            srv_log_q(p->url, q, sizeof q), b.n, (unsigned long long)resume,
+            rc == 0 ? "true" : "false");
+  }
+  srv_batch_free(&b);
+  json_decref(j);
+  free(buf.p);
+  return rc;
+}
+
+/* One pull.  Returns 1 when more is waiting (pull again at once), 0 after a
+ * pull that moved nothing, -1 on a failure (back off). */
+static int srv_peer_pull(srv_peer *p) {
+  srv_sync *s = p->s;
+  pthread_mutex_lock(&s->mu);
+  bool known = p->node_id[0] != '\0';
+  uint64_t cursor = p->cursor;
+  pthread_mutex_unlock(&s->mu);
+  char path[256], why[200];
+  if (known)
+    snprintf(path, sizeof path, "/v1/sync/ops?since=%llu&limit=%u&wait=%u&node=%s&acked=%llu",
+             (unsigned long long)cursor, s->limit, s->wait_ms, s->self, (unsigned long long)cursor);
+  else /* first contact: who is there? */
+    snprintf(path, sizeof path, "/v1/sync/ops?since=0&limit=1&node=%s", s->self);
+  long status = 0;
+  srv_buf buf;
+  srv_hdrs h;
+  if (srv_sync_get(p, path, s->wait_ms + 15000, &status, &buf, &h, why, sizeof why) != 0) {
+    if (!atomic_load(&s->stop)) srv_peer_set(p, SRV_PEER_UNREACHABLE, "%s", why);
+    return -1;
+  }
+  pthread_mutex_lock(&s->mu);
+  p->last_contact_ms = srv_sync_unix_ms();
+  pthread_mutex_unlock(&s->mu);
+  int rc = -1;
+  json_error_t je;
+  json_t *j = json_loadb(buf.p ? buf.p : "", buf.len, 0, &je);
+  const char *code = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+  srv_batch b;
+  memset(&b, 0, sizeof b);
+  uint64_t next = 0, last = 0;
+  if (status == 410) {
+    if (srv_peer_identify(p, h.node) >= 0) rc = srv_peer_catch_up(p) == 0 ? 1 : -1;
+  } else if (status == 400 && code && strcmp(code, "same_node_id") == 0) {
+    srv_peer_set(p, SRV_PEER_REFUSING, "the peer refuses this node: it has the same node id %s",
+                 s->self);
+  } else if (status == 401 || status == 403) {
+    srv_peer_set(p, SRV_PEER_REFUSING,
+                 "the peer refuses this node's token (HTTP %ld): set "
+                 "peer_token to the peer's auth_token",
+                 status);
+  } else if (status != 200) {
+    srv_peer_set(p, SRV_PEER_UNREACHABLE, "HTTP %ld%s%s", status, code ? " " : "",
+                 code ? code : "");
+  } else if (!j || !srv_json_u64(j, "next_since", &next) || !srv_json_u64(j, "last_lsn", &last) ||
+             !json_is_string(json_object_get(j, "node_id"))) {
+    pthread_mutex_lock(&s->mu);
+    p->refused_invalid++;
+    pthread_mutex_unlock(&s->mu);
+    srv_peer_set(p, SRV_PEER_REFUSING, "malformed answer%s%s",
+                 j ? "" : ": not JSON: ", j ? "" : je.text);
+  } else {
+    int id = srv_peer_identify(p, json_string_value(json_object_get(j, "node_id")));
+    if (id == 1 || (id == 0 && !known)) {
+      rc = 1; /* learned who it is: pull again from its stored cursor */
+    } else if (id == 0) {
+      if (srv_batch_parse(json_object_get(j, "items"), true, &b, why, sizeof why) != 0) {
+        pthread_mutex_lock(&s->mu);
+        p->refused_invalid++;
+        pthread_mutex_unlock(&s->mu);
+        srv_peer_set(p, SRV_PEER_REFUSING, "%s", why);
+      } else if (next < cursor) {
+        pthread_mutex_lock(&s->mu);
+        p->refused_invalid++;
+        pthread_mutex_unlock(&s->mu);
+        srv_peer_set(p, SRV_PEER_REFUSING, "malformed answer: next_since %llu is below since %llu",
+                     (unsigned long long)next, (unsigned long long)cursor);
+      } else if ((b.n || next != cursor) && srv_peer_apply(p, b.items, b.n, next) != 0) {
+        /* refused: state set */
+      } else {
+        uint64_t now = srv_sync_unix_ms();
+        pthread_mutex_lock(&s->mu);
+        p->cursor = next;
+        p->last_lsn = last;
+        if (next >= last)
+          p->behind_since_ms = 0;
+        else if (!p->behind_since_ms)
+          p->behind_since_ms = now;
+        p->last_error[0] = '\0';
+        pthread_mutex_unlock(&s->mu);
+        srv_peer_set(p, SRV_PEER_CONNECTED, NULL);
+        rc = json_is_true(json_object_get(j, "more")) || b.n ? 1 : 0;
+      }
+    }
+  }
+  srv_batch_free(&b);
+  json_decref(j);
+  free(buf.p);
+  return rc;
+}
+
+static void *srv_peer_main(void *arg) {
+  srv_peer *p = arg;
+  srv_sync *s = p->s;
+  unsigned seed = (unsigned)(srv_sync_unix_ms() ^ (uintptr_t)p);
+  uint32_t backoff = 0;
+  while (!atomic_load(&s->stop)) {
+    int rc = srv_peer_pull(p);
+    if (rc >= 0) {
+      backoff = 0;
+      continue;
+    }
+    if (!srv_sync_nap(s, srv_sync_backoff(&backoff, &seed))) break;
+  }
+  return NULL;
+}
+
+/* ---- life cycle ------------------------------------------------------------------- */
+
+int srv_sync_start(const srv_sync_config *cfg, srv_sync **out) {
+  *out = NULL;
+  if (cfg->n_peers == 0 || cfg->n_peers > SRV_SYNC_MAX_PEERS) return EINVAL;
+  curl_global_init(CURL_GLOBAL_DEFAULT); /* before any puller thread; idempotent */
+  srv_sync *s = calloc(1, sizeof *s);
+  if (!s) return ENOMEM;
+  s->client = cfg->client;
+  snprintf(s->self, sizeof s->self, "%s", cfg->self_id);
+  s->wait_ms = cfg->wait_ms ? cfg->wait_ms : SRV_SYNC_WAIT_MS;
+  s->limit = cfg->limit ? cfg->limit : SRV_SYNC_LIMIT;
+  if (cfg->peer_token && cfg->peer_token[0] &&
+      asprintf(&s->auth, "Authorization: Bearer %s", cfg->peer_token) < 0) {
+    free(s);
+    return ENOMEM;
+  }
+  atomic_init(&s->stop, false);
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&s->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  s->n = cfg->n_peers;
+  for (size_t i = 0; i < s->n; i++) {
+    srv_peer *p = &s->peers[i];
+    p->s = s;
+    snprintf(p->url, sizeof p->url, "%s", cfg->peers[i]);
+    size_t l = strlen(p->url);
+    while (l && p->url[l - 1] == '/')
+      p->url[--l] = '\0';
+    snprintf(p->last_error, sizeof p->last_error, "not contacted yet");
+    p->curl = curl_easy_init();
+    if (!p->curl) {
+      srv_sync_stop(s);
+      srv_sync_free(s);
+      return ENOMEM;
+    }
+  }
+  for (size_t i = 0; i < s->n; i++) {
+    srv_peer *p = &s->peers[i];
+    if (pthread_create(&p->thread, NULL, srv_peer_main, p) != 0) {
+      srv_sync_stop(s);
+      srv_sync_free(s);
+      return EAGAIN;
+    }
+    pthread_setname_np(p->thread, "sa-pull");
+    p->started = true;
+  }
+  *out = s;
+  return 0;
+}
+
+void srv_sync_stop(srv_sync *s) {
+  if (!s) return;
+  pthread_mutex_lock(&s->mu);
+  atomic_store(&s->stop, true);
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  for (size_t i = 0; i < s->n; i++)
+    if (s->peers[i].started) {
+      pthread_join(s->peers[i].thread, NULL);
+      s->peers[i].started = false;
+    }
+}
+
+void srv_sync_free(srv_sync *s) {
+  if (!s) return;
+  for (size_t i = 0; i < s->n; i++)
+    if (s->peers[i].curl) curl_easy_cleanup(s->peers[i].curl);
+  pthread_cond_destroy(&s->cv);
+  pthread_mutex_destroy(&s->mu);
+  free(s->auth);
+  free(s);
+}
+
+/* ---- hooks --------------------------------------------------------------------------- */
+
+static srv_puller *srv_sync_puller(srv_sync *s, const char *node, bool add) {
+  for (size_t i = 0; i < s->n_pullers; i++)
+    if (strcmp(s->pullers[i].node_id, node) == 0) return &s->pullers[i];
+  if (!add || s->n_pullers == SRV_SYNC_MAX_PULLERS) return NULL;
+  srv_puller *p = &s->pullers[s->n_pullers++];
+  snprintf(p->node_id, sizeof p->node_id, "%s", node);
+  return p;
+}
+
+void srv_sync_served(void *cls, const char *node, size_t items, uint64_t acked, bool has_acked) {
+  srv_sync *s = cls;
+  if (!s || !node || !node[0]) return;
+  pthread_mutex_lock(&s->mu);
+  srv_puller *p = srv_sync_puller(s, node, true);
+  if (p) {
+    p->sent += items;
+    if (has_acked && acked > p->acked) p->acked = acked;
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
+size_t srv_sync_peers(void *cls, api_sync_peer *out, size_t max) {
+  srv_sync *s = cls;
+  if (!s) return 0;
+  uint64_t now = srv_sync_unix_ms();
+  pthread_mutex_lock(&s->mu);
+  size_t n = s->n < max ? s->n : max;
+  for (size_t i = 0; i < n; i++) {
+    const srv_peer *p = &s->peers[i];
+    api_sync_peer *o = &out[i];
+    memset(o, 0, sizeof *o);
+    snprintf(o->url, sizeof o->url, "%s", p->url);
+    snprintf(o->node_id, sizeof o->node_id, "%s", p->node_id);
+    o->state = srv_peer_state_name[p->state];
+    o->cursor = p->cursor;
+    o->lag_ops = p->last_lsn > p->cursor ? p->last_lsn - p->cursor : 0;
+    o->lag_ms =
+        o->lag_ops && p->behind_since_ms && now > p->behind_since_ms ? now - p->behind_since_ms : 0;
+    o->last_contact_ms = p->last_contact_ms;
+    snprintf(o->last_error, sizeof o->last_error, "%s", p->last_error);
+    o->ops_received = p->ops_received;
+    o->refused_drift = p->refused_drift;
+    o->refused_invalid = p->refused_invalid;
+    const srv_puller *q = p->node_id[0] ? srv_sync_puller(s, p->node_id, false) : NULL;
+    if (q) {
+      o->ops_sent = q->sent;
+      o->acked = q->acked;
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  return n;
+}
+
+/* A label value: the URL or id with '"' and '\\' escaped. */
+static void srv_label(char *out, size_t n, const char *v) {
+  size_t o = 0;
+  for (; *v && o + 3 < n; v++) {
+    if (*v == '"' || *v == '\\') out[o++] = '\\';
+    out[o++] = *v == '\n' ? ' ' : *v;
+  }
+  out[o] = '\0';
+}
+
+void srv_sync_write_metrics(srv_sync *s, FILE *f) {
+  if (!s) return;
+  api_sync_peer peers[SRV_SYNC_MAX_PEERS];
+  size_t n = srv_sync_peers(s, peers, SRV_SYNC_MAX_PEERS);
+  static const struct {
+    const char *name, *type, *help;
+  } m[] = {
+      {"softadastra_sync_peer_connected", "gauge", "1 when the last pull from the peer worked."},
+      {"softadastra_sync_peer_lag_ops", "gauge", "Changes of the peer not yet applied here."},
+      {"softadastra_sync_peer_ops_received_total", "counter", "Ops applied here from the peer."},
+      {"softadastra_sync_peer_ops_sent_total", "counter", "Ops the peer pulled from this node."},
+      {"softadastra_sync_peer_refused_total", "counter",
+       "Batches from the peer refused (drift or invalid)."},
+  };
+  for (size_t k = 0; k < sizeof m / sizeof m[0]; k++) {
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name, m[k].type);
+    for (size_t i = 0; i < n; i++) {
+      const api_sync_peer *p = &peers[i];
+      char url[600], id[140];
+      srv_label(url, sizeof url, p->url);
+      srv_label(id, sizeof id, p->node_id);
+      unsigned long long v = k == 0   ? (unsigned long long)(strcmp(p->state, "connected") == 0)
+                             : k == 1 ? (unsigned long long)p->lag_ops
+                             : k == 2 ? (unsigned long long)p->ops_received
+                             : k == 3 ? (unsigned long long)p->ops_sent
+                                      : (unsigned long long)(p->refused_drift + p->refused_invalid);
+      fprintf(f, "%s{peer=\"%s\",node_id=\"%s\"} %llu\n", m[k].name, url, id, v);
+    }
+  }
+}

@@ -1,0 +1,83 @@
+/*
+ * srv_sync.h -- the HTTP transport of `softadastra serve`: one puller
+ * thread per configured peer URL, pulling that peer's GET /v1/sync/ops and
+ * applying what it gets through the core's sync API.
+ *
+ * What it is: the pull loop of issue 22's design (long-poll the peer's
+ * feed from the cursor stored for its node id, apply each batch durably
+ * with sa_client_sync_apply, tell the peer what was applied with `acked`),
+ * catch-up from GET /v1/sync/snapshot when the peer answers 410, retries
+ * with exponential backoff and jitter capped at SRV_SYNC_BACKOFF_MAX_MS,
+ * and the per-peer state shown by GET /v1/sync/status and /metrics.  It
+ * also counts, per puller id, what this node's own /v1/sync/ops served
+ * (srv_sync_served, the API's hook): the "ops_sent" of a peer.
+ *
+ * What it is not: the protocol's source side (api/api_sync.c), the conflict
+ * rule or the cursor's durability (the core: a batch and the cursor commit
+ * together).  It never trusts a peer: the peer's node id is learned from
+ * its answers (never from the URL), a peer that claims this node's id is
+ * refused, a malformed answer is refused before anything is applied.
+ *
+ * Threads: srv_sync_start starts the `sa-pull` threads; srv_sync_stop
+ * joins them (the main thread, before the node closes); srv_sync_peers,
+ * srv_sync_served and srv_sync_write_metrics run on request threads, any
+ * number at once (they take the table's mutex, a leaf lock).
+ */
+#ifndef SA_SRV_SYNC_H
+#define SA_SRV_SYNC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "api.h"
+#include "softadastra.h"
+
+#define SRV_SYNC_MAX_PEERS 32            /* configured peer URLs */
+#define SRV_SYNC_BACKOFF_MAX_MS 2000     /* cap of the retry delay toward a peer */
+#define SRV_SYNC_WAIT_MS 10000           /* the long-poll's wait= */
+#define SRV_SYNC_LIMIT 1000              /* items asked per pull */
+#define SRV_SYNC_MAX_ANSWER (1ull << 30) /* largest answer read from a peer */
+
+typedef struct srv_sync srv_sync;
+
+typedef struct srv_sync_config {
+  sa_client *client;        /* borrowed; open until srv_sync_stop returns */
+  const char *self_id;      /* this node's id (copied) */
+  const char *const *peers; /* peer base URLs, "http://host:port" (copied) */
+  size_t n_peers;           /* 1..SRV_SYNC_MAX_PEERS */
+  const char *peer_token;   /* sent as a bearer token; NULL or "" = none (copied) */
+  uint32_t wait_ms;         /* long-poll wait (0: SRV_SYNC_WAIT_MS) */
+  uint32_t limit;           /* items per pull (0: SRV_SYNC_LIMIT) */
+} srv_sync_config;
+
+/* Starts one puller per peer.  Returns 0 and sets *out, or an errno value
+ * (out of memory, a thread that could not start: nothing is left running). */
+int srv_sync_start(const srv_sync_config *cfg, srv_sync **out);
+
+/* Stops the pullers (an unfinished pull is abandoned: what was not applied
+ * is pulled again next time) and joins them.  Bounded: a puller notices the
+ * stop within about a second (libcurl's progress callback), or when the
+ * batch it is applying is durable.  The table stays readable until srv_sync_free.
+ * NULL is a no-op. */
+void srv_sync_stop(srv_sync *s);
+
+/* Frees s (after srv_sync_stop, once no request thread can call in any
+ * more).  NULL is a no-op. */
+void srv_sync_free(srv_sync *s);
+
+/* The API's hook (api_config.sync_peers): copies the state of up to max
+ * peers to out and returns how many.  s may be NULL (0 peers). */
+size_t srv_sync_peers(void *s, api_sync_peer *out, size_t max);
+
+/* The API's hook (api_config.sync_served): the puller `node` took `items`
+ * ops from this node's feed, or (has_acked) said it applied through
+ * `acked`. */
+void srv_sync_served(void *s, const char *node, size_t items, uint64_t acked, bool has_acked);
+
+/* Appends the per-peer series to /metrics (softadastra_sync_peer_*),
+ * labelled by URL and node id. */
+void srv_sync_write_metrics(srv_sync *s, FILE *f);
+
+#endif /* SA_SRV_SYNC_H */

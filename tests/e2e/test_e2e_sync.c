@@ -1,0 +1,697 @@
+/*
+ * test_e2e_sync.c -- two real nodes syncing over HTTP (issue 22): the
+ * user's session verbatim (PUT on one, GET raw on the other, `peers`,
+ * `sync status`), concurrent writes of the same keys converging to the same
+ * winner, a write that survives kill -9 and still reaches the peer, auth
+ * (the sync routes need the token, the puller sends peer_token), a peer
+ * claiming the node's own id, a garbage / stalling / cutting peer (a tiny
+ * fake server on 127.0.0.1 in this test), and a delete that stays deleted.
+ *
+ * What it is not: the convergence harness under partitions (tests/cluster)
+ * or a benchmark.  Nothing here asserts on timing: every wait is a bounded
+ * poll (E2E_WAIT_MS), and the time a write took to reach the peer is only
+ * printed.
+ *
+ * Ports: both nodes name each other at start, so the ports are picked
+ * first (bind 127.0.0.1:0, read it, close) and passed as --listen.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <check.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "e2e_util.h"
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ck_assert_int_ge(fd, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  socklen_t l = sizeof a;
+  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void nap_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Starts node `id` on port with the peers given (NULL-terminated ports,
+ * 0-terminated) and extra args (NULL-terminated, may be NULL). */
+static void start_node(e2e_node *n, const char *id, int port, const int *peers,
+                       const char *const *extra) {
+  const char *args[32];
+  size_t k = 0;
+  static char bufs[16][96];
+  static int nb = 0;
+  char *listen = bufs[nb++ % 16];
+  snprintf(listen, 96, "127.0.0.1:%d", port);
+  args[k++] = "--node-id";
+  args[k++] = id;
+  args[k++] = "--listen";
+  args[k++] = listen;
+  if (peers && peers[0]) {
+    args[k++] = "--transport";
+    args[k++] = "http";
+    for (size_t i = 0; peers[i] && k < 20; i++) {
+      char *u = bufs[nb++ % 16];
+      snprintf(u, 96, "http://127.0.0.1:%d", peers[i]);
+      args[k++] = "--peer";
+      args[k++] = u;
+    }
+  }
+  for (size_t i = 0; extra && extra[i] && k < 30; i++)
+    args[k++] = extra[i];
+  args[k] = NULL;
+  int code = -1;
+  ck_assert_msg(e2e_node_start(n, args, NULL, &code) == 0, "node %s did not start (exit %d)", id,
+                code);
+  ck_assert_int_eq(n->port, port);
+}
+
+static long http_req(const e2e_node *n, const char *method, const char *path, const char *body,
+                     const char *token, json_t **out) {
+  char auth[160];
+  const char *hdrs[2] = {NULL, NULL};
+  if (token) {
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    hdrs[0] = auth;
+  }
+  e2e_resp r;
+  if (e2e_http(n, method, path, hdrs, body, body ? strlen(body) : 0, &r) != 0) {
+    e2e_resp_free(&r);
+    if (out) *out = NULL;
+    return 0;
+  }
+  long st = r.status;
+  if (out) *out = json_loadb(r.body ? r.body : "", r.len, 0, NULL);
+  e2e_resp_free(&r);
+  return st;
+}
+
+/* GET raw of key: 200 with the body in buf, or the status. */
+static long get_raw(const e2e_node *n, const char *key, char *buf, size_t len) {
+  char path[512];
+  snprintf(path, sizeof path, "/v1/store/%s?raw=1", key);
+  e2e_resp r;
+  if (e2e_http(n, "GET", path, NULL, NULL, 0, &r) != 0) {
+    e2e_resp_free(&r);
+    return 0;
+  }
+  long st = r.status;
+  snprintf(buf, len, "%s", r.body ? r.body : "");
+  e2e_resp_free(&r);
+  return st;
+}
+
+/* Polls until key reads value on n (value NULL: until 404).  Returns the
+ * milliseconds it took, or -1 when the bound passed. */
+static long long wait_value(const e2e_node *n, const char *key, const char *value) {
+  long long t0 = now_ms();
+  while (now_ms() - t0 < E2E_WAIT_MS) {
+    char buf[4096];
+    long st = get_raw(n, key, buf, sizeof buf);
+    if (value ? (st == 200 && strcmp(buf, value) == 0) : st == 404) return now_ms() - t0;
+    nap_ms(10);
+  }
+  return -1;
+}
+
+static char *digest_of(const e2e_node *n, long long *keys) {
+  json_t *j = NULL;
+  long st = http_req(n, "GET", "/v1/sync/digest", NULL, NULL, &j);
+  char *d = NULL;
+  if (st == 200 && json_is_string(json_object_get(j, "digest"))) {
+    d = strdup(json_string_value(json_object_get(j, "digest")));
+    if (keys) *keys = json_integer_value(json_object_get(j, "keys"));
+  }
+  json_decref(j);
+  return d;
+}
+
+/* Polls until both digests are equal.  Returns true when they became so. */
+static bool wait_converged(const e2e_node *a, const e2e_node *b) {
+  long long t0 = now_ms();
+  while (now_ms() - t0 < E2E_WAIT_MS) {
+    char *da = digest_of(a, NULL), *db = digest_of(b, NULL);
+    bool same = da && db && strcmp(da, db) == 0;
+    free(da);
+    free(db);
+    if (same) return true;
+    nap_ms(50);
+  }
+  return false;
+}
+
+/* The peer entry of n's /v1/sync/status whose url ends with :port (a new
+ * reference), or NULL. */
+static json_t *peer_state(const e2e_node *n, int port, const char *token) {
+  json_t *j = NULL;
+  if (http_req(n, "GET", "/v1/sync/status", NULL, token, &j) != 200) {
+    json_decref(j);
+    return NULL;
+  }
+  char suffix[16];
+  snprintf(suffix, sizeof suffix, ":%d", port);
+  json_t *found = NULL;
+  json_t *peers = json_object_get(j, "peers");
+  for (size_t i = 0; i < json_array_size(peers); i++) {
+    const char *u = json_string_value(json_object_get(json_array_get(peers, i), "url"));
+    if (u && strlen(u) >= strlen(suffix) && !strcmp(u + strlen(u) - strlen(suffix), suffix))
+      found = json_incref(json_array_get(peers, i));
+  }
+  json_decref(j);
+  return found;
+}
+
+/* Polls until n's peer at port is in state (and, when err_part is set, its
+ * last_error holds it). */
+static bool wait_peer_state(const e2e_node *n, int port, const char *state, const char *err_part,
+                            const char *token) {
+  long long t0 = now_ms();
+  while (now_ms() - t0 < E2E_WAIT_MS) {
+    json_t *p = peer_state(n, port, token);
+    const char *st = json_string_value(json_object_get(p, "state"));
+    const char *e = json_string_value(json_object_get(p, "last_error"));
+    bool ok = st && !strcmp(st, state) && (!err_part || (e && strstr(e, err_part)));
+    json_decref(p);
+    if (ok) return true;
+    nap_ms(50);
+  }
+  return false;
+}
+
+static void stop_all(e2e_node *a, e2e_node *b) {
+  if (a && a->pid) ck_assert_int_eq(e2e_node_stop(a, SIGTERM), 0);
+  if (b && b->pid) ck_assert_int_eq(e2e_node_stop(b, SIGTERM), 0);
+  if (a) e2e_node_cleanup(a);
+  if (b) e2e_node_cleanup(b);
+}
+
+/* ---- the user's session ------------------------------------------------------- */
+
+START_TEST(test_two_node_session) {
+  int pa = free_port(), pb = free_port();
+  e2e_node a, b;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  int peers_a[] = {pb, 0}, peers_b[] = {pa, 0};
+  start_node(&a, "node-a", pa, peers_a, NULL);
+  start_node(&b, "node-b", pb, peers_b, NULL);
+
+  json_t *put = NULL;
+  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/settings/theme", "dark", NULL, &put), 201);
+  long long took = wait_value(&b, "settings/theme", "dark");
+  ck_assert_msg(took >= 0, "the write on node-a never reached node-b");
+  fprintf(stderr, "test_two_node_session: node-b read the write after %lld ms\n", took);
+
+  /* The pair of the PUT answer is the one stored, shown on both nodes. */
+  ck_assert(json_is_integer(json_object_get(put, "hlc")));
+  ck_assert_str_eq(json_string_value(json_object_get(put, "origin")), "node-a");
+  json_t *ga = NULL, *gb = NULL;
+  ck_assert_int_eq(http_req(&a, "GET", "/v1/store/settings/theme", NULL, NULL, &ga), 200);
+  ck_assert_int_eq(http_req(&b, "GET", "/v1/store/settings/theme", NULL, NULL, &gb), 200);
+  ck_assert(json_equal(json_object_get(put, "hlc"), json_object_get(ga, "hlc")));
+  ck_assert(json_equal(json_object_get(put, "hlc"), json_object_get(gb, "hlc")));
+  ck_assert_str_eq(json_string_value(json_object_get(gb, "origin")), "node-a");
+  json_decref(put);
+  json_decref(ga);
+  json_decref(gb);
+
+  /* softadastra --url A peers: node-b, connected, lag 0. */
+  ck_assert(wait_peer_state(&a, pb, "connected", NULL, NULL));
+  long long t0 = now_ms();
+  bool shown = false;
+  while (!shown && now_ms() - t0 < E2E_WAIT_MS) {
+    const char *args[] = {"peers", NULL};
+    char *out = NULL, *err = NULL;
+    ck_assert_int_eq(e2e_cli(&a, args, NULL, &out, &err), 0);
+    char line[256];
+    snprintf(line, sizeof line, "http://127.0.0.1:%d", pb);
+    /* NODE URL STATE LAG ... */
+    char *l = strstr(out, "node-b");
+    shown = l && strstr(l, line) && strstr(l, "connected");
+    if (shown) {
+      char id[64], url[128], state[32];
+      long long lag = -1;
+      ck_assert_int_eq(sscanf(l, "%63s %127s %31s %lld", id, url, state, &lag), 4);
+      shown = lag == 0;
+    }
+    free(out);
+    free(err);
+    if (!shown) nap_ms(50);
+  }
+  ck_assert_msg(shown, "`peers` never showed node-b connected with lag 0");
+  const char *js[] = {"--json", "peers", NULL};
+  char *out = NULL, *err = NULL;
+  ck_assert_int_eq(e2e_cli(&a, js, NULL, &out, &err), 0);
+  json_t *pj = json_loads(out, 0, NULL);
+  ck_assert_ptr_nonnull(pj);
+  ck_assert_str_eq(json_string_value(
+                       json_object_get(json_array_get(json_object_get(pj, "peers"), 0), "node_id")),
+                   "node-b");
+  json_decref(pj);
+  free(out);
+  free(err);
+
+  /* softadastra --url A sync status: the outbox and the per-peer cursor. */
+  const char *ss[] = {"sync", "status", NULL};
+  ck_assert_int_eq(e2e_cli(&a, ss, NULL, &out, &err), 0);
+  ck_assert_ptr_nonnull(strstr(out, "outbox"));
+  ck_assert_ptr_nonnull(strstr(out, "node-b"));
+  ck_assert_ptr_nonnull(strstr(out, "cursor"));
+  free(out);
+  free(err);
+  const char *sd[] = {"sync", "digest", NULL};
+  ck_assert_int_eq(e2e_cli(&b, sd, NULL, &out, &err), 0);
+  ck_assert_ptr_nonnull(strstr(out, "digest"));
+  free(out);
+  free(err);
+
+  /* Every sync answer names its node. */
+  e2e_resp r;
+  ck_assert_int_eq(e2e_http(&b, "GET", "/v1/sync/ops?since=0&limit=5", NULL, NULL, 0, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  char *h = e2e_header(&r, "X-Softadastra-Node");
+  ck_assert_ptr_nonnull(h);
+  ck_assert_str_eq(h, "node-b");
+  free(h);
+  e2e_resp_free(&r);
+  /* Bounded inputs. */
+  ck_assert_int_eq(http_req(&a, "GET", "/v1/sync/ops?limit=10001", NULL, NULL, NULL), 400);
+  ck_assert_int_eq(http_req(&a, "GET", "/v1/sync/ops?wait=30001", NULL, NULL, NULL), 400);
+  ck_assert_int_eq(http_req(&a, "GET", "/v1/sync/ops?since=x", NULL, NULL, NULL), 400);
+  ck_assert_int_eq(http_req(&a, "GET", "/v1/sync/ops?node=a%20b", NULL, NULL, NULL), 400);
+  json_t *e = NULL;
+  ck_assert_int_eq(http_req(&a, "GET", "/v1/sync/ops?node=node-a", NULL, NULL, &e), 400);
+  ck_assert_str_eq(json_string_value(json_object_get(json_object_get(e, "error"), "code")),
+                   "same_node_id");
+  json_decref(e);
+
+  /* /metrics has the per-peer lines. */
+  e2e_resp m;
+  ck_assert_int_eq(e2e_http(&a, "GET", "/metrics", NULL, NULL, 0, &m), 0);
+  ck_assert_ptr_nonnull(strstr(m.body, "softadastra_sync_peer_connected{"));
+  ck_assert_ptr_nonnull(strstr(m.body, "node_id=\"node-b\"} 1"));
+  e2e_resp_free(&m);
+  stop_all(&a, &b);
+}
+END_TEST
+
+/* A long-poll waits for the change (without holding a worker: more polls
+ * than worker threads wait at once and other requests are answered
+ * meanwhile) and answers once the change is there. */
+typedef struct poll_arg {
+  const e2e_node *n;
+  long long since;
+  long status;
+  size_t items;
+} poll_arg;
+
+static void *poll_run(void *p) {
+  poll_arg *a = p;
+  char path[128];
+  snprintf(path, sizeof path, "/v1/sync/ops?since=%lld&wait=20000&node=node-z", a->since);
+  json_t *j = NULL;
+  a->status = http_req(a->n, "GET", path, NULL, NULL, &j);
+  a->items = json_array_size(json_object_get(j, "items"));
+  json_decref(j);
+  return NULL;
+}
+
+START_TEST(test_ops_long_poll) {
+  int pa = free_port();
+  e2e_node a;
+  e2e_node_init(&a);
+  const char *extra[] = {"--threads", "1", NULL};
+  start_node(&a, "node-a", pa, NULL, extra);
+  json_t *j = NULL;
+  ck_assert_int_eq(http_req(&a, "GET", "/v1/sync/ops?since=0&node=node-z", NULL, NULL, &j), 200);
+  long long since = json_integer_value(json_object_get(j, "next_since"));
+  json_decref(j);
+  poll_arg args[6];
+  pthread_t th[6];
+  for (int i = 0; i < 6; i++) {
+    args[i] = (poll_arg){.n = &a, .since = since};
+    ck_assert_int_eq(pthread_create(&th[i], NULL, poll_run, &args[i]), 0);
+  }
+  nap_ms(300);
+  /* One worker thread, six polls waiting: the node still answers. */
+  ck_assert_int_eq(http_req(&a, "GET", "/v1/status", NULL, NULL, NULL), 200);
+  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/lp/key", "v", NULL, NULL), 201);
+  for (int i = 0; i < 6; i++) {
+    pthread_join(th[i], NULL);
+    ck_assert_int_eq(args[i].status, 200);
+    ck_assert_uint_eq(args[i].items, 1);
+  }
+  /* A poll with nothing to say ends with an empty page when the wait runs out. */
+  char path[128];
+  snprintf(path, sizeof path, "/v1/sync/ops?since=%lld&wait=300&node=node-z", since + 1000);
+  ck_assert_int_eq(http_req(&a, "GET", path, NULL, NULL, &j), 200);
+  ck_assert_uint_eq(json_array_size(json_object_get(j, "items")), 0);
+  json_decref(j);
+  stop_all(&a, NULL);
+}
+END_TEST
+
+/* ---- convergence ------------------------------------------------------------- */
+
+typedef struct writer_arg {
+  const e2e_node *n;
+  const char *tag;
+  int rounds;
+} writer_arg;
+
+static void *writer_run(void *p) {
+  writer_arg *w = p;
+  for (int r = 0; r < w->rounds; r++)
+    for (int k = 0; k < 10; k++) {
+      char path[64], val[64];
+      snprintf(path, sizeof path, "/v1/store/c/k%d", k);
+      snprintf(val, sizeof val, "%s-%d", w->tag, r);
+      if ((r + k) % 7 == 3)
+        http_req(w->n, "DELETE", path, NULL, NULL, NULL);
+      else
+        http_req(w->n, "PUT", path, val, NULL, NULL);
+    }
+  return NULL;
+}
+
+START_TEST(test_concurrent_writes_converge) {
+  int pa = free_port(), pb = free_port();
+  e2e_node a, b;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  int peers_a[] = {pb, 0}, peers_b[] = {pa, 0};
+  start_node(&a, "node-a", pa, peers_a, NULL);
+  start_node(&b, "node-b", pb, peers_b, NULL);
+  writer_arg wa = {&a, "a", 20}, wb = {&b, "b", 20};
+  pthread_t ta, tb;
+  ck_assert_int_eq(pthread_create(&ta, NULL, writer_run, &wa), 0);
+  ck_assert_int_eq(pthread_create(&tb, NULL, writer_run, &wb), 0);
+  pthread_join(ta, NULL);
+  pthread_join(tb, NULL);
+  ck_assert_msg(wait_converged(&a, &b), "the digests of node-a and node-b never became equal");
+  /* The same winner on both: value, hlc and origin. */
+  for (int k = 0; k < 10; k++) {
+    char path[64];
+    snprintf(path, sizeof path, "/v1/store/c/k%d", k);
+    json_t *ja = NULL, *jb = NULL;
+    long sa = http_req(&a, "GET", path, NULL, NULL, &ja);
+    long sb = http_req(&b, "GET", path, NULL, NULL, &jb);
+    ck_assert_int_eq(sa, sb);
+    if (sa == 200) {
+      ck_assert(json_equal(json_object_get(ja, "value"), json_object_get(jb, "value")));
+      ck_assert(json_equal(json_object_get(ja, "hlc"), json_object_get(jb, "hlc")));
+      ck_assert(json_equal(json_object_get(ja, "origin"), json_object_get(jb, "origin")));
+    }
+    json_decref(ja);
+    json_decref(jb);
+  }
+  stop_all(&a, &b);
+}
+END_TEST
+
+/* ---- kill -9 ------------------------------------------------------------------- */
+
+START_TEST(test_kill9_write_reaches_peer) {
+  int pa = free_port(), pb = free_port();
+  e2e_node a, b;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  int peers_a[] = {pb, 0}, peers_b[] = {pa, 0};
+  start_node(&a, "node-a", pa, peers_a, NULL);
+  /* Written while the peer is not there yet, then killed at once. */
+  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/k9/one", "1", NULL, NULL), 201);
+  ck_assert_int_eq(e2e_node_stop(&a, SIGKILL), 128 + SIGKILL);
+  start_node(&a, "node-a", pa, peers_a, NULL);
+  start_node(&b, "node-b", pb, peers_b, NULL);
+  ck_assert(wait_value(&b, "k9/one", "1") >= 0);
+  /* A write on B, B killed right after its answer: restarted, it still
+   * sends it, and nothing is applied twice (the digests agree). */
+  ck_assert_int_eq(http_req(&b, "PUT", "/v1/store/k9/two", "2", NULL, NULL), 201);
+  ck_assert_int_eq(e2e_node_stop(&b, SIGKILL), 128 + SIGKILL);
+  start_node(&b, "node-b", pb, peers_b, NULL);
+  ck_assert(wait_value(&a, "k9/two", "2") >= 0);
+  /* The puller of A is killed too, mid-stream: its cursor is where its
+   * last applied batch left it. */
+  for (int i = 0; i < 50; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/v1/store/k9/m%d", i);
+    ck_assert_int_eq(http_req(&b, "PUT", path, "x", NULL, NULL), 201);
+  }
+  ck_assert_int_eq(e2e_node_stop(&a, SIGKILL), 128 + SIGKILL);
+  start_node(&a, "node-a", pa, peers_a, NULL);
+  ck_assert(wait_value(&a, "k9/m49", "x") >= 0);
+  ck_assert(wait_converged(&a, &b));
+  stop_all(&a, &b);
+}
+END_TEST
+
+/* ---- auth --------------------------------------------------------------------------- */
+
+START_TEST(test_auth_peer_token) {
+  int pa = free_port(), pb = free_port(), pc = free_port();
+  e2e_node a, b, c;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  e2e_node_init(&c);
+  int peers_a[] = {pb, 0}, peers_b[] = {pa, 0}, peers_c[] = {pa, 0};
+  const char *good[] = {"--auth-token", "s3cret", "--peer-token", "s3cret", NULL};
+  const char *bad[] = {"--peer-token", "wrong", NULL};
+  start_node(&a, "node-a", pa, peers_a, good);
+  start_node(&b, "node-b", pb, peers_b, good);
+  start_node(&c, "node-c", pc, peers_c, bad);
+  /* Every sync route needs the token. */
+  const char *routes[] = {"/v1/sync/ops?since=0", "/v1/sync/snapshot", "/v1/sync/digest",
+                          "/v1/sync/status"};
+  for (size_t i = 0; i < 4; i++) {
+    ck_assert_int_eq(http_req(&a, "GET", routes[i], NULL, NULL, NULL), 401);
+    ck_assert_int_eq(http_req(&a, "GET", routes[i], NULL, "s3cret", NULL), 200);
+  }
+  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/auth/k", "v", "s3cret", NULL), 201);
+  char path[64];
+  snprintf(path, sizeof path, "/v1/store/auth/k?raw=1");
+  long long t0 = now_ms();
+  long st = 0;
+  while (now_ms() - t0 < E2E_WAIT_MS && st != 200) {
+    st = http_req(&b, "GET", path, NULL, "s3cret", NULL);
+    if (st != 200) nap_ms(20);
+  }
+  ck_assert_int_eq(st, 200);
+  /* The node with the wrong peer_token is refused, says so, and stays up. */
+  ck_assert(wait_peer_state(&c, pa, "refusing", "token", NULL));
+  ck_assert_int_eq(get_raw(&c, "auth/k", (char[8]){0}, 8), 404);
+  stop_all(&a, &b);
+  stop_all(&c, NULL);
+}
+END_TEST
+
+/* ---- a peer that claims our id ------------------------------------------------------- */
+
+START_TEST(test_peer_with_own_id_refused) {
+  int pa = free_port(), pa2 = free_port();
+  e2e_node a, a2;
+  e2e_node_init(&a);
+  e2e_node_init(&a2);
+  int peers_a[] = {pa2, 0}, self[] = {pa, 0};
+  (void)self;
+  start_node(&a2, "node-a", pa2, NULL, NULL); /* another node with the same id */
+  start_node(&a, "node-a", pa, peers_a, NULL);
+  ck_assert_int_eq(http_req(&a2, "PUT", "/v1/store/own/k", "v", NULL, NULL), 201);
+  ck_assert(wait_peer_state(&a, pa2, "refusing", "node-a", NULL));
+  ck_assert_int_eq(get_raw(&a, "own/k", (char[8]){0}, 8), 404);
+  stop_all(&a, &a2);
+  /* A node whose peer URL points back at itself. */
+  e2e_node s;
+  e2e_node_init(&s);
+  int ps = free_port();
+  int me[] = {ps, 0};
+  start_node(&s, "node-s", ps, me, NULL);
+  ck_assert(wait_peer_state(&s, ps, "refusing", "node-s", NULL));
+  stop_all(&s, NULL);
+}
+END_TEST
+
+/* ---- a hostile peer ----------------------------------------------------------------- */
+
+typedef struct fake_peer {
+  int fd;
+  int port;
+  atomic_bool stop;
+  atomic_int served;
+  pthread_t th;
+} fake_peer;
+
+/* Answers each connection in turn with one kind of trouble: garbage JSON,
+ * a malformed batch, an answer cut mid-body, a stall, a wrong status. */
+static void *fake_run(void *p) {
+  fake_peer *f = p;
+  int turn = 0;
+  while (!atomic_load(&f->stop)) {
+    struct pollfd pf = {.fd = f->fd, .events = POLLIN};
+    if (poll(&pf, 1, 100) <= 0) continue;
+    int c = accept(f->fd, NULL, NULL);
+    if (c < 0) continue;
+    char req[4096];
+    struct pollfd pc = {.fd = c, .events = POLLIN};
+    if (poll(&pc, 1, 1000) > 0) (void)!recv(c, req, sizeof req, 0);
+    static const struct {
+      int status; /* 0: raw bytes, no HTTP; -1: stall */
+      const char *body;
+      int declared; /* Content-Length said (-1: the body's) */
+    } answers[] = {
+        {200, "not json!", -1},
+        {200,
+         "{\"node_id\":\"fake\",\"items\":[{\"seq\":1,\"op\":\"put\",\"key\":\"x\",\"hlc\":\"no\","
+         "\"origin\":\"fake\",\"origin_lsn\":1,\"value_b64\":\"eA==\"}],\"next_since\":1,"
+         "\"last_lsn\":1,\"more\":false}",
+         -1},
+        {200, "{\"node_id\":\"fake\",\"items\":[", 1000}, /* closed mid-answer */
+        {-1, NULL, 0},
+        {503, "", -1},
+        {0, "\x01\x02garbage\r\n\r\n", 0},
+    };
+    int t = turn++ % 6;
+    if (answers[t].status == -1) {
+      for (int i = 0; i < 20 && !atomic_load(&f->stop); i++)
+        nap_ms(100);
+    } else if (answers[t].status == 0) {
+      (void)!send(c, answers[t].body, strlen(answers[t].body), MSG_NOSIGNAL);
+    } else {
+      char msg[2048];
+      size_t bl = strlen(answers[t].body);
+      int n = snprintf(msg, sizeof msg,
+                       "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                       "X-Softadastra-Node: fake\r\n\r\n%s",
+                       answers[t].status, answers[t].declared >= 0 ? answers[t].declared : (int)bl,
+                       answers[t].body);
+      (void)!send(c, msg, (size_t)n, MSG_NOSIGNAL);
+    }
+    atomic_fetch_add(&f->served, 1);
+    close(c);
+  }
+  return NULL;
+}
+
+START_TEST(test_garbage_peer_costs_retries) {
+  fake_peer f = {0};
+  f.fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int one = 1;
+  setsockopt(f.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  ck_assert_int_eq(bind(f.fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  ck_assert_int_eq(listen(f.fd, 16), 0);
+  socklen_t sl = sizeof sa;
+  getsockname(f.fd, (struct sockaddr *)&sa, &sl);
+  f.port = ntohs(sa.sin_port);
+  ck_assert_int_eq(pthread_create(&f.th, NULL, fake_run, &f), 0);
+
+  int pa = free_port();
+  e2e_node a;
+  e2e_node_init(&a);
+  int peers[] = {f.port, 0};
+  start_node(&a, "node-a", pa, peers, NULL);
+  long long t0 = now_ms();
+  while (atomic_load(&f.served) < 12 && now_ms() - t0 < E2E_WAIT_MS * 2)
+    nap_ms(50);
+  ck_assert_int_ge(atomic_load(&f.served), 12); /* retried, every kind of trouble seen twice */
+  ck_assert_int_eq(http_req(&a, "GET", "/healthz", NULL, NULL, NULL), 200);
+  json_t *p = peer_state(&a, f.port, NULL);
+  ck_assert_ptr_nonnull(p);
+  const char *st = json_string_value(json_object_get(p, "state"));
+  ck_assert(st && (!strcmp(st, "refusing") || !strcmp(st, "unreachable")));
+  ck_assert_int_eq(json_integer_value(json_object_get(p, "ops_received")), 0);
+  json_decref(p);
+  ck_assert_int_eq(http_req(&a, "GET", "/v1/store/x", NULL, NULL, NULL), 404);
+  ck_assert_int_eq(e2e_node_stop(&a, SIGTERM), 0); /* stops while a pull stalls */
+  atomic_store(&f.stop, true);
+  pthread_join(f.th, NULL);
+  close(f.fd);
+  char *log = e2e_read_file(a.log, NULL);
+  ck_assert_ptr_nonnull(strstr(log, "event=sync_peer"));
+  free(log);
+  e2e_node_cleanup(&a);
+}
+END_TEST
+
+/* ---- deletes ---------------------------------------------------------------------- */
+
+START_TEST(test_delete_stays_deleted) {
+  int pa = free_port(), pb = free_port();
+  e2e_node a, b;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  int peers_a[] = {pb, 0}, peers_b[] = {pa, 0};
+  start_node(&a, "node-a", pa, peers_a, NULL);
+  start_node(&b, "node-b", pb, peers_b, NULL);
+  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/del/k", "v1", NULL, NULL), 201);
+  ck_assert(wait_value(&b, "del/k", "v1") >= 0);
+  ck_assert_int_eq(http_req(&b, "DELETE", "/v1/store/del/k", NULL, NULL, NULL), 200);
+  ck_assert(wait_value(&a, "del/k", NULL) >= 0);
+  ck_assert(wait_converged(&a, &b));
+  /* Restarts do not bring it back. */
+  ck_assert_int_eq(e2e_node_stop(&a, SIGTERM), 0);
+  ck_assert_int_eq(e2e_node_stop(&b, SIGKILL), 128 + SIGKILL);
+  start_node(&a, "node-a", pa, peers_a, NULL);
+  start_node(&b, "node-b", pb, peers_b, NULL);
+  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/del/other", "x", NULL, NULL), 201);
+  ck_assert(wait_value(&b, "del/other", "x") >= 0);
+  char buf[16];
+  ck_assert_int_eq(get_raw(&a, "del/k", buf, sizeof buf), 404);
+  ck_assert_int_eq(get_raw(&b, "del/k", buf, sizeof buf), 404);
+  /* A DELETE of a key nobody holds is a 404 and sends nothing. */
+  ck_assert_int_eq(http_req(&a, "DELETE", "/v1/store/del/never", NULL, NULL, NULL), 404);
+  stop_all(&a, &b);
+}
+END_TEST
+
+static Suite *e2e_sync_suite(void) {
+  Suite *s = suite_create("e2e_sync");
+  TCase *tc = tcase_create("sync");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_two_node_session);
+  tcase_add_test(tc, test_ops_long_poll);
+  tcase_add_test(tc, test_concurrent_writes_converge);
+  tcase_add_test(tc, test_kill9_write_reaches_peer);
+  tcase_add_test(tc, test_auth_peer_token);
+  tcase_add_test(tc, test_peer_with_own_id_refused);
+  tcase_add_test(tc, test_garbage_peer_costs_retries);
+  tcase_add_test(tc, test_delete_stays_deleted);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  SRunner *sr = srunner_create(e2e_sync_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  curl_global_cleanup();
+  return failed ? 1 : 0;
+}
