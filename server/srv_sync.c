@@ -63,6 +63,7 @@ typedef struct srv_peer {
   char url[256]; /* base URL, no trailing slash */
   pthread_t thread;
   bool started;
+  bool kick; /* under s->mu: end the backoff now (the peer just pulled from us) */
   CURL *curl; /* the puller's own handle */
   /* The state (under s->mu). */
   char node_id[SA_NODE_ID_MAX + 1]; /* learned from the peer; "" until then */
@@ -137,16 +138,20 @@ static void srv_peer_set(srv_peer *p, srv_peer_state st, const char *fmt, ...) {
   }
 }
 
-/* Waits ms unless stopping.  Returns false when stopping. */
-static bool srv_sync_nap(srv_sync *s, uint32_t ms) {
+/* Waits ms unless stopping or kicked (srv_sync_served: the peer is back).
+ * Returns false when stopping; *backoff restarts after a kick. */
+static bool srv_sync_nap(srv_peer *p, uint32_t ms, uint32_t *backoff) {
+  srv_sync *s = p->s;
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000u;
   ts.tv_sec += (time_t)(ns / 1000000000u);
   ts.tv_nsec = (long)(ns % 1000000000u);
   pthread_mutex_lock(&s->mu);
-  while (!atomic_load(&s->stop))
+  while (!atomic_load(&s->stop) && !p->kick)
     if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT) break;
+  if (p->kick) *backoff = 0;
+  p->kick = false;
   pthread_mutex_unlock(&s->mu);
   return !atomic_load(&s->stop);
 }
@@ -632,6 +637,10 @@ static int srv_peer_pull(srv_peer *p) {
   } else {
     int id = srv_peer_identify(p, json_string_value(json_object_get(j, "node_id")));
     if (id == 1 || (id == 0 && !known)) {
+      pthread_mutex_lock(&s->mu);
+      p->last_error[0] = '\0';
+      pthread_mutex_unlock(&s->mu);
+      srv_peer_set(p, SRV_PEER_CONNECTED, NULL); /* it answered: connected while we long-poll */
       rc = 1; /* learned who it is: pull again from its stored cursor */
     } else if (id == 0) {
       if (srv_batch_parse(json_object_get(j, "items"), true, &b, why, sizeof why) != 0) {
@@ -680,7 +689,7 @@ static void *srv_peer_main(void *arg) {
       backoff = 0;
       continue;
     }
-    if (!srv_sync_nap(s, srv_sync_backoff(&backoff, &seed))) break;
+    if (!srv_sync_nap(p, srv_sync_backoff(&backoff, &seed), &backoff)) break;
   }
   return NULL;
 }
@@ -782,6 +791,19 @@ void srv_sync_served(void *cls, const char *node, size_t items, uint64_t acked, 
     p->sent += items;
     if (has_acked && acked > p->acked) p->acked = acked;
   }
+  /* A node that pulls from us is up: a puller backing off toward it (or
+   * toward a URL whose node is not known yet) tries again now, so a peer
+   * that comes back is pulled within milliseconds, not after the backoff. */
+  bool kicked = false;
+  for (size_t i = 0; i < s->n; i++) {
+    srv_peer *q = &s->peers[i];
+    if (q->state != SRV_PEER_CONNECTED && (!q->node_id[0] || !strcmp(q->node_id, node)) &&
+        !q->kick) {
+      q->kick = true;
+      kicked = true;
+    }
+  }
+  if (kicked) pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->mu);
 }
 
