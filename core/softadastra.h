@@ -518,7 +518,12 @@ void sa_sync_page_free(sa_sync_page *p);
  * the LSN of the key's state; a non-zero return stops the walk and is
  * returned).  *resume receives the LSN the snapshot is at: read the feed
  * from there after applying it (sa_client_sync_horizon gives the horizon
- * to send with it). */
+ * to send with it).  A node catching up from a snapshot drops the keys it
+ * holds that the snapshot lacks and whose hlc is below the snapshot's
+ * horizon (the source deleted them and forgot the tombstone) by applying,
+ * for each, a delete item with the pair (horizon, the source's id): it
+ * wins over those older writes only, and a newer write of the key made
+ * elsewhere still wins over it. */
 int sa_client_sync_snapshot(sa_client *c, int (*fn)(void *arg, const sa_sync_item *it), void *arg,
                             uint64_t *resume, sa_error *err);
 

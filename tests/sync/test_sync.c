@@ -673,6 +673,44 @@ START_TEST(tombstone_gc_by_age_raises_the_horizon) {
 }
 END_TEST
 
+/* The gc-grace step of a catch-up by snapshot: a delete with the pair
+ * (horizon, source) removes a key older than the horizon, never a newer one. */
+START_TEST(gc_grace_delete_with_the_horizon_pair) {
+  sa_client *c = open_id("node-b");
+  uint64_t t = now_ms, h = hlc_at(t - 50, 0);
+  sa_sync_item held[] = {put_item("old", "x", hlc_at(t - 100, 0), "node-c"),
+                         put_item("new", "y", hlc_at(t - 10, 0), "node-c")};
+  sa_sync_apply_result r;
+  apply_ok(c, "node-c", held, 2, 1, &r);
+  sa_sync_item drop[] = {del_item("old", h, "node-a"), del_item("new", h, "node-a")};
+  apply_ok(c, "node-a", drop, 2, 5, &r);
+  ck_assert_uint_eq(r.applied, 1);
+  tu_expect_absent(c, "old");
+  tu_expect_str(c, "new", "y");
+  sa_client_close(c);
+}
+END_TEST
+
+/* A memory-only node syncs too (no WAL: the batch goes straight to the store). */
+START_TEST(memory_node_applies_and_serves) {
+  sa_options o = sa_options_memory("node-m");
+  o.tick_manual = true;
+  o.clock = fake_clock;
+  sa_client *c = tu_open(&o);
+  sa_sync_item it[] = {put_item("m", "1", hlc_at(now_ms - 1, 0), "node-a"),
+                       del_item("n", hlc_at(now_ms - 1, 1), "node-a")};
+  sa_sync_apply_result r;
+  apply_ok(c, "node-a", it, 2, 8, &r);
+  ck_assert_uint_eq(r.applied, 2);
+  ck_assert_uint_eq(cursor_of(c, "node-a"), 8);
+  sa_sync_page p;
+  ck_assert_int_eq(sa_client_sync_read(c, 0, 10, NULL, &p, NULL), 0);
+  ck_assert_uint_eq(p.count, 2);
+  sa_sync_page_free(&p);
+  sa_client_close(c);
+}
+END_TEST
+
 /* ---- a format-1 store --------------------------------------------------------- */
 
 START_TEST(format_1_store_opens_with_origin_this_node) {
@@ -755,6 +793,8 @@ int main(void) {
   tcase_add_test(t, peers_away_never_fail_work);
   tcase_add_test(t, tombstone_gc_by_age_raises_the_horizon);
   tcase_add_test(t, format_1_store_opens_with_origin_this_node);
+  tcase_add_test(t, gc_grace_delete_with_the_horizon_pair);
+  tcase_add_test(t, memory_node_applies_and_serves);
   tcase_add_test(t, cursor_and_items_together_across_kill);
   suite_add_tcase(s, t);
   return tu_main(s);
