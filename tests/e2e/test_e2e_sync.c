@@ -544,6 +544,7 @@ typedef struct fake_peer {
   atomic_bool stop;
   atomic_int served;
   pthread_t th;
+  const char *impostor; /* set: every answer is a good page from a node with this id */
 } fake_peer;
 
 /* Answers each connection in turn with one kind of trouble: garbage JSON,
@@ -576,7 +577,20 @@ static void *fake_run(void *p) {
         {0, "\x01\x02garbage\r\n\r\n", 0},
     };
     int t = turn++ % 6;
-    if (answers[t].status == -1) {
+    if (f->impostor) {
+      char body[512], msg[1024];
+      snprintf(body, sizeof body,
+               "{\"node_id\":\"%s\",\"items\":[{\"seq\":1,\"op\":\"put\",\"key\":\"imp/k\","
+               "\"value_b64\":\"eA==\",\"hlc\":65536,\"origin\":\"%s\",\"origin_lsn\":1}],"
+               "\"count\":1,\"next_since\":1,\"last_lsn\":1,\"more\":false}",
+               f->impostor, f->impostor);
+      int n =
+          snprintf(msg, sizeof msg,
+                   "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                   "X-Softadastra-Node: %s\r\n\r\n%s",
+                   strlen(body), f->impostor, body);
+      (void)!send(c, msg, (size_t)n, MSG_NOSIGNAL);
+    } else if (answers[t].status == -1) {
       for (int i = 0; i < 20 && !atomic_load(&f->stop); i++)
         nap_ms(100);
     } else if (answers[t].status == 0) {
@@ -596,6 +610,48 @@ static void *fake_run(void *p) {
   }
   return NULL;
 }
+
+static void fake_start(fake_peer *f, const char *impostor) {
+  memset(f, 0, sizeof *f);
+  f->impostor = impostor;
+  f->fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(bind(f->fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  ck_assert_int_eq(listen(f->fd, 16), 0);
+  socklen_t sl = sizeof sa;
+  getsockname(f->fd, (struct sockaddr *)&sa, &sl);
+  f->port = ntohs(sa.sin_port);
+  ck_assert_int_eq(pthread_create(&f->th, NULL, fake_run, f), 0);
+}
+
+static void fake_stop(fake_peer *f) {
+  atomic_store(&f->stop, true);
+  pthread_join(f->th, NULL);
+  close(f->fd);
+}
+
+/* A peer that answers well-formed pages but claims this node's own id (the
+ * source cannot tell: it never sees the puller's id here) is refused by the
+ * puller itself, and nothing it sends is applied. */
+START_TEST(test_impostor_with_own_id_refused) {
+  fake_peer f;
+  fake_start(&f, "node-a");
+  int pa = free_port();
+  e2e_node a;
+  e2e_node_init(&a);
+  int peers[] = {f.port, 0};
+  start_node(&a, "node-a", pa, peers, NULL);
+  ck_assert(wait_peer_state(&a, f.port, "refusing", "share one --node-id", NULL));
+  long long t0 = now_ms();
+  while (atomic_load(&f.served) < 3 && now_ms() - t0 < E2E_WAIT_MS)
+    nap_ms(20);
+  ck_assert_int_ge(atomic_load(&f.served), 3); /* retried, refused each time */
+  ck_assert_int_eq(get_raw(&a, "imp/k", (char[8]){0}, 8), 404);
+  stop_all(&a, NULL);
+  fake_stop(&f);
+}
+END_TEST
 
 START_TEST(test_garbage_peer_costs_retries) {
   fake_peer f = {0};
@@ -681,6 +737,7 @@ static Suite *e2e_sync_suite(void) {
   tcase_add_test(tc, test_auth_peer_token);
   tcase_add_test(tc, test_peer_with_own_id_refused);
   tcase_add_test(tc, test_garbage_peer_costs_retries);
+  tcase_add_test(tc, test_impostor_with_own_id_refused);
   tcase_add_test(tc, test_delete_stays_deleted);
   suite_add_tcase(s, tc);
   return s;
