@@ -396,7 +396,7 @@ long cl_http_do(cl_http *h, const char *method, const char *base, const char *pa
   }
   CURLcode rc = curl_easy_perform(e);
   curl_slist_free_all(hd);
-  long status = 0;
+  long status = rc == CURLE_COULDNT_CONNECT ? -1 : 0;
   if (rc == CURLE_OK) curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
   if (out) *out = h->buf ? h->buf : "";
   if (out_len) *out_len = h->len;
@@ -457,9 +457,10 @@ long cl_get_digest(cl_http *h, const char *base, char hex[65], uint64_t *keys) {
   return 200;
 }
 
-int cl_wait_converged(cluster *c, long timeout_ms, double *ms, char *why, size_t why_len) {
+int cl_wait_converged(cluster *c, double since, long timeout_ms, double *ms, char *why,
+                      size_t why_len) {
   cl_http *h = cl_http_new();
-  double t0 = cl_now();
+  double t0 = since > 0 ? since : cl_now();
   int equal_rounds = 0;
   why[0] = 0;
   for (;;) {
@@ -557,6 +558,10 @@ static void *cl_writer_main(void *arg) {
         cl_http_do(h, w->del ? "DELETE" : "PUT", url, path, w->del ? NULL : w->value,
                    w->del ? 0 : strlen(w->value), w->del ? NULL : "text/plain", 10000, &b, NULL);
     if (w->del && s == 404) continue; /* absent here: nothing written, nothing recorded */
+    if (s < 0) { /* the node is down (connection refused): nothing sent, nothing recorded */
+      cl_sleep_ms(20);
+      continue;
+    }
     w->status = (int)s;
     if (s >= 200 && s < 300) {
       json_t *o = json_loads(b, 0, NULL);

@@ -111,9 +111,10 @@ typedef struct cl_http cl_http; /* one keep-alive libcurl handle */
 cl_http *cl_http_new(void);
 void cl_http_free(cl_http *h);
 
-/* One request to base + path.  Returns the HTTP status, or 0 when the
- * exchange failed.  The body (NUL-terminated) stays valid until the next
- * request on h (*body may be NULL). */
+/* One request to base + path.  Returns the HTTP status, -1 when the
+ * connection was refused (nothing sent), or 0 when the exchange failed
+ * otherwise (the request may have been received).  The body (NUL-terminated) stays valid until the
+ * next request on h (*body may be NULL). */
 long cl_http_do(cl_http *h, const char *method, const char *base, const char *path,
                 const char *body, size_t len, const char *ctype, long timeout_ms, const char **out,
                 size_t *out_len);
@@ -144,9 +145,12 @@ int cl_get_state(cl_http *h, const char *base, const char *key, cl_state *st);
 long cl_get_digest(cl_http *h, const char *base, char hex[65], uint64_t *keys);
 
 /* Polls the digest of every running node until all are equal (checked
- * twice in a row 50 ms apart), at most timeout_ms.  Returns 0 and the time
- * it took in *ms, or -1 (*why says what differed or failed). */
-int cl_wait_converged(cluster *c, long timeout_ms, double *ms, char *why, size_t why_len);
+ * twice in a row 50 ms apart), at most timeout_ms counted from since (a
+ * cl_now() time, e.g. the heal; 0: now).  Returns 0 and the time from
+ * since to the first of the two equal rounds in *ms, or -1 (*why says what
+ * differed or failed). */
+int cl_wait_converged(cluster *c, double since, long timeout_ms, double *ms, char *why,
+                      size_t why_len);
 
 /* ---- writers ------------------------------------------------------------------ */
 

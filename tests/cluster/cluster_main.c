@@ -281,12 +281,18 @@ static int run_schedule(uint64_t seed, cl_topology topo, int nnodes, long phase_
   for (int k = 0; k < c.nlinks; k++)
     rc |= keep_cut && c.links[k].from == 0 ? proxy_cut(c.links[k].px, PROXY_REFUSE)
                                            : proxy_heal(c.links[k].px);
+  double t_heal = cl_now();
   for (int i = 0; i < c.n; i++)
     if (c.nodes[i].pid <= 0) {
       rc |= cl_start(&c, i);
       restarts++;
     }
   if (rc != 0) printf("FAIL [%s]: a heal or a restart failed\n", tag);
+  if (keep_cut) { /* one more write n0 cannot pull */
+    cl_http *h = cl_http_new();
+    cl_http_do(h, "PUT", c.nodes[1].url, "/v1/store/k00", "n1.9.1", 6, NULL, 5000, NULL, NULL);
+    cl_http_free(h);
+  }
   if (sabotage && !strcmp(sabotage, "pair"))
     for (size_t i = nw; i-- > 0;)
       if (w[i].acked && !w[i].del) {
@@ -300,7 +306,7 @@ static int run_schedule(uint64_t seed, cl_topology topo, int nnodes, long phase_
   if (sync) {
     char why[512];
     long bound = cl_slow() ? 120000 : 10000;
-    conv = cl_wait_converged(&c, bound, &conv_ms, why, sizeof why);
+    conv = cl_wait_converged(&c, t_heal, bound, &conv_ms, why, sizeof why);
     if (conv != 0)
       printf("FAIL [%s]: digests not equal %.0f ms after the heal: %s\n", tag, conv_ms, why);
     viol = cl_check(&c, w, nw, NKEYS, "k", tag, &res);
@@ -402,7 +408,7 @@ static int mode_smoke(void) {
   proxy_cut(c.links[0].px, PROXY_REFUSE);
   char b0[64];
   snprintf(b0, sizeof b0, "http://127.0.0.1:%d", proxy_port(c.links[0].px));
-  if (cl_http_do(h, "GET", b0, "/healthz", NULL, 0, NULL, 2000, NULL, NULL) != 0)
+  if (cl_http_do(h, "GET", b0, "/healthz", NULL, 0, NULL, 2000, NULL, NULL) > 0)
     fail("smoke: a cut link answered");
   proxy_heal(c.links[0].px);
   cl_writers *ws = cl_writers_start(&c, 2, NKEYS, "k", 2, 1);
@@ -585,7 +591,7 @@ static void two_concurrent(void) {
   cl_writers_stop(ws, &w, &nw);
   double ms;
   char why[512];
-  if (cl_wait_converged(&c, cl_slow() ? 120000 : 10000, &ms, why, sizeof why) != 0)
+  if (cl_wait_converged(&c, 0, cl_slow() ? 120000 : 10000, &ms, why, sizeof why) != 0)
     fail("two-node concurrent: digests differ 10 s after the writes: %s", why);
   cl_check_result res;
   if (cl_check(&c, w, nw, 8, "c", "two-node concurrent", &res) != 0)
@@ -720,7 +726,7 @@ static int mode_join(void) {
   if (cl_start(&c, 1) != 0) fail("join: the new node did not start");
   double ms;
   char why[512];
-  if (cl_wait_converged(&c, cl_slow() ? 900000 : 120000, &ms, why, sizeof why) != 0)
+  if (cl_wait_converged(&c, t0, cl_slow() ? 900000 : 120000, &ms, why, sizeof why) != 0)
     fail("join: digests still differ: %s", why);
   else
     printf("join: the new node caught up in %.1f s (%.0f live keys/s)\n", ms / 1000,
