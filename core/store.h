@@ -30,7 +30,9 @@
  *   meta    "format" u32 (2; a format-1 store is upgraded in place at open:
  *           its kv entries read as origin = this node), "node_id" text,
  *           "applied_lsn" u64, "hlc" u64, "horizon_hlc" u64 (the largest hlc
- *           of a tombstone dropped by age)
+ *           of a tombstone dropped by age), "epoch" u64 (this incarnation of
+ *           the store: drawn at its first open and again by a restore;
+ *           store_backup.c)
  *
  * "<path>-sync" holds the last sync point (STORE_SNAPSHOTS; see store_syncpoint.c).
  *

@@ -245,7 +245,14 @@ static int bk_backup(const bk_opts *o, const char *dest) {
   if (cr != CURLE_OK) cli_http_why(c.curl, cr, why, sizeof why);
   cli_conn_close(&c);
   if (x.progress) fputc('\n', stderr);
-  int wrc = to_stdout ? fflush(stdout) : fclose(x.out);
+  /* The file is made durable before it gets its name (then its directory). */
+  int wrc = 0;
+  if (to_stdout) {
+    wrc = fflush(stdout);
+  } else {
+    if (fflush(x.out) != 0 || fsync(fileno(x.out)) != 0) wrc = -1;
+    if (fclose(x.out) != 0) wrc = -1;
+  }
   int rc = CLI_OK;
   if (x.status != 200 && x.status != 0) {
     rc = cli_fail_from_response(x.status, &x.err, "backup");
@@ -271,6 +278,16 @@ static int bk_backup(const bk_opts *o, const char *dest) {
   if (rc == CLI_OK && rename(part, dest) != 0) {
     cli_errc("io", "rename %s to %s: %s", part, dest, strerror(errno));
     rc = CLI_FAIL;
+  }
+  if (rc == CLI_OK) {
+    char *dir = strdup(dest), *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash) *(slash == dir ? slash + 1 : slash) = '\0';
+    int dfd = dir ? open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (dfd >= 0) {
+      (void)fsync(dfd);
+      close(dfd);
+    }
+    free(dir);
   }
   if (rc != CLI_OK) unlink(part);
   free(part);
