@@ -726,6 +726,64 @@ START_TEST(test_delete_stays_deleted) {
 }
 END_TEST
 
+/* ---- catch-up from a snapshot, and the gc-grace rule ------------------------------ */
+
+/* B is away while A deletes a key B holds and drops the tombstone by age
+ * (tombstone_ttl_s 1): B's cursor is then below A's floor, so B is told 410
+ * and catches up from A's snapshot, and removes its copy of the deleted key
+ * (older than A's horizon, not in the snapshot): the delete does not come
+ * back, on either node. */
+START_TEST(test_catch_up_from_snapshot) {
+  int pa = free_port(), pb = free_port();
+  e2e_node a, b;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  int peers_a[] = {pb, 0}, peers_b[] = {pa, 0};
+  const char *fast[] = {"--tombstone-ttl-s", "1", "--tick-interval-ms", "100", NULL};
+  start_node(&a, "node-a", pa, peers_a, fast);
+  start_node(&b, "node-b", pb, peers_b, NULL);
+  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/gone/k", "old", NULL, NULL), 201);
+  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/keep/k", "kept", NULL, NULL), 201);
+  ck_assert(wait_value(&b, "gone/k", "old") >= 0);
+  ck_assert(wait_value(&b, "keep/k", "kept") >= 0);
+  ck_assert_int_eq(e2e_node_stop(&b, SIGTERM), 0);
+
+  ck_assert_int_eq(http_req(&a, "DELETE", "/v1/store/gone/k", NULL, NULL, NULL), 200);
+  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/new/k", "fresh", NULL, NULL), 201);
+  /* The tombstone ages out: the feed's start is no longer served. */
+  long long t0 = now_ms();
+  long st = 0;
+  while (st != 410 && now_ms() - t0 < E2E_WAIT_MS) {
+    st = http_req(&a, "GET", "/v1/sync/ops?since=0&node=node-z", NULL, NULL, NULL);
+    if (st != 410) nap_ms(100);
+  }
+  ck_assert_int_eq(st, 410);
+  json_t *g = NULL;
+  ck_assert_int_eq(http_req(&a, "GET", "/v1/sync/ops?since=0", NULL, NULL, &g), 410);
+  ck_assert(json_integer_value(json_object_get(g, "oldest_since")) > 0);
+  ck_assert_str_eq(json_string_value(json_object_get(json_object_get(g, "error"), "code")), "gone");
+  json_decref(g);
+  json_t *snap = NULL;
+  ck_assert_int_eq(http_req(&a, "GET", "/v1/sync/snapshot?node=node-z", NULL, NULL, &snap), 200);
+  ck_assert(json_integer_value(json_object_get(snap, "horizon_hlc")) > 0);
+  ck_assert(json_integer_value(json_object_get(snap, "resume")) > 0);
+  json_decref(snap);
+
+  start_node(&b, "node-b", pb, peers_b, NULL);
+  ck_assert(wait_value(&b, "new/k", "fresh") >= 0);
+  ck_assert_msg(wait_value(&b, "gone/k", NULL) >= 0, "the deleted key came back on node-b");
+  char buf[16];
+  ck_assert_int_eq(get_raw(&b, "keep/k", buf, sizeof buf), 200);
+  ck_assert(wait_converged(&a, &b));
+  ck_assert_int_eq(get_raw(&a, "gone/k", buf, sizeof buf), 404);
+  char *log = e2e_read_file(b.log, NULL);
+  ck_assert_ptr_nonnull(strstr(log, "event=sync_catch_up"));
+  ck_assert_ptr_nonnull(strstr(log, "event=sync_gc_grace"));
+  free(log);
+  stop_all(&a, &b);
+}
+END_TEST
+
 static Suite *e2e_sync_suite(void) {
   Suite *s = suite_create("e2e_sync");
   TCase *tc = tcase_create("sync");
@@ -739,6 +797,7 @@ static Suite *e2e_sync_suite(void) {
   tcase_add_test(tc, test_garbage_peer_costs_retries);
   tcase_add_test(tc, test_impostor_with_own_id_refused);
   tcase_add_test(tc, test_delete_stays_deleted);
+  tcase_add_test(tc, test_catch_up_from_snapshot);
   suite_add_tcase(s, tc);
   return s;
 }
