@@ -181,6 +181,7 @@ static void srv_bk_free_cb(void *cls) {
   srv_bk *b = cls;
   pthread_mutex_lock(&b->mu);
   b->abandoned = true;
+  b->suspended = false; /* the connection is gone: never resumed from here on */
   pthread_cond_broadcast(&b->cv);
   pthread_mutex_unlock(&b->mu);
   srv_bk_unref(b);

@@ -457,6 +457,16 @@ async function run() {
   }, 200);
   if (!sres.events?.some((e) => e.event === 'change')) failures.push('the stream carried no change event');
 
+  // checked feed positions (issue 24): ahead of the node, from another epoch
+  await x({ method: 'GET', path: '/v1/changes?since=999999', note: 'ahead of the node' }, 409);
+  await x({ method: 'GET', path: '/v1/changes?since=1&epoch=0123456789abcdef',
+    note: 'another epoch' }, 410);
+
+  // an online backup: its head and a binary body
+  const bres = await x({ method: 'GET', path: '/v1/backup', note: 'a backup' }, 200);
+  if (bres.body.subarray(0, 8).toString('latin1') !== 'SABACKUP')
+    failures.push('GET /v1/backup: the body does not start with the backup magic');
+
   // routes and methods that do not exist
   await x({ method: 'GET', path: '/nope' }, 404);
   await x({ method: 'GET', path: '/v1/nope', token: false, note: 'no token' }, [401, 404]);
