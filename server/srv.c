@@ -1,12 +1,17 @@
 /*
  * srv.c -- `softadastra serve` (see srv.h).
  *
- * Connections: the front loop (srv_front.c) owns the listening socket and
- * serves GET, PUT and DELETE of /v1/store/{key} itself; it hands any
- * connection that sends another request to libmicrohttpd with the request's
- * bytes unread (srv_handoff: MHD_add_connection; the daemon has no listening
+ * Connections: the front loop (srv_front.c) owns the listening socket; the
+ * gate (srv_http.c) reads every request there, and the loop serves every
+ * route itself except the change feed's streams (GET of /v1/changes,
+ * /v1/sync/ops, /v1/sync/snapshot: long-polls and SSE that wait suspended).
+ * Such a request, checked and without a body, is handed to libmicrohttpd
+ * with its bytes unread, for that one request: every answer says
+ * Connection: close (srv_answer.c), so libmicrohttpd never parses a second
+ * request (srv_handoff: MHD_add_connection; the daemon has no listening
  * socket of its own).  libmicrohttpd reports the handed connections it
- * closes (srv_conn_notify), so max_connections counts both paths.
+ * closes (srv_conn_notify), so max_connections counts both paths.  The body
+ * handling below stays for completeness; the loop never hands over a body.
  *
  * Request life cycle with libmicrohttpd (internal thread pool, poll):
  *   - srv_uri_cb runs first for every request: it allocates the srv_req with
@@ -180,7 +185,25 @@ typedef struct srv_framing {
   bool te;        /* Transfer-Encoding (chunked: the only one the gate passes) */
 } srv_framing;
 
+/* libmicrohttpd keeps the whitespace after a field value; the gate (and
+ * RFC 9112 5.1) does not count it as part of the value.  Trimmed in place,
+ * in libmicrohttpd's copy of the head, once the head is parsed: so both
+ * paths see the same values (a token "Bearer t " would otherwise fail). */
+static enum MHD_Result srv_trim_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size) {
+  (void)cls;
+  (void)kind;
+  (void)key;
+  (void)key_size;
+  if (!value) return MHD_YES;
+  char *v = (char *)value; /* its pool memory: writable, NUL-terminated */
+  while (value_size > 0 && (v[value_size - 1] == ' ' || v[value_size - 1] == '\t'))
+    v[--value_size] = '\0';
+  return MHD_YES;
+}
+
 static void srv_get_framing(struct MHD_Connection *con, srv_framing *f) {
+  MHD_get_connection_values_n(con, MHD_HEADER_KIND, srv_trim_cb, NULL);
   f->cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Length");
   f->te = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Transfer-Encoding") != NULL;
 }

@@ -50,7 +50,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api_feed.h"
 #include "srv_answer.h"
+#include "srv_chunked.h"
 #include "srv_http.h"
 #include "srv_log.h"
 
@@ -83,6 +85,15 @@ typedef struct fconn {
   struct timespec t0;        /* the request's start (debug log) */
   srv_http_req h;            /* the request being served (into buf) */
   api_request req;           /* its API form */
+  api_gated gated;           /* api_precheck's routing of a request whose body follows */
+  bool in_body;              /* its head is consumed, its body is being read */
+  bool counted;              /* the request at hand counts in *active (fc_start .. its answer) */
+  bool head_req;             /* a HEAD: the answer carries no body */
+  srv_chunked ck;            /* the decoder of a chunked body */
+  char *body;                /* a body read after its head (heap; NULL: in buf) */
+  size_t body_len;           /* bytes at body */
+  size_t body_cap;           /* allocated at body */
+  uint64_t body_want;        /* Content-Length bytes still to read */
   socklen_t peer_len;        /* bytes at peer */
   struct sockaddr_storage peer;
   char buf[FRONT_BUF]; /* the peeked bytes of the request at hand */
@@ -103,6 +114,7 @@ struct floop {
   fconn *conns;        /* the loop's connections */
   fconn *graveyard;    /* closed, freed after the batch */
   size_t pending;      /* connections with a queued write */
+  char scratch[FRONT_BUF]; /* peeked bytes of a chunked body being decoded */
   time_t date_sec;     /* second of date */
   char date[40];       /* the Date header's value */
   size_t date_len;     /* its length */
@@ -110,7 +122,6 @@ struct floop {
 
 struct srv_front {
   srv_front_config c;
-  size_t max_body;  /* the largest PUT body the API accepts */
   atomic_int state; /* FRONT_RUN, FRONT_DRAIN, FRONT_STOP */
   atomic_uint next; /* round-robin of accepted connections */
   unsigned n;       /* loops */
@@ -140,6 +151,21 @@ static void fc_unlink(floop *l, fconn *c) {
   c->prev = c->next = NULL;
 }
 
+/* A request starts (its head was accepted or refused): it counts among the
+ * requests being served until its answer (or its connection's end). */
+static void fc_start(floop *l, fconn *c) {
+  if (c->counted) return;
+  c->counted = true;
+  atomic_fetch_add(l->f->c.active, 1);
+  atomic_fetch_add(l->f->c.total, 1);
+}
+
+static void fc_end(floop *l, fconn *c) {
+  if (!c->counted) return;
+  c->counted = false;
+  atomic_fetch_sub(l->f->c.active, 1);
+}
+
 /* Closes c (or marks it dead while its write is queued) and queues it for
  * freeing after the current batch of events. */
 static void fc_close(floop *l, fconn *c) {
@@ -150,8 +176,12 @@ static void fc_close(floop *l, fconn *c) {
   }
   close(c->fd); /* also leaves the epoll set */
   c->fd = -1;
+  c->in_body = false;
+  fc_end(l, c); /* a request cut short (its body never whole) is over */
   free(c->out);
   c->out = NULL;
+  free(c->body);
+  c->body = NULL;
   fc_unlink(l, c);
   atomic_fetch_sub(l->f->c.open, 1);
   c->link = l->graveyard;
@@ -208,16 +238,17 @@ static const char *fl_date(floop *l) {
 /* Sends r (freed here) as the answer to c's request, which ends it. */
 static void fc_answer(floop *l, fconn *c, api_response *r) {
   srv_front *f = l->f;
-  if (f->c.log_requests) srv_answer_log(c->req.method, c->req.target, r->status, &c->t0, c->h.body_len);
-  size_t blen = srv_answer_bodiless(r->status) ? 0 : r->body_len;
-  c->close_after = c->close_after || c->h.close || r->close;
+  if (f->c.log_requests)
+    srv_answer_log(c->req.method, c->req.target, r->status, &c->t0, c->req.body_len);
+  size_t blen = srv_answer_bodiless(r->status) || c->head_req ? 0 : r->body_len;
+  c->close_after = c->close_after || c->h.close || r->close || c->h.version == 10;
   size_t need = srv_answer_head_size(r);
   char stack[2048];
   char *hb = need <= sizeof stack ? stack : malloc(need);
   if (!hb) {
     api_response_free(r);
     c->close_after = true;
-    atomic_fetch_sub(f->c.active, 1);
+    fc_end(l, c);
     return;
   }
   const char *date = fl_date(l);
@@ -250,8 +281,11 @@ static void fc_answer(floop *l, fconn *c, api_response *r) {
   }
   if (hb != stack) free(hb);
   api_response_free(r);
-  atomic_fetch_sub(f->c.active, 1);
+  fc_end(l, c);
   c->last_ms = front_now_ms();
+  free(c->body); /* the request is over: its body goes (a write has settled) */
+  c->body = NULL;
+  c->body_len = c->body_cap = 0;
 }
 
 /* Answers a request the gate refused (c->h.status, code, why) and closes the
@@ -259,15 +293,15 @@ static void fc_answer(floop *l, fconn *c, api_response *r) {
  * parsed (fc_run discards what has arrived of them before the close). */
 static void fc_refuse(floop *l, fconn *c) {
   srv_front *f = l->f;
-  atomic_fetch_add(f->c.active, 1);
-  atomic_fetch_add(f->c.total, 1);
-  if (f->c.log_requests) clock_gettime(CLOCK_MONOTONIC, &c->t0);
-  c->req = (api_request){0};
+  if (!c->counted && f->c.log_requests) clock_gettime(CLOCK_MONOTONIC, &c->t0);
+  fc_start(l, c);
+  if (!c->in_body) c->req = (api_request){0}; /* a body's refusal keeps its method and target */
+  c->head_req = false;
+  c->in_body = false;
   srv_log(SRV_LOG_DEBUG, "request_refused", "status=%d code=%s", c->h.status, c->h.code);
   api_response *r = api_error_response(f->c.api, c->h.status, c->h.code, c->h.why);
   r->close = true;
   c->close_after = true;
-  c->h.body_len = 0;
   fc_answer(l, c, r);
 }
 
@@ -287,28 +321,36 @@ static void fc_settled(void *cls) {
   if (first) front_wake(l);
 }
 
-/* Serves the parsed request c->h (its bytes already consumed). */
-static void fc_serve(floop *l, fconn *c) {
-  srv_front *f = l->f;
+/* NUL-terminates method, target and values in place: each is followed by
+ * a separator byte inside the head (srv_http.h), and sets up c->req. */
+static void fc_request(floop *l, fconn *c) {
   srv_http_req *h = &c->h;
-  /* NUL-terminate method, target and values in place: each is followed by
-   * a separator byte inside the head (srv_http.h). */
   c->buf[h->method - c->buf + h->method_len] = '\0';
   c->buf[h->target - c->buf + h->target_len] = '\0'; /* the path ends there too */
   for (size_t i = 0; i < h->n_fields; i++)
     c->buf[h->fields[i].value - c->buf + h->fields[i].value_len] = '\0';
-  atomic_fetch_add(f->c.active, 1);
-  atomic_fetch_add(f->c.total, 1);
-  if (f->c.log_requests) clock_gettime(CLOCK_MONOTONIC, &c->t0);
+  if (l->f->c.log_requests) clock_gettime(CLOCK_MONOTONIC, &c->t0);
+  fc_start(l, c);
+  bool get = strcmp(h->method, "GET") == 0;
+  c->head_req = strcmp(h->method, "HEAD") == 0;
+  memset(&c->gated, 0, sizeof c->gated);
   c->req = (api_request){
       .method = h->method,
       .target = h->path, /* origin-form: an absolute-form target's path */
       .header = fc_header,
       .header_cls = c,
-      .body = h->body_len ? h->body : NULL,
-      .body_len = h->body_len,
-      .can_defer = h->method[0] != 'G', /* PUT, DELETE: a write queued on the node */
+      /* A write (PUT, DELETE, batch) may be queued on the node; a GET or
+       * HEAD is answered at once (the feed's waits are libmicrohttpd's). */
+      .can_defer = !get && !c->head_req,
   };
+}
+
+/* Serves c->req with the body given (its bytes already consumed). */
+static void fc_serve(floop *l, fconn *c, const char *body, size_t body_len) {
+  srv_front *f = l->f;
+  c->req.body = body_len ? body : NULL;
+  c->req.body_len = body_len;
+  if (c->gated.passed) c->req.gated = &c->gated;
   api_response *r = api_handle(f->c.api, &c->req);
   if (r->write) {
     c->write = r->write;
@@ -319,7 +361,174 @@ static void fc_serve(floop *l, fconn *c) {
     api_write_arm(c->write, fc_settled, c);
     return;
   }
-  fc_answer(l, c, r); /* a GET cannot defer: api_handle gives no feed without can_defer */
+  if (r->feed || r->backup) { /* cannot be: those routes go to libmicrohttpd (fc_stream_route) */
+    if (r->feed) api_feed_free(r->feed);
+    r->feed = NULL;
+    r->backup = false;
+    api_response_free(r);
+    r = api_error_response(f->c.api, 500, "internal_error", "a stream outside the feed's server");
+  }
+  fc_answer(l, c, r);
+}
+
+/* The routes whose answers are streams or waits (the change feed's SSE and
+ * long-polls, the sync pull's long-poll and snapshot, an online backup): a
+ * GET or HEAD of these paths is served by libmicrohttpd, which can hold a
+ * connection suspended, or stream from a callback, without holding a loop. */
+static bool fc_stream_route(const srv_http_req *h) {
+  static const char *const paths[] = {"/v1/changes", "/v1/sync/ops", "/v1/sync/snapshot",
+                                      "/v1/backup"};
+  bool get = (h->method_len == 3 && memcmp(h->method, "GET", 3) == 0) ||
+             (h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0);
+  if (!get) return false;
+  for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+    size_t n = strlen(paths[i]);
+    if (h->path_len >= n && memcmp(h->path, paths[i], n) == 0 &&
+        (h->path_len == n || h->path[n] == '?'))
+      return true;
+  }
+  return false;
+}
+
+/* Refuses c's request now with status/code/why (after its head was read). */
+static void fc_refuse_now(floop *l, fconn *c, int status, const char *code, const char *why) {
+  c->h.status = status;
+  c->h.code = code;
+  c->h.why = why;
+  fc_refuse(l, c);
+}
+
+static int fc_body_grow(fconn *c, size_t need) {
+  if (need <= c->body_cap) return 0;
+  size_t cap = c->body_cap ? c->body_cap : 4096;
+  while (cap < need)
+    cap *= 2;
+  char *b = realloc(c->body, cap);
+  if (!b) return -1;
+  c->body = b;
+  c->body_cap = cap;
+  return 0;
+}
+
+static int fc_emit(void *cls, const char *p, size_t n) {
+  fconn *c = cls;
+  if (fc_body_grow(c, c->body_len + n) != 0) return -1;
+  memcpy(c->body + c->body_len, p, n);
+  c->body_len += n;
+  return 0;
+}
+
+/* Starts reading the body of c->h (a PASS: chunked, after Expect, or larger
+ * than the window): the checks that need no body first (auth, route,
+ * method: api_precheck; the route's size limit), then the head is consumed
+ * and the body is read by fc_body.  Returns false when c was answered. */
+static bool fc_body_begin(floop *l, fconn *c) {
+  srv_front *f = l->f;
+  fc_request(l, c);
+  c->req.body_pending = true;
+  c->req.gated = &c->gated;
+  api_response *pre = api_precheck(f->c.api, &c->req);
+  c->req.gated = NULL;
+  c->req.body_pending = false;
+  size_t limit = api_body_limit(f->c.api, c->req.method, c->req.target);
+  if (!pre && c->h.has_length && c->h.length > limit)
+    pre = api_too_large(f->c.api, c->req.method, c->req.target, limit);
+  if (pre) { /* the body stays unread: the connection ends after the answer */
+    pre->close = true;
+    c->close_after = true;
+    fc_answer(l, c, pre);
+    return false;
+  }
+  ssize_t got;
+  do
+    got = recv(c->fd, c->buf, c->h.head_len, MSG_TRUNC | MSG_DONTWAIT);
+  while (got < 0 && errno == EINTR);
+  if (got != (ssize_t)c->h.head_len) { /* the peeked bytes are the queue's head: cannot be */
+    fc_close(l, c);
+    return false;
+  }
+  c->in_body = true;
+  c->body_len = 0;
+  if (c->h.chunked) {
+    srv_chunked_init(&c->ck, limit);
+  } else {
+    c->body_want = c->h.length;
+    if (fc_body_grow(c, (size_t)c->body_want) != 0) {
+      fc_refuse_now(l, c, 500, "internal_error", "out of memory reading a body");
+      return false;
+    }
+  }
+  if (c->h.expect_continue) { /* RFC 9110 10.1.1: the client waits for this */
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    ssize_t n;
+    do
+      n = send(c->fd, cont, sizeof cont - 1, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)(sizeof cont - 1)) { /* a fresh socket's buffer is empty: the peer is gone */
+      fc_close(l, c);
+      return false;
+    }
+  }
+  return true;
+}
+
+/* Reads what has arrived of c's body.  Returns 1 when it is whole (served),
+ * 0 to wait for more input, -1 when c was answered or closed. */
+static int fc_body(floop *l, fconn *c) {
+  for (;;) {
+    if (!c->h.chunked) {
+      if (c->body_want == 0) break;
+      ssize_t n = recv(c->fd, c->body + c->body_len, (size_t)c->body_want, MSG_DONTWAIT);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        c->readable = false;
+        return 0;
+      }
+      if (n <= 0) { /* the client left before its body was whole: nothing is served */
+        fc_close(l, c);
+        return -1;
+      }
+      c->body_len += (size_t)n;
+      c->body_want -= (uint64_t)n;
+      continue;
+    }
+    ssize_t n = recv(c->fd, l->scratch, sizeof l->scratch, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      c->readable = false;
+      return 0;
+    }
+    if (n <= 0) {
+      fc_close(l, c);
+      return -1;
+    }
+    size_t used = 0;
+    int v = srv_chunked_feed(&c->ck, l->scratch, (size_t)n, &used, fc_emit, c);
+    if (v == SRV_CHUNKED_ERROR) {
+      c->in_body = false;
+      fc_refuse_now(l, c, c->ck.status,
+                    c->ck.status == 413   ? "payload_too_large"
+                    : c->ck.status == 500 ? "internal_error"
+                                          : "bad_request",
+                    c->ck.why);
+      return -1;
+    }
+    ssize_t got; /* exactly the body's bytes: a pipelined request stays unread */
+    do
+      got = recv(c->fd, l->scratch, used, MSG_TRUNC | MSG_DONTWAIT);
+    while (got < 0 && errno == EINTR);
+    if (got != (ssize_t)used) {
+      fc_close(l, c);
+      return -1;
+    }
+    if (v == SRV_CHUNKED_DONE) {
+      c->readable = true; /* a pipelined request may be there */
+      break;
+    }
+  }
+  c->in_body = false;
+  fc_serve(l, c, c->body, c->body_len);
+  return 1;
 }
 
 /* Moves c along as far as it can go without waiting. */
@@ -350,6 +559,10 @@ static void fc_run(floop *l, fconn *c) {
       return;
     }
     if (!c->readable) return;
+    if (c->in_body) {
+      if (fc_body(l, c) == 0) return; /* wait for more of the body */
+      continue;                       /* served, or answered and closing */
+    }
     ssize_t n = recv(c->fd, c->buf, sizeof c->buf, MSG_PEEK);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -361,8 +574,13 @@ static void fc_run(floop *l, fconn *c) {
       fc_close(l, c);
       return;
     }
-    srv_http_verdict v =
-        srv_http_parse(c->buf, (size_t)n, f->c.max_head, f->max_body, sizeof c->buf, &c->h);
+    srv_http_verdict v = srv_http_parse(c->buf, (size_t)n, f->c.max_head, sizeof c->buf, &c->h);
+    if (v == SRV_HTTP_MORE && c->h.head_len > 0) {
+      /* The head is whole, the body has not all arrived: read it after the
+       * head (so a body over the route's limit is refused now, and a slow
+       * body is not peeked again and again). */
+      v = SRV_HTTP_PASS;
+    }
     if (v == SRV_HTTP_MORE) {
       if (c->rdhup) { /* it can never complete: close as libmicrohttpd does */
         /* discard the partial request first, so the close is a FIN and
@@ -379,9 +597,29 @@ static void fc_run(floop *l, fconn *c) {
       fc_refuse(l, c);
       continue; /* sends the answer, then discards and closes */
     }
-    if (v == SRV_HTTP_PASS) {
-      fc_handoff(l, c); /* one checked request: libmicrohttpd closes after its answer */
+    if (fc_stream_route(&c->h)) {
+      /* libmicrohttpd serves the feed's streams: it parses this one head
+       * (checked; no body, so no framing of its own to get wrong) and the
+       * connection ends after its answer (srv_answer_mhd_headers). */
+      if (c->h.has_length || c->h.chunked || c->h.expect_continue) {
+        fc_request(l, c); /* answered here: a body over the route's limit is a 413 as anywhere */
+        size_t lim = api_body_limit(f->c.api, c->req.method, c->req.target);
+        if (c->h.has_length && c->h.length > lim) {
+          api_response *r = api_too_large(f->c.api, c->req.method, c->req.target, lim);
+          r->close = true;
+          c->close_after = true;
+          fc_answer(l, c, r);
+        } else {
+          fc_refuse_now(l, c, 400, "bad_request", "a request of the change feed carries no body");
+        }
+        continue;
+      }
+      fc_handoff(l, c);
       return;
+    }
+    if (v == SRV_HTTP_PASS) {
+      if (!fc_body_begin(l, c)) continue; /* answered: flush, then close */
+      continue;                           /* read the body */
     }
     ssize_t got;
     do
@@ -392,7 +630,8 @@ static void fc_run(floop *l, fconn *c) {
       return;
     }
     c->readable = (size_t)n > c->h.total; /* pipelined bytes, or wait for an edge */
-    fc_serve(l, c);
+    fc_request(l, c);
+    fc_serve(l, c, c->h.body, c->h.body_len);
   }
 }
 
@@ -505,9 +744,9 @@ static void fl_woken(floop *l) {
     l->pending--;
     if (c->dead) {
       if (l->f->c.log_requests)
-        srv_answer_log(c->req.method, c->req.target, r->status, &c->t0, c->h.body_len);
+        srv_answer_log(c->req.method, c->req.target, r->status, &c->t0, c->req.body_len);
       api_response_free(r);
-      atomic_fetch_sub(l->f->c.active, 1);
+      fc_end(l, c);
       fc_close(l, c);
       continue;
     }
@@ -648,7 +887,6 @@ int srv_front_start(const srv_front_config *cfg, srv_front **out) {
   if (!f) return ENOMEM;
   f->c = *cfg;
   if (f->c.max_head > FRONT_BUF) f->c.max_head = FRONT_BUF;
-  f->max_body = api_body_limit(cfg->api, "PUT", "/v1/store/k");
   atomic_init(&f->state, FRONT_RUN);
   atomic_init(&f->next, 0);
   f->n = cfg->threads ? cfg->threads : 1;

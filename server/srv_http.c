@@ -5,9 +5,7 @@
  *
  * Every refusal is a JSON error {"error":{"code":...,"message":...}} with
  * Connection: close; the connection is closed after it and nothing after the
- * refused bytes is parsed.  "PASS" is a request libmicrohttpd serves for this
- * one request only (the connection closes after its answer); "loop" is one
- * the front loop serves with keep-alive and pipelining.
+ * refused bytes is parsed.
  *
  *   form                                              answer
  *   ------------------------------------------------  ---------------------------
@@ -42,8 +40,9 @@
  *     "5, 5", empty)
  *   Content-Length of more than 19 digits             413 payload_too_large
  *   Content-Length repeated, even with equal values   400 bad_request
- *   Transfer-Encoding: chunked (HTTP/1.1, one field,  accepted (PASS: the body is
- *     the one coding, any case)                         decoded by libmicrohttpd)
+ *   Transfer-Encoding: chunked (HTTP/1.1, one field,  accepted (PASS: the loop
+ *     the one coding, any case)                         decodes the body strictly:
+ *                                                       srv_chunked_*)
  *   Transfer-Encoding naming another coding (gzip,    501 not_implemented
  *     "gzip, chunked", identity)
  *   Transfer-Encoding "chunked, chunked", empty, a    400 bad_request
@@ -54,18 +53,21 @@
  *     (HTTP/1.0)
  *   Host value with a byte outside the characters of  400 bad_request
  *     reg-name, IP-literal and port
- *   Expect: 100-continue (any case)                   accepted (PASS)
+ *   Expect: 100-continue (any case)                   accepted (PASS: the loop
+ *                                                       answers 100 Continue)
  *   Expect: anything else                             417 expectation_failed
  *   Upgrade                                           ignored: never 101
  *   Connection: close                                 honoured (close after)
  *   Connection: keep-alive, other options             accepted, ignored
- *   HTTP/1.0 (with or without keep-alive)             PASS: one request, then close
+ *   HTTP/1.0 (with or without keep-alive)             accepted: one request, then
+ *                                                       the connection closes
  *   neither Content-Length nor Transfer-Encoding      no body (6.3)
  *
- * Served by the loop (OURS): GET, PUT or DELETE; a path under /v1/store/
- * with a key; HTTP/1.1; no Transfer-Encoding and no Expect; no body on GET or
- * DELETE; at most SRV_HTTP_MAX_FIELDS fields; the body within max_body and
- * the whole request within cap.  Everything else that is accepted is PASS.
+ * An accepted request is OURS when it is whole in the caller's window (a
+ * Content-Length body, or none, within cap), PASS when its body must be read
+ * after the head (chunked, Expect: 100-continue, or larger than cap).  Who
+ * serves it (the front loop, or libmicrohttpd for the change feed's streams)
+ * is srv_front.c's choice, not the gate's.
  *
  * Decisions that need bytes not yet received are MORE; a refusal is given as
  * soon as the bytes that decide it are there, so a request sent one byte at
@@ -76,7 +78,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define HTTP_STORE_PREFIX "/v1/store/"
 #define HTTP_METHOD_MAX 32 /* bytes of a method */
 #define HTTP_CL_DIGITS 19  /* a longer Content-Length does not fit in 63 bits: 413 */
 
@@ -164,8 +165,8 @@ const char *srv_http_origin(const char *t) {
   return p;
 }
 
-srv_http_verdict srv_http_parse(const char *buf, size_t len, size_t max_head, size_t max_body,
-                                size_t cap, srv_http_req *out) {
+srv_http_verdict srv_http_parse(const char *buf, size_t len, size_t max_head, size_t cap,
+                                srv_http_req *out) {
   memset(out, 0, offsetof(srv_http_req, fields));
   memset(&out->close, 0, sizeof *out - offsetof(srv_http_req, close));
   /* Only the first max_head bytes can hold the head: running out of them is
@@ -264,7 +265,8 @@ srv_http_verdict srv_http_parse(const char *buf, size_t len, size_t max_head, si
   }
 
   /* fields, up to the empty line */
-  int n_host = 0, n_cl = 0, n_te = 0, n_all = 0;
+  int n_host = 0, n_cl = 0, n_te = 0;
+  size_t n_all = 0;
   bool te_bad = false;
   for (;;) {
     if (p == w) return SHORT_HEAD;
@@ -301,9 +303,9 @@ srv_http_verdict srv_http_parse(const char *buf, size_t len, size_t max_head, si
     fl.value = buf + vstart;
     fl.value_len = vend - vstart;
     p += 2;
-    if (++n_all > SRV_HTTP_FIELD_LIMIT)
+    if (++n_all > SRV_HTTP_MAX_FIELDS)
       return http_refuse(out, 431, "header_too_large", "more than 100 header fields");
-    if (out->n_fields < SRV_HTTP_MAX_FIELDS) out->fields[out->n_fields++] = fl;
+    out->fields[out->n_fields++] = fl;
 
     if (http_name_is(&fl, "Host")) {
       if (++n_host > 1) return BAD("more than one Host header");
@@ -360,18 +362,13 @@ srv_http_verdict srv_http_parse(const char *buf, size_t len, size_t max_head, si
   if (out->chunked && out->has_length) return BAD("both Content-Length and Transfer-Encoding");
   if (out->version == 11 && n_host == 0) return BAD("HTTP/1.1 request without Host header");
 
-  /* Framing is decided: the loop's own requests, or libmicrohttpd's. */
-  bool get = http_method_is(out, "GET");
-  bool put = http_method_is(out, "PUT");
-  bool del = http_method_is(out, "DELETE");
-  size_t pre = strlen(HTTP_STORE_PREFIX);
-  bool store = out->path_len > pre && memcmp(out->path, HTTP_STORE_PREFIX, pre) == 0;
-  if (!(get || put || del) || !store || out->version != 11 || out->chunked ||
-      out->expect_continue || (size_t)n_all > SRV_HTTP_MAX_FIELDS)
-    return SRV_HTTP_PASS;
+  /* Framing is decided.  The whole request is in the window (OURS) when it
+   * has a Content-Length body (or none) that fits cap and has arrived;
+   * a chunked body, an Expect, or a body past cap is read by the caller
+   * after the head (PASS). */
+  if (out->chunked || out->expect_continue) return SRV_HTTP_PASS;
   uint64_t cl = out->has_length ? out->length : 0;
-  if (cl > 0 && !put) return SRV_HTTP_PASS; /* a body on GET or DELETE: the API answers */
-  if (cl > max_body || p > cap || cl > cap - p) return SRV_HTTP_PASS;
+  if (p > cap || cl > cap - p) return SRV_HTTP_PASS;
   out->body_len = (size_t)cl;
   out->total = p + (size_t)cl;
   return out->total <= len ? SRV_HTTP_OURS : SRV_HTTP_MORE;

@@ -6,23 +6,24 @@
  * at a request boundary, it says one of four things:
  *   MORE    the bytes are a prefix of a request the gate would accept or
  *           refuse only on later bytes: wait for more;
- *   OURS    one complete request the front loop serves itself (a GET, PUT or
- *           DELETE of /v1/store/{key}, HTTP/1.1, Content-Length framing);
- *   PASS    one checked request whose whole head has been read and whose
- *           framing is decided (Content-Length, chunked or none), for
- *           libmicrohttpd to serve: it gets the connection for exactly this
- *           one request and closes it after the answer (srv_front.c);
+ *   OURS    one complete, checked request, head and Content-Length body (or
+ *           none), within the caller's window: buf[0, total);
+ *   PASS    one checked head whose body the caller reads after it: chunked
+ *           (decoded strictly by srv_chunked.h), after Expect: 100-continue,
+ *           or a Content-Length body larger than the window;
  *   REFUSE  a request the node will not serve: out->status, out->code and
  *           out->why say the answer (a JSON error); the connection is closed
  *           after it and no byte after the refused head is ever parsed.
+ * On OURS and PASS the head's framing is decided; which thread serves the
+ * request (the front loop, or libmicrohttpd for the change feed's streams)
+ * is srv_front.c's choice.
  * It never allocates, never writes to the buffer and keeps no state between
  * calls, so it can be fuzzed alone (tests/fuzz/fuzz_http.c).  The accepted
  * subset of RFC 9112, form by form, with the answer to each refused form, is
  * the table at the top of srv_http.c.
  *
- * What it is not: a body parser for chunked framing (libmicrohttpd decodes a
- * chunked body of the one request it is handed; the close after it bounds a
- * disagreement to that request), nor a router (the API answers 404/405).
+ * What it is not: the chunked body decoder (srv_chunked.h), nor a router
+ * (the API answers 404/405).
  */
 #ifndef SA_SRV_HTTP_H
 #define SA_SRV_HTTP_H
@@ -42,8 +43,7 @@ typedef enum srv_http_verdict {
   SRV_HTTP_REFUSE = 3, /* refused: answer status/code/why, close, parse nothing after */
 } srv_http_verdict;
 
-#define SRV_HTTP_MAX_FIELDS 32   /* header fields kept for lookups (more: PASS, never OURS) */
-#define SRV_HTTP_FIELD_LIMIT 100 /* header fields of any request (more: 431) */
+#define SRV_HTTP_MAX_FIELDS 100  /* header fields of a request (more: 431), all kept */
 #define SRV_HTTP_TARGET_MAX 8192 /* bytes of a request-target (more: 414) */
 
 typedef struct srv_http_field {
@@ -61,7 +61,7 @@ typedef struct srv_http_req {
   const char *path; /* origin-form part of target (absolute-form: after the authority) */
   size_t path_len;  /* 0 for "*" and for an absolute-form target without a path */
   int version;      /* 10 (HTTP/1.0) or 11 (HTTP/1.1) */
-  size_t n_fields;  /* fields kept (at most SRV_HTTP_MAX_FIELDS) */
+  size_t n_fields;  /* fields (at most SRV_HTTP_MAX_FIELDS) */
   srv_http_field fields[SRV_HTTP_MAX_FIELDS];
   bool close;           /* Connection: close */
   bool chunked;         /* Transfer-Encoding: chunked */
@@ -81,16 +81,16 @@ typedef struct srv_http_req {
 
 /* Reads the request at the start of buf[0, len).  max_head bounds the
  * request line and headers (431 past it, 414 while still in the target),
- * max_body the body of a request the loop serves, and cap the whole request
- * the loop serves (its buffer).  A request within the gate's rules but over
- * max_body or cap is PASS, not refused: libmicrohttpd applies the route's
- * own limit.  On OURS the bytes after a separator (the space after the
- * method and the target, the CR or whitespace after a value) are the
- * caller's to overwrite with a NUL.  On PASS the head fields (method, target,
- * path, version, framing) are valid; on REFUSE status/code/why are; on MORE
- * *out is garbage. */
-srv_http_verdict srv_http_parse(const char *buf, size_t len, size_t max_head, size_t max_body,
-                                size_t cap, srv_http_req *out);
+ * cap the whole request held in the caller's window (a bigger body is PASS:
+ * the caller reads it after the head and applies the route's own limit).
+ * On OURS and PASS the bytes after a separator (the space after the method
+ * and the target, the CR or whitespace after a value) are the caller's to
+ * overwrite with a NUL, and the head fields (method, target, path, version,
+ * fields, framing) are valid; on REFUSE status/code/why are; on MORE the
+ * head fields are valid when head_len is not 0 (the head is whole, its
+ * body has not all arrived), else *out is garbage. */
+srv_http_verdict srv_http_parse(const char *buf, size_t len, size_t max_head, size_t cap,
+                                srv_http_req *out);
 
 /* Is c a token character (RFC 9110 tchar: a header name's bytes)? */
 bool srv_http_tchar(unsigned char c);
