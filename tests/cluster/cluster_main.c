@@ -9,7 +9,8 @@
  *              writers stop, every link heals, every node runs, and the
  *              digests must be equal within 10 s and cl_check must pass.
  *              SA_CLUSTER_SCHEDULES (default 12), SA_CLUSTER_SEED (one
- *              schedule), SA_CLUSTER_NODES (3), SA_CLUSTER_PHASE_MS (3000).
+ *              schedule), SA_CLUSTER_NODES (3), SA_CLUSTER_PHASE_MS (3000),
+ *              SA_CLUSTER_EXTRA (more serve flags for every node).
  *   two-node   the session of the issue (node-a/node-b with --peer, a PUT
  *              on a read raw on b within a second, `peers`/`sync status`),
  *              concurrent writes of the same keys on both converge to one
@@ -17,6 +18,10 @@
  *              peer could pull it) reaches the peer after the restart.
  *   join       a new empty node joining a node with 100,000 keys and a
  *              deleted range gets exactly the live keys.
+ *   ttl        two nodes apart past --tombstone-ttl-s 1: a deleted value
+ *              does not come back, a rewrite beats an older delete (the
+ *              issue's two resurrection cases); ttl-unrelated: a write
+ *              nobody deleted survives the same (see mode_ttl).
  *   smoke      the harness's own parts against nodes without sync: start,
  *              kill -9, restart on the same port, writers, proxies in front
  *              of nodes cut and healed, the digest route probed.
@@ -239,6 +244,14 @@ static int run_schedule(uint64_t seed, cl_topology topo, int nnodes, long phase_
     fail("%s: cluster init failed", tag);
     return -2;
   }
+  /* SA_CLUSTER_EXTRA: more serve flags for every node, split on spaces
+   * (e.g. "--tombstone-ttl-s 1" to make tombstones age out mid-run) */
+  char extra[512];
+  snprintf(extra, sizeof extra, "%s", getenv("SA_CLUSTER_EXTRA") ? getenv("SA_CLUSTER_EXTRA") : "");
+  char *save = NULL;
+  int ne = 0;
+  for (char *t = strtok_r(extra, " ", &save); t && ne < 15; t = strtok_r(NULL, " ", &save))
+    c.extra[ne++] = t;
   ev evs[64];
   int nev = gen_schedule(&c, seed, phase_ms, evs, 64);
   int rc = 0;
@@ -630,6 +643,125 @@ static void two_kill(void) {
   if (cl_destroy(&c, false)) fail("two-node kill: a node did not stop cleanly");
 }
 
+/* ---- past the tombstone TTL ------------------------------------------------------------ */
+
+/* Cuts (or heals) both directions between nodes 0 and 1. */
+static void cut_pair(cluster *c, bool cut) {
+  for (int k = 0; k < c->nlinks; k++)
+    cut ? proxy_cut(c->links[k].px, PROXY_REFUSE) : proxy_heal(c->links[k].px);
+}
+
+static long put(cl_http *h, const cluster *c, int i, const char *key, const char *v) {
+  char path[128];
+  snprintf(path, sizeof path, "/v1/store/%s", key);
+  return cl_http_do(h, "PUT", c->nodes[i].url, path, v, strlen(v), NULL, 5000, NULL, NULL);
+}
+
+static long del(cl_http *h, const cluster *c, int i, const char *key) {
+  char path[128];
+  snprintf(path, sizeof path, "/v1/store/%s", key);
+  return cl_http_do(h, "DELETE", c->nodes[i].url, path, NULL, 0, NULL, 5000, NULL, NULL);
+}
+
+/* Node i's raw value of key in buf ("" when absent); returns the status. */
+static long get_raw(cl_http *h, const cluster *c, int i, const char *key, char *buf, size_t len) {
+  char path[128];
+  const char *b;
+  snprintf(path, sizeof path, "/v1/store/%s?raw=1", key);
+  long s = cl_http_do(h, "GET", c->nodes[i].url, path, NULL, 0, NULL, 5000, &b, NULL);
+  snprintf(buf, len, "%s", s == 200 ? b : "");
+  return s;
+}
+
+/* Two nodes with --tombstone-ttl-s 1, apart for longer than the TTL:
+ *   A. t0 away (killed) holds x = old; t1 deletes x; t0 returns: x stays
+ *      deleted on both (the issue's first resurrection case);
+ *   B. t0 deletes y while cut off, t1 rewrites y after that: the rewrite
+ *      wins on both (the second);
+ *   C. (mode ttl-unrelated) t0 writes z while cut off and nobody ever
+ *      deletes z; t1 deletes an unrelated key after that and drops its
+ *      tombstone by age: z must reach t1 and stay on t0 (an acknowledged
+ *      write that nobody deleted is never lost because its node was away
+ *      past the TTL).  Fails with the horizon rule of sync.md: t1's
+ *      horizon (the unrelated tombstone's hlc) is above z's, so t1 refuses
+ *      z as stale and t0's snapshot catch-up drops z (gc-grace). */
+static int mode_ttl(bool only_c) {
+  cluster c;
+  if (cl_init(&c, g_bin, 2, CL_MESH, true, "t") != 0) return 1;
+  c.extra[0] = "--tombstone-ttl-s";
+  c.extra[1] = "1";
+  c.extra[2] = "--tick-interval-ms";
+  c.extra[3] = "100";
+  if (cl_start(&c, 0) || cl_start(&c, 1)) {
+    fail("ttl: the nodes did not start");
+    cl_destroy(&c, false);
+    return 1;
+  }
+  cl_http *h = cl_http_new();
+  char v0[128], v1[128];
+  long wait = cl_slow() ? 120000 : 10000;
+  double ms;
+  char why[512];
+  long s0, s1;
+  if (only_c) goto scenario_c;
+  /* A */
+  put(h, &c, 0, "x", "t0.x.old");
+  if (wait_value(h, c.nodes[1].url, "x", "t0.x.old", wait) < 0) fail("ttl A: x never reached t1");
+  cl_stop(&c, 0, SIGKILL);
+  del(h, &c, 1, "x");
+  cl_sleep_ms(2500); /* past the TTL: t1 drops the tombstone by age */
+  if (cl_start(&c, 0) != 0) fail("ttl A: t0 did not restart");
+  if (cl_wait_converged(&c, 0, wait, &ms, why, sizeof why) != 0)
+    fail("ttl A: no convergence: %s", why);
+  s0 = get_raw(h, &c, 0, "x", v0, sizeof v0);
+  s1 = get_raw(h, &c, 1, "x", v1, sizeof v1);
+  if (s0 != 404 || s1 != 404)
+    fail("ttl A: a deleted value came back: x on t0 %ld '%s', on t1 %ld '%s'", s0, v0, s1, v1);
+  else
+    printf("ttl A: x stays deleted on both after t0 returns past the TTL\n");
+  /* B */
+  put(h, &c, 0, "y", "t0.y.first");
+  if (wait_value(h, c.nodes[1].url, "y", "t0.y.first", wait) < 0) fail("ttl B: y never reached t1");
+  cut_pair(&c, true);
+  del(h, &c, 0, "y");
+  cl_sleep_ms(20);
+  put(h, &c, 1, "y", "t1.y.rewritten");
+  cl_sleep_ms(2500);
+  cut_pair(&c, false);
+  if (cl_wait_converged(&c, 0, wait, &ms, why, sizeof why) != 0)
+    fail("ttl B: no convergence: %s", why);
+  s0 = get_raw(h, &c, 0, "y", v0, sizeof v0);
+  s1 = get_raw(h, &c, 1, "y", v1, sizeof v1);
+  if (s0 != 200 || s1 != 200 || strcmp(v0, "t1.y.rewritten") || strcmp(v1, "t1.y.rewritten"))
+    fail("ttl B: y on t0 %ld '%s', on t1 %ld '%s' (want the rewrite on both)", s0, v0, s1, v1);
+  else
+    printf("ttl B: the rewrite wins over the older delete on both\n");
+  goto done;
+scenario_c:
+  cut_pair(&c, true);
+  long sz = put(h, &c, 0, "z", "t0.z.kept");
+  cl_sleep_ms(20);
+  put(h, &c, 1, "w", "t1.w.gone");
+  del(h, &c, 1, "w");
+  cl_sleep_ms(2500);
+  cut_pair(&c, false);
+  cl_wait_converged(&c, 0, wait, &ms, why, sizeof why);
+  cl_sleep_ms(500);
+  s0 = get_raw(h, &c, 0, "z", v0, sizeof v0);
+  s1 = get_raw(h, &c, 1, "z", v1, sizeof v1);
+  if (sz != 200 && sz != 201) fail("ttl C: PUT z answered %ld", sz);
+  if (s0 != 200 || s1 != 200)
+    fail("ttl C: an acknowledged write nobody deleted is lost: z on t0 %ld '%s', on t1 %ld '%s'",
+         s0, v0, s1, v1);
+  else
+    printf("ttl C: z, written on t0 while away, reaches t1 and stays\n");
+done:
+  cl_http_free(h);
+  if (cl_destroy(&c, g_failures && getenv("SA_CLUSTER_KEEP_FAILED")))
+    fail("ttl: a node did not stop cleanly");
+  return g_failures ? 1 : 0;
+}
+
 static int mode_two(void) {
   two_session();
   two_concurrent();
@@ -754,7 +886,8 @@ static int mode_join(void) {
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: sa_cluster SOFTADASTRA_BIN schedules|two-node|join|smoke\n");
+    fprintf(stderr,
+            "usage: sa_cluster SOFTADASTRA_BIN schedules|two-node|join|ttl|ttl-unrelated|smoke\n");
     return 2;
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -765,6 +898,8 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[2], "schedules")) rc = mode_schedules();
   if (!strcmp(argv[2], "two-node")) rc = mode_two();
   if (!strcmp(argv[2], "join")) rc = mode_join();
+  if (!strcmp(argv[2], "ttl")) rc = mode_ttl(false);
+  if (!strcmp(argv[2], "ttl-unrelated")) rc = mode_ttl(true);
   if (!strcmp(argv[2], "smoke")) rc = mode_smoke();
   curl_global_cleanup();
   if (rc == 1 || g_failures) printf("sa_cluster %s: FAILED (%d failures)\n", argv[2], g_failures);
