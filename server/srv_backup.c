@@ -56,7 +56,8 @@ typedef struct srv_bk {
   size_t head, len; /* read position, bytes buffered */
   bool suspended;   /* by the reader, waiting for bytes */
   bool done;        /* the backup ended (rc) */
-  bool abandoned;   /* libmicrohttpd freed the response: stop */
+  bool abandoned;   /* libmicrohttpd freed the response, or shutdown: stop */
+  bool stopped;     /* ... it was the shutdown (srv_backup_stop) */
   int rc;
   int refs; /* producer + response */
   sa_error err;
@@ -101,6 +102,7 @@ static int srv_bk_sink(void *ctx, const void *buf, size_t n) {
       pthread_cond_timedwait(&b->cv, &b->mu, &dl);
     }
     if (b->abandoned || atomic_load(&srv_bk_stop)) {
+      b->stopped = !b->abandoned;
       b->abandoned = true;
       break;
     }
@@ -131,6 +133,7 @@ static void *srv_bk_main(void *arg) {
   clock_gettime(CLOCK_MONOTONIC, &t1);
   long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
   pthread_mutex_lock(&b->mu);
+  const char *why = b->stopped ? "the node is shutting down" : "the client went away";
   bool abandoned = b->abandoned;
   b->done = true;
   b->rc = rc;
@@ -142,8 +145,7 @@ static void *srv_bk_main(void *arg) {
             (unsigned long long)info.file_bytes, (unsigned long long)info.applied_lsn,
             (unsigned long long)info.acked_lsn, ms);
   else
-    srv_log(SRV_LOG_WARN, "backup", "failed=%s ms=%ld",
-            abandoned ? "the client went away" : err.message, ms);
+    srv_log(SRV_LOG_WARN, "backup", "failed=%s ms=%ld", abandoned ? why : err.message, ms);
   srv_bk_unref(b);
   pthread_mutex_lock(&srv_bk_mu);
   srv_bk_running--;
@@ -194,8 +196,8 @@ enum MHD_Result srv_backup_serve(struct MHD_Connection *con, api_response *resp,
   if (!ring) {
     free(b);
     api_response_free(resp);
-    return srv_answer_mhd(
-        con, api_error_response(NULL, 500, "internal_error", "out of memory for a backup; try again"));
+    return srv_answer_mhd(con, api_error_response(NULL, 500, "internal_error",
+                                                  "out of memory for a backup; try again"));
   }
   pthread_mutex_init(&b->mu, NULL);
   pthread_cond_init(&b->cv, NULL);
@@ -218,8 +220,8 @@ enum MHD_Result srv_backup_serve(struct MHD_Connection *con, api_response *resp,
     free(ring);
     free(b);
     api_response_free(resp);
-    return srv_answer_mhd(
-        con, api_error_response(NULL, 500, "internal_error", "cannot start a backup now; try again"));
+    return srv_answer_mhd(con, api_error_response(NULL, 500, "internal_error",
+                                                  "cannot start a backup now; try again"));
   }
   /* From here the response owns the job with the producer: freed with it. */
   struct MHD_Response *m = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SRV_BK_BLOCK,

@@ -12,7 +12,7 @@
  *   - the feed refuses a position ahead of the node (409 since_ahead, the
  *     real last_lsn and epoch) and one from another epoch (410 gone, reason
  *     epoch), by query and by Last-Event-ID "EPOCH:LSN"; `watch` says so
- *     and exits 1, or starts over with --from-now.
+ *     and exits 1; the epoch survives a restart of the same store.
  * Nothing here asserts on timing.
  */
 #define _GNU_SOURCE
@@ -394,6 +394,16 @@ START_TEST(test_feed_positions) {
   has(err, "--from-now");
   free(out);
   free(err);
+  /* The epoch belongs to the store: a restart keeps it (positions stay good). */
+  ck_assert_int_eq(e2e_node_stop(&a, SIGTERM), 0);
+  ck_assert_int_eq(e2e_node_start(&a, NULL, NULL, NULL), 0);
+  char *again = status_epoch(&a);
+  ck_assert_str_eq(again, ep);
+  snprintf(q, sizeof q, "/v1/changes?since=3&epoch=%s", ep);
+  ck_assert_int_eq(e2e_http(&a, "GET", q, NULL, NULL, 0, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  e2e_resp_free(&r);
+  free(again);
   free(ep);
   ck_assert_int_eq(e2e_node_stop(&a, SIGTERM), 0);
   e2e_node_cleanup(&a);
