@@ -225,6 +225,14 @@ typedef struct node_peer {
   uint64_t acked;  /* its acknowledged position in our feed */
   bool configured; /* in the set_peers list */
   bool dirty;      /* acked not yet persisted */
+  /* The cursor of a batch that applied nothing: no record is logged for it
+   * (a record would move this node's last LSN, which moves the peer's
+   * cursor of us, which would log a record there: an endless exchange of
+   * empty records).  Kept here, persisted by the sync tick, never below
+   * the stored one; lost in a crash, it only makes the puller read those
+   * skipped items again. */
+  uint64_t cursor;
+  bool cursor_dirty;
 } node_peer;
 
 /* ---- node.c: shared helpers ---------------------------------------------- */

@@ -47,6 +47,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static node_peer *peer_find(sa_client *c, const char *id, bool add);
+
 /* ---- applying a peer's batch (writer) ------------------------------------------ */
 
 int node_stage_sync(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error *err) {
@@ -117,9 +119,18 @@ int node_stage_sync(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error *e
   node_stat_add(&c->sc.applied, res->applied);
   node_stat_add(&c->sc.skipped, res->skipped);
   node_stat_add(&c->sc.stale, res->stale);
-  uint64_t stored = 0;
-  if (!res->applied && (rc = store_peer_get(c->store, 'c', r->peer, &stored, err)) != 0) return rc;
-  if (!res->applied && stored == r->cursor) return 0; /* nothing moves: nothing written */
+  if (!res->applied) { /* no record: the cursor moves in memory (node_peer.cursor) */
+    uint64_t stored = 0;
+    if ((rc = store_peer_get(c->store, 'c', r->peer, &stored, err)) != 0) return rc;
+    pthread_mutex_lock(&c->sync_mu);
+    node_peer *p = peer_find(c, r->peer, r->cursor != stored);
+    if (p) {
+      p->cursor = r->cursor;
+      p->cursor_dirty = r->cursor != stored;
+    }
+    pthread_mutex_unlock(&c->sync_mu);
+    return p || r->cursor == stored ? 0 : sa_fail(err, SA_ENOMEM, "out of memory recording a peer");
+  }
   size_t plen = strlen(r->peer);
   size_t size = wal_sync_record_size(plen, c->ops, n);
   if (node_reserve(g, g->used + size) != 0)
@@ -137,6 +148,13 @@ int node_stage_sync(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error *e
   g->logged++;
   g->ops += n;
   node_stat_add(&c->sc.batches, 1);
+  pthread_mutex_lock(&c->sync_mu); /* the record carries the cursor now */
+  node_peer *p = peer_find(c, r->peer, false);
+  if (p) {
+    p->cursor = 0;
+    p->cursor_dirty = false;
+  }
+  pthread_mutex_unlock(&c->sync_mu);
   return 0;
 }
 
@@ -311,8 +329,13 @@ int sa_client_sync_cursor(sa_client *c, const char *peer_id, uint64_t *cursor, s
   if (!peer_id || sa_node_id_check(peer_id, &ke) != 0)
     return sa_fail(err, SA_EINVAL, "invalid peer id");
   int rc = node_read_barrier(c, err);
+  if (rc == 0) rc = store_peer_get(c->store, 'c', peer_id, cursor, err);
   if (rc) return rc;
-  return store_peer_get(c->store, 'c', peer_id, cursor, err);
+  pthread_mutex_lock(&c->sync_mu); /* moved by a batch that applied nothing */
+  node_peer *p = peer_find(c, peer_id, false);
+  if (p && p->cursor_dirty) *cursor = p->cursor;
+  pthread_mutex_unlock(&c->sync_mu);
+  return 0;
 }
 
 int sa_client_sync_counters(sa_client *c, sa_sync_counters *out, sa_error *err) {
@@ -425,9 +448,9 @@ int node_sync_open(sa_client *c, sa_error *err) {
 typedef struct sync_gc {
   uint64_t min_ack; /* every configured peer's position (0: no peers) */
   uint64_t now;
-  node_peer *dirty; /* copies of the acks to persist */
+  node_peer *dirty; /* copies of the acks and cursors to persist */
   size_t ndirty;
-  bool tombs;               /* walk the tombstones */
+  bool tombs;              /* walk the tombstones */
   uint64_t dropped, floor; /* out */
 } sync_gc;
 
@@ -470,8 +493,11 @@ void node_process_sync_gc(sa_client *c, wreq *r) {
   if (rc == 0 && gc->tombs)
     rc = store_wtomb_gc(t, gc->min_ack, gc->now, (uint64_t)c->opts.tombstone_ttl_s * 1000,
                         &gc->dropped, &max_lsn, &ttl_hlc, &e);
-  for (size_t i = 0; rc == 0 && i < gc->ndirty; i++)
-    rc = store_wpeer_put(t, 'a', gc->dirty[i].id, gc->dirty[i].acked, &e);
+  for (size_t i = 0; rc == 0 && i < gc->ndirty; i++) {
+    const node_peer *p = &gc->dirty[i];
+    if (p->dirty) rc = store_wpeer_put(t, 'a', p->id, p->acked, &e);
+    if (rc == 0 && p->cursor_dirty) rc = store_wpeer_raise(t, 'c', p->id, p->cursor, &e);
+  }
   if (rc == 0) {
     if (max_lsn) store_wraise_sync_floor(t, max_lsn); /* a reader below a dropped tomb reloads */
     if (ttl_hlc) store_wraise_horizon(t, ttl_hlc);
@@ -502,14 +528,14 @@ int node_sync_tick(sa_client *c, sa_error *err) {
       any = true;
       if (c->peers[i].acked < min_ack) min_ack = c->peers[i].acked;
     }
-    gc.ndirty += c->peers[i].dirty;
+    gc.ndirty += c->peers[i].dirty || c->peers[i].cursor_dirty;
   }
   node_peer *dirty = gc.ndirty ? malloc(gc.ndirty * sizeof *dirty) : NULL;
   size_t k = 0;
   for (size_t i = 0; dirty && i < c->npeers; i++)
-    if (c->peers[i].dirty) {
+    if (c->peers[i].dirty || c->peers[i].cursor_dirty) {
       dirty[k++] = c->peers[i];
-      c->peers[i].dirty = false;
+      c->peers[i].dirty = c->peers[i].cursor_dirty = false;
     }
   pthread_mutex_unlock(&c->sync_mu);
   gc.dirty = dirty;
@@ -539,7 +565,8 @@ int node_sync_tick(sa_client *c, sa_error *err) {
     pthread_mutex_lock(&c->sync_mu);
     for (size_t i = 0; i < gc.ndirty; i++) {
       node_peer *p = peer_find(c, dirty[i].id, false);
-      if (p) p->dirty = true;
+      if (p && dirty[i].dirty) p->dirty = true;
+      if (p && dirty[i].cursor_dirty && p->cursor == dirty[i].cursor) p->cursor_dirty = true;
     }
     pthread_mutex_unlock(&c->sync_mu);
   }

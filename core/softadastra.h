@@ -555,8 +555,12 @@ typedef struct sa_sync_apply_result {
  * their pairs and the decision of each), synced with its group, and one
  * store commit that applies the winners AND stores cursor as peer_id's
  * cursor.  Every item first advances the node's clock (so a later local
- * write wins).  n may be 0 (only the cursor moves); when nothing is applied
- * and the cursor is unchanged, nothing is written.  res (may be NULL). */
+ * write wins).  n may be 0.  When nothing is applied (every item equal,
+ * older or stale, or none) no record is written: the cursor moves at once
+ * for sa_client_sync_cursor and is persisted at the next sync tick (a
+ * crash before it only makes the puller read those items again), so that
+ * two nodes pulling each other with nothing new write nothing.  res (may
+ * be NULL). */
 int sa_client_sync_apply(sa_client *c, const char *peer_id, const sa_sync_item *items, size_t n,
                          uint64_t cursor, sa_sync_apply_result *res, sa_error *err);
 

@@ -171,6 +171,8 @@ int store_state_get(sa_store *s, const char *key, uint32_t klen, store_state *st
 
 /* Stores a peer's record (kind 'c': cursor, 'a': acknowledged position). */
 int store_wpeer_put(store_wtxn *t, char kind, const char *peer, uint64_t val, sa_error *err);
+/* Stores it only when val is above the stored one. */
+int store_wpeer_raise(store_wtxn *t, char kind, const char *peer, uint64_t val, sa_error *err);
 /* Reads one (0 when absent).  Any thread. */
 int store_peer_get(sa_store *s, char kind, const char *peer, uint64_t *val, sa_error *err);
 /* Calls fn for each record of kind (peer NUL-terminated).  Any thread. */

@@ -91,6 +91,16 @@ int store_wpeer_put(store_wtxn *t, char kind, const char *peer, uint64_t val, sa
   return rc ? store_err(t->s, rc, "peer record", err) : 0;
 }
 
+int store_wpeer_raise(store_wtxn *t, char kind, const char *peer, uint64_t val, sa_error *err) {
+  assert(store_w_owned(t));
+  unsigned char kb[1 + SA_NODE_ID_MAX];
+  MDB_val k = {store_peer_key(kb, kind, peer), kb}, v;
+  int rc = mdb_get(t->txn, t->s->peers, &k, &v);
+  if (rc == 0 && v.mv_size == 8 && sa_get_u64(v.mv_data) >= val) return 0;
+  if (rc && rc != MDB_NOTFOUND) return store_err(t->s, rc, "peer record", err);
+  return store_wpeer_put(t, kind, peer, val, err);
+}
+
 int store_peer_get(sa_store *s, char kind, const char *peer, uint64_t *val, sa_error *err) {
   *val = 0;
   MDB_txn *txn;

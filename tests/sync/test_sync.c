@@ -150,10 +150,25 @@ START_TEST(apply_winners_losers_equal_and_cursor) {
   ck_assert_uint_eq(v.version, 2);
   sa_value_free(&v);
 
-  /* An empty batch moves the cursor alone. */
+  /* An empty batch moves the cursor alone, without a record (no LSN: a
+   * record would move the peer's cursor of us in turn); the sync tick
+   * persists it; a crash before the tick only takes it back. */
+  uint64_t last = tu_status(c).last_lsn;
   apply_ok(c, "node-a", NULL, 0, 50, &r);
-  ck_assert_uint_gt(r.lsn, 0);
+  ck_assert_uint_eq(r.lsn, 0);
+  ck_assert_uint_eq(tu_status(c).last_lsn, last);
   ck_assert_uint_eq(cursor_of(c, "node-a"), 50);
+  apply_ok(c, "node-a", tie2, 1, 49, &r); /* all skipped, an older cursor */
+  ck_assert_uint_eq(cursor_of(c, "node-a"), 49);
+  ck_assert_int_eq(sa_client_sync_tick(c, NULL), 0);
+  sa_client_close(c);
+  c = open_id("node-b");
+  ck_assert_uint_eq(cursor_of(c, "node-a"), 49); /* the lazy write never lowers it: 43 < 49 */
+  apply_ok(c, "node-a", NULL, 0, 60, &r);
+  sa_client_close(c); /* no tick: lost */
+  c = open_id("node-b");
+  ck_assert_uint_eq(cursor_of(c, "node-a"), 49);
+  apply_ok(c, "node-a", NULL, 0, 50, &r);
 
   /* A later local write wins over everything seen (the clock observed). */
   sa_sync_item fut[] = {put_item("f", "peer", hlc_at(t + 30000, 5), "node-a")};
@@ -754,6 +769,108 @@ START_TEST(memory_node_applies_and_serves) {
 }
 END_TEST
 
+/* ---- convergence, in process ----------------------------------------------------- */
+
+/* One pull of `from`'s feed by `to`, as a transport does it: from to's
+ * cursor, its own changes left out, applied with the new cursor. */
+static void pull(sa_client *to, const char *to_id, sa_client *from, const char *from_id) {
+  uint64_t cur = cursor_of(to, from_id);
+  sa_sync_page p;
+  sa_error e = {0};
+  int rc = sa_client_sync_read(from, cur, 7, to_id, &p, &e);
+  ck_assert_msg(rc == 0, "read %s -> %s: %s", from_id, to_id, e.message);
+  apply_ok(to, from_id, p.items, p.count, p.next_since, NULL);
+  ck_assert_int_eq(sa_client_sync_peer_ack(from, to_id, p.next_since, NULL), 0);
+  sa_sync_page_free(&p);
+}
+
+/* Three nodes, writers on each (puts and deletes over six keys, so that
+ * conflicts are many; clocks that tie and step back), pulls in a random
+ * order over a line (a - b - c: a and c never talk) or a full mesh.  Once
+ * every link has been pulled dry, the digests are equal and every key has
+ * one state on all three nodes, tombstones included. */
+static void converge(unsigned seed, bool mesh) {
+  static const char *ids[3] = {"node-a", "node-b", "node-c"};
+  sa_client *n[3];
+  uint64_t skew[3] = {0, 3, 0}; /* b's clock runs 3 ms ahead */
+  for (int i = 0; i < 3; i++) {
+    sa_options o = sa_options_memory(ids[i]);
+    o.tick_manual = true;
+    o.clock = fake_clock;
+    n[i] = tu_open(&o);
+  }
+  int links[6][2], nl = 0;
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 3; j++)
+      if (i != j && (mesh || (i == 1 || j == 1))) {
+        links[nl][0] = i;
+        links[nl][1] = j;
+        nl++;
+      }
+  (void)skew;
+  for (int step = 0; step < 300; step++) {
+    int r = rand_r(&seed) % 10, who = rand_r(&seed) % 3;
+    if (rand_r(&seed) % 4 == 0) now_ms += rand_r(&seed) % 3; /* often the same ms */
+    char key[8];
+    snprintf(key, sizeof key, "k%d", rand_r(&seed) % 6);
+    if (r < 4) {
+      char val[32];
+      snprintf(val, sizeof val, "%s-%d", ids[who], step);
+      tu_put(n[who], key, val);
+    } else if (r < 6) {
+      sa_client_remove(n[who], key, NULL); /* SA_ENOTFOUND is fine */
+    } else {
+      int l = rand_r(&seed) % nl;
+      pull(n[links[l][1]], ids[links[l][1]], n[links[l][0]], ids[links[l][0]]);
+    }
+  }
+  for (int round = 0; round < 6; round++) /* the line needs two hops */
+    for (int l = 0; l < nl; l++)
+      pull(n[links[l][1]], ids[links[l][1]], n[links[l][0]], ids[links[l][0]]);
+  char h[3][65];
+  uint64_t keys[3];
+  for (int i = 0; i < 3; i++)
+    ck_assert_int_eq(sa_client_sync_digest(n[i], h[i], &keys[i], NULL), 0);
+  ck_assert_msg(strcmp(h[0], h[1]) == 0 && strcmp(h[1], h[2]) == 0,
+                "seed %u %s: digests differ (%s %s %s)", seed, mesh ? "mesh" : "line", h[0], h[1],
+                h[2]);
+  for (int k = 0; k < 6; k++) {
+    char key[8];
+    snprintf(key, sizeof key, "k%d", k);
+    sa_value v0, v;
+    int rc0 = sa_client_get(n[0], key, &v0, NULL);
+    for (int i = 1; i < 3; i++) {
+      int rc = sa_client_get(n[i], key, &v, NULL);
+      ck_assert_int_eq(rc, rc0);
+      if (rc == 0) {
+        ck_assert_str_eq(v.data, v0.data);
+        ck_assert_uint_eq(v.hlc, v0.hlc);
+        ck_assert_str_eq(v.origin, v0.origin);
+      }
+      sa_value_free(&v);
+    }
+    sa_value_free(&v0);
+  }
+  /* one more round moves nothing: no echo, no loop */
+  uint64_t last[3];
+  for (int i = 0; i < 3; i++)
+    last[i] = tu_status(n[i]).last_lsn;
+  for (int l = 0; l < nl; l++)
+    pull(n[links[l][1]], ids[links[l][1]], n[links[l][0]], ids[links[l][0]]);
+  for (int i = 0; i < 3; i++) {
+    ck_assert_uint_eq(tu_status(n[i]).last_lsn, last[i]);
+    sa_client_close(n[i]);
+  }
+}
+
+START_TEST(three_nodes_converge_line_and_mesh) {
+  for (unsigned seed = 1; seed <= 12; seed++) {
+    converge(seed, false);
+    converge(seed, true);
+  }
+}
+END_TEST
+
 /* ---- a format-1 store --------------------------------------------------------- */
 
 START_TEST(format_1_store_opens_with_origin_this_node) {
@@ -839,6 +956,7 @@ int main(void) {
   tcase_add_test(t, gc_grace_delete_with_the_horizon_pair);
   tcase_add_test(t, memory_node_applies_and_serves);
   tcase_add_test(t, long_key_tombstones);
+  tcase_add_test(t, three_nodes_converge_line_and_mesh);
   tcase_add_test(t, cursor_and_items_together_across_kill);
   suite_add_tcase(s, t);
   return tu_main(s);
