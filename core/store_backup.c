@@ -146,6 +146,7 @@ typedef struct copy_job {
 
 static void *copy_main(void *arg) {
   copy_job *j = arg;
+  pthread_setname_np(pthread_self(), "sa-backup-copy"); /* LMDB's own copy thread inherits it */
   sigset_t set; /* a reader that went away: EPIPE here, not a signal */
   sigemptyset(&set);
   sigaddset(&set, SIGPIPE);
