@@ -15,8 +15,12 @@ json_t *api_json_u64(uint64_t v) {
   return json_integer((json_int_t)(v > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : v));
 }
 
+bool api_json_value_is_text(const char *data, size_t len) {
+  return len == 0 || (memchr(data, '\0', len) == NULL && api_utf8_valid(data, len));
+}
+
 json_t *api_json_value(const char *data, size_t len, const char **encoding) {
-  if (api_utf8_valid(data, len)) {
+  if (api_json_value_is_text(data, len)) {
     *encoding = "utf-8";
     return json_stringn(data ? data : "", len);
   }
@@ -199,7 +203,7 @@ char *api_json_value_doc(const char *key, size_t klen, const char *data, size_t 
                     k_b64[] = ",\"encoding\":\"base64\",\"value\":", k_end[] = "}\n";
   char tbuf[64];
   size_t tlen = updated_ms ? api_json_time_fmt(tbuf, updated_ms) : 0;
-  bool text = api_utf8_valid(data, len);
+  bool text = api_json_value_is_text(data, len);
   size_t vbytes = text ? api_json_str_len(data, len) : 4 * ((len + 2) / 3) + 2;
   size_t cap = (sizeof k_key - 1) + api_json_str_len(key, klen) + (sizeof k_size - 1) +
                (sizeof k_version - 1) + (sizeof k_lsn - 1) + (sizeof k_hlc - 1) +

@@ -20,8 +20,13 @@
 /* An unsigned counter as a JSON integer (clamped to INT64_MAX). */
 json_t *api_json_u64(uint64_t v);
 
+/* True when a value's bytes (len at data) go into JSON as text: valid UTF-8
+ * holding no NUL byte.  Anything else is binary (base64): a NUL would come
+ * out as six bytes of "\u0000" each and be cut by every C client. */
+bool api_json_value_is_text(const char *data, size_t len);
+
 /* A value's bytes (len at data, may hold NUL bytes) as a JSON string: the
- * text itself when it is valid UTF-8, else its base64; *encoding is set to
+ * text itself when api_json_value_is_text, else its base64; *encoding is set to
  * "utf-8" or "base64" (static).  Returns a new reference, or NULL when out
  * of memory.  GET /v1/store?values=1 and the change feed both use it. */
 json_t *api_json_value(const char *data, size_t len, const char **encoding);
@@ -36,8 +41,8 @@ json_t *api_json_time(uint64_t ms);
  * (hlc, origin) is the pair of the write that holds the key (origin: a node
  * id, valid UTF-8).
  * key (klen bytes) must be valid UTF-8; the value (len bytes at data, may
- * hold NUL bytes) is written as a JSON string when it is valid UTF-8, else
- * base64.  Integers are clamped to INT64_MAX as api_json_u64 does; T is
+ * hold NUL bytes) is written as a JSON string when api_json_value_is_text,
+ * else base64.  Integers are clamped to INT64_MAX as api_json_u64 does; T is
  * api_json_time(updated_ms).  Returns a new buffer (free()), NUL-terminated,
  * its length in *out_len; NULL when out of memory. */
 char *api_json_value_doc(const char *key, size_t klen, const char *data, size_t len,

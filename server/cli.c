@@ -43,6 +43,9 @@ enum {
   CLI_O_AFTER = 1u << 6,
   CLI_O_RETRY_FOR = 1u << 7,
   CLI_O_FROM_NOW = 1u << 8,
+  CLI_O_FILE = 1u << 9,
+  CLI_O_VALUE = 1u << 10,
+  CLI_O_OUTPUT = 1u << 11,
 };
 
 typedef struct cli_optdef {
@@ -64,6 +67,9 @@ static const cli_optdef cli_optdefs[] = {
     {"--after", CLI_O_AFTER, true},
     {"--retry-for", CLI_O_RETRY_FOR, true},
     {"--from-now", CLI_O_FROM_NOW, false},
+    {"--file", CLI_O_FILE, true},
+    {"--value", CLI_O_VALUE, true},
+    {"--output", CLI_O_OUTPUT, true},
 };
 #define CLI_NOPTDEFS (sizeof cli_optdefs / sizeof cli_optdefs[0])
 
@@ -106,7 +112,7 @@ static int cli_run_sync_digest(const cli_opts *o, char **a) {
   return cli_sync_digest(o);
 }
 static int cli_run_put(const cli_opts *o, char **a) {
-  return cli_store_put(o, a[0], a[1]);
+  return cli_store_put(o, a[0], o->file || o->value ? NULL : a[1]);
 }
 static int cli_run_get(const cli_opts *o, char **a) {
   return cli_store_get(o, a[0]);
@@ -142,15 +148,23 @@ static const cli_cmd cli_cmds[] = {
      cli_run_status},
     {NULL, "health", NULL, 0, 0, "", "liveness (GET /healthz, no token needed): ok or exit 1",
      "Prints ok when the node answers GET /healthz, else fails (exit 1).\n", cli_run_health},
-    {"store", "put", NULL, 2, CLI_O_IF_MATCH | CLI_O_CREATE,
-     "KEY VALUE [--if-match VERSION | --create]", "write a value (VALUE - reads stdin)",
+    {"store", "put", NULL, 2, CLI_O_IF_MATCH | CLI_O_CREATE | CLI_O_FILE | CLI_O_VALUE,
+     "KEY VALUE|--file F|--value V [--if-match VERSION | --create]",
+     "write a value (VALUE - reads stdin)",
      "Writes VALUE under KEY (PUT /v1/store/KEY); VALUE - reads the value from stdin.\n"
+     "Values are bytes: NUL bytes and any binary data are stored as they are.\n"
+     "  --file F             the value is the bytes of file F (- reads stdin)\n"
+     "  --value V            the value is V literally, even - or --x (store a lone dash\n"
+     "                       with --value -)\n"
      "  --if-match VERSION   only if the key has this version (else exit 1, HTTP 412)\n"
      "  --create             only if the key does not exist yet\n",
      cli_run_put},
-    {"store", "get", NULL, 1, CLI_O_RAW, "KEY [--raw]", "read a value (--raw: the bytes alone)",
-     "Reads KEY (GET /v1/store/KEY); exit 3 when it does not exist.\n"
-     "  --raw                the value's bytes alone, nothing else\n",
+    {"store", "get", NULL, 1, CLI_O_RAW | CLI_O_OUTPUT, "KEY [--raw | -o FILE]",
+     "read a value (--raw: the bytes alone)",
+     "Reads KEY (GET /v1/store/KEY); exit 3 when it does not exist.  A binary value (NUL\n"
+     "bytes, not UTF-8) is shown as its size: get its bytes with --raw or -o.\n"
+     "  --raw                the value's bytes alone on stdout, all of them, nothing else\n"
+     "  -o, --output FILE    write the value's bytes to FILE (- : stdout, like --raw)\n",
      cli_run_get},
     {"store", "rm", "delete", 1, CLI_O_IF_MATCH, "KEY [--if-match VERSION]", "remove a key",
      "Removes KEY (DELETE /v1/store/KEY); exit 3 when it does not exist.\n"
@@ -323,7 +337,7 @@ static const cli_optdef *cli_optdef_find(const char *name, size_t len) {
 /* True when a is one of the options (then it is not another option's
  * value: `--prefix --json` lacks the prefix; `--prefix=--json` has it). */
 static bool cli_is_option(const char *a) {
-  if (!strcmp(a, "--help") || !strcmp(a, "-h") || !strcmp(a, "--")) return true;
+  if (!strcmp(a, "--help") || !strcmp(a, "-h") || !strcmp(a, "--") || !strcmp(a, "-o")) return true;
   const char *eq = strchr(a, '=');
   return cli_optdef_find(a, eq ? (size_t)(eq - a) : strlen(a)) != NULL;
 }
@@ -362,6 +376,12 @@ static int cli_opt_set(cli_opts *o, const cli_optdef *d, const char *v, char *ms
     o->prefix = v;
   else if (!strcmp(n, "--after"))
     o->after = v;
+  else if (!strcmp(n, "--file"))
+    o->file = v;
+  else if (!strcmp(n, "--value"))
+    o->value = v;
+  else if (!strcmp(n, "--output"))
+    o->output = v;
   else if (!strcmp(n, "--retry-for")) {
     o->retry_for_ms = cli_duration_ms(v);
     if (o->retry_for_ms < 0)
@@ -408,6 +428,7 @@ int cli_main(int argc, char **argv) {
       help = true;
       continue;
     }
+    if (!strcmp(a, "-o")) a = "--output"; /* the one short option */
     if (a[0] != '-' || a[1] != '-' || !a[2]) {
       pos[np++] = argv[i];
       continue;
@@ -470,7 +491,14 @@ int cli_main(int argc, char **argv) {
       rc = cli_usage("--if-match and --create contradict each other (--create: the key must not "
                      "exist)",
                      c);
-    } else if (np - words != c->nargs) {
+    } else if (o.file && o.value) {
+      rc = cli_usage("--file and --value contradict each other (one value)", c);
+    } else if (o.raw && o.output) {
+      rc = cli_usage("--raw and --output contradict each other (stdout or a file)", c);
+    } else if ((o.file || o.value) && np - words == c->nargs) {
+      snprintf(msg, sizeof msg, "a VALUE and %s: give one value", o.file ? "--file" : "--value");
+      rc = cli_usage(msg, c);
+    } else if (np - words != c->nargs - ((o.file || o.value) ? 1 : 0)) {
       snprintf(msg, sizeof msg, "usage: softadastra %s%s%s", w, c->args[0] ? " " : "", c->args);
       rc = cli_usage(msg, c);
     } else {

@@ -37,6 +37,9 @@ typedef struct cli_opts {
   long long retry_for_ms;     /* watch: give up after this long without the node; -1: never */
   const char *retry_for_text; /* watch: --retry-for as given */
   bool from_now;              /* watch: a refused position (ahead, other epoch): start over */
+  const char *file;           /* store put: the value is this file's bytes ("-": stdin) */
+  const char *value;          /* store put: the value, literally (even "-") */
+  const char *output;         /* store get: write the bytes to this file ("-": stdout) */
 } cli_opts;
 
 /* status: the node, WAL, store and sync summary (GET /v1/status). */
@@ -57,7 +60,8 @@ int cli_sync_digest(const cli_opts *o);
 /* The per-peer lines of the sync state's "peers" array (cli_sync.c). */
 void cli_sync_print_peers(json_t *sync, const char *indent);
 
-/* store put KEY VALUE ("-" reads stdin), get KEY, rm KEY, ls. */
+/* store put KEY VALUE ("-" reads stdin; value NULL: o->file or o->value
+ * gives it), get KEY (o->raw, o->output: the bytes), rm KEY, ls. */
 int cli_store_put(const cli_opts *o, const char *key, const char *value);
 int cli_store_get(const cli_opts *o, const char *key);
 int cli_store_rm(const cli_opts *o, const char *key);

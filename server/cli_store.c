@@ -43,6 +43,8 @@ static int cli_read_stdin(char **out, size_t *len) {
   return *out ? 0 : -1;
 }
 
+static int cli_read_file(const char *file, cli_buf *b);
+
 static void cli_print_stored(json_t *j, void *ctx) {
   (void)ctx;
   printf("stored\n");
@@ -56,7 +58,11 @@ static void cli_print_value(json_t *j, void *ctx) {
   (void)ctx;
   bool b64 = strcmp(cli_str(j, "encoding", NULL), "base64") == 0;
   printf("  key      : %s\n", cli_str(j, "key", NULL));
-  printf("  value    : %s%s\n", b64 ? "(base64) " : "", cli_str(j, "value", NULL));
+  if (b64) /* binary: its bytes never go to a terminal; say how to get them */
+    printf("  value    : (binary, %lld bytes: store get KEY --raw > FILE, or -o FILE)\n",
+           cli_int(j, "size", NULL));
+  else
+    printf("  value    : %s\n", cli_str(j, "value", NULL));
   printf("  version  : %lld\n", cli_int(j, "version", NULL));
   printf("  lsn      : %lld\n", cli_int(j, "lsn", NULL));
   printf("  size     : %lld\n", cli_int(j, "size", NULL));
@@ -79,13 +85,22 @@ static void cli_print_applied(json_t *j, void *ctx) {
 
 int cli_store_put(const cli_opts *o, const char *key, const char *value) {
   char *data = NULL;
-  size_t len;
-  if (strcmp(value, "-") == 0) {
-    if (cli_read_stdin(&data, &len) != 0) {
-      cli_err("cannot read the value from stdin");
+  size_t len = 0;
+  const char *file = o->file ? o->file : value && !strcmp(value, "-") ? "-" : NULL;
+  if (file) { /* every byte, NUL bytes included */
+    cli_buf in = {0};
+    if (cli_read_file(file, &in) != 0) {
+      free(in.data);
+      if (strcmp(file, "-") == 0)
+        cli_err("cannot read the value from stdin");
+      else
+        cli_errc("not_found", "cannot read %s", file);
       return CLI_FAIL;
     }
+    data = in.data;
+    len = in.len;
   } else {
+    if (!value) value = o->value;
     data = strdup(value);
     len = strlen(value);
   }
@@ -112,10 +127,36 @@ int cli_store_put(const cli_opts *o, const char *key, const char *value) {
   return cli_answer(o->json, st, &b, 200, 201, "store put", cli_print_stored, NULL);
 }
 
+/* Writes a raw GET's bytes (b, freed here) to stdout or to o->output. */
+static int cli_write_value(const cli_opts *o, const char *key, cli_buf *b) {
+  const char *file = o->output && strcmp(o->output, "-") != 0 ? o->output : NULL;
+  FILE *f = file ? fopen(file, "wb") : stdout;
+  bool ok = f != NULL;
+  if (ok && b->len && fwrite(b->data, 1, b->len, f) != b->len) ok = false;
+  if (f && (file ? fclose(f) : fflush(f)) != 0) ok = false;
+  free(b->data);
+  if (!ok) {
+    cli_errc("io_error", "cannot write the value to %s", file ? file : "stdout");
+    return CLI_FAIL;
+  }
+  if (!file) return CLI_OK;
+  if (o->json) {
+    json_t *d = json_pack("{s:s,s:s,s:I}", "key", key, "file", file, "size", (json_int_t)b->len);
+    char *s = d ? json_dumps(d, JSON_COMPACT) : NULL;
+    if (s) printf("%s\n", s);
+    free(s);
+    json_decref(d);
+  } else {
+    printf("saved\n  key      : %s\n  file     : %s\n  size     : %zu\n", key, file, b->len);
+  }
+  return CLI_OK;
+}
+
 int cli_store_get(const cli_opts *o, const char *key) {
+  bool raw = o->raw || o->output;
   char *ek = cli_path_escape(key, true);
   char *path = NULL;
-  if (!ek || asprintf(&path, "/v1/store/%s%s", ek, o->raw ? "?raw=1" : "") < 0) {
+  if (!ek || asprintf(&path, "/v1/store/%s%s", ek, raw ? "?raw=1" : "") < 0) {
     free(ek);
     return CLI_FAIL;
   }
@@ -125,11 +166,8 @@ int cli_store_get(const cli_opts *o, const char *key) {
   free(ek);
   free(path);
   if (rc != 0) return rc;
-  if (o->raw && st == 200) { /* the bytes alone, whatever they are */
-    fwrite(b.data, 1, b.len, stdout);
-    free(b.data);
-    return CLI_OK;
-  }
+  if (raw && st == 200) /* the bytes alone, whatever they are, all of them */
+    return cli_write_value(o, key, &b);
   return cli_answer(o->json, st, &b, 200, 200, "store get", cli_print_value, NULL);
 }
 

@@ -172,7 +172,7 @@ static char *ref_value_doc(const char *key, size_t klen, const char *data, size_
                         api_json_u64(lsn), "hlc", api_json_u64(hlc), "origin", "node-a.1_Z",
                         "updated_at", api_json_time(ms));
   ck_assert_ptr_nonnull(j);
-  if (api_utf8_valid(data, len)) {
+  if (api_utf8_valid(data, len) && (len == 0 || !memchr(data, '\0', len))) {
     json_object_set_new(j, "encoding", json_string("utf-8"));
     json_object_set_new(j, "value", json_stringn(data ? data : "", len));
   } else {
@@ -230,8 +230,23 @@ START_TEST(test_value_doc_like_jansson) {
     for (size_t cut = 0; cut <= n; cut++)
       check_doc("a/b", 3, texts[i], cut, 7, 8, 9, 1);
   }
-  /* NUL bytes inside a UTF-8 value */
+  /* NUL bytes inside a UTF-8 value: binary, so base64 (issue 25 item 1) */
   check_doc("k", 1, "a\0b\0", 4, 1, 1, 1, 1);
+  size_t dn = 0;
+  char *d = api_json_value_doc("k", 1, "a\0b\0", 4, 1, 1, 1, "o", 1, &dn);
+  ck_assert_ptr_nonnull(d);
+  ck_assert_msg(strstr(d, "\"encoding\":\"base64\",\"value\":\"YQBiAA==\"") != NULL, "%s", d);
+  free(d);
+  static const char zeros[4096];
+  const char *enc = NULL;
+  json_t *zv = api_json_value(zeros, sizeof zeros, &enc);
+  ck_assert_str_eq(enc, "base64");
+  ck_assert_uint_eq(json_string_length(zv), 4 * ((sizeof zeros + 2) / 3));
+  json_decref(zv);
+  ck_assert(api_json_value_is_text("", 0));
+  ck_assert(api_json_value_is_text("caf\xc3\xa9", 5));
+  ck_assert(!api_json_value_is_text("\0", 1));
+  ck_assert(!api_json_value_is_text("\xff", 1));
   /* keys that need escaping, and non-ASCII keys */
   check_doc("q\"uote\\", 7, "v", 1, 1, 1, 1, 1);
   check_doc("caf\xc3\xa9 \xe2\x82\xac", 9, "v", 1, 1, 1, 1, 1);

@@ -11,6 +11,8 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +195,129 @@ START_TEST(test_usage_errors) {
 END_TEST
 
 #define RUN_ERR(want, err, ...) run(want, NULL, err, (const char *const[]){__VA_ARGS__, NULL})
+
+/* Writes n bytes to path. */
+static void write_bytes(const char *path, const void *data, size_t n) {
+  FILE *f = fopen(path, "wb");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_uint_eq(fwrite(data, 1, n, f), n);
+  ck_assert_int_eq(fclose(f), 0);
+}
+
+/* True when the file at path holds exactly n bytes equal to data. */
+static bool file_is(const char *path, const void *data, size_t n) {
+  size_t len = 0;
+  char *got = e2e_read_file(path, &len);
+  bool same = got && len == n && (n == 0 || memcmp(got, data, n) == 0);
+  free(got);
+  return same;
+}
+
+/* Runs a shell line with SOFTADASTRA_URL set to the node; returns its exit
+ * status. */
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...) {
+  char cmd[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  setenv("SOFTADASTRA_URL", node.url, 1);
+  int st = system(cmd);
+  unsetenv("SOFTADASTRA_URL");
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Values are bytes (issue 25 item 1): NUL bytes and invalid UTF-8 go in
+ * (--file, stdin) and come out (--raw, -o) whole; the human form says a
+ * value is binary and how to get it; the JSON form is base64; a literal
+ * "-" can be stored with --value. */
+START_TEST(test_binary_values) {
+  char in[512], out[512];
+  snprintf(in, sizeof in, "%s/bin.in", node.dir);
+  snprintf(out, sizeof out, "%s/bin.out", node.dir);
+  unsigned char all[256 + 7];
+  memcpy(all, "abc\0def", 7);
+  for (int i = 0; i < 256; i++)
+    all[7 + i] = (unsigned char)i;
+  write_bytes(in, all, sizeof all);
+  char *o = RUN(0, "store", "put", "bin/all", "--file", in);
+  has(o, "stored\n");
+  free(o);
+  o = RUN(0, "store", "get", "bin/all");
+  has(o, "  value    : (binary, 263 bytes: store get KEY --raw > FILE, or -o FILE)\n");
+  has(o, "  size     : 263\n");
+  free(o);
+  o = RUN(0, "store", "get", "bin/all", "-o", out);
+  has(o, "saved\n");
+  has(o, "  size     : 263\n");
+  free(o);
+  ck_assert(file_is(out, all, sizeof all));
+  ck_assert_int_eq(sh("'%s' store get bin/all --raw | cmp -s - '%s'", e2e_bin(), in), 0);
+  o = RUN(0, "--json", "store", "get", "bin/all");
+  json_t *j = json_loads(o, 0, NULL);
+  ck_assert_ptr_nonnull(j);
+  ck_assert_str_eq(json_string_value(json_object_get(j, "encoding")), "base64");
+  ck_assert_int_eq(json_integer_value(json_object_get(j, "size")), 263);
+  ck_assert_uint_eq(json_string_length(json_object_get(j, "value")), 4 * ((263 + 2) / 3));
+  json_decref(j);
+  free(o);
+  /* the issue's session: NUL bytes from stdin, valid UTF-8 around them */
+  ck_assert_int_eq(sh("printf 'abc\\000def' | '%s' store put nul2 - >/dev/null", e2e_bin()), 0);
+  o = RUN(0, "--json", "store", "get", "nul2");
+  has(o, "\"encoding\":\"base64\"");
+  has(o, "\"value\":\"YWJjAGRlZg==\"");
+  free(o);
+  o = RUN(0, "store", "get", "nul2", "--output", out);
+  free(o);
+  ck_assert(file_is(out, "abc\0def", 7));
+  /* 1 MiB of zero bytes: base64 (about 1.4 MB of JSON, not 6.3 MB of \u0000) */
+  char *zeros = calloc(1, 1 << 20);
+  ck_assert_ptr_nonnull(zeros);
+  write_bytes(in, zeros, 1 << 20);
+  o = RUN(0, "store", "put", "bin/zeros", "--file", in);
+  free(o);
+  o = RUN(0, "--json", "store", "get", "bin/zeros");
+  ck_assert_uint_lt(strlen(o), 1500000);
+  has(o, "\"encoding\":\"base64\"");
+  free(o);
+  o = RUN(0, "store", "get", "bin/zeros", "-o", out);
+  free(o);
+  ck_assert(file_is(out, zeros, 1 << 20));
+  free(zeros);
+  /* a lone dash, literally */
+  o = RUN(0, "store", "put", "bin/dash", "--value", "-");
+  free(o);
+  o = RUN(0, "store", "get", "bin/dash", "--raw");
+  ck_assert_str_eq(o, "-");
+  free(o);
+  o = RUN(0, "store", "put", "bin/dash", "--value=--x");
+  free(o);
+  o = RUN(0, "store", "get", "bin/dash", "--raw");
+  ck_assert_str_eq(o, "--x");
+  free(o);
+  /* contradictions and a missing file are refused */
+  char *err = NULL;
+  o = RUN_ERR(2, &err, "store", "put", "bin/x", "v", "--file", in);
+  has(err, "a VALUE and --file: give one value");
+  free(err);
+  free(o);
+  o = RUN_ERR(2, &err, "store", "put", "bin/x", "--file", in, "--value", "v");
+  has(err, "--file and --value contradict each other");
+  free(err);
+  free(o);
+  o = RUN_ERR(2, &err, "store", "get", "bin/all", "--raw", "-o", out);
+  has(err, "--raw and --output contradict each other");
+  free(err);
+  free(o);
+  o = RUN_ERR(1, &err, "store", "put", "bin/x", "--file", "/nonexistent/file");
+  has(err, "cannot read /nonexistent/file");
+  free(err);
+  free(o);
+  o = RUN(3, "store", "get", "bin/x", "-o", out);
+  free(o);
+}
+END_TEST
 
 /* Every command explains itself: --help prints its usage (exit 0), a group
  * alone lists its commands, a missing value names the option, options that
@@ -674,6 +799,7 @@ static Suite *e2e_cli_suite(void) {
   tcase_add_test(tc, test_sync_tick);
   tcase_add_test(tc, test_usage_errors);
   tcase_add_test(tc, test_explains_itself);
+  tcase_add_test(tc, test_binary_values);
   tcase_add_test(tc, test_scripts);
   tcase_add_test(tc, test_watch_no_node);
   tcase_add_test(tc, test_watch_node_killed);
