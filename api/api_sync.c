@@ -40,6 +40,7 @@
 #define API_SYNC_DEFAULT_LIMIT 1000
 #define API_SYNC_MAX_LIMIT 10000
 #define API_SYNC_MAX_WAIT_MS 30000
+#define API_SYNC_PAGE_BYTES (32u << 20) /* a page of /v1/sync/ops stops past this */
 
 /* ---- a growing text buffer ------------------------------------------------ */
 
@@ -299,20 +300,30 @@ static api_response *api_sync_pull_page(void *cls, bool final, uint64_t *seen) {
   jb_lit(&b, "{\"node_id\":");
   jb_str(&b, api_sync_self(ctx), strlen(api_sync_self(ctx)));
   jb_lit(&b, ",\"items\":[");
+  /* A page stops past API_SYNC_PAGE_BYTES at an LSN boundary (a batch is
+   * never split): large values cannot make an answer no puller can take. */
+  size_t n = pg.count;
+  uint64_t next = pg.next_since;
+  bool more = pg.more;
   for (size_t i = 0; i < pg.count; i++) {
+    if (i && b.len > API_SYNC_PAGE_BYTES && pg.items[i].seq != pg.items[i - 1].seq) {
+      n = i;
+      next = pg.items[i - 1].seq;
+      more = true;
+      break;
+    }
     if (i) jb_lit(&b, ",");
     jb_item(&b, &pg.items[i], true);
   }
   jb_lit(&b, "],\"count\":");
-  jb_u64(&b, pg.count);
+  jb_u64(&b, n);
   jb_lit(&b, ",\"next_since\":");
-  jb_u64(&b, pg.next_since);
+  jb_u64(&b, next);
   jb_lit(&b, ",\"last_lsn\":");
   jb_u64(&b, pg.last_lsn);
-  jb_lit(&b, pg.more ? ",\"more\":true}" : ",\"more\":false}");
-  if (p->node[0] && pg.count && ctx->sync_served)
-    ctx->sync_served(ctx->sync_cls, p->node, pg.count, 0, false);
-  if (pg.next_since > p->since) p->since = pg.next_since;
+  jb_lit(&b, more ? ",\"more\":true}" : ",\"more\":false}");
+  if (p->node[0] && n && ctx->sync_served) ctx->sync_served(ctx->sync_cls, p->node, n, 0, false);
+  if (next > p->since) p->since = next;
   sa_sync_page_free(&pg);
   return api_sync_body(ctx, &b);
 }

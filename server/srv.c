@@ -584,6 +584,7 @@ int srv_serve(const cfg_config *cfg) {
         .peers = (const char *const *)cfg->peers,
         .n_peers = cfg->n_peers,
         .peer_token = cfg->peer_token,
+        .max_batch_bytes = cfg->max_batch_bytes,
     };
     int e = srv_sync_start(&sc, &s.sync);
     if (e != 0) {
@@ -602,6 +603,8 @@ int srv_serve(const cfg_config *cfg) {
       .sync_cls = s.sync,
       .client = client,
       .auth_token = cfg->auth_token,
+      .probes_need_token = cfg->auth_probes,
+      .metrics_open = !cfg->auth_metrics,
       .cors_origins = (const char *const *)cfg->cors_origins,
       .n_cors_origins = cfg->n_cors_origins,
       .max_value_bytes = cfg->max_value_bytes,

@@ -63,7 +63,7 @@ typedef struct srv_peer {
   char url[256]; /* base URL, no trailing slash */
   pthread_t thread;
   bool started;
-  bool kick; /* under s->mu: end the backoff now (the peer just pulled from us) */
+  bool kick;  /* under s->mu: end the backoff now (the peer just pulled from us) */
   CURL *curl; /* the puller's own handle */
   /* The state (under s->mu). */
   char node_id[SA_NODE_ID_MAX + 1]; /* learned from the peer; "" until then */
@@ -89,6 +89,7 @@ struct srv_sync {
   char self[SA_NODE_ID_MAX + 1];
   char *auth; /* "Authorization: Bearer ..." or NULL */
   uint32_t wait_ms, limit;
+  size_t chunk_bytes; /* keys + values per sa_client_sync_apply (under max_batch_bytes) */
   atomic_bool stop;
   pthread_mutex_t mu; /* the state of the peers and the pullers */
   pthread_cond_t cv;  /* CLOCK_MONOTONIC: stop */
@@ -479,6 +480,33 @@ static int srv_peer_apply(srv_peer *p, const sa_sync_item *items, size_t n, uint
   return 0;
 }
 
+/* Applies n items in chunks the core accepts (at most chunk_bytes of keys
+ * and values each, cut between two LSNs where one allows it, at most
+ * SRV_SYNC_SNAP_CHUNK items): every chunk but the last with the cursor
+ * unchanged (mid), the last with final.  A crash between chunks re-applies
+ * the first ones from the old cursor, which the rule skips (equal pairs).
+ * Returns 0 or -1 (state set). */
+static int srv_peer_apply_chunked(srv_peer *p, const sa_sync_item *items, size_t n, uint64_t mid,
+                                  uint64_t final) {
+  size_t off = 0;
+  do {
+    size_t m = 0, bytes = 0, cut = 0;
+    while (off + m < n && m < SRV_SYNC_SNAP_CHUNK) {
+      const sa_sync_item *it = &items[off + m];
+      size_t sz = strlen(it->key) + it->len + 64;
+      if (m && bytes + sz > p->s->chunk_bytes) break;
+      bytes += sz;
+      m++;
+      if (off + m == n || items[off + m].seq != it->seq) cut = m; /* an LSN ends here */
+    }
+    if (off + m < n && cut) m = cut; /* prefer to end the chunk between two LSNs */
+    bool last = off + m >= n;
+    if (srv_peer_apply(p, items + off, m, last ? final : mid) != 0) return -1;
+    off += m;
+  } while (off < n);
+  return 0;
+}
+
 /* A sorted array of the snapshot's keys, for the gc-grace sweep. */
 static int srv_cmp_str(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -564,13 +592,7 @@ static int srv_peer_catch_up(srv_peer *p) {
     uint64_t cur = p->cursor;
     p->catchups++;
     pthread_mutex_unlock(&s->mu);
-    rc = 0;
-    for (size_t off = 0; rc == 0 && (off < b.n || off == 0); off += SRV_SYNC_SNAP_CHUNK) {
-      size_t m = b.n - off < SRV_SYNC_SNAP_CHUNK ? b.n - off : SRV_SYNC_SNAP_CHUNK;
-      bool last = off + m >= b.n;
-      rc = srv_peer_apply(p, b.items + off, m, last ? resume : cur);
-      if (last) break;
-    }
+    rc = srv_peer_apply_chunked(p, b.items, b.n, cur, resume);
     if (rc == 0) srv_peer_gc_grace(p, &b, horizon);
     char q[300];
     srv_log(SRV_LOG_INFO, "sync_catch_up", "peer=%s items=%zu resume=%llu ok=%s",
@@ -654,7 +676,8 @@ static int srv_peer_pull(srv_peer *p) {
         pthread_mutex_unlock(&s->mu);
         srv_peer_set(p, SRV_PEER_REFUSING, "malformed answer: next_since %llu is below since %llu",
                      (unsigned long long)next, (unsigned long long)cursor);
-      } else if ((b.n || next != cursor) && srv_peer_apply(p, b.items, b.n, next) != 0) {
+      } else if ((b.n || next != cursor) &&
+                 srv_peer_apply_chunked(p, b.items, b.n, cursor, next) != 0) {
         /* refused: state set */
       } else {
         uint64_t now = srv_sync_unix_ms();
@@ -706,6 +729,8 @@ int srv_sync_start(const srv_sync_config *cfg, srv_sync **out) {
   snprintf(s->self, sizeof s->self, "%s", cfg->self_id);
   s->wait_ms = cfg->wait_ms ? cfg->wait_ms : SRV_SYNC_WAIT_MS;
   s->limit = cfg->limit ? cfg->limit : SRV_SYNC_LIMIT;
+  uint32_t mb = cfg->max_batch_bytes ? cfg->max_batch_bytes : SA_DEFAULT_MAX_BATCH_BYTES;
+  s->chunk_bytes = mb / 2 > 4096 ? mb / 2 : 4096;
   if (cfg->peer_token && cfg->peer_token[0] &&
       asprintf(&s->auth, "Authorization: Bearer %s", cfg->peer_token) < 0) {
     free(s);

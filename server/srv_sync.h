@@ -50,6 +50,8 @@ typedef struct srv_sync_config {
   const char *peer_token;   /* sent as a bearer token; NULL or "" = none (copied) */
   uint32_t wait_ms;         /* long-poll wait (0: SRV_SYNC_WAIT_MS) */
   uint32_t limit;           /* items per pull (0: SRV_SYNC_LIMIT) */
+  uint32_t max_batch_bytes; /* the node's (0: the default): a pulled page is applied in
+                               chunks of at most half of it */
 } srv_sync_config;
 
 /* Starts one puller per peer.  Returns 0 and sets *out, or an errno value

@@ -784,6 +784,57 @@ START_TEST(test_catch_up_from_snapshot) {
 }
 END_TEST
 
+/* ---- binary values and large pages ------------------------------------------------ */
+
+/* Values are moved byte for byte (NULs, invalid UTF-8), and a page of the
+ * feed stops at about 32 MiB at an LSN boundary, so 40 values of 1 MB need
+ * two pages and all arrive. */
+START_TEST(test_binary_values_and_big_pages) {
+  int pa = free_port(), pb = free_port();
+  e2e_node a, b;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  int peers_b[] = {pa, 0};
+  start_node(&a, "node-a", pa, NULL, NULL);
+  size_t big = 1000000;
+  char *v = malloc(big);
+  for (size_t i = 0; i < big; i++)
+    v[i] = (char)(i * 131 + 7); /* every byte value, NULs included */
+  for (int k = 0; k < 40; k++) {
+    char path[64];
+    snprintf(path, sizeof path, "/v1/store/big/%02d", k);
+    v[0] = (char)k;
+    e2e_resp r;
+    ck_assert_int_eq(e2e_http(&a, "PUT", path, NULL, v, big, &r), 0);
+    ck_assert_int_eq(r.status, 201);
+    e2e_resp_free(&r);
+  }
+  e2e_resp r;
+  ck_assert_int_eq(
+      e2e_http(&a, "GET", "/v1/sync/ops?since=0&limit=1000&node=node-z", NULL, NULL, 0, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  json_t *j = json_loadb(r.body, r.len, 0, NULL);
+  ck_assert_ptr_nonnull(j);
+  size_t n = json_array_size(json_object_get(j, "items"));
+  ck_assert_msg(n > 0 && n < 40, "a page held %zu values of 1 MB", n);
+  ck_assert(json_is_true(json_object_get(j, "more")));
+  ck_assert_uint_lt(r.len, 40u << 20);
+  json_decref(j);
+  e2e_resp_free(&r);
+
+  start_node(&b, "node-b", pb, peers_b, NULL);
+  ck_assert(wait_converged(&a, &b));
+  v[0] = 39;
+  ck_assert_int_eq(e2e_http(&b, "GET", "/v1/store/big/39?raw=1", NULL, NULL, 0, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  ck_assert_uint_eq(r.len, big);
+  ck_assert(memcmp(r.body, v, big) == 0);
+  e2e_resp_free(&r);
+  free(v);
+  stop_all(&a, &b);
+}
+END_TEST
+
 static Suite *e2e_sync_suite(void) {
   Suite *s = suite_create("e2e_sync");
   TCase *tc = tcase_create("sync");
@@ -798,6 +849,7 @@ static Suite *e2e_sync_suite(void) {
   tcase_add_test(tc, test_impostor_with_own_id_refused);
   tcase_add_test(tc, test_delete_stays_deleted);
   tcase_add_test(tc, test_catch_up_from_snapshot);
+  tcase_add_test(tc, test_binary_values_and_big_pages);
   suite_add_tcase(s, tc);
   return s;
 }
