@@ -6,7 +6,7 @@
  *   1. split the raw target into path and query; match the route on the raw
  *      path (so "%2F" inside a key never changes the route);
  *   2. OPTIONS answers 204 (CORS preflight when an Origin asks) without auth;
- *   3. the bearer token, when configured (every route but /healthz and the
+ *   3. the bearer token, when configured (every route but the probes and the
  *      dashboard's files);
  *   4. unknown route 404, wrong method 405 with Allow;
  *   5. the handler; then CORS headers, "Connection: close" when draining,
@@ -46,6 +46,8 @@ int api_ctx_create(const api_config *cfg, api_ctx **out) {
   c->page_value_bytes = cfg->page_value_bytes ? cfg->page_value_bytes : API_LIST_MAX_VALUE_BYTES;
   c->metrics = api_metrics_create();
   if (!c->metrics) goto oom;
+  c->probes_need_token = cfg->probes_need_token;
+  c->metrics_open = cfg->metrics_open;
   if (cfg->auth_token && cfg->auth_token[0]) {
     c->auth_token = strdup(cfg->auth_token);
     if (!c->auth_token) goto oom;

@@ -57,7 +57,10 @@ typedef struct api_sync_peer {
  * and copied (except client). */
 typedef struct api_config {
   sa_client *client;      /* the open node; borrowed, must outlive the ctx */
-  const char *auth_token; /* bearer token required on every route but /healthz; NULL or "" = off */
+  const char *auth_token; /* bearer token required on every route but the probes and the
+                             dashboard's files (see below); NULL or "" = off */
+  bool probes_need_token; /* with a token: /healthz and /readyz need it too (default: open) */
+  bool metrics_open;      /* with a token: /metrics needs none (default: it needs it) */
   const char *const *cors_origins; /* allowed browser origins ("*" = any); NULL = CORS off */
   size_t n_cors_origins;           /* entries in cors_origins */
   uint32_t max_value_bytes;        /* largest PUT body (the core's max_value_bytes) */

@@ -4,8 +4,11 @@
  *
  * What it is: pure checks of a request's headers against the ctx's token and
  * origin list.  What it is not: the place that decides which routes need the
- * token (api_routes.c: every route but /healthz and the dashboard's files),
- * nor a user or session system: one shared token, compared in constant time.
+ * token (api_routes.c asks api_auth_open: the dashboard's files always
+ * open; /healthz and /readyz open unless probes_need_token, so probes of
+ * containers and load balancers carry no secret; /metrics open only with
+ * metrics_open), nor a user or session system: one shared token, compared
+ * in constant time.
  *
  * Invariants: the token comparison takes the same time for every token of
  * the configured length; an Origin is echoed back only when it is in the
@@ -28,6 +31,20 @@ const char *api_cors_origin(const api_ctx *ctx, const api_request *req) {
   for (size_t i = 0; i < ctx->n_cors; i++)
     if (strcmp(ctx->cors[i], o) == 0) return o;
   return NULL;
+}
+
+bool api_auth_open(const api_ctx *ctx, api_route_id id) {
+  switch (id) {
+  case API_ROUTE_ROOT:
+    return true;
+  case API_ROUTE_HEALTHZ:
+  case API_ROUTE_READYZ:
+    return !ctx->probes_need_token;
+  case API_ROUTE_METRICS:
+    return ctx->metrics_open;
+  default:
+    return false;
+  }
 }
 
 bool api_auth_ok(const api_ctx *ctx, const api_request *req) {

@@ -55,6 +55,8 @@ struct api_ctx {
   char **cors;                               /* allowed origins */
   size_t n_cors;                             /* entries in cors */
   bool cors_any;                             /* "*" was in the list */
+  bool probes_need_token;                    /* /healthz and /readyz need the token too */
+  bool metrics_open;                         /* /metrics needs no token */
   uint32_t max_value_bytes;                  /* PUT body limit */
   uint32_t max_batch_bytes;                  /* batch payload limit (core) */
   uint32_t page_value_bytes;                 /* a listing page with values stops past this */
@@ -116,6 +118,11 @@ api_response *api_finish(api_ctx *ctx, const api_request *req, api_route_id rout
 const char *api_route_allow(const api_route_info *rt, char *buf, size_t n);
 
 /* ---- auth and CORS (api_auth.c) ------------------------------------------ */
+
+/* True when route id is answered without the token even when one is set:
+ * the dashboard's files; /healthz and /readyz unless probes_need_token;
+ * /metrics when metrics_open. */
+bool api_auth_open(const api_ctx *ctx, api_route_id id);
 
 /* The request's Origin when CORS allows it, else NULL (borrowed from req). */
 const char *api_cors_origin(const api_ctx *ctx, const api_request *req);

@@ -146,8 +146,9 @@ static api_response *api_gate(api_ctx *ctx, const api_request *req, api_target *
     return api_preflight(ctx, req, rt);
   }
   /* The dashboard's static files hold no data (a browser cannot send a bearer
-   * token when it navigates); the page asks for the token itself. */
-  if (t->id != API_ROUTE_HEALTHZ && t->id != API_ROUTE_ROOT && !api_auth_ok(ctx, req)) {
+   * token when it navigates); the page asks for the token itself.  The
+   * probes and the metrics are open as configured (api_auth_open). */
+  if (!api_auth_open(ctx, t->id) && !api_auth_ok(ctx, req)) {
     api_response *r = api_reply_error(401, "unauthorized", "a valid bearer token is required");
     api_resp_header(r, "WWW-Authenticate", "Bearer realm=\"softadastra\"");
     return r;

@@ -118,7 +118,13 @@ static const cfg_setting cfg_settings[] = {
     {"shutdown_timeout_s", CFG_U32, CFG_OFF(shutdown_timeout_s), 0, 3600, "10", NULL,
      "at SIGINT/SIGTERM, wait this long for in-flight requests before stopping"},
     {"auth_token", CFG_STR, CFG_OFF(auth_token), 0, 0, "", NULL,
-     "bearer token required on every route but /healthz (empty: off)"},
+     "bearer token required on every route but the probes, as auth_probes and auth_metrics "
+     "say, and the dashboard's files (empty: off)"},
+    {"auth_probes", CFG_BOOL, CFG_OFF(auth_probes), 0, 0, "false", NULL,
+     "with auth_token: /healthz and /readyz need the token too (default: open, so probes "
+     "carry no secret)"},
+    {"auth_metrics", CFG_BOOL, CFG_OFF(auth_metrics), 0, 0, "true", NULL,
+     "with auth_token: /metrics needs the token (false: open to a scraper without it)"},
     {"cors_origins", CFG_LIST, CFG_OFF(cors_origins), 0, 0, "", NULL,
      "comma-separated browser origins allowed by CORS, * for any (empty: off)"},
     {"log_level", CFG_STR, CFG_OFF(log_level), 1, 0, "info", NULL, "debug, info, warn or error"},

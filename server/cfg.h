@@ -66,6 +66,8 @@ typedef struct cfg_config {
   uint32_t sse_heartbeat_s;        /* seconds between heartbeat comments on an SSE stream */
   uint32_t shutdown_timeout_s;     /* longest wait for in-flight requests at SIGTERM */
   char *auth_token;                /* bearer token; "" = auth off */
+  bool auth_probes;                /* with a token: /healthz and /readyz need it (false) */
+  bool auth_metrics;               /* with a token: /metrics needs it (true) */
   char **cors_origins;             /* browser origins allowed by CORS; none = off */
   size_t n_cors_origins;           /* entries in cors_origins */
   char *log_level;                 /* "debug", "info", "warn" or "error" */

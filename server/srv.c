@@ -603,6 +603,8 @@ int srv_serve(const cfg_config *cfg) {
       .sync_cls = s.sync,
       .client = client,
       .auth_token = cfg->auth_token,
+      .probes_need_token = cfg->auth_probes,
+      .metrics_open = !cfg->auth_metrics,
       .cors_origins = (const char *const *)cfg->cors_origins,
       .n_cors_origins = cfg->n_cors_origins,
       .max_value_bytes = cfg->max_value_bytes,

@@ -515,9 +515,14 @@ START_TEST(test_auth) {
   const char *good[] = {"Authorization: Bearer s3cret", NULL};
   const char *wrong[] = {"Authorization: Bearer s3cre", NULL};
   const char *basic[] = {"Authorization: Basic czNjcmV0", NULL};
-  ck_assert_int_eq(e2e_http(&n, "GET", "/healthz", NULL, NULL, 0, &r), 0);
-  ck_assert_int_eq(r.status, 200);
-  e2e_resp_free(&r);
+  /* probes carry no secret by default (issue 25 item 10): /healthz and
+   * /readyz answer without the token, /metrics does not */
+  const char *probes[] = {"/healthz", "/readyz"};
+  for (size_t i = 0; i < 2; i++) {
+    ck_assert_int_eq(e2e_http(&n, "GET", probes[i], NULL, NULL, 0, &r), 0);
+    ck_assert_msg(r.status == 200, "%s without token: %ld", probes[i], r.status);
+    e2e_resp_free(&r);
+  }
   /* the dashboard's static files hold no data: the page asks for the token */
   const char *open_routes[] = {"/", "/dashboard", "/dashboard.js", "/dashboard.css"};
   for (size_t i = 0; i < sizeof open_routes / sizeof *open_routes; i++) {
@@ -525,8 +530,8 @@ START_TEST(test_auth) {
     ck_assert_msg(r.status == 200, "%s without token: %ld", open_routes[i], r.status);
     e2e_resp_free(&r);
   }
-  const char *routes[] = {"/v1/status", "/v1/sync/status", "/v1/store",   "/v1/store/a",
-                          "/metrics",   "/readyz",         "/v1/changes", "/nope"};
+  const char *routes[] = {"/v1/status", "/v1/sync/status", "/v1/store", "/v1/store/a",
+                          "/metrics",   "/v1/changes",     "/nope"};
   for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
     ck_assert_int_eq(e2e_http(&n, "GET", routes[i], NULL, NULL, 0, &r), 0);
     ck_assert_msg(r.status == 401, "%s without token: %ld", routes[i], r.status);
@@ -571,6 +576,37 @@ START_TEST(test_auth) {
   free(err);
   ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0);
   e2e_node_cleanup(&n);
+}
+END_TEST
+
+/* The settings turn the probes' exemption off (auth_probes, also from the
+ * environment) and open /metrics (--no-auth-metrics). */
+START_TEST(test_auth_settings) {
+  e2e_node n;
+  e2e_node_init(&n);
+  const char *args[] = {"--auth-token", "s3cret", "--no-auth-metrics", NULL};
+  const char *env[] = {"SOFTADASTRA_AUTH_PROBES=true", NULL};
+  ck_assert_int_eq(e2e_node_start(&n, args, env, NULL), 0);
+  const char *good[] = {"Authorization: Bearer s3cret", NULL};
+  e2e_resp r;
+  const char *probes[] = {"/healthz", "/readyz"};
+  for (size_t i = 0; i < 2; i++) {
+    ck_assert_int_eq(e2e_http(&n, "GET", probes[i], NULL, NULL, 0, &r), 0);
+    ck_assert_msg(r.status == 401, "%s without token: %ld", probes[i], r.status);
+    e2e_resp_free(&r);
+    ck_assert_int_eq(e2e_http(&n, "GET", probes[i], good, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    e2e_resp_free(&r);
+  }
+  ck_assert_int_eq(e2e_http(&n, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  e2e_resp_free(&r);
+  ck_assert_int_eq(e2e_http(&n, "GET", "/v1/status", NULL, NULL, 0, &r), 0);
+  ck_assert_int_eq(r.status, 401);
+  e2e_resp_free(&r);
+  int rc = e2e_node_stop(&n, SIGTERM);
+  e2e_node_cleanup(&n);
+  ck_assert_int_eq(rc, 0);
 }
 END_TEST
 
@@ -646,6 +682,7 @@ static Suite *e2e_api_suite(void) {
   TCase *own = tcase_create("own_node");
   tcase_set_timeout(own, 120);
   tcase_add_test(own, test_auth);
+  tcase_add_test(own, test_auth_settings);
   tcase_add_test(own, test_cors);
   suite_add_tcase(s, own);
   return s;
