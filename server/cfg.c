@@ -102,6 +102,9 @@ static const cfg_setting cfg_settings[] = {
      "store size limit (LMDB map size)"},
     {"create_data_dir", CFG_BOOL, CFG_OFF(create_data_dir), 0, 0, "true", NULL,
      "create data_dir at start when it is missing"},
+    {"new_node", CFG_BOOL, CFG_OFF(new_node), 0, 0, "false", NULL,
+     "start node_id as a new node even though its WAL is absent from a data_dir that holds "
+     "another node's WAL (without it such a start is refused, naming the other node)"},
     {"threads", CFG_U32, CFG_OFF(threads), 0, 256, "0", NULL,
      "HTTP threads: front loops and libmicrohttpd workers, this many of each; 0: one per "
      "online CPU (a write waiting for its fdatasync does not hold one)"},

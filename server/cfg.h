@@ -35,6 +35,7 @@ typedef struct cfg_config {
   bool enable_transport;           /* sync transport (false) */
   bool enable_discovery;           /* peer discovery (false) */
   bool create_data_dir;            /* create data_dir at start when missing (true) */
+  bool new_node;                   /* start even beside another node's WAL (false) */
   uint32_t flush_interval_ms;      /* background flush period with auto_flush off */
   uint32_t store_sync_interval_ms; /* period of the store's sync points */
   uint32_t store_writeback_ms;     /* write-back kick period between them (0: none) */

@@ -68,6 +68,7 @@
 #include "srv_http.h"
 #include "srv_log.h"
 #include "srv_backup.h"
+#include "srv_dir.h"
 #include "srv_sse.h"
 #include "srv_sync.h"
 
@@ -506,6 +507,7 @@ int srv_serve(const cfg_config *cfg) {
     wal = walbuf;
   }
   if (srv_prepare_dir(cfg) != 0) return 1;
+  if (srv_dir_check_node(cfg->data_dir, cfg->node_id, wal, cfg->new_node) != 0) return 1;
 
   /* Block the shutdown signals before any thread exists. */
   sigset_t set;

@@ -327,6 +327,54 @@ static void expect_refused(const char *const *args, const char *const *env, int 
   e2e_node_cleanup(&n);
 }
 
+/* A node id whose WAL is absent from a data directory that holds another
+ * node's WAL is refused, naming the other node (issue 25 item 9); with
+ * --new-node it starts beside it, and the other node's data stays. */
+START_TEST(test_other_node_dir) {
+  e2e_node n;
+  e2e_node_init(&n);
+  const char *a[] = {"--node-id", "alpha", NULL};
+  ck_assert_int_eq(e2e_node_start(&n, a, NULL, NULL), 0);
+  e2e_resp r;
+  ck_assert_int_eq(e2e_http(&n, "PUT", "/v1/store/k", NULL, "v", 1, &r), 0);
+  ck_assert_int_eq(r.status, 201);
+  e2e_resp_free(&r);
+  ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0);
+  /* a changed id: refused, exit 1, naming alpha and both ways on */
+  const char *b[] = {"--node-id", "beta", NULL};
+  int code = -1;
+  ck_assert_int_eq(e2e_node_start(&n, b, NULL, &code), -1);
+  ck_assert_int_eq(code, 1);
+  char *log = e2e_read_file(n.log, NULL);
+  ck_assert_ptr_nonnull(log);
+  ck_assert_msg(strstr(log, "holds the WAL of node alpha but none of node beta") &&
+                    strstr(log, "--node-id alpha") && strstr(log, "--new-node"),
+                "%s", log);
+  free(log);
+  char path[400];
+  snprintf(path, sizeof path, "%s/beta.wal", n.data_dir);
+  ck_assert_int_ne(access(path, F_OK), 0); /* nothing was made */
+  /* the same from the environment: refused; --new-node (or its variable) starts it */
+  const char *env_b[] = {"SOFTADASTRA_NODE_ID=beta", NULL};
+  ck_assert_int_eq(e2e_node_start(&n, NULL, env_b, &code), -1);
+  const char *b_new[] = {"--node-id", "beta", "--new-node", NULL};
+  ck_assert_int_eq(e2e_node_start(&n, b_new, NULL, NULL), 0);
+  ck_assert_int_eq(e2e_http(&n, "GET", "/v1/store/k", NULL, NULL, 0, &r), 0);
+  ck_assert_int_eq(r.status, 404); /* a new, empty node */
+  e2e_resp_free(&r);
+  ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0);
+  /* beta's WAL exists now: it starts without the flag; alpha too */
+  ck_assert_int_eq(e2e_node_start(&n, b, NULL, NULL), 0);
+  ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0);
+  ck_assert_int_eq(e2e_node_start(&n, a, NULL, NULL), 0);
+  ck_assert_int_eq(e2e_http(&n, "GET", "/v1/store/k", NULL, NULL, 0, &r), 0);
+  ck_assert_int_eq(r.status, 200);
+  e2e_resp_free(&r);
+  ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0);
+  e2e_node_cleanup(&n);
+}
+END_TEST
+
 START_TEST(test_config_precedence) {
   char dir[] = "/tmp/sa-cfg-XXXXXX";
   ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -571,6 +619,7 @@ static Suite *e2e_node_suite(void) {
   tcase_add_test(tc, test_config_precedence);
   tcase_add_test(tc, test_second_start_refused);
   tcase_add_test(tc, test_data_dir);
+  tcase_add_test(tc, test_other_node_dir);
   tcase_add_test(tc, test_no_auto_flush);
   tcase_add_test(tc, test_sync_settings);
   tcase_add_test(tc, test_help);
