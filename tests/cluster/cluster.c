@@ -655,11 +655,104 @@ static const char *cl_pair_str(const cl_pair *p, char *buf, size_t len) {
   return buf;
 }
 
+/* Judges one write against the final state of its key (see cl_judge). */
+static void cl_judge_one(const cl_write *x, const cl_write *w, size_t n, const cl_state *st,
+                         const cl_pair *tomb, const bool *has, const char *const *ids,
+                         const char *const *writer_ids, const char *prefix, const char *tag,
+                         cl_check_result *res) {
+  char a[128], b2[128];
+  if (!x->acked) {
+    res->unacked++;
+    return;
+  }
+  res->acked_checked++;
+  const cl_state *s = &st[x->key];
+  const char *what = x->del ? "DELETE" : "PUT";
+  if (s->status == 200) {
+    int cmp = cl_pair_cmp(&s->pair, &x->pair);
+    if (cmp < 0 || (cmp == 0 && (x->del || strcmp(s->value, x->value) != 0))) {
+      printf("VIOLATION [%s] acknowledged %s %s%02d '%s' %s on %s; final state on %s: '%s' %s "
+             "(%s)\n",
+             tag, what, prefix, x->key, x->del ? "" : x->value, cl_pair_str(&x->pair, a, sizeof a),
+             writer_ids[x->node], ids[0], s->value, cl_pair_str(&s->pair, b2, sizeof b2),
+             cmp < 0  ? "an older pair won"
+             : x->del ? "a live value holds the delete's pair"
+                      : "same pair, other content");
+      res->violations++;
+    }
+    return;
+  }
+  if (s->status != 404) return; /* reported above */
+  if (x->del) return;           /* deleted: by this delete or a later one */
+  /* a put whose key ends absent: a delete with a larger pair must exist */
+  if (has && has[x->key]) {
+    if (cl_pair_cmp(&tomb[x->key], &x->pair) > 0) {
+      res->via_tombstone++;
+      return;
+    }
+    bool acked_cover = false;
+    for (size_t j = 0; j < n && !acked_cover; j++)
+      acked_cover =
+          w[j].key == x->key && w[j].del && w[j].acked && cl_pair_cmp(&w[j].pair, &x->pair) > 0;
+    printf("VIOLATION [%s] acknowledged PUT %s%02d '%s' %s on %s; final state: deleted by an "
+           "older tombstone %s%s\n",
+           tag, prefix, x->key, x->value, cl_pair_str(&x->pair, a, sizeof a), writer_ids[x->node],
+           cl_pair_str(&tomb[x->key], b2, sizeof b2),
+           acked_cover ? " (an acknowledged delete with a larger pair exists: the snapshot's "
+                         "tombstone pair is stale)"
+                       : "");
+    res->violations++;
+    return;
+  }
+  bool covered = false, unacked_del = false;
+  for (size_t j = 0; j < n && !covered; j++) {
+    if (w[j].key != x->key || !w[j].del) continue;
+    if (!w[j].acked)
+      unacked_del = true;
+    else if (cl_pair_cmp(&w[j].pair, &x->pair) > 0)
+      covered = true;
+  }
+  if (covered) return;
+  if (unacked_del) {
+    res->via_unacked_delete++;
+    return;
+  }
+  printf("VIOLATION [%s] acknowledged PUT %s%02d '%s' %s on %s is lost: the key is absent and no "
+         "delete with a larger pair exists\n",
+         tag, prefix, x->key, x->value, cl_pair_str(&x->pair, a, sizeof a), writer_ids[x->node]);
+  res->violations++;
+}
+
+/* Prints the acknowledged writes of key k with the largest pairs (at most
+ * 8, largest first): what the final state should have been chosen from. */
+static void cl_print_history(const cl_write *w, size_t n, int k, const char *const *writer_ids,
+                             const char *prefix) {
+  const cl_write *top[8];
+  int m = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (w[i].key != k || !w[i].acked) continue;
+    int at = m < 8 ? m++ : 8;
+    while (at > 0 && cl_pair_cmp(&top[at - 1]->pair, &w[i].pair) < 0) {
+      if (at < 8) top[at] = top[at - 1];
+      at--;
+    }
+    if (at < 8) top[at] = &w[i];
+  }
+  printf("  the acknowledged writes of %s%02d with the largest pairs:\n", prefix, k);
+  for (int i = 0; i < m; i++) {
+    char a[128];
+    printf("    %s %s on %s %s\n", top[i]->del ? "DELETE" : "PUT   ",
+           cl_pair_str(&top[i]->pair, a, sizeof a), writer_ids[top[i]->node],
+           top[i]->del ? "" : top[i]->value);
+  }
+}
+
 size_t cl_judge(const cl_state *st, int m, const char *const *ids, const cl_pair *tomb,
                 const bool *has, const cl_write *w, size_t n, const char *const *writer_ids,
                 int nkeys, const char *prefix, const char *tag, cl_check_result *res) {
   memset(res, 0, sizeof *res);
   char a[128], b2[128];
+  bool bad[256] = {false}; /* keys with a violation (the first 256 keys) */
   if (m < 1) {
     printf("VIOLATION [%s] no node is running at the check\n", tag);
     return ++res->violations;
@@ -698,61 +791,12 @@ size_t cl_judge(const cl_state *st, int m, const char *const *ids, const cl_pair
   }
   for (size_t i = 0; i < n; i++) {
     const cl_write *x = &w[i];
-    if (!x->acked) {
-      res->unacked++;
-      continue;
-    }
-    res->acked_checked++;
-    const cl_state *s = &st[x->key];
-    const char *what = x->del ? "DELETE" : "PUT";
-    if (s->status == 200) {
-      int cmp = cl_pair_cmp(&s->pair, &x->pair);
-      if (cmp < 0 || (cmp == 0 && (x->del || strcmp(s->value, x->value) != 0))) {
-        printf("VIOLATION [%s] acknowledged %s %s%02d '%s' %s on %s; final state on %s: '%s' %s "
-               "(%s)\n",
-               tag, what, prefix, x->key, x->del ? "" : x->value,
-               cl_pair_str(&x->pair, a, sizeof a), writer_ids[x->node], ids[0], s->value,
-               cl_pair_str(&s->pair, b2, sizeof b2),
-               cmp < 0  ? "an older pair won"
-               : x->del ? "a live value holds the delete's pair"
-                        : "same pair, other content");
-        res->violations++;
-      }
-      continue;
-    }
-    if (s->status != 404) continue; /* reported above */
-    if (x->del) continue;           /* deleted: by this delete or a later one */
-    /* a put whose key ends absent: a delete with a larger pair must exist */
-    if (has && has[x->key]) {
-      if (cl_pair_cmp(&tomb[x->key], &x->pair) > 0) {
-        res->via_tombstone++;
-        continue;
-      }
-      printf("VIOLATION [%s] acknowledged PUT %s%02d '%s' %s on %s; final state: deleted by an "
-             "older tombstone %s\n",
-             tag, prefix, x->key, x->value, cl_pair_str(&x->pair, a, sizeof a), writer_ids[x->node],
-             cl_pair_str(&tomb[x->key], b2, sizeof b2));
-      res->violations++;
-      continue;
-    }
-    bool covered = false, unacked_del = false;
-    for (size_t j = 0; j < n && !covered; j++) {
-      if (w[j].key != x->key || !w[j].del) continue;
-      if (!w[j].acked)
-        unacked_del = true;
-      else if (cl_pair_cmp(&w[j].pair, &x->pair) > 0)
-        covered = true;
-    }
-    if (covered) continue;
-    if (unacked_del) {
-      res->via_unacked_delete++;
-      continue;
-    }
-    printf("VIOLATION [%s] acknowledged PUT %s%02d '%s' %s on %s is lost: the key is absent and no "
-           "delete with a larger pair exists\n",
-           tag, prefix, x->key, x->value, cl_pair_str(&x->pair, a, sizeof a), writer_ids[x->node]);
-    res->violations++;
+    size_t before = res->violations;
+    cl_judge_one(x, w, n, st, tomb, has, ids, writer_ids, prefix, tag, res);
+    if (res->violations > before && x->key >= 0 && x->key < 256) bad[x->key] = true;
   }
+  for (int k = 0; k < nkeys && k < 256; k++)
+    if (bad[k]) cl_print_history(w, n, k, writer_ids, prefix);
   fflush(stdout);
   return res->violations;
 }
