@@ -211,9 +211,10 @@ static const cli_cmd cli_cmds[] = {
      "  --since LSN|now      start after this LSN (default: now)\n"
      "  --retry-for D        when the node does not answer, retry this long (500ms, 30s,\n"
      "                       5m, 2h), then exit 1; default: forever.  Trouble is said once.\n"
-     "  --from-now           when the node refuses the position (ahead of it, or from before\n"
-     "                       a restore: another epoch), start over from its current position\n"
-     "                       instead of exiting 1 (the changes in between are not shown)\n",
+     "  --from-now           when the node refuses the position (ahead of it, from before a\n"
+     "                       restore: another epoch, or no longer kept), start over from its\n"
+     "                       current position instead of exiting 1 (the changes in between\n"
+     "                       are not shown)\n",
      cli_run_watch},
     {"wal", "inspect", NULL, 1, 0, "FILE", "header, records, LSNs, CRC state",
      "Reads a WAL file offline (the node must not run on it): header, each record, state.\n",

@@ -56,8 +56,8 @@ typedef struct cli_watch {
   /* Positions are epoch-checked (api/api_feed_pos.c): the node's epoch from
    * the ready event goes back in Last-Event-ID as EPOCH:LSN; a refusal's
    * body is kept to say what happened. */
-  char epoch[17];   /* "" until the node tells it */
-  CURL *curl;       /* the transfer (its status decides where bytes go) */
+  char epoch[17];     /* "" until the node tells it */
+  CURL *curl;         /* the transfer (its status decides where bytes go) */
   char refusal[1024]; /* the start of a non-200 answer's body */
   size_t refusal_len;
 } cli_watch;
@@ -214,8 +214,8 @@ int cli_watch_run(const cli_opts *o) {
     free(path);
     char *lei = NULL;
     int bad = cli_conn_header(&conn, "Accept: text/event-stream");
-    if (w->last_id[0] && asprintf(&lei, "Last-Event-ID: %s%s%s", w->epoch, w->epoch[0] ? ":" : "",
-                                  w->last_id) > 0)
+    if (w->last_id[0] &&
+        asprintf(&lei, "Last-Event-ID: %s%s%s", w->epoch, w->epoch[0] ? ":" : "", w->last_id) > 0)
       bad |= cli_conn_header(&conn, lei);
     free(lei);
     if (bad) {
@@ -270,10 +270,17 @@ int cli_watch_run(const cli_opts *o) {
     if (status == 410 || w->gone) {
       fprintf(stderr,
               "softadastra watch: the node no longer keeps changes after %s: reload "
-              "(softadastra store ls) and watch from now\n",
-              w->last_id[0] ? w->last_id : (since ? since : "that LSN"));
-      rc = 1;
-      break;
+              "(softadastra store ls) and watch from now%s\n",
+              w->last_id[0] ? w->last_id : (since ? since : "that LSN"),
+              o->from_now ? "; --from-now: starting over from the node's current position" : "");
+      if (!o->from_now) {
+        rc = 1;
+        break;
+      }
+      w->gone = false;
+      w->last_id[0] = '\0';
+      since = "now";
+      continue;
     }
     if (status == 401) {
       fprintf(stderr, "softadastra watch: the node wants a token (HTTP 401): pass --token or set "
