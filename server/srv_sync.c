@@ -369,6 +369,300 @@ static int srv_batch_parse(json_t *arr, bool with_seq, srv_batch *b, char *why, 
   return 0;
 }
 
+/* ---- the fast path: a page of /v1/sync/ops parsed in place ------------------------ *
+ *
+ * jansson builds a tree of the whole page (an object, a hash table and a
+ * string per member of every item) that is thrown away at once: most of a
+ * catch-up's CPU.  This reader takes the page as the API writes it (any
+ * member order, whitespace, escapes), decodes strings and base64 in place
+ * (the decoded bytes are never longer than their text) and points the
+ * items into the answer's buffer.  It accepts a subset of JSON: anything
+ * it does not expect (a float, a negative number, a nested value where an
+ * item member is, invalid UTF-8) makes it give up, and the answer goes
+ * through jansson and srv_batch_parse, which name the problem. */
+
+typedef struct srv_fp {
+  char *p, *end;
+} srv_fp;
+
+static void srv_fp_ws(srv_fp *f) {
+  while (f->p < f->end && (*f->p == ' ' || *f->p == '\t' || *f->p == '\n' || *f->p == '\r'))
+    f->p++;
+}
+
+static bool srv_fp_eat(srv_fp *f, char c) {
+  srv_fp_ws(f);
+  if (f->p < f->end && *f->p == c) {
+    f->p++;
+    return true;
+  }
+  return false;
+}
+
+static int srv_fp_hex(char c) {
+  return c >= '0' && c <= '9'   ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                : -1;
+}
+
+/* A string, unescaped in place and NUL-terminated: *out points at it. */
+static bool srv_fp_str(srv_fp *f, char **out, size_t *len) {
+  if (!srv_fp_eat(f, '"')) return false;
+  char *o = f->p, *start = f->p;
+  while (f->p < f->end && *f->p != '"') {
+    unsigned char c = (unsigned char)*f->p++;
+    if (c < 0x20) return false;
+    if (c != '\\') {
+      *o++ = (char)c;
+      continue;
+    }
+    if (f->p >= f->end) return false;
+    char e = *f->p++;
+    switch (e) {
+    case '"':
+      *o++ = '"';
+      break;
+    case '\\':
+      *o++ = '\\';
+      break;
+    case '/':
+      *o++ = '/';
+      break;
+    case 'b':
+      *o++ = '\b';
+      break;
+    case 'f':
+      *o++ = '\f';
+      break;
+    case 'n':
+      *o++ = '\n';
+      break;
+    case 'r':
+      *o++ = '\r';
+      break;
+    case 't':
+      *o++ = '\t';
+      break;
+    case 'u': {
+      if (f->end - f->p < 4) return false;
+      int h[4];
+      for (int i = 0; i < 4; i++)
+        if ((h[i] = srv_fp_hex(f->p[i])) < 0) return false;
+      unsigned cp = (unsigned)(h[0] << 12 | h[1] << 8 | h[2] << 4 | h[3]);
+      f->p += 4;
+      if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF)) return false; /* NUL, surrogates: jansson */
+      if (cp < 0x80) {
+        *o++ = (char)cp;
+      } else if (cp < 0x800) {
+        *o++ = (char)(0xC0 | cp >> 6);
+        *o++ = (char)(0x80 | (cp & 0x3F));
+      } else {
+        *o++ = (char)(0xE0 | cp >> 12);
+        *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (cp & 0x3F));
+      }
+      break;
+    }
+    default:
+      return false;
+    }
+  }
+  if (f->p >= f->end) return false;
+  f->p++; /* the closing quote: o is at most there, so the NUL fits */
+  *o = '\0';
+  *out = start;
+  *len = (size_t)(o - start);
+  return api_utf8_valid(start, *len);
+}
+
+static bool srv_fp_u64(srv_fp *f, uint64_t *v) {
+  srv_fp_ws(f);
+  uint64_t n = 0;
+  char *s0 = f->p;
+  while (f->p < f->end && *f->p >= '0' && *f->p <= '9') {
+    if (n > (UINT64_MAX - 9) / 10) return false;
+    n = n * 10 + (uint64_t)(*f->p++ - '0');
+  }
+  if (f->p == s0 || (f->p - s0 > 1 && *s0 == '0')) return false;
+  if (f->p < f->end && (*f->p == '.' || *f->p == 'e' || *f->p == 'E')) return false;
+  if (n > INT64_MAX) return false; /* as jansson's json_int_t */
+  *v = n;
+  return true;
+}
+
+/* Base64 decoded in place (padding required, no whitespace). */
+static bool srv_fp_b64(char *s, size_t n, size_t *out) {
+  static signed char map[256];
+  static bool init;
+  if (!init) { /* benign race: every thread writes the same bytes */
+    memset(map, -1, sizeof map);
+    const char *a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int i = 0; i < 64; i++)
+      map[(unsigned char)a[i]] = (signed char)i;
+    init = true;
+  }
+  if (n % 4) return false;
+  size_t o = 0;
+  for (size_t i = 0; i < n; i += 4) {
+    int v[4], pad = 0;
+    for (int k = 0; k < 4; k++) {
+      unsigned char c = (unsigned char)s[i + k];
+      if (c == '=' && i + 4 == n && k >= 2) {
+        v[k] = 0;
+        pad++;
+      } else if (pad || (v[k] = map[c]) < 0) {
+        return false;
+      }
+    }
+    unsigned w = (unsigned)(v[0] << 18 | v[1] << 12 | v[2] << 6 | v[3]);
+    s[o++] = (char)(w >> 16);
+    if (pad < 2) s[o++] = (char)(w >> 8);
+    if (pad < 1) s[o++] = (char)w;
+  }
+  s[o] = '\0';
+  *out = o;
+  return true;
+}
+
+static bool srv_fp_bool(srv_fp *f, bool *v) {
+  srv_fp_ws(f);
+  if (f->end - f->p >= 4 && !memcmp(f->p, "true", 4)) {
+    f->p += 4;
+    *v = true;
+    return true;
+  }
+  if (f->end - f->p >= 5 && !memcmp(f->p, "false", 5)) {
+    f->p += 5;
+    *v = false;
+    return true;
+  }
+  return false;
+}
+
+/* One item object into it. */
+static bool srv_fp_item(srv_fp *f, sa_sync_item *it) {
+  if (!srv_fp_eat(f, '{')) return false;
+  memset(it, 0, sizeof *it);
+  unsigned seen = 0;
+  char *origin = NULL;
+  size_t olen = 0;
+  bool first = true;
+  while (!srv_fp_eat(f, '}')) {
+    if (!first && !srv_fp_eat(f, ',')) return false;
+    first = false;
+    char *name, *sv;
+    size_t nl, sl;
+    if (!srv_fp_str(f, &name, &nl) || !srv_fp_eat(f, ':')) return false;
+    unsigned bit;
+    if (!strcmp(name, "seq")) {
+      bit = 1;
+      if (!srv_fp_u64(f, &it->seq)) return false;
+    } else if (!strcmp(name, "hlc")) {
+      bit = 2;
+      if (!srv_fp_u64(f, &it->hlc)) return false;
+    } else if (!strcmp(name, "origin_lsn")) {
+      bit = 4;
+      if (!srv_fp_u64(f, &it->origin_lsn)) return false;
+    } else if (!strcmp(name, "op")) {
+      bit = 8;
+      if (!srv_fp_str(f, &sv, &sl)) return false;
+      if (!strcmp(sv, "put"))
+        it->op = SA_OP_PUT;
+      else if (!strcmp(sv, "delete"))
+        it->op = SA_OP_DELETE;
+      else
+        return false;
+    } else if (!strcmp(name, "key")) {
+      bit = 16;
+      if (!srv_fp_str(f, &it->key, &sl) || sl == 0 || strlen(it->key) != sl) return false;
+    } else if (!strcmp(name, "value_b64")) {
+      bit = 32;
+      if (!srv_fp_str(f, &sv, &sl) || !srv_fp_b64(sv, sl, &it->len)) return false;
+      it->data = sv;
+    } else if (!strcmp(name, "origin")) {
+      bit = 64;
+      if (!srv_fp_str(f, &origin, &olen)) return false;
+    } else {
+      return false; /* key_b64 and anything else: the slow path */
+    }
+    if (seen & bit) return false; /* repeated member */
+    seen |= bit;
+  }
+  if ((seen & 95) != 95 || olen == 0 || olen > SA_NODE_ID_MAX || strlen(origin) != olen)
+    return false; /* seq, hlc, origin_lsn, op, key, origin */
+  if ((it->op == SA_OP_PUT) != ((seen & 32) != 0)) return false;
+  memcpy(it->origin, origin, olen + 1);
+  return true;
+}
+
+/* A whole page: {"node_id":..,"items":[..],"next_since":..,"last_lsn":..,
+ * "more":..,"count":..}.  Returns true with b->items (pointing into buf)
+ * and the fields set; false when the slow path must read it. */
+static bool srv_fp_page(char *buf, size_t len, srv_batch *b, char *node, uint64_t *next,
+                        uint64_t *last, bool *more) {
+  srv_fp f = {buf, buf + len};
+  memset(b, 0, sizeof *b);
+  unsigned seen = 0;
+  size_t cap = 0;
+  bool first = true;
+  if (!srv_fp_eat(&f, '{')) return false;
+  while (!srv_fp_eat(&f, '}')) {
+    if (!first && !srv_fp_eat(&f, ',')) goto bad;
+    first = false;
+    char *name, *sv;
+    size_t nl, sl;
+    uint64_t count;
+    if (!srv_fp_str(&f, &name, &nl) || !srv_fp_eat(&f, ':')) goto bad;
+    unsigned bit;
+    if (!strcmp(name, "node_id")) {
+      bit = 1;
+      if (!srv_fp_str(&f, &sv, &sl) || sl > SA_NODE_ID_MAX || strlen(sv) != sl) goto bad;
+      memcpy(node, sv, sl + 1);
+    } else if (!strcmp(name, "next_since")) {
+      bit = 2;
+      if (!srv_fp_u64(&f, next)) goto bad;
+    } else if (!strcmp(name, "last_lsn")) {
+      bit = 4;
+      if (!srv_fp_u64(&f, last)) goto bad;
+    } else if (!strcmp(name, "more")) {
+      bit = 8;
+      if (!srv_fp_bool(&f, more)) goto bad;
+    } else if (!strcmp(name, "count")) {
+      bit = 16;
+      if (!srv_fp_u64(&f, &count)) goto bad;
+    } else if (!strcmp(name, "items")) {
+      bit = 32;
+      if (!srv_fp_eat(&f, '[')) goto bad;
+      bool ifirst = true;
+      while (!srv_fp_eat(&f, ']')) {
+        if (!ifirst && !srv_fp_eat(&f, ',')) goto bad;
+        ifirst = false;
+        if (b->n == cap) {
+          cap = cap ? cap * 2 : 256;
+          sa_sync_item *ni = realloc(b->items, cap * sizeof *ni);
+          if (!ni) goto bad;
+          b->items = ni;
+        }
+        if (!srv_fp_item(&f, &b->items[b->n])) goto bad;
+        b->n++;
+      }
+    } else {
+      goto bad;
+    }
+    if (seen & bit) goto bad;
+    seen |= bit;
+  }
+  srv_fp_ws(&f);
+  if (f.p != f.end || (seen & 39) != 39) goto bad; /* node_id, next_since, last_lsn, items */
+  if (!(seen & 8)) *more = false;
+  return true;
+bad:
+  free(b->items);
+  memset(b, 0, sizeof *b);
+  return false;
+}
+
 /* ---- the pull loop --------------------------------------------------------------- */
 
 /* Registers every learned peer id with the core. */
@@ -630,12 +924,23 @@ static int srv_peer_pull(srv_peer *p) {
   p->last_contact_ms = srv_sync_unix_ms();
   pthread_mutex_unlock(&s->mu);
   int rc = -1;
-  json_error_t je;
-  json_t *j = json_loadb(buf.p ? buf.p : "", buf.len, 0, &je);
-  const char *code = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
   srv_batch b;
   memset(&b, 0, sizeof b);
   uint64_t next = 0, last = 0;
+  bool more = false, fast = false;
+  char fnode[SA_NODE_ID_MAX + 1] = "";
+  char *copy = NULL; /* the fast reader writes into buf.p: the slow path reads a copy */
+  if (status == 200 && buf.p && (copy = malloc(buf.len + 1))) {
+    memcpy(copy, buf.p, buf.len + 1);
+    fast = srv_fp_page(buf.p, buf.len, &b, fnode, &next, &last, &more);
+  }
+  json_error_t je;
+  json_t *j = NULL;
+  if (!fast) {
+    j = json_loadb(copy ? copy : buf.p ? buf.p : "", buf.len, 0, &je);
+    more = json_is_true(json_object_get(j, "more"));
+  }
+  const char *code = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
   if (status == 410) {
     if (srv_peer_identify(p, h.node) >= 0) rc = srv_peer_catch_up(p) == 0 ? 1 : -1;
   } else if (status == 400 && code && strcmp(code, "same_node_id") == 0) {
@@ -649,15 +954,16 @@ static int srv_peer_pull(srv_peer *p) {
   } else if (status != 200) {
     srv_peer_set(p, SRV_PEER_UNREACHABLE, "HTTP %ld%s%s", status, code ? " " : "",
                  code ? code : "");
-  } else if (!j || !srv_json_u64(j, "next_since", &next) || !srv_json_u64(j, "last_lsn", &last) ||
-             !json_is_string(json_object_get(j, "node_id"))) {
+  } else if (!fast &&
+             (!j || !srv_json_u64(j, "next_since", &next) || !srv_json_u64(j, "last_lsn", &last) ||
+              !json_is_string(json_object_get(j, "node_id")))) {
     pthread_mutex_lock(&s->mu);
     p->refused_invalid++;
     pthread_mutex_unlock(&s->mu);
     srv_peer_set(p, SRV_PEER_REFUSING, "malformed answer%s%s",
                  j ? "" : ": not JSON: ", j ? "" : je.text);
   } else {
-    int id = srv_peer_identify(p, json_string_value(json_object_get(j, "node_id")));
+    int id = srv_peer_identify(p, fast ? fnode : json_string_value(json_object_get(j, "node_id")));
     if (id == 1 || (id == 0 && !known)) {
       pthread_mutex_lock(&s->mu);
       p->last_error[0] = '\0';
@@ -665,7 +971,7 @@ static int srv_peer_pull(srv_peer *p) {
       srv_peer_set(p, SRV_PEER_CONNECTED, NULL); /* it answered: connected while we long-poll */
       rc = 1; /* learned who it is: pull again from its stored cursor */
     } else if (id == 0) {
-      if (srv_batch_parse(json_object_get(j, "items"), true, &b, why, sizeof why) != 0) {
+      if (!fast && srv_batch_parse(json_object_get(j, "items"), true, &b, why, sizeof why) != 0) {
         pthread_mutex_lock(&s->mu);
         p->refused_invalid++;
         pthread_mutex_unlock(&s->mu);
@@ -691,12 +997,13 @@ static int srv_peer_pull(srv_peer *p) {
         p->last_error[0] = '\0';
         pthread_mutex_unlock(&s->mu);
         srv_peer_set(p, SRV_PEER_CONNECTED, NULL);
-        rc = json_is_true(json_object_get(j, "more")) || b.n ? 1 : 0;
+        rc = more || b.n ? 1 : 0;
       }
     }
   }
-  srv_batch_free(&b);
+  srv_batch_free(&b); /* fast: items only (they point into buf.p) */
   json_decref(j);
+  free(copy);
   free(buf.p);
   return rc;
 }

@@ -822,8 +822,25 @@ START_TEST(test_binary_values_and_big_pages) {
   json_decref(j);
   e2e_resp_free(&r);
 
+  /* Keys the JSON must escape, and non-ASCII ones (the puller reads them in place). */
+  const char *odd[] = {"odd/q%22uote", "odd/back%5Cslash", "odd/caf%C3%A9%E2%82%AC%F0%9F%98%80",
+                       "odd/sl%2Fash", "odd/tab%09no"};
+  long want[] = {201, 201, 201, 201, 400};
+  for (size_t i = 0; i < 5; i++) {
+    char path[128];
+    snprintf(path, sizeof path, "/v1/store/%s", odd[i]);
+    ck_assert_int_eq(http_req(&a, "PUT", path, "\"\\\u00e9", NULL, NULL), want[i]);
+  }
+  ck_assert_int_eq(http_req(&a, "DELETE", "/v1/store/odd/sl%2Fash", NULL, NULL, NULL), 200);
+
   start_node(&b, "node-b", pb, peers_b, NULL);
   ck_assert(wait_converged(&a, &b));
+  char got[64];
+  ck_assert_int_eq(get_raw(&b, "odd/q%22uote", got, sizeof got), 200);
+  ck_assert_str_eq(got, "\"\\\u00e9");
+  ck_assert_int_eq(get_raw(&b, "odd/caf%C3%A9%E2%82%AC%F0%9F%98%80", got, sizeof got), 200);
+  ck_assert_int_eq(get_raw(&b, "odd/back%5Cslash", got, sizeof got), 200);
+  ck_assert_int_eq(get_raw(&b, "odd/sl%2Fash", got, sizeof got), 404);
   v[0] = 39;
   ck_assert_int_eq(e2e_http(&b, "GET", "/v1/store/big/39?raw=1", NULL, NULL, 0, &r), 0);
   ck_assert_int_eq(r.status, 200);
