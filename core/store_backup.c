@@ -129,9 +129,15 @@ int store_epoch_ensure(sa_store *s, uint64_t *epoch, sa_error *err) {
   e = store_epoch_draw();
   if ((rc = store_meta_put_u64(t->txn, s->meta, "epoch", e)) != 0) {
     store_wabort(t);
-    return store_err(s, rc, "write epoch", err);
+    rc = store_err(s, rc, "write epoch", err);
+  } else {
+    rc = store_wcommit(t, store_applied_lsn(s), store_meta_hlc(s), err);
   }
-  if ((rc = store_wcommit(t, store_applied_lsn(s), store_meta_hlc(s), err)) != 0) return rc;
+  if (rc == SA_ENOSPC) { /* a full store still opens: no epoch until there is room */
+    *epoch = 0;
+    return 0;
+  }
+  if (rc) return rc;
   *epoch = e;
   return 0;
 }

@@ -49,8 +49,9 @@ void store_backup_trailer(unsigned char *t, const unsigned char *header, uint64_
                           uint32_t data_crc);
 
 /* Reads the store's epoch from meta; when it has none (a new store, or one
- * made before epochs), draws one and commits it.  Opening thread, before
- * the node's threads start. */
+ * made before epochs), draws one and commits it.  A store too full for
+ * that commit still opens, with epoch 0, until a later open finds room.
+ * Opening thread, before the node's threads start. */
 int store_epoch_ensure(sa_store *s, uint64_t *epoch, sa_error *err);
 
 /* A random non-zero 64-bit value (getrandom; the clock mixed in if it fails). */
