@@ -342,6 +342,17 @@ typedef struct sa_batch_op {
 int sa_client_batch(sa_client *c, const sa_batch_op *ops, size_t n, sa_write_result *res,
                     sa_error *err);
 
+/* sa_client_batch with a condition per operation: conds is NULL (none) or
+ * n entries, conds[i] for ops[i] with the meaning of sa_write_opts
+ * (SA_COND_VERSION: the key exists at exactly that version; SA_COND_ABSENT:
+ * it does not exist).  Every condition is checked against the state before
+ * the batch (an earlier op of the same batch does not count), all before
+ * anything is logged: when one fails, nothing is written, the result is
+ * SA_ECONFLICT and *failed (when failed is not NULL) is the index of the
+ * first op, in op order, whose condition failed; err names it. */
+int sa_client_batch_ex(sa_client *c, const sa_batch_op *ops, size_t n, const sa_write_opts *conds,
+                       sa_write_result *res, size_t *failed, sa_error *err);
+
 /* ---- listing ----------------------------------------------------------- */
 
 typedef struct sa_entry {
@@ -415,7 +426,7 @@ typedef struct sa_outbox_entry {
   uint64_t lsn;
   uint64_t hlc;      /* last-writer-wins order: (hlc, node_id) */
   int state;         /* SA_OUTBOX_* */
-  int type;          /* SA_OP_PUT, SA_OP_DELETE (a tombstone) or SA_WAL_BATCH */
+  int type;          /* SA_OP_PUT, SA_OP_DELETE (a tombstone), SA_WAL_BATCH or SA_WAL_SYNC */
   uint32_t attempts; /* times handed to the transport */
   uint64_t at_ms;    /* queued: not before; in flight: deadline; else: when */
 } sa_outbox_entry;
@@ -608,7 +619,7 @@ typedef struct sa_sync_op {
   const char *node_id; /* with lsn: the operation id, unique across restarts */
   uint64_t lsn;
   uint64_t hlc;
-  int type;            /* SA_OP_PUT, SA_OP_DELETE or SA_WAL_BATCH */
+  int type;            /* SA_OP_PUT, SA_OP_DELETE, SA_WAL_BATCH or SA_WAL_SYNC */
   uint32_t attempt;    /* 1 for the first hand-over */
   const void *payload; /* the operation in the WAL payload encoding (core/wal.c) */
   uint32_t len;
@@ -735,7 +746,7 @@ typedef struct sa_wal_record {
   uint64_t offset; /* file offset of the record header */
   uint64_t lsn;
   uint64_t hlc;
-  int type;        /* SA_OP_PUT, SA_OP_DELETE, or SA_WAL_BATCH */
+  int type;        /* SA_OP_PUT, SA_OP_DELETE, SA_WAL_BATCH or SA_WAL_SYNC */
   uint32_t length; /* payload bytes */
   uint32_t count;  /* operations in the record (1 unless a batch) */
   const char *key; /* first key (not NUL-terminated), key_len bytes */
@@ -743,7 +754,10 @@ typedef struct sa_wal_record {
   uint32_t value_len; /* first value's length (puts) */
 } sa_wal_record;
 
-enum { SA_WAL_BATCH = 3 };
+/* SA_WAL_SYNC: a batch applied from a peer (sa_client_sync_apply); its
+ * payload is the sync record's (core/wal.c), its count every item, applied
+ * or not. */
+enum { SA_WAL_BATCH = 3, SA_WAL_SYNC = 4 };
 
 typedef int (*sa_wal_visit_fn)(const sa_wal_record *rec, void *ctx);
 
