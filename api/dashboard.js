@@ -202,14 +202,22 @@
 
   async function follow() {
     let lastId = null;
+    let epoch = null; // the node's epoch (ready event): a resume sends EPOCH:LSN
     let retry = 2000;
     for (;;) {
       try {
         const h = headers({ 'Accept': 'text/event-stream' });
-        if (lastId !== null) h['Last-Event-ID'] = lastId;
+        if (lastId !== null) h['Last-Event-ID'] = epoch ? epoch + ':' + lastId : lastId;
         const r = await fetch('/v1/changes', { headers: h, cache: 'no-store' });
         if (r.status === 401) { needToken(); setLive('bad', 'needs token'); }
-        else if (r.status === 410) { lastId = null; run(loadKeys()); continue; }
+        // 410: the position is no longer kept, or is from another epoch (the node
+        // was restored); 409: it is ahead of the node.  Either way: reload, follow on.
+        else if (r.status === 410 || r.status === 409) {
+          lastId = null;
+          epoch = null;
+          run(loadKeys());
+          continue;
+        }
         else if (!r.ok) setLive('bad', 'error ' + r.status);
         else {
           const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -225,6 +233,9 @@
               buf = buf.slice(nl + 1);
               if (line === '') { // end of an event
                 if (ev.id !== null) lastId = ev.id;
+                if (ev.event === 'ready') {
+                  try { epoch = JSON.parse(ev.data).epoch || null; } catch (e) { epoch = null; }
+                }
                 handleEvent(ev);
                 ev = { event: 'message', data: '', id: null };
                 continue;
