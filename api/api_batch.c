@@ -2,18 +2,22 @@
  * api_batch.c -- POST /v1/batch: several puts and deletes applied at once,
  * under one LSN, all or none.
  *
- * What it is: the strict parsing of {"ops":[{"op","key","value","encoding"}]}
- * (no other member, 1..API_BATCH_MAX_OPS operations, valid keys, values as
- * UTF-8 text or base64, each within max_value_bytes) into sa_batch_op, and
- * the answer {"count","lsn","durable"}.  What it is not: the atomicity; the
- * core applies the batch as one WAL record (sa_client_batch) and checks the
- * payload against max_batch_bytes itself.
+ * What it is: the strict parsing of {"ops":[{"op","key","value","encoding",
+ * "if_match","if_none_match"}]} (no other member, 1..API_BATCH_MAX_OPS
+ * operations, valid keys, values as UTF-8 text or base64, each within
+ * max_value_bytes; if_match a version >= 1, if_none_match "*", not both) into
+ * sa_batch_op and sa_write_opts, and the answer {"count","lsn","durable"}, or
+ * 412 naming the op whose condition failed ("op": its index, "key").
+ * What it is not: the atomicity nor the conditions' check; the core applies
+ * the batch as one WAL record (sa_client_batch_ex), checks every condition
+ * against the state before the batch, all before anything is logged, and
+ * checks the payload against max_batch_bytes itself.
  *
  * Invariants: nothing reaches the core unless every operation parsed; the
  * ops point into the parsed JSON tree or into decoded base64 buffers, all
  * freed after the core returns.
  *
- * Threads: any request thread; sa_client_batch blocks it until the batch is
+ * Threads: any request thread; sa_client_batch_ex blocks it until the batch is
  * durable (or the node refuses it).
  */
 #include <jansson.h>
@@ -45,6 +49,8 @@ api_response *api_h_batch(api_ctx *ctx, const api_request *req) {
                            jerr.column, jerr.text);
   api_response *e = NULL;
   sa_batch_op *ops = NULL;
+  sa_write_opts *conds = NULL;
+  bool any_cond = false;
   char **bufs = NULL;
   size_t n = 0;
   json_t *arr = json_is_object(root) ? json_object_get(root, "ops") : NULL;
@@ -59,8 +65,9 @@ api_response *api_h_batch(api_ctx *ctx, const api_request *req) {
     goto out;
   }
   ops = calloc(n, sizeof *ops);
+  conds = calloc(n, sizeof *conds);
   bufs = calloc(n, sizeof *bufs);
-  if (!ops || !bufs) {
+  if (!ops || !conds || !bufs) {
     e = &api_oom_response;
     goto out;
   }
@@ -85,7 +92,27 @@ api_response *api_h_batch(api_ctx *ctx, const api_request *req) {
         val = mval;
       else if (strcmp(mname, "encoding") == 0 && json_is_string(mval))
         enc = json_string_value(mval);
-      else {
+      else if (strcmp(mname, "if_match") == 0 && conds[i].cond == SA_COND_NONE) {
+        json_int_t v = json_is_integer(mval) ? json_integer_value(mval) : 0;
+        if (v < 1) {
+          e = api_reply_error(400, "bad_request",
+                              "ops[%zu]: if_match is a version (an integer >= 1)", i);
+          goto out;
+        }
+        conds[i].cond = SA_COND_VERSION;
+        conds[i].version = (uint64_t)v;
+      } else if (strcmp(mname, "if_none_match") == 0 && conds[i].cond == SA_COND_NONE) {
+        if (!json_is_string(mval) || strcmp(json_string_value(mval), "*") != 0) {
+          e = api_reply_error(400, "bad_request",
+                              "ops[%zu]: if_none_match is \"*\" (the key must not exist)", i);
+          goto out;
+        }
+        conds[i].cond = SA_COND_ABSENT;
+      } else if (strcmp(mname, "if_match") == 0 || strcmp(mname, "if_none_match") == 0) {
+        e = api_reply_error(400, "bad_request",
+                            "ops[%zu]: if_match and if_none_match contradict each other", i);
+        goto out;
+      } else {
         e = api_reply_error(400, "bad_request",
                             "ops[%zu]: unexpected member \"%s\" (or not a string)", i, mname);
         goto out;
@@ -101,6 +128,7 @@ api_response *api_h_batch(api_ctx *ctx, const api_request *req) {
       goto out;
     }
     ops[i].key = key;
+    any_cond |= conds[i].cond != SA_COND_NONE;
     if (strcmp(opname, "put") == 0) {
       if (!val) {
         e = api_reply_error(400, "bad_request", "ops[%zu]: a put needs a string \"value\"", i);
@@ -142,7 +170,16 @@ api_response *api_h_batch(api_ctx *ctx, const api_request *req) {
   }
   sa_write_result res = {0};
   sa_error err = {0};
-  int rc = sa_client_batch(ctx->client, ops, n, &res, &err);
+  size_t failed = 0;
+  int rc = sa_client_batch_ex(ctx->client, ops, n, any_cond ? conds : NULL, &res, &failed, &err);
+  if (rc == SA_ECONFLICT && failed < n) { /* which op, for a program as for a person */
+    const char *msg =
+        api_utf8_valid(err.message, strlen(err.message)) ? err.message : "a condition failed";
+    e = api_resp_json(api_resp_new(412),
+                      json_pack("{s:{s:s,s:s,s:I,s:s}}", "error", "code", "precondition_failed",
+                                "message", msg, "op", (json_int_t)failed, "key", ops[failed].key));
+    goto out;
+  }
   if (rc != 0) {
     e = api_reply_sa_error(rc, &err);
     goto out;
@@ -153,6 +190,7 @@ api_response *api_h_batch(api_ctx *ctx, const api_request *req) {
 out:
   api_batch_free(bufs, bufs ? n : 0);
   free(ops);
+  free(conds);
   json_decref(root);
   return e;
 }

@@ -143,6 +143,11 @@ int sa_client_remove(sa_client *c, const char *key, sa_error *err) {
 
 int sa_client_batch(sa_client *c, const sa_batch_op *ops, size_t n, sa_write_result *res,
                     sa_error *err) {
+  return sa_client_batch_ex(c, ops, n, NULL, res, NULL, err);
+}
+
+int sa_client_batch_ex(sa_client *c, const sa_batch_op *ops, size_t n, const sa_write_opts *conds,
+                       sa_write_result *res, size_t *failed, sa_error *err) {
   if (!c) return sa_fail(err, SA_EINVAL, "client is NULL");
   if (!ops || n == 0 || n > SA_WAL_MAX_BATCH_OPS)
     return sa_fail(err, SA_EINVAL, "a batch holds 1 to %d operations, not %zu",
@@ -165,6 +170,9 @@ int sa_client_batch(sa_client *c, const sa_batch_op *ops, size_t n, sa_write_res
       if (vlen && !o->data)
         return sa_fail(err, SA_EINVAL, "batch operation %zu: value data is NULL", i);
     }
+    if (conds && conds[i].cond != SA_COND_NONE && conds[i].cond != SA_COND_VERSION &&
+        conds[i].cond != SA_COND_ABSENT)
+      return sa_fail(err, SA_EINVAL, "batch operation %zu: unknown condition %d", i, conds[i].cond);
     total += strlen(o->key) + vlen;
   }
   if (total > c->opts.max_batch_bytes)
@@ -175,9 +183,11 @@ int sa_client_batch(sa_client *c, const sa_batch_op *ops, size_t n, sa_write_res
   r.kind = REQ_BATCH;
   r.ops = ops;
   r.nops = n;
+  r.conds = conds;
   r.bytes = SA_WAL_RECORD_HEADER + 4 + 9 * n + total;
   int rc = node_submit(c, &r, err);
   if (rc == 0 && res) *res = r.res;
+  if (rc == SA_ECONFLICT && failed) *failed = r.failed_op;
   return rc;
 }
 

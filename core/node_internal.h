@@ -72,6 +72,8 @@ typedef struct wreq {
   sa_write_opts cond;
   const sa_batch_op *ops;
   size_t nops;
+  const sa_write_opts *conds; /* REQ_BATCH: NULL or one per op (sa_client_batch_ex) */
+  size_t failed_op;           /* REQ_BATCH: the op whose condition failed (SA_ECONFLICT) */
   uint64_t now;          /* outbox requests: the tick's time */
   bool send;             /* REQ_OBX_CLAIM: the transport takes work */
   outbox_batch *claimed; /* REQ_OBX_CLAIM: out */

@@ -140,6 +140,40 @@ int node_version(sa_client *c, const char *key, uint32_t klen, uint64_t *version
   return store_version(c->store, key, klen, version, err);
 }
 
+/* Checks the per-op conditions of a batch (sa_client_batch_ex) against the
+ * state before it: the groups not yet committed, then the store; nothing of
+ * this batch is in c->gov yet.  Returns 0 when every condition holds, 1
+ * when one failed (r is settled: SA_ECONFLICT, r->failed_op), or an error
+ * that dooms the group. */
+static int node_batch_conds(sa_client *c, wreq *r, sa_error *err) {
+  for (size_t i = 0; i < r->nops; i++) {
+    const sa_write_opts *w = &r->conds[i];
+    if (w->cond == SA_COND_NONE) continue;
+    const char *key = r->ops[i].key;
+    uint32_t klen = (uint32_t)strlen(key);
+    int kl = (int)(klen > 200 ? 200 : klen);
+    uint64_t cur = 0;
+    int rc = node_version(c, key, klen, &cur, err);
+    if (rc) return rc;
+    if (w->cond == SA_COND_VERSION && cur != w->version) {
+      r->rc =
+          cur ? sa_fail(&r->err, SA_ECONFLICT, "ops[%zu]: key '%.*s' is at version %llu, not %llu",
+                        i, kl, key, (unsigned long long)cur, (unsigned long long)w->version)
+              : sa_fail(&r->err, SA_ECONFLICT,
+                        "ops[%zu]: key '%.*s' does not exist (expected version %llu)", i, kl, key,
+                        (unsigned long long)w->version);
+    } else if (w->cond == SA_COND_ABSENT && cur) {
+      r->rc = sa_fail(&r->err, SA_ECONFLICT, "ops[%zu]: key '%.*s' already exists (version %llu)",
+                      i, kl, key, (unsigned long long)cur);
+    } else {
+      continue;
+    }
+    r->failed_op = i;
+    return 1;
+  }
+  return 0;
+}
+
 /* Prepares one request into g: checks its condition, encodes its record and
  * notes the versions it gives.  Returns 0 when staged or settled (condition
  * failed, absent key); an error that dooms the whole group otherwise. */
@@ -196,6 +230,11 @@ static int node_stage(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error 
     }
     ops = c->ops;
     nops = r->nops;
+    if (r->conds) {
+      int rc = node_batch_conds(c, r, err);
+      if (rc < 0) return rc;
+      if (rc > 0) return 0; /* settled: a condition failed, nothing staged */
+    }
   }
 
   /* The versions this record gives (as node_apply_record will). */

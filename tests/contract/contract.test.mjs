@@ -435,6 +435,19 @@ async function run() {
   const batch = JSON.stringify({ ops: [{ op: 'put', key: 'batch/a', value: 'A' },
     { op: 'put', key: 'batch/b', value: 'AAE=', encoding: 'base64' }, { op: 'delete', key: 'list/k0' }] });
   await x({ method: 'POST', path: '/v1/batch', headers: json, body: batch }, 200);
+  // per-op conditions: batch/a is at version 1 (put above), batch/new is absent
+  const casOk = JSON.stringify({ ops: [{ op: 'put', key: 'batch/a', value: 'A2', if_match: 1 },
+    { op: 'put', key: 'batch/new', value: 'N', if_none_match: '*' }] });
+  await x({ method: 'POST', path: '/v1/batch', headers: json, body: casOk, note: 'conditions hold' }, 200);
+  const casBad = JSON.stringify({ ops: [{ op: 'put', key: 'batch/a', value: 'A3', if_match: 2 },
+    { op: 'delete', key: 'batch/b', if_match: 1 }, { op: 'put', key: 'batch/new', value: 'X', if_none_match: '*' }] });
+  const r412 = await x({ method: 'POST', path: '/v1/batch', headers: json, body: casBad,
+    note: 'a condition fails' }, 412);
+  const e412 = r412.status === 412 ? JSON.parse(r412.body).error : {};
+  if (e412.op !== 2 || e412.key !== 'batch/new')
+    failures.push(`POST /v1/batch (a condition fails): names op ${e412.op} "${e412.key}", want 2 "batch/new"`);
+  await x({ method: 'POST', path: '/v1/batch', headers: json, note: 'both conditions',
+    body: JSON.stringify({ ops: [{ op: 'delete', key: 'batch/a', if_match: 1, if_none_match: '*' }] }) }, 400);
   await x({ method: 'POST', path: '/v1/batch', headers: json, body: '{"ops":[', note: 'bad JSON' }, 400);
   await x({ method: 'POST', path: '/v1/batch', headers: json, body: '{"ops":[]}', note: 'no ops' }, 400);
   await x({ method: 'POST', path: '/v1/batch', headers: { 'Content-Type': 'text/plain' }, body: batch }, 415);

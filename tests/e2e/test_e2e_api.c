@@ -333,6 +333,64 @@ START_TEST(test_paging_10000) {
 }
 END_TEST
 
+/* Per-op conditions of a batch (issue 25 item 8): checked against the state
+ * before the batch, all or nothing, 412 naming the first op that failed. */
+START_TEST(test_batch_conditions) {
+  e2e_resp r;
+  const char *h[] = {"Content-Type: application/json", NULL};
+  ck_assert_int_eq(req("PUT", "/v1/store/bc/a", NULL, "a1", &r), 201);
+  e2e_resp_free(&r);
+  ck_assert_int_eq(req("PUT", "/v1/store/bc/a", NULL, "a2", &r), 200); /* version 2 */
+  e2e_resp_free(&r);
+  /* the second op's condition fails: 412 naming ops[1], nothing written */
+  ck_assert_int_eq(req("POST", "/v1/batch", h,
+                       "{\"ops\":[{\"op\":\"put\",\"key\":\"bc/b\",\"value\":\"b\","
+                       "\"if_none_match\":\"*\"},"
+                       "{\"op\":\"put\",\"key\":\"bc/a\",\"value\":\"a3\",\"if_match\":1},"
+                       "{\"op\":\"delete\",\"key\":\"bc/zz\",\"if_match\":7}]}",
+                       &r),
+                   412);
+  json_t *j = body_json(&r);
+  json_t *er = json_object_get(j, "error");
+  ck_assert_str_eq(json_string_value(json_object_get(er, "code")), "precondition_failed");
+  ck_assert_int_eq(json_integer_value(json_object_get(er, "op")), 1);
+  ck_assert_str_eq(json_string_value(json_object_get(er, "key")), "bc/a");
+  ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(er, "message")),
+                               "ops[1]: key 'bc/a' is at version 2, not 1"));
+  json_decref(j);
+  e2e_resp_free(&r);
+  ck_assert_int_eq(req("GET", "/v1/store/bc/b", NULL, NULL, &r), 404); /* ops[0] not applied */
+  e2e_resp_free(&r);
+  /* conditions see the state before the batch, not earlier ops of it */
+  ck_assert_int_eq(req("POST", "/v1/batch", h,
+                       "{\"ops\":[{\"op\":\"put\",\"key\":\"bc/b\",\"value\":\"b\","
+                       "\"if_none_match\":\"*\"},"
+                       "{\"op\":\"put\",\"key\":\"bc/b\",\"value\":\"b2\",\"if_none_match\":\"*\"},"
+                       "{\"op\":\"delete\",\"key\":\"bc/a\",\"if_match\":2}]}",
+                       &r),
+                   200);
+  e2e_resp_free(&r);
+  ck_assert_int_eq(req("GET", "/v1/store/bc/b?raw=1", NULL, NULL, &r), 200);
+  ck_assert_uint_eq(r.len, 2); /* "b2", version 2 */
+  e2e_resp_free(&r);
+  ck_assert_int_eq(req("GET", "/v1/store/bc/a", NULL, NULL, &r), 404);
+  e2e_resp_free(&r);
+  /* malformed conditions: 400 before anything */
+  const char *bad[] = {
+      "{\"ops\":[{\"op\":\"delete\",\"key\":\"bc/b\",\"if_match\":0}]}",
+      "{\"ops\":[{\"op\":\"delete\",\"key\":\"bc/b\",\"if_match\":\"2\"}]}",
+      "{\"ops\":[{\"op\":\"delete\",\"key\":\"bc/b\",\"if_none_match\":\"x\"}]}",
+      "{\"ops\":[{\"op\":\"delete\",\"key\":\"bc/b\",\"if_match\":2,\"if_none_match\":\"*\"}]}",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    ck_assert_int_eq(req("POST", "/v1/batch", h, bad[i], &r), 400);
+    e2e_resp_free(&r);
+  }
+  ck_assert_int_eq(req("GET", "/v1/store/bc/b", NULL, NULL, &r), 200);
+  e2e_resp_free(&r);
+}
+END_TEST
+
 START_TEST(test_batch_atomic) {
   e2e_resp r;
   ck_assert_int_eq(req("PUT", "/v1/store/batch/gone", NULL, "x", &r), 201);
@@ -676,6 +734,7 @@ static Suite *e2e_api_suite(void) {
   tcase_add_test(tc, test_cas);
   tcase_add_test(tc, test_paging_10000);
   tcase_add_test(tc, test_batch_atomic);
+  tcase_add_test(tc, test_batch_conditions);
   tcase_add_test(tc, test_metrics);
   tcase_add_test(tc, test_openapi_matches_routes);
   suite_add_tcase(s, tc);
