@@ -40,7 +40,7 @@
 #define API_SYNC_DEFAULT_LIMIT 1000
 #define API_SYNC_MAX_LIMIT 10000
 #define API_SYNC_MAX_WAIT_MS 30000
-#define API_SYNC_PAGE_BYTES (32u << 20) /* a page of /v1/sync/ops stops past this */
+#define API_SYNC_PAGE_BYTES (16u << 20) /* a page of /v1/sync/ops stops past this */
 
 /* ---- a growing text buffer ------------------------------------------------ */
 

@@ -491,17 +491,18 @@ static bool srv_fp_u64(srv_fp *f, uint64_t *v) {
   return true;
 }
 
+/* The value of a base64 digit, or -1. */
+static int srv_fp_b64v(unsigned char c) {
+  return c >= 'A' && c <= 'Z'   ? c - 'A'
+         : c >= 'a' && c <= 'z' ? c - 'a' + 26
+         : c >= '0' && c <= '9' ? c - '0' + 52
+         : c == '+'             ? 62
+         : c == '/'             ? 63
+                                : -1;
+}
+
 /* Base64 decoded in place (padding required, no whitespace). */
 static bool srv_fp_b64(char *s, size_t n, size_t *out) {
-  static signed char map[256];
-  static bool init;
-  if (!init) { /* benign race: every thread writes the same bytes */
-    memset(map, -1, sizeof map);
-    const char *a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (int i = 0; i < 64; i++)
-      map[(unsigned char)a[i]] = (signed char)i;
-    init = true;
-  }
   if (n % 4) return false;
   size_t o = 0;
   for (size_t i = 0; i < n; i += 4) {
@@ -511,7 +512,7 @@ static bool srv_fp_b64(char *s, size_t n, size_t *out) {
       if (c == '=' && i + 4 == n && k >= 2) {
         v[k] = 0;
         pad++;
-      } else if (pad || (v[k] = map[c]) < 0) {
+      } else if (pad || (v[k] = srv_fp_b64v(c)) < 0) {
         return false;
       }
     }
