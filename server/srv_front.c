@@ -62,6 +62,7 @@
 #define FRONT_SWEEP_MS 500  /* idle connections are looked for this often */
 #define FRONT_PAUSE_MS 100  /* accepting pauses this long when out of descriptors */
 #define FRONT_DISCARD 65536 /* unanswered input read and dropped before a close */
+#define FRONT_BODY_STEP 65536 /* a body buffer grows by at least this much as bytes arrive */
 
 enum { FRONT_RUN, FRONT_DRAIN, FRONT_STOP };
 
@@ -452,11 +453,8 @@ static bool fc_body_begin(floop *l, fconn *c) {
   if (c->h.chunked) {
     srv_chunked_init(&c->ck, limit);
   } else {
-    c->body_want = c->h.length;
-    if (fc_body_grow(c, (size_t)c->body_want) != 0) {
-      fc_refuse_now(l, c, 500, "internal_error", "out of memory reading a body");
-      return false;
-    }
+    c->body_want = c->h.length; /* the buffer grows as the bytes arrive (fc_body): an
+                                   announced length alone reserves no memory */
   }
   if (c->h.expect_continue) { /* RFC 9110 10.1.1: the client waits for this */
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -478,7 +476,16 @@ static int fc_body(floop *l, fconn *c) {
   for (;;) {
     if (!c->h.chunked) {
       if (c->body_want == 0) break;
-      ssize_t n = recv(c->fd, c->body + c->body_len, (size_t)c->body_want, MSG_DONTWAIT);
+      size_t room = c->body_want < FRONT_BODY_STEP ? (size_t)c->body_want : FRONT_BODY_STEP;
+      if (fc_body_grow(c, c->body_len + room) != 0) {
+        c->in_body = false;
+        fc_refuse_now(l, c, 500, "internal_error", "out of memory reading a body");
+        return -1;
+      }
+      ssize_t n = recv(c->fd, c->body + c->body_len, c->body_cap - c->body_len < c->body_want
+                                                         ? c->body_cap - c->body_len
+                                                         : (size_t)c->body_want,
+                       MSG_DONTWAIT);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         c->readable = false;
