@@ -1,6 +1,7 @@
 /*
  * api_batch.c -- POST /v1/batch: several puts and deletes applied at once,
- * under one LSN, all or none.
+ * under one LSN, all or none; and DELETE /v1/store?prefix=P, every key
+ * under a prefix deleted as one such batch.
  *
  * What it is: the strict parsing of {"ops":[{"op","key","value","encoding",
  * "if_match","if_none_match"}]} (no other member, 1..API_BATCH_MAX_OPS
@@ -17,10 +18,19 @@
  * ops point into the parsed JSON tree or into decoded base64 buffers, all
  * freed after the core returns.
  *
+ * DELETE /v1/store?prefix=P lists the keys under P with their versions and
+ * deletes them in one sa_client_batch_ex whose every op is conditioned on
+ * the version listed: the record deletes exactly the keys listed, each
+ * unchanged since, or nothing (a key changed in between: listed again, up
+ * to API_PREFIX_TRIES times, then 409).  A key created under P after the
+ * listing is not deleted (its write may even have a lower LSN than the
+ * delete's record).  More than API_BATCH_MAX_OPS keys: 413 with the count.
+ *
  * Threads: any request thread; sa_client_batch_ex blocks it until the batch is
  * durable (or the node refuses it).
  */
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -192,5 +202,125 @@ out:
   free(ops);
   free(conds);
   json_decref(root);
+  return e;
+}
+
+/* ---- DELETE /v1/store?prefix=P ------------------------------------------- */
+
+/* Attempts before a prefix delete gives up on keys that keep changing. */
+#define API_PREFIX_TRIES 5
+
+/* Counts the keys under prefix (pages without values), for the 413. */
+static int api_prefix_count(api_ctx *ctx, const char *prefix, size_t *count, sa_error *err) {
+  char *after = NULL;
+  *count = 0;
+  for (;;) {
+    sa_list l;
+    int rc = sa_client_list(ctx->client, prefix, after, API_LIST_MAX_LIMIT, false, &l, err);
+    if (rc) {
+      free(after);
+      return rc;
+    }
+    *count += l.count;
+    free(after);
+    after = l.more && l.count ? strdup(l.items[l.count - 1].key) : NULL;
+    bool more = l.more && l.count;
+    sa_list_free(&l);
+    if (!more) break;
+    if (!after) {
+      err->code = SA_ENOMEM;
+      snprintf(err->message, sizeof err->message, "out of memory counting keys");
+      return SA_ENOMEM;
+    }
+  }
+  return 0;
+}
+
+api_response *api_h_delete_prefix(api_ctx *ctx, const char *query) {
+  char *prefix = NULL;
+  api_response *e = api_query(query, "prefix", &prefix);
+  if (e) return e;
+  if (!prefix || !prefix[0]) {
+    free(prefix);
+    return api_reply_error(400, "bad_request",
+                           "DELETE /v1/store needs a non-empty prefix (?prefix=P): it deletes "
+                           "every key under it");
+  }
+  sa_error err = {0};
+  for (int attempt = 1;; attempt++) {
+    /* The keys and their versions now; one record deletes each only if it
+     * still has that version, so a key changed in between makes the batch
+     * fail whole and the next attempt lists again. */
+    sa_list l;
+    int rc = sa_client_list(ctx->client, prefix, NULL, API_BATCH_MAX_OPS, false, &l, &err);
+    if (rc) {
+      e = api_reply_sa_error(rc, &err);
+      break;
+    }
+    if (l.more) { /* more than API_BATCH_MAX_OPS */
+      sa_list_free(&l);
+      size_t n = 0;
+      rc = api_prefix_count(ctx, prefix, &n, &err);
+      if (rc) {
+        e = api_reply_sa_error(rc, &err);
+        break;
+      }
+      char msg[1400];
+      snprintf(msg, sizeof msg,
+               "prefix \"%.1024s\" holds %zu keys; one delete takes at most %d (delete narrower "
+               "prefixes first); nothing was deleted",
+               prefix, n, API_BATCH_MAX_OPS);
+      e = api_resp_json(api_resp_new(413),
+                        json_pack("{s:{s:s,s:s,s:I}}", "error", "code", "payload_too_large",
+                                  "message", msg, "count", (json_int_t)n));
+      break;
+    }
+    if (l.count == 0) {
+      sa_list_free(&l);
+      e = api_resp_json(api_resp_new(200), json_pack("{s:s,s:i,s:i,s:b}", "prefix", prefix,
+                                                     "deleted", 0, "lsn", 0, "durable", 1));
+      break;
+    }
+    sa_batch_op *ops = calloc(l.count, sizeof *ops);
+    sa_write_opts *conds = calloc(l.count, sizeof *conds);
+    if (!ops || !conds) {
+      free(ops);
+      free(conds);
+      sa_list_free(&l);
+      e = &api_oom_response;
+      break;
+    }
+    for (size_t i = 0; i < l.count; i++) {
+      ops[i].op = SA_OP_DELETE;
+      ops[i].key = l.items[i].key;
+      conds[i].cond = SA_COND_VERSION;
+      conds[i].version = l.items[i].version;
+    }
+    sa_write_result res = {0};
+    size_t failed = 0;
+    rc = sa_client_batch_ex(ctx->client, ops, l.count, conds, &res, &failed, &err);
+    size_t n = l.count;
+    free(ops);
+    free(conds);
+    sa_list_free(&l);
+    if (rc == 0) {
+      e = api_resp_json(api_resp_new(200),
+                        json_pack("{s:s,s:I,s:o,s:b}", "prefix", prefix, "deleted", (json_int_t)n,
+                                  "lsn", api_json_u64(res.lsn), "durable", (int)res.durable));
+      break;
+    }
+    if (rc != SA_ECONFLICT) {
+      e = api_reply_sa_error(rc, &err);
+      break;
+    }
+    if (attempt == API_PREFIX_TRIES) {
+      e = api_reply_error(409, "conflict",
+                          "keys under the prefix kept changing while it was deleted (%d attempts); "
+                          "nothing was deleted",
+                          API_PREFIX_TRIES);
+      break;
+    }
+  }
+  free(prefix);
   return e;
 }

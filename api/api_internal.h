@@ -172,6 +172,7 @@ api_response *api_h_sync_tick(api_ctx *ctx);                     /* api_status.c
 api_response *api_h_metrics(api_ctx *ctx);                       /* api_metrics.c */
 api_response *api_h_list(api_ctx *ctx, const char *query);       /* api_store.c */
 api_response *api_h_batch(api_ctx *ctx, const api_request *req); /* api_batch.c */
+api_response *api_h_delete_prefix(api_ctx *ctx, const char *query); /* api_batch.c */
 api_response *api_h_changes(api_ctx *ctx, const api_request *req, const char *query); /* feed */
 api_response *api_h_sync_ops(api_ctx *ctx, const api_request *req, const char *query); /* sync */
 api_response *api_h_sync_snapshot(api_ctx *ctx, const char *query);  /* api_sync.c */

@@ -40,7 +40,7 @@ static const api_route_info api_route_table[] = {
     {"/v1/sync/ops", "GET,HEAD", API_ROUTE_SYNC_OPS},
     {"/v1/sync/snapshot", "GET,HEAD", API_ROUTE_SYNC_SNAPSHOT},
     {"/v1/sync/digest", "GET,HEAD", API_ROUTE_SYNC_DIGEST},
-    {"/v1/store", "GET,HEAD", API_ROUTE_STORE_LIST},
+    {"/v1/store", "GET,HEAD,DELETE", API_ROUTE_STORE_LIST},
     {"/v1/store/{key}", "GET,HEAD,PUT,DELETE", API_ROUTE_STORE_KEY},
     {"/v1/batch", "POST", API_ROUTE_BATCH},
     {"/v1/changes", "GET,HEAD", API_ROUTE_CHANGES},
@@ -232,6 +232,7 @@ static api_response *api_dispatch(api_ctx *ctx, const api_request *req, api_rout
   case API_ROUTE_SYNC_DIGEST:
     return api_h_sync_digest(ctx);
   case API_ROUTE_STORE_LIST:
+    if (strcmp(req->method, "DELETE") == 0) return api_h_delete_prefix(ctx, t.query);
     return api_h_list(ctx, t.query);
   case API_ROUTE_BATCH:
     return api_h_batch(ctx, req);

@@ -46,6 +46,7 @@ enum {
   CLI_O_FILE = 1u << 9,
   CLI_O_VALUE = 1u << 10,
   CLI_O_OUTPUT = 1u << 11,
+  CLI_O_YES = 1u << 12,
 };
 
 typedef struct cli_optdef {
@@ -70,6 +71,7 @@ static const cli_optdef cli_optdefs[] = {
     {"--file", CLI_O_FILE, true},
     {"--value", CLI_O_VALUE, true},
     {"--output", CLI_O_OUTPUT, true},
+    {"--yes", CLI_O_YES, false},
 };
 #define CLI_NOPTDEFS (sizeof cli_optdefs / sizeof cli_optdefs[0])
 
@@ -118,6 +120,7 @@ static int cli_run_get(const cli_opts *o, char **a) {
   return cli_store_get(o, a[0]);
 }
 static int cli_run_rm(const cli_opts *o, char **a) {
+  if (o->prefix) return cli_store_rm_prefix(o);
   return cli_store_rm(o, a[0]);
 }
 static int cli_run_ls(const cli_opts *o, char **a) {
@@ -166,9 +169,14 @@ static const cli_cmd cli_cmds[] = {
      "  --raw                the value's bytes alone on stdout, all of them, nothing else\n"
      "  -o, --output FILE    write the value's bytes to FILE (- : stdout, like --raw)\n",
      cli_run_get},
-    {"store", "rm", "delete", 1, CLI_O_IF_MATCH, "KEY [--if-match VERSION]", "remove a key",
+    {"store", "rm", "delete", 1, CLI_O_IF_MATCH | CLI_O_PREFIX | CLI_O_YES,
+     "KEY [--if-match VERSION] | --prefix P [--yes]", "remove a key, or every key under a prefix",
      "Removes KEY (DELETE /v1/store/KEY); exit 3 when it does not exist.\n"
-     "  --if-match VERSION   only if the key has this version\n",
+     "  --if-match VERSION   only if the key has this version\n"
+     "  --prefix P           instead of KEY: every key that starts with P, all in one WAL\n"
+     "                       record (DELETE /v1/store?prefix=P; at most 10,000 keys).  Says\n"
+     "                       how many keys and asks first on a terminal\n"
+     "  --yes                do not ask (needed when stdin is not a terminal)\n",
      cli_run_rm},
     {"store", "ls", "list", 0, CLI_O_PREFIX | CLI_O_LIMIT | CLI_O_AFTER,
      "[--prefix P] [--limit N] [--after KEY]", "list keys in order",
@@ -369,6 +377,8 @@ static int cli_opt_set(cli_opts *o, const cli_optdef *d, const char *v, char *ms
     o->create_only = true;
   else if (!strcmp(n, "--from-now"))
     o->from_now = true;
+  else if (!strcmp(n, "--yes"))
+    o->yes = true;
   else if (!strcmp(n, "--url"))
     o->url = v;
   else if (!strcmp(n, "--token"))
@@ -499,7 +509,15 @@ int cli_main(int argc, char **argv) {
     } else if ((o.file || o.value) && np - words == c->nargs) {
       snprintf(msg, sizeof msg, "a VALUE and %s: give one value", o.file ? "--file" : "--value");
       rc = cli_usage(msg, c);
-    } else if (np - words != c->nargs - ((o.file || o.value) ? 1 : 0)) {
+    } else if (c->run == cli_run_rm && o.prefix && (np - words == c->nargs || o.if_match)) {
+      rc = cli_usage(o.if_match ? "--prefix and --if-match contradict each other (a version "
+                                  "is one key's)"
+                                : "a KEY and --prefix: give one",
+                     c);
+    } else if (c->run == cli_run_rm && o.yes && !o.prefix) {
+      rc = cli_usage("--yes goes with --prefix (removing one key asks nothing)", c);
+    } else if (np - words != c->nargs - ((o.file || o.value) ? 1 : 0) -
+                                 (c->run == cli_run_rm && o.prefix ? 1 : 0)) {
       snprintf(msg, sizeof msg, "usage: softadastra %s%s%s", w, c->args[0] ? " " : "", c->args);
       rc = cli_usage(msg, c);
     } else {

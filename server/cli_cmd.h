@@ -40,6 +40,7 @@ typedef struct cli_opts {
   const char *file;           /* store put: the value is this file's bytes ("-": stdin) */
   const char *value;          /* store put: the value, literally (even "-") */
   const char *output;         /* store get: write the bytes to this file ("-": stdout) */
+  bool yes;                   /* store rm --prefix: no confirmation */
 } cli_opts;
 
 /* status: the node, WAL, store and sync summary (GET /v1/status). */
@@ -65,6 +66,12 @@ void cli_sync_print_peers(json_t *sync, const char *indent);
 int cli_store_put(const cli_opts *o, const char *key, const char *value);
 int cli_store_get(const cli_opts *o, const char *key);
 int cli_store_rm(const cli_opts *o, const char *key);
+
+/* store rm --prefix P: every key under o->prefix in one request (DELETE
+ * /v1/store?prefix=P), after a confirmation on a terminal unless o->yes;
+ * without a terminal on stdin and without o->yes it refuses (CLI_USAGE)
+ * before anything is sent. */
+int cli_store_rm_prefix(const cli_opts *o);
 int cli_store_ls(const cli_opts *o);
 
 /* store batch FILE: the puts and deletes of FILE ("-": stdin), JSON or

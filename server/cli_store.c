@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli_cmd.h"
 #include "cli_out.h"
@@ -187,6 +188,73 @@ int cli_store_rm(const cli_opts *o, const char *key) {
   free(hdr);
   if (rc != 0) return rc;
   return cli_answer(o->json, st, &b, 200, 200, "store rm", cli_print_removed, NULL);
+}
+
+static void cli_print_removed_prefix(json_t *j, void *ctx) {
+  (void)ctx;
+  printf("removed\n");
+  printf("  prefix   : %s\n", cli_str(j, "prefix", NULL));
+  printf("  keys     : %lld\n", cli_int(j, "deleted", NULL));
+  printf("  lsn      : %lld\n", cli_int(j, "lsn", NULL));
+  printf("  durable  : %s\n", cli_yes(j, "durable", NULL));
+}
+
+/* Asks on the terminal whether to remove the keys under o->prefix, saying
+ * how many there are.  Returns CLI_OK to go on, else the exit code (after
+ * a message). */
+static int cli_confirm_prefix(const cli_opts *o, const char *ep) {
+  char *path = NULL;
+  if (asprintf(&path, "/v1/store?limit=10000&prefix=%s", ep) < 0) return CLI_FAIL;
+  long st;
+  cli_buf b;
+  int rc = cli_request(o->url, o->token, "GET", path, NULL, 0, NULL, NULL, &st, &b);
+  free(path);
+  if (rc != 0) return rc;
+  if (st != 200) {
+    rc = cli_fail_from_response(st, &b, "store rm");
+    free(b.data);
+    return rc;
+  }
+  json_t *j = cli_parse(&b);
+  free(b.data);
+  if (!j) return CLI_FAIL;
+  long long n = cli_int(j, "count", NULL);
+  bool more = json_is_true(json_object_get(j, "more"));
+  json_decref(j);
+  if (n == 0) return CLI_OK; /* nothing to ask about: the node says 0 */
+  fprintf(stderr, "remove %s%lld key%s under \"%s\" (one record, all or none)? [y/N] ",
+          more ? "more than " : "", n, n == 1 && !more ? "" : "s", o->prefix);
+  fflush(stderr);
+  char line[64];
+  if (!fgets(line, sizeof line, stdin)) line[0] = '\0';
+  if (strcmp(line, "y\n") != 0 && strcmp(line, "yes\n") != 0 && strcmp(line, "Y\n") != 0) {
+    cli_errc("not_confirmed", "not confirmed: nothing was removed");
+    return CLI_FAIL;
+  }
+  return CLI_OK;
+}
+
+int cli_store_rm_prefix(const cli_opts *o) {
+  if (!o->yes && !isatty(STDIN_FILENO)) {
+    cli_errc("usage",
+             "store rm --prefix asks before it removes, and stdin is not a terminal: "
+             "add --yes to remove every key under \"%s\"",
+             o->prefix);
+    return CLI_USAGE;
+  }
+  char *ep = cli_path_escape(o->prefix, false);
+  if (!ep) return CLI_FAIL;
+  int rc = o->yes ? CLI_OK : cli_confirm_prefix(o, ep);
+  char *path = NULL;
+  if (rc == CLI_OK && asprintf(&path, "/v1/store?prefix=%s", ep) < 0) rc = CLI_FAIL;
+  free(ep);
+  if (rc != CLI_OK) return rc;
+  long st;
+  cli_buf b;
+  rc = cli_request(o->url, o->token, "DELETE", path, NULL, 0, NULL, NULL, &st, &b);
+  free(path);
+  if (rc != 0) return rc;
+  return cli_answer(o->json, st, &b, 200, 200, "store rm", cli_print_removed_prefix, NULL);
 }
 
 int cli_store_ls(const cli_opts *o) {

@@ -449,6 +449,14 @@ async function run() {
   await x({ method: 'POST', path: '/v1/batch', headers: json, note: 'both conditions',
     body: JSON.stringify({ ops: [{ op: 'delete', key: 'batch/a', if_match: 1, if_none_match: '*' }] }) }, 400);
   await x({ method: 'POST', path: '/v1/batch', headers: json, body: '{"ops":[', note: 'bad JSON' }, 400);
+  // a prefix deleted at once; nothing under it; no prefix
+  await x({ method: 'PUT', path: '/v1/store/gone/1', body: '1' }, 201);
+  await x({ method: 'PUT', path: '/v1/store/gone/2', body: '2' }, 201);
+  const rdp = await x({ method: 'DELETE', path: '/v1/store?prefix=gone%2F' }, 200);
+  if (rdp.status === 200 && JSON.parse(rdp.body).deleted !== 2)
+    failures.push(`DELETE /v1/store?prefix=gone/: deleted ${JSON.parse(rdp.body).deleted}, want 2`);
+  await x({ method: 'DELETE', path: '/v1/store?prefix=gone%2F', note: 'nothing under it' }, 200);
+  await x({ method: 'DELETE', path: '/v1/store', note: 'no prefix' }, 400);
   await x({ method: 'POST', path: '/v1/batch', headers: json, body: '{"ops":[]}', note: 'no ops' }, 400);
   await x({ method: 'POST', path: '/v1/batch', headers: { 'Content-Type': 'text/plain' }, body: batch }, 415);
   await x({ method: 'POST', path: '/v1/batch', headers: json, note: 'value over max_value_bytes',

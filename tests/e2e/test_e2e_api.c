@@ -391,6 +391,94 @@ START_TEST(test_batch_conditions) {
 }
 END_TEST
 
+/* DELETE /v1/store?prefix=P (issue 25 item 6): every key under P in one WAL
+ * record, none else; past 10,000 keys 413 naming the count, nothing
+ * deleted; no prefix 400. */
+START_TEST(test_delete_prefix) {
+  e2e_resp r;
+  const char *keys[] = {"/v1/store/dp/a", "/v1/store/dp/b", "/v1/store/dp/c/d", "/v1/store/dq"};
+  for (size_t i = 0; i < 4; i++) {
+    ck_assert_int_eq(req("PUT", keys[i], NULL, "v", &r), 201);
+    e2e_resp_free(&r);
+  }
+  ck_assert_int_eq(req("DELETE", "/v1/store?prefix=dp%2F", NULL, NULL, &r), 200);
+  json_t *j = body_json(&r);
+  ck_assert_int_eq(jint(j, "deleted"), 3);
+  ck_assert_str_eq(json_string_value(json_object_get(j, "prefix")), "dp/");
+  long long lsn = jint(j, "lsn");
+  json_decref(j);
+  e2e_resp_free(&r);
+  for (size_t i = 0; i < 3; i++) {
+    ck_assert_int_eq(req("GET", keys[i], NULL, NULL, &r), 404);
+    e2e_resp_free(&r);
+  }
+  ck_assert_int_eq(req("GET", "/v1/store/dq", NULL, NULL, &r), 200);
+  e2e_resp_free(&r);
+  /* one record: the feed shows the three deletes under one LSN */
+  char path[128];
+  snprintf(path, sizeof path, "/v1/changes?since=%lld&prefix=dp%%2F", lsn - 1);
+  ck_assert_int_eq(req("GET", path, NULL, NULL, &r), 200);
+  j = body_json(&r);
+  json_t *ch = json_object_get(j, "changes");
+  ck_assert_int_eq(json_array_size(ch), 3);
+  for (size_t i = 0; i < 3; i++) {
+    ck_assert_int_eq(jint(json_array_get(ch, i), "lsn"), lsn);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(ch, i), "op")), "delete");
+  }
+  json_decref(j);
+  e2e_resp_free(&r);
+  /* nothing under it: deleted 0 */
+  ck_assert_int_eq(req("DELETE", "/v1/store?prefix=dp%2F", NULL, NULL, &r), 200);
+  j = body_json(&r);
+  ck_assert_int_eq(jint(j, "deleted"), 0);
+  json_decref(j);
+  e2e_resp_free(&r);
+  /* no prefix, an empty one: 400 */
+  ck_assert_int_eq(req("DELETE", "/v1/store", NULL, NULL, &r), 400);
+  e2e_resp_free(&r);
+  ck_assert_int_eq(req("DELETE", "/v1/store?prefix=", NULL, NULL, &r), 400);
+  e2e_resp_free(&r);
+  /* 10,001 keys: 413 naming the count, nothing deleted; one fewer: all */
+  const char *h[] = {"Content-Type: application/json", NULL};
+  for (int b = 0; b < 2; b++) {
+    size_t cap = 5001 * 48 + 16, n = 0;
+    char *body = malloc(cap);
+    ck_assert_ptr_nonnull(body);
+    n += (size_t)snprintf(body + n, cap - n, "{\"ops\":[");
+    for (int i = 0; i < 5001 - b; i++)
+      n += (size_t)snprintf(body + n, cap - n,
+                            "%s{\"op\":\"put\",\"key\":\"big/%d/%05d\",\"value\":\"\"}",
+                            i ? "," : "", b, i);
+    n += (size_t)snprintf(body + n, cap - n, "]}");
+    ck_assert_int_eq(req("POST", "/v1/batch", h, body, &r), 200);
+    e2e_resp_free(&r);
+    free(body);
+  }
+  ck_assert_int_eq(req("DELETE", "/v1/store?prefix=big%2F", NULL, NULL, &r), 413);
+  j = body_json(&r);
+  json_t *er = json_object_get(j, "error");
+  ck_assert_int_eq(jint(er, "count"), 10001);
+  ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(er, "message")),
+                               "holds 10001 keys; one delete takes at most 10000"));
+  json_decref(j);
+  e2e_resp_free(&r);
+  ck_assert_int_eq(req("GET", "/v1/store/big/0/00000", NULL, NULL, &r), 200);
+  e2e_resp_free(&r);
+  ck_assert_int_eq(req("DELETE", "/v1/store/big/0/00000", NULL, NULL, &r), 200);
+  e2e_resp_free(&r);
+  ck_assert_int_eq(req("DELETE", "/v1/store?prefix=big%2F", NULL, NULL, &r), 200);
+  j = body_json(&r);
+  ck_assert_int_eq(jint(j, "deleted"), 10000);
+  json_decref(j);
+  e2e_resp_free(&r);
+  ck_assert_int_eq(req("GET", "/v1/store?prefix=big%2F", NULL, NULL, &r), 200);
+  j = body_json(&r);
+  ck_assert_int_eq(jint(j, "count"), 0);
+  json_decref(j);
+  e2e_resp_free(&r);
+}
+END_TEST
+
 START_TEST(test_batch_atomic) {
   e2e_resp r;
   ck_assert_int_eq(req("PUT", "/v1/store/batch/gone", NULL, "x", &r), 201);
@@ -735,6 +823,7 @@ static Suite *e2e_api_suite(void) {
   tcase_add_test(tc, test_paging_10000);
   tcase_add_test(tc, test_batch_atomic);
   tcase_add_test(tc, test_batch_conditions);
+  tcase_add_test(tc, test_delete_prefix);
   tcase_add_test(tc, test_metrics);
   tcase_add_test(tc, test_openapi_matches_routes);
   suite_add_tcase(s, tc);

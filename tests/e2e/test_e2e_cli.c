@@ -319,6 +319,68 @@ START_TEST(test_binary_values) {
 }
 END_TEST
 
+/* store rm --prefix (issue 25 item 6): refused without a terminal unless
+ * --yes, then every key under the prefix goes at once; contradictions are
+ * refused before anything is sent. */
+START_TEST(test_rm_prefix) {
+  const char *keys[] = {"rmp/a", "rmp/b/c", "rmq"};
+  for (size_t i = 0; i < 3; i++) {
+    char *o = RUN(0, "store", "put", keys[i], "v");
+    free(o);
+  }
+  char *err = NULL;
+  char *o = RUN_ERR(2, &err, "store", "rm", "--prefix", "rmp/");
+  has(err, "stdin is not a terminal: add --yes to remove every key under \"rmp/\"");
+  free(err);
+  free(o);
+  o = RUN(0, "store", "ls", "--prefix", "rmp/");
+  ck_assert_str_eq(o, "rmp/a\nrmp/b/c\n");
+  free(o);
+  o = RUN_ERR(2, &err, "store", "rm", "rmp/a", "--prefix", "rmp/", "--yes");
+  has(err, "a KEY and --prefix: give one");
+  free(err);
+  free(o);
+  o = RUN_ERR(2, &err, "store", "rm", "--prefix", "rmp/", "--if-match", "1", "--yes");
+  has(err, "--prefix and --if-match contradict each other");
+  free(err);
+  free(o);
+  o = RUN_ERR(2, &err, "store", "rm", "rmp/a", "--yes");
+  has(err, "--yes goes with --prefix");
+  free(err);
+  free(o);
+  o = RUN(0, "store", "rm", "--prefix", "rmp/", "--yes");
+  has(o, "removed\n  prefix   : rmp/\n  keys     : 2\n");
+  free(o);
+  o = RUN(0, "store", "ls", "--prefix", "rm");
+  ck_assert_str_eq(o, "rmq\n");
+  free(o);
+  o = RUN(0, "--json", "store", "rm", "--prefix", "rmp/", "--yes");
+  has(o, "\"deleted\":0");
+  free(o);
+  /* on a terminal (script(1) gives it one) it says how many and asks */
+  if (access("/usr/bin/script", X_OK) == 0) {
+    char log[512];
+    snprintf(log, sizeof log, "%s/prompt.out", node.dir);
+    ck_assert_int_eq(
+        sh("printf 'n\\n' | script -qec \"'%s' store rm --prefix rmq\" /dev/null >'%s'", e2e_bin(),
+           log),
+        1);
+    char *t = e2e_read_file(log, NULL);
+    ck_assert_ptr_nonnull(t);
+    has(t, "remove 1 key under \"rmq\" (one record, all or none)? [y/N]");
+    has(t, "not confirmed: nothing was removed");
+    free(t);
+    ck_assert_int_eq(
+        sh("printf 'y\\n' | script -qec \"'%s' store rm --prefix rmq\" /dev/null >'%s'", e2e_bin(),
+           log),
+        0);
+    t = e2e_read_file(log, NULL);
+    has(t, "  keys     : 1");
+    free(t);
+  }
+}
+END_TEST
+
 /* Every command explains itself: --help prints its usage (exit 0), a group
  * alone lists its commands, a missing value names the option, options that
  * contradict each other or do not apply are refused (exit 2), and nothing
@@ -800,6 +862,7 @@ static Suite *e2e_cli_suite(void) {
   tcase_add_test(tc, test_usage_errors);
   tcase_add_test(tc, test_explains_itself);
   tcase_add_test(tc, test_binary_values);
+  tcase_add_test(tc, test_rm_prefix);
   tcase_add_test(tc, test_scripts);
   tcase_add_test(tc, test_watch_no_node);
   tcase_add_test(tc, test_watch_node_killed);
