@@ -10,6 +10,14 @@
 // the reconnection with Last-Event-ID that EventSource would do is done
 // here.  User data (keys, values) only ever reaches the page through
 // textContent, never as HTML.
+//
+// Writes are conditioned on what the page loaded: a key picked in the
+// browser is put and deleted with If-Match: "<version loaded>", a key typed
+// that was not loaded is put with If-None-Match: * (created, never
+// overwritten blind); a 412 says the key changed since it was loaded and
+// offers a reload.  A binary value (encoding base64) is never shown in the
+// text box, so Put is off for it: a text put would replace its bytes.
+// Delete asks first.
 'use strict';
 
 (function () {
@@ -20,6 +28,7 @@
   let cursor = '';    // `after` of the current page
   let nextCursor = null;
   let statusTimer = null;
+  let loaded = null;  // {key, version, binary, size}: the key the form holds, as loaded
 
   function headers(extra) {
     const h = Object.assign({}, extra || {});
@@ -38,8 +47,8 @@
     showError('This node requires an auth token: enter it above.');
   }
 
-  async function api(method, path, body) {
-    const opts = { method, headers: headers(), cache: 'no-store' };
+  async function api(method, path, body, extra) {
+    const opts = { method, headers: headers(extra), cache: 'no-store' };
     if (body !== undefined) {
       opts.body = body;
       opts.headers['Content-Type'] = 'application/octet-stream';
@@ -146,14 +155,41 @@
         (l.more ? ', more after this page.' : '.');
   }
 
+  // The form's state: Put is off while it holds a binary value as loaded.
+  function formState() {
+    const binary = !!(loaded && loaded.binary && $('put-key').value === loaded.key);
+    $('put-btn').disabled = binary;
+    $('put-value').disabled = binary;
+    $('put-value').placeholder = binary ? 'binary value: not editable here' : 'dark';
+  }
+
+  function setLoaded(l) {
+    loaded = l;
+    $('reload-btn').classList.add('hidden');
+    formState();
+  }
+
   async function pick(key) {
     try {
       const v = await api('GET', '/v1/store/' + encodeURIComponent(key));
+      const binary = v.encoding !== 'utf-8';
       $('put-key').value = key;
-      $('put-value').value = v.encoding === 'utf-8' ? v.value : '';
-      $('write-result').textContent = v.encoding === 'utf-8' ? 'Loaded ' + key + ' (version ' +
-        v.version + ').' : key + ' holds binary data (' + v.size + ' bytes).';
-    } catch (e) { showError(String(e.message || e)); }
+      $('put-value').value = binary ? '' : v.value;
+      setLoaded({ key, version: v.version, binary, size: v.size });
+      $('write-result').textContent = binary
+        ? key + ' holds binary data (' + v.size + ' bytes, version ' + v.version +
+          '): the dashboard does not edit it, so Put is off (softadastra store put ' + key +
+          ' --file F replaces it).'
+        : 'Loaded ' + key + ' (version ' + v.version + ').';
+    } catch (e) {
+      if (e.status === 404) {
+        $('put-value').value = '';
+        setLoaded(null);
+        $('write-result').textContent = key + ' does not exist (any more).';
+      } else {
+        showError(String(e.message || e));
+      }
+    }
   }
 
   function run(p) {
@@ -165,8 +201,32 @@
   async function write(del) {
     const key = $('put-key').value;
     if (!key) { $('write-result').textContent = 'A key is needed.'; return; }
+    const mine = loaded && loaded.key === key ? loaded : null;
+    if (!del && mine && mine.binary) return; // Put is off for a binary value (formState)
+    if (del && !window.confirm('Delete ' + key + (mine ? ' (version ' + mine.version + ')'
+      : ' (whatever it holds: it was not loaded)') + '? This cannot be undone.')) {
+      $('write-result').textContent = key + ' was not deleted.';
+      return;
+    }
     const path = '/v1/store/' + encodeURIComponent(key);
-    const r = del ? await api('DELETE', path) : await api('PUT', path, $('put-value').value);
+    // conditioned on what was loaded; a key not loaded is created, never overwritten
+    const cond = mine ? { 'If-Match': '"' + mine.version + '"' }
+      : del ? {} : { 'If-None-Match': '*' };
+    let r;
+    try {
+      r = del ? await api('DELETE', path, undefined, cond)
+        : await api('PUT', path, $('put-value').value, cond);
+    } catch (e) {
+      if (e.status !== 412) throw e;
+      $('write-result').textContent = mine
+        ? key + ' changed since you loaded it (version ' + mine.version + '): nothing was ' +
+          (del ? 'deleted' : 'stored') + '. Reload it to see what it holds now.'
+        : key + ' already exists: nothing was stored. Reload it to edit what it holds.';
+      $('reload-btn').dataset.key = key;
+      $('reload-btn').classList.remove('hidden');
+      return;
+    }
+    setLoaded(del ? null : { key, version: r.version, binary: false, size: r.size });
     $('write-result').textContent = (del ? 'Deleted ' : 'Stored ') + key + ' at LSN ' + r.lsn +
       (del ? '' : ', version ' + r.version) + (r.durable ? ' (durable).' : ' (not yet durable).');
     await Promise.all([loadKeys(), refreshStatus()]);
@@ -288,6 +348,8 @@
   });
   $('write').addEventListener('submit', (e) => { e.preventDefault(); run(write(false)); });
   $('del-btn').addEventListener('click', () => run(write(true)));
+  $('put-key').addEventListener('input', formState);
+  $('reload-btn').addEventListener('click', () => run(pick($('reload-btn').dataset.key)));
 
   run(Promise.all([refreshStatus(), loadKeys()]));
   setInterval(() => run(refreshStatus()), 5000);

@@ -6,8 +6,12 @@
 // single violation, asks for the token and then shows status, WAL and sync;
 // that a key written through the page's form shows up in the key browser
 // (prefix search, paging); that a key written with curl appears live in the
-// changes list without a reload; that a delete through the form shows as a
-// delete.  It saves a screenshot (dashboard.png) in the output directory.
+// changes list without a reload; that a delete through the form asks first
+// and shows as a delete; that a binary value is never wiped (Put is off for
+// it); that writes carry the version loaded (a change made elsewhere since
+// is a 412 shown as "changed since you loaded it", with a reload), and a
+// key typed but not loaded is never overwritten blind.  It saves a
+// screenshot (dashboard.png) in the output directory.
 //
 // Usage: node dashboard.test.mjs SOFTADASTRA_BIN OUT_DIR
 // Every wait is bounded (WAIT_MS); a wait that runs out is a failure.
@@ -89,7 +93,9 @@ try {
   context.setDefaultTimeout(WAIT_MS);
   const page = context.pages()[0] || await context.newPage();
   const problems = [];
-  page.on('console', (m) => { if (m.type() === 'error' && !/401/.test(m.text())) problems.push('console: ' + m.text()); });
+  const dialogs = [];
+  // the browser logs every 401 (before the token) and 412 (the conflicts below) it gets
+  page.on('console', (m) => { if (m.type() === 'error' && !/\b(401|412)\b/.test(m.text())) problems.push('console: ' + m.text()); });
   page.on('pageerror', (e) => problems.push('page error: ' + e.message));
   await page.exposeFunction('__cspViolation', (d) => problems.push('CSP violation: ' + d));
   await page.addInitScript(() => {
@@ -148,6 +154,13 @@ try {
   await page.fill('#prefix', '');
   await page.click('#search-btn');
   await page.fill('#put-key', 'browser/hello');
+  // Delete asks first: dismissed, nothing happens
+  page.once('dialog', (d) => { dialogs.push(d.message()); d.dismiss(); });
+  await page.click('#del-btn');
+  await page.waitForFunction(() => /browser\/hello was not deleted/.test(document.getElementById('write-result').textContent));
+  assert.match(dialogs.pop(), /^Delete browser\/hello \(version 1\)\? This cannot be undone\.$/);
+  assert.equal(curl(url, 'GET', '/v1/store/browser%2Fhello?raw=1'), 'from the form');
+  page.once('dialog', (d) => { dialogs.push(d.message()); d.accept(); });
   await page.click('#del-btn');
   await page.waitForFunction(() => [...document.querySelectorAll('#changes tr[data-key="browser/hello"]')]
     .some((tr) => tr.children[1].textContent === 'delete'));
@@ -165,6 +178,54 @@ try {
   // form put 1, curl put 2, the batch 3 (one LSN), form delete 4, form put 5:
   // the WAL card follows the live feed.
   await page.waitForFunction(() => document.querySelector('#wal dd:last-of-type').textContent === '5');
+
+  // A binary value is not wiped: picked, Put is off and the box stays empty.
+  execFileSync('sh', ['-c', `printf 'a\\000b\\377c' | curl -fsS --max-time 10 -X PUT -H 'Authorization: Bearer ${TOKEN}' --data-binary @- ${url}/v1/store/bin%2Fblob`]);
+  const rawBin = () => execFileSync('curl', ['-fsS', '--max-time', '10', '-H', 'Authorization: Bearer ' + TOKEN,
+    url + '/v1/store/bin%2Fblob?raw=1']);
+  assert.deepEqual([...rawBin()], [0x61, 0, 0x62, 0xff, 0x63]);
+  await page.fill('#prefix', 'bin/');
+  await page.click('#search-btn');
+  await page.click('#keys tr[data-key="bin/blob"]');
+  await page.waitForFunction(() => /holds binary data \(5 bytes/.test(document.getElementById('write-result').textContent));
+  assert.equal(await page.isDisabled('#put-btn'), true, 'Put is on for a binary value');
+  assert.equal(await page.isDisabled('#put-value'), true);
+  assert.equal(await page.inputValue('#put-value'), '');
+  await page.evaluate(() => document.getElementById('write').requestSubmit()); // Enter in the form
+  await sleep(300);
+  assert.deepEqual([...rawBin()], [0x61, 0, 0x62, 0xff, 0x63], 'the binary value was changed');
+  await page.fill('#put-key', 'bin/other'); // another key: Put is on again
+  assert.equal(await page.isDisabled('#put-btn'), false);
+
+  // Writes carry the version loaded: a change elsewhere since is a 412.
+  await page.fill('#prefix', 'settings/');
+  await page.click('#search-btn');
+  await page.click('#keys tr[data-key="settings/theme"]');
+  await page.waitForFunction(() => /Loaded settings\/theme \(version 1\)/.test(document.getElementById('write-result').textContent));
+  curl(url, 'PUT', '/v1/store/settings%2Ftheme', 'light'); // someone else: version 2
+  await page.fill('#put-value', 'blue');
+  await page.click('#put-btn');
+  await page.waitForFunction(() => /changed since you loaded it/.test(document.getElementById('write-result').textContent));
+  assert.equal(curl(url, 'GET', '/v1/store/settings%2Ftheme?raw=1'), 'light', 'overwritten blind');
+  await page.click('#reload-btn');
+  await page.waitForFunction(() => document.getElementById('put-value').value === 'light');
+  assert.match(await page.textContent('#write-result'), /Loaded settings\/theme \(version 2\)/);
+  await page.fill('#put-value', 'blue');
+  await page.click('#put-btn');
+  await page.waitForFunction(() => /Stored settings\/theme at LSN \d+, version 3/.test(document.getElementById('write-result').textContent));
+  assert.equal(curl(url, 'GET', '/v1/store/settings%2Ftheme?raw=1'), 'blue');
+  // a delete conditioned the same way: changed elsewhere, not deleted
+  curl(url, 'PUT', '/v1/store/settings%2Ftheme', 'green'); // version 4
+  page.once('dialog', (d) => d.accept());
+  await page.click('#del-btn');
+  await page.waitForFunction(() => /changed since you loaded it \(version 3\): nothing was deleted/.test(document.getElementById('write-result').textContent));
+  assert.equal(curl(url, 'GET', '/v1/store/settings%2Ftheme?raw=1'), 'green');
+  // a key typed, not loaded, that exists: not overwritten
+  await page.fill('#put-key', 'curl/live');
+  await page.fill('#put-value', 'typed');
+  await page.click('#put-btn');
+  await page.waitForFunction(() => /curl\/live already exists: nothing was stored/.test(document.getElementById('write-result').textContent));
+  assert.equal(curl(url, 'GET', '/v1/store/curl%2Flive?raw=1'), 'from curl');
 
   assert.deepEqual(problems, [], 'problems in the page');
   const shot = join(outDir, 'dashboard.png');
