@@ -662,12 +662,19 @@ int srv_serve(const cfg_config *cfg) {
   const char *lb = strchr(host, ':') ? "[" : "", *rb = strchr(host, ':') ? "]" : "";
   char torn[600] = "";
   if (st.recovery.torn_path[0]) snprintf(torn, sizeof torn, " (kept in %s)", st.recovery.torn_path);
+  /* records scanned but not replayed were in the store already (committed
+   * before the stop): say so, or "0 replayed" reads as nothing recovered */
+  unsigned long long scanned = st.recovery.records_scanned,
+                     replayed = st.recovery.records_replayed;
+  char held[96] = "";
+  if (scanned > replayed && replayed)
+    snprintf(held, sizeof held, "; the store already held the other %llu", scanned - replayed);
+  else if (scanned > replayed)
+    snprintf(held, sizeof held, "; the store already held %s", scanned == 1 ? "it" : "them all");
   printf("softadastra %s: node %s listening on http://%s%s%s:%u, WAL %s, recovery: %llu records "
-         "scanned, %llu replayed, %llu torn bytes cut%s\n",
-         sa_version(), st.node_id, lb, host, rb, (unsigned)port, wal,
-         (unsigned long long)st.recovery.records_scanned,
-         (unsigned long long)st.recovery.records_replayed,
-         (unsigned long long)st.recovery.torn_bytes, torn);
+         "scanned, %llu replayed, %llu torn bytes cut%s%s\n",
+         sa_version(), st.node_id, lb, host, rb, (unsigned)port, wal, scanned, replayed,
+         (unsigned long long)st.recovery.torn_bytes, torn, held);
   fflush(stdout);
   char q1[128], q2[600];
   srv_log(SRV_LOG_INFO, "listening",
