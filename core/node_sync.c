@@ -422,6 +422,14 @@ int sa_client_sync_set_peers(sa_client *c, const char *const *peer_ids, size_t n
   return rc;
 }
 
+int sa_client_sync_keep_tombstones(sa_client *c, bool by_ttl_only) {
+  if (!c) return SA_EINVAL;
+  pthread_mutex_lock(&c->sync_mu);
+  c->tombs_by_ttl_only = by_ttl_only;
+  pthread_mutex_unlock(&c->sync_mu);
+  return 0;
+}
+
 bool node_sync_peers_configured(sa_client *c) {
   pthread_mutex_lock(&c->sync_mu);
   bool yes = c->peers_configured;
@@ -447,6 +455,7 @@ int node_sync_open(sa_client *c, sa_error *err) {
 /* What a REQ_SYNC_GC request carries (wreq.gc). */
 typedef struct sync_gc {
   uint64_t min_ack; /* every configured peer's position (0: no peers) */
+  uint64_t tomb_ack; /* min_ack, or 0 when tombstones go by age only (a hub) */
   uint64_t now;
   node_peer *dirty; /* copies of the acks and cursors to persist */
   size_t ndirty;
@@ -491,7 +500,7 @@ void node_process_sync_gc(sa_client *c, wreq *r) {
   }
   uint64_t max_lsn = 0, ttl_hlc = 0;
   if (rc == 0 && gc->tombs)
-    rc = store_wtomb_gc(t, gc->min_ack, gc->now, (uint64_t)c->opts.tombstone_ttl_s * 1000,
+    rc = store_wtomb_gc(t, gc->tomb_ack, gc->now, (uint64_t)c->opts.tombstone_ttl_s * 1000,
                         &gc->dropped, &max_lsn, &ttl_hlc, &e);
   for (size_t i = 0; rc == 0 && i < gc->ndirty; i++) {
     const node_peer *p = &gc->dirty[i];
@@ -537,10 +546,12 @@ int node_sync_tick(sa_client *c, sa_error *err) {
       dirty[k++] = c->peers[i];
       c->peers[i].dirty = c->peers[i].cursor_dirty = false;
     }
+  bool ttl_only = c->tombs_by_ttl_only;
   pthread_mutex_unlock(&c->sync_mu);
   gc.dirty = dirty;
   gc.ndirty = dirty ? gc.ndirty : 0;
   gc.min_ack = any ? min_ack : 0;
+  gc.tomb_ack = ttl_only ? 0 : gc.min_ack;
   /* The tombstones are walked when the peers moved, or when some may have
    * aged out (at most every ttl / 16, capped at a minute): not at every
    * tick, which would walk every tombstone every second on the writer. */

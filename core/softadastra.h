@@ -590,6 +590,14 @@ int sa_client_sync_peer_ack(sa_client *c, const char *peer_id, uint64_t seq, sa_
  * no peers, the outbox then behaves as without sync).  Copied. */
 int sa_client_sync_set_peers(sa_client *c, const char *const *peer_ids, size_t n, sa_error *err);
 
+/* by_ttl_only: tombstones are dropped by age (tombstone_ttl_s) only, never
+ * because the configured peers acknowledged them; the outbox still goes by
+ * the acknowledgements.  For a transport through a hub (NATS JetStream): a
+ * hub acknowledging a delete does not mean every node has seen it, and an
+ * older put of the key from another origin may still come through the hub
+ * after it, so the tombstone must stay to beat it. */
+int sa_client_sync_keep_tombstones(sa_client *c, bool by_ttl_only);
+
 /* The acknowledged position of peer_id (0 when unknown). */
 uint64_t sa_client_sync_peer_acked(sa_client *c, const char *peer_id);
 

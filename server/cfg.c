@@ -65,7 +65,8 @@ static const cfg_setting cfg_settings[] = {
     {"tick_interval_ms", CFG_U32, CFG_OFF(tick_interval_ms), 1, 3600000, "1000", NULL,
      "outbox tick period"},
     {"transport_kind", CFG_STR, CFG_OFF(transport_kind), 1, 0, "stub", NULL,
-     "sync transport used when enable_transport is true: http (pull the peers), stub or "
+     "sync transport used when enable_transport is true: http (pull the peers), nats (through "
+     "a NATS JetStream hub), http+nats, stub or "
      "disabled; --transport KIND sets both"},
     {"peers", CFG_LIST, CFG_OFF(peers), 0, 0, "", "peer",
      "comma-separated peer URLs (http://host:port) the http transport pulls; --peer URL may "
@@ -131,6 +132,19 @@ static const cfg_setting cfg_settings[] = {
     {"cors_origins", CFG_LIST, CFG_OFF(cors_origins), 0, 0, "", NULL,
      "comma-separated browser origins allowed by CORS, * for any (empty: off)"},
     {"log_level", CFG_STR, CFG_OFF(log_level), 1, 0, "info", NULL, "debug, info, warn or error"},
+    {"nats_urls", CFG_STR, CFG_OFF(nats_urls), 0, 0, "", "nats-url",
+     "comma-separated NATS URLs (nats://host:4222) of the hub the nats transport uses"},
+    {"nats_stream", CFG_STR, CFG_OFF(nats_stream), 1, 0, "SOFTADASTRA", NULL,
+     "JetStream stream of the nats transport (made when missing)"},
+    {"nats_subject_prefix", CFG_STR, CFG_OFF(nats_subject_prefix), 1, 0, "sa.ops", NULL,
+     "subject prefix of the ops in the stream"},
+    {"nats_replicas", CFG_U32, CFG_OFF(nats_replicas), 0, 5, "0", NULL,
+     "replicas of a stream the node makes (0: 3 when the hub has >= 3 servers, else 1)"},
+    {"nats_creds", CFG_STR, CFG_OFF(nats_creds), 0, 0, "", NULL,
+     "NATS credentials file (empty: none)"},
+    {"nats_token", CFG_STR, CFG_OFF(nats_token), 0, 0, "", NULL, "NATS token (empty: none)"},
+    {"nats_filter_prefix", CFG_STR, CFG_OFF(nats_filter_prefix), 0, 0, "", NULL,
+     "consume only keys starting with this from the hub (empty: all)"},
 };
 #define CFG_NSETTINGS (sizeof cfg_settings / sizeof cfg_settings[0])
 
@@ -227,7 +241,7 @@ static const char *cfg_str_problem(const char *name, const char *v, char *why, s
     snprintf(why, len, "must be debug, info, warn or error");
     return why;
   }
-  if (!strcmp(name, "auth_token") || !strcmp(name, "peer_token")) {
+  if (!strcmp(name, "auth_token") || !strcmp(name, "peer_token") || !strcmp(name, "nats_token")) {
     for (const char *p = v; *p; p++) {
       if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
         snprintf(why, len, "must be printable ASCII without spaces");
@@ -246,7 +260,8 @@ static int cfg_str_set(cfg_config *c, const cfg_setting *s, const char *v, const
   }
   char why[160];
   if (cfg_str_problem(s->name, v, why, sizeof why)) {
-    if (!strcmp(s->name, "auth_token") || !strcmp(s->name, "peer_token")) /* secrets */
+    if (!strcmp(s->name, "auth_token") || !strcmp(s->name, "peer_token") ||
+        !strcmp(s->name, "nats_token")) /* secrets */
       cfg_errf(err, errlen, "invalid setting \"%s\" (%s): %s", s->name, origin, why);
     else
       cfg_errf(err, errlen, "invalid setting \"%s\" (%s): \"%s\" %s", s->name, origin, v, why);
@@ -677,7 +692,16 @@ int cfg_validate(const cfg_config *c, char *err, size_t errlen) {
     cfg_errf(err, errlen, "invalid setting \"peers\": %zu peers, at most 32", c->n_peers);
     return CFG_EVALUE;
   }
-  if (c->enable_transport && c->transport_kind && !strcmp(c->transport_kind, "http") &&
+  if (c->enable_transport && c->transport_kind &&
+      (!strcmp(c->transport_kind, "nats") || !strcmp(c->transport_kind, "http+nats")) &&
+      (!c->nats_urls || !c->nats_urls[0])) {
+    cfg_errf(err, errlen,
+             "the nats transport needs the hub's URL: --nats-url nats://HOST:4222, "
+             "SOFTADASTRA_NATS_URLS or \"nats_urls\" in the config file");
+    return CFG_EVALUE;
+  }
+  if (c->enable_transport && c->transport_kind &&
+      (!strcmp(c->transport_kind, "http") || !strcmp(c->transport_kind, "http+nats")) &&
       c->n_peers == 0) {
     cfg_errf(err, errlen,
              "the http transport needs at least one peer: --peer URL, SOFTADASTRA_PEERS or "

@@ -73,6 +73,14 @@ typedef struct cfg_config {
   size_t n_cors_origins;           /* entries in cors_origins */
   char *log_level;                 /* "debug", "info", "warn" or "error" */
   char *config_path;               /* the config file that was read, or NULL */
+  /* The nats transport (transport_kind "nats" or "http+nats"; srv_nats.c). */
+  char *nats_urls;           /* comma-separated nats://host:port URLs */
+  char *nats_stream;         /* JetStream stream ("SOFTADASTRA") */
+  char *nats_subject_prefix; /* subject prefix ("sa.ops") */
+  uint32_t nats_replicas;    /* stream replicas (0: 3 with >= 3 servers, else 1) */
+  char *nats_creds;          /* credentials file ("" : none) */
+  char *nats_token;          /* token ("" : none) */
+  char *nats_filter_prefix;  /* consume only keys under this prefix ("" : all) */
 } cfg_config;
 
 /* Return codes of the cfg_* functions. */

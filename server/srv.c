@@ -71,6 +71,15 @@
 #include "srv_dir.h"
 #include "srv_sse.h"
 #include "srv_sync.h"
+#ifdef SA_HAVE_NATS
+#include "srv_nats.h"
+#else
+typedef struct srv_nats srv_nats; /* built without libnats: never started */
+#define srv_nats_stop(n) ((void)(n))
+#define srv_nats_free(n) ((void)(n))
+#define srv_nats_write_metrics(n, f) ((void)(n), (void)(f))
+#define srv_nats_peers(n, o, m) ((void)(n), (void)(o), (void)(m), (size_t)0)
+#endif
 
 #define SRV_DISCARD_MAX (64u << 20) /* bytes of an oversized body read before dropping */
 
@@ -81,6 +90,7 @@ typedef struct srv {
   bool log_requests;  /* debug level: one line per request */
   srv_feed *feed;     /* SSE streams and long-polls of /v1/changes (srv_sse.c) */
   srv_sync *sync;     /* the http transport's pullers (srv_sync.c); NULL without one */
+  srv_nats *nats;     /* the nats transport (srv_nats.c); NULL without one */
   sa_client *client;  /* the node (GET /v1/backup's streams use it: srv_backup.c) */
   /* Suspended writes may not outlive MHD_stop_daemon ("called while we have
    * suspended connections" aborts), and libmicrohttpd resumes a connection
@@ -348,6 +358,20 @@ static void srv_metrics_extra(void *cls, FILE *f) {
   srv *s = cls;
   srv_feed_write_metrics(s->feed, f);
   srv_sync_write_metrics(s->sync, f);
+  srv_nats_write_metrics(s->nats, f);
+}
+
+/* The API's hooks over both transports: the http peers, then the hub. */
+static size_t srv_peers_all(void *cls, api_sync_peer *out, size_t max) {
+  srv *s = cls;
+  size_t n = s->sync ? srv_sync_peers(s->sync, out, max) : 0;
+  if (s->nats && n < max) n += srv_nats_peers(s->nats, out + n, max - n);
+  return n;
+}
+static void srv_served_all(void *cls, const char *node, size_t items, uint64_t acked,
+                           bool has_acked) {
+  srv *s = cls;
+  srv_sync_served(s->sync, node, items, acked, has_acked);
 }
 
 /* The core's view of the http transport: never running, so its outbox tick
@@ -364,7 +388,15 @@ static bool srv_idle_running(void *ctx) {
 
 /* True when the http transport is configured (then srv_sync pulls the peers). */
 static bool srv_http_transport(const cfg_config *cfg) {
-  return cfg->enable_transport && !strcmp(cfg->transport_kind, "http") && cfg->n_peers > 0;
+  return cfg->enable_transport &&
+         (!strcmp(cfg->transport_kind, "http") || !strcmp(cfg->transport_kind, "http+nats")) &&
+         cfg->n_peers > 0;
+}
+
+/* True when the nats transport is configured (srv_nats.c, alone or with http). */
+static bool srv_nats_transport(const cfg_config *cfg) {
+  return cfg->enable_transport &&
+         (!strcmp(cfg->transport_kind, "nats") || !strcmp(cfg->transport_kind, "http+nats"));
 }
 
 /* mkdir -p; returns 0 or an errno. */
@@ -538,7 +570,7 @@ int srv_serve(const cfg_config *cfg) {
   static const sa_transport http_idle = {.kind = "http", .send = srv_idle_send,
                                           .running = srv_idle_running};
   o.transport_kind = cfg->transport_kind;
-  if (srv_http_transport(cfg)) {
+  if (srv_http_transport(cfg) || srv_nats_transport(cfg)) {
     o.transport = &http_idle;
     o.transport_kind = NULL; /* the core knows only its own kinds */
   }
@@ -596,13 +628,50 @@ int srv_serve(const cfg_config *cfg) {
       return 1;
     }
   }
+  if (srv_nats_transport(cfg)) {
+#ifdef SA_HAVE_NATS
+    srv_nats_config nc = {
+        .client = client,
+        .self_id = cfg->node_id,
+        .urls = cfg->nats_urls,
+        .stream = cfg->nats_stream,
+        .subject_prefix = cfg->nats_subject_prefix,
+        .replicas = cfg->nats_replicas,
+        .creds = cfg->nats_creds,
+        .token = cfg->nats_token,
+        .filter_prefix = cfg->nats_filter_prefix,
+    };
+    char why[300] = "";
+    int e = srv_nats_start(&nc, &s.nats, why, sizeof why);
+    /* Through a hub, an ack does not mean every node saw a delete, and an
+     * older put may still come through after it: tombstones go by age. */
+    if (e == 0) sa_client_sync_keep_tombstones(client, true);
+    if (e == 0 && !s.sync) { /* the outbox waits for the hub's acknowledgement */
+      const char *pub = srv_nats_pub_peer(s.nats);
+      sa_client_sync_set_peers(client, &pub, 1, NULL);
+    }
+#else
+    int e = ENOTSUP;
+    const char *why = "this softadastra was built without libnats (install libnats-dev and build "
+                      "again)";
+#endif
+    if (e != 0) {
+      fprintf(stderr, "softadastra: cannot start the nats transport: %s\n",
+              why[0] ? why : strerror(e));
+      srv_sync_stop(s.sync);
+      srv_sync_free(s.sync);
+      srv_feed_destroy(s.feed);
+      sa_client_close(client);
+      return 1;
+    }
+  }
   api_config ac = {
       .metrics_extra = srv_metrics_extra,
       .metrics_extra_cls = &s,
-      .sync_transport = s.sync ? "http" : NULL,
-      .sync_peers = s.sync ? srv_sync_peers : NULL,
-      .sync_served = s.sync ? srv_sync_served : NULL,
-      .sync_cls = s.sync,
+      .sync_transport = s.sync && s.nats ? "http+nats" : s.nats ? "nats" : s.sync ? "http" : NULL,
+      .sync_peers = s.sync || s.nats ? srv_peers_all : NULL,
+      .sync_served = s.sync ? srv_served_all : NULL,
+      .sync_cls = &s,
       .client = client,
       .auth_token = cfg->auth_token,
       .probes_need_token = cfg->auth_probes,
@@ -616,6 +685,8 @@ int srv_serve(const cfg_config *cfg) {
     fprintf(stderr, "softadastra: out of memory\n");
     srv_sync_stop(s.sync);
     srv_sync_free(s.sync);
+    srv_nats_stop(s.nats);
+    srv_nats_free(s.nats);
     srv_feed_destroy(s.feed);
     sa_client_close(client);
     return 1;
@@ -647,6 +718,8 @@ int srv_serve(const cfg_config *cfg) {
     if (lfd >= 0) close(lfd);
     srv_sync_stop(s.sync);
     srv_sync_free(s.sync);
+    srv_nats_stop(s.nats);
+    srv_nats_free(s.nats);
     srv_feed_destroy(s.feed);
     api_ctx_destroy(s.api);
     sa_client_close(client);
@@ -694,6 +767,14 @@ int srv_serve(const cfg_config *cfg) {
             srv_log_q(q3, q4, sizeof q4), cfg->peer_token[0] ? "set" : "none");
   }
 
+  if (s.nats) {
+    char q5[1100], q6[100];
+    srv_log(SRV_LOG_INFO, "sync_transport",
+            "kind=nats urls=%s stream=%s subject_prefix=%s filter_prefix=%s",
+            srv_log_q(cfg->nats_urls, q5, sizeof q5), cfg->nats_stream, cfg->nats_subject_prefix,
+            srv_log_q(cfg->nats_filter_prefix, q6, sizeof q6));
+  }
+
   int sig = 0;
   for (;;) {
     if (sigwait(&set, &sig) != 0) continue;
@@ -704,6 +785,7 @@ int srv_serve(const cfg_config *cfg) {
           atomic_load(&s.active));
   api_ctx_set_draining(s.api, true);
   srv_sync_stop(s.sync); /* the pullers end first: no batch is applied after this */
+  srv_nats_stop(s.nats); /* and the hub's publisher and consumer */
   srv_feed_shutdown(s.feed); /* streams say bye and end, long-polls answer now */
   srv_backup_stop();         /* running backups end cut (srv_backup.c) */
   /* Stop listening now (new connections are refused during the drain), but
@@ -737,6 +819,7 @@ int srv_serve(const cfg_config *cfg) {
   MHD_stop_daemon(s.d);
   close(lfd);
   srv_sync_free(s.sync); /* no request can read the peers' state any more */
+  srv_nats_free(s.nats);
   srv_feed_destroy(s.feed);
   api_ctx_destroy(s.api);
   if (srv_backup_wait(30000) != 0) /* their threads use the node */

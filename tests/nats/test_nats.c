@@ -1,0 +1,722 @@
+/*
+ * test_nats.c -- the NATS JetStream transport end to end (issue 23): real
+ * `softadastra serve` nodes syncing through real nats-server processes
+ * (Debian's nats-server 2.9) that the test starts on 127.0.0.1 with temporary
+ * store directories and stops by PID.
+ *
+ * What it checks: two nodes through one server (a write on one reaches the
+ * other, both ways, deletes too; the hub in /v1/sync/status); the hub down
+ * (writes go on and answer at once, status says unreachable, everything
+ * flows when it returns); a 3-server JetStream cluster with an R3 stream
+ * and four nodes with writers, one NATS server and one node killed with
+ * SIGKILL mid-run: equal digests within 15 s, every acknowledged write
+ * final or beaten by a larger (hlc, origin); a node offline while 10,000
+ * ops flow catches up; a node with nats_filter_prefix holds exactly the
+ * keys under it; the pure helpers (subjects, the message body).
+ *
+ * What it is not: a benchmark (tests/bench/nats.sh).  No assertion on
+ * timing except the issue's convergence bounds.
+ *
+ * When nats-server is not installed the test prints SKIPPED and exits 77.
+ * Threads: the writers of the cluster case are threads of the test (each
+ * with its own curl handle, e2e_http).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "e2e_util.h"
+#include "srv_nats.h"
+
+static char nats_bin[512];
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ck_assert_int_ge(fd, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  socklen_t l = sizeof a;
+  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void nap_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static bool port_open(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+/* ---- nats-server processes ------------------------------------------------------ */
+
+typedef struct hub {
+  pid_t pid;
+  int port, cport; /* client and cluster ports */
+  char dir[256];
+  char conf[300];
+  char log[300];
+} hub;
+
+/* Writes the config of server i of n (cluster when n > 1) and makes its dir. */
+static void hub_init(hub *h, hub *all, int i, int n) {
+  snprintf(h->dir, sizeof h->dir, "/tmp/sa-nats-XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(h->dir));
+  snprintf(h->conf, sizeof h->conf, "%s/nats.conf", h->dir);
+  snprintf(h->log, sizeof h->log, "%s/nats.log", h->dir);
+  FILE *f = fopen(h->conf, "w");
+  ck_assert_ptr_nonnull(f);
+  fprintf(f, "server_name: \"hub%d\"\nlisten: \"127.0.0.1:%d\"\n", i, h->port);
+  fprintf(f, "jetstream { store_dir: \"%s/js\" }\n", h->dir);
+  if (n > 1) {
+    fprintf(f, "cluster {\n  name: \"sa\"\n  listen: \"127.0.0.1:%d\"\n  routes: [", h->cport);
+    for (int k = 0, c = 0; k < n; k++)
+      if (k != i) fprintf(f, "%s \"nats-route://127.0.0.1:%d\"", c++ ? "," : "", all[k].cport);
+    fprintf(f, " ]\n}\n");
+  }
+  fclose(f);
+}
+
+static void hub_start(hub *h) {
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    int fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    execl(nats_bin, nats_bin, "-c", h->conf, (char *)NULL);
+    _exit(127);
+  }
+  h->pid = pid;
+  long long t0 = now_ms();
+  while (!port_open(h->port) && now_ms() - t0 < 10000)
+    nap_ms(20);
+  ck_assert_msg(port_open(h->port), "nats-server on %d did not start (log %s)", h->port, h->log);
+}
+
+static void hub_stop(hub *h, int sig) {
+  if (!h->pid) return;
+  kill(h->pid, sig);
+  int st;
+  long long t0 = now_ms();
+  while (waitpid(h->pid, &st, WNOHANG) == 0) {
+    if (now_ms() - t0 > 10000) kill(h->pid, SIGKILL);
+    nap_ms(10);
+  }
+  h->pid = 0;
+}
+
+static void hub_cleanup(hub *h) {
+  hub_stop(h, SIGTERM);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", h->dir);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", h->dir);
+}
+
+static void hubs_make(hub *hs, int n) {
+  for (int i = 0; i < n; i++) {
+    hs[i].port = free_port();
+    hs[i].cport = free_port();
+  }
+  for (int i = 0; i < n; i++)
+    hub_init(&hs[i], hs, i, n);
+  for (int i = 0; i < n; i++)
+    hub_start(&hs[i]);
+}
+
+/* ---- nodes ------------------------------------------------------------------------ */
+
+/* Starts node id on port with the nats transport toward the hubs (and extra args). */
+static void start_node(e2e_node *n, const char *id, int port, const hub *hs, int nh,
+                       const char *const *extra) {
+  static char bufs[8][512];
+  static int nb;
+  char *listen = bufs[nb++ % 8];
+  snprintf(listen, 512, "127.0.0.1:%d", port);
+  char *urls = bufs[nb++ % 8];
+  urls[0] = '\0';
+  for (int i = 0; i < nh; i++)
+    snprintf(urls + strlen(urls), 512 - strlen(urls), "%snats://127.0.0.1:%d", i ? "," : "",
+             hs[i].port);
+  const char *args[32];
+  size_t k = 0;
+  args[k++] = "--node-id";
+  args[k++] = id;
+  args[k++] = "--listen";
+  args[k++] = listen;
+  args[k++] = "--transport";
+  args[k++] = "nats";
+  args[k++] = "--nats-url";
+  args[k++] = urls;
+  for (size_t i = 0; extra && extra[i] && k < 30; i++)
+    args[k++] = extra[i];
+  args[k] = NULL;
+  int code = -1;
+  ck_assert_msg(e2e_node_start(n, args, NULL, &code) == 0, "node %s did not start (exit %d)", id,
+                code);
+}
+
+static long http_req(const e2e_node *n, const char *method, const char *path, const char *body,
+                     json_t **out) {
+  e2e_resp r;
+  const char *json[] = {"Content-Type: application/json", NULL};
+  bool is_json = body && !strcmp(method, "POST");
+  if (e2e_http(n, method, path, is_json ? json : NULL, body, body ? strlen(body) : 0, &r) != 0) {
+    e2e_resp_free(&r);
+    if (out) *out = NULL;
+    return 0;
+  }
+  long st = r.status;
+  if (out) *out = json_loadb(r.body ? r.body : "", r.len, 0, NULL);
+  e2e_resp_free(&r);
+  return st;
+}
+
+static long get_raw(const e2e_node *n, const char *key, char *buf, size_t len) {
+  char path[512];
+  snprintf(path, sizeof path, "/v1/store/%s?raw=1", key);
+  e2e_resp r;
+  if (e2e_http(n, "GET", path, NULL, NULL, 0, &r) != 0) {
+    e2e_resp_free(&r);
+    return 0;
+  }
+  long st = r.status;
+  snprintf(buf, len, "%s", r.body ? r.body : "");
+  e2e_resp_free(&r);
+  return st;
+}
+
+/* Polls until key reads value on n (NULL: 404) within ms.  true when it did. */
+static bool wait_value(const e2e_node *n, const char *key, const char *value, int ms) {
+  long long t0 = now_ms();
+  while (now_ms() - t0 < ms) {
+    char buf[4096];
+    long st = get_raw(n, key, buf, sizeof buf);
+    if (value ? (st == 200 && strcmp(buf, value) == 0) : st == 404) return true;
+    nap_ms(20);
+  }
+  return false;
+}
+
+static char *digest_of(const e2e_node *n, long long *keys) {
+  json_t *j = NULL;
+  char *d = NULL;
+  if (http_req(n, "GET", "/v1/sync/digest", NULL, &j) == 200 &&
+      json_is_string(json_object_get(j, "digest"))) {
+    d = strdup(json_string_value(json_object_get(j, "digest")));
+    if (keys) *keys = json_integer_value(json_object_get(j, "keys"));
+  }
+  json_decref(j);
+  return d;
+}
+
+/* Polls until every node's digest is the same, within ms.  Returns the ms it
+ * took, or -1. */
+static long long wait_converged(e2e_node *const *ns, int n, int ms) {
+  long long t0 = now_ms();
+  while (now_ms() - t0 < ms) {
+    char *d0 = digest_of(ns[0], NULL);
+    bool same = d0 != NULL;
+    for (int i = 1; same && i < n; i++) {
+      char *d = digest_of(ns[i], NULL);
+      same = d && !strcmp(d, d0);
+      free(d);
+    }
+    free(d0);
+    if (same) return now_ms() - t0;
+    nap_ms(100);
+  }
+  return -1;
+}
+
+/* The hub's entry in n's /v1/sync/status (a new reference) or NULL. */
+static json_t *hub_state(const e2e_node *n) {
+  json_t *j = NULL, *found = NULL;
+  if (http_req(n, "GET", "/v1/sync/status", NULL, &j) == 200) {
+    json_t *peers = json_object_get(j, "peers");
+    for (size_t i = 0; i < json_array_size(peers); i++) {
+      const char *id = json_string_value(json_object_get(json_array_get(peers, i), "node_id"));
+      if (id && !strncmp(id, "nats.", 5)) found = json_incref(json_array_get(peers, i));
+    }
+  }
+  json_decref(j);
+  return found;
+}
+
+static bool wait_hub_state(const e2e_node *n, const char *state, int ms) {
+  long long t0 = now_ms();
+  while (now_ms() - t0 < ms) {
+    json_t *p = hub_state(n);
+    const char *st = json_string_value(json_object_get(p, "state"));
+    bool ok = st && !strcmp(st, state);
+    json_decref(p);
+    if (ok) return true;
+    nap_ms(50);
+  }
+  return false;
+}
+
+static void node_done(e2e_node *n) {
+  if (n->pid) ck_assert_int_eq(e2e_node_stop(n, SIGTERM), 0);
+  e2e_node_cleanup(n);
+}
+
+/* ---- pure helpers ---------------------------------------------------------------- */
+
+START_TEST(test_subjects) {
+  char s[SRV_NATS_SUBJECT_MAX];
+  ck_assert_int_eq(srv_nats_subject("sa.ops", "settings/theme", "node-a", s, sizeof s), 0);
+  ck_assert_str_eq(s, "sa.ops.ssettings.c2V0dGluZ3MvdGhlbWU.bm9kZS1h");
+  /* no '.', '*', '>' or whitespace of the key reaches the subject */
+  const char *hostile[] = {"a.b/c", "*", ">", "x y/z", "a\tb", "../..", "settings.>/x", NULL};
+  for (int i = 0; hostile[i]; i++) {
+    ck_assert_int_eq(srv_nats_subject("sa.ops", hostile[i], "n.1", s, sizeof s), 0);
+    const char *t = s + strlen("sa.ops.");
+    ck_assert_msg(!strpbrk(t, ".*> \t") || (strchr(t, '.') && !strpbrk(t, "*> \t")), "subject %s",
+                  s);
+    int dots = 0;
+    for (const char *p = t; *p; p++)
+      dots += *p == '.';
+    ck_assert_int_eq(dots, 2); /* exactly three tokens after the prefix */
+  }
+  /* the filter of a first segment matches that segment's keys only */
+  ck_assert_int_eq(srv_nats_filter("sa.ops", "settings/", s, sizeof s), 0);
+  ck_assert_str_eq(s, "sa.ops.ssettings.>");
+  ck_assert_int_eq(srv_nats_filter("sa.ops", "", s, sizeof s), 0);
+  ck_assert_str_eq(s, "sa.ops.>");
+  ck_assert_int_eq(srv_nats_filter("sa.ops", "sett", s, sizeof s), 0);
+  ck_assert_str_eq(s, "sa.ops.>");
+  ck_assert_int_eq(srv_nats_subject("sa.ops", "settingsX", "a", s, sizeof s), 0);
+  ck_assert_ptr_null(strstr(s, "ssettings"));
+  ck_assert_int_eq(srv_nats_subject("sa.ops", "a.b/c", "a", s, sizeof s), 0);
+  ck_assert_ptr_nonnull(strstr(s, ".x612e62."));
+}
+END_TEST
+
+START_TEST(test_body) {
+  sa_sync_item it = {
+      .op = SA_OP_PUT, .key = "k/1", .data = "v\0x", .len = 3, .hlc = 42, .origin_lsn = 7};
+  strcpy(it.origin, "node-a");
+  size_t len = 0;
+  char *b = srv_nats_encode(&it, &len);
+  ck_assert_ptr_nonnull(b);
+  sa_sync_item o;
+  char why[160];
+  ck_assert_int_eq(srv_nats_decode(b, len, &o, why, sizeof why), 0);
+  ck_assert_str_eq(o.key, "k/1");
+  ck_assert_int_eq(o.len, 3);
+  ck_assert_int_eq(memcmp(o.data, "v\0x", 3), 0);
+  ck_assert_uint_eq(o.hlc, 42);
+  ck_assert_uint_eq(o.origin_lsn, 7);
+  ck_assert_str_eq(o.origin, "node-a");
+  free(o.key);
+  free(o.data);
+  /* every truncation and a few corruptions are refused, naming the cause */
+  for (size_t l = 0; l < len - 3; l++)
+    ck_assert_int_eq(srv_nats_decode(b, l, &o, why, sizeof why), -1);
+  b[3] = 9;
+  ck_assert_int_eq(srv_nats_decode(b, len, &o, why, sizeof why), -1);
+  ck_assert_ptr_nonnull(strstr(why, "op kind"));
+  ck_assert_int_eq(srv_nats_decode("hello world, this is not an op", 30, &o, why, sizeof why), -1);
+  free(b);
+}
+END_TEST
+
+/* ---- two nodes, one server ---------------------------------------------------------- */
+
+START_TEST(test_two_nodes) {
+  hub h[1];
+  hubs_make(h, 1);
+  e2e_node a, b;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  start_node(&a, "node-a", free_port(), h, 1, NULL);
+  start_node(&b, "node-b", free_port(), h, 1, NULL);
+  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/settings/theme", "dark", NULL), 201);
+  ck_assert_msg(wait_value(&b, "settings/theme", "dark", 10000), "a's write did not reach b");
+  ck_assert_int_eq(http_req(&b, "PUT", "/v1/store/from/b", "bee", NULL), 201);
+  ck_assert_msg(wait_value(&a, "from/b", "bee", 10000), "b's write did not reach a");
+  ck_assert_int_eq(http_req(&a, "DELETE", "/v1/store/from/b", NULL, NULL), 200);
+  ck_assert_msg(wait_value(&b, "from/b", NULL, 10000), "a's delete did not reach b");
+  e2e_node *ns[] = {&a, &b};
+  ck_assert_int_ge(wait_converged(ns, 2, 10000), 0);
+  /* the hub in the status: connected, this node's ops acknowledged */
+  ck_assert(wait_hub_state(&a, "connected", 5000));
+  json_t *p = hub_state(&a);
+  ck_assert_str_eq(json_string_value(json_object_get(p, "node_id")), "nats.SOFTADASTRA");
+  ck_assert_int_ge(json_integer_value(json_object_get(p, "ops_sent")), 2);
+  ck_assert_int_ge(json_integer_value(json_object_get(p, "ops_received")), 1);
+  json_decref(p);
+  /* /metrics has the hub's series */
+  e2e_resp r;
+  ck_assert_int_eq(e2e_http(&a, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+  ck_assert_ptr_nonnull(strstr(r.body, "softadastra_nats_connected{stream=\"SOFTADASTRA\"} 1"));
+  e2e_resp_free(&r);
+  node_done(&a);
+  node_done(&b);
+  hub_cleanup(&h[0]);
+}
+END_TEST
+
+/* ---- the hub down ------------------------------------------------------------------- */
+
+START_TEST(test_hub_down) {
+  hub h[1];
+  hubs_make(h, 1);
+  e2e_node a, b;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  start_node(&a, "node-a", free_port(), h, 1, NULL);
+  start_node(&b, "node-b", free_port(), h, 1, NULL);
+  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/k0", "before", NULL), 201);
+  ck_assert(wait_value(&b, "k0", "before", 10000));
+  hub_stop(&h[0], SIGKILL);
+  /* writes go on, at once */
+  for (int i = 0; i < 50; i++) {
+    char path[64], val[32];
+    snprintf(path, sizeof path, "/v1/store/down/%d", i);
+    snprintf(val, sizeof val, "v%d", i);
+    long long t0 = now_ms();
+    ck_assert_int_eq(http_req(&a, "PUT", path, val, NULL), 201);
+    ck_assert_msg(now_ms() - t0 < 2000, "a local PUT waited for the hub");
+  }
+  ck_assert_msg(wait_hub_state(&a, "unreachable", 15000), "status does not say unreachable");
+  json_t *p = hub_state(&a);
+  ck_assert_ptr_nonnull(json_string_value(json_object_get(p, "last_error")));
+  json_decref(p);
+  nap_ms(1500);
+  hub_start(&h[0]); /* same port, same store */
+  ck_assert_msg(wait_value(&b, "down/49", "v49", 20000),
+                "the writes did not flow after the hub returned");
+  e2e_node *ns[] = {&a, &b};
+  ck_assert_int_ge(wait_converged(ns, 2, 15000), 0);
+  ck_assert(wait_hub_state(&a, "connected", 10000));
+  /* the outbox is acknowledged once the hub holds everything */
+  long long t0 = now_ms();
+  bool done = false;
+  while (!done && now_ms() - t0 < 10000) {
+    json_t *j = NULL;
+    http_req(&a, "GET", "/v1/sync/status", NULL, &j);
+    done = json_integer_value(json_object_get(j, "acknowledged")) ==
+           json_integer_value(json_object_get(j, "outbox_size"));
+    json_decref(j);
+    if (!done) nap_ms(100);
+  }
+  ck_assert_msg(done, "the outbox was not acknowledged after the hub returned");
+  node_done(&a);
+  node_done(&b);
+  hub_cleanup(&h[0]);
+}
+END_TEST
+
+/* ---- a 3-server cluster, four nodes, kill -9 of a server and of a node ------------------ */
+
+#define C_NODES 4
+#define C_KEYS 16
+#define C_MAXW 20000
+
+typedef struct acked {
+  int key;
+  bool del;
+  unsigned long long hlc;
+  char origin[16];
+} acked;
+
+typedef struct writer {
+  e2e_node *n;
+  int idx;
+  volatile bool *stop;
+  acked *log;
+  int nlog;
+} writer;
+
+static void *writer_run(void *p) {
+  writer *w = p;
+  unsigned seed = (unsigned)w->idx * 7919u + 1;
+  for (int i = 0; !*w->stop && w->nlog < C_MAXW; i++) {
+    int k = (int)(rand_r(&seed) % C_KEYS);
+    bool del = rand_r(&seed) % 5 == 0;
+    char path[64], val[64];
+    snprintf(path, sizeof path, "/v1/store/c/k%d", k);
+    snprintf(val, sizeof val, "n%d-%d", w->idx, i);
+    json_t *j = NULL;
+    long st = http_req(w->n, del ? "DELETE" : "PUT", path, del ? NULL : val, &j);
+    if ((st == 200 || st == 201) && json_is_integer(json_object_get(j, "hlc"))) {
+      acked *a = &w->log[w->nlog++];
+      a->key = k;
+      a->del = del;
+      a->hlc = (unsigned long long)json_integer_value(json_object_get(j, "hlc"));
+      snprintf(a->origin, sizeof a->origin, "%s", json_string_value(json_object_get(j, "origin")));
+    }
+    json_decref(j);
+    if (st == 0) nap_ms(50); /* the node is down (killed): try again */
+    nap_ms(2);
+  }
+  return NULL;
+}
+
+static int pair_cmp(unsigned long long h1, const char *o1, unsigned long long h2, const char *o2) {
+  if (h1 != h2) return h1 < h2 ? -1 : 1;
+  return strcmp(o1, o2);
+}
+
+START_TEST(test_cluster) {
+  hub h[3];
+  hubs_make(h, 3);
+  e2e_node nodes[C_NODES];
+  int ports[C_NODES];
+  char ids[C_NODES][16];
+  for (int i = 0; i < C_NODES; i++) {
+    e2e_node_init(&nodes[i]);
+    ports[i] = free_port();
+    snprintf(ids[i], sizeof ids[i], "node-%c", 'a' + i);
+    start_node(&nodes[i], ids[i], ports[i], h, 3, NULL);
+  }
+  /* the stream is R3 (three servers known) */
+  ck_assert_int_eq(http_req(&nodes[0], "PUT", "/v1/store/c/hello", "x", NULL), 201);
+  for (int i = 1; i < C_NODES; i++)
+    ck_assert_msg(wait_value(&nodes[i], "c/hello", "x", 20000), "node %d did not get c/hello", i);
+  volatile bool stop = false;
+  writer ws[C_NODES];
+  pthread_t th[C_NODES];
+  for (int i = 0; i < C_NODES; i++) {
+    ws[i] = (writer){.n = &nodes[i], .idx = i, .stop = &stop, .log = calloc(C_MAXW, sizeof(acked))};
+    pthread_create(&th[i], NULL, writer_run, &ws[i]);
+  }
+  nap_ms(2000);
+  hub_stop(&h[1], SIGKILL); /* one NATS server */
+  nap_ms(1500);
+  ck_assert_int_eq(e2e_node_stop(&nodes[2], SIGKILL), 128 + SIGKILL); /* one node */
+  nap_ms(1000);
+  start_node(&nodes[2], ids[2], ports[2], h, 3, NULL);
+  nap_ms(2500);
+  stop = true;
+  for (int i = 0; i < C_NODES; i++)
+    pthread_join(th[i], NULL);
+  hub_start(&h[1]);
+  e2e_node *ns[C_NODES];
+  for (int i = 0; i < C_NODES; i++)
+    ns[i] = &nodes[i];
+  long long ms = wait_converged(ns, C_NODES, 15000);
+  int total = 0;
+  for (int i = 0; i < C_NODES; i++)
+    total += ws[i].nlog;
+  fprintf(stderr, "cluster: %d acknowledged writes, converged in %lld ms\n", total, ms);
+  if (ms < 0)
+    for (int i = 0; i < C_NODES; i++) {
+      e2e_node_dump_log(&nodes[i], "not converged");
+      long long keys = 0;
+      char *d = digest_of(&nodes[i], &keys);
+      json_t *p = hub_state(&nodes[i]);
+      char *js = p ? json_dumps(p, JSON_COMPACT) : NULL;
+      fprintf(stderr, "node %s: digest %s keys %lld hub %s\n", ids[i], d ? d : "?", keys,
+              js ? js : "?");
+      free(js);
+      free(d);
+      json_decref(p);
+    }
+  if (ms < 0)
+    for (int k = 0; k < C_KEYS; k++) {
+      fprintf(stderr, "c/k%d:", k);
+      for (int i = 0; i < C_NODES; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/v1/store/c/k%d", k);
+        json_t *j = NULL;
+        long st = http_req(&nodes[i], "GET", path, NULL, &j);
+        fprintf(stderr, " %s=%ld/%lld/%s", ids[i], st,
+                (long long)json_integer_value(json_object_get(j, "hlc")),
+                json_string_value(json_object_get(j, "origin"))
+                    ? json_string_value(json_object_get(j, "origin"))
+                    : "-");
+        json_decref(j);
+      }
+      fprintf(stderr, "\n");
+    }
+  ck_assert_msg(ms >= 0, "the four nodes did not converge within 15 s");
+  ck_assert_int_gt(total, 100);
+  /* every acknowledged write is final or beaten by a larger pair */
+  for (int k = 0; k < C_KEYS; k++) {
+    const acked *best = NULL;
+    for (int i = 0; i < C_NODES; i++)
+      for (int e = 0; e < ws[i].nlog; e++) {
+        const acked *a = &ws[i].log[e];
+        if (a->key == k && (!best || pair_cmp(a->hlc, a->origin, best->hlc, best->origin) > 0))
+          best = a;
+      }
+    if (!best) continue;
+    char path[64];
+    snprintf(path, sizeof path, "/v1/store/c/k%d", k);
+    json_t *j = NULL;
+    long st = http_req(&nodes[0], "GET", path, NULL, &j);
+    if (st == 200) {
+      unsigned long long hlc = (unsigned long long)json_integer_value(json_object_get(j, "hlc"));
+      const char *o = json_string_value(json_object_get(j, "origin"));
+      ck_assert_msg(o && pair_cmp(hlc, o, best->hlc, best->origin) >= 0,
+                    "key c/k%d holds (%llu,%s) below the acknowledged (%llu,%s)", k, hlc,
+                    o ? o : "?", best->hlc, best->origin);
+    } else {
+      ck_assert_int_eq(st, 404);
+      /* deleted: the largest acknowledged write of it is a delete, or a
+       * delete whose answer was lost (a killed node) beat it */
+    }
+    json_decref(j);
+  }
+  for (int i = 0; i < C_NODES; i++) {
+    free(ws[i].log);
+    node_done(&nodes[i]);
+  }
+  for (int i = 0; i < 3; i++)
+    hub_cleanup(&h[i]);
+}
+END_TEST
+
+/* ---- a node offline while 10,000 ops flow -------------------------------------------- */
+
+START_TEST(test_offline_catch_up) {
+  hub h[1];
+  hubs_make(h, 1);
+  e2e_node a, b;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  int pb = free_port();
+  start_node(&a, "node-a", free_port(), h, 1, NULL);
+  start_node(&b, "node-b", pb, h, 1, NULL);
+  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/first", "1", NULL), 201);
+  ck_assert(wait_value(&b, "first", "1", 10000));
+  ck_assert_int_eq(e2e_node_stop(&b, SIGKILL), 128 + SIGKILL);
+  /* 10,000 ops: 20 batches of 500 */
+  size_t cap = 64 * 1024;
+  char *body = malloc(cap);
+  for (int bt = 0; bt < 20; bt++) {
+    size_t o = (size_t)snprintf(body, cap, "{\"ops\":[");
+    for (int i = 0; i < 500; i++)
+      o += (size_t)snprintf(body + o, cap - o,
+                            "%s{\"op\":\"put\",\"key\":\"bulk/%d\",\"value\":\"v%d\"}",
+                            i ? "," : "", bt * 500 + i, bt);
+    snprintf(body + o, cap - o, "]}");
+    ck_assert_int_eq(http_req(&a, "POST", "/v1/batch", body, NULL), 200);
+  }
+  free(body);
+  start_node(&b, "node-b", pb, h, 1, NULL);
+  e2e_node *ns[] = {&a, &b};
+  long long ms = wait_converged(ns, 2, 30000);
+  fprintf(stderr, "offline catch-up of 10,000 ops: %lld ms\n", ms);
+  ck_assert_int_ge(ms, 0);
+  long long keys = 0;
+  free(digest_of(&b, &keys));
+  ck_assert_int_eq(keys, 10001);
+  node_done(&a);
+  node_done(&b);
+  hub_cleanup(&h[0]);
+}
+END_TEST
+
+/* ---- a prefix filter ------------------------------------------------------------------- */
+
+START_TEST(test_filter) {
+  hub h[1];
+  hubs_make(h, 1);
+  e2e_node a, c;
+  e2e_node_init(&a);
+  e2e_node_init(&c);
+  start_node(&a, "node-a", free_port(), h, 1, NULL);
+  const char *extra[] = {"--nats-filter-prefix", "settings/", NULL};
+  start_node(&c, "node-c", free_port(), h, 1, extra);
+  const char *keys[] = {
+      "settings/theme", "settings/lang", "settingsX", "other/a", "set", "x", NULL};
+  for (int i = 0; keys[i]; i++) {
+    char path[128];
+    snprintf(path, sizeof path, "/v1/store/%s", keys[i]);
+    ck_assert_int_eq(http_req(&a, "PUT", path, "v", NULL), 201);
+  }
+  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/settings/last", "end", NULL), 201);
+  ck_assert(wait_value(&c, "settings/last", "end", 10000));
+  json_t *j = NULL;
+  ck_assert_int_eq(http_req(&c, "GET", "/v1/store?limit=100", NULL, &j), 200);
+  json_t *items = json_object_get(j, "items");
+  ck_assert_int_eq(json_array_size(items), 3);
+  for (size_t i = 0; i < json_array_size(items); i++) {
+    const char *k = json_string_value(json_object_get(json_array_get(items, i), "key"));
+    ck_assert_msg(k && !strncmp(k, "settings/", 9), "node-c holds %s", k ? k : "?");
+  }
+  json_decref(j);
+  node_done(&a);
+  node_done(&c);
+  hub_cleanup(&h[0]);
+}
+END_TEST
+
+static Suite *nats_suite(void) {
+  Suite *s = suite_create("nats");
+  TCase *u = tcase_create("helpers");
+  tcase_add_test(u, test_subjects);
+  tcase_add_test(u, test_body);
+  suite_add_tcase(s, u);
+  TCase *t = tcase_create("e2e");
+  tcase_set_timeout(t, 120);
+  tcase_add_test(t, test_two_nodes);
+  tcase_add_test(t, test_hub_down);
+  tcase_add_test(t, test_filter);
+  tcase_add_test(t, test_offline_catch_up);
+  suite_add_tcase(s, t);
+  TCase *c = tcase_create("cluster");
+  tcase_set_timeout(c, 120);
+  tcase_add_test(c, test_cluster);
+  suite_add_tcase(s, c);
+  return s;
+}
+
+static bool find_nats_server(void) {
+  const char *path = getenv("PATH");
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s:/usr/sbin:/usr/local/sbin:/usr/bin", path ? path : "");
+  for (char *save = NULL, *d = strtok_r(buf, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+    snprintf(nats_bin, sizeof nats_bin, "%s/nats-server", d);
+    if (access(nats_bin, X_OK) == 0) return true;
+  }
+  return false;
+}
+
+int main(void) {
+  if (!find_nats_server()) {
+    printf("SKIPPED: nats-server is not installed (apt-get install nats-server)\n");
+    return 77;
+  }
+  SRunner *sr = srunner_create(nats_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? 1 : 0;
+}
