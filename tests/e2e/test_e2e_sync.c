@@ -846,7 +846,10 @@ START_TEST(test_binary_values_and_big_pages) {
   char *v = malloc(big);
   for (size_t i = 0; i < big; i++)
     v[i] = (char)(i * 131 + 7); /* every byte value, NULs included */
-  for (int k = 0; k < 24; k++) {
+  /* Under memcheck (e2e_slow) 24 MB through JSON take many minutes: three
+   * values there, and the page-size check only in the normal run. */
+  int nbig = e2e_slow() ? 3 : 24;
+  for (int k = 0; k < nbig; k++) {
     char path[64];
     snprintf(path, sizeof path, "/v1/store/big/%02d", k);
     v[0] = (char)k;
@@ -855,16 +858,18 @@ START_TEST(test_binary_values_and_big_pages) {
     ck_assert_int_eq(r.status, 201);
     e2e_resp_free(&r);
   }
-  big_buf page;
-  ck_assert_int_eq(get_big(&a, "/v1/sync/ops?since=0&limit=1000&node=node-z", &page), 200);
-  json_t *j = json_loadb(page.p, page.n, 0, NULL);
-  ck_assert_ptr_nonnull(j);
-  size_t n = json_array_size(json_object_get(j, "items"));
-  ck_assert_msg(n > 0 && n < 24, "a page held %zu values of 1 MB", n);
-  ck_assert(json_is_true(json_object_get(j, "more")));
-  ck_assert_uint_lt(page.n, 24u << 20);
-  json_decref(j);
-  free(page.p);
+  if (nbig == 24) {
+    big_buf page;
+    ck_assert_int_eq(get_big(&a, "/v1/sync/ops?since=0&limit=1000&node=node-z", &page), 200);
+    json_t *j = json_loadb(page.p, page.n, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    size_t n = json_array_size(json_object_get(j, "items"));
+    ck_assert_msg(n > 0 && n < 24, "a page held %zu values of 1 MB", n);
+    ck_assert(json_is_true(json_object_get(j, "more")));
+    ck_assert_uint_lt(page.n, 24u << 20);
+    json_decref(j);
+    free(page.p);
+  }
   e2e_resp r;
 
   /* Keys the JSON must escape, and non-ASCII ones (the puller reads them in place). */
@@ -886,8 +891,10 @@ START_TEST(test_binary_values_and_big_pages) {
   ck_assert_int_eq(get_raw(&b, "odd/caf%C3%A9%E2%82%AC%F0%9F%98%80", got, sizeof got), 200);
   ck_assert_int_eq(get_raw(&b, "odd/back%5Cslash", got, sizeof got), 200);
   ck_assert_int_eq(get_raw(&b, "odd/sl%2Fash", got, sizeof got), 404);
-  v[0] = 23;
-  ck_assert_int_eq(e2e_http(&b, "GET", "/v1/store/big/23?raw=1", NULL, NULL, 0, &r), 0);
+  v[0] = (char)(nbig - 1);
+  char last[64];
+  snprintf(last, sizeof last, "/v1/store/big/%02d?raw=1", nbig - 1);
+  ck_assert_int_eq(e2e_http(&b, "GET", last, NULL, NULL, 0, &r), 0);
   ck_assert_int_eq(r.status, 200);
   ck_assert_uint_eq(r.len, big);
   ck_assert(memcmp(r.body, v, big) == 0);
