@@ -10,7 +10,9 @@
  *              digests must be equal within 10 s and cl_check must pass.
  *              SA_CLUSTER_SCHEDULES (default 12), SA_CLUSTER_SEED (one
  *              schedule), SA_CLUSTER_NODES (3), SA_CLUSTER_PHASE_MS (3000),
- *              SA_CLUSTER_EXTRA (more serve flags for every node).
+ *              SA_CLUSTER_EXTRA (more serve flags for every node),
+ *              SA_CLUSTER_STABLE_MS (2500: the digests must stay equal
+ *              this long after they first are, past every backoff).
  *   two-node   the session of the issue (node-a/node-b with --peer, a PUT
  *              on a read raw on b within a second, `peers`/`sync status`),
  *              concurrent writes of the same keys on both converge to one
@@ -18,6 +20,10 @@
  *              peer could pull it) reaches the peer after the restart.
  *   join       a new empty node joining a node with 100,000 keys and a
  *              deleted range gets exactly the live keys.
+ *   gc-unknown-peer  a tombstone outlives the absence of a configured
+ *              peer whose id this node has not learned since it restarted
+ *              (see mode_gc_unknown_peer; SA_CLUSTER_GC_CONTROL=1: the
+ *              same without the restart).
  *   ttl        two nodes apart past --tombstone-ttl-s 1: a deleted value
  *              does not come back, a rewrite beats an older delete (the
  *              issue's two resurrection cases); ttl-unrelated: a write
@@ -322,6 +328,24 @@ static int run_schedule(uint64_t seed, cl_topology topo, int nnodes, long phase_
     conv = cl_wait_converged(&c, t_heal, bound, &conv_ms, why, sizeof why);
     if (conv != 0)
       printf("FAIL [%s]: digests not equal %.0f ms after the heal: %s\n", tag, conv_ms, why);
+    /* still equal once every puller's backoff (at most 2 s) has run out:
+     * equal digests can hide an op a node has yet to pull */
+    long stable = env_long("SA_CLUSTER_STABLE_MS", 2500);
+    if (conv == 0 && stable > 0) {
+      char before[65] = "", after[65] = "";
+      cl_http *h = cl_http_new();
+      cl_get_digest(h, c.nodes[0].url, before, NULL);
+      cl_sleep_ms(stable);
+      double ms2;
+      int again = cl_wait_converged(&c, 0, 1000, &ms2, why, sizeof why);
+      cl_get_digest(h, c.nodes[0].url, after, NULL);
+      cl_http_free(h);
+      if (again != 0 || strcmp(before, after) != 0) {
+        printf("FAIL [%s]: the digests changed %ld ms after they were equal (%s -> %s)%s%s\n", tag,
+               stable, before, after, again ? ": " : "", again ? why : "");
+        conv = -1;
+      }
+    }
     viol = cl_check(&c, w, nw, NKEYS, "k", tag, &res);
   } else {
     size_t acked = 0;
@@ -762,6 +786,103 @@ done:
   return g_failures ? 1 : 0;
 }
 
+/* Waits until node i's /v1/sync/status names peer id among its peers. */
+static bool wait_identified(cl_http *h, const cluster *c, int i, const char *id, long ms) {
+  char want[96];
+  snprintf(want, sizeof want, "\"node_id\":\"%s\"", id);
+  double t0 = cl_now();
+  do {
+    const char *b;
+    if (cl_http_do(h, "GET", c->nodes[i].url, "/v1/sync/status", NULL, 0, NULL, 2000, &b, NULL) ==
+            200 &&
+        strstr(b, want))
+      return true;
+    cl_sleep_ms(20);
+  } while ((cl_now() - t0) * 1000 < ms);
+  return false;
+}
+
+/* A tombstone is kept until every configured peer has it, also right
+ * after a restart, before a peer that is down has answered once (its node
+ * id not yet learned).  Three nodes g0, g1, g2 (mesh):
+ *   1. g0 stops pulling from g1 (link cut); g1 writes k; g2 gets it, and
+ *      g0 from g2; g1 is killed;
+ *   2. g0 is killed and restarted (it knows g2's id again at once, g1 is
+ *      down); g0 deletes k; g2 pulls and acknowledges the delete;
+ *   3. the link and g1 come back: g0 pulls g1's feed from before k's write.
+ * g0 must not take k back (its delete is newer), and all three must end
+ * with k deleted.  With tombstones dropped once the peers *known* have
+ * them, g0 forgets its delete, takes g1's older k as new, and never gets
+ * its own delete back (peers do not send a node its own writes): g0
+ * diverges for good. */
+static int mode_gc_unknown_peer(void) {
+  cluster c;
+  if (cl_init(&c, g_bin, 3, CL_MESH, true, "g") != 0) return 1;
+  c.extra[0] = "--tick-interval-ms";
+  c.extra[1] = "100";
+  for (int i = 0; i < 3; i++)
+    if (cl_start(&c, i) != 0) {
+      fail("gc-unknown-peer: g%d did not start", i);
+      cl_destroy(&c, false);
+      return 1;
+    }
+  cl_http *h = cl_http_new();
+  long wait = cl_slow() ? 120000 : 10000;
+  char v[3][128];
+  /* every node knows every peer's id first (the control run depends on it) */
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 3; j++)
+      if (i != j && !wait_identified(h, &c, i, c.nodes[j].id, wait))
+        fail("gc: %s never learned %s's id", c.nodes[i].id, c.nodes[j].id);
+  int k01 = cl_link_of(&c, 0, 1);
+  proxy_cut(c.links[k01].px, PROXY_REFUSE); /* g0 no longer pulls from g1: k reaches it via g2 */
+  put(h, &c, 1, "k", "g1.k.old");
+  for (int i = 0; i < 3; i += 2)
+    if (wait_value(h, c.nodes[i].url, "k", "g1.k.old", wait) < 0)
+      fail("gc: k never reached g%d", i);
+  cl_stop(&c, 1, SIGKILL);
+  if (!getenv("SA_CLUSTER_GC_CONTROL")) { /* the control run keeps g0 up: it knows g1's id */
+    cl_stop(&c, 0, SIGKILL);
+    if (cl_start(&c, 0) != 0) fail("gc: g0 did not restart");
+  }
+  cl_sleep_ms(300);
+  long sd = del(h, &c, 0, "k");
+  if (sd != 200) fail("gc: DELETE k on g0 answered %ld", sd);
+  if (wait_value(h, c.nodes[2].url, "k", NULL, wait) < 0) fail("gc: the delete never reached g2");
+  cl_sleep_ms(2000); /* g2 acknowledges; GC ticks on g0 */
+  {                  /* what g0 holds of k now (a diagnostic for the report) */
+    const char *b;
+    long s = cl_http_do(h, "GET", c.nodes[0].url, "/v1/sync/snapshot?node=cluster-checker", NULL, 0,
+                        NULL, 5000, &b, NULL);
+    const char *t = s == 200 ? strstr(b, "\"key\":\"k\"") : NULL;
+    printf("gc-unknown-peer: before g1 returns, g0's snapshot %s k%s%.120s\n",
+           t ? "holds" : "does not hold", t ? ": " : "", t ? t : "");
+    if (getenv("SA_CLUSTER_DEBUG")) {
+      cl_http_do(h, "GET", c.nodes[0].url, "/v1/sync/status", NULL, 0, NULL, 5000, &b, NULL);
+      printf("gc-unknown-peer: g0's sync status: %s\n", b);
+    }
+  }
+  proxy_heal(c.links[k01].px);
+  if (cl_start(&c, 1) != 0) fail("gc: g1 did not restart");
+  cl_sleep_ms(3000); /* past the pullers' backoff: g0 pulls g1's feed */
+  double ms;
+  char why[512];
+  int conv = cl_wait_converged(&c, 0, wait, &ms, why, sizeof why);
+  long st[3];
+  for (int i = 0; i < 3; i++)
+    st[i] = get_raw(h, &c, i, "k", v[i], sizeof v[i]);
+  if (conv != 0 || st[0] != 404 || st[1] != 404 || st[2] != 404)
+    fail("gc-unknown-peer: after g1 returns, k on g0 %ld '%s', g1 %ld '%s', g2 %ld '%s' (want "
+         "deleted on all: g0's delete is the newest write)%s%s",
+         st[0], v[0], st[1], v[1], st[2], v[2], conv ? "; digests differ: " : "", conv ? why : "");
+  else
+    printf("gc-unknown-peer: k stays deleted on all three (converged in %.0f ms)\n", ms);
+  cl_http_free(h);
+  if (cl_destroy(&c, g_failures && getenv("SA_CLUSTER_KEEP_FAILED")))
+    fail("gc-unknown-peer: a node did not stop cleanly");
+  return g_failures ? 1 : 0;
+}
+
 static int mode_two(void) {
   two_session();
   two_concurrent();
@@ -886,8 +1007,8 @@ static int mode_join(void) {
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr,
-            "usage: sa_cluster SOFTADASTRA_BIN schedules|two-node|join|ttl|ttl-unrelated|smoke\n");
+    fprintf(stderr, "usage: sa_cluster SOFTADASTRA_BIN "
+                    "schedules|two-node|join|ttl|ttl-unrelated|gc-unknown-peer|smoke\n");
     return 2;
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -899,6 +1020,7 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[2], "two-node")) rc = mode_two();
   if (!strcmp(argv[2], "join")) rc = mode_join();
   if (!strcmp(argv[2], "ttl")) rc = mode_ttl(false);
+  if (!strcmp(argv[2], "gc-unknown-peer")) rc = mode_gc_unknown_peer();
   if (!strcmp(argv[2], "ttl-unrelated")) rc = mode_ttl(true);
   if (!strcmp(argv[2], "smoke")) rc = mode_smoke();
   curl_global_cleanup();
