@@ -230,7 +230,7 @@ wrk_fill() {
     wrk -t2 -c64 -d300s --timeout 10s -s "$HERE/load.lua" "http://127.0.0.1:$port" >"$out" 2>&1 &
   local wpid=$! deadline=$((SECONDS + 300))
   while kill -0 "$wpid" 2>/dev/null; do
-    [ "$(grep -c FILLDONE "$out" 2>/dev/null || true)" -ge 2 ] && break
+    [ "$({ cat "$out" 2>/dev/null || true; } | grep -c FILLDONE || true)" -ge 2 ] && break
     [ $SECONDS -lt $deadline ] || break
     sleep 0.1
   done
@@ -438,7 +438,7 @@ wp_cell() { # LABEL PORT PID C [PEER_PIDS...]
     diag+=", the 2 peers' CPU $(awk -v a="$pc0" -v b="$pc1" -v hz="$hz" -v n="$n" 'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }') us/PUT"
   fi
   DIAG_TXT+="   $label c$c: $diag"$'\n'"     threads (us/PUT): ${by:-none measurable}"$'\n'
-  log "$(printf '%-6s c%-3s %8.0f req/s  p99 %7s ms  errors %s  wchar %s B/PUT  disk %s B/PUT  peer wchar %s B/PUT each  cpu %s us/PUT  peers caught up %s ms after' \
+  log "$(printf '%-6s c%-3s %8.0f req/s  p99 %7s ms  errors %s  wchar %s B/PUT  write_bytes %s B/PUT  peer wchar %s B/PUT each  cpu %s us/PUT  peers caught up %s ms after' \
     "$label" "$c" "$rps" "$p99" "$err" "$wpp" "$bpp" "$ppp" "$cpu" "$catch")"
 }
 
@@ -486,6 +486,7 @@ report() {
   echo "rounds: $ROUNDS, parts interleaved within each; each figure is the median over the rounds"
   echo
   local cu pouch core
+  if want_part catchup; then
   cu=$(med <<<"$CU_RATES")
   pouch=$(med <<<"$POUCH_RATES")
   core=$(med <<<"$CORE_RATES")
@@ -502,26 +503,30 @@ report() {
   fi
   awk -v a="$cu" -v b="$core" 'BEGIN { if (b > 0 && a != "-") printf "   catch-up / local durable PUT c64 (C API): %.2fx   (target >= 0.5x: %s)\n", a / b, (a / b >= 0.5 ? "met" : "MISSED") }'
   echo
-  echo "2. live lag: paced PUTs on one node (keep-alive connections), the peer's change feed followed"
-  echo "   (ms from a write's send to its first sight in the peer's feed; median over the rounds of each percentile)"
-  printf '   %6s %8s %8s %8s %8s %8s %8s %10s %6s\n' "rate" achieved p50 p90 p99 max "ack p99" "late/seen" errors
+  fi
+  if want_part lag; then  echo "2. live lag: paced PUTs on one node (keep-alive connections), the peer's change feed followed"
+  echo "   (ms from a write's send to its first sight in the peer's feed; median over the rounds of each percentile;"
+  echo "    ack: the writer's own round trip; own feed: the same follower on the written node's feed, no sync in the path)"
+  printf '   %6s %8s %8s %8s %8s %8s %8s %12s %10s %6s\n' "rate" achieved p50 p90 p99 max "ack p99" "own feed p99" "late/seen" errors
   local rate
   for rate in $LAG_RATES; do
     grep "^$rate " <<<"$LAG_TSV" | awk -v rate="$rate" '
       function get(k,   i, kv) { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) return kv[2] } }
       { n++; a[n] = get("rate"); p50[n] = get("p50_ms"); p90[n] = get("p90_ms"); p99[n] = get("p99_ms"); mx[n] = get("max_ms")
-        ak[n] = get("ack_p99_ms"); late += get("late"); seen += get("seen"); w += get("writes"); e += get("errors") }
+        ak[n] = get("ack_p99_ms"); lp[n] = get("local_p99_ms"); late += get("late"); seen += get("seen"); w += get("writes"); e += get("errors") }
       function med(v,   i, j, t, m) { for (i = 1; i <= n; i++) m[i] = v[i] + 0
         for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (m[j] < m[i]) { t = m[i]; m[i] = m[j]; m[j] = t }
         return n % 2 ? m[(n + 1) / 2] : (m[n / 2] + m[n / 2 + 1]) / 2 }
-      END { if (!n) exit; printf "   %6s %8.0f %8.1f %8.1f %8.1f %8.1f %8.1f %10s %6d\n", rate "/s", med(a), med(p50), med(p90), med(p99), med(mx), med(ak), late "/" seen, e
+      END { if (!n) exit; printf "   %6s %8.0f %8.1f %8.1f %8.1f %8.1f %8.1f %12.1f %10s %6d\n", rate "/s", med(a), med(p50), med(p90), med(p99), med(mx), med(ak), med(lp), late "/" seen, e
         if (rate == 1000) printf "   p99 at 1,000/s: %.1f ms   (target < 50 ms: %s)\n", med(p99), (med(p99) < 50 ? "met" : "MISSED")
         if (seen < w) printf "   %d of %d writes never seen on the peer within the deadline\n", w - seen, w }'
   done
   echo
+  fi
+  want_part write || return 0
   echo "3-4. the write path: durable PUT (wrk + load.lua, $WRK_KEYS keys, 100-byte values, $DUR s cells),"
   echo "   solo = no sync; hub = --transport http with two peers pulling from it (each on the same 2 cores)"
-  printf '   %-6s %4s %10s %9s %7s %12s %12s %14s %10s %12s\n' node c "req/s" "p99 ms" errors "wchar B/PUT" "disk B/PUT" "peer wchar/PUT" "cpu us/PUT" "peers caught up ms"
+  printf '   %-6s %4s %10s %9s %7s %12s %12s %14s %10s %12s\n' node c "req/s" "p99 ms" errors "wchar B/PUT" "wr_bytes/PUT" "peer wchar/PUT" "cpu us/PUT" "peers caught up ms"
   awk 'NF >= 10 { k = $1 " " $2; if (!(k in n)) o[++nk] = k; n[k]++; for (f = 3; f <= 10; f++) v[k, f] = v[k, f] " " $f }
     function med(s,   a, m, i, j, t) { m = split(s, a, " "); if (!m || a[1] == "-") return "-"
       for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
@@ -539,7 +544,7 @@ report() {
   done
   echo "   per cell:"
   printf '%s' "$DIAG_TXT"
-  echo "   (wchar: bytes passed to write calls, /proc/PID/io, over the cell / requests; disk: write_bytes, what"
+  echo "   (wchar: bytes passed to write calls, /proc/PID/io, over the cell / requests; wr_bytes: write_bytes, what"
   echo "    reached the block layer from the process; peer wchar: what each pulling peer wrote per PUT of the hub)"
 }
 

@@ -16,16 +16,18 @@
  * &wait=1 (seconds) from the peer's last LSN at the start; the first time a key
  * shows in the peer's feed is when that write became readable there (the feed
  * lists a change once it is applied: a GET then returns it).  It stops once
- * every write was seen or SECONDS + 30 s have passed.
+ * every write was seen or SECONDS + 30 s have passed.  A second follower
+ * does the same on the writer node's own feed (local_*): the time a write
+ * takes to show in a followed feed without sync, on the same machine.
  *
  * Prints one line (lags in ms, from a write's send time to its first sight on
  * the peer; ack = the writer's own round trip):
  *   LAG rate_target=R rate=A writes=N seen=M late=L p50_ms=.. p90_ms=.. p99_ms=..
- *       max_ms=.. ack_p50_ms=.. ack_p99_ms=.. errors=E
+ *       max_ms=.. ack_p50_ms=.. ack_p99_ms=.. local_p50_ms=.. local_p99_ms=.. errors=E
  *
  * What it is not: a load generator for throughput (wrk is), nor a check: it
  * asserts nothing about times.  Bounded: every request has a timeout, the
- * follower a deadline.  Threads: main, CONNS writers, one follower.
+ * followers a deadline.  Threads: main, CONNS writers, two followers.
  */
 #define _GNU_SOURCE
 #include <curl/curl.h>
@@ -51,8 +53,17 @@ typedef struct sl_buf {
 static const char *write_url, *read_url, *prefix;
 static double rate, t0;
 static size_t nwrites, nconns;
-static double *sent, *acked, *seen; /* monotonic seconds; 0 = not yet */
-static atomic_size_t late, errors, nseen;
+static double *sent, *acked; /* monotonic seconds; 0 = not yet */
+static atomic_size_t late, errors;
+
+/* One followed feed: the peer's (the lag) or the writer's own (the same
+ * measure without sync: what following a feed costs on this machine). */
+typedef struct sl_follow {
+  const char *url; /* base URL of the node whose feed is followed */
+  uint64_t since;  /* its last LSN at the start */
+  double *seen;    /* per write: first sight; 0 = not yet */
+  atomic_size_t nseen;
+} sl_follow;
 
 static double now_s(void) {
   struct timespec t;
@@ -142,18 +153,17 @@ static long sl_get(CURL *c, const char *url, sl_buf *b, long timeout_ms) {
 }
 
 static double deadline;
-static uint64_t start_since;
 
 static void *follower_main(void *arg) {
-  (void)arg;
+  sl_follow *fl = arg;
   CURL *c = curl_easy_init();
   if (!c) return NULL;
   sl_buf b = {0};
   char url[512];
-  uint64_t since = start_since;
+  uint64_t since = fl->since;
   size_t plen = strlen(prefix);
-  while (now_s() < deadline && atomic_load(&nseen) < nwrites) {
-    snprintf(url, sizeof url, "%s/v1/changes?since=%llu&limit=1000&wait=1&prefix=%s", read_url,
+  while (now_s() < deadline && atomic_load(&fl->nseen) < nwrites) {
+    snprintf(url, sizeof url, "%s/v1/changes?since=%llu&limit=1000&wait=1&prefix=%s", fl->url,
              (unsigned long long)since, prefix);
     long code = sl_get(c, url, &b, 5000);
     double t = now_s();
@@ -175,9 +185,9 @@ static void *follower_main(void *arg) {
       if (!key || strncmp(key, prefix, plen) != 0) continue;
       char *end;
       unsigned long long i = strtoull(key + plen, &end, 10);
-      if (*end || i >= nwrites || seen[i] != 0) continue;
-      seen[i] = t;
-      atomic_fetch_add(&nseen, 1);
+      if (*end || i >= nwrites || fl->seen[i] != 0) continue;
+      fl->seen[i] = t;
+      atomic_fetch_add(&fl->nseen, 1);
     }
     json_t *ns = json_object_get(j, "next_since");
     if (json_is_integer(ns)) since = (uint64_t)json_integer_value(ns);
@@ -222,15 +232,19 @@ int main(int argc, char **argv) {
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) return 1;
   sent = calloc(nwrites, sizeof *sent);
   acked = calloc(nwrites, sizeof *acked);
-  seen = calloc(nwrites, sizeof *seen);
-  if (!sent || !acked || !seen) return 1;
+  sl_follow fl[2] = {{.url = read_url}, {.url = write_url}}; /* the peer, the writer itself */
+  for (int k = 0; k < 2; k++) {
+    fl[k].seen = calloc(nwrites, sizeof(double));
+    atomic_init(&fl[k].nseen, 0);
+  }
+  if (!sent || !acked || !fl[0].seen || !fl[1].seen) return 1;
 
-  /* The peer's last LSN now: the follower reads what comes after it. */
-  {
+  /* Each node's last LSN now: its follower reads what comes after it. */
+  for (int k = 0; k < 2; k++) {
     CURL *c = curl_easy_init();
     sl_buf b = {0};
     char url[512];
-    snprintf(url, sizeof url, "%s/v1/status", read_url);
+    snprintf(url, sizeof url, "%s/v1/status", fl[k].url);
     long code = c ? sl_get(c, url, &b, 5000) : -1;
     json_t *j = code == 200 ? json_loadb(b.p, b.n, 0, NULL) : NULL;
     json_t *wal = j ? json_object_get(j, "wal") : NULL;
@@ -239,46 +253,55 @@ int main(int argc, char **argv) {
       fprintf(stderr, "sync_lag: no wal.last_lsn in %s (HTTP %ld)\n", url, code);
       return 1;
     }
-    start_since = (uint64_t)json_integer_value(l);
+    fl[k].since = (uint64_t)json_integer_value(l);
     json_decref(j);
     free(b.p);
     curl_easy_cleanup(c);
   }
 
-  pthread_t w[SL_MAX_CONNS], f;
+  pthread_t w[SL_MAX_CONNS], f[2];
   t0 = now_s() + 0.2;
   deadline = t0 + secs + 30;
-  if (pthread_create(&f, NULL, follower_main, NULL) != 0) return 1;
+  for (int k = 0; k < 2; k++)
+    if (pthread_create(&f[k], NULL, follower_main, &fl[k]) != 0) return 1;
   for (size_t k = 0; k < nconns; k++)
     if (pthread_create(&w[k], NULL, writer_main, (void *)(uintptr_t)k) != 0) return 1;
   for (size_t k = 0; k < nconns; k++)
     pthread_join(w[k], NULL);
   double t_end = now_s();
-  pthread_join(f, NULL);
+  for (int k = 0; k < 2; k++)
+    pthread_join(f[k], NULL);
 
-  double *lag = malloc(nwrites * sizeof *lag), *ack = malloc(nwrites * sizeof *ack);
-  if (!lag || !ack) return 1;
-  size_t nl = 0, na = 0;
+  double *lag = malloc(nwrites * sizeof *lag), *loc = malloc(nwrites * sizeof *loc),
+         *ack = malloc(nwrites * sizeof *ack);
+  if (!lag || !loc || !ack) return 1;
+  size_t nl = 0, nloc = 0, na = 0;
   double first = 0, last = 0;
   for (size_t i = 0; i < nwrites; i++) {
-    if (sent[i] && seen[i]) lag[nl++] = (seen[i] - sent[i]) * 1e3;
+    if (sent[i] && fl[0].seen[i]) lag[nl++] = (fl[0].seen[i] - sent[i]) * 1e3;
+    if (sent[i] && fl[1].seen[i]) loc[nloc++] = (fl[1].seen[i] - sent[i]) * 1e3;
     if (sent[i] && acked[i]) ack[na++] = (acked[i] - sent[i]) * 1e3;
     if (sent[i] && (!first || sent[i] < first)) first = sent[i];
     if (sent[i] > last) last = sent[i];
   }
   qsort(lag, nl, sizeof *lag, cmp_double);
+  qsort(loc, nloc, sizeof *loc, cmp_double);
   qsort(ack, na, sizeof *ack, cmp_double);
   double span = (last > first ? last - first : t_end - t0);
   printf("LAG rate_target=%.0f rate=%.0f writes=%zu seen=%zu late=%zu p50_ms=%.2f p90_ms=%.2f "
-         "p99_ms=%.2f max_ms=%.2f ack_p50_ms=%.2f ack_p99_ms=%.2f errors=%zu\n",
+         "p99_ms=%.2f max_ms=%.2f ack_p50_ms=%.2f ack_p99_ms=%.2f local_p50_ms=%.2f "
+         "local_p99_ms=%.2f errors=%zu\n",
          rate, span > 0 ? (double)(nwrites - 1) / span : 0, nwrites, nl, atomic_load(&late),
          pct(lag, nl, 50), pct(lag, nl, 90), pct(lag, nl, 99), nl ? lag[nl - 1] : -1,
-         pct(ack, na, 50), pct(ack, na, 99), atomic_load(&errors));
+         pct(ack, na, 50), pct(ack, na, 99), pct(loc, nloc, 50), pct(loc, nloc, 99),
+         atomic_load(&errors));
   free(lag);
+  free(loc);
   free(ack);
   free(sent);
   free(acked);
-  free(seen);
+  free(fl[0].seen);
+  free(fl[1].seen);
   curl_global_cleanup();
   return 0;
 }
