@@ -541,6 +541,13 @@ report() {
         for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
         m = n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
         printf "   PUT c%s, two peers pulling / no sync: %.2fx   (target >= 0.8x: %s)   per round:%s\n", c, m, (m >= 0.8 ? "met" : "MISSED"), s }' <<<"$WP_TSV"
+    # the node's own share: its CPU per PUT without sync over with the peers
+    # (the ratio a CPU-bound node would show with its peers on other machines)
+    awk -v c="$c" '$2 == c && NF >= 11 { v[$1, $11] = $9; r[$11] = 1 }
+      END { for (k in r) if (v["hub", k] > 0 && v["solo", k] != "") x[++n] = v["solo", k] / v["hub", k]
+        if (!n) exit
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
+        printf "   node CPU per PUT c%s, no sync / two peers pulling: %.2fx   (informative: the node'"'"'s own share)\n", c, n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2 }' <<<"$WP_TSV"
   done
   echo "   per cell:"
   printf '%s' "$DIAG_TXT"
