@@ -160,7 +160,7 @@ install_pouch() {
   local dir=$HERE/pouch
   local want have
   want=$(sed -n 's/.*"pouchdb-server": *"\([^"]*\)".*/\1/p' "$dir/package.json" | head -1)
-  have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$dir/node_modules/pouchdb-server/package.json" 2>/dev/null | head -1)
+  have=$({ sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$dir/node_modules/pouchdb-server/package.json" 2>/dev/null || true; } | head -1)
   if [ "$have" != "$want" ] || [ ! -d "$dir/node_modules/leveldown" ]; then
     # --omit=optional: sqlite3 (optional, built from source here) is not
     # needed; the LevelDB adapter and leveldown (prebuilt) are direct deps
