@@ -30,6 +30,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <nats/nats.h>
 
 #include "e2e_util.h"
 #include "srv_nats.h"
@@ -154,6 +157,35 @@ static void hubs_make(hub *hs, int n) {
     hub_init(&hs[i], hs, i, n);
   for (int i = 0; i < n; i++)
     hub_start(&hs[i]);
+}
+
+/* Waits until the stream has a leader and two current replicas (a cluster
+ * just formed elects slowly; the test kills servers only once it stands). */
+static bool stream_ready(const hub *h, int replicas, int ms) {
+  char url[64];
+  snprintf(url, sizeof url, "nats://127.0.0.1:%d", h->port);
+  natsConnection *nc = NULL;
+  jsCtx *js = NULL;
+  bool ok = false;
+  if (natsConnection_ConnectTo(&nc, url) == NATS_OK &&
+      natsConnection_JetStream(&js, nc, NULL) == NATS_OK) {
+    long long t0 = now_ms();
+    while (!ok && now_ms() - t0 < ms) {
+      jsStreamInfo *si = NULL;
+      if (js_GetStreamInfo(&si, js, "SOFTADASTRA", NULL, NULL) == NATS_OK) {
+        int cur = 0;
+        for (int i = 0; si->Cluster && i < si->Cluster->ReplicasLen; i++)
+          cur += si->Cluster->Replicas[i]->Current;
+        ok = si->Config->Replicas == replicas && si->Cluster && si->Cluster->Leader &&
+             cur == replicas - 1;
+        jsStreamInfo_Destroy(si);
+      }
+      if (!ok) nap_ms(100);
+    }
+  }
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  return ok;
 }
 
 /* ---- nodes ------------------------------------------------------------------------ */
@@ -455,9 +487,9 @@ typedef struct acked {
 } acked;
 
 typedef struct writer {
-  e2e_node *n;
+  e2e_node n; /* a copy: the main thread restarts the node (same port) meanwhile */
   int idx;
-  volatile bool *stop;
+  atomic_bool *stop;
   acked *log;
   int nlog;
 } writer;
@@ -465,14 +497,14 @@ typedef struct writer {
 static void *writer_run(void *p) {
   writer *w = p;
   unsigned seed = (unsigned)w->idx * 7919u + 1;
-  for (int i = 0; !*w->stop && w->nlog < C_MAXW; i++) {
+  for (int i = 0; !atomic_load(w->stop) && w->nlog < C_MAXW; i++) {
     int k = (int)(rand_r(&seed) % C_KEYS);
     bool del = rand_r(&seed) % 5 == 0;
     char path[64], val[64];
     snprintf(path, sizeof path, "/v1/store/c/k%d", k);
     snprintf(val, sizeof val, "n%d-%d", w->idx, i);
     json_t *j = NULL;
-    long st = http_req(w->n, del ? "DELETE" : "PUT", path, del ? NULL : val, &j);
+    long st = http_req(&w->n, del ? "DELETE" : "PUT", path, del ? NULL : val, &j);
     if ((st == 200 || st == 201) && json_is_integer(json_object_get(j, "hlc"))) {
       acked *a = &w->log[w->nlog++];
       a->key = k;
@@ -508,11 +540,13 @@ START_TEST(test_cluster) {
   ck_assert_int_eq(http_req(&nodes[0], "PUT", "/v1/store/c/hello", "x", NULL), 201);
   for (int i = 1; i < C_NODES; i++)
     ck_assert_msg(wait_value(&nodes[i], "c/hello", "x", 20000), "node %d did not get c/hello", i);
-  volatile bool stop = false;
+  ck_assert_msg(stream_ready(&h[0], 3, 20000), "the stream is not R3 with a leader and replicas");
+  atomic_bool stop;
+  atomic_init(&stop, false);
   writer ws[C_NODES];
   pthread_t th[C_NODES];
   for (int i = 0; i < C_NODES; i++) {
-    ws[i] = (writer){.n = &nodes[i], .idx = i, .stop = &stop, .log = calloc(C_MAXW, sizeof(acked))};
+    ws[i] = (writer){.n = nodes[i], .idx = i, .stop = &stop, .log = calloc(C_MAXW, sizeof(acked))};
     pthread_create(&th[i], NULL, writer_run, &ws[i]);
   }
   nap_ms(2000);
@@ -522,7 +556,7 @@ START_TEST(test_cluster) {
   nap_ms(1000);
   start_node(&nodes[2], ids[2], ports[2], h, 3, NULL);
   nap_ms(2500);
-  stop = true;
+  atomic_store(&stop, true);
   for (int i = 0; i < C_NODES; i++)
     pthread_join(th[i], NULL);
   hub_start(&h[1]);
@@ -692,7 +726,7 @@ static Suite *nats_suite(void) {
   tcase_add_test(t, test_offline_catch_up);
   suite_add_tcase(s, t);
   TCase *c = tcase_create("cluster");
-  tcase_set_timeout(c, 120);
+  tcase_set_timeout(c, 150);
   tcase_add_test(c, test_cluster);
   suite_add_tcase(s, c);
   return s;
@@ -718,5 +752,6 @@ int main(void) {
   srunner_run_all(sr, CK_NORMAL);
   int failed = srunner_ntests_failed(sr);
   srunner_free(sr);
+  nats_Close();
   return failed ? 1 : 0;
 }
