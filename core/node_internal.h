@@ -205,6 +205,7 @@ struct sa_client {
   struct node_peer *peers; /* under sync_mu: known peers (configured or acked) */
   size_t npeers, peers_cap;
   bool peers_configured; /* under sync_mu: set_peers gave at least one */
+  size_t peers_unknown;  /* under sync_mu: configured peers with no node id yet: they hold acks */
   bool tombs_by_ttl_only; /* under sync_mu: sa_client_sync_keep_tombstones (a hub) */
   uint64_t acked_upto;   /* atomic, written by the writer: outbox entries through this
                             LSN were acknowledged for every configured peer */

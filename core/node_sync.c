@@ -422,6 +422,14 @@ int sa_client_sync_set_peers(sa_client *c, const char *const *peer_ids, size_t n
   return rc;
 }
 
+int sa_client_sync_set_unknown_peers(sa_client *c, size_t n) {
+  if (!c) return SA_EINVAL;
+  pthread_mutex_lock(&c->sync_mu);
+  c->peers_unknown = n;
+  pthread_mutex_unlock(&c->sync_mu);
+  return 0;
+}
+
 int sa_client_sync_keep_tombstones(sa_client *c, bool by_ttl_only) {
   if (!c) return SA_EINVAL;
   pthread_mutex_lock(&c->sync_mu);
@@ -546,6 +554,10 @@ int node_sync_tick(sa_client *c, sa_error *err) {
       dirty[k++] = c->peers[i];
       c->peers[i].dirty = c->peers[i].cursor_dirty = false;
     }
+  if (c->peers_unknown) { /* a configured peer not heard from yet is at position 0 */
+    any = true;
+    min_ack = 0;
+  }
   bool ttl_only = c->tombs_by_ttl_only;
   pthread_mutex_unlock(&c->sync_mu);
   gc.dirty = dirty;

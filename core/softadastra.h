@@ -590,6 +590,13 @@ int sa_client_sync_peer_ack(sa_client *c, const char *peer_id, uint64_t seq, sa_
  * no peers, the outbox then behaves as without sync).  Copied. */
 int sa_client_sync_set_peers(sa_client *c, const char *const *peer_ids, size_t n, sa_error *err);
 
+/* n configured peers whose node ids are not known yet (a peer URL that has
+ * not answered since this node started).  While n > 0 they count as peers
+ * at position 0: no outbox entry is acknowledged and no tombstone dropped
+ * because the known peers are past it (tombstone_ttl_s still applies), so a
+ * peer that is down at a restart is never treated as having seen a delete. */
+int sa_client_sync_set_unknown_peers(sa_client *c, size_t n);
+
 /* by_ttl_only: tombstones are dropped by age (tombstone_ttl_s) only, never
  * because the configured peers acknowledged them; the outbox still goes by
  * the acknowledgements.  For a transport through a hub (NATS JetStream): a

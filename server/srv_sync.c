@@ -670,8 +670,10 @@ bad:
 static void srv_sync_register(srv_sync *s) {
   const char *ids[SRV_SYNC_MAX_PEERS];
   char copy[SRV_SYNC_MAX_PEERS][SA_NODE_ID_MAX + 1];
-  size_t n = 0;
+  size_t n = 0, unknown = 0;
   pthread_mutex_lock(&s->mu);
+  for (size_t i = 0; i < s->n; i++)
+    unknown += !s->peers[i].node_id[0];
   for (size_t i = 0; i < s->n; i++)
     if (s->peers[i].node_id[0]) {
       bool dup = false;
@@ -683,6 +685,9 @@ static void srv_sync_register(srv_sync *s) {
       n++;
     }
   pthread_mutex_unlock(&s->mu);
+  /* A peer URL not heard from since start holds every acknowledgement back:
+   * it may be a node that has not seen a delete yet (tombstones stay). */
+  sa_client_sync_set_unknown_peers(s->client, unknown);
   sa_error err = {0};
   int rc = sa_client_sync_set_peers(s->client, ids, n, &err);
   if (rc != 0) {
@@ -1067,6 +1072,7 @@ int srv_sync_start(const srv_sync_config *cfg, srv_sync **out) {
       return ENOMEM;
     }
   }
+  srv_sync_register(s); /* every peer unknown yet: acknowledgements wait for them */
   for (size_t i = 0; i < s->n; i++) {
     srv_peer *p = &s->peers[i];
     if (pthread_create(&p->thread, NULL, srv_peer_main, p) != 0) {
