@@ -83,6 +83,7 @@ struct srv_nats {
   bool check_stream; /* (re)connected: look at the stream again */
   pub_entry *ring;
   size_t r_head, r_len, r_cap;
+  size_t ack_hint; /* offset from r_head where the next ack is likely */
   size_t inflight;
   bool pub_failed;
   char pub_error[200];
@@ -506,6 +507,7 @@ static uint64_t ring_advance(srv_nats *n, uint64_t *oldest_ms) {
     pos = e->pos;
     n->r_head = (n->r_head + 1) % n->r_cap;
     n->r_len--;
+    if (n->ack_hint) n->ack_hint--;
   }
   *oldest_ms = 0;
   if (n->r_len) {
@@ -525,9 +527,13 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
   (void)js;
   srv_nats *n = cls;
   pthread_mutex_lock(&n->mu);
-  for (size_t i = 0; i < n->r_len; i++) {
+  /* Acks come mostly in order: start where the last one was found. */
+  size_t from = n->ack_hint < n->r_len ? n->ack_hint : 0;
+  for (size_t j = 0; j < n->r_len; j++) {
+    size_t i = (from + j) % n->r_len;
     pub_entry *e = &n->ring[(n->r_head + i) % n->r_cap];
     if (e->msg != msg || e->acked) continue;
+    n->ack_hint = i + 1;
     if (pa) {
       e->acked = true;
       e->msg = NULL;
@@ -556,6 +562,7 @@ static void pub_reset(srv_nats *n) {
     natsMsgList_Destroy(&pending);
   pthread_mutex_lock(&n->mu);
   n->r_head = n->r_len = 0;
+  n->ack_hint = 0;
   n->inflight = 0;
   n->pub_failed = false;
   n->resends++;
@@ -1251,8 +1258,12 @@ size_t srv_nats_peers(srv_nats *n, api_sync_peer *out, size_t max) {
   const char *err = n->pub_error[0] ? n->pub_error : n->sub_error;
   if (!up) {
     o->state = "unreachable";
-    snprintf(o->last_error, sizeof o->last_error, "%s%s%s", n->conn_error,
-             le && *le && !strstr(n->conn_error, le) ? ": " : "", le && *le ? le : "");
+    size_t w = strlen(n->conn_error) < sizeof o->last_error - 1 ? strlen(n->conn_error)
+                                                                : sizeof o->last_error - 1;
+    memcpy(o->last_error, n->conn_error, w);
+    o->last_error[w] = '\0';
+    if (le && *le && !strstr(n->conn_error, le) && w + 3 < sizeof o->last_error)
+      snprintf(o->last_error + w, sizeof o->last_error - w, ": %.150s", le);
   } else if (n->pub_refusing || n->sub_refusing) {
     o->state = "refusing";
     snprintf(o->last_error, sizeof o->last_error, "%s", err);

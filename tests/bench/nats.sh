@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# tests/bench/nats.sh -- the NATS transport's benchmark (issue 23,
+# "Performance"): ops/s through the hub (the publisher's rate, and end to
+# end to a consuming node) beside raw nats.c async publish and pull-fetch
+# rates in the same run (tests/bench/nats_raw.c), on one nats-server and on
+# a 3-server cluster with an R3 stream; the lag at paced rates
+# (tests/bench/sync_lag.c: a write on node A until it shows in node B's
+# change feed); and the cost on local PUT (wrk, c16 and c64) with the NATS
+# transport on against off.
+#
+#   bash tests/bench/nats.sh                  3 rounds (~4 min)
+#   BENCH_SMOKE=1 bash tests/bench/nats.sh    1 round, small counts (figures meaningless)
+#
+# Knobs: NATS_ROUNDS (3), NATS_OPS (20000: ops written for the hub rates),
+# NATS_RAW_MSGS (100000), NATS_LAG_RATES ("1000 5000"), NATS_LAG_SECONDS (5),
+# BENCH_DURATION (5: seconds per wrk cell), BENCH_CONCURRENCY ("16 64"),
+# BENCH_PORT_BASE (18700: 127.0.0.1 ports BASE+1..BASE+12), BENCH_BUILD_DIR
+# (build-bench, Release), BENCH_SKIP_BUILD=1, BENCH_TMPDIR (/var/tmp).
+#
+# Prints figures; asserts nothing about times.  Every server is started on
+# 127.0.0.1 and stopped by PID (trap); every wait is bounded.
+set -Eeuo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE=$ROOT/tests/bench
+if [ "${BENCH_SMOKE:-0}" = 1 ]; then
+  ROUNDS=${NATS_ROUNDS:-1} OPS=${NATS_OPS:-2000} RAW=${NATS_RAW_MSGS:-5000}
+  LAG_S=${NATS_LAG_SECONDS:-1} DUR=${BENCH_DURATION:-1}
+else
+  ROUNDS=${NATS_ROUNDS:-3} OPS=${NATS_OPS:-20000} RAW=${NATS_RAW_MSGS:-100000}
+  LAG_S=${NATS_LAG_SECONDS:-5} DUR=${BENCH_DURATION:-5}
+fi
+LAG_RATES=${NATS_LAG_RATES:-"1000 5000"}
+CONCS=${BENCH_CONCURRENCY:-"16 64"}
+BUILD=${BENCH_BUILD_DIR:-$ROOT/build-bench}
+PB=${BENCH_PORT_BASE:-18700}
+WORK=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/sa-nats-bench.XXXXXX")
+PIDS=()
+
+log() { printf '%s\n' "$*" >&2; }
+die() {
+  log "nats.sh: $*"
+  exit 1
+}
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+NATS=$(command -v nats-server || ls /usr/sbin/nats-server 2>/dev/null || true)
+[ -n "$NATS" ] || die "nats-server is missing (apt-get install nats-server)"
+for t in wrk curl cc pkg-config; do command -v "$t" >/dev/null || die "$t is missing"; done
+pkg-config --exists libnats || die "libnats is missing (apt-get install libnats-dev)"
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$BUILD" -j2 --target softadastra >/dev/null
+fi
+BIN=$BUILD/server/softadastra
+[ -x "$BIN" ] || die "no $BIN"
+cc -O2 -o "$WORK/nats_raw" "$HERE/nats_raw.c" $(pkg-config --cflags --libs libnats) ||
+  die "cannot build nats_raw"
+cc -O2 -o "$WORK/sync_lag" "$HERE/sync_lag.c" $(pkg-config --cflags --libs libcurl jansson) \
+  -lpthread || die "cannot build sync_lag"
+
+wait_port() { # port: bounded wait until it accepts
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  die "nothing listens on $1"
+}
+# start_hubs N: N nats-server (cluster when N > 1) on PB+1.. (client) and PB+11.. (routes)
+start_hubs() {
+  local n=$1 i k routes
+  HUB_PIDS=() HUB_URLS=""
+  for i in $(seq 0 $((n - 1))); do
+    routes=""
+    for k in $(seq 0 $((n - 1))); do
+      [ "$k" = "$i" ] || routes="$routes${routes:+,} \"nats-route://127.0.0.1:$((PB + 11 + k))\""
+    done
+    mkdir -p "$WORK/hub$n-$i"
+    {
+      echo "server_name: \"hub$i\""
+      echo "listen: \"127.0.0.1:$((PB + 1 + i))\""
+      echo "jetstream { store_dir: \"$WORK/hub$n-$i/js\" }"
+      [ "$n" = 1 ] || printf 'cluster {\n name: "b"\n listen: "127.0.0.1:%d"\n routes: [%s ]\n}\n' \
+        $((PB + 11 + i)) "$routes"
+    } >"$WORK/hub$n-$i/nats.conf"
+    "$NATS" -c "$WORK/hub$n-$i/nats.conf" >"$WORK/hub$n-$i/log" 2>&1 &
+    HUB_PIDS+=($!) PIDS+=($!)
+    HUB_URLS="$HUB_URLS${HUB_URLS:+,}nats://127.0.0.1:$((PB + 1 + i))"
+  done
+  for i in $(seq 0 $((n - 1))); do wait_port $((PB + 1 + i)); done
+  sleep $((n > 1 ? 3 : 0)) # a cluster elects its meta leader
+}
+stop_pids() { for p in "$@"; do kill "$p" 2>/dev/null || true; done; for p in "$@"; do wait "$p" 2>/dev/null || true; done; }
+# start_node NAME PORT [args...]: prints its PID
+start_node() {
+  local name=$1 port=$2
+  shift 2
+  "$BIN" serve --node-id "$name" --listen "127.0.0.1:$port" --data-dir "$WORK/$name" \
+    --log-level warn "$@" >"$WORK/$name.log" 2>&1 &
+  local p=$!
+  PIDS+=("$p")
+  wait_port "$port"
+  echo "$p"
+}
+metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 ~ "^"m"[{ ]" {print $2; exit}'; }
+keys_of() { curl -s "http://127.0.0.1:$1/v1/sync/digest" | sed -n 's/.*"keys":\([0-9]*\).*/\1/p'; }
+now() { date +%s.%N; }
+
+# hub_rates N ROUND: nodes A (writes) and B (consumes) on N hubs: OPS ops in
+# batches of 500; the publisher's rate (A's acked count reaches OPS) and the
+# end-to-end rate (B holds them all), both from the first write.
+hub_rates() {
+  local n=$1 r=$2 a b t0 t1 t2 i
+  a=$(start_node "a$n-$r" $((PB + 5)) --transport nats --nats-url "$HUB_URLS")
+  b=$(start_node "b$n-$r" $((PB + 6)) --transport nats --nats-url "$HUB_URLS")
+  sleep 1
+  local body
+  t0=$(now)
+  for ((i = 0; i < OPS; i += 500)); do
+    body=$(awk -v s="$i" -v r="$r" 'BEGIN { printf "{\"ops\":["; for (k = 0; k < 500; k++) printf "%s{\"op\":\"put\",\"key\":\"h%s/%08d\",\"value\":\"%0100d\"}", (k ? "," : ""), r, s + k, 0; printf "]}" }')
+    curl -s -o /dev/null -X POST -H 'Content-Type: application/json' --data-binary "$body" \
+      "http://127.0.0.1:$((PB + 5))/v1/batch"
+  done
+  t1=""
+  for _ in $(seq 1200); do
+    if [ -z "$t1" ] && [ "$(metric $((PB + 5)) softadastra_nats_acked_total)" -ge "$OPS" ] 2>/dev/null; then t1=$(now); fi
+    if [ "$(keys_of $((PB + 6)))" -ge "$OPS" ] 2>/dev/null; then
+      t2=$(now)
+      [ -n "$t1" ] || t1=$t2
+      break
+    fi
+    sleep 0.05
+  done
+  [ -n "${t2:-}" ] || { log "hub rates: B did not get every op"; stop_pids "$a" "$b"; return; }
+  awk -v n="$n" -v r="$r" -v o="$OPS" -v t0="$t0" -v t1="$t1" -v t2="$t2" 'BEGIN {
+    printf "HUB replicas=%s round=%s ops=%s publish_per_s=%.0f end_to_end_per_s=%.0f\n", n, r, o, o / (t1 - t0), o / (t2 - t0) }'
+  stop_pids "$a" "$b"
+}
+
+echo "== nats.sh: $(nproc) cores, nats-server $("$NATS" --version | awk '{print $NF}'), libnats $(pkg-config --modversion libnats), rounds $ROUNDS"
+for n in 1 3; do
+  start_hubs "$n"
+  for r in $(seq "$ROUNDS"); do
+    "$WORK/nats_raw" "nats://127.0.0.1:$((PB + 1))" "$RAW" "$n" || log "nats_raw failed"
+    hub_rates "$n" "$r"
+  done
+  if [ "$n" = 1 ]; then
+    # lag at paced rates, A -> hub -> B
+    a=$(start_node lag-a $((PB + 7)) --transport nats --nats-url "$HUB_URLS")
+    b=$(start_node lag-b $((PB + 8)) --transport nats --nats-url "$HUB_URLS")
+    sleep 1
+    for r in $(seq "$ROUNDS"); do
+      for rate in $LAG_RATES; do
+        conns=$((rate >= 4000 ? 32 : 8))
+        timeout $((LAG_S + 90)) "$WORK/sync_lag" "http://127.0.0.1:$((PB + 7))" \
+          "http://127.0.0.1:$((PB + 8))" "$rate" "$LAG_S" "$conns" "lag$r-$rate-" 2>&1 |
+          grep '^LAG ' || log "lag $rate/s round $r failed"
+      done
+    done
+    stop_pids "$a" "$b"
+    # local PUT with the transport on against off, interleaved
+    solo=$(start_node solo $((PB + 9)))
+    hubn=$(start_node withnats $((PB + 10)) --transport nats --nats-url "$HUB_URLS")
+    peer=$(start_node natspeer $((PB + 4)) --transport nats --nats-url "$HUB_URLS")
+    for r in $(seq "$ROUNDS"); do
+      for c in $CONCS; do
+        for port in $((PB + 9)) $((PB + 10)); do
+          rps=$(BENCH_SYS=ours BENCH_OP=put timeout $((DUR + 60)) wrk -t2 -c"$c" -d"${DUR}s" --timeout 10s -s "$HERE/load.lua" \
+            "http://127.0.0.1:$port" 2>&1 | awk '/Requests\/sec/ {print $2}')
+          echo "PUT round=$r c=$c nats=$([ "$port" = $((PB + 10)) ] && echo on || echo off) req_per_s=$rps"
+        done
+      done
+    done
+    stop_pids "$solo" "$hubn" "$peer"
+  fi
+  stop_pids "${HUB_PIDS[@]}"
+done

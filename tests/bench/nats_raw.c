@@ -1,0 +1,126 @@
+/*
+ * nats_raw.c -- the raw nats.c rates tests/bench/nats.sh prints beside the
+ * node's own: what this machine's nats-server and nats.c do without
+ * softadastra, in the same run.
+ *
+ *   nats_raw URL N REPLICAS
+ *
+ * Makes a stream RAWBENCH<pid> (subjects raw<pid>.>, file storage, REPLICAS,
+ * one message per subject like the node's), publishes N 150-byte messages
+ * asynchronously with a Nats-Msg-Id each, at most 256 unacknowledged (the
+ * node's window), on N distinct subjects, and waits for every ack; then a
+ * durable pull consumer fetches them all in batches of 500 and acks each
+ * batch (AckAll, as the node does).  Deletes the stream.  Prints:
+ *   RAW replicas=R msgs=N pub_per_s=.. fetch_per_s=..
+ *
+ * What it is not: a check (asserts nothing about times).  Bounded: every
+ * wait has a timeout.  Threads: main, and nats.c's own.
+ */
+#define _GNU_SOURCE
+#include <nats/nats.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int die(const char *what, natsStatus s) {
+  fprintf(stderr, "nats_raw: %s: %s\n", what, natsStatus_GetText(s));
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 4) {
+    fprintf(stderr, "usage: nats_raw URL N REPLICAS\n");
+    return 2;
+  }
+  const char *url = argv[1];
+  int n = atoi(argv[2]), replicas = atoi(argv[3]);
+  if (n <= 0 || replicas <= 0) return 2;
+  natsConnection *nc = NULL;
+  jsCtx *js = NULL;
+  natsStatus s = natsConnection_ConnectTo(&nc, url);
+  if (s != NATS_OK) return die("connect", s);
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.PublishAsync.MaxPending = 256;
+  jo.Wait = 10000;
+  s = natsConnection_JetStream(&js, nc, &jo);
+  if (s != NATS_OK) return die("jetstream", s);
+  char stream[64], subj[64], filter[64];
+  snprintf(stream, sizeof stream, "RAWBENCH%d", (int)getpid());
+  snprintf(filter, sizeof filter, "raw%d.>", (int)getpid());
+  const char *subjects[1] = {filter};
+  jsStreamConfig sc;
+  jsStreamConfig_Init(&sc);
+  sc.Name = stream;
+  sc.Subjects = subjects;
+  sc.SubjectsLen = 1;
+  sc.Storage = js_FileStorage;
+  sc.Replicas = replicas;
+  sc.MaxMsgsPerSubject = 1;
+  jsErrCode je = 0;
+  s = js_AddStream(NULL, js, &sc, NULL, &je);
+  if (s != NATS_OK) return die("add stream", s);
+  char body[150];
+  memset(body, 'v', sizeof body);
+  double t0 = now_s();
+  for (int i = 0; i < n; i++) {
+    natsMsg *m = NULL;
+    snprintf(subj, sizeof subj, "raw%d.k%d", (int)getpid(), i);
+    natsMsg_Create(&m, subj, NULL, body, (int)sizeof body);
+    char id[64];
+    snprintf(id, sizeof id, "raw:%d", i);
+    natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+    s = js_PublishMsgAsync(js, &m, NULL);
+    natsMsg_Destroy(m);
+    if (s != NATS_OK) return die("publish", s);
+  }
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = 60000;
+  s = js_PublishAsyncComplete(js, &po);
+  if (s != NATS_OK) return die("publish acks", s);
+  double pub = n / (now_s() - t0);
+
+  jsConsumerConfig cc;
+  jsConsumerConfig_Init(&cc);
+  cc.Durable = "rawbench";
+  cc.AckPolicy = js_AckAll;
+  cc.MaxAckPending = 20000;
+  s = js_AddConsumer(NULL, js, stream, &cc, NULL, &je);
+  if (s != NATS_OK) return die("add consumer", s);
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = stream;
+  so.Consumer = "rawbench";
+  natsSubscription *sub = NULL;
+  s = js_PullSubscribe(&sub, js, filter, "rawbench", NULL, &so, &je);
+  if (s != NATS_OK) return die("pull subscribe", s);
+  int got = 0;
+  t0 = now_s();
+  while (got < n && now_s() - t0 < 120) {
+    natsMsgList list = {0};
+    s = natsSubscription_Fetch(&list, sub, 500, 5000, &je);
+    if (s == NATS_OK && list.Count) {
+      got += list.Count;
+      natsMsg_Ack(list.Msgs[list.Count - 1], NULL);
+    }
+    natsMsgList_Destroy(&list);
+  }
+  double fetch = got / (now_s() - t0);
+  natsSubscription_Destroy(sub);
+  js_DeleteStream(js, stream, NULL, NULL);
+  printf("RAW replicas=%d msgs=%d pub_per_s=%.0f fetch_per_s=%.0f fetched=%d\n", replicas, n, pub,
+         fetch, got);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  nats_Close();
+  return got == n ? 0 : 1;
+}
