@@ -70,7 +70,8 @@ int api_ctx_create(const api_config *cfg, api_ctx **out) {
     if (!c->sync_transport) goto oom;
   }
   sa_status st;
-  if (sa_client_status(c->client, &st, NULL) == 0) memcpy(c->node_id, st.node_id, sizeof c->node_id);
+  if (sa_client_status(c->client, &st, NULL) == 0)
+    memcpy(c->node_id, st.node_id, sizeof c->node_id);
   atomic_init(&c->draining, false);
   clock_gettime(CLOCK_MONOTONIC, &c->started);
   *out = c;

@@ -34,15 +34,15 @@
 #include "api_util.h"
 
 struct api_feed {
-  sa_client *client;  /* borrowed */
-  api_feed_mode mode; /* what the request asked for */
-  uint64_t pos;       /* changes after this LSN come next */
-  uint64_t seen;      /* the node's last LSN at the latest read */
-  size_t limit;       /* changes per page (PAGE/WAIT) */
-  bool values;        /* include_values=1 */
-  uint32_t wait_ms;   /* WAIT: the bound */
-  char *prefix;       /* only keys starting with it; NULL = all */
-  size_t prefix_len;  /* strlen(prefix) */
+  sa_client *client;                /* borrowed */
+  api_feed_mode mode;               /* what the request asked for */
+  uint64_t pos;                     /* changes after this LSN come next */
+  uint64_t seen;                    /* the node's last LSN at the latest read */
+  size_t limit;                     /* changes per page (PAGE/WAIT) */
+  bool values;                      /* include_values=1 */
+  uint32_t wait_ms;                 /* WAIT: the bound */
+  char *prefix;                     /* only keys starting with it; NULL = all */
+  size_t prefix_len;                /* strlen(prefix) */
   api_feed_page_fn page_fn;         /* api_feed_custom: another route's pages */
   void *page_cls;                   /* its state (owned) */
   void (*page_cls_free)(void *cls); /* frees page_cls */
@@ -52,11 +52,11 @@ struct api_feed {
 
 /* The JSON of one change (new reference), or NULL out of memory. */
 static json_t *api_feed_change_json(const sa_change *ch, bool values) {
-  json_t *o = json_pack("{s:o,s:s,s:s,s:o,s:o,s:o,s:s,s:b}", "lsn", api_json_u64(ch->lsn), "key",
-                        ch->key, "op", ch->op == SA_OP_DELETE ? "delete" : "put", "version",
-                        api_json_u64(ch->version), "time", api_json_time(api_hlc_ms(ch->hlc)),
-                        "hlc", api_json_u64(ch->hlc), "origin", ch->origin, "batch",
-                        (int)ch->batch);
+  json_t *o =
+      json_pack("{s:o,s:s,s:s,s:o,s:o,s:o,s:s,s:b}", "lsn", api_json_u64(ch->lsn), "key", ch->key,
+                "op", ch->op == SA_OP_DELETE ? "delete" : "put", "version",
+                api_json_u64(ch->version), "time", api_json_time(api_hlc_ms(ch->hlc)), "hlc",
+                api_json_u64(ch->hlc), "origin", ch->origin, "batch", (int)ch->batch);
   if (!o) return NULL;
   if (ch->op == SA_OP_DELETE) return o;
   if (json_object_set_new(o, "size", api_json_u64(ch->len)) != 0) goto oom;
@@ -237,11 +237,11 @@ api_response *api_feed_page(api_feed *f, bool final) {
     }
     char ehex[17];
     api_feed_epoch_hex(f->client, ehex);
-    json_t *j = arr ? json_pack("{s:o,s:I,s:o,s:o,s:b,s:s}", "changes", arr, "count",
-                                (json_int_t)matched, "next_since", api_json_u64(ch.next_since),
-                                "last_lsn", api_json_u64(ch.last_lsn), "more", (int)ch.more,
-                                "epoch", ehex)
-                    : NULL;
+    json_t *j =
+        arr ? json_pack("{s:o,s:I,s:o,s:o,s:b,s:s}", "changes", arr, "count", (json_int_t)matched,
+                        "next_since", api_json_u64(ch.next_since), "last_lsn",
+                        api_json_u64(ch.last_lsn), "more", (int)ch.more, "epoch", ehex)
+            : NULL;
     f->pos = ch.next_since;
     sa_changes_free(&ch);
     return api_resp_json(api_resp_new(200), j);

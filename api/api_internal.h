@@ -163,21 +163,21 @@ api_response *api_query_bool(const char *query, const char *name, bool *out);
 
 /* ---- handlers, one per route (the files named above) --------------------- */
 
-api_response *api_h_root(const char *path);                      /* api_assets.c */
-api_response *api_h_healthz(void);                               /* api_status.c */
-api_response *api_h_readyz(api_ctx *ctx);                        /* api_status.c */
-api_response *api_h_status(api_ctx *ctx);                        /* api_status.c */
-api_response *api_h_sync_status(api_ctx *ctx);                   /* api_status.c */
-api_response *api_h_sync_tick(api_ctx *ctx);                     /* api_status.c */
-api_response *api_h_metrics(api_ctx *ctx);                       /* api_metrics.c */
-api_response *api_h_list(api_ctx *ctx, const char *query);       /* api_store.c */
-api_response *api_h_batch(api_ctx *ctx, const api_request *req); /* api_batch.c */
+api_response *api_h_root(const char *path);                         /* api_assets.c */
+api_response *api_h_healthz(void);                                  /* api_status.c */
+api_response *api_h_readyz(api_ctx *ctx);                           /* api_status.c */
+api_response *api_h_status(api_ctx *ctx);                           /* api_status.c */
+api_response *api_h_sync_status(api_ctx *ctx);                      /* api_status.c */
+api_response *api_h_sync_tick(api_ctx *ctx);                        /* api_status.c */
+api_response *api_h_metrics(api_ctx *ctx);                          /* api_metrics.c */
+api_response *api_h_list(api_ctx *ctx, const char *query);          /* api_store.c */
+api_response *api_h_batch(api_ctx *ctx, const api_request *req);    /* api_batch.c */
 api_response *api_h_delete_prefix(api_ctx *ctx, const char *query); /* api_batch.c */
-api_response *api_h_changes(api_ctx *ctx, const api_request *req, const char *query); /* feed */
+api_response *api_h_changes(api_ctx *ctx, const api_request *req, const char *query);  /* feed */
 api_response *api_h_sync_ops(api_ctx *ctx, const api_request *req, const char *query); /* sync */
-api_response *api_h_sync_snapshot(api_ctx *ctx, const char *query);  /* api_sync.c */
-api_response *api_h_sync_digest(api_ctx *ctx);                       /* api_sync.c */
-api_response *api_h_backup(api_ctx *ctx, const api_request *req);    /* api_backup.c */
+api_response *api_h_sync_snapshot(api_ctx *ctx, const char *query); /* api_sync.c */
+api_response *api_h_sync_digest(api_ctx *ctx);                      /* api_sync.c */
+api_response *api_h_backup(api_ctx *ctx, const api_request *req);   /* api_backup.c */
 
 /* api_backup.c: the backup series of GET /metrics. */
 void api_backup_write_metrics(api_ctx *ctx, FILE *f);

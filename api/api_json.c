@@ -198,8 +198,7 @@ char *api_json_value_doc(const char *key, size_t klen, const char *data, size_t 
                          uint64_t updated_ms, size_t *out_len) {
   static const char k_key[] = "{\"key\":", k_size[] = ",\"size\":", k_version[] = ",\"version\":",
                     k_lsn[] = ",\"lsn\":", k_hlc[] = ",\"hlc\":", k_origin[] = ",\"origin\":",
-                    k_upd[] = ",\"updated_at\":",
-                    k_utf8[] = ",\"encoding\":\"utf-8\",\"value\":",
+                    k_upd[] = ",\"updated_at\":", k_utf8[] = ",\"encoding\":\"utf-8\",\"value\":",
                     k_b64[] = ",\"encoding\":\"base64\",\"value\":", k_end[] = "}\n";
   char tbuf[64];
   size_t tlen = updated_ms ? api_json_time_fmt(tbuf, updated_ms) : 0;
@@ -251,8 +250,8 @@ char *api_json_write_doc(const char *key, size_t klen, bool put, uint64_t versio
                          uint64_t hlc, const char *origin, bool durable, size_t size,
                          size_t *out_len) {
   static const char k_key[] = "{\"key\":", k_version[] = ",\"version\":",
-                    k_deleted[] = ",\"deleted\":true", k_lsn[] = ",\"lsn\":",
-                    k_hlc[] = ",\"hlc\":", k_origin[] = ",\"origin\":",
+                    k_deleted[] = ",\"deleted\":true",
+                    k_lsn[] = ",\"lsn\":", k_hlc[] = ",\"hlc\":", k_origin[] = ",\"origin\":",
                     k_durable[] = ",\"durable\":", k_size[] = ",\"size\":", k_end[] = "}\n";
   size_t cap = (sizeof k_key - 1) + api_json_str_len(key, klen) + (sizeof k_version - 1) +
                (sizeof k_deleted - 1) + (sizeof k_lsn - 1) + (sizeof k_hlc - 1) +

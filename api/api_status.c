@@ -31,27 +31,25 @@ api_response *api_h_healthz(void) {
 static json_t *api_sync_json(api_ctx *ctx, const sa_sync_state *s) {
   json_t *peers = api_sync_peers_json(ctx);
   bool running = false;
-  for (size_t i = 0; i < json_array_size(peers); i++)
-  {
+  for (size_t i = 0; i < json_array_size(peers); i++) {
     const char *st = json_string_value(json_object_get(json_array_get(peers, i), "state"));
     running |= st && !strcmp(st, "connected");
   }
   bool own = ctx->sync_transport != NULL;
-  return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o,"
-                   "s:{s:b,s:b,s:b,s:s},s:{s:b,s:b,s:s},s:o}",
-                   "outbox_size", api_json_u64(s->outbox_size), "queued", api_json_u64(s->queued),
-                   "in_flight", api_json_u64(s->in_flight), "acknowledged",
-                   api_json_u64(s->acknowledged), "failed", api_json_u64(s->failed),
-                   "total_retries", api_json_u64(s->total_retries), "ticks", api_json_u64(s->ticks),
-                   "last_tick_at", api_json_time(s->last_tick_ms), "last_lsn",
-                   api_json_u64(s->last_lsn), "outbox_max", api_json_u64(s->outbox_max), "overflow",
-                   (int)s->overflow, "pruned", api_json_u64(s->pruned), "transport", "enabled",
-                   (int)(own || s->transport_enabled), "running",
-                   (int)(own ? running : s->transport_running), "stub",
-                   (int)(!own && s->transport_stub), "kind",
-                   own ? ctx->sync_transport : s->transport_kind, "discovery", "enabled",
-                   (int)s->discovery_enabled, "stub", (int)s->discovery_stub, "kind",
-                   s->discovery_kind, "peers", peers ? peers : json_array());
+  return json_pack(
+      "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o,"
+      "s:{s:b,s:b,s:b,s:s},s:{s:b,s:b,s:s},s:o}",
+      "outbox_size", api_json_u64(s->outbox_size), "queued", api_json_u64(s->queued), "in_flight",
+      api_json_u64(s->in_flight), "acknowledged", api_json_u64(s->acknowledged), "failed",
+      api_json_u64(s->failed), "total_retries", api_json_u64(s->total_retries), "ticks",
+      api_json_u64(s->ticks), "last_tick_at", api_json_time(s->last_tick_ms), "last_lsn",
+      api_json_u64(s->last_lsn), "outbox_max", api_json_u64(s->outbox_max), "overflow",
+      (int)s->overflow, "pruned", api_json_u64(s->pruned), "transport", "enabled",
+      (int)(own || s->transport_enabled), "running", (int)(own ? running : s->transport_running),
+      "stub", (int)(!own && s->transport_stub), "kind",
+      own ? ctx->sync_transport : s->transport_kind, "discovery", "enabled",
+      (int)s->discovery_enabled, "stub", (int)s->discovery_stub, "kind", s->discovery_kind, "peers",
+      peers ? peers : json_array());
 }
 
 api_response *api_h_status(api_ctx *ctx) {

@@ -204,8 +204,8 @@ static api_response *api_write_reply(const char *key, bool put, size_t size, int
   if (rc != 0) return api_reply_sa_error(rc, err);
   api_response *r = api_resp_new(put && res->version == 1 ? 201 : 200);
   if (!r) return &api_oom_response;
-  r->body = api_json_write_doc(key, strlen(key), put, res->version, res->lsn, res->hlc,
-                               res->origin, res->durable, size, &r->body_len);
+  r->body = api_json_write_doc(key, strlen(key), put, res->version, res->lsn, res->hlc, res->origin,
+                               res->durable, size, &r->body_len);
   if (!r->body) {
     api_response_free(r);
     return &api_oom_response;

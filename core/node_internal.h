@@ -74,10 +74,10 @@ typedef struct wreq {
   size_t nops;
   const sa_write_opts *conds; /* REQ_BATCH: NULL or one per op (sa_client_batch_ex) */
   size_t failed_op;           /* REQ_BATCH: the op whose condition failed (SA_ECONFLICT) */
-  uint64_t now;          /* outbox requests: the tick's time */
-  bool send;             /* REQ_OBX_CLAIM: the transport takes work */
-  outbox_batch *claimed; /* REQ_OBX_CLAIM: out */
-  const uint64_t *lsns;  /* REQ_OBX_SETTLE: in */
+  uint64_t now;               /* outbox requests: the tick's time */
+  bool send;                  /* REQ_OBX_CLAIM: the transport takes work */
+  outbox_batch *claimed;      /* REQ_OBX_CLAIM: out */
+  const uint64_t *lsns;       /* REQ_OBX_SETTLE: in */
   const bool *acked;
   size_t n;                   /* REQ_OBX_SETTLE: lsns; REQ_SYNC: items */
   const sa_sync_item *items;  /* REQ_SYNC: in */
@@ -204,14 +204,14 @@ struct sa_client {
   pthread_mutex_t sync_mu;
   struct node_peer *peers; /* under sync_mu: known peers (configured or acked) */
   size_t npeers, peers_cap;
-  bool peers_configured; /* under sync_mu: set_peers gave at least one */
-  size_t peers_unknown;  /* under sync_mu: configured peers with no node id yet: they hold acks */
+  bool peers_configured;  /* under sync_mu: set_peers gave at least one */
+  size_t peers_unknown;   /* under sync_mu: configured peers with no node id yet: they hold acks */
   bool tombs_by_ttl_only; /* under sync_mu: sa_client_sync_keep_tombstones (a hub) */
-  uint64_t acked_upto;   /* atomic, written by the writer: outbox entries through this
-                            LSN were acknowledged for every configured peer */
-  sa_sync_counters sc;   /* atomics (tombs and horizon_hlc read from the store) */
-  uint64_t gc_ack;       /* tick (tick_serial): the peers' position the last GC used */
-  uint64_t gc_next_ms;   /* tick (tick_serial): when tombstones may next age out */
+  uint64_t acked_upto;    /* atomic, written by the writer: outbox entries through this
+                             LSN were acknowledged for every configured peer */
+  sa_sync_counters sc;    /* atomics (tombs and horizon_hlc read from the store) */
+  uint64_t gc_ack;        /* tick (tick_serial): the peers' position the last GC used */
+  uint64_t gc_next_ms;    /* tick (tick_serial): when tombstones may next age out */
 
   /* Store sync points (node_syncer_main). */
   sa_worker sy;

@@ -462,7 +462,7 @@ int node_sync_open(sa_client *c, sa_error *err) {
 
 /* What a REQ_SYNC_GC request carries (wreq.gc). */
 typedef struct sync_gc {
-  uint64_t min_ack; /* every configured peer's position (0: no peers) */
+  uint64_t min_ack;  /* every configured peer's position (0: no peers) */
   uint64_t tomb_ack; /* min_ack, or 0 when tombstones go by age only (a hub) */
   uint64_t now;
   node_peer *dirty; /* copies of the acks and cursors to persist */

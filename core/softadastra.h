@@ -799,8 +799,8 @@ typedef struct sa_backup_info {
   uint32_t version;                 /* container version */
   uint32_t store_format;            /* the store's format version */
   uint64_t applied_lsn;             /* the copy holds every write up to this LSN */
-  uint64_t acked_lsn; /* the last write acknowledged when the backup began (<= applied_lsn) */
-  uint64_t epoch;     /* the source node's epoch */
+  uint64_t acked_lsn;  /* the last write acknowledged when the backup began (<= applied_lsn) */
+  uint64_t epoch;      /* the source node's epoch */
   uint64_t created_ms; /* wall clock, unix ms */
   uint64_t data_bytes; /* bytes of the LMDB copy */
   uint32_t data_crc;   /* their CRC-32C */

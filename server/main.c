@@ -28,7 +28,8 @@ static void main_usage(FILE *f) {
       "       softadastra COMMAND [ARGS]       talk to a running node\n"
       "       softadastra print-default-config  every setting with its default, as a config file\n"
       "       softadastra backup DEST | backup verify FILE | restore FILE --data-dir DIR\n"
-      "                                        online backup and restore (softadastra backup --help)\n"
+      "                                        online backup and restore (softadastra backup "
+      "--help)\n"
       "       softadastra --version | --help\n"
       "\n",
       f);

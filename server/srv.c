@@ -330,7 +330,7 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
     srv_log_request(s, method, r, resp->status);
     return srv_feed_serve(s->feed, con, resp, f, strcmp(method, "HEAD") == 0, &r->feed);
   }
-  if (resp->backup) { /* GET /v1/backup: streamed by its own thread (srv_backup.c) */
+  if (resp->backup) {   /* GET /v1/backup: streamed by its own thread (srv_backup.c) */
     r->deferred = true; /* it may suspend: counted until it completes */
     srv_log_request(s, method, r, resp->status);
     return srv_backup_serve(con, resp, s->client);
@@ -518,10 +518,9 @@ static struct MHD_Daemon *srv_daemon(srv *s, const cfg_config *cfg) {
       flags, 0, NULL, NULL, srv_access_cb, s, MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_logger, s,
       MHD_OPTION_THREAD_POOL_SIZE, cfg_threads(cfg), MHD_OPTION_CONNECTION_LIMIT,
       (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-      (unsigned)cfg->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-      srv_mhd_memory(cfg), MHD_OPTION_URI_LOG_CALLBACK, srv_uri_cb, s,
-      MHD_OPTION_NOTIFY_COMPLETED, srv_completed_cb, s, MHD_OPTION_NOTIFY_CONNECTION,
-      srv_conn_notify, s, MHD_OPTION_END);
+      (unsigned)cfg->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, srv_mhd_memory(cfg),
+      MHD_OPTION_URI_LOG_CALLBACK, srv_uri_cb, s, MHD_OPTION_NOTIFY_COMPLETED, srv_completed_cb, s,
+      MHD_OPTION_NOTIFY_CONNECTION, srv_conn_notify, s, MHD_OPTION_END);
   if (!d) {
     int e = errno;
     fprintf(stderr, "softadastra: cannot start the HTTP server on %s: %s\n", cfg->listen,
@@ -567,8 +566,8 @@ int srv_serve(const cfg_config *cfg) {
 
   /* The http transport is the server's (srv_sync.c): the core's own
    * transport stays idle; peers acknowledge through sa_client_sync_peer_ack. */
-  static const sa_transport http_idle = {.kind = "http", .send = srv_idle_send,
-                                          .running = srv_idle_running};
+  static const sa_transport http_idle = {
+      .kind = "http", .send = srv_idle_send, .running = srv_idle_running};
   o.transport_kind = cfg->transport_kind;
   if (srv_http_transport(cfg) || srv_nats_transport(cfg)) {
     o.transport = &http_idle;
@@ -668,7 +667,10 @@ int srv_serve(const cfg_config *cfg) {
   api_config ac = {
       .metrics_extra = srv_metrics_extra,
       .metrics_extra_cls = &s,
-      .sync_transport = s.sync && s.nats ? "http+nats" : s.nats ? "nats" : s.sync ? "http" : NULL,
+      .sync_transport = s.sync && s.nats ? "http+nats"
+                        : s.nats         ? "nats"
+                        : s.sync         ? "http"
+                                         : NULL,
       .sync_peers = s.sync || s.nats ? srv_peers_all : NULL,
       .sync_served = s.sync ? srv_served_all : NULL,
       .sync_cls = &s,
@@ -737,8 +739,7 @@ int srv_serve(const cfg_config *cfg) {
   if (st.recovery.torn_path[0]) snprintf(torn, sizeof torn, " (kept in %s)", st.recovery.torn_path);
   /* records scanned but not replayed were in the store already (committed
    * before the stop): say so, or "0 replayed" reads as nothing recovered */
-  unsigned long long scanned = st.recovery.records_scanned,
-                     replayed = st.recovery.records_replayed;
+  unsigned long long scanned = st.recovery.records_scanned, replayed = st.recovery.records_replayed;
   char held[96] = "";
   if (scanned > replayed && replayed)
     snprintf(held, sizeof held, "; the store already held the other %llu", scanned - replayed);
@@ -784,8 +785,8 @@ int srv_serve(const cfg_config *cfg) {
   srv_log(SRV_LOG_INFO, "shutdown", "signal=%s active=%ld", sig == SIGINT ? "SIGINT" : "SIGTERM",
           atomic_load(&s.active));
   api_ctx_set_draining(s.api, true);
-  srv_sync_stop(s.sync); /* the pullers end first: no batch is applied after this */
-  srv_nats_stop(s.nats); /* and the hub's publisher and consumer */
+  srv_sync_stop(s.sync);     /* the pullers end first: no batch is applied after this */
+  srv_nats_stop(s.nats);     /* and the hub's publisher and consumer */
   srv_feed_shutdown(s.feed); /* streams say bye and end, long-polls answer now */
   srv_backup_stop();         /* running backups end cut (srv_backup.c) */
   /* Stop listening now (new connections are refused during the drain), but

@@ -97,8 +97,8 @@ enum MHD_Result srv_answer_mhd(struct MHD_Connection *con, api_response *r) {
   return rc;
 }
 
-void srv_answer_log(const char *method, const char *target, int status,
-                    const struct timespec *t0, size_t bytes_in) {
+void srv_answer_log(const char *method, const char *target, int status, const struct timespec *t0,
+                    size_t bytes_in) {
   struct timespec t1;
   clock_gettime(CLOCK_MONOTONIC, &t1);
   double ms = (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;

@@ -60,8 +60,8 @@ enum MHD_Result srv_answer_mhd(struct MHD_Connection *con, api_response *r);
 /* The request-log line (debug level): method, target, status, the time since
  * t0 (CLOCK_MONOTONIC) and the body bytes received.  method and target may be
  * NULL (a request the gate refused before they were read). */
-void srv_answer_log(const char *method, const char *target, int status,
-                    const struct timespec *t0, size_t bytes_in);
+void srv_answer_log(const char *method, const char *target, int status, const struct timespec *t0,
+                    size_t bytes_in);
 
 #ifdef __cplusplus
 }

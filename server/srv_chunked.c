@@ -7,23 +7,23 @@
 
 #include <stdbool.h>
 
-#define CK_MAX_DIGITS 16       /* a 17th hex digit: over any limit (413) */
-#define CK_MAX_EXT 1024        /* bytes of one chunk extension */
-#define CK_MAX_TRAILER 8192    /* bytes of the whole trailer section */
+#define CK_MAX_DIGITS 16    /* a 17th hex digit: over any limit (413) */
+#define CK_MAX_EXT 1024     /* bytes of one chunk extension */
+#define CK_MAX_TRAILER 8192 /* bytes of the whole trailer section */
 
 enum {
-  CK_SIZE0,      /* the first byte of a chunk size */
-  CK_SIZE,       /* more size digits, an extension or CR */
-  CK_EXT,        /* a chunk extension, up to CR */
-  CK_SIZE_LF,    /* the LF after the size line */
-  CK_DATA,       /* size data bytes left */
-  CK_DATA_CR,    /* the CR after the data */
-  CK_DATA_LF,    /* the LF after the data */
-  CK_TR_START,   /* a trailer line or the final CR */
-  CK_TR_NAME,    /* a trailer field name */
-  CK_TR_VALUE,   /* a trailer field value, up to CR */
-  CK_TR_LF,      /* the LF after a trailer line */
-  CK_END_LF,     /* the LF of the final empty line */
+  CK_SIZE0,    /* the first byte of a chunk size */
+  CK_SIZE,     /* more size digits, an extension or CR */
+  CK_EXT,      /* a chunk extension, up to CR */
+  CK_SIZE_LF,  /* the LF after the size line */
+  CK_DATA,     /* size data bytes left */
+  CK_DATA_CR,  /* the CR after the data */
+  CK_DATA_LF,  /* the LF after the data */
+  CK_TR_START, /* a trailer line or the final CR */
+  CK_TR_NAME,  /* a trailer field name */
+  CK_TR_VALUE, /* a trailer field value, up to CR */
+  CK_TR_LF,    /* the LF after a trailer line */
+  CK_END_LF,   /* the LF of the final empty line */
   CK_DONE,
   CK_ERROR,
 };
@@ -80,8 +80,9 @@ int srv_chunked_feed(srv_chunked *d, const char *in, size_t n, size_t *used,
         d->line = 0;
         if (c != ';') d->line = SIZE_MAX; /* whitespace first: a ';' must follow */
       } else {
-        return ck_fail(d, 400, c == '\n' ? "a bare LF ends a chunk line"
-                                         : "malformed chunk size: not a hex number");
+        return ck_fail(d, 400,
+                       c == '\n' ? "a bare LF ends a chunk line"
+                                 : "malformed chunk size: not a hex number");
       }
       i++;
       break;
@@ -134,10 +135,11 @@ int srv_chunked_feed(srv_chunked *d, const char *in, size_t n, size_t *used,
       } else if (srv_http_tchar(c)) {
         d->state = CK_TR_NAME;
       } else {
-        return ck_fail(d, 400, c == '\n' ? "a bare LF ends the chunked body"
-                                         : "malformed trailer field");
+        return ck_fail(d, 400,
+                       c == '\n' ? "a bare LF ends the chunked body" : "malformed trailer field");
       }
-      if (++d->trailer > CK_MAX_TRAILER) return ck_fail(d, 400, "the trailer section is over 8 KiB");
+      if (++d->trailer > CK_MAX_TRAILER)
+        return ck_fail(d, 400, "the trailer section is over 8 KiB");
       i++;
       break;
     case CK_TR_NAME:
@@ -145,7 +147,8 @@ int srv_chunked_feed(srv_chunked *d, const char *in, size_t n, size_t *used,
         d->state = CK_TR_VALUE;
       else if (!srv_http_tchar(c))
         return ck_fail(d, 400, "malformed trailer field: the name is not a token");
-      if (++d->trailer > CK_MAX_TRAILER) return ck_fail(d, 400, "the trailer section is over 8 KiB");
+      if (++d->trailer > CK_MAX_TRAILER)
+        return ck_fail(d, 400, "the trailer section is over 8 KiB");
       i++;
       break;
     case CK_TR_VALUE:
@@ -153,7 +156,8 @@ int srv_chunked_feed(srv_chunked *d, const char *in, size_t n, size_t *used,
         d->state = CK_TR_LF;
       else if (c == '\n' || (c < 0x20 && c != '\t') || c == 0x7f)
         return ck_fail(d, 400, "a control byte in a trailer field");
-      if (++d->trailer > CK_MAX_TRAILER) return ck_fail(d, 400, "the trailer section is over 8 KiB");
+      if (++d->trailer > CK_MAX_TRAILER)
+        return ck_fail(d, 400, "the trailer section is over 8 KiB");
       i++;
       break;
     case CK_TR_LF:

@@ -56,12 +56,12 @@
 #include "srv_http.h"
 #include "srv_log.h"
 
-#define FRONT_BUF 16384     /* bytes of one request the loop serves, head and body */
-#define FRONT_EVENTS 128    /* epoll events per wake */
-#define FRONT_ACCEPTS 64    /* connections accepted per wake */
-#define FRONT_SWEEP_MS 500  /* idle connections are looked for this often */
-#define FRONT_PAUSE_MS 100  /* accepting pauses this long when out of descriptors */
-#define FRONT_DISCARD 65536 /* unanswered input read and dropped before a close */
+#define FRONT_BUF 16384       /* bytes of one request the loop serves, head and body */
+#define FRONT_EVENTS 128      /* epoll events per wake */
+#define FRONT_ACCEPTS 64      /* connections accepted per wake */
+#define FRONT_SWEEP_MS 500    /* idle connections are looked for this often */
+#define FRONT_PAUSE_MS 100    /* accepting pauses this long when out of descriptors */
+#define FRONT_DISCARD 65536   /* unanswered input read and dropped before a close */
 #define FRONT_BODY_STEP 65536 /* a body buffer grows by at least this much as bytes arrive */
 
 enum { FRONT_RUN, FRONT_DRAIN, FRONT_STOP };
@@ -103,22 +103,22 @@ typedef struct fconn {
 struct floop {
   srv_front *f;
   pthread_t th;
-  int ep;              /* epoll */
-  int evfd;            /* wakes the loop: connections given, writes settled, state */
-  int state;           /* the front's state this loop has acted on */
-  bool listening;      /* the listening socket is in ep */
-  long long resume_ms; /* when to listen again after running out of descriptors */
-  long long warned_ms; /* last "out of descriptors" warning */
-  pthread_mutex_t mu;  /* guards incoming and settled */
-  fconn *incoming;     /* connections given to this loop */
-  fconn *settled;      /* connections whose write settled */
-  fconn *conns;        /* the loop's connections */
-  fconn *graveyard;    /* closed, freed after the batch */
-  size_t pending;      /* connections with a queued write */
+  int ep;                  /* epoll */
+  int evfd;                /* wakes the loop: connections given, writes settled, state */
+  int state;               /* the front's state this loop has acted on */
+  bool listening;          /* the listening socket is in ep */
+  long long resume_ms;     /* when to listen again after running out of descriptors */
+  long long warned_ms;     /* last "out of descriptors" warning */
+  pthread_mutex_t mu;      /* guards incoming and settled */
+  fconn *incoming;         /* connections given to this loop */
+  fconn *settled;          /* connections whose write settled */
+  fconn *conns;            /* the loop's connections */
+  fconn *graveyard;        /* closed, freed after the batch */
+  size_t pending;          /* connections with a queued write */
   char scratch[FRONT_BUF]; /* peeked bytes of a chunked body being decoded */
-  time_t date_sec;     /* second of date */
-  char date[40];       /* the Date header's value */
-  size_t date_len;     /* its length */
+  time_t date_sec;         /* second of date */
+  char date[40];           /* the Date header's value */
+  size_t date_len;         /* its length */
 };
 
 struct srv_front {
@@ -482,9 +482,9 @@ static int fc_body(floop *l, fconn *c) {
         fc_refuse_now(l, c, 500, "internal_error", "out of memory reading a body");
         return -1;
       }
-      ssize_t n = recv(c->fd, c->body + c->body_len, c->body_cap - c->body_len < c->body_want
-                                                         ? c->body_cap - c->body_len
-                                                         : (size_t)c->body_want,
+      ssize_t n = recv(c->fd, c->body + c->body_len,
+                       c->body_cap - c->body_len < c->body_want ? c->body_cap - c->body_len
+                                                                : (size_t)c->body_want,
                        MSG_DONTWAIT);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {

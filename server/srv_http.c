@@ -357,8 +357,7 @@ srv_http_verdict srv_http_parse(const char *buf, size_t len, size_t max_head, si
   out->head_len = p;
   out->body = buf + p;
 
-  if (out->chunked && out->version == 10)
-    return BAD("Transfer-Encoding in an HTTP/1.0 request");
+  if (out->chunked && out->version == 10) return BAD("Transfer-Encoding in an HTTP/1.0 request");
   if (out->chunked && out->has_length) return BAD("both Content-Length and Transfer-Encoding");
   if (out->version == 11 && n_host == 0) return BAD("HTTP/1.1 request without Host header");
 

@@ -132,8 +132,17 @@ END_TEST
 
 START_TEST(test_etags_and_ints) {
   uint64_t v;
-  uint64_t nums[] = {0, 1, 9, 10, 99, 100, 4294967295ull, 4294967296ull, (uint64_t)INT64_MAX,
-                     UINT64_MAX - 1, UINT64_MAX};
+  uint64_t nums[] = {0,
+                     1,
+                     9,
+                     10,
+                     99,
+                     100,
+                     4294967295ull,
+                     4294967296ull,
+                     (uint64_t)INT64_MAX,
+                     UINT64_MAX - 1,
+                     UINT64_MAX};
   for (size_t i = 0; i < sizeof nums / sizeof *nums; i++) {
     char got[32], want[32];
     memset(got, 'x', sizeof got);
@@ -167,10 +176,10 @@ END_TEST
  * (api.c: json_pack + api_json_set_value + json_dumps, plus a newline). */
 static char *ref_value_doc(const char *key, size_t klen, const char *data, size_t len,
                            uint64_t version, uint64_t lsn, uint64_t hlc, uint64_t ms) {
-  json_t *j = json_pack("{s:s%,s:o,s:o,s:o,s:o,s:s,s:o}", "key", key, klen, "size",
-                        api_json_u64(len), "version", api_json_u64(version), "lsn",
-                        api_json_u64(lsn), "hlc", api_json_u64(hlc), "origin", "node-a.1_Z",
-                        "updated_at", api_json_time(ms));
+  json_t *j =
+      json_pack("{s:s%,s:o,s:o,s:o,s:o,s:s,s:o}", "key", key, klen, "size", api_json_u64(len),
+                "version", api_json_u64(version), "lsn", api_json_u64(lsn), "hlc",
+                api_json_u64(hlc), "origin", "node-a.1_Z", "updated_at", api_json_time(ms));
   ck_assert_ptr_nonnull(j);
   if (api_utf8_valid(data, len) && (len == 0 || !memchr(data, '\0', len))) {
     json_object_set_new(j, "encoding", json_string("utf-8"));
@@ -221,8 +230,8 @@ START_TEST(test_value_doc_like_jansson) {
       "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
       "<script>&amp;</script>",
       "\xff\xfe not utf-8",
-      "\xed\xa0\x80",                 /* a surrogate: base64 */
-      "\xc3",                           /* cut: base64 */
+      "\xed\xa0\x80",           /* a surrogate: base64 */
+      "\xc3",                   /* cut: base64 */
       "\"\"\"\\\\\n\n\x00\x00", /* runs of escapes */
   };
   for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
@@ -251,7 +260,7 @@ START_TEST(test_value_doc_like_jansson) {
   check_doc("q\"uote\\", 7, "v", 1, 1, 1, 1, 1);
   check_doc("caf\xc3\xa9 \xe2\x82\xac", 9, "v", 1, 1, 1, 1, 1);
   /* integers: 0, large, clamped past INT64_MAX */
-  uint64_t ints[] = {0, 1, 9, 10, 99, 1000000, (uint64_t)INT64_MAX, (uint64_t)INT64_MAX + 1,
+  uint64_t ints[] = {0,         1, 9, 10, 99, 1000000, (uint64_t)INT64_MAX, (uint64_t)INT64_MAX + 1,
                      UINT64_MAX};
   for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
     check_doc("k", 1, "v", 1, ints[i], ints[i], ints[i], 1);
@@ -280,17 +289,29 @@ START_TEST(test_value_doc_like_jansson) {
     size_t n = (size_t)(rand() % (int)sizeof buf);
     for (size_t i = 0; i < n; i++) {
       int pick = rand() % 4;
-      buf[i] = pick == 0 ? (char)(rand() % 0x20) : pick == 1 ? (char)(0x20 + rand() % 0x60)
-                                                            : (char)(rand() % 256);
+      buf[i] = pick == 0   ? (char)(rand() % 0x20)
+               : pick == 1 ? (char)(0x20 + rand() % 0x60)
+                           : (char)(rand() % 256);
     }
     uint64_t ms = ((uint64_t)rand() << 31 ^ (uint64_t)rand()) & ((1ull << 48) - 1);
     check_doc("key", 3, buf, n, (uint64_t)rand(), (uint64_t)rand(), (uint64_t)rand() << 16, ms);
   }
   /* random UTF-8 text: mostly plain ASCII with the bytes that need escapes,
    * and multi-byte characters, at every offset of the 8-byte scans */
-  static const char *const pieces[] = {"a", "Z", " ", "\"", "\\", "\n", "\x01", "\x1f",
-                                       "\x7f", "/", "\xc3\xa9", "\xe2\x82\xac",
-                                       "\xf0\x9f\x98\x80", "\x00"};
+  static const char *const pieces[] = {"a",
+                                       "Z",
+                                       " ",
+                                       "\"",
+                                       "\\",
+                                       "\n",
+                                       "\x01",
+                                       "\x1f",
+                                       "\x7f",
+                                       "/",
+                                       "\xc3\xa9",
+                                       "\xe2\x82\xac",
+                                       "\xf0\x9f\x98\x80",
+                                       "\x00"};
   char text[128];
   for (int round = 0; round < 3000; round++) {
     size_t n = 0, want = (size_t)(rand() % 80);
@@ -311,19 +332,20 @@ END_TEST
 static void check_write_doc(const char *key, bool put, uint64_t version, uint64_t lsn, bool durable,
                             size_t size) {
   uint64_t hlc = lsn * 65536 + version;
-  json_t *j = put ? json_pack("{s:s,s:o,s:o,s:o,s:s,s:b,s:o}", "key", key, "version",
-                              api_json_u64(version), "lsn", api_json_u64(lsn), "hlc",
-                              api_json_u64(hlc), "origin", "n-1", "durable", (int)durable, "size",
-                              api_json_u64(size))
-                  : json_pack("{s:s,s:b,s:o,s:o,s:s,s:b}", "key", key, "deleted", 1, "lsn",
-                              api_json_u64(lsn), "hlc", api_json_u64(hlc), "origin", "n-1",
-                              "durable", (int)durable);
+  json_t *j =
+      put ? json_pack("{s:s,s:o,s:o,s:o,s:s,s:b,s:o}", "key", key, "version", api_json_u64(version),
+                      "lsn", api_json_u64(lsn), "hlc", api_json_u64(hlc), "origin", "n-1",
+                      "durable", (int)durable, "size", api_json_u64(size))
+          : json_pack("{s:s,s:b,s:o,s:o,s:s,s:b}", "key", key, "deleted", 1, "lsn",
+                      api_json_u64(lsn), "hlc", api_json_u64(hlc), "origin", "n-1", "durable",
+                      (int)durable);
   ck_assert_ptr_nonnull(j);
   char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
   json_decref(j);
   ck_assert_ptr_nonnull(s);
   size_t n = 0;
-  char *got = api_json_write_doc(key, strlen(key), put, version, lsn, hlc, "n-1", durable, size, &n);
+  char *got =
+      api_json_write_doc(key, strlen(key), put, version, lsn, hlc, "n-1", durable, size, &n);
   ck_assert_ptr_nonnull(got);
   ck_assert_uint_eq(n, strlen(s) + 1);
   ck_assert_msg(memcmp(got, s, n - 1) == 0 && got[n - 1] == '\n', "got  %s\nwant %s", got, s);

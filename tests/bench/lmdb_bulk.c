@@ -39,13 +39,13 @@ static void rec_value(uint64_t i, char *v) {
     v[j] = al[(i * 31u + (uint64_t)j * 7u) % 36u];
 }
 
-#define CHECK(call)                                                                  \
-  do {                                                                               \
-    int rc_ = (call);                                                                \
-    if (rc_ != 0) {                                                                  \
-      fprintf(stderr, "lmdb_bulk: %s failed: %s\n", #call, mdb_strerror(rc_));       \
-      return 1;                                                                      \
-    }                                                                                \
+#define CHECK(call)                                                                                \
+  do {                                                                                             \
+    int rc_ = (call);                                                                              \
+    if (rc_ != 0) {                                                                                \
+      fprintf(stderr, "lmdb_bulk: %s failed: %s\n", #call, mdb_strerror(rc_));                     \
+      return 1;                                                                                    \
+    }                                                                                              \
   } while (0)
 
 int main(int argc, char **argv) {

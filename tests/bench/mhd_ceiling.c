@@ -26,9 +26,9 @@
 #include <string.h>
 
 #define CEIL_BODY_LEN 100
-#define CEIL_CONN_LIMIT 512     /* cfg.c: max_connections default */
-#define CEIL_CONN_TIMEOUT_S 30  /* cfg.c: connection_timeout_s default */
-#define CEIL_MEM_LIMIT 16384    /* cfg.c: max_header_bytes default (was 64 KiB until 541a8f4) */
+#define CEIL_CONN_LIMIT 512    /* cfg.c: max_connections default */
+#define CEIL_CONN_TIMEOUT_S 30 /* cfg.c: connection_timeout_s default */
+#define CEIL_MEM_LIMIT 16384   /* cfg.c: max_header_bytes default (was 64 KiB until 541a8f4) */
 
 static char body[CEIL_BODY_LEN];
 
@@ -37,9 +37,8 @@ typedef struct {
 } ceil_req;
 
 static enum MHD_Result ceil_access(void *cls, struct MHD_Connection *con, const char *url,
-                                   const char *method, const char *version,
-                                   const char *upload_data, size_t *upload_data_size,
-                                   void **req_cls) {
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_data_size, void **req_cls) {
   (void)cls, (void)url, (void)method, (void)version, (void)upload_data;
   ceil_req *r = *req_cls;
   if (!r) { /* first call: headers are in */
@@ -53,7 +52,8 @@ static enum MHD_Result ceil_access(void *cls, struct MHD_Connection *con, const 
     *upload_data_size = 0;
     return MHD_YES;
   }
-  struct MHD_Response *m = MHD_create_response_from_buffer(sizeof body, body, MHD_RESPMEM_MUST_COPY);
+  struct MHD_Response *m =
+      MHD_create_response_from_buffer(sizeof body, body, MHD_RESPMEM_MUST_COPY);
   if (!m) return MHD_NO;
   MHD_add_response_header(m, "Content-Type", "application/octet-stream");
   enum MHD_Result rc = MHD_queue_response(con, MHD_HTTP_OK, m);

@@ -8,15 +8,11 @@
  *                                  the WAL; THREADS blocking writer threads
  *                                  (8), or 0: one thread queuing asynchronous
  *                                  puts, so the WAL holds the keys in order,
- *                                  as lmdb_bulk loads them (run.sh uses 0).  Closes the node (the WAL
- *                                  is flushed and synced, the store synced).
- *   recovery replay DIR N          deletes the store (bench.mdb, bench.mdb-lock),
- *                                  keeps the WAL, and times sa_client_open
- *                                  with the server's defaults (auto_flush on):
- *                                  the open scans the WAL and replays every
- *                                  record into the empty store, then syncs it.
- *                                  Checks that N records were replayed and
- *                                  that a sample of keys reads back.
+ *                                  as lmdb_bulk loads them (run.sh uses 0).  Closes the node (the
+ * WAL is flushed and synced, the store synced). recovery replay DIR N          deletes the store
+ * (bench.mdb, bench.mdb-lock), keeps the WAL, and times sa_client_open with the server's defaults
+ * (auto_flush on): the open scans the WAL and replays every record into the empty store, then syncs
+ * it. Checks that N records were replayed and that a sample of keys reads back.
  *
  * Prints one line per phase that run.sh parses:
  *   RECOVERY phase=gen records=N seconds=S rate=R wal_bytes=B
@@ -206,7 +202,8 @@ static int do_replay(const char *dir, uint64_t n) {
   }
   int bad = 0;
   if (st.recovery.records_replayed != n || st.size != n) {
-    fprintf(stderr, "recovery replay: expected %llu records, replayed %llu, store holds %llu keys\n",
+    fprintf(stderr,
+            "recovery replay: expected %llu records, replayed %llu, store holds %llu keys\n",
             (unsigned long long)n, (unsigned long long)st.recovery.records_replayed,
             (unsigned long long)st.size);
     bad = 1;

@@ -62,9 +62,16 @@
 #define NKEYS LD_SHARED_KEYS
 
 /* 60% PUT, 20% DELETE, 20% batches of 2 to 6 keys of 48 shared ones; listed 17 a page */
-static const ld_mode crash_mode = {.name = "crash", .env = "SA_CRASH", .event = "kill", .tag = "",
-    .batch_max = 6, .mix_den = 10, .mix_put = 6, .mix_del = 8, .list_limit = 17,
-    .default_cycles = 30};
+static const ld_mode crash_mode = {.name = "crash",
+                                   .env = "SA_CRASH",
+                                   .event = "kill",
+                                   .tag = "",
+                                   .batch_max = 6,
+                                   .mix_den = 10,
+                                   .mix_put = 6,
+                                   .mix_del = 8,
+                                   .list_limit = 17,
+                                   .default_cycles = 30};
 
 /* The state of one key as verified after the last restart. */
 typedef struct base_state {
@@ -100,8 +107,8 @@ static bool not_superseded(int k, double x_end, int xw, int xs, char *who, size_
         if (o->s > x_end) {
           const char *what = o->batch ? "batch" : (o->eff[i].put ? "PUT" : "DELETE");
           if (isinf(x_end))
-            snprintf(who, wholen, "acknowledged %s w%d.s%d (%s of this key) is not there", what,
-                     wi, si, o->eff[i].put ? "put" : "delete");
+            snprintf(who, wholen, "acknowledged %s w%d.s%d (%s of this key) is not there", what, wi,
+                     si, o->eff[i].put ? "put" : "delete");
           else
             snprintf(who, wholen,
                      "acknowledged %s w%d.s%d (%s) started %.3f ms after that write was "
@@ -231,7 +238,7 @@ static void check_recovered(hs_conn *c) {
       }
     }
   }
-  ld_check_gets(c, listed);  /* a GET of each key agrees with the listing */
+  ld_check_gets(c, listed); /* a GET of each key agrees with the listing */
   ld_check_status(c, true); /* the recovered node knows every acknowledged LSN */
   /* figures, then the verified state becomes the next cycle's base */
   for (int wi = 0; wi < ld.nwriters; wi++)

@@ -25,20 +25,20 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define HS_ENV_MAX 11 /* entries of hs_server.env */
+#define HS_ENV_MAX 11           /* entries of hs_server.env */
 #define HS_START_WAIT_MS 120000 /* upper bound on a start (valgrind is slow) */
 
 typedef struct hs_server {
-  const char *bin;      /* the softadastra executable (borrowed) */
-  char data_dir[512];   /* --data-dir */
-  char out_path[600];   /* stdout of the node (truncated at each start) */
-  char err_path[600];   /* stderr of the node (appended) */
-  const char *extra[8]; /* extra serve arguments, NULL-terminated (borrowed) */
+  const char *bin;                 /* the softadastra executable (borrowed) */
+  char data_dir[512];              /* --data-dir */
+  char out_path[600];              /* stdout of the node (truncated at each start) */
+  char err_path[600];              /* stderr of the node (appended) */
+  const char *extra[8];            /* extra serve arguments, NULL-terminated (borrowed) */
   const char *env[HS_ENV_MAX + 1]; /* NAME=VALUE added to (or replacing in) the node's environment,
                            NULL-terminated (borrowed); none by default */
-  pid_t pid;            /* 0 when not running */
-  char url[64];         /* http://127.0.0.1:PORT of the running node */
-  char start_line[1024]; /* the start line the node printed */
+  pid_t pid;                       /* 0 when not running */
+  char url[64];                    /* http://127.0.0.1:PORT of the running node */
+  char start_line[1024];           /* the start line the node printed */
 } hs_server;
 
 /* Makes a temporary directory under $TMPDIR (or /tmp) named after tag.

@@ -227,8 +227,8 @@ static void *writer_main(void *arg) {
       memcpy(body, val, blen + 1);
     } else if (kind < m->mix_del) { /* own keys: mostly of a present key */
       int k = pick_key(w);
-      for (int tries = 0; m->own_keys && tries < 8 && !w->cur[ld_key_local(k)].present &&
-                          ld_rnd(&w->seed, 4) != 0;
+      for (int tries = 0;
+           m->own_keys && tries < 8 && !w->cur[ld_key_local(k)].present && ld_rnd(&w->seed, 4) != 0;
            tries++)
         k = pick_key(w);
       o->n = 1;
@@ -412,8 +412,8 @@ void ld_check_gets(hs_conn *c, const ld_listed *ob) {
       ld_fail("%sGET %s: status %ld, \"%.40s\"; the listing has \"%.40s\"", tag, kn, r.status,
               r.body, ob[k].value ? ob[k].value : "");
     if (!ob[k].present && r.status != 404)
-      ld_fail("%sGET %s: status %ld for a key the listing does not have: %.200s", tag, kn,
-              r.status, r.body);
+      ld_fail("%sGET %s: status %ld for a key the listing does not have: %.200s", tag, kn, r.status,
+              r.body);
   }
 }
 

@@ -83,15 +83,15 @@ typedef struct ld_writer {
 } ld_writer;
 
 typedef struct ld_mode {
-  const char *name;  /* "crash": output prefix and temporary directory */
-  const char *env;   /* "SA_CRASH": prefix of the knobs _CYCLES _WRITERS ... */
-  const char *event; /* "kill": what ends the load, in messages */
-  const char *tag;   /* prefix of listing and read failures ("" or "(c) ") */
-  bool own_keys;     /* each writer its own keys "pc/w<w>/k<nn>"; else "crash/k<nn>" */
-  bool big_values;   /* one value in ten of 1 to 6 KiB; else up to 300 bytes */
-  int batch_max;     /* effects of a batch: 2 .. batch_max */
+  const char *name;              /* "crash": output prefix and temporary directory */
+  const char *env;               /* "SA_CRASH": prefix of the knobs _CYCLES _WRITERS ... */
+  const char *event;             /* "kill": what ends the load, in messages */
+  const char *tag;               /* prefix of listing and read failures ("" or "(c) ") */
+  bool own_keys;                 /* each writer its own keys "pc/w<w>/k<nn>"; else "crash/k<nn>" */
+  bool big_values;               /* one value in ten of 1 to 6 KiB; else up to 300 bytes */
+  int batch_max;                 /* effects of a batch: 2 .. batch_max */
   int mix_den, mix_put, mix_del; /* rnd(mix_den) < mix_put: PUT, < mix_del: DELETE */
-  int list_limit;    /* page size of the listing */
+  int list_limit;                /* page size of the listing */
   int default_cycles;
 } ld_mode;
 
@@ -128,8 +128,7 @@ int ld_setup(const ld_mode *m, int nargs, char **args, unsigned *seed);
 int ld_start_process(unsigned seed);
 /* Makes the temporary directory and the server with --log-level warn and the
  * serve arguments.  0 or -1. */
-int ld_server_init(hs_server *s, const char *bin, char *dir, size_t dirlen, int nargs,
-                   char **args);
+int ld_server_init(hs_server *s, const char *bin, char *dir, size_t dirlen, int nargs, char **args);
 
 /* The name of global key index k; its owner (own_keys), its index there. */
 void ld_key_name(int k, char *buf, size_t len);

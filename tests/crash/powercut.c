@@ -85,9 +85,18 @@
 
 /* 65% PUT, 20% DELETE, 15% batches of 2 to 4 of the writer's 40 own keys, one value in ten
  * of 1 to 6 KiB; listed 25 a page */
-static const ld_mode powercut_mode = {.name = "powercut", .env = "SA_POWERCUT", .event = "cut",
-    .tag = "(c) ", .own_keys = true, .big_values = true, .batch_max = 4, .mix_den = 20,
-    .mix_put = 13, .mix_del = 17, .list_limit = 25, .default_cycles = 20};
+static const ld_mode powercut_mode = {.name = "powercut",
+                                      .env = "SA_POWERCUT",
+                                      .event = "cut",
+                                      .tag = "(c) ",
+                                      .own_keys = true,
+                                      .big_values = true,
+                                      .batch_max = 4,
+                                      .mix_den = 20,
+                                      .mix_put = 13,
+                                      .mix_del = 17,
+                                      .list_limit = 25,
+                                      .default_cycles = 20};
 
 typedef ld_kstate kstate;
 
@@ -109,7 +118,8 @@ static void state_str(int w, const kstate *st, char *buf, size_t len) {
 }
 
 static bool kstate_eq(const kstate *a, const kstate *b) {
-  return a->present == b->present && (!a->present || (a->c == b->c && a->s == b->s && a->i == b->i));
+  return a->present == b->present &&
+         (!a->present || (a->c == b->c && a->s == b->s && a->i == b->i));
 }
 
 /* Answered 2xx, or 404 for a DELETE (of an absent key): acknowledged. */
@@ -236,7 +246,8 @@ static int copy_tree(const char *src, const char *dst) {
     } else if (S_ISDIR(st.st_mode)) {
       rc = copy_tree(a, b);
     } else if (S_ISREG(st.st_mode)) {
-      int in = open(a, O_RDONLY | O_CLOEXEC), out = open(b, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      int in = open(a, O_RDONLY | O_CLOEXEC),
+          out = open(b, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
       char buf[65536];
       ssize_t n = 0;
       while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof buf)) > 0)
@@ -304,7 +315,8 @@ static int run_wal_repair(const hs_server *s) {
 
 int main(int argc, char **argv) {
   if (argc < 3 || argc > 3 + 5) {
-    fprintf(stderr, "usage: %s PATH/TO/sa_powercut_shim.so PATH/TO/softadastra [SERVE-ARGS...] (up to 5)\n",
+    fprintf(stderr,
+            "usage: %s PATH/TO/sa_powercut_shim.so PATH/TO/softadastra [SERVE-ARGS...] (up to 5)\n",
             argv[0]);
     return 2;
   }
@@ -444,9 +456,10 @@ int main(int argc, char **argv) {
     printf("powercut: %ld acknowledged ops lost at the cuts (allowed: auto_flush off)\n",
            g.acked_beyond_prefix);
   if (g.wal_repairs) printf("powercut: %ld WALs refused after a cut and repaired\n", g.wal_repairs);
-  printf("powercut: shim: %ld writes recorded, %ld syncs applied, %ld early writebacks (%ld bytes), "
-         "%ld O_DSYNC writes, %ld truncations, %ld files created\n",
-         g.shim[0], g.shim[2], g.shim[3], g.shim[4], g.shim[5], g.shim[6], g.shim[9]);
+  printf(
+      "powercut: shim: %ld writes recorded, %ld syncs applied, %ld early writebacks (%ld bytes), "
+      "%ld O_DSYNC writes, %ld truncations, %ld files created\n",
+      g.shim[0], g.shim[2], g.shim[3], g.shim[4], g.shim[5], g.shim[6], g.shim[9]);
   if (ld.sabotage) printf("powercut: shim: %ld WAL syncs that lied\n", g.shim[10]);
   hs_conn_free(checker);
   char note[700];

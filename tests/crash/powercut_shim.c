@@ -103,7 +103,7 @@ typedef struct pc_op {
 } pc_op;
 
 typedef struct pc_file {
-  char *rel;   /* path relative to the watched directory; NULL once unlinked */
+  char *rel; /* path relative to the watched directory; NULL once unlinked */
   pc_op *head, *tail;
   size_t nwrites; /* PC_WRITE ops pending */
   struct pc_file *next;
@@ -160,8 +160,8 @@ static int (*r_mkdirat)(int, const char *, mode_t);
 
 static pthread_mutex_t pc_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t pc_once = PTHREAD_ONCE_INIT;
-static bool pc_on;             /* both directories set */
-static char pc_dir[PATH_MAX];  /* watched, canonical */
+static bool pc_on;            /* both directories set */
+static char pc_dir[PATH_MAX]; /* watched, canonical */
 static size_t pc_dirlen;
 static char pc_shadow[PATH_MAX];
 static char pc_boot[80]; /* SA_POWERCUT_BOOT_ID + newline, "" when unset */
@@ -531,8 +531,8 @@ static void pc_push(pc_file *f, int kind, uint64_t off, uint64_t len, unsigned c
 }
 
 /* Records a content write of n bytes at off (under the lock). */
-static void pc_record(pc_fd *d, uint64_t off, const struct iovec *iov, int iovcnt,
-                      const void *buf, size_t n, bool dsync) {
+static void pc_record(pc_fd *d, uint64_t off, const struct iovec *iov, int iovcnt, const void *buf,
+                      size_t n, bool dsync) {
   pc_file *f = d->f;
   if (!f->rel || n == 0) return;
   if (pc_lying && pc_is_wal(f)) return; /* the lying disk keeps nothing of it */
@@ -780,8 +780,8 @@ ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off) {
 }
 
 ssize_t pwritev64(int fd, const struct iovec *iov, int cnt, off_t off) {
-  PC_WRITE_CALL((r_pwritev64 ? r_pwritev64 : r_pwritev)(fd, iov, cnt, off), fd, off, iov, cnt,
-                NULL, false);
+  PC_WRITE_CALL((r_pwritev64 ? r_pwritev64 : r_pwritev)(fd, iov, cnt, off), fd, off, iov, cnt, NULL,
+                false);
 }
 
 #ifndef RWF_DSYNC
@@ -997,7 +997,8 @@ static void pc_renamed(const char *from, const char *to) {
     }
   } else { /* moved in: its content is taken as durable (not done by the node) */
     pc_shadow_path(rt, stp, sizeof stp);
-    int in = r_open(to, O_RDONLY | O_CLOEXEC, 0), out = r_open(stp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int in = r_open(to, O_RDONLY | O_CLOEXEC, 0),
+        out = r_open(stp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     char buf[65536];
     ssize_t n;
     while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof buf)) > 0)

@@ -80,8 +80,8 @@ START_TEST(test_status_and_probes) {
   ck_assert(json_is_integer(json_object_get(wal, "last_lsn")));
   ck_assert(json_is_integer(json_object_get(json_object_get(j, "store"), "size")));
   json_t *sync = json_object_get(j, "sync");
-  const char *fields[] = {"outbox_size",   "queued", "in_flight", "acknowledged", "failed",
-                          "total_retries", "ticks",  "last_lsn"};
+  const char *fields[] = {"outbox_size", "queued",        "in_flight", "acknowledged",
+                          "failed",      "total_retries", "ticks",     "last_lsn"};
   for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
     ck_assert_msg(json_is_integer(json_object_get(sync, fields[i])), "sync.%s", fields[i]);
   /* The http transport's peers (none without a transport). */

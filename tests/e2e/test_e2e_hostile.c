@@ -70,7 +70,13 @@ static const hostile battery[] = {
     {"upper case path", "GET /V1/STATUS", NULL, NULL, NULL, 0, {404}},
     {"trailing slash", "GET /v1/status/", NULL, NULL, NULL, 0, {404}},
     {"encoded NUL after route", "GET /v1/status%00", NULL, NULL, NULL, 0, {404}},
-    {"absolute form (RFC 9112 3.2.2: accepted)", "GET http://127.0.0.1/v1/status", NULL, NULL, NULL, 0, {200}},
+    {"absolute form (RFC 9112 3.2.2: accepted)",
+     "GET http://127.0.0.1/v1/status",
+     NULL,
+     NULL,
+     NULL,
+     0,
+     {200}},
     {"asterisk form", "GET *", NULL, NULL, NULL, 0, {400}},
     {"OPTIONS asterisk", "OPTIONS *", NULL, NULL, NULL, 0, {400}},
     {"tab in path", "GET /v1/st\tatus", NULL, NULL, NULL, 0, {400}},
@@ -464,8 +470,13 @@ static void up(void) {
   /* Stalled clients are dropped after connection_timeout_s: 2 s, 6 s when the
    * node runs under valgrind (so that its slowness alone never idles a live
    * request out).  The drain gets 30 s: see down(). */
-  const char *args[] = {"--max-value-bytes",      "65536", "--connection-timeout-s",
-                        e2e_slow() ? "6" : "2", "--shutdown-timeout-s", "30", NULL};
+  const char *args[] = {"--max-value-bytes",
+                        "65536",
+                        "--connection-timeout-s",
+                        e2e_slow() ? "6" : "2",
+                        "--shutdown-timeout-s",
+                        "30",
+                        NULL};
   ck_assert_int_eq(e2e_node_start(&node, args, NULL, NULL), 0);
 }
 

@@ -52,7 +52,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char host[64];
   memset(host, 'x', sizeof host);
   uint16_t port;
-  if (cfg_parse_listen(text, host, sizeof host, &port) == 0) FUZZ_CHECK(memchr(host, 0, sizeof host));
+  if (cfg_parse_listen(text, host, sizeof host, &port) == 0)
+    FUZZ_CHECK(memchr(host, 0, sizeof host));
   free(text);
   return 0;
 }

@@ -48,7 +48,8 @@ static void check_head(const char *buf, size_t len, size_t max_head, const srv_h
   FUZZ_CHECK(!(r->chunked && r->has_length) && !(r->chunked && r->version == 10));
   FUZZ_CHECK(r->method == buf + r->skip && r->method_len > 0);
   FUZZ_CHECK(r->method[r->method_len] == ' ');
-  FUZZ_CHECK(inside(r->target, r->target_len + 1, buf, head_end) && r->target[r->target_len] == ' ');
+  FUZZ_CHECK(inside(r->target, r->target_len + 1, buf, head_end) &&
+             r->target[r->target_len] == ' ');
   FUZZ_CHECK(inside(r->path, r->path_len, r->target, r->target + r->target_len));
   FUZZ_CHECK(r->path + r->path_len == r->target + r->target_len);
   int hosts = 0;

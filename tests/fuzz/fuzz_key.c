@@ -37,8 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sa_error err = {0};
     int core = sa_key_check(out, olen, &err);
     if ((why == NULL) != (core == 0)) {
-      fprintf(stderr, "key check disagreement: api says %s, core says %s\n",
-              why ? why : "valid", core ? err.message : "valid");
+      fprintf(stderr, "key check disagreement: api says %s, core says %s\n", why ? why : "valid",
+              core ? err.message : "valid");
       FUZZ_CHECK(!"api_key_problem and sa_key_check agree");
     }
     FUZZ_CHECK(api_utf8_valid(out, olen) == (sa_utf8_valid(out, olen) == 0));

@@ -76,7 +76,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   fz_headers h = {.n = 0};
   char *save = NULL;
-  for (char *it = strtok_r(parts[2], "\t", &save); it && h.n < 8; it = strtok_r(NULL, "\t", &save)) {
+  for (char *it = strtok_r(parts[2], "\t", &save); it && h.n < 8;
+       it = strtok_r(NULL, "\t", &save)) {
     char *colon = strchr(it, ':');
     if (!colon) continue;
     *colon = 0;

@@ -44,7 +44,9 @@ static uint32_t walk(int type, const uint8_t *p, uint32_t len, wal_op *ops, uint
     if (type == WAL_SYNC) {
       FUZZ_CHECK(op.decision >= WAL_SYNC_APPLY && op.decision <= WAL_SYNC_STALE);
       FUZZ_CHECK(all || op.decision == WAL_SYNC_APPLY);
-      if (op.olen) FUZZ_CHECK((const uint8_t *)op.origin >= p && (const uint8_t *)op.origin + op.olen <= p + len);
+      if (op.olen)
+        FUZZ_CHECK((const uint8_t *)op.origin >= p &&
+                   (const uint8_t *)op.origin + op.olen <= p + len);
     }
     if (ops && n < max) ops[n] = op;
     n++;
@@ -72,7 +74,8 @@ static void check_sync(const wal_rec *rec, const uint8_t *data, uint32_t count) 
   uint32_t plen;
   uint64_t cursor;
   wal_sync_header(rec->payload, &peer, &plen, &cursor);
-  FUZZ_CHECK((const uint8_t *)peer >= rec->payload && (const uint8_t *)peer + plen <= rec->payload + rec->len);
+  FUZZ_CHECK((const uint8_t *)peer >= rec->payload &&
+             (const uint8_t *)peer + plen <= rec->payload + rec->len);
   size_t sz = wal_sync_record_size(plen, items, all);
   FUZZ_CHECK(sz == (size_t)SA_WAL_RECORD_HEADER + rec->len);
   unsigned char *buf = malloc(sz);

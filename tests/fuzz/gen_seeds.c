@@ -70,14 +70,35 @@ int main(int argc, char **argv) {
   n = rec(buf, 7, &put, 1, false);
   put_file("fuzz_wal_record", "truncated", buf, n - 3);
   /* a sync record: a peer's batch, one item applied, one skipped, one stale */
-  wal_op items[3] = {{.op = SA_OP_PUT, .key = "a", .klen = 1, .val = "v1", .vlen = 2,
-                      .decision = WAL_SYNC_APPLY, .hlc = (1700000000000ull << 16) | 1,
-                      .origin = "node-b", .olen = 6, .origin_lsn = 11, .seq = 21},
-                     {.op = SA_OP_DELETE, .key = "b", .klen = 1, .decision = WAL_SYNC_SKIP,
-                      .hlc = (1700000000000ull << 16) | 2, .origin = "node-c", .olen = 6,
-                      .origin_lsn = 12, .seq = 22},
-                     {.op = SA_OP_PUT, .key = "c", .klen = 1, .decision = WAL_SYNC_STALE,
-                      .hlc = 5, .origin = "node-b", .olen = 6, .origin_lsn = 3, .seq = 23}};
+  wal_op items[3] = {{.op = SA_OP_PUT,
+                      .key = "a",
+                      .klen = 1,
+                      .val = "v1",
+                      .vlen = 2,
+                      .decision = WAL_SYNC_APPLY,
+                      .hlc = (1700000000000ull << 16) | 1,
+                      .origin = "node-b",
+                      .olen = 6,
+                      .origin_lsn = 11,
+                      .seq = 21},
+                     {.op = SA_OP_DELETE,
+                      .key = "b",
+                      .klen = 1,
+                      .decision = WAL_SYNC_SKIP,
+                      .hlc = (1700000000000ull << 16) | 2,
+                      .origin = "node-c",
+                      .olen = 6,
+                      .origin_lsn = 12,
+                      .seq = 22},
+                     {.op = SA_OP_PUT,
+                      .key = "c",
+                      .klen = 1,
+                      .decision = WAL_SYNC_STALE,
+                      .hlc = 5,
+                      .origin = "node-b",
+                      .olen = 6,
+                      .origin_lsn = 3,
+                      .seq = 23}};
   n = wal_sync_record_encode(buf, 8, (1700000000000ull << 16) | 8, "node-b", 6, 23, items, 3);
   put_file("fuzz_wal_record", "sync3", buf, n);
 

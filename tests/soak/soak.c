@@ -115,8 +115,12 @@ static void *worker_main(void *arg) {
     }
     n++;
     int r = rnd(&w->seed, 100), kind;
-    kind = r < 40 ? K_PUT : r < 65 ? K_GET : r < 75 ? K_DEL : r < 85 ? K_BATCH : r < 95 ? K_LIST
-                                                                                        : K_STATUS;
+    kind = r < 40   ? K_PUT
+           : r < 65 ? K_GET
+           : r < 75 ? K_DEL
+           : r < 85 ? K_BATCH
+           : r < 95 ? K_LIST
+                    : K_STATUS;
     int key = rnd(&w->seed, NKEYS);
     const char *method = "GET", *ctype = NULL;
     const char *b = NULL;
