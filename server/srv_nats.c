@@ -70,6 +70,7 @@ struct srv_nats {
   char urls[1024];
   uint32_t replicas, window, batch;
   natsOptions *opts;
+  natsOptions *probe_opts; /* one connection attempt: why is the hub unreachable? */
   natsConnection *nc;
   jsCtx *js;
   atomic_bool stop;
@@ -373,6 +374,35 @@ static void on_disconnected(natsConnection *nc, void *cls) {
   srv_log(SRV_LOG_INFO, "nats", "stream=%s state=unreachable", n->stream);
 }
 
+/* One connection attempt with the node's servers and credentials: the
+ * reason the hub cannot be reached goes to conn_error. */
+static void probe(srv_nats *n) {
+  natsConnection *pc = NULL;
+  natsStatus s = natsConnection_Connect(&pc, n->probe_opts);
+  if (s == NATS_OK) {
+    natsConnection_Destroy(pc);
+    return;
+  }
+  const char *t = nats_GetLastError(NULL);
+  char why[200];
+  bool auth = s == NATS_CONNECTION_AUTH_FAILED || (t && strcasestr(t, "authori"));
+  if (auth)
+    snprintf(why, sizeof why,
+             "the hub refuses this node's credentials (nats_token / nats_creds): %.120s",
+             t && *t ? t : natsStatus_GetText(s));
+  else
+    snprintf(why, sizeof why, "cannot reach the hub: %.150s", t && *t ? t : natsStatus_GetText(s));
+  pthread_mutex_lock(&n->mu);
+  bool same = strcmp(n->conn_error, why) == 0;
+  snprintf(n->conn_error, sizeof n->conn_error, "%s", why);
+  pthread_mutex_unlock(&n->mu);
+  if (!same) {
+    char q[300];
+    srv_log(auth ? SRV_LOG_WARN : SRV_LOG_INFO, "nats", "stream=%s state=unreachable error=%s",
+            n->stream, srv_log_q(why, q, sizeof q));
+  }
+}
+
 static bool connected(srv_nats *n) {
   return natsConnection_Status(n->nc) == NATS_CONN_STATUS_CONNECTED;
 }
@@ -542,6 +572,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
       if (pa->Sequence > n->max_pub_seq) n->max_pub_seq = pa->Sequence;
     } else {
       n->pub_failed = true;
+      n->check_stream = true; /* gone or made again? look before publishing again */
       n->pub_errors++;
       snprintf(n->pub_error, sizeof n->pub_error, "publish refused: %s (JetStream error %d)",
                pae ? natsStatus_GetText(pae->Err) : "?", pae ? (int)pae->ErrCode : 0);
@@ -611,6 +642,7 @@ static int pub_one(srv_nats *n, const sa_sync_item *it) {
     natsMsg_Destroy(m);
     pthread_mutex_lock(&n->mu);
     n->pub_failed = true;
+    n->check_stream = true; /* gone or made again? look before publishing again */
     n->pub_errors++;
     snprintf(n->pub_error, sizeof n->pub_error, "publish: %s", st_text(s));
     for (size_t i = 0; i < n->r_len; i++) {
@@ -659,8 +691,13 @@ static void *pub_main(void *arg) {
   uint64_t read_pos = n->pub_acked_pos;
   pthread_mutex_unlock(&n->mu);
   uint32_t bo = 0;
+  uint64_t probed = 0;
   while (!atomic_load(&n->stop)) {
     if (!connected(n)) {
+      if (now_ms() - probed > 3000) {
+        probe(n);
+        probed = now_ms();
+      }
       if (!nap(n, 200)) break;
       continue;
     }
@@ -1170,6 +1207,26 @@ int srv_nats_start(const srv_nats_config *cfg, srv_nats **out, char *err, size_t
   if (s == NATS_OK && cfg->token && cfg->token[0]) s = natsOptions_SetToken(n->opts, cfg->token);
   if (s == NATS_OK && cfg->creds && cfg->creds[0])
     s = natsOptions_SetUserCredentialsFromFiles(n->opts, cfg->creds, NULL);
+  /* The probe's options: the same servers and credentials, one try each,
+   * to learn why the hub cannot be reached (nats.c's retrying connection
+   * keeps only "no server available"). */
+  if (s == NATS_OK) s = natsOptions_Create(&n->probe_opts);
+  if (s == NATS_OK) {
+    char copy[sizeof n->urls];
+    const char *list[32];
+    int cnt = 0;
+    snprintf(copy, sizeof copy, "%s", n->urls);
+    for (char *save = NULL, *u = strtok_r(copy, ", ", &save); u && cnt < 32;
+         u = strtok_r(NULL, ", ", &save))
+      list[cnt++] = u;
+    s = natsOptions_SetServers(n->probe_opts, list, cnt);
+  }
+  if (s == NATS_OK) s = natsOptions_SetTimeout(n->probe_opts, 1000);
+  if (s == NATS_OK) s = natsOptions_SetAllowReconnect(n->probe_opts, false);
+  if (s == NATS_OK && cfg->token && cfg->token[0])
+    s = natsOptions_SetToken(n->probe_opts, cfg->token);
+  if (s == NATS_OK && cfg->creds && cfg->creds[0])
+    s = natsOptions_SetUserCredentialsFromFiles(n->probe_opts, cfg->creds, NULL);
   if (s != NATS_OK) {
     snprintf(err, errlen, "nats options: %s", st_text(s));
     srv_nats_free(n);
@@ -1231,6 +1288,7 @@ void srv_nats_free(srv_nats *n) {
   if (n->js) jsCtx_Destroy(n->js);
   if (n->nc) natsConnection_Destroy(n->nc);
   if (n->opts) natsOptions_Destroy(n->opts);
+  if (n->probe_opts) natsOptions_Destroy(n->probe_opts);
   nats_CloseAndWait(2000);
   free(n->ring);
   pthread_cond_destroy(&n->cv);

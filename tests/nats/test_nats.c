@@ -712,6 +712,133 @@ START_TEST(test_filter) {
 }
 END_TEST
 
+/* ---- errors: wrong credentials, an incompatible stream, garbage ---------------------- */
+
+static jsCtx *js_open(const hub *h, natsConnection **nc, const char *token) {
+  natsOptions *o = NULL;
+  char url[64];
+  snprintf(url, sizeof url, "nats://127.0.0.1:%d", h->port);
+  ck_assert_int_eq(natsOptions_Create(&o), NATS_OK);
+  natsOptions_SetURL(o, url);
+  if (token) natsOptions_SetToken(o, token);
+  ck_assert_int_eq(natsConnection_Connect(nc, o), NATS_OK);
+  natsOptions_Destroy(o);
+  jsCtx *js = NULL;
+  ck_assert_int_eq(natsConnection_JetStream(&js, *nc, NULL), NATS_OK);
+  return js;
+}
+
+START_TEST(test_errors) {
+  /* a hub that wants a token: the wrong one says so, no crash */
+  hub h[1];
+  h[0].port = free_port();
+  hub_init(&h[0], h, 0, 1);
+  FILE *f = fopen(h[0].conf, "a");
+  fprintf(f, "authorization { token: \"s3cret\" }\n");
+  fclose(f);
+  hub_start(&h[0]);
+  e2e_node a;
+  e2e_node_init(&a);
+  const char *bad[] = {"--nats-token", "wrong", NULL};
+  start_node(&a, "node-a", free_port(), h, 1, bad);
+  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/k", "v", NULL), 201); /* writes go on */
+  long long t0 = now_ms();
+  bool said = false;
+  while (!said && now_ms() - t0 < 10000) {
+    json_t *p = hub_state(&a);
+    const char *e = json_string_value(json_object_get(p, "last_error"));
+    said = e && strstr(e, "Authorization");
+    json_decref(p);
+    if (!said) nap_ms(100);
+  }
+  ck_assert_msg(said, "the hub's state does not name the refused credentials");
+  node_done(&a);
+
+  /* the right token; a stream of the same name that is a work queue: refused, named */
+  natsConnection *nc = NULL;
+  jsCtx *js = js_open(&h[0], &nc, "s3cret");
+  jsStreamConfig sc;
+  jsStreamConfig_Init(&sc);
+  const char *subj[] = {"sa.ops.>"};
+  sc.Name = "SOFTADASTRA";
+  sc.Subjects = subj;
+  sc.SubjectsLen = 1;
+  sc.Retention = js_WorkQueuePolicy;
+  ck_assert_int_eq(js_AddStream(NULL, js, &sc, NULL, NULL), NATS_OK);
+  e2e_node b;
+  e2e_node_init(&b);
+  const char *good[] = {"--nats-token", "s3cret", NULL};
+  start_node(&b, "node-b", free_port(), h, 1, good);
+  ck_assert(wait_hub_state(&b, "refusing", 10000));
+  json_t *p = hub_state(&b);
+  ck_assert_ptr_nonnull(
+      strstr(json_string_value(json_object_get(p, "last_error")), "incompatible"));
+  json_decref(p);
+  node_done(&b);
+  ck_assert_int_eq(js_DeleteStream(js, "SOFTADASTRA", NULL, NULL), NATS_OK);
+
+  /* garbage in the stream: counted and skipped, the good ops around it applied */
+  e2e_node c, d;
+  e2e_node_init(&c);
+  e2e_node_init(&d);
+  start_node(&c, "node-c", free_port(), h, 1, good);
+  start_node(&d, "node-d", free_port(), h, 1, good);
+  ck_assert_int_eq(http_req(&c, "PUT", "/v1/store/before", "1", NULL), 201);
+  ck_assert(wait_value(&d, "before", "1", 10000));
+  ck_assert_int_eq(js_Publish(NULL, js, "sa.ops.n.Z2FyYmFnZQ.eA", "garbage", 7, NULL, NULL),
+                   NATS_OK);
+  ck_assert_int_eq(http_req(&c, "PUT", "/v1/store/after", "2", NULL), 201);
+  ck_assert(wait_value(&d, "after", "2", 10000));
+  e2e_resp r;
+  ck_assert_int_eq(e2e_http(&d, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+  ck_assert_ptr_nonnull(strstr(r.body, "softadastra_nats_invalid_total{stream=\"SOFTADASTRA\"} 1"));
+  e2e_resp_free(&r);
+  node_done(&c);
+  node_done(&d);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  hub_cleanup(&h[0]);
+}
+END_TEST
+
+/* ---- the hub loses what it acknowledged: the origin publishes again ------------------- */
+
+START_TEST(test_lost_stream) {
+  hub h[1];
+  hubs_make(h, 1);
+  e2e_node a, b;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  start_node(&a, "node-a", free_port(), h, 1, NULL);
+  start_node(&b, "node-b", free_port(), h, 1, NULL);
+  for (int i = 0; i < 20; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/v1/store/own/%d", i);
+    ck_assert_int_eq(http_req(&a, "PUT", path, "x", NULL), 201);
+  }
+  ck_assert(wait_value(&b, "own/19", "x", 10000));
+  /* the whole stream is lost (as after a whole-cluster power loss) */
+  natsConnection *nc = NULL;
+  jsCtx *js = js_open(&h[0], &nc, NULL);
+  ck_assert_int_eq(js_DeleteStream(js, "SOFTADASTRA", NULL, NULL), NATS_OK);
+  /* a's next write finds it gone: a publishes its ops again, from the start */
+  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/own/after", "y", NULL), 201);
+  e2e_node c;
+  e2e_node_init(&c);
+  start_node(&c, "node-c", free_port(), h, 1, NULL); /* new: reads the stream from its start */
+  ck_assert_msg(wait_value(&c, "own/0", "x", 20000), "a's ops were not published again");
+  ck_assert(wait_value(&c, "own/after", "y", 10000));
+  e2e_node *ns[] = {&a, &b, &c};
+  ck_assert_int_ge(wait_converged(ns, 3, 15000), 0);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  node_done(&a);
+  node_done(&b);
+  node_done(&c);
+  hub_cleanup(&h[0]);
+}
+END_TEST
+
 static Suite *nats_suite(void) {
   Suite *s = suite_create("nats");
   TCase *u = tcase_create("helpers");
@@ -724,6 +851,8 @@ static Suite *nats_suite(void) {
   tcase_add_test(t, test_hub_down);
   tcase_add_test(t, test_filter);
   tcase_add_test(t, test_offline_catch_up);
+  tcase_add_test(t, test_errors);
+  tcase_add_test(t, test_lost_stream);
   suite_add_tcase(s, t);
   TCase *c = tcase_create("cluster");
   tcase_set_timeout(c, 150);
