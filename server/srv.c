@@ -610,8 +610,12 @@ int srv_serve(const cfg_config *cfg) {
     sa_client_close(client);
     return 1;
   }
+  char nats_pub[SA_NODE_ID_MAX + 1] = ""; /* srv_nats_pub_peer's id, known before it starts */
+  if (srv_nats_transport(cfg))
+    snprintf(nats_pub, sizeof nats_pub, "nats-pub.%.32s", cfg->nats_stream);
   if (srv_http_transport(cfg)) {
     srv_sync_config sc = {
+        .extra_peer = nats_pub[0] ? nats_pub : NULL,
         .client = client,
         .self_id = cfg->node_id,
         .peers = (const char *const *)cfg->peers,

@@ -87,7 +87,8 @@ typedef struct srv_puller {
 struct srv_sync {
   sa_client *client;
   char self[SA_NODE_ID_MAX + 1];
-  char *auth; /* "Authorization: Bearer ..." or NULL */
+  char *auth;                     /* "Authorization: Bearer ..." or NULL */
+  char extra[SA_NODE_ID_MAX + 1]; /* srv_sync_config.extra_peer, "" = none */
   uint32_t wait_ms, limit;
   size_t chunk_bytes; /* keys + values per sa_client_sync_apply (under max_batch_bytes) */
   atomic_bool stop;
@@ -668,7 +669,7 @@ bad:
 
 /* Registers every learned peer id with the core. */
 static void srv_sync_register(srv_sync *s) {
-  const char *ids[SRV_SYNC_MAX_PEERS];
+  const char *ids[SRV_SYNC_MAX_PEERS + 1];
   char copy[SRV_SYNC_MAX_PEERS][SA_NODE_ID_MAX + 1];
   size_t n = 0, unknown = 0;
   pthread_mutex_lock(&s->mu);
@@ -685,6 +686,7 @@ static void srv_sync_register(srv_sync *s) {
       n++;
     }
   pthread_mutex_unlock(&s->mu);
+  if (s->extra[0]) ids[n++] = s->extra; /* the hub's publisher: the outbox waits for it too */
   /* A peer URL not heard from since start holds every acknowledgement back:
    * it may be a node that has not seen a delete yet (tombstones stay). */
   sa_client_sync_set_unknown_peers(s->client, unknown);
@@ -1040,6 +1042,7 @@ int srv_sync_start(const srv_sync_config *cfg, srv_sync **out) {
   if (!s) return ENOMEM;
   s->client = cfg->client;
   snprintf(s->self, sizeof s->self, "%s", cfg->self_id);
+  snprintf(s->extra, sizeof s->extra, "%s", cfg->extra_peer ? cfg->extra_peer : "");
   s->wait_ms = cfg->wait_ms ? cfg->wait_ms : SRV_SYNC_WAIT_MS;
   s->limit = cfg->limit ? cfg->limit : SRV_SYNC_LIMIT;
   uint32_t mb = cfg->max_batch_bytes ? cfg->max_batch_bytes : SA_DEFAULT_MAX_BATCH_BYTES;

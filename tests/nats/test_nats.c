@@ -839,6 +839,65 @@ START_TEST(test_lost_stream) {
 }
 END_TEST
 
+/* ---- http and nats together ------------------------------------------------------- */
+
+START_TEST(test_mixed) {
+  hub h[1];
+  hubs_make(h, 1);
+  e2e_node a, b;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  int pa = free_port(), pb = free_port();
+  char ua[64], ub[64];
+  snprintf(ua, sizeof ua, "http://127.0.0.1:%d", pa);
+  snprintf(ub, sizeof ub, "http://127.0.0.1:%d", pb);
+  const char *xa[] = {"--transport", "http+nats", "--peer", ub, NULL};
+  const char *xb[] = {"--transport", "http+nats", "--peer", ua, NULL};
+  start_node(&a, "node-a", pa, h, 1, xa);
+  start_node(&b, "node-b", pb, h, 1, xb);
+  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/both", "1", NULL), 201);
+  ck_assert(wait_value(&b, "both", "1", 10000));
+  /* two entries: the http peer and the hub; the outbox waits for both */
+  json_t *j = NULL;
+  long long t0 = now_ms();
+  bool done = false;
+  while (!done && now_ms() - t0 < 10000) {
+    json_decref(j);
+    http_req(&a, "GET", "/v1/sync/status", NULL, &j);
+    done = json_array_size(json_object_get(j, "peers")) == 2 &&
+           json_integer_value(json_object_get(j, "acknowledged")) == 1;
+    if (!done) nap_ms(100);
+  }
+  ck_assert_msg(done, "a's status: two peers and the write acknowledged");
+  ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "transport"), "kind")),
+                   "http+nats");
+  json_decref(j);
+  /* with the hub down the write is not acknowledged (the hub has not stored it) */
+  hub_stop(&h[0], SIGKILL);
+  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/both2", "2", NULL), 201);
+  ck_assert(wait_value(&b, "both2", "2", 10000)); /* http still carries it */
+  nap_ms(1500);
+  j = NULL;
+  http_req(&a, "GET", "/v1/sync/status", NULL, &j);
+  ck_assert_int_eq(json_integer_value(json_object_get(j, "acknowledged")), 1);
+  json_decref(j);
+  hub_start(&h[0]);
+  t0 = now_ms();
+  done = false;
+  while (!done && now_ms() - t0 < 15000) {
+    j = NULL;
+    http_req(&a, "GET", "/v1/sync/status", NULL, &j);
+    done = json_integer_value(json_object_get(j, "acknowledged")) == 2;
+    json_decref(j);
+    if (!done) nap_ms(100);
+  }
+  ck_assert_msg(done, "the write was not acknowledged once the hub returned");
+  node_done(&a);
+  node_done(&b);
+  hub_cleanup(&h[0]);
+}
+END_TEST
+
 static Suite *nats_suite(void) {
   Suite *s = suite_create("nats");
   TCase *u = tcase_create("helpers");
@@ -853,6 +912,7 @@ static Suite *nats_suite(void) {
   tcase_add_test(t, test_offline_catch_up);
   tcase_add_test(t, test_errors);
   tcase_add_test(t, test_lost_stream);
+  tcase_add_test(t, test_mixed);
   suite_add_tcase(s, t);
   TCase *c = tcase_create("cluster");
   tcase_set_timeout(c, 150);
