@@ -110,6 +110,29 @@ static void hub_init(hub *h, hub *all, int i, int n) {
   fclose(f);
 }
 
+/* Servers started and not stopped yet: killed at exit, so a failed check
+ * (which ends the test's process) leaves no nats-server behind. */
+static pid_t hub_pids[16];
+
+static void hubs_kill_all(void) {
+  for (size_t i = 0; i < sizeof hub_pids / sizeof hub_pids[0]; i++)
+    if (hub_pids[i] > 0) {
+      kill(hub_pids[i], SIGKILL);
+      waitpid(hub_pids[i], NULL, 0);
+      hub_pids[i] = 0;
+    }
+}
+
+static void hub_track(pid_t pid, pid_t was) {
+  static bool registered;
+  if (!registered) registered = atexit(hubs_kill_all) == 0;
+  for (size_t i = 0; i < sizeof hub_pids / sizeof hub_pids[0]; i++)
+    if (hub_pids[i] == was) {
+      hub_pids[i] = pid;
+      return;
+    }
+}
+
 static void hub_start(hub *h) {
   pid_t pid = fork();
   ck_assert_int_ge(pid, 0);
@@ -123,6 +146,7 @@ static void hub_start(hub *h) {
     _exit(127);
   }
   h->pid = pid;
+  hub_track(pid, 0);
   long long t0 = now_ms();
   while (!port_open(h->port) && now_ms() - t0 < 10000)
     nap_ms(20);
@@ -138,6 +162,7 @@ static void hub_stop(hub *h, int sig) {
     if (now_ms() - t0 > 10000) kill(h->pid, SIGKILL);
     nap_ms(10);
   }
+  hub_track(0, h->pid);
   h->pid = 0;
 }
 
