@@ -209,9 +209,9 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
   o.node_id = c->node_id;
   o.wal_path = c->wal_path;
   o.store_path = c->store_path;
+  node_pick_sync(c, &o);                      /* before the kinds are dropped: "disabled" is one */
   o.transport_kind = o.discovery_kind = NULL; /* resolved now; not kept */
   c->opts = o;
-  node_pick_sync(c, &o);
 
   sa_wal_report rep;
   memset(&rep, 0, sizeof rep);

@@ -15,8 +15,10 @@
  *     applies the same record the same way, so a kill -9 anywhere neither
  *     loses nor doubles a batch, and never leaves the cursor without its
  *     items.
- *   - the reads a peer makes (sa_client_sync_read, _snapshot, _digest) go
- *     to the store (store_sync.c) after the read barrier.
+ *   - the reads a peer makes go to the store (store_sync.c): the feed
+ *     (sa_client_sync_read) reads what the store holds, without the read
+ *     barrier (a page per store commit at most, never a commit per page);
+ *     _snapshot and _digest after the read barrier.
  *   - peers: the configured list (sa_client_sync_set_peers) and each
  *     peer's acknowledged position (sa_client_sync_peer_ack), in memory
  *     under sync_mu and persisted lazily by the tick's REQ_SYNC_GC, which
@@ -50,6 +52,27 @@
 static node_peer *peer_find(sa_client *c, const char *id, bool add);
 
 /* ---- applying a peer's batch (writer) ------------------------------------------ */
+
+/* A batch that applies nothing: no record, peer's cursor moves in memory
+ * (node_peer.cursor), persisted by the next sync tick.  On the writer
+ * (node_stage_sync) or, for an empty batch, on the caller's thread: the
+ * puller waits for each batch's answer, so no earlier batch of the same
+ * peer is still queued.  The store's cursor may lag a record answered but
+ * not yet committed; comparing against it only marks the cursor dirty, and
+ * the tick persists it after its drain, past that record. */
+static int sync_cursor_moved(sa_client *c, const char *peer, uint64_t cursor, sa_error *err) {
+  uint64_t stored = 0;
+  int rc = store_peer_get(c->store, 'c', peer, &stored, err);
+  if (rc) return rc;
+  pthread_mutex_lock(&c->sync_mu);
+  node_peer *p = peer_find(c, peer, cursor != stored);
+  if (p) {
+    p->cursor = cursor;
+    p->cursor_dirty = cursor != stored;
+  }
+  pthread_mutex_unlock(&c->sync_mu);
+  return p || cursor == stored ? 0 : sa_fail(err, SA_ENOMEM, "out of memory recording a peer");
+}
 
 int node_stage_sync(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error *err) {
   sa_sync_apply_result *res = r->sres;
@@ -119,18 +142,7 @@ int node_stage_sync(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error *e
   node_stat_add(&c->sc.applied, res->applied);
   node_stat_add(&c->sc.skipped, res->skipped);
   node_stat_add(&c->sc.stale, res->stale);
-  if (!res->applied) { /* no record: the cursor moves in memory (node_peer.cursor) */
-    uint64_t stored = 0;
-    if ((rc = store_peer_get(c->store, 'c', r->peer, &stored, err)) != 0) return rc;
-    pthread_mutex_lock(&c->sync_mu);
-    node_peer *p = peer_find(c, r->peer, r->cursor != stored);
-    if (p) {
-      p->cursor = r->cursor;
-      p->cursor_dirty = r->cursor != stored;
-    }
-    pthread_mutex_unlock(&c->sync_mu);
-    return p || r->cursor == stored ? 0 : sa_fail(err, SA_ENOMEM, "out of memory recording a peer");
-  }
+  if (!res->applied) return sync_cursor_moved(c, r->peer, r->cursor, err);
   size_t plen = strlen(r->peer);
   size_t size = wal_sync_record_size(plen, c->ops, n);
   if (node_reserve(g, g->used + size) != 0)
@@ -234,6 +246,11 @@ int sa_client_sync_apply(sa_client *c, const char *peer_id, const sa_sync_item *
                    "sync batch from '%s' is %zu bytes; the limit is %u bytes (max_batch_bytes)",
                    peer_id, bytes, c->opts.max_batch_bytes);
   }
+  /* An empty batch only moves the cursor (a page of the peer's feed that
+   * held nothing for this node, e.g. this node's own writes relayed back):
+   * no trip through the writer, whose drain would force a store commit per
+   * page (issue 22's write-path cost). */
+  if (n == 0) return sync_cursor_moved(c, peer_id, cursor, err);
   wreq r;
   memset(&r, 0, sizeof r);
   r.kind = REQ_SYNC;
@@ -257,8 +274,13 @@ int sa_client_sync_read(sa_client *c, uint64_t since, size_t limit, const char *
   if (!c) return sa_fail(err, SA_EINVAL, "client is NULL");
   if (limit == 0 || limit > 10000)
     return sa_fail(err, SA_EINVAL, "limit %zu is out of range (1..10000)", limit);
-  int rc = node_read_barrier(c, err);
-  if (rc) return rc;
+  /* No read barrier: the feed serves what the store holds.  A write
+   * answered but not committed yet shows at the next store commit (within
+   * store_commit_ms), and a long-poll wakes at commits (sa_client_wait).
+   * Forcing a commit per page, as the barrier does, cost the write path
+   * one store commit per page per peer (issue 22: 220-330 commits/s
+   * against 60, PUT at c16 0.27x with two peers pulling). */
+  int rc;
   uint64_t floor = store_sync_floor(c->store);
   if (since < floor)
     return sa_fail(err, SA_EGONE,

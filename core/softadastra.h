@@ -519,7 +519,10 @@ typedef struct sa_sync_page {
  * origin equals exclude_origin (may be NULL) are left out but next_since
  * still moves past them.  SA_EGONE when since < the floor (changes may be
  * missing): err names the oldest since still served (read a snapshot).
- * The caller frees *out with sa_sync_page_free. */
+ * Reads what the store holds: a write answered within the last
+ * store_commit_ms may show only at the next store commit (wait for it with
+ * sa_client_wait(c, its lsn - 1, ...), which returns at commits).  The
+ * caller frees *out with sa_sync_page_free. */
 int sa_client_sync_read(sa_client *c, uint64_t since, size_t limit, const char *exclude_origin,
                         sa_sync_page *out, sa_error *err);
 void sa_sync_page_free(sa_sync_page *p);
@@ -570,8 +573,8 @@ typedef struct sa_sync_apply_result {
  * older or stale, or none) no record is written: the cursor moves at once
  * for sa_client_sync_cursor and is persisted at the next sync tick (a
  * crash before it only makes the puller read those items again), so that
- * two nodes pulling each other with nothing new write nothing.  res (may
- * be NULL). */
+ * two nodes pulling each other with nothing new write nothing; an empty
+ * batch (n == 0) does not even wait for the writer.  res (may be NULL). */
 int sa_client_sync_apply(sa_client *c, const char *peer_id, const sa_sync_item *items, size_t n,
                          uint64_t cursor, sa_sync_apply_result *res, sa_error *err);
 

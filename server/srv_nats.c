@@ -747,7 +747,7 @@ static void *pub_main(void *arg) {
       continue;
     }
     if (empty) clear_err(n, n->pub_error);
-    if (inflight > n->window / 2) { /* read pages of half a window or more: each read commits */
+    if (inflight > n->window / 2) { /* read pages of half a window or more */
       nap(n, 50);
       continue;
     }

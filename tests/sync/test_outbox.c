@@ -685,6 +685,27 @@ START_TEST(stub_transport_says_it_is_a_stub_and_backs_off) {
 }
 END_TEST
 
+/* transport_kind "disabled" with enable_transport: the disabled transport,
+ * not the stub (open once resolved the kind after it had dropped it). */
+START_TEST(transport_kind_disabled_is_honoured) {
+  sa_options o = opts(false);
+  o.enable_transport = true;
+  o.transport_kind = "disabled";
+  o.enable_discovery = true;
+  o.discovery_kind = "disabled";
+  sa_client *c = open_node(&o);
+  put(c, "k", "v");
+  sa_sync_state s = state(c);
+  ck_assert(!s.transport_stub);
+  ck_assert_str_eq(s.transport_kind, "disabled");
+  ck_assert(!s.discovery_stub);
+  ck_assert_str_eq(s.discovery_kind, "disabled");
+  ck_assert_int_eq(sa_client_sync_tick(c, NULL), 0);
+  ck_assert_uint_eq(entry(c, 1).attempts, 0); /* nothing handed to a transport */
+  sa_client_close(c);
+}
+END_TEST
+
 START_TEST(unknown_transport_kind_is_refused) {
   sa_options o = opts(false);
   o.enable_transport = true;
@@ -792,6 +813,7 @@ static Suite *suite(void) {
   tcase_add_test(t, claim_fails_a_malformed_entry_and_sends_the_rest);
   tcase_add_test(t, claim_fails_an_entry_without_its_operation);
   tcase_add_test(t, stub_transport_says_it_is_a_stub_and_backs_off);
+  tcase_add_test(t, transport_kind_disabled_is_honoured);
   tcase_add_test(t, unknown_transport_kind_is_refused);
   tcase_add_test(t, hlc_monotonic_across_restart_and_clock_step_back);
   tcase_add_test(t, tick_thread_runs_wakes_on_write_and_stops);
