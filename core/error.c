@@ -1,6 +1,6 @@
 /*
  * error.c -- error codes, messages, and the validation rules every entry
- * point shares (keys, node ids).  Thread-safe: no state.
+ * point shares (keys, node ids, content types).  Thread-safe: no state.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -142,6 +142,91 @@ int sa_key_check(const char *key, size_t len, sa_error *err) {
   }
   if (sa_utf8_valid(key, len) != 0) return sa_fail(err, SA_EKEY, "invalid key: not valid UTF-8");
   return 0;
+}
+
+/* A token character (RFC 9110 tchar). */
+static bool ct_tchar(unsigned char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* Bytes of the token at s[i..n): its length. */
+static size_t ct_token(const unsigned char *s, size_t i, size_t n) {
+  size_t j = i;
+  while (j < n && ct_tchar(s[j]))
+    j++;
+  return j - i;
+}
+
+int sa_ctype_check(const char *ct, size_t n, sa_error *err) {
+  const unsigned char *s = (const unsigned char *)ct;
+  if (!ct || n == 0) return sa_fail(err, SA_EINVAL, "invalid content type: it is empty");
+  if (n > SA_CONTENT_TYPE_MAX)
+    return sa_fail(err, SA_EINVAL,
+                   "invalid content type: %zu bytes is longer than the %d-byte limit", n,
+                   SA_CONTENT_TYPE_MAX);
+  for (size_t i = 0; i < n; i++)
+    if (s[i] < 0x20 || s[i] > 0x7E)
+      return sa_fail(err, SA_EINVAL,
+                     "invalid content type: byte 0x%02X at offset %zu is not printable ASCII", s[i],
+                     i);
+  /* type "/" subtype */
+  size_t i = ct_token(s, 0, n);
+  if (i == 0 || i == n || s[i] != '/')
+    return sa_fail(err, SA_EINVAL,
+                   "invalid content type '%.*s': not a media type type/subtype (such as "
+                   "application/json)",
+                   (int)n, ct);
+  size_t sub = ct_token(s, i + 1, n);
+  if (sub == 0)
+    return sa_fail(err, SA_EINVAL,
+                   "invalid content type '%.*s': the subtype after '/' is empty or starts with "
+                   "a character a token cannot hold (offset %zu)",
+                   (int)n, ct, i + 1);
+  i += 1 + sub;
+  /* *( OWS ";" OWS [ name "=" ( token / quoted-string ) ] ), OWS: spaces */
+  while (i < n) {
+    while (i < n && s[i] == ' ')
+      i++;
+    if (i == n || s[i] != ';')
+      return sa_fail(err, SA_EINVAL,
+                     "invalid content type '%.*s': expected ';' before a parameter at offset %zu",
+                     (int)n, ct, i);
+    i++;
+    while (i < n && s[i] == ' ')
+      i++;
+    if (i == n || s[i] == ';') continue; /* an empty parameter */
+    size_t name = ct_token(s, i, n);
+    if (name == 0 || i + name == n || s[i + name] != '=')
+      return sa_fail(err, SA_EINVAL,
+                     "invalid content type '%.*s': a parameter at offset %zu is not name=value",
+                     (int)n, ct, i);
+    i += name + 1;
+    if (i < n && s[i] == '"') {
+      size_t open = i++;
+      while (i < n && s[i] != '"')
+        i += s[i] == '\\' ? 2 : 1;
+      if (i >= n)
+        return sa_fail(err, SA_EINVAL,
+                       "invalid content type '%.*s': the quoted string at offset %zu does not end",
+                       (int)n, ct, open);
+      i++;
+    } else {
+      size_t val = ct_token(s, i, n);
+      if (val == 0)
+        return sa_fail(err, SA_EINVAL,
+                       "invalid content type '%.*s': the parameter value at offset %zu is neither "
+                       "a token nor a quoted string",
+                       (int)n, ct, i);
+      i += val;
+    }
+  }
+  return 0;
+}
+
+int sa_content_type_check(const char *ct, sa_error *err) {
+  if (!ct) return sa_fail(err, SA_EINVAL, "invalid content type: it is NULL");
+  return sa_ctype_check(ct, strnlen(ct, SA_CONTENT_TYPE_MAX + 1), err);
 }
 
 int sa_node_id_check(const char *id, sa_error *err) {

@@ -27,6 +27,10 @@ int sa_key_check(const char *key, size_t len, sa_error *err);
 /* 0 if s (len bytes) is well-formed UTF-8 (no overlongs, no surrogates). */
 int sa_utf8_valid(const void *s, size_t len);
 
+/* 0 if ct (n bytes, not NUL-terminated) is a content type a value may
+ * carry (sa_content_type_check).  Otherwise SA_EINVAL, err naming why. */
+int sa_ctype_check(const char *ct, size_t n, sa_error *err);
+
 /* 0 if id is a valid node id: 1..SA_NODE_ID_MAX of [A-Za-z0-9._-]. */
 int sa_node_id_check(const char *id, sa_error *err);
 

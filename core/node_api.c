@@ -43,22 +43,36 @@ static int node_write_preflight(sa_client *c, const char *key, sa_error *err) {
              : sa_fail(err, SA_EKEY, "invalid key: key is NULL");
 }
 
-/* Checks a put and fills the zeroed r with it. */
+/* Checks a put and fills the zeroed r with it (ctype: NULL or "" for
+ * none). */
 static int node_put_prepare(sa_client *c, const char *key, const void *data, size_t len,
-                            const sa_write_opts *wo, wreq *r, sa_error *err) {
+                            const sa_write_opts *wo, const char *ctype, wreq *r, sa_error *err) {
   int rc = node_write_preflight(c, key, err);
   if (rc || (rc = node_check_value(c, key, len, err)) != 0) return rc;
   if (len && !data) return sa_fail(err, SA_EINVAL, "value data is NULL with length %zu", len);
   if (wo && wo->cond != SA_COND_NONE && wo->cond != SA_COND_VERSION && wo->cond != SA_COND_ABSENT)
     return sa_fail(err, SA_EINVAL, "unknown write condition %d", wo->cond);
+  if (ctype && *ctype && (rc = sa_content_type_check(ctype, err)) != 0) return rc;
   r->kind = REQ_PUT;
   r->key = key;
   r->klen = (uint32_t)strlen(key);
   r->val = data;
   r->vlen = (uint32_t)len;
+  if (ctype && *ctype) {
+    r->ctype = ctype;
+    r->ctlen = (uint32_t)strlen(ctype);
+  }
   if (wo) r->cond = *wo;
-  r->bytes = SA_WAL_RECORD_HEADER + 8 + r->klen + len;
+  r->bytes = SA_WAL_RECORD_HEADER + 8 + r->klen + len + (r->ctlen ? 1 + r->ctlen : 0);
   return 0;
+}
+
+/* The condition part of a put's options. */
+static const sa_write_opts *node_put_cond(const sa_put_opts *po, sa_write_opts *wo) {
+  if (!po) return NULL;
+  wo->cond = po->cond;
+  wo->version = po->version;
+  return wo;
 }
 
 /* Checks a remove and fills the zeroed r with it. */
@@ -82,7 +96,19 @@ int sa_client_put_ex(sa_client *c, const char *key, const void *data, size_t len
                      const sa_write_opts *wo, sa_write_result *res, sa_error *err) {
   wreq r;
   memset(&r, 0, sizeof r);
-  int rc = node_put_prepare(c, key, data, len, wo, &r, err);
+  int rc = node_put_prepare(c, key, data, len, wo, NULL, &r, err);
+  if (rc == 0) rc = node_submit(c, &r, err);
+  if (rc == 0 && res) *res = r.res;
+  return rc;
+}
+
+int sa_client_put_opts(sa_client *c, const char *key, const void *data, size_t len,
+                       const sa_put_opts *po, sa_write_result *res, sa_error *err) {
+  sa_write_opts wo;
+  wreq r;
+  memset(&r, 0, sizeof r);
+  int rc = node_put_prepare(c, key, data, len, node_put_cond(po, &wo), po ? po->content_type : NULL,
+                            &r, err);
   if (rc == 0) rc = node_submit(c, &r, err);
   if (rc == 0 && res) *res = r.res;
   return rc;
@@ -105,7 +131,18 @@ int sa_client_put_async(sa_client *c, const char *key, const void *data, size_t 
                         const sa_write_opts *wo, sa_write_cb cb, void *arg, sa_error *err) {
   wreq *r;
   int rc = node_async_req(c, cb, arg, &r, err);
-  if (rc == 0 && (rc = node_put_prepare(c, key, data, len, wo, r, err)) != 0) free(r);
+  if (rc == 0 && (rc = node_put_prepare(c, key, data, len, wo, NULL, r, err)) != 0) free(r);
+  return rc ? rc : node_submit_async(c, r, err);
+}
+
+int sa_client_put_opts_async(sa_client *c, const char *key, const void *data, size_t len,
+                             const sa_put_opts *po, sa_write_cb cb, void *arg, sa_error *err) {
+  sa_write_opts wo;
+  wreq *r;
+  int rc = node_async_req(c, cb, arg, &r, err);
+  if (rc == 0 && (rc = node_put_prepare(c, key, data, len, node_put_cond(po, &wo),
+                                        po ? po->content_type : NULL, r, err)) != 0)
+    free(r);
   return rc ? rc : node_submit_async(c, r, err);
 }
 

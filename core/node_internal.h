@@ -69,6 +69,8 @@ typedef struct wreq {
   uint32_t klen;
   const void *val;
   uint32_t vlen;
+  const char *ctype; /* REQ_PUT: its content type (ctlen bytes), NULL when none */
+  uint32_t ctlen;
   sa_write_opts cond;
   const sa_batch_op *ops;
   size_t nops;

@@ -73,7 +73,8 @@ int node_apply_record(store_wtxn *t, const wal_rec *rec, uint64_t *version, uint
       hlc = op.hlc;
     }
     if (op.op == SA_OP_PUT) {
-      rc = store_wput(t, op.key, op.klen, op.val, op.vlen, rec->lsn, hlc, o, &vers[n], err);
+      rc = store_wput(t, op.key, op.klen, op.val, op.vlen, op.ctype, op.ctlen, rec->lsn, hlc, o,
+                      &vers[n], err);
       *version = vers[n];
     } else {
       bool existed;

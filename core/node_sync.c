@@ -100,6 +100,8 @@ int node_stage_sync(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error *e
     o->klen = (uint32_t)strlen(it->key);
     o->val = it->data;
     o->vlen = it->op == SA_OP_PUT ? (uint32_t)it->len : 0;
+    o->ctype = it->op == SA_OP_PUT ? it->content_type : NULL;
+    o->ctlen = o->ctype ? (uint32_t)strlen(o->ctype) : 0;
     o->hlc = it->hlc;
     o->origin = it->origin;
     o->olen = (uint32_t)strlen(it->origin);
@@ -191,6 +193,8 @@ static int sync_item_check(sa_client *c, const sa_sync_item *it, size_t i, uint6
     if (it->len && !it->data)
       return sa_fail(err, SA_EINVAL, "sync item %zu: value data is NULL with length %zu", i,
                      it->len);
+    if (it->content_type && sa_content_type_check(it->content_type, &ke) != 0)
+      return sa_fail(err, SA_EINVAL, "sync item %zu (key '%.200s'): %s", i, it->key, ke.message);
   }
   if (!memchr(it->origin, 0, sizeof it->origin) || sa_node_id_check(it->origin, &ke) != 0)
     return sa_fail(err, SA_EINVAL, "sync item %zu (key '%.200s'): invalid origin node id", i,
@@ -238,7 +242,8 @@ int sa_client_sync_apply(sa_client *c, const char *peer_id, const sa_sync_item *
                  err ? err->message : "clock drift");
       return rc;
     }
-    wal += WAL_SYNC_ITEM_HEADER + SA_NODE_ID_MAX;
+    wal += WAL_SYNC_ITEM_HEADER + SA_NODE_ID_MAX +
+           (items[i].content_type ? strlen(items[i].content_type) : 0);
   }
   if (bytes > c->opts.max_batch_bytes) {
     node_stat_add(&c->sc.refused_invalid, 1);
@@ -313,6 +318,7 @@ void sa_sync_page_free(sa_sync_page *p) {
   for (size_t i = 0; i < p->count; i++) {
     free(p->items[i].key);
     free(p->items[i].data);
+    free(p->items[i].content_type);
   }
   free(p->items);
   memset(p, 0, sizeof *p);

@@ -212,6 +212,8 @@ static int node_stage(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error 
     one.klen = r->klen;
     one.val = r->val;
     one.vlen = r->vlen;
+    one.ctype = r->ctype;
+    one.ctlen = r->kind == REQ_PUT ? r->ctlen : 0;
     ops = &one;
   } else {
     if (r->nops > c->ops_cap) {
@@ -227,6 +229,8 @@ static int node_stage(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error 
       c->ops[i].klen = (uint32_t)strlen(b->key);
       c->ops[i].val = b->data;
       c->ops[i].vlen = b->op == SA_OP_PUT ? (uint32_t)b->len : 0;
+      c->ops[i].ctype = NULL; /* a batch's puts carry none */
+      c->ops[i].ctlen = 0;
     }
     ops = c->ops;
     nops = r->nops;

@@ -28,8 +28,10 @@
  *
  * Keys are 1..1024 bytes of valid UTF-8 with no control characters (U+0000
  * to U+001F and U+007F).  Values are arbitrary bytes up to
- * sa_options.max_value_bytes (default 1 MiB).  Violations are errors, never
- * truncation.
+ * sa_options.max_value_bytes (default 1 MiB).  A value may carry a content
+ * type (a media type such as "application/json", sa_client_put_opts), kept
+ * with it, returned with it and moved with it by sync; a put replaces the
+ * value and its type together.  Violations are errors, never truncation.
  *
  * Caveats -- what this library deliberately does not do:
  *   - It does not create the data directory.  A missing directory is an error
@@ -106,6 +108,7 @@ typedef struct sa_error {
 /* ---- options ----------------------------------------------------------- */
 
 #define SA_KEY_MAX 1024                         /* bytes */
+#define SA_CONTENT_TYPE_MAX 127                 /* bytes of a value's content type */
 #define SA_DEFAULT_MAX_VALUE_BYTES (1u << 20)   /* 1 MiB */
 #define SA_DEFAULT_MAX_BATCH_BYTES (16u << 20)  /* 16 MiB */
 #define SA_DEFAULT_WAL_MAX_BYTES (64ull << 20)  /* 64 MiB */
@@ -245,6 +248,7 @@ typedef struct sa_value {
   uint64_t lsn;                    /* LSN of the write that produced this value */
   uint64_t hlc;                    /* hybrid logical clock of that write */
   char origin[SA_NODE_ID_MAX + 1]; /* node id of the node where that write happened */
+  char content_type[SA_CONTENT_TYPE_MAX + 1]; /* the type put with the value, "" when none */
 } sa_value;
 
 /* Reads key into *out.  SA_ENOTFOUND when absent (out->data is NULL then).
@@ -298,6 +302,28 @@ typedef struct sa_write_result {
 int sa_client_put_ex(sa_client *c, const char *key, const void *data, size_t len,
                      const sa_write_opts *wo, sa_write_result *res, sa_error *err);
 
+/* A put's options: its condition (as sa_write_opts) and its content type. */
+typedef struct sa_put_opts {
+  int cond;                 /* SA_COND_* */
+  uint64_t version;         /* for SA_COND_VERSION */
+  const char *content_type; /* NULL or "": none; else a media type (sa_content_type_check),
+                               stored with the value and returned by every read of it */
+} sa_put_opts;
+
+/* 0 when ct is a content type a value may carry: 1..SA_CONTENT_TYPE_MAX
+ * bytes of printable ASCII (0x20..0x7E) forming an RFC 9110 media type,
+ * type "/" subtype, each a token, then any parameters ";" name "=" value
+ * (a token or a quoted string), spaces allowed around each ";".  Otherwise
+ * SA_EINVAL, err naming the cause and where.  The library stores the text
+ * as given (no case folding). */
+int sa_content_type_check(const char *ct, sa_error *err);
+
+/* sa_client_put_ex with a content type: po (may be NULL: no condition, no
+ * type) is copied before the call returns.  The type is checked with the
+ * key and value, before anything is logged (SA_EINVAL naming the cause). */
+int sa_client_put_opts(sa_client *c, const char *key, const void *data, size_t len,
+                       const sa_put_opts *po, sa_write_result *res, sa_error *err);
+
 /* remove with an optional condition and result.  SA_ENOTFOUND when absent. */
 int sa_client_remove_ex(sa_client *c, const char *key, const sa_write_opts *wo,
                         sa_write_result *res, sa_error *err);
@@ -323,6 +349,11 @@ typedef void (*sa_write_cb)(void *arg, int rc, const sa_write_result *res, const
 int sa_client_put_async(sa_client *c, const char *key, const void *data, size_t len,
                         const sa_write_opts *wo, sa_write_cb cb, void *arg, sa_error *err);
 
+/* put_opts without waiting; same contract as sa_client_put_async, and
+ * po->content_type is borrowed until cb is called too. */
+int sa_client_put_opts_async(sa_client *c, const char *key, const void *data, size_t len,
+                             const sa_put_opts *po, sa_write_cb cb, void *arg, sa_error *err);
+
 /* remove_ex without waiting; same contract as sa_client_put_async. */
 int sa_client_remove_async(sa_client *c, const char *key, const sa_write_opts *wo, sa_write_cb cb,
                            void *arg, sa_error *err);
@@ -338,7 +369,8 @@ typedef struct sa_batch_op {
 
 /* Applies n (1..10000) operations atomically as one WAL record: all or
  * none.  Deleting an absent key inside a batch is not an error.  Every key
- * and value is validated before anything is logged. */
+ * and value is validated before anything is logged.  A batch's puts carry
+ * no content type (a key put by a batch has none, whatever it had). */
 int sa_client_batch(sa_client *c, const sa_batch_op *ops, size_t n, sa_write_result *res,
                     sa_error *err);
 
@@ -363,6 +395,7 @@ typedef struct sa_entry {
   uint64_t lsn;
   uint64_t hlc;
   char origin[SA_NODE_ID_MAX + 1]; /* node id of the write that holds the key */
+  char *content_type;              /* the value's content type, NULL when none */
 } sa_entry;
 
 typedef struct sa_list {
@@ -426,7 +459,8 @@ typedef struct sa_outbox_entry {
   uint64_t lsn;
   uint64_t hlc;      /* last-writer-wins order: (hlc, node_id) */
   int state;         /* SA_OUTBOX_* */
-  int type;          /* SA_OP_PUT, SA_OP_DELETE (a tombstone), SA_WAL_BATCH or SA_WAL_SYNC */
+  int type;          /* SA_OP_PUT, SA_OP_DELETE (a tombstone), SA_WAL_BATCH, SA_WAL_SYNC or
+                        SA_WAL_PUT_TYPED */
   uint32_t attempts; /* times handed to the transport */
   uint64_t at_ms;    /* queued: not before; in flight: deadline; else: when */
 } sa_outbox_entry;
@@ -450,6 +484,7 @@ typedef struct sa_change {
   char *data;                      /* the put's value (NUL-terminated), when values were asked */
   size_t len;                      /* value length of a put */
   char origin[SA_NODE_ID_MAX + 1]; /* node id where the change was written */
+  char *content_type;              /* a put's content type, NULL when none */
 } sa_change;
 
 typedef struct sa_changes {
@@ -502,6 +537,7 @@ typedef struct sa_sync_item {
   uint64_t hlc;
   char origin[SA_NODE_ID_MAX + 1];
   uint64_t origin_lsn; /* the LSN of the write on its origin node */
+  char *content_type;  /* put: the value's content type (NUL-terminated), NULL when none */
 } sa_sync_item;
 
 typedef struct sa_sync_page {
@@ -611,7 +647,8 @@ int sa_client_sync_keep_tombstones(sa_client *c, bool by_ttl_only);
 /* The acknowledged position of peer_id (0 when unknown). */
 uint64_t sa_client_sync_peer_acked(sa_client *c, const char *peer_id);
 
-/* A hash over every live key's (key, value, hlc, origin) in key order,
+/* A hash over every live key's (key, value, hlc, origin, and its content
+ * type when it has one) in key order,
  * equal on nodes holding the same state: two FNV-1a-64 over the same
  * length-prefixed fields with different offset bases, written as 32
  * lower-case hex digits (NUL-terminated in hex).  *keys (may be NULL): the
@@ -637,7 +674,8 @@ typedef struct sa_sync_op {
   const char *node_id; /* with lsn: the operation id, unique across restarts */
   uint64_t lsn;
   uint64_t hlc;
-  int type;            /* SA_OP_PUT, SA_OP_DELETE, SA_WAL_BATCH or SA_WAL_SYNC */
+  int type;            /* SA_OP_PUT, SA_OP_DELETE, SA_WAL_BATCH, SA_WAL_SYNC or
+                        SA_WAL_PUT_TYPED */
   uint32_t attempt;    /* 1 for the first hand-over */
   const void *payload; /* the operation in the WAL payload encoding (core/wal.c) */
   uint32_t len;
@@ -764,7 +802,8 @@ typedef struct sa_wal_record {
   uint64_t offset; /* file offset of the record header */
   uint64_t lsn;
   uint64_t hlc;
-  int type;        /* SA_OP_PUT, SA_OP_DELETE, SA_WAL_BATCH or SA_WAL_SYNC */
+  int type;        /* SA_OP_PUT, SA_OP_DELETE, SA_WAL_BATCH, SA_WAL_SYNC or
+                        SA_WAL_PUT_TYPED */
   uint32_t length; /* payload bytes */
   uint32_t count;  /* operations in the record (1 unless a batch) */
   const char *key; /* first key (not NUL-terminated), key_len bytes */
@@ -774,8 +813,9 @@ typedef struct sa_wal_record {
 
 /* SA_WAL_SYNC: a batch applied from a peer (sa_client_sync_apply); its
  * payload is the sync record's (core/wal.c), its count every item, applied
- * or not. */
-enum { SA_WAL_BATCH = 3, SA_WAL_SYNC = 4 };
+ * or not.  SA_WAL_PUT_TYPED: a put with a content type (sa_client_put_opts;
+ * its payload holds the type too). */
+enum { SA_WAL_BATCH = 3, SA_WAL_SYNC = 4, SA_WAL_PUT_TYPED = 5 };
 
 typedef int (*sa_wal_visit_fn)(const sa_wal_record *rec, void *ctx);
 

@@ -4,8 +4,10 @@
  *
  * Named databases in one LMDB file (MDB_NOSUBDIR; its lock file is
  * "<path>-lock"):
- *   kv      key -> u64 version, u64 lsn, u64 hlc, u16 F, u8 O, u8 0, F bytes
- *           of full key, O bytes of origin (O = 0: this node), value bytes.
+ *   kv      key -> u64 version, u64 lsn, u64 hlc, u16 F, u8 O, u8 T, F bytes
+ *           of full key, O bytes of origin (O = 0: this node), T bytes of
+ *           content type (T = 0: none; at most SA_CONTENT_TYPE_MAX), value
+ *           bytes.
  *           Keys up to 480 bytes are the LMDB key; longer ones
  *           (LMDB's limit is 511) are stored under their first 480 bytes +
  *           0x00 + a 64-bit hash + a 16-bit chain counter, with the full
@@ -27,8 +29,10 @@
  *           (pruned without a later change of the same key); "sync_floor"
  *           u64: the last tombstone dropped (the sync feed serves from
  *           the larger of the two)
- *   meta    "format" u32 (2; a format-1 store is upgraded in place at open:
- *           its kv entries read as origin = this node), "node_id" text,
+ *   meta    "format" u32 (3; older stores are upgraded in place at open:
+ *           a format-1 store's kv entries read as origin = this node, a
+ *           format-2 store's as having no content type; store_env.c),
+ *           "node_id" text,
  *           "applied_lsn" u64, "hlc" u64, "horizon_hlc" u64 (the largest hlc
  *           of a tombstone dropped by age), "epoch" u64 (this incarnation of
  *           the store: drawn at its first open and again by a restore;
@@ -63,7 +67,7 @@ enum {
   STORE_OUTBOX_FAILED = 3
 };
 
-#define SA_STORE_FORMAT 2
+#define SA_STORE_FORMAT 3
 
 /* How a store reaches the disk. */
 enum {
@@ -146,11 +150,13 @@ int store_wbegin(sa_store *s, store_wtxn **out, sa_error *err);
 /* Current version of key inside the transaction (0 when absent). */
 int store_wversion(store_wtxn *t, const char *key, uint32_t klen, uint64_t *version, sa_error *err);
 
-/* Puts key with the pair (hlc, origin) (origin NULL or this node's id:
- * stored as "this node"); *version receives the new version (old + 1, or 1).
- * A tombstone of the key goes. */
+/* Puts key = val with its content type (ctlen bytes at ctype, 0: none) and
+ * the pair (hlc, origin) (origin NULL or this node's id: stored as "this
+ * node"); *version receives the new version (old + 1, or 1).  A tombstone
+ * of the key goes. */
 int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, uint32_t vlen,
-               uint64_t lsn, uint64_t hlc, const char *origin, uint64_t *version, sa_error *err);
+               const char *ctype, uint32_t ctlen, uint64_t lsn, uint64_t hlc, const char *origin,
+               uint64_t *version, sa_error *err);
 
 /* Deletes key if present (*existed says whether it was) and, when it was
  * or when tomb_always, records its tombstone: (at_ms, lsn, hlc, origin). */

@@ -217,9 +217,12 @@ int store_open(sa_store **out, const char *path, const char *node_id, bool persi
     MDB_val fk = {6, "format"}, fv;
     if ((rc = mdb_get(txn, s->meta, &fk, &fv)) != 0) goto lmdb_fail;
     uint32_t fmt = fv.mv_size == 4 ? sa_get_u32(fv.mv_data) : 0;
-    if (fmt == 1) {
+    if (fmt == 1 || fmt == 2) {
       /* Format 1 -> 2: the kv entries read as they are (origin: this node);
-       * the new databases were just created.  Older builds refuse it now. */
+       * the new databases were just created.  Format 2 -> 3: the kv entries
+       * read as they are (no content type: the byte that holds its length
+       * was always 0).  Nothing is rewritten; the new number makes older
+       * builds refuse the store, which may now hold typed values. */
       unsigned char b[4];
       sa_put_u32(b, SA_STORE_FORMAT);
       MDB_val nv = {4, b};

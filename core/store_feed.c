@@ -27,6 +27,7 @@ static void changes_free_items(sa_change *it, size_t n) {
   for (size_t i = 0; i < n; i++) {
     free(it[i].key);
     free(it[i].data);
+    free(it[i].content_type);
   }
   free(it);
 }
@@ -102,7 +103,12 @@ int store_changes(sa_store *s, uint64_t since, size_t limit, bool with_values, s
         memcpy(c->data, op.val, op.vlen);
         c->data[op.vlen] = 0;
       }
-      if (!c->key || (with_values && op.op == SA_OP_PUT && !c->data))
+      if (op.ctlen && (c->content_type = malloc(op.ctlen + 1))) {
+        memcpy(c->content_type, op.ctype, op.ctlen);
+        c->content_type[op.ctlen] = 0;
+      }
+      if (!c->key || (with_values && op.op == SA_OP_PUT && !c->data) ||
+          (op.ctlen && !c->content_type))
         code = sa_fail(err, SA_ENOMEM, "out of memory reading changes");
     }
     out->next_since = lsn;

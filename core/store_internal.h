@@ -26,11 +26,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* kv values (format 2): u64 version, u64 lsn, u64 hlc, u16 full-key length
- * F (0 for keys stored inline), u8 origin length O (0: this node), u8 0, F
- * bytes of full key, O bytes of origin, then the value.  Format 1 had a u32
- * F there, which reads the same with O = 0.  tombs values: the same header
- * with at_ms in the version's place, and no value. */
+/* kv values (format 3): u64 version, u64 lsn, u64 hlc, u16 full-key length
+ * F (0 for keys stored inline), u8 origin length O (0: this node), u8
+ * content-type length T (0: none), F bytes of full key, O bytes of origin,
+ * T bytes of content type, then the value.  Format 2 had a 0 byte where T
+ * is, which reads as "no content type"; format 1 had a u32 F there, which
+ * reads the same with O = 0 and T = 0.  tombs values: the same header with
+ * at_ms in the version's place, T = 0, and no value. */
 #define KV_HEADER 28
 /* LMDB keys are at most 511 bytes (Debian's build).  Keys up to
  * KV_INLINE_MAX bytes are LMDB keys as they are; a longer key K is stored
@@ -107,6 +109,8 @@ typedef struct kv_entry {
   size_t klen;
   const char *origin; /* NULL: this node (olen 0) */
   size_t olen;
+  const char *ctype; /* content type (ctlen bytes, not NUL-terminated), NULL when none */
+  size_t ctlen;
   const unsigned char *val;
   size_t vlen;
 } kv_entry;
@@ -155,6 +159,13 @@ int store_db_find(sa_store *s, MDB_txn *txn, MDB_dbi dbi, const char *key, size_
 
 /* The origin of e as text into out (this node's id when e holds none). */
 void store_entry_origin(const sa_store *s, const kv_entry *e, char out[SA_NODE_ID_MAX + 1]);
+
+/* The content type of e as text into out ("" when e holds none). */
+void store_entry_ctype(const kv_entry *e, char out[SA_CONTENT_TYPE_MAX + 1]);
+
+/* The content type of e as a new string (*out NULL when e holds none).
+ * -1 when out of memory. */
+int store_entry_ctype_dup(const kv_entry *e, char **out);
 
 /* key's state in txn (kv, then tombs). */
 int store_txn_state(sa_store *s, MDB_txn *txn, const char *key, uint32_t klen, store_state *st,

@@ -21,15 +21,18 @@
 #include "hash.h"
 #include "store_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 int store_kv_decode(const MDB_val *k, const MDB_val *v, kv_entry *e) {
   if (v->mv_size < KV_HEADER) return -1;
   const unsigned char *p = v->mv_data;
   /* Format 1 held a u32 F at 24 (F <= 1024): its bytes 26 and 27 are 0,
-   * which format 2 reads as "origin: this node" -- the upgrade is free. */
-  uint32_t f = sa_get_u16(p + 24), o = p[26];
-  if (p[27] != 0 || o > SA_NODE_ID_MAX || v->mv_size - KV_HEADER < (size_t)f + o) return -1;
+   * which format 2 reads as "origin: this node" -- the upgrade is free;
+   * format 2 wrote 0 at 27, which format 3 reads as "no content type". */
+  uint32_t f = sa_get_u16(p + 24), o = p[26], t = p[27];
+  if (o > SA_NODE_ID_MAX || t > SA_CONTENT_TYPE_MAX || v->mv_size - KV_HEADER < (size_t)f + o + t)
+    return -1;
   e->version = sa_get_u64(p);
   e->lsn = sa_get_u64(p + 8);
   e->hlc = sa_get_u64(p + 16);
@@ -37,8 +40,23 @@ int store_kv_decode(const MDB_val *k, const MDB_val *v, kv_entry *e) {
   e->klen = f ? f : k->mv_size;
   e->origin = o ? (const char *)p + KV_HEADER + f : NULL;
   e->olen = o;
-  e->val = p + KV_HEADER + f + o;
-  e->vlen = v->mv_size - KV_HEADER - f - o;
+  e->ctype = t ? (const char *)p + KV_HEADER + f + o : NULL;
+  e->ctlen = t;
+  e->val = p + KV_HEADER + f + o + t;
+  e->vlen = v->mv_size - KV_HEADER - f - o - t;
+  return 0;
+}
+
+void store_entry_ctype(const kv_entry *e, char out[SA_CONTENT_TYPE_MAX + 1]) {
+  if (e->ctlen) memcpy(out, e->ctype, e->ctlen);
+  out[e->ctlen] = 0;
+}
+
+int store_entry_ctype_dup(const kv_entry *e, char **out) {
+  *out = NULL;
+  if (!e->ctlen) return 0;
+  if (!(*out = malloc(e->ctlen + 1))) return -1;
+  store_entry_ctype(e, *out);
   return 0;
 }
 

@@ -99,6 +99,7 @@ int store_get(sa_store *s, const char *key, uint32_t klen, sa_value *out, sa_err
   out->lsn = e.lsn;
   out->hlc = e.hlc;
   store_entry_origin(s, &e, out->origin);
+  store_entry_ctype(&e, out->content_type);
   memcpy(data, e.val, e.vlen); /* copy out before the txn ends */
   data[e.vlen] = 0;
   store_rend(s, txn);
@@ -133,6 +134,7 @@ int store_get_with(sa_store *s, const char *key, uint32_t klen,
       .hlc = e.hlc,
   };
   store_entry_origin(s, &e, v.origin);
+  store_entry_ctype(&e, v.content_type);
   fn(arg, &v);
   store_rend(s, txn);
   return 0;
@@ -209,9 +211,11 @@ int store_list(sa_store *s, const char *prefix, const char *after, size_t limit,
     store_entry_origin(s, &e, it->origin);
     it->key = malloc(e.klen + 1);
     if (with_values) it->data = malloc(e.vlen + 1);
-    if (!it->key || (with_values && !it->data)) {
+    int ctrc = store_entry_ctype_dup(&e, &it->content_type);
+    if (!it->key || (with_values && !it->data) || ctrc != 0) {
       free(it->key);
       free(it->data);
+      free(it->content_type);
       code = sa_fail(err, SA_ENOMEM, "out of memory listing keys");
       break;
     }
@@ -236,6 +240,7 @@ void sa_list_free(sa_list *l) {
   for (size_t i = 0; i < l->count; i++) {
     free(l->items[i].key);
     free(l->items[i].data);
+    free(l->items[i].content_type);
   }
   free(l->items);
   memset(l, 0, sizeof *l);

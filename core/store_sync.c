@@ -202,6 +202,7 @@ static void sync_items_free(sa_sync_item *it, size_t n) {
   for (size_t i = 0; i < n; i++) {
     free(it[i].key);
     free(it[i].data);
+    free(it[i].content_type);
   }
   free(it);
 }
@@ -218,10 +219,12 @@ static int sync_item_fill(sa_store *s, sa_sync_item *it, uint64_t lsn, int kind,
   it->key = malloc(e->klen + 1);
   it->len = kind == STORE_LIVE ? e->vlen : 0;
   if (kind == STORE_LIVE) it->data = malloc(e->vlen + 1);
-  if (!it->key || (kind == STORE_LIVE && !it->data)) {
+  int ctrc = kind == STORE_LIVE ? store_entry_ctype_dup(e, &it->content_type) : 0;
+  if (!it->key || (kind == STORE_LIVE && !it->data) || ctrc != 0) {
     free(it->key);
     free(it->data);
-    it->key = it->data = NULL;
+    free(it->content_type);
+    it->key = it->data = it->content_type = NULL;
     return sa_fail(err, SA_ENOMEM, "out of memory reading the sync feed");
   }
   memcpy(it->key, e->key, e->klen);
@@ -388,6 +391,9 @@ int store_sync_snapshot(sa_store *s, int (*fn)(void *arg, const sa_sync_item *it
     it.key = key;
     it.data = live ? (char *)e.val : NULL; /* borrowed from the map (no NUL after it) */
     it.len = live ? e.vlen : 0;
+    char ctype[SA_CONTENT_TYPE_MAX + 1];
+    store_entry_ctype(&e, ctype);
+    it.content_type = live && e.ctlen ? ctype : NULL;
     code = fn(arg, &it);
     if (key != small) free(key);
     if (code) break;
@@ -440,7 +446,8 @@ int store_sync_digest(sa_store *s, char hex[65], uint64_t *keys, sa_error *err) 
     digest_field(h, e.val, e.vlen);
     digest_field(h, hb, 8);
     digest_field(h, origin, strlen(origin));
-    h[1] ^= h[0] >> 29; /* keep the two from moving in lockstep */
+    if (e.ctlen) digest_field(h, e.ctype, e.ctlen); /* untyped values hash as before */
+    h[1] ^= h[0] >> 29;                             /* keep the two from moving in lockstep */
     n++;
     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
   }

@@ -58,17 +58,20 @@ static size_t store_origin_len(const sa_store *s, const char *origin) {
   return strlen(origin);
 }
 
-/* Fills the 28-byte header of a kv or tombs value and the bytes after it. */
+/* Fills the 28-byte header of a kv or tombs value and the bytes after it
+ * (full key, origin, content type; tombs: none). */
 static void store_entry_fill(unsigned char *p, uint64_t first, uint64_t lsn, uint64_t hlc,
-                             const char *key, uint32_t f, const char *origin, size_t o) {
+                             const char *key, uint32_t f, const char *origin, size_t o,
+                             const char *ctype, uint32_t t) {
   sa_put_u64(p, first);
   sa_put_u64(p + 8, lsn);
   sa_put_u64(p + 16, hlc);
   sa_put_u16(p + 24, (uint16_t)f);
   p[26] = (unsigned char)o;
-  p[27] = 0;
+  p[27] = (unsigned char)t;
   if (f) memcpy(p + KV_HEADER, key, f);
   if (o) memcpy(p + KV_HEADER + f, origin, o);
+  if (t) memcpy(p + KV_HEADER + f + o, ctype, t);
 }
 
 /* Removes key's tombstone, if any. */
@@ -89,8 +92,10 @@ static int store_tomb_del(store_wtxn *t, const char *key, uint32_t klen, sa_erro
 }
 
 int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, uint32_t vlen,
-               uint64_t lsn, uint64_t hlc, const char *origin, uint64_t *version, sa_error *err) {
+               const char *ctype, uint32_t ctlen, uint64_t lsn, uint64_t hlc, const char *origin,
+               uint64_t *version, sa_error *err) {
   assert(store_w_owned(t));
+  assert(ctlen <= SA_CONTENT_TYPE_MAX);
   unsigned char kb[KV_LONG];
   MDB_val k, v;
   bool found;
@@ -98,7 +103,7 @@ int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, u
   uint64_t old = 0;
   uint32_t f = klen > KV_INLINE_MAX ? klen : 0;
   size_t o = store_origin_len(t->s, origin);
-  size_t size = KV_HEADER + (size_t)f + o + vlen;
+  size_t size = KV_HEADER + (size_t)f + o + ctlen + vlen;
   int rc;
   if (!f) {
     /* One descent for a new key: insert unless present; when present LMDB
@@ -126,8 +131,8 @@ int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, u
     if (rc) return store_err(t->s, rc, "put", err);
   }
   unsigned char *p = v.mv_data;
-  store_entry_fill(p, old + 1, lsn, hlc, key, f, origin, o);
-  if (vlen) memcpy(p + KV_HEADER + f + o, val, vlen);
+  store_entry_fill(p, old + 1, lsn, hlc, key, f, origin, o, ctype, ctlen);
+  if (vlen) memcpy(p + KV_HEADER + f + o + ctlen, val, vlen);
   *version = old + 1;
   /* A key is live or tombstoned, never both: a new live key loses its
    * tombstone (an empty tombs database costs LMDB no descent). */
@@ -152,7 +157,7 @@ int store_wdel(store_wtxn *t, const char *key, uint32_t klen, uint64_t lsn, uint
   v.mv_data = NULL;
   if ((rc = mdb_put(t->txn, t->s->tombs, &k, &v, MDB_RESERVE)) != 0)
     return store_err(t->s, rc, "tombstone put", err);
-  store_entry_fill(v.mv_data, at_ms, lsn, hlc, key, f, origin, o);
+  store_entry_fill(v.mv_data, at_ms, lsn, hlc, key, f, origin, o, NULL, 0);
   return 0;
 }
 

@@ -24,7 +24,7 @@
  *   Then records, back to back, from offset 128:
  *     0   4  CRC-32C of bytes 4..31 of this header and of the whole payload
  *     4   4  payload length N
- *     8   1  type: 1 put, 2 delete, 3 batch, 4 sync
+ *     8   1  type: 1 put, 2 delete, 3 batch, 4 sync, 5 put with a content type
  *     9   1  flags (0)
  *    10   2  record magic, the bytes 'S' 'A'
  *    12   4  reserved (0)
@@ -32,6 +32,10 @@
  *    24   8  HLC timestamp (48 bits of unix ms, 16 bits logical)
  *    32   N  payload:
  *              put:    u32 key length K, u32 value length V, K key bytes, V value bytes
+ *              put with a content type:
+ *                      u32 K, u32 V, u8 content-type length T (1..127),
+ *                      K key bytes, T bytes of content type (a media type,
+ *                      sa_content_type_check), V value bytes
  *              delete: u32 key length K, K key bytes
  *              batch:  u32 count C (1..10000), then C times:
  *                        u8 op (1 put, 2 delete), u32 K, u32 V (0 for delete),
@@ -43,10 +47,13 @@
  *                        u8 op (1 put, 2 delete),
  *                        u8 decision (1 applied, 2 skipped: equal or older
  *                           pair, 3 stale: under the tombstone horizon),
- *                        u8 origin length O (1..64), u8 0,
+ *                        u8 origin length O (1..64),
+ *                        u8 content-type length T (0..127; 0 unless an
+ *                           applied put, and 0 when it has none),
  *                        u32 K, u32 V (0 unless an applied put),
  *                        u64 hlc, u64 origin_lsn, u64 seq (the peer's LSN),
- *                        O origin bytes, K key bytes, V value bytes
+ *                        O origin bytes, K key bytes, T bytes of content
+ *                        type, V value bytes
  *                      The header's HLC is a local timestamp taken after
  *                      observing every item's (tombstones' at_ms comes from
  *                      it); each item keeps its own pair.  The decisions are
@@ -56,7 +63,11 @@
  *   Then free space: zero bytes up to the end of the file.
  *
  *   The format version stays 1: a sync record appears only in a node whose
- *   store is format 2, which older builds refuse to open first.
+ *   store is format 2, and a put with a content type (type 5, or a sync
+ *   item with T > 0) only in one whose store is format 3, which older
+ *   builds refuse to open first.  A put without a type is written as type 1
+ *   (T = 0 for a sync item), byte for byte what older builds wrote, so
+ *   every older WAL replays as it did.
  *
  * PREALLOCATION (wal_set_prealloc)
  *
@@ -77,7 +88,8 @@
  * The record at offset o is valid when: its 32-byte header lies inside the
  * file; the magic, type, flags and reserved fields are as above; the payload
  * lies inside the file; the CRC matches; the payload's own lengths add up to
- * exactly N; and its LSN is the previous record's LSN + 1 (the first record:
+ * exactly N, and every content type in it is one (sa_content_type_check);
+ * and its LSN is the previous record's LSN + 1 (the first record:
  * any LSN > start_lsn).  The records of a file are its longest prefix of
  * valid records; everything after that prefix is the "rest".  A record is
  * never all zeros (its magic), so a rest of zero bytes only is free space.
@@ -172,11 +184,15 @@ size_t wal_record_size(const wal_op *ops, size_t n, bool is_batch) {
   size_t s = SA_WAL_RECORD_HEADER;
   if (!is_batch) {
     assert(n == 1);
-    return s + (ops[0].op == SA_OP_PUT ? 8 + ops[0].klen + ops[0].vlen : 4 + ops[0].klen);
+    const wal_op *o = &ops[0];
+    if (o->op != SA_OP_PUT) return s + 4 + o->klen;
+    return s + 8 + o->klen + o->vlen + (o->ctlen ? 1 + o->ctlen : 0);
   }
   s += 4;
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; i < n; i++) {
+    assert(ops[i].ctlen == 0);
     s += 9 + ops[i].klen + (ops[i].op == SA_OP_PUT ? ops[i].vlen : 0);
+  }
   return s;
 }
 
@@ -186,16 +202,21 @@ size_t wal_record_encode(unsigned char *out, uint64_t lsn, uint64_t hlc, const w
   int type;
   if (!is_batch) {
     const wal_op *o = &ops[0];
-    type = o->op == SA_OP_PUT ? WAL_PUT : WAL_DELETE;
+    type = o->op != SA_OP_PUT ? WAL_DELETE : o->ctlen ? WAL_PUT_CT : WAL_PUT;
     sa_put_u32(p, o->klen);
     p += 4;
-    if (type == WAL_PUT) {
+    if (type != WAL_DELETE) {
       sa_put_u32(p, o->vlen);
       p += 4;
     }
+    if (type == WAL_PUT_CT) *p++ = (unsigned char)o->ctlen;
     memcpy(p, o->key, o->klen);
     p += o->klen;
-    if (type == WAL_PUT && o->vlen) {
+    if (type == WAL_PUT_CT) {
+      memcpy(p, o->ctype, o->ctlen);
+      p += o->ctlen;
+    }
+    if (type != WAL_DELETE && o->vlen) {
       memcpy(p, o->val, o->vlen);
       p += o->vlen;
     }
@@ -244,15 +265,20 @@ static void wal_header_fill(unsigned char *out, int type, size_t len, uint64_t l
   sa_put_u32(out, sa_crc32c(0, out + 4, SA_WAL_RECORD_HEADER - 4 + len));
 }
 
-/* An item's value is logged only when it is an applied put. */
+/* An item's value and content type are logged only when it is an applied
+ * put. */
 static uint32_t wal_sync_vlen(const wal_op *o) {
   return o->op == SA_OP_PUT && o->decision == WAL_SYNC_APPLY ? o->vlen : 0;
+}
+static uint32_t wal_sync_ctlen(const wal_op *o) {
+  return o->op == SA_OP_PUT && o->decision == WAL_SYNC_APPLY ? o->ctlen : 0;
 }
 
 size_t wal_sync_record_size(size_t plen, const wal_op *items, size_t n) {
   size_t s = SA_WAL_RECORD_HEADER + 1 + plen + 12;
   for (size_t i = 0; i < n; i++)
-    s += WAL_SYNC_ITEM_HEADER + items[i].olen + items[i].klen + wal_sync_vlen(&items[i]);
+    s += WAL_SYNC_ITEM_HEADER + items[i].olen + items[i].klen + wal_sync_ctlen(&items[i]) +
+         wal_sync_vlen(&items[i]);
   return s;
 }
 
@@ -267,11 +293,11 @@ size_t wal_sync_record_encode(unsigned char *out, uint64_t lsn, uint64_t hlc, co
   p += 12;
   for (size_t i = 0; i < n; i++) {
     const wal_op *o = &items[i];
-    uint32_t vlen = wal_sync_vlen(o);
+    uint32_t vlen = wal_sync_vlen(o), ctlen = wal_sync_ctlen(o);
     p[0] = (unsigned char)o->op;
     p[1] = (unsigned char)o->decision;
     p[2] = (unsigned char)o->olen;
-    p[3] = 0;
+    p[3] = (unsigned char)ctlen;
     sa_put_u32(p + 4, o->klen);
     sa_put_u32(p + 8, vlen);
     sa_put_u64(p + 12, o->hlc);
@@ -282,6 +308,8 @@ size_t wal_sync_record_encode(unsigned char *out, uint64_t lsn, uint64_t hlc, co
     p += o->olen;
     memcpy(p, o->key, o->klen);
     p += o->klen;
+    if (ctlen) memcpy(p, o->ctype, ctlen);
+    p += ctlen;
     if (vlen) memcpy(p, o->val, vlen);
     p += vlen;
   }
@@ -298,6 +326,15 @@ int wal_payload_check(int type, const unsigned char *p, uint32_t len, uint32_t *
     if (len < 8) return -1;
     uint64_t k = sa_get_u32(p), v = sa_get_u32(p + 4);
     if (k == 0 || k > SA_KEY_MAX || 8 + k + v != len) return -1;
+    if (count) *count = 1;
+    return 0;
+  }
+  if (type == WAL_PUT_CT) {
+    if (len < 9) return -1;
+    uint64_t k = sa_get_u32(p), v = sa_get_u32(p + 4), t = p[8];
+    if (k == 0 || k > SA_KEY_MAX || t == 0 || 9 + k + t + v != len ||
+        sa_ctype_check((const char *)p + 9 + k, (size_t)t, NULL) != 0)
+      return -1;
     if (count) *count = 1;
     return 0;
   }
@@ -319,14 +356,15 @@ int wal_payload_check(int type, const unsigned char *p, uint32_t len, uint32_t *
     for (uint32_t i = 0; i < n; i++) {
       if (end - p < WAL_SYNC_ITEM_HEADER) return -1;
       int op = p[0], dec = p[1];
-      uint64_t o = p[2], k = sa_get_u32(p + 4), v = sa_get_u32(p + 8);
+      uint64_t o = p[2], t = p[3], k = sa_get_u32(p + 4), v = sa_get_u32(p + 8);
       if ((op != SA_OP_PUT && op != SA_OP_DELETE) || dec < WAL_SYNC_APPLY || dec > WAL_SYNC_STALE ||
-          o == 0 || o > SA_NODE_ID_MAX || p[3] != 0 || k == 0 || k > SA_KEY_MAX ||
-          (v != 0 && (op != SA_OP_PUT || dec != WAL_SYNC_APPLY)))
+          o == 0 || o > SA_NODE_ID_MAX || t > SA_CONTENT_TYPE_MAX || k == 0 || k > SA_KEY_MAX ||
+          ((v != 0 || t != 0) && (op != SA_OP_PUT || dec != WAL_SYNC_APPLY)))
         return -1;
       p += WAL_SYNC_ITEM_HEADER;
-      if ((uint64_t)(end - p) < o + k + v) return -1;
-      p += o + k + v;
+      if ((uint64_t)(end - p) < o + k + t + v) return -1;
+      if (t && sa_ctype_check((const char *)p + o + k, (size_t)t, NULL) != 0) return -1;
+      p += o + k + t + v;
       applied += dec == WAL_SYNC_APPLY;
     }
     if (p != end) return -1;
@@ -383,6 +421,8 @@ void wal_op_iter_init(wal_op_iter *it, int type, const unsigned char *payload, u
 }
 
 int wal_op_next(wal_op_iter *it, wal_op *op) {
+  op->ctype = NULL;
+  op->ctlen = 0;
   op->decision = 0;
   op->hlc = op->origin_lsn = op->seq = 0;
   op->origin = NULL;
@@ -394,6 +434,7 @@ int wal_op_next(wal_op_iter *it, wal_op *op) {
       op->op = p[0];
       op->decision = p[1];
       op->olen = p[2];
+      op->ctlen = p[3];
       op->klen = sa_get_u32(p + 4);
       op->vlen = sa_get_u32(p + 8);
       op->hlc = sa_get_u64(p + 12);
@@ -401,7 +442,8 @@ int wal_op_next(wal_op_iter *it, wal_op *op) {
       op->seq = sa_get_u64(p + 28);
       op->origin = (const char *)p + WAL_SYNC_ITEM_HEADER;
       op->key = op->origin + op->olen;
-      op->val = op->key + op->klen;
+      op->ctype = op->ctlen ? op->key + op->klen : NULL;
+      op->val = op->key + op->klen + op->ctlen;
       it->p = (const unsigned char *)op->val + op->vlen;
       if (it->all || op->decision == WAL_SYNC_APPLY) return 1;
     }
@@ -417,6 +459,15 @@ int wal_op_next(wal_op_iter *it, wal_op *op) {
     op->key = (const char *)p + 8;
     op->val = p + 8 + op->klen;
     it->p = p + 8 + op->klen + op->vlen;
+  } else if (it->type == WAL_PUT_CT) {
+    op->op = SA_OP_PUT;
+    op->klen = sa_get_u32(p);
+    op->vlen = sa_get_u32(p + 4);
+    op->ctlen = p[8];
+    op->key = (const char *)p + 9;
+    op->ctype = op->key + op->klen;
+    op->val = op->ctype + op->ctlen;
+    it->p = (const unsigned char *)op->val + op->vlen;
   } else if (it->type == WAL_DELETE) {
     op->op = SA_OP_DELETE;
     op->klen = sa_get_u32(p);
@@ -447,7 +498,7 @@ int wal_record_decode(const unsigned char *buf, size_t avail, uint64_t offset, w
     return -1;
   }
   int type = buf[8];
-  if (type < WAL_PUT || type > WAL_SYNC || buf[9] != 0 || sa_get_u32(buf + 12) != 0) {
+  if (type < WAL_PUT || type > WAL_TYPE_MAX || buf[9] != 0 || sa_get_u32(buf + 12) != 0) {
     snprintf(reason, reason_len, "bad record type %d or flags", type);
     return -1;
   }
@@ -773,7 +824,8 @@ static void wal_classify_rest(const unsigned char *buf, uint64_t size, uint64_t 
    * magic bytes (10, 11) are non-zero, so it starts before last_nz - 10. */
   for (uint64_t o = off + 1; o + SA_WAL_RECORD_HEADER <= size && o + 11 <= last_nz; o++) {
     const unsigned char *p = buf + o;
-    if (p[10] != 'S' || p[11] != 'A' || p[8] < WAL_PUT || p[8] > WAL_SYNC || p[9] != 0) continue;
+    if (p[10] != 'S' || p[11] != 'A' || p[8] < WAL_PUT || p[8] > WAL_TYPE_MAX || p[9] != 0)
+      continue;
     wal_rec rec;
     char why[200];
     if (wal_record_decode(p, size - o, o, &rec, why, sizeof why) == 0 && rec.lsn > prev) {

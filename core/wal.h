@@ -24,7 +24,9 @@
 #define SA_WAL_MAX_PAYLOAD (1u << 30) /* plausibility bound when scanning */
 #define SA_WAL_MAX_BATCH_OPS 10000
 
-enum { WAL_PUT = 1, WAL_DELETE = 2, WAL_BATCH = 3, WAL_SYNC = 4 };
+/* WAL_PUT_CT: a put with a content type (its payload holds the type). */
+enum { WAL_PUT = 1, WAL_DELETE = 2, WAL_BATCH = 3, WAL_SYNC = 4, WAL_PUT_CT = 5 };
+#define WAL_TYPE_MAX WAL_PUT_CT
 
 /* A sync record's decision per item (wal.c, "sync record"). */
 enum { WAL_SYNC_APPLY = 1, WAL_SYNC_SKIP = 2, WAL_SYNC_STALE = 3 };
@@ -37,6 +39,8 @@ typedef struct wal_op {
   uint32_t klen;
   const void *val;
   uint32_t vlen;
+  const char *ctype; /* a put's content type (ctlen bytes, not NUL-terminated); */
+  uint32_t ctlen;    /* 0: none (a plain put, a delete, a batch's op) */
   /* WAL_SYNC items only (else 0 / NULL: the record's own hlc, this node) */
   int decision;       /* WAL_SYNC_* */
   uint64_t hlc;       /* the item's pair */
@@ -52,7 +56,7 @@ typedef struct wal_rec {
   uint64_t offset;
   uint64_t lsn;
   uint64_t hlc;
-  int type;     /* WAL_PUT, WAL_DELETE, WAL_BATCH */
+  int type;     /* WAL_PUT, WAL_DELETE, WAL_BATCH, WAL_SYNC, WAL_PUT_CT */
   uint32_t len; /* payload bytes */
   const unsigned char *payload;
 } wal_rec;
@@ -103,7 +107,8 @@ int wal_record_decode(const unsigned char *buf, size_t avail, uint64_t offset, w
 size_t wal_record_view(const unsigned char *buf, wal_rec *rec);
 
 /* Size in bytes of the encoded record for these ops (type WAL_BATCH when
- * is_batch, else the single op's own type). */
+ * is_batch, else the single op's own type: WAL_PUT_CT for a put with a
+ * content type).  A batch's ops carry no content type (ctlen must be 0). */
 size_t wal_record_size(const wal_op *ops, size_t n, bool is_batch);
 
 /* Encodes a record into out (wal_record_size bytes) and returns the size. */

@@ -32,10 +32,10 @@ typedef struct cli_wal_visit {
 
 static int cli_wal_visit_fn(const sa_wal_record *r, void *ctx) {
   cli_wal_visit *v = ctx;
-  const char *type = r->type == SA_OP_PUT      ? "put"
-                     : r->type == SA_OP_DELETE ? "delete"
-                     : r->type == SA_WAL_BATCH ? "batch"
-                                               : "?";
+  const char *type = r->type == SA_OP_PUT || r->type == SA_WAL_PUT_TYPED ? "put"
+                     : r->type == SA_OP_DELETE                           ? "delete"
+                     : r->type == SA_WAL_BATCH                           ? "batch"
+                                                                         : "?";
   char key[160];
   size_t kl = r->key_len < sizeof key - 1 ? r->key_len : sizeof key - 1;
   memcpy(key, r->key ? r->key : "", kl);
@@ -52,7 +52,7 @@ static int cli_wal_visit_fn(const sa_wal_record *r, void *ctx) {
     if (r->type == SA_WAL_BATCH)
       printf("  lsn %-8llu offset %-10llu batch   %u ops, first %s  crc ok\n",
              (unsigned long long)r->lsn, (unsigned long long)r->offset, r->count, key);
-    else if (r->type == SA_OP_PUT)
+    else if (r->type == SA_OP_PUT || r->type == SA_WAL_PUT_TYPED)
       printf("  lsn %-8llu offset %-10llu put     %s (%u bytes)  crc ok\n",
              (unsigned long long)r->lsn, (unsigned long long)r->offset, key, r->value_len);
     else

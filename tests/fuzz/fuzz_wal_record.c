@@ -7,7 +7,9 @@
  *     or gives a reason;
  *   - an accepted record's payload passes wal_payload_check, wal_op_iter
  *     yields exactly `count` operations inside the payload, each with a key
- *     of 1..SA_KEY_MAX bytes;
+ *     of 1..SA_KEY_MAX bytes, and a content type only on a put (type 5, or
+ *     an applied put of a sync record), inside the payload, at most
+ *     SA_CONTENT_TYPE_MAX bytes and a valid media type;
  *   - re-encoding the decoded operations with wal_record_encode gives back
  *     the very same bytes (the format has one encoding per record);
  *   - a sync record (type 4): every item inside it with a known decision,
@@ -18,6 +20,7 @@
  */
 #include "fuzz.h"
 
+#include "internal.h"
 #include "softadastra.h"
 #include "wal.h"
 
@@ -41,9 +44,19 @@ static uint32_t walk(int type, const uint8_t *p, uint32_t len, wal_op *ops, uint
     FUZZ_CHECK(k >= p && k + op.klen <= p + len);
     if (op.op == SA_OP_PUT && op.vlen) FUZZ_CHECK(v >= p && v + op.vlen <= p + len);
     if (op.op == SA_OP_DELETE) FUZZ_CHECK(op.vlen == 0);
+    FUZZ_CHECK(op.ctlen <= SA_CONTENT_TYPE_MAX);
+    if (op.ctlen) {
+      const uint8_t *t = (const uint8_t *)op.ctype;
+      FUZZ_CHECK(op.op == SA_OP_PUT && (type == WAL_PUT_CT || type == WAL_SYNC));
+      FUZZ_CHECK(t >= p && t + op.ctlen <= p + len);
+      FUZZ_CHECK(sa_ctype_check(op.ctype, op.ctlen, NULL) == 0);
+    } else {
+      FUZZ_CHECK(type != WAL_PUT_CT);
+    }
     if (type == WAL_SYNC) {
       FUZZ_CHECK(op.decision >= WAL_SYNC_APPLY && op.decision <= WAL_SYNC_STALE);
       FUZZ_CHECK(all || op.decision == WAL_SYNC_APPLY);
+      if (op.ctlen) FUZZ_CHECK(op.decision == WAL_SYNC_APPLY);
       if (op.olen)
         FUZZ_CHECK((const uint8_t *)op.origin >= p &&
                    (const uint8_t *)op.origin + op.olen <= p + len);
@@ -92,7 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (wal_record_decode(data, size, 4242, &rec, reason, sizeof reason) == 0) {
     FUZZ_CHECK(rec.offset == 4242);
     FUZZ_CHECK(rec.type == WAL_PUT || rec.type == WAL_DELETE || rec.type == WAL_BATCH ||
-               rec.type == WAL_SYNC);
+               rec.type == WAL_SYNC || rec.type == WAL_PUT_CT);
     FUZZ_CHECK((size_t)SA_WAL_RECORD_HEADER + rec.len <= size);
     FUZZ_CHECK(rec.payload == data + SA_WAL_RECORD_HEADER);
     uint32_t count = 0;
@@ -118,10 +131,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK(reason[0] != 0);
   }
   /* the same bytes as a bare payload of each type */
-  for (int type = 0; type <= 4; type++) {
+  for (int type = 0; type <= WAL_TYPE_MAX + 1; type++) {
     uint32_t count = 0;
     if (size <= UINT32_MAX && wal_payload_check(type, data, (uint32_t)size, &count) == 0) {
-      FUZZ_CHECK(type >= WAL_PUT && type <= WAL_SYNC);
+      FUZZ_CHECK(type >= WAL_PUT && type <= WAL_TYPE_MAX);
       FUZZ_CHECK(walk(type, data, (uint32_t)size, NULL, 0, false) == count);
     }
   }

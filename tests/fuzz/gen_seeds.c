@@ -69,6 +69,12 @@ int main(int argc, char **argv) {
   put_file("fuzz_wal_record", "batch1", buf, n);
   n = rec(buf, 7, &put, 1, false);
   put_file("fuzz_wal_record", "truncated", buf, n - 3);
+  /* a put with a content type (type 5) */
+  wal_op typed = put;
+  typed.ctype = "application/json; charset=\"utf-8\"";
+  typed.ctlen = (uint32_t)strlen(typed.ctype);
+  n = rec(buf, 9, &typed, 1, false);
+  put_file("fuzz_wal_record", "put_typed", buf, n);
   /* a sync record: a peer's batch, one item applied, one skipped, one stale */
   wal_op items[3] = {{.op = SA_OP_PUT,
                       .key = "a",
@@ -101,6 +107,11 @@ int main(int argc, char **argv) {
                       .seq = 23}};
   n = wal_sync_record_encode(buf, 8, (1700000000000ull << 16) | 8, "node-b", 6, 23, items, 3);
   put_file("fuzz_wal_record", "sync3", buf, n);
+  /* the same with the applied put typed */
+  items[0].ctype = "image/png";
+  items[0].ctlen = 9;
+  n = wal_sync_record_encode(buf, 10, (1700000000000ull << 16) | 10, "node-b", 6, 23, items, 3);
+  put_file("fuzz_wal_record", "sync3_typed", buf, n);
 
   /* fuzz_wal_scan: byte 0 even = generated header, byte 1 = start_lsn */
   size_t f = 0;

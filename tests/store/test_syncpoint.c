@@ -101,9 +101,9 @@ static void write_round(sa_store *s, int round, unsigned *seed, double p, uint64
     } else {
       uint64_t version;
       size_t n = value_of(i, round, v, sizeof v);
-      ck_assert_msg(
-          store_wput(t, k, (uint32_t)strlen(k), v, (uint32_t)n, lsn, 1, NULL, &version, &e) == 0,
-          "%s", e.message);
+      ck_assert_msg(store_wput(t, k, (uint32_t)strlen(k), v, (uint32_t)n, NULL, 0, lsn, 1, NULL,
+                               &version, &e) == 0,
+                    "%s", e.message);
       model[i] = round;
     }
   }

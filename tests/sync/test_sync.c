@@ -987,14 +987,14 @@ START_TEST(format_1_store_opens_with_origin_this_node) {
   ck_assert_int_eq(sa_client_remove(c, "k", NULL), 0);
   ck_assert_uint_eq(counters(c).tombs, 1);
   sa_client_close(c);
-  /* it is format 2 now */
+  /* it is the current format now (1 -> 2 -> 3) */
   ck_assert_int_eq(mdb_env_create(&env), 0);
   mdb_env_set_maxdbs(env, 16);
   ck_assert_int_eq(mdb_env_open(env, store, MDB_NOSUBDIR | MDB_RDONLY, 0644), 0);
   ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
   ck_assert_int_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
   ck_assert_int_eq(mdb_get(txn, meta, &fk, &fv), 0);
-  ck_assert_uint_eq(((unsigned char *)fv.mv_data)[0], 2);
+  ck_assert_uint_eq(((unsigned char *)fv.mv_data)[0], 3); /* the current format */
   mdb_txn_abort(txn);
   mdb_env_close(env);
 }
