@@ -64,6 +64,10 @@ int api_feed_pos_parse(const char *s, uint64_t *lsn, uint64_t *epoch, bool *has_
   return api_parse_u64(colon + 1, lsn);
 }
 
+int api_feed_pos_parse_epoch(const char *s, uint64_t *epoch) {
+  return api_feed_hex64(s, strlen(s), epoch);
+}
+
 void api_feed_epoch_hex(sa_client *c, char out[17]) {
   snprintf(out, 17, "%016" PRIx64, sa_client_epoch(c));
 }

@@ -19,6 +19,10 @@
  * then *has_epoch is set).  0, or -1 when malformed. */
 int api_feed_pos_parse(const char *s, uint64_t *lsn, uint64_t *epoch, bool *has_epoch);
 
+/* An epoch as sent back by a client (1-16 hex digits) into *epoch; -1 when
+ * malformed. */
+int api_feed_pos_parse_epoch(const char *s, uint64_t *epoch);
+
 /* The node's epoch as 16 hex digits. */
 void api_feed_epoch_hex(sa_client *c, char out[17]);
 

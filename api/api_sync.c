@@ -9,7 +9,12 @@
  * a position below the floor, and the calls into the core's sync API
  * (sa_client_sync_read, _snapshot, _digest, _peer_ack).  The protocol is
  * the one of issue 22's design note; every answer of these routes, errors
- * included, carries "X-Softadastra-Node: <this node's id>".
+ * included, carries "X-Softadastra-Node: <this node's id>" and
+ * "X-Softadastra-Epoch: <16 hex digits>" (sa_client_epoch: a restore starts
+ * a new one).  A puller keeps the epoch beside its cursor and sends it back
+ * (epoch=E): a cursor of another epoch is answered 410, reason "epoch"
+ * (the node was restored and numbers its changes again from the backup's
+ * LSN: that cursor would skip its new writes).
  *
  * What it is not: a puller (server/srv_sync.c pulls peers, over HTTP) or a
  * waiter: a long-poll that must wait is handed to the caller as an api_feed
@@ -26,6 +31,7 @@
  */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +39,7 @@
 #include <time.h>
 
 #include "api_feed.h"
+#include "api_feed_pos.h"
 #include "api_internal.h"
 #include "api_json.h"
 #include "api_util.h"
@@ -165,6 +172,7 @@ static api_response *api_sync_tag(const api_ctx *ctx, api_response *r) {
   for (size_t i = 0; i < r->n_headers; i++)
     if (strcmp(r->headers[i].name, "X-Softadastra-Node") == 0) return r;
   if (ctx->node_id[0]) api_resp_header(r, "X-Softadastra-Node", "%s", api_sync_self(ctx));
+  api_resp_header(r, "X-Softadastra-Epoch", "%016" PRIx64, sa_client_epoch(ctx->client));
   return r;
 }
 
@@ -207,6 +215,29 @@ static api_response *api_sync_gone(const api_ctx *ctx, uint64_t since) {
   jb_str(&b, msg, strlen(msg));
   jb_lit(&b, "},\"oldest_since\":");
   jb_u64(&b, floor);
+  jb_lit(&b, "}");
+  api_response *r = api_sync_body(ctx, &b);
+  if (r->status == 200) r->status = 410;
+  return r;
+}
+
+/* The 410 of a cursor from another epoch of this node: "reason": "epoch",
+ * the node's epoch and the oldest since (0 reads the whole feed). */
+static api_response *api_sync_epoch_gone(const api_ctx *ctx, uint64_t since, uint64_t theirs) {
+  char mine[17], msg[400];
+  api_feed_epoch_hex(ctx->client, mine);
+  snprintf(msg, sizeof msg,
+           "since %llu is from epoch %016" PRIx64
+           " of this node, which is now epoch %s (restored from a backup or recreated since): "
+           "pull again from since=0 with epoch=%s",
+           (unsigned long long)since, theirs, mine, mine);
+  jbuf b = {0};
+  jb_lit(&b, "{\"error\":{\"code\":\"gone\",\"reason\":\"epoch\",\"message\":");
+  jb_str(&b, msg, strlen(msg));
+  jb_lit(&b, ",\"epoch\":");
+  jb_str(&b, mine, strlen(mine));
+  jb_lit(&b, "},\"oldest_since\":");
+  jb_u64(&b, sa_client_sync_floor(ctx->client));
   jb_lit(&b, "}");
   api_response *r = api_sync_body(ctx, &b);
   if (r->status == 200) r->status = 410;
@@ -344,6 +375,25 @@ api_response *api_h_sync_ops(api_ctx *ctx, const api_request *req, const char *q
     return e;
   }
   p->limit = (size_t)limit;
+  char *ev = NULL;
+  if ((e = api_query(query, "epoch", &ev)) != NULL) {
+    free(p);
+    return api_sync_tag(ctx, e);
+  }
+  if (ev) {
+    uint64_t theirs = 0, since = p->since;
+    bool bad = api_feed_pos_parse_epoch(ev, &theirs) != 0;
+    free(ev);
+    if (bad) {
+      free(p);
+      return api_sync_bad(ctx, "bad_request",
+                          "epoch must be 1-16 hex digits (the X-Softadastra-Epoch of an answer)");
+    }
+    if (theirs != sa_client_epoch(ctx->client)) {
+      free(p);
+      return api_sync_epoch_gone(ctx, since, theirs);
+    }
+  }
   if (has_acked && !p->node[0]) {
     free(p);
     return api_sync_bad(ctx, "bad_request", "acked needs node (the puller's id)");

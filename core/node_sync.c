@@ -497,6 +497,11 @@ typedef struct sync_gc {
   size_t ndirty;
   bool tombs;              /* walk the tombstones */
   uint64_t dropped, floor; /* out */
+  /* sa_client_sync_peer_set_epoch: the peer's feed epoch to store (epoch_peer
+   * NULL: none), and with epoch_reset its cursor set back to 0. */
+  const char *epoch_peer;
+  uint64_t epoch;
+  bool epoch_reset;
 } sync_gc;
 
 typedef struct {
@@ -542,6 +547,10 @@ void node_process_sync_gc(sa_client *c, wreq *r) {
     const node_peer *p = &gc->dirty[i];
     if (p->dirty) rc = store_wpeer_put(t, 'a', p->id, p->acked, &e);
     if (rc == 0 && p->cursor_dirty) rc = store_wpeer_raise(t, 'c', p->id, p->cursor, &e);
+  }
+  if (rc == 0 && gc->epoch_peer) { /* after the raises: a reset wins */
+    rc = store_wpeer_put(t, 'e', gc->epoch_peer, gc->epoch, &e);
+    if (rc == 0 && gc->epoch_reset) rc = store_wpeer_put(t, 'c', gc->epoch_peer, 0, &e);
   }
   if (rc == 0) {
     if (max_lsn) store_wraise_sync_floor(t, max_lsn); /* a reader below a dropped tomb reloads */
@@ -622,5 +631,49 @@ int node_sync_tick(sa_client *c, sa_error *err) {
     pthread_mutex_unlock(&c->sync_mu);
   }
   free(dirty);
+  return rc;
+}
+
+/* ---- a peer's epoch ------------------------------------------------------------- */
+
+int sa_client_sync_peer_epoch(sa_client *c, const char *peer_id, uint64_t *epoch, sa_error *err) {
+  if (epoch) *epoch = 0;
+  if (!c || !epoch) return sa_fail(err, SA_EINVAL, "sa_client_sync_peer_epoch: NULL argument");
+  sa_error ke;
+  if (!peer_id || sa_node_id_check(peer_id, &ke) != 0)
+    return sa_fail(err, SA_EINVAL, "invalid peer id");
+  int rc = node_read_barrier(c, err);
+  return rc ? rc : store_peer_get(c->store, 'e', peer_id, epoch, err);
+}
+
+/* One store transaction on the writer (a REQ_SYNC_GC of its own), under
+ * tick_serial: no tick holds a copy of this peer's dirty cursor taken
+ * before the reset, which its GC would raise back after it. */
+int sa_client_sync_peer_set_epoch(sa_client *c, const char *peer_id, uint64_t epoch,
+                                  bool reset_cursor, sa_error *err) {
+  if (!c) return sa_fail(err, SA_EINVAL, "client is NULL");
+  sa_error ke;
+  if (!peer_id || sa_node_id_check(peer_id, &ke) != 0)
+    return sa_fail(err, SA_EINVAL, "invalid peer id");
+  pthread_mutex_lock(&c->tick_serial);
+  pthread_mutex_lock(&c->sync_mu);
+  node_peer *p = peer_find(c, peer_id, false);
+  if (p && reset_cursor) {
+    p->cursor = 0;
+    p->cursor_dirty = false;
+  }
+  pthread_mutex_unlock(&c->sync_mu);
+  sync_gc gc;
+  memset(&gc, 0, sizeof gc);
+  gc.now = node_now(c);
+  gc.epoch_peer = peer_id;
+  gc.epoch = epoch;
+  gc.epoch_reset = reset_cursor;
+  wreq r;
+  memset(&r, 0, sizeof r);
+  r.kind = REQ_SYNC_GC;
+  r.gc = &gc;
+  int rc = node_submit(c, &r, err);
+  pthread_mutex_unlock(&c->tick_serial);
   return rc;
 }

@@ -617,6 +617,19 @@ int sa_client_sync_apply(sa_client *c, const char *peer_id, const sa_sync_item *
 /* The cursor stored for peer_id (0 when none): where to resume pulling. */
 int sa_client_sync_cursor(sa_client *c, const char *peer_id, uint64_t *cursor, sa_error *err);
 
+/* The epoch of peer_id's store that its stored cursor belongs to (0 when
+ * none is known).  A node restored from a backup (or recreated) starts a new
+ * epoch (sa_client_epoch) and numbers its changes again from the backup's
+ * LSN: a cursor of the old epoch would skip its new writes. */
+int sa_client_sync_peer_epoch(sa_client *c, const char *peer_id, uint64_t *epoch, sa_error *err);
+
+/* Stores epoch as peer_id's epoch; with reset_cursor its cursor goes back
+ * to 0 in the same store transaction (the peer answered that the cursor is
+ * from another epoch: pull its feed, or its snapshot, again).  A crash
+ * before it only means the peer answers so again. */
+int sa_client_sync_peer_set_epoch(sa_client *c, const char *peer_id, uint64_t epoch,
+                                  bool reset_cursor, sa_error *err);
+
 /* A puller (peer_id) reports it has durably applied this node's feed
  * through seq.  With every configured peer past an outbox entry, the entry
  * is acknowledged; tombstones every configured peer is past are dropped.

@@ -69,6 +69,7 @@ typedef struct srv_peer {
   char node_id[SA_NODE_ID_MAX + 1]; /* learned from the peer; "" until then */
   srv_peer_state state;
   uint64_t cursor;          /* the peer's feed position applied here */
+  uint64_t epoch;           /* the peer's epoch that cursor is in (0: not known yet) */
   uint64_t last_lsn;        /* the peer's last LSN as it last said */
   uint64_t behind_since_ms; /* unix ms since when cursor < last_lsn (0: caught up) */
   uint64_t last_contact_ms; /* unix ms of the last answer */
@@ -200,20 +201,42 @@ static size_t srv_sync_write_cb(char *data, size_t size, size_t nmemb, void *cls
 
 typedef struct srv_hdrs {
   char node[SA_NODE_ID_MAX + 1]; /* X-Softadastra-Node */
+  uint64_t epoch;                /* X-Softadastra-Epoch (0: absent or malformed) */
 } srv_hdrs;
+
+/* X-Softadastra-Epoch's value: exactly 16 hex digits, else 0. */
+static uint64_t srv_sync_epoch_value(const char *v, size_t n) {
+  if (n != 16) return 0;
+  uint64_t e = 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = v[i];
+    int d = c >= '0' && c <= '9'   ? c - '0'
+            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+            : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                   : -1;
+    if (d < 0) return 0;
+    e = e << 4 | (uint64_t)d;
+  }
+  return e;
+}
 
 static size_t srv_sync_header_cb(char *data, size_t size, size_t nmemb, void *cls) {
   srv_hdrs *h = cls;
   size_t n = size * nmemb;
-  static const char name[] = "x-softadastra-node:";
-  if (n > sizeof name - 1 && strncasecmp(data, name, sizeof name - 1) == 0) {
-    const char *v = data + sizeof name - 1;
-    size_t vl = n - (sizeof name - 1);
+  static const char name[] = "x-softadastra-node:", ename[] = "x-softadastra-epoch:";
+  bool node = n > sizeof name - 1 && strncasecmp(data, name, sizeof name - 1) == 0;
+  bool epoch = !node && n > sizeof ename - 1 && strncasecmp(data, ename, sizeof ename - 1) == 0;
+  if (node || epoch) {
+    size_t skip = node ? sizeof name - 1 : sizeof ename - 1;
+    const char *v = data + skip;
+    size_t vl = n - skip;
     while (vl && (*v == ' ' || *v == '\t'))
       v++, vl--;
     while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
       vl--;
-    if (vl <= SA_NODE_ID_MAX) {
+    if (epoch) {
+      h->epoch = srv_sync_epoch_value(v, vl);
+    } else if (vl <= SA_NODE_ID_MAX) {
       memcpy(h->node, v, vl);
       h->node[vl] = '\0';
     }
@@ -727,9 +750,10 @@ static int srv_peer_identify(srv_peer *p, const char *id) {
     return -1;
   }
   if (same) return 0;
-  uint64_t cursor = 0;
+  uint64_t cursor = 0, epoch = 0;
   sa_error err = {0};
   int rc = sa_client_sync_cursor(s->client, id, &cursor, &err);
+  if (rc == 0) rc = sa_client_sync_peer_epoch(s->client, id, &epoch, &err);
   if (rc != 0) {
     srv_peer_set(p, SRV_PEER_UNREACHABLE, "cannot read the cursor of %s: %s", id,
                  err.message[0] ? err.message : sa_strerror(rc));
@@ -738,6 +762,7 @@ static int srv_peer_identify(srv_peer *p, const char *id) {
   pthread_mutex_lock(&s->mu);
   snprintf(p->node_id, sizeof p->node_id, "%s", id);
   p->cursor = cursor;
+  p->epoch = epoch;
   pthread_mutex_unlock(&s->mu);
   srv_sync_register(s);
   char q1[300], q2[100];
@@ -907,18 +932,73 @@ static int srv_peer_catch_up(srv_peer *p) {
   return rc;
 }
 
+/* The first answer that says the peer's epoch while none is stored: it is
+ * kept beside the cursor from now on.  Returns 0 or -1 (state set). */
+static int srv_peer_adopt_epoch(srv_peer *p, uint64_t epoch) {
+  srv_sync *s = p->s;
+  sa_error err = {0};
+  int rc = sa_client_sync_peer_set_epoch(s->client, p->node_id, epoch, false, &err);
+  if (rc != 0) {
+    srv_peer_set(p, SRV_PEER_UNREACHABLE, "cannot store the epoch of %s: %s", p->node_id,
+                 err.message[0] ? err.message : sa_strerror(rc));
+    return -1;
+  }
+  pthread_mutex_lock(&s->mu);
+  p->epoch = epoch;
+  pthread_mutex_unlock(&s->mu);
+  return 0;
+}
+
+/* 410 "epoch": the peer was restored from a backup (or recreated) since
+ * the cursor was read, and numbers its changes again from the backup's
+ * LSN.  The cursor goes back to 0 with the new epoch, durably, and the
+ * pull starts over (the whole feed, or a snapshot when the peer's floor
+ * is above 0); what this node already holds is skipped by the rule.
+ * Returns 1 (pull again) or -1 (state set). */
+static int srv_peer_new_epoch(srv_peer *p, uint64_t epoch) {
+  srv_sync *s = p->s;
+  if (!epoch) {
+    pthread_mutex_lock(&s->mu);
+    p->refused_invalid++;
+    pthread_mutex_unlock(&s->mu);
+    srv_peer_set(p, SRV_PEER_REFUSING, "410 epoch without a valid X-Softadastra-Epoch");
+    return -1;
+  }
+  sa_error err = {0};
+  int rc = sa_client_sync_peer_set_epoch(s->client, p->node_id, epoch, true, &err);
+  if (rc != 0) {
+    srv_peer_set(p, SRV_PEER_UNREACHABLE, "cannot reset the cursor of %s: %s", p->node_id,
+                 err.message[0] ? err.message : sa_strerror(rc));
+    return -1;
+  }
+  pthread_mutex_lock(&s->mu);
+  uint64_t old = p->epoch, cursor = p->cursor;
+  p->epoch = epoch;
+  p->cursor = 0;
+  pthread_mutex_unlock(&s->mu);
+  char q[300];
+  srv_log(SRV_LOG_WARN, "sync_peer_new_epoch",
+          "peer=%s node_id=%s old_epoch=%016llx epoch=%016llx old_cursor=%llu: the peer was "
+          "restored or recreated; pulling it again from 0",
+          srv_log_q(p->url, q, sizeof q), p->node_id, (unsigned long long)old,
+          (unsigned long long)epoch, (unsigned long long)cursor);
+  return 1;
+}
+
 /* One pull.  Returns 1 when more is waiting (pull again at once), 0 after a
  * pull that moved nothing, -1 on a failure (back off). */
 static int srv_peer_pull(srv_peer *p) {
   srv_sync *s = p->s;
   pthread_mutex_lock(&s->mu);
   bool known = p->node_id[0] != '\0';
-  uint64_t cursor = p->cursor;
+  uint64_t cursor = p->cursor, epoch = p->epoch;
   pthread_mutex_unlock(&s->mu);
-  char path[256], why[200];
+  char path[300], why[200];
   if (known)
-    snprintf(path, sizeof path, "/v1/sync/ops?since=%llu&limit=%u&wait=%u&node=%s&acked=%llu",
-             (unsigned long long)cursor, s->limit, s->wait_ms, s->self, (unsigned long long)cursor);
+    snprintf(path, sizeof path,
+             "/v1/sync/ops?since=%llu&limit=%u&wait=%u&node=%s&acked=%llu%s%.16llx",
+             (unsigned long long)cursor, s->limit, s->wait_ms, s->self, (unsigned long long)cursor,
+             epoch ? "&epoch=" : "", epoch ? (unsigned long long)epoch : 0ull);
   else /* first contact: who is there? */
     snprintf(path, sizeof path, "/v1/sync/ops?since=0&limit=1&node=%s", s->self);
   long status = 0;
@@ -949,7 +1029,10 @@ static int srv_peer_pull(srv_peer *p) {
     more = json_is_true(json_object_get(j, "more"));
   }
   const char *code = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
-  if (status == 410) {
+  const char *reason = json_string_value(json_object_get(json_object_get(j, "error"), "reason"));
+  if (status == 410 && reason && strcmp(reason, "epoch") == 0) {
+    if (known && srv_peer_identify(p, h.node) == 0) rc = srv_peer_new_epoch(p, h.epoch);
+  } else if (status == 410) {
     if (srv_peer_identify(p, h.node) >= 0) rc = srv_peer_catch_up(p) == 0 ? 1 : -1;
   } else if (status == 400 && code && strcmp(code, "same_node_id") == 0) {
     srv_peer_set(p, SRV_PEER_REFUSING, "the peer refuses this node: it has the same node id %s",
@@ -993,6 +1076,8 @@ static int srv_peer_pull(srv_peer *p) {
       } else if ((b.n || next != cursor) &&
                  srv_peer_apply_chunked(p, b.items, b.n, cursor, next) != 0) {
         /* refused: state set */
+      } else if (!epoch && h.epoch && srv_peer_adopt_epoch(p, h.epoch) != 0) {
+        /* state set */
       } else {
         uint64_t now = srv_sync_unix_ms();
         pthread_mutex_lock(&s->mu);

@@ -788,6 +788,73 @@ START_TEST(test_catch_up_from_snapshot) {
 }
 END_TEST
 
+/* A peer restored from a backup numbers its changes again from the backup's
+ * LSN, in a new epoch: a puller whose cursor is past that LSN must not skip
+ * its new writes.  B sends the epoch it read A's feed in; A, restored,
+ * answers 410 "epoch"; B sets its cursor back to 0 durably and pulls again.
+ * Without the check, n/1..n/5 get LSNs at or below B's cursor and never
+ * reach B. */
+START_TEST(test_restored_peer_is_pulled_again) {
+  int pa = free_port(), pb = free_port();
+  e2e_node a, b, a2;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  e2e_node_init(&a2);
+  int peers_a[] = {pb, 0}, peers_b[] = {pa, 0};
+  start_node(&a, "node-a", pa, peers_a, NULL);
+  start_node(&b, "node-b", pb, peers_b, NULL);
+  char path[96], val[16];
+  for (int i = 1; i <= 3; i++) {
+    snprintf(path, sizeof path, "/v1/store/k/%d", i);
+    ck_assert_int_eq(http_req(&a, "PUT", path, "before", NULL, NULL), 201);
+  }
+  ck_assert(wait_value(&b, "k/3", "before") >= 0);
+  char bak[400];
+  snprintf(bak, sizeof bak, "%s/a.sabackup", a.dir);
+  char *out = NULL, *err = NULL;
+  int rc = e2e_cli(&a, (const char *const[]){"backup", bak, "--quiet", NULL}, NULL, &out, &err);
+  ck_assert_msg(rc == 0, "backup: exit %d: %s %s", rc, out, err);
+  free(out);
+  free(err);
+  for (int i = 4; i <= 20; i++) { /* B's cursor of A moves well past the backup */
+    snprintf(path, sizeof path, "/v1/store/k/%d", i);
+    ck_assert_int_eq(http_req(&a, "PUT", path, "after", NULL, NULL), 201);
+  }
+  ck_assert(wait_value(&b, "k/20", "after") >= 0);
+  ck_assert_int_eq(e2e_node_stop(&a, SIGTERM), 0);
+  rc = e2e_cli(NULL, (const char *const[]){"restore", bak, "--data-dir", a2.data_dir, NULL}, NULL,
+               &out, &err);
+  ck_assert_msg(rc == 0, "restore: exit %d: %s %s", rc, out, err);
+  free(out);
+  free(err);
+  start_node(&a2, "node-a", pa, peers_a, NULL);
+  for (int i = 1; i <= 5; i++) {
+    snprintf(path, sizeof path, "/v1/store/n/%d", i);
+    snprintf(val, sizeof val, "new%d", i);
+    ck_assert_int_eq(http_req(&a2, "PUT", path, val, NULL, NULL), 201);
+  }
+  for (int i = 1; i <= 5; i++) {
+    snprintf(path, sizeof path, "n/%d", i);
+    snprintf(val, sizeof val, "new%d", i);
+    ck_assert_msg(wait_value(&b, path, val) >= 0, "%s never reached node-b", path);
+  }
+  char *log = e2e_read_file(b.log, NULL);
+  ck_assert_ptr_nonnull(strstr(log, "event=sync_peer_new_epoch"));
+  free(log);
+  /* A cursor sent with a wrong epoch is told so; a malformed one is 400. */
+  json_t *g = NULL;
+  ck_assert_int_eq(
+      http_req(&a2, "GET", "/v1/sync/ops?since=3&node=node-z&epoch=1234", NULL, NULL, &g), 410);
+  ck_assert_str_eq(json_string_value(json_object_get(json_object_get(g, "error"), "reason")),
+                   "epoch");
+  json_decref(g);
+  ck_assert_int_eq(
+      http_req(&a2, "GET", "/v1/sync/ops?since=3&node=node-z&epoch=xyz", NULL, NULL, NULL), 400);
+  stop_all(&a2, &b);
+  e2e_node_cleanup(&a);
+}
+END_TEST
+
 /* A growing buffer that doubles (e2e_http's grows by each chunk: quadratic
  * on a 32 MiB answer, too slow under the sanitizers). */
 typedef struct big_buf {
@@ -918,6 +985,7 @@ static Suite *e2e_sync_suite(void) {
   tcase_add_test(tc, test_impostor_with_own_id_refused);
   tcase_add_test(tc, test_delete_stays_deleted);
   tcase_add_test(tc, test_catch_up_from_snapshot);
+  tcase_add_test(tc, test_restored_peer_is_pulled_again);
   tcase_add_test(tc, test_binary_values_and_big_pages);
   suite_add_tcase(s, tc);
   return s;

@@ -621,6 +621,40 @@ static sa_sync_counters counters(sa_client *c) {
   return sc;
 }
 
+/* A peer's epoch is stored beside its cursor; a reset sets the cursor back
+ * to 0 in the same transaction, also over a cursor moved by an empty batch
+ * (kept in memory, persisted by the tick with "raise": it must not come
+ * back after the reset), and both survive a reopen. */
+START_TEST(peer_epoch_reset_sets_the_cursor_back) {
+  sa_client *c = open_id("node-b");
+  uint64_t t = now_ms;
+  sa_sync_item it[] = {put_item("x", "1", hlc_at(t - 5, 1), "node-a")};
+  apply_ok(c, "node-a", it, 1, 50, NULL);
+  apply_ok(c, "node-a", NULL, 0, 60, NULL); /* nothing for us: the cursor moves in memory */
+  ck_assert_uint_eq(cursor_of(c, "node-a"), 60);
+  uint64_t ep = 1;
+  ck_assert_int_eq(sa_client_sync_peer_epoch(c, "node-a", &ep, NULL), 0);
+  ck_assert_uint_eq(ep, 0);
+  ck_assert_int_eq(sa_client_sync_peer_set_epoch(c, "node-a", 0xabcull, false, NULL), 0);
+  ck_assert_uint_eq(cursor_of(c, "node-a"), 60); /* adopted: the cursor stays */
+  ck_assert_int_eq(sa_client_sync_peer_set_epoch(c, "node-a", 0xdefull, true, NULL), 0);
+  ck_assert_uint_eq(cursor_of(c, "node-a"), 0);
+  tick(c); /* would raise a stale in-memory cursor back */
+  ck_assert_uint_eq(cursor_of(c, "node-a"), 0);
+  ck_assert_int_eq(sa_client_sync_peer_epoch(c, "node-a", &ep, NULL), 0);
+  ck_assert_uint_eq(ep, 0xdefull);
+  sa_error e;
+  ck_assert_int_eq(sa_client_sync_peer_set_epoch(c, "bad id!", 1, true, &e), SA_EINVAL);
+  sa_client_close(c);
+  c = open_id("node-b");
+  ck_assert_uint_eq(cursor_of(c, "node-a"), 0);
+  ck_assert_int_eq(sa_client_sync_peer_epoch(c, "node-a", &ep, NULL), 0);
+  ck_assert_uint_eq(ep, 0xdefull);
+  expect_pair(c, "x", "1", hlc_at(t - 5, 1), "node-a"); /* what it applied stays */
+  sa_client_close(c);
+}
+END_TEST
+
 START_TEST(tombstone_gc_by_acks_and_outbox_acknowledged) {
   sa_client *c = open_id("node-b");
   tu_put(c, "a", "1");                                 /* lsn 1 */
@@ -1013,6 +1047,7 @@ int main(void) {
   tcase_add_test(t, feed_read_never_forces_a_commit);
   tcase_add_test(t, snapshot_digest_same_state_different_histories);
   tcase_add_test(t, replay_of_the_sync_record);
+  tcase_add_test(t, peer_epoch_reset_sets_the_cursor_back);
   tcase_add_test(t, tombstone_gc_by_acks_and_outbox_acknowledged);
   tcase_add_test(t, peers_away_never_fail_work);
   tcase_add_test(t, tombstone_gc_by_age_raises_the_horizon);
