@@ -135,14 +135,15 @@ typedef struct api_header {
 
 typedef struct api_response {
   int status;               /* HTTP status code */
-  const char *content_type; /* static string, NULL when there is no body */
+  const char *content_type; /* static string or ctbuf, NULL when there is no body */
   char *body;               /* owned by the response (may be NULL) */
   size_t body_len;          /* bytes at body */
   size_t n_headers;         /* extra headers used in headers[] */
   api_header headers[API_MAX_HEADERS];
-  size_t hbuf_used;        /* bytes used at hbuf */
-  char hbuf[API_HBUF];     /* short header values (no allocation per header) */
-  bool close;              /* the server should close the connection after it */
+  size_t hbuf_used;                    /* bytes used at hbuf */
+  char hbuf[API_HBUF];                 /* short header values (no allocation per header) */
+  char ctbuf[SA_CONTENT_TYPE_MAX + 1]; /* a stored value's content type (raw GET) */
+  bool close;                          /* the server should close the connection after it */
   struct api_feed *feed;   /* /v1/changes with can_defer: the feed the caller must wait on or
                               stream (api_feed.h); the caller takes it (sets it NULL) */
   struct api_write *write; /* PUT/DELETE of a key with can_defer: the write is queued on the

@@ -59,7 +59,10 @@ static json_t *api_feed_change_json(const sa_change *ch, bool values) {
                 api_json_u64(ch->hlc), "origin", ch->origin, "batch", (int)ch->batch);
   if (!o) return NULL;
   if (ch->op == SA_OP_DELETE) return o;
-  if (json_object_set_new(o, "size", api_json_u64(ch->len)) != 0) goto oom;
+  if (json_object_set_new(o, "size", api_json_u64(ch->len)) != 0 ||
+      json_object_set_new(o, "content_type",
+                          ch->content_type ? json_string(ch->content_type) : json_null()) != 0)
+    goto oom;
   if (values && ch->data) {
     const char *enc;
     json_t *v = api_json_value(ch->data, ch->len, &enc);

@@ -195,19 +195,22 @@ static char *api_json_lit(char *p, const char *lit, size_t n) {
 
 char *api_json_value_doc(const char *key, size_t klen, const char *data, size_t len,
                          uint64_t version, uint64_t lsn, uint64_t hlc, const char *origin,
-                         uint64_t updated_ms, size_t *out_len) {
+                         uint64_t updated_ms, const char *ctype, size_t *out_len) {
   static const char k_key[] = "{\"key\":", k_size[] = ",\"size\":", k_version[] = ",\"version\":",
                     k_lsn[] = ",\"lsn\":", k_hlc[] = ",\"hlc\":", k_origin[] = ",\"origin\":",
-                    k_upd[] = ",\"updated_at\":", k_utf8[] = ",\"encoding\":\"utf-8\",\"value\":",
+                    k_upd[] = ",\"updated_at\":", k_ct[] = ",\"content_type\":",
+                    k_utf8[] = ",\"encoding\":\"utf-8\",\"value\":",
                     k_b64[] = ",\"encoding\":\"base64\",\"value\":", k_end[] = "}\n";
   char tbuf[64];
   size_t tlen = updated_ms ? api_json_time_fmt(tbuf, updated_ms) : 0;
+  size_t ctlen = ctype ? strlen(ctype) : 0;
   bool text = api_json_value_is_text(data, len);
   size_t vbytes = text ? api_json_str_len(data, len) : 4 * ((len + 2) / 3) + 2;
   size_t cap = (sizeof k_key - 1) + api_json_str_len(key, klen) + (sizeof k_size - 1) +
                (sizeof k_version - 1) + (sizeof k_lsn - 1) + (sizeof k_hlc - 1) +
                (sizeof k_origin - 1) + api_json_str_len(origin, strlen(origin)) +
                4 * API_JSON_U64_MAX + (sizeof k_upd - 1) + (tlen ? tlen + 2 : 4) +
+               (sizeof k_ct - 1) + (ctlen ? api_json_str_len(ctype, ctlen) : 4) +
                (sizeof k_b64 - 1) + vbytes + (sizeof k_end - 1) + 1;
   char *out = malloc(cap);
   if (!out) return NULL;
@@ -231,6 +234,8 @@ char *api_json_value_doc(const char *key, size_t klen, const char *data, size_t 
   } else {
     p = API_JSON_LIT(p, "null");
   }
+  p = API_JSON_LIT(p, k_ct);
+  p = ctlen ? api_json_str_put(p, ctype, ctlen) : API_JSON_LIT(p, "null");
   if (text) {
     p = API_JSON_LIT(p, k_utf8);
     p = api_json_str_put(p, data, len);
@@ -248,15 +253,17 @@ char *api_json_value_doc(const char *key, size_t klen, const char *data, size_t 
 
 char *api_json_write_doc(const char *key, size_t klen, bool put, uint64_t version, uint64_t lsn,
                          uint64_t hlc, const char *origin, bool durable, size_t size,
-                         size_t *out_len) {
+                         const char *ctype, size_t *out_len) {
   static const char k_key[] = "{\"key\":", k_version[] = ",\"version\":",
-                    k_deleted[] = ",\"deleted\":true",
-                    k_lsn[] = ",\"lsn\":", k_hlc[] = ",\"hlc\":", k_origin[] = ",\"origin\":",
-                    k_durable[] = ",\"durable\":", k_size[] = ",\"size\":", k_end[] = "}\n";
+                    k_deleted[] = ",\"deleted\":true", k_lsn[] = ",\"lsn\":", k_hlc[] = ",\"hlc\":",
+                    k_origin[] = ",\"origin\":", k_durable[] = ",\"durable\":",
+                    k_size[] = ",\"size\":", k_ct[] = ",\"content_type\":", k_end[] = "}\n";
+  size_t ctlen = ctype ? strlen(ctype) : 0;
   size_t cap = (sizeof k_key - 1) + api_json_str_len(key, klen) + (sizeof k_version - 1) +
                (sizeof k_deleted - 1) + (sizeof k_lsn - 1) + (sizeof k_hlc - 1) +
                (sizeof k_origin - 1) + api_json_str_len(origin, strlen(origin)) +
                (sizeof k_durable - 1) + 5 + (sizeof k_size - 1) + 4 * API_JSON_U64_MAX +
+               (sizeof k_ct - 1) + (ctlen ? api_json_str_len(ctype, ctlen) : 4) +
                (sizeof k_end - 1) + 1;
   char *out = malloc(cap);
   if (!out) return NULL;
@@ -279,6 +286,8 @@ char *api_json_write_doc(const char *key, size_t klen, bool put, uint64_t versio
   if (put) {
     p = API_JSON_LIT(p, k_size);
     p = api_json_u64_put(p, size);
+    p = API_JSON_LIT(p, k_ct);
+    p = ctlen ? api_json_str_put(p, ctype, ctlen) : API_JSON_LIT(p, "null");
   }
   p = API_JSON_LIT(p, k_end);
   *p = '\0';

@@ -37,9 +37,10 @@ json_t *api_json_time(uint64_t ms);
 
 /* The body of GET /v1/store/{key} (a JSON object and a newline):
  *   {"key":K,"size":N,"version":N,"lsn":N,"hlc":N,"origin":O,"updated_at":T,
- *    "encoding":"utf-8"|"base64","value":V}
+ *    "content_type":C,"encoding":"utf-8"|"base64","value":V}
  * (hlc, origin) is the pair of the write that holds the key (origin: a node
- * id, valid UTF-8).
+ * id, valid UTF-8); C is ctype as a string, or null when ctype is NULL or
+ * "" (a content type is printable ASCII).
  * key (klen bytes) must be valid UTF-8; the value (len bytes at data, may
  * hold NUL bytes) is written as a JSON string when api_json_value_is_text,
  * else base64.  Integers are clamped to INT64_MAX as api_json_u64 does; T is
@@ -47,16 +48,17 @@ json_t *api_json_time(uint64_t ms);
  * its length in *out_len; NULL when out of memory. */
 char *api_json_value_doc(const char *key, size_t klen, const char *data, size_t len,
                          uint64_t version, uint64_t lsn, uint64_t hlc, const char *origin,
-                         uint64_t updated_ms, size_t *out_len);
+                         uint64_t updated_ms, const char *ctype, size_t *out_len);
 
 /* The body of a settled write of key (PUT and DELETE /v1/store/{key}):
- *   put:    {"key":K,"version":N,"lsn":N,"hlc":N,"origin":O,"durable":B,"size":N}
+ *   put:    {"key":K,"version":N,"lsn":N,"hlc":N,"origin":O,"durable":B,"size":N,
+ *            "content_type":C}   (C: ctype, or null when NULL or "")
  *   delete: {"key":K,"deleted":true,"lsn":N,"hlc":N,"origin":O,"durable":B}
  * and a newline; by hand for the same reason as api_json_value_doc, with
  * the same guarantees (byte for byte jansson's output; a new buffer, NULL
  * when out of memory).  version and lsn are clamped to INT64_MAX. */
 char *api_json_write_doc(const char *key, size_t klen, bool put, uint64_t version, uint64_t lsn,
                          uint64_t hlc, const char *origin, bool durable, size_t size,
-                         size_t *out_len);
+                         const char *ctype, size_t *out_len);
 
 #endif

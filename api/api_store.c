@@ -3,9 +3,20 @@
  * and GET /v1/store (a page of keys), and the deferred writes of api.h.
  *
  * What it is: query and precondition parsing (raw=1, If-None-Match on a
- * read; If-Match, If-None-Match: * on a write), the answers to a read and to
- * a settled write, and the api_write handle that lets one server thread
- * queue many writes into the same group commit.  What it is not: key
+ * read; If-Match, If-None-Match: * and the Content-Type kept with the value
+ * on a write), the answers to a read and to a settled write, and the
+ * api_write handle that lets one server thread queue many writes into the
+ * same group commit.
+ *
+ * Content types: a PUT's Content-Type is stored with the value
+ * (sa_client_put_opts) once it passes sa_content_type_check (else 400
+ * bad_content_type, nothing written); none, an empty one, and exactly
+ * "application/x-www-form-urlencoded" (what curl sends by default with
+ * --data and --data-binary: an HTML form never sends a PUT) store none.  A
+ * raw GET answers with the stored type (application/octet-stream when none),
+ * nosniff, and "Content-Security-Policy: sandbox": a stored HTML or SVG
+ * value opened from the node's origin runs no script and reaches nothing of
+ * that origin (the dashboard, its token).  What it is not: key
  * decoding or routing (api_routes.c decodes and checks the key first), nor
  * batches (api_batch.c).
  *
@@ -23,8 +34,10 @@
  */
 #include <jansson.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api_internal.h"
 #include "api_json.h"
@@ -94,8 +107,14 @@ static void api_get_answer(void *arg, const sa_value *v) {
       body[v->len] = '\0';
       r->body = body;
       r->body_len = v->len;
-      r->content_type = "application/octet-stream";
+      if (v->content_type[0]) {
+        memcpy(r->ctbuf, v->content_type, sizeof r->ctbuf);
+        r->content_type = r->ctbuf;
+      } else {
+        r->content_type = "application/octet-stream";
+      }
       api_resp_header(r, "X-Content-Type-Options", "nosniff");
+      api_resp_header(r, "Content-Security-Policy", "sandbox");
     } else {
       api_response_free(r);
       r = NULL;
@@ -104,7 +123,8 @@ static void api_get_answer(void *arg, const sa_value *v) {
     r = api_resp_new(200);
     if (r) {
       r->body = api_json_value_doc(g->key, strlen(g->key), v->data, v->len, v->version, v->lsn,
-                                   v->hlc, v->origin, api_hlc_ms(v->hlc), &r->body_len);
+                                   v->hlc, v->origin, api_hlc_ms(v->hlc),
+                                   v->content_type[0] ? v->content_type : NULL, &r->body_len);
       r->content_type = "application/json";
       if (!r->body) {
         api_response_free(r);
@@ -182,13 +202,28 @@ static api_response *api_write_cond(api_ctx *ctx, const api_request *req, const 
   return NULL;
 }
 
+/* The content type a PUT stores (see the top): *out NULL for none, else
+ * the request's header (borrowed until it is answered).  Returns NULL, or
+ * the 400 naming why the header is refused. */
+static api_response *api_put_ctype(const api_request *req, const char **out) {
+  const char *ct = api_hdr(req, "Content-Type");
+  *out = NULL;
+  if (!ct || !*ct || strcasecmp(ct, "application/x-www-form-urlencoded") == 0) return NULL;
+  sa_error err = {0};
+  if (sa_content_type_check(ct, &err) != 0)
+    return api_reply_error(400, "bad_content_type", "Content-Type: %s", err.message);
+  *out = ct;
+  return NULL;
+}
+
 struct api_write {
   atomic_int state;          /* API_WRITE_SETTLED | API_WRITE_ARMED */
   void (*notify)(void *cls); /* set by api_write_arm */
   void *notify_cls;
-  bool put;    /* PUT, else DELETE */
-  size_t size; /* PUT: bytes of the value */
-  int rc;      /* the node's answer, once settled */
+  bool put;                            /* PUT, else DELETE */
+  size_t size;                         /* PUT: bytes of the value */
+  char ctype[SA_CONTENT_TYPE_MAX + 1]; /* PUT: the content type stored ("" none) */
+  int rc;                              /* the node's answer, once settled */
   sa_write_result res;
   sa_error err;
   api_route_id route; /* for the metrics at api_write_finish */
@@ -198,14 +233,15 @@ struct api_write {
 
 enum { API_WRITE_SETTLED = 1, API_WRITE_ARMED = 2 };
 
-/* The answer to a settled write of key. */
-static api_response *api_write_reply(const char *key, bool put, size_t size, int rc,
-                                     const sa_write_result *res, const sa_error *err) {
+/* The answer to a settled write of key (ctype: the type a put stored, NULL
+ * or "" for none). */
+static api_response *api_write_reply(const char *key, bool put, size_t size, const char *ctype,
+                                     int rc, const sa_write_result *res, const sa_error *err) {
   if (rc != 0) return api_reply_sa_error(rc, err);
   api_response *r = api_resp_new(put && res->version == 1 ? 201 : 200);
   if (!r) return &api_oom_response;
   r->body = api_json_write_doc(key, strlen(key), put, res->version, res->lsn, res->hlc, res->origin,
-                               res->durable, size, &r->body_len);
+                               res->durable, size, ctype && *ctype ? ctype : NULL, &r->body_len);
   if (!r->body) {
     api_response_free(r);
     return &api_oom_response;
@@ -238,7 +274,8 @@ void api_write_free(api_write *w) {
 /* Queues the write of key without waiting.  Returns the placeholder, or
  * NULL when the node refused it at once (then *e is the error answer). */
 static api_response *api_write_defer(api_ctx *ctx, const api_request *req, const char *key,
-                                     bool put, const sa_write_opts *wo, api_response **e) {
+                                     bool put, const sa_write_opts *wo, const char *ctype,
+                                     api_response **e) {
   size_t klen = strlen(key);
   api_write *w = calloc(1, sizeof *w + klen + 1);
   api_response *r = api_resp_new(202);
@@ -252,9 +289,11 @@ static api_response *api_write_defer(api_ctx *ctx, const api_request *req, const
   atomic_init(&w->state, 0);
   w->put = put;
   w->size = req->body_len;
+  if (ctype) snprintf(w->ctype, sizeof w->ctype, "%s", ctype);
+  sa_put_opts po = {.cond = wo->cond, .version = wo->version, .content_type = w->ctype};
   sa_error err = {0};
-  int rc = put ? sa_client_put_async(ctx->client, w->key, req->body_len ? req->body : NULL,
-                                     req->body_len, wo, api_write_settled, w, &err)
+  int rc = put ? sa_client_put_opts_async(ctx->client, w->key, req->body_len ? req->body : NULL,
+                                          req->body_len, &po, api_write_settled, w, &err)
                : sa_client_remove_async(ctx->client, w->key, wo, api_write_settled, w, &err);
   if (rc != 0) {
     free(w);
@@ -270,19 +309,22 @@ api_response *api_h_write_key(api_ctx *ctx, const api_request *req, const char *
   if (put && req->body_len > ctx->max_value_bytes)
     return api_reply_error(413, "payload_too_large", "value of %zu bytes is over the limit of %u",
                            req->body_len, ctx->max_value_bytes);
-  sa_write_opts wo;
-  api_response *e = api_write_cond(ctx, req, key, put, &wo);
+  const char *ctype = NULL;
+  api_response *e = put ? api_put_ctype(req, &ctype) : NULL;
   if (e) return e;
+  sa_write_opts wo;
+  if ((e = api_write_cond(ctx, req, key, put, &wo)) != NULL) return e;
   if (req->can_defer) {
-    api_response *r = api_write_defer(ctx, req, key, put, &wo, &e);
+    api_response *r = api_write_defer(ctx, req, key, put, &wo, ctype, &e);
     return r ? r : e;
   }
   sa_write_result res = {0};
   sa_error err = {0};
-  int rc = put ? sa_client_put_ex(ctx->client, key, req->body_len ? req->body : NULL, req->body_len,
-                                  &wo, &res, &err)
+  sa_put_opts po = {.cond = wo.cond, .version = wo.version, .content_type = ctype};
+  int rc = put ? sa_client_put_opts(ctx->client, key, req->body_len ? req->body : NULL,
+                                    req->body_len, &po, &res, &err)
                : sa_client_remove_ex(ctx->client, key, &wo, &res, &err);
-  return api_write_reply(key, put, req->body_len, rc, &res, &err);
+  return api_write_reply(key, put, req->body_len, ctype, rc, &res, &err);
 }
 
 void api_write_stamp(api_write *w, api_route_id route, const struct timespec *t0) {
@@ -291,7 +333,7 @@ void api_write_stamp(api_write *w, api_route_id route, const struct timespec *t0
 }
 
 api_response *api_write_finish(api_ctx *ctx, api_write *w, const api_request *req) {
-  api_response *r = api_write_reply(w->key, w->put, w->size, w->rc, &w->res, &w->err);
+  api_response *r = api_write_reply(w->key, w->put, w->size, w->ctype, w->rc, &w->res, &w->err);
   r = api_finish(ctx, req, w->route, r, &w->t0);
   api_write_free(w);
   return r;
@@ -348,9 +390,10 @@ api_response *api_h_list(api_ctx *ctx, const char *query) {
     }
     value_bytes += en->len;
     count++;
-    json_t *it = json_pack("{s:s,s:o,s:o,s:o,s:o}", "key", en->key, "size", api_json_u64(en->len),
-                           "version", api_json_u64(en->version), "lsn", api_json_u64(en->lsn),
-                           "updated_at", api_json_time(api_hlc_ms(en->hlc)));
+    json_t *it =
+        json_pack("{s:s,s:o,s:o,s:o,s:o,s:s?}", "key", en->key, "size", api_json_u64(en->len),
+                  "version", api_json_u64(en->version), "lsn", api_json_u64(en->lsn), "updated_at",
+                  api_json_time(api_hlc_ms(en->hlc)), "content_type", en->content_type);
     if (it && values && api_json_set_value(it, en->data, en->len) != 0) {
       json_decref(it);
       it = NULL;

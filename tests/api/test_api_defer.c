@@ -5,8 +5,10 @@
  * Checks: the placeholder carries the write and no answer; notify is called
  * exactly once whether the write settles before or after api_write_arm; the
  * final answer equals the blocking path's (201/200 JSON with ETag, 412, 404);
- * a write refused at once (413, 400) is answered directly; the metrics count
- * a deferred write once, when it is answered.
+ * a write refused at once (413, 400, a bad Content-Type) is answered
+ * directly; a deferred PUT keeps its Content-Type even when the request's
+ * header is gone before the write settles; the metrics count a deferred
+ * write once, when it is answered.
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -47,6 +49,14 @@ static const char *hdr_if_none_match(void *cls, const char *name) {
   return strcasecmp(name, "If-None-Match") == 0 ? "*" : NULL;
 }
 
+/* A Content-Type header whose bytes the test overwrites once the request
+ * is queued (a server may reuse them before the write settles). */
+static char ctype_buf[64];
+static const char *hdr_ctype(void *cls, const char *name) {
+  (void)cls;
+  return strcasecmp(name, "Content-Type") == 0 ? ctype_buf : NULL;
+}
+
 static const char *resp_header(const api_response *r, const char *name) {
   for (size_t i = 0; i < r->n_headers; i++)
     if (strcasecmp(r->headers[i].name, name) == 0) return r->headers[i].value;
@@ -70,7 +80,8 @@ static api_response *run(const char *method, const char *target, const char *bod
   api_response *r = api_handle(ctx, &req);
   *deferred = r->write != NULL;
   if (!r->write) return r;
-  ck_assert_int_eq(r->body_len, 0); /* a placeholder, no answer yet */
+  memset(ctype_buf, 'X', sizeof ctype_buf - 1); /* the header's bytes are gone */
+  ck_assert_int_eq(r->body_len, 0);             /* a placeholder, no answer yet */
   api_write *w = r->write;
   r->write = NULL;
   api_response_free(r);
@@ -141,6 +152,35 @@ START_TEST(put_and_delete_deferred) {
 }
 END_TEST
 
+START_TEST(content_type_deferred) {
+  for (int late = 0; late < 2; late++) {
+    snprintf(ctype_buf, sizeof ctype_buf, "%s", late ? "image/png" : "application/json");
+    bool d;
+    api_response *r = run("PUT", "/v1/store/t", "{}", hdr_ctype, late, &d);
+    ck_assert(d);
+    ck_assert_msg(body_has(r, late ? "\"content_type\":\"image/png\""
+                                   : "\"content_type\":\"application/json\""),
+                  "%.*s", (int)r->body_len, r->body);
+    api_response_free(r);
+    sa_value v;
+    ck_assert_int_eq(sa_client_get(client, "t", &v, NULL), 0);
+    ck_assert_str_eq(v.content_type, late ? "image/png" : "application/json");
+    sa_value_free(&v);
+  }
+  snprintf(ctype_buf, sizeof ctype_buf, "text/plain\x7f");
+  bool d;
+  api_response *r = run("PUT", "/v1/store/t", "x", hdr_ctype, false, &d);
+  ck_assert(!d);
+  ck_assert_int_eq(r->status, 400);
+  ck_assert(body_has(r, "bad_content_type"));
+  api_response_free(r);
+  sa_value v;
+  ck_assert_int_eq(sa_client_get(client, "t", &v, NULL), 0);
+  ck_assert_str_eq(v.data, "{}");
+  sa_value_free(&v);
+}
+END_TEST
+
 START_TEST(refused_at_once) {
   bool d;
   api_response *r = run("PUT", "/v1/store/k",
@@ -179,6 +219,7 @@ int main(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, put_and_delete_deferred);
   tcase_add_test(tc, refused_at_once);
+  tcase_add_test(tc, content_type_deferred);
   tcase_add_test(tc, counted_once_when_answered);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);

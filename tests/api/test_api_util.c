@@ -175,11 +175,13 @@ END_TEST
 /* The GET body as the API built it with jansson before api_json_value_doc
  * (api.c: json_pack + api_json_set_value + json_dumps, plus a newline). */
 static char *ref_value_doc(const char *key, size_t klen, const char *data, size_t len,
-                           uint64_t version, uint64_t lsn, uint64_t hlc, uint64_t ms) {
+                           uint64_t version, uint64_t lsn, uint64_t hlc, uint64_t ms,
+                           const char *ctype) {
   json_t *j =
-      json_pack("{s:s%,s:o,s:o,s:o,s:o,s:s,s:o}", "key", key, klen, "size", api_json_u64(len),
+      json_pack("{s:s%,s:o,s:o,s:o,s:o,s:s,s:o,s:o}", "key", key, klen, "size", api_json_u64(len),
                 "version", api_json_u64(version), "lsn", api_json_u64(lsn), "hlc",
-                api_json_u64(hlc), "origin", "node-a.1_Z", "updated_at", api_json_time(ms));
+                api_json_u64(hlc), "origin", "node-a.1_Z", "updated_at", api_json_time(ms),
+                "content_type", ctype && *ctype ? json_string(ctype) : json_null());
   ck_assert_ptr_nonnull(j);
   if (api_utf8_valid(data, len) && (len == 0 || !memchr(data, '\0', len))) {
     json_object_set_new(j, "encoding", json_string("utf-8"));
@@ -202,11 +204,13 @@ static char *ref_value_doc(const char *key, size_t klen, const char *data, size_
   return out;
 }
 
-static void check_doc(const char *key, size_t klen, const char *data, size_t len, uint64_t version,
-                      uint64_t lsn, uint64_t hlc, uint64_t ms) {
-  char *want = ref_value_doc(key, klen, data, len, version, lsn, hlc, ms);
+static void check_doc_ct(const char *key, size_t klen, const char *data, size_t len,
+                         uint64_t version, uint64_t lsn, uint64_t hlc, uint64_t ms,
+                         const char *ctype) {
+  char *want = ref_value_doc(key, klen, data, len, version, lsn, hlc, ms, ctype);
   size_t n = 0;
-  char *got = api_json_value_doc(key, klen, data, len, version, lsn, hlc, "node-a.1_Z", ms, &n);
+  char *got =
+      api_json_value_doc(key, klen, data, len, version, lsn, hlc, "node-a.1_Z", ms, ctype, &n);
   ck_assert_ptr_nonnull(got);
   ck_assert_uint_eq(n, strlen(want));
   ck_assert_msg(memcmp(got, want, n) == 0, "got  %s\nwant %s", got, want);
@@ -215,7 +219,20 @@ static void check_doc(const char *key, size_t klen, const char *data, size_t len
   free(want);
 }
 
+static void check_doc(const char *key, size_t klen, const char *data, size_t len, uint64_t version,
+                      uint64_t lsn, uint64_t hlc, uint64_t ms) {
+  check_doc_ct(key, klen, data, len, version, lsn, hlc, ms, NULL);
+}
+
 START_TEST(test_value_doc_like_jansson) {
+  /* content types: none, plain, and the quotes and backslashes a quoted
+   * parameter may hold */
+  const char *types[] = {"", "application/json", "text/plain; charset=utf-8",
+                         "multipart/mixed; boundary=\"a\\\"b\""};
+  for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+    check_doc_ct("k", 1, "v", 1, 1, 2, 3, 4, types[i]);
+    check_doc_ct("k", 1, "\0\1", 2, 1, 2, 3, 4, types[i]);
+  }
   /* every single byte as a value: controls, quotes, DEL, lone high bytes */
   for (int c = 0; c < 256; c++) {
     char b[3] = {'x', (char)c, 'y'};
@@ -242,7 +259,7 @@ START_TEST(test_value_doc_like_jansson) {
   /* NUL bytes inside a UTF-8 value: binary, so base64 (issue 25 item 1) */
   check_doc("k", 1, "a\0b\0", 4, 1, 1, 1, 1);
   size_t dn = 0;
-  char *d = api_json_value_doc("k", 1, "a\0b\0", 4, 1, 1, 1, "o", 1, &dn);
+  char *d = api_json_value_doc("k", 1, "a\0b\0", 4, 1, 1, 1, "o", 1, NULL, &dn);
   ck_assert_ptr_nonnull(d);
   ck_assert_msg(strstr(d, "\"encoding\":\"base64\",\"value\":\"YQBiAA==\"") != NULL, "%s", d);
   free(d);
@@ -330,12 +347,13 @@ END_TEST
 /* The answer to a write as the API built it with jansson before
  * api_json_write_doc (api.c: json_pack + json_dumps, plus a newline). */
 static void check_write_doc(const char *key, bool put, uint64_t version, uint64_t lsn, bool durable,
-                            size_t size) {
+                            size_t size, const char *ctype) {
   uint64_t hlc = lsn * 65536 + version;
   json_t *j =
-      put ? json_pack("{s:s,s:o,s:o,s:o,s:s,s:b,s:o}", "key", key, "version", api_json_u64(version),
-                      "lsn", api_json_u64(lsn), "hlc", api_json_u64(hlc), "origin", "n-1",
-                      "durable", (int)durable, "size", api_json_u64(size))
+      put ? json_pack("{s:s,s:o,s:o,s:o,s:s,s:b,s:o,s:o}", "key", key, "version",
+                      api_json_u64(version), "lsn", api_json_u64(lsn), "hlc", api_json_u64(hlc),
+                      "origin", "n-1", "durable", (int)durable, "size", api_json_u64(size),
+                      "content_type", ctype && *ctype ? json_string(ctype) : json_null())
           : json_pack("{s:s,s:b,s:o,s:o,s:s,s:b}", "key", key, "deleted", 1, "lsn",
                       api_json_u64(lsn), "hlc", api_json_u64(hlc), "origin", "n-1", "durable",
                       (int)durable);
@@ -345,7 +363,7 @@ static void check_write_doc(const char *key, bool put, uint64_t version, uint64_
   ck_assert_ptr_nonnull(s);
   size_t n = 0;
   char *got =
-      api_json_write_doc(key, strlen(key), put, version, lsn, hlc, "n-1", durable, size, &n);
+      api_json_write_doc(key, strlen(key), put, version, lsn, hlc, "n-1", durable, size, ctype, &n);
   ck_assert_ptr_nonnull(got);
   ck_assert_uint_eq(n, strlen(s) + 1);
   ck_assert_msg(memcmp(got, s, n - 1) == 0 && got[n - 1] == '\n', "got  %s\nwant %s", got, s);
@@ -364,8 +382,9 @@ START_TEST(test_write_doc_like_jansson) {
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
       for (int put = 0; put < 2; put++)
         for (int durable = 0; durable < 2; durable++) {
-          check_write_doc(keys[k], put, ints[i], ints[(i + 3) % 8], durable, (size_t)ints[i]);
-          check_write_doc(keys[k], put, 1, ints[i], durable, 0);
+          check_write_doc(keys[k], put, ints[i], ints[(i + 3) % 8], durable, (size_t)ints[i], NULL);
+          check_write_doc(keys[k], put, 1, ints[i], durable, 0, i % 2 ? "" : "image/png");
+          check_write_doc(keys[k], put, 2, ints[i], durable, 3, "text/x; q=\"a\\\\b\\\"\"");
         }
 }
 END_TEST

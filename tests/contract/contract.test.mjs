@@ -12,7 +12,10 @@
 //     its schema, none that is neither documented nor a generic HTTP header
 //     (Date, Content-Length, Connection, Transfer-Encoding, Keep-Alive);
 //   - its body: the Content-Type is a documented media type (parameters the
-//     spec names must be there), a JSON body matches the schema (ajv), an SSE
+//     spec names must be there; a documented range, */* or type/*, matches
+//     when no documented type does, and always for a raw=1 answer of a key,
+//     whose body is the value's bytes under the type it was put with, JSON
+//     or not), a JSON body matches the schema (ajv), an SSE
 //     stream's events match the schemas of x-events, and a response without
 //     content has no body;
 //   - a 405's Allow is exactly the spec's methods of the path, with HEAD for
@@ -121,8 +124,9 @@ function sseEvents(text) {
   return out;
 }
 
-// Checks res against the responses object `responses` (status -> response).
-function checkAgainst(responses, res, problems) {
+// Checks res against the responses object `responses` (status -> response);
+// raw: the answer's body is a stored value's bytes (a documented range).
+function checkAgainst(responses, res, problems, raw = false) {
   const st = String(res.status);
   const key = [st, `${st[0]}XX`, 'default'].find((k) => responses[k]);
   if (!key) {
@@ -156,16 +160,22 @@ function checkAgainst(responses, res, problems) {
     return;
   }
   const got = mediaType(ct);
-  const match = Object.entries(content).find(([k]) => {
+  const entries = Object.entries(content);
+  const fits = (k, range) => {
     const want = mediaType(k);
-    return want.essence === got.essence && want.params.every((p) => got.params.includes(p));
-  });
+    const essence = range
+      ? want.essence === '*/*' || (want.essence.endsWith('/*') && got.essence.startsWith(want.essence.slice(0, -1)))
+      : want.essence === got.essence;
+    return essence && want.params.every((p) => got.params.includes(p));
+  };
+  const match = (!raw && entries.find(([k]) => fits(k, false))) || entries.find(([k]) => fits(k, true));
   if (!match) {
     const listed = Object.keys(content).join(', ');
     problems.push(`Content-Type ${ct} is not documented (documented: ${listed})`);
     return;
   }
   const [, media] = match;
+  if (raw) return; // a value's bytes: any type, any content
   if (got.essence === 'application/json') {
     let body;
     try {
@@ -233,7 +243,7 @@ function check(req, res, expect) {
       for (const name of q.keys())
         if (!req.undocumented && !params.some((p) => p.in === 'query' && p.name === name))
           problems.push(`query parameter ${name} is not documented`);
-      checkAgainst(op.responses, res, problems);
+      checkAgainst(op.responses, res, problems, tmpl === '/v1/store/{key}' && q.get('raw') === '1');
     }
   }
   const label = `${req.method} ${req.path}${req.note ? ` (${req.note})` : ''} -> ${res.status}`;
@@ -417,6 +427,22 @@ async function run() {
   await x({ method: 'GET', path: '/v1/store/contract/bin' }, 200);
   await x({ method: 'GET', path: '/v1/store/contract/absent' }, 404);
   await x({ method: 'GET', path: `${k}?raw=maybe` }, 400);
+  // content types (issue 25 item 3): a PUT's Content-Type is what a raw GET
+  // answers with; a bad one is a 400
+  const doc = '/v1/store/contract/doc';
+  await x({ method: 'PUT', path: doc, body: '{"a":1}', headers: { 'Content-Type': 'application/json' } }, 201);
+  for (const [path, want] of [[`${doc}?raw=1`, 'application/json'],
+    ['/v1/store/contract/bin?raw=1', 'application/octet-stream']]) {
+    const got = await x({ method: 'GET', path }, 200);
+    if (got.headers['content-type'] !== want)
+      failures.push(`GET ${path}: Content-Type ${got.headers['content-type']}, want ${want}`);
+  }
+  await x({ method: 'GET', path: doc }, 200);
+  await x({ method: 'PUT', path: '/v1/store/contract/page', body: '<p>hi</p>',
+    headers: { 'Content-Type': 'text/html; charset=utf-8' } }, 201);
+  await x({ method: 'GET', path: '/v1/store/contract/page?raw=1' }, 200);
+  await x({ method: 'PUT', path: doc, body: 'x', headers: { 'Content-Type': 'json' },
+    note: 'Content-Type not a media type' }, 400);
   await x({ method: 'GET', path: '/v1/store/bad%zzkey', note: 'bad percent-encoding' }, 400);
   await x({ method: 'DELETE', path: k, headers: { 'If-Match': '"1"' }, note: 'stale version' }, 412);
   await x({ method: 'DELETE', path: k }, 200);
