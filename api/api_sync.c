@@ -433,16 +433,59 @@ api_response *api_h_sync_ops(api_ctx *ctx, const api_request *req, const char *q
   return r;
 }
 
-/* ---- GET /v1/sync/snapshot ------------------------------------------------- */
+/* ---- GET /v1/sync/snapshot ------------------------------------------------- *
+ *
+ * {"node_id":ID,"resume":N,"items":[ITEM...],"dropped":[ITEM...],
+ *  "count":N,"dropped_count":N}: the members in this order, so that a
+ * reader can act on each as it arrives.  items: every live key and
+ * tombstone (no seq); dropped: a delete item per key whose tombstone went
+ * by age and that is held nowhere now, with that tombstone's pair
+ * (sa_client_sync_snapshot_ex); all from one read transaction. */
 
 typedef struct api_snap {
+  const api_ctx *ctx;
   jbuf *b;
-  size_t n;
+  const uint64_t *resume; /* set by the core before the first item */
+  size_t n, nd;
+  int part; /* 0: nothing written, 1: in items, 2: in dropped */
 } api_snap;
+
+/* Writes what comes before the part `to` (1 items, 2 dropped, 3 the end). */
+static void api_snap_to(api_snap *s, int to) {
+  if (s->part == 0) {
+    jb_lit(s->b, "{\"node_id\":");
+    jb_str(s->b, api_sync_self(s->ctx), strlen(api_sync_self(s->ctx)));
+    jb_lit(s->b, ",\"resume\":");
+    jb_u64(s->b, *s->resume);
+    jb_lit(s->b, ",\"items\":[");
+    s->part = 1;
+  }
+  if (s->part == 1 && to >= 2) {
+    jb_lit(s->b, "],\"dropped\":[");
+    s->part = 2;
+  }
+  if (s->part == 2 && to >= 3) {
+    jb_lit(s->b, "],\"count\":");
+    jb_u64(s->b, s->n);
+    jb_lit(s->b, ",\"dropped_count\":");
+    jb_u64(s->b, s->nd);
+    jb_lit(s->b, "}");
+    s->part = 3;
+  }
+}
 
 static int api_snap_item(void *arg, const sa_sync_item *it) {
   api_snap *s = arg;
+  api_snap_to(s, 1);
   if (s->n++) jb_lit(s->b, ",");
+  jb_item(s->b, it, false);
+  return s->b->oom ? SA_ENOMEM : 0;
+}
+
+static int api_snap_dropped(void *arg, const sa_sync_item *it) {
+  api_snap *s = arg;
+  api_snap_to(s, 2);
+  if (s->nd++) jb_lit(s->b, ",");
   jb_item(s->b, it, false);
   return s->b->oom ? SA_ENOMEM : 0;
 }
@@ -452,27 +495,16 @@ api_response *api_h_sync_snapshot(api_ctx *ctx, const char *query) {
   api_response *e = api_sync_node(ctx, query, node);
   if (e) return e;
   jbuf b = {0};
-  jb_lit(&b, "{\"node_id\":");
-  jb_str(&b, api_sync_self(ctx), strlen(api_sync_self(ctx)));
-  jb_lit(&b, ",\"items\":[");
-  api_snap s = {.b = &b};
-  uint64_t resume = 0, horizon = 0;
+  uint64_t resume = 0;
+  api_snap s = {.ctx = ctx, .b = &b, .resume = &resume};
   sa_error err = {0};
-  int rc = sa_client_sync_snapshot(ctx->client, api_snap_item, &s, &resume, &err);
-  /* The horizon after the snapshot: a tombstone dropped meanwhile is either
-   * in the snapshot or under the horizon, never neither. */
-  horizon = sa_client_sync_horizon(ctx->client);
+  int rc =
+      sa_client_sync_snapshot_ex(ctx->client, api_snap_item, api_snap_dropped, &s, &resume, &err);
   if (rc != 0) {
     free(b.p);
     return api_sync_tag(ctx, api_reply_sa_error(rc, &err));
   }
-  jb_lit(&b, "],\"count\":");
-  jb_u64(&b, s.n);
-  jb_lit(&b, ",\"resume\":");
-  jb_u64(&b, resume);
-  jb_lit(&b, ",\"horizon_hlc\":");
-  jb_u64(&b, horizon);
-  jb_lit(&b, "}");
+  api_snap_to(&s, 3);
   return api_sync_body(ctx, &b);
 }
 

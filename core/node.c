@@ -277,6 +277,10 @@ int sa_client_open(sa_client **out, const sa_options *opts, sa_error *err) {
     node_log(c, SA_LOG_INFO,
              "store %s was not closed cleanly (same boot: the file is whole and was kept)",
              c->store_path);
+  if (sr->upgraded_from)
+    node_log(c, SA_LOG_INFO,
+             "store %s upgraded in place from format %u to %d (older builds no longer open it)",
+             c->store_path, sr->upgraded_from, SA_STORE_FORMAT);
   if (sr->foreign_sync)
     node_log(c, SA_LOG_WARN,
              "store %s: its sync-point file did not describe it (replaced or copied?); a new "

@@ -211,7 +211,7 @@ struct sa_client {
   bool tombs_by_ttl_only; /* under sync_mu: sa_client_sync_keep_tombstones (a hub) */
   uint64_t acked_upto;    /* atomic, written by the writer: outbox entries through this
                              LSN were acknowledged for every configured peer */
-  sa_sync_counters sc;    /* atomics (tombs and horizon_hlc read from the store) */
+  sa_sync_counters sc;    /* atomics (tombs and dropped_records read from the store) */
   uint64_t gc_ack;        /* tick (tick_serial): the peers' position the last GC used */
   uint64_t gc_next_ms;    /* tick (tick_serial): when tombstones may next age out */
 

@@ -74,13 +74,13 @@ int node_apply_record(store_wtxn *t, const wal_rec *rec, uint64_t *version, uint
     }
     if (op.op == SA_OP_PUT) {
       rc = store_wput(t, op.key, op.klen, op.val, op.vlen, op.ctype, op.ctlen, rec->lsn, hlc, o,
-                      &vers[n], err);
+                      op.origin_lsn, &vers[n], err);
       *version = vers[n];
     } else {
       bool existed;
       /* a remote delete of a key we never held still leaves its tombstone */
-      rc = store_wdel(t, op.key, op.klen, rec->lsn, hlc, o, at_ms, rec->type == WAL_SYNC, &existed,
-                      err);
+      rc = store_wdel(t, op.key, op.klen, rec->lsn, hlc, o, op.origin_lsn, at_ms,
+                      rec->type == WAL_SYNC, &existed, err);
     }
     n++;
   }

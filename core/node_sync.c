@@ -24,8 +24,12 @@
  *     under sync_mu and persisted lazily by the tick's REQ_SYNC_GC, which
  *     also acknowledges the outbox entries every configured peer is past
  *     and drops tombstones (every configured peer past them, or older than
- *     tombstone_ttl_s; dropping one by age raises the horizon, and every
- *     drop raises the feed floor so that a reader below it reloads).
+ *     tombstone_ttl_s; dropping one by age keeps its pair as the key's
+ *     dropped-tombstone record, and every drop raises the feed floor so
+ *     that a reader below it reloads), and the records that expired.
+ *   - the deleted-writes rule: an item for a key this node holds neither
+ *     live nor as a tombstone is stale when the key's dropped-tombstone
+ *     record is at or above its pair (sync_rule.h); only that key's.
  *
  * What it is not: a transport (the server's HTTP puller, or an
  * embedder's, calls these functions), nor the rule itself (sync_rule.c).
@@ -89,7 +93,6 @@ int node_stage_sync(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error *e
   }
   if (keyver_reset(&c->sov, n) != 0)
     return sa_fail(err, SA_ENOMEM, "out of memory staging a sync batch of %zu", n);
-  uint64_t horizon = store_horizon(c->store);
   for (size_t i = 0; i < n; i++) /* later local writes win over all of it */
     sa_hlc_observe(&c->hlc, r->items[i].hlc);
   for (size_t i = 0; i < n; i++) {
@@ -110,24 +113,22 @@ int node_stage_sync(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error *e
     /* The key's state: an earlier winner of this batch, else the store. */
     uint64_t j;
     int held;
-    uint64_t hh;
-    const char *ho;
-    size_t hl;
+    sync_pair hp, dp, *dropped = NULL;
     store_state st;
     if (keyver_find(&c->sov, o->key, o->klen, &j)) {
       const wal_op *w = &c->ops[j - 1];
       held = w->op == SA_OP_PUT ? SYNC_HELD_LIVE : SYNC_HELD_TOMB;
-      hh = w->hlc;
-      ho = w->origin;
-      hl = w->olen;
+      hp = (sync_pair){w->hlc, w->origin, w->olen};
     } else {
       if ((rc = store_state_get(c->store, o->key, o->klen, &st, err)) != 0) return rc;
       held = st.kind; /* STORE_* and SYNC_HELD_* match */
-      hh = st.hlc;
-      ho = st.origin;
-      hl = strlen(st.origin);
+      hp = (sync_pair){st.hlc, st.origin, strlen(st.origin)};
+      if (st.dropped) { /* held nowhere: the key's dropped-tombstone record */
+        dp = (sync_pair){st.dropped_hlc, st.dropped_origin, strlen(st.dropped_origin)};
+        dropped = &dp;
+      }
     }
-    o->decision = sync_decide(o->op, o->hlc, o->origin, o->olen, held, hh, ho, hl, horizon);
+    o->decision = sync_decide((sync_pair){o->hlc, o->origin, o->olen}, held, hp, dropped);
     if (o->decision == SYNC_APPLY) {
       uint64_t v = 0;
       if (o->op == SA_OP_PUT && (rc = node_version(c, o->key, o->klen, &v, err)) != 0) return rc;
@@ -324,21 +325,24 @@ void sa_sync_page_free(sa_sync_page *p) {
   memset(p, 0, sizeof *p);
 }
 
-int sa_client_sync_snapshot(sa_client *c, int (*fn)(void *arg, const sa_sync_item *it), void *arg,
-                            uint64_t *resume, sa_error *err) {
+int sa_client_sync_snapshot_ex(sa_client *c, int (*fn)(void *arg, const sa_sync_item *it),
+                               int (*dropped_fn)(void *arg, const sa_sync_item *it), void *arg,
+                               uint64_t *resume, sa_error *err) {
   if (resume) *resume = 0;
   if (!c || !fn) return sa_fail(err, SA_EINVAL, "sa_client_sync_snapshot: NULL argument");
   int rc = node_read_barrier(c, err);
   if (rc) return rc;
-  return store_sync_snapshot(c->store, fn, arg, resume, err);
+  return store_sync_snapshot(c->store, fn, dropped_fn, arg, node_now(c),
+                             (uint64_t)c->opts.tombstone_ttl_s * 1000, resume, err);
+}
+
+int sa_client_sync_snapshot(sa_client *c, int (*fn)(void *arg, const sa_sync_item *it), void *arg,
+                            uint64_t *resume, sa_error *err) {
+  return sa_client_sync_snapshot_ex(c, fn, NULL, arg, resume, err);
 }
 
 uint64_t sa_client_sync_floor(sa_client *c) {
   return c ? store_sync_floor(c->store) : 0;
-}
-
-uint64_t sa_client_sync_horizon(sa_client *c) {
-  return c ? store_horizon(c->store) : 0;
 }
 
 int sa_client_sync_digest(sa_client *c, char hex[65], uint64_t *keys, sa_error *err) {
@@ -378,7 +382,10 @@ int sa_client_sync_counters(sa_client *c, sa_sync_counters *out, sa_error *err) 
   out->refused_invalid = __atomic_load_n(&c->sc.refused_invalid, __ATOMIC_RELAXED);
   out->tombs_dropped = __atomic_load_n(&c->sc.tombs_dropped, __ATOMIC_RELAXED);
   out->tombs = store_tomb_count(c->store);
-  out->horizon_hlc = store_horizon(c->store);
+  out->dropped_records = store_dropped_count(c->store);
+  out->dropped_expired = __atomic_load_n(&c->sc.dropped_expired, __ATOMIC_RELAXED);
+  out->tombs_bytes = store_tomb_bytes(c->store);
+  out->dropped_bytes = store_dropped_bytes(c->store);
   return 0;
 }
 
@@ -486,7 +493,7 @@ int node_sync_open(sa_client *c, sa_error *err) {
   return rc;
 }
 
-/* ---- the sync tick: acks, tombstone GC -------------------------------------------- */
+/* ---- the sync tick: acks, tombstone GC, dropped-tombstone records ---------------- */
 
 /* What a REQ_SYNC_GC request carries (wreq.gc). */
 typedef struct sync_gc {
@@ -495,7 +502,7 @@ typedef struct sync_gc {
   uint64_t now;
   node_peer *dirty; /* copies of the acks and cursors to persist */
   size_t ndirty;
-  bool tombs;              /* walk the tombstones */
+  bool tombs;              /* walk the tombstones and the dropped-tombstone records */
   uint64_t dropped, floor; /* out */
   /* sa_client_sync_peer_set_epoch: the peer's feed epoch to store (epoch_peer
    * NULL: none), and with epoch_reset its cursor set back to 0. */
@@ -539,10 +546,11 @@ void node_process_sync_gc(sa_client *c, wreq *r) {
     ack_ctx a = {.upto = gc->min_ack, .now = gc->now, .d = &d};
     rc = store_wobx_each(t, upto + 1, ack_visit, &a, &e);
   }
-  uint64_t max_lsn = 0, ttl_hlc = 0;
+  store_gc_result g = {0};
   if (rc == 0 && gc->tombs)
-    rc = store_wtomb_gc(t, gc->tomb_ack, gc->now, (uint64_t)c->opts.tombstone_ttl_s * 1000,
-                        &gc->dropped, &max_lsn, &ttl_hlc, &e);
+    rc = store_wtomb_gc(t, gc->tomb_ack, gc->now, (uint64_t)c->opts.tombstone_ttl_s * 1000, &g, &e);
+  uint64_t max_lsn = g.max_lsn;
+  gc->dropped = g.dropped;
   for (size_t i = 0; rc == 0 && i < gc->ndirty; i++) {
     const node_peer *p = &gc->dirty[i];
     if (p->dirty) rc = store_wpeer_put(t, 'a', p->id, p->acked, &e);
@@ -554,7 +562,6 @@ void node_process_sync_gc(sa_client *c, wreq *r) {
   }
   if (rc == 0) {
     if (max_lsn) store_wraise_sync_floor(t, max_lsn); /* a reader below a dropped tomb reloads */
-    if (ttl_hlc) store_wraise_horizon(t, ttl_hlc);
     rc = store_wcommit(t, store_applied_lsn(c->store), c->hlc.last, &e);
   } else if (t) {
     store_wabort(t);
@@ -567,6 +574,7 @@ void node_process_sync_gc(sa_client *c, wreq *r) {
   if (gc->min_ack > upto) __atomic_store_n(&c->acked_upto, gc->min_ack, __ATOMIC_RELAXED);
   gc->floor = max_lsn;
   node_stat_add(&c->sc.tombs_dropped, gc->dropped);
+  node_stat_add(&c->sc.dropped_expired, g.expired);
   node_apply_delta(c, &d);
 }
 
@@ -606,7 +614,8 @@ int node_sync_tick(sa_client *c, sa_error *err) {
    * tick, which would walk every tombstone every second on the writer. */
   uint64_t ttl_ms = (uint64_t)c->opts.tombstone_ttl_s * 1000;
   uint64_t step = ttl_ms / 16 < 60000 ? ttl_ms / 16 : 60000;
-  bool walk = (gc.min_ack > c->gc_ack || gc.now >= c->gc_next_ms) && store_tomb_count(c->store);
+  bool walk = (gc.min_ack > c->gc_ack || gc.now >= c->gc_next_ms) &&
+              (store_tomb_count(c->store) || store_dropped_count(c->store));
   gc.tombs = walk;
   if (!gc.ndirty && gc.min_ack <= __atomic_load_n(&c->acked_upto, __ATOMIC_RELAXED) && !walk) {
     free(dirty);

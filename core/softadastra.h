@@ -200,7 +200,9 @@ typedef struct sa_options {
                                       (SA_EDRIFT) (60000; 0: the default) */
   uint32_t tombstone_ttl_s;        /* a tombstone is dropped at the latest this long
                                       after it was written, even if a configured peer
-                                      has not acknowledged it (604800; 0: the default) */
+                                      has not acknowledged it (604800; 0: the default);
+                                      one dropped by age leaves a record of its key
+                                      until the delete is twice this old */
 } sa_options;
 
 /* Options for a persistent node with every default set: auto_flush on,
@@ -565,32 +567,36 @@ void sa_sync_page_free(sa_sync_page *p);
 
 /* A consistent snapshot: every live key and every tombstone, from one read
  * transaction, in key order, through fn (items borrowed for the call; seq is
- * the LSN of the key's state; a non-zero return stops the walk and is
- * returned).  *resume receives the LSN the snapshot is at: read the feed
- * from there after applying it (sa_client_sync_horizon gives the horizon
- * to send with it).  A node catching up from a snapshot drops the keys it
- * holds that the snapshot lacks and whose hlc is below the snapshot's
- * horizon (the source deleted them and forgot the tombstone) by applying,
- * for each, a delete item with the pair (horizon, the source's id): it
- * wins over those older writes only, and a newer write of the key made
- * elsewhere still wins over it. */
+ * the LSN of the key's state; origin_lsn the write's LSN on its origin, 0
+ * when unknown -- a key written elsewhere and stored by a build before store
+ * format 3; a non-zero return stops the walk and is returned).  *resume
+ * receives the LSN the snapshot is at: read the feed from there after
+ * applying it. */
 int sa_client_sync_snapshot(sa_client *c, int (*fn)(void *arg, const sa_sync_item *it), void *arg,
                             uint64_t *resume, sa_error *err);
+
+/* The same, then, from the same read transaction, dropped_fn (may be NULL)
+ * for each key the node holds neither live nor as a tombstone but whose
+ * tombstone it dropped by age (tombstone_ttl_s) and still remembers: a
+ * delete item with that tombstone's pair (seq and origin_lsn 0).  A node
+ * catching up from the snapshot applies those items like the others
+ * (sa_client_sync_apply, with the same cursor, before the last chunk
+ * moves it): by the rule, each removes that node's own copy of the key
+ * when it is older than the delete, and never a later write; the keys not
+ * listed are left alone. */
+int sa_client_sync_snapshot_ex(sa_client *c, int (*fn)(void *arg, const sa_sync_item *it),
+                               int (*dropped_fn)(void *arg, const sa_sync_item *it), void *arg,
+                               uint64_t *resume, sa_error *err);
 
 /* The lowest since that sa_client_sync_read still serves (what its
  * SA_EGONE names): below it a peer reads a snapshot. */
 uint64_t sa_client_sync_floor(sa_client *c);
 
-/* The node's tombstone horizon: the largest HLC of a tombstone it dropped by
- * age (tombstone_ttl_s).  A PUT for a key the node does not hold with an HLC
- * below it is refused as stale. */
-uint64_t sa_client_sync_horizon(sa_client *c);
-
 /* What sa_client_sync_apply did with a batch. */
 typedef struct sa_sync_apply_result {
   uint64_t applied; /* items that won and were applied */
   uint64_t skipped; /* equal pair (already held) or lost to the held pair */
-  uint64_t stale;   /* PUTs of unknown keys below the tombstone horizon */
+  uint64_t stale;   /* items of keys not held, at or below the key's dropped-tombstone record */
   uint64_t lsn;     /* the local LSN of the batch's record (0: none written) */
 } sa_sync_apply_result;
 
@@ -604,13 +610,18 @@ typedef struct sa_sync_apply_result {
  * rule like any).  Then one WAL record (peer_id, cursor, the items with
  * their pairs and the decision of each), synced with its group, and one
  * store commit that applies the winners AND stores cursor as peer_id's
- * cursor.  Every item first advances the node's clock (so a later local
- * write wins).  n may be 0.  When nothing is applied (every item equal,
- * older or stale, or none) no record is written: the cursor moves at once
- * for sa_client_sync_cursor and is persisted at the next sync tick (a
- * crash before it only makes the puller read those items again), so that
- * two nodes pulling each other with nothing new write nothing; an empty
- * batch (n == 0) does not even wait for the writer.  res (may be NULL). */
+ * cursor.  Each item is decided by the rule against the key's state; an
+ * item for a key held neither live nor as a tombstone is applied unless
+ * the key's dropped-tombstone record (sa_client_sync_snapshot_ex) is at
+ * or above its pair: then it is stale (an older write of a key deleted
+ * since), never because of another key.  Every item first advances the
+ * node's clock (so a later local write wins).  n may be 0.  When nothing
+ * is applied (every item equal, older or stale, or none) no record is
+ * written: the cursor moves at once for sa_client_sync_cursor and is
+ * persisted at the next sync tick (a crash before it only makes the
+ * puller read those items again), so that two nodes pulling each other
+ * with nothing new write nothing; an empty batch (n == 0) does not even
+ * wait for the writer.  res (may be NULL). */
 int sa_client_sync_apply(sa_client *c, const char *peer_id, const sa_sync_item *items, size_t n,
                          uint64_t cursor, sa_sync_apply_result *res, sa_error *err);
 
@@ -676,7 +687,11 @@ typedef struct sa_sync_counters {
   uint64_t refused_invalid; /* batches refused as malformed */
   uint64_t tombs;           /* tombstones held now */
   uint64_t tombs_dropped;   /* dropped by GC since open */
-  uint64_t horizon_hlc;
+  uint64_t dropped_records; /* dropped-tombstone records held now (one per key deleted
+                               whose tombstone went by age, for 2 x tombstone_ttl_s) */
+  uint64_t dropped_expired; /* records that expired since open */
+  uint64_t tombs_bytes;     /* the LMDB pages of the tombstones */
+  uint64_t dropped_bytes;   /* ... and of the dropped-tombstone records */
 } sa_sync_counters;
 int sa_client_sync_counters(sa_client *c, sa_sync_counters *out, sa_error *err);
 

@@ -4,17 +4,26 @@
  *
  * Named databases in one LMDB file (MDB_NOSUBDIR; its lock file is
  * "<path>-lock"):
- *   kv      key -> u64 version, u64 lsn, u64 hlc, u16 F, u8 O, u8 T, F bytes
- *           of full key, O bytes of origin (O = 0: this node), T bytes of
- *           content type (T = 0: none; at most SA_CONTENT_TYPE_MAX), value
+ *   kv      key -> u64 version, u64 lsn, u64 hlc, u16 F, u8 O, u8 TF, F
+ *           bytes of full key, O bytes of origin (O = 0: this node), [u64
+ *           origin LSN: TF bit 7, only with O > 0], T bytes of content type
+ *           (T = TF & 0x7f; 0: none; at most SA_CONTENT_TYPE_MAX), value
  *           bytes.
  *           Keys up to 480 bytes are the LMDB key; longer ones
  *           (LMDB's limit is 511) are stored under their first 480 bytes +
  *           0x00 + a 64-bit hash + a 16-bit chain counter, with the full
  *           key in the value (F > 0); see store_longkey.c.
- *   tombs   key -> u64 at_ms, u64 lsn, u64 hlc, u16 F, u8 O, u8 0, F, O bytes:
- *           the tombstones (a delete's pair), keyed like kv.  A key is in kv
- *           or in tombs or in neither, never in both.
+ *   tombs   key -> u64 at_ms, u64 lsn, u64 hlc, u16 F, u8 O, u8 TF (T = 0), F,
+ *           O [, u64 origin LSN] bytes: the tombstones (a delete's pair),
+ *           keyed like kv.  A key is in kv or in tombs or in neither, never
+ *           in both.
+ *   dropped key -> u64 hlc, u16 F, u8 O, u8 0, F, O bytes: the pair of a
+ *           tombstone dropped by age (tombstone_ttl_s), keyed like kv, kept
+ *           until the delete is 2 x tombstone_ttl_s old (sync_rule.h): an op
+ *           for a key not held is stale when the key's record is at or
+ *           above its pair.  A key may have a record and be in kv or tombs
+ *           too (written again since): then the record is below the held
+ *           pair and does not matter.
  *   peers   'c' + peer id -> u64 cursor (where to resume pulling that peer,
  *           written in the commit of the items it covers); 'a' + peer id ->
  *           u64 the peer's acknowledged position in this node's feed (lazy).
@@ -29,12 +38,12 @@
  *           (pruned without a later change of the same key); "sync_floor"
  *           u64: the last tombstone dropped (the sync feed serves from
  *           the larger of the two)
- *   meta    "format" u32 (3; older stores are upgraded in place at open:
+ *   meta    "format" u32 (4; older stores are upgraded in place at open:
  *           a format-1 store's kv entries read as origin = this node, a
- *           format-2 store's as having no content type; store_env.c),
- *           "node_id" text,
- *           "applied_lsn" u64, "hlc" u64, "horizon_hlc" u64 (the largest hlc
- *           of a tombstone dropped by age), "epoch" u64 (this incarnation of
+ *           format-2 store's as having no content type, a format-3 store's
+ *           as origin LSN unknown, and the node-wide "horizon_hlc" of
+ *           formats 2 and 3 is removed; store_env.c), "node_id" text,
+ *           "applied_lsn" u64, "hlc" u64, "epoch" u64 (this incarnation of
  *           the store: drawn at its first open and again by a restore;
  *           store_backup.c)
  *
@@ -67,7 +76,7 @@ enum {
   STORE_OUTBOX_FAILED = 3
 };
 
-#define SA_STORE_FORMAT 3
+#define SA_STORE_FORMAT 4
 
 /* How a store reaches the disk. */
 enum {
@@ -79,11 +88,12 @@ enum {
 
 /* What store_open found of the last stop (STORE_SNAPSHOTS). */
 typedef struct store_open_report {
-  bool unclean;        /* the file had moved past its last sync point */
-  bool rolled_back;    /* ... and was returned to it (a reboot since) */
-  uint64_t from_txnid; /* rolled back: the file's newest snapshot */
-  uint64_t to_txnid;   /* ... and the sync point's */
-  bool foreign_sync;   /* "<path>-sync" did not describe this file: ignored */
+  bool unclean;           /* the file had moved past its last sync point */
+  bool rolled_back;       /* ... and was returned to it (a reboot since) */
+  uint64_t from_txnid;    /* rolled back: the file's newest snapshot */
+  uint64_t to_txnid;      /* ... and the sync point's */
+  bool foreign_sync;      /* "<path>-sync" did not describe this file: ignored */
+  uint32_t upgraded_from; /* the format the store had, when store_open upgraded it (else 0) */
 } store_open_report;
 
 /* Opens (creating when missing) the store at path for node_id.  persistent:
@@ -152,16 +162,19 @@ int store_wversion(store_wtxn *t, const char *key, uint32_t klen, uint64_t *vers
 
 /* Puts key = val with its content type (ctlen bytes at ctype, 0: none) and
  * the pair (hlc, origin) (origin NULL or this node's id: stored as "this
- * node"); *version receives the new version (old + 1, or 1).  A tombstone
- * of the key goes. */
+ * node"; origin_lsn: the write's LSN on its origin, kept for another
+ * origin's write, 0 when unknown); *version receives the new version (old
+ * + 1, or 1).  A tombstone of the key goes. */
 int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, uint32_t vlen,
                const char *ctype, uint32_t ctlen, uint64_t lsn, uint64_t hlc, const char *origin,
-               uint64_t *version, sa_error *err);
+               uint64_t origin_lsn, uint64_t *version, sa_error *err);
 
 /* Deletes key if present (*existed says whether it was) and, when it was
- * or when tomb_always, records its tombstone: (at_ms, lsn, hlc, origin). */
+ * or when tomb_always, records its tombstone: (at_ms, lsn, hlc, origin,
+ * origin_lsn). */
 int store_wdel(store_wtxn *t, const char *key, uint32_t klen, uint64_t lsn, uint64_t hlc,
-               const char *origin, uint64_t at_ms, bool tomb_always, bool *existed, sa_error *err);
+               const char *origin, uint64_t origin_lsn, uint64_t at_ms, bool tomb_always,
+               bool *existed, sa_error *err);
 
 /* A key's state: live (kv), a tombstone, or unknown. */
 enum { STORE_NONE = 0, STORE_LIVE = 1, STORE_TOMB = 2 };
@@ -170,9 +183,14 @@ typedef struct store_state {
   uint64_t version, lsn, hlc;      /* version: live only */
   uint64_t at_ms;                  /* tombs only */
   char origin[SA_NODE_ID_MAX + 1]; /* the pair's origin ("" when none) */
+  /* STORE_NONE only: the key's dropped-tombstone record, if it has one */
+  bool dropped;
+  uint64_t dropped_hlc;
+  char dropped_origin[SA_NODE_ID_MAX + 1];
 } store_state;
 
-/* key's state in the latest committed snapshot.  Any thread. */
+/* key's state in the latest committed snapshot (with its dropped-tombstone
+ * record when it is in neither kv nor tombs).  Any thread. */
 int store_state_get(sa_store *s, const char *key, uint32_t klen, store_state *st, sa_error *err);
 
 /* Stores a peer's record (kind 'c': cursor, 'a': acknowledged position). */
@@ -192,23 +210,36 @@ int store_peer_each(sa_store *s, char kind, void (*fn)(void *arg, const char *pe
 void store_wraise_sync_floor(store_wtxn *t, uint64_t lsn);
 uint64_t store_sync_floor(const sa_store *s);
 
-/* Raises the tombstone horizon to hlc when this transaction commits. */
-void store_wraise_horizon(store_wtxn *t, uint64_t hlc);
-uint64_t store_horizon(const sa_store *s);
-
 /* Tombstone GC: drops every tombstone with lsn <= acked (pass 0 for none),
- * or with at_ms + ttl_ms <= now_ms.  *dropped, *max_lsn (largest LSN
- * dropped), *ttl_hlc (largest hlc dropped by age) are raised. */
+ * or with at_ms + ttl_ms <= now_ms; one dropped by age (and not by acked)
+ * leaves its pair in the dropped database (raising the key's record),
+ * unless the record would already have expired.  Then drops the records
+ * that expired (sync_dropped_expired).  *dropped, *max_lsn (largest LSN
+ * dropped), *recorded (records written) and *expired (records dropped)
+ * are raised. */
+typedef struct store_gc_result {
+  uint64_t dropped, max_lsn, recorded, expired;
+} store_gc_result;
 int store_wtomb_gc(store_wtxn *t, uint64_t acked, uint64_t now_ms, uint64_t ttl_ms,
-                   uint64_t *dropped, uint64_t *max_lsn, uint64_t *ttl_hlc, sa_error *err);
+                   store_gc_result *out, sa_error *err);
 uint64_t store_tomb_count(sa_store *s);
+/* Dropped-tombstone records held. */
+uint64_t store_dropped_count(sa_store *s);
+/* Bytes of the LMDB pages of the tombs and of the dropped database. */
+uint64_t store_tomb_bytes(sa_store *s);
+uint64_t store_dropped_bytes(sa_store *s);
 
 /* The reads of sa_client_sync_read, sa_client_sync_snapshot and
  * sa_client_sync_digest (see softadastra.h), on the latest snapshot. */
 int store_sync_read(sa_store *s, uint64_t since, size_t limit, const char *exclude,
                     sa_sync_page *out, sa_error *err);
-int store_sync_snapshot(sa_store *s, int (*fn)(void *arg, const sa_sync_item *it), void *arg,
-                        uint64_t *resume, sa_error *err);
+/* The snapshot: fn for every live key and tombstone, then dfn (when not
+ * NULL) for every dropped-tombstone record not expired at now_ms (ttl_ms)
+ * whose key is in neither kv nor tombs, as a delete item with the record's
+ * pair (seq and origin_lsn 0); all from one read transaction. */
+int store_sync_snapshot(sa_store *s, int (*fn)(void *arg, const sa_sync_item *it),
+                        int (*dfn)(void *arg, const sa_sync_item *it), void *arg, uint64_t now_ms,
+                        uint64_t ttl_ms, uint64_t *resume, sa_error *err);
 int store_sync_digest(sa_store *s, char hex[65], uint64_t *keys, sa_error *err);
 
 /* Records the outbox entry (queued) and the operation (payload + the

@@ -191,7 +191,8 @@ int store_open(sa_store **out, const char *path, const char *node_id, bool persi
       (rc = mdb_dbi_open(txn, "ops", MDB_CREATE, &s->ops)) != 0 ||
       (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
       (rc = mdb_dbi_open(txn, "tombs", MDB_CREATE, &s->tombs)) != 0 ||
-      (rc = mdb_dbi_open(txn, "peers", MDB_CREATE, &s->peers)) != 0)
+      (rc = mdb_dbi_open(txn, "peers", MDB_CREATE, &s->peers)) != 0 ||
+      (rc = mdb_dbi_open(txn, "dropped", MDB_CREATE, &s->dropped)) != 0)
     goto lmdb_fail;
 
   /* Meta: a new store takes this node's id; an old one must match it. */
@@ -216,18 +217,41 @@ int store_open(sa_store **out, const char *path, const char *node_id, bool persi
     }
     MDB_val fk = {6, "format"}, fv;
     if ((rc = mdb_get(txn, s->meta, &fk, &fv)) != 0) goto lmdb_fail;
-    uint32_t fmt = fv.mv_size == 4 ? sa_get_u32(fv.mv_data) : 0;
-    if (fmt == 1 || fmt == 2) {
+    uint32_t fmt = fv.mv_size == 4 ? sa_get_u32(fv.mv_data) : 0, was = fmt;
+    /* Upgrades in place, one format after the other, in this transaction
+     * (a crash before its commit leaves the store as it was).  Nothing is
+     * rewritten; the new number makes older builds refuse the store. */
+    if (fmt == 1) {
       /* Format 1 -> 2: the kv entries read as they are (origin: this node);
-       * the new databases were just created.  Format 2 -> 3: the kv entries
-       * read as they are (no content type: the byte that holds its length
-       * was always 0).  Nothing is rewritten; the new number makes older
-       * builds refuse the store, which may now hold typed values. */
+       * the tombs and peers databases were just created. */
+      fmt = 2;
+    }
+    if (fmt == 2) {
+      /* Format 2 -> 3: the kv entries read as they are (no content type:
+       * the byte that holds its length was always 0); the store may now
+       * hold typed values. */
+      fmt = 3;
+    }
+    if (fmt == 3) {
+      /* Format 3 -> 4: kv and tombs entries read as they are (bit 7 of
+       * their type byte was always 0: no origin LSN kept); the dropped
+       * database was just created.  The node-wide horizon_hlc goes: it said
+       * that some tombstone below it was dropped by age, not which key's,
+       * and refusing every older write of a key not held lost writes nobody
+       * deleted.  The keys whose tombstones were dropped by age before the
+       * upgrade are not known: a node away since then may bring such a key
+       * back. */
+      MDB_val hk = {11, "horizon_hlc"};
+      rc = mdb_del(txn, s->meta, &hk, NULL);
+      if (rc && rc != MDB_NOTFOUND) goto lmdb_fail;
+      fmt = 4;
+    }
+    if (fmt == SA_STORE_FORMAT && was != fmt) {
+      s->report.upgraded_from = was;
       unsigned char b[4];
       sa_put_u32(b, SA_STORE_FORMAT);
       MDB_val nv = {4, b};
       if ((rc = mdb_put(txn, s->meta, &fk, &nv, 0)) != 0) goto lmdb_fail;
-      fmt = SA_STORE_FORMAT;
     }
     if (fmt != SA_STORE_FORMAT) {
       int code = sa_fail(err, SA_EFORMAT,
@@ -245,8 +269,6 @@ int store_open(sa_store **out, const char *path, const char *node_id, bool persi
   rc = store_meta_get_u64(txn, s->meta, "hlc", &s->hlc);
   if (rc && rc != MDB_NOTFOUND) goto lmdb_fail;
   rc = store_meta_get_u64(txn, s->meta, "feed_floor", &s->feed_floor);
-  if (rc && rc != MDB_NOTFOUND) goto lmdb_fail;
-  rc = store_meta_get_u64(txn, s->meta, "horizon_hlc", &s->horizon);
   if (rc && rc != MDB_NOTFOUND) goto lmdb_fail;
   rc = store_meta_get_u64(txn, s->meta, "sync_floor", &s->sync_floor);
   if (rc && rc != MDB_NOTFOUND) goto lmdb_fail;

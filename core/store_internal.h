@@ -26,14 +26,24 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* kv values (format 3): u64 version, u64 lsn, u64 hlc, u16 full-key length
- * F (0 for keys stored inline), u8 origin length O (0: this node), u8
- * content-type length T (0: none), F bytes of full key, O bytes of origin,
- * T bytes of content type, then the value.  Format 2 had a 0 byte where T
- * is, which reads as "no content type"; format 1 had a u32 F there, which
- * reads the same with O = 0 and T = 0.  tombs values: the same header with
- * at_ms in the version's place, T = 0, and no value. */
+/* kv values (format 4): u64 version, u64 lsn, u64 hlc, u16 full-key length
+ * F (0 for keys stored inline), u8 origin length O (0: this node), u8 TF:
+ * bits 0-6 the content-type length T (0: none), bit 7 (KV_F_OLSN) set when
+ * an origin LSN follows the origin; F bytes of full key, O bytes of origin,
+ * [u64 origin LSN], T bytes of content type, then the value.  An entry of
+ * this node (O = 0) never has the bit: its origin LSN is its lsn; one of
+ * another origin without it has none known (stored by format 3 or before:
+ * read as 0).  Format 2 had a 0 byte where TF is, which reads as "no
+ * content type"; format 1 had a u32 F there, which reads the same with O =
+ * 0 and T = 0.  tombs values: the same header with at_ms in the version's
+ * place, T = 0, and no value. */
 #define KV_HEADER 28
+#define KV_F_OLSN 0x80
+#define KV_T_MASK 0x7f /* SA_CONTENT_TYPE_MAX is 127 */
+/* dropped values (format 4): u64 hlc, u16 F, u8 O, u8 0, F bytes of full
+ * key, O bytes of origin: the pair of a tombstone dropped by age, keyed like
+ * kv (see store_sync.c, "dropped-tombstone records"). */
+#define DROP_HEADER 12
 /* LMDB keys are at most 511 bytes (Debian's build).  Keys up to
  * KV_INLINE_MAX bytes are LMDB keys as they are; a longer key K is stored
  * under K[0..480) + 0x00 + FNV-1a-64(K) (big-endian) + a 16-bit counter, and
@@ -50,9 +60,8 @@
 struct store_wtxn {
   sa_store *s;
   MDB_txn *txn;
-  uint64_t floor;   /* feed floor to raise to at commit (0: unchanged) */
-  uint64_t horizon; /* tombstone horizon to raise to at commit (0: unchanged) */
-  uint64_t sfloor;  /* sync floor to raise to at commit (0: unchanged) */
+  uint64_t floor;  /* feed floor to raise to at commit (0: unchanged) */
+  uint64_t sfloor; /* sync floor to raise to at commit (0: unchanged) */
 };
 
 /* ops values: u8 type, 3 bytes 0, u32 N, u64 hlc, N u64 versions (one per
@@ -62,7 +71,7 @@ struct store_wtxn {
 
 struct sa_store {
   MDB_env *env;
-  MDB_dbi kv, outbox, ops, meta, tombs, peers;
+  MDB_dbi kv, outbox, ops, meta, tombs, peers, dropped;
   char *path;
   char node_id[SA_NODE_ID_MAX + 1]; /* what an origin length of 0 means */
   int mode;                         /* STORE_MEMORY, STORE_SNAPSHOTS, STORE_SYNC_EACH */
@@ -86,7 +95,6 @@ struct sa_store {
   uint64_t applied_lsn;
   uint64_t hlc;
   uint64_t feed_floor; /* changes at or below it may be missing */
-  uint64_t horizon;    /* tombstone horizon hlc (atomic reads) */
   uint64_t sync_floor; /* the sync feed's own floor: the last dropped tombstone (atomic) */
   uint64_t map_bytes;
   store_wtxn w;      /* the single write transaction slot */
@@ -104,7 +112,8 @@ struct sa_store {
 };
 
 typedef struct kv_entry {
-  uint64_t version, lsn, hlc; /* tombs: at_ms in version */
+  uint64_t version, lsn, hlc; /* tombs: at_ms in version; dropped: hlc only */
+  uint64_t origin_lsn;        /* 0: unknown (an entry of format 2, a dropped record) */
   const char *key;            /* the full key */
   size_t klen;
   const char *origin; /* NULL: this node (olen 0) */
@@ -145,15 +154,17 @@ int store_restore(sa_store *s, bool *fresh, sa_error *err);
 
 /* ---- store_longkey.c ------------------------------------------------------- */
 
-/* Splits a kv value (k: its LMDB key).  -1 when malformed. */
+/* Splits a kv or tombs value (k: its LMDB key).  -1 when malformed. */
 int store_kv_decode(const MDB_val *k, const MDB_val *v, kv_entry *e);
+/* Splits a dropped value (hlc, key, origin; the rest 0).  -1 when malformed. */
+int store_drop_decode(const MDB_val *k, const MDB_val *v, kv_entry *e);
 
 /* Looks key up in txn.  Found: *sk is its LMDB key (long keys: copied into
  * skbuf) and *v its value.  Not found: *sk is where a put would store it.
  * LMDB results (MDB_KEYEXIST: a full chain). */
 int store_kv_find(sa_store *s, MDB_txn *txn, const char *key, size_t klen,
                   unsigned char skbuf[KV_LONG], MDB_val *sk, MDB_val *v, bool *found);
-/* The same in database dbi (kv or tombs: both key long keys alike). */
+/* The same in database dbi (kv, tombs or dropped: all key long keys alike). */
 int store_db_find(sa_store *s, MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen,
                   unsigned char skbuf[KV_LONG], MDB_val *sk, MDB_val *v, bool *found);
 

@@ -6,8 +6,8 @@
  * value.  Keys that share prefix and hash form a chain told apart by
  * comparing the full key, so a collision never overwrites another key.
  * Order is bytewise except among keys longer than 480 bytes sharing their
- * first 480 bytes (then: by hash, then counter).  The tombs database keys
- * its entries the same way (store_db_find).
+ * first 480 bytes (then: by hash, then counter).  The tombs and dropped
+ * databases key their entries the same way (store_db_find).
  *
  * What it is not: the put/delete logic (store_write.c) nor the reads
  * (store_read.c); both find keys through store_kv_find.
@@ -29,9 +29,12 @@ int store_kv_decode(const MDB_val *k, const MDB_val *v, kv_entry *e) {
   const unsigned char *p = v->mv_data;
   /* Format 1 held a u32 F at 24 (F <= 1024): its bytes 26 and 27 are 0,
    * which format 2 reads as "origin: this node" -- the upgrade is free;
-   * format 2 wrote 0 at 27, which format 3 reads as "no content type". */
-  uint32_t f = sa_get_u16(p + 24), o = p[26], t = p[27];
-  if (o > SA_NODE_ID_MAX || t > SA_CONTENT_TYPE_MAX || v->mv_size - KV_HEADER < (size_t)f + o + t)
+   * format 2 wrote 0 at 27, which format 3 reads as "no content type" and
+   * format 4 as "no origin LSN" too. */
+  uint32_t f = sa_get_u16(p + 24), o = p[26], t = p[27] & KV_T_MASK;
+  size_t x = p[27] & KV_F_OLSN ? 8 : 0;
+  if ((x && !o) || o > SA_NODE_ID_MAX || t > SA_CONTENT_TYPE_MAX ||
+      v->mv_size - KV_HEADER < (size_t)f + o + x + t)
     return -1;
   e->version = sa_get_u64(p);
   e->lsn = sa_get_u64(p + 8);
@@ -40,10 +43,25 @@ int store_kv_decode(const MDB_val *k, const MDB_val *v, kv_entry *e) {
   e->klen = f ? f : k->mv_size;
   e->origin = o ? (const char *)p + KV_HEADER + f : NULL;
   e->olen = o;
-  e->ctype = t ? (const char *)p + KV_HEADER + f + o : NULL;
+  e->origin_lsn = x ? sa_get_u64(p + KV_HEADER + f + o) : o ? 0 : e->lsn;
+  e->ctype = t ? (const char *)p + KV_HEADER + f + o + x : NULL;
   e->ctlen = t;
-  e->val = p + KV_HEADER + f + o + t;
-  e->vlen = v->mv_size - KV_HEADER - f - o - t;
+  e->val = p + KV_HEADER + f + o + x + t;
+  e->vlen = v->mv_size - KV_HEADER - f - o - x - t;
+  return 0;
+}
+
+int store_drop_decode(const MDB_val *k, const MDB_val *v, kv_entry *e) {
+  if (v->mv_size < DROP_HEADER) return -1;
+  const unsigned char *p = v->mv_data;
+  uint32_t f = sa_get_u16(p + 8), o = p[10];
+  if (p[11] != 0 || o > SA_NODE_ID_MAX || v->mv_size - DROP_HEADER != (size_t)f + o) return -1;
+  memset(e, 0, sizeof *e);
+  e->hlc = sa_get_u64(p);
+  e->key = f ? (const char *)p + DROP_HEADER : k->mv_data;
+  e->klen = f ? f : k->mv_size;
+  e->origin = o ? (const char *)p + DROP_HEADER + f : NULL;
+  e->olen = o;
   return 0;
 }
 
@@ -84,7 +102,7 @@ static void store_kv_group(unsigned char g[KV_GROUP], const char *key, size_t kl
     g[KV_INLINE_MAX + 1 + i] = (unsigned char)(h >> (56 - 8 * i));
 }
 
-/* Looks key up in database dbi (kv or tombs) of txn.  Found: *sk is its
+/* Looks key up in database dbi (kv, tombs or dropped) of txn.  Found: *sk is its
  * LMDB key (long keys: copied into skbuf) and *v its value.  Not found: *sk
  * is where a put would store it. */
 int store_db_find(sa_store *s, MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen,
@@ -106,7 +124,7 @@ int store_db_find(sa_store *s, MDB_txn *txn, MDB_dbi dbi, const char *key, size_
   rc = mdb_cursor_get(cur, &k, v, MDB_SET_RANGE);
   while (rc == 0 && k.mv_size == KV_LONG && memcmp(k.mv_data, skbuf, KV_GROUP) == 0) {
     kv_entry e;
-    if (store_kv_decode(&k, v, &e) != 0) {
+    if ((dbi == s->dropped ? store_drop_decode(&k, v, &e) : store_kv_decode(&k, v, &e)) != 0) {
       rc = MDB_CORRUPTED;
       break;
     }

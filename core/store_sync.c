@@ -1,9 +1,9 @@
 /*
  * store_sync.c -- the store's side of sync between nodes: a key's state
- * (live, tombstone or unknown, with its pair), the tombstones' GC and the
- * horizon, peer cursors and acknowledged positions, and the three reads a
- * peer makes: the state-based feed (store_sync_read), the snapshot and the
- * digest.
+ * (live, tombstone or unknown, with its pair, and its dropped-tombstone
+ * record), the tombstones' GC and the dropped-tombstone records, peer
+ * cursors and acknowledged positions, and the three reads a peer makes:
+ * the state-based feed (store_sync_read), the snapshot and the digest.
  *
  * What it is not: the conflict rule (sync_rule.c), the decisions (the
  * node's writer), the apply itself (node_apply_record with store_wput and
@@ -20,6 +20,7 @@
 #include "hash.h"
 #include "store_internal.h"
 
+#include "sync_rule.h"
 #include "wal.h"
 
 #include <stdlib.h>
@@ -47,12 +48,31 @@ static int store_find_state(sa_store *s, MDB_txn *txn, const char *key, size_t k
   return 0;
 }
 
+/* key's dropped-tombstone record into st (st->dropped false when none). */
+static int store_txn_dropped(sa_store *s, MDB_txn *txn, const char *key, size_t klen,
+                             store_state *st, sa_error *err) {
+  unsigned char kb[KV_LONG];
+  MDB_val k, v;
+  bool found;
+  kv_entry e;
+  int rc = store_db_find(s, txn, s->dropped, key, klen, kb, &k, &v, &found);
+  if (rc) return store_err(s, rc, "dropped-tombstone record", err);
+  if (!found) return 0;
+  if (store_drop_decode(&k, &v, &e) != 0)
+    return sa_fail(err, SA_ECORRUPT, "store '%s': malformed dropped-tombstone record", s->path);
+  st->dropped = true;
+  st->dropped_hlc = e.hlc;
+  store_entry_origin(s, &e, st->dropped_origin);
+  return 0;
+}
+
 int store_txn_state(sa_store *s, MDB_txn *txn, const char *key, uint32_t klen, store_state *st,
                     sa_error *err) {
   kv_entry e;
   memset(st, 0, sizeof *st);
   int rc = store_find_state(s, txn, key, klen, &st->kind, &e, err);
-  if (rc || st->kind == STORE_NONE) return rc;
+  if (rc) return rc;
+  if (st->kind == STORE_NONE) return store_txn_dropped(s, txn, key, klen, st, err);
   st->lsn = e.lsn;
   st->hlc = e.hlc;
   if (st->kind == STORE_LIVE)
@@ -142,11 +162,41 @@ int store_peer_each(sa_store *s, char kind, void (*fn)(void *arg, const char *pe
   return 0;
 }
 
-/* ---- tombstones: horizon and GC ---------------------------------------------- */
-
-void store_wraise_horizon(store_wtxn *t, uint64_t hlc) {
-  if (hlc > t->horizon) t->horizon = hlc;
-}
+/* ---- tombstones: GC and the dropped-tombstone records -------------------------- *
+ *
+ * A tombstone goes once every configured peer acknowledged it (then every
+ * peer has it: nothing is kept), or by age (tombstone_ttl_s).  One dropped
+ * by age may not have reached a peer that is away; that peer may come back
+ * with an older write of the key, or with the key's old value, and the
+ * other nodes must know the key was deleted.  So its pair is kept in the
+ * dropped database, per key: an op for a key this node does not hold is
+ * stale when the key's record is at or above it (sync_rule.h), and a
+ * snapshot carries the records, so a node catching up from it removes
+ * exactly its own keys that were deleted, with the delete's own pair.
+ *
+ * Why the full key and not a hash of it: a record must never refuse a
+ * write of another key -- a 64-bit hash collision (FNV is not collision-
+ * resistant: keys can be made to collide) would drop a write nobody
+ * deleted, the very loss the records exist to prevent; and the node
+ * catching up needs the key's name to find its own copy (a hash would make
+ * it hash every key it holds).  A record is a tombstone without at_ms, lsn
+ * and flags: 12 bytes of header + the key + the origin (none for this
+ * node's deletes).  Measured (tests/bench/dropped.sh): 100,000 records of
+ * 16-byte keys deleted on a peer ("node-a") take 4.5 MB of LMDB pages (45
+ * bytes a record; the tombstones they replace took 7.0 MB, 70 bytes); a
+ * 64-bit hash in the key's place would save 8 of those bytes here; a Bloom
+ * filter would take about 120 KB (1% false positives), but each false
+ * positive would be a lost write.  Deciding 100,000 old puts of keys with
+ * no record against them costs nothing measurable (the same rate as on a
+ * node without records: one more B-tree lookup per item, in the same read
+ * transaction as the key's own state).
+ *
+ * Bounded by age: a record goes once its delete is 2 x tombstone_ttl_s old
+ * by the delete's own hlc (sync_dropped_expired), the same moment on
+ * every node: the tombstone a catch-up writes from a record leaves no
+ * record past it, so a delete is not kept alive by being passed around; a
+ * node away longer may bring the key back (as Cassandra's
+ * gc_grace_seconds). */
 
 void store_wraise_sync_floor(store_wtxn *t, uint64_t lsn) {
   if (lsn > t->sfloor) t->sfloor = lsn;
@@ -157,16 +207,67 @@ uint64_t store_sync_floor(const sa_store *s) {
   return f > g ? f : g;
 }
 
-uint64_t store_horizon(const sa_store *s) {
-  return __atomic_load_n(&s->horizon, __ATOMIC_ACQUIRE);
-}
-
 uint64_t store_tomb_count(sa_store *s) {
   return store_entries(s, s->tombs);
 }
 
+uint64_t store_dropped_count(sa_store *s) {
+  return store_entries(s, s->dropped);
+}
+
+static uint64_t store_db_bytes(sa_store *s, MDB_dbi dbi) {
+  MDB_txn *txn;
+  MDB_stat st;
+  if (store_rbegin(s, &txn, NULL) != 0) return 0;
+  int rc = mdb_stat(txn, dbi, &st);
+  store_rend(s, txn);
+  if (rc) return 0;
+  return (uint64_t)(st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages) * st.ms_psize;
+}
+
+uint64_t store_tomb_bytes(sa_store *s) {
+  return store_db_bytes(s, s->tombs);
+}
+
+uint64_t store_dropped_bytes(sa_store *s) {
+  return store_db_bytes(s, s->dropped);
+}
+
+/* Raises key's record in the dropped database to the pair (hlc, origin) of
+ * e (a tombstone being dropped). */
+static int store_wdrop_raise(store_wtxn *t, const kv_entry *e, sa_error *err) {
+  sa_store *s = t->s;
+  unsigned char kb[KV_LONG];
+  MDB_val k, v;
+  bool found;
+  int rc = store_db_find(s, t->txn, s->dropped, e->key, e->klen, kb, &k, &v, &found);
+  if (rc) return store_err(s, rc, "dropped-tombstone record", err);
+  if (found) {
+    kv_entry d;
+    if (store_drop_decode(&k, &v, &d) != 0)
+      return sa_fail(err, SA_ECORRUPT, "store '%s': malformed dropped-tombstone record", s->path);
+    char o1[SA_NODE_ID_MAX + 1], o2[SA_NODE_ID_MAX + 1];
+    store_entry_origin(s, &d, o1);
+    store_entry_origin(s, e, o2);
+    if (sync_pair_cmp(d.hlc, o1, strlen(o1), e->hlc, o2, strlen(o2)) >= 0) return 0;
+  }
+  uint32_t f = e->klen > KV_INLINE_MAX ? (uint32_t)e->klen : 0;
+  v.mv_size = DROP_HEADER + (size_t)f + e->olen;
+  v.mv_data = NULL;
+  if ((rc = mdb_put(t->txn, s->dropped, &k, &v, MDB_RESERVE)) != 0)
+    return store_err(s, rc, "dropped-tombstone record", err);
+  unsigned char *p = v.mv_data;
+  sa_put_u64(p, e->hlc);
+  sa_put_u16(p + 8, (uint16_t)f);
+  p[10] = (unsigned char)e->olen; /* 0: this node, as in kv */
+  p[11] = 0;
+  if (f) memcpy(p + DROP_HEADER, e->key, f);
+  if (e->olen) memcpy(p + DROP_HEADER + f, e->origin, e->olen);
+  return 0;
+}
+
 int store_wtomb_gc(store_wtxn *t, uint64_t acked, uint64_t now_ms, uint64_t ttl_ms,
-                   uint64_t *dropped, uint64_t *max_lsn, uint64_t *ttl_hlc, sa_error *err) {
+                   store_gc_result *out, sa_error *err) {
   assert(store_w_owned(t));
   MDB_cursor *cur;
   int rc = mdb_cursor_open(t->txn, t->s->tombs, &cur);
@@ -183,15 +284,39 @@ int store_wtomb_gc(store_wtxn *t, uint64_t acked, uint64_t now_ms, uint64_t ttl_
     bool by_ack = acked && e.lsn <= acked;
     bool by_age = e.version + ttl_ms <= now_ms; /* version: at_ms */
     if (by_ack || by_age) {
+      /* The record first: e points into the tombstone's page. */
+      if (!by_ack && !sync_dropped_expired(e.hlc, now_ms, ttl_ms)) {
+        if ((code = store_wdrop_raise(t, &e, err)) != 0) break;
+        out->recorded++;
+      }
       if ((rc = mdb_cursor_del(cur, 0)) != 0) break;
-      ++*dropped;
-      if (e.lsn > *max_lsn) *max_lsn = e.lsn;
-      if (!by_ack && e.hlc > *ttl_hlc) *ttl_hlc = e.hlc;
+      out->dropped++;
+      if (e.lsn > out->max_lsn) out->max_lsn = e.lsn;
     }
     /* After mdb_cursor_del, MDB_NEXT yields the entry that followed. */
     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
   }
   if (!code && rc && rc != MDB_NOTFOUND) code = store_err(t->s, rc, "tombstone walk", err);
+  mdb_cursor_close(cur);
+  if (code) return code;
+  /* The records that expired. */
+  if ((rc = mdb_cursor_open(t->txn, t->s->dropped, &cur)) != 0)
+    return store_err(t->s, rc, "dropped-tombstone walk", err);
+  rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+  while (rc == 0) {
+    kv_entry e;
+    if (store_drop_decode(&k, &v, &e) != 0) {
+      code =
+          sa_fail(err, SA_ECORRUPT, "store '%s': malformed dropped-tombstone record", t->s->path);
+      break;
+    }
+    if (sync_dropped_expired(e.hlc, now_ms, ttl_ms)) {
+      if ((rc = mdb_cursor_del(cur, 0)) != 0) break;
+      out->expired++;
+    }
+    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+  }
+  if (!code && rc && rc != MDB_NOTFOUND) code = store_err(t->s, rc, "dropped-tombstone walk", err);
   mdb_cursor_close(cur);
   return code;
 }
@@ -346,8 +471,36 @@ static int store_key_cmp(const MDB_val *a, const MDB_val *b) {
   return a->mv_size < b->mv_size ? -1 : a->mv_size > b->mv_size;
 }
 
-int store_sync_snapshot(sa_store *s, int (*fn)(void *arg, const sa_sync_item *it), void *arg,
-                        uint64_t *resume, sa_error *err) {
+/* Calls fn with the item of entry e (live or a tombstone, or a dropped
+ * record when dropped), its key copied and NUL-terminated. */
+static int snap_emit(sa_store *s, const kv_entry *e, bool live, bool dropped,
+                     int (*fn)(void *arg, const sa_sync_item *it), void *arg, sa_error *err) {
+  sa_sync_item it;
+  memset(&it, 0, sizeof it);
+  it.seq = dropped ? 0 : e->lsn;
+  it.op = live ? SA_OP_PUT : SA_OP_DELETE;
+  it.hlc = e->hlc;
+  it.origin_lsn = e->origin_lsn; /* the stored one; 0: unknown */
+  store_entry_origin(s, e, it.origin);
+  char small[KV_INLINE_MAX + 1], *key = small;
+  if (e->klen > KV_INLINE_MAX && !(key = malloc(e->klen + 1)))
+    return sa_fail(err, SA_ENOMEM, "out of memory in a snapshot");
+  memcpy(key, e->key, e->klen);
+  key[e->klen] = 0;
+  it.key = key;
+  it.data = live ? (char *)e->val : NULL; /* borrowed from the map (no NUL after it) */
+  it.len = live ? e->vlen : 0;
+  char ctype[SA_CONTENT_TYPE_MAX + 1];
+  store_entry_ctype(e, ctype);
+  it.content_type = live && e->ctlen ? ctype : NULL;
+  int code = fn(arg, &it);
+  if (key != small) free(key);
+  return code;
+}
+
+int store_sync_snapshot(sa_store *s, int (*fn)(void *arg, const sa_sync_item *it),
+                        int (*dfn)(void *arg, const sa_sync_item *it), void *arg, uint64_t now_ms,
+                        uint64_t ttl_ms, uint64_t *resume, sa_error *err) {
   MDB_txn *txn;
   MDB_cursor *ck = NULL, *ct = NULL;
   int rc = store_rbegin(s, &txn, err);
@@ -374,29 +527,7 @@ int store_sync_snapshot(sa_store *s, int (*fn)(void *arg, const sa_sync_item *it
       code = sa_fail(err, SA_ECORRUPT, "store '%s': malformed entry", s->path);
       break;
     }
-    sa_sync_item it;
-    memset(&it, 0, sizeof it);
-    it.seq = e.lsn;
-    it.op = live ? SA_OP_PUT : SA_OP_DELETE;
-    it.hlc = e.hlc;
-    it.origin_lsn = e.olen ? 0 : e.lsn; /* a peer's write: its origin LSN is not kept */
-    store_entry_origin(s, &e, it.origin);
-    char small[KV_INLINE_MAX + 1], *key = small;
-    if (e.klen > KV_INLINE_MAX && !(key = malloc(e.klen + 1))) {
-      code = sa_fail(err, SA_ENOMEM, "out of memory in a snapshot");
-      break;
-    }
-    memcpy(key, e.key, e.klen);
-    key[e.klen] = 0;
-    it.key = key;
-    it.data = live ? (char *)e.val : NULL; /* borrowed from the map (no NUL after it) */
-    it.len = live ? e.vlen : 0;
-    char ctype[SA_CONTENT_TYPE_MAX + 1];
-    store_entry_ctype(&e, ctype);
-    it.content_type = live && e.ctlen ? ctype : NULL;
-    code = fn(arg, &it);
-    if (key != small) free(key);
-    if (code) break;
+    if ((code = snap_emit(s, &e, live, false, fn, arg, err)) != 0) break;
     if (live)
       rk = mdb_cursor_get(ck, &kk, &vk, MDB_NEXT);
     else
@@ -406,6 +537,27 @@ int store_sync_snapshot(sa_store *s, int (*fn)(void *arg, const sa_sync_item *it
     code = store_err(s, rk && rk != MDB_NOTFOUND ? rk : rt, "snapshot", err);
   mdb_cursor_close(ck);
   mdb_cursor_close(ct);
+  /* Then the dropped-tombstone records of keys held neither live nor as a
+   * tombstone, not expired: the keys deleted whose tombstones went. */
+  MDB_cursor *cd = NULL;
+  if (!code && dfn && (rc = mdb_cursor_open(txn, s->dropped, &cd)) != 0)
+    code = store_err(s, rc, "snapshot", err);
+  int rd = cd ? mdb_cursor_get(cd, &kk, &vk, MDB_FIRST) : MDB_NOTFOUND;
+  while (!code && rd == 0) {
+    kv_entry e, held;
+    int kind = STORE_NONE;
+    if (store_drop_decode(&kk, &vk, &e) != 0) {
+      code = sa_fail(err, SA_ECORRUPT, "store '%s': malformed dropped-tombstone record", s->path);
+      break;
+    }
+    if (!sync_dropped_expired(e.hlc, now_ms, ttl_ms) &&
+        (code = store_find_state(s, txn, e.key, e.klen, &kind, &held, err)) == 0 &&
+        kind == STORE_NONE)
+      code = snap_emit(s, &e, false, true, dfn, arg, err);
+    if (!code) rd = mdb_cursor_get(cd, &kk, &vk, MDB_NEXT);
+  }
+  if (!code && rd && rd != MDB_NOTFOUND) code = store_err(s, rd, "snapshot", err);
+  if (cd) mdb_cursor_close(cd);
   store_rend(s, txn);
   return code;
 }

@@ -34,7 +34,6 @@ int store_wbegin(sa_store *s, store_wtxn **out, sa_error *err) {
   if (rc) return store_err(s, rc, "begin write transaction", err);
   s->w.s = s;
   s->w.floor = 0;
-  s->w.horizon = 0;
   s->w.sfloor = 0;
   s->w_owner = pthread_self();
   s->w_busy = true;
@@ -58,20 +57,28 @@ static size_t store_origin_len(const sa_store *s, const char *origin) {
   return strlen(origin);
 }
 
+/* The bytes after the origin of an entry of origin length o: an entry of
+ * another origin keeps its origin LSN when it is known. */
+static size_t store_olsn_len(size_t o, uint64_t origin_lsn) {
+  return o && origin_lsn ? 8 : 0;
+}
+
 /* Fills the 28-byte header of a kv or tombs value and the bytes after it
- * (full key, origin, content type; tombs: none). */
+ * up to the value: full key, origin, origin LSN (x: store_olsn_len),
+ * content type (tombs: none). */
 static void store_entry_fill(unsigned char *p, uint64_t first, uint64_t lsn, uint64_t hlc,
                              const char *key, uint32_t f, const char *origin, size_t o,
-                             const char *ctype, uint32_t t) {
+                             uint64_t origin_lsn, size_t x, const char *ctype, uint32_t t) {
   sa_put_u64(p, first);
   sa_put_u64(p + 8, lsn);
   sa_put_u64(p + 16, hlc);
   sa_put_u16(p + 24, (uint16_t)f);
   p[26] = (unsigned char)o;
-  p[27] = (unsigned char)t;
+  p[27] = (unsigned char)(t | (x ? KV_F_OLSN : 0));
   if (f) memcpy(p + KV_HEADER, key, f);
   if (o) memcpy(p + KV_HEADER + f, origin, o);
-  if (t) memcpy(p + KV_HEADER + f + o, ctype, t);
+  if (x) sa_put_u64(p + KV_HEADER + f + o, origin_lsn);
+  if (t) memcpy(p + KV_HEADER + f + o + x, ctype, t);
 }
 
 /* Removes key's tombstone, if any. */
@@ -93,7 +100,7 @@ static int store_tomb_del(store_wtxn *t, const char *key, uint32_t klen, sa_erro
 
 int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, uint32_t vlen,
                const char *ctype, uint32_t ctlen, uint64_t lsn, uint64_t hlc, const char *origin,
-               uint64_t *version, sa_error *err) {
+               uint64_t origin_lsn, uint64_t *version, sa_error *err) {
   assert(store_w_owned(t));
   assert(ctlen <= SA_CONTENT_TYPE_MAX);
   unsigned char kb[KV_LONG];
@@ -102,8 +109,8 @@ int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, u
   kv_entry e;
   uint64_t old = 0;
   uint32_t f = klen > KV_INLINE_MAX ? klen : 0;
-  size_t o = store_origin_len(t->s, origin);
-  size_t size = KV_HEADER + (size_t)f + o + ctlen + vlen;
+  size_t o = store_origin_len(t->s, origin), x = store_olsn_len(o, origin_lsn);
+  size_t size = KV_HEADER + (size_t)f + o + x + ctlen + vlen;
   int rc;
   if (!f) {
     /* One descent for a new key: insert unless present; when present LMDB
@@ -131,8 +138,8 @@ int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, u
     if (rc) return store_err(t->s, rc, "put", err);
   }
   unsigned char *p = v.mv_data;
-  store_entry_fill(p, old + 1, lsn, hlc, key, f, origin, o, ctype, ctlen);
-  if (vlen) memcpy(p + KV_HEADER + f + o + ctlen, val, vlen);
+  store_entry_fill(p, old + 1, lsn, hlc, key, f, origin, o, origin_lsn, x, ctype, ctlen);
+  if (vlen) memcpy(p + KV_HEADER + f + o + x + ctlen, val, vlen);
   *version = old + 1;
   /* A key is live or tombstoned, never both: a new live key loses its
    * tombstone (an empty tombs database costs LMDB no descent). */
@@ -140,7 +147,8 @@ int store_wput(store_wtxn *t, const char *key, uint32_t klen, const void *val, u
 }
 
 int store_wdel(store_wtxn *t, const char *key, uint32_t klen, uint64_t lsn, uint64_t hlc,
-               const char *origin, uint64_t at_ms, bool tomb_always, bool *existed, sa_error *err) {
+               const char *origin, uint64_t origin_lsn, uint64_t at_ms, bool tomb_always,
+               bool *existed, sa_error *err) {
   assert(store_w_owned(t));
   unsigned char kb[KV_LONG];
   MDB_val k, v;
@@ -152,12 +160,12 @@ int store_wdel(store_wtxn *t, const char *key, uint32_t klen, uint64_t lsn, uint
   if ((rc = store_db_find(t->s, t->txn, t->s->tombs, key, klen, kb, &k, &v, &found)) != 0)
     return store_err(t->s, rc, "tombstone", err);
   uint32_t f = klen > KV_INLINE_MAX ? klen : 0;
-  size_t o = store_origin_len(t->s, origin);
-  v.mv_size = KV_HEADER + (size_t)f + o;
+  size_t o = store_origin_len(t->s, origin), x = store_olsn_len(o, origin_lsn);
+  v.mv_size = KV_HEADER + (size_t)f + o + x;
   v.mv_data = NULL;
   if ((rc = mdb_put(t->txn, t->s->tombs, &k, &v, MDB_RESERVE)) != 0)
     return store_err(t->s, rc, "tombstone put", err);
-  store_entry_fill(v.mv_data, at_ms, lsn, hlc, key, f, origin, o, NULL, 0);
+  store_entry_fill(v.mv_data, at_ms, lsn, hlc, key, f, origin, o, origin_lsn, x, NULL, 0);
   return 0;
 }
 
@@ -174,12 +182,10 @@ int store_wcommit(store_wtxn *t, uint64_t applied_lsn, uint64_t hlc, sa_error *e
   sa_store *s = t->s;
   int rc;
   uint64_t floor = t->floor > s->feed_floor ? t->floor : 0;
-  uint64_t horizon = t->horizon > s->horizon ? t->horizon : 0;
   uint64_t sfloor = t->sfloor > s->sync_floor ? t->sfloor : 0;
   if ((rc = store_meta_put_u64(t->txn, s->meta, "applied_lsn", applied_lsn)) != 0 ||
       (rc = store_meta_put_u64(t->txn, s->meta, "hlc", hlc)) != 0 ||
       (floor && (rc = store_meta_put_u64(t->txn, s->meta, "feed_floor", floor)) != 0) ||
-      (horizon && (rc = store_meta_put_u64(t->txn, s->meta, "horizon_hlc", horizon)) != 0) ||
       (sfloor && (rc = store_meta_put_u64(t->txn, s->meta, "sync_floor", sfloor)) != 0)) {
     store_wabort(t);
     return store_err(s, rc, "meta update", err);
@@ -200,7 +206,6 @@ int store_wcommit(store_wtxn *t, uint64_t applied_lsn, uint64_t hlc, sa_error *e
   s->w_busy = false;
   if (rc) return store_err(s, rc, "commit", err);
   if (floor) __atomic_store_n(&s->feed_floor, floor, __ATOMIC_RELEASE);
-  if (horizon) __atomic_store_n(&s->horizon, horizon, __ATOMIC_RELEASE);
   if (sfloor) __atomic_store_n(&s->sync_floor, sfloor, __ATOMIC_RELEASE);
   s->hlc = hlc;
   return 0;

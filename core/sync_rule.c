@@ -1,10 +1,11 @@
 /*
- * sync_rule.c -- the conflict rule (see sync_rule.h): compare two pairs,
- * decide an incoming item.  Pure; any thread.
+ * sync_rule.c -- the conflict rule and the deleted-writes rule (see
+ * sync_rule.h): compare two pairs, decide an incoming item, age a
+ * dropped-tombstone record.  Pure; any thread.
  */
 #include "sync_rule.h"
 
-#include "softadastra.h"
+#include "hlc.h"
 
 #include <string.h>
 
@@ -15,9 +16,18 @@ int sync_pair_cmp(uint64_t ha, const char *oa, size_t la, uint64_t hb, const cha
   return la < lb ? -1 : la > lb;
 }
 
-int sync_decide(int op, uint64_t hlc, const char *origin, size_t olen, int held, uint64_t held_hlc,
-                const char *held_origin, size_t held_olen, uint64_t horizon) {
-  if (held == SYNC_HELD_NONE) return op == SA_OP_PUT && hlc < horizon ? SYNC_STALE : SYNC_APPLY;
-  return sync_pair_cmp(hlc, origin, olen, held_hlc, held_origin, held_olen) > 0 ? SYNC_APPLY
-                                                                                : SYNC_SKIP;
+int sync_decide(sync_pair in, int held, sync_pair held_pair, const sync_pair *dropped) {
+  if (held == SYNC_HELD_NONE)
+    return dropped && sync_pair_cmp(in.hlc, in.origin, in.olen, dropped->hlc, dropped->origin,
+                                    dropped->olen) <= 0
+               ? SYNC_STALE
+               : SYNC_APPLY;
+  return sync_pair_cmp(in.hlc, in.origin, in.olen, held_pair.hlc, held_pair.origin,
+                       held_pair.olen) > 0
+             ? SYNC_APPLY
+             : SYNC_SKIP;
+}
+
+bool sync_dropped_expired(uint64_t hlc, uint64_t now_ms, uint64_t ttl_ms) {
+  return sa_hlc_ms(hlc) + 2 * ttl_ms <= now_ms; /* 48-bit ms + 2 x at most 10 years: no wrap */
 }

@@ -46,7 +46,8 @@
  *                      to), u32 count C (0..10000), then C items of
  *                        u8 op (1 put, 2 delete),
  *                        u8 decision (1 applied, 2 skipped: equal or older
- *                           pair, 3 stale: under the tombstone horizon),
+ *                           pair, 3 stale: a key not held, at or below
+ *                           its dropped-tombstone record),
  *                        u8 origin length O (1..64),
  *                        u8 content-type length T (0..127; 0 unless an
  *                           applied put, and 0 when it has none),
@@ -63,11 +64,11 @@
  *   Then free space: zero bytes up to the end of the file.
  *
  *   The format version stays 1: a sync record appears only in a node whose
- *   store is format 2, and a put with a content type (type 5, or a sync
- *   item with T > 0) only in one whose store is format 3, which older
- *   builds refuse to open first.  A put without a type is written as type 1
- *   (T = 0 for a sync item), byte for byte what older builds wrote, so
- *   every older WAL replays as it did.
+ *   store is format 2 or later, and a put with a content type (type 5, or a
+ *   sync item with T > 0) only in one whose store is format 3 or later,
+ *   which older builds refuse to open first.  A put without a type is
+ *   written as type 1 (T = 0 for a sync item), byte for byte what older
+ *   builds wrote, so every older WAL replays as it did.
  *
  * PREALLOCATION (wal_set_prealloc)
  *

@@ -13,9 +13,11 @@
  *      and the new cursor commit together, so a crash anywhere neither
  *      skips nor repeats a batch;
  *   3. 410 gone: GET /v1/sync/snapshot, applied in chunks with the cursor
- *      unchanged, the last chunk with cursor = the snapshot's resume; then
- *      every local key the snapshot does not hold and whose hlc is below the
- *      snapshot's horizon_hlc is removed (the gc-grace rule);
+ *      unchanged: its items, then its "dropped" items (a delete with the
+ *      pair of each tombstone the peer dropped by age, of keys it holds
+ *      nowhere now: by the rule each removes this node's copy of the key
+ *      when older, never a later write, and leaves every other key alone),
+ *      the last chunk with cursor = the snapshot's resume;
  *   4. any failure (refused connection, timeout, garbage, an answer cut
  *      short, a refused batch): the state says why, and the puller waits
  *      with exponential backoff and jitter, at most SRV_SYNC_BACKOFF_MAX_MS,
@@ -390,6 +392,16 @@ static int srv_batch_parse(json_t *arr, bool with_seq, srv_batch *b, char *why, 
     }
   }
   b->n = n;
+  return 0;
+}
+
+/* The snapshot's "dropped" items are deletes: -1 with why otherwise. */
+static int srv_batch_deletes(const srv_batch *b, char *why, size_t whylen) {
+  for (size_t i = 0; i < b->n; i++)
+    if (b->items[i].op != SA_OP_DELETE) {
+      snprintf(why, whylen, "malformed snapshot: dropped item %zu is not a delete", i);
+      return -1;
+    }
   return 0;
 }
 
@@ -834,50 +846,6 @@ static int srv_peer_apply_chunked(srv_peer *p, const sa_sync_item *items, size_t
   return 0;
 }
 
-/* A sorted array of the snapshot's keys, for the gc-grace sweep. */
-static int srv_cmp_str(const void *a, const void *b) {
-  return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Removes the local keys that the snapshot does not hold and whose hlc is
- * below horizon (the peer dropped their tombstones: they were deleted). */
-static void srv_peer_gc_grace(srv_peer *p, const srv_batch *b, uint64_t horizon) {
-  if (horizon == 0) return;
-  srv_sync *s = p->s;
-  const char **keys = malloc((b->n ? b->n : 1) * sizeof *keys);
-  if (!keys) return;
-  for (size_t i = 0; i < b->n; i++)
-    keys[i] = b->items[i].key;
-  qsort(keys, b->n, sizeof *keys, srv_cmp_str);
-  char *after = NULL;
-  uint64_t removed = 0;
-  for (int round = 0; round < 1000000 && !atomic_load(&s->stop); round++) {
-    sa_list l;
-    sa_error err = {0};
-    if (sa_client_list(s->client, NULL, after, 1000, false, &l, &err) != 0) break;
-    for (size_t i = 0; i < l.count; i++) {
-      const sa_entry *e = &l.items[i];
-      const char *k = e->key;
-      if (e->hlc >= horizon || bsearch(&k, keys, b->n, sizeof *keys, srv_cmp_str)) continue;
-      sa_write_opts wo = {.cond = SA_COND_VERSION, .version = e->version};
-      if (sa_client_remove_ex(s->client, e->key, &wo, NULL, NULL) == 0) removed++;
-    }
-    free(after);
-    after = l.count ? strdup(l.items[l.count - 1].key) : NULL;
-    bool more = l.more && after;
-    sa_list_free(&l);
-    if (!more) break;
-  }
-  free(after);
-  free(keys);
-  if (removed) {
-    char q[300];
-    srv_log(SRV_LOG_INFO, "sync_gc_grace", "peer=%s removed=%llu horizon_hlc=%llu",
-            srv_log_q(p->url, q, sizeof q), (unsigned long long)removed,
-            (unsigned long long)horizon);
-  }
-}
-
 /* 410 from the peer: catch up from its snapshot.  Returns 0 or -1. */
 static int srv_peer_catch_up(srv_peer *p) {
   srv_sync *s = p->s;
@@ -894,13 +862,18 @@ static int srv_peer_catch_up(srv_peer *p) {
   int rc = -1;
   json_error_t je;
   json_t *j = status == 200 ? json_loadb(buf.p, buf.len, 0, &je) : NULL;
-  uint64_t resume = 0, horizon = 0;
-  srv_batch b;
+  uint64_t resume = 0;
+  srv_batch b, d;
   memset(&b, 0, sizeof b);
+  memset(&d, 0, sizeof d);
   if (status != 200) {
     srv_peer_set(p, SRV_PEER_UNREACHABLE, "snapshot: HTTP %ld", status);
-  } else if (!j || !srv_json_u64(j, "resume", &resume) ||
-             !srv_json_u64(j, "horizon_hlc", &horizon)) {
+  } else if (j && srv_json_u64(j, "resume", &resume) && json_object_get(j, "horizon_hlc") &&
+             !json_object_get(j, "dropped")) {
+    srv_peer_set(p, SRV_PEER_REFUSING,
+                 "snapshot: the peer runs an older build (a node-wide horizon_hlc, no "
+                 "per-key \"dropped\" records): upgrade it to catch up from it");
+  } else if (!j || !srv_json_u64(j, "resume", &resume)) {
     pthread_mutex_lock(&s->mu);
     p->refused_invalid++;
     pthread_mutex_unlock(&s->mu);
@@ -909,7 +882,9 @@ static int srv_peer_catch_up(srv_peer *p) {
                                       ? json_string_value(json_object_get(j, "node_id"))
                                       : "") < 0) {
     /* refused: state set */
-  } else if (srv_batch_parse(json_object_get(j, "items"), false, &b, why, sizeof why) != 0) {
+  } else if (srv_batch_parse(json_object_get(j, "items"), false, &b, why, sizeof why) != 0 ||
+             srv_batch_parse(json_object_get(j, "dropped"), false, &d, why, sizeof why) != 0 ||
+             srv_batch_deletes(&d, why, sizeof why) != 0) {
     pthread_mutex_lock(&s->mu);
     p->refused_invalid++;
     pthread_mutex_unlock(&s->mu);
@@ -919,14 +894,19 @@ static int srv_peer_catch_up(srv_peer *p) {
     uint64_t cur = p->cursor;
     p->catchups++;
     pthread_mutex_unlock(&s->mu);
-    rc = srv_peer_apply_chunked(p, b.items, b.n, cur, resume);
-    if (rc == 0) srv_peer_gc_grace(p, &b, horizon);
+    /* The items, then the keys the peer deleted and forgot (their
+     * tombstones' pairs: by the rule each removes this node's copy of the
+     * key when it is older, never a later write); the last chunk moves the
+     * cursor to resume, so a crash before it starts the catch-up over. */
+    rc = srv_peer_apply_chunked(p, b.items, b.n, cur, d.n ? cur : resume);
+    if (rc == 0 && d.n) rc = srv_peer_apply_chunked(p, d.items, d.n, cur, resume);
     char q[300];
-    srv_log(SRV_LOG_INFO, "sync_catch_up", "peer=%s items=%zu resume=%llu ok=%s",
-            srv_log_q(p->url, q, sizeof q), b.n, (unsigned long long)resume,
+    srv_log(SRV_LOG_INFO, "sync_catch_up", "peer=%s items=%zu dropped=%zu resume=%llu ok=%s",
+            srv_log_q(p->url, q, sizeof q), b.n, d.n, (unsigned long long)resume,
             rc == 0 ? "true" : "false");
   }
   srv_batch_free(&b);
+  srv_batch_free(&d);
   json_decref(j);
   free(buf.p);
   return rc;

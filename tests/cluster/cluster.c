@@ -621,8 +621,9 @@ void cl_writers_stop(cl_writers *ws, cl_write **out, size_t *n) {
 /* ---- the check ------------------------------------------------------------------ */
 
 /* Tombstones of node i from /v1/sync/snapshot: tomb[k] set for each key of
- * the key space the snapshot holds as deleted.  Returns false when the node
- * does not serve a usable snapshot. */
+ * the key space the snapshot holds as deleted (a tombstone in "items", or
+ * the record of one dropped by age in "dropped": the larger pair).
+ * Returns false when the node does not serve a usable snapshot. */
 static bool cl_snapshot_tombs(cl_http *h, const char *base, int nkeys, const char *prefix,
                               cl_pair *tomb, bool *has) {
   const char *b;
@@ -638,13 +639,18 @@ static bool cl_snapshot_tombs(cl_http *h, const char *base, int nkeys, const cha
   size_t i;
   json_t *it;
   size_t pl = strlen(prefix);
-  json_array_foreach(items, i, it) {
-    const char *op = json_string_value(json_object_get(it, "op"));
-    const char *key = json_string_value(json_object_get(it, "key"));
-    if (!op || !key || strcmp(op, "delete") != 0 || strncmp(key, prefix, pl) != 0) continue;
-    int k = atoi(key + pl);
-    if (k < 0 || k >= nkeys) continue;
-    if (cl_json_pair(it, &tomb[k])) has[k] = true;
+  for (int part = 0; part < 2; part++) {
+    json_t *arr = json_object_get(o, part ? "dropped" : "items");
+    json_array_foreach(arr, i, it) {
+      const char *op = json_string_value(json_object_get(it, "op"));
+      const char *key = json_string_value(json_object_get(it, "key"));
+      if (!op || !key || strcmp(op, "delete") != 0 || strncmp(key, prefix, pl) != 0) continue;
+      int k = atoi(key + pl);
+      cl_pair pr;
+      if (k < 0 || k >= nkeys || !cl_json_pair(it, &pr)) continue;
+      if (!has[k] || cl_pair_cmp(&pr, &tomb[k]) > 0) tomb[k] = pr;
+      has[k] = true;
+    }
   }
   json_decref(o);
   return true;

@@ -24,10 +24,12 @@
  *              peer whose id this node has not learned since it restarted
  *              (see mode_gc_unknown_peer; SA_CLUSTER_GC_CONTROL=1: the
  *              same without the restart).
- *   ttl        two nodes apart past --tombstone-ttl-s 1: a deleted value
+ *   ttl        two nodes apart past --tombstone-ttl-s 2: a deleted value
  *              does not come back, a rewrite beats an older delete (the
  *              issue's two resurrection cases); ttl-unrelated: a write
- *              nobody deleted survives the same (see mode_ttl).
+ *              nobody deleted survives the same (see mode_ttl);
+ *              ttl-later-write: a catch-up's removal of a deleted key does
+ *              not beat a write made elsewhere after the delete.
  *   smoke      the harness's own parts against nodes without sync: start,
  *              kill -9, restart on the same port, writers, proxies in front
  *              of nodes cut and healed, the digest route probed.
@@ -697,7 +699,18 @@ static long get_raw(cl_http *h, const cluster *c, int i, const char *key, char *
   return s;
 }
 
-/* Two nodes with --tombstone-ttl-s 1, apart for longer than the TTL:
+/* The TTL of the tests past it, and how long a node stays away: past the
+ * TTL (the tombstone goes by age, the feed's start with it), within twice
+ * the TTL (the key's dropped-tombstone record is kept that long: a node
+ * away longer may bring a deleted value back by design). */
+static const char *ttl_arg(void) {
+  return cl_slow() ? "10" : "2";
+}
+static long ttl_away_ms(void) {
+  return atol(ttl_arg()) * 1500;
+}
+
+/* Two nodes with --tombstone-ttl-s 2, apart for longer than the TTL:
  *   A. t0 away (killed) holds x = old; t1 deletes x; t0 returns: x stays
  *      deleted on both (the issue's first resurrection case);
  *   B. t0 deletes y while cut off, t1 rewrites y after that: the rewrite
@@ -706,14 +719,15 @@ static long get_raw(cl_http *h, const cluster *c, int i, const char *key, char *
  *      deletes z; t1 deletes an unrelated key after that and drops its
  *      tombstone by age: z must reach t1 and stay on t0 (an acknowledged
  *      write that nobody deleted is never lost because its node was away
- *      past the TTL).  Fails with the horizon rule of sync.md: t1's
- *      horizon (the unrelated tombstone's hlc) is above z's, so t1 refuses
- *      z as stale and t0's snapshot catch-up drops z (gc-grace). */
+ *      past the TTL).  Failed with the node-wide horizon of store format
+ *      2: t1's horizon (the unrelated tombstone's hlc) was above z's, so t1
+ *      refused z as stale and t0's snapshot catch-up dropped z (gc-grace);
+ *      with per-key records only w is named. */
 static int mode_ttl(bool only_c) {
   cluster c;
   if (cl_init(&c, g_bin, 2, CL_MESH, true, "t") != 0) return 1;
   c.extra[0] = "--tombstone-ttl-s";
-  c.extra[1] = "1";
+  c.extra[1] = ttl_arg();
   c.extra[2] = "--tick-interval-ms";
   c.extra[3] = "100";
   if (cl_start(&c, 0) || cl_start(&c, 1)) {
@@ -733,7 +747,7 @@ static int mode_ttl(bool only_c) {
   if (wait_value(h, c.nodes[1].url, "x", "t0.x.old", wait) < 0) fail("ttl A: x never reached t1");
   cl_stop(&c, 0, SIGKILL);
   del(h, &c, 1, "x");
-  cl_sleep_ms(2500); /* past the TTL: t1 drops the tombstone by age */
+  cl_sleep_ms(ttl_away_ms()); /* past the TTL: t1 drops the tombstone by age */
   if (cl_start(&c, 0) != 0) fail("ttl A: t0 did not restart");
   if (cl_wait_converged(&c, 0, wait, &ms, why, sizeof why) != 0)
     fail("ttl A: no convergence: %s", why);
@@ -750,7 +764,7 @@ static int mode_ttl(bool only_c) {
   del(h, &c, 0, "y");
   cl_sleep_ms(20);
   put(h, &c, 1, "y", "t1.y.rewritten");
-  cl_sleep_ms(2500);
+  cl_sleep_ms(ttl_away_ms());
   cut_pair(&c, false);
   if (cl_wait_converged(&c, 0, wait, &ms, why, sizeof why) != 0)
     fail("ttl B: no convergence: %s", why);
@@ -767,7 +781,7 @@ scenario_c:
   cl_sleep_ms(20);
   put(h, &c, 1, "w", "t1.w.gone");
   del(h, &c, 1, "w");
-  cl_sleep_ms(2500);
+  cl_sleep_ms(ttl_away_ms());
   cut_pair(&c, false);
   cl_wait_converged(&c, 0, wait, &ms, why, sizeof why);
   cl_sleep_ms(500);
@@ -783,6 +797,75 @@ done:
   cl_http_free(h);
   if (cl_destroy(&c, g_failures && getenv("SA_CLUSTER_KEEP_FAILED")))
     fail("ttl: a node did not stop cleanly");
+  return g_failures ? 1 : 0;
+}
+
+/* The gc-grace removal must not beat a write made elsewhere after the
+ * delete.  Three nodes l0, l1, l2 (mesh), --tombstone-ttl-s 2:
+ *   1. l1 writes k; everyone has it; l1 is killed;
+ *   2. l0 deletes k; l2 gets the delete; l2 is cut off from both and
+ *      writes k again (a pair above the delete's);
+ *   3. past the TTL l0 drops its tombstone by age; l1 returns and catches
+ *      up from l0's snapshot, whose dropped list names k: l1 removes its
+ *      old k with the delete's pair;
+ *   4. l2's links heal: its later write must win everywhere.
+ * With the removal written as a local delete (a fresh hlc, above l2's
+ * write), the removal wins and l2's acknowledged write is lost on all
+ * three. */
+static int mode_ttl_later_write(void) {
+  cluster c;
+  if (cl_init(&c, g_bin, 3, CL_MESH, true, "l") != 0) return 1;
+  c.extra[0] = "--tombstone-ttl-s";
+  c.extra[1] = ttl_arg();
+  c.extra[2] = "--tick-interval-ms";
+  c.extra[3] = "100";
+  for (int i = 0; i < 3; i++)
+    if (cl_start(&c, i) != 0) {
+      fail("ttl-later-write: l%d did not start", i);
+      cl_destroy(&c, false);
+      return 1;
+    }
+  cl_http *h = cl_http_new();
+  long wait = cl_slow() ? 120000 : 10000;
+  char v[3][128];
+  double t0 = cl_now(), ms;
+  char why[512];
+  put(h, &c, 1, "k", "l1.k.old");
+  for (int i = 0; i < 3; i += 2)
+    if (wait_value(h, c.nodes[i].url, "k", "l1.k.old", wait) < 0)
+      fail("ttl-later-write: k never reached l%d", i);
+  cl_stop(&c, 1, SIGKILL);
+  if (del(h, &c, 0, "k") != 200) fail("ttl-later-write: DELETE k on l0 failed");
+  if (wait_value(h, c.nodes[2].url, "k", NULL, wait) < 0)
+    fail("ttl-later-write: the delete never reached l2");
+  for (int k = 0; k < c.nlinks; k++) /* l2 alone */
+    if (c.links[k].from == 2 || c.links[k].to == 2) proxy_cut(c.links[k].px, PROXY_REFUSE);
+  long sp = put(h, &c, 2, "k", "l2.k.later");
+  if (sp != 200 && sp != 201) fail("ttl-later-write: PUT k on l2 answered %ld", sp);
+  cl_sleep_ms(ttl_away_ms()); /* past the TTL: l0 drops its tombstone by age */
+  if (cl_start(&c, 1) != 0) fail("ttl-later-write: l1 did not restart");
+  if (wait_value(h, c.nodes[1].url, "k", NULL, wait) < 0)
+    fail("ttl-later-write: l1 kept the deleted k after catching up from l0");
+  for (int k = 0; k < c.nlinks; k++)
+    proxy_heal(c.links[k].px);
+  int conv = cl_wait_converged(&c, 0, wait, &ms, why, sizeof why);
+  long st[3];
+  for (int i = 0; i < 3; i++)
+    st[i] = get_raw(h, &c, i, "k", v[i], sizeof v[i]);
+  bool ok = conv == 0;
+  for (int i = 0; i < 3; i++)
+    ok = ok && st[i] == 200 && !strcmp(v[i], "l2.k.later");
+  if (!ok)
+    fail("ttl-later-write: k on l0 %ld '%s', l1 %ld '%s', l2 %ld '%s' (want l2's later write on "
+         "all: the catch-up's removal must carry the delete's pair)%s%s",
+         st[0], v[0], st[1], v[1], st[2], v[2], conv ? "; digests differ: " : "", conv ? why : "");
+  else
+    printf("ttl-later-write: l2's write after the delete wins on all three (converged %.0f ms "
+           "after the heal, %.1f s in all)\n",
+           ms, cl_now() - t0);
+  cl_http_free(h);
+  if (cl_destroy(&c, g_failures && getenv("SA_CLUSTER_KEEP_FAILED")))
+    fail("ttl-later-write: a node did not stop cleanly");
   return g_failures ? 1 : 0;
 }
 
@@ -1007,8 +1090,9 @@ static int mode_join(void) {
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: sa_cluster SOFTADASTRA_BIN "
-                    "schedules|two-node|join|ttl|ttl-unrelated|gc-unknown-peer|smoke\n");
+    fprintf(stderr,
+            "usage: sa_cluster SOFTADASTRA_BIN "
+            "schedules|two-node|join|ttl|ttl-unrelated|ttl-later-write|gc-unknown-peer|smoke\n");
     return 2;
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1022,6 +1106,7 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[2], "ttl")) rc = mode_ttl(false);
   if (!strcmp(argv[2], "gc-unknown-peer")) rc = mode_gc_unknown_peer();
   if (!strcmp(argv[2], "ttl-unrelated")) rc = mode_ttl(true);
+  if (!strcmp(argv[2], "ttl-later-write")) rc = mode_ttl_later_write();
   if (!strcmp(argv[2], "smoke")) rc = mode_smoke();
   curl_global_cleanup();
   if (rc == 1 || g_failures) printf("sa_cluster %s: FAILED (%d failures)\n", argv[2], g_failures);

@@ -734,9 +734,10 @@ END_TEST
 
 /* B is away while A deletes a key B holds and drops the tombstone by age
  * (tombstone_ttl_s 1): B's cursor is then below A's floor, so B is told 410
- * and catches up from A's snapshot, and removes its copy of the deleted key
- * (older than A's horizon, not in the snapshot): the delete does not come
- * back, on either node. */
+ * and catches up from A's snapshot, whose "dropped" list names the key
+ * with the delete's pair: B removes its copy with that pair (its
+ * tombstone is A's delete, not a fresh local one), and the delete does not
+ * come back on either node; a key A never deleted stays. */
 START_TEST(test_catch_up_from_snapshot) {
   int pa = free_port(), pb = free_port();
   e2e_node a, b;
@@ -752,7 +753,11 @@ START_TEST(test_catch_up_from_snapshot) {
   ck_assert(wait_value(&b, "keep/k", "kept") >= 0);
   ck_assert_int_eq(e2e_node_stop(&b, SIGTERM), 0);
 
-  ck_assert_int_eq(http_req(&a, "DELETE", "/v1/store/gone/k", NULL, NULL, NULL), 200);
+  json_t *dj = NULL;
+  ck_assert_int_eq(http_req(&a, "DELETE", "/v1/store/gone/k", NULL, NULL, &dj), 200);
+  json_int_t del_hlc = json_integer_value(json_object_get(dj, "hlc"));
+  ck_assert(del_hlc > 0);
+  json_decref(dj);
   ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/new/k", "fresh", NULL, NULL), 201);
   /* The tombstone ages out: the feed's start is no longer served. */
   long long t0 = now_ms();
@@ -769,8 +774,16 @@ START_TEST(test_catch_up_from_snapshot) {
   json_decref(g);
   json_t *snap = NULL;
   ck_assert_int_eq(http_req(&a, "GET", "/v1/sync/snapshot?node=node-z", NULL, NULL, &snap), 200);
-  ck_assert(json_integer_value(json_object_get(snap, "horizon_hlc")) > 0);
   ck_assert(json_integer_value(json_object_get(snap, "resume")) > 0);
+  json_t *dropped = json_object_get(snap, "dropped");
+  ck_assert_uint_eq(json_array_size(dropped), 1);
+  ck_assert_int_eq(json_integer_value(json_object_get(snap, "dropped_count")), 1);
+  json_t *d0 = json_array_get(dropped, 0);
+  ck_assert_str_eq(json_string_value(json_object_get(d0, "op")), "delete");
+  ck_assert_str_eq(json_string_value(json_object_get(d0, "key")), "gone/k");
+  ck_assert_str_eq(json_string_value(json_object_get(d0, "origin")), "node-a");
+  ck_assert(json_integer_value(json_object_get(d0, "hlc")) == del_hlc);
+  ck_assert_ptr_null(json_object_get(snap, "horizon_hlc"));
   json_decref(snap);
 
   start_node(&b, "node-b", pb, peers_b, NULL);
@@ -782,8 +795,24 @@ START_TEST(test_catch_up_from_snapshot) {
   ck_assert_int_eq(get_raw(&a, "gone/k", buf, sizeof buf), 404);
   char *log = e2e_read_file(b.log, NULL);
   ck_assert_ptr_nonnull(strstr(log, "event=sync_catch_up"));
-  ck_assert_ptr_nonnull(strstr(log, "event=sync_gc_grace"));
+  ck_assert_ptr_nonnull(strstr(log, "dropped=1"));
   free(log);
+  /* B's tombstone of gone/k carries A's pair */
+  ck_assert_int_eq(http_req(&b, "GET", "/v1/sync/snapshot?node=node-z", NULL, NULL, &snap), 200);
+  json_t *items = json_object_get(snap, "items"), *tb = NULL;
+  for (size_t i = 0; i < json_array_size(items); i++) {
+    json_t *x = json_array_get(items, i);
+    if (!strcmp(json_string_value(json_object_get(x, "key")), "gone/k")) tb = x;
+  }
+  json_t *bd = json_object_get(snap, "dropped");
+  for (size_t i = 0; !tb && i < json_array_size(bd); i++) /* (its tombstone aged out too) */
+    if (!strcmp(json_string_value(json_object_get(json_array_get(bd, i), "key")), "gone/k"))
+      tb = json_array_get(bd, i);
+  ck_assert_ptr_nonnull(tb);
+  ck_assert_str_eq(json_string_value(json_object_get(tb, "op")), "delete");
+  ck_assert_str_eq(json_string_value(json_object_get(tb, "origin")), "node-a");
+  ck_assert(json_integer_value(json_object_get(tb, "hlc")) == del_hlc);
+  json_decref(snap);
   stop_all(&a, &b);
 }
 END_TEST

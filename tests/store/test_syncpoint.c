@@ -93,15 +93,15 @@ static void write_round(sa_store *s, int round, unsigned *seed, double p, uint64
     key_of(i, k, sizeof k);
     if (model[i] >= 0 && rand_r(seed) % 5 == 0) {
       bool existed;
-      ck_assert_msg(store_wdel(t, k, (uint32_t)strlen(k), lsn, 1, NULL, 0, false, &existed, &e) ==
-                        0,
-                    "%s", e.message);
+      ck_assert_msg(
+          store_wdel(t, k, (uint32_t)strlen(k), lsn, 1, NULL, 0, 0, false, &existed, &e) == 0, "%s",
+          e.message);
       ck_assert(existed);
       model[i] = -1;
     } else {
       uint64_t version;
       size_t n = value_of(i, round, v, sizeof v);
-      ck_assert_msg(store_wput(t, k, (uint32_t)strlen(k), v, (uint32_t)n, NULL, 0, lsn, 1, NULL,
+      ck_assert_msg(store_wput(t, k, (uint32_t)strlen(k), v, (uint32_t)n, NULL, 0, lsn, 1, NULL, 0,
                                &version, &e) == 0,
                     "%s", e.message);
       model[i] = round;

@@ -1,16 +1,17 @@
 /*
  * test_sync.c -- sync between nodes, the core's side (core/node_sync.c,
  * core/store_sync.c, the sync WAL record): a peer's batch applied by the
- * rule (winners, losers, equal pairs, delete against put, the horizon),
+ * rule (winners, losers, equal pairs, delete against put, the per-key
+ * records of tombstones dropped by age),
  * refusals with nothing applied (drift, malformed items, the node's own id
  * as peer), the cursor in the same commit as the items (and both across a
  * kill -9 of a process at every I/O step of an apply), replay of the sync
  * record, relay (items keep their origin; exclude_origin filters), the
  * state-based feed, the snapshot, tombstones and their GC (by the peers'
- * acknowledgements and by age, with the horizon and the floor), the
+ * acknowledgements and by age, with the records and the floor), the
  * outbox following the peers' acknowledgements, the digest equal for the
- * same state reached through different histories, and a format-1 store
- * opened by this build.
+ * same state reached through different histories, and format-1 and -3
+ * stores opened (upgraded) by this build.
  *
  * Time is logical where it matters: the nodes get a clock that returns a
  * variable.  Two nodes in one process are two clients on two directories.
@@ -369,11 +370,15 @@ END_TEST
 typedef struct {
   int n, dels;
   char keys[16][16];
+  uint64_t olsn[16];
 } snap_acc;
 
 static int snap_fn(void *arg, const sa_sync_item *it) {
   snap_acc *a = arg;
-  if (a->n < 16) snprintf(a->keys[a->n], 16, "%s", it->key);
+  if (a->n < 16) {
+    snprintf(a->keys[a->n], 16, "%s", it->key);
+    a->olsn[a->n] = it->origin_lsn;
+  }
   a->n++;
   a->dels += it->op == SA_OP_DELETE;
   return 0;
@@ -749,7 +754,12 @@ START_TEST(peers_away_never_fail_work) {
 }
 END_TEST
 
-START_TEST(tombstone_gc_by_age_raises_the_horizon) {
+/* A tombstone dropped by age leaves a record of its key only: an older
+ * write of that key is stale, an older write of any other key is applied
+ * (the node-wide horizon refused both), the record survives a restart and
+ * goes once the delete is 2 x TTL old; one dropped because the peers
+ * acknowledged it leaves none. */
+START_TEST(tombstone_gc_by_age_keeps_a_record_per_key) {
   char wal[TU_PATH_MAX];
   tu_path(wal, dir, "node-b.wal");
   sa_options o = sa_options_persistent("node-b", wal);
@@ -763,31 +773,153 @@ START_TEST(tombstone_gc_by_age_raises_the_horizon) {
   apply_ok(c, "node-a", d, 1, 1, &r);
   tick(c);
   ck_assert_uint_eq(counters(c).tombs, 1);
-  ck_assert_uint_eq(sa_client_sync_horizon(c), 0);
+  ck_assert_uint_eq(counters(c).dropped_records, 0);
   now_ms += 11000;
   tick(c);
   ck_assert_uint_eq(counters(c).tombs, 0);
-  ck_assert_uint_eq(sa_client_sync_horizon(c), hlc_at(t - 5, 3));
+  ck_assert_uint_eq(counters(c).dropped_records, 1);
   ck_assert_uint_eq(sa_client_sync_floor(c), r.lsn);
-  /* a put of a key this node does not hold, older than the horizon: stale */
+  sa_client_close(c);
+  c = tu_open(&o); /* the record survives a restart */
+  ck_assert_uint_eq(counters(c).dropped_records, 1);
+  /* older puts: x (deleted since) is stale; y (never deleted) is applied */
   sa_sync_item p[] = {put_item("x", "back", hlc_at(t - 6, 0), "node-c"),
                       put_item("y", "new", hlc_at(t - 6, 0), "node-c")};
-  sa_client_close(c);
-  c = tu_open(&o); /* the horizon survives a restart */
-  ck_assert_uint_eq(sa_client_sync_horizon(c), hlc_at(t - 5, 3));
   apply_ok(c, "node-c", p, 2, 1, &r);
-  ck_assert_uint_eq(r.stale, 2);
-  tu_expect_absent(c, "x");
-  sa_sync_item p2[] = {put_item("x", "later", hlc_at(t - 5, 4), "node-c")};
-  apply_ok(c, "node-c", p2, 1, 2, &r);
+  ck_assert_uint_eq(r.stale, 1);
   ck_assert_uint_eq(r.applied, 1);
+  tu_expect_absent(c, "x");
+  tu_expect_str(c, "y", "new");
+  /* the delete itself again: stale too (no tombstone comes back) */
+  apply_ok(c, "node-a", d, 1, 2, &r);
+  ck_assert_uint_eq(r.stale, 1);
+  ck_assert_uint_eq(counters(c).tombs, 0);
+  /* a write of x above the record wins */
+  sa_sync_item p2[] = {put_item("x", "later", hlc_at(t - 5, 4), "node-c")};
+  apply_ok(c, "node-c", p2, 1, 3, &r);
+  ck_assert_uint_eq(r.applied, 1);
+  tu_expect_str(c, "x", "later");
+  /* aging: the record goes once the delete is 2 x TTL old, not before */
+  now_ms = t - 5 + 20000 - 1;
+  tick(c);
+  ck_assert_uint_eq(counters(c).dropped_records, 1);
+  now_ms = t - 5 + 20000 + 1000; /* past the GC's next walk (every ttl / 16) */
+  tick(c);
+  ck_assert_uint_eq(counters(c).dropped_records, 0);
+  ck_assert_uint_eq(counters(c).dropped_expired, 1);
+  /* a tombstone the peers acknowledged leaves no record */
+  const char *peers[] = {"node-p"};
+  ck_assert_int_eq(sa_client_sync_set_peers(c, peers, 1, NULL), 0);
+  ck_assert_int_eq(sa_client_remove(c, "y", NULL), 0);
+  ck_assert_int_eq(sa_client_sync_peer_ack(c, "node-p", tu_status(c).last_lsn, NULL), 0);
+  tick(c);
+  ck_assert_uint_eq(counters(c).tombs, 0);
+  ck_assert_uint_eq(counters(c).dropped_records, 0);
+  /* a tombstone dropped by age that is already past the records' age
+   * (received late) leaves none either */
+  sa_sync_item old[] = {del_item("q", hlc_at(now_ms - 25000, 0), "node-a")};
+  apply_ok(c, "node-a", old, 1, 4, &r);
+  ck_assert_uint_eq(counters(c).tombs, 1);
+  ck_assert_int_eq(sa_client_sync_set_peers(c, NULL, 0, NULL), 0);
+  now_ms += 11000;
+  tick(c);
+  ck_assert_uint_eq(counters(c).tombs, 0);
+  ck_assert_uint_eq(counters(c).dropped_records, 0);
   sa_client_close(c);
 }
 END_TEST
 
-/* The gc-grace step of a catch-up by snapshot: a delete with the pair
- * (horizon, source) removes a key older than the horizon, never a newer one. */
-START_TEST(gc_grace_delete_with_the_horizon_pair) {
+typedef struct {
+  int n;
+  char keys[8][16];
+  uint64_t hlc[8];
+  char origin[8][SA_NODE_ID_MAX + 1];
+} drop_acc;
+
+static int drop_fn(void *arg, const sa_sync_item *it) {
+  drop_acc *a = arg;
+  ck_assert_int_eq(it->op, SA_OP_DELETE);
+  ck_assert_uint_eq(it->seq, 0);
+  if (a->n < 8) {
+    snprintf(a->keys[a->n], 16, "%s", it->key);
+    a->hlc[a->n] = it->hlc;
+    snprintf(a->origin[a->n], sizeof a->origin[a->n], "%s", it->origin);
+  }
+  a->n++;
+  return 0;
+}
+
+typedef struct {
+  snap_acc items;
+  drop_acc dropped;
+  int long_ok;
+} both_acc;
+
+static int both_item(void *arg, const sa_sync_item *it) {
+  return snap_fn(&((both_acc *)arg)->items, it);
+}
+
+static int both_dropped(void *arg, const sa_sync_item *it) {
+  both_acc *a = arg;
+  if (strlen(it->key) == 699 && strspn(it->key, "L") == 699) a->long_ok++;
+  return drop_fn(&a->dropped, it);
+}
+
+/* The snapshot's dropped records: a delete with the dropped tombstone's
+ * pair for each key held nowhere now, in key order, from the same read
+ * transaction; none for a key written again since, none once expired; a
+ * long key's record is found again. */
+START_TEST(snapshot_carries_dropped_records) {
+  char wal[TU_PATH_MAX];
+  tu_path(wal, dir, "node-b.wal");
+  sa_options o = sa_options_persistent("node-b", wal);
+  o.tick_manual = true;
+  o.clock = fake_clock;
+  o.tombstone_ttl_s = 10;
+  sa_client *c = tu_open(&o);
+  static char lk[700];
+  memset(lk, 'L', sizeof lk - 1);
+  uint64_t t = now_ms;
+  tu_put(c, "mine", "1");
+  ck_assert_int_eq(sa_client_remove(c, "mine", NULL), 0); /* this node's own delete */
+  sa_sync_item d[] = {del_item("a", hlc_at(t - 5, 1), "node-a"),
+                      del_item("b", hlc_at(t - 5, 2), "node-a"),
+                      del_item(lk, hlc_at(t - 5, 3), "node-a")};
+  sa_sync_apply_result r;
+  apply_ok(c, "node-a", d, 3, 1, &r);
+  now_ms += 11000;
+  tick(c);
+  ck_assert_uint_eq(counters(c).dropped_records, 4);
+  tu_put(c, "b", "again"); /* written again: b's record stays, but is not sent */
+  both_acc acc = {0};
+  ck_assert_int_eq(sa_client_sync_snapshot_ex(c, both_item, both_dropped, &acc, NULL, NULL), 0);
+  ck_assert_int_eq(acc.items.n, 1); /* b */
+  ck_assert_int_eq(acc.items.dels, 0);
+  ck_assert_int_eq(acc.dropped.n, 3); /* L..., a, mine: key order */
+  ck_assert_uint_eq(acc.dropped.hlc[0], hlc_at(t - 5, 3));
+  ck_assert_str_eq(acc.dropped.keys[1], "a");
+  ck_assert_uint_eq(acc.dropped.hlc[1], hlc_at(t - 5, 1));
+  ck_assert_str_eq(acc.dropped.origin[1], "node-a");
+  ck_assert_str_eq(acc.dropped.keys[2], "mine");
+  ck_assert_str_eq(acc.dropped.origin[2], "node-b");
+  ck_assert_uint_eq(acc.long_ok, 1);
+  /* sa_client_sync_snapshot: the items only */
+  snap_acc only = {0};
+  ck_assert_int_eq(sa_client_sync_snapshot(c, snap_fn, &only, NULL, NULL), 0);
+  ck_assert_int_eq(only.n, 1);
+  /* past 2 x TTL (before the GC walks): not sent */
+  now_ms = t + 20000;
+  memset(&acc, 0, sizeof acc);
+  ck_assert_int_eq(sa_client_sync_snapshot_ex(c, both_item, both_dropped, &acc, NULL, NULL), 0);
+  ck_assert_int_eq(acc.dropped.n, 0);
+  sa_client_close(c);
+}
+END_TEST
+
+/* The gc-grace step of a catch-up by snapshot: the snapshot's dropped
+ * record, applied as a delete with the dropped tombstone's pair, removes a
+ * copy older than the delete, never a newer one. */
+START_TEST(gc_grace_delete_with_the_dropped_pair) {
   sa_client *c = open_id("node-b");
   uint64_t t = now_ms, h = hlc_at(t - 50, 0);
   sa_sync_item held[] = {put_item("old", "x", hlc_at(t - 100, 0), "node-c"),
@@ -1021,16 +1153,145 @@ START_TEST(format_1_store_opens_with_origin_this_node) {
   ck_assert_int_eq(sa_client_remove(c, "k", NULL), 0);
   ck_assert_uint_eq(counters(c).tombs, 1);
   sa_client_close(c);
-  /* it is the current format now (1 -> 2 -> 3) */
+  /* it is the current format now (1 -> 2 -> 3 -> 4) */
   ck_assert_int_eq(mdb_env_create(&env), 0);
   mdb_env_set_maxdbs(env, 16);
   ck_assert_int_eq(mdb_env_open(env, store, MDB_NOSUBDIR | MDB_RDONLY, 0644), 0);
   ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
   ck_assert_int_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
   ck_assert_int_eq(mdb_get(txn, meta, &fk, &fv), 0);
-  ck_assert_uint_eq(((unsigned char *)fv.mv_data)[0], 3); /* the current format */
+  ck_assert_uint_eq(((unsigned char *)fv.mv_data)[0], 4); /* the current format */
   mdb_txn_abort(txn);
   mdb_env_close(env);
+}
+END_TEST
+
+/* ---- a format-3 store ------------------------------------------------------------ */
+
+static void env_open(const char *store, MDB_env **env, MDB_txn **txn, MDB_dbi *meta,
+                     unsigned flags) {
+  ck_assert_int_eq(mdb_env_create(env), 0);
+  mdb_env_set_maxdbs(*env, 16);
+  ck_assert_int_eq(mdb_env_open(*env, store, MDB_NOSUBDIR | flags, 0644), 0);
+  ck_assert_int_eq(mdb_txn_begin(*env, NULL, flags & MDB_RDONLY, txn), 0);
+  ck_assert_int_eq(mdb_dbi_open(*txn, "meta", 0, meta), 0);
+}
+
+/* A format-3 store (kv and tombs entries without origin LSNs, a node-wide
+ * horizon_hlc, no dropped database) is upgraded in place at open: its
+ * entries read as they are (origin kept, origin LSN unknown: 0), the
+ * horizon goes (an old write of a key never deleted is applied again),
+ * records work, and a store of a format this build does not know is
+ * refused naming it. */
+START_TEST(format_3_store_is_upgraded_in_place) {
+  char wal[TU_PATH_MAX], store[TU_PATH_MAX];
+  tu_path(wal, dir, "node-b.wal");
+  sa_options o = sa_options_persistent("node-b", wal);
+  o.tick_manual = true;
+  o.clock = fake_clock;
+  o.tombstone_ttl_s = 10;
+  sa_client *c = tu_open(&o);
+  uint64_t t = now_ms;
+  sa_sync_item it[] = {put_item("k", "v", hlc_at(t - 50, 0), "node-a"),
+                       del_item("gone", hlc_at(t - 40, 0), "node-a")};
+  sa_sync_apply_result r;
+  apply_ok(c, "node-a", it, 2, 1, &r);
+  tu_put(c, "local", "l");
+  /* format 4: the snapshot carries each key's origin LSN as stored */
+  snap_acc now3 = {0};
+  ck_assert_int_eq(sa_client_sync_snapshot(c, snap_fn, &now3, NULL, NULL), 0);
+  ck_assert_int_eq(now3.n, 3);                /* gone (tomb), k, local */
+  ck_assert_uint_eq(now3.olsn[0], 7);         /* a peer's delete: its origin LSN */
+  ck_assert_uint_eq(now3.olsn[1], 7);         /* a peer's put */
+  ck_assert_uint_eq(now3.olsn[2], r.lsn + 1); /* this node's put: its own LSN */
+  snprintf(store, sizeof store, "%s", tu_status(c).store_path);
+  ck_assert_int_eq(sa_client_checkpoint(c, NULL), 0);
+  sa_client_close(c);
+  /* Make it format 3: the origin LSN out of every entry that has one (bit
+   * 7 of byte 27 cleared), meta format 3 with a horizon, no dropped
+   * database. */
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi meta, kv, tombs, dropped;
+  env_open(store, &env, &txn, &meta, 0);
+  ck_assert_int_eq(mdb_dbi_open(txn, "kv", 0, &kv), 0);
+  ck_assert_int_eq(mdb_dbi_open(txn, "tombs", 0, &tombs), 0);
+  ck_assert_int_eq(mdb_dbi_open(txn, "dropped", 0, &dropped), 0);
+  ck_assert_int_eq(mdb_drop(txn, dropped, 1), 0);
+  int stripped = 0;
+  MDB_dbi dbs[2] = {kv, tombs};
+  for (int d = 0; d < 2; d++) {
+    MDB_cursor *cur;
+    MDB_val k, v;
+    ck_assert_int_eq(mdb_cursor_open(txn, dbs[d], &cur), 0);
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      unsigned char *p = v.mv_data, buf[256];
+      if (!(p[27] & 0x80)) continue;
+      size_t at = 28 + (size_t)(p[24] | p[25] << 8) + p[26]; /* header, F, O */
+      ck_assert_uint_le(v.mv_size, sizeof buf);
+      memcpy(buf, p, at);
+      memcpy(buf + at, p + at + 8, v.mv_size - at - 8);
+      buf[27] &= 0x7f;
+      MDB_val nv = {v.mv_size - 8, buf};
+      ck_assert_int_eq(mdb_cursor_put(cur, &k, &nv, MDB_CURRENT), 0);
+      stripped++;
+    }
+    mdb_cursor_close(cur);
+  }
+  ck_assert_int_eq(stripped, 2); /* k and gone */
+  unsigned char three[4] = {3, 0, 0, 0}, hb[8] = {0};
+  hb[7] = 1; /* a horizon far above every pair here */
+  for (int i = 0; i < 6; i++)
+    hb[i] = 0xff;
+  MDB_val fk = {6, "format"}, fv = {4, three}, hk = {11, "horizon_hlc"}, hv = {8, hb};
+  ck_assert_int_eq(mdb_put(txn, meta, &fk, &fv, 0), 0);
+  ck_assert_int_eq(mdb_put(txn, meta, &hk, &hv, 0), 0);
+  ck_assert_int_eq(mdb_txn_commit(txn), 0);
+  mdb_env_sync(env, 1);
+  mdb_env_close(env);
+  char syncf[TU_PATH_MAX + 8];
+  snprintf(syncf, sizeof syncf, "%s-sync", store);
+  unlink(syncf);
+
+  c = tu_open(&o);
+  expect_pair(c, "k", "v", hlc_at(t - 50, 0), "node-a");
+  tu_expect_str(c, "local", "l");
+  both_acc acc = {0};
+  ck_assert_int_eq(sa_client_sync_snapshot_ex(c, both_item, both_dropped, &acc, NULL, NULL), 0);
+  ck_assert_int_eq(acc.items.n, 3); /* gone (tomb), k, local */
+  ck_assert_int_eq(acc.items.dels, 1);
+  ck_assert_uint_eq(acc.items.olsn[1], 0); /* k: written elsewhere under format 3: unknown */
+  ck_assert_uint_gt(acc.items.olsn[2], 0); /* local: its own LSN */
+  /* the horizon is gone: an old write of a key never deleted is applied */
+  sa_sync_item old[] = {put_item("new", "n", hlc_at(t - 100, 0), "node-c")};
+  apply_ok(c, "node-c", old, 1, 1, &r);
+  ck_assert_uint_eq(r.applied, 1);
+  /* records work: gone's tombstone ages out into one */
+  now_ms += 11000;
+  tick(c);
+  ck_assert_uint_eq(counters(c).dropped_records, 1);
+  sa_client_close(c);
+  env_open(store, &env, &txn, &meta, MDB_RDONLY);
+  ck_assert_int_eq(mdb_get(txn, meta, &fk, &fv), 0);
+  ck_assert_uint_eq(((unsigned char *)fv.mv_data)[0], 4);
+  ck_assert_int_eq(mdb_get(txn, meta, &hk, &hv), MDB_NOTFOUND);
+  mdb_txn_abort(txn);
+  mdb_env_close(env);
+  /* a format this build does not know: refused, named */
+  env_open(store, &env, &txn, &meta, 0);
+  unsigned char five[4] = {5, 0, 0, 0};
+  fv = (MDB_val){4, five};
+  ck_assert_int_eq(mdb_put(txn, meta, &fk, &fv, 0), 0);
+  ck_assert_int_eq(mdb_txn_commit(txn), 0);
+  mdb_env_sync(env, 1);
+  mdb_env_close(env);
+  unlink(syncf);
+  sa_client *bad = NULL;
+  sa_error e = {0};
+  ck_assert_int_eq(sa_client_open(&bad, &o, &e), SA_EFORMAT);
+  ck_assert_ptr_null(bad);
+  ck_assert_msg(strstr(e.message, "format version 5"), "%s", e.message);
 }
 END_TEST
 
@@ -1050,9 +1311,11 @@ int main(void) {
   tcase_add_test(t, peer_epoch_reset_sets_the_cursor_back);
   tcase_add_test(t, tombstone_gc_by_acks_and_outbox_acknowledged);
   tcase_add_test(t, peers_away_never_fail_work);
-  tcase_add_test(t, tombstone_gc_by_age_raises_the_horizon);
+  tcase_add_test(t, tombstone_gc_by_age_keeps_a_record_per_key);
+  tcase_add_test(t, snapshot_carries_dropped_records);
   tcase_add_test(t, format_1_store_opens_with_origin_this_node);
-  tcase_add_test(t, gc_grace_delete_with_the_horizon_pair);
+  tcase_add_test(t, format_3_store_is_upgraded_in_place);
+  tcase_add_test(t, gc_grace_delete_with_the_dropped_pair);
   tcase_add_test(t, memory_node_applies_and_serves);
   tcase_add_test(t, long_key_tombstones);
   tcase_add_test(t, three_nodes_converge_line_and_mesh);

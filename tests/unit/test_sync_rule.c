@@ -2,7 +2,8 @@
  * test_sync_rule.c -- the conflict rule of sync between nodes
  * (core/sync_rule.c): the pair order (hlc, then origin bytewise with the
  * shorter first on a common prefix), equal pairs, delete against put,
- * unknown keys and the tombstone horizon; and, exhaustively over a small
+ * unknown keys and the per-key dropped-tombstone records (the deleted-
+ * writes rule) and their aging; and, exhaustively over a small
  * universe of pairs, that the order is total and antisymmetric and that
  * applying the same items in every order leaves the same winner.
  */
@@ -32,31 +33,70 @@ START_TEST(pair_order) {
 }
 END_TEST
 
-static int decide(int op, uint64_t h, const char *o, int held, uint64_t hh, const char *ho,
-                  uint64_t horizon) {
-  return sync_decide(op, h, o, strlen(o), held, hh, ho, strlen(ho), horizon);
+static sync_pair pr(uint64_t h, const char *o) {
+  return (sync_pair){h, o, strlen(o)};
+}
+
+/* held NONE with no dropped-tombstone record when dh is 0 */
+static int decide(uint64_t h, const char *o, int held, uint64_t hh, const char *ho) {
+  return sync_decide(pr(h, o), held, pr(hh, ho), NULL);
+}
+
+static int decide_dropped(uint64_t h, const char *o, uint64_t dh, const char *dor) {
+  sync_pair d = pr(dh, dor);
+  return sync_decide(pr(h, o), SYNC_HELD_NONE, pr(0, ""), &d);
 }
 
 START_TEST(decisions) {
-  /* unknown key */
-  ck_assert_int_eq(decide(SA_OP_PUT, 10, "a", SYNC_HELD_NONE, 0, "", 0), SYNC_APPLY);
-  ck_assert_int_eq(decide(SA_OP_DELETE, 10, "a", SYNC_HELD_NONE, 0, "", 0), SYNC_APPLY);
-  /* the horizon: an older put of a key not held is stale; a delete is not */
-  ck_assert_int_eq(decide(SA_OP_PUT, 9, "a", SYNC_HELD_NONE, 0, "", 10), SYNC_STALE);
-  ck_assert_int_eq(decide(SA_OP_PUT, 10, "a", SYNC_HELD_NONE, 0, "", 10), SYNC_APPLY);
-  ck_assert_int_eq(decide(SA_OP_DELETE, 9, "a", SYNC_HELD_NONE, 0, "", 10), SYNC_APPLY);
-  /* ... and does not apply to held keys */
-  ck_assert_int_eq(decide(SA_OP_PUT, 9, "b", SYNC_HELD_LIVE, 8, "a", 100), SYNC_APPLY);
-  ck_assert_int_eq(decide(SA_OP_PUT, 9, "b", SYNC_HELD_TOMB, 8, "a", 100), SYNC_APPLY);
-  for (int held = SYNC_HELD_LIVE; held <= SYNC_HELD_TOMB; held++)
-    for (int op = SA_OP_PUT; op <= SA_OP_DELETE; op++) {
-      /* greater pair: applied; equal: skipped (same change); smaller: lost */
-      ck_assert_int_eq(decide(op, 6, "a", held, 5, "z", 0), SYNC_APPLY);
-      ck_assert_int_eq(decide(op, 5, "z", held, 5, "z", 0), SYNC_SKIP);
-      ck_assert_int_eq(decide(op, 5, "y", held, 5, "z", 0), SYNC_SKIP);
-      ck_assert_int_eq(decide(op, 4, "zz", held, 5, "a", 0), SYNC_SKIP);
-      ck_assert_int_eq(decide(op, 5, "z-", held, 5, "z", 0), SYNC_APPLY); /* longer wins */
-    }
+  /* unknown key, no record: applied (a delete leaves a tombstone) */
+  ck_assert_int_eq(decide(10, "a", SYNC_HELD_NONE, 0, ""), SYNC_APPLY);
+  ck_assert_int_eq(decide(1, "a", SYNC_HELD_NONE, 0, ""), SYNC_APPLY);
+  for (int held = SYNC_HELD_LIVE; held <= SYNC_HELD_TOMB; held++) {
+    /* greater pair: applied; equal: skipped (same change); smaller: lost */
+    ck_assert_int_eq(decide(6, "a", held, 5, "z"), SYNC_APPLY);
+    ck_assert_int_eq(decide(5, "z", held, 5, "z"), SYNC_SKIP);
+    ck_assert_int_eq(decide(5, "y", held, 5, "z"), SYNC_SKIP);
+    ck_assert_int_eq(decide(4, "zz", held, 5, "a"), SYNC_SKIP);
+    ck_assert_int_eq(decide(5, "z-", held, 5, "z"), SYNC_APPLY); /* longer wins */
+  }
+}
+END_TEST
+
+/* The deleted-writes rule: for a key not held, the key's own record of a
+ * tombstone dropped by age refuses what is at or below it -- puts and
+ * deletes alike, the equal pair too (the delete itself again) -- and
+ * nothing above it; with no record, an old op is applied whatever other
+ * keys' records say (the rule has no node-wide horizon). */
+START_TEST(dropped_record_per_key) {
+  ck_assert_int_eq(decide_dropped(9, "a", 10, "b"), SYNC_STALE);   /* older hlc */
+  ck_assert_int_eq(decide_dropped(10, "a", 10, "b"), SYNC_STALE);  /* same hlc, smaller origin */
+  ck_assert_int_eq(decide_dropped(10, "b", 10, "b"), SYNC_STALE);  /* the delete itself */
+  ck_assert_int_eq(decide_dropped(10, "b-", 10, "b"), SYNC_APPLY); /* just above */
+  ck_assert_int_eq(decide_dropped(10, "c", 10, "b"), SYNC_APPLY);
+  ck_assert_int_eq(decide_dropped(11, "a", 10, "b"), SYNC_APPLY); /* a later write */
+  /* held keys: the record is not consulted (their held pair is above it) */
+  sync_pair d = pr(100, "z");
+  ck_assert_int_eq(sync_decide(pr(9, "b"), SYNC_HELD_LIVE, pr(8, "a"), &d), SYNC_APPLY);
+  ck_assert_int_eq(sync_decide(pr(9, "b"), SYNC_HELD_TOMB, pr(8, "a"), &d), SYNC_APPLY);
+  ck_assert_int_eq(sync_decide(pr(7, "b"), SYNC_HELD_TOMB, pr(8, "a"), &d), SYNC_SKIP);
+  /* another key's record means nothing here: an old write of a key with
+   * no record is applied (cluster.ttl_unrelated's write) */
+  ck_assert_int_eq(decide(1, "a", SYNC_HELD_NONE, 0, ""), SYNC_APPLY);
+}
+END_TEST
+
+/* A record lives one TTL past its tombstone's: it may go once the delete
+ * is 2 x TTL old by its own hlc, not before. */
+START_TEST(dropped_record_aging) {
+  uint64_t ttl = 10000, t = 1700000000000ull, h = t << 16 | 5;
+  ck_assert(!sync_dropped_expired(h, t, ttl));
+  ck_assert(!sync_dropped_expired(h, t + ttl, ttl));         /* the tombstone's age */
+  ck_assert(!sync_dropped_expired(h, t + 2 * ttl - 1, ttl)); /* a further TTL, less 1 ms */
+  ck_assert(sync_dropped_expired(h, t + 2 * ttl, ttl));
+  ck_assert(sync_dropped_expired(h, t + 3 * ttl, ttl));
+  ck_assert(!sync_dropped_expired(h, t - 1000, ttl)); /* a clock behind: kept */
+  /* the logical part does not count: same ms, any counter */
+  ck_assert(sync_dropped_expired((t << 16) | 0xffff, t + 2 * ttl, ttl));
 }
 END_TEST
 
@@ -96,14 +136,13 @@ START_TEST(exhaustive_order_and_convergence) {
       const struct item *it = &items[perm[n]];
       const char *ho = w >= 0 ? items[w].o : "";
       uint64_t hh = w >= 0 ? items[w].h : 0;
-      int d = decide(it->op, it->h, it->o, held, hh, ho, 0);
+      int d = decide(it->h, it->o, held, hh, ho);
       if (d == SYNC_APPLY) {
         w = perm[n];
         held = it->op == SA_OP_PUT ? SYNC_HELD_LIVE : SYNC_HELD_TOMB;
       }
       /* applying the held item again is a skip: no echo */
-      ck_assert_int_eq(decide(items[w].op, items[w].h, items[w].o, held, items[w].h, items[w].o, 0),
-                       SYNC_SKIP);
+      ck_assert_int_eq(decide(items[w].h, items[w].o, held, items[w].h, items[w].o), SYNC_SKIP);
     }
     if (winner < 0) winner = w;
     ck_assert_int_eq(w, winner);
@@ -135,6 +174,8 @@ int main(void) {
   TCase *t = tcase_create("rule");
   tcase_add_test(t, pair_order);
   tcase_add_test(t, decisions);
+  tcase_add_test(t, dropped_record_per_key);
+  tcase_add_test(t, dropped_record_aging);
   tcase_add_test(t, exhaustive_order_and_convergence);
   suite_add_tcase(s, t);
   return tu_main(s);
