@@ -51,6 +51,12 @@ typedef struct api_sync_peer {
   uint64_t acked;                   /* the position of this node's feed the peer applied */
   uint64_t refused_drift;           /* batches refused: clock drift */
   uint64_t refused_invalid;         /* batches or answers refused as malformed */
+  /* A NATS hub's entry (srv_nats.c): its publish side, shown as "hub". */
+  bool hub;
+  uint64_t hub_published;   /* ops published since start */
+  uint64_t hub_acked;       /* of those, acknowledged by JetStream */
+  uint64_t hub_in_flight;   /* published, not acknowledged yet */
+  uint64_t hub_unpublished; /* this node's last LSN minus the position the hub acknowledged */
 } api_sync_peer;
 
 /* What the API needs to know; every pointer is borrowed by api_ctx_create

@@ -550,6 +550,12 @@ json_t *api_sync_peers_json(api_ctx *ctx) {
         api_json_u64(p->ops_received), "ops_sent", api_json_u64(p->ops_sent), "acked",
         api_json_u64(p->acked), "refused_drift", api_json_u64(p->refused_drift), "refused_invalid",
         api_json_u64(p->refused_invalid));
+    if (o && p->hub)
+      json_object_set_new(
+          o, "hub",
+          json_pack("{s:o,s:o,s:o,s:o}", "published", api_json_u64(p->hub_published), "acked",
+                    api_json_u64(p->hub_acked), "in_flight", api_json_u64(p->hub_in_flight),
+                    "unpublished", api_json_u64(p->hub_unpublished)));
     if (o) json_array_append_new(arr, o);
   }
   return arr;

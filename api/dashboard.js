@@ -118,6 +118,8 @@
         p.state + ', lag ' + p.lag_ops + ' ops / ' + p.lag_ms + ' ms, received ' +
         p.ops_received + ', sent ' + p.ops_sent +
         (p.refused_drift + p.refused_invalid ? ', refused ' + (p.refused_drift + p.refused_invalid) : '') +
+        (p.hub ? ', hub: published ' + p.hub.published + ', acked ' + p.hub.acked +
+          ', pending ' + p.hub.in_flight : '') +
         (p.last_error ? ' — ' + p.last_error : '')]);
     }
     fill($('peers'), rows);

@@ -55,6 +55,12 @@ void cli_sync_print_peers(json_t *sync, const char *indent) {
     if (cli_int(p, "refused_drift", NULL) || cli_int(p, "refused_invalid", NULL))
       printf("%s    refused      : %lld (clock drift), %lld (invalid)\n", indent,
              cli_int(p, "refused_drift", NULL), cli_int(p, "refused_invalid", NULL));
+    json_t *hub = json_object_get(p, "hub");
+    if (json_is_object(hub))
+      printf("%s    hub          : %lld published, %lld acked, %lld in flight, %lld LSNs not "
+             "acknowledged\n",
+             indent, cli_int(hub, "published", NULL), cli_int(hub, "acked", NULL),
+             cli_int(hub, "in_flight", NULL), cli_int(hub, "unpublished", NULL));
     const char *e = cli_str(p, "last_error", NULL);
     if (e[0]) printf("%s    last error   : %s\n", indent, e);
   }

@@ -1308,6 +1308,9 @@ size_t srv_nats_peers(srv_nats *n, api_sync_peer *out, size_t max) {
     snprintf(url, sizeof url, "%.255s", n->urls);
   const char *le = NULL;
   if (!up) natsConnection_GetLastError(n->nc, &le);
+  sa_status st;
+  uint64_t last = 0;
+  if (sa_client_status(n->client, &st, NULL) == 0) last = st.last_lsn;
   api_sync_peer *o = out;
   memset(o, 0, sizeof *o);
   pthread_mutex_lock(&n->mu);
@@ -1337,6 +1340,11 @@ size_t srv_nats_peers(srv_nats *n, api_sync_peer *out, size_t max) {
   o->acked = n->pub_acked_pos;
   o->refused_drift = n->drift;
   o->refused_invalid = n->invalid + n->refused;
+  o->hub = true;
+  o->hub_published = n->published;
+  o->hub_acked = n->acked;
+  o->hub_in_flight = n->inflight;
+  o->hub_unpublished = last > n->pub_acked_pos ? last - n->pub_acked_pos : 0;
   pthread_mutex_unlock(&n->mu);
   return 1;
 }

@@ -436,6 +436,27 @@ START_TEST(test_two_nodes) {
   ck_assert_int_ge(json_integer_value(json_object_get(p, "ops_sent")), 2);
   ck_assert_int_ge(json_integer_value(json_object_get(p, "ops_received")), 1);
   json_decref(p);
+  /* its publish side: a's 2 ops published and acknowledged, nothing pending */
+  long long t0 = now_ms();
+  json_t *hb = NULL;
+  for (;;) {
+    p = hub_state(&a);
+    hb = json_incref(json_object_get(p, "hub"));
+    json_decref(p);
+    if ((hb && json_integer_value(json_object_get(hb, "unpublished")) == 0 &&
+         json_integer_value(json_object_get(hb, "in_flight")) == 0) ||
+        now_ms() - t0 > 5000)
+      break;
+    json_decref(hb);
+    nap_ms(50);
+  }
+  ck_assert_msg(json_is_object(hb), "no hub object in the hub's status entry");
+  ck_assert_int_ge(json_integer_value(json_object_get(hb, "published")), 2);
+  ck_assert_int_eq(json_integer_value(json_object_get(hb, "acked")),
+                   json_integer_value(json_object_get(hb, "published")));
+  ck_assert_int_eq(json_integer_value(json_object_get(hb, "in_flight")), 0);
+  ck_assert_int_eq(json_integer_value(json_object_get(hb, "unpublished")), 0);
+  json_decref(hb);
   /* /metrics has the hub's series */
   e2e_resp r;
   ck_assert_int_eq(e2e_http(&a, "GET", "/metrics", NULL, NULL, 0, &r), 0);
@@ -472,6 +493,9 @@ START_TEST(test_hub_down) {
   ck_assert_msg(wait_hub_state(&a, "unreachable", 15000), "status does not say unreachable");
   json_t *p = hub_state(&a);
   ck_assert_ptr_nonnull(json_string_value(json_object_get(p, "last_error")));
+  /* the 50 writes are not in the stream: the hub entry says so */
+  ck_assert_int_ge(json_integer_value(json_object_get(json_object_get(p, "hub"), "unpublished")),
+                   50);
   json_decref(p);
   nap_ms(1500);
   hub_start(&h[0]); /* same port, same store */
