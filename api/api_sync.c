@@ -129,8 +129,10 @@ static void jb_b64(jbuf *b, const void *data, size_t len) {
 }
 
 /* One item: {"seq":N,"op":"put"|"delete","key":K,"value_b64":V,"hlc":N,
- * "origin":O,"origin_lsn":N}; seq only when with_seq (the snapshot has
- * none).  A key that is not valid UTF-8 (an embedder's) goes as "key_b64". */
+ * "origin":O,"origin_lsn":N,"content_type":C}; seq only when with_seq (the
+ * snapshot has none), content_type only for a put that has one (a puller
+ * of an older build ignores it).  A key that is not valid UTF-8 (an
+ * embedder's) goes as "key_b64". */
 static void jb_item(jbuf *b, const sa_sync_item *it, bool with_seq) {
   jb_lit(b, "{");
   if (with_seq) {
@@ -157,6 +159,10 @@ static void jb_item(jbuf *b, const sa_sync_item *it, bool with_seq) {
   jb_str(b, it->origin, strlen(it->origin));
   jb_lit(b, ",\"origin_lsn\":");
   jb_u64(b, it->origin_lsn);
+  if (it->op == SA_OP_PUT && it->content_type) {
+    jb_lit(b, ",\"content_type\":");
+    jb_str(b, it->content_type, strlen(it->content_type));
+  }
   jb_lit(b, "}");
 }
 

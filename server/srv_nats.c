@@ -14,7 +14,10 @@
  * (u64 BE), origin length (u8) and bytes, key length (u16 BE) and bytes,
  * then the value (puts; nothing after the key for a delete).  Header
  * Nats-Msg-Id: <origin>:<lsn>:<16 hex digits of the key's hash> (one LSN
- * may hold several keys: a batch).
+ * may hold several keys: a batch); header Softadastra-Content-Type: the
+ * value's content type, on a put that has one (a node of an older build
+ * ignores it; a malformed one makes the message unparsable: skipped and
+ * counted, never a batch refused).
  *
  * The publisher keeps a ring of what it sent, in feed order: one entry per
  * published item (acknowledged by the ack callback) and one mark per page
@@ -238,7 +241,8 @@ char *srv_nats_encode(const sa_sync_item *it, size_t *len) {
   return (char *)b;
 }
 
-int srv_nats_decode(const void *body, size_t len, sa_sync_item *it, char *why, size_t whylen) {
+int srv_nats_decode(const void *body, size_t len, const char *ctype, sa_sync_item *it, char *why,
+                    size_t whylen) {
   const unsigned char *b = body;
   memset(it, 0, sizeof *it);
   if (len < 23 || b[0] != 'S' || b[1] != 'A') {
@@ -280,14 +284,27 @@ int srv_nats_decode(const void *body, size_t len, sa_sync_item *it, char *why, s
     snprintf(why, whylen, "hlc 0");
     return -1;
   }
+  if (ctype && *ctype) {
+    sa_error e;
+    if (it->op != SA_OP_PUT) {
+      snprintf(why, whylen, "a delete with a content type");
+      return -1;
+    }
+    if (sa_content_type_check(ctype, &e) != 0) {
+      snprintf(why, whylen, "%s", e.message);
+      return -1;
+    }
+  }
   memcpy(it->origin, b + 21, ol);
   it->origin[ol] = '\0';
   it->key = strndup((const char *)k, kl);
   it->data = malloc(vl + 1);
-  if (!it->key || !it->data) {
+  if (ctype && *ctype) it->content_type = strdup(ctype);
+  if (!it->key || !it->data || (ctype && *ctype && !it->content_type)) {
     free(it->key);
     free(it->data);
-    it->key = it->data = NULL;
+    free(it->content_type);
+    it->key = it->data = it->content_type = NULL;
     snprintf(why, whylen, "out of memory");
     return -1;
   }
@@ -627,6 +644,11 @@ static int pub_one(srv_nats *n, const sa_sync_item *it) {
   snprintf(id, sizeof id, "%s:%" PRIu64 ":%016" PRIx64, it->origin, it->origin_lsn,
            fnv64(it->key, strlen(it->key)));
   natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+  if (it->op == SA_OP_PUT && it->content_type &&
+      natsMsgHeader_Set(m, SRV_NATS_CT_HEADER, it->content_type) != NATS_OK) {
+    natsMsg_Destroy(m);
+    return -1;
+  }
   pthread_mutex_lock(&n->mu);
   bool ok = ring_push(n, it->seq, m);
   pthread_mutex_unlock(&n->mu);
@@ -904,6 +926,7 @@ static void items_free(sa_sync_item *items, size_t k) {
   for (size_t i = 0; i < k; i++) {
     free(items[i].key);
     free(items[i].data);
+    free(items[i].content_type);
   }
 }
 
@@ -1038,8 +1061,10 @@ static void *sub_main(void *arg) {
       last_msg = m;
       if (seq <= cursor) continue; /* applied before (a redelivery) */
       if (seq > last_seq) last_seq = seq;
-      char why[160];
-      if (srv_nats_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &items[k], why,
+      char why[SA_ERROR_MESSAGE_MAX];
+      const char *ct = NULL;
+      if (natsMsgHeader_Get(m, SRV_NATS_CT_HEADER, &ct) != NATS_OK) ct = NULL;
+      if (srv_nats_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), ct, &items[k], why,
                           sizeof why) != 0) {
         invalid++;
         char q[300];

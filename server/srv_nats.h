@@ -120,8 +120,14 @@ int srv_nats_filter(const char *prefix, const char *key_prefix, char *out, size_
  * of memory. */
 char *srv_nats_encode(const sa_sync_item *it, size_t *len);
 
-/* Decodes a body into it (key and data malloc'ed: free them).  Returns 0,
- * or -1 with the cause in why. */
-int srv_nats_decode(const void *body, size_t len, sa_sync_item *it, char *why, size_t whylen);
+/* The message header that carries a put's content type (the body does not). */
+#define SRV_NATS_CT_HEADER "Softadastra-Content-Type"
+
+/* Decodes a body into it, with the content type of the message's
+ * SRV_NATS_CT_HEADER (ctype: NULL or "" when it has none; checked with
+ * sa_content_type_check, puts only).  key, data and content_type are
+ * malloc'ed: free them.  Returns 0, or -1 with the cause in why. */
+int srv_nats_decode(const void *body, size_t len, const char *ctype, sa_sync_item *it, char *why,
+                    size_t whylen);
 
 #endif /* SA_SRV_NATS_H */

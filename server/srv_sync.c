@@ -356,6 +356,7 @@ static int srv_batch_parse(json_t *arr, bool with_seq, srv_batch *b, char *why, 
     const char *op = json_string_value(json_object_get(o, "op"));
     json_t *k = json_object_get(o, "key");
     json_t *origin = json_object_get(o, "origin");
+    json_t *ct = json_object_get(o, "content_type");
     size_t kl = 0;
     if (!json_is_object(o))
       bad = "not an object";
@@ -384,6 +385,13 @@ static int srv_batch_parse(json_t *arr, bool with_seq, srv_batch *b, char *why, 
       snprintf(it->origin, sizeof it->origin, "%s", json_string_value(origin));
       if (it->op == SA_OP_PUT && !srv_json_b64(b, o, "value_b64", &it->data, &it->len))
         bad = "a put without a valid \"value_b64\"";
+      else if (ct && !json_is_null(ct) &&
+               (it->op != SA_OP_PUT || !json_is_string(ct) || json_string_length(ct) == 0 ||
+                json_string_length(ct) > SA_CONTENT_TYPE_MAX ||
+                strlen(json_string_value(ct)) != json_string_length(ct)))
+        bad = "\"content_type\" is not the content type of a put (1 to 127 bytes)";
+      else if (ct && json_is_string(ct))
+        it->content_type = (char *)json_string_value(ct); /* checked by sa_client_sync_apply */
     }
     if (bad) {
       snprintf(why, whylen, "malformed batch: item %zu: %s", i, bad);
@@ -620,6 +628,11 @@ static bool srv_fp_item(srv_fp *f, sa_sync_item *it) {
     } else if (!strcmp(name, "origin")) {
       bit = 64;
       if (!srv_fp_str(f, &origin, &olen)) return false;
+    } else if (!strcmp(name, "content_type")) {
+      bit = 128;
+      if (!srv_fp_str(f, &it->content_type, &sl) || sl == 0 || sl > SA_CONTENT_TYPE_MAX ||
+          strlen(it->content_type) != sl)
+        return false;
     } else {
       return false; /* key_b64 and anything else: the slow path */
     }
@@ -629,6 +642,7 @@ static bool srv_fp_item(srv_fp *f, sa_sync_item *it) {
   if ((seen & 95) != 95 || olen == 0 || olen > SA_NODE_ID_MAX || strlen(origin) != olen)
     return false; /* seq, hlc, origin_lsn, op, key, origin */
   if ((it->op == SA_OP_PUT) != ((seen & 32) != 0)) return false;
+  if ((seen & 128) && it->op != SA_OP_PUT) return false;
   memcpy(it->origin, origin, olen + 1);
   return true;
 }

@@ -5,7 +5,8 @@
  * winner, a write that survives kill -9 and still reaches the peer, auth
  * (the sync routes need the token, the puller sends peer_token), a peer
  * claiming the node's own id, a garbage / stalling / cutting peer (a tiny
- * fake server on 127.0.0.1 in this test), and a delete that stays deleted.
+ * fake server on 127.0.0.1 in this test), a delete that stays deleted, and
+ * a value's content type replicated (the feed, the snapshot, both ways).
  *
  * What it is not: the convergence harness under partitions (tests/cluster)
  * or a benchmark.  Nothing here asserts on timing: every wait is a bounded
@@ -1000,6 +1001,86 @@ START_TEST(test_binary_values_and_big_pages) {
 }
 END_TEST
 
+/* PUT of key on n with Content-Type ct (NULL: none; libcurl then sends its
+ * form type, which stores none).  Returns the status. */
+static long put_typed(const e2e_node *n, const char *key, const char *value, const char *ct) {
+  char path[256], h[160];
+  snprintf(path, sizeof path, "/v1/store/%s", key);
+  snprintf(h, sizeof h, "Content-Type: %s", ct ? ct : "");
+  const char *hdrs[] = {h, NULL};
+  e2e_resp r;
+  ck_assert_int_eq(e2e_http(n, "PUT", path, ct ? hdrs : NULL, value, strlen(value), &r), 0);
+  long st = r.status;
+  e2e_resp_free(&r);
+  return st;
+}
+
+/* The Content-Type of key's raw GET on n (malloc'ed), or NULL. */
+static char *raw_type(const e2e_node *n, const char *key) {
+  char path[256];
+  snprintf(path, sizeof path, "/v1/store/%s?raw=1", key);
+  e2e_resp r;
+  char *ct = NULL;
+  if (e2e_http(n, "GET", path, NULL, NULL, 0, &r) == 0 && r.status == 200)
+    ct = e2e_header(&r, "Content-Type");
+  e2e_resp_free(&r);
+  return ct;
+}
+
+static void expect_type(const e2e_node *n, const char *key, const char *want) {
+  char *ct = raw_type(n, key);
+  ck_assert_msg(ct && !strcmp(ct, want), "%s on node %d: Content-Type %s, want %s", key, n->port,
+                ct ? ct : "(none)", want);
+  free(ct);
+}
+
+/* issue 25 item 3: a replicated key keeps its content type.  B joins when
+ * A's feed start is no longer served, so the first keys come through A's
+ * snapshot (the puller's jansson path), later ones through the feed (its
+ * in-place path); a type replaced on B goes back to A. */
+START_TEST(test_content_type_replicates) {
+  int pa = free_port(), pb = free_port();
+  e2e_node a, b;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  int peers_a[] = {pb, 0}, peers_b[] = {pa, 0};
+  const char *fast[] = {"--tombstone-ttl-s", "1", "--tick-interval-ms", "100", NULL};
+  start_node(&a, "node-a", pa, peers_a, fast);
+  ck_assert_int_eq(put_typed(&a, "snap/doc", "{\"a\":1}", "application/json"), 201);
+  ck_assert_int_eq(put_typed(&a, "snap/plain", "bytes", NULL), 201);
+  ck_assert_int_eq(put_typed(&a, "gone", "x", NULL), 201);
+  ck_assert_int_eq(http_req(&a, "DELETE", "/v1/store/gone", NULL, NULL, NULL), 200);
+  long long t0 = now_ms();
+  long st = 0;
+  while (st != 410 && now_ms() - t0 < E2E_WAIT_MS) { /* the tombstone ages out */
+    st = http_req(&a, "GET", "/v1/sync/ops?since=0&node=node-z", NULL, NULL, NULL);
+    if (st != 410) nap_ms(100);
+  }
+  ck_assert_int_eq(st, 410);
+  big_buf snap;
+  ck_assert_int_eq(get_big(&a, "/v1/sync/snapshot?node=node-z", &snap), 200);
+  ck_assert_msg(strstr(snap.p, "\"content_type\":\"application/json\""), "%s", snap.p);
+  free(snap.p);
+
+  start_node(&b, "node-b", pb, peers_b, NULL);
+  ck_assert(wait_value(&b, "snap/doc", "{\"a\":1}") >= 0);
+  expect_type(&b, "snap/doc", "application/json");
+  expect_type(&b, "snap/plain", "application/octet-stream");
+  ck_assert_int_eq(put_typed(&a, "feed/page", "<p>hi</p>", "text/html; charset=utf-8"), 201);
+  ck_assert(wait_value(&b, "feed/page", "<p>hi</p>") >= 0);
+  expect_type(&b, "feed/page", "text/html; charset=utf-8");
+  /* B replaces the document untyped, then types the plain one: A follows. */
+  ck_assert_int_eq(put_typed(&b, "snap/doc", "now bytes", NULL), 200);
+  ck_assert_int_eq(put_typed(&b, "snap/plain", "<svg/>", "image/svg+xml"), 200);
+  ck_assert(wait_value(&a, "snap/doc", "now bytes") >= 0);
+  ck_assert(wait_value(&a, "snap/plain", "<svg/>") >= 0);
+  expect_type(&a, "snap/doc", "application/octet-stream");
+  expect_type(&a, "snap/plain", "image/svg+xml");
+  ck_assert(wait_converged(&a, &b)); /* the digests hash the types */
+  stop_all(&a, &b);
+}
+END_TEST
+
 static Suite *e2e_sync_suite(void) {
   Suite *s = suite_create("e2e_sync");
   TCase *tc = tcase_create("sync");
@@ -1016,6 +1097,7 @@ static Suite *e2e_sync_suite(void) {
   tcase_add_test(tc, test_catch_up_from_snapshot);
   tcase_add_test(tc, test_restored_peer_is_pulled_again);
   tcase_add_test(tc, test_binary_values_and_big_pages);
+  tcase_add_test(tc, test_content_type_replicates);
   suite_add_tcase(s, tc);
   return s;
 }

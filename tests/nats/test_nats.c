@@ -276,6 +276,18 @@ static long get_raw(const e2e_node *n, const char *key, char *buf, size_t len) {
 }
 
 /* Polls until key reads value on n (NULL: 404) within ms.  true when it did. */
+/* The Content-Type of key's raw GET on n (malloc'ed), or NULL. */
+static char *raw_type(const e2e_node *n, const char *key) {
+  char path[512];
+  snprintf(path, sizeof path, "/v1/store/%s?raw=1", key);
+  e2e_resp r;
+  char *ct = NULL;
+  if (e2e_http(n, "GET", path, NULL, NULL, 0, &r) == 0 && r.status == 200)
+    ct = e2e_header(&r, "Content-Type");
+  e2e_resp_free(&r);
+  return ct;
+}
+
 static bool wait_value(const e2e_node *n, const char *key, const char *value, int ms) {
   long long t0 = now_ms();
   while (now_ms() - t0 < ms) {
@@ -391,7 +403,8 @@ START_TEST(test_body) {
   ck_assert_ptr_nonnull(b);
   sa_sync_item o;
   char why[160];
-  ck_assert_int_eq(srv_nats_decode(b, len, &o, why, sizeof why), 0);
+  ck_assert_int_eq(srv_nats_decode(b, len, NULL, &o, why, sizeof why), 0);
+  ck_assert_ptr_null(o.content_type);
   ck_assert_str_eq(o.key, "k/1");
   ck_assert_int_eq(o.len, 3);
   ck_assert_int_eq(memcmp(o.data, "v\0x", 3), 0);
@@ -400,13 +413,33 @@ START_TEST(test_body) {
   ck_assert_str_eq(o.origin, "node-a");
   free(o.key);
   free(o.data);
+  /* the content type comes from the message's header */
+  ck_assert_int_eq(srv_nats_decode(b, len, "application/json", &o, why, sizeof why), 0);
+  ck_assert_str_eq(o.content_type, "application/json");
+  free(o.key);
+  free(o.data);
+  free(o.content_type);
+  ck_assert_int_eq(srv_nats_decode(b, len, "", &o, why, sizeof why), 0);
+  ck_assert_ptr_null(o.content_type);
+  free(o.key);
+  free(o.data);
+  ck_assert_int_eq(srv_nats_decode(b, len, "json", &o, why, sizeof why), -1);
+  ck_assert_ptr_nonnull(strstr(why, "not a media type"));
   /* every truncation and a few corruptions are refused, naming the cause */
   for (size_t l = 0; l < len - 3; l++)
-    ck_assert_int_eq(srv_nats_decode(b, l, &o, why, sizeof why), -1);
+    ck_assert_int_eq(srv_nats_decode(b, l, NULL, &o, why, sizeof why), -1);
   b[3] = 9;
-  ck_assert_int_eq(srv_nats_decode(b, len, &o, why, sizeof why), -1);
+  ck_assert_int_eq(srv_nats_decode(b, len, NULL, &o, why, sizeof why), -1);
   ck_assert_ptr_nonnull(strstr(why, "op kind"));
-  ck_assert_int_eq(srv_nats_decode("hello world, this is not an op", 30, &o, why, sizeof why), -1);
+  ck_assert_int_eq(srv_nats_decode("hello world, this is not an op", 30, NULL, &o, why, sizeof why),
+                   -1);
+  free(b);
+  /* a delete carries no content type */
+  sa_sync_item del = {.op = SA_OP_DELETE, .key = "k/1", .hlc = 42, .origin_lsn = 8};
+  strcpy(del.origin, "node-a");
+  b = srv_nats_encode(&del, &len);
+  ck_assert_int_eq(srv_nats_decode(b, len, "text/plain", &o, why, sizeof why), -1);
+  ck_assert_ptr_nonnull(strstr(why, "delete"));
   free(b);
 }
 END_TEST
@@ -425,6 +458,16 @@ START_TEST(test_two_nodes) {
   ck_assert_msg(wait_value(&b, "settings/theme", "dark", 10000), "a's write did not reach b");
   ck_assert_int_eq(http_req(&b, "PUT", "/v1/store/from/b", "bee", NULL), 201);
   ck_assert_msg(wait_value(&a, "from/b", "bee", 10000), "b's write did not reach a");
+  /* a value's content type goes with it (issue 25 item 3) */
+  e2e_resp r;
+  const char *png[] = {"Content-Type: image/png", NULL};
+  ck_assert_int_eq(e2e_http(&a, "PUT", "/v1/store/img/logo", png, "PNG", 3, &r), 0);
+  ck_assert_int_eq(r.status, 201);
+  e2e_resp_free(&r);
+  ck_assert_msg(wait_value(&b, "img/logo", "PNG", 10000), "a's typed write did not reach b");
+  char *ct = raw_type(&b, "img/logo");
+  ck_assert_msg(ct && !strcmp(ct, "image/png"), "b serves img/logo as %s", ct ? ct : "(none)");
+  free(ct);
   ck_assert_int_eq(http_req(&a, "DELETE", "/v1/store/from/b", NULL, NULL), 200);
   ck_assert_msg(wait_value(&b, "from/b", NULL, 10000), "a's delete did not reach b");
   e2e_node *ns[] = {&a, &b};
@@ -458,7 +501,6 @@ START_TEST(test_two_nodes) {
   ck_assert_int_eq(json_integer_value(json_object_get(hb, "unpublished")), 0);
   json_decref(hb);
   /* /metrics has the hub's series */
-  e2e_resp r;
   ck_assert_int_eq(e2e_http(&a, "GET", "/metrics", NULL, NULL, 0, &r), 0);
   ck_assert_ptr_nonnull(strstr(r.body, "softadastra_nats_connected{stream=\"SOFTADASTRA\"} 1"));
   e2e_resp_free(&r);
