@@ -13,7 +13,7 @@ set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$src/build-fuzz}
 secs=${FUZZ_SECONDS:-20}
-targets=${FUZZ_TARGETS:-"fuzz_wal_record fuzz_wal_scan fuzz_key fuzz_batch fuzz_request fuzz_cfg fuzz_http"}
+targets=${FUZZ_TARGETS:-"fuzz_wal_record fuzz_wal_scan fuzz_key fuzz_batch fuzz_request fuzz_cfg fuzz_http fuzz_disc"}
 cc=${CC:-clang}
 flags="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all"
 
