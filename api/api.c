@@ -64,6 +64,7 @@ int api_ctx_create(const api_config *cfg, api_ctx **out) {
   }
   c->sync_peers = cfg->sync_peers;
   c->sync_served = cfg->sync_served;
+  c->sync_discovery = cfg->sync_discovery;
   c->sync_cls = cfg->sync_cls;
   if (cfg->sync_transport && cfg->sync_transport[0]) {
     c->sync_transport = strdup(cfg->sync_transport);

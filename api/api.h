@@ -57,7 +57,25 @@ typedef struct api_sync_peer {
   uint64_t hub_acked;       /* of those, acknowledged by JetStream */
   uint64_t hub_in_flight;   /* published, not acknowledged yet */
   uint64_t hub_unpublished; /* this node's last LSN minus the position the hub acknowledged */
+  const char *source;       /* "configured" or "discovered" (NULL: configured) */
+  uint64_t announced_ms;    /* discovered: unix ms of its last announcement */
 } api_sync_peer;
+
+/* The server's discovery (UDP, server/srv_discovery.c), shown in the
+ * sync state's "discovery" object. */
+typedef struct api_sync_discovery {
+  uint16_t port;        /* the UDP port announcements go to and come from */
+  char url[256];        /* the URL this node advertises */
+  bool is_signed;       /* announcements are signed (a token is set) */
+  uint32_t interval_ms; /* between two announcements */
+  uint32_t timeout_s;   /* a discovered peer silent this long is forgotten */
+  uint64_t peers;       /* discovered peers now */
+  uint64_t found;       /* discovered peers added since start */
+  uint64_t forgotten;   /* and forgotten */
+  uint64_t sent;        /* datagrams sent */
+  uint64_t received;    /* datagrams received (this node's own included) */
+  uint64_t refused;     /* of those, refused */
+} api_sync_discovery;
 
 /* What the API needs to know; every pointer is borrowed by api_ctx_create
  * and copied (except client). */
@@ -84,6 +102,8 @@ typedef struct api_config {
   void (*sync_served)(void *cls, const char *node, size_t items, uint64_t acked,
                       bool has_acked); /* GET /v1/sync/ops served `items` to the puller `node`,
                                           or (has_acked) it said it applied through acked */
+  bool (*sync_discovery)(void *cls, api_sync_discovery *out); /* fills out and returns true
+                                 when the server runs a discovery of its own (may be NULL) */
   void *sync_cls;
 } api_config;
 

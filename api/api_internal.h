@@ -69,6 +69,7 @@ struct api_ctx {
   char *sync_transport;                      /* api_config's, copied, or NULL */
   size_t (*sync_peers)(void *cls, api_sync_peer *out, size_t max); /* api_config's hooks */
   void (*sync_served)(void *cls, const char *node, size_t items, uint64_t acked, bool has_acked);
+  bool (*sync_discovery)(void *cls, api_sync_discovery *out);
   void *sync_cls;
 };
 

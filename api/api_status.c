@@ -36,7 +36,7 @@ static json_t *api_sync_json(api_ctx *ctx, const sa_sync_state *s) {
     running |= st && !strcmp(st, "connected");
   }
   bool own = ctx->sync_transport != NULL;
-  return json_pack(
+  json_t *j = json_pack(
       "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o,"
       "s:{s:b,s:b,s:b,s:s},s:{s:b,s:b,s:s},s:o}",
       "outbox_size", api_json_u64(s->outbox_size), "queued", api_json_u64(s->queued), "in_flight",
@@ -50,6 +50,23 @@ static json_t *api_sync_json(api_ctx *ctx, const sa_sync_state *s) {
       own ? ctx->sync_transport : s->transport_kind, "discovery", "enabled",
       (int)s->discovery_enabled, "stub", (int)s->discovery_stub, "kind", s->discovery_kind, "peers",
       peers ? peers : json_array());
+  api_sync_discovery d;
+  memset(&d, 0, sizeof d);
+  json_t *dj = json_object_get(j, "discovery");
+  if (dj && ctx->sync_discovery && ctx->sync_discovery(ctx->sync_cls, &d)) {
+    json_object_set_new(dj, "port", json_integer(d.port));
+    json_object_set_new(dj, "url", json_string(d.url));
+    json_object_set_new(dj, "signed", json_boolean(d.is_signed));
+    json_object_set_new(dj, "interval_ms", json_integer(d.interval_ms));
+    json_object_set_new(dj, "timeout_s", json_integer(d.timeout_s));
+    json_object_set_new(dj, "peers", api_json_u64(d.peers));
+    json_object_set_new(dj, "found", api_json_u64(d.found));
+    json_object_set_new(dj, "forgotten", api_json_u64(d.forgotten));
+    json_object_set_new(dj, "datagrams_sent", api_json_u64(d.sent));
+    json_object_set_new(dj, "datagrams_received", api_json_u64(d.received));
+    json_object_set_new(dj, "datagrams_refused", api_json_u64(d.refused));
+  }
+  return j;
 }
 
 api_response *api_h_status(api_ctx *ctx) {

@@ -562,6 +562,11 @@ json_t *api_sync_peers_json(api_ctx *ctx) {
           json_pack("{s:o,s:o,s:o,s:o}", "published", api_json_u64(p->hub_published), "acked",
                     api_json_u64(p->hub_acked), "in_flight", api_json_u64(p->hub_in_flight),
                     "unpublished", api_json_u64(p->hub_unpublished)));
+    if (o) json_object_set_new(o, "source", json_string(p->source ? p->source : "configured"));
+    if (o && p->announced_ms) { /* a discovered peer: when it last announced itself */
+      json_object_set_new(o, "last_announce_ms", api_json_u64(p->announced_ms));
+      json_object_set_new(o, "last_announce_at", api_json_time(p->announced_ms));
+    }
     if (o) json_array_append_new(arr, o);
   }
   return arr;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "softadastra.h"
+#include "srv_disc_msg.h"
 
 typedef enum cfg_type { CFG_STR, CFG_BOOL, CFG_U32, CFG_U64, CFG_LIST } cfg_type;
 
@@ -78,7 +79,18 @@ static const cfg_setting cfg_settings[] = {
     {"tombstone_ttl_s", CFG_U32, CFG_OFF(tombstone_ttl_s), 1, 315360000, "604800", NULL,
      "a delete's tombstone is dropped at the latest this long after it was written"},
     {"discovery_kind", CFG_STR, CFG_OFF(discovery_kind), 1, 0, "stub", NULL,
-     "peer discovery used when enable_discovery is true: stub or disabled"},
+     "peer discovery used when enable_discovery is true: udp (announce this node and pull the "
+     "nodes heard on discovery_port over the http transport), stub or disabled; --discovery "
+     "KIND sets both"},
+    {"discovery_port", CFG_U32, CFG_OFF(discovery_port), 1, 65535, "7979", NULL,
+     "UDP port where discovery udp announces and listens (every node of a fleet uses the same)"},
+    {"discovery_interval_ms", CFG_U32, CFG_OFF(discovery_interval_ms), 50, 600000, "2000", NULL,
+     "time between two announcements of discovery udp"},
+    {"discovery_timeout_s", CFG_U32, CFG_OFF(discovery_timeout_s), 1, 86400, "15", NULL,
+     "a discovered peer not heard for this long is forgotten (its puller stops)"},
+    {"discovery_url", CFG_STR, CFG_OFF(discovery_url), 0, 0, "", "advertise-url",
+     "the URL discovery udp tells peers to pull (empty: from the listen address; needed when "
+     "listening on 0.0.0.0 finds no single interface address)"},
     {"sync_batch_size", CFG_U32, CFG_OFF(sync_batch_size), 1, 10000, "64", NULL,
      "operations handed to the transport per tick"},
     {"max_retries", CFG_U32, CFG_OFF(max_retries), 1, 1000000, "10", NULL,
@@ -233,6 +245,17 @@ static const char *cfg_str_problem(const char *name, const char *v, char *why, s
       ok = isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-';
     if (ok) return NULL;
     snprintf(why, len, "must be 1-%d characters of A-Z a-z 0-9 . _ -", SA_NODE_ID_MAX);
+    return why;
+  }
+  if (!strcmp(name, "discovery_kind")) {
+    if (!strcmp(v, "udp") || !strcmp(v, "stub") || !strcmp(v, "disabled")) return NULL;
+    snprintf(why, len, "must be udp, stub or disabled");
+    return why;
+  }
+  if (!strcmp(name, "discovery_url") && v[0]) {
+    char r[120];
+    if (srv_disc_url_check(v, r, sizeof r)) return NULL;
+    snprintf(why, len, "is not a URL peers can use: %s", r);
     return why;
   }
   if (!strcmp(name, "log_level")) {
@@ -700,13 +723,41 @@ int cfg_validate(const cfg_config *c, char *err, size_t errlen) {
              "SOFTADASTRA_NATS_URLS or \"nats_urls\" in the config file");
     return CFG_EVALUE;
   }
-  if (c->enable_transport && c->transport_kind &&
-      (!strcmp(c->transport_kind, "http") || !strcmp(c->transport_kind, "http+nats")) &&
-      c->n_peers == 0) {
+  bool udp = c->enable_discovery && c->discovery_kind && !strcmp(c->discovery_kind, "udp");
+  bool http = c->enable_transport && c->transport_kind &&
+              (!strcmp(c->transport_kind, "http") || !strcmp(c->transport_kind, "http+nats"));
+  if (http && c->n_peers == 0 && !udp) {
     cfg_errf(err, errlen,
              "the http transport needs at least one peer: --peer URL, SOFTADASTRA_PEERS or "
-             "\"peers\" in the config file");
+             "\"peers\" in the config file (or --discovery udp to find them)");
     return CFG_EVALUE;
+  }
+  if (udp && c->enable_transport && !http) {
+    cfg_errf(err, errlen,
+             "discovery udp adds the nodes it finds to the http transport, but transport_kind is "
+             "\"%s\": use --transport http (or http+nats), or leave the transport unset",
+             c->transport_kind ? c->transport_kind : "");
+    return CFG_EVALUE;
+  }
+  if (udp && (uint64_t)c->discovery_timeout_s * 1000 < 2 * (uint64_t)c->discovery_interval_ms) {
+    cfg_errf(err, errlen,
+             "discovery_timeout_s (%u s) must be at least two discovery intervals "
+             "(discovery_interval_ms %u): a peer would be forgotten between two announcements",
+             c->discovery_timeout_s, c->discovery_interval_ms);
+    return CFG_EVALUE;
+  }
+  if (udp && c->discovery_url && c->discovery_url[0]) {
+    char host[64];
+    uint16_t port;
+    if (cfg_parse_listen(c->listen, host, sizeof host, &port) == 0 &&
+        !srv_disc_addr_loopback(host) && srv_disc_url_loopback(c->discovery_url)) {
+      cfg_errf(err, errlen,
+               "invalid setting \"discovery_url\": \"%s\" is a loopback address but the node "
+               "listens on %s: peers on other hosts would pull their own host; set "
+               "--advertise-url to an address they reach",
+               c->discovery_url, c->listen);
+      return CFG_EVALUE;
+    }
   }
   return CFG_OK;
 }
@@ -746,16 +797,18 @@ int cfg_load(cfg_config *c, int argc, char **argv, char *const *envp, bool *help
     memcpy(fname, name, fl);
     fname[fl] = '\0';
     const char *value = eq ? eq + 1 : NULL;
-    if (!strcmp(fname, "transport")) { /* --transport KIND: --enable-transport --transport-kind */
+    if (!strcmp(fname, "transport") || !strcmp(fname, "discovery")) {
+      /* --transport KIND: --enable-transport --transport-kind KIND; --discovery the same */
+      bool tr = fname[0] == 't';
       if (!value && i + 1 < argc) value = argv[++i];
       if (!value) {
-        cfg_errf(err, errlen, "--transport needs a kind (http)");
+        cfg_errf(err, errlen, "--%s needs a kind (%s)", fname, tr ? "http" : "udp");
         free(flags);
         return CFG_EUSAGE;
       }
-      flags[nflags].s = cfg_find("enable_transport");
+      flags[nflags].s = cfg_find(tr ? "enable_transport" : "enable_discovery");
       flags[nflags++].value = "true";
-      flags[nflags].s = cfg_find("transport_kind");
+      flags[nflags].s = cfg_find(tr ? "transport_kind" : "discovery_kind");
       flags[nflags++].value = value;
       continue;
     }
@@ -822,6 +875,15 @@ int cfg_load(cfg_config *c, int argc, char **argv, char *const *envp, bool *help
       rc = cfg_set_text(c, flags[i].s, flags[i].value, origin, err, errlen);
   }
   free(flags);
+  /* Discovery udp finds peers for the http transport: alone, it turns it on. */
+  if (rc == CFG_OK && c->enable_discovery && !strcmp(c->discovery_kind, "udp") &&
+      !c->enable_transport) {
+    char *k = strdup("http");
+    if (!k) return CFG_ENOMEM;
+    free(c->transport_kind);
+    c->transport_kind = k;
+    c->enable_transport = true;
+  }
   if (rc == CFG_OK) rc = cfg_validate(c, err, errlen);
   return rc;
 }
@@ -829,6 +891,7 @@ int cfg_load(cfg_config *c, int argc, char **argv, char *const *envp, bool *help
 void cfg_print_help(FILE *f) {
   fputs("  --config FILE                  JSON config file (env SOFTADASTRA_CONFIG)\n", f);
   fputs("  --transport KIND               short for --enable-transport --transport-kind KIND\n", f);
+  fputs("  --discovery KIND               short for --enable-discovery --discovery-kind KIND\n", f);
   for (size_t i = 0; i < CFG_NSETTINGS; i++) {
     const cfg_setting *s = &cfg_settings[i];
     char fn[64], env[64], left[160];

@@ -47,7 +47,11 @@ typedef struct cfg_config {
   char *peer_token;                /* bearer token sent to peers; "" = none */
   uint32_t max_clock_drift_ms;     /* a peer batch this far ahead of the clock is refused */
   uint32_t tombstone_ttl_s;        /* tombstones are dropped at the latest after this */
-  char *discovery_kind;            /* with enable_discovery: "stub" or "disabled" */
+  char *discovery_kind;            /* with enable_discovery: "udp", "stub" or "disabled" */
+  uint32_t discovery_port;         /* udp: the UDP port of announcements */
+  uint32_t discovery_interval_ms;  /* udp: between two announcements */
+  uint32_t discovery_timeout_s;    /* udp: a discovered peer silent this long is forgotten */
+  char *discovery_url;             /* udp: the URL to advertise; "" = from the listen address */
   uint32_t sync_batch_size;        /* ops handed to the transport per tick */
   uint32_t max_retries;            /* attempts before an op is marked failed */
   uint32_t retry_base_ms;          /* first retry delay (doubles per attempt) */

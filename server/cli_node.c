@@ -42,6 +42,16 @@ static void cli_print_sync(json_t *s, const char *indent) {
   printf("%slast lsn     : %lld\n", indent, cli_int(s, "last_lsn", NULL));
   printf("%stransport    : %s\n", indent, cli_link(s, "transport", t, sizeof t));
   printf("%sdiscovery    : %s\n", indent, cli_link(s, "discovery", d, sizeof d));
+  json_t *disc = json_object_get(s, "discovery");
+  if (json_object_get(disc, "port")) /* the server's UDP discovery */
+    printf("%s  advertises : %s on UDP port %lld%s\n"
+           "%s  found      : %lld now (%lld since start, %lld forgotten)\n"
+           "%s  datagrams  : %lld sent, %lld received, %lld refused\n",
+           indent, cli_str(disc, "url", NULL), cli_int(disc, "port", NULL),
+           json_is_true(json_object_get(disc, "signed")) ? ", signed" : "", indent,
+           cli_int(disc, "peers", NULL), cli_int(disc, "found", NULL),
+           cli_int(disc, "forgotten", NULL), indent, cli_int(disc, "datagrams_sent", NULL),
+           cli_int(disc, "datagrams_received", NULL), cli_int(disc, "datagrams_refused", NULL));
   cli_sync_print_peers(s, indent); /* cli_sync.c */
 }
 

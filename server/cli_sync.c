@@ -43,6 +43,7 @@ void cli_sync_print_peers(json_t *sync, const char *indent) {
     const char *id = cli_str(p, "node_id", NULL);
     char ago[64];
     printf("%s  %s (%s)\n", indent, cli_str(p, "url", NULL), id[0] ? id : "node id not known yet");
+    printf("%s    source       : %s\n", indent, cli_str(p, "source", NULL));
     printf("%s    state        : %s\n", indent, cli_str(p, "state", NULL));
     printf("%s    cursor       : %lld\n", indent, cli_int(p, "cursor", NULL));
     printf("%s    lag          : %lld ops, %lld ms\n", indent, cli_int(p, "lag_ops", NULL),
@@ -72,16 +73,17 @@ static void cli_print_peers(json_t *j, void *ctx) {
   json_t *peers = json_object_get(j, "peers");
   size_t n = json_array_size(peers);
   if (n == 0) {
-    printf("no peers (start the node with --transport http --peer URL)\n");
+    printf("no peers (start the node with --transport http --peer URL, or --discovery udp)\n");
     return;
   }
-  printf("%-20s %-32s %-12s %8s %8s  %s\n", "NODE", "URL", "STATE", "LAG", "LAG_MS", "LAST ERROR");
+  printf("%-20s %-32s %-12s %8s %8s %-10s  %s\n", "NODE", "URL", "STATE", "LAG", "LAG_MS", "SOURCE",
+         "LAST ERROR");
   for (size_t i = 0; i < n; i++) {
     json_t *p = json_array_get(peers, i);
     const char *id = cli_str(p, "node_id", NULL);
-    printf("%-20s %-32s %-12s %8lld %8lld  %s\n", id[0] ? id : "?", cli_str(p, "url", NULL),
+    printf("%-20s %-32s %-12s %8lld %8lld %-10s  %s\n", id[0] ? id : "?", cli_str(p, "url", NULL),
            cli_str(p, "state", NULL), cli_int(p, "lag_ops", NULL), cli_int(p, "lag_ms", NULL),
-           cli_str(p, "last_error", NULL));
+           cli_str(p, "source", NULL), cli_str(p, "last_error", NULL));
   }
 }
 

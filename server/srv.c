@@ -69,6 +69,7 @@
 #include "srv_log.h"
 #include "srv_backup.h"
 #include "srv_dir.h"
+#include "srv_discovery.h"
 #include "srv_sse.h"
 #include "srv_sync.h"
 #ifdef SA_HAVE_NATS
@@ -84,14 +85,15 @@ typedef struct srv_nats srv_nats; /* built without libnats: never started */
 #define SRV_DISCARD_MAX (64u << 20) /* bytes of an oversized body read before dropping */
 
 typedef struct srv {
-  api_ctx *api;       /* the REST API */
-  atomic_long active; /* requests started and not completed */
-  atomic_ulong total; /* requests started since start */
-  bool log_requests;  /* debug level: one line per request */
-  srv_feed *feed;     /* SSE streams and long-polls of /v1/changes (srv_sse.c) */
-  srv_sync *sync;     /* the http transport's pullers (srv_sync.c); NULL without one */
-  srv_nats *nats;     /* the nats transport (srv_nats.c); NULL without one */
-  sa_client *client;  /* the node (GET /v1/backup's streams use it: srv_backup.c) */
+  api_ctx *api;        /* the REST API */
+  atomic_long active;  /* requests started and not completed */
+  atomic_ulong total;  /* requests started since start */
+  bool log_requests;   /* debug level: one line per request */
+  srv_feed *feed;      /* SSE streams and long-polls of /v1/changes (srv_sse.c) */
+  srv_sync *sync;      /* the http transport's pullers (srv_sync.c); NULL without one */
+  srv_nats *nats;      /* the nats transport (srv_nats.c); NULL without one */
+  srv_discovery *disc; /* UDP discovery (srv_discovery.c); NULL without it */
+  sa_client *client;   /* the node (GET /v1/backup's streams use it: srv_backup.c) */
   /* Suspended writes may not outlive MHD_stop_daemon ("called while we have
    * suspended connections" aborts), and libmicrohttpd resumes a connection
    * asynchronously, after MHD_resume_connection returns.  So a request that
@@ -359,6 +361,7 @@ static void srv_metrics_extra(void *cls, FILE *f) {
   srv_feed_write_metrics(s->feed, f);
   srv_sync_write_metrics(s->sync, f);
   srv_nats_write_metrics(s->nats, f);
+  srv_discovery_write_metrics(s->disc, f);
 }
 
 /* The API's hooks over both transports: the http peers, then the hub. */
@@ -373,6 +376,16 @@ static void srv_served_all(void *cls, const char *node, size_t items, uint64_t a
   srv *s = cls;
   srv_sync_served(s->sync, node, items, acked, has_acked);
 }
+static bool srv_discovery_all(void *cls, api_sync_discovery *out) {
+  srv *s = cls;
+  return srv_discovery_info(s->disc, out);
+}
+
+/* The core's view of UDP discovery: its kind and how many peers it found
+ * (srv_sync keeps the count). */
+static uint32_t srv_disc_count(void *ctx) {
+  return atomic_load((atomic_uint *)ctx);
+}
 
 /* The core's view of the http transport: never running, so its outbox tick
  * hands nothing over; peers pull instead, and acknowledge what they applied
@@ -386,11 +399,17 @@ static bool srv_idle_running(void *ctx) {
   return false;
 }
 
-/* True when the http transport is configured (then srv_sync pulls the peers). */
+/* True when UDP discovery is configured (srv_discovery.c). */
+static bool srv_udp_discovery(const cfg_config *cfg) {
+  return cfg->enable_discovery && !strcmp(cfg->discovery_kind, "udp");
+}
+
+/* True when the http transport is configured (then srv_sync pulls the peers:
+ * the configured ones, and those discovery finds). */
 static bool srv_http_transport(const cfg_config *cfg) {
   return cfg->enable_transport &&
          (!strcmp(cfg->transport_kind, "http") || !strcmp(cfg->transport_kind, "http+nats")) &&
-         cfg->n_peers > 0;
+         (cfg->n_peers > 0 || srv_udp_discovery(cfg));
 }
 
 /* True when the nats transport is configured (srv_nats.c, alone or with http). */
@@ -576,6 +595,13 @@ int srv_serve(const cfg_config *cfg) {
   o.max_clock_drift_ms = cfg->max_clock_drift_ms;
   o.tombstone_ttl_s = cfg->tombstone_ttl_s;
   o.discovery_kind = cfg->discovery_kind;
+  atomic_uint disc_count; /* discovered peers now: srv_sync keeps it, the core shows it */
+  atomic_init(&disc_count, 0);
+  const sa_discovery udp_view = {.kind = "udp", .ctx = &disc_count, .peers = srv_disc_count};
+  if (srv_udp_discovery(cfg)) { /* the server's own (srv_discovery.c) */
+    o.discovery = &udp_view;
+    o.discovery_kind = NULL;
+  }
   o.sync_batch_size = cfg->sync_batch_size;
   o.max_retries = cfg->max_retries;
   o.retry_base_ms = cfg->retry_base_ms;
@@ -622,6 +648,7 @@ int srv_serve(const cfg_config *cfg) {
         .n_peers = cfg->n_peers,
         .peer_token = cfg->peer_token,
         .max_batch_bytes = cfg->max_batch_bytes,
+        .discovered_count = &disc_count,
     };
     int e = srv_sync_start(&sc, &s.sync);
     if (e != 0) {
@@ -668,6 +695,11 @@ int srv_serve(const cfg_config *cfg) {
       return 1;
     }
   }
+  /* With discovery the set of peers is open: a node forgotten after a silence,
+   * or one never heard since this start, may come back holding a key deleted
+   * here, so tombstones go by age (tombstone_ttl_s) only, never because the
+   * peers known now have them (README, Sync: discovery). */
+  if (srv_udp_discovery(cfg)) sa_client_sync_keep_tombstones(client, true);
   api_config ac = {
       .metrics_extra = srv_metrics_extra,
       .metrics_extra_cls = &s,
@@ -677,6 +709,7 @@ int srv_serve(const cfg_config *cfg) {
                                          : NULL,
       .sync_peers = s.sync || s.nats ? srv_peers_all : NULL,
       .sync_served = s.sync ? srv_served_all : NULL,
+      .sync_discovery = srv_udp_discovery(cfg) ? srv_discovery_all : NULL,
       .sync_cls = &s,
       .client = client,
       .auth_token = cfg->auth_token,
@@ -699,7 +732,32 @@ int srv_serve(const cfg_config *cfg) {
   }
   uint16_t port = 0;
   int lfd = srv_socket(cfg, &port);
-  s.d = lfd >= 0 ? srv_daemon(&s, cfg) : NULL;
+  bool disc_ok = true;
+  if (lfd >= 0 && srv_udp_discovery(cfg)) { /* before any request can read s.disc */
+    char host[64], why[800];
+    uint16_t ignored;
+    cfg_parse_listen(cfg->listen, host, sizeof host, &ignored);
+    srv_discovery_config dc = {
+        .sync = s.sync,
+        .self_id = cfg->node_id,
+        .listen_host = host,
+        .listen_port = port,
+        .advertise_url = cfg->discovery_url,
+        .port = (uint16_t)cfg->discovery_port,
+        .interval_ms = cfg->discovery_interval_ms,
+        .timeout_s = cfg->discovery_timeout_s,
+        /* signed with the token that guards this node, checked with the one it
+         * sends: its peer_token goes only to nodes that hold it */
+        .sign_key = cfg->auth_token[0] ? cfg->auth_token : cfg->peer_token,
+        .verify_key = cfg->peer_token[0] ? cfg->peer_token : cfg->auth_token,
+        .window_ms = cfg->max_clock_drift_ms,
+    };
+    if (srv_discovery_start(&dc, &s.disc, why, sizeof why) != 0) {
+      fprintf(stderr, "softadastra: cannot start discovery: %s\n", why);
+      disc_ok = false;
+    }
+  }
+  s.d = lfd >= 0 && disc_ok ? srv_daemon(&s, cfg) : NULL;
   srv_front *front = NULL;
   if (s.d) {
     srv_front_config fc = {
@@ -722,6 +780,8 @@ int srv_serve(const cfg_config *cfg) {
   if (!front) {
     if (s.d) MHD_stop_daemon(s.d);
     if (lfd >= 0) close(lfd);
+    srv_discovery_stop(s.disc);
+    srv_discovery_free(s.disc);
     srv_sync_stop(s.sync);
     srv_sync_free(s.sync);
     srv_nats_stop(s.nats);
@@ -772,6 +832,15 @@ int srv_serve(const cfg_config *cfg) {
             srv_log_q(q3, q4, sizeof q4), cfg->peer_token[0] ? "set" : "none");
   }
 
+  if (s.disc) {
+    char q7[300];
+    srv_log(SRV_LOG_INFO, "discovery",
+            "kind=udp port=%u url=%s url_from=\"%s\" interval_ms=%u timeout_s=%u signed=%s",
+            (unsigned)cfg->discovery_port, srv_log_q(srv_discovery_url(s.disc), q7, sizeof q7),
+            srv_discovery_url_source(s.disc), cfg->discovery_interval_ms, cfg->discovery_timeout_s,
+            cfg->auth_token[0] || cfg->peer_token[0] ? "yes" : "no");
+  }
+
   if (s.nats) {
     char q5[1100], q6[100];
     srv_log(SRV_LOG_INFO, "sync_transport",
@@ -789,10 +858,11 @@ int srv_serve(const cfg_config *cfg) {
   srv_log(SRV_LOG_INFO, "shutdown", "signal=%s active=%ld", sig == SIGINT ? "SIGINT" : "SIGTERM",
           atomic_load(&s.active));
   api_ctx_set_draining(s.api, true);
-  srv_sync_stop(s.sync);     /* the pullers end first: no batch is applied after this */
-  srv_nats_stop(s.nats);     /* and the hub's publisher and consumer */
-  srv_feed_shutdown(s.feed); /* streams say bye and end, long-polls answer now */
-  srv_backup_stop();         /* running backups end cut (srv_backup.c) */
+  srv_discovery_stop(s.disc); /* no peer is added or forgotten after this */
+  srv_sync_stop(s.sync);      /* the pullers end first: no batch is applied after this */
+  srv_nats_stop(s.nats);      /* and the hub's publisher and consumer */
+  srv_feed_shutdown(s.feed);  /* streams say bye and end, long-polls answer now */
+  srv_backup_stop();          /* running backups end cut (srv_backup.c) */
   /* Stop listening now (new connections are refused during the drain), but
    * close the socket only once the front loops have stopped: a loop may be
    * about to accept on it, and a closed number can be reused. */
@@ -823,6 +893,7 @@ int srv_serve(const cfg_config *cfg) {
   }
   MHD_stop_daemon(s.d);
   close(lfd);
+  srv_discovery_free(s.disc);
   srv_sync_free(s.sync); /* no request can read the peers' state any more */
   srv_nats_free(s.nats);
   srv_feed_destroy(s.feed);

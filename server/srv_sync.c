@@ -62,9 +62,17 @@ static const char *const srv_peer_state_name[] = {"unreachable", "connected", "r
 
 typedef struct srv_peer {
   srv_sync *s;   /* owner */
-  char url[256]; /* base URL, no trailing slash */
+  char url[256]; /* base URL, no trailing slash; fixed while the slot is in use */
   pthread_t thread;
   bool started;
+  /* The slot (under s->mu).  Readers skip a slot not in use or quitting. */
+  bool in_use;
+  bool discovered;                    /* added by srv_sync_discovered, not configured */
+  atomic_bool quit;                   /* this puller alone stops (a discovered peer forgotten) */
+  atomic_bool exited;                 /* its thread returned: srv_sync_expire joins it */
+  char announced[SA_NODE_ID_MAX + 1]; /* discovered: the node id it announced */
+  uint64_t heard_ms;                  /* discovered: CLOCK_MONOTONIC ms of its last announcement */
+  uint64_t heard_unix_ms;             /* the same in unix ms (shown) */
   bool kick;  /* under s->mu: end the backoff now (the peer just pulled from us) */
   CURL *curl; /* the puller's own handle */
   /* The state (under s->mu). */
@@ -89,6 +97,9 @@ typedef struct srv_puller {
 
 struct srv_sync {
   sa_client *client;
+  atomic_uint *discovered_count; /* srv_sync_config's, or NULL */
+  pthread_mutex_t reg_mu;        /* serializes srv_sync_register (before mu) */
+  size_t reg_unknown;            /* under reg_mu: the unknown count last given to the core */
   char self[SA_NODE_ID_MAX + 1];
   char *auth;                     /* "Authorization: Bearer ..." or NULL */
   char extra[SA_NODE_ID_MAX + 1]; /* srv_sync_config.extra_peer, "" = none */
@@ -97,11 +108,28 @@ struct srv_sync {
   atomic_bool stop;
   pthread_mutex_t mu; /* the state of the peers and the pullers */
   pthread_cond_t cv;  /* CLOCK_MONOTONIC: stop */
-  size_t n;
+  size_t n;           /* slots ever used (a high-water mark): peers[0..n) */
   srv_peer peers[SRV_SYNC_MAX_PEERS];
+  uint64_t found, forgotten; /* discovered peers added, and forgotten */
   size_t n_pullers;
   srv_puller pullers[SRV_SYNC_MAX_PULLERS];
 };
+
+/* A slot that holds a peer not being forgotten (with s->mu held). */
+static bool srv_peer_live(const srv_peer *p) {
+  return p->in_use && !atomic_load(&p->quit);
+}
+
+/* The puller should end: the node stops, or this peer was forgotten. */
+static bool srv_peer_stopping(const srv_peer *p) {
+  return atomic_load(&p->s->stop) || atomic_load(&p->quit);
+}
+
+static uint64_t srv_sync_mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static uint64_t srv_sync_unix_ms(void) {
   struct timespec ts;
@@ -144,7 +172,7 @@ static void srv_peer_set(srv_peer *p, srv_peer_state st, const char *fmt, ...) {
 }
 
 /* Waits ms unless stopping or kicked (srv_sync_served: the peer is back).
- * Returns false when stopping; *backoff restarts after a kick. */
+ * Returns false when stopping (or forgotten); *backoff restarts after a kick. */
 static bool srv_sync_nap(srv_peer *p, uint32_t ms, uint32_t *backoff) {
   srv_sync *s = p->s;
   struct timespec ts;
@@ -153,12 +181,12 @@ static bool srv_sync_nap(srv_peer *p, uint32_t ms, uint32_t *backoff) {
   ts.tv_sec += (time_t)(ns / 1000000000u);
   ts.tv_nsec = (long)(ns % 1000000000u);
   pthread_mutex_lock(&s->mu);
-  while (!atomic_load(&s->stop) && !p->kick)
+  while (!srv_peer_stopping(p) && !p->kick)
     if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT) break;
   if (p->kick) *backoff = 0;
   p->kick = false;
   pthread_mutex_unlock(&s->mu);
-  return !atomic_load(&s->stop);
+  return !srv_peer_stopping(p);
 }
 
 /* The next delay of a backoff: doubles from SRV_SYNC_BACKOFF_MIN_MS up to
@@ -249,7 +277,7 @@ static size_t srv_sync_header_cb(char *data, size_t size, size_t nmemb, void *cl
 static int srv_sync_progress_cb(void *cls, curl_off_t dt, curl_off_t dn, curl_off_t ut,
                                 curl_off_t un) {
   (void)dt, (void)dn, (void)ut, (void)un;
-  return atomic_load(&((srv_sync *)cls)->stop) ? 1 : 0; /* non-zero aborts */
+  return srv_peer_stopping(cls) ? 1 : 0; /* non-zero aborts */
 }
 
 /* One GET of path on the peer with a timeout.  Returns 0 with *status and
@@ -279,7 +307,7 @@ static int srv_sync_get(srv_peer *p, const char *path, uint32_t timeout_ms, long
   curl_easy_setopt(c, CURLOPT_HEADERDATA, h);
   curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, srv_sync_progress_cb);
-  curl_easy_setopt(c, CURLOPT_XFERINFODATA, s);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, p);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   CURLcode rc = curl_easy_perform(c);
   curl_slist_free_all(hl);
@@ -716,31 +744,48 @@ bad:
 
 /* ---- the pull loop --------------------------------------------------------------- */
 
-/* Registers every learned peer id with the core. */
+/* Registers every learned peer id with the core: the live slots' ids (a
+ * forgotten peer's no more), the count of those not identified yet, and
+ * the NATS pseudo-peer.  Serialized by reg_mu, the table read under it, so
+ * the last call always carries the latest table.  The core gets the two
+ * calls in an order that is never less careful than the state before or
+ * after: the unknown count first raised to the larger of the old and new,
+ * then the ids, then the unknown count itself (an identified peer is thus
+ * in the ids before it leaves the unknown count). */
 static void srv_sync_register(srv_sync *s) {
   const char *ids[SRV_SYNC_MAX_PEERS + 1];
   char copy[SRV_SYNC_MAX_PEERS][SA_NODE_ID_MAX + 1];
   size_t n = 0, unknown = 0;
+  unsigned discovered = 0;
+  pthread_mutex_lock(&s->reg_mu);
   pthread_mutex_lock(&s->mu);
-  for (size_t i = 0; i < s->n; i++)
-    unknown += !s->peers[i].node_id[0];
-  for (size_t i = 0; i < s->n; i++)
-    if (s->peers[i].node_id[0]) {
-      bool dup = false;
-      for (size_t j = 0; j < n; j++)
-        dup |= strcmp(copy[j], s->peers[i].node_id) == 0;
-      if (dup) continue;
-      snprintf(copy[n], sizeof copy[n], "%s", s->peers[i].node_id);
-      ids[n] = copy[n];
-      n++;
+  for (size_t i = 0; i < s->n; i++) {
+    const srv_peer *p = &s->peers[i];
+    if (!srv_peer_live(p)) continue;
+    discovered += p->discovered;
+    if (!p->node_id[0]) {
+      unknown++;
+      continue;
     }
+    bool dup = false;
+    for (size_t j = 0; j < n; j++)
+      dup |= strcmp(copy[j], p->node_id) == 0;
+    if (dup) continue;
+    snprintf(copy[n], sizeof copy[n], "%s", p->node_id);
+    ids[n] = copy[n];
+    n++;
+  }
   pthread_mutex_unlock(&s->mu);
   if (s->extra[0]) ids[n++] = s->extra; /* the hub's publisher: the outbox waits for it too */
+  if (s->discovered_count) atomic_store(s->discovered_count, discovered);
   /* A peer URL not heard from since start holds every acknowledgement back:
    * it may be a node that has not seen a delete yet (tombstones stay). */
-  sa_client_sync_set_unknown_peers(s->client, unknown);
+  if (unknown > s->reg_unknown) sa_client_sync_set_unknown_peers(s->client, unknown);
   sa_error err = {0};
   int rc = sa_client_sync_set_peers(s->client, ids, n, &err);
+  sa_client_sync_set_unknown_peers(s->client, unknown);
+  s->reg_unknown = unknown;
+  pthread_mutex_unlock(&s->reg_mu);
   if (rc != 0) {
     char q[300];
     srv_log(SRV_LOG_WARN, "sync_set_peers", "error=%s",
@@ -763,16 +808,39 @@ static int srv_peer_identify(srv_peer *p, const char *id) {
                  id);
     return -1;
   }
+  if (p->discovered && strcmp(id, p->announced) != 0) {
+    srv_peer_set(p, SRV_PEER_REFUSING,
+                 "the node at this URL answers as %s, but the announcement named %s", id,
+                 p->announced);
+    return -1;
+  }
+  /* One puller per node id.  A configured URL wins over a discovered one:
+   * the discovered puller of the same node is forgotten (its announcements
+   * are then ignored while a configured puller pulls that id). */
   pthread_mutex_lock(&s->mu);
   bool same = strcmp(p->node_id, id) == 0;
-  const char *other = NULL;
+  srv_peer *other = NULL;
   for (size_t i = 0; i < s->n; i++)
-    if (&s->peers[i] != p && strcmp(s->peers[i].node_id, id) == 0) other = s->peers[i].url;
+    if (&s->peers[i] != p && srv_peer_live(&s->peers[i]) && strcmp(s->peers[i].node_id, id) == 0)
+      other = &s->peers[i];
   char other_url[256] = "";
-  if (other) snprintf(other_url, sizeof other_url, "%s", other);
+  bool drop_other = other && other->discovered && !p->discovered;
+  if (other) snprintf(other_url, sizeof other_url, "%s", other->url);
+  if (drop_other) {
+    atomic_store(&other->quit, true);
+    pthread_cond_broadcast(&s->cv);
+  } else if (other && p->discovered) {
+    atomic_store(&p->quit, true); /* a configured URL pulls it: this puller ends */
+  }
   pthread_mutex_unlock(&s->mu);
-  if (other_url[0]) {
+  if (drop_other) {
+    char q1[300], q2[100];
+    srv_log(SRV_LOG_INFO, "discovery_peer_dropped", "peer=%s node_id=%s reason=%s",
+            srv_log_q(other_url, q1, sizeof q1), srv_log_q(id, q2, sizeof q2),
+            "configured_url_pulls_this_node");
+  } else if (other_url[0]) {
     srv_peer_set(p, SRV_PEER_REFUSING, "node %s is already pulled through %s", id, other_url);
+    if (p->discovered) srv_sync_register(s);
     return -1;
   }
   if (same) return 0;
@@ -999,7 +1067,7 @@ static int srv_peer_pull(srv_peer *p) {
   srv_buf buf;
   srv_hdrs h;
   if (srv_sync_get(p, path, s->wait_ms + 15000, &status, &buf, &h, why, sizeof why) != 0) {
-    if (!atomic_load(&s->stop)) srv_peer_set(p, SRV_PEER_UNREACHABLE, "%s", why);
+    if (!srv_peer_stopping(p)) srv_peer_set(p, SRV_PEER_UNREACHABLE, "%s", why);
     return -1;
   }
   pthread_mutex_lock(&s->mu);
@@ -1100,7 +1168,7 @@ static void *srv_peer_main(void *arg) {
   srv_sync *s = p->s;
   unsigned seed = (unsigned)(srv_sync_unix_ms() ^ (uintptr_t)p);
   uint32_t backoff = 0;
-  while (!atomic_load(&s->stop)) {
+  while (!srv_peer_stopping(p)) {
     int rc = srv_peer_pull(p);
     if (rc >= 0) {
       backoff = 0;
@@ -1108,18 +1176,36 @@ static void *srv_peer_main(void *arg) {
     }
     if (!srv_sync_nap(p, srv_sync_backoff(&backoff, &seed), &backoff)) break;
   }
+  atomic_store(&p->exited, true);
+  (void)s;
   return NULL;
 }
 
 /* ---- life cycle ------------------------------------------------------------------- */
 
+/* Prepares slot p for url (s->mu held or no thread running yet). */
+static void srv_peer_init(srv_sync *s, srv_peer *p, const char *url, CURL *curl) {
+  memset(p->url, 0, sizeof *p - offsetof(srv_peer, url));
+  p->s = s;
+  snprintf(p->url, sizeof p->url, "%s", url);
+  size_t l = strlen(p->url);
+  while (l && p->url[l - 1] == '/')
+    p->url[--l] = '\0';
+  atomic_init(&p->quit, false);
+  atomic_init(&p->exited, false);
+  snprintf(p->last_error, sizeof p->last_error, "not contacted yet");
+  p->curl = curl;
+  p->in_use = true;
+}
+
 int srv_sync_start(const srv_sync_config *cfg, srv_sync **out) {
   *out = NULL;
-  if (cfg->n_peers == 0 || cfg->n_peers > SRV_SYNC_MAX_PEERS) return EINVAL;
+  if (cfg->n_peers > SRV_SYNC_MAX_PEERS) return EINVAL;
   curl_global_init(CURL_GLOBAL_DEFAULT); /* before any puller thread; idempotent */
   srv_sync *s = calloc(1, sizeof *s);
   if (!s) return ENOMEM;
   s->client = cfg->client;
+  s->discovered_count = cfg->discovered_count;
   snprintf(s->self, sizeof s->self, "%s", cfg->self_id);
   snprintf(s->extra, sizeof s->extra, "%s", cfg->extra_peer ? cfg->extra_peer : "");
   s->wait_ms = cfg->wait_ms ? cfg->wait_ms : SRV_SYNC_WAIT_MS;
@@ -1133,6 +1219,7 @@ int srv_sync_start(const srv_sync_config *cfg, srv_sync **out) {
   }
   atomic_init(&s->stop, false);
   pthread_mutex_init(&s->mu, NULL);
+  pthread_mutex_init(&s->reg_mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1140,15 +1227,9 @@ int srv_sync_start(const srv_sync_config *cfg, srv_sync **out) {
   pthread_condattr_destroy(&ca);
   s->n = cfg->n_peers;
   for (size_t i = 0; i < s->n; i++) {
-    srv_peer *p = &s->peers[i];
-    p->s = s;
-    snprintf(p->url, sizeof p->url, "%s", cfg->peers[i]);
-    size_t l = strlen(p->url);
-    while (l && p->url[l - 1] == '/')
-      p->url[--l] = '\0';
-    snprintf(p->last_error, sizeof p->last_error, "not contacted yet");
-    p->curl = curl_easy_init();
-    if (!p->curl) {
+    CURL *c = curl_easy_init();
+    srv_peer_init(s, &s->peers[i], cfg->peers[i], c);
+    if (!c) {
       srv_sync_stop(s);
       srv_sync_free(s);
       return ENOMEM;
@@ -1187,9 +1268,142 @@ void srv_sync_free(srv_sync *s) {
   for (size_t i = 0; i < s->n; i++)
     if (s->peers[i].curl) curl_easy_cleanup(s->peers[i].curl);
   pthread_cond_destroy(&s->cv);
+  pthread_mutex_destroy(&s->reg_mu);
   pthread_mutex_destroy(&s->mu);
   free(s->auth);
   free(s);
+}
+
+/* ---- discovered peers ------------------------------------------------------------- */
+
+srv_sync_found srv_sync_discovered(srv_sync *s, const char *id, const char *url_in) {
+  if (!s || atomic_load(&s->stop)) return SRV_SYNC_FOUND_STOPPING;
+  char url[256];
+  snprintf(url, sizeof url, "%s", url_in);
+  size_t l = strlen(url);
+  while (l && url[l - 1] == '/')
+    url[--l] = '\0';
+  uint64_t now = srv_sync_mono_ms(), unow = srv_sync_unix_ms();
+  srv_sync_found res = SRV_SYNC_FOUND_NEW;
+  srv_peer *p = NULL;
+  pthread_mutex_lock(&s->mu);
+  for (size_t i = 0; i < s->n && res == SRV_SYNC_FOUND_NEW; i++) {
+    srv_peer *q = &s->peers[i];
+    if (!srv_peer_live(q)) continue;
+    if (q->discovered && !strcmp(q->announced, id)) {
+      if (!strcmp(q->url, url)) {
+        q->heard_ms = now;
+        q->heard_unix_ms = unow;
+        res = SRV_SYNC_FOUND_KNOWN;
+      } else { /* the node moved (a restart on another port): pull the new URL */
+        atomic_store(&q->quit, true);
+        pthread_cond_broadcast(&s->cv);
+        res = SRV_SYNC_FOUND_MOVED;
+      }
+    } else if (!q->discovered && (!strcmp(q->node_id, id) || !strcmp(q->url, url))) {
+      res = SRV_SYNC_FOUND_CONFIGURED;
+    } else if (!strcmp(q->url, url)) {
+      res = SRV_SYNC_FOUND_CONFLICT; /* another id announced this URL first */
+    }
+  }
+  if (res == SRV_SYNC_FOUND_NEW || res == SRV_SYNC_FOUND_MOVED) {
+    for (size_t i = 0; i < SRV_SYNC_MAX_PEERS && !p; i++)
+      if (!s->peers[i].in_use) p = &s->peers[i];
+    if (!p) {
+      res = res == SRV_SYNC_FOUND_MOVED ? SRV_SYNC_FOUND_MOVED_FULL : SRV_SYNC_FOUND_FULL;
+    } else {
+      CURL *c = curl_easy_init();
+      if (!c) {
+        p = NULL;
+        res = SRV_SYNC_FOUND_ERROR;
+      } else {
+        srv_peer_init(s, p, url, c);
+        p->discovered = true;
+        snprintf(p->announced, sizeof p->announced, "%s", id);
+        p->heard_ms = now;
+        p->heard_unix_ms = unow;
+        size_t idx = (size_t)(p - s->peers);
+        if (idx + 1 > s->n) s->n = idx + 1;
+        s->found++;
+      }
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (!p) {
+    if (res == SRV_SYNC_FOUND_MOVED_FULL) srv_sync_register(s);
+    return res;
+  }
+  srv_sync_register(s); /* an unknown peer more: acknowledgements wait for it */
+  if (pthread_create(&p->thread, NULL, srv_peer_main, p) != 0) {
+    pthread_mutex_lock(&s->mu);
+    curl_easy_cleanup(p->curl);
+    p->curl = NULL;
+    p->in_use = false;
+    pthread_mutex_unlock(&s->mu);
+    srv_sync_register(s);
+    return SRV_SYNC_FOUND_ERROR;
+  }
+  pthread_setname_np(p->thread, "sa-pull");
+  pthread_mutex_lock(&s->mu);
+  p->started = true;
+  pthread_mutex_unlock(&s->mu);
+  return res;
+}
+
+size_t srv_sync_expire(srv_sync *s, uint64_t timeout_ms) {
+  if (!s) return 0;
+  uint64_t now = srv_sync_mono_ms();
+  size_t forgotten = 0, nj = 0;
+  srv_peer *join[SRV_SYNC_MAX_PEERS];
+  struct {
+    char url[256], id[SA_NODE_ID_MAX + 1];
+    uint64_t silent;
+  } gone[SRV_SYNC_MAX_PEERS];
+  pthread_mutex_lock(&s->mu);
+  for (size_t i = 0; i < s->n; i++) {
+    srv_peer *p = &s->peers[i];
+    if (srv_peer_live(p) && p->discovered && now - p->heard_ms > timeout_ms) {
+      atomic_store(&p->quit, true);
+      snprintf(gone[forgotten].url, sizeof gone[forgotten].url, "%s", p->url);
+      snprintf(gone[forgotten].id, sizeof gone[forgotten].id, "%s", p->announced);
+      gone[forgotten].silent = now - p->heard_ms;
+      forgotten++;
+      s->forgotten++;
+    }
+    if (p->in_use && p->started && atomic_load(&p->quit) && atomic_load(&p->exited)) join[nj++] = p;
+  }
+  if (forgotten) pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  for (size_t i = 0; i < forgotten; i++) {
+    char q1[300], q2[100];
+    srv_log(SRV_LOG_INFO, "discovery_peer_forgotten", "peer=%s node_id=%s silent_ms=%llu",
+            srv_log_q(gone[i].url, q1, sizeof q1), srv_log_q(gone[i].id, q2, sizeof q2),
+            (unsigned long long)gone[i].silent);
+  }
+  if (forgotten) srv_sync_register(s); /* it no longer holds acknowledgements back */
+  for (size_t i = 0; i < nj; i++) {    /* ended already: the join does not wait */
+    srv_peer *p = join[i];
+    pthread_join(p->thread, NULL);
+    pthread_mutex_lock(&s->mu);
+    p->started = false;
+    curl_easy_cleanup(p->curl);
+    p->curl = NULL;
+    p->in_use = false;
+    pthread_mutex_unlock(&s->mu);
+  }
+  return forgotten;
+}
+
+void srv_sync_discovery_counts(srv_sync *s, uint64_t *found, uint64_t *forgotten, size_t *now) {
+  *found = *forgotten = 0;
+  *now = 0;
+  if (!s) return;
+  pthread_mutex_lock(&s->mu);
+  *found = s->found;
+  *forgotten = s->forgotten;
+  for (size_t i = 0; i < s->n; i++)
+    *now += srv_peer_live(&s->peers[i]) && s->peers[i].discovered;
+  pthread_mutex_unlock(&s->mu);
 }
 
 /* ---- hooks --------------------------------------------------------------------------- */
@@ -1218,8 +1432,8 @@ void srv_sync_served(void *cls, const char *node, size_t items, uint64_t acked, 
   bool kicked = false;
   for (size_t i = 0; i < s->n; i++) {
     srv_peer *q = &s->peers[i];
-    if (q->state != SRV_PEER_CONNECTED && (!q->node_id[0] || !strcmp(q->node_id, node)) &&
-        !q->kick) {
+    if (srv_peer_live(q) && q->state != SRV_PEER_CONNECTED &&
+        (!q->node_id[0] || !strcmp(q->node_id, node)) && !q->kick) {
       q->kick = true;
       kicked = true;
     }
@@ -1233,11 +1447,14 @@ size_t srv_sync_peers(void *cls, api_sync_peer *out, size_t max) {
   if (!s) return 0;
   uint64_t now = srv_sync_unix_ms();
   pthread_mutex_lock(&s->mu);
-  size_t n = s->n < max ? s->n : max;
-  for (size_t i = 0; i < n; i++) {
+  size_t n = 0;
+  for (size_t i = 0; i < s->n && n < max; i++) {
     const srv_peer *p = &s->peers[i];
-    api_sync_peer *o = &out[i];
+    if (!srv_peer_live(p)) continue;
+    api_sync_peer *o = &out[n++];
     memset(o, 0, sizeof *o);
+    o->source = p->discovered ? "discovered" : "configured";
+    o->announced_ms = p->discovered ? p->heard_unix_ms : 0;
     snprintf(o->url, sizeof o->url, "%s", p->url);
     snprintf(o->node_id, sizeof o->node_id, "%s", p->node_id);
     o->state = srv_peer_state_name[p->state];

@@ -322,6 +322,83 @@ START_TEST(test_env_misspelled) {
 }
 END_TEST
 
+/* Runs cfg_load on the NULL-terminated flags; returns its code (err set). */
+static int load_flags(cfg_config *c, const char *const *flags) {
+  char *argv[32];
+  int n = 0;
+  for (; flags[n]; n++)
+    argv[n] = (char *)flags[n];
+  bool help;
+  char *envp[] = {NULL};
+  err[0] = '\0';
+  return cfg_load(c, n, argv, envp, &help, err, sizeof err);
+}
+
+/* Discovery udp (issue 22 item 8): --discovery KIND sets two settings, udp
+ * alone turns the http transport on (no --peer needed), --advertise-url is
+ * discovery_url, and what cannot work is refused at start naming why. */
+START_TEST(test_discovery_settings) {
+  cfg_config c;
+  const char *a1[] = {"--discovery", "udp", "--discovery-port", "7000", NULL};
+  ck_assert_msg(load_flags(&c, a1) == CFG_OK, "%s", err);
+  ck_assert(c.enable_discovery);
+  ck_assert_str_eq(c.discovery_kind, "udp");
+  ck_assert(c.enable_transport);
+  ck_assert_str_eq(c.transport_kind, "http");
+  ck_assert_uint_eq(c.n_peers, 0);
+  ck_assert_uint_eq(c.discovery_port, 7000);
+  ck_assert_uint_eq(c.discovery_interval_ms, 2000);
+  ck_assert_uint_eq(c.discovery_timeout_s, 15);
+  ck_assert_str_eq(c.discovery_url, "");
+  cfg_free(&c);
+  const char *a2[] = {
+      "--listen",    "0.0.0.0:8091", "--discovery=udp", "--advertise-url", "http://node-a.lan:8091",
+      "--transport", "http+nats",    "--nats-url",      "nats://hub:4222", NULL};
+  ck_assert_msg(load_flags(&c, a2) == CFG_OK, "%s", err);
+  ck_assert_str_eq(c.discovery_url, "http://node-a.lan:8091");
+  ck_assert_str_eq(c.transport_kind, "http+nats");
+  cfg_free(&c);
+  /* the stub stays the default kind, and without --discovery nothing changes */
+  const char *a3[] = {"--enable-discovery", NULL};
+  ck_assert_msg(load_flags(&c, a3) == CFG_OK, "%s", err);
+  ck_assert_str_eq(c.discovery_kind, "stub");
+  ck_assert(!c.enable_transport);
+  cfg_free(&c);
+  const struct {
+    const char *flags[8];
+    const char *part;
+  } bad[] = {
+      {{"--discovery", "multicast", NULL}, "must be udp, stub or disabled"},
+      {{"--discovery", NULL}, "--discovery needs a kind"},
+      {{"--discovery", "udp", "--transport", "nats", "--nats-url", "nats://h:1", NULL},
+       "use --transport http"},
+      {{"--discovery", "udp", "--transport", "stub", NULL}, "use --transport http"},
+      {{"--discovery", "udp", "--discovery-timeout-s", "1", NULL}, "two discovery intervals"},
+      {{"--discovery", "udp", "--discovery-port", "0", NULL}, "discovery_port"},
+      {{"--discovery", "udp", "--discovery-port", "65536", NULL}, "discovery_port"},
+      {{"--discovery", "udp", "--discovery-interval-ms", "10", NULL}, "discovery_interval_ms"},
+      {{"--discovery", "udp", "--advertise-url", "ftp://x", NULL}, "not a URL peers can use"},
+      {{"--discovery", "udp", "--advertise-url", "http://a:1?q", NULL}, "no query"},
+      {{"--listen", "0.0.0.0:1", "--discovery", "udp", "--advertise-url", "http://127.0.0.1:1",
+        NULL},
+       "loopback address"},
+      {{"--listen", "10.1.2.3:1", "--discovery", "udp", "--advertise-url", "http://localhost:1",
+        NULL},
+       "--advertise-url"},
+      {{"--transport", "http", NULL}, "--discovery udp to find them"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    int rc = load_flags(&c, bad[i].flags);
+    ck_assert_msg(rc != CFG_OK && strstr(err, bad[i].part), "case %zu: rc %d, \"%s\"", i, rc, err);
+    cfg_free(&c);
+  }
+  /* a loopback node may advertise a loopback URL */
+  const char *a4[] = {"--discovery", "udp", "--advertise-url", "http://127.0.0.1:1", NULL};
+  ck_assert_msg(load_flags(&c, a4) == CFG_OK, "%s", err);
+  cfg_free(&c);
+}
+END_TEST
+
 /* Splits a "$ A=1 softadastra serve --x \"a b\"" line into env and args
  * (double quotes group words).  Returns the number of args after "serve",
  * or -1 when the line is not such a command. */
@@ -417,6 +494,7 @@ int main(void) {
   Suite *s = suite_create("cfg");
   TCase *tc = tcase_create("cfg");
   tcase_add_test(tc, test_defaults);
+  tcase_add_test(tc, test_discovery_settings);
   tcase_add_test(tc, test_shipped_file_is_defaults);
   tcase_add_test(tc, test_json_values);
   tcase_add_test(tc, test_threads_auto);
