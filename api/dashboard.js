@@ -18,6 +18,13 @@
 // offers a reload.  A binary value (encoding base64) is never shown in the
 // text box, so Put is off for it: a text put would replace its bytes.
 // Delete asks first.
+//
+// Content types: the key browser and the form show each value's content
+// type; a put sends the form's type as its Content-Type (a key picked
+// keeps the type it had unless the field is changed), and none when the
+// field is empty: the body goes as a Blob without a type, so the browser
+// adds no text/plain of its own.  Raw values are never opened from here
+// (a stored HTML value is served sandboxed; the page does not render it).
 'use strict';
 
 (function () {
@@ -28,7 +35,7 @@
   let cursor = '';    // `after` of the current page
   let nextCursor = null;
   let statusTimer = null;
-  let loaded = null;  // {key, version, binary, size}: the key the form holds, as loaded
+  let loaded = null;  // {key, version, binary, size, type}: the key the form holds, as loaded
 
   function headers(extra) {
     const h = Object.assign({}, extra || {});
@@ -49,10 +56,8 @@
 
   async function api(method, path, body, extra) {
     const opts = { method, headers: headers(extra), cache: 'no-store' };
-    if (body !== undefined) {
-      opts.body = body;
-      opts.headers['Content-Type'] = 'application/octet-stream';
-    }
+    // a Blob without a type: the request carries no Content-Type unless extra names one
+    if (body !== undefined) opts.body = new Blob([body]);
     const r = await fetch(path, opts);
     if (r.status === 401) {
       needToken();
@@ -144,8 +149,8 @@
     for (const it of l.items) {
       const tr = document.createElement('tr');
       tr.dataset.key = it.key;
-      cell(tr, it.key); cell(tr, it.size); cell(tr, it.version); cell(tr, it.lsn);
-      cell(tr, it.updated_at);
+      cell(tr, it.key); cell(tr, it.size); cell(tr, it.content_type, 'type');
+      cell(tr, it.version); cell(tr, it.lsn); cell(tr, it.updated_at);
       tr.addEventListener('click', () => pick(it.key));
       tb.append(tr);
     }
@@ -162,6 +167,7 @@
     const binary = !!(loaded && loaded.binary && $('put-key').value === loaded.key);
     $('put-btn').disabled = binary;
     $('put-value').disabled = binary;
+    $('put-type').disabled = binary;
     $('put-value').placeholder = binary ? 'binary value: not editable here' : 'dark';
   }
 
@@ -175,17 +181,21 @@
     try {
       const v = await api('GET', '/v1/store/' + encodeURIComponent(key));
       const binary = v.encoding !== 'utf-8';
+      const type = v.content_type || '';
       $('put-key').value = key;
       $('put-value').value = binary ? '' : v.value;
-      setLoaded({ key, version: v.version, binary, size: v.size });
+      $('put-type').value = type;
+      setLoaded({ key, version: v.version, binary, size: v.size, type });
+      const typed = type ? ', ' + type : '';
       $('write-result').textContent = binary
-        ? key + ' holds binary data (' + v.size + ' bytes, version ' + v.version +
+        ? key + ' holds binary data (' + v.size + ' bytes' + typed + ', version ' + v.version +
           '): the dashboard does not edit it, so Put is off (softadastra store put ' + key +
           ' --file F replaces it).'
-        : 'Loaded ' + key + ' (version ' + v.version + ').';
+        : 'Loaded ' + key + ' (version ' + v.version + typed + ').';
     } catch (e) {
       if (e.status === 404) {
         $('put-value').value = '';
+        $('put-type').value = '';
         setLoaded(null);
         $('write-result').textContent = key + ' does not exist (any more).';
       } else {
@@ -214,6 +224,8 @@
     // conditioned on what was loaded; a key not loaded is created, never overwritten
     const cond = mine ? { 'If-Match': '"' + mine.version + '"' }
       : del ? {} : { 'If-None-Match': '*' };
+    const type = $('put-type').value.trim();
+    if (!del && type) cond['Content-Type'] = type;
     let r;
     try {
       r = del ? await api('DELETE', path, undefined, cond)
@@ -228,9 +240,11 @@
       $('reload-btn').classList.remove('hidden');
       return;
     }
-    setLoaded(del ? null : { key, version: r.version, binary: false, size: r.size });
+    setLoaded(del ? null : { key, version: r.version, binary: false, size: r.size,
+      type: r.content_type || '' });
     $('write-result').textContent = (del ? 'Deleted ' : 'Stored ') + key + ' at LSN ' + r.lsn +
-      (del ? '' : ', version ' + r.version) + (r.durable ? ' (durable).' : ' (not yet durable).');
+      (del ? '' : ', version ' + r.version + (r.content_type ? ', ' + r.content_type : '')) +
+      (r.durable ? ' (durable).' : ' (not yet durable).');
     await Promise.all([loadKeys(), refreshStatus()]);
   }
 

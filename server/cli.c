@@ -31,6 +31,7 @@
 #include "cli_cmd.h"
 #include "cli_out.h"
 #include "cli_watch.h"
+#include "softadastra.h"
 
 /* Options a command may take besides the global ones. */
 enum {
@@ -47,6 +48,7 @@ enum {
   CLI_O_VALUE = 1u << 10,
   CLI_O_OUTPUT = 1u << 11,
   CLI_O_YES = 1u << 12,
+  CLI_O_CTYPE = 1u << 13,
 };
 
 typedef struct cli_optdef {
@@ -72,6 +74,7 @@ static const cli_optdef cli_optdefs[] = {
     {"--value", CLI_O_VALUE, true},
     {"--output", CLI_O_OUTPUT, true},
     {"--yes", CLI_O_YES, false},
+    {"--content-type", CLI_O_CTYPE, true},
 };
 #define CLI_NOPTDEFS (sizeof cli_optdefs / sizeof cli_optdefs[0])
 
@@ -151,21 +154,27 @@ static const cli_cmd cli_cmds[] = {
      cli_run_status},
     {NULL, "health", NULL, 0, 0, "", "liveness (GET /healthz, no token needed): ok or exit 1",
      "Prints ok when the node answers GET /healthz, else fails (exit 1).\n", cli_run_health},
-    {"store", "put", NULL, 2, CLI_O_IF_MATCH | CLI_O_CREATE | CLI_O_FILE | CLI_O_VALUE,
-     "KEY VALUE|--file F|--value V [--if-match VERSION | --create]",
+    {"store", "put", NULL, 2,
+     CLI_O_IF_MATCH | CLI_O_CREATE | CLI_O_FILE | CLI_O_VALUE | CLI_O_CTYPE,
+     "KEY VALUE|--file F|--value V [--content-type T] [--if-match VERSION | --create]",
      "write a value (VALUE - reads stdin)",
      "Writes VALUE under KEY (PUT /v1/store/KEY); VALUE - reads the value from stdin.\n"
      "Values are bytes: NUL bytes and any binary data are stored as they are.\n"
      "  --file F             the value is the bytes of file F (- reads stdin)\n"
      "  --value V            the value is V literally, even - or --x (store a lone dash\n"
      "                       with --value -)\n"
+     "  --content-type T     keep the media type T with the value (application/json,\n"
+     "                       image/png, text/plain; charset=utf-8): GET ?raw=1 answers with\n"
+     "                       it.  Without it the value has none (served as\n"
+     "                       application/octet-stream)\n"
      "  --if-match VERSION   only if the key has this version (else exit 1, HTTP 412)\n"
      "  --create             only if the key does not exist yet\n",
      cli_run_put},
     {"store", "get", NULL, 1, CLI_O_RAW | CLI_O_OUTPUT, "KEY [--raw | -o FILE]",
      "read a value (--raw: the bytes alone)",
      "Reads KEY (GET /v1/store/KEY); exit 3 when it does not exist.  A binary value (NUL\n"
-     "bytes, not UTF-8) is shown as its size: get its bytes with --raw or -o.\n"
+     "bytes, not UTF-8) is shown as its size: get its bytes with --raw or -o.  The value's\n"
+     "content type is shown when it has one (type).\n"
      "  --raw                the value's bytes alone on stdout, all of them, nothing else\n"
      "  -o, --output FILE    write the value's bytes to FILE (- : stdout, like --raw)\n",
      cli_run_get},
@@ -393,7 +402,12 @@ static int cli_opt_set(cli_opts *o, const cli_optdef *d, const char *v, char *ms
     o->value = v;
   else if (!strcmp(n, "--output"))
     o->output = v;
-  else if (!strcmp(n, "--retry-for")) {
+  else if (!strcmp(n, "--content-type")) {
+    sa_error e;
+    if (sa_content_type_check(v, &e) != 0)
+      return snprintf(msg, len, "--content-type: %s", e.message), -1;
+    o->content_type = v;
+  } else if (!strcmp(n, "--retry-for")) {
     o->retry_for_ms = cli_duration_ms(v);
     if (o->retry_for_ms < 0)
       return snprintf(msg, len, "--retry-for needs a duration: 500ms, 30s, 5m or 2h"), -1;

@@ -40,6 +40,7 @@ typedef struct cli_opts {
   const char *file;           /* store put: the value is this file's bytes ("-": stdin) */
   const char *value;          /* store put: the value, literally (even "-") */
   const char *output;         /* store get: write the bytes to this file ("-": stdout) */
+  const char *content_type;   /* store put: the value's content type (NULL: none) */
   bool yes;                   /* store rm --prefix: no confirmation */
 } cli_opts;
 

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cli_out.h"
+#include "softadastra.h"
 
 size_t cli_buf_write(char *ptr, size_t size, size_t nmemb, void *ud) {
   cli_buf *b = ud;
@@ -151,8 +152,10 @@ int cli_request(const char *base, const char *token, const char *method, const c
   }
   int bad = extra_header ? cli_conn_header(&c, extra_header) : 0;
   if (body) {
-    char ct[128];
-    snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
+    /* "Content-Type:" alone: none at all (libcurl would send its form type) */
+    char ct[SA_CONTENT_TYPE_MAX + 16];
+    snprintf(ct, sizeof ct, "Content-Type:%s%s", content_type ? " " : "",
+             content_type ? content_type : "");
     bad |= cli_conn_header(&c, "Expect:");
     bad |= cli_conn_header(&c, ct);
   }

@@ -59,7 +59,8 @@ void cli_conn_ready(cli_conn *c);
 void cli_conn_close(cli_conn *c);
 
 /* One exchange with the node at base: method and path (with its query),
- * an optional body of body_len bytes sent with content_type, an optional
+ * an optional body of body_len bytes sent with content_type (NULL: no
+ * Content-Type at all, not libcurl's form type), an optional
  * extra header line.  Returns 0 with *status and *out set (the caller frees
  * out->data), or CLI_FAIL after printing one line naming the node's URL. */
 int cli_request(const char *base, const char *token, const char *method, const char *path,

@@ -8,8 +8,9 @@
  * What it is not: the HTTP setup (cli_http.c) or option parsing (cli.c).
  *
  * Invariants: a key is percent-encoded in the path with its '/' kept; a
- * value goes as the raw body (application/octet-stream); a version
- * condition goes as If-Match: "<version>", --create as If-None-Match: *.
+ * value goes as the raw body, with --content-type as its Content-Type or
+ * with none (the value then has no type); a version condition goes as
+ * If-Match: "<version>", --create as If-None-Match: *.
  *
  * Threads: the CLI's single thread.
  */
@@ -53,6 +54,8 @@ static void cli_print_stored(json_t *j, void *ctx) {
   printf("  version  : %lld\n", cli_int(j, "version", NULL));
   printf("  lsn      : %lld\n", cli_int(j, "lsn", NULL));
   printf("  durable  : %s\n", cli_yes(j, "durable", NULL));
+  const char *ct = json_string_value(json_object_get(j, "content_type"));
+  if (ct) printf("  type     : %s\n", ct);
 }
 
 static void cli_print_value(json_t *j, void *ctx) {
@@ -67,6 +70,8 @@ static void cli_print_value(json_t *j, void *ctx) {
   printf("  version  : %lld\n", cli_int(j, "version", NULL));
   printf("  lsn      : %lld\n", cli_int(j, "lsn", NULL));
   printf("  size     : %lld\n", cli_int(j, "size", NULL));
+  const char *ct = json_string_value(json_object_get(j, "content_type"));
+  if (ct) printf("  type     : %s\n", ct);
 }
 
 static void cli_print_removed(json_t *j, void *ctx) {
@@ -118,8 +123,7 @@ int cli_store_put(const cli_opts *o, const char *key, const char *value) {
     hdr = strdup("If-None-Match: *");
   long st;
   cli_buf b;
-  int rc = cli_request(o->url, o->token, "PUT", path, data, len, "application/octet-stream", hdr,
-                       &st, &b);
+  int rc = cli_request(o->url, o->token, "PUT", path, data, len, o->content_type, hdr, &st, &b);
   free(data);
   free(ek);
   free(path);

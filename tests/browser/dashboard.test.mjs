@@ -10,8 +10,11 @@
 // and shows as a delete; that a binary value is never wiped (Put is off for
 // it); that writes carry the version loaded (a change made elsewhere since
 // is a 412 shown as "changed since you loaded it", with a reload), and a
-// key typed but not loaded is never overwritten blind.  It saves a
-// screenshot (dashboard.png) in the output directory.
+// key typed but not loaded is never overwritten blind; that a value's
+// content type shows in the key browser and the form, a put through the
+// form keeps it, changes it or drops it, a form put without one stores none
+// (not the browser's text/plain), and a bad one is refused with the node's
+// message.  It saves a screenshot (dashboard.png) in the output directory.
 //
 // Usage: node dashboard.test.mjs SOFTADASTRA_BIN OUT_DIR
 // Every wait is bounded (WAIT_MS); a wait that runs out is a failure.
@@ -94,8 +97,9 @@ try {
   const page = context.pages()[0] || await context.newPage();
   const problems = [];
   const dialogs = [];
-  // the browser logs every 401 (before the token) and 412 (the conflicts below) it gets
-  page.on('console', (m) => { if (m.type() === 'error' && !/\b(401|412)\b/.test(m.text())) problems.push('console: ' + m.text()); });
+  // the browser logs every 401 (before the token), 412 (the conflicts below) and 400 (the
+  // bad content type below) it gets
+  page.on('console', (m) => { if (m.type() === 'error' && !/\b(400|401|412)\b/.test(m.text())) problems.push('console: ' + m.text()); });
   page.on('pageerror', (e) => problems.push('page error: ' + e.message));
   await page.exposeFunction('__cspViolation', (d) => problems.push('CSP violation: ' + d));
   await page.addInitScript(() => {
@@ -226,6 +230,60 @@ try {
   await page.click('#put-btn');
   await page.waitForFunction(() => /curl\/live already exists: nothing was stored/.test(document.getElementById('write-result').textContent));
   assert.equal(curl(url, 'GET', '/v1/store/curl%2Flive?raw=1'), 'from curl');
+
+  // Content types (issue 25 item 3).
+  const rawType = (path) => {
+    const head = execFileSync('curl', ['-fsS', '-I', '--max-time', '10', '-H',
+      'Authorization: Bearer ' + TOKEN, url + path + '?raw=1'], { encoding: 'utf8' });
+    const m = head.match(/^content-type: *(.*?)\r?$/im);
+    return m ? m[1] : null;
+  };
+  const result = () => page.textContent('#write-result');
+  // a form put with the field empty stores none (not the browser's text/plain)
+  await page.fill('#put-key', 'ct/form');
+  await page.fill('#put-value', 'typed in the form');
+  await page.fill('#put-type', '');
+  await page.click('#put-btn');
+  await page.waitForFunction(() => /Stored ct\/form at LSN \d+, version 1 \(/.test(document.getElementById('write-result').textContent));
+  assert.equal(rawType('/v1/store/ct%2Fform'), 'application/octet-stream');
+  assert.equal(JSON.parse(curl(url, 'GET', '/v1/store/ct%2Fform')).content_type, null);
+  // a typed value: its type in the key browser and in the form
+  curl(url, 'PUT', '/v1/store/ct%2Fdoc', '{"a":1}', 'application/json');
+  execFileSync('sh', ['-c', `printf 'P\\000G' | curl -fsS --max-time 10 -X PUT -H 'Authorization: Bearer ${TOKEN}' -H 'Content-Type: image/png' --data-binary @- ${url}/v1/store/ct%2Fpng`]);
+  await page.fill('#prefix', 'ct/');
+  await page.click('#search-btn');
+  await page.waitForSelector('#keys tr[data-key="ct/png"]');
+  assert.equal(await page.textContent('#keys tr[data-key="ct/doc"] td.type'), 'application/json');
+  assert.equal(await page.textContent('#keys tr[data-key="ct/form"] td.type'), '—');
+  await page.click('#keys tr[data-key="ct/png"]');
+  await page.waitForFunction(() => /holds binary data \(3 bytes, image\/png, version 1/.test(document.getElementById('write-result').textContent));
+  assert.equal(await page.isDisabled('#put-type'), true);
+  await page.click('#keys tr[data-key="ct/doc"]');
+  await page.waitForFunction(() => /Loaded ct\/doc \(version 1, application\/json\)/.test(document.getElementById('write-result').textContent));
+  assert.equal(await page.inputValue('#put-type'), 'application/json');
+  assert.equal(await page.isDisabled('#put-type'), false);
+  // a put keeps the type loaded, changes it, or drops it
+  await page.fill('#put-value', '{"a":2}');
+  await page.click('#put-btn');
+  await page.waitForFunction(() => /version 2, application\/json \(/.test(document.getElementById('write-result').textContent));
+  assert.equal(rawType('/v1/store/ct%2Fdoc'), 'application/json');
+  assert.equal(curl(url, 'GET', '/v1/store/ct%2Fdoc?raw=1'), '{"a":2}');
+  await page.fill('#put-type', 'text/plain; charset=utf-8');
+  await page.click('#put-btn');
+  await page.waitForFunction(() => /version 3, text\/plain; charset=utf-8 \(/.test(document.getElementById('write-result').textContent));
+  assert.equal(rawType('/v1/store/ct%2Fdoc'), 'text/plain; charset=utf-8');
+  await page.fill('#put-type', '');
+  await page.click('#put-btn');
+  await page.waitForFunction(() => /version 4 \(/.test(document.getElementById('write-result').textContent));
+  assert.equal(rawType('/v1/store/ct%2Fdoc'), 'application/octet-stream');
+  // a bad one: the node's message, nothing stored
+  await page.fill('#put-type', 'json');
+  await page.fill('#put-value', 'not stored');
+  await page.click('#put-btn');
+  await page.waitForFunction(() => /not a media type/.test(document.getElementById('error').textContent));
+  assert.match(await result(), /version 4 \(/);
+  assert.equal(curl(url, 'GET', '/v1/store/ct%2Fdoc?raw=1'), '{"a":2}');
+  await page.fill('#put-type', '');
 
   assert.deepEqual(problems, [], 'problems in the page');
   const shot = join(outDir, 'dashboard.png');
