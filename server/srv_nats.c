@@ -29,9 +29,11 @@
  * again from the acknowledged position: what was stored twice is dropped by
  * the dedup window, or is the same op again (skipped by the rule; the
  * stream keeps one message per subject).  When the hub comes back with a
- * stream whose last sequence is below one this process saw acknowledged,
- * or a new stream, it lost ops: the publisher reads the feed from 0 again
- * (the origin owns its ops; the hub's ack is not durability).
+ * stream whose last sequence is below one this node saw acknowledged, or a
+ * new stream, it lost ops: the publisher reads the feed from 0 again (the
+ * origin owns its ops; the hub's ack is not durability).  The stream's
+ * creation time and that sequence are kept in the node's store (the
+ * pseudo-peer's epoch and cursor), so the check holds across restarts.
  *
  * Threads: sa-nats-pub, sa-nats-sub; the ack callback on nats.c's thread.
  */
@@ -97,6 +99,8 @@ struct srv_nats {
                                        a refused batch) */
   bool republish;                  /* the hub lost ops it had acknowledged: publish again */
   uint64_t max_pub_seq;            /* largest stream sequence of an acknowledged publish */
+  uint64_t kept_pub_seq;           /* the max_pub_seq handed to the node to keep (pub thread) */
+  uint64_t sub_created;            /* the stream the consumer's cursor is in (sub thread) */
   uint64_t pub_acked_pos;          /* the feed position the hub holds */
   uint64_t published, acked, pub_errors, resends, too_big;
   uint64_t cursor, lag, received, applied, own_skipped, filtered, invalid, drift, refused,
@@ -504,15 +508,24 @@ static int ensure_stream(srv_nats *n) {
   if (n->stream_created && si->Created != n->stream_created) lost = true; /* made again */
   if (si->State.LastSeq < n->max_pub_seq) lost = true;                    /* lost its tail */
   if (!n->stream_created && n->pub_acked_pos > 0 && si->State.LastSeq == 0) lost = true; /* new */
+  bool keep = lost || si->Created != n->stream_created;
   n->stream_created = si->Created;
   n->stream_ok = true;
   n->check_stream = false;
   n->pub_refusing = false;
   if (lost) {
     n->max_pub_seq = 0;
+    n->kept_pub_seq = 0;
     n->republish = true;
   }
   pthread_mutex_unlock(&n->mu);
+  /* The stream's identity and the largest sequence acknowledged are kept by
+   * the node (the pseudo-peer's epoch and cursor: peer records of the
+   * store), so that a restart still sees a stream made again or a lost
+   * tail; a lost one resets the kept sequence in the same transaction.  A
+   * crash before the lazy write of the sequence only weakens the check. */
+  if (keep)
+    (void)sa_client_sync_peer_set_epoch(n->client, n->pub_peer, (uint64_t)si->Created, lost, NULL);
   jsStreamInfo_Destroy(si);
   clear_err(n, n->pub_error);
   return 0;
@@ -747,6 +760,12 @@ static void *pub_main(void *arg) {
     size_t inflight = n->inflight;
     bool empty = n->r_len == 0;
     pthread_mutex_unlock(&n->mu);
+    pthread_mutex_lock(&n->mu);
+    uint64_t seq = n->max_pub_seq > n->kept_pub_seq ? n->max_pub_seq : 0;
+    if (seq) n->kept_pub_seq = seq;
+    pthread_mutex_unlock(&n->mu);
+    if (seq) /* an empty batch: the cursor moves in memory, the tick persists it */
+      (void)sa_client_sync_apply(n->client, n->pub_peer, NULL, 0, seq, NULL, NULL);
     if (pos > 0) {
       sa_client_sync_peer_ack(n->client, n->pub_peer, pos, NULL);
       pthread_mutex_lock(&n->mu);
@@ -874,9 +893,31 @@ static natsSubscription *sub_open(srv_nats *n, uint64_t *cursor, bool force, uin
   jsStreamInfo *si = NULL;
   jsErrCode je = 0;
   if (js_GetStreamInfo(&si, n->js, n->stream, NULL, &je) != NATS_OK) return NULL;
-  uint64_t last = si->State.LastSeq;
+  uint64_t last = si->State.LastSeq, created = (uint64_t)si->Created;
   jsStreamInfo_Destroy(si);
   bool reset = false;
+  /* The cursor is a sequence of one stream: the one made at created (kept
+   * in the store as the pseudo-peer's epoch).  Another stream of the same
+   * name (made again while this node was away, then filled by others) can
+   * already be past the cursor: its sequences mean nothing here. */
+  if (created != n->sub_created) {
+    bool again = n->sub_created != 0 && *cursor > 0;
+    if (again)
+      srv_log(SRV_LOG_WARN, "nats",
+              "stream=%s error=the stream was made again (created %" PRIu64 ", this node's "
+              "position %" PRIu64 " is in the one created %" PRIu64 "): reading it from its start",
+              n->stream, created, *cursor, n->sub_created);
+    sa_error err = {0};
+    if (sa_client_sync_peer_set_epoch(n->client, n->sub_peer, created, again, &err) != 0) {
+      set_err(n, n->sub_error, false, "cannot keep the stream's identity: %s", err.message);
+      return NULL;
+    }
+    n->sub_created = created;
+    if (again) {
+      *cursor = 0;
+      reset = true;
+    }
+  }
   if (*cursor > last) {
     srv_log(SRV_LOG_WARN, "nats",
             "stream=%s error=the stream's last sequence %" PRIu64 " is below this node's "
@@ -979,6 +1020,7 @@ static void *sub_main(void *arg) {
   srv_nats *n = arg;
   uint64_t cursor = 0;
   sa_client_sync_cursor(n->client, n->sub_peer, &cursor, NULL);
+  sa_client_sync_peer_epoch(n->client, n->sub_peer, &n->sub_created, NULL);
   pthread_mutex_lock(&n->mu);
   n->cursor = cursor;
   pthread_mutex_unlock(&n->mu);
@@ -1202,6 +1244,12 @@ int srv_nats_start(const srv_nats_config *cfg, srv_nats **out, char *err, size_t
   pthread_condattr_destroy(&ca);
   snprintf(n->conn_error, sizeof n->conn_error, "not connected yet");
   n->pub_acked_pos = sa_client_sync_peer_acked(n->client, n->pub_peer);
+  uint64_t created = 0, seq = 0; /* what ensure_stream keeps: a restart still sees a loss */
+  if (sa_client_sync_peer_epoch(n->client, n->pub_peer, &created, NULL) == 0 &&
+      sa_client_sync_cursor(n->client, n->pub_peer, &seq, NULL) == 0) {
+    n->stream_created = (int64_t)created;
+    n->max_pub_seq = n->kept_pub_seq = seq;
+  }
 
   natsStatus s = nats_Open(-1);
   if (s == NATS_OK) s = natsOptions_Create(&n->opts);

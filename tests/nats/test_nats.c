@@ -930,6 +930,73 @@ START_TEST(test_lost_stream) {
 }
 END_TEST
 
+/* The stream made again while a node was stopped, with another node's
+ * messages already in it: the restarted node sees the stream is not the
+ * one that acknowledged its ops (its creation time and the largest
+ * sequence it saw acknowledged are kept in its store) and publishes them
+ * again.  When that was kept in memory only, the restart found a stream
+ * with messages and took it as its own: a new node never got a's keys. */
+START_TEST(test_lost_stream_across_restart) {
+  hub h[1];
+  hubs_make(h, 1);
+  e2e_node a, b;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  int pa = free_port();
+  start_node(&a, "node-a", pa, h, 1, NULL);
+  start_node(&b, "node-b", free_port(), h, 1, NULL);
+  for (int i = 0; i < 10; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/v1/store/kept/%d", i);
+    ck_assert_int_eq(http_req(&a, "PUT", path, "x", NULL), 201);
+  }
+  ck_assert(wait_value(&b, "kept/9", "x", 10000));
+  ck_assert_int_eq(e2e_node_stop(&a, SIGTERM), 0);
+  natsConnection *nc = NULL;
+  jsCtx *js = js_open(&h[0], &nc, NULL);
+  ck_assert_int_eq(js_DeleteStream(js, "SOFTADASTRA", NULL, NULL), NATS_OK);
+  ck_assert_int_eq(http_req(&b, "PUT", "/v1/store/from/b", "bee", NULL), 201);
+  long long t0 = now_ms();
+  uint64_t last = 0;
+  while (last == 0 && now_ms() - t0 < 15000) { /* b made the stream again and published */
+    jsStreamInfo *si = NULL;
+    if (js_GetStreamInfo(&si, js, "SOFTADASTRA", NULL, NULL) == NATS_OK) {
+      last = si->State.LastSeq;
+      jsStreamInfo_Destroy(si);
+    }
+    if (!last) nap_ms(100);
+  }
+  ck_assert_uint_gt(last, 0);
+  start_node(&a, "node-a", pa, h, 1, NULL);
+  e2e_node c;
+  e2e_node_init(&c);
+  start_node(&c, "node-c", free_port(), h, 1, NULL);
+  ck_assert_msg(wait_value(&c, "kept/0", "x", 20000),
+                "a did not publish its ops again into the new stream after its restart");
+  ck_assert(wait_value(&c, "from/b", "bee", 10000));
+  e2e_node *ns[] = {&a, &b, &c};
+  long long took = wait_converged(ns, 3, 15000);
+  if (took < 0)
+    for (int i = 0; i < 3; i++) {
+      long long keys = 0;
+      char *d = digest_of(ns[i], &keys);
+      json_t *p = hub_state(ns[i]);
+      char *ps = json_dumps(p, JSON_COMPACT);
+      fprintf(stderr, "node %d: digest %s keys %lld hub %s\n", i, d ? d : "?", keys, ps ? ps : "?");
+      free(ps);
+      json_decref(p);
+      free(d);
+    }
+  ck_assert_int_ge(took, 0);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  node_done(&a);
+  node_done(&b);
+  node_done(&c);
+  hub_cleanup(&h[0]);
+}
+END_TEST
+
 /* ---- http and nats together ------------------------------------------------------- */
 
 START_TEST(test_mixed) {
@@ -1003,6 +1070,7 @@ static Suite *nats_suite(void) {
   tcase_add_test(t, test_offline_catch_up);
   tcase_add_test(t, test_errors);
   tcase_add_test(t, test_lost_stream);
+  tcase_add_test(t, test_lost_stream_across_restart);
   tcase_add_test(t, test_mixed);
   suite_add_tcase(s, t);
   TCase *c = tcase_create("cluster");
