@@ -113,14 +113,16 @@
       ['acknowledged', y.acknowledged], ['failed', y.failed], ['retries', y.total_retries],
       ['ticks', y.ticks], ['last tick', y.last_tick_at],
       ['transport', y.transport.enabled ? 'on (' + y.transport.kind + ')' : 'off'],
-      ['discovery', y.discovery.enabled ? 'on' : 'off'],
+      ['discovery', !y.discovery.enabled ? 'off' : y.discovery.port
+        ? 'on (' + y.discovery.kind + ', port ' + y.discovery.port + ', ' + y.discovery.peers + ' found)'
+        : 'on (' + y.discovery.kind + ')'],
       ['peers', Array.isArray(y.peers) ? y.peers.length : y.peers],
     ]);
     // One row per peer: who it is (learned from the peer), its state and lag.
     const rows = [];
     for (const p of Array.isArray(y.peers) ? y.peers : []) {
       rows.push([(p.node_id || '?') + ' — ' + p.url,
-        p.state + ', lag ' + p.lag_ops + ' ops / ' + p.lag_ms + ' ms, received ' +
+        (p.source === 'discovered' ? 'discovered, ' : '') + p.state + ', lag ' + p.lag_ops + ' ops / ' + p.lag_ms + ' ms, received ' +
         p.ops_received + ', sent ' + p.ops_sent +
         (p.refused_drift + p.refused_invalid ? ', refused ' + (p.refused_drift + p.refused_invalid) : '') +
         (p.hub ? ', hub: published ' + p.hub.published + ', acked ' + p.hub.acked +
