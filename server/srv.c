@@ -10,19 +10,18 @@
  * Connection: close (srv_answer.c), so libmicrohttpd never parses a second
  * request (srv_handoff: MHD_add_connection; the daemon has no listening
  * socket of its own).  libmicrohttpd reports the handed connections it
- * closes (srv_conn_notify), so max_connections counts both paths.  The body
- * handling below stays for completeness; the loop never hands over a body.
+ * closes (srv_conn_notify), so max_connections counts both paths.  The loop
+ * never hands over a body: a handed request that announces one is refused
+ * (400) and body bytes close the connection, so libmicrohttpd reads none.
  *
  * Request life cycle with libmicrohttpd (internal thread pool, poll):
  *   - srv_uri_cb runs first for every request: it allocates the srv_req with
  *     the raw request-target (before libmicrohttpd unescapes anything: the
  *     API decodes the path itself) and counts the request as active;
- *   - srv_access_cb, first call: headers are in.  A Content-Length over the
- *     route's limit is answered 413 at once, before any body is read (no
- *     "100 Continue");
- *   - further calls accumulate the body up to the limit; a chunked body that
- *     grows past it is discarded as it arrives and answered 413 at the end
- *     (past SRV_DISCARD_MAX the connection is dropped);
+ *   - srv_access_cb, first call: headers are in: api_precheck (401, 404,
+ *     405, ...), then a request that announces a body is refused (400: the
+ *     gate hands over none; this is the second line);
+ *   - a call with body bytes closes the connection (MHD_NO);
  *   - last call: api_handle, and the api_response becomes an MHD response;
  *     a PUT/DELETE of a key is instead queued on the node (api_write) and the
  *     connection suspended; the node's writer thread resumes it when the
@@ -82,8 +81,6 @@ typedef struct srv_nats srv_nats; /* built without libnats: never started */
 #define srv_nats_peers(n, o, m) ((void)(n), (void)(o), (void)(m), (size_t)0)
 #endif
 
-#define SRV_DISCARD_MAX (64u << 20) /* bytes of an oversized body read before dropping */
-
 typedef struct srv {
   api_ctx *api;        /* the REST API */
   atomic_long active;  /* requests started and not completed */
@@ -109,13 +106,7 @@ typedef struct srv {
 
 typedef struct srv_req {
   char *target;               /* raw request-target, as received (in tbuf) */
-  char *body;                 /* accumulated body */
-  size_t len;                 /* bytes in body */
-  size_t cap;                 /* allocated bytes at body */
-  size_t limit;               /* largest body the route accepts */
-  size_t discarded;           /* bytes dropped after the limit was passed */
   bool started;               /* the first access call (headers) has run */
-  bool too_big;               /* the body passed the limit */
   struct timespec t0;         /* when the request line arrived */
   void *feed;                 /* srv_sse.c: a long-poll waiting (suspended) for changes */
   api_write *write;           /* a PUT/DELETE queued on the node; suspended until it settles */
@@ -156,7 +147,6 @@ static void srv_completed_cb(void *cls, struct MHD_Connection *con, void **req_c
   srv_feed_done(s->feed, &r->feed);
   api_write_free(r->write); /* settled (srv_serve waits for that), never answered */
   if (r->deferred) atomic_fetch_sub(&s->writes, 1);
-  free(r->body);
   free(r);
   *req_cls = NULL;
   atomic_fetch_sub(&s->active, 1);
@@ -186,7 +176,7 @@ static const char *srv_header(void *cls, const char *name) {
 }
 
 static void srv_log_request(const srv *s, const char *method, const srv_req *r, int status) {
-  if (s->log_requests) srv_answer_log(method, r->target, status, &r->t0, r->len);
+  if (s->log_requests) srv_answer_log(method, r->target, status, &r->t0, 0);
 }
 
 /* The framing the gate decided (srv_http.h), as libmicrohttpd gives it back:
@@ -230,7 +220,6 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
   if (!r) return MHD_NO; /* out of memory in srv_uri_cb */
   if (!r->started) {
     r->started = true;
-    r->limit = api_body_limit(s->api, method, r->target);
     srv_framing f;
     srv_get_framing(con, &f);
     /* Refuse (401, 404, 405, ...) before reading a body, and before
@@ -248,51 +237,20 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
       srv_log_request(s, method, r, bad->status);
       return srv_answer_mhd(con, bad);
     }
-    const char *cl = f.cl;
-    if (cl) {
-      char *end;
-      errno = 0;
-      unsigned long long v = strtoull(cl, &end, 10);
-      if (errno == 0 && *end == '\0' && v > r->limit) {
-        srv_log_request(s, method, r, 413);
-        return srv_answer_mhd(con, api_too_large(s->api, method, r->target, r->limit));
-      }
+    if ((f.cl && strcmp(f.cl, "0") != 0) || f.te) { /* the gate passes none: never read one */
+      srv_log_request(s, method, r, 400);
+      return srv_answer_mhd(
+          con, api_error_response(s->api, 400, "bad_request", "this route takes no request body"));
     }
     return MHD_YES;
   }
-  if (*upload_data_size > 0) {
-    size_t n = *upload_data_size;
-    *upload_data_size = 0;
-    if (r->too_big || r->len + n > r->limit) {
-      r->too_big = true;
-      r->discarded += n;
-      free(r->body);
-      r->body = NULL;
-      r->len = r->cap = 0;
-      return r->discarded > SRV_DISCARD_MAX ? MHD_NO : MHD_YES;
-    }
-    if (r->len + n > r->cap) {
-      size_t cap = r->cap ? r->cap : 4096;
-      while (cap < r->len + n)
-        cap *= 2;
-      if (cap > r->limit) cap = r->limit;
-      char *nb = realloc(r->body, cap);
-      if (!nb) return MHD_NO;
-      r->body = nb;
-      r->cap = cap;
-    }
-    memcpy(r->body + r->len, upload_data, n);
-    r->len += n;
-    return MHD_YES;
-  }
+  if (*upload_data_size > 0) return MHD_NO; /* body bytes: unreachable past the check above */
   if (r->feed) return srv_feed_resume(s->feed, con, &r->feed); /* a long-poll, resumed */
   api_request req = {
       .method = method,
       .target = r->target,
       .header = srv_header,
       .header_cls = con,
-      .body = r->body,
-      .body_len = r->len,
       .can_defer = false, /* set below, after the closing check */
       .gated = &r->gated,
   };
@@ -303,17 +261,12 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
     srv_log_request(s, method, r, resp->status);
     return srv_answer_mhd(con, resp);
   }
-  api_response *resp;
-  if (r->too_big) {
-    resp = api_too_large(s->api, method, r->target, r->limit);
-  } else {
-    /* Count first, then look at closing (srv_serve does the reverse): either
-     * this request sees closing, or srv_serve sees it counted. */
-    atomic_fetch_add(&s->writes, 1);
-    req.can_defer = !atomic_load(&s->closing);
-    resp = api_handle(s->api, &req);
-    if (!resp->write && !resp->feed && !resp->backup) atomic_fetch_sub(&s->writes, 1);
-  }
+  /* Count first, then look at closing (srv_serve does the reverse): either
+   * this request sees closing, or srv_serve sees it counted. */
+  atomic_fetch_add(&s->writes, 1);
+  req.can_defer = !atomic_load(&s->closing);
+  api_response *resp = api_handle(s->api, &req);
+  if (!resp->write && !resp->feed && !resp->backup) atomic_fetch_sub(&s->writes, 1);
   if (resp->write) { /* PUT/DELETE queued on the node: wait for its group commit suspended,
                         so this thread serves other requests meanwhile */
     r->write = resp->write;
