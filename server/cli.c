@@ -405,7 +405,7 @@ static int cli_opt_set(cli_opts *o, const cli_optdef *d, const char *v, char *ms
   else if (!strcmp(n, "--content-type")) {
     sa_error e;
     if (sa_content_type_check(v, &e) != 0)
-      return snprintf(msg, len, "--content-type: %s", e.message), -1;
+      return snprintf(msg, len, "--content-type: %.120s", e.message), -1;
     o->content_type = v;
   } else if (!strcmp(n, "--retry-for")) {
     o->retry_for_ms = cli_duration_ms(v);
