@@ -226,7 +226,7 @@ int sa_ctype_check(const char *ct, size_t n, sa_error *err) {
 
 int sa_content_type_check(const char *ct, sa_error *err) {
   if (!ct) return sa_fail(err, SA_EINVAL, "invalid content type: it is NULL");
-  return sa_ctype_check(ct, strnlen(ct, SA_CONTENT_TYPE_MAX + 1), err);
+  return sa_ctype_check(ct, strlen(ct), err);
 }
 
 int sa_node_id_check(const char *id, sa_error *err) {

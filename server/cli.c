@@ -405,7 +405,7 @@ static int cli_opt_set(cli_opts *o, const cli_optdef *d, const char *v, char *ms
   else if (!strcmp(n, "--content-type")) {
     sa_error e;
     if (sa_content_type_check(v, &e) != 0)
-      return snprintf(msg, len, "--content-type: %.120s", e.message), -1;
+      return snprintf(msg, len, "--content-type: %s", e.message), -1;
     o->content_type = v;
   } else if (!strcmp(n, "--retry-for")) {
     o->retry_for_ms = cli_duration_ms(v);
@@ -441,7 +441,8 @@ int cli_main(int argc, char **argv) {
   int np = 0;
   unsigned seen = 0;
   bool help = false;
-  char bad[160] = ""; /* the first option problem, reported once the command is known */
+  /* the first option problem, reported once the command is known */
+  char bad[SA_ERROR_MESSAGE_MAX + 64] = "";
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--")) { /* the rest is positional: values may start with "--" */
@@ -461,7 +462,7 @@ int cli_main(int argc, char **argv) {
     const char *eq = strchr(a, '=');
     int nl = eq ? (int)(eq - a) : (int)strlen(a);
     const cli_optdef *d = cli_optdef_find(a, (size_t)nl);
-    char msg[160];
+    char msg[SA_ERROR_MESSAGE_MAX + 64]; /* --content-type quotes the core's message */
     msg[0] = '\0';
     if (!d)
       snprintf(msg, sizeof msg, "unknown option %.*s", nl, a);
