@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# End-to-end test of the container image (docker/Dockerfile):
+# End-to-end test of the container image (docker/Dockerfile); what it shares
+# with tests/docker/fleet.sh (daemon, base image, build, cleanup) is in
+# tests/docker/lib.sh:
 #
 #   1. finds a Docker daemon, or installs docker.io and starts dockerd itself
 #      (private socket, data root /var/lib/softadastra-docker-test);
@@ -7,7 +9,8 @@
 #      the cached softadastra-base:bookworm, else makes that one with
 #      docker/make-base-image.sh (debootstrap + docker import);
 #   3. builds the image with --network=host (classic builder) and checks its
-#      size and configuration (non-root user, SIGTERM, healthcheck, /data);
+#      size and configuration (non-root user, SIGTERM, healthcheck, /data,
+#      linked with libnats);
 #   4. runs it on a fresh volume (host network, node on 127.0.0.1:<free port>,
 #      read-only root, no capabilities), writes keys with curl, checks the
 #      process is not root, stops it with `docker stop` (SIGTERM): exit 0;
@@ -37,221 +40,41 @@
 #                          steps are stopped there, and everything cleaned up
 set -uo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-CACHED_BASE="softadastra-base:bookworm"
 MAX_MB="${SA_DOCKER_MAX_MB:-100}"
-DATA_ROOT="${SA_DOCKER_DATA_ROOT:-/var/lib/softadastra-docker-test}"
-DEADLINE="${SA_DOCKER_DEADLINE:-1500}"
-T0=$SECONDS
-
-pass=0
-fail=0
-WORK=""
-DOCKERD_PID=""
 CONTAINERS=()
 VOLUMES=()
-IMAGES_BEFORE=""
 IMAGE_ID=""
 IMAGE_TAG=""
-BG_PID=""
 
-log() { echo "docker-test: $*"; }
-ok() { echo "PASS: $*"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
-elapsed() { echo "$((SECONDS - T0))s"; }
+DT_NAME=docker-test
+# shellcheck source=tests/docker/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# long LOG CMD...: runs a long step in the background (output to the file
-# LOG, or here for -), bounded by what is left of the deadline, and waits for
-# it: bash runs a trap only between foreground commands, so this keeps an
-# interrupt (or ctest's timeout) from waiting for a whole build before
-# cleaning up.
-long() {
-  local out="$1" left=$((DEADLINE - (SECONDS - T0))) rc
-  shift
-  if [ "$left" -le 10 ]; then
-    echo "docker-test: the deadline of ${DEADLINE}s is reached"
-    return 124
-  fi
-  if [ "$out" = - ]; then
-    timeout "$left" "$@" &
-  else
-    timeout "$left" "$@" >"$out" 2>&1 &
-  fi
-  BG_PID=$!
-  wait "$BG_PID"
-  rc=$?
-  BG_PID=""
-  [ "$rc" -eq 124 ] && echo "docker-test: '$1' stopped at the deadline of ${DEADLINE}s"
-  return "$rc"
-}
-
-cleanup() {
-  trap - EXIT INT TERM
-  local c v id left
-  if [ -n "$BG_PID" ]; then
-    kill -TERM "$BG_PID" 2>/dev/null
-    wait "$BG_PID" 2>/dev/null
-  fi
+# Called by lib.sh's cleanup (at exit, on failure too), before the images
+# and the daemon go: every container and volume this script made, by ID.
+cleanup_own() {
+  local c v
   for c in "${CONTAINERS[@]}"; do
     docker rm -f -v "$c" >/dev/null 2>&1
   done
   for v in "${VOLUMES[@]}"; do
     docker volume rm -f "$v" >/dev/null 2>&1
   done
-  if [ -n "$IMAGES_BEFORE" ] && [ "${SA_DOCKER_KEEP_IMAGE:-0}" != 1 ]; then
-    # The tag of the built image, then every image the build made (the
-    # final and intermediate images of both stages): new IDs only, never one
-    # that was there before (a build entirely from cache gives an old ID).
-    [ -n "$IMAGE_TAG" ] && docker rmi "$IMAGE_TAG" >/dev/null 2>&1
-    local pass_no
-    for pass_no in 1 2 3 4 5; do
-      left=0
-      for id in $(comm -13 <(echo "$IMAGES_BEFORE") <(docker images -aq --no-trunc 2>/dev/null | sort -u)); do
-        docker rmi "$id" >/dev/null 2>&1 || left=1
-      done
-      [ "$left" = 0 ] && break
-    done
-    left=$(comm -13 <(echo "$IMAGES_BEFORE") <(docker images -aq --no-trunc 2>/dev/null | sort -u) | wc -l)
-    [ "$left" = 0 ] || log "warning: $left image(s) made by this run could not be removed"
-  fi
-  if [ -n "$DOCKERD_PID" ]; then
-    kill -TERM "$DOCKERD_PID" 2>/dev/null
-    local i
-    for i in $(seq 60); do
-      kill -0 "$DOCKERD_PID" 2>/dev/null || break
-      sleep 0.5
-    done
-    if kill -0 "$DOCKERD_PID" 2>/dev/null; then
-      log "dockerd (pid $DOCKERD_PID) did not stop on SIGTERM: SIGKILL"
-      kill -KILL "$DOCKERD_PID" 2>/dev/null
-    fi
-    wait "$DOCKERD_PID" 2>/dev/null
-    # dockerd leaves the bind mount of its network namespace in its exec root.
-    awk -v w="$WORK/" 'index($2, w) == 1 { print $2 }' /proc/self/mounts | sort -r |
-      while read -r m; do umount -l "$m" 2>/dev/null; done
-  fi
-  [ -n "$WORK" ] && rm -rf --one-file-system "$WORK"
 }
 
-finish() {
-  cleanup
-  echo "docker: $pass passed, $fail failed ($(elapsed))"
-  [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ] && exit 0
-  exit 1
-}
-
-skip() {
-  echo "SKIPPED: $*"
-  cleanup
-  exit 0
-}
-
-# A failure after which the remaining steps make no sense.
-fatal() {
-  bad "$*"
-  finish
-}
-
-trap finish EXIT
-trap 'bad "interrupted"; finish' INT TERM
-
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/sa-docker-test.XXXXXX")"
-RUN_ID="sa-test-$$-$RANDOM"
-
-# One run at a time on this machine (several build trees may run ctest at
-# once): two daemons on one data root, or two debootstraps of one base, would
-# trip over each other.  The lock is held by fd 9 until this script exits.
-LOCK=/tmp/softadastra-docker-test.lock
-if ! { exec 9>>"$LOCK"; } 2>/dev/null; then
-  log "warning: cannot open $LOCK (another user's?): running without the lock"
-elif ! flock -n 9; then
-  log "waiting for another run of this test (lock $LOCK)"
-  long - flock 9 || fatal "another run of this test held $LOCK until the deadline"
-fi
-chmod 0666 "$LOCK" 2>/dev/null
+dt_start
 
 # ---- 1. a Docker daemon ------------------------------------------------------
-apt_install() {
-  log "installing: $*"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >"$WORK/apt.log" 2>&1 &&
-    apt-get install -y -qq --no-install-recommends "$@" >>"$WORK/apt.log" 2>&1
-}
-
-if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
-  # No daemon answers where the client looks (DOCKER_HOST or the default
-  # socket): start our own, as root.
-  [ "$(id -u)" -eq 0 ] || skip "no Docker daemon answers and starting one needs root"
-  if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
-    if ! command -v apt-get >/dev/null 2>&1 || ! apt_install docker.io; then
-      tail -n 5 "$WORK/apt.log" 2>/dev/null
-      skip "no Docker daemon and docker.io cannot be installed"
-    fi
-  fi
-  mkdir -p "$DATA_ROOT"
-  sock="$WORK/docker.sock"
-  log "starting dockerd (socket $sock, data root $DATA_ROOT)"
-  dockerd --host "unix://$sock" --data-root "$DATA_ROOT" --exec-root "$WORK/exec" \
-    --pidfile "$WORK/dockerd.pid" --iptables=false --ip-masq=false --bridge=none \
-    >"$WORK/dockerd.log" 2>&1 &
-  DOCKERD_PID=$!
-  export DOCKER_HOST="unix://$sock"
-  for i in $(seq 120); do
-    docker info >/dev/null 2>&1 && break
-    kill -0 "$DOCKERD_PID" 2>/dev/null || break
-    sleep 0.5
-  done
-  if ! docker info >/dev/null 2>&1; then
-    tail -n 15 "$WORK/dockerd.log"
-    skip "dockerd does not start here (log above)"
-  fi
-  log "dockerd $(docker version -f '{{.Server.Version}}' 2>/dev/null) started, pid $DOCKERD_PID ($(elapsed))"
-else
-  log "using the running Docker daemon $(docker version -f '{{.Server.Version}}' 2>/dev/null)"
-fi
-# The classic builder: the Dockerfile must not need BuildKit.
-export DOCKER_BUILDKIT=0
-
-if ! command -v curl >/dev/null 2>&1; then
-  [ "$(id -u)" -eq 0 ] && apt_install curl || fatal "curl is needed on the host"
-fi
+dt_daemon
 
 # ---- 2. a bookworm base image -------------------------------------------------
-if [ -n "${SA_DOCKER_BASE_IMAGE:-}" ]; then
-  BASE="$SA_DOCKER_BASE_IMAGE"
-elif docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
-  BASE="debian:bookworm-slim"
-elif docker image inspect "$CACHED_BASE" >/dev/null 2>&1; then
-  BASE="$CACHED_BASE"
-elif long "$WORK/pull.log" timeout 120 docker pull -q debian:bookworm-slim; then
-  BASE="debian:bookworm-slim"
-else
-  log "debian:bookworm-slim cannot be pulled ($(tail -n 1 "$WORK/pull.log")): making $CACHED_BASE with debootstrap"
-  if ! command -v debootstrap >/dev/null 2>&1; then
-    apt_install debootstrap || fatal "debootstrap cannot be installed"
-  fi
-  t=$SECONDS
-  if ! long - bash "$ROOT/docker/make-base-image.sh" "$CACHED_BASE"; then
-    fatal "making the base image with debootstrap"
-  fi
-  log "base image made in $((SECONDS - t))s"
-  BASE="$CACHED_BASE"
-fi
-docker image inspect "$BASE" >/dev/null 2>&1 || fatal "base image $BASE is not there"
-ok "base image: $BASE"
+dt_base
 
 # ---- 3. build ------------------------------------------------------------------
-IMAGES_BEFORE="$(docker images -aq --no-trunc | sort -u)"
 if [ "${SA_DOCKER_KEEP_IMAGE:-0}" = 1 ]; then IMAGE_TAG="softadastra:test"; else IMAGE_TAG="softadastra-test:$RUN_ID"; fi
-log "building docker/Dockerfile (BASE_IMAGE=$BASE) as $IMAGE_TAG"
-t=$SECONDS
-if ! long "$WORK/build.log" docker build --network=host --force-rm --build-arg "BASE_IMAGE=$BASE" \
-  -f "$ROOT/docker/Dockerfile" -t "$IMAGE_TAG" "$ROOT"; then
-  tail -n 40 "$WORK/build.log"
-  fatal "docker build (log above)"
-fi
+dt_build docker/Dockerfile "$IMAGE_TAG" --build-arg SA_BUILD_JOBS=2 || fatal "docker build (log above)"
 IMAGE_ID="$(docker image inspect -f '{{.Id}}' "$IMAGE_TAG")"
-ok "image built in $((SECONDS - t))s: ${IMAGE_ID:7:12}"
+ok "image built in ${BUILD_S}s: ${IMAGE_ID:7:12}"
 
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE_ID")
 size_mb=$(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1000000 }')
@@ -282,6 +105,16 @@ grep -qx 'SOFTADASTRA_LISTEN=0.0.0.0:8080' <<<"$env_list" &&
 vols="$(inspect '{{json .Config.Volumes}}')"
 [[ "$vols" == *'"/data"'* ]] && ok "VOLUME /data" || bad "VOLUME is '$vols', want /data"
 
+# The NATS transport is in (docker/Dockerfile builds with libnats-dev and
+# installs libnats3.4); tests/docker/fleet.sh runs it.
+CONTAINERS+=("$RUN_ID-ldd")
+if docker run --rm --name "$RUN_ID-ldd" --network=none --entrypoint ldd "$IMAGE_ID" \
+  /usr/local/bin/softadastra 2>&1 | grep -q 'libnats\.so.* => /'; then
+  ok "the executable is linked with libnats (the NATS transport)"
+else
+  bad "the executable is not linked with libnats: --transport nats would say 'built without libnats'"
+fi
+
 c="$RUN_ID-nocurl"
 CONTAINERS+=("$c")
 if docker run --rm --name "$c" --network=none --entrypoint /bin/sh "$IMAGE_ID" \
@@ -291,27 +124,7 @@ else
   ok "no curl or wget in the image"
 fi
 
-# ---- helpers for the containers -------------------------------------------------
-pick_port() {
-  local p i
-  for i in $(seq 100); do
-    p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      echo "$p"
-      return 0
-    fi
-  done
-  return 1
-}
-
-state() { docker inspect -f "$2" "$1" 2>/dev/null; }
-
-show_logs() {
-  echo "---- docker logs $1 (last 20 lines) ----"
-  docker logs --tail 20 "$1" 2>&1
-  echo "----"
-}
-
+# ---- helpers for the containers (state, show_logs, pick_port: lib.sh) ------
 # wait_http CONTAINER: until GET /healthz answers 200 on $PORT (30 s).
 wait_http() {
   local i
