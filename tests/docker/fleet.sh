@@ -348,7 +348,11 @@ done
 
 # The stream node-1 made has three replicas (nats-1's monitoring port).
 jsz() { curl -s --max-time 5 "http://127.0.0.1:$MON_PORT/jsz?streams=true&config=true"; }
-r3() { jsz | tr -d ' \n' | grep -q '"name":"SOFTADASTRA".*"num_replicas":3'; }
+r3() { # (a variable, not a pipe into grep -q: pipefail)
+  local j
+  j="$(jsz | tr -d ' \n')"
+  [[ "$j" =~ \"name\":\"SOFTADASTRA\".*\"num_replicas\":3[,}] ]]
+}
 if wait_for "the stream SOFTADASTRA with 3 replicas" r3; then
   ok "the stream SOFTADASTRA has 3 replicas (127.0.0.1:$MON_PORT/jsz)"
 else

@@ -108,11 +108,14 @@ vols="$(inspect '{{json .Config.Volumes}}')"
 # The NATS transport is in (docker/Dockerfile builds with libnats-dev and
 # installs libnats3.4); tests/docker/fleet.sh runs it.
 CONTAINERS+=("$RUN_ID-ldd")
-if docker run --rm --name "$RUN_ID-ldd" --network=none --entrypoint ldd "$IMAGE_ID" \
-  /usr/local/bin/softadastra 2>&1 | grep -q 'libnats\.so.* => /'; then
+# (the output first, then grep: grep -q would close the pipe early and,
+# with pipefail, fail the pipeline)
+libs="$(docker run --rm --name "$RUN_ID-ldd" --network=none --entrypoint ldd "$IMAGE_ID" \
+  /usr/local/bin/softadastra 2>&1)"
+if grep -q 'libnats\.so.* => /' <<<"$libs"; then
   ok "the executable is linked with libnats (the NATS transport)"
 else
-  bad "the executable is not linked with libnats: --transport nats would say 'built without libnats'"
+  bad "the executable is not linked with libnats: --transport nats would say 'built without libnats' ($(grep -c . <<<"$libs") lines of ldd)"
 fi
 
 c="$RUN_ID-nocurl"
