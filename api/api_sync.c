@@ -312,6 +312,7 @@ typedef struct api_sync_pull {
   uint64_t since;                /* read after this */
   size_t limit;                  /* items per page */
   char node[SA_NODE_ID_MAX + 1]; /* the puller ("" = anonymous) */
+  bool own;                      /* own=1: the puller's own writes too (it was restored) */
 } api_sync_pull;
 
 /* Reads a page for p.  Returns the answer, or NULL when the page is empty
@@ -323,8 +324,8 @@ static api_response *api_sync_pull_page(void *cls, bool final, uint64_t *seen) {
   sa_sync_page pg;
   memset(&pg, 0, sizeof pg);
   sa_error err = {0};
-  int rc =
-      sa_client_sync_read(ctx->client, p->since, p->limit, p->node[0] ? p->node : NULL, &pg, &err);
+  int rc = sa_client_sync_read(ctx->client, p->since, p->limit,
+                               p->node[0] && !p->own ? p->node : NULL, &pg, &err);
   if (rc == SA_EGONE) return api_sync_gone(ctx, p->since);
   if (rc != 0) return api_sync_tag(ctx, api_reply_sa_error(rc, &err));
   if (seen) *seen = pg.last_lsn;
@@ -369,18 +370,20 @@ api_response *api_h_sync_ops(api_ctx *ctx, const api_request *req, const char *q
   api_sync_pull *p = calloc(1, sizeof *p);
   if (!p) return &api_oom_response;
   p->ctx = ctx;
-  uint64_t limit = API_SYNC_DEFAULT_LIMIT, wait = 0, acked = 0;
+  uint64_t limit = API_SYNC_DEFAULT_LIMIT, wait = 0, acked = 0, own = 0;
   bool has_acked = false;
   api_response *e;
   if ((e = api_sync_u64(ctx, query, "since", 0, INT64_MAX, &p->since, NULL)) ||
       (e = api_sync_u64(ctx, query, "limit", 1, API_SYNC_MAX_LIMIT, &limit, NULL)) ||
       (e = api_sync_u64(ctx, query, "wait", 0, API_SYNC_MAX_WAIT_MS, &wait, NULL)) ||
       (e = api_sync_u64(ctx, query, "acked", 0, INT64_MAX, &acked, &has_acked)) ||
+      (e = api_sync_u64(ctx, query, "own", 0, 1, &own, NULL)) ||
       (e = api_sync_node(ctx, query, p->node))) {
     free(p);
     return e;
   }
   p->limit = (size_t)limit;
+  p->own = own == 1;
   char *ev = NULL;
   if ((e = api_query(query, "epoch", &ev)) != NULL) {
     free(p);

@@ -509,6 +509,7 @@ typedef struct sync_gc {
   const char *epoch_peer;
   uint64_t epoch;
   bool epoch_reset;
+  char epoch_kind; /* 'e': the peer's epoch; 's': this node's epoch noted for that peer */
 } sync_gc;
 
 typedef struct {
@@ -557,7 +558,7 @@ void node_process_sync_gc(sa_client *c, wreq *r) {
     if (rc == 0 && p->cursor_dirty) rc = store_wpeer_raise(t, 'c', p->id, p->cursor, &e);
   }
   if (rc == 0 && gc->epoch_peer) { /* after the raises: a reset wins */
-    rc = store_wpeer_put(t, 'e', gc->epoch_peer, gc->epoch, &e);
+    rc = store_wpeer_put(t, gc->epoch_kind, gc->epoch_peer, gc->epoch, &e);
     if (rc == 0 && gc->epoch_reset) rc = store_wpeer_put(t, 'c', gc->epoch_peer, 0, &e);
   }
   if (rc == 0) {
@@ -645,21 +646,31 @@ int node_sync_tick(sa_client *c, sa_error *err) {
 
 /* ---- a peer's epoch ------------------------------------------------------------- */
 
-int sa_client_sync_peer_epoch(sa_client *c, const char *peer_id, uint64_t *epoch, sa_error *err) {
+static int peer_epoch_get(sa_client *c, char kind, const char *peer_id, uint64_t *epoch,
+                          sa_error *err) {
   if (epoch) *epoch = 0;
   if (!c || !epoch) return sa_fail(err, SA_EINVAL, "sa_client_sync_peer_epoch: NULL argument");
   sa_error ke;
   if (!peer_id || sa_node_id_check(peer_id, &ke) != 0)
     return sa_fail(err, SA_EINVAL, "invalid peer id");
   int rc = node_read_barrier(c, err);
-  return rc ? rc : store_peer_get(c->store, 'e', peer_id, epoch, err);
+  return rc ? rc : store_peer_get(c->store, kind, peer_id, epoch, err);
+}
+
+int sa_client_sync_peer_epoch(sa_client *c, const char *peer_id, uint64_t *epoch, sa_error *err) {
+  return peer_epoch_get(c, 'e', peer_id, epoch, err);
+}
+
+int sa_client_sync_peer_self_epoch(sa_client *c, const char *peer_id, uint64_t *epoch,
+                                   sa_error *err) {
+  return peer_epoch_get(c, 's', peer_id, epoch, err);
 }
 
 /* One store transaction on the writer (a REQ_SYNC_GC of its own), under
  * tick_serial: no tick holds a copy of this peer's dirty cursor taken
  * before the reset, which its GC would raise back after it. */
-int sa_client_sync_peer_set_epoch(sa_client *c, const char *peer_id, uint64_t epoch,
-                                  bool reset_cursor, sa_error *err) {
+static int peer_epoch_set(sa_client *c, char kind, const char *peer_id, uint64_t epoch,
+                          bool reset_cursor, sa_error *err) {
   if (!c) return sa_fail(err, SA_EINVAL, "client is NULL");
   sa_error ke;
   if (!peer_id || sa_node_id_check(peer_id, &ke) != 0)
@@ -678,6 +689,7 @@ int sa_client_sync_peer_set_epoch(sa_client *c, const char *peer_id, uint64_t ep
   gc.epoch_peer = peer_id;
   gc.epoch = epoch;
   gc.epoch_reset = reset_cursor;
+  gc.epoch_kind = kind;
   wreq r;
   memset(&r, 0, sizeof r);
   r.kind = REQ_SYNC_GC;
@@ -685,4 +697,14 @@ int sa_client_sync_peer_set_epoch(sa_client *c, const char *peer_id, uint64_t ep
   int rc = node_submit(c, &r, err);
   pthread_mutex_unlock(&c->tick_serial);
   return rc;
+}
+
+int sa_client_sync_peer_set_epoch(sa_client *c, const char *peer_id, uint64_t epoch,
+                                  bool reset_cursor, sa_error *err) {
+  return peer_epoch_set(c, 'e', peer_id, epoch, reset_cursor, err);
+}
+
+int sa_client_sync_peer_set_self_epoch(sa_client *c, const char *peer_id, uint64_t epoch,
+                                       sa_error *err) {
+  return peer_epoch_set(c, 's', peer_id, epoch, false, err);
 }

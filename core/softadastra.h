@@ -641,6 +641,17 @@ int sa_client_sync_peer_epoch(sa_client *c, const char *peer_id, uint64_t *epoch
 int sa_client_sync_peer_set_epoch(sa_client *c, const char *peer_id, uint64_t epoch,
                                   bool reset_cursor, sa_error *err);
 
+/* This node's own epoch (sa_client_epoch) as noted for peer_id when its
+ * puller last caught up with that peer's feed (0: never noted).  Another
+ * epoch than the node's means this node was restored from a backup since:
+ * its writes made after the backup are gone here, but a peer may hold them,
+ * and a peer's feed leaves out the puller's own writes.  The puller then
+ * asks for them too (own=1) until it caught up, and notes the new epoch. */
+int sa_client_sync_peer_self_epoch(sa_client *c, const char *peer_id, uint64_t *epoch,
+                                   sa_error *err);
+int sa_client_sync_peer_set_self_epoch(sa_client *c, const char *peer_id, uint64_t epoch,
+                                       sa_error *err);
+
 /* A puller (peer_id) reports it has durably applied this node's feed
  * through seq.  With every configured peer past an outbox entry, the entry
  * is acknowledged; tombstones every configured peer is past are dropped.

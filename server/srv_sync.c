@@ -78,8 +78,9 @@ typedef struct srv_peer {
   /* The state (under s->mu). */
   char node_id[SA_NODE_ID_MAX + 1]; /* learned from the peer; "" until then */
   srv_peer_state state;
-  uint64_t cursor;          /* the peer's feed position applied here */
-  uint64_t epoch;           /* the peer's epoch that cursor is in (0: not known yet) */
+  uint64_t cursor; /* the peer's feed position applied here */
+  uint64_t epoch;  /* the peer's epoch that cursor is in (0: not known yet) */
+  bool own;        /* this node was restored since it caught up with the peer: its own writes too */
   uint64_t last_lsn;        /* the peer's last LSN as it last said */
   uint64_t behind_since_ms; /* unix ms since when cursor < last_lsn (0: caught up) */
   uint64_t last_contact_ms; /* unix ms of the last answer */
@@ -844,10 +845,17 @@ static int srv_peer_identify(srv_peer *p, const char *id) {
     return -1;
   }
   if (same) return 0;
-  uint64_t cursor = 0, epoch = 0;
+  uint64_t cursor = 0, epoch = 0, noted = 0, mine = sa_client_epoch(s->client);
   sa_error err = {0};
   int rc = sa_client_sync_cursor(s->client, id, &cursor, &err);
   if (rc == 0) rc = sa_client_sync_peer_epoch(s->client, id, &epoch, &err);
+  if (rc == 0) rc = sa_client_sync_peer_self_epoch(s->client, id, &noted, &err);
+  /* Never noted (a new peer, or a store from before the note): noted now.
+   * Noted in another epoch of this node: it was restored from a backup
+   * since; the writes it made after that backup may be held by this peer,
+   * whose feed leaves them out for their origin: pull them too (own=1)
+   * until caught up (srv_peer_pull notes the epoch then). */
+  if (rc == 0 && noted == 0) rc = sa_client_sync_peer_set_self_epoch(s->client, id, mine, &err);
   if (rc != 0) {
     srv_peer_set(p, SRV_PEER_UNREACHABLE, "cannot read the cursor of %s: %s", id,
                  err.message[0] ? err.message : sa_strerror(rc));
@@ -857,8 +865,16 @@ static int srv_peer_identify(srv_peer *p, const char *id) {
   snprintf(p->node_id, sizeof p->node_id, "%s", id);
   p->cursor = cursor;
   p->epoch = epoch;
+  p->own = noted != 0 && noted != mine;
   pthread_mutex_unlock(&s->mu);
   srv_sync_register(s);
+  if (noted != 0 && noted != mine) {
+    char q[300];
+    srv_log(SRV_LOG_WARN, "sync_pull_own_writes",
+            "peer=%s node_id=%s cursor=%llu: this node was restored since it last caught up with "
+            "the peer: its own writes held there are pulled back too",
+            srv_log_q(p->url, q, sizeof q), id, (unsigned long long)cursor);
+  }
   char q1[300], q2[100];
   srv_log(SRV_LOG_INFO, "sync_peer_identified", "peer=%s node_id=%s cursor=%llu",
           srv_log_q(p->url, q1, sizeof q1), srv_log_q(id, q2, sizeof q2),
@@ -1011,6 +1027,28 @@ static int srv_peer_adopt_epoch(srv_peer *p, uint64_t epoch) {
   return 0;
 }
 
+/* Caught up with the peer's feed, own writes included, after a restore of
+ * this node: its epoch is noted for the peer and pulls leave them out again.
+ * Returns 0 or -1 (state set). */
+static int srv_peer_own_done(srv_peer *p) {
+  srv_sync *s = p->s;
+  sa_error err = {0};
+  int rc =
+      sa_client_sync_peer_set_self_epoch(s->client, p->node_id, sa_client_epoch(s->client), &err);
+  if (rc != 0) {
+    srv_peer_set(p, SRV_PEER_UNREACHABLE, "cannot note this node's epoch for %s: %s", p->node_id,
+                 err.message[0] ? err.message : sa_strerror(rc));
+    return -1;
+  }
+  pthread_mutex_lock(&s->mu);
+  p->own = false;
+  pthread_mutex_unlock(&s->mu);
+  char q[300];
+  srv_log(SRV_LOG_INFO, "sync_pull_own_writes_done", "peer=%s node_id=%s",
+          srv_log_q(p->url, q, sizeof q), p->node_id);
+  return 0;
+}
+
 /* 410 "epoch": the peer was restored from a backup (or recreated) since
  * the cursor was read, and numbers its changes again from the backup's
  * LSN.  The cursor goes back to 0 with the new epoch, durably, and the
@@ -1054,13 +1092,14 @@ static int srv_peer_pull(srv_peer *p) {
   pthread_mutex_lock(&s->mu);
   bool known = p->node_id[0] != '\0';
   uint64_t cursor = p->cursor, epoch = p->epoch;
+  bool own = p->own;
   pthread_mutex_unlock(&s->mu);
-  char path[300], why[200];
+  char path[320], why[200];
   if (known)
     snprintf(path, sizeof path,
-             "/v1/sync/ops?since=%llu&limit=%u&wait=%u&node=%s&acked=%llu%s%.16llx",
+             "/v1/sync/ops?since=%llu&limit=%u&wait=%u&node=%s&acked=%llu%s%.16llx%s",
              (unsigned long long)cursor, s->limit, s->wait_ms, s->self, (unsigned long long)cursor,
-             epoch ? "&epoch=" : "", epoch ? (unsigned long long)epoch : 0ull);
+             epoch ? "&epoch=" : "", epoch ? (unsigned long long)epoch : 0ull, own ? "&own=1" : "");
   else /* first contact: who is there? */
     snprintf(path, sizeof path, "/v1/sync/ops?since=0&limit=1&node=%s", s->self);
   long status = 0;
@@ -1139,6 +1178,8 @@ static int srv_peer_pull(srv_peer *p) {
                  srv_peer_apply_chunked(p, b.items, b.n, cursor, next) != 0) {
         /* refused: state set */
       } else if (!epoch && h.epoch && srv_peer_adopt_epoch(p, h.epoch) != 0) {
+        /* state set */
+      } else if (own && next >= last && !more && srv_peer_own_done(p) != 0) {
         /* state set */
       } else {
         uint64_t now = srv_sync_unix_ms();

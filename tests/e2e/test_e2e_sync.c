@@ -820,7 +820,8 @@ END_TEST
 
 /* A peer restored from a backup numbers its changes again from the backup's
  * LSN, in a new epoch: a puller whose cursor is past that LSN must not skip
- * its new writes.  B sends the epoch it read A's feed in; A, restored,
+ * its new writes, and the restored node gets back from its peer the writes
+ * it made after the backup.  B sends the epoch it read A's feed in; A, restored,
  * answers 410 "epoch"; B sets its cursor back to 0 durably and pulls again.
  * Without the check, n/1..n/5 get LSNs at or below B's cursor and never
  * reach B. */
@@ -870,6 +871,18 @@ START_TEST(test_restored_peer_is_pulled_again) {
   }
   char *log = e2e_read_file(b.log, NULL);
   ck_assert_ptr_nonnull(strstr(log, "event=sync_peer_new_epoch"));
+  free(log);
+  /* The restored node gets back its own writes made after the backup, which
+   * node-b holds: its puller asks for them too (own=1) once, as its epoch
+   * noted for node-b is the old one.  Then both hold the same state. */
+  for (int i = 4; i <= 20; i++) {
+    snprintf(path, sizeof path, "k/%d", i);
+    ck_assert_msg(wait_value(&a2, path, "after") >= 0, "%s did not come back to node-a", path);
+  }
+  ck_assert(wait_converged(&a2, &b));
+  log = e2e_read_file(a2.log, NULL);
+  ck_assert_ptr_nonnull(strstr(log, "event=sync_pull_own_writes "));
+  ck_assert_ptr_nonnull(strstr(log, "event=sync_pull_own_writes_done"));
   free(log);
   /* A cursor sent with a wrong epoch is told so; a malformed one is 400. */
   json_t *g = NULL;

@@ -650,11 +650,18 @@ START_TEST(peer_epoch_reset_sets_the_cursor_back) {
   ck_assert_uint_eq(ep, 0xdefull);
   sa_error e;
   ck_assert_int_eq(sa_client_sync_peer_set_epoch(c, "bad id!", 1, true, &e), SA_EINVAL);
+  /* this node's own epoch noted for the peer: a record of its own */
+  uint64_t se = 1;
+  ck_assert_int_eq(sa_client_sync_peer_self_epoch(c, "node-a", &se, NULL), 0);
+  ck_assert_uint_eq(se, 0);
+  ck_assert_int_eq(sa_client_sync_peer_set_self_epoch(c, "node-a", sa_client_epoch(c), NULL), 0);
   sa_client_close(c);
   c = open_id("node-b");
   ck_assert_uint_eq(cursor_of(c, "node-a"), 0);
   ck_assert_int_eq(sa_client_sync_peer_epoch(c, "node-a", &ep, NULL), 0);
   ck_assert_uint_eq(ep, 0xdefull);
+  ck_assert_int_eq(sa_client_sync_peer_self_epoch(c, "node-a", &se, NULL), 0);
+  ck_assert_uint_eq(se, sa_client_epoch(c));
   expect_pair(c, "x", "1", hlc_at(t - 5, 1), "node-a"); /* what it applied stays */
   sa_client_close(c);
 }
