@@ -432,7 +432,7 @@ START_TEST(test_bad_datagrams) {
   memset(b, 'x', sizeof b);
   size_t len =
       srv_disc_encode("other", "http://127.0.0.1:9", (uint64_t)unix_ms(), NULL, b, sizeof b);
-  udp_send(fd, port, b, 10); /* truncated */
+  udp_send(fd, port, b, 10);   /* truncated */
   udp_send(fd, port, b, 1500); /* oversize */
   unsigned char bad[64];
   memcpy(bad, b, len);
