@@ -170,13 +170,31 @@ typedef struct api_response {
   char hbuf[API_HBUF];                 /* short header values (no allocation per header) */
   char ctbuf[SA_CONTENT_TYPE_MAX + 1]; /* a stored value's content type (raw GET) */
   bool close;                          /* the server should close the connection after it */
-  struct api_feed *feed;   /* /v1/changes with can_defer: the feed the caller must wait on or
-                              stream (api_feed.h); the caller takes it (sets it NULL) */
-  struct api_write *write; /* PUT/DELETE of a key with can_defer: the write is queued on the
-                              node and this response is only a placeholder (below) */
-  bool backup;             /* GET /v1/backup with can_defer: the body is one online backup the
-                              caller streams (server/srv_backup.c); this is its head */
+  struct api_feed *feed;     /* /v1/changes with can_defer: the feed the caller must wait on or
+                                stream (api_feed.h); the caller takes it (sets it NULL) */
+  struct api_write *write;   /* PUT/DELETE of a key with can_defer: the write is queued on the
+                                node and this response is only a placeholder (below) */
+  bool backup;               /* GET /v1/backup with can_defer: the body is one online backup the
+                                caller streams (server/srv_backup.c); this is its head */
+  struct api_stream *stream; /* GET /v1/sync/snapshot with can_defer: the body, read by the
+                                caller a block at a time (below); the caller takes it */
 } api_response;
+
+/* ---- streamed bodies -------------------------------------------------------
+ *
+ * A response whose `stream` is set is a head; its body is made while it is
+ * sent: api_stream_read fills buf with up to max bytes and returns how many
+ * (> 0), 0 at the end of the body, or -1 when it failed (the caller ends the
+ * transfer cut short, so the reader sees a broken body, never a shorter
+ * whole one).  One thread at a time per stream; api_stream_free (any
+ * thread) ends it early or late.  A stream holds the node's resources (a
+ * snapshot's read transaction) until freed: every stream is freed before
+ * the node closes. */
+typedef struct api_stream api_stream;
+long api_stream_read(api_stream *s, char *buf, size_t max);
+void api_stream_free(api_stream *s);
+/* Why the stream failed (after a -1), for the log. */
+const char *api_stream_error(const api_stream *s);
 
 /* ---- deferred writes -----------------------------------------------------
  *

@@ -50,6 +50,7 @@ void api_response_free(api_response *resp) {
   free(resp->body);
   api_feed_free(resp->feed);
   api_write_free(resp->write);
+  api_stream_free(resp->stream);
   for (size_t i = 0; i < resp->n_headers; i++)
     if (!resp->headers[i].borrowed) free(resp->headers[i].value);
   free(resp);

@@ -176,9 +176,10 @@ api_response *api_h_batch(api_ctx *ctx, const api_request *req);    /* api_batch
 api_response *api_h_delete_prefix(api_ctx *ctx, const char *query); /* api_batch.c */
 api_response *api_h_changes(api_ctx *ctx, const api_request *req, const char *query);  /* feed */
 api_response *api_h_sync_ops(api_ctx *ctx, const api_request *req, const char *query); /* sync */
-api_response *api_h_sync_snapshot(api_ctx *ctx, const char *query); /* api_sync.c */
-api_response *api_h_sync_digest(api_ctx *ctx);                      /* api_sync.c */
-api_response *api_h_backup(api_ctx *ctx, const api_request *req);   /* api_backup.c */
+api_response *api_h_sync_snapshot(api_ctx *ctx, const api_request *req,
+                                  const char *query);             /* api_sync.c */
+api_response *api_h_sync_digest(api_ctx *ctx);                    /* api_sync.c */
+api_response *api_h_backup(api_ctx *ctx, const api_request *req); /* api_backup.c */
 
 /* api_backup.c: the backup series of GET /metrics. */
 void api_backup_write_metrics(api_ctx *ctx, FILE *f);

@@ -228,7 +228,7 @@ static api_response *api_dispatch(api_ctx *ctx, const api_request *req, api_rout
   case API_ROUTE_SYNC_OPS:
     return api_h_sync_ops(ctx, req, t.query);
   case API_ROUTE_SYNC_SNAPSHOT:
-    return api_h_sync_snapshot(ctx, t.query);
+    return api_h_sync_snapshot(ctx, req, t.query);
   case API_ROUTE_SYNC_DIGEST:
     return api_h_sync_digest(ctx);
   case API_ROUTE_STORE_LIST:

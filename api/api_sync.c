@@ -14,7 +14,9 @@
  * a new one).  A puller keeps the epoch beside its cursor and sends it back
  * (epoch=E): a cursor of another epoch is answered 410, reason "epoch"
  * (the node was restored and numbers its changes again from the backup's
- * LSN: that cursor would skip its new writes).
+ * LSN: that cursor would skip its new writes).  The snapshot is an
+ * api_stream (api.h) when the caller can stream: made a block at a time
+ * from the core's snapshot walk while it is sent.
  *
  * What it is not: a puller (server/srv_sync.c pulls peers, over HTTP) or a
  * waiter: a long-poll that must wait is handed to the caller as an api_feed
@@ -499,22 +501,127 @@ static int api_snap_dropped(void *arg, const sa_sync_item *it) {
   return s->b->oom ? SA_ENOMEM : 0;
 }
 
-api_response *api_h_sync_snapshot(api_ctx *ctx, const char *query) {
+/* The streamed body (api.h, api_stream): the walk's items written as they
+ * are read, a block at a time, so a snapshot of any size costs the node
+ * about one block plus its largest item, and the peer gets the first bytes
+ * at once.  The walk's read transaction ends as soon as the last item is
+ * written (or with the stream). */
+#define API_SNAP_BLOCK (64u * 1024u)
+
+struct api_stream {
+  sa_sync_snapshot *sn; /* NULL once the walk ended */
+  uint64_t resume;
+  jbuf b; /* bytes made and not yet read: b.p[off, len) */
+  size_t off;
+  api_snap s;  /* the JSON's state */
+  bool failed; /* the walk failed: the body is cut */
+  char why[200];
+};
+
+const char *api_stream_error(const api_stream *st) {
+  return st->why[0] ? st->why : st->b.oom ? "out of memory" : "";
+}
+
+void api_stream_free(api_stream *st) {
+  if (!st) return;
+  sa_sync_snapshot_close(st->sn);
+  free(st->b.p);
+  free(st);
+}
+
+/* Makes the next block: items until the buffer holds API_SNAP_BLOCK bytes,
+ * or the end.  false when the walk failed (why says how). */
+static bool api_stream_fill(api_stream *st) {
+  while (st->sn && st->b.len < API_SNAP_BLOCK && !st->b.oom) {
+    sa_sync_item it;
+    bool dropped;
+    sa_error err = {0};
+    int rc = sa_sync_snapshot_next(st->sn, &it, &dropped, &err);
+    if (rc < 0) {
+      snprintf(st->why, sizeof st->why, "%.190s", err.message[0] ? err.message : sa_strerror(rc));
+      return false;
+    }
+    if (rc == 0) { /* the end: the transaction goes now, not with the response */
+      sa_sync_snapshot_close(st->sn);
+      st->sn = NULL;
+      api_snap_to(&st->s, 3);
+      jb_lit(&st->b, "\n");
+      break;
+    }
+    (dropped ? api_snap_dropped : api_snap_item)(&st->s, &it);
+  }
+  return !st->b.oom;
+}
+
+long api_stream_read(api_stream *st, char *buf, size_t max) {
+  size_t out = 0;
+  while (out < max) {
+    if (st->off < st->b.len) {
+      size_t k = st->b.len - st->off < max - out ? st->b.len - st->off : max - out;
+      memcpy(buf + out, st->b.p + st->off, k);
+      st->off += k;
+      out += k;
+      continue;
+    }
+    st->b.len = st->off = 0;
+    if (st->b.cap > 4 * API_SNAP_BLOCK) { /* after a large value: give the room back */
+      free(st->b.p);
+      st->b.p = NULL;
+      st->b.cap = 0;
+    }
+    if (st->failed || !st->sn) break;
+    if (!api_stream_fill(st)) {
+      st->failed = true;
+      break;
+    }
+  }
+  return out || !st->failed ? (long)out : -1;
+}
+
+api_response *api_h_sync_snapshot(api_ctx *ctx, const api_request *req, const char *query) {
   char node[SA_NODE_ID_MAX + 1];
   api_response *e = api_sync_node(ctx, query, node);
   if (e) return e;
-  jbuf b = {0};
-  uint64_t resume = 0;
-  api_snap s = {.ctx = ctx, .b = &b, .resume = &resume};
+  api_stream *st = calloc(1, sizeof *st);
+  if (!st) return api_sync_tag(ctx, api_reply_error(500, "internal_error", "out of memory"));
   sa_error err = {0};
-  int rc =
-      sa_client_sync_snapshot_ex(ctx->client, api_snap_item, api_snap_dropped, &s, &resume, &err);
+  int rc = sa_client_sync_snapshot_open(ctx->client, true, &st->sn, &st->resume, &err);
   if (rc != 0) {
-    free(b.p);
+    free(st);
     return api_sync_tag(ctx, api_reply_sa_error(rc, &err));
   }
-  api_snap_to(&s, 3);
-  return api_sync_body(ctx, &b);
+  st->s = (api_snap){.ctx = ctx, .b = &st->b, .resume = &st->resume};
+  api_snap_to(&st->s, 1); /* the head: node_id, resume */
+  if (!req->can_defer) {  /* the caller cannot stream (tests, embedders): the whole body */
+    jbuf whole = {0};
+    char blk[API_SNAP_BLOCK];
+    long n;
+    while ((n = api_stream_read(st, blk, sizeof blk)) > 0)
+      jb_put(&whole, blk, (size_t)n);
+    api_stream_free(st);
+    if (n < 0 || whole.oom) {
+      free(whole.p);
+      return api_sync_tag(ctx, api_reply_error(500, "internal_error", "the snapshot failed"));
+    }
+    api_response *r = api_resp_new(200);
+    if (!r) {
+      free(whole.p);
+      return &api_oom_response;
+    }
+    r->content_type = "application/json";
+    r->body = whole.p;
+    r->body_len = whole.len;
+    return api_sync_tag(ctx, r);
+  }
+  api_response *r = api_resp_new(200);
+  if (!r) {
+    api_stream_free(st);
+    return &api_oom_response;
+  }
+  r->content_type = "application/json";
+  r->stream = st;
+  api_resp_header(r, "Cache-Control", "no-store");
+  return api_sync_tag(ctx, r);
 }
 
 /* ---- GET /v1/sync/digest ----------------------------------------------------- */

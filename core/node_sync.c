@@ -336,6 +336,41 @@ int sa_client_sync_snapshot_ex(sa_client *c, int (*fn)(void *arg, const sa_sync_
                              (uint64_t)c->opts.tombstone_ttl_s * 1000, resume, err);
 }
 
+struct sa_sync_snapshot {
+  store_snap *w;
+};
+
+int sa_client_sync_snapshot_open(sa_client *c, bool with_dropped, sa_sync_snapshot **out,
+                                 uint64_t *resume, sa_error *err) {
+  if (out) *out = NULL;
+  if (resume) *resume = 0;
+  if (!c || !out) return sa_fail(err, SA_EINVAL, "sa_client_sync_snapshot_open: NULL argument");
+  int rc = node_read_barrier(c, err);
+  if (rc) return rc;
+  sa_sync_snapshot *sn = calloc(1, sizeof *sn);
+  if (!sn) return sa_fail(err, SA_ENOMEM, "out of memory opening a snapshot");
+  rc = store_snap_open(c->store, with_dropped, node_now(c),
+                       (uint64_t)c->opts.tombstone_ttl_s * 1000, &sn->w, resume, err);
+  if (rc) {
+    free(sn);
+    return rc;
+  }
+  *out = sn;
+  return 0;
+}
+
+int sa_sync_snapshot_next(sa_sync_snapshot *sn, sa_sync_item *it, bool *dropped, sa_error *err) {
+  if (!sn || !it || !dropped)
+    return sa_fail(err, SA_EINVAL, "sa_sync_snapshot_next: NULL argument");
+  return store_snap_next(sn->w, it, dropped, err);
+}
+
+void sa_sync_snapshot_close(sa_sync_snapshot *sn) {
+  if (!sn) return;
+  store_snap_close(sn->w);
+  free(sn);
+}
+
 int sa_client_sync_snapshot(sa_client *c, int (*fn)(void *arg, const sa_sync_item *it), void *arg,
                             uint64_t *resume, sa_error *err) {
   return sa_client_sync_snapshot_ex(c, fn, NULL, arg, resume, err);

@@ -588,6 +588,22 @@ int sa_client_sync_snapshot_ex(sa_client *c, int (*fn)(void *arg, const sa_sync_
                                int (*dropped_fn)(void *arg, const sa_sync_item *it), void *arg,
                                uint64_t *resume, sa_error *err);
 
+/* The same snapshot as a walk, for a reader that streams it with bounded
+ * memory (the server's GET /v1/sync/snapshot): open takes its own read
+ * transaction (*resume: the LSN it is at; with_dropped: the dropped-
+ * tombstone records follow the items, as in sa_client_sync_snapshot_ex);
+ * next gives one item at a time -- 1 with *it (its key, value and content
+ * type valid until the next call or the close), *dropped true for a
+ * dropped-tombstone record; 0 at the end; an SA_E* code on failure.  The
+ * walk's pages are not reused while it is open (the store may grow): close
+ * it as soon as it is done, on any thread, and always before
+ * sa_client_close.  One thread at a time per walk. */
+typedef struct sa_sync_snapshot sa_sync_snapshot;
+int sa_client_sync_snapshot_open(sa_client *c, bool with_dropped, sa_sync_snapshot **out,
+                                 uint64_t *resume, sa_error *err);
+int sa_sync_snapshot_next(sa_sync_snapshot *sn, sa_sync_item *it, bool *dropped, sa_error *err);
+void sa_sync_snapshot_close(sa_sync_snapshot *sn);
+
 /* The lowest since that sa_client_sync_read still serves (what its
  * SA_EGONE names): below it a peer reads a snapshot. */
 uint64_t sa_client_sync_floor(sa_client *c);

@@ -242,6 +242,19 @@ int store_sync_snapshot(sa_store *s, int (*fn)(void *arg, const sa_sync_item *it
                         uint64_t ttl_ms, uint64_t *resume, sa_error *err);
 int store_sync_digest(sa_store *s, char hex[65], uint64_t *keys, sa_error *err);
 
+/* The same snapshot as a walk (for a reader that streams it): opened on a
+ * read transaction of its own (*resume: its applied LSN), then one item at
+ * a time -- 1 with *it (key and content type in the walk's buffers, the
+ * value in the map: valid until the next call), *dropped telling a
+ * dropped-tombstone record (only when with_dropped), 0 at the end, or an
+ * SA_E* code -- and closed on any thread, before the store is.  A walk
+ * keeps its snapshot's pages from being reused while it is open. */
+typedef struct store_snap store_snap;
+int store_snap_open(sa_store *s, bool with_dropped, uint64_t now_ms, uint64_t ttl_ms,
+                    store_snap **out, uint64_t *resume, sa_error *err);
+int store_snap_next(store_snap *w, sa_sync_item *it, bool *dropped, sa_error *err);
+void store_snap_close(store_snap *w);
+
 /* Records the outbox entry (queued) and the operation (payload + the
  * resulting version of each of its nver operations) for WAL record lsn. */
 int store_woutbox(store_wtxn *t, uint64_t lsn, uint64_t hlc, int type, const void *payload,

@@ -471,95 +471,141 @@ static int store_key_cmp(const MDB_val *a, const MDB_val *b) {
   return a->mv_size < b->mv_size ? -1 : a->mv_size > b->mv_size;
 }
 
-/* Calls fn with the item of entry e (live or a tombstone, or a dropped
- * record when dropped), its key copied and NUL-terminated. */
-static int snap_emit(sa_store *s, const kv_entry *e, bool live, bool dropped,
-                     int (*fn)(void *arg, const sa_sync_item *it), void *arg, sa_error *err) {
-  sa_sync_item it;
-  memset(&it, 0, sizeof it);
-  it.seq = dropped ? 0 : e->lsn;
-  it.op = live ? SA_OP_PUT : SA_OP_DELETE;
-  it.hlc = e->hlc;
-  it.origin_lsn = e->origin_lsn; /* the stored one; 0: unknown */
-  store_entry_origin(s, e, it.origin);
-  char small[KV_INLINE_MAX + 1], *key = small;
-  if (e->klen > KV_INLINE_MAX && !(key = malloc(e->klen + 1)))
-    return sa_fail(err, SA_ENOMEM, "out of memory in a snapshot");
-  memcpy(key, e->key, e->klen);
-  key[e->klen] = 0;
-  it.key = key;
-  it.data = live ? (char *)e->val : NULL; /* borrowed from the map (no NUL after it) */
-  it.len = live ? e->vlen : 0;
+/* A snapshot walk (store_snap_open): one read transaction of its own (not
+ * a pooled one: it may live as long as a peer takes to read the snapshot,
+ * and end on another thread -- the environment is MDB_NOTLS), the kv and
+ * tombs cursors merged in key order, then the dropped cursor.  Items are
+ * filled one at a time: the key and content type copied into the walk's
+ * buffers, the value borrowed from the map (valid until the walk closes). */
+struct store_snap {
+  sa_store *s;
+  MDB_txn *txn;
+  MDB_cursor *ck, *ct, *cd;
+  MDB_val kk, vk, kt, vt, kd, vd;
+  int rk, rt, rd;
+  int part; /* 0: kv and tombs, 1: dropped, 2: done */
+  bool with_dropped;
+  uint64_t now_ms, ttl_ms;
+  char key[SA_KEY_MAX + 1];
   char ctype[SA_CONTENT_TYPE_MAX + 1];
-  store_entry_ctype(e, ctype);
-  it.content_type = live && e->ctlen ? ctype : NULL;
-  int code = fn(arg, &it);
-  if (key != small) free(key);
-  return code;
+};
+
+void store_snap_close(store_snap *w) {
+  if (!w) return;
+  if (w->ck) mdb_cursor_close(w->ck);
+  if (w->ct) mdb_cursor_close(w->ct);
+  if (w->cd) mdb_cursor_close(w->cd);
+  if (w->txn) mdb_txn_abort(w->txn);
+  free(w);
+}
+
+int store_snap_open(sa_store *s, bool with_dropped, uint64_t now_ms, uint64_t ttl_ms,
+                    store_snap **out, uint64_t *resume, sa_error *err) {
+  *out = NULL;
+  if (resume) *resume = 0;
+  store_snap *w = calloc(1, sizeof *w);
+  if (!w) return sa_fail(err, SA_ENOMEM, "out of memory opening a snapshot");
+  w->s = s;
+  w->with_dropped = with_dropped;
+  w->now_ms = now_ms;
+  w->ttl_ms = ttl_ms;
+  uint64_t applied = 0;
+  int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &w->txn);
+  if (rc == 0) rc = store_meta_get_u64(w->txn, s->meta, "applied_lsn", &applied);
+  if (rc == MDB_NOTFOUND) rc = 0;
+  if (rc == 0 && (rc = mdb_cursor_open(w->txn, s->kv, &w->ck)) == 0 &&
+      (rc = mdb_cursor_open(w->txn, s->tombs, &w->ct)) == 0 &&
+      (!with_dropped || (rc = mdb_cursor_open(w->txn, s->dropped, &w->cd)) == 0)) {
+    w->rk = mdb_cursor_get(w->ck, &w->kk, &w->vk, MDB_FIRST);
+    w->rt = mdb_cursor_get(w->ct, &w->kt, &w->vt, MDB_FIRST);
+    w->rd = w->cd ? mdb_cursor_get(w->cd, &w->kd, &w->vd, MDB_FIRST) : MDB_NOTFOUND;
+  }
+  if (rc) {
+    int code = store_err(s, rc, "snapshot", err);
+    store_snap_close(w);
+    return code;
+  }
+  if (resume) *resume = applied;
+  *out = w;
+  return 0;
+}
+
+/* Fills *it from entry e (live, a tombstone, or a dropped record). */
+static void snap_fill(store_snap *w, const kv_entry *e, bool live, bool dropped, sa_sync_item *it) {
+  memset(it, 0, sizeof *it);
+  it->seq = dropped ? 0 : e->lsn;
+  it->op = live ? SA_OP_PUT : SA_OP_DELETE;
+  it->hlc = e->hlc;
+  it->origin_lsn = e->origin_lsn; /* the stored one; 0: unknown */
+  store_entry_origin(w->s, e, it->origin);
+  size_t kl = e->klen < SA_KEY_MAX ? e->klen : SA_KEY_MAX; /* (keys are checked at the write) */
+  memcpy(w->key, e->key, kl);
+  w->key[kl] = 0;
+  it->key = w->key;
+  it->data = live ? (char *)e->val : NULL; /* borrowed from the map (no NUL after it) */
+  it->len = live ? e->vlen : 0;
+  store_entry_ctype(e, w->ctype);
+  it->content_type = live && e->ctlen ? w->ctype : NULL;
+}
+
+int store_snap_next(store_snap *w, sa_sync_item *it, bool *dropped, sa_error *err) {
+  sa_store *s = w->s;
+  *dropped = false;
+  if (w->part == 0) {
+    if (w->rk == 0 || w->rt == 0) {
+      /* Merge the two databases in key order (a key is never in both). */
+      bool live = w->rk == 0 && (w->rt != 0 || store_key_cmp(&w->kk, &w->kt) < 0);
+      kv_entry e;
+      if (store_kv_decode(live ? &w->kk : &w->kt, live ? &w->vk : &w->vt, &e) != 0)
+        return sa_fail(err, SA_ECORRUPT, "store '%s': malformed entry", s->path);
+      snap_fill(w, &e, live, false, it);
+      if (live)
+        w->rk = mdb_cursor_get(w->ck, &w->kk, &w->vk, MDB_NEXT);
+      else
+        w->rt = mdb_cursor_get(w->ct, &w->kt, &w->vt, MDB_NEXT);
+      return 1;
+    }
+    if (w->rk != MDB_NOTFOUND || w->rt != MDB_NOTFOUND)
+      return store_err(s, w->rk != MDB_NOTFOUND ? w->rk : w->rt, "snapshot", err);
+    w->part = 1;
+  }
+  /* Then the dropped-tombstone records of keys held neither live nor as a
+   * tombstone, not expired: the keys deleted whose tombstones went. */
+  while (w->part == 1 && w->rd == 0) {
+    kv_entry e, held;
+    int kind = STORE_NONE;
+    if (store_drop_decode(&w->kd, &w->vd, &e) != 0)
+      return sa_fail(err, SA_ECORRUPT, "store '%s': malformed dropped-tombstone record", s->path);
+    bool send = !sync_dropped_expired(e.hlc, w->now_ms, w->ttl_ms);
+    if (send) {
+      int code = store_find_state(s, w->txn, e.key, e.klen, &kind, &held, err);
+      if (code) return code;
+      send = kind == STORE_NONE;
+    }
+    if (send) snap_fill(w, &e, false, true, it);
+    w->rd = mdb_cursor_get(w->cd, &w->kd, &w->vd, MDB_NEXT);
+    if (send) {
+      *dropped = true;
+      return 1;
+    }
+  }
+  if (w->part == 1 && w->rd != MDB_NOTFOUND) return store_err(s, w->rd, "snapshot", err);
+  w->part = 2;
+  return 0;
 }
 
 int store_sync_snapshot(sa_store *s, int (*fn)(void *arg, const sa_sync_item *it),
                         int (*dfn)(void *arg, const sa_sync_item *it), void *arg, uint64_t now_ms,
                         uint64_t ttl_ms, uint64_t *resume, sa_error *err) {
-  MDB_txn *txn;
-  MDB_cursor *ck = NULL, *ct = NULL;
-  int rc = store_rbegin(s, &txn, err);
+  store_snap *w;
+  int rc = store_snap_open(s, dfn != NULL, now_ms, ttl_ms, &w, resume, err);
   if (rc) return rc;
-  uint64_t applied = 0;
-  rc = store_meta_get_u64(txn, s->meta, "applied_lsn", &applied);
-  if ((rc && rc != MDB_NOTFOUND) || (rc = mdb_cursor_open(txn, s->kv, &ck)) != 0 ||
-      (rc = mdb_cursor_open(txn, s->tombs, &ct)) != 0) {
-    int code = store_err(s, rc, "snapshot", err);
-    if (ck) mdb_cursor_close(ck);
-    store_rend(s, txn);
-    return code;
-  }
-  if (resume) *resume = applied;
-  MDB_val kk, vk, kt, vt;
-  int rk = mdb_cursor_get(ck, &kk, &vk, MDB_FIRST);
-  int rt = mdb_cursor_get(ct, &kt, &vt, MDB_FIRST);
-  int code = 0;
-  while (!code && (rk == 0 || rt == 0)) {
-    /* Merge the two databases in key order (a key is never in both). */
-    bool live = rk == 0 && (rt != 0 || store_key_cmp(&kk, &kt) < 0);
-    kv_entry e;
-    if (store_kv_decode(live ? &kk : &kt, live ? &vk : &vt, &e) != 0) {
-      code = sa_fail(err, SA_ECORRUPT, "store '%s': malformed entry", s->path);
-      break;
-    }
-    if ((code = snap_emit(s, &e, live, false, fn, arg, err)) != 0) break;
-    if (live)
-      rk = mdb_cursor_get(ck, &kk, &vk, MDB_NEXT);
-    else
-      rt = mdb_cursor_get(ct, &kt, &vt, MDB_NEXT);
-  }
-  if (!code && ((rk && rk != MDB_NOTFOUND) || (rt && rt != MDB_NOTFOUND)))
-    code = store_err(s, rk && rk != MDB_NOTFOUND ? rk : rt, "snapshot", err);
-  mdb_cursor_close(ck);
-  mdb_cursor_close(ct);
-  /* Then the dropped-tombstone records of keys held neither live nor as a
-   * tombstone, not expired: the keys deleted whose tombstones went. */
-  MDB_cursor *cd = NULL;
-  if (!code && dfn && (rc = mdb_cursor_open(txn, s->dropped, &cd)) != 0)
-    code = store_err(s, rc, "snapshot", err);
-  int rd = cd ? mdb_cursor_get(cd, &kk, &vk, MDB_FIRST) : MDB_NOTFOUND;
-  while (!code && rd == 0) {
-    kv_entry e, held;
-    int kind = STORE_NONE;
-    if (store_drop_decode(&kk, &vk, &e) != 0) {
-      code = sa_fail(err, SA_ECORRUPT, "store '%s': malformed dropped-tombstone record", s->path);
-      break;
-    }
-    if (!sync_dropped_expired(e.hlc, now_ms, ttl_ms) &&
-        (code = store_find_state(s, txn, e.key, e.klen, &kind, &held, err)) == 0 &&
-        kind == STORE_NONE)
-      code = snap_emit(s, &e, false, true, dfn, arg, err);
-    if (!code) rd = mdb_cursor_get(cd, &kk, &vk, MDB_NEXT);
-  }
-  if (!code && rd && rd != MDB_NOTFOUND) code = store_err(s, rd, "snapshot", err);
-  if (cd) mdb_cursor_close(cd);
-  store_rend(s, txn);
-  return code;
+  sa_sync_item it;
+  bool dropped;
+  while ((rc = store_snap_next(w, &it, &dropped, err)) == 1)
+    if ((rc = (dropped ? dfn : fn)(arg, &it)) != 0) break;
+  store_snap_close(w);
+  return rc;
 }
 
 /* Folds a length-prefixed field into both hashes. */

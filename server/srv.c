@@ -211,6 +211,46 @@ static void srv_get_framing(struct MHD_Connection *con, srv_framing *f) {
   f->te = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Transfer-Encoding") != NULL;
 }
 
+/* ---- streamed bodies (api_stream) ----------------------------------------- */
+
+#define SRV_STREAM_BLOCK (64u * 1024u)
+
+static ssize_t srv_stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+  (void)pos;
+  api_stream *st = cls;
+  long n = api_stream_read(st, buf, max);
+  if (n > 0) return (ssize_t)n;
+  if (n == 0) return MHD_CONTENT_READER_END_OF_STREAM;
+  char q[300];
+  srv_log(SRV_LOG_WARN, "stream_failed", "error=%s", srv_log_q(api_stream_error(st), q, sizeof q));
+  return MHD_CONTENT_READER_END_WITH_ERROR; /* the body ends cut: the reader sees it broken */
+}
+
+static void srv_stream_free(void *cls) {
+  api_stream_free(cls);
+}
+
+/* Queues resp, whose body is its stream (taken), as a chunked answer read
+ * from the stream while it is sent; resp is freed.  The stream (a
+ * snapshot's read transaction) is freed with the MHD response: at the end,
+ * when the client goes, or at MHD_stop_daemon, before the node closes. */
+static enum MHD_Result srv_stream_serve(struct MHD_Connection *con, api_response *resp) {
+  api_stream *st = resp->stream;
+  resp->stream = NULL;
+  struct MHD_Response *m = MHD_create_response_from_callback(
+      MHD_SIZE_UNKNOWN, SRV_STREAM_BLOCK, srv_stream_reader, st, srv_stream_free);
+  if (!m) {
+    api_stream_free(st);
+    api_response_free(resp);
+    return MHD_NO;
+  }
+  srv_answer_mhd_headers(m, resp);
+  enum MHD_Result ok = MHD_queue_response(con, resp->status, m);
+  MHD_destroy_response(m);
+  api_response_free(resp);
+  return ok;
+}
+
 static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, const char *url,
                                      const char *method, const char *version,
                                      const char *upload_data, size_t *upload_data_size,
@@ -284,6 +324,10 @@ static enum MHD_Result srv_access_cb(void *cls, struct MHD_Connection *con, cons
     r->deferred = true; /* it may suspend: counted until it completes */
     srv_log_request(s, method, r, resp->status);
     return srv_feed_serve(s->feed, con, resp, f, strcmp(method, "HEAD") == 0, &r->feed);
+  }
+  if (resp->stream) { /* GET /v1/sync/snapshot: made as libmicrohttpd sends it */
+    srv_log_request(s, method, r, resp->status);
+    return srv_stream_serve(con, resp);
   }
   if (resp->backup) {   /* GET /v1/backup: streamed by its own thread (srv_backup.c) */
     r->deferred = true; /* it may suspend: counted until it completes */

@@ -362,7 +362,8 @@ static void fc_serve(floop *l, fconn *c, const char *body, size_t body_len) {
     api_write_arm(c->write, fc_settled, c);
     return;
   }
-  if (r->feed || r->backup) { /* cannot be: those routes go to libmicrohttpd (fc_stream_route) */
+  if (r->feed || r->backup || r->stream) { /* cannot be: those routes go to libmicrohttpd
+                                               (fc_stream_route) */
     if (r->feed) api_feed_free(r->feed);
     r->feed = NULL;
     r->backup = false;

@@ -12,12 +12,13 @@
  *      with sa_client_sync_apply(peer_id, items, n, next_since): the items
  *      and the new cursor commit together, so a crash anywhere neither
  *      skips nor repeats a batch;
- *   3. 410 gone: GET /v1/sync/snapshot, applied in chunks with the cursor
- *      unchanged: its items, then its "dropped" items (a delete with the
- *      pair of each tombstone the peer dropped by age, of keys it holds
- *      nowhere now: by the rule each removes this node's copy of the key
- *      when older, never a later write, and leaves every other key alone),
- *      the last chunk with cursor = the snapshot's resume;
+ *   3. 410 gone: GET /v1/sync/snapshot, read as it arrives and applied in
+ *      chunks with the cursor unchanged (see "catch-up from a snapshot"):
+ *      its items, then its "dropped" items (a delete with the pair of each
+ *      tombstone the peer dropped by age, of keys it holds nowhere now: by
+ *      the rule each removes this node's copy of the key when older, never
+ *      a later write, and leaves every other key alone), the last chunk,
+ *      once the whole document is in, with cursor = the snapshot's resume;
  *   4. any failure (refused connection, timeout, garbage, an answer cut
  *      short, a refused batch): the state says why, and the puller waits
  *      with exponential backoff and jitter, at most SRV_SYNC_BACKOFF_MAX_MS,
@@ -362,6 +363,55 @@ static bool srv_json_b64(srv_batch *b, json_t *o, const char *name, char **out, 
   return true;
 }
 
+/* Parses one item object o into it (with seq when with_seq); decoded
+ * base64 goes to b->bufs, which must have room for two more.  Returns NULL,
+ * or what is wrong. */
+static const char *srv_item_json(srv_batch *b, json_t *o, bool with_seq, sa_sync_item *it) {
+  memset(it, 0, sizeof *it);
+  const char *bad = NULL;
+  const char *op = json_string_value(json_object_get(o, "op"));
+  json_t *k = json_object_get(o, "key");
+  json_t *origin = json_object_get(o, "origin");
+  json_t *ct = json_object_get(o, "content_type");
+  size_t kl = 0;
+  if (!json_is_object(o))
+    bad = "not an object";
+  else if (with_seq && !srv_json_u64(o, "seq", &it->seq))
+    bad = "\"seq\" is not a non-negative integer";
+  else if (!op || (strcmp(op, "put") && strcmp(op, "delete")))
+    bad = "\"op\" is not \"put\" or \"delete\"";
+  else if (!srv_json_u64(o, "hlc", &it->hlc))
+    bad = "\"hlc\" is not a non-negative integer";
+  else if (!srv_json_u64(o, "origin_lsn", &it->origin_lsn))
+    bad = "\"origin_lsn\" is not a non-negative integer";
+  else if (!json_is_string(origin) || json_string_length(origin) == 0 ||
+           json_string_length(origin) > SA_NODE_ID_MAX ||
+           strlen(json_string_value(origin)) != json_string_length(origin))
+    bad = "\"origin\" is not a node id";
+  else if (json_is_string(k)) {
+    if (strlen(json_string_value(k)) != json_string_length(k) || json_string_length(k) == 0)
+      bad = "\"key\" is empty or holds a NUL";
+    else
+      it->key = (char *)json_string_value(k);
+  } else if (!srv_json_b64(b, o, "key_b64", &it->key, &kl) || kl == 0 || strlen(it->key) != kl) {
+    bad = "no valid \"key\" or \"key_b64\"";
+  }
+  if (!bad) {
+    it->op = strcmp(op, "put") == 0 ? SA_OP_PUT : SA_OP_DELETE;
+    snprintf(it->origin, sizeof it->origin, "%s", json_string_value(origin));
+    if (it->op == SA_OP_PUT && !srv_json_b64(b, o, "value_b64", &it->data, &it->len))
+      bad = "a put without a valid \"value_b64\"";
+    else if (ct && !json_is_null(ct) &&
+             (it->op != SA_OP_PUT || !json_is_string(ct) || json_string_length(ct) == 0 ||
+              json_string_length(ct) > SA_CONTENT_TYPE_MAX ||
+              strlen(json_string_value(ct)) != json_string_length(ct)))
+      bad = "\"content_type\" is not the content type of a put (1 to 127 bytes)";
+    else if (ct && json_is_string(ct))
+      it->content_type = (char *)json_string_value(ct); /* checked by sa_client_sync_apply */
+  }
+  return bad;
+}
+
 /* Parses the items array (with seq when with_seq).  Returns 0, or -1 with
  * the reason in why (nothing kept). */
 static int srv_batch_parse(json_t *arr, bool with_seq, srv_batch *b, char *why, size_t whylen) {
@@ -379,49 +429,7 @@ static int srv_batch_parse(json_t *arr, bool with_seq, srv_batch *b, char *why, 
     return -1;
   }
   for (size_t i = 0; i < n; i++) {
-    json_t *o = json_array_get(arr, i);
-    sa_sync_item *it = &b->items[i];
-    const char *bad = NULL;
-    const char *op = json_string_value(json_object_get(o, "op"));
-    json_t *k = json_object_get(o, "key");
-    json_t *origin = json_object_get(o, "origin");
-    json_t *ct = json_object_get(o, "content_type");
-    size_t kl = 0;
-    if (!json_is_object(o))
-      bad = "not an object";
-    else if (with_seq && !srv_json_u64(o, "seq", &it->seq))
-      bad = "\"seq\" is not a non-negative integer";
-    else if (!op || (strcmp(op, "put") && strcmp(op, "delete")))
-      bad = "\"op\" is not \"put\" or \"delete\"";
-    else if (!srv_json_u64(o, "hlc", &it->hlc))
-      bad = "\"hlc\" is not a non-negative integer";
-    else if (!srv_json_u64(o, "origin_lsn", &it->origin_lsn))
-      bad = "\"origin_lsn\" is not a non-negative integer";
-    else if (!json_is_string(origin) || json_string_length(origin) == 0 ||
-             json_string_length(origin) > SA_NODE_ID_MAX ||
-             strlen(json_string_value(origin)) != json_string_length(origin))
-      bad = "\"origin\" is not a node id";
-    else if (json_is_string(k)) {
-      if (strlen(json_string_value(k)) != json_string_length(k) || json_string_length(k) == 0)
-        bad = "\"key\" is empty or holds a NUL";
-      else
-        it->key = (char *)json_string_value(k);
-    } else if (!srv_json_b64(b, o, "key_b64", &it->key, &kl) || kl == 0 || strlen(it->key) != kl) {
-      bad = "no valid \"key\" or \"key_b64\"";
-    }
-    if (!bad) {
-      it->op = strcmp(op, "put") == 0 ? SA_OP_PUT : SA_OP_DELETE;
-      snprintf(it->origin, sizeof it->origin, "%s", json_string_value(origin));
-      if (it->op == SA_OP_PUT && !srv_json_b64(b, o, "value_b64", &it->data, &it->len))
-        bad = "a put without a valid \"value_b64\"";
-      else if (ct && !json_is_null(ct) &&
-               (it->op != SA_OP_PUT || !json_is_string(ct) || json_string_length(ct) == 0 ||
-                json_string_length(ct) > SA_CONTENT_TYPE_MAX ||
-                strlen(json_string_value(ct)) != json_string_length(ct)))
-        bad = "\"content_type\" is not the content type of a put (1 to 127 bytes)";
-      else if (ct && json_is_string(ct))
-        it->content_type = (char *)json_string_value(ct); /* checked by sa_client_sync_apply */
-    }
+    const char *bad = srv_item_json(b, json_array_get(arr, i), with_seq, &b->items[i]);
     if (bad) {
       snprintf(why, whylen, "malformed batch: item %zu: %s", i, bad);
       srv_batch_free(b);
@@ -429,16 +437,6 @@ static int srv_batch_parse(json_t *arr, bool with_seq, srv_batch *b, char *why, 
     }
   }
   b->n = n;
-  return 0;
-}
-
-/* The snapshot's "dropped" items are deletes: -1 with why otherwise. */
-static int srv_batch_deletes(const srv_batch *b, char *why, size_t whylen) {
-  for (size_t i = 0; i < b->n; i++)
-    if (b->items[i].op != SA_OP_DELETE) {
-      snprintf(why, whylen, "malformed snapshot: dropped item %zu is not a delete", i);
-      return -1;
-    }
   return 0;
 }
 
@@ -614,8 +612,8 @@ static bool srv_fp_bool(srv_fp *f, bool *v) {
   return false;
 }
 
-/* One item object into it. */
-static bool srv_fp_item(srv_fp *f, sa_sync_item *it) {
+/* One item object into it (seq required when with_seq). */
+static bool srv_fp_item(srv_fp *f, sa_sync_item *it, bool with_seq) {
   if (!srv_fp_eat(f, '{')) return false;
   memset(it, 0, sizeof *it);
   unsigned seen = 0;
@@ -668,8 +666,9 @@ static bool srv_fp_item(srv_fp *f, sa_sync_item *it) {
     if (seen & bit) return false; /* repeated member */
     seen |= bit;
   }
-  if ((seen & 95) != 95 || olen == 0 || olen > SA_NODE_ID_MAX || strlen(origin) != olen)
-    return false; /* seq, hlc, origin_lsn, op, key, origin */
+  unsigned want = with_seq ? 95 : 94; /* [seq,] hlc, origin_lsn, op, key, origin */
+  if ((seen & want) != want || olen == 0 || olen > SA_NODE_ID_MAX || strlen(origin) != olen)
+    return false;
   if ((it->op == SA_OP_PUT) != ((seen & 32) != 0)) return false;
   if ((seen & 128) && it->op != SA_OP_PUT) return false;
   memcpy(it->origin, origin, olen + 1);
@@ -724,7 +723,7 @@ static bool srv_fp_page(char *buf, size_t len, srv_batch *b, char *node, uint64_
           if (!ni) goto bad;
           b->items = ni;
         }
-        if (!srv_fp_item(&f, &b->items[b->n])) goto bad;
+        if (!srv_fp_item(&f, &b->items[b->n], true)) goto bad;
         b->n++;
       }
     } else {
@@ -944,69 +943,421 @@ static int srv_peer_apply_chunked(srv_peer *p, const sa_sync_item *items, size_t
   return 0;
 }
 
-/* 410 from the peer: catch up from its snapshot.  Returns 0 or -1. */
+/* ---- catch-up from a snapshot, streamed ------------------------------------------ *
+ *
+ * GET /v1/sync/snapshot is read as it arrives (libcurl's write callback)
+ * and applied in chunks while it is read: memory holds the chunk being
+ * built (at most chunk_bytes of item text, SRV_SYNC_SNAP_CHUNK items) and
+ * the item being received, never the whole snapshot.  The document's
+ * members come in a fixed order -- {"node_id":..,"resume":..,"items":[..],
+ * "dropped":[..],"count":..,"dropped_count":..} -- so each part is parsed
+ * once its bytes are in: the head up to the items' '[', then each item
+ * once its closing '}' is (items are flat objects), then the tail.  Items
+ * are decoded in place (srv_fp_item) and point into the buffer until their
+ * chunk is applied; one the fast reader does not take goes through jansson
+ * from a copy of its text.  Every chunk is applied with the cursor as it
+ * was; the last one, once the tail is in and the counts match, moves it to
+ * the snapshot's resume: a snapshot cut short (the peer went away, a stop)
+ * moves nothing, and the next catch-up applies the same chunks again (the
+ * rule skips what is held). */
+
+enum { SNAP_HEAD, SNAP_ITEMS, SNAP_MID, SNAP_DROPPED, SNAP_TAIL, SNAP_DONE };
+/* failures: malformed (counted refused_invalid), refused (an older peer),
+ * and those whose state is already set (identify, an apply) */
+enum { SNAP_OK = 0, SNAP_BAD, SNAP_REFUSED, SNAP_STATE_SET };
+
+typedef struct srv_snap {
+  srv_peer *p;
+  CURL *curl;
+  long status;      /* 0 until the first body bytes */
+  srv_buf other;    /* a non-200 answer's body (bounded) */
+  char *buf;        /* received bytes from the first one still needed */
+  size_t len, cap;  /* ... their count, the room */
+  size_t pos;       /* parsed up to here */
+  int part;         /* SNAP_* */
+  bool any;         /* an item was read in the current array */
+  bool expect_item; /* ... and the next thing is an item ('{') */
+  size_t scan_at;   /* srv_snap_end resumes here (0: from pos) */
+  bool scan_str, scan_esc;
+  uint64_t resume, cur;
+  uint64_t n_items, n_dropped;
+  /* the chunk being built */
+  srv_batch pend;
+  size_t icap, bcap, pend_bytes;
+  json_t **js; /* items read by jansson: kept until their chunk is applied */
+  size_t njs, jcap;
+  char *scratch; /* a copy of the item text for jansson */
+  size_t scap;
+  size_t max_buf; /* bound on buf: a chunk and an item */
+  int fail;       /* SNAP_* */
+  char why[200];
+} srv_snap;
+
+static void srv_snap_fail(srv_snap *x, int kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void srv_snap_fail(srv_snap *x, int kind, const char *fmt, ...) {
+  if (x->fail) return;
+  x->fail = kind;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(x->why, sizeof x->why, fmt, ap);
+  va_end(ap);
+}
+
+static void srv_snap_clear(srv_snap *x) {
+  for (size_t i = 0; i < x->pend.nbufs; i++)
+    free(x->pend.bufs[i]);
+  for (size_t i = 0; i < x->njs; i++)
+    json_decref(x->js[i]);
+  x->pend.n = x->pend.nbufs = x->njs = x->pend_bytes = 0;
+}
+
+/* Applies the chunk built so far with cursor (the state says why on a
+ * failure), then drops the bytes it pointed into. */
+/* Drops the bytes before pos (nothing may point into them). */
+static void srv_snap_compact(srv_snap *x) {
+  memmove(x->buf, x->buf + x->pos, x->len - x->pos);
+  x->len -= x->pos;
+  if (x->scan_at) x->scan_at -= x->pos;
+  x->pos = 0;
+}
+
+static bool srv_snap_flush(srv_snap *x, uint64_t cursor) {
+  if (x->fail) return false;
+  if (srv_peer_apply(x->p, x->pend.items, x->pend.n, cursor) != 0) {
+    srv_snap_fail(x, SNAP_STATE_SET, "apply");
+    return false;
+  }
+  srv_snap_clear(x);
+  srv_snap_compact(x); /* nothing points into buf now */
+  return true;
+}
+
+/* Where the unit starting at pos ends: the first `close` outside strings
+ * (the item's '}', the head's '['), or 0 when it is not all in yet (the
+ * scan resumes where it stopped when more bytes come: a large item is
+ * scanned once, not once per piece).  -1 when a nested '{' or '[' comes
+ * first inside an item (flat objects only). */
+static long srv_snap_end(srv_snap *x, char close, bool flat) {
+  size_t i = x->scan_at > x->pos ? x->scan_at : x->pos;
+  bool str = x->scan_at > x->pos && x->scan_str, esc = x->scan_at > x->pos && x->scan_esc;
+  for (; i < x->len; i++) {
+    char c = x->buf[i];
+    if (str) {
+      if (esc)
+        esc = false;
+      else if (c == '\\')
+        esc = true;
+      else if (c == '"')
+        str = false;
+    } else if (c == '"') {
+      str = true;
+    } else if (c == close) {
+      x->scan_at = 0;
+      return (long)i;
+    } else if (flat && i > x->pos && (c == '{' || c == '[')) {
+      return -1;
+    }
+  }
+  x->scan_at = x->len;
+  x->scan_str = str;
+  x->scan_esc = esc;
+  return 0;
+}
+
+static bool srv_snap_ws(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Expects the member name `name` then ':' at f. */
+static bool srv_fp_name(srv_fp *f, const char *name) {
+  char *n;
+  size_t nl;
+  return srv_fp_str(f, &n, &nl) && !strcmp(n, name) && srv_fp_eat(f, ':');
+}
+
+/* Reads the item at pos..end (its '}'), into the chunk (after applying the
+ * chunk when it is full).  false on a failure (x->fail set). */
+static bool srv_snap_item(srv_snap *x, size_t end) {
+  size_t tlen = end + 1 - x->pos;
+  if (x->pend.n &&
+      (x->pend.n >= SRV_SYNC_SNAP_CHUNK || x->pend_bytes + tlen > x->p->s->chunk_bytes)) {
+    if (!srv_snap_flush(x, x->cur)) return false;
+    end = x->pos + tlen - 1; /* the item moved to buf's start */
+  }
+  if (x->pend.n == x->icap) {
+    size_t cap = x->icap ? 2 * x->icap : 64;
+    sa_sync_item *ni = realloc(x->pend.items, cap * sizeof *ni);
+    if (!ni) return srv_snap_fail(x, SNAP_BAD, "out of memory"), false;
+    x->pend.items = ni;
+    x->icap = cap;
+  }
+  if (x->pend.nbufs + 2 > x->bcap) {
+    size_t cap = x->bcap ? 2 * x->bcap : 64;
+    char **nb = realloc(x->pend.bufs, cap * sizeof *nb);
+    if (!nb) return srv_snap_fail(x, SNAP_BAD, "out of memory"), false;
+    x->pend.bufs = nb;
+    x->bcap = cap;
+  }
+  if (tlen + 1 > x->scap) {
+    char *ns = realloc(x->scratch, tlen + 1);
+    if (!ns) return srv_snap_fail(x, SNAP_BAD, "out of memory"), false;
+    x->scratch = ns;
+    x->scap = tlen + 1;
+  }
+  char *text = x->buf + x->pos;
+  memcpy(x->scratch, text, tlen); /* the fast reader decodes in place */
+  x->scratch[tlen] = '\0';
+  sa_sync_item *it = &x->pend.items[x->pend.n];
+  srv_fp f = {text, text + tlen};
+  if (!srv_fp_item(&f, it, false) || f.p != text + tlen) {
+    if (x->njs == x->jcap) {
+      size_t cap = x->jcap ? 2 * x->jcap : 16;
+      json_t **nj = realloc(x->js, cap * sizeof *nj);
+      if (!nj) return srv_snap_fail(x, SNAP_BAD, "out of memory"), false;
+      x->js = nj;
+      x->jcap = cap;
+    }
+    json_error_t je;
+    json_t *o = json_loadb(x->scratch, tlen, 0, &je);
+    const char *bad = o ? srv_item_json(&x->pend, o, false, it) : je.text;
+    if (o) x->js[x->njs++] = o;
+    if (bad) {
+      return srv_snap_fail(x, SNAP_BAD, "malformed snapshot: %s %llu: %s",
+                           x->part == SNAP_ITEMS ? "item" : "dropped item",
+                           (unsigned long long)(x->part == SNAP_ITEMS ? x->n_items : x->n_dropped),
+                           bad),
+             false;
+    }
+  }
+  if (x->part == SNAP_DROPPED && it->op != SA_OP_DELETE)
+    return srv_snap_fail(x, SNAP_BAD, "malformed snapshot: dropped item %llu is not a delete",
+                         (unsigned long long)x->n_dropped),
+           false;
+  x->pend.n++;
+  x->pend_bytes += tlen;
+  if (x->part == SNAP_ITEMS)
+    x->n_items++;
+  else
+    x->n_dropped++;
+  x->pos = end + 1;
+  x->any = true;
+  return true;
+}
+
+/* Parses what the buffer holds.  false on a failure (x->fail set). */
+static bool srv_snap_parse(srv_snap *x) {
+  for (;;) {
+    while (x->pos < x->len && srv_snap_ws(x->buf[x->pos]))
+      x->pos++;
+    if (x->pos == x->len) return true;
+    srv_fp f = {x->buf + x->pos, x->buf + x->len};
+    long end;
+    switch (x->part) {
+    case SNAP_HEAD: { /* {"node_id":ID,"resume":N,"items":[ */
+      if ((end = srv_snap_end(x, '[', false)) == 0) {
+        if (x->len - x->pos > 4096)
+          return srv_snap_fail(x, SNAP_BAD, "malformed snapshot head"), false;
+        return true;
+      }
+      f.end = x->buf + end + 1;
+      char *id, *name;
+      size_t il, nl;
+      if (!srv_fp_eat(&f, '{') || !srv_fp_name(&f, "node_id") || !srv_fp_str(&f, &id, &il) ||
+          il == 0 || il > SA_NODE_ID_MAX || strlen(id) != il || !srv_fp_eat(&f, ',') ||
+          !srv_fp_str(&f, &name, &nl) || !srv_fp_eat(&f, ':'))
+        return srv_snap_fail(x, SNAP_BAD, "malformed snapshot head"), false;
+      if (!strcmp(name, "items")) /* the format before the per-key records */
+        return srv_snap_fail(x, SNAP_REFUSED,
+                             "snapshot: the peer runs an older build (a node-wide horizon_hlc, "
+                             "no per-key \"dropped\" records): upgrade it to catch up from it"),
+               false;
+      if (strcmp(name, "resume") || !srv_fp_u64(&f, &x->resume) || !srv_fp_eat(&f, ',') ||
+          !srv_fp_name(&f, "items") || !srv_fp_eat(&f, '[') || f.p != f.end)
+        return srv_snap_fail(x, SNAP_BAD, "malformed snapshot head"), false;
+      if (srv_peer_identify(x->p, id) < 0)
+        return srv_snap_fail(x, SNAP_STATE_SET, "identify"), false;
+      x->pos = (size_t)end + 1;
+      x->part = SNAP_ITEMS;
+      x->any = x->expect_item = false;
+      break;
+    }
+    case SNAP_ITEMS:
+    case SNAP_DROPPED:
+      if (!x->expect_item) { /* ']', or ',' then an item (the first: an item) */
+        if (x->buf[x->pos] == ']') {
+          x->pos++;
+          x->part = x->part == SNAP_ITEMS ? SNAP_MID : SNAP_TAIL;
+        } else if (x->any && x->buf[x->pos] != ',') {
+          return srv_snap_fail(x, SNAP_BAD, "malformed snapshot: no ',' between items"), false;
+        } else {
+          x->pos += x->any; /* the ',' */
+          x->expect_item = true;
+        }
+        break;
+      }
+      if (x->buf[x->pos] != '{')
+        return srv_snap_fail(x, SNAP_BAD, "malformed snapshot: an item is not an object"), false;
+      if ((end = srv_snap_end(x, '}', true)) < 0)
+        return srv_snap_fail(x, SNAP_BAD, "malformed snapshot: a nested value in an item"), false;
+      if (end == 0) return true; /* the rest of the item comes later */
+      if (!srv_snap_item(x, (size_t)end)) return false;
+      x->expect_item = false;
+      break;
+    case SNAP_MID: /* ,"dropped":[ */
+      if ((end = srv_snap_end(x, '[', false)) == 0) {
+        if (x->len - x->pos > 64) return srv_snap_fail(x, SNAP_BAD, "malformed snapshot"), false;
+        return true;
+      }
+      f.end = x->buf + end + 1;
+      if (!srv_fp_eat(&f, ',') || !srv_fp_name(&f, "dropped") || !srv_fp_eat(&f, '[') ||
+          f.p != f.end)
+        return srv_snap_fail(x, SNAP_BAD, "malformed snapshot: no \"dropped\" after the items"),
+               false;
+      x->pos = (size_t)end + 1;
+      x->part = SNAP_DROPPED;
+      x->any = x->expect_item = false;
+      break;
+    case SNAP_TAIL: { /* ,"count":N,"dropped_count":N} */
+      if ((end = srv_snap_end(x, '}', false)) == 0) {
+        if (x->len - x->pos > 128) return srv_snap_fail(x, SNAP_BAD, "malformed snapshot"), false;
+        return true;
+      }
+      f.end = x->buf + end + 1;
+      uint64_t n, nd;
+      if (!srv_fp_eat(&f, ',') || !srv_fp_name(&f, "count") || !srv_fp_u64(&f, &n) ||
+          !srv_fp_eat(&f, ',') || !srv_fp_name(&f, "dropped_count") || !srv_fp_u64(&f, &nd) ||
+          !srv_fp_eat(&f, '}') || f.p != f.end)
+        return srv_snap_fail(x, SNAP_BAD, "malformed snapshot tail"), false;
+      if (n != x->n_items || nd != x->n_dropped)
+        return srv_snap_fail(x, SNAP_BAD,
+                             "malformed snapshot: it says %llu items and %llu dropped, %llu and "
+                             "%llu came",
+                             (unsigned long long)n, (unsigned long long)nd,
+                             (unsigned long long)x->n_items, (unsigned long long)x->n_dropped),
+               false;
+      x->pos = (size_t)end + 1;
+      x->part = SNAP_DONE;
+      break;
+    }
+    default: /* SNAP_DONE: only whitespace may follow */
+      return srv_snap_fail(x, SNAP_BAD, "malformed snapshot: bytes after its end"), false;
+    }
+  }
+}
+
+static size_t srv_snap_write(char *data, size_t size, size_t nmemb, void *cls) {
+  srv_snap *x = cls;
+  size_t n = size * nmemb;
+  if (!x->status) curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &x->status);
+  if (x->status != 200) { /* an error answer: kept (bounded) for the state */
+    size_t k = x->other.len + n < 65536 ? n : 65536 - x->other.len;
+    return srv_sync_write_cb(data, 1, k, &x->other) == k ? n : 0;
+  }
+  if (x->fail) return 0;
+  if (x->len + n > x->cap) {
+    if (x->pos && !x->pend.n) { /* nothing points into buf: drop what was read */
+      srv_snap_compact(x);
+    } else if (x->pend.n && !srv_snap_flush(x, x->cur)) {
+      return 0;
+    }
+  }
+  if (x->len + n > x->cap) {
+    size_t cap = x->cap ? x->cap : 65536;
+    while (cap < x->len + n)
+      cap *= 2;
+    if (cap > x->max_buf) {
+      srv_snap_fail(x, SNAP_BAD, "snapshot: an item of more than %zu bytes", x->max_buf / 2);
+      return 0;
+    }
+    char *nb = realloc(x->buf, cap + 1);
+    if (!nb) {
+      srv_snap_fail(x, SNAP_BAD, "out of memory reading a snapshot");
+      return 0;
+    }
+    x->buf = nb;
+    x->cap = cap;
+  }
+  memcpy(x->buf + x->len, data, n);
+  x->len += n;
+  x->buf[x->len] = '\0';
+  return srv_snap_parse(x) ? n : 0;
+}
+
+/* 410 from the peer: catch up from its snapshot, streamed.  Returns 0 or -1
+ * (the state says why). */
 static int srv_peer_catch_up(srv_peer *p) {
   srv_sync *s = p->s;
   srv_peer_set(p, SRV_PEER_CATCHING_UP, NULL);
-  char path[128], why[200];
-  snprintf(path, sizeof path, "/v1/sync/snapshot?node=%s", s->self);
-  long status = 0;
-  srv_buf buf;
-  srv_hdrs h;
-  if (srv_sync_get(p, path, 600000, &status, &buf, &h, why, sizeof why) != 0) {
-    srv_peer_set(p, SRV_PEER_UNREACHABLE, "snapshot: %s", why);
-    return -1;
-  }
+  srv_snap x;
+  memset(&x, 0, sizeof x);
+  x.p = p;
+  x.curl = p->curl;
+  x.max_buf = 4 * s->chunk_bytes + (1u << 20);
+  pthread_mutex_lock(&s->mu);
+  x.cur = p->cursor;
+  p->catchups++;
+  pthread_mutex_unlock(&s->mu);
+  char url[1024];
+  snprintf(url, sizeof url, "%s/v1/sync/snapshot?node=%s", p->url, s->self);
+  CURL *c = p->curl;
+  curl_easy_reset(c);
+  struct curl_slist *hl = NULL;
+  if (s->auth) hl = curl_slist_append(hl, s->auth);
+  hl = curl_slist_append(hl, "Accept: application/json");
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+  /* no bound on the whole: a large snapshot takes its time; a peer that
+   * stalls mid-answer is left after 60 s without a byte */
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, srv_snap_write);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, srv_sync_progress_cb);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, s);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  CURLcode cr = curl_easy_perform(c);
+  curl_slist_free_all(hl);
+  if (!x.status) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &x.status);
   int rc = -1;
-  json_error_t je;
-  json_t *j = status == 200 ? json_loadb(buf.p, buf.len, 0, &je) : NULL;
-  uint64_t resume = 0;
-  srv_batch b, d;
-  memset(&b, 0, sizeof b);
-  memset(&d, 0, sizeof d);
-  if (status != 200) {
-    srv_peer_set(p, SRV_PEER_UNREACHABLE, "snapshot: HTTP %ld", status);
-  } else if (j && srv_json_u64(j, "resume", &resume) && json_object_get(j, "horizon_hlc") &&
-             !json_object_get(j, "dropped")) {
-    srv_peer_set(p, SRV_PEER_REFUSING,
-                 "snapshot: the peer runs an older build (a node-wide horizon_hlc, no "
-                 "per-key \"dropped\" records): upgrade it to catch up from it");
-  } else if (!j || !srv_json_u64(j, "resume", &resume)) {
+  if (x.fail == SNAP_BAD) {
     pthread_mutex_lock(&s->mu);
     p->refused_invalid++;
     pthread_mutex_unlock(&s->mu);
-    srv_peer_set(p, SRV_PEER_REFUSING, "snapshot: malformed answer");
-  } else if (srv_peer_identify(p, json_is_string(json_object_get(j, "node_id"))
-                                      ? json_string_value(json_object_get(j, "node_id"))
-                                      : "") < 0) {
-    /* refused: state set */
-  } else if (srv_batch_parse(json_object_get(j, "items"), false, &b, why, sizeof why) != 0 ||
-             srv_batch_parse(json_object_get(j, "dropped"), false, &d, why, sizeof why) != 0 ||
-             srv_batch_deletes(&d, why, sizeof why) != 0) {
+    srv_peer_set(p, SRV_PEER_REFUSING, "%s", x.why);
+  } else if (x.fail == SNAP_REFUSED) {
+    srv_peer_set(p, SRV_PEER_REFUSING, "%s", x.why);
+  } else if (x.fail) {
+    /* SNAP_STATE_SET: refused by identify, or an apply failed: the state says why */
+  } else if (cr != CURLE_OK) {
+    if (!atomic_load(&s->stop))
+      srv_peer_set(p, SRV_PEER_UNREACHABLE, "snapshot: %s", curl_easy_strerror(cr));
+  } else if (x.status != 200) {
+    srv_peer_set(p, SRV_PEER_UNREACHABLE, "snapshot: HTTP %ld", x.status);
+  } else if (x.part != SNAP_DONE) {
+    srv_snap_fail(&x, SNAP_BAD, "snapshot: the answer ended before the snapshot did");
     pthread_mutex_lock(&s->mu);
     p->refused_invalid++;
     pthread_mutex_unlock(&s->mu);
-    srv_peer_set(p, SRV_PEER_REFUSING, "snapshot: %s", why);
-  } else {
-    pthread_mutex_lock(&s->mu);
-    uint64_t cur = p->cursor;
-    p->catchups++;
-    pthread_mutex_unlock(&s->mu);
-    /* The items, then the keys the peer deleted and forgot (their
-     * tombstones' pairs: by the rule each removes this node's copy of the
-     * key when it is older, never a later write); the last chunk moves the
-     * cursor to resume, so a crash before it starts the catch-up over. */
-    rc = srv_peer_apply_chunked(p, b.items, b.n, cur, d.n ? cur : resume);
-    if (rc == 0 && d.n) rc = srv_peer_apply_chunked(p, d.items, d.n, cur, resume);
-    char q[300];
-    srv_log(SRV_LOG_INFO, "sync_catch_up", "peer=%s items=%zu dropped=%zu resume=%llu ok=%s",
-            srv_log_q(p->url, q, sizeof q), b.n, d.n, (unsigned long long)resume,
-            rc == 0 ? "true" : "false");
+    srv_peer_set(p, SRV_PEER_REFUSING, "%s", x.why);
+  } else if (srv_snap_flush(&x, x.resume)) { /* the last chunk moves the cursor */
+    rc = 0;
   }
-  srv_batch_free(&b);
-  srv_batch_free(&d);
-  json_decref(j);
-  free(buf.p);
+  char q[300];
+  srv_log(SRV_LOG_INFO, "sync_catch_up", "peer=%s items=%llu dropped=%llu resume=%llu ok=%s",
+          srv_log_q(p->url, q, sizeof q), (unsigned long long)x.n_items,
+          (unsigned long long)x.n_dropped, (unsigned long long)x.resume,
+          rc == 0 ? "true" : "false");
+  srv_snap_clear(&x);
+  free(x.pend.items);
+  free(x.pend.bufs);
+  free(x.js);
+  free(x.scratch);
+  free(x.buf);
+  free(x.other.p);
   return rc;
 }
 

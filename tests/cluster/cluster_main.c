@@ -19,7 +19,9 @@
  *              winner, a write on a node killed with SIGKILL (before its
  *              peer could pull it) reaches the peer after the restart.
  *   join       a new empty node joining a node with 100,000 keys and a
- *              deleted range gets exactly the live keys.
+ *              deleted range gets exactly the live keys; join-snapshot: the
+ *              same through a streamed snapshot (the deletes aged out
+ *              first), with both nodes' peak memory printed.
  *   gc-unknown-peer  a tombstone outlives the absence of a configured
  *              peer whose id this node has not learned since it restarted
  *              (see mode_gc_unknown_peer; SA_CLUSTER_GC_CONTROL=1: the
@@ -1039,11 +1041,33 @@ static long list_keys(cl_http *h, const char *base, int total, int del_from, int
   return count;
 }
 
-static int mode_join(void) {
+/* The peak resident memory of node i (VmHWM, kB; 0 when unknown). */
+static long node_hwm_kb(const cluster *c, int i) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", (int)c->nodes[i].pid);
+  FILE *f = c->nodes[i].pid > 0 ? fopen(path, "r") : NULL;
+  long kb = 0;
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "VmHWM:", 6)) kb = atol(line + 6);
+  if (f) fclose(f);
+  return kb;
+}
+
+/* With snap (join-snapshot): j0's deletes age out (--tombstone-ttl-s 5)
+ * before j1 starts, so j1 is told 410 and joins through j0's snapshot,
+ * streamed (the live keys, then a dropped record per deleted key); the
+ * peak memory of both nodes is printed. */
+static int mode_join(bool snap) {
   int total = (int)env_long("SA_CLUSTER_JOIN_KEYS", 100000);
   int del_from = total / 5, del_to = total / 5 + total / 10; /* 10% deleted, a range */
   cluster c;
   if (cl_init(&c, g_bin, 2, CL_MESH, true, "j") != 0) return 1;
+  if (snap) {
+    c.extra[0] = "--tombstone-ttl-s";
+    c.extra[1] = cl_slow() ? "30" : "5";
+    c.extra[2] = "--tick-interval-ms";
+    c.extra[3] = "100";
+  }
   if (cl_start(&c, 0) != 0) {
     cl_destroy(&c, false);
     return 1;
@@ -1058,6 +1082,15 @@ static int mode_join(void) {
       fail("join: a batch of deletes failed");
   printf("join: %d keys written and %d deleted on j0 in %.1f s\n", total, del_to - del_from,
          cl_now() - t0);
+  if (snap) { /* the tombstones age out: the feed's start is no longer served */
+    long st = 0;
+    double tw = cl_now();
+    while ((st = cl_http_do(h, "GET", c.nodes[0].url, "/v1/sync/ops?since=0&limit=1", NULL, 0, NULL,
+                            5000, NULL, NULL)) != 410 &&
+           cl_now() - tw < (cl_slow() ? 120 : 30))
+      cl_sleep_ms(100);
+    if (st != 410) fail("join: j0 still serves its feed from 0 (%ld)", st);
+  }
   t0 = cl_now();
   if (cl_start(&c, 1) != 0) fail("join: the new node did not start");
   double ms;
@@ -1072,6 +1105,21 @@ static int mode_join(void) {
   if (n1 != want || bad)
     fail("join: the new node lists a key set other than the live keys (see above)");
   printf("join: the new node holds %ld keys (want %ld), %ld wrong\n", n1, want, bad);
+  if (snap) {
+    char path[700], line[512];
+    snprintf(path, sizeof path, "%s/node.err", c.nodes[1].dir);
+    FILE *f = fopen(path, "r");
+    bool seen = false;
+    while (f && fgets(line, sizeof line, f))
+      if (strstr(line, "event=sync_catch_up")) {
+        printf("join: j1 %s", strstr(line, "event=sync_catch_up"));
+        seen = true;
+      }
+    if (f) fclose(f);
+    if (!seen) fail("join: j1 did not catch up from a snapshot");
+    printf("join: peak memory (VmHWM) j0 %ld kB (served the snapshot), j1 %ld kB (read it)\n",
+           node_hwm_kb(&c, 0), node_hwm_kb(&c, 1));
+  }
   /* values of a sample */
   for (int i = 0; i < total; i += 997) {
     char key[32], wantv[128];
@@ -1090,9 +1138,9 @@ static int mode_join(void) {
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr,
-            "usage: sa_cluster SOFTADASTRA_BIN "
-            "schedules|two-node|join|ttl|ttl-unrelated|ttl-later-write|gc-unknown-peer|smoke\n");
+    fprintf(stderr, "usage: sa_cluster SOFTADASTRA_BIN "
+                    "schedules|two-node|join|join-snapshot|ttl|ttl-unrelated|ttl-later-write|"
+                    "gc-unknown-peer|smoke\n");
     return 2;
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1102,7 +1150,8 @@ int main(int argc, char **argv) {
   int rc = 2;
   if (!strcmp(argv[2], "schedules")) rc = mode_schedules();
   if (!strcmp(argv[2], "two-node")) rc = mode_two();
-  if (!strcmp(argv[2], "join")) rc = mode_join();
+  if (!strcmp(argv[2], "join")) rc = mode_join(false);
+  if (!strcmp(argv[2], "join-snapshot")) rc = mode_join(true);
   if (!strcmp(argv[2], "ttl")) rc = mode_ttl(false);
   if (!strcmp(argv[2], "gc-unknown-peer")) rc = mode_gc_unknown_peer();
   if (!strcmp(argv[2], "ttl-unrelated")) rc = mode_ttl(true);

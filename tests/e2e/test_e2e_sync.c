@@ -22,6 +22,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -898,6 +899,241 @@ START_TEST(test_restored_peer_is_pulled_again) {
 }
 END_TEST
 
+/* ---- a streamed snapshot read in pieces, and cut short -------------------------------- */
+
+/* A relay on 127.0.0.1 in front of a node: requests pass as they are; the
+ * answer to a GET /v1/sync/snapshot is passed on in pieces of 1 to 16 bytes
+ * (now and then up to 2 KiB) with a pause between them, so the reader gets
+ * its bytes at every kind of boundary (inside a string, an escape, a
+ * number, between an item's '}' and the ','); the first cut_snapshots
+ * such answers are cut after cut_after bytes. */
+typedef struct relay {
+  int lfd, port, target;
+  pthread_t th;
+  atomic_bool stop;
+  atomic_int cut_snapshots, snapshots;
+  size_t cut_after;
+  pthread_t conns[64];
+  atomic_int nconns;
+} relay;
+
+typedef struct relay_conn {
+  relay *r;
+  int cfd, sfd;
+} relay_conn;
+
+static bool relay_send(int fd, const char *p, size_t n) {
+  while (n) {
+    ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+    if (w <= 0) return false;
+    p += w;
+    n -= (size_t)w;
+  }
+  return true;
+}
+
+static void *relay_conn_run(void *arg) {
+  relay_conn *c = arg;
+  relay *r = c->r;
+  bool snap = false, cut = false;
+  size_t sent = 0;
+  unsigned seed = (unsigned)c->cfd * 7919u;
+  char buf[4096];
+  while (!atomic_load(&r->stop)) {
+    struct pollfd pf[2] = {{c->cfd, POLLIN, 0}, {c->sfd, POLLIN, 0}};
+    if (poll(pf, 2, 50) <= 0) continue;
+    if (pf[0].revents) { /* client -> node, as it is */
+      ssize_t n = recv(c->cfd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      if (memmem(buf, (size_t)n, "GET /v1/sync/snapshot", 21)) {
+        snap = true;
+        sent = 0;
+        cut = atomic_fetch_sub(&r->cut_snapshots, 1) > 0;
+        atomic_fetch_add(&r->snapshots, 1);
+      }
+      if (!relay_send(c->sfd, buf, (size_t)n)) break;
+    }
+    if (pf[1].revents) { /* node -> client: a snapshot in pieces */
+      ssize_t n = recv(c->sfd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      size_t off = 0;
+      bool gone = false;
+      while (off < (size_t)n && !gone) {
+        size_t k = (size_t)n - off;
+        if (snap) k = 1 + (size_t)(rand_r(&seed) % 4 ? rand_r(&seed) % 16 : rand_r(&seed) % 2048);
+        if (k > (size_t)n - off) k = (size_t)n - off;
+        if (snap && cut && sent + k > r->cut_after) {
+          gone = true; /* cut short: the connection ends here */
+          break;
+        }
+        if (!relay_send(c->cfd, buf + off, k)) gone = true;
+        off += k;
+        sent += k;
+        if (snap) {
+          struct timespec ts = {0, 20000};
+          nanosleep(&ts, NULL);
+        }
+      }
+      if (gone) break;
+    }
+  }
+  close(c->cfd);
+  close(c->sfd);
+  free(c);
+  return NULL;
+}
+
+static void *relay_run(void *arg) {
+  relay *r = arg;
+  while (!atomic_load(&r->stop)) {
+    struct pollfd pf = {r->lfd, POLLIN, 0};
+    if (poll(&pf, 1, 50) <= 0) continue;
+    int cfd = accept(r->lfd, NULL, NULL);
+    if (cfd < 0) continue;
+    int sfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)r->target)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int i = atomic_load(&r->nconns);
+    relay_conn *c = malloc(sizeof *c);
+    if (sfd < 0 || !c || i >= 64 || connect(sfd, (struct sockaddr *)&a, sizeof a) != 0) {
+      close(cfd);
+      if (sfd >= 0) close(sfd);
+      free(c);
+      continue;
+    }
+    int one = 1;
+    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    *c = (relay_conn){r, cfd, sfd};
+    if (pthread_create(&r->conns[i], NULL, relay_conn_run, c) != 0) {
+      close(cfd);
+      close(sfd);
+      free(c);
+      continue;
+    }
+    atomic_store(&r->nconns, i + 1);
+  }
+  return NULL;
+}
+
+static void relay_start(relay *r, int target) {
+  memset(r, 0, sizeof *r);
+  r->target = target;
+  r->lfd = socket(AF_INET, SOCK_STREAM, 0);
+  ck_assert_int_ge(r->lfd, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(bind(r->lfd, (struct sockaddr *)&a, sizeof a), 0);
+  ck_assert_int_eq(listen(r->lfd, 16), 0);
+  socklen_t l = sizeof a;
+  ck_assert_int_eq(getsockname(r->lfd, (struct sockaddr *)&a, &l), 0);
+  r->port = ntohs(a.sin_port);
+  ck_assert_int_eq(pthread_create(&r->th, NULL, relay_run, r), 0);
+}
+
+static void relay_stop(relay *r) {
+  atomic_store(&r->stop, true);
+  pthread_join(r->th, NULL);
+  for (int i = 0; i < atomic_load(&r->nconns); i++)
+    pthread_join(r->conns[i], NULL);
+  close(r->lfd);
+}
+
+/* The key of index i, with characters JSON escapes ('"', '\\'), UTF-8 of
+ * two to four bytes, and JSON's own punctuation. */
+static void snap_key(char *out, size_t n, int i) {
+  static const char *const parts[] = {"q\"uote",      "back\\slash",      "\xc3\xa9t\xc3\xa9",
+                                      "\xe2\x82\xac", "\xf0\x9f\x99\x82", "{[,:]}",
+                                      "plain"};
+  snprintf(out, n, "snap/%s/%04d", parts[i % 7], i);
+}
+
+/* The value of key i: JSON punctuation and quotes too, of 0 to about 3 KB;
+ * one of 200 KB. */
+static char *snap_value(int i) {
+  size_t n = i == 77 ? 200000 : (size_t)(i * 37 % 3000);
+  char *v = malloc(n + 32);
+  int k = snprintf(v, n + 32, "v%d:", i);
+  for (size_t j = (size_t)k; j < n + (size_t)k; j++)
+    v[j] = "\"}],{[\\:abc"[(j + (size_t)i) % 11];
+  v[n + (size_t)k] = 0;
+  return v;
+}
+
+static void snap_path(char *out, size_t n, const char *key, const char *suffix) {
+  char *e = curl_easy_escape(NULL, key, 0);
+  snprintf(out, n, "/v1/store/%s%s", e, suffix);
+  curl_free(e);
+}
+
+/* B catches up from A's snapshot through the relay: the answer comes in
+ * pieces of every size, and the first one is cut short after 20 KB (B's
+ * cursor must not move: the next catch-up reads it all again).  B ends with
+ * exactly A's state: keys that JSON escapes, a 200 KB value, and the
+ * deleted keys absent (named in "dropped"). */
+START_TEST(test_snapshot_streamed_in_pieces_and_cut) {
+  int pa = free_port(), pb = free_port();
+  e2e_node a, b;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  relay r;
+  relay_start(&r, pa);
+  r.cut_after = 20000;
+  atomic_store(&r.cut_snapshots, 1);
+  int peers_a[] = {pb, 0}, peers_b[] = {r.port, 0};
+  const char *fast[] = {"--tombstone-ttl-s", "2", "--tick-interval-ms", "100", NULL};
+  start_node(&a, "node-a", pa, peers_a, fast);
+  enum { N = 300, DEL = 30 };
+  char key[128], path[512];
+  for (int i = 0; i < N; i++) {
+    snap_key(key, sizeof key, i);
+    snap_path(path, sizeof path, key, "");
+    char *v = snap_value(i);
+    ck_assert_int_eq(http_req(&a, "PUT", path, v, NULL, NULL), 201);
+    free(v);
+  }
+  for (int i = 0; i < DEL; i++) { /* every tenth key deleted */
+    snap_key(key, sizeof key, i * 10);
+    snap_path(path, sizeof path, key, "");
+    ck_assert_int_eq(http_req(&a, "DELETE", path, NULL, NULL, NULL), 200);
+  }
+  long long t0 = now_ms();
+  long st = 0;
+  while (st != 410 && now_ms() - t0 < E2E_WAIT_MS) { /* the tombstones age out */
+    st = http_req(&a, "GET", "/v1/sync/ops?since=0&node=node-z", NULL, NULL, NULL);
+    if (st != 410) nap_ms(100);
+  }
+  ck_assert_int_eq(st, 410);
+  start_node(&b, "node-b", pb, peers_b, NULL);
+  ck_assert_msg(wait_converged_ms(&a, &b, 4 * E2E_WAIT_MS), "node-b did not converge");
+  ck_assert_int_ge(atomic_load(&r.snapshots), 2); /* the cut one, then a whole one */
+  for (int i = 0; i < N; i += 7) {
+    snap_key(key, sizeof key, i);
+    snap_path(path, sizeof path, key, "?raw=1");
+    e2e_resp res;
+    ck_assert_int_eq(e2e_http(&b, "GET", path, NULL, NULL, 0, &res), 0);
+    if (i % 10 == 0) {
+      ck_assert_int_eq(res.status, 404);
+    } else {
+      char *v = snap_value(i);
+      ck_assert_int_eq(res.status, 200);
+      ck_assert_uint_eq(res.len, strlen(v));
+      ck_assert(memcmp(res.body, v, res.len) == 0);
+      free(v);
+    }
+    e2e_resp_free(&res);
+  }
+  char *log = e2e_read_file(b.log, NULL);
+  char want[96];
+  snprintf(want, sizeof want, "items=%d dropped=%d", N - DEL, DEL);
+  ck_assert_ptr_nonnull(strstr(log, "ok=false"));
+  char *ok = strstr(log, want);
+  ck_assert_msg(ok && strstr(ok, "ok=true"), "no whole catch-up in node-b's log");
+  free(log);
+  stop_all(&a, &b);
+  relay_stop(&r);
+}
+END_TEST
+
 /* A growing buffer that doubles (e2e_http's grows by each chunk: quadratic
  * on a 32 MiB answer, too slow under the sanitizers). */
 typedef struct big_buf {
@@ -1108,6 +1344,7 @@ static Suite *e2e_sync_suite(void) {
   tcase_add_test(tc, test_impostor_with_own_id_refused);
   tcase_add_test(tc, test_delete_stays_deleted);
   tcase_add_test(tc, test_catch_up_from_snapshot);
+  tcase_add_test(tc, test_snapshot_streamed_in_pieces_and_cut);
   tcase_add_test(tc, test_restored_peer_is_pulled_again);
   tcase_add_test(tc, test_binary_values_and_big_pages);
   tcase_add_test(tc, test_content_type_replicates);
