@@ -721,10 +721,10 @@ static long ttl_away_ms(void) {
  *      deletes z; t1 deletes an unrelated key after that and drops its
  *      tombstone by age: z must reach t1 and stay on t0 (an acknowledged
  *      write that nobody deleted is never lost because its node was away
- *      past the TTL).  Failed with the node-wide horizon of store format
- *      2: t1's horizon (the unrelated tombstone's hlc) was above z's, so t1
- *      refused z as stale and t0's snapshot catch-up dropped z (gc-grace);
- *      with per-key records only w is named. */
+ *      past the TTL).  Failed with the node-wide horizon of store formats
+ *      2 and 3: t1's horizon (the unrelated tombstone's hlc) was above
+ *      z's, so t1 refused z as stale and t0's snapshot catch-up dropped z
+ *      (gc-grace); with per-key records only w is named. */
 static int mode_ttl(bool only_c) {
   cluster c;
   if (cl_init(&c, g_bin, 2, CL_MESH, true, "t") != 0) return 1;
