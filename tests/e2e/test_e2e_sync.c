@@ -746,7 +746,12 @@ START_TEST(test_catch_up_from_snapshot) {
   e2e_node_init(&a);
   e2e_node_init(&b);
   int peers_a[] = {pb, 0}, peers_b[] = {pa, 0};
-  const char *fast[] = {"--tombstone-ttl-s", "1", "--tick-interval-ms", "100", NULL};
+  /* B must catch up between the tombstone's drop (ttl) and its dropped
+   * record's end (2 x ttl, by design: a node away longer may bring the
+   * value back): 3 s here, 10 s under memcheck, where B's restart alone
+   * takes seconds (a 1 s window failed there). */
+  const char *fast[] = {"--tombstone-ttl-s", e2e_slow() ? "10" : "3", "--tick-interval-ms", "100",
+                        NULL};
   start_node(&a, "node-a", pa, peers_a, fast);
   start_node(&b, "node-b", pb, peers_b, NULL);
   ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/gone/k", "old", NULL, NULL), 201);
@@ -1080,7 +1085,11 @@ START_TEST(test_snapshot_streamed_in_pieces_and_cut) {
   r.cut_after = 20000;
   atomic_store(&r.cut_snapshots, 1);
   int peers_a[] = {pb, 0}, peers_b[] = {r.port, 0};
-  const char *fast[] = {"--tombstone-ttl-s", "2", "--tick-interval-ms", "100", NULL};
+  /* The cut snapshot, the backoff and the whole one in small pieces must
+   * all fit between the tombstones' drop (ttl) and their records' end (2 x
+   * ttl): a 2 s window failed once in three runs on a loaded machine. */
+  const char *fast[] = {"--tombstone-ttl-s", e2e_slow() ? "20" : "5", "--tick-interval-ms", "100",
+                        NULL};
   start_node(&a, "node-a", pa, peers_a, fast);
   enum { N = 300, DEL = 30 };
   char key[128], path[512];
