@@ -40,10 +40,29 @@ int e2e_wait_ms(void) {
   return e2e_slow() ? 120000 : 20000;
 }
 
-static long e2e_now_ms(void) {
+long long e2e_now_ms(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1000 + t.tv_nsec / 1000000;
+  return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+void e2e_nap_ms(int ms) {
+  struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&t, NULL);
+}
+
+int e2e_free_port(int type) {
+  int fd = socket(AF_INET, type, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t l = sizeof a;
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+      getsockname(fd, (struct sockaddr *)&a, &l) != 0) {
+    perror("e2e_free_port");
+    abort();
+  }
+  close(fd);
+  return ntohs(a.sin_port);
 }
 
 void e2e_node_init(e2e_node *n) {
@@ -127,7 +146,7 @@ int e2e_node_start(e2e_node *n, const char *const *args, const char *const *env,
     _exit(127);
   }
   n->pid = pid;
-  long deadline = e2e_now_ms() + E2E_WAIT_MS;
+  long long deadline = e2e_now_ms() + E2E_WAIT_MS;
   while (e2e_now_ms() < deadline) {
     char *s = e2e_read_file(n->out, NULL);
     const char *p = s ? strstr(s, "listening on http://127.0.0.1:") : NULL;
@@ -155,7 +174,7 @@ int e2e_node_start(e2e_node *n, const char *const *args, const char *const *env,
 int e2e_node_stop(e2e_node *n, int sig) {
   if (n->pid <= 0) return -1;
   kill(n->pid, sig);
-  long deadline = e2e_now_ms() + E2E_WAIT_MS;
+  long long deadline = e2e_now_ms() + E2E_WAIT_MS;
   int st = 0;
   for (;;) {
     pid_t w = waitpid(n->pid, &st, WNOHANG);
@@ -298,9 +317,9 @@ static void e2e_send_all(int fd, const char *p, size_t len) {
 static int e2e_read_answer(int fd, int timeout_ms, char *out, size_t outlen) {
   char buf[65536];
   size_t got = 0;
-  long deadline = e2e_now_ms() + timeout_ms;
+  long long deadline = e2e_now_ms() + timeout_ms;
   for (;;) {
-    long left = deadline - e2e_now_ms();
+    long long left = deadline - e2e_now_ms();
     if (left <= 0) break;
     struct pollfd p = {.fd = fd, .events = POLLIN};
     if (poll(&p, 1, (int)left) <= 0) break;
@@ -399,4 +418,95 @@ int e2e_cli(const e2e_node *n, const char *const *args, const char *stdin_data, 
   else
     free(e);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* ---- requests of the tests ------------------------------------------------- */
+
+long e2e_req(const e2e_node *n, const char *method, const char *path, const char *body,
+             const char *token, json_t **out) {
+  char auth[160];
+  const char *hdrs[3] = {NULL, NULL, NULL};
+  int k = 0;
+  if (token) {
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    hdrs[k++] = auth;
+  }
+  if (body && !strcmp(method, "POST")) hdrs[k++] = "Content-Type: application/json";
+  if (out) *out = NULL;
+  e2e_resp r;
+  if (e2e_http(n, method, path, hdrs, body, body ? strlen(body) : 0, &r) != 0) {
+    e2e_resp_free(&r);
+    return 0;
+  }
+  long st = r.status;
+  if (out) *out = json_loadb(r.body ? r.body : "", r.len, 0, NULL);
+  e2e_resp_free(&r);
+  return st;
+}
+
+long e2e_get_raw(const e2e_node *n, const char *key, const char *token, char *buf, size_t len) {
+  char path[512], auth[160];
+  snprintf(path, sizeof path, "/v1/store/%s?raw=1", key);
+  const char *hdrs[2] = {NULL, NULL};
+  if (token) {
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    hdrs[0] = auth;
+  }
+  e2e_resp r;
+  long st = e2e_http(n, "GET", path, hdrs, NULL, 0, &r) == 0 ? r.status : 0;
+  snprintf(buf, len, "%s", st && r.body ? r.body : "");
+  e2e_resp_free(&r);
+  return st;
+}
+
+char *e2e_raw_type(const e2e_node *n, const char *key) {
+  char path[512];
+  snprintf(path, sizeof path, "/v1/store/%s?raw=1", key);
+  e2e_resp r;
+  char *ct = NULL;
+  if (e2e_http(n, "GET", path, NULL, NULL, 0, &r) == 0 && r.status == 200)
+    ct = e2e_header(&r, "Content-Type");
+  e2e_resp_free(&r);
+  return ct;
+}
+
+long long e2e_wait_value(const e2e_node *n, const char *key, const char *value, const char *token,
+                         int ms) {
+  long long t0 = e2e_now_ms();
+  while (e2e_now_ms() - t0 < ms) {
+    char buf[4096];
+    long st = e2e_get_raw(n, key, token, buf, sizeof buf);
+    if (value ? (st == 200 && strcmp(buf, value) == 0) : st == 404) return e2e_now_ms() - t0;
+    e2e_nap_ms(10);
+  }
+  return -1;
+}
+
+char *e2e_digest(const e2e_node *n, long long *keys) {
+  json_t *j = NULL;
+  char *d = NULL;
+  if (e2e_req(n, "GET", "/v1/sync/digest", NULL, NULL, &j) == 200 &&
+      json_is_string(json_object_get(j, "digest"))) {
+    d = strdup(json_string_value(json_object_get(j, "digest")));
+    if (keys) *keys = json_integer_value(json_object_get(j, "keys"));
+  }
+  json_decref(j);
+  return d;
+}
+
+long long e2e_wait_converged(e2e_node *const *ns, int count, int ms) {
+  long long t0 = e2e_now_ms();
+  while (e2e_now_ms() - t0 < ms) {
+    char *d0 = e2e_digest(ns[0], NULL);
+    bool same = d0 != NULL;
+    for (int i = 1; same && i < count; i++) {
+      char *d = e2e_digest(ns[i], NULL);
+      same = d && !strcmp(d, d0);
+      free(d);
+    }
+    free(d0);
+    if (same) return e2e_now_ms() - t0;
+    e2e_nap_ms(50);
+  }
+  return -1;
 }

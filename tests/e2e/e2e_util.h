@@ -11,6 +11,7 @@
 #ifndef SA_E2E_UTIL_H
 #define SA_E2E_UTIL_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -100,6 +101,50 @@ int e2e_raw_parts(const e2e_node *n, const char *const *parts, int nparts, int p
  * and stderr into new buffers (caller frees).  Returns the exit code, or -1. */
 int e2e_cli(const e2e_node *n, const char *const *args, const char *stdin_data, char **out,
             char **err);
+
+/* ---- time, ports ----------------------------------------------------------- */
+
+/* Milliseconds on the monotonic clock. */
+long long e2e_now_ms(void);
+
+/* Sleeps ms milliseconds. */
+void e2e_nap_ms(int ms);
+
+/* A port free at this moment on 127.0.0.1 for type (SOCK_STREAM or
+ * SOCK_DGRAM): bound to port 0, read, closed.  For the tests that must name
+ * a port before the process using it starts.  Aborts when the system gives
+ * none (a test cannot go on without it). */
+int e2e_free_port(int type);
+
+/* ---- requests of the tests ------------------------------------------------- */
+
+/* One request with an optional bearer token (token may be NULL); a POST
+ * with a body is sent as application/json.  When out is not NULL, *out is
+ * the body parsed as JSON (NULL when it is not JSON).  Returns the HTTP
+ * status, or 0 when the exchange failed. */
+long e2e_req(const e2e_node *n, const char *method, const char *path, const char *body,
+             const char *token, json_t **out);
+
+/* GET /v1/store/<key>?raw=1 (token may be NULL): the status, with the body
+ * copied into buf (len bytes, NUL-terminated); 0 when the exchange failed. */
+long e2e_get_raw(const e2e_node *n, const char *key, const char *token, char *buf, size_t len);
+
+/* The Content-Type of key's raw GET (a new buffer the caller frees), or NULL
+ * when the GET did not answer 200. */
+char *e2e_raw_type(const e2e_node *n, const char *key);
+
+/* Polls until key reads value on n (value NULL: until it is 404), for at
+ * most ms.  Returns the milliseconds it took, or -1 when the bound passed. */
+long long e2e_wait_value(const e2e_node *n, const char *key, const char *value, const char *token,
+                         int ms);
+
+/* n's GET /v1/sync/digest: the digest (a new string the caller frees), and
+ * its key count into *keys when keys is not NULL; NULL when it failed. */
+char *e2e_digest(const e2e_node *n, long long *keys);
+
+/* Polls until the count nodes' digests are all equal, for at most ms.
+ * Returns the milliseconds it took, or -1 when the bound passed. */
+long long e2e_wait_converged(e2e_node *const *ns, int count, int ms);
 
 /* Path of the executable under test and the source tree. */
 const char *e2e_bin(void);

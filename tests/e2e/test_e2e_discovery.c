@@ -43,34 +43,10 @@
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static long long now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static long long unix_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-/* A UDP port free at this moment on 127.0.0.1. */
-static int free_udp_port(void) {
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  ck_assert_int_ge(fd, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-  socklen_t l = sizeof a;
-  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
-  close(fd);
-  return ntohs(a.sin_port);
 }
 
 /* Starts node id with discovery on port and extra args (NULL-terminated). */
@@ -98,29 +74,9 @@ static void start_disc(e2e_node *n, const char *id, int port, const char *const 
                 code);
 }
 
-static long http_json(const e2e_node *n, const char *method, const char *path, const char *body,
-                      const char *token, json_t **out) {
-  char auth[160];
-  const char *hdrs[2] = {NULL, NULL};
-  if (token) {
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-    hdrs[0] = auth;
-  }
-  e2e_resp r;
-  if (out) *out = NULL;
-  if (e2e_http(n, method, path, hdrs, body, body ? strlen(body) : 0, &r) != 0) {
-    e2e_resp_free(&r);
-    return 0;
-  }
-  long st = r.status;
-  if (out) *out = json_loadb(r.body ? r.body : "", r.len, 0, NULL);
-  e2e_resp_free(&r);
-  return st;
-}
-
 static json_t *sync_status(const e2e_node *n, const char *token) {
   json_t *j = NULL;
-  if (http_json(n, "GET", "/v1/sync/status", NULL, token, &j) != 200) {
+  if (e2e_req(n, "GET", "/v1/sync/status", NULL, token, &j) != 200) {
     json_decref(j);
     return NULL;
   }
@@ -167,32 +123,10 @@ static bool has_connected_peer(const e2e_node *n, const char *id, const char *to
   return connected_peer(n, id, "discovered", token);
 }
 
-/* Polls until key reads value on n.  True when it did within the bound. */
-static bool wait_value(const e2e_node *n, const char *key, const char *value, const char *token) {
-  long long t0 = now_ms();
-  char path[256];
-  snprintf(path, sizeof path, "/v1/store/%s?raw=1", key);
-  char auth[160];
-  const char *hdrs[2] = {NULL, NULL};
-  if (token) {
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-    hdrs[0] = auth;
-  }
-  while (now_ms() - t0 < E2E_WAIT_MS) {
-    e2e_resp r;
-    bool ok = e2e_http(n, "GET", path, hdrs, NULL, 0, &r) == 0 && r.status == 200 && r.body &&
-              !strcmp(r.body, value);
-    e2e_resp_free(&r);
-    if (ok) return true;
-    nap_ms(10);
-  }
-  return false;
-}
-
 static void put(const e2e_node *n, const char *key, const char *value, const char *token) {
   char path[256];
   snprintf(path, sizeof path, "/v1/store/%s", key);
-  long st = http_json(n, "PUT", path, value, token, NULL);
+  long st = e2e_req(n, "PUT", path, value, token, NULL);
   ck_assert_msg(st == 200 || st == 201, "PUT %s: HTTP %ld", key, st);
 }
 
@@ -220,10 +154,10 @@ static long long metric(const e2e_node *n, const char *name, const char *token) 
 
 /* Polls until metric name of n reaches at least want.  True when it did. */
 static bool wait_metric(const e2e_node *n, const char *name, long long want, const char *token) {
-  long long t0 = now_ms();
-  while (now_ms() - t0 < E2E_WAIT_MS) {
+  long long t0 = e2e_now_ms();
+  while (e2e_now_ms() - t0 < E2E_WAIT_MS) {
     if (metric(n, name, token) >= want) return true;
-    nap_ms(20);
+    e2e_nap_ms(20);
   }
   return false;
 }
@@ -301,9 +235,9 @@ START_TEST(test_no_udp_without_discovery) {
   const char *ha[] = {"--node-id", "http", "--transport", "http", "--peer", peer, NULL};
   ck_assert_int_eq(e2e_node_start(&http, ha, NULL, &code), 0);
   /* the http node has pulled the plain one: its puller runs */
-  long long t0 = now_ms();
-  while (!connected_peer(&http, "plain", "configured", NULL) && now_ms() - t0 < E2E_WAIT_MS)
-    nap_ms(20);
+  long long t0 = e2e_now_ms();
+  while (!connected_peer(&http, "plain", "configured", NULL) && e2e_now_ms() - t0 < E2E_WAIT_MS)
+    e2e_nap_ms(20);
   ck_assert(connected_peer(&http, "plain", "configured", NULL));
   ck_assert_int_eq(udp_sockets(plain.pid), 0);
   ck_assert_int_eq(udp_sockets(http.pid), 0);
@@ -312,7 +246,7 @@ START_TEST(test_no_udp_without_discovery) {
   ck_assert_ptr_null(json_object_get(json_object_get(s, "discovery"), "port"));
   json_decref(s);
   /* the check sees a discovery socket when there is one */
-  start_disc(&disc, "disc", free_udp_port(), NULL);
+  start_disc(&disc, "disc", e2e_free_port(SOCK_DGRAM), NULL);
   ck_assert_int_ge(udp_sockets(disc.pid), 1);
   stop_node(&disc);
   stop_node(&http);
@@ -324,28 +258,28 @@ START_TEST(test_no_udp_without_discovery) {
 END_TEST
 
 START_TEST(test_three_nodes) {
-  int port = free_udp_port();
+  int port = e2e_free_port(SOCK_DGRAM);
   e2e_node n[3];
   const char *ids[3] = {"disc-a", "disc-b", "disc-c"};
   for (int i = 0; i < 3; i++)
     e2e_node_init(&n[i]);
-  long long t0 = now_ms();
+  long long t0 = e2e_now_ms();
   for (int i = 0; i < 3; i++)
     start_disc(&n[i], ids[i], port, NULL);
-  long long started = now_ms();
+  long long started = e2e_now_ms();
   /* every node finds the two others and pulls them */
   bool all = false;
-  while (!all && now_ms() - t0 < E2E_WAIT_MS) {
+  while (!all && e2e_now_ms() - t0 < E2E_WAIT_MS) {
     all = true;
     for (int i = 0; i < 3 && all; i++)
       for (int k = 0; k < 3 && all; k++)
         if (k != i) all = has_connected_peer(&n[i], ids[k], NULL);
-    if (!all) nap_ms(10);
+    if (!all) e2e_nap_ms(10);
   }
   ck_assert_msg(all, "the three nodes did not find each other");
   printf("discovery: 3 nodes found each other %lld ms after the first start, %lld ms after the "
          "last one started\n",
-         now_ms() - t0, now_ms() - started);
+         e2e_now_ms() - t0, e2e_now_ms() - started);
   /* the status and the CLI say where each peer came from */
   json_t *s = sync_status(&n[0], NULL);
   json_t *d = json_object_get(s, "discovery");
@@ -367,27 +301,27 @@ START_TEST(test_three_nodes) {
   free(err);
   /* a write on one reaches the others, from any of them */
   put(&n[0], "settings/theme", "dark", NULL);
-  ck_assert(wait_value(&n[1], "settings/theme", "dark", NULL));
-  ck_assert(wait_value(&n[2], "settings/theme", "dark", NULL));
+  ck_assert(e2e_wait_value(&n[1], "settings/theme", "dark", NULL, E2E_WAIT_MS) >= 0);
+  ck_assert(e2e_wait_value(&n[2], "settings/theme", "dark", NULL, E2E_WAIT_MS) >= 0);
   put(&n[2], "settings/lang", "fr", NULL);
-  ck_assert(wait_value(&n[0], "settings/lang", "fr", NULL));
-  ck_assert(wait_value(&n[1], "settings/lang", "fr", NULL));
+  ck_assert(e2e_wait_value(&n[0], "settings/lang", "fr", NULL, E2E_WAIT_MS) >= 0);
+  ck_assert(e2e_wait_value(&n[1], "settings/lang", "fr", NULL, E2E_WAIT_MS) >= 0);
   ck_assert_int_gt(metric(&n[1], "softadastra_discovery_datagrams_received_total", NULL), 0);
   ck_assert_int_eq(metric(&n[1], "softadastra_discovery_peers", NULL), 2);
   /* C stops: A and B forget it after the timeout */
   stop_node(&n[2]);
-  long long stopped = now_ms();
+  long long stopped = e2e_now_ms();
   bool gone = false;
-  while (!gone && now_ms() - stopped < E2E_WAIT_MS) {
+  while (!gone && e2e_now_ms() - stopped < E2E_WAIT_MS) {
     json_t *a = peer_by_id(&n[0], ids[2], NULL), *b = peer_by_id(&n[1], ids[2], NULL);
     gone = !a && !b;
     json_decref(a);
     json_decref(b);
-    if (!gone) nap_ms(20);
+    if (!gone) e2e_nap_ms(20);
   }
   ck_assert_msg(gone, "the stopped node was not forgotten");
   printf("discovery: a stopped node forgotten %lld ms after its stop (timeout %s s)\n",
-         now_ms() - stopped, TIMEOUT);
+         e2e_now_ms() - stopped, TIMEOUT);
   ck_assert_int_ge(metric(&n[0], "softadastra_discovery_peers_forgotten_total", NULL), 1);
   char *log = e2e_read_file(n[0].log, NULL);
   ck_assert_ptr_nonnull(strstr(log, "event=discovery_peer_forgotten"));
@@ -395,25 +329,25 @@ START_TEST(test_three_nodes) {
   /* A forgotten peer holds no acknowledgement back: A's write while C is
    * away is acknowledged once B has it. */
   put(&n[0], "after/stop", "1", NULL);
-  ck_assert(wait_value(&n[1], "after/stop", "1", NULL));
-  long long t1 = now_ms();
+  ck_assert(e2e_wait_value(&n[1], "after/stop", "1", NULL, E2E_WAIT_MS) >= 0);
+  long long t1 = e2e_now_ms();
   long long queued = -1;
-  while (now_ms() - t1 < E2E_WAIT_MS) {
+  while (e2e_now_ms() - t1 < E2E_WAIT_MS) {
     json_t *j = NULL;
-    http_json(&n[0], "POST", "/v1/sync/tick", NULL, NULL, &j);
+    e2e_req(&n[0], "POST", "/v1/sync/tick", NULL, NULL, &j);
     queued = json_integer_value(json_object_get(j, "queued"));
     json_decref(j);
     if (queued == 0) break;
-    nap_ms(50);
+    e2e_nap_ms(50);
   }
   ck_assert_int_eq(queued, 0);
   /* C returns (a new port): found again, it gets what it missed */
   start_disc(&n[2], ids[2], port, NULL);
-  ck_assert(wait_value(&n[2], "after/stop", "1", NULL));
-  long long t2 = now_ms();
+  ck_assert(e2e_wait_value(&n[2], "after/stop", "1", NULL, E2E_WAIT_MS) >= 0);
+  long long t2 = e2e_now_ms();
   while (!(has_connected_peer(&n[0], ids[2], NULL) && has_connected_peer(&n[2], ids[0], NULL)) &&
-         now_ms() - t2 < E2E_WAIT_MS)
-    nap_ms(20);
+         e2e_now_ms() - t2 < E2E_WAIT_MS)
+    e2e_nap_ms(20);
   ck_assert(has_connected_peer(&n[0], ids[2], NULL));
   for (int i = 2; i >= 0; i--) {
     stop_node(&n[i]);
@@ -423,7 +357,7 @@ START_TEST(test_three_nodes) {
 END_TEST
 
 START_TEST(test_bad_datagrams) {
-  int port = free_udp_port();
+  int port = e2e_free_port(SOCK_DGRAM);
   e2e_node n;
   e2e_node_init(&n);
   start_disc(&n, "target", port, NULL);
@@ -470,10 +404,10 @@ START_TEST(test_bad_datagrams) {
    * unreachable, then forgotten once silent past the timeout */
   len = srv_disc_encode("ghost", "http://127.0.0.1:9", (uint64_t)unix_ms(), NULL, b, sizeof b);
   udp_send(fd, port, b, len);
-  long long t0 = now_ms();
+  long long t0 = e2e_now_ms();
   json_t *g = NULL;
-  while (!(g = peer_by_url(&n, "http://127.0.0.1:9", NULL)) && now_ms() - t0 < E2E_WAIT_MS)
-    nap_ms(10);
+  while (!(g = peer_by_url(&n, "http://127.0.0.1:9", NULL)) && e2e_now_ms() - t0 < E2E_WAIT_MS)
+    e2e_nap_ms(10);
   ck_assert_ptr_nonnull(g);
   ck_assert_str_eq(json_string_value(json_object_get(g, "source")), "discovered");
   json_decref(g);
@@ -506,23 +440,23 @@ static int listener(int *port) {
 
 START_TEST(test_tokens) {
   const char *tok = "fleet-s3cret";
-  int port = free_udp_port();
+  int port = e2e_free_port(SOCK_DGRAM);
   e2e_node a, b;
   e2e_node_init(&a);
   e2e_node_init(&b);
   const char *extra[] = {"--auth-token", tok, "--peer-token", tok, NULL};
   start_disc(&a, "tok-a", port, extra);
   start_disc(&b, "tok-b", port, extra);
-  long long t0 = now_ms();
+  long long t0 = e2e_now_ms();
   while (!(has_connected_peer(&a, "tok-b", tok) && has_connected_peer(&b, "tok-a", tok)) &&
-         now_ms() - t0 < E2E_WAIT_MS)
-    nap_ms(20);
+         e2e_now_ms() - t0 < E2E_WAIT_MS)
+    e2e_nap_ms(20);
   ck_assert(has_connected_peer(&a, "tok-b", tok));
   json_t *s = sync_status(&a, tok);
   ck_assert(json_is_true(json_object_get(json_object_get(s, "discovery"), "signed")));
   json_decref(s);
   put(&a, "k", "v", tok);
-  ck_assert(wait_value(&b, "k", "v", tok));
+  ck_assert(e2e_wait_value(&b, "k", "v", tok, E2E_WAIT_MS) >= 0);
   /* announcements of a listener: unsigned, then signed with another key */
   int lport = 0, lfd = listener(&lport);
   char lurl[64];
@@ -549,20 +483,20 @@ START_TEST(test_tokens) {
   len = srv_disc_encode("trusty", lurl, (uint64_t)unix_ms(), tok, d, sizeof d);
   udp_send(fd, port, d, len);
   int c = -1;
-  t0 = now_ms();
-  while ((c = accept(lfd, NULL, NULL)) < 0 && now_ms() - t0 < E2E_WAIT_MS)
-    nap_ms(10);
+  t0 = e2e_now_ms();
+  while ((c = accept(lfd, NULL, NULL)) < 0 && e2e_now_ms() - t0 < E2E_WAIT_MS)
+    e2e_nap_ms(10);
   ck_assert_int_ge(c, 0);
   char req[4096] = "";
   size_t got = 0;
-  t0 = now_ms();
-  while (!strstr(req, "\r\n\r\n") && got + 1 < sizeof req && now_ms() - t0 < E2E_WAIT_MS) {
+  t0 = e2e_now_ms();
+  while (!strstr(req, "\r\n\r\n") && got + 1 < sizeof req && e2e_now_ms() - t0 < E2E_WAIT_MS) {
     ssize_t r = recv(c, req + got, sizeof req - 1 - got, MSG_DONTWAIT);
     if (r > 0) {
       got += (size_t)r;
       req[got] = '\0';
     } else {
-      nap_ms(10);
+      e2e_nap_ms(10);
     }
   }
   ck_assert_ptr_nonnull(strstr(req, "GET /v1/sync/ops?"));

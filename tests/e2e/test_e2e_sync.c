@@ -38,29 +38,6 @@
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  ck_assert_int_ge(fd, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-  socklen_t l = sizeof a;
-  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-static long long now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* Starts node `id` on port with the peers given (NULL-terminated ports,
  * 0-terminated) and extra args (NULL-terminated, may be NULL). */
 static void start_node(e2e_node *n, const char *id, int port, const int *peers,
@@ -94,81 +71,13 @@ static void start_node(e2e_node *n, const char *id, int port, const int *peers,
   ck_assert_int_eq(n->port, port);
 }
 
-static long http_req(const e2e_node *n, const char *method, const char *path, const char *body,
-                     const char *token, json_t **out) {
-  char auth[160];
-  const char *hdrs[2] = {NULL, NULL};
-  if (token) {
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-    hdrs[0] = auth;
-  }
-  e2e_resp r;
-  if (e2e_http(n, method, path, hdrs, body, body ? strlen(body) : 0, &r) != 0) {
-    e2e_resp_free(&r);
-    if (out) *out = NULL;
-    return 0;
-  }
-  long st = r.status;
-  if (out) *out = json_loadb(r.body ? r.body : "", r.len, 0, NULL);
-  e2e_resp_free(&r);
-  return st;
-}
-
-/* GET raw of key: 200 with the body in buf, or the status. */
-static long get_raw(const e2e_node *n, const char *key, char *buf, size_t len) {
-  char path[512];
-  snprintf(path, sizeof path, "/v1/store/%s?raw=1", key);
-  e2e_resp r;
-  if (e2e_http(n, "GET", path, NULL, NULL, 0, &r) != 0) {
-    e2e_resp_free(&r);
-    return 0;
-  }
-  long st = r.status;
-  snprintf(buf, len, "%s", r.body ? r.body : "");
-  e2e_resp_free(&r);
-  return st;
-}
-
-/* Polls until key reads value on n (value NULL: until 404).  Returns the
- * milliseconds it took, or -1 when the bound passed. */
-static long long wait_value(const e2e_node *n, const char *key, const char *value) {
-  long long t0 = now_ms();
-  while (now_ms() - t0 < E2E_WAIT_MS) {
-    char buf[4096];
-    long st = get_raw(n, key, buf, sizeof buf);
-    if (value ? (st == 200 && strcmp(buf, value) == 0) : st == 404) return now_ms() - t0;
-    nap_ms(10);
-  }
-  return -1;
-}
-
-static char *digest_of(const e2e_node *n, long long *keys) {
-  json_t *j = NULL;
-  long st = http_req(n, "GET", "/v1/sync/digest", NULL, NULL, &j);
-  char *d = NULL;
-  if (st == 200 && json_is_string(json_object_get(j, "digest"))) {
-    d = strdup(json_string_value(json_object_get(j, "digest")));
-    if (keys) *keys = json_integer_value(json_object_get(j, "keys"));
-  }
-  json_decref(j);
-  return d;
-}
-
 /* Polls until both digests are equal.  Returns true when they became so. */
-static bool wait_converged_ms(const e2e_node *a, const e2e_node *b, long long bound) {
-  long long t0 = now_ms();
-  while (now_ms() - t0 < bound) {
-    char *da = digest_of(a, NULL), *db = digest_of(b, NULL);
-    bool same = da && db && strcmp(da, db) == 0;
-    free(da);
-    free(db);
-    if (same) return true;
-    nap_ms(50);
-  }
-  return false;
+static bool wait_converged_ms(e2e_node *a, e2e_node *b, int bound) {
+  e2e_node *const ns[] = {a, b};
+  return e2e_wait_converged(ns, 2, bound) >= 0;
 }
 
-static bool wait_converged(const e2e_node *a, const e2e_node *b) {
+static bool wait_converged(e2e_node *a, e2e_node *b) {
   return wait_converged_ms(a, b, E2E_WAIT_MS);
 }
 
@@ -176,7 +85,7 @@ static bool wait_converged(const e2e_node *a, const e2e_node *b) {
  * reference), or NULL. */
 static json_t *peer_state(const e2e_node *n, int port, const char *token) {
   json_t *j = NULL;
-  if (http_req(n, "GET", "/v1/sync/status", NULL, token, &j) != 200) {
+  if (e2e_req(n, "GET", "/v1/sync/status", NULL, token, &j) != 200) {
     json_decref(j);
     return NULL;
   }
@@ -197,15 +106,15 @@ static json_t *peer_state(const e2e_node *n, int port, const char *token) {
  * last_error holds it). */
 static bool wait_peer_state(const e2e_node *n, int port, const char *state, const char *err_part,
                             const char *token) {
-  long long t0 = now_ms();
-  while (now_ms() - t0 < E2E_WAIT_MS) {
+  long long t0 = e2e_now_ms();
+  while (e2e_now_ms() - t0 < E2E_WAIT_MS) {
     json_t *p = peer_state(n, port, token);
     const char *st = json_string_value(json_object_get(p, "state"));
     const char *e = json_string_value(json_object_get(p, "last_error"));
     bool ok = st && !strcmp(st, state) && (!err_part || (e && strstr(e, err_part)));
     json_decref(p);
     if (ok) return true;
-    nap_ms(50);
+    e2e_nap_ms(50);
   }
   return false;
 }
@@ -220,7 +129,7 @@ static void stop_all(e2e_node *a, e2e_node *b) {
 /* ---- the user's session ------------------------------------------------------- */
 
 START_TEST(test_two_node_session) {
-  int pa = free_port(), pb = free_port();
+  int pa = e2e_free_port(SOCK_STREAM), pb = e2e_free_port(SOCK_STREAM);
   e2e_node a, b;
   e2e_node_init(&a);
   e2e_node_init(&b);
@@ -229,8 +138,8 @@ START_TEST(test_two_node_session) {
   start_node(&b, "node-b", pb, peers_b, NULL);
 
   json_t *put = NULL;
-  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/settings/theme", "dark", NULL, &put), 201);
-  long long took = wait_value(&b, "settings/theme", "dark");
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/settings/theme", "dark", NULL, &put), 201);
+  long long took = e2e_wait_value(&b, "settings/theme", "dark", NULL, E2E_WAIT_MS);
   ck_assert_msg(took >= 0, "the write on node-a never reached node-b");
   fprintf(stderr, "test_two_node_session: node-b read the write after %lld ms\n", took);
 
@@ -238,8 +147,8 @@ START_TEST(test_two_node_session) {
   ck_assert(json_is_integer(json_object_get(put, "hlc")));
   ck_assert_str_eq(json_string_value(json_object_get(put, "origin")), "node-a");
   json_t *ga = NULL, *gb = NULL;
-  ck_assert_int_eq(http_req(&a, "GET", "/v1/store/settings/theme", NULL, NULL, &ga), 200);
-  ck_assert_int_eq(http_req(&b, "GET", "/v1/store/settings/theme", NULL, NULL, &gb), 200);
+  ck_assert_int_eq(e2e_req(&a, "GET", "/v1/store/settings/theme", NULL, NULL, &ga), 200);
+  ck_assert_int_eq(e2e_req(&b, "GET", "/v1/store/settings/theme", NULL, NULL, &gb), 200);
   ck_assert(json_equal(json_object_get(put, "hlc"), json_object_get(ga, "hlc")));
   ck_assert(json_equal(json_object_get(put, "hlc"), json_object_get(gb, "hlc")));
   ck_assert_str_eq(json_string_value(json_object_get(gb, "origin")), "node-a");
@@ -249,9 +158,9 @@ START_TEST(test_two_node_session) {
 
   /* softadastra --url A peers: node-b, connected, lag 0. */
   ck_assert(wait_peer_state(&a, pb, "connected", NULL, NULL));
-  long long t0 = now_ms();
+  long long t0 = e2e_now_ms();
   bool shown = false;
-  while (!shown && now_ms() - t0 < E2E_WAIT_MS) {
+  while (!shown && e2e_now_ms() - t0 < E2E_WAIT_MS) {
     const char *args[] = {"peers", NULL};
     char *out = NULL, *err = NULL;
     ck_assert_int_eq(e2e_cli(&a, args, NULL, &out, &err), 0);
@@ -268,7 +177,7 @@ START_TEST(test_two_node_session) {
     }
     free(out);
     free(err);
-    if (!shown) nap_ms(50);
+    if (!shown) e2e_nap_ms(50);
   }
   ck_assert_msg(shown, "`peers` never showed node-b connected with lag 0");
   const char *js[] = {"--json", "peers", NULL};
@@ -307,12 +216,12 @@ START_TEST(test_two_node_session) {
   free(h);
   e2e_resp_free(&r);
   /* Bounded inputs. */
-  ck_assert_int_eq(http_req(&a, "GET", "/v1/sync/ops?limit=10001", NULL, NULL, NULL), 400);
-  ck_assert_int_eq(http_req(&a, "GET", "/v1/sync/ops?wait=30001", NULL, NULL, NULL), 400);
-  ck_assert_int_eq(http_req(&a, "GET", "/v1/sync/ops?since=x", NULL, NULL, NULL), 400);
-  ck_assert_int_eq(http_req(&a, "GET", "/v1/sync/ops?node=a%20b", NULL, NULL, NULL), 400);
+  ck_assert_int_eq(e2e_req(&a, "GET", "/v1/sync/ops?limit=10001", NULL, NULL, NULL), 400);
+  ck_assert_int_eq(e2e_req(&a, "GET", "/v1/sync/ops?wait=30001", NULL, NULL, NULL), 400);
+  ck_assert_int_eq(e2e_req(&a, "GET", "/v1/sync/ops?since=x", NULL, NULL, NULL), 400);
+  ck_assert_int_eq(e2e_req(&a, "GET", "/v1/sync/ops?node=a%20b", NULL, NULL, NULL), 400);
   json_t *e = NULL;
-  ck_assert_int_eq(http_req(&a, "GET", "/v1/sync/ops?node=node-a", NULL, NULL, &e), 400);
+  ck_assert_int_eq(e2e_req(&a, "GET", "/v1/sync/ops?node=node-a", NULL, NULL, &e), 400);
   ck_assert_str_eq(json_string_value(json_object_get(json_object_get(e, "error"), "code")),
                    "same_node_id");
   json_decref(e);
@@ -342,20 +251,20 @@ static void *poll_run(void *p) {
   char path[128];
   snprintf(path, sizeof path, "/v1/sync/ops?since=%lld&wait=20000&node=node-z", a->since);
   json_t *j = NULL;
-  a->status = http_req(a->n, "GET", path, NULL, NULL, &j);
+  a->status = e2e_req(a->n, "GET", path, NULL, NULL, &j);
   a->items = json_array_size(json_object_get(j, "items"));
   json_decref(j);
   return NULL;
 }
 
 START_TEST(test_ops_long_poll) {
-  int pa = free_port();
+  int pa = e2e_free_port(SOCK_STREAM);
   e2e_node a;
   e2e_node_init(&a);
   const char *extra[] = {"--threads", "1", NULL};
   start_node(&a, "node-a", pa, NULL, extra);
   json_t *j = NULL;
-  ck_assert_int_eq(http_req(&a, "GET", "/v1/sync/ops?since=0&node=node-z", NULL, NULL, &j), 200);
+  ck_assert_int_eq(e2e_req(&a, "GET", "/v1/sync/ops?since=0&node=node-z", NULL, NULL, &j), 200);
   long long since = json_integer_value(json_object_get(j, "next_since"));
   json_decref(j);
   poll_arg args[6];
@@ -364,10 +273,10 @@ START_TEST(test_ops_long_poll) {
     args[i] = (poll_arg){.n = &a, .since = since};
     ck_assert_int_eq(pthread_create(&th[i], NULL, poll_run, &args[i]), 0);
   }
-  nap_ms(300);
+  e2e_nap_ms(300);
   /* One worker thread, six polls waiting: the node still answers. */
-  ck_assert_int_eq(http_req(&a, "GET", "/v1/status", NULL, NULL, NULL), 200);
-  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/lp/key", "v", NULL, NULL), 201);
+  ck_assert_int_eq(e2e_req(&a, "GET", "/v1/status", NULL, NULL, NULL), 200);
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/lp/key", "v", NULL, NULL), 201);
   for (int i = 0; i < 6; i++) {
     pthread_join(th[i], NULL);
     ck_assert_int_eq(args[i].status, 200);
@@ -376,7 +285,7 @@ START_TEST(test_ops_long_poll) {
   /* A poll with nothing to say ends with an empty page when the wait runs out. */
   char path[128];
   snprintf(path, sizeof path, "/v1/sync/ops?since=%lld&wait=300&node=node-z", since + 1000);
-  ck_assert_int_eq(http_req(&a, "GET", path, NULL, NULL, &j), 200);
+  ck_assert_int_eq(e2e_req(&a, "GET", path, NULL, NULL, &j), 200);
   ck_assert_uint_eq(json_array_size(json_object_get(j, "items")), 0);
   json_decref(j);
   stop_all(&a, NULL);
@@ -399,15 +308,15 @@ static void *writer_run(void *p) {
       snprintf(path, sizeof path, "/v1/store/c/k%d", k);
       snprintf(val, sizeof val, "%s-%d", w->tag, r);
       if ((r + k) % 7 == 3)
-        http_req(w->n, "DELETE", path, NULL, NULL, NULL);
+        e2e_req(w->n, "DELETE", path, NULL, NULL, NULL);
       else
-        http_req(w->n, "PUT", path, val, NULL, NULL);
+        e2e_req(w->n, "PUT", path, val, NULL, NULL);
     }
   return NULL;
 }
 
 START_TEST(test_concurrent_writes_converge) {
-  int pa = free_port(), pb = free_port();
+  int pa = e2e_free_port(SOCK_STREAM), pb = e2e_free_port(SOCK_STREAM);
   e2e_node a, b;
   e2e_node_init(&a);
   e2e_node_init(&b);
@@ -426,8 +335,8 @@ START_TEST(test_concurrent_writes_converge) {
     char path[64];
     snprintf(path, sizeof path, "/v1/store/c/k%d", k);
     json_t *ja = NULL, *jb = NULL;
-    long sa = http_req(&a, "GET", path, NULL, NULL, &ja);
-    long sb = http_req(&b, "GET", path, NULL, NULL, &jb);
+    long sa = e2e_req(&a, "GET", path, NULL, NULL, &ja);
+    long sb = e2e_req(&b, "GET", path, NULL, NULL, &jb);
     ck_assert_int_eq(sa, sb);
     if (sa == 200) {
       ck_assert(json_equal(json_object_get(ja, "value"), json_object_get(jb, "value")));
@@ -444,34 +353,34 @@ END_TEST
 /* ---- kill -9 ------------------------------------------------------------------- */
 
 START_TEST(test_kill9_write_reaches_peer) {
-  int pa = free_port(), pb = free_port();
+  int pa = e2e_free_port(SOCK_STREAM), pb = e2e_free_port(SOCK_STREAM);
   e2e_node a, b;
   e2e_node_init(&a);
   e2e_node_init(&b);
   int peers_a[] = {pb, 0}, peers_b[] = {pa, 0};
   start_node(&a, "node-a", pa, peers_a, NULL);
   /* Written while the peer is not there yet, then killed at once. */
-  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/k9/one", "1", NULL, NULL), 201);
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/k9/one", "1", NULL, NULL), 201);
   ck_assert_int_eq(e2e_node_stop(&a, SIGKILL), 128 + SIGKILL);
   start_node(&a, "node-a", pa, peers_a, NULL);
   start_node(&b, "node-b", pb, peers_b, NULL);
-  ck_assert(wait_value(&b, "k9/one", "1") >= 0);
+  ck_assert(e2e_wait_value(&b, "k9/one", "1", NULL, E2E_WAIT_MS) >= 0);
   /* A write on B, B killed right after its answer: restarted, it still
    * sends it, and nothing is applied twice (the digests agree). */
-  ck_assert_int_eq(http_req(&b, "PUT", "/v1/store/k9/two", "2", NULL, NULL), 201);
+  ck_assert_int_eq(e2e_req(&b, "PUT", "/v1/store/k9/two", "2", NULL, NULL), 201);
   ck_assert_int_eq(e2e_node_stop(&b, SIGKILL), 128 + SIGKILL);
   start_node(&b, "node-b", pb, peers_b, NULL);
-  ck_assert(wait_value(&a, "k9/two", "2") >= 0);
+  ck_assert(e2e_wait_value(&a, "k9/two", "2", NULL, E2E_WAIT_MS) >= 0);
   /* The puller of A is killed too, mid-stream: its cursor is where its
    * last applied batch left it. */
   for (int i = 0; i < 50; i++) {
     char path[64];
     snprintf(path, sizeof path, "/v1/store/k9/m%d", i);
-    ck_assert_int_eq(http_req(&b, "PUT", path, "x", NULL, NULL), 201);
+    ck_assert_int_eq(e2e_req(&b, "PUT", path, "x", NULL, NULL), 201);
   }
   ck_assert_int_eq(e2e_node_stop(&a, SIGKILL), 128 + SIGKILL);
   start_node(&a, "node-a", pa, peers_a, NULL);
-  ck_assert(wait_value(&a, "k9/m49", "x") >= 0);
+  ck_assert(e2e_wait_value(&a, "k9/m49", "x", NULL, E2E_WAIT_MS) >= 0);
   ck_assert(wait_converged(&a, &b));
   stop_all(&a, &b);
 }
@@ -480,7 +389,8 @@ END_TEST
 /* ---- auth --------------------------------------------------------------------------- */
 
 START_TEST(test_auth_peer_token) {
-  int pa = free_port(), pb = free_port(), pc = free_port();
+  int pa = e2e_free_port(SOCK_STREAM), pb = e2e_free_port(SOCK_STREAM),
+      pc = e2e_free_port(SOCK_STREAM);
   e2e_node a, b, c;
   e2e_node_init(&a);
   e2e_node_init(&b);
@@ -495,22 +405,22 @@ START_TEST(test_auth_peer_token) {
   const char *routes[] = {"/v1/sync/ops?since=0", "/v1/sync/snapshot", "/v1/sync/digest",
                           "/v1/sync/status"};
   for (size_t i = 0; i < 4; i++) {
-    ck_assert_int_eq(http_req(&a, "GET", routes[i], NULL, NULL, NULL), 401);
-    ck_assert_int_eq(http_req(&a, "GET", routes[i], NULL, "s3cret", NULL), 200);
+    ck_assert_int_eq(e2e_req(&a, "GET", routes[i], NULL, NULL, NULL), 401);
+    ck_assert_int_eq(e2e_req(&a, "GET", routes[i], NULL, "s3cret", NULL), 200);
   }
-  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/auth/k", "v", "s3cret", NULL), 201);
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/auth/k", "v", "s3cret", NULL), 201);
   char path[64];
   snprintf(path, sizeof path, "/v1/store/auth/k?raw=1");
-  long long t0 = now_ms();
+  long long t0 = e2e_now_ms();
   long st = 0;
-  while (now_ms() - t0 < E2E_WAIT_MS && st != 200) {
-    st = http_req(&b, "GET", path, NULL, "s3cret", NULL);
-    if (st != 200) nap_ms(20);
+  while (e2e_now_ms() - t0 < E2E_WAIT_MS && st != 200) {
+    st = e2e_req(&b, "GET", path, NULL, "s3cret", NULL);
+    if (st != 200) e2e_nap_ms(20);
   }
   ck_assert_int_eq(st, 200);
   /* The node with the wrong peer_token is refused, says so, and stays up. */
   ck_assert(wait_peer_state(&c, pa, "refusing", "token", NULL));
-  ck_assert_int_eq(get_raw(&c, "auth/k", (char[8]){0}, 8), 404);
+  ck_assert_int_eq(e2e_get_raw(&c, "auth/k", NULL, (char[8]){0}, 8), 404);
   stop_all(&a, &b);
   stop_all(&c, NULL);
 }
@@ -519,7 +429,7 @@ END_TEST
 /* ---- a peer that claims our id ------------------------------------------------------- */
 
 START_TEST(test_peer_with_own_id_refused) {
-  int pa = free_port(), pa2 = free_port();
+  int pa = e2e_free_port(SOCK_STREAM), pa2 = e2e_free_port(SOCK_STREAM);
   e2e_node a, a2;
   e2e_node_init(&a);
   e2e_node_init(&a2);
@@ -527,14 +437,14 @@ START_TEST(test_peer_with_own_id_refused) {
   (void)self;
   start_node(&a2, "node-a", pa2, NULL, NULL); /* another node with the same id */
   start_node(&a, "node-a", pa, peers_a, NULL);
-  ck_assert_int_eq(http_req(&a2, "PUT", "/v1/store/own/k", "v", NULL, NULL), 201);
+  ck_assert_int_eq(e2e_req(&a2, "PUT", "/v1/store/own/k", "v", NULL, NULL), 201);
   ck_assert(wait_peer_state(&a, pa2, "refusing", "node-a", NULL));
-  ck_assert_int_eq(get_raw(&a, "own/k", (char[8]){0}, 8), 404);
+  ck_assert_int_eq(e2e_get_raw(&a, "own/k", NULL, (char[8]){0}, 8), 404);
   stop_all(&a, &a2);
   /* A node whose peer URL points back at itself. */
   e2e_node s;
   e2e_node_init(&s);
-  int ps = free_port();
+  int ps = e2e_free_port(SOCK_STREAM);
   int me[] = {ps, 0};
   start_node(&s, "node-s", ps, me, NULL);
   ck_assert(wait_peer_state(&s, ps, "refusing", "node-s", NULL));
@@ -598,7 +508,7 @@ static void *fake_run(void *p) {
       (void)!send(c, msg, (size_t)n, MSG_NOSIGNAL);
     } else if (answers[t].status == -1) {
       for (int i = 0; i < 20 && !atomic_load(&f->stop); i++)
-        nap_ms(100);
+        e2e_nap_ms(100);
     } else if (answers[t].status == 0) {
       (void)!send(c, answers[t].body, strlen(answers[t].body), MSG_NOSIGNAL);
     } else {
@@ -643,17 +553,17 @@ static void fake_stop(fake_peer *f) {
 START_TEST(test_impostor_with_own_id_refused) {
   fake_peer f;
   fake_start(&f, "node-a");
-  int pa = free_port();
+  int pa = e2e_free_port(SOCK_STREAM);
   e2e_node a;
   e2e_node_init(&a);
   int peers[] = {f.port, 0};
   start_node(&a, "node-a", pa, peers, NULL);
   ck_assert(wait_peer_state(&a, f.port, "refusing", "share one --node-id", NULL));
-  long long t0 = now_ms();
-  while (atomic_load(&f.served) < 3 && now_ms() - t0 < E2E_WAIT_MS)
-    nap_ms(20);
+  long long t0 = e2e_now_ms();
+  while (atomic_load(&f.served) < 3 && e2e_now_ms() - t0 < E2E_WAIT_MS)
+    e2e_nap_ms(20);
   ck_assert_int_ge(atomic_load(&f.served), 3); /* retried, refused each time */
-  ck_assert_int_eq(get_raw(&a, "imp/k", (char[8]){0}, 8), 404);
+  ck_assert_int_eq(e2e_get_raw(&a, "imp/k", NULL, (char[8]){0}, 8), 404);
   stop_all(&a, NULL);
   fake_stop(&f);
 }
@@ -673,23 +583,23 @@ START_TEST(test_garbage_peer_costs_retries) {
   f.port = ntohs(sa.sin_port);
   ck_assert_int_eq(pthread_create(&f.th, NULL, fake_run, &f), 0);
 
-  int pa = free_port();
+  int pa = e2e_free_port(SOCK_STREAM);
   e2e_node a;
   e2e_node_init(&a);
   int peers[] = {f.port, 0};
   start_node(&a, "node-a", pa, peers, NULL);
-  long long t0 = now_ms();
-  while (atomic_load(&f.served) < 12 && now_ms() - t0 < E2E_WAIT_MS * 2)
-    nap_ms(50);
+  long long t0 = e2e_now_ms();
+  while (atomic_load(&f.served) < 12 && e2e_now_ms() - t0 < E2E_WAIT_MS * 2)
+    e2e_nap_ms(50);
   ck_assert_int_ge(atomic_load(&f.served), 12); /* retried, every kind of trouble seen twice */
-  ck_assert_int_eq(http_req(&a, "GET", "/healthz", NULL, NULL, NULL), 200);
+  ck_assert_int_eq(e2e_req(&a, "GET", "/healthz", NULL, NULL, NULL), 200);
   json_t *p = peer_state(&a, f.port, NULL);
   ck_assert_ptr_nonnull(p);
   const char *st = json_string_value(json_object_get(p, "state"));
   ck_assert(st && (!strcmp(st, "refusing") || !strcmp(st, "unreachable")));
   ck_assert_int_eq(json_integer_value(json_object_get(p, "ops_received")), 0);
   json_decref(p);
-  ck_assert_int_eq(http_req(&a, "GET", "/v1/store/x", NULL, NULL, NULL), 404);
+  ck_assert_int_eq(e2e_req(&a, "GET", "/v1/store/x", NULL, NULL, NULL), 404);
   ck_assert_int_eq(e2e_node_stop(&a, SIGTERM), 0); /* stops while a pull stalls */
   atomic_store(&f.stop, true);
   pthread_join(f.th, NULL);
@@ -704,30 +614,30 @@ END_TEST
 /* ---- deletes ---------------------------------------------------------------------- */
 
 START_TEST(test_delete_stays_deleted) {
-  int pa = free_port(), pb = free_port();
+  int pa = e2e_free_port(SOCK_STREAM), pb = e2e_free_port(SOCK_STREAM);
   e2e_node a, b;
   e2e_node_init(&a);
   e2e_node_init(&b);
   int peers_a[] = {pb, 0}, peers_b[] = {pa, 0};
   start_node(&a, "node-a", pa, peers_a, NULL);
   start_node(&b, "node-b", pb, peers_b, NULL);
-  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/del/k", "v1", NULL, NULL), 201);
-  ck_assert(wait_value(&b, "del/k", "v1") >= 0);
-  ck_assert_int_eq(http_req(&b, "DELETE", "/v1/store/del/k", NULL, NULL, NULL), 200);
-  ck_assert(wait_value(&a, "del/k", NULL) >= 0);
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/del/k", "v1", NULL, NULL), 201);
+  ck_assert(e2e_wait_value(&b, "del/k", "v1", NULL, E2E_WAIT_MS) >= 0);
+  ck_assert_int_eq(e2e_req(&b, "DELETE", "/v1/store/del/k", NULL, NULL, NULL), 200);
+  ck_assert(e2e_wait_value(&a, "del/k", NULL, NULL, E2E_WAIT_MS) >= 0);
   ck_assert(wait_converged(&a, &b));
   /* Restarts do not bring it back. */
   ck_assert_int_eq(e2e_node_stop(&a, SIGTERM), 0);
   ck_assert_int_eq(e2e_node_stop(&b, SIGKILL), 128 + SIGKILL);
   start_node(&a, "node-a", pa, peers_a, NULL);
   start_node(&b, "node-b", pb, peers_b, NULL);
-  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/del/other", "x", NULL, NULL), 201);
-  ck_assert(wait_value(&b, "del/other", "x") >= 0);
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/del/other", "x", NULL, NULL), 201);
+  ck_assert(e2e_wait_value(&b, "del/other", "x", NULL, E2E_WAIT_MS) >= 0);
   char buf[16];
-  ck_assert_int_eq(get_raw(&a, "del/k", buf, sizeof buf), 404);
-  ck_assert_int_eq(get_raw(&b, "del/k", buf, sizeof buf), 404);
+  ck_assert_int_eq(e2e_get_raw(&a, "del/k", NULL, buf, sizeof buf), 404);
+  ck_assert_int_eq(e2e_get_raw(&b, "del/k", NULL, buf, sizeof buf), 404);
   /* A DELETE of a key nobody holds is a 404 and sends nothing. */
-  ck_assert_int_eq(http_req(&a, "DELETE", "/v1/store/del/never", NULL, NULL, NULL), 404);
+  ck_assert_int_eq(e2e_req(&a, "DELETE", "/v1/store/del/never", NULL, NULL, NULL), 404);
   stop_all(&a, &b);
 }
 END_TEST
@@ -741,7 +651,7 @@ END_TEST
  * tombstone is A's delete, not a fresh local one), and the delete does not
  * come back on either node; a key A never deleted stays. */
 START_TEST(test_catch_up_from_snapshot) {
-  int pa = free_port(), pb = free_port();
+  int pa = e2e_free_port(SOCK_STREAM), pb = e2e_free_port(SOCK_STREAM);
   e2e_node a, b;
   e2e_node_init(&a);
   e2e_node_init(&b);
@@ -754,33 +664,33 @@ START_TEST(test_catch_up_from_snapshot) {
                         NULL};
   start_node(&a, "node-a", pa, peers_a, fast);
   start_node(&b, "node-b", pb, peers_b, NULL);
-  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/gone/k", "old", NULL, NULL), 201);
-  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/keep/k", "kept", NULL, NULL), 201);
-  ck_assert(wait_value(&b, "gone/k", "old") >= 0);
-  ck_assert(wait_value(&b, "keep/k", "kept") >= 0);
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/gone/k", "old", NULL, NULL), 201);
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/keep/k", "kept", NULL, NULL), 201);
+  ck_assert(e2e_wait_value(&b, "gone/k", "old", NULL, E2E_WAIT_MS) >= 0);
+  ck_assert(e2e_wait_value(&b, "keep/k", "kept", NULL, E2E_WAIT_MS) >= 0);
   ck_assert_int_eq(e2e_node_stop(&b, SIGTERM), 0);
 
   json_t *dj = NULL;
-  ck_assert_int_eq(http_req(&a, "DELETE", "/v1/store/gone/k", NULL, NULL, &dj), 200);
+  ck_assert_int_eq(e2e_req(&a, "DELETE", "/v1/store/gone/k", NULL, NULL, &dj), 200);
   json_int_t del_hlc = json_integer_value(json_object_get(dj, "hlc"));
   ck_assert(del_hlc > 0);
   json_decref(dj);
-  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/new/k", "fresh", NULL, NULL), 201);
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/new/k", "fresh", NULL, NULL), 201);
   /* The tombstone ages out: the feed's start is no longer served. */
-  long long t0 = now_ms();
+  long long t0 = e2e_now_ms();
   long st = 0;
-  while (st != 410 && now_ms() - t0 < E2E_WAIT_MS) {
-    st = http_req(&a, "GET", "/v1/sync/ops?since=0&node=node-z", NULL, NULL, NULL);
-    if (st != 410) nap_ms(100);
+  while (st != 410 && e2e_now_ms() - t0 < E2E_WAIT_MS) {
+    st = e2e_req(&a, "GET", "/v1/sync/ops?since=0&node=node-z", NULL, NULL, NULL);
+    if (st != 410) e2e_nap_ms(100);
   }
   ck_assert_int_eq(st, 410);
   json_t *g = NULL;
-  ck_assert_int_eq(http_req(&a, "GET", "/v1/sync/ops?since=0", NULL, NULL, &g), 410);
+  ck_assert_int_eq(e2e_req(&a, "GET", "/v1/sync/ops?since=0", NULL, NULL, &g), 410);
   ck_assert(json_integer_value(json_object_get(g, "oldest_since")) > 0);
   ck_assert_str_eq(json_string_value(json_object_get(json_object_get(g, "error"), "code")), "gone");
   json_decref(g);
   json_t *snap = NULL;
-  ck_assert_int_eq(http_req(&a, "GET", "/v1/sync/snapshot?node=node-z", NULL, NULL, &snap), 200);
+  ck_assert_int_eq(e2e_req(&a, "GET", "/v1/sync/snapshot?node=node-z", NULL, NULL, &snap), 200);
   ck_assert(json_integer_value(json_object_get(snap, "resume")) > 0);
   json_t *dropped = json_object_get(snap, "dropped");
   ck_assert_uint_eq(json_array_size(dropped), 1);
@@ -794,18 +704,19 @@ START_TEST(test_catch_up_from_snapshot) {
   json_decref(snap);
 
   start_node(&b, "node-b", pb, peers_b, NULL);
-  ck_assert(wait_value(&b, "new/k", "fresh") >= 0);
-  ck_assert_msg(wait_value(&b, "gone/k", NULL) >= 0, "the deleted key came back on node-b");
+  ck_assert(e2e_wait_value(&b, "new/k", "fresh", NULL, E2E_WAIT_MS) >= 0);
+  ck_assert_msg(e2e_wait_value(&b, "gone/k", NULL, NULL, E2E_WAIT_MS) >= 0,
+                "the deleted key came back on node-b");
   char buf[16];
-  ck_assert_int_eq(get_raw(&b, "keep/k", buf, sizeof buf), 200);
+  ck_assert_int_eq(e2e_get_raw(&b, "keep/k", NULL, buf, sizeof buf), 200);
   ck_assert(wait_converged(&a, &b));
-  ck_assert_int_eq(get_raw(&a, "gone/k", buf, sizeof buf), 404);
+  ck_assert_int_eq(e2e_get_raw(&a, "gone/k", NULL, buf, sizeof buf), 404);
   char *log = e2e_read_file(b.log, NULL);
   ck_assert_ptr_nonnull(strstr(log, "event=sync_catch_up"));
   ck_assert_ptr_nonnull(strstr(log, "dropped=1"));
   free(log);
   /* B's tombstone of gone/k carries A's pair */
-  ck_assert_int_eq(http_req(&b, "GET", "/v1/sync/snapshot?node=node-z", NULL, NULL, &snap), 200);
+  ck_assert_int_eq(e2e_req(&b, "GET", "/v1/sync/snapshot?node=node-z", NULL, NULL, &snap), 200);
   json_t *items = json_object_get(snap, "items"), *tb = NULL;
   for (size_t i = 0; i < json_array_size(items); i++) {
     json_t *x = json_array_get(items, i);
@@ -832,7 +743,7 @@ END_TEST
  * Without the check, n/1..n/5 get LSNs at or below B's cursor and never
  * reach B. */
 START_TEST(test_restored_peer_is_pulled_again) {
-  int pa = free_port(), pb = free_port();
+  int pa = e2e_free_port(SOCK_STREAM), pb = e2e_free_port(SOCK_STREAM);
   e2e_node a, b, a2;
   e2e_node_init(&a);
   e2e_node_init(&b);
@@ -843,9 +754,9 @@ START_TEST(test_restored_peer_is_pulled_again) {
   char path[96], val[16];
   for (int i = 1; i <= 3; i++) {
     snprintf(path, sizeof path, "/v1/store/k/%d", i);
-    ck_assert_int_eq(http_req(&a, "PUT", path, "before", NULL, NULL), 201);
+    ck_assert_int_eq(e2e_req(&a, "PUT", path, "before", NULL, NULL), 201);
   }
-  ck_assert(wait_value(&b, "k/3", "before") >= 0);
+  ck_assert(e2e_wait_value(&b, "k/3", "before", NULL, E2E_WAIT_MS) >= 0);
   char bak[400];
   snprintf(bak, sizeof bak, "%s/a.sabackup", a.dir);
   char *out = NULL, *err = NULL;
@@ -855,9 +766,9 @@ START_TEST(test_restored_peer_is_pulled_again) {
   free(err);
   for (int i = 4; i <= 20; i++) { /* B's cursor of A moves well past the backup */
     snprintf(path, sizeof path, "/v1/store/k/%d", i);
-    ck_assert_int_eq(http_req(&a, "PUT", path, "after", NULL, NULL), 201);
+    ck_assert_int_eq(e2e_req(&a, "PUT", path, "after", NULL, NULL), 201);
   }
-  ck_assert(wait_value(&b, "k/20", "after") >= 0);
+  ck_assert(e2e_wait_value(&b, "k/20", "after", NULL, E2E_WAIT_MS) >= 0);
   ck_assert_int_eq(e2e_node_stop(&a, SIGTERM), 0);
   rc = e2e_cli(NULL, (const char *const[]){"restore", bak, "--data-dir", a2.data_dir, NULL}, NULL,
                &out, &err);
@@ -868,12 +779,13 @@ START_TEST(test_restored_peer_is_pulled_again) {
   for (int i = 1; i <= 5; i++) {
     snprintf(path, sizeof path, "/v1/store/n/%d", i);
     snprintf(val, sizeof val, "new%d", i);
-    ck_assert_int_eq(http_req(&a2, "PUT", path, val, NULL, NULL), 201);
+    ck_assert_int_eq(e2e_req(&a2, "PUT", path, val, NULL, NULL), 201);
   }
   for (int i = 1; i <= 5; i++) {
     snprintf(path, sizeof path, "n/%d", i);
     snprintf(val, sizeof val, "new%d", i);
-    ck_assert_msg(wait_value(&b, path, val) >= 0, "%s never reached node-b", path);
+    ck_assert_msg(e2e_wait_value(&b, path, val, NULL, E2E_WAIT_MS) >= 0, "%s never reached node-b",
+                  path);
   }
   char *log = e2e_read_file(b.log, NULL);
   ck_assert_ptr_nonnull(strstr(log, "event=sync_peer_new_epoch"));
@@ -883,7 +795,8 @@ START_TEST(test_restored_peer_is_pulled_again) {
    * noted for node-b is the old one.  Then both hold the same state. */
   for (int i = 4; i <= 20; i++) {
     snprintf(path, sizeof path, "k/%d", i);
-    ck_assert_msg(wait_value(&a2, path, "after") >= 0, "%s did not come back to node-a", path);
+    ck_assert_msg(e2e_wait_value(&a2, path, "after", NULL, E2E_WAIT_MS) >= 0,
+                  "%s did not come back to node-a", path);
   }
   ck_assert(wait_converged(&a2, &b));
   log = e2e_read_file(a2.log, NULL);
@@ -893,12 +806,12 @@ START_TEST(test_restored_peer_is_pulled_again) {
   /* A cursor sent with a wrong epoch is told so; a malformed one is 400. */
   json_t *g = NULL;
   ck_assert_int_eq(
-      http_req(&a2, "GET", "/v1/sync/ops?since=3&node=node-z&epoch=1234", NULL, NULL, &g), 410);
+      e2e_req(&a2, "GET", "/v1/sync/ops?since=3&node=node-z&epoch=1234", NULL, NULL, &g), 410);
   ck_assert_str_eq(json_string_value(json_object_get(json_object_get(g, "error"), "reason")),
                    "epoch");
   json_decref(g);
   ck_assert_int_eq(
-      http_req(&a2, "GET", "/v1/sync/ops?since=3&node=node-z&epoch=xyz", NULL, NULL, NULL), 400);
+      e2e_req(&a2, "GET", "/v1/sync/ops?since=3&node=node-z&epoch=xyz", NULL, NULL, NULL), 400);
   stop_all(&a2, &b);
   e2e_node_cleanup(&a);
 }
@@ -1076,7 +989,7 @@ static void snap_path(char *out, size_t n, const char *key, const char *suffix) 
  * exactly A's state: keys that JSON escapes, a 200 KB value, and the
  * deleted keys absent (named in "dropped"). */
 START_TEST(test_snapshot_streamed_in_pieces_and_cut) {
-  int pa = free_port(), pb = free_port();
+  int pa = e2e_free_port(SOCK_STREAM), pb = e2e_free_port(SOCK_STREAM);
   e2e_node a, b;
   e2e_node_init(&a);
   e2e_node_init(&b);
@@ -1097,19 +1010,19 @@ START_TEST(test_snapshot_streamed_in_pieces_and_cut) {
     snap_key(key, sizeof key, i);
     snap_path(path, sizeof path, key, "");
     char *v = snap_value(i);
-    ck_assert_int_eq(http_req(&a, "PUT", path, v, NULL, NULL), 201);
+    ck_assert_int_eq(e2e_req(&a, "PUT", path, v, NULL, NULL), 201);
     free(v);
   }
   for (int i = 0; i < DEL; i++) { /* every tenth key deleted */
     snap_key(key, sizeof key, i * 10);
     snap_path(path, sizeof path, key, "");
-    ck_assert_int_eq(http_req(&a, "DELETE", path, NULL, NULL, NULL), 200);
+    ck_assert_int_eq(e2e_req(&a, "DELETE", path, NULL, NULL, NULL), 200);
   }
-  long long t0 = now_ms();
+  long long t0 = e2e_now_ms();
   long st = 0;
-  while (st != 410 && now_ms() - t0 < E2E_WAIT_MS) { /* the tombstones age out */
-    st = http_req(&a, "GET", "/v1/sync/ops?since=0&node=node-z", NULL, NULL, NULL);
-    if (st != 410) nap_ms(100);
+  while (st != 410 && e2e_now_ms() - t0 < E2E_WAIT_MS) { /* the tombstones age out */
+    st = e2e_req(&a, "GET", "/v1/sync/ops?since=0&node=node-z", NULL, NULL, NULL);
+    if (st != 410) e2e_nap_ms(100);
   }
   ck_assert_int_eq(st, 410);
   start_node(&b, "node-b", pb, peers_b, NULL);
@@ -1191,7 +1104,7 @@ static long get_big(const e2e_node *n, const char *path, big_buf *b) {
  * feed stops at about 16 MiB at an LSN boundary, so 24 values of 1 MB need
  * two pages and all arrive. */
 START_TEST(test_binary_values_and_big_pages) {
-  int pa = free_port(), pb = free_port();
+  int pa = e2e_free_port(SOCK_STREAM), pb = e2e_free_port(SOCK_STREAM);
   e2e_node a, b;
   e2e_node_init(&a);
   e2e_node_init(&b);
@@ -1234,18 +1147,19 @@ START_TEST(test_binary_values_and_big_pages) {
   for (size_t i = 0; i < 5; i++) {
     char path[128];
     snprintf(path, sizeof path, "/v1/store/%s", odd[i]);
-    ck_assert_int_eq(http_req(&a, "PUT", path, "\"\\\u00e9", NULL, NULL), want[i]);
+    ck_assert_int_eq(e2e_req(&a, "PUT", path, "\"\\\u00e9", NULL, NULL), want[i]);
   }
-  ck_assert_int_eq(http_req(&a, "DELETE", "/v1/store/odd/sl%2Fash", NULL, NULL, NULL), 200);
+  ck_assert_int_eq(e2e_req(&a, "DELETE", "/v1/store/odd/sl%2Fash", NULL, NULL, NULL), 200);
 
   start_node(&b, "node-b", pb, peers_b, NULL);
   ck_assert(wait_converged_ms(&a, &b, E2E_WAIT_MS * 6)); /* 24 MB, slow under sanitizers */
   char got[64];
-  ck_assert_int_eq(get_raw(&b, "odd/q%22uote", got, sizeof got), 200);
+  ck_assert_int_eq(e2e_get_raw(&b, "odd/q%22uote", NULL, got, sizeof got), 200);
   ck_assert_str_eq(got, "\"\\\u00e9");
-  ck_assert_int_eq(get_raw(&b, "odd/caf%C3%A9%E2%82%AC%F0%9F%98%80", got, sizeof got), 200);
-  ck_assert_int_eq(get_raw(&b, "odd/back%5Cslash", got, sizeof got), 200);
-  ck_assert_int_eq(get_raw(&b, "odd/sl%2Fash", got, sizeof got), 404);
+  ck_assert_int_eq(e2e_get_raw(&b, "odd/caf%C3%A9%E2%82%AC%F0%9F%98%80", NULL, got, sizeof got),
+                   200);
+  ck_assert_int_eq(e2e_get_raw(&b, "odd/back%5Cslash", NULL, got, sizeof got), 200);
+  ck_assert_int_eq(e2e_get_raw(&b, "odd/sl%2Fash", NULL, got, sizeof got), 404);
   v[0] = (char)(nbig - 1);
   char last[64];
   snprintf(last, sizeof last, "/v1/store/big/%02d?raw=1", nbig - 1);
@@ -1273,20 +1187,8 @@ static long put_typed(const e2e_node *n, const char *key, const char *value, con
   return st;
 }
 
-/* The Content-Type of key's raw GET on n (malloc'ed), or NULL. */
-static char *raw_type(const e2e_node *n, const char *key) {
-  char path[256];
-  snprintf(path, sizeof path, "/v1/store/%s?raw=1", key);
-  e2e_resp r;
-  char *ct = NULL;
-  if (e2e_http(n, "GET", path, NULL, NULL, 0, &r) == 0 && r.status == 200)
-    ct = e2e_header(&r, "Content-Type");
-  e2e_resp_free(&r);
-  return ct;
-}
-
 static void expect_type(const e2e_node *n, const char *key, const char *want) {
-  char *ct = raw_type(n, key);
+  char *ct = e2e_raw_type(n, key);
   ck_assert_msg(ct && !strcmp(ct, want), "%s on node %d: Content-Type %s, want %s", key, n->port,
                 ct ? ct : "(none)", want);
   free(ct);
@@ -1297,7 +1199,7 @@ static void expect_type(const e2e_node *n, const char *key, const char *want) {
  * snapshot (the puller's jansson path), later ones through the feed (its
  * in-place path); a type replaced on B goes back to A. */
 START_TEST(test_content_type_replicates) {
-  int pa = free_port(), pb = free_port();
+  int pa = e2e_free_port(SOCK_STREAM), pb = e2e_free_port(SOCK_STREAM);
   e2e_node a, b;
   e2e_node_init(&a);
   e2e_node_init(&b);
@@ -1307,12 +1209,12 @@ START_TEST(test_content_type_replicates) {
   ck_assert_int_eq(put_typed(&a, "snap/doc", "{\"a\":1}", "application/json"), 201);
   ck_assert_int_eq(put_typed(&a, "snap/plain", "bytes", NULL), 201);
   ck_assert_int_eq(put_typed(&a, "gone", "x", NULL), 201);
-  ck_assert_int_eq(http_req(&a, "DELETE", "/v1/store/gone", NULL, NULL, NULL), 200);
-  long long t0 = now_ms();
+  ck_assert_int_eq(e2e_req(&a, "DELETE", "/v1/store/gone", NULL, NULL, NULL), 200);
+  long long t0 = e2e_now_ms();
   long st = 0;
-  while (st != 410 && now_ms() - t0 < E2E_WAIT_MS) { /* the tombstone ages out */
-    st = http_req(&a, "GET", "/v1/sync/ops?since=0&node=node-z", NULL, NULL, NULL);
-    if (st != 410) nap_ms(100);
+  while (st != 410 && e2e_now_ms() - t0 < E2E_WAIT_MS) { /* the tombstone ages out */
+    st = e2e_req(&a, "GET", "/v1/sync/ops?since=0&node=node-z", NULL, NULL, NULL);
+    if (st != 410) e2e_nap_ms(100);
   }
   ck_assert_int_eq(st, 410);
   big_buf snap;
@@ -1321,17 +1223,17 @@ START_TEST(test_content_type_replicates) {
   free(snap.p);
 
   start_node(&b, "node-b", pb, peers_b, NULL);
-  ck_assert(wait_value(&b, "snap/doc", "{\"a\":1}") >= 0);
+  ck_assert(e2e_wait_value(&b, "snap/doc", "{\"a\":1}", NULL, E2E_WAIT_MS) >= 0);
   expect_type(&b, "snap/doc", "application/json");
   expect_type(&b, "snap/plain", "application/octet-stream");
   ck_assert_int_eq(put_typed(&a, "feed/page", "<p>hi</p>", "text/html; charset=utf-8"), 201);
-  ck_assert(wait_value(&b, "feed/page", "<p>hi</p>") >= 0);
+  ck_assert(e2e_wait_value(&b, "feed/page", "<p>hi</p>", NULL, E2E_WAIT_MS) >= 0);
   expect_type(&b, "feed/page", "text/html; charset=utf-8");
   /* B replaces the document untyped, then types the plain one: A follows. */
   ck_assert_int_eq(put_typed(&b, "snap/doc", "now bytes", NULL), 200);
   ck_assert_int_eq(put_typed(&b, "snap/plain", "<svg/>", "image/svg+xml"), 200);
-  ck_assert(wait_value(&a, "snap/doc", "now bytes") >= 0);
-  ck_assert(wait_value(&a, "snap/plain", "<svg/>") >= 0);
+  ck_assert(e2e_wait_value(&a, "snap/doc", "now bytes", NULL, E2E_WAIT_MS) >= 0);
+  ck_assert(e2e_wait_value(&a, "snap/plain", "<svg/>", NULL, E2E_WAIT_MS) >= 0);
   expect_type(&a, "snap/doc", "application/octet-stream");
   expect_type(&a, "snap/plain", "image/svg+xml");
   ck_assert(wait_converged(&a, &b)); /* the digests hash the types */

@@ -49,29 +49,6 @@ static char nats_bin[512];
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  ck_assert_int_ge(fd, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-  socklen_t l = sizeof a;
-  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-static long long now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 static bool port_open(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -147,9 +124,9 @@ static void hub_start(hub *h) {
   }
   h->pid = pid;
   hub_track(pid, 0);
-  long long t0 = now_ms();
-  while (!port_open(h->port) && now_ms() - t0 < 10000)
-    nap_ms(20);
+  long long t0 = e2e_now_ms();
+  while (!port_open(h->port) && e2e_now_ms() - t0 < 10000)
+    e2e_nap_ms(20);
   ck_assert_msg(port_open(h->port), "nats-server on %d did not start (log %s)", h->port, h->log);
 }
 
@@ -157,10 +134,10 @@ static void hub_stop(hub *h, int sig) {
   if (!h->pid) return;
   kill(h->pid, sig);
   int st;
-  long long t0 = now_ms();
+  long long t0 = e2e_now_ms();
   while (waitpid(h->pid, &st, WNOHANG) == 0) {
-    if (now_ms() - t0 > 10000) kill(h->pid, SIGKILL);
-    nap_ms(10);
+    if (e2e_now_ms() - t0 > 10000) kill(h->pid, SIGKILL);
+    e2e_nap_ms(10);
   }
   hub_track(0, h->pid);
   h->pid = 0;
@@ -175,8 +152,8 @@ static void hub_cleanup(hub *h) {
 
 static void hubs_make(hub *hs, int n) {
   for (int i = 0; i < n; i++) {
-    hs[i].port = free_port();
-    hs[i].cport = free_port();
+    hs[i].port = e2e_free_port(SOCK_STREAM);
+    hs[i].cport = e2e_free_port(SOCK_STREAM);
   }
   for (int i = 0; i < n; i++)
     hub_init(&hs[i], hs, i, n);
@@ -194,8 +171,8 @@ static bool stream_ready(const hub *h, int replicas, int ms) {
   bool ok = false;
   if (natsConnection_ConnectTo(&nc, url) == NATS_OK &&
       natsConnection_JetStream(&js, nc, NULL) == NATS_OK) {
-    long long t0 = now_ms();
-    while (!ok && now_ms() - t0 < ms) {
+    long long t0 = e2e_now_ms();
+    while (!ok && e2e_now_ms() - t0 < ms) {
       jsStreamInfo *si = NULL;
       if (js_GetStreamInfo(&si, js, "SOFTADASTRA", NULL, NULL) == NATS_OK) {
         int cur = 0;
@@ -205,7 +182,7 @@ static bool stream_ready(const hub *h, int replicas, int ms) {
              cur == replicas - 1;
         jsStreamInfo_Destroy(si);
       }
-      if (!ok) nap_ms(100);
+      if (!ok) e2e_nap_ms(100);
     }
   }
   jsCtx_Destroy(js);
@@ -245,95 +222,10 @@ static void start_node(e2e_node *n, const char *id, int port, const hub *hs, int
                 code);
 }
 
-static long http_req(const e2e_node *n, const char *method, const char *path, const char *body,
-                     json_t **out) {
-  e2e_resp r;
-  const char *json[] = {"Content-Type: application/json", NULL};
-  bool is_json = body && !strcmp(method, "POST");
-  if (e2e_http(n, method, path, is_json ? json : NULL, body, body ? strlen(body) : 0, &r) != 0) {
-    e2e_resp_free(&r);
-    if (out) *out = NULL;
-    return 0;
-  }
-  long st = r.status;
-  if (out) *out = json_loadb(r.body ? r.body : "", r.len, 0, NULL);
-  e2e_resp_free(&r);
-  return st;
-}
-
-static long get_raw(const e2e_node *n, const char *key, char *buf, size_t len) {
-  char path[512];
-  snprintf(path, sizeof path, "/v1/store/%s?raw=1", key);
-  e2e_resp r;
-  if (e2e_http(n, "GET", path, NULL, NULL, 0, &r) != 0) {
-    e2e_resp_free(&r);
-    return 0;
-  }
-  long st = r.status;
-  snprintf(buf, len, "%s", r.body ? r.body : "");
-  e2e_resp_free(&r);
-  return st;
-}
-
-/* Polls until key reads value on n (NULL: 404) within ms.  true when it did. */
-/* The Content-Type of key's raw GET on n (malloc'ed), or NULL. */
-static char *raw_type(const e2e_node *n, const char *key) {
-  char path[512];
-  snprintf(path, sizeof path, "/v1/store/%s?raw=1", key);
-  e2e_resp r;
-  char *ct = NULL;
-  if (e2e_http(n, "GET", path, NULL, NULL, 0, &r) == 0 && r.status == 200)
-    ct = e2e_header(&r, "Content-Type");
-  e2e_resp_free(&r);
-  return ct;
-}
-
-static bool wait_value(const e2e_node *n, const char *key, const char *value, int ms) {
-  long long t0 = now_ms();
-  while (now_ms() - t0 < ms) {
-    char buf[4096];
-    long st = get_raw(n, key, buf, sizeof buf);
-    if (value ? (st == 200 && strcmp(buf, value) == 0) : st == 404) return true;
-    nap_ms(20);
-  }
-  return false;
-}
-
-static char *digest_of(const e2e_node *n, long long *keys) {
-  json_t *j = NULL;
-  char *d = NULL;
-  if (http_req(n, "GET", "/v1/sync/digest", NULL, &j) == 200 &&
-      json_is_string(json_object_get(j, "digest"))) {
-    d = strdup(json_string_value(json_object_get(j, "digest")));
-    if (keys) *keys = json_integer_value(json_object_get(j, "keys"));
-  }
-  json_decref(j);
-  return d;
-}
-
-/* Polls until every node's digest is the same, within ms.  Returns the ms it
- * took, or -1. */
-static long long wait_converged(e2e_node *const *ns, int n, int ms) {
-  long long t0 = now_ms();
-  while (now_ms() - t0 < ms) {
-    char *d0 = digest_of(ns[0], NULL);
-    bool same = d0 != NULL;
-    for (int i = 1; same && i < n; i++) {
-      char *d = digest_of(ns[i], NULL);
-      same = d && !strcmp(d, d0);
-      free(d);
-    }
-    free(d0);
-    if (same) return now_ms() - t0;
-    nap_ms(100);
-  }
-  return -1;
-}
-
 /* The hub's entry in n's /v1/sync/status (a new reference) or NULL. */
 static json_t *hub_state(const e2e_node *n) {
   json_t *j = NULL, *found = NULL;
-  if (http_req(n, "GET", "/v1/sync/status", NULL, &j) == 200) {
+  if (e2e_req(n, "GET", "/v1/sync/status", NULL, NULL, &j) == 200) {
     json_t *peers = json_object_get(j, "peers");
     for (size_t i = 0; i < json_array_size(peers); i++) {
       const char *id = json_string_value(json_object_get(json_array_get(peers, i), "node_id"));
@@ -345,14 +237,14 @@ static json_t *hub_state(const e2e_node *n) {
 }
 
 static bool wait_hub_state(const e2e_node *n, const char *state, int ms) {
-  long long t0 = now_ms();
-  while (now_ms() - t0 < ms) {
+  long long t0 = e2e_now_ms();
+  while (e2e_now_ms() - t0 < ms) {
     json_t *p = hub_state(n);
     const char *st = json_string_value(json_object_get(p, "state"));
     bool ok = st && !strcmp(st, state);
     json_decref(p);
     if (ok) return true;
-    nap_ms(50);
+    e2e_nap_ms(50);
   }
   return false;
 }
@@ -452,26 +344,28 @@ START_TEST(test_two_nodes) {
   e2e_node a, b;
   e2e_node_init(&a);
   e2e_node_init(&b);
-  start_node(&a, "node-a", free_port(), h, 1, NULL);
-  start_node(&b, "node-b", free_port(), h, 1, NULL);
-  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/settings/theme", "dark", NULL), 201);
-  ck_assert_msg(wait_value(&b, "settings/theme", "dark", 10000), "a's write did not reach b");
-  ck_assert_int_eq(http_req(&b, "PUT", "/v1/store/from/b", "bee", NULL), 201);
-  ck_assert_msg(wait_value(&a, "from/b", "bee", 10000), "b's write did not reach a");
+  start_node(&a, "node-a", e2e_free_port(SOCK_STREAM), h, 1, NULL);
+  start_node(&b, "node-b", e2e_free_port(SOCK_STREAM), h, 1, NULL);
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/settings/theme", "dark", NULL, NULL), 201);
+  ck_assert_msg(e2e_wait_value(&b, "settings/theme", "dark", NULL, 10000) >= 0,
+                "a's write did not reach b");
+  ck_assert_int_eq(e2e_req(&b, "PUT", "/v1/store/from/b", "bee", NULL, NULL), 201);
+  ck_assert_msg(e2e_wait_value(&a, "from/b", "bee", NULL, 10000) >= 0, "b's write did not reach a");
   /* a value's content type goes with it (issue 25 item 3) */
   e2e_resp r;
   const char *png[] = {"Content-Type: image/png", NULL};
   ck_assert_int_eq(e2e_http(&a, "PUT", "/v1/store/img/logo", png, "PNG", 3, &r), 0);
   ck_assert_int_eq(r.status, 201);
   e2e_resp_free(&r);
-  ck_assert_msg(wait_value(&b, "img/logo", "PNG", 10000), "a's typed write did not reach b");
-  char *ct = raw_type(&b, "img/logo");
+  ck_assert_msg(e2e_wait_value(&b, "img/logo", "PNG", NULL, 10000) >= 0,
+                "a's typed write did not reach b");
+  char *ct = e2e_raw_type(&b, "img/logo");
   ck_assert_msg(ct && !strcmp(ct, "image/png"), "b serves img/logo as %s", ct ? ct : "(none)");
   free(ct);
-  ck_assert_int_eq(http_req(&a, "DELETE", "/v1/store/from/b", NULL, NULL), 200);
-  ck_assert_msg(wait_value(&b, "from/b", NULL, 10000), "a's delete did not reach b");
+  ck_assert_int_eq(e2e_req(&a, "DELETE", "/v1/store/from/b", NULL, NULL, NULL), 200);
+  ck_assert_msg(e2e_wait_value(&b, "from/b", NULL, NULL, 10000) >= 0, "a's delete did not reach b");
   e2e_node *ns[] = {&a, &b};
-  ck_assert_int_ge(wait_converged(ns, 2, 10000), 0);
+  ck_assert_int_ge(e2e_wait_converged(ns, 2, 10000), 0);
   /* the hub in the status: connected, this node's ops acknowledged */
   ck_assert(wait_hub_state(&a, "connected", 5000));
   json_t *p = hub_state(&a);
@@ -480,7 +374,7 @@ START_TEST(test_two_nodes) {
   ck_assert_int_ge(json_integer_value(json_object_get(p, "ops_received")), 1);
   json_decref(p);
   /* its publish side: a's 2 ops published and acknowledged, nothing pending */
-  long long t0 = now_ms();
+  long long t0 = e2e_now_ms();
   json_t *hb = NULL;
   for (;;) {
     p = hub_state(&a);
@@ -488,10 +382,10 @@ START_TEST(test_two_nodes) {
     json_decref(p);
     if ((hb && json_integer_value(json_object_get(hb, "unpublished")) == 0 &&
          json_integer_value(json_object_get(hb, "in_flight")) == 0) ||
-        now_ms() - t0 > 5000)
+        e2e_now_ms() - t0 > 5000)
       break;
     json_decref(hb);
-    nap_ms(50);
+    e2e_nap_ms(50);
   }
   ck_assert_msg(json_is_object(hb), "no hub object in the hub's status entry");
   ck_assert_int_ge(json_integer_value(json_object_get(hb, "published")), 2);
@@ -518,19 +412,19 @@ START_TEST(test_hub_down) {
   e2e_node a, b;
   e2e_node_init(&a);
   e2e_node_init(&b);
-  start_node(&a, "node-a", free_port(), h, 1, NULL);
-  start_node(&b, "node-b", free_port(), h, 1, NULL);
-  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/k0", "before", NULL), 201);
-  ck_assert(wait_value(&b, "k0", "before", 10000));
+  start_node(&a, "node-a", e2e_free_port(SOCK_STREAM), h, 1, NULL);
+  start_node(&b, "node-b", e2e_free_port(SOCK_STREAM), h, 1, NULL);
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/k0", "before", NULL, NULL), 201);
+  ck_assert(e2e_wait_value(&b, "k0", "before", NULL, 10000) >= 0);
   hub_stop(&h[0], SIGKILL);
   /* writes go on, at once */
   for (int i = 0; i < 50; i++) {
     char path[64], val[32];
     snprintf(path, sizeof path, "/v1/store/down/%d", i);
     snprintf(val, sizeof val, "v%d", i);
-    long long t0 = now_ms();
-    ck_assert_int_eq(http_req(&a, "PUT", path, val, NULL), 201);
-    ck_assert_msg(now_ms() - t0 < 2000, "a local PUT waited for the hub");
+    long long t0 = e2e_now_ms();
+    ck_assert_int_eq(e2e_req(&a, "PUT", path, val, NULL, NULL), 201);
+    ck_assert_msg(e2e_now_ms() - t0 < 2000, "a local PUT waited for the hub");
   }
   ck_assert_msg(wait_hub_state(&a, "unreachable", 15000), "status does not say unreachable");
   json_t *p = hub_state(&a);
@@ -539,23 +433,23 @@ START_TEST(test_hub_down) {
   ck_assert_int_ge(json_integer_value(json_object_get(json_object_get(p, "hub"), "unpublished")),
                    50);
   json_decref(p);
-  nap_ms(1500);
+  e2e_nap_ms(1500);
   hub_start(&h[0]); /* same port, same store */
-  ck_assert_msg(wait_value(&b, "down/49", "v49", 20000),
+  ck_assert_msg(e2e_wait_value(&b, "down/49", "v49", NULL, 20000) >= 0,
                 "the writes did not flow after the hub returned");
   e2e_node *ns[] = {&a, &b};
-  ck_assert_int_ge(wait_converged(ns, 2, 15000), 0);
+  ck_assert_int_ge(e2e_wait_converged(ns, 2, 15000), 0);
   ck_assert(wait_hub_state(&a, "connected", 10000));
   /* the outbox is acknowledged once the hub holds everything */
-  long long t0 = now_ms();
+  long long t0 = e2e_now_ms();
   bool done = false;
-  while (!done && now_ms() - t0 < 10000) {
+  while (!done && e2e_now_ms() - t0 < 10000) {
     json_t *j = NULL;
-    http_req(&a, "GET", "/v1/sync/status", NULL, &j);
+    e2e_req(&a, "GET", "/v1/sync/status", NULL, NULL, &j);
     done = json_integer_value(json_object_get(j, "acknowledged")) ==
            json_integer_value(json_object_get(j, "outbox_size"));
     json_decref(j);
-    if (!done) nap_ms(100);
+    if (!done) e2e_nap_ms(100);
   }
   ck_assert_msg(done, "the outbox was not acknowledged after the hub returned");
   node_done(&a);
@@ -595,7 +489,7 @@ static void *writer_run(void *p) {
     snprintf(path, sizeof path, "/v1/store/c/k%d", k);
     snprintf(val, sizeof val, "n%d-%d", w->idx, i);
     json_t *j = NULL;
-    long st = http_req(&w->n, del ? "DELETE" : "PUT", path, del ? NULL : val, &j);
+    long st = e2e_req(&w->n, del ? "DELETE" : "PUT", path, del ? NULL : val, NULL, &j);
     if ((st == 200 || st == 201) && json_is_integer(json_object_get(j, "hlc"))) {
       acked *a = &w->log[w->nlog++];
       a->key = k;
@@ -604,8 +498,8 @@ static void *writer_run(void *p) {
       snprintf(a->origin, sizeof a->origin, "%s", json_string_value(json_object_get(j, "origin")));
     }
     json_decref(j);
-    if (st == 0) nap_ms(50); /* the node is down (killed): try again */
-    nap_ms(2);
+    if (st == 0) e2e_nap_ms(50); /* the node is down (killed): try again */
+    e2e_nap_ms(2);
   }
   return NULL;
 }
@@ -623,14 +517,15 @@ START_TEST(test_cluster) {
   char ids[C_NODES][16];
   for (int i = 0; i < C_NODES; i++) {
     e2e_node_init(&nodes[i]);
-    ports[i] = free_port();
+    ports[i] = e2e_free_port(SOCK_STREAM);
     snprintf(ids[i], sizeof ids[i], "node-%c", 'a' + i);
     start_node(&nodes[i], ids[i], ports[i], h, 3, NULL);
   }
   /* the stream is R3 (three servers known) */
-  ck_assert_int_eq(http_req(&nodes[0], "PUT", "/v1/store/c/hello", "x", NULL), 201);
+  ck_assert_int_eq(e2e_req(&nodes[0], "PUT", "/v1/store/c/hello", "x", NULL, NULL), 201);
   for (int i = 1; i < C_NODES; i++)
-    ck_assert_msg(wait_value(&nodes[i], "c/hello", "x", 20000), "node %d did not get c/hello", i);
+    ck_assert_msg(e2e_wait_value(&nodes[i], "c/hello", "x", NULL, 20000) >= 0,
+                  "node %d did not get c/hello", i);
   ck_assert_msg(stream_ready(&h[0], 3, 20000), "the stream is not R3 with a leader and replicas");
   atomic_bool stop;
   atomic_init(&stop, false);
@@ -640,13 +535,13 @@ START_TEST(test_cluster) {
     ws[i] = (writer){.n = nodes[i], .idx = i, .stop = &stop, .log = calloc(C_MAXW, sizeof(acked))};
     pthread_create(&th[i], NULL, writer_run, &ws[i]);
   }
-  nap_ms(2000);
+  e2e_nap_ms(2000);
   hub_stop(&h[1], SIGKILL); /* one NATS server */
-  nap_ms(1500);
+  e2e_nap_ms(1500);
   ck_assert_int_eq(e2e_node_stop(&nodes[2], SIGKILL), 128 + SIGKILL); /* one node */
-  nap_ms(1000);
+  e2e_nap_ms(1000);
   start_node(&nodes[2], ids[2], ports[2], h, 3, NULL);
-  nap_ms(2500);
+  e2e_nap_ms(2500);
   atomic_store(&stop, true);
   for (int i = 0; i < C_NODES; i++)
     pthread_join(th[i], NULL);
@@ -654,7 +549,7 @@ START_TEST(test_cluster) {
   e2e_node *ns[C_NODES];
   for (int i = 0; i < C_NODES; i++)
     ns[i] = &nodes[i];
-  long long ms = wait_converged(ns, C_NODES, 15000);
+  long long ms = e2e_wait_converged(ns, C_NODES, 15000);
   int total = 0;
   for (int i = 0; i < C_NODES; i++)
     total += ws[i].nlog;
@@ -663,7 +558,7 @@ START_TEST(test_cluster) {
     for (int i = 0; i < C_NODES; i++) {
       e2e_node_dump_log(&nodes[i], "not converged");
       long long keys = 0;
-      char *d = digest_of(&nodes[i], &keys);
+      char *d = e2e_digest(&nodes[i], &keys);
       json_t *p = hub_state(&nodes[i]);
       char *js = p ? json_dumps(p, JSON_COMPACT) : NULL;
       fprintf(stderr, "node %s: digest %s keys %lld hub %s\n", ids[i], d ? d : "?", keys,
@@ -679,7 +574,7 @@ START_TEST(test_cluster) {
         char path[64];
         snprintf(path, sizeof path, "/v1/store/c/k%d", k);
         json_t *j = NULL;
-        long st = http_req(&nodes[i], "GET", path, NULL, &j);
+        long st = e2e_req(&nodes[i], "GET", path, NULL, NULL, &j);
         fprintf(stderr, " %s=%ld/%lld/%s", ids[i], st,
                 (long long)json_integer_value(json_object_get(j, "hlc")),
                 json_string_value(json_object_get(j, "origin"))
@@ -704,7 +599,7 @@ START_TEST(test_cluster) {
     char path[64];
     snprintf(path, sizeof path, "/v1/store/c/k%d", k);
     json_t *j = NULL;
-    long st = http_req(&nodes[0], "GET", path, NULL, &j);
+    long st = e2e_req(&nodes[0], "GET", path, NULL, NULL, &j);
     if (st == 200) {
       unsigned long long hlc = (unsigned long long)json_integer_value(json_object_get(j, "hlc"));
       const char *o = json_string_value(json_object_get(j, "origin"));
@@ -735,11 +630,11 @@ START_TEST(test_offline_catch_up) {
   e2e_node a, b;
   e2e_node_init(&a);
   e2e_node_init(&b);
-  int pb = free_port();
-  start_node(&a, "node-a", free_port(), h, 1, NULL);
+  int pb = e2e_free_port(SOCK_STREAM);
+  start_node(&a, "node-a", e2e_free_port(SOCK_STREAM), h, 1, NULL);
   start_node(&b, "node-b", pb, h, 1, NULL);
-  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/first", "1", NULL), 201);
-  ck_assert(wait_value(&b, "first", "1", 10000));
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/first", "1", NULL, NULL), 201);
+  ck_assert(e2e_wait_value(&b, "first", "1", NULL, 10000) >= 0);
   ck_assert_int_eq(e2e_node_stop(&b, SIGKILL), 128 + SIGKILL);
   /* 10,000 ops: 20 batches of 500 */
   size_t cap = 64 * 1024;
@@ -751,16 +646,16 @@ START_TEST(test_offline_catch_up) {
                             "%s{\"op\":\"put\",\"key\":\"bulk/%d\",\"value\":\"v%d\"}",
                             i ? "," : "", bt * 500 + i, bt);
     snprintf(body + o, cap - o, "]}");
-    ck_assert_int_eq(http_req(&a, "POST", "/v1/batch", body, NULL), 200);
+    ck_assert_int_eq(e2e_req(&a, "POST", "/v1/batch", body, NULL, NULL), 200);
   }
   free(body);
   start_node(&b, "node-b", pb, h, 1, NULL);
   e2e_node *ns[] = {&a, &b};
-  long long ms = wait_converged(ns, 2, 30000);
+  long long ms = e2e_wait_converged(ns, 2, 30000);
   fprintf(stderr, "offline catch-up of 10,000 ops: %lld ms\n", ms);
   ck_assert_int_ge(ms, 0);
   long long keys = 0;
-  free(digest_of(&b, &keys));
+  free(e2e_digest(&b, &keys));
   ck_assert_int_eq(keys, 10001);
   node_done(&a);
   node_done(&b);
@@ -776,20 +671,20 @@ START_TEST(test_filter) {
   e2e_node a, c;
   e2e_node_init(&a);
   e2e_node_init(&c);
-  start_node(&a, "node-a", free_port(), h, 1, NULL);
+  start_node(&a, "node-a", e2e_free_port(SOCK_STREAM), h, 1, NULL);
   const char *extra[] = {"--nats-filter-prefix", "settings/", NULL};
-  start_node(&c, "node-c", free_port(), h, 1, extra);
+  start_node(&c, "node-c", e2e_free_port(SOCK_STREAM), h, 1, extra);
   const char *keys[] = {
       "settings/theme", "settings/lang", "settingsX", "other/a", "set", "x", NULL};
   for (int i = 0; keys[i]; i++) {
     char path[128];
     snprintf(path, sizeof path, "/v1/store/%s", keys[i]);
-    ck_assert_int_eq(http_req(&a, "PUT", path, "v", NULL), 201);
+    ck_assert_int_eq(e2e_req(&a, "PUT", path, "v", NULL, NULL), 201);
   }
-  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/settings/last", "end", NULL), 201);
-  ck_assert(wait_value(&c, "settings/last", "end", 10000));
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/settings/last", "end", NULL, NULL), 201);
+  ck_assert(e2e_wait_value(&c, "settings/last", "end", NULL, 10000) >= 0);
   json_t *j = NULL;
-  ck_assert_int_eq(http_req(&c, "GET", "/v1/store?limit=100", NULL, &j), 200);
+  ck_assert_int_eq(e2e_req(&c, "GET", "/v1/store?limit=100", NULL, NULL, &j), 200);
   json_t *items = json_object_get(j, "items");
   ck_assert_int_eq(json_array_size(items), 3);
   for (size_t i = 0; i < json_array_size(items); i++) {
@@ -822,7 +717,7 @@ static jsCtx *js_open(const hub *h, natsConnection **nc, const char *token) {
 START_TEST(test_errors) {
   /* a hub that wants a token: the wrong one says so, no crash */
   hub h[1];
-  h[0].port = free_port();
+  h[0].port = e2e_free_port(SOCK_STREAM);
   hub_init(&h[0], h, 0, 1);
   FILE *f = fopen(h[0].conf, "a");
   fprintf(f, "authorization { token: \"s3cret\" }\n");
@@ -831,16 +726,16 @@ START_TEST(test_errors) {
   e2e_node a;
   e2e_node_init(&a);
   const char *bad[] = {"--nats-token", "wrong", NULL};
-  start_node(&a, "node-a", free_port(), h, 1, bad);
-  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/k", "v", NULL), 201); /* writes go on */
-  long long t0 = now_ms();
+  start_node(&a, "node-a", e2e_free_port(SOCK_STREAM), h, 1, bad);
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/k", "v", NULL, NULL), 201); /* writes go on */
+  long long t0 = e2e_now_ms();
   bool said = false;
-  while (!said && now_ms() - t0 < 10000) {
+  while (!said && e2e_now_ms() - t0 < 10000) {
     json_t *p = hub_state(&a);
     const char *e = json_string_value(json_object_get(p, "last_error"));
     said = e && strstr(e, "Authorization");
     json_decref(p);
-    if (!said) nap_ms(100);
+    if (!said) e2e_nap_ms(100);
   }
   ck_assert_msg(said, "the hub's state does not name the refused credentials");
   node_done(&a);
@@ -859,7 +754,7 @@ START_TEST(test_errors) {
   e2e_node b;
   e2e_node_init(&b);
   const char *good[] = {"--nats-token", "s3cret", NULL};
-  start_node(&b, "node-b", free_port(), h, 1, good);
+  start_node(&b, "node-b", e2e_free_port(SOCK_STREAM), h, 1, good);
   ck_assert(wait_hub_state(&b, "refusing", 10000));
   json_t *p = hub_state(&b);
   ck_assert_ptr_nonnull(
@@ -872,14 +767,14 @@ START_TEST(test_errors) {
   e2e_node c, d;
   e2e_node_init(&c);
   e2e_node_init(&d);
-  start_node(&c, "node-c", free_port(), h, 1, good);
-  start_node(&d, "node-d", free_port(), h, 1, good);
-  ck_assert_int_eq(http_req(&c, "PUT", "/v1/store/before", "1", NULL), 201);
-  ck_assert(wait_value(&d, "before", "1", 10000));
+  start_node(&c, "node-c", e2e_free_port(SOCK_STREAM), h, 1, good);
+  start_node(&d, "node-d", e2e_free_port(SOCK_STREAM), h, 1, good);
+  ck_assert_int_eq(e2e_req(&c, "PUT", "/v1/store/before", "1", NULL, NULL), 201);
+  ck_assert(e2e_wait_value(&d, "before", "1", NULL, 10000) >= 0);
   ck_assert_int_eq(js_Publish(NULL, js, "sa.ops.n.Z2FyYmFnZQ.eA", "garbage", 7, NULL, NULL),
                    NATS_OK);
-  ck_assert_int_eq(http_req(&c, "PUT", "/v1/store/after", "2", NULL), 201);
-  ck_assert(wait_value(&d, "after", "2", 10000));
+  ck_assert_int_eq(e2e_req(&c, "PUT", "/v1/store/after", "2", NULL, NULL), 201);
+  ck_assert(e2e_wait_value(&d, "after", "2", NULL, 10000) >= 0);
   e2e_resp r;
   ck_assert_int_eq(e2e_http(&d, "GET", "/metrics", NULL, NULL, 0, &r), 0);
   ck_assert_ptr_nonnull(strstr(r.body, "softadastra_nats_invalid_total{stream=\"SOFTADASTRA\"} 1"));
@@ -900,27 +795,29 @@ START_TEST(test_lost_stream) {
   e2e_node a, b;
   e2e_node_init(&a);
   e2e_node_init(&b);
-  start_node(&a, "node-a", free_port(), h, 1, NULL);
-  start_node(&b, "node-b", free_port(), h, 1, NULL);
+  start_node(&a, "node-a", e2e_free_port(SOCK_STREAM), h, 1, NULL);
+  start_node(&b, "node-b", e2e_free_port(SOCK_STREAM), h, 1, NULL);
   for (int i = 0; i < 20; i++) {
     char path[64];
     snprintf(path, sizeof path, "/v1/store/own/%d", i);
-    ck_assert_int_eq(http_req(&a, "PUT", path, "x", NULL), 201);
+    ck_assert_int_eq(e2e_req(&a, "PUT", path, "x", NULL, NULL), 201);
   }
-  ck_assert(wait_value(&b, "own/19", "x", 10000));
+  ck_assert(e2e_wait_value(&b, "own/19", "x", NULL, 10000) >= 0);
   /* the whole stream is lost (as after a whole-cluster power loss) */
   natsConnection *nc = NULL;
   jsCtx *js = js_open(&h[0], &nc, NULL);
   ck_assert_int_eq(js_DeleteStream(js, "SOFTADASTRA", NULL, NULL), NATS_OK);
   /* a's next write finds it gone: a publishes its ops again, from the start */
-  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/own/after", "y", NULL), 201);
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/own/after", "y", NULL, NULL), 201);
   e2e_node c;
   e2e_node_init(&c);
-  start_node(&c, "node-c", free_port(), h, 1, NULL); /* new: reads the stream from its start */
-  ck_assert_msg(wait_value(&c, "own/0", "x", 20000), "a's ops were not published again");
-  ck_assert(wait_value(&c, "own/after", "y", 10000));
+  start_node(&c, "node-c", e2e_free_port(SOCK_STREAM), h, 1,
+             NULL); /* new: reads the stream from its start */
+  ck_assert_msg(e2e_wait_value(&c, "own/0", "x", NULL, 20000) >= 0,
+                "a's ops were not published again");
+  ck_assert(e2e_wait_value(&c, "own/after", "y", NULL, 10000) >= 0);
   e2e_node *ns[] = {&a, &b, &c};
-  ck_assert_int_ge(wait_converged(ns, 3, 15000), 0);
+  ck_assert_int_ge(e2e_wait_converged(ns, 3, 15000), 0);
   jsCtx_Destroy(js);
   natsConnection_Destroy(nc);
   node_done(&a);
@@ -942,44 +839,44 @@ START_TEST(test_lost_stream_across_restart) {
   e2e_node a, b;
   e2e_node_init(&a);
   e2e_node_init(&b);
-  int pa = free_port();
+  int pa = e2e_free_port(SOCK_STREAM);
   start_node(&a, "node-a", pa, h, 1, NULL);
-  start_node(&b, "node-b", free_port(), h, 1, NULL);
+  start_node(&b, "node-b", e2e_free_port(SOCK_STREAM), h, 1, NULL);
   for (int i = 0; i < 10; i++) {
     char path[64];
     snprintf(path, sizeof path, "/v1/store/kept/%d", i);
-    ck_assert_int_eq(http_req(&a, "PUT", path, "x", NULL), 201);
+    ck_assert_int_eq(e2e_req(&a, "PUT", path, "x", NULL, NULL), 201);
   }
-  ck_assert(wait_value(&b, "kept/9", "x", 10000));
+  ck_assert(e2e_wait_value(&b, "kept/9", "x", NULL, 10000) >= 0);
   ck_assert_int_eq(e2e_node_stop(&a, SIGTERM), 0);
   natsConnection *nc = NULL;
   jsCtx *js = js_open(&h[0], &nc, NULL);
   ck_assert_int_eq(js_DeleteStream(js, "SOFTADASTRA", NULL, NULL), NATS_OK);
-  ck_assert_int_eq(http_req(&b, "PUT", "/v1/store/from/b", "bee", NULL), 201);
-  long long t0 = now_ms();
+  ck_assert_int_eq(e2e_req(&b, "PUT", "/v1/store/from/b", "bee", NULL, NULL), 201);
+  long long t0 = e2e_now_ms();
   uint64_t last = 0;
-  while (last == 0 && now_ms() - t0 < 15000) { /* b made the stream again and published */
+  while (last == 0 && e2e_now_ms() - t0 < 15000) { /* b made the stream again and published */
     jsStreamInfo *si = NULL;
     if (js_GetStreamInfo(&si, js, "SOFTADASTRA", NULL, NULL) == NATS_OK) {
       last = si->State.LastSeq;
       jsStreamInfo_Destroy(si);
     }
-    if (!last) nap_ms(100);
+    if (!last) e2e_nap_ms(100);
   }
   ck_assert_uint_gt(last, 0);
   start_node(&a, "node-a", pa, h, 1, NULL);
   e2e_node c;
   e2e_node_init(&c);
-  start_node(&c, "node-c", free_port(), h, 1, NULL);
-  ck_assert_msg(wait_value(&c, "kept/0", "x", 20000),
+  start_node(&c, "node-c", e2e_free_port(SOCK_STREAM), h, 1, NULL);
+  ck_assert_msg(e2e_wait_value(&c, "kept/0", "x", NULL, 20000) >= 0,
                 "a did not publish its ops again into the new stream after its restart");
-  ck_assert(wait_value(&c, "from/b", "bee", 10000));
+  ck_assert(e2e_wait_value(&c, "from/b", "bee", NULL, 10000) >= 0);
   e2e_node *ns[] = {&a, &b, &c};
-  long long took = wait_converged(ns, 3, 15000);
+  long long took = e2e_wait_converged(ns, 3, 15000);
   if (took < 0)
     for (int i = 0; i < 3; i++) {
       long long keys = 0;
-      char *d = digest_of(ns[i], &keys);
+      char *d = e2e_digest(ns[i], &keys);
       json_t *p = hub_state(ns[i]);
       char *ps = json_dumps(p, JSON_COMPACT);
       fprintf(stderr, "node %d: digest %s keys %lld hub %s\n", i, d ? d : "?", keys, ps ? ps : "?");
@@ -1005,7 +902,7 @@ START_TEST(test_mixed) {
   e2e_node a, b;
   e2e_node_init(&a);
   e2e_node_init(&b);
-  int pa = free_port(), pb = free_port();
+  int pa = e2e_free_port(SOCK_STREAM), pb = e2e_free_port(SOCK_STREAM);
   char ua[64], ub[64];
   snprintf(ua, sizeof ua, "http://127.0.0.1:%d", pa);
   snprintf(ub, sizeof ub, "http://127.0.0.1:%d", pb);
@@ -1013,18 +910,18 @@ START_TEST(test_mixed) {
   const char *xb[] = {"--transport", "http+nats", "--peer", ua, NULL};
   start_node(&a, "node-a", pa, h, 1, xa);
   start_node(&b, "node-b", pb, h, 1, xb);
-  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/both", "1", NULL), 201);
-  ck_assert(wait_value(&b, "both", "1", 10000));
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/both", "1", NULL, NULL), 201);
+  ck_assert(e2e_wait_value(&b, "both", "1", NULL, 10000) >= 0);
   /* two entries: the http peer and the hub; the outbox waits for both */
   json_t *j = NULL;
-  long long t0 = now_ms();
+  long long t0 = e2e_now_ms();
   bool done = false;
-  while (!done && now_ms() - t0 < 10000) {
+  while (!done && e2e_now_ms() - t0 < 10000) {
     json_decref(j);
-    http_req(&a, "GET", "/v1/sync/status", NULL, &j);
+    e2e_req(&a, "GET", "/v1/sync/status", NULL, NULL, &j);
     done = json_array_size(json_object_get(j, "peers")) == 2 &&
            json_integer_value(json_object_get(j, "acknowledged")) == 1;
-    if (!done) nap_ms(100);
+    if (!done) e2e_nap_ms(100);
   }
   ck_assert_msg(done, "a's status: two peers and the write acknowledged");
   ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "transport"), "kind")),
@@ -1032,22 +929,22 @@ START_TEST(test_mixed) {
   json_decref(j);
   /* with the hub down the write is not acknowledged (the hub has not stored it) */
   hub_stop(&h[0], SIGKILL);
-  ck_assert_int_eq(http_req(&a, "PUT", "/v1/store/both2", "2", NULL), 201);
-  ck_assert(wait_value(&b, "both2", "2", 10000)); /* http still carries it */
-  nap_ms(1500);
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/both2", "2", NULL, NULL), 201);
+  ck_assert(e2e_wait_value(&b, "both2", "2", NULL, 10000) >= 0); /* http still carries it */
+  e2e_nap_ms(1500);
   j = NULL;
-  http_req(&a, "GET", "/v1/sync/status", NULL, &j);
+  e2e_req(&a, "GET", "/v1/sync/status", NULL, NULL, &j);
   ck_assert_int_eq(json_integer_value(json_object_get(j, "acknowledged")), 1);
   json_decref(j);
   hub_start(&h[0]);
-  t0 = now_ms();
+  t0 = e2e_now_ms();
   done = false;
-  while (!done && now_ms() - t0 < 15000) {
+  while (!done && e2e_now_ms() - t0 < 15000) {
     j = NULL;
-    http_req(&a, "GET", "/v1/sync/status", NULL, &j);
+    e2e_req(&a, "GET", "/v1/sync/status", NULL, NULL, &j);
     done = json_integer_value(json_object_get(j, "acknowledged")) == 2;
     json_decref(j);
-    if (!done) nap_ms(100);
+    if (!done) e2e_nap_ms(100);
   }
   ck_assert_msg(done, "the write was not acknowledged once the hub returned");
   node_done(&a);
