@@ -1317,7 +1317,7 @@ static int srv_peer_catch_up(srv_peer *p) {
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
   curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, srv_sync_progress_cb);
-  curl_easy_setopt(c, CURLOPT_XFERINFODATA, s);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, p);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   CURLcode cr = curl_easy_perform(c);
   curl_slist_free_all(hl);

@@ -454,14 +454,24 @@ END_TEST
 
 /* ---- a hostile peer ----------------------------------------------------------------- */
 
-typedef struct fake_peer {
+typedef struct fake_peer fake_peer;
+
+/* A scripted answer: writes the bytes to send for request req into out
+ * (at most cap) and returns their length; sets *stall to hold the
+ * connection open after them until the fake stops. */
+typedef size_t (*fake_answer_fn)(fake_peer *f, const char *req, char *out, size_t cap, bool *stall);
+
+struct fake_peer {
   int fd;
   int port;
   atomic_bool stop;
   atomic_int served;
   pthread_t th;
-  const char *impostor; /* set: every answer is a good page from a node with this id */
-} fake_peer;
+  const char *impostor;  /* set: every answer is a good page from a node with this id */
+  fake_answer_fn answer; /* set: it answers, in place of the kinds of trouble */
+  const char *epoch;     /* for answer: the X-Softadastra-Epoch it sends (NULL: none) */
+  atomic_int with_epoch; /* requests whose query named an epoch (epoch=) */
+};
 
 /* Answers each connection in turn with one kind of trouble: garbage JSON,
  * a malformed batch, an answer cut mid-body, a stall, a wrong status. */
@@ -475,7 +485,10 @@ static void *fake_run(void *p) {
     if (c < 0) continue;
     char req[4096];
     struct pollfd pc = {.fd = c, .events = POLLIN};
-    if (poll(&pc, 1, 1000) > 0) (void)!recv(c, req, sizeof req, 0);
+    ssize_t got = 0;
+    if (poll(&pc, 1, 1000) > 0) got = recv(c, req, sizeof req - 1, 0);
+    req[got > 0 ? got : 0] = '\0';
+    if (strstr(req, "epoch=")) atomic_fetch_add(&f->with_epoch, 1);
     static const struct {
       int status; /* 0: raw bytes, no HTTP; -1: stall */
       const char *body;
@@ -493,7 +506,14 @@ static void *fake_run(void *p) {
         {0, "\x01\x02garbage\r\n\r\n", 0},
     };
     int t = turn++ % 6;
-    if (f->impostor) {
+    if (f->answer) {
+      char msg[2048];
+      bool stall = false;
+      size_t n = f->answer(f, req, msg, sizeof msg, &stall);
+      (void)!send(c, msg, n, MSG_NOSIGNAL);
+      while (stall && !atomic_load(&f->stop))
+        e2e_nap_ms(20);
+    } else if (f->impostor) {
       char body[512], msg[1024];
       snprintf(body, sizeof body,
                "{\"node_id\":\"%s\",\"items\":[{\"seq\":1,\"op\":\"put\",\"key\":\"imp/k\","
@@ -527,9 +547,9 @@ static void *fake_run(void *p) {
   return NULL;
 }
 
-static void fake_start(fake_peer *f, const char *impostor) {
-  memset(f, 0, sizeof *f);
-  f->impostor = impostor;
+/* Starts the fake on a port of its own; f is zeroed but for impostor,
+ * answer and epoch. */
+static void fake_start(fake_peer *f) {
   f->fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in sa = {.sin_family = AF_INET};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -551,8 +571,8 @@ static void fake_stop(fake_peer *f) {
  * source cannot tell: it never sees the puller's id here) is refused by the
  * puller itself, and nothing it sends is applied. */
 START_TEST(test_impostor_with_own_id_refused) {
-  fake_peer f;
-  fake_start(&f, "node-a");
+  fake_peer f = {.impostor = "node-a"};
+  fake_start(&f);
   int pa = e2e_free_port(SOCK_STREAM);
   e2e_node a;
   e2e_node_init(&a);
@@ -607,6 +627,43 @@ START_TEST(test_garbage_peer_costs_retries) {
   char *log = e2e_read_file(a.log, NULL);
   ck_assert_ptr_nonnull(strstr(log, "event=sync_peer"));
   free(log);
+  e2e_node_cleanup(&a);
+}
+END_TEST
+
+/* A peer whose feed is gone (410) and whose snapshot stalls after its
+ * first bytes. */
+static size_t gone_then_stall(fake_peer *f, const char *req, char *out, size_t cap, bool *stall) {
+  (void)f;
+  if (!strncmp(req, "GET /v1/sync/snapshot", 21)) {
+    *stall = true;
+    return (size_t)snprintf(out, cap,
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                            "Content-Length: 100000\r\nX-Softadastra-Node: fake\r\n\r\n"
+                            "{\"node_id\":\"fake\",");
+  }
+  static const char gone[] = "{\"error\":{\"code\":\"gone\",\"message\":\"compacted\"},"
+                             "\"oldest_since\":5}";
+  return (size_t)snprintf(out, cap,
+                          "HTTP/1.1 410 Gone\r\nContent-Type: application/json\r\n"
+                          "Content-Length: %zu\r\nX-Softadastra-Node: fake\r\n\r\n%s",
+                          strlen(gone), gone);
+}
+
+/* The node is catching up from that snapshot when it is told to stop: it
+ * stops (the snapshot's transfer watches for the stop, as a pull does)
+ * instead of waiting out the 60 s a snapshot may go without a byte. */
+START_TEST(test_stop_during_stalled_snapshot) {
+  fake_peer f = {.answer = gone_then_stall};
+  fake_start(&f);
+  int pa = e2e_free_port(SOCK_STREAM);
+  e2e_node a;
+  e2e_node_init(&a);
+  int peers[] = {f.port, 0};
+  start_node(&a, "node-a", pa, peers, NULL);
+  ck_assert(wait_peer_state(&a, f.port, "catching_up", NULL, NULL));
+  ck_assert_int_eq(e2e_node_stop(&a, SIGTERM), 0);
+  fake_stop(&f);
   e2e_node_cleanup(&a);
 }
 END_TEST
@@ -1253,6 +1310,7 @@ static Suite *e2e_sync_suite(void) {
   tcase_add_test(tc, test_peer_with_own_id_refused);
   tcase_add_test(tc, test_garbage_peer_costs_retries);
   tcase_add_test(tc, test_impostor_with_own_id_refused);
+  tcase_add_test(tc, test_stop_during_stalled_snapshot);
   tcase_add_test(tc, test_delete_stays_deleted);
   tcase_add_test(tc, test_catch_up_from_snapshot);
   tcase_add_test(tc, test_snapshot_streamed_in_pieces_and_cut);
