@@ -282,24 +282,37 @@ static int srv_sync_progress_cb(void *cls, curl_off_t dt, curl_off_t dn, curl_of
   return srv_peer_stopping(cls) ? 1 : 0; /* non-zero aborts */
 }
 
-/* One GET of path on the peer with a timeout.  Returns 0 with *status and
- * the body in b (caller frees b->p), or -1 with the reason in why. */
-static int srv_sync_get(srv_peer *p, const char *path, uint32_t timeout_ms, long *status,
-                        srv_buf *b, srv_hdrs *h, char *why, size_t whylen) {
-  srv_sync *s = p->s;
-  memset(b, 0, sizeof *b);
-  memset(h, 0, sizeof *h);
-  char url[1024];
-  snprintf(url, sizeof url, "%s%s", p->url, path);
+/* Readies the peer's handle for a GET of url: reset, the token and Accept
+ * headers, the connect bound, the abort when the puller stops, http(s)
+ * only.  Returns the header list, which the caller frees after the
+ * transfer; the caller sets its own timeouts and sinks. */
+static struct curl_slist *srv_sync_curl_prepare(srv_peer *p, const char *url) {
   CURL *c = p->curl;
   curl_easy_reset(c);
   struct curl_slist *hl = NULL;
-  if (s->auth) hl = curl_slist_append(hl, s->auth);
+  if (p->s->auth) hl = curl_slist_append(hl, p->s->auth);
   hl = curl_slist_append(hl, "Accept: application/json");
   curl_easy_setopt(c, CURLOPT_URL, url);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, srv_sync_progress_cb);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, p);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  return hl;
+}
+
+/* One GET of path on the peer with a timeout.  Returns 0 with *status and
+ * the body in b (caller frees b->p), or -1 with the reason in why. */
+static int srv_sync_get(srv_peer *p, const char *path, uint32_t timeout_ms, long *status,
+                        srv_buf *b, srv_hdrs *h, char *why, size_t whylen) {
+  memset(b, 0, sizeof *b);
+  memset(h, 0, sizeof *h);
+  char url[1024];
+  snprintf(url, sizeof url, "%s%s", p->url, path);
+  CURL *c = p->curl;
+  struct curl_slist *hl = srv_sync_curl_prepare(p, url);
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L); /* a peer that stalls mid-answer */
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(timeout_ms / 1000 + 5));
@@ -307,10 +320,6 @@ static int srv_sync_get(srv_peer *p, const char *path, uint32_t timeout_ms, long
   curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, srv_sync_header_cb);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, h);
-  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, srv_sync_progress_cb);
-  curl_easy_setopt(c, CURLOPT_XFERINFODATA, p);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   CURLcode rc = curl_easy_perform(c);
   curl_slist_free_all(hl);
   if (rc != CURLE_OK) {
@@ -1301,24 +1310,13 @@ static int srv_peer_catch_up(srv_peer *p) {
   char url[1024];
   snprintf(url, sizeof url, "%s/v1/sync/snapshot?node=%s", p->url, s->self);
   CURL *c = p->curl;
-  curl_easy_reset(c);
-  struct curl_slist *hl = NULL;
-  if (s->auth) hl = curl_slist_append(hl, s->auth);
-  hl = curl_slist_append(hl, "Accept: application/json");
-  curl_easy_setopt(c, CURLOPT_URL, url);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+  struct curl_slist *hl = srv_sync_curl_prepare(p, url);
   /* no bound on the whole: a large snapshot takes its time; a peer that
    * stalls mid-answer is left after 60 s without a byte */
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, srv_snap_write);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
-  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, srv_sync_progress_cb);
-  curl_easy_setopt(c, CURLOPT_XFERINFODATA, p);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   CURLcode cr = curl_easy_perform(c);
   curl_slist_free_all(hl);
   if (!x.status) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &x.status);
