@@ -1373,6 +1373,16 @@ const char *srv_nats_pub_peer(const srv_nats *n) {
   return n->pub_peer;
 }
 
+/* This node's last committed LSN, the end of the feed the publisher reads.
+ * sa_client_wait with a zero timeout reads it as it is; sa_client_status
+ * would pass the read barrier first, forcing a store commit on every
+ * status request and every /metrics scrape. */
+static uint64_t committed_lsn(srv_nats *n) {
+  uint64_t last = 0;
+  (void)sa_client_wait(n->client, UINT64_MAX, 0, &last, NULL);
+  return last;
+}
+
 size_t srv_nats_peers(srv_nats *n, api_sync_peer *out, size_t max) {
   if (!n || max == 0) return 0;
   char url[256] = "";
@@ -1381,9 +1391,7 @@ size_t srv_nats_peers(srv_nats *n, api_sync_peer *out, size_t max) {
     snprintf(url, sizeof url, "%.255s", n->urls);
   const char *le = NULL;
   if (!up) natsConnection_GetLastError(n->nc, &le);
-  sa_status st;
-  uint64_t last = 0;
-  if (sa_client_status(n->client, &st, NULL) == 0) last = st.last_lsn;
+  uint64_t last = committed_lsn(n);
   api_sync_peer *o = out;
   memset(o, 0, sizeof *o);
   pthread_mutex_lock(&n->mu);
@@ -1425,9 +1433,7 @@ size_t srv_nats_peers(srv_nats *n, api_sync_peer *out, size_t max) {
 void srv_nats_write_metrics(srv_nats *n, FILE *f) {
   if (!n) return;
   bool up = connected(n);
-  sa_status st;
-  uint64_t last = 0;
-  if (sa_client_status(n->client, &st, NULL) == 0) last = st.last_lsn;
+  uint64_t last = committed_lsn(n);
   pthread_mutex_lock(&n->mu);
   uint64_t v[] = {up,
                   n->published,
