@@ -225,6 +225,26 @@ START_TEST(test_two_node_session) {
   ck_assert_str_eq(json_string_value(json_object_get(json_object_get(e, "error"), "code")),
                    "same_node_id");
   json_decref(e);
+  /* own= is 0 or 1: anything else is a 400 that names it, and the request
+   * changes nothing (the acked it carries is not recorded). */
+  static const char *const bad_own[] = {"2", "-1", "x", "", "1x"};
+  for (size_t i = 0; i < sizeof bad_own / sizeof bad_own[0]; i++) {
+    char path[160];
+    snprintf(path, sizeof path, "/v1/sync/ops?since=0&node=node-b&acked=999999&own=%s", bad_own[i]);
+    json_t *oe = NULL;
+    ck_assert_msg(e2e_req(&a, "GET", path, NULL, NULL, &oe) == 400, "own=%s was not a 400",
+                  bad_own[i]);
+    json_t *oerr = json_object_get(oe, "error");
+    ck_assert_str_eq(json_string_value(json_object_get(oerr, "code")), "bad_request");
+    const char *msg = json_string_value(json_object_get(oerr, "message"));
+    ck_assert_msg(msg && !strncmp(msg, "own ", 4), "own=%s: the error does not name own: %s",
+                  bad_own[i], msg ? msg : "(none)");
+    json_decref(oe);
+  }
+  json_t *pbs = peer_state(&a, pb, NULL);
+  ck_assert_ptr_nonnull(pbs);
+  ck_assert_int_lt(json_integer_value(json_object_get(pbs, "acked")), 999999);
+  json_decref(pbs);
 
   /* /metrics has the per-peer lines. */
   e2e_resp m;
@@ -467,10 +487,12 @@ struct fake_peer {
   atomic_bool stop;
   atomic_int served;
   pthread_t th;
-  const char *impostor;  /* set: every answer is a good page from a node with this id */
-  fake_answer_fn answer; /* set: it answers, in place of the kinds of trouble */
-  const char *epoch;     /* for answer: the X-Softadastra-Epoch it sends (NULL: none) */
-  atomic_int with_epoch; /* requests whose query named an epoch (epoch=) */
+  const char *impostor;   /* set: every answer is a good page from a node with this id */
+  fake_answer_fn answer;  /* set: it answers, in place of the kinds of trouble */
+  const char *epoch;      /* for answer: the X-Softadastra-Epoch of its pages (NULL: none) */
+  const char *gone_epoch; /* for answer: set, pulls past the first page get a 410 "epoch"
+                             with this X-Softadastra-Epoch */
+  atomic_int with_epoch;  /* requests whose query named an epoch (epoch=) */
 };
 
 /* Answers each connection in turn with one kind of trouble: garbage JSON,
@@ -665,6 +687,124 @@ START_TEST(test_stop_during_stalled_snapshot) {
   ck_assert_int_eq(e2e_node_stop(&a, SIGTERM), 0);
   fake_stop(&f);
   e2e_node_cleanup(&a);
+}
+END_TEST
+
+/* Node node-f with one key, ep/k = "x" at its LSN 1: the page from 0 holds
+ * it, a page from 1 is empty (after a pause, as a long-poll would).  Its
+ * pages say f->epoch as X-Softadastra-Epoch; with f->gone_epoch, a pull
+ * from 1 gets a 410 "epoch" saying that one instead. */
+static size_t epoch_pages(fake_peer *f, const char *req, char *out, size_t cap, bool *stall) {
+  (void)stall;
+  char ehdr[128] = "";
+  bool from0 = strstr(req, "since=0&") != NULL;
+  const char *body;
+  int status = 200;
+  if (from0) {
+    body = "{\"node_id\":\"node-f\",\"items\":[{\"seq\":1,\"op\":\"put\",\"key\":\"ep/k\","
+           "\"value_b64\":\"eA==\",\"hlc\":65536,\"origin\":\"node-f\",\"origin_lsn\":1}],"
+           "\"count\":1,\"next_since\":1,\"last_lsn\":1,\"more\":false}";
+  } else if (f->gone_epoch) {
+    status = 410;
+    body = "{\"error\":{\"code\":\"gone\",\"reason\":\"epoch\",\"message\":\"restored\"},"
+           "\"oldest_since\":0}";
+  } else {
+    e2e_nap_ms(200);
+    body = "{\"node_id\":\"node-f\",\"items\":[],\"count\":0,\"next_since\":1,\"last_lsn\":1,"
+           "\"more\":false}";
+  }
+  const char *ev = from0 || !f->gone_epoch ? f->epoch : f->gone_epoch;
+  if (ev) snprintf(ehdr, sizeof ehdr, "X-Softadastra-Epoch: %s\r\n", ev);
+  return (size_t)snprintf(out, cap,
+                          "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+                          "Content-Length: %zu\r\nX-Softadastra-Node: node-f\r\n%s\r\n%s",
+                          status, strlen(body), ehdr, body);
+}
+
+/* Starts node-a pulling from a fake f (epoch_pages) and waits until it
+ * applied the fake's key. */
+static void epoch_start(e2e_node *a, fake_peer *f) {
+  fake_start(f);
+  e2e_node_init(a);
+  int peers[] = {f->port, 0};
+  start_node(a, "node-a", e2e_free_port(SOCK_STREAM), peers, NULL);
+  ck_assert(e2e_wait_value(a, "ep/k", "x", NULL, E2E_WAIT_MS) >= 0);
+}
+
+static void epoch_stop(e2e_node *a, fake_peer *f) {
+  stop_all(a, NULL);
+  fake_stop(f);
+}
+
+/* Polls until a pull to f named an epoch.  True when one did. */
+static bool wait_epoch_named(fake_peer *f) {
+  long long t0 = e2e_now_ms();
+  while (atomic_load(&f->with_epoch) == 0 && e2e_now_ms() - t0 < E2E_WAIT_MS)
+    e2e_nap_ms(20);
+  return atomic_load(&f->with_epoch) > 0;
+}
+
+/* X-Softadastra-Epoch is exactly 16 hex digits, or it is not there: a page
+ * with a malformed one is applied (the cursor moves to its next_since) but
+ * the epoch is not adopted, so no later pull names one; a well-formed one
+ * is adopted, and the pulls name it. */
+START_TEST(test_malformed_epoch_header_ignored) {
+  static const char *const bad[] = {"0123", "0123456789abcdef0", "0123456789abcdeg",
+                                    "-123456789abcdef", "0x23456789abcdef"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    fake_peer f = {.answer = epoch_pages, .epoch = bad[i]};
+    e2e_node a;
+    epoch_start(&a, &f);
+    int seen = atomic_load(&f.served);
+    long long t0 = e2e_now_ms();
+    while (atomic_load(&f.served) < seen + 3 && e2e_now_ms() - t0 < E2E_WAIT_MS)
+      e2e_nap_ms(20);
+    ck_assert_int_ge(atomic_load(&f.served), seen + 3); /* pulled on after the page */
+    ck_assert_msg(atomic_load(&f.with_epoch) == 0, "epoch '%s' was adopted", bad[i]);
+    json_t *p = peer_state(&a, f.port, NULL);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_str_eq(json_string_value(json_object_get(p, "state")), "connected");
+    ck_assert_int_eq(json_integer_value(json_object_get(p, "cursor")), 1);
+    json_decref(p);
+    epoch_stop(&a, &f);
+  }
+  fake_peer f = {.answer = epoch_pages, .epoch = "00000000000000aB"};
+  e2e_node a;
+  epoch_start(&a, &f);
+  ck_assert_msg(wait_epoch_named(&f), "a well-formed epoch was not adopted");
+  epoch_stop(&a, &f);
+}
+END_TEST
+
+/* A 410 "epoch" whose X-Softadastra-Epoch is malformed is refused: the
+ * cursor stays where it was (not back to 0), the answer counts as
+ * invalid, and nothing crashes; a well-formed one sends the cursor back to
+ * 0 and the pulls name the new epoch. */
+START_TEST(test_gone_epoch_with_malformed_header_refused) {
+  static const char *const bad[] = {"", "0123", "0123456789abcdef0", "0123456789abcdeg"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    fake_peer f = {.answer = epoch_pages, .gone_epoch = bad[i]};
+    e2e_node a;
+    epoch_start(&a, &f);
+    ck_assert_msg(wait_peer_state(&a, f.port, "refusing",
+                                  "410 epoch without a valid X-Softadastra-Epoch", NULL),
+                  "410 epoch with X-Softadastra-Epoch '%s' was not refused", bad[i]);
+    json_t *p = peer_state(&a, f.port, NULL);
+    ck_assert_int_eq(json_integer_value(json_object_get(p, "cursor")), 1);
+    ck_assert_int_ge(json_integer_value(json_object_get(p, "refused_invalid")), 1);
+    json_decref(p);
+    ck_assert_int_eq(atomic_load(&f.with_epoch), 0);
+    ck_assert_int_eq(e2e_req(&a, "GET", "/healthz", NULL, NULL, NULL), 200);
+    epoch_stop(&a, &f);
+  }
+  fake_peer f = {.answer = epoch_pages, .gone_epoch = "00000000000000ab"};
+  e2e_node a;
+  epoch_start(&a, &f);
+  ck_assert_msg(wait_epoch_named(&f), "a well-formed 410 epoch was not followed");
+  char *log = e2e_read_file(a.log, NULL);
+  ck_assert_ptr_nonnull(strstr(log, "event=sync_peer_new_epoch"));
+  free(log);
+  epoch_stop(&a, &f);
 }
 END_TEST
 
@@ -1311,6 +1451,8 @@ static Suite *e2e_sync_suite(void) {
   tcase_add_test(tc, test_garbage_peer_costs_retries);
   tcase_add_test(tc, test_impostor_with_own_id_refused);
   tcase_add_test(tc, test_stop_during_stalled_snapshot);
+  tcase_add_test(tc, test_malformed_epoch_header_ignored);
+  tcase_add_test(tc, test_gone_epoch_with_malformed_header_refused);
   tcase_add_test(tc, test_delete_stays_deleted);
   tcase_add_test(tc, test_catch_up_from_snapshot);
   tcase_add_test(tc, test_snapshot_streamed_in_pieces_and_cut);
