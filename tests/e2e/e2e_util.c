@@ -510,3 +510,24 @@ long long e2e_wait_converged(e2e_node *const *ns, int count, int ms) {
   }
   return -1;
 }
+
+long long e2e_metric(const e2e_node *n, const char *name, const char *token) {
+  char auth[160];
+  const char *hdrs[2] = {NULL, NULL};
+  if (token) {
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    hdrs[0] = auth;
+  }
+  e2e_resp r;
+  long long v = -1;
+  if (e2e_http(n, "GET", "/metrics", hdrs, NULL, 0, &r) == 0 && r.status == 200 && r.body) {
+    size_t nl = strlen(name);
+    for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+      if (!strncmp(p, name, nl) && p[nl] == ' ') {
+        v = atoll(p + nl + 1);
+        break;
+      }
+  }
+  e2e_resp_free(&r);
+  return v;
+}

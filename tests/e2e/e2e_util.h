@@ -146,6 +146,10 @@ char *e2e_digest(const e2e_node *n, long long *keys);
  * Returns the milliseconds it took, or -1 when the bound passed. */
 long long e2e_wait_converged(e2e_node *const *ns, int count, int ms);
 
+/* The value of the first line of n's GET /metrics that is name then a
+ * space (token may be NULL), or -1 when there is none. */
+long long e2e_metric(const e2e_node *n, const char *name, const char *token);
+
 /* Path of the executable under test and the source tree. */
 const char *e2e_bin(void);
 const char *e2e_source_dir(void);

@@ -130,33 +130,11 @@ static void put(const e2e_node *n, const char *key, const char *value, const cha
   ck_assert_msg(st == 200 || st == 201, "PUT %s: HTTP %ld", key, st);
 }
 
-/* One figure of n's /metrics (the first line starting with name), or -1. */
-static long long metric(const e2e_node *n, const char *name, const char *token) {
-  char auth[160];
-  const char *hdrs[2] = {NULL, NULL};
-  if (token) {
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-    hdrs[0] = auth;
-  }
-  e2e_resp r;
-  long long v = -1;
-  if (e2e_http(n, "GET", "/metrics", hdrs, NULL, 0, &r) == 0 && r.status == 200 && r.body) {
-    size_t nl = strlen(name);
-    for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-      if (!strncmp(p, name, nl) && p[nl] == ' ') {
-        v = atoll(p + nl + 1);
-        break;
-      }
-  }
-  e2e_resp_free(&r);
-  return v;
-}
-
 /* Polls until metric name of n reaches at least want.  True when it did. */
 static bool wait_metric(const e2e_node *n, const char *name, long long want, const char *token) {
   long long t0 = e2e_now_ms();
   while (e2e_now_ms() - t0 < E2E_WAIT_MS) {
-    if (metric(n, name, token) >= want) return true;
+    if (e2e_metric(n, name, token) >= want) return true;
     e2e_nap_ms(20);
   }
   return false;
@@ -306,8 +284,8 @@ START_TEST(test_three_nodes) {
   put(&n[2], "settings/lang", "fr", NULL);
   ck_assert(e2e_wait_value(&n[0], "settings/lang", "fr", NULL, E2E_WAIT_MS) >= 0);
   ck_assert(e2e_wait_value(&n[1], "settings/lang", "fr", NULL, E2E_WAIT_MS) >= 0);
-  ck_assert_int_gt(metric(&n[1], "softadastra_discovery_datagrams_received_total", NULL), 0);
-  ck_assert_int_eq(metric(&n[1], "softadastra_discovery_peers", NULL), 2);
+  ck_assert_int_gt(e2e_metric(&n[1], "softadastra_discovery_datagrams_received_total", NULL), 0);
+  ck_assert_int_eq(e2e_metric(&n[1], "softadastra_discovery_peers", NULL), 2);
   /* C stops: A and B forget it after the timeout */
   stop_node(&n[2]);
   long long stopped = e2e_now_ms();
@@ -322,7 +300,7 @@ START_TEST(test_three_nodes) {
   ck_assert_msg(gone, "the stopped node was not forgotten");
   printf("discovery: a stopped node forgotten %lld ms after its stop (timeout %s s)\n",
          e2e_now_ms() - stopped, TIMEOUT);
-  ck_assert_int_ge(metric(&n[0], "softadastra_discovery_peers_forgotten_total", NULL), 1);
+  ck_assert_int_ge(e2e_metric(&n[0], "softadastra_discovery_peers_forgotten_total", NULL), 1);
   char *log = e2e_read_file(n[0].log, NULL);
   ck_assert_ptr_nonnull(strstr(log, "event=discovery_peer_forgotten"));
   free(log);
@@ -389,7 +367,7 @@ START_TEST(test_bad_datagrams) {
     snprintf(name, sizeof name, "softadastra_discovery_datagrams_refused_total{reason=\"%s\"}",
              reasons[i]);
     ck_assert_msg(wait_metric(&n, name, want[i], NULL), "%s not counted", name);
-    ck_assert_int_eq(metric(&n, name, NULL), want[i]);
+    ck_assert_int_eq(e2e_metric(&n, name, NULL), want[i]);
   }
   json_t *s = sync_status(&n, NULL);
   ck_assert_int_eq(json_array_size(json_object_get(s, "peers")), 0);
