@@ -178,6 +178,46 @@ static void api_metrics_write_stats(const sa_stats *ws, FILE *f) {
           (unsigned long long)ws->write_errors, (unsigned long long)ws->store_commits);
 }
 
+/* The core's sync counters (sa_client_sync_counters): what sync applied,
+ * skipped and refused since open, and the tombstones and dropped-tombstone
+ * records held now. */
+static void api_metrics_write_sync(const sa_sync_counters *sc, FILE *f) {
+  static const struct {
+    const char *name, *type, *help;
+  } m[] = {
+      {"softadastra_sync_batches_total", "counter",
+       "Sync batches applied that wrote a record, since open."},
+      {"softadastra_sync_applied_total", "counter",
+       "Synced changes that won by the rule and were applied, since open."},
+      {"softadastra_sync_skipped_total", "counter",
+       "Synced changes skipped: the pair was already held or lost to the held one, since open."},
+      {"softadastra_sync_stale_total", "counter",
+       "Synced changes refused as stale: a key held nowhere, at or below its dropped-tombstone "
+       "record (a write older than a delete whose tombstone went by age), since open."},
+      {"softadastra_sync_refused_drift_total", "counter",
+       "Sync batches refused for clock drift, since open."},
+      {"softadastra_sync_refused_invalid_total", "counter",
+       "Sync batches refused as malformed, since open."},
+      {"softadastra_sync_tombstones", "gauge", "Tombstones held now."},
+      {"softadastra_sync_tombstones_dropped_total", "counter",
+       "Tombstones dropped (every peer past them, or by age), since open."},
+      {"softadastra_sync_dropped_records", "gauge",
+       "Dropped-tombstone records held now (kept for 2 x tombstone_ttl_s)."},
+      {"softadastra_sync_dropped_expired_total", "counter",
+       "Dropped-tombstone records expired, since open."},
+      {"softadastra_sync_tombstones_bytes", "gauge", "Bytes of the tombstones' LMDB pages."},
+      {"softadastra_sync_dropped_bytes", "gauge",
+       "Bytes of the dropped-tombstone records' LMDB pages."},
+  };
+  const uint64_t v[] = {sc->batches,         sc->applied,       sc->skipped,
+                        sc->stale,           sc->refused_drift, sc->refused_invalid,
+                        sc->tombs,           sc->tombs_dropped, sc->dropped_records,
+                        sc->dropped_expired, sc->tombs_bytes,   sc->dropped_bytes};
+  for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", m[i].name, m[i].help, m[i].name, m[i].type,
+            m[i].name, (unsigned long long)v[i]);
+}
+
 api_response *api_h_metrics(api_ctx *ctx) {
   char *buf = NULL;
   size_t len = 0;
@@ -250,6 +290,8 @@ api_response *api_h_metrics(api_ctx *ctx) {
             (int)ss.overflow, (unsigned long long)ss.pruned, (unsigned long long)ss.total_retries,
             (unsigned long long)ss.ticks);
   }
+  sa_sync_counters sc;
+  if (sa_client_sync_counters(ctx->client, &sc, NULL) == 0) api_metrics_write_sync(&sc, f);
   sa_stats ws;
   if (sa_client_stats(ctx->client, &ws, NULL) == 0) api_metrics_write_stats(&ws, f);
   api_backup_write_metrics(ctx, f); /* api_backup.c */

@@ -50,6 +50,21 @@ static json_t *api_sync_json(api_ctx *ctx, const sa_sync_state *s) {
       own ? ctx->sync_transport : s->transport_kind, "discovery", "enabled",
       (int)s->discovery_enabled, "stub", (int)s->discovery_stub, "kind", s->discovery_kind, "peers",
       peers ? peers : json_array());
+  /* The core's apply and tombstone counters: atomics and LMDB's per-database
+   * stat, no scan. */
+  sa_sync_counters sc;
+  if (j && sa_client_sync_counters(ctx->client, &sc, NULL) == 0)
+    json_object_set_new(
+        j, "counters",
+        json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "batches",
+                  api_json_u64(sc.batches), "applied", api_json_u64(sc.applied), "skipped",
+                  api_json_u64(sc.skipped), "stale", api_json_u64(sc.stale), "refused_drift",
+                  api_json_u64(sc.refused_drift), "refused_invalid",
+                  api_json_u64(sc.refused_invalid), "tombstones", api_json_u64(sc.tombs),
+                  "tombstones_dropped", api_json_u64(sc.tombs_dropped), "dropped_records",
+                  api_json_u64(sc.dropped_records), "dropped_expired",
+                  api_json_u64(sc.dropped_expired), "tombstones_bytes",
+                  api_json_u64(sc.tombs_bytes), "dropped_bytes", api_json_u64(sc.dropped_bytes)));
   api_sync_discovery d;
   memset(&d, 0, sizeof d);
   json_t *dj = json_object_get(j, "discovery");

@@ -142,6 +142,25 @@ START_TEST(test_two_node_session) {
   long long took = e2e_wait_value(&b, "settings/theme", "dark", NULL, E2E_WAIT_MS);
   ck_assert_msg(took >= 0, "the write on node-a never reached node-b");
   fprintf(stderr, "test_two_node_session: node-b read the write after %lld ms\n", took);
+  /* node-b counts what sync applied: its sync status and /metrics. */
+  json_t *bs = NULL;
+  ck_assert_int_eq(e2e_req(&b, "GET", "/v1/sync/status", NULL, NULL, &bs), 200);
+  json_t *ctr = json_object_get(bs, "counters");
+  static const char *const counters[] = {
+      "batches",         "applied",         "skipped",          "stale",
+      "refused_drift",   "refused_invalid", "tombstones",       "tombstones_dropped",
+      "dropped_records", "dropped_expired", "tombstones_bytes", "dropped_bytes"};
+  for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
+    ck_assert_msg(json_is_integer(json_object_get(ctr, counters[i])), "no counters.%s",
+                  counters[i]);
+  ck_assert_int_ge(json_integer_value(json_object_get(ctr, "applied")), 1);
+  ck_assert_int_ge(json_integer_value(json_object_get(ctr, "batches")), 1);
+  ck_assert_int_eq(json_integer_value(json_object_get(ctr, "stale")), 0);
+  ck_assert_int_eq(json_integer_value(json_object_get(ctr, "refused_invalid")), 0);
+  json_decref(bs);
+  ck_assert_int_ge(e2e_metric(&b, "softadastra_sync_applied_total", NULL), 1);
+  ck_assert_int_eq(e2e_metric(&b, "softadastra_sync_stale_total", NULL), 0);
+  ck_assert_int_eq(e2e_metric(&b, "softadastra_sync_tombstones", NULL), 0);
 
   /* The pair of the PUT answer is the one stored, shown on both nodes. */
   ck_assert(json_is_integer(json_object_get(put, "hlc")));
@@ -899,6 +918,14 @@ START_TEST(test_catch_up_from_snapshot) {
   ck_assert(json_integer_value(json_object_get(d0, "hlc")) == del_hlc);
   ck_assert_ptr_null(json_object_get(snap, "horizon_hlc"));
   json_decref(snap);
+  /* A counts the drop: its sync status and /metrics. */
+  json_t *as = NULL;
+  ck_assert_int_eq(e2e_req(&a, "GET", "/v1/sync/status", NULL, NULL, &as), 200);
+  json_t *ac = json_object_get(as, "counters");
+  ck_assert_int_ge(json_integer_value(json_object_get(ac, "tombstones_dropped")), 1);
+  ck_assert_int_ge(json_integer_value(json_object_get(ac, "dropped_records")), 1);
+  json_decref(as);
+  ck_assert_int_ge(e2e_metric(&a, "softadastra_sync_tombstones_dropped_total", NULL), 1);
 
   start_node(&b, "node-b", pb, peers_b, NULL);
   ck_assert(e2e_wait_value(&b, "new/k", "fresh", NULL, E2E_WAIT_MS) >= 0);
