@@ -608,17 +608,21 @@ static void fake_stop(fake_peer *f) {
   close(f->fd);
 }
 
+/* Starts the fake f and node-a pulling from it alone. */
+static void fake_and_node(e2e_node *a, fake_peer *f) {
+  fake_start(f);
+  e2e_node_init(a);
+  int peers[] = {f->port, 0};
+  start_node(a, "node-a", e2e_free_port(SOCK_STREAM), peers, NULL);
+}
+
 /* A peer that answers well-formed pages but claims this node's own id (the
  * source cannot tell: it never sees the puller's id here) is refused by the
  * puller itself, and nothing it sends is applied. */
 START_TEST(test_impostor_with_own_id_refused) {
   fake_peer f = {.impostor = "node-a"};
-  fake_start(&f);
-  int pa = e2e_free_port(SOCK_STREAM);
   e2e_node a;
-  e2e_node_init(&a);
-  int peers[] = {f.port, 0};
-  start_node(&a, "node-a", pa, peers, NULL);
+  fake_and_node(&a, &f);
   ck_assert(wait_peer_state(&a, f.port, "refusing", "share one --node-id", NULL));
   long long t0 = e2e_now_ms();
   while (atomic_load(&f.served) < 3 && e2e_now_ms() - t0 < E2E_WAIT_MS)
@@ -696,12 +700,8 @@ static size_t gone_then_stall(fake_peer *f, const char *req, char *out, size_t c
  * instead of waiting out the 60 s a snapshot may go without a byte. */
 START_TEST(test_stop_during_stalled_snapshot) {
   fake_peer f = {.answer = gone_then_stall};
-  fake_start(&f);
-  int pa = e2e_free_port(SOCK_STREAM);
   e2e_node a;
-  e2e_node_init(&a);
-  int peers[] = {f.port, 0};
-  start_node(&a, "node-a", pa, peers, NULL);
+  fake_and_node(&a, &f);
   ck_assert(wait_peer_state(&a, f.port, "catching_up", NULL, NULL));
   ck_assert_int_eq(e2e_node_stop(&a, SIGTERM), 0);
   fake_stop(&f);
@@ -743,10 +743,7 @@ static size_t epoch_pages(fake_peer *f, const char *req, char *out, size_t cap, 
 /* Starts node-a pulling from a fake f (epoch_pages) and waits until it
  * applied the fake's key. */
 static void epoch_start(e2e_node *a, fake_peer *f) {
-  fake_start(f);
-  e2e_node_init(a);
-  int peers[] = {f->port, 0};
-  start_node(a, "node-a", e2e_free_port(SOCK_STREAM), peers, NULL);
+  fake_and_node(a, f);
   ck_assert(e2e_wait_value(a, "ep/k", "x", NULL, E2E_WAIT_MS) >= 0);
 }
 
