@@ -417,9 +417,17 @@ int store_sync_read(sa_store *s, uint64_t since, size_t limit, const char *exclu
     wal_op_iter it;
     wal_op op;
     wal_op_iter_init(&it, type, pay, len);
+    size_t xl = exclude ? strlen(exclude) : 0;
     while (!code && wal_op_next(&it, &op)) {
       int kind;
       kv_entry e;
+      /* An op written by the puller is left out before its key is looked
+       * up: if it made the key's state, that state's origin is the
+       * puller's (checked below); if not, it is left out anyway.  A page
+       * of a peer's own writes relayed back costs no lookups. */
+      if (exclude && (op.origin ? op.olen == xl && memcmp(op.origin, exclude, xl) == 0
+                                : strcmp(exclude, s->node_id) == 0))
+        continue;
       if ((code = store_find_state(s, txn, op.key, op.klen, &kind, &e, err)) != 0) break;
       /* Only the key's current state, at the LSN that made it. */
       if (kind == STORE_NONE || e.lsn != lsn || (kind == STORE_LIVE) != (op.op == SA_OP_PUT))
