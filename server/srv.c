@@ -4,7 +4,8 @@
  * Connections: the front loop (srv_front.c) owns the listening socket; the
  * gate (srv_http.c) reads every request there, and the loop serves every
  * route itself except the change feed's streams (GET of /v1/changes,
- * /v1/sync/ops, /v1/sync/snapshot: long-polls and SSE that wait suspended).
+ * /v1/sync/snapshot, /v1/backup: long-polls and SSE that wait suspended;
+ * a sync pull's long-poll, GET /v1/sync/ops, waits in the loop: srv_front.c).
  * Such a request, checked and without a body, is handed to libmicrohttpd
  * with its bytes unread, for that one request: every answer says
  * Connection: close (srv_answer.c), so libmicrohttpd never parses a second
@@ -770,6 +771,7 @@ int srv_serve(const cfg_config *cfg) {
         .active = &s.active,
         .total = &s.total,
         .log_requests = s.log_requests,
+        .feed = s.feed, /* sync pulls long-poll on their kept-alive connections */
     };
     int e = srv_front_start(&fc, &front);
     if (e != 0) fprintf(stderr, "softadastra: cannot start the HTTP loops: %s\n", strerror(e));

@@ -20,7 +20,10 @@
  *     at once; PUT and DELETE queue the write on the node (api_write) and
  *     the connection waits, reading nothing, until the writer reports
  *     the write settled; the body and headers stay in the connection's
- *     buffer until then, as the node requires;
+ *     buffer until then, as the node requires.  A sync pull's long-poll
+ *     (GET /v1/sync/ops with wait) waits the same way, parked in the feed
+ *     hub (srv_sse.h) until it has a page or its wait ends; a puller that
+ *     half-closes or leaves meanwhile ends it at once;
  *   - answers go out in one sendmsg (head + body); the rest, if the socket
  *     is full, is kept and sent on the next output edge before anything
  *     else is read (responses stay in request order);
@@ -55,6 +58,7 @@
 #include "srv_chunked.h"
 #include "srv_http.h"
 #include "srv_log.h"
+#include "srv_sse.h"
 
 #define FRONT_BUF 16384       /* bytes of one request the loop serves, head and body */
 #define FRONT_EVENTS 128      /* epoll events per wake */
@@ -76,9 +80,10 @@ typedef struct fconn {
   bool readable;             /* input may be waiting (an edge since the last drain) */
   bool rdhup;                /* the peer closed its side: no more input will come */
   bool dead;                 /* closed while a write was queued: free once it settles */
-  bool pending;              /* a write is queued on the node */
+  bool pending;              /* a write is queued on the node, or a long-poll waits (sub) */
   bool close_after;          /* close once the answer is out */
   api_write *write;          /* the queued write */
+  srv_sub *sub;              /* the waiting long-poll (GET /v1/sync/ops), in the feed hub */
   char *out;                 /* unsent answer bytes */
   size_t out_len, out_off;   /* bytes at out, bytes sent */
   long long last_ms;         /* last input, answer or output progress (CLOCK_MONOTONIC) */
@@ -111,7 +116,7 @@ struct floop {
   long long warned_ms;     /* last "out of descriptors" warning */
   pthread_mutex_t mu;      /* guards incoming and settled */
   fconn *incoming;         /* connections given to this loop */
-  fconn *settled;          /* connections whose write settled */
+  fconn *settled;          /* connections whose write settled or long-poll woke */
   fconn *conns;            /* the loop's connections */
   fconn *graveyard;        /* closed, freed after the batch */
   size_t pending;          /* connections with a queued write */
@@ -171,6 +176,11 @@ static void fc_end(floop *l, fconn *c) {
  * freeing after the current batch of events. */
 static void fc_close(floop *l, fconn *c) {
   if (c->fd < 0) return;
+  if (c->pending && c->sub && srv_feed_wait_cancel(l->f->c.feed, c->sub)) {
+    c->sub = NULL; /* a long-poll that was waiting: over now */
+    c->pending = false;
+    l->pending--;
+  }
   if (c->pending) {
     c->dead = true;
     return;
@@ -311,6 +321,8 @@ static const char *fc_header(void *cls, const char *name) {
   return fld ? fld->value : NULL;
 }
 
+static bool fc_loop_poll(const srv_front *f, const srv_http_req *h);
+
 static void fc_settled(void *cls) {
   fconn *c = cls;
   floop *l = c->l;
@@ -341,8 +353,9 @@ static void fc_request(floop *l, fconn *c) {
       .header = fc_header,
       .header_cls = c,
       /* A write (PUT, DELETE, batch) may be queued on the node; a GET or
-       * HEAD is answered at once (the feed's waits are libmicrohttpd's). */
-      .can_defer = !get && !c->head_req,
+       * HEAD is answered at once, but for a sync pull's long-poll, which
+       * waits in the feed hub (the other feed routes are libmicrohttpd's). */
+      .can_defer = (!get && !c->head_req) || fc_loop_poll(l->f, h),
   };
 }
 
@@ -362,6 +375,23 @@ static void fc_serve(floop *l, fconn *c, const char *body, size_t body_len) {
     api_write_arm(c->write, fc_settled, c);
     return;
   }
+  if (r->feed && f->c.feed && api_feed_get_mode(r->feed) != API_FEED_STREAM) {
+    /* A sync pull's long-poll: it waits in the feed hub (fc_settled is its
+     * wake), the connection parked as for a write. */
+    api_feed *fd = r->feed;
+    r->feed = NULL;
+    api_response_free(r); /* the placeholder */
+    c->sub = srv_feed_wait_start(f->c.feed, fd, fc_settled, c);
+    r = c->sub ? srv_feed_wait_poll(f->c.feed, c->sub)
+               : api_error_response(f->c.api, 500, "internal_error", "out of memory");
+    if (!r) {
+      c->pending = true;
+      l->pending++;
+      return;
+    }
+    if (c->sub) srv_feed_wait_end(f->c.feed, c->sub);
+    c->sub = NULL;
+  }
   if (r->feed || r->backup || r->stream) { /* cannot be: those routes go to libmicrohttpd
                                                (fc_stream_route) */
     if (r->feed) api_feed_free(r->feed);
@@ -377,18 +407,29 @@ static void fc_serve(floop *l, fconn *c, const char *body, size_t body_len) {
  * long-polls, the sync pull's long-poll and snapshot, an online backup): a
  * GET or HEAD of these paths is served by libmicrohttpd, which can hold a
  * connection suspended, or stream from a callback, without holding a loop. */
-static bool fc_stream_route(const srv_http_req *h) {
+static bool fc_is_get(const srv_http_req *h) {
+  return (h->method_len == 3 && memcmp(h->method, "GET", 3) == 0) ||
+         (h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0);
+}
+
+static bool fc_path_is(const srv_http_req *h, const char *path) {
+  size_t n = strlen(path);
+  return h->path_len >= n && memcmp(h->path, path, n) == 0 &&
+         (h->path_len == n || h->path[n] == '?');
+}
+
+/* GET or HEAD of /v1/sync/ops, served by the loop itself when it has a
+ * feed hub: a puller's long-polls then reuse one kept-alive connection. */
+static bool fc_loop_poll(const srv_front *f, const srv_http_req *h) {
+  return f->c.feed && fc_is_get(h) && fc_path_is(h, "/v1/sync/ops");
+}
+
+static bool fc_stream_route(const srv_front *f, const srv_http_req *h) {
   static const char *const paths[] = {"/v1/changes", "/v1/sync/ops", "/v1/sync/snapshot",
                                       "/v1/backup"};
-  bool get = (h->method_len == 3 && memcmp(h->method, "GET", 3) == 0) ||
-             (h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0);
-  if (!get) return false;
-  for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
-    size_t n = strlen(paths[i]);
-    if (h->path_len >= n && memcmp(h->path, paths[i], n) == 0 &&
-        (h->path_len == n || h->path[n] == '?'))
-      return true;
-  }
+  if (!fc_is_get(h) || fc_loop_poll(f, h)) return false;
+  for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+    if (fc_path_is(h, paths[i])) return true;
   return false;
 }
 
@@ -605,7 +646,7 @@ static void fc_run(floop *l, fconn *c) {
       fc_refuse(l, c);
       continue; /* sends the answer, then discards and closes */
     }
-    if (fc_stream_route(&c->h)) {
+    if (fc_stream_route(f, &c->h)) {
       /* libmicrohttpd serves the feed's streams: it parses this one head
        * (checked; no body, so no framing of its own to get wrong) and the
        * connection ends after its answer (srv_answer_mhd_headers). */
@@ -746,8 +787,20 @@ static void fl_woken(floop *l) {
   for (fconn *c = rev, *nx; c; c = nx) {
     nx = c->link;
     c->link = NULL;
-    api_response *r = api_write_finish(l->f->c.api, c->write, &c->req);
-    c->write = NULL;
+    api_response *r;
+    if (c->sub) { /* a long-poll woke: its answer, or it waits again */
+      srv_feed *h = l->f->c.feed;
+      if (c->dead) {
+        r = api_error_response(l->f->c.api, 499, "client_closed", "the client left");
+      } else if (!(r = srv_feed_wait_poll(h, c->sub))) {
+        continue; /* still pending */
+      }
+      srv_feed_wait_end(h, c->sub);
+      c->sub = NULL;
+    } else {
+      r = api_write_finish(l->f->c.api, c->write, &c->req);
+      c->write = NULL;
+    }
     c->pending = false;
     l->pending--;
     if (c->dead) {
@@ -839,6 +892,11 @@ static void *fl_main(void *arg) {
         continue;
       }
       if (e & EPOLLRDHUP) c->rdhup = true;
+      if (c->rdhup && c->sub) { /* the puller left a waiting long-poll: it ends now, not
+                                   at its wait's end (the hub's streams do the same) */
+        fc_close(l, c);
+        continue;
+      }
       if (e & (EPOLLIN | EPOLLRDHUP)) {
         c->readable = true;
         c->last_ms = front_now_ms();

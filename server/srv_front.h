@@ -64,6 +64,11 @@ typedef struct srv_front_config {
   atomic_long *active; /* requests being served (srv.c's drain waits for 0) */
   atomic_ulong *total; /* requests started */
   bool log_requests;   /* one debug line per request */
+  /* The long-polls of GET /v1/sync/ops wait in this hub (srv_sse.h) while
+   * the loop keeps their connections; NULL: that route goes to
+   * libmicrohttpd like the other feed routes.  Borrowed; srv_feed_shutdown
+   * before srv_front_drain answers every one. */
+  struct srv_feed *feed;
 } srv_front_config;
 
 /* Starts the loops.  Returns 0 and sets *out, or an errno value (the

@@ -39,7 +39,9 @@
 typedef struct srv_sub {
   struct srv_sub *prev, *next; /* the hub's list */
   srv_feed *hub;               /* owner */
-  struct MHD_Connection *con;  /* the request's connection */
+  struct MHD_Connection *con;  /* the request's connection (NULL: a front-loop wait) */
+  void (*wake)(void *);        /* a front-loop wait: called once per suspension */
+  void *wake_cls;              /* its argument */
   api_feed *feed;              /* the cursor (owned) */
   bool stream;                 /* SSE stream (else long-poll) */
   bool suspended;              /* suspended by us; under hub->mu */
@@ -108,9 +110,19 @@ static bool srv_feed_suspend_locked(srv_feed *h, srv_sub *s) {
   if (h->stopping || h->last > api_feed_seen(s->feed)) return false;
   if (!s->stream && srv_feed_now() >= s->deadline_ns) return false;
   s->suspended = true;
-  MHD_suspend_connection(s->con);
+  if (s->con) MHD_suspend_connection(s->con);
   pthread_cond_signal(&h->cv); /* the notifier may be idle */
   return true;
+}
+
+/* Ends s's suspension: resumes its libmicrohttpd connection, or tells the
+ * front loop that holds it.  Call with h->mu held and s->suspended set. */
+static void srv_sub_resume_locked(srv_sub *s) {
+  s->suspended = false;
+  if (s->con)
+    MHD_resume_connection(s->con);
+  else
+    s->wake(s->wake_cls);
 }
 
 static bool srv_feed_any_suspended(const srv_feed *h) {
@@ -180,8 +192,7 @@ static void *srv_feed_main(void *arg) {
       uint64_t at = s->stream ? s->beat_ns : s->deadline_ns;
       bool news = h->last > api_feed_seen(s->feed);
       if (news || now >= at || h->stopping || rc == SA_ECLOSED) {
-        s->suspended = false;
-        MHD_resume_connection(s->con);
+        srv_sub_resume_locked(s);
       } else if (at < next) {
         next = at;
       }
@@ -234,10 +245,7 @@ void srv_feed_shutdown(srv_feed *h) {
   h->stopping = true;
   pthread_cond_signal(&h->cv);
   for (srv_sub *s = h->subs; s; s = s->next)
-    if (s->suspended) {
-      s->suspended = false;
-      MHD_resume_connection(s->con);
-    }
+    if (s->suspended) srv_sub_resume_locked(s);
   pthread_mutex_unlock(&h->mu);
 }
 
@@ -509,4 +517,66 @@ void srv_feed_done(srv_feed *h, void **slot) {
   pthread_mutex_unlock(&h->mu);
   srv_sub_free(s);
   *slot = NULL;
+}
+
+/* ---- long-polls of the front loop ------------------------------------------ *
+ *
+ * The same subscriber without a libmicrohttpd connection: "suspended" means
+ * the loop holds the connection parked, and a resume is a call of wake. */
+
+srv_sub *srv_feed_wait_start(srv_feed *h, api_feed *f, void (*wake)(void *), void *cls) {
+  srv_sub *s = calloc(1, sizeof *s);
+  if (!s) {
+    api_feed_free(f);
+    return NULL;
+  }
+  s->hub = h;
+  s->feed = f;
+  s->wake = wake;
+  s->wake_cls = cls;
+  s->fd = -1;
+  s->deadline_ns = srv_feed_now() + (uint64_t)api_feed_wait_ms(f) * 1000000u;
+  pthread_mutex_lock(&h->mu);
+  srv_feed_link(h, s);
+  pthread_mutex_unlock(&h->mu);
+  return s;
+}
+
+api_response *srv_feed_wait_poll(srv_feed *h, srv_sub *s) {
+  for (int turn = 0; turn < 4; turn++) { /* bounded: a turn answers or suspends */
+    pthread_mutex_lock(&h->mu);
+    bool stopping = h->stopping;
+    bool final = stopping || srv_feed_now() >= s->deadline_ns;
+    pthread_mutex_unlock(&h->mu);
+    api_response *r = api_feed_page(s->feed, final);
+    if (r) {
+      if (stopping) r->close = true;
+      return r;
+    }
+    pthread_mutex_lock(&h->mu);
+    bool suspended = srv_feed_suspend_locked(h, s);
+    pthread_mutex_unlock(&h->mu);
+    if (suspended) return NULL;
+  }
+  return api_feed_page(s->feed, true);
+}
+
+bool srv_feed_wait_cancel(srv_feed *h, srv_sub *s) {
+  pthread_mutex_lock(&h->mu);
+  bool now = s->suspended;
+  if (now) {
+    s->suspended = false;
+    srv_feed_unlink(h, s);
+  }
+  pthread_mutex_unlock(&h->mu);
+  if (now) srv_sub_free(s);
+  return now;
+}
+
+void srv_feed_wait_end(srv_feed *h, srv_sub *s) {
+  pthread_mutex_lock(&h->mu);
+  assert(!s->suspended);
+  srv_feed_unlink(h, s);
+  pthread_mutex_unlock(&h->mu);
+  srv_sub_free(s);
 }

@@ -80,6 +80,35 @@ enum MHD_Result srv_feed_resume(srv_feed *h, struct MHD_Connection *con, void **
  * *slot holds and sets it to NULL.  NULL *slot is a no-op. */
 void srv_feed_done(srv_feed *h, void **slot);
 
+/* ---- long-polls served by the front loop (srv_front.c) ----
+ *
+ * The loop serves GET /v1/sync/ops itself, on the puller's kept-alive
+ * connection (a connection per page cost both sides a connect, an accept
+ * and a hand-over: README, Performance, Sync); its long-polls wait in this
+ * hub like libmicrohttpd's, with a callback in place of a suspended
+ * connection.  A subscriber is a srv_sub (opaque). */
+typedef struct srv_sub srv_sub;
+
+/* Registers a long-poll (f, taken: freed with the subscriber, or here on
+ * failure).  wake(cls) is called once for each time srv_feed_wait_poll
+ * returned NULL (on the notifier thread, or the caller of
+ * srv_feed_shutdown, with the hub's mutex held: it must only queue work for
+ * the loop).  Returns NULL when out of memory. */
+srv_sub *srv_feed_wait_start(srv_feed *h, api_feed *f, void (*wake)(void *), void *cls);
+
+/* The answer of s now, or NULL: nothing to say yet, s waits (wake comes on
+ * news, at the wait's end, or at shutdown; then call this again).  Call at
+ * the start and after each wake, never while s waits. */
+api_response *srv_feed_wait_poll(srv_feed *h, srv_sub *s);
+
+/* The loop's connection closed while s waits: frees s and returns true if
+ * it was still waiting; false when a wake is already on its way (then call
+ * srv_feed_wait_end after it). */
+bool srv_feed_wait_cancel(srv_feed *h, srv_sub *s);
+
+/* Frees s after its answer (or after a wake for a closed connection). */
+void srv_feed_wait_end(srv_feed *h, srv_sub *s);
+
 /* Starts the shutdown: refuses new feed requests (503 shutting_down), ends
  * every stream after a "bye" event and answers every long-poll now.  Returns
  * at once; the requests finish on the worker threads.  Idempotent. */

@@ -3,7 +3,8 @@
  * node: pipelined requests that mix the loop's own routes with ones it hands
  * to libmicrohttpd on the same connection, keep-alive, Connection: close and
  * the response framing, a client that leaves while its write is queued, the
- * idle timeout, and max_connections counted over both paths.
+ * idle timeout, max_connections counted over both paths, and the sync
+ * pull's long-polls that the loop holds on kept-alive connections.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -516,6 +517,128 @@ START_TEST(test_out_of_descriptors) {
 }
 END_TEST
 
+/* The integer after "name": in a JSON body, or -1. */
+static long long json_int(const char *body, const char *name) {
+  char pat[64];
+  snprintf(pat, sizeof pat, "\"%s\":", name);
+  const char *p = strstr(body, pat);
+  return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
+}
+
+/* softadastra_feed_polls_waiting of n, or -1. */
+static long long polls_waiting(const e2e_node *n) {
+  e2e_resp r;
+  if (e2e_http(n, "GET", "/metrics", NULL, NULL, 0, &r) != 0) return -1;
+  const char *p = strstr(r.body, "\nsoftadastra_feed_polls_waiting ");
+  long long v = p ? strtoll(p + 32, NULL, 10) : -1;
+  e2e_resp_free(&r);
+  return v;
+}
+
+static bool polls_waiting_is(const e2e_node *n, long long want) {
+  for (int i = 0; i < e2e_wait_ms() / 20; i++) {
+    if (polls_waiting(n) == want) return true;
+    struct timespec nap = {0, 20 * 1000 * 1000};
+    nanosleep(&nap, NULL);
+  }
+  return false;
+}
+
+/* A sync pull's long-poll (GET /v1/sync/ops with wait) is served by the
+ * loop on the puller's kept-alive connection: it waits in the feed hub
+ * without an answer, is answered when a write is committed, and the same
+ * connection then serves a poll that ends at its wait and a plain GET.  A
+ * puller that closes while its poll waits frees it at once, not at the
+ * wait's end. */
+START_TEST(test_sync_poll_kept_alive) {
+  e2e_resp g;
+  ck_assert_int_eq(e2e_http(&node, "PUT", "/v1/store/poll/a", NULL, "1", 1, &g), 0);
+  ck_assert_int_eq(g.status, 201);
+  long long lsn = json_int(g.body, "lsn");
+  e2e_resp_free(&g);
+  ck_assert_int_gt(lsn, 0);
+  long long last = -1;
+  for (int i = 0; i < e2e_wait_ms() / 10 && last < lsn; i++) { /* until the store committed it */
+    ck_assert_int_eq(
+        e2e_http(&node, "GET", "/v1/sync/ops?since=0&limit=1&node=front-test", NULL, NULL, 0, &g),
+        0);
+    ck_assert_int_eq(g.status, 200);
+    last = json_int(g.body, "last_lsn");
+    e2e_resp_free(&g);
+  }
+  ck_assert_int_ge(last, lsn);
+  int fd = conn(&node);
+  reader r = {.fd = fd};
+  answer a;
+  char req[256];
+  snprintf(req, sizeof req,
+           "GET /v1/sync/ops?since=%lld&wait=20000&node=front-test HTTP/1.1\r\nHost: t\r\n\r\n",
+           last);
+  send_str(fd, req);
+  ck_assert_msg(fill(&r, 300) != 0, "answered at once: %s", r.buf); /* nothing to say: it waits */
+  ck_assert(polls_waiting_is(&node, 1));
+  ck_assert_int_eq(e2e_http(&node, "PUT", "/v1/store/poll/b", NULL, "2", 1, &g), 0);
+  ck_assert_int_eq(g.status, 201);
+  e2e_resp_free(&g);
+  ck_assert_int_eq(read_answer(&r, &a), 0);
+  ck_assert_int_eq(a.status, 200);
+  ck_assert_ptr_nonnull(strstr(a.body, "\"key\":\"poll/b\""));
+  ck_assert_ptr_null(strcasestr(a.head, "connection: close"));
+  ck_assert_ptr_nonnull(strcasestr(a.head, "X-Softadastra-Epoch: "));
+  long long next = json_int(a.body, "next_since");
+  ck_assert_int_gt(next, last);
+  /* the same connection: a poll that ends at its wait, empty, then a GET */
+  snprintf(req, sizeof req,
+           "GET /v1/sync/ops?since=%lld&wait=300&node=front-test HTTP/1.1\r\nHost: t\r\n\r\n"
+           "GET /v1/store/poll/b?raw=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+           next);
+  send_str(fd, req);
+  ck_assert_int_eq(read_answer(&r, &a), 0);
+  ck_assert_int_eq(a.status, 200);
+  ck_assert_int_eq(json_int(a.body, "count"), 0);
+  ck_assert_ptr_null(strcasestr(a.head, "connection: close"));
+  ck_assert_int_eq(read_answer(&r, &a), 0);
+  ck_assert_int_eq(a.status, 200);
+  ck_assert_str_eq(a.body, "2");
+  ck_assert(polls_waiting_is(&node, 0));
+  /* a puller that leaves while its poll waits */
+  snprintf(req, sizeof req,
+           "GET /v1/sync/ops?since=%lld&wait=30000&node=front-test HTTP/1.1\r\nHost: t\r\n\r\n",
+           next);
+  send_str(fd, req);
+  ck_assert(polls_waiting_is(&node, 1));
+  close(fd);
+  ck_assert_msg(polls_waiting_is(&node, 0), "a closed puller's poll still waits");
+}
+END_TEST
+
+/* A node that stops answers the polls it holds at once, with Connection:
+ * close, and exits cleanly. */
+START_TEST(test_sync_poll_at_shutdown) {
+  e2e_node n;
+  e2e_node_init(&n);
+  ck_assert_int_eq(e2e_node_start(&n, NULL, NULL, NULL), 0);
+  int fd = conn(&n);
+  send_str(fd, "GET /v1/sync/ops?since=0&wait=30000&node=front-test HTTP/1.1\r\nHost: t\r\n\r\n");
+  ck_assert(polls_waiting_is(&n, 1));
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  ck_assert_int_eq(kill(n.pid, SIGTERM), 0);
+  reader r = {.fd = fd};
+  answer a;
+  ck_assert_int_eq(read_answer(&r, &a), 0);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  ck_assert_int_eq(a.status, 200);
+  ck_assert_ptr_nonnull(strcasestr(a.head, "connection: close"));
+  long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+  ck_assert_msg(ms < 20000, "the poll was answered %ld ms after the stop", ms);
+  ck_assert(clean_eof(fd, e2e_wait_ms()));
+  close(fd);
+  ck_assert_int_eq(e2e_node_stop(&n, SIGTERM), 0);
+  e2e_node_cleanup(&n);
+}
+END_TEST
+
 int main(void) {
   curl_global_init(CURL_GLOBAL_DEFAULT);
   Suite *s = suite_create("e2e_front");
@@ -529,11 +652,13 @@ int main(void) {
   tcase_add_test(tc, test_client_leaves_during_write);
   tcase_add_test(tc, test_large_answer_read_late);
   tcase_add_test(tc, test_idle_timeout);
+  tcase_add_test(tc, test_sync_poll_kept_alive);
   suite_add_tcase(s, tc);
   TCase *tm = tcase_create("limits");
   tcase_set_timeout(tm, 300);
   tcase_add_test(tm, test_max_connections);
   tcase_add_test(tm, test_out_of_descriptors);
+  tcase_add_test(tm, test_sync_poll_at_shutdown);
   suite_add_tcase(s, tm);
   SRunner *sr = srunner_create(s);
   srunner_set_fork_status(sr, CK_NOFORK);
