@@ -15,7 +15,9 @@
 # NATS_RAW_MSGS (100000), NATS_LAG_RATES ("1000 5000"), NATS_LAG_SECONDS (5),
 # BENCH_DURATION (5: seconds per wrk cell), BENCH_CONCURRENCY ("16 64"),
 # BENCH_PORT_BASE (18700: 127.0.0.1 ports BASE+1..BASE+12), BENCH_BUILD_DIR
-# (build-bench, Release), BENCH_SKIP_BUILD=1, BENCH_TMPDIR (/var/tmp).
+# (build-bench, Release), BENCH_SKIP_BUILD=1, BENCH_TMPDIR (/var/tmp),
+# NATS_PARTS (a subset of "rates lag put", all by default), NATS_CLUSTERS
+# (a subset of "1 3": one server, three servers with an R3 stream).
 #
 # Prints figures; asserts nothing about times.  Every server is started on
 # 127.0.0.1 and stopped by PID (trap); every wait is bounded.
@@ -31,6 +33,9 @@ else
   LAG_S=${NATS_LAG_SECONDS:-5} DUR=${BENCH_DURATION:-5}
 fi
 LAG_RATES=${NATS_LAG_RATES:-"1000 5000"}
+PARTS=${NATS_PARTS:-"rates lag put"}
+CLUSTERS=${NATS_CLUSTERS:-"1 3"}
+want_part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 CONCS=${BENCH_CONCURRENCY:-"16 64"}
 BUILD=${BENCH_BUILD_DIR:-$ROOT/build-bench}
 PB=${BENCH_PORT_BASE:-18700}
@@ -146,13 +151,14 @@ hub_rates() {
 }
 
 echo "== nats.sh: $(nproc) cores, nats-server $("$NATS" --version | awk '{print $NF}'), libnats $(pkg-config --modversion libnats), rounds $ROUNDS"
-for n in 1 3; do
+for n in $CLUSTERS; do
   start_hubs "$n"
   for r in $(seq "$ROUNDS"); do
+    want_part rates || continue
     "$WORK/nats_raw" "nats://127.0.0.1:$((PB + 1))" "$RAW" "$n" || log "nats_raw failed"
     hub_rates "$n" "$r"
   done
-  if [ "$n" = 1 ]; then
+  if [ "$n" = 1 ] && want_part lag; then
     # lag at paced rates, A -> hub -> B
     a=$(start_node lag-a $((PB + 7)) --transport nats --nats-url "$HUB_URLS")
     b=$(start_node lag-b $((PB + 8)) --transport nats --nats-url "$HUB_URLS")
@@ -166,6 +172,8 @@ for n in 1 3; do
       done
     done
     stop_pids "$a" "$b"
+  fi
+  if [ "$n" = 1 ] && want_part put; then
     # local PUT with the transport on against off, interleaved
     solo=$(start_node solo $((PB + 9)))
     hubn=$(start_node withnats $((PB + 10)) --transport nats --nats-url "$HUB_URLS")
