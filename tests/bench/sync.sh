@@ -110,6 +110,9 @@ med() { tr ' ' '\n' | awk 'NF { a[n++] = $1 + 0 } END {
   print (n % 2) ? a[(n - 1) / 2] : (a[n / 2 - 1] + a[n / 2]) / 2 }'; }
 io_field() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; } # PID wchar|write_bytes
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# the machine's busy ticks (every process and the kernel: user nice system
+# irq softirq steal) and all ticks, from /proc/stat
+machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat; }
 # CPU ticks per thread name ("name ticks" lines, threads of one name summed;
 # utime and stime are the 12th and 13th fields after the ")" that ends the name)
 thread_ticks() {
@@ -381,13 +384,16 @@ wp_cell() { # LABEL PORT PID C [PEER_PIDS...]
   local label=$1 port=$2 pid=$3 c=$4
   shift 4
   local t=$((c < 2 ? c : 2)) w0 w1 b0 b1 cpu0 cpu1 pw0=0 pw1=0 pc0=0 pc1=0 p out line th0 th1 m0 m1 pm0="" pm1=""
+  local mb0 mt0 mb1 mt1
   w0=$(io_field "$pid" wchar); b0=$(io_field "$pid" write_bytes); cpu0=$(cpu_ticks "$pid"); th0=$(thread_ticks "$pid")
+  read -r mb0 mt0 < <(machine_ticks)
   m0=$(curl -fs --max-time 5 "http://127.0.0.1:$port/metrics" || true)
   for p in "$@"; do pw0=$((pw0 + $(io_field "$p" wchar))); pc0=$((pc0 + $(cpu_ticks "$p"))); done
   [ $# -eq 0 ] || pm0=$(curl -fs --max-time 5 "http://127.0.0.1:$P_PEER1/metrics" || true)
   out=$(BENCH_SYS=ours BENCH_OP=put BENCH_KEYS=$WRK_KEYS BENCH_VALUE=$VALUE \
     timeout $((DUR + 60)) wrk -t"$t" -c"$c" -d"${DUR}s" --timeout 10s -s "$HERE/load.lua" \
     "http://127.0.0.1:$port" 2>&1) || { log "wrk failed for $label c$c"; return 0; }
+  read -r mb1 mt1 < <(machine_ticks)
   w1=$(io_field "$pid" wchar); b1=$(io_field "$pid" write_bytes); cpu1=$(cpu_ticks "$pid"); th1=$(thread_ticks "$pid")
   m1=$(curl -fs --max-time 5 "http://127.0.0.1:$port/metrics" || true)
   for p in "$@"; do pw1=$((pw1 + $(io_field "$p" wchar))); pc1=$((pc1 + $(cpu_ticks "$p"))); done
@@ -421,14 +427,18 @@ wp_cell() { # LABEL PORT PID C [PEER_PIDS...]
   bpp=$(awk -v a="$b0" -v b="$b1" -v n="$n" 'BEGIN { printf "%.0f", (b - a) / n }')
   ppp=$(awk -v a="$pw0" -v b="$pw1" -v n="$n" -v k=$# 'BEGIN { if (k) printf "%.0f", (b - a) / n / k; else print "-" }')
   cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }')
-  WP_TSV+="$label $c $rps $p99 $err $wpp $bpp $ppp $cpu $catch $WP_ROUND"$'\n'
+  local mcpu mbusy pcpu
+  mcpu=$(awk -v a="$mb0" -v b="$mb1" -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }')
+  mbusy=$(awk -v a="$mb0" -v b="$mb1" -v x="$mt0" -v y="$mt1" 'BEGIN { printf "%.2f", y > x ? (b - a) / (y - x) : 0 }')
+  pcpu=$(awk -v a="$pc0" -v b="$pc1" -v hz="$(getconf CLK_TCK)" -v n="$n" -v k=$# 'BEGIN { if (k) printf "%.1f", (b - a) * 1e6 / hz / n; else print "-" }')
+  WP_TSV+="$label $c $rps $p99 $err $wpp $bpp $ppp $cpu $catch $WP_ROUND $mcpu $mbusy $pcpu"$'\n'
   # where the CPU goes (us per PUT by thread name), and for the hub: the
   # pages its feed served and their size, the store commits of both sides
   local hz by diag
   hz=$(getconf CLK_TCK)
   by=$(join <(echo "$th0") <(echo "$th1") | awk -v hz="$hz" -v n="$n" \
     'n > 0 { us = ($3 - $2) * 1e6 / hz / n; if (us >= 0.5) printf "%s%s %.1f", (k++ ? ", " : ""), $1, us }')
-  diag="store commits/s $(awk -v a="$(metric_sum softadastra_store_commits_total <<<"$m0")" -v b="$(metric_sum softadastra_store_commits_total <<<"$m1")" -v d="$DUR" 'BEGIN { printf "%.0f", (b - a) / d }')"
+  diag="machine CPU $mcpu us/PUT (busy $mbusy of its cores); store commits/s $(awk -v a="$(metric_sum softadastra_store_commits_total <<<"$m0")" -v b="$(metric_sum softadastra_store_commits_total <<<"$m1")" -v d="$DUR" 'BEGIN { printf "%.0f", (b - a) / d }')"
   if [ $# -gt 0 ]; then
     local pages items
     pages=$(($(metric_sum softadastra_http_requests_total 'route="/v1/sync/ops"' <<<"$m1") - $(metric_sum softadastra_http_requests_total 'route="/v1/sync/ops"' <<<"$m0")))
@@ -548,6 +558,16 @@ report() {
         if (!n) exit
         for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
         printf "   node CPU per PUT c%s, no sync / two peers pulling: %.2fx   (informative: the node'"'"'s own share)\n", c, n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2 }' <<<"$WP_TSV"
+    # The physical bound of the ratio on this machine: the peers apply every
+    # PUT on the same cores, so even a hub whose sync cost nothing could not
+    # pass cores / (the solo cell's machine CPU per PUT + the peers' CPU per
+    # PUT); as a ratio to the solo cell's rate, at most 1.
+    awk -v c="$c" -v cores="$(nproc)" '$2 == c && NF >= 14 { r[$11] = 1; if ($1 == "solo") { s[$11] = $3; m[$11] = $12 } else { h[$11] = $3; p[$11] = $14 } }
+      END { for (k in r) if (s[k] > 0 && m[k] > 0 && p[k] != "" && p[k] != "-") {
+          b = cores * 1e6 / (m[k] + p[k]) / s[k]; if (b > 1) b = 1; x[++n] = b; y[n] = h[k] / s[k] / b }
+        if (!n) exit
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) { if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t } if (y[j] < y[i]) { t = y[i]; y[i] = y[j]; y[j] = t } }
+        printf "   ceiling c%s: the peers'"'"' CPU on these %d cores caps the ratio at %.2fx; the hub reached %.0f%% of it   (bound: this machine)\n", c, cores, n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2, 100 * (n % 2 ? y[(n + 1) / 2] : (y[n / 2] + y[n / 2 + 1]) / 2) }' <<<"$WP_TSV"
   done
   echo "   per cell:"
   printf '%s' "$DIAG_TXT"
