@@ -359,6 +359,21 @@ static bool nap(srv_nats *n, uint32_t ms) {
   return !atomic_load(&n->stop);
 }
 
+/* Waits until at most upto publishes are in flight (on_ack wakes it at
+ * half the window and at none), a publish failed, stopping, or ms passed;
+ * the test and the wait under one hold of mu, so no wake is lost. */
+static void wait_acks(srv_nats *n, size_t upto, uint32_t ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000u;
+  ts.tv_sec += (time_t)(ns / 1000000000u);
+  ts.tv_nsec = (long)(ns % 1000000000u);
+  pthread_mutex_lock(&n->mu);
+  while (!atomic_load(&n->stop) && !n->pub_failed && n->inflight > upto)
+    if (pthread_cond_timedwait(&n->cv, &n->mu, &ts) != 0) break;
+  pthread_mutex_unlock(&n->mu);
+}
+
 static uint32_t backoff(uint32_t *cur) {
   uint32_t d = *cur ? *cur * 2 : 100;
   if (d > SRV_NATS_BACKOFF_MAX_MS) d = SRV_NATS_BACKOFF_MAX_MS;
@@ -586,6 +601,7 @@ static uint64_t ring_advance(srv_nats *n, uint64_t *oldest_ms) {
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *cls) {
   (void)js;
   srv_nats *n = cls;
+  bool wake = false;
   pthread_mutex_lock(&n->mu);
   /* Acks come mostly in order: start where the last one was found. */
   size_t from = n->ack_hint < n->r_len ? n->ack_hint : 0;
@@ -600,7 +616,11 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
       n->inflight--;
       n->acked++;
       if (pa->Sequence > n->max_pub_seq) n->max_pub_seq = pa->Sequence;
+      /* The publisher waits for these two (wait_acks); waking it for every
+       * ack cost a thread switch and its bookkeeping per op. */
+      wake = n->inflight == n->window / 2 || n->inflight == 0;
     } else {
+      wake = true;
       n->pub_failed = true;
       n->check_stream = true; /* gone or made again? look before publishing again */
       n->pub_errors++;
@@ -609,7 +629,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     }
     break;
   }
-  pthread_cond_broadcast(&n->cv);
+  if (wake) pthread_cond_broadcast(&n->cv);
   pthread_mutex_unlock(&n->mu);
   natsMsg_Destroy(msg);
 }
@@ -707,7 +727,7 @@ static int snap_pub_fn(void *arg, const sa_sync_item *it) {
     bool room = n->inflight < n->window || n->pub_failed;
     pthread_mutex_unlock(&n->mu);
     if (room || atomic_load(&n->stop)) break;
-    nap(n, 10);
+    wait_acks(n, n->window / 2, 10);
   }
   if (atomic_load(&n->stop)) return 1;
   sa_sync_item c = *it;
@@ -789,7 +809,7 @@ static void *pub_main(void *arg) {
     }
     if (empty) clear_err(n, n->pub_error);
     if (inflight > n->window / 2) { /* read pages of half a window or more */
-      nap(n, 50);
+      wait_acks(n, n->window / 2, 50);
       continue;
     }
     sa_sync_page pg;
@@ -844,7 +864,7 @@ static void *pub_main(void *arg) {
       bool waiting = n->inflight > 0;
       pthread_mutex_unlock(&n->mu);
       if (waiting)
-        nap(n, 20);
+        wait_acks(n, 0, 20);
       else
         sa_client_wait(n->client, next, 200, NULL, NULL);
     }
