@@ -123,6 +123,7 @@ thread_ticks() {
 }
 # metric_sum NAME [LABEL_FILTER] < /metrics text: the sum of the samples of NAME
 metric_sum() { awk -v n="$1" -v f="${2:-}" '{ k = $1; sub(/\{.*/, "", k) } k == n && index($1, f) { s += $NF } END { printf "%.0f", s }'; }
+metric_real() { awk -v n="$1" '{ k = $1; sub(/\{.*/, "", k) } k == n { s += $NF } END { printf "%.6f", s }'; }
 
 # ---- dependencies and build ---------------------------------------------------
 install_deps() {
@@ -429,7 +430,7 @@ wp_cell() { # LABEL PORT PID C [PEER_PIDS...]
   cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }')
   local mcpu mbusy pcpu
   mcpu=$(awk -v a="$mb0" -v b="$mb1" -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }')
-  mbusy=$(awk -v a="$mb0" -v b="$mb1" -v x="$mt0" -v y="$mt1" 'BEGIN { printf "%.2f", y > x ? (b - a) / (y - x) : 0 }')
+  mbusy=$(awk -v a="$mb0" -v b="$mb1" -v x="$mt0" -v y="$mt1" 'BEGIN { printf "%.2f", (y > x ? (b - a) / (y - x) : 0) }')
   pcpu=$(awk -v a="$pc0" -v b="$pc1" -v hz="$(getconf CLK_TCK)" -v n="$n" -v k=$# 'BEGIN { if (k) printf "%.1f", (b - a) * 1e6 / hz / n; else print "-" }')
   WP_TSV+="$label $c $rps $p99 $err $wpp $bpp $ppp $cpu $catch $WP_ROUND $mcpu $mbusy $pcpu"$'\n'
   # where the CPU goes (us per PUT by thread name), and for the hub: the
@@ -438,7 +439,11 @@ wp_cell() { # LABEL PORT PID C [PEER_PIDS...]
   hz=$(getconf CLK_TCK)
   by=$(join <(echo "$th0") <(echo "$th1") | awk -v hz="$hz" -v n="$n" \
     'n > 0 { us = ($3 - $2) * 1e6 / hz / n; if (us >= 0.5) printf "%s%s %.1f", (k++ ? ", " : ""), $1, us }')
-  diag="machine CPU $mcpu us/PUT (busy $mbusy of its cores); store commits/s $(awk -v a="$(metric_sum softadastra_store_commits_total <<<"$m0")" -v b="$(metric_sum softadastra_store_commits_total <<<"$m1")" -v d="$DUR" 'BEGIN { printf "%.0f", (b - a) / d }')"
+  local fs
+  fs=$(awk -v s0="$(metric_real softadastra_wal_fsync_duration_seconds_sum <<<"$m0")" -v s1="$(metric_real softadastra_wal_fsync_duration_seconds_sum <<<"$m1")" \
+    -v c0="$(metric_real softadastra_wal_fsync_duration_seconds_count <<<"$m0")" -v c1="$(metric_real softadastra_wal_fsync_duration_seconds_count <<<"$m1")" -v d="$DUR" \
+    'BEGIN { if (c1 > c0) printf "%.2f ms x %.0f/s", (s1 - s0) * 1000 / (c1 - c0), (c1 - c0) / d; else printf "-" }')
+  diag="machine CPU $mcpu us/PUT (busy $mbusy of its cores); WAL fdatasync $fs; store commits/s $(awk -v a="$(metric_sum softadastra_store_commits_total <<<"$m0")" -v b="$(metric_sum softadastra_store_commits_total <<<"$m1")" -v d="$DUR" 'BEGIN { printf "%.0f", (b - a) / d }')"
   if [ $# -gt 0 ]; then
     local pages items
     pages=$(($(metric_sum softadastra_http_requests_total 'route="/v1/sync/ops"' <<<"$m1") - $(metric_sum softadastra_http_requests_total 'route="/v1/sync/ops"' <<<"$m0")))
