@@ -11,7 +11,7 @@
 #   bash tests/bench/nats.sh                  3 rounds (~4 min)
 #   BENCH_SMOKE=1 bash tests/bench/nats.sh    1 round, small counts (figures meaningless)
 #
-# Knobs: NATS_ROUNDS (3), NATS_OPS (20000: ops written for the hub rates),
+# Knobs: NATS_ROUNDS (3), NATS_OPS (60000: ops written for the hub rates),
 # NATS_RAW_MSGS (100000), NATS_LAG_RATES ("1000 5000"), NATS_LAG_SECONDS (5),
 # BENCH_DURATION (5: seconds per wrk cell), BENCH_CONCURRENCY ("16 64"),
 # BENCH_PORT_BASE (18700: 127.0.0.1 ports BASE+1..BASE+12), BENCH_BUILD_DIR
@@ -29,7 +29,7 @@ if [ "${BENCH_SMOKE:-0}" = 1 ]; then
   ROUNDS=${NATS_ROUNDS:-1} OPS=${NATS_OPS:-2000} RAW=${NATS_RAW_MSGS:-5000}
   LAG_S=${NATS_LAG_SECONDS:-1} DUR=${BENCH_DURATION:-1}
 else
-  ROUNDS=${NATS_ROUNDS:-3} OPS=${NATS_OPS:-20000} RAW=${NATS_RAW_MSGS:-100000}
+  ROUNDS=${NATS_ROUNDS:-3} OPS=${NATS_OPS:-60000} RAW=${NATS_RAW_MSGS:-100000}
   LAG_S=${NATS_LAG_SECONDS:-5} DUR=${BENCH_DURATION:-5}
 fi
 LAG_RATES=${NATS_LAG_RATES:-"1000 5000"}
@@ -48,8 +48,14 @@ die() {
   exit 1
 }
 cleanup() {
+  # start_node runs in a command substitution: its PIDs are in node.pids
+  [ ! -f "$WORK/node.pids" ] || while read -r p; do PIDS+=("$p"); done <"$WORK/node.pids"
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -64,7 +70,7 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
 fi
 BIN=$BUILD/server/softadastra
 [ -x "$BIN" ] || die "no $BIN"
-cc -O2 -o "$WORK/nats_raw" "$HERE/nats_raw.c" $(pkg-config --cflags --libs libnats) ||
+cc -O2 -o "$WORK/nats_raw" "$HERE/nats_raw.c" $(pkg-config --cflags --libs libnats) -lpthread ||
   die "cannot build nats_raw"
 cc -O2 -o "$WORK/sync_lag" "$HERE/sync_lag.c" $(pkg-config --cflags --libs libcurl jansson) \
   -lpthread || die "cannot build sync_lag"
@@ -109,6 +115,7 @@ start_node() {
     --log-level warn "$@" >"$WORK/$name.log" 2>&1 &
   local p=$!
   PIDS+=("$p")
+  echo "$p" >>"$WORK/node.pids"
   wait_port "$port"
   echo "$p"
 }
@@ -134,19 +141,27 @@ hub_rates() {
   sleep 1
   t0=$(now)
   a=$(start_node "a$n-$r" $((PB + 5)) --transport nats --nats-url "$HUB_URLS")
-  t1=""
+  # From the restart (the node's start, its connection and stream check
+  # included), and from the first acknowledgement seen (what nats_raw times:
+  # its connection is up and its stream made before its clock starts).
+  local t1="" tf="" af=0 kf=0 ac kb
   for _ in $(seq 1200); do
-    if [ -z "$t1" ] && [ "$(metric $((PB + 5)) softadastra_nats_acked_total)" -ge "$OPS" ] 2>/dev/null; then t1=$(now); fi
-    if [ "$(keys_of $((PB + 6)))" -ge $((OPS * r)) ] 2>/dev/null; then # B also gets the earlier rounds
+    ac=$(metric $((PB + 5)) softadastra_nats_acked_total) || true
+    kb=$(keys_of $((PB + 6))) || true
+    if [ -z "$tf" ] && [ "${ac:-0}" -gt 0 ] 2>/dev/null; then tf=$(now) af=$ac kf=${kb:-0}; fi
+    if [ -z "$t1" ] && [ "${ac:-0}" -ge "$OPS" ] 2>/dev/null; then t1=$(now); fi
+    if [ "${kb:-0}" -ge $((OPS * r)) ] 2>/dev/null; then # B also gets the earlier rounds
       t2=$(now)
       [ -n "$t1" ] || t1=$t2
+      [ -n "$tf" ] || tf=$t0
       break
     fi
     sleep 0.05
   done
   [ -n "${t2:-}" ] || { log "hub rates: B did not get every op"; stop_pids "$a" "$b"; return; }
-  awk -v n="$n" -v r="$r" -v o="$OPS" -v t0="$t0" -v t1="$t1" -v t2="$t2" 'BEGIN {
-    printf "HUB replicas=%s round=%s ops=%s publish_per_s=%.0f end_to_end_per_s=%.0f\n", n, r, o, o / (t1 - t0), o / (t2 - t0) }'
+  awk -v n="$n" -v r="$r" -v o="$OPS" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v tf="$tf" -v af="$af" -v kf="$kf" 'BEGIN {
+    printf "HUB replicas=%s round=%s ops=%s publish_per_s=%.0f end_to_end_per_s=%.0f start_s=%.2f steady_publish_per_s=%.0f steady_end_to_end_per_s=%.0f\n",
+      n, r, o, o / (t1 - t0), o / (t2 - t0), tf - t0, (t1 > tf ? (o - af) / (t1 - tf) : 0), (t2 > tf ? (o * r - kf) / (t2 - tf) : 0) }'
   stop_pids "$a" "$b"
 }
 

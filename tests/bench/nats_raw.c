@@ -10,14 +10,20 @@
  * asynchronously with a Nats-Msg-Id each, at most 256 unacknowledged (the
  * node's window), on N distinct subjects, and waits for every ack; then a
  * durable pull consumer fetches them all in batches of 500 and acks each
- * batch (AckAll, as the node does).  Deletes the stream.  Prints:
- *   RAW replicas=R msgs=N pub_per_s=.. fetch_per_s=..
+ * batch (AckAll, as the node does).  Deletes the stream.  Then the same
+ * end to end, as the node's hub rates are: a second stream and its durable
+ * consumer made first, a consumer thread on a connection of its own
+ * fetching and acking while the main thread publishes N messages; timed
+ * from the first publish until the consumer holds them all.  Prints:
+ *   RAW replicas=R msgs=N pub_per_s=.. fetch_per_s=.. pipe_per_s=..
  *
  * What it is not: a check (asserts nothing about times).  Bounded: every
- * wait has a timeout.  Threads: main, and nats.c's own.
+ * wait has a timeout.  Threads: main, the pipeline's consumer, and
+ * nats.c's own.
  */
 #define _GNU_SOURCE
 #include <nats/nats.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +39,102 @@ static double now_s(void) {
 static int die(const char *what, natsStatus s) {
   fprintf(stderr, "nats_raw: %s: %s\n", what, natsStatus_GetText(s));
   return 1;
+}
+
+/* The pipeline's consumer: fetches and acks until it holds want messages
+ * (or 120 s pass); got and the time of the last message out. */
+typedef struct pipe_sub {
+  natsSubscription *sub;
+  int want, got;
+  double t_end;
+} pipe_sub;
+
+static void *pipe_consume(void *arg) {
+  pipe_sub *p = arg;
+  double t0 = now_s();
+  while (p->got < p->want && now_s() - t0 < 120) {
+    natsMsgList list = {0};
+    jsErrCode je = 0;
+    natsStatus s = natsSubscription_Fetch(&list, p->sub, 500, 1000, &je);
+    if (s == NATS_OK && list.Count) {
+      p->got += list.Count;
+      natsMsg_Ack(list.Msgs[list.Count - 1], NULL);
+    }
+    natsMsgList_Destroy(&list);
+  }
+  p->t_end = now_s();
+  return NULL;
+}
+
+/* Publishes n messages on js (stream subjects prefix.k<i>), at most 256
+ * unacknowledged, and waits for every ack.  NATS_OK or the failure. */
+static natsStatus publish_all(jsCtx *js, const char *prefix, int n) {
+  char body[150], subj[96], id[96];
+  memset(body, 'v', sizeof body);
+  for (int i = 0; i < n; i++) {
+    natsMsg *m = NULL;
+    snprintf(subj, sizeof subj, "%s.k%d", prefix, i);
+    natsStatus s = natsMsg_Create(&m, subj, NULL, body, (int)sizeof body);
+    if (s != NATS_OK) return s;
+    snprintf(id, sizeof id, "%s:%d", prefix, i);
+    natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+    s = js_PublishMsgAsync(js, &m, NULL);
+    natsMsg_Destroy(m);
+    if (s != NATS_OK) return s;
+  }
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = 60000;
+  return js_PublishAsyncComplete(js, &po);
+}
+
+/* The end-to-end rate: msgs/s from the first publish until a consumer on
+ * another connection holds all n; 0 on failure. */
+static double pipeline(const char *url, jsCtx *js, int n, int replicas) {
+  char stream[64], filter[80], prefix[64];
+  snprintf(stream, sizeof stream, "RAWPIPE%d", (int)getpid());
+  snprintf(prefix, sizeof prefix, "pipe%d", (int)getpid());
+  snprintf(filter, sizeof filter, "%s.>", prefix);
+  const char *subjects[1] = {filter};
+  jsStreamConfig sc;
+  jsStreamConfig_Init(&sc);
+  sc.Name = stream;
+  sc.Subjects = subjects;
+  sc.SubjectsLen = 1;
+  sc.Storage = js_FileStorage;
+  sc.Replicas = replicas;
+  sc.MaxMsgsPerSubject = 1;
+  jsErrCode je = 0;
+  if (js_AddStream(NULL, js, &sc, NULL, &je) != NATS_OK) return 0;
+  double rate = 0;
+  natsConnection *nc2 = NULL;
+  jsCtx *js2 = NULL;
+  jsConsumerConfig cc;
+  jsConsumerConfig_Init(&cc);
+  cc.Durable = "rawpipe";
+  cc.AckPolicy = js_AckAll;
+  cc.MaxAckPending = 20000;
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = stream;
+  so.Consumer = "rawpipe";
+  pipe_sub ps = {.want = n};
+  pthread_t th;
+  if (natsConnection_ConnectTo(&nc2, url) == NATS_OK &&
+      natsConnection_JetStream(&js2, nc2, NULL) == NATS_OK &&
+      js_AddConsumer(NULL, js2, stream, &cc, NULL, &je) == NATS_OK &&
+      js_PullSubscribe(&ps.sub, js2, filter, "rawpipe", NULL, &so, &je) == NATS_OK &&
+      pthread_create(&th, NULL, pipe_consume, &ps) == 0) {
+    double t0 = now_s();
+    natsStatus s = publish_all(js, prefix, n);
+    pthread_join(th, NULL);
+    if (s == NATS_OK && ps.got >= n) rate = n / (ps.t_end - t0);
+  }
+  natsSubscription_Destroy(ps.sub);
+  js_DeleteStream(js, stream, NULL, NULL);
+  jsCtx_Destroy(js2);
+  natsConnection_Destroy(nc2);
+  return rate;
 }
 
 int main(int argc, char **argv) {
@@ -117,8 +219,9 @@ int main(int argc, char **argv) {
   double fetch = got / (now_s() - t0);
   natsSubscription_Destroy(sub);
   js_DeleteStream(js, stream, NULL, NULL);
-  printf("RAW replicas=%d msgs=%d pub_per_s=%.0f fetch_per_s=%.0f fetched=%d\n", replicas, n, pub,
-         fetch, got);
+  double pipe = pipeline(url, js, n, replicas);
+  printf("RAW replicas=%d msgs=%d pub_per_s=%.0f fetch_per_s=%.0f fetched=%d pipe_per_s=%.0f\n",
+         replicas, n, pub, fetch, got, pipe);
   jsCtx_Destroy(js);
   natsConnection_Destroy(nc);
   nats_Close();
