@@ -175,8 +175,9 @@ for n in $CLUSTERS; do
   done
   if [ "$n" = 1 ] && want_part lag; then
     # lag at paced rates, A -> hub -> B
-    a=$(start_node lag-a $((PB + 7)) --transport nats --nats-url "$HUB_URLS")
-    b=$(start_node lag-b $((PB + 8)) --transport nats --nats-url "$HUB_URLS")
+    # streams of their own: the rates' ops left in SOFTADASTRA are not theirs to catch up
+    a=$(start_node lag-a $((PB + 7)) --transport nats --nats-url "$HUB_URLS" --nats-stream SALAG)
+    b=$(start_node lag-b $((PB + 8)) --transport nats --nats-url "$HUB_URLS" --nats-stream SALAG)
     sleep 1
     for r in $(seq "$ROUNDS"); do
       for rate in $LAG_RATES; do
@@ -191,8 +192,8 @@ for n in $CLUSTERS; do
   if [ "$n" = 1 ] && want_part put; then
     # local PUT with the transport on against off, interleaved
     solo=$(start_node solo $((PB + 9)))
-    hubn=$(start_node withnats $((PB + 10)) --transport nats --nats-url "$HUB_URLS")
-    peer=$(start_node natspeer $((PB + 4)) --transport nats --nats-url "$HUB_URLS")
+    hubn=$(start_node withnats $((PB + 10)) --transport nats --nats-url "$HUB_URLS" --nats-stream SAPUT)
+    peer=$(start_node natspeer $((PB + 4)) --transport nats --nats-url "$HUB_URLS" --nats-stream SAPUT)
     for r in $(seq "$ROUNDS"); do
       for c in $CONCS; do
         for port in $((PB + 9)) $((PB + 10)); do
