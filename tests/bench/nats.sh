@@ -175,9 +175,10 @@ for n in $CLUSTERS; do
   done
   if [ "$n" = 1 ] && want_part lag; then
     # lag at paced rates, A -> hub -> B
-    # streams of their own: the rates' ops left in SOFTADASTRA are not theirs to catch up
-    a=$(start_node lag-a $((PB + 7)) --transport nats --nats-url "$HUB_URLS" --nats-stream SALAG)
-    b=$(start_node lag-b $((PB + 8)) --transport nats --nats-url "$HUB_URLS" --nats-stream SALAG)
+    # streams (and subjects: JetStream refuses overlapping ones) of their own: the rates' ops
+    # left in SOFTADASTRA are not theirs to catch up
+    a=$(start_node lag-a $((PB + 7)) --transport nats --nats-url "$HUB_URLS" --nats-stream SALAG --nats-subject-prefix sa.lag)
+    b=$(start_node lag-b $((PB + 8)) --transport nats --nats-url "$HUB_URLS" --nats-stream SALAG --nats-subject-prefix sa.lag)
     sleep 1
     for r in $(seq "$ROUNDS"); do
       for rate in $LAG_RATES; do
@@ -192,8 +193,8 @@ for n in $CLUSTERS; do
   if [ "$n" = 1 ] && want_part put; then
     # local PUT with the transport on against off, interleaved
     solo=$(start_node solo $((PB + 9)))
-    hubn=$(start_node withnats $((PB + 10)) --transport nats --nats-url "$HUB_URLS" --nats-stream SAPUT)
-    peer=$(start_node natspeer $((PB + 4)) --transport nats --nats-url "$HUB_URLS" --nats-stream SAPUT)
+    hubn=$(start_node withnats $((PB + 10)) --transport nats --nats-url "$HUB_URLS" --nats-stream SAPUT --nats-subject-prefix sa.put)
+    peer=$(start_node natspeer $((PB + 4)) --transport nats --nats-url "$HUB_URLS" --nats-stream SAPUT --nats-subject-prefix sa.put)
     for r in $(seq "$ROUNDS"); do
       for c in $CONCS; do
         for port in $((PB + 9)) $((PB + 10)); do
@@ -203,6 +204,7 @@ for n in $CLUSTERS; do
         done
       done
     done
+    echo "PUT check: the node with the transport on had $(metric $((PB + 10)) softadastra_nats_acked_total || true) ops acknowledged by the hub; its consumer holds $(keys_of $((PB + 4)) || true) keys"
     stop_pids "$solo" "$hubn" "$peer"
   fi
   stop_pids "${HUB_PIDS[@]}"
