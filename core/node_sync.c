@@ -450,6 +450,19 @@ int sa_client_sync_peer_ack(sa_client *c, const char *peer_id, uint64_t seq, sa_
   sa_error ke;
   if (!peer_id || sa_node_id_check(peer_id, &ke) != 0)
     return sa_fail(err, SA_EINVAL, "invalid peer id");
+  /* A puller has seen only what the store committed, and every committed
+   * LSN was answered first: a position past both is not one this node
+   * served (a hostile or confused peer, or one that pulled this node
+   * before a restore and sends no epoch).  Taken, it would acknowledge
+   * outbox work and drop tombstones the peer never had. */
+  uint64_t committed = __atomic_load_n(&c->last_lsn, __ATOMIC_ACQUIRE);
+  uint64_t answered = __atomic_load_n(&c->acked_lsn, __ATOMIC_ACQUIRE);
+  uint64_t last = committed > answered ? committed : answered;
+  if (seq > last)
+    return sa_fail(err, SA_EINVAL,
+                   "peer %s acknowledges position %llu, past this node's last LSN %llu: not a "
+                   "position this node served (was it restored from a backup?)",
+                   peer_id, (unsigned long long)seq, (unsigned long long)last);
   pthread_mutex_lock(&c->sync_mu);
   node_peer *p = peer_find(c, peer_id, true);
   if (p && seq > p->acked) {
@@ -518,7 +531,19 @@ bool node_sync_peers_configured(sa_client *c) {
 static void peer_load(void *arg, const char *peer, uint64_t val) {
   sa_client *c = arg;
   node_peer *p = peer_find(c, peer, true);
-  if (p && val > p->acked) p->acked = val;
+  if (!p) return;
+  if (val > c->last_lsn) {
+    /* Past every LSN this node has: not a position it served.  Pullers
+     * before this check sent such an acked after a snapshot catch-up (the
+     * epoch's 16 zeros glued to it), so the peer looked past everything,
+     * for good.  Forgotten (rewritten as 0 at the next tick): its next
+     * pull acknowledges what it really has; until then nothing counts as
+     * seen by it. */
+    p->acked = 0;
+    p->dirty = true;
+    return;
+  }
+  if (val > p->acked) p->acked = val;
 }
 
 int node_sync_open(sa_client *c, sa_error *err) {

@@ -673,7 +673,8 @@ int sa_client_sync_peer_set_self_epoch(sa_client *c, const char *peer_id, uint64
  * is acknowledged; tombstones every configured peer is past are dropped.
  * Kept in memory at once, persisted lazily (at the next sync tick): losing
  * the latest value in a crash only delays acknowledgements and GC.  A
- * lower seq than the one known is ignored. */
+ * lower seq than the one known is ignored; one past the node's last LSN
+ * (no position it served) is SA_EINVAL and changes nothing. */
 int sa_client_sync_peer_ack(sa_client *c, const char *peer_id, uint64_t seq, sa_error *err);
 
 /* The peer ids that count as "configured" (replaces the list; n may be 0:

@@ -1443,12 +1443,15 @@ static int srv_peer_pull(srv_peer *p) {
   uint64_t cursor = p->cursor, epoch = p->epoch;
   bool own = p->own;
   pthread_mutex_unlock(&s->mu);
-  char path[320], why[200];
+  char path[320], why[200], ep[32] = "";
+  /* Only a known epoch is sent: formatting an absent one as 16 zeros
+   * glued them to the acked position (acked=4 went out as 4 followed by
+   * 16 zeros, which the peer took as acknowledging everything). */
+  if (epoch) snprintf(ep, sizeof ep, "&epoch=%.16llx", (unsigned long long)epoch);
   if (known)
-    snprintf(path, sizeof path,
-             "/v1/sync/ops?since=%llu&limit=%u&wait=%u&node=%s&acked=%llu%s%.16llx%s",
+    snprintf(path, sizeof path, "/v1/sync/ops?since=%llu&limit=%u&wait=%u&node=%s&acked=%llu%s%s",
              (unsigned long long)cursor, s->limit, s->wait_ms, s->self, (unsigned long long)cursor,
-             epoch ? "&epoch=" : "", epoch ? (unsigned long long)epoch : 0ull, own ? "&own=1" : "");
+             ep, own ? "&own=1" : "");
   else /* first contact: who is there? */
     snprintf(path, sizeof path, "/v1/sync/ops?since=0&limit=1&node=%s", s->self);
   long status = 0;
@@ -1493,8 +1496,9 @@ static int srv_peer_pull(srv_peer *p) {
                  "peer_token to the peer's auth_token",
                  status);
   } else if (status != 200) {
-    srv_peer_set(p, SRV_PEER_UNREACHABLE, "HTTP %ld%s%s", status, code ? " " : "",
-                 code ? code : "");
+    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    srv_peer_set(p, SRV_PEER_UNREACHABLE, "HTTP %ld%s%s%s%.200s", status, code ? " " : "",
+                 code ? code : "", msg ? ": " : "", msg ? msg : "");
   } else if (!fast &&
              (!j || !srv_json_u64(j, "next_since", &next) || !srv_json_u64(j, "last_lsn", &last) ||
               !json_is_string(json_object_get(j, "node_id")))) {

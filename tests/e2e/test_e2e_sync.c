@@ -260,6 +260,18 @@ START_TEST(test_two_node_session) {
                   bad_own[i], msg ? msg : "(none)");
     json_decref(oe);
   }
+  /* acked past this node's last LSN is no position it served: a 400 that
+   * says so, and nothing recorded (it would acknowledge outbox work and
+   * drop tombstones the peer never had). */
+  json_t *ae = NULL;
+  ck_assert_int_eq(
+      e2e_req(&a, "GET", "/v1/sync/ops?since=0&node=node-b&acked=999999", NULL, NULL, &ae), 400);
+  json_t *aerr = json_object_get(ae, "error");
+  ck_assert_str_eq(json_string_value(json_object_get(aerr, "code")), "invalid_argument");
+  const char *amsg = json_string_value(json_object_get(aerr, "message"));
+  ck_assert_msg(amsg && strstr(amsg, "999999") && strstr(amsg, "past this node's last LSN"),
+                "the error does not name the position: %s", amsg ? amsg : "(none)");
+  json_decref(ae);
   json_t *pbs = peer_state(&a, pb, NULL);
   ck_assert_ptr_nonnull(pbs);
   ck_assert_int_lt(json_integer_value(json_object_get(pbs, "acked")), 999999);

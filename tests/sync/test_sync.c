@@ -1107,6 +1107,66 @@ START_TEST(three_nodes_converge_line_and_mesh) {
 }
 END_TEST
 
+/* ---- an acknowledged position past every LSN ------------------------------------ */
+
+/* A puller's acked past this node's last LSN is refused and changes
+ * nothing; one already stored (pullers before the check glued an unknown
+ * epoch's 16 zeros to it after a snapshot catch-up) is forgotten at open,
+ * so the peer no longer counts as past every delete. */
+START_TEST(acked_past_last_lsn_refused_and_forgotten) {
+  sa_client *c = open_id("node-b");
+  tu_put(c, "a", "1");                                 /* lsn 1 */
+  ck_assert_int_eq(sa_client_remove(c, "a", NULL), 0); /* lsn 2: tomb */
+  const char *peers[] = {"node-p"};
+  ck_assert_int_eq(sa_client_sync_set_peers(c, peers, 1, NULL), 0);
+  sa_error e;
+  ck_assert_int_eq(sa_client_sync_peer_ack(c, "node-p", 3, &e), SA_EINVAL);
+  ck_assert(tu_contains(e.message, "past this node's last LSN 2"));
+  ck_assert_uint_eq(sa_client_sync_peer_acked(c, "node-p"), 0);
+  ck_assert_int_eq(sa_client_sync_peer_ack(c, "node-p", 1, NULL), 0);
+  tick(c); /* persists node-p at 1 */
+  ck_assert_uint_eq(counters(c).tombs, 1);
+  char store[TU_PATH_MAX];
+  snprintf(store, sizeof store, "%s", tu_status(c).store_path);
+  ck_assert_int_eq(sa_client_checkpoint(c, NULL), 0);
+  sa_client_close(c);
+  /* what an earlier puller left: acked=1 with 16 zeros after it */
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi peersdb;
+  ck_assert_int_eq(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 16);
+  ck_assert_int_eq(mdb_env_open(env, store, MDB_NOSUBDIR, 0644), 0);
+  ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+  ck_assert_int_eq(mdb_dbi_open(txn, "peers", 0, &peersdb), 0);
+  unsigned char kb[7] = {'a', 'n', 'o', 'd', 'e', '-', 'p'}, vb[8];
+  uint64_t bogus = 10000000000000000ull;
+  for (int i = 0; i < 8; i++)
+    vb[i] = (unsigned char)(bogus >> (8 * i));
+  MDB_val k = {sizeof kb, kb}, v = {8, vb}, old;
+  ck_assert_int_eq(mdb_get(txn, peersdb, &k, &old), 0); /* the record this build wrote */
+  ck_assert_uint_eq(old.mv_size, 8);
+  ck_assert_uint_eq(((unsigned char *)old.mv_data)[0], 1);
+  ck_assert_int_eq(mdb_put(txn, peersdb, &k, &v, 0), 0);
+  ck_assert_int_eq(mdb_txn_commit(txn), 0);
+  mdb_env_sync(env, 1);
+  mdb_env_close(env);
+  char syncf[TU_PATH_MAX + 8];
+  snprintf(syncf, sizeof syncf, "%s-sync", store);
+  unlink(syncf); /* the sync point described the file before the edit */
+
+  c = open_id("node-b");
+  ck_assert_uint_eq(sa_client_sync_peer_acked(c, "node-p"), 0);
+  ck_assert_int_eq(sa_client_sync_set_peers(c, peers, 1, NULL), 0);
+  tick(c);
+  ck_assert_uint_eq(counters(c).tombs, 1); /* node-p has not seen the delete */
+  ck_assert_int_eq(sa_client_sync_peer_ack(c, "node-p", 2, NULL), 0);
+  tick(c);
+  ck_assert_uint_eq(counters(c).tombs, 0); /* now it has */
+  sa_client_close(c);
+}
+END_TEST
+
 /* ---- a format-1 store --------------------------------------------------------- */
 
 START_TEST(format_1_store_opens_with_origin_this_node) {
@@ -1320,6 +1380,7 @@ int main(void) {
   tcase_add_test(t, peers_away_never_fail_work);
   tcase_add_test(t, tombstone_gc_by_age_keeps_a_record_per_key);
   tcase_add_test(t, snapshot_carries_dropped_records);
+  tcase_add_test(t, acked_past_last_lsn_refused_and_forgotten);
   tcase_add_test(t, format_1_store_opens_with_origin_this_node);
   tcase_add_test(t, format_3_store_is_upgraded_in_place);
   tcase_add_test(t, gc_grace_delete_with_the_dropped_pair);
