@@ -346,13 +346,19 @@ static void clear_err(srv_nats *n, char *slot) {
   pthread_mutex_unlock(&n->mu);
 }
 
-/* Waits ms unless stopping (or woken by an ack).  false when stopping. */
-static bool nap(srv_nats *n, uint32_t ms) {
+/* The CLOCK_MONOTONIC time ms from now (n->cv's clock). */
+static struct timespec deadline_in(uint32_t ms) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000u;
   ts.tv_sec += (time_t)(ns / 1000000000u);
   ts.tv_nsec = (long)(ns % 1000000000u);
+  return ts;
+}
+
+/* Waits ms unless stopping (or woken by an ack).  false when stopping. */
+static bool nap(srv_nats *n, uint32_t ms) {
+  struct timespec ts = deadline_in(ms);
   pthread_mutex_lock(&n->mu);
   if (!atomic_load(&n->stop)) pthread_cond_timedwait(&n->cv, &n->mu, &ts);
   pthread_mutex_unlock(&n->mu);
@@ -363,11 +369,7 @@ static bool nap(srv_nats *n, uint32_t ms) {
  * half the window and at none), a publish failed, stopping, or ms passed;
  * the test and the wait under one hold of mu, so no wake is lost. */
 static void wait_acks(srv_nats *n, size_t upto, uint32_t ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000u;
-  ts.tv_sec += (time_t)(ns / 1000000000u);
-  ts.tv_nsec = (long)(ns % 1000000000u);
+  struct timespec ts = deadline_in(ms);
   pthread_mutex_lock(&n->mu);
   while (!atomic_load(&n->stop) && !n->pub_failed && n->inflight > upto)
     if (pthread_cond_timedwait(&n->cv, &n->mu, &ts) != 0) break;

@@ -88,6 +88,22 @@ static natsStatus publish_all(jsCtx *js, const char *prefix, int n) {
   return js_PublishAsyncComplete(js, &po);
 }
 
+/* Makes the stream `name` on subjects filter: file storage, replicas, one
+ * message per subject (like the node's). */
+static natsStatus add_stream(jsCtx *js, const char *name, const char *filter, int replicas) {
+  const char *subjects[1] = {filter};
+  jsStreamConfig sc;
+  jsStreamConfig_Init(&sc);
+  sc.Name = name;
+  sc.Subjects = subjects;
+  sc.SubjectsLen = 1;
+  sc.Storage = js_FileStorage;
+  sc.Replicas = replicas;
+  sc.MaxMsgsPerSubject = 1;
+  jsErrCode je = 0;
+  return js_AddStream(NULL, js, &sc, NULL, &je);
+}
+
 /* The end-to-end rate: msgs/s from the first publish until a consumer on
  * another connection holds all n; 0 on failure. */
 static double pipeline(const char *url, jsCtx *js, int n, int replicas) {
@@ -95,17 +111,8 @@ static double pipeline(const char *url, jsCtx *js, int n, int replicas) {
   snprintf(stream, sizeof stream, "RAWPIPE%d", (int)getpid());
   snprintf(prefix, sizeof prefix, "pipe%d", (int)getpid());
   snprintf(filter, sizeof filter, "%s.>", prefix);
-  const char *subjects[1] = {filter};
-  jsStreamConfig sc;
-  jsStreamConfig_Init(&sc);
-  sc.Name = stream;
-  sc.Subjects = subjects;
-  sc.SubjectsLen = 1;
-  sc.Storage = js_FileStorage;
-  sc.Replicas = replicas;
-  sc.MaxMsgsPerSubject = 1;
+  if (add_stream(js, stream, filter, replicas) != NATS_OK) return 0;
   jsErrCode je = 0;
-  if (js_AddStream(NULL, js, &sc, NULL, &je) != NATS_OK) return 0;
   double rate = 0;
   natsConnection *nc2 = NULL;
   jsCtx *js2 = NULL;
@@ -158,37 +165,13 @@ int main(int argc, char **argv) {
   char stream[64], subj[64], filter[64];
   snprintf(stream, sizeof stream, "RAWBENCH%d", (int)getpid());
   snprintf(filter, sizeof filter, "raw%d.>", (int)getpid());
-  const char *subjects[1] = {filter};
-  jsStreamConfig sc;
-  jsStreamConfig_Init(&sc);
-  sc.Name = stream;
-  sc.Subjects = subjects;
-  sc.SubjectsLen = 1;
-  sc.Storage = js_FileStorage;
-  sc.Replicas = replicas;
-  sc.MaxMsgsPerSubject = 1;
-  jsErrCode je = 0;
-  s = js_AddStream(NULL, js, &sc, NULL, &je);
+  s = add_stream(js, stream, filter, replicas);
   if (s != NATS_OK) return die("add stream", s);
-  char body[150];
-  memset(body, 'v', sizeof body);
+  jsErrCode je = 0;
+  snprintf(subj, sizeof subj, "raw%d", (int)getpid());
   double t0 = now_s();
-  for (int i = 0; i < n; i++) {
-    natsMsg *m = NULL;
-    snprintf(subj, sizeof subj, "raw%d.k%d", (int)getpid(), i);
-    natsMsg_Create(&m, subj, NULL, body, (int)sizeof body);
-    char id[64];
-    snprintf(id, sizeof id, "raw:%d", i);
-    natsMsgHeader_Set(m, "Nats-Msg-Id", id);
-    s = js_PublishMsgAsync(js, &m, NULL);
-    natsMsg_Destroy(m);
-    if (s != NATS_OK) return die("publish", s);
-  }
-  jsPubOptions po;
-  jsPubOptions_Init(&po);
-  po.MaxWait = 60000;
-  s = js_PublishAsyncComplete(js, &po);
-  if (s != NATS_OK) return die("publish acks", s);
+  s = publish_all(js, subj, n);
+  if (s != NATS_OK) return die("publish", s);
   double pub = n / (now_s() - t0);
 
   jsConsumerConfig cc;
