@@ -15,6 +15,9 @@
 # cell), BENCH_CONCURRENCY ("16 64"), BENCH_PORT_BASE (18500: ports BASE+1..
 # BASE+9 on 127.0.0.1), BENCH_BUILD_DIR (build-bench, Release),
 # BENCH_SKIP_BUILD=1, BENCH_TMPDIR (/var/tmp: a real disk, never tmpfs),
+# SYNC_PEERS_DIR (the write path's two peers keep their data in a new
+# directory under it, e.g. /dev/shm: a disk of their own, as peers on
+# other machines have; the hub's stays on BENCH_TMPDIR),
 # SYNC_POUCH=0 (skip the anchor), SYNC_PARTS (a subset of "catchup lag
 # write", all by default: 1, 2, 3-4), BENCH_KEEP=1, BENCH_OUT (a file that also
 # receives the report).
@@ -46,6 +49,7 @@ BUILD=${BENCH_BUILD_DIR:-$ROOT/build-bench}
 PORT_BASE=${BENCH_PORT_BASE:-18500}
 POUCH=${SYNC_POUCH:-1}
 PARTS=${SYNC_PARTS:-"catchup lag write"}
+PEERS_DIR="" # set in main: SYNC_PEERS_DIR's directory of this run
 want_part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 WRK_KEYS=10000 # the write-path cells: load.lua's key space
 VALUE=100
@@ -74,6 +78,7 @@ cleanup() {
   done
   PIDS=()
   if [ -n "$WORK" ] && [ -d "$WORK" ] && [ "${BENCH_KEEP:-0}" != 1 ]; then rm -rf "$WORK"; fi
+  if [ -n "$PEERS_DIR" ] && [ -d "$PEERS_DIR" ] && [ "${BENCH_KEEP:-0}" != 1 ]; then rm -rf "$PEERS_DIR"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -177,10 +182,11 @@ install_pouch() {
 
 # ---- servers ------------------------------------------------------------------
 start_node() { # NAME PORT [serve flags...]: prints nothing, sets NODE_PID
-  local name=$1 port=$2
+  local name=$1 port=$2 dir=$WORK/$1
   shift 2
-  mkdir -p "$WORK/$name"
-  "$SOFTADASTRA" serve --node-id "$name" --listen "127.0.0.1:$port" --data-dir "$WORK/$name" \
+  case "$name" in peer1 | peer2) [ -z "$PEERS_DIR" ] || dir=$PEERS_DIR/$name ;; esac
+  mkdir -p "$dir"
+  "$SOFTADASTRA" serve --node-id "$name" --listen "127.0.0.1:$port" --data-dir "$dir" \
     --log-level warn "$@" >"$WORK/$name.log" 2>&1 &
   NODE_PID=$!
   PIDS+=("$NODE_PID")
@@ -497,6 +503,7 @@ report() {
   echo "== Softadastra sync benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r)"
   echo "data dirs on: $(df -T "$WORK" | awk 'NR == 2 {print $2, $1}')"
+  [ -z "$PEERS_DIR" ] || echo "the write path's two peers' data on: $(df -T "$PEERS_DIR" | awk 'NR == 2 {print $2, $1}') (SYNC_PEERS_DIR)"
   echo "load average: $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (a shared machine: other work adds noise)"
   echo "rounds: $ROUNDS, parts interleaved within each; each figure is the median over the rounds"
   echo
@@ -584,6 +591,9 @@ main() {
   install_deps
   LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
   WORK=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/sa-sync-bench.XXXXXX")
+  if [ -n "${SYNC_PEERS_DIR:-}" ]; then # the write path's two peers elsewhere (another disk)
+    PEERS_DIR=$(mktemp -d "$SYNC_PEERS_DIR/sa-sync-peers.XXXXXX")
+  fi
   build
   install_pouch
   local p
