@@ -1086,6 +1086,15 @@ static void *sub_main(void *arg) {
           sub = NULL;
           force = true;
         }
+      } else if (cje == JSConsumerNotFoundErr || cje == JSStreamNotFoundErr) {
+        /* The consumer went with its stream while no fetch was waiting
+         * (a waiting one gets "Consumer Deleted"): every fetch would time
+         * out for good.  Open it again, which finds a stream made again. */
+        srv_log(SRV_LOG_INFO, "nats",
+                "stream=%s consumer=%s event=consumer_gone (JetStream error %d)", n->stream,
+                n->durable, (int)cje);
+        natsSubscription_Destroy(sub);
+        sub = NULL;
       }
       continue;
     }
