@@ -119,7 +119,7 @@ struct floop {
   fconn *settled;          /* connections whose write settled or long-poll woke */
   fconn *conns;            /* the loop's connections */
   fconn *graveyard;        /* closed, freed after the batch */
-  size_t pending;          /* connections with a queued write */
+  size_t pending;          /* connections with a queued write or a waiting long-poll */
   char scratch[FRONT_BUF]; /* peeked bytes of a chunked body being decoded */
   time_t date_sec;         /* second of date */
   char date[40];           /* the Date header's value */
@@ -404,9 +404,10 @@ static void fc_serve(floop *l, fconn *c, const char *body, size_t body_len) {
 }
 
 /* The routes whose answers are streams or waits (the change feed's SSE and
- * long-polls, the sync pull's long-poll and snapshot, an online backup): a
- * GET or HEAD of these paths is served by libmicrohttpd, which can hold a
- * connection suspended, or stream from a callback, without holding a loop. */
+ * long-polls, the sync snapshot, an online backup, and the sync pull when
+ * the loop has no feed hub): a GET or HEAD of these paths is served by
+ * libmicrohttpd, which can hold a connection suspended, or stream from a
+ * callback, without holding a loop. */
 static bool fc_is_get(const srv_http_req *h) {
   return (h->method_len == 3 && memcmp(h->method, "GET", 3) == 0) ||
          (h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0);
