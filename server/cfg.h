@@ -52,6 +52,7 @@ typedef struct cfg_config {
   uint32_t discovery_interval_ms;  /* udp: between two announcements */
   uint32_t discovery_timeout_s;    /* udp: a discovered peer silent this long is forgotten */
   char *discovery_url;             /* udp: the URL to advertise; "" = from the listen address */
+  uint32_t sync_pull_linger_ms;    /* pause after a partial page before the next pull */
   uint32_t sync_batch_size;        /* ops handed to the transport per tick */
   uint32_t max_retries;            /* attempts before an op is marked failed */
   uint32_t retry_base_ms;          /* first retry delay (doubles per attempt) */

@@ -646,6 +646,7 @@ int srv_serve(const cfg_config *cfg) {
         .n_peers = cfg->n_peers,
         .peer_token = cfg->peer_token,
         .max_batch_bytes = cfg->max_batch_bytes,
+        .linger_ms = cfg->sync_pull_linger_ms,
         .discovered_count = &disc_count,
     };
     int e = srv_sync_start(&sc, &s.sync);

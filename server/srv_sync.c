@@ -105,7 +105,7 @@ struct srv_sync {
   char self[SA_NODE_ID_MAX + 1];
   char *auth;                     /* "Authorization: Bearer ..." or NULL */
   char extra[SA_NODE_ID_MAX + 1]; /* srv_sync_config.extra_peer, "" = none */
-  uint32_t wait_ms, limit;
+  uint32_t wait_ms, limit, linger_ms;
   size_t chunk_bytes; /* keys + values per sa_client_sync_apply (under max_batch_bytes) */
   atomic_bool stop;
   pthread_mutex_t mu; /* the state of the peers and the pullers */
@@ -1434,8 +1434,9 @@ static int srv_peer_new_epoch(srv_peer *p, uint64_t epoch) {
   return 1;
 }
 
-/* One pull.  Returns 1 when more is waiting (pull again at once), 0 after a
- * pull that moved nothing, -1 on a failure (back off). */
+/* One pull.  Returns 2 after a page of items with nothing more waiting (the
+ * linger may pass before the next), 1 when more is waiting (pull again at
+ * once), 0 after a pull that moved nothing, -1 on a failure (back off). */
 static int srv_peer_pull(srv_peer *p) {
   srv_sync *s = p->s;
   pthread_mutex_lock(&s->mu);
@@ -1546,7 +1547,7 @@ static int srv_peer_pull(srv_peer *p) {
         p->last_error[0] = '\0';
         pthread_mutex_unlock(&s->mu);
         srv_peer_set(p, SRV_PEER_CONNECTED, NULL);
-        rc = more || b.n ? 1 : 0;
+        rc = more ? 1 : b.n ? 2 : 0;
       }
     }
   }
@@ -1566,12 +1567,19 @@ static void *srv_peer_main(void *arg) {
     int rc = srv_peer_pull(p);
     if (rc >= 0) {
       backoff = 0;
+      /* Linger: under load the source's long-poll answers at once with
+       * the few changes of the last group commit, and each page costs this
+       * node a durable apply (a WAL record, its fdatasync, a store commit)
+       * and both nodes a round trip.  A short pause after a partial page
+       * lets the next one gather a few milliseconds of changes; a full page
+       * (more) is pulled at once, and a quiet source's first change is not
+       * delayed (the long-poll answers it as it comes). */
+      if (rc == 2 && s->linger_ms && !srv_sync_nap(p, s->linger_ms, &backoff)) break;
       continue;
     }
     if (!srv_sync_nap(p, srv_sync_backoff(&backoff, &seed), &backoff)) break;
   }
   atomic_store(&p->exited, true);
-  (void)s;
   return NULL;
 }
 
@@ -1604,6 +1612,7 @@ int srv_sync_start(const srv_sync_config *cfg, srv_sync **out) {
   snprintf(s->extra, sizeof s->extra, "%s", cfg->extra_peer ? cfg->extra_peer : "");
   s->wait_ms = cfg->wait_ms ? cfg->wait_ms : SRV_SYNC_WAIT_MS;
   s->limit = cfg->limit ? cfg->limit : SRV_SYNC_LIMIT;
+  s->linger_ms = cfg->linger_ms;
   uint32_t mb = cfg->max_batch_bytes ? cfg->max_batch_bytes : SA_DEFAULT_MAX_BATCH_BYTES;
   s->chunk_bytes = mb / 2 > 4096 ? mb / 2 : 4096;
   if (cfg->peer_token && cfg->peer_token[0] &&

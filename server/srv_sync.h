@@ -58,6 +58,7 @@ typedef struct srv_sync_config {
   const char *peer_token;        /* sent as a bearer token; NULL or "" = none (copied) */
   uint32_t wait_ms;              /* long-poll wait (0: SRV_SYNC_WAIT_MS) */
   uint32_t limit;                /* items per pull (0: SRV_SYNC_LIMIT) */
+  uint32_t linger_ms;            /* pause after a pull that brought a partial page (0: none) */
   const char *extra_peer;        /* a pseudo-peer registered with the pullers' ids in every
                                     sa_client_sync_set_peers (the NATS publisher's
                                     "nats-pub.<stream>"); NULL = none (copied) */

@@ -437,6 +437,48 @@ START_TEST(test_kill9_write_reaches_peer) {
 }
 END_TEST
 
+/* ---- linger ------------------------------------------------------------------------- */
+
+/* sync_pull_linger_ms: a puller pauses after a partial page, so a stream
+ * of writes reaches it in a few pages (durable applies), not one per
+ * write.  node-b lingers 1 s; 60 writes 5 ms apart on node-a would wake
+ * an eager puller's long-poll ~60 times (with --sync-pull-linger-ms 0 the
+ * check fails: 30-31 pages in 0.4 s here).  At most one page per linger (and the one in
+ * flight) may land. */
+START_TEST(test_pull_linger_gathers_pages) {
+  int pa = e2e_free_port(SOCK_STREAM), pb = e2e_free_port(SOCK_STREAM);
+  e2e_node a, b;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  int peers_b[] = {pa, 0};
+  const char *linger[] = {"--sync-pull-linger-ms", "1000", NULL};
+  start_node(&a, "node-a", pa, NULL, NULL);
+  start_node(&b, "node-b", pb, peers_b, linger);
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/lg/first", "0", NULL, NULL), 201);
+  ck_assert(e2e_wait_value(&b, "lg/first", "0", NULL, E2E_WAIT_MS) >= 0);
+  e2e_nap_ms(1100); /* past the linger of that page: node-b long-polls again */
+  long long b0 = e2e_metric(&b, "softadastra_sync_batches_total", NULL);
+  ck_assert_int_ge(b0, 1);
+  long long t0 = e2e_now_ms();
+  for (int i = 0; i < 60; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/v1/store/lg/k%d", i);
+    ck_assert_int_eq(e2e_req(&a, "PUT", path, "v", NULL, NULL), 201);
+    e2e_nap_ms(5); /* apart: an eager puller takes each in a page of its own */
+  }
+  long long t1 = e2e_now_ms();
+  ck_assert(e2e_wait_value(&b, "lg/k59", "v", NULL, E2E_WAIT_MS) >= 0);
+  long long pages = e2e_metric(&b, "softadastra_sync_batches_total", NULL) - b0;
+  long long bound = 2 + (t1 - t0) / 1000;
+  ck_assert_msg(pages >= 1 && pages <= bound,
+                "60 writes in %lld ms reached node-b in %lld pages (at most %lld with a 1 s "
+                "linger)",
+                t1 - t0, pages, bound);
+  ck_assert(wait_converged(&a, &b));
+  stop_all(&a, &b);
+}
+END_TEST
+
 /* ---- auth --------------------------------------------------------------------------- */
 
 START_TEST(test_auth_peer_token) {
@@ -1482,6 +1524,7 @@ static Suite *e2e_sync_suite(void) {
   tcase_add_test(tc, test_ops_long_poll);
   tcase_add_test(tc, test_concurrent_writes_converge);
   tcase_add_test(tc, test_kill9_write_reaches_peer);
+  tcase_add_test(tc, test_pull_linger_gathers_pages);
   tcase_add_test(tc, test_auth_peer_token);
   tcase_add_test(tc, test_peer_with_own_id_refused);
   tcase_add_test(tc, test_garbage_peer_costs_retries);
