@@ -1113,6 +1113,17 @@ END_TEST
  * nothing; one already stored (pullers before the check glued an unknown
  * epoch's 16 zeros to it after a snapshot catch-up) is forgotten at open,
  * so the peer no longer counts as past every delete. */
+/* Opens the store file behind the node's back (flags: 0 or MDB_RDONLY), a
+ * transaction, and its database name. */
+static void env_open(const char *store, MDB_env **env, MDB_txn **txn, const char *name,
+                     MDB_dbi *dbi, unsigned flags) {
+  ck_assert_int_eq(mdb_env_create(env), 0);
+  mdb_env_set_maxdbs(*env, 16);
+  ck_assert_int_eq(mdb_env_open(*env, store, MDB_NOSUBDIR | flags, 0644), 0);
+  ck_assert_int_eq(mdb_txn_begin(*env, NULL, flags & MDB_RDONLY, txn), 0);
+  ck_assert_int_eq(mdb_dbi_open(*txn, name, 0, dbi), 0);
+}
+
 START_TEST(acked_past_last_lsn_refused_and_forgotten) {
   sa_client *c = open_id("node-b");
   tu_put(c, "a", "1");                                 /* lsn 1 */
@@ -1134,11 +1145,7 @@ START_TEST(acked_past_last_lsn_refused_and_forgotten) {
   MDB_env *env;
   MDB_txn *txn;
   MDB_dbi peersdb;
-  ck_assert_int_eq(mdb_env_create(&env), 0);
-  mdb_env_set_maxdbs(env, 16);
-  ck_assert_int_eq(mdb_env_open(env, store, MDB_NOSUBDIR, 0644), 0);
-  ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-  ck_assert_int_eq(mdb_dbi_open(txn, "peers", 0, &peersdb), 0);
+  env_open(store, &env, &txn, "peers", &peersdb, 0);
   unsigned char kb[7] = {'a', 'n', 'o', 'd', 'e', '-', 'p'}, vb[8];
   uint64_t bogus = 10000000000000000ull;
   for (int i = 0; i < 8; i++)
@@ -1188,11 +1195,7 @@ START_TEST(format_1_store_opens_with_origin_this_node) {
   MDB_env *env;
   MDB_txn *txn;
   MDB_dbi meta, tombs, peers;
-  ck_assert_int_eq(mdb_env_create(&env), 0);
-  mdb_env_set_maxdbs(env, 16);
-  ck_assert_int_eq(mdb_env_open(env, store, MDB_NOSUBDIR, 0644), 0);
-  ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-  ck_assert_int_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+  env_open(store, &env, &txn, "meta", &meta, 0);
   ck_assert_int_eq(mdb_dbi_open(txn, "tombs", 0, &tombs), 0);
   ck_assert_int_eq(mdb_dbi_open(txn, "peers", 0, &peers), 0);
   ck_assert_int_eq(mdb_drop(txn, tombs, 1), 0);
@@ -1221,11 +1224,7 @@ START_TEST(format_1_store_opens_with_origin_this_node) {
   ck_assert_uint_eq(counters(c).tombs, 1);
   sa_client_close(c);
   /* it is the current format now (1 -> 2 -> 3 -> 4) */
-  ck_assert_int_eq(mdb_env_create(&env), 0);
-  mdb_env_set_maxdbs(env, 16);
-  ck_assert_int_eq(mdb_env_open(env, store, MDB_NOSUBDIR | MDB_RDONLY, 0644), 0);
-  ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
-  ck_assert_int_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+  env_open(store, &env, &txn, "meta", &meta, MDB_RDONLY);
   ck_assert_int_eq(mdb_get(txn, meta, &fk, &fv), 0);
   ck_assert_uint_eq(((unsigned char *)fv.mv_data)[0], 4); /* the current format */
   mdb_txn_abort(txn);
@@ -1234,15 +1233,6 @@ START_TEST(format_1_store_opens_with_origin_this_node) {
 END_TEST
 
 /* ---- a format-3 store ------------------------------------------------------------ */
-
-static void env_open(const char *store, MDB_env **env, MDB_txn **txn, MDB_dbi *meta,
-                     unsigned flags) {
-  ck_assert_int_eq(mdb_env_create(env), 0);
-  mdb_env_set_maxdbs(*env, 16);
-  ck_assert_int_eq(mdb_env_open(*env, store, MDB_NOSUBDIR | flags, 0644), 0);
-  ck_assert_int_eq(mdb_txn_begin(*env, NULL, flags & MDB_RDONLY, txn), 0);
-  ck_assert_int_eq(mdb_dbi_open(*txn, "meta", 0, meta), 0);
-}
 
 /* A format-3 store (kv and tombs entries without origin LSNs, a node-wide
  * horizon_hlc, no dropped database) is upgraded in place at open: its
@@ -1280,7 +1270,7 @@ START_TEST(format_3_store_is_upgraded_in_place) {
   MDB_env *env;
   MDB_txn *txn;
   MDB_dbi meta, kv, tombs, dropped;
-  env_open(store, &env, &txn, &meta, 0);
+  env_open(store, &env, &txn, "meta", &meta, 0);
   ck_assert_int_eq(mdb_dbi_open(txn, "kv", 0, &kv), 0);
   ck_assert_int_eq(mdb_dbi_open(txn, "tombs", 0, &tombs), 0);
   ck_assert_int_eq(mdb_dbi_open(txn, "dropped", 0, &dropped), 0);
@@ -1339,14 +1329,14 @@ START_TEST(format_3_store_is_upgraded_in_place) {
   tick(c);
   ck_assert_uint_eq(counters(c).dropped_records, 1);
   sa_client_close(c);
-  env_open(store, &env, &txn, &meta, MDB_RDONLY);
+  env_open(store, &env, &txn, "meta", &meta, MDB_RDONLY);
   ck_assert_int_eq(mdb_get(txn, meta, &fk, &fv), 0);
   ck_assert_uint_eq(((unsigned char *)fv.mv_data)[0], 4);
   ck_assert_int_eq(mdb_get(txn, meta, &hk, &hv), MDB_NOTFOUND);
   mdb_txn_abort(txn);
   mdb_env_close(env);
   /* a format this build does not know: refused, named */
-  env_open(store, &env, &txn, &meta, 0);
+  env_open(store, &env, &txn, "meta", &meta, 0);
   unsigned char five[4] = {5, 0, 0, 0};
   fv = (MDB_val){4, five};
   ck_assert_int_eq(mdb_put(txn, meta, &fk, &fv, 0), 0);
