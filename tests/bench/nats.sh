@@ -119,6 +119,42 @@ start_node() {
   wait_port "$port"
   echo "$p"
 }
+HZ=$(getconf CLK_TCK)
+ticks() { # PID...: their utime + stime, in clock ticks
+  local p t=0
+  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+  echo "$t"
+}
+machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat; }
+# put_summary LINES: per concurrency, the medians over the rounds of the
+# on/off rate ratio; of the node's own share (its CPU per PUT off / on: the
+# ratio a CPU-bound node would show with the hub and the peer on other
+# machines); and of the ceiling this machine sets: the hub's servers and the
+# peer run on the same cores, so even a node whose transport cost nothing
+# could not pass cores / (the off cell's machine CPU per PUT + the on
+# cell's hub and peer CPU per PUT), as a ratio to the off cell's rate.
+put_summary() {
+  local c
+  for c in $CONCS; do
+    awk -v c="$c" -v cores="$(nproc)" '
+      function get(k,   i, kv) { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) return kv[2] } }
+      function med(v, n,   i, j, t, m) { for (i = 1; i <= n; i++) m[i] = v[i]
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (m[j] < m[i]) { t = m[i]; m[i] = m[j]; m[j] = t }
+        return n % 2 ? m[(n + 1) / 2] : (m[n / 2] + m[n / 2 + 1]) / 2 }
+      $1 == "PUT" && get("c") == c { r = get("round"); o = get("nats"); rate[r, o] = get("req_per_s"); node[r, o] = get("node_us")
+        mach[r, o] = get("machine_us"); other[r, o] = get("hub_us") + get("peer_us"); rs[r] = 1 }
+      END { for (r in rs) if (rate[r, "off"] > 0 && rate[r, "on"] > 0) {
+          n++; x[n] = rate[r, "on"] / rate[r, "off"]; s = s sprintf(" %.2f", x[n])
+          y[n] = node[r, "on"] > 0 ? node[r, "off"] / node[r, "on"] : 0
+          b = mach[r, "off"] + other[r, "on"] > 0 ? cores * 1e6 / (mach[r, "off"] + other[r, "on"]) / rate[r, "off"] : 1
+          if (b > 1) b = 1; z[n] = b; w[n] = x[n] / b }
+        if (!n) exit
+        m = med(x, n)
+        printf "PUT c%s, transport on / off: %.2fx   (target >= 0.8x: %s)   per round:%s\n", c, m, (m >= 0.8 ? "met" : "MISSED"), s
+        printf "PUT c%s, node CPU per PUT off / on: %.2fx   (informative: the node'"'"'s own share)\n", c, med(y, n)
+        printf "PUT c%s ceiling: the hub'"'"'s servers and the peer on these %d cores cap the ratio at %.2fx; the node reached %.0f%% of it   (bound: this machine)\n", c, cores, med(z, n), 100 * med(w, n) }' <<<"$1"
+  done
+}
 metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 ~ "^"m"[{ ]" {print $2; exit}'; }
 keys_of() { curl -s "http://127.0.0.1:$1/v1/sync/digest" | sed -n 's/.*"keys":\([0-9]*\).*/\1/p'; }
 now() { date +%s.%N; }
@@ -195,16 +231,29 @@ for n in $CLUSTERS; do
     solo=$(start_node solo $((PB + 9)))
     hubn=$(start_node withnats $((PB + 10)) --transport nats --nats-url "$HUB_URLS" --nats-stream SAPUT --nats-subject-prefix sa.put)
     peer=$(start_node natspeer $((PB + 4)) --transport nats --nats-url "$HUB_URLS" --nats-stream SAPUT --nats-subject-prefix sa.put)
+    local_put=""
     for r in $(seq "$ROUNDS"); do
       for c in $CONCS; do
         for port in $((PB + 9)) $((PB + 10)); do
+          # CPU over the cell (utime + stime ticks): the node measured, the
+          # hub's servers and the consuming peer, and the whole machine
+          node=$([ "$port" = $((PB + 10)) ] && echo "$hubn" || echo "$solo")
+          n0=$(ticks "$node") h0=$(ticks "${HUB_PIDS[@]}") p0=$(ticks "$peer") m0=$(machine_ticks)
           rps=$(BENCH_SYS=ours BENCH_OP=put timeout $((DUR + 60)) wrk -t2 -c"$c" -d"${DUR}s" --timeout 10s -s "$HERE/load.lua" \
             "http://127.0.0.1:$port" 2>&1 | awk '/Requests\/sec/ {print $2}')
-          echo "PUT round=$r c=$c nats=$([ "$port" = $((PB + 10)) ] && echo on || echo off) req_per_s=$rps"
+          n1=$(ticks "$node") h1=$(ticks "${HUB_PIDS[@]}") p1=$(ticks "$peer") m1=$(machine_ticks)
+          line=$(awk -v r="$r" -v c="$c" -v on="$([ "$port" = $((PB + 10)) ] && echo on || echo off)" -v rps="${rps:-0}" -v d="$DUR" -v hz="$HZ" \
+            -v n0="$n0" -v n1="$n1" -v h0="$h0" -v h1="$h1" -v p0="$p0" -v p1="$p1" -v m0="$m0" -v m1="$m1" -v cores="$(nproc)" 'BEGIN {
+              split(m0, a, " "); split(m1, b, " "); n = rps * d; k = n > 0 ? 1e6 / hz / n : 0
+              printf "PUT round=%s c=%s nats=%s req_per_s=%s node_us=%.1f hub_us=%.1f peer_us=%.1f machine_us=%.1f busy=%.0f%%\n",
+                r, c, on, rps, (n1 - n0) * k, (h1 - h0) * k, (p1 - p0) * k, (b[1] - a[1]) * k, (b[2] > a[2] ? 100 * (b[1] - a[1]) / (b[2] - a[2]) : 0) }')
+          echo "$line"
+          local_put+="$line"$'\n'
         done
       done
     done
     echo "PUT check: the node with the transport on had $(metric $((PB + 10)) softadastra_nats_acked_total || true) ops acknowledged by the hub; its consumer holds $(keys_of $((PB + 4)) || true) keys"
+    put_summary "$local_put"
     stop_pids "$solo" "$hubn" "$peer"
   fi
   stop_pids "${HUB_PIDS[@]}"
