@@ -318,6 +318,14 @@ int srv_nats_decode(const void *body, size_t len, const char *ctype, sa_sync_ite
   return 0;
 }
 
+/* True when body is an op of origin self, read from its header alone: the
+ * consumer skips the node's own ops without decoding (and copying) them. */
+static bool own_op(const void *body, size_t len, const char *self, size_t self_len) {
+  const unsigned char *b = body;
+  return len >= 23 && b[0] == 'S' && b[1] == 'A' && b[20] == self_len && 21 + self_len <= len &&
+         memcmp(b + 21, self, self_len) == 0;
+}
+
 /* ---- state ---------------------------------------------------------------------------- */
 
 static void set_err(srv_nats *n, char *slot, bool refusing, const char *fmt, ...)
@@ -1062,6 +1070,7 @@ static void *sub_main(void *arg) {
   uint64_t cseq = 0;  /* the consumer sequence of the last message received */
   bool force = false; /* move the consumer back to cursor + 1 at the next open */
   sa_sync_item *items = calloc(n->batch, sizeof *items);
+  size_t self_len = strlen(n->self);
   while (items && !atomic_load(&n->stop)) {
     if (!sub) {
       if (!connected(n) || !(sub = sub_open(n, &cursor, force, &cseq))) {
@@ -1145,6 +1154,10 @@ static void *sub_main(void *arg) {
       last_msg = m;
       if (seq <= cursor) continue; /* applied before (a redelivery) */
       if (seq > last_seq) last_seq = seq;
+      if (own_op(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), n->self, self_len)) {
+        own++;
+        continue;
+      }
       char why[SA_ERROR_MESSAGE_MAX];
       const char *ct = NULL;
       if (natsMsgHeader_Get(m, SRV_NATS_CT_HEADER, &ct) != NATS_OK) ct = NULL;
