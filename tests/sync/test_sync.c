@@ -801,6 +801,7 @@ START_TEST(tombstone_gc_by_age_keeps_a_record_per_key) {
   apply_ok(c, "node-a", d, 1, 2, &r);
   ck_assert_uint_eq(r.stale, 1);
   ck_assert_uint_eq(counters(c).tombs, 0);
+  ck_assert_uint_eq(counters(c).stale, 2); /* the counter status and /metrics show, since open */
   /* a write of x above the record wins */
   sa_sync_item p2[] = {put_item("x", "later", hlc_at(t - 5, 4), "node-c")};
   apply_ok(c, "node-c", p2, 1, 3, &r);
