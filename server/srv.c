@@ -669,7 +669,6 @@ int srv_serve(const cfg_config *cfg) {
         .creds = cfg->nats_creds,
         .token = cfg->nats_token,
         .filter_prefix = cfg->nats_filter_prefix,
-        .linger_ms = cfg->sync_pull_linger_ms,
     };
     char why[300] = "";
     int e = srv_nats_start(&nc, &s.nats, why, sizeof why);

@@ -73,7 +73,7 @@ struct srv_nats {
   char pub_peer[80]; /* nats-pub.<stream> (stream <= 32 chars: a valid node id) */
   char sub_peer[80]; /* nats.<stream> */
   char urls[1024];
-  uint32_t replicas, window, batch, linger_ms;
+  uint32_t replicas, window, batch;
   natsOptions *opts;
   natsOptions *probe_opts; /* one connection attempt: why is the hub unreachable? */
   natsConnection *nc;
@@ -369,17 +369,6 @@ static bool nap(srv_nats *n, uint32_t ms) {
   struct timespec ts = deadline_in(ms);
   pthread_mutex_lock(&n->mu);
   if (!atomic_load(&n->stop)) pthread_cond_timedwait(&n->cv, &n->mu, &ts);
-  pthread_mutex_unlock(&n->mu);
-  return !atomic_load(&n->stop);
-}
-
-/* Waits ms unless stopping, through the wakes meant for other waits on cv
- * (the publisher's acks).  Returns false when stopping. */
-static bool linger(srv_nats *n, uint32_t ms) {
-  struct timespec ts = deadline_in(ms);
-  pthread_mutex_lock(&n->mu);
-  while (!atomic_load(&n->stop) && pthread_cond_timedwait(&n->cv, &n->mu, &ts) == 0) {
-  }
   pthread_mutex_unlock(&n->mu);
   return !atomic_load(&n->stop);
 }
@@ -1224,14 +1213,7 @@ static void *sub_main(void *arg) {
       if (!nap(n, backoff(&bo))) break;
       continue; /* sub_open moves the consumer back (it delivered past cursor) */
     }
-    bool partial = list.Count > 0 && list.Count < (int)n->batch;
     natsMsgList_Destroy(&list);
-    /* Linger (sync_pull_linger_ms): under load a fetch comes back with
-     * the few messages published since the last, and each costs a durable
-     * apply here and an ack on the hub; a short pause lets the next fetch
-     * gather more.  A full batch is fetched again at once, and a quiet
-     * stream's first message is not delayed. */
-    if (partial && n->linger_ms && !linger(n, n->linger_ms)) break;
   }
   if (sub) natsSubscription_Destroy(sub); /* bound, not created here: the consumer stays */
   free(items);
@@ -1296,7 +1278,6 @@ int srv_nats_start(const srv_nats_config *cfg, srv_nats **out, char *err, size_t
   n->replicas = cfg->replicas;
   n->window = cfg->window ? cfg->window : SRV_NATS_WINDOW;
   n->batch = cfg->batch ? cfg->batch : SRV_NATS_BATCH;
-  n->linger_ms = cfg->linger_ms;
   atomic_init(&n->stop, false);
   atomic_init(&n->ever_published, false);
   pthread_mutex_init(&n->mu, NULL);

@@ -74,7 +74,6 @@ typedef struct srv_nats_config {
   const char *filter_prefix;  /* consume only keys starting with this ("" : all) */
   uint32_t window;            /* 0: SRV_NATS_WINDOW */
   uint32_t batch;             /* 0: SRV_NATS_BATCH */
-  uint32_t linger_ms;         /* pause after a partial fetch before the next (0: none) */
 } srv_nats_config;
 
 /* Checks cfg (stream name, subject prefix) and starts the transport.

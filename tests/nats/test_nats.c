@@ -404,45 +404,6 @@ START_TEST(test_two_nodes) {
 }
 END_TEST
 
-/* sync_pull_linger_ms holds for the hub's consumer too: after a partial
- * fetch node-b waits 1 s, so 60 writes 5 ms apart on node-a reach it in a
- * few durable applies, not one per fetch (with the linger at 0 the check
- * fails). */
-START_TEST(test_linger) {
-  hub h[1];
-  hubs_make(h, 1);
-  e2e_node a, b;
-  e2e_node_init(&a);
-  e2e_node_init(&b);
-  const char *linger[] = {"--sync-pull-linger-ms", "1000", NULL};
-  start_node(&a, "node-a", e2e_free_port(SOCK_STREAM), h, 1, NULL);
-  start_node(&b, "node-b", e2e_free_port(SOCK_STREAM), h, 1, linger);
-  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/lg/first", "0", NULL, NULL), 201);
-  ck_assert_msg(e2e_wait_value(&b, "lg/first", "0", NULL, 10000) >= 0, "a's write did not reach b");
-  e2e_nap_ms(1100); /* past the linger of that fetch */
-  long long b0 = e2e_metric(&b, "softadastra_sync_batches_total", NULL);
-  ck_assert_int_ge(b0, 1);
-  long long t0 = e2e_now_ms();
-  for (int i = 0; i < 60; i++) {
-    char path[64];
-    snprintf(path, sizeof path, "/v1/store/lg/k%d", i);
-    ck_assert_int_eq(e2e_req(&a, "PUT", path, "v", NULL, NULL), 201);
-    e2e_nap_ms(5);
-  }
-  long long t1 = e2e_now_ms();
-  ck_assert_msg(e2e_wait_value(&b, "lg/k59", "v", NULL, 10000) >= 0, "a's writes did not reach b");
-  long long applies = e2e_metric(&b, "softadastra_sync_batches_total", NULL) - b0;
-  long long bound = 2 + (t1 - t0) / 1000;
-  ck_assert_msg(applies >= 1 && applies <= bound,
-                "60 writes in %lld ms reached node-b in %lld applies (at most %lld with a 1 s "
-                "linger)",
-                t1 - t0, applies, bound);
-  node_done(&a);
-  node_done(&b);
-  hub_cleanup(&h[0]);
-}
-END_TEST
-
 /* ---- the hub down ------------------------------------------------------------------- */
 
 START_TEST(test_hub_down) {
@@ -1001,7 +962,6 @@ static Suite *nats_suite(void) {
   TCase *t = tcase_create("e2e");
   tcase_set_timeout(t, 120);
   tcase_add_test(t, test_two_nodes);
-  tcase_add_test(t, test_linger);
   tcase_add_test(t, test_hub_down);
   tcase_add_test(t, test_filter);
   tcase_add_test(t, test_offline_catch_up);
