@@ -74,10 +74,10 @@ static const cfg_setting cfg_settings[] = {
      "be repeated"},
     {"peer_token", CFG_STR, CFG_OFF(peer_token), 0, 0, "", NULL,
      "bearer token sent to the peers (their auth_token; empty: none)"},
-    {"sync_pull_linger_ms", CFG_U32, CFG_OFF(sync_pull_linger_ms), 0, 1000, "5", NULL,
-     "after a pull that brought a partial page, a puller waits this long before the next, so "
-     "that pages gather more changes under load (one durable apply each); 0: pull again at once. "
-     "Adds at most this much to the lag of a busy peer, nothing to a quiet one"},
+    {"sync_pull_linger_ms", CFG_U32, CFG_OFF(sync_pull_linger_ms), 0, 1000, "10", NULL,
+     "http transport: after a pull that brought a partial page, wait this long before the next, "
+     "so that pages gather more changes under load (one durable apply each); 0: pull again at "
+     "once. Adds at most this much to the lag of a busy peer, nothing to a quiet one"},
     {"max_clock_drift_ms", CFG_U32, CFG_OFF(max_clock_drift_ms), 1, 86400000, "60000", NULL,
      "a peer batch holding a change this far ahead of the local clock is refused"},
     {"tombstone_ttl_s", CFG_U32, CFG_OFF(tombstone_ttl_s), 1, 315360000, "604800", NULL,
