@@ -243,7 +243,7 @@ for n in $CLUSTERS; do
             "http://127.0.0.1:$port" 2>&1 | awk '/Requests\/sec/ {print $2}')
           n1=$(ticks "$node") h1=$(ticks "${HUB_PIDS[@]}") p1=$(ticks "$peer") m1=$(machine_ticks)
           line=$(awk -v r="$r" -v c="$c" -v on="$([ "$port" = $((PB + 10)) ] && echo on || echo off)" -v rps="${rps:-0}" -v d="$DUR" -v hz="$HZ" \
-            -v n0="$n0" -v n1="$n1" -v h0="$h0" -v h1="$h1" -v p0="$p0" -v p1="$p1" -v m0="$m0" -v m1="$m1" -v cores="$(nproc)" 'BEGIN {
+            -v n0="$n0" -v n1="$n1" -v h0="$h0" -v h1="$h1" -v p0="$p0" -v p1="$p1" -v m0="$m0" -v m1="$m1" 'BEGIN {
               split(m0, a, " "); split(m1, b, " "); n = rps * d; k = n > 0 ? 1e6 / hz / n : 0
               printf "PUT round=%s c=%s nats=%s req_per_s=%s node_us=%.1f hub_us=%.1f peer_us=%.1f machine_us=%.1f busy=%.0f%%\n",
                 r, c, on, rps, (n1 - n0) * k, (h1 - h0) * k, (p1 - p0) * k, (b[1] - a[1]) * k, (b[2] > a[2] ? 100 * (b[1] - a[1]) / (b[2] - a[2]) : 0) }')

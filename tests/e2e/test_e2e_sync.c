@@ -442,9 +442,9 @@ END_TEST
 /* sync_pull_linger_ms: a puller pauses after a partial page, so a stream
  * of writes reaches it in a few pages (durable applies), not one per
  * write.  node-b lingers 1 s; 60 writes 5 ms apart on node-a would wake
- * an eager puller's long-poll ~60 times (with --sync-pull-linger-ms 0 the
- * check fails: 30-31 pages in 0.4 s here).  At most one page per linger (and the one in
- * flight) may land. */
+ * an eager puller's long-poll every store commit (with
+ * --sync-pull-linger-ms 0 the check fails: 30-31 pages in 0.4 s here).
+ * At most one page per linger (and the one in flight) may land. */
 START_TEST(test_pull_linger_gathers_pages) {
   int pa = e2e_free_port(SOCK_STREAM), pb = e2e_free_port(SOCK_STREAM);
   e2e_node a, b;
