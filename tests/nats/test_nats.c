@@ -894,6 +894,84 @@ START_TEST(test_lost_stream_across_restart) {
 }
 END_TEST
 
+/* ---- the node's consumer deleted on the hub ------------------------------------------ */
+
+static long long hub_received(const e2e_node *n) {
+  json_t *p = hub_state(n);
+  long long v = p ? (long long)json_integer_value(json_object_get(p, "ops_received")) : -1;
+  json_decref(p);
+  return v;
+}
+
+/* How many messages the consumer NAME has delivered since it was made
+ * (its consumer sequence), -1 when it does not exist. */
+static long long consumer_delivered(jsCtx *js, const char *name) {
+  jsConsumerInfo *ci = NULL;
+  if (js_GetConsumerInfo(&ci, js, "SOFTADASTRA", name, NULL, NULL) != NATS_OK) return -1;
+  long long v = (long long)ci->Delivered.Consumer;
+  jsConsumerInfo_Destroy(ci);
+  return v;
+}
+
+/* Someone deletes node-b's durable consumer, once while node-b runs (its
+ * waiting fetch is told "Consumer Deleted") and once while it is stopped.
+ * Both times node-b makes it again at its stored position + 1: it gets the
+ * next write, and the hub delivers that write only, not the stream from
+ * its start again (a consumer made with DeliverAll delivers all 31 or 32
+ * messages: skipped as seen, but a fleet's whole stream per deletion). */
+START_TEST(test_consumer_gone) {
+  hub h[1];
+  hubs_make(h, 1);
+  e2e_node a, b;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  int pb = e2e_free_port(SOCK_STREAM);
+  start_node(&a, "node-a", e2e_free_port(SOCK_STREAM), h, 1, NULL);
+  start_node(&b, "node-b", pb, h, 1, NULL);
+  for (int i = 0; i < 30; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/v1/store/cg/%d", i);
+    ck_assert_int_eq(e2e_req(&a, "PUT", path, "x", NULL, NULL), 201);
+  }
+  ck_assert(e2e_wait_value(&b, "cg/29", "x", NULL, 10000) >= 0);
+  natsConnection *nc = NULL;
+  jsCtx *js = js_open(&h[0], &nc, NULL);
+  ck_assert_int_ge(consumer_delivered(js, "node-b"), 30);
+
+  /* while node-b runs */
+  long long r0 = hub_received(&b);
+  ck_assert_int_ge(r0, 30);
+  ck_assert_int_eq(js_DeleteConsumer(js, "SOFTADASTRA", "node-b", NULL, NULL), NATS_OK);
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/cg/live", "y", NULL, NULL), 201);
+  ck_assert_msg(e2e_wait_value(&b, "cg/live", "y", NULL, 20000) >= 0,
+                "node-b did not follow the stream again after its consumer was deleted");
+  long long r1 = hub_received(&b);
+  ck_assert_msg(r1 - r0 == 1,
+                "node-b applied %lld ops after its consumer was made again (1 written)", r1 - r0);
+  long long d = consumer_delivered(js, "node-b");
+  ck_assert_msg(d == 1, "the new consumer delivered %lld messages (1 written since)", d);
+
+  /* while node-b is stopped */
+  ck_assert_int_eq(e2e_node_stop(&b, SIGTERM), 0);
+  ck_assert_int_eq(js_DeleteConsumer(js, "SOFTADASTRA", "node-b", NULL, NULL), NATS_OK);
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/cg/away", "z", NULL, NULL), 201);
+  start_node(&b, "node-b", pb, h, 1, NULL);
+  ck_assert_msg(e2e_wait_value(&b, "cg/away", "z", NULL, 20000) >= 0,
+                "node-b did not follow the stream after a restart without its consumer");
+  long long r2 = hub_received(&b); /* a new process: counted from 0 */
+  ck_assert_msg(r2 == 1, "node-b applied %lld ops after its restart (1 written while away)", r2);
+  d = consumer_delivered(js, "node-b");
+  ck_assert_msg(d == 1, "the consumer made at restart delivered %lld messages (1 written)", d);
+  e2e_node *ns[] = {&a, &b};
+  ck_assert_int_ge(e2e_wait_converged(ns, 2, 15000), 0);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  node_done(&a);
+  node_done(&b);
+  hub_cleanup(&h[0]);
+}
+END_TEST
+
 /* ---- http and nats together ------------------------------------------------------- */
 
 START_TEST(test_mixed) {
@@ -968,6 +1046,7 @@ static Suite *nats_suite(void) {
   tcase_add_test(t, test_errors);
   tcase_add_test(t, test_lost_stream);
   tcase_add_test(t, test_lost_stream_across_restart);
+  tcase_add_test(t, test_consumer_gone);
   tcase_add_test(t, test_mixed);
   suite_add_tcase(s, t);
   TCase *c = tcase_create("cluster");
