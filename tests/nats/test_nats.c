@@ -624,15 +624,30 @@ END_TEST
 
 /* ---- a node offline while 10,000 ops flow -------------------------------------------- */
 
+/* PUTs "x" into PREFIX/0 .. PREFIX/(n - 1) on node. */
+static void put_x(e2e_node *node, const char *prefix, int n) {
+  for (int i = 0; i < n; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/v1/store/%s/%d", prefix, i);
+    ck_assert_int_eq(e2e_req(node, "PUT", path, "x", NULL, NULL), 201);
+  }
+}
+
+/* One server (h[0]) and two nodes on it, node-a and node-b; node-b's port. */
+static int pair_start(hub *h, e2e_node *a, e2e_node *b) {
+  hubs_make(h, 1);
+  e2e_node_init(a);
+  e2e_node_init(b);
+  int pb = e2e_free_port(SOCK_STREAM);
+  start_node(a, "node-a", e2e_free_port(SOCK_STREAM), h, 1, NULL);
+  start_node(b, "node-b", pb, h, 1, NULL);
+  return pb;
+}
+
 START_TEST(test_offline_catch_up) {
   hub h[1];
-  hubs_make(h, 1);
   e2e_node a, b;
-  e2e_node_init(&a);
-  e2e_node_init(&b);
-  int pb = e2e_free_port(SOCK_STREAM);
-  start_node(&a, "node-a", e2e_free_port(SOCK_STREAM), h, 1, NULL);
-  start_node(&b, "node-b", pb, h, 1, NULL);
+  int pb = pair_start(h, &a, &b);
   ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/first", "1", NULL, NULL), 201);
   ck_assert(e2e_wait_value(&b, "first", "1", NULL, 10000) >= 0);
   ck_assert_int_eq(e2e_node_stop(&b, SIGKILL), 128 + SIGKILL);
@@ -791,17 +806,9 @@ END_TEST
 
 START_TEST(test_lost_stream) {
   hub h[1];
-  hubs_make(h, 1);
   e2e_node a, b;
-  e2e_node_init(&a);
-  e2e_node_init(&b);
-  start_node(&a, "node-a", e2e_free_port(SOCK_STREAM), h, 1, NULL);
-  start_node(&b, "node-b", e2e_free_port(SOCK_STREAM), h, 1, NULL);
-  for (int i = 0; i < 20; i++) {
-    char path[64];
-    snprintf(path, sizeof path, "/v1/store/own/%d", i);
-    ck_assert_int_eq(e2e_req(&a, "PUT", path, "x", NULL, NULL), 201);
-  }
+  (void)pair_start(h, &a, &b);
+  put_x(&a, "own", 20);
   ck_assert(e2e_wait_value(&b, "own/19", "x", NULL, 10000) >= 0);
   /* the whole stream is lost (as after a whole-cluster power loss) */
   natsConnection *nc = NULL;
@@ -842,11 +849,7 @@ START_TEST(test_lost_stream_across_restart) {
   int pa = e2e_free_port(SOCK_STREAM);
   start_node(&a, "node-a", pa, h, 1, NULL);
   start_node(&b, "node-b", e2e_free_port(SOCK_STREAM), h, 1, NULL);
-  for (int i = 0; i < 10; i++) {
-    char path[64];
-    snprintf(path, sizeof path, "/v1/store/kept/%d", i);
-    ck_assert_int_eq(e2e_req(&a, "PUT", path, "x", NULL, NULL), 201);
-  }
+  put_x(&a, "kept", 10);
   ck_assert(e2e_wait_value(&b, "kept/9", "x", NULL, 10000) >= 0);
   ck_assert_int_eq(e2e_node_stop(&a, SIGTERM), 0);
   natsConnection *nc = NULL;
@@ -921,18 +924,9 @@ static long long consumer_delivered(jsCtx *js, const char *name) {
  * messages: skipped as seen, but a fleet's whole stream per deletion). */
 START_TEST(test_consumer_gone) {
   hub h[1];
-  hubs_make(h, 1);
   e2e_node a, b;
-  e2e_node_init(&a);
-  e2e_node_init(&b);
-  int pb = e2e_free_port(SOCK_STREAM);
-  start_node(&a, "node-a", e2e_free_port(SOCK_STREAM), h, 1, NULL);
-  start_node(&b, "node-b", pb, h, 1, NULL);
-  for (int i = 0; i < 30; i++) {
-    char path[64];
-    snprintf(path, sizeof path, "/v1/store/cg/%d", i);
-    ck_assert_int_eq(e2e_req(&a, "PUT", path, "x", NULL, NULL), 201);
-  }
+  int pb = pair_start(h, &a, &b);
+  put_x(&a, "cg", 30);
   ck_assert(e2e_wait_value(&b, "cg/29", "x", NULL, 10000) >= 0);
   natsConnection *nc = NULL;
   jsCtx *js = js_open(&h[0], &nc, NULL);
