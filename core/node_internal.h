@@ -35,7 +35,8 @@
 #define NODE_PRUNE_VISITS_PER_RECORD 4 /* outbox entries a commit over outbox_max may visit */
 
 /* The committer (see "writer pipeline"): it commits the groups waiting for
- * it once the oldest has waited store_commit_ms, at once when a reader
+ * it once the oldest has waited store_commit_ms (store_commit_busy_ms while
+ * they hold SA_COMMIT_BUSY_OPS operations or more), at once when a reader
  * or the writer asks, and the writer waits for it when more than
  * NODE_QUEUE_GROUPS groups or NODE_QUEUE_BYTES record bytes wait. */
 #define NODE_QUEUE_GROUPS 256
@@ -155,6 +156,7 @@ struct sa_client {
   pthread_cond_t dcv;        /* with cm.mu: broadcast after every commit (or failure) */
   pgroup *cq_head, *cq_tail; /* under cm.mu: written groups waiting for their commit */
   size_t cq_groups, cq_bytes;
+  uint64_t cq_ops;    /* operations in the queued groups */
   pgroup *gfree;      /* under cm.mu: spare groups */
   bool committing;    /* under cm.mu: the committer holds groups */
   bool commit_now;    /* under cm.mu: someone waits; do not wait for the delay */

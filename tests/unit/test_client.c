@@ -256,6 +256,7 @@ START_TEST(options_defaults) {
   ck_assert_uint_eq(o.store_sync_interval_ms, SA_DEFAULT_STORE_SYNC_INTERVAL_MS);
   ck_assert_uint_eq(o.store_writeback_ms, SA_DEFAULT_STORE_WRITEBACK_MS);
   ck_assert_uint_eq(o.store_commit_ms, SA_DEFAULT_STORE_COMMIT_MS);
+  ck_assert_uint_eq(o.store_commit_busy_ms, SA_DEFAULT_STORE_COMMIT_BUSY_MS);
 
   /* The sync-point period is checked at open, with its name in the error. */
   o.store_sync_interval_ms = 5;
@@ -1217,6 +1218,70 @@ START_TEST(store_commit_ms_sets_the_commit_span) {
 }
 END_TEST
 
+/* n puts in one batch (one group of n operations), keys P/0 .. P/(n - 1). */
+static void batch_puts(sa_client *c, const char *p, int n) {
+  static sa_batch_op ops[SA_COMMIT_BUSY_OPS * 2];
+  static char keys[SA_COMMIT_BUSY_OPS * 2][32];
+  ck_assert_int_le(n, SA_COMMIT_BUSY_OPS * 2);
+  for (int i = 0; i < n; i++) {
+    snprintf(keys[i], sizeof keys[i], "%s/%d", p, i);
+    ops[i] = (sa_batch_op){SA_OP_PUT, keys[i], "v", 1};
+  }
+  sa_error err = {0};
+  ck_assert_msg(sa_client_batch(c, ops, (size_t)n, NULL, &err) == 0, "%s", err.message);
+}
+
+/* Whether a store commit comes by itself within ms (no read asks for one). */
+static bool commits_within(sa_client *c, uint64_t before, int ms) {
+  sa_stats st;
+  for (int waited = 0; waited <= ms; waited += 20) {
+    ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+    if (st.store_commits > before) return true;
+    tu_sleep_ms(20);
+  }
+  return false;
+}
+
+/* store_commit_busy_ms: with SA_COMMIT_BUSY_OPS operations or more waiting,
+ * the committer waits this long instead of store_commit_ms; with fewer, or
+ * with it off, store_commit_ms as before.  1000 against 10 ms, checked at
+ * 600 ms: far apart, so a slow machine cannot blur them. */
+START_TEST(store_commit_busy_ms_gathers_under_load) {
+  sa_options o = opts;
+  o.store_commit_ms = 10;
+  o.store_commit_busy_ms = 1000;
+  sa_client *c = tu_open(&o);
+  sa_stats st;
+  ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+  batch_puts(c, "few", SA_COMMIT_BUSY_OPS - 1);
+  ck_assert_msg(commits_within(c, st.store_commits, 600),
+                "%d operations waited longer than store_commit_ms", SA_COMMIT_BUSY_OPS - 1);
+  ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+  uint64_t before = st.store_commits;
+  batch_puts(c, "many", SA_COMMIT_BUSY_OPS);
+  ck_assert_msg(!commits_within(c, before, 600),
+                "%d operations were committed within 600 ms (store_commit_busy_ms is 1000)",
+                SA_COMMIT_BUSY_OPS);
+  sa_value v;
+  ck_assert_int_eq(sa_client_get(c, "many/0", &v, NULL), 0); /* a read does not wait for it */
+  sa_value_free(&v);
+  ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+  ck_assert_uint_eq(st.store_commits, before + 1);
+  sa_client_close(c);
+
+  o.store_commit_busy_ms = SA_STORE_COMMIT_BUSY_OFF;
+  c = tu_open(&o);
+  ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+  batch_puts(c, "off", SA_COMMIT_BUSY_OPS * 2);
+  ck_assert_msg(commits_within(c, st.store_commits, 600),
+                "with store_commit_busy_ms off, a busy queue waited longer than store_commit_ms");
+  sa_client_close(c);
+
+  o.store_commit_busy_ms = 1001;
+  expect_bad_option(&o, "store_commit_busy_ms");
+}
+END_TEST
+
 /* With little room left in the map (below what answering before the commit
  * needs), every group is committed before it is answered: one store
  * transaction per group. */
@@ -1782,6 +1847,7 @@ static Suite *client_suite(void) {
   tcase_add_test(tc, concurrent_writers_one_key);
   tcase_add_test(tc, store_commits_span_groups);
   tcase_add_test(tc, store_commit_ms_sets_the_commit_span);
+  tcase_add_test(tc, store_commit_busy_ms_gathers_under_load);
   tcase_add_test(tc, small_map_commits_every_group_before_answering);
   tcase_add_test(tc, readers_beside_writers);
   tcase_add_test(tc, async_puts_from_one_thread);
