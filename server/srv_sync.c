@@ -1568,12 +1568,12 @@ static void *srv_peer_main(void *arg) {
     if (rc >= 0) {
       backoff = 0;
       /* Linger: under load the source's long-poll answers at each of its
-       * store commits (every 10 ms), and each page costs this node a
-       * durable apply (a WAL record, its fdatasync, a store commit) and
-       * both nodes a round trip.  A pause after a partial page lets the
-       * next one gather more changes; a full page (more) is pulled at once,
-       * and a quiet source's first change is not delayed (the long-poll
-       * answers it as it comes). */
+       * store commits (every 10 ms, or store_commit_busy_ms when busy),
+       * and each page costs this node a durable apply (a WAL record, its
+       * fdatasync, a store commit) and both nodes a round trip.  A pause
+       * after a partial page lets the next one gather more changes; a full
+       * page (more) is pulled at once, and a quiet source's first change
+       * is not delayed (the long-poll answers it as it comes). */
       if (rc == 2 && s->linger_ms && !srv_sync_nap(p, s->linger_ms, &backoff)) break;
       continue;
     }
