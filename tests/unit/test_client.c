@@ -1183,6 +1183,7 @@ END_TEST
  * (with the default 10 ms they would be), and a read commits them at once. */
 START_TEST(store_commit_ms_sets_the_commit_span) {
   sa_options o = opts;
+  o.tick_manual = true; /* a tick's read barrier would commit at once */
   o.store_commit_ms = 1000;
   sa_client *c = tu_open(&o);
   sa_stats st;
@@ -1248,6 +1249,7 @@ static bool commits_within(sa_client *c, uint64_t before, int ms) {
  * 600 ms: far apart, so a slow machine cannot blur them. */
 START_TEST(store_commit_busy_ms_gathers_under_load) {
   sa_options o = opts;
+  o.tick_manual = true; /* a tick's read barrier would commit at once */
   o.store_commit_ms = 10;
   o.store_commit_busy_ms = 1000;
   sa_client *c = tu_open(&o);
