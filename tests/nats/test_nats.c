@@ -622,7 +622,7 @@ START_TEST(test_cluster) {
 }
 END_TEST
 
-/* ---- a node offline while 10,000 ops flow -------------------------------------------- */
+/* ---- helpers of the tests below ----------------------------------------------------- */
 
 /* PUTs "x" into PREFIX/0 .. PREFIX/(n - 1) on node. */
 static void put_x(e2e_node *node, const char *prefix, int n) {
@@ -643,6 +643,8 @@ static int pair_start(hub *h, e2e_node *a, e2e_node *b) {
   start_node(b, "node-b", pb, h, 1, NULL);
   return pb;
 }
+
+/* ---- a node offline while 10,000 ops flow -------------------------------------------- */
 
 START_TEST(test_offline_catch_up) {
   hub h[1];

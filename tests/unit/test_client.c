@@ -1265,7 +1265,7 @@ START_TEST(store_commit_busy_ms_gathers_under_load) {
                 "%d operations were committed within 600 ms (store_commit_busy_ms is 1000)",
                 SA_COMMIT_BUSY_OPS);
   sa_value v;
-  ck_assert_int_eq(sa_client_get(c, "many/0", &v, NULL), 0); /* a read does not wait for it */
+  ck_assert_int_eq(sa_client_get(c, "many/0", &v, NULL), 0); /* commits them at once */
   sa_value_free(&v);
   ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
   ck_assert_uint_eq(st.store_commits, before + 1);
