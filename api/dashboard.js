@@ -43,10 +43,20 @@
     return h;
   }
 
-  function showError(msg) {
+  // The error line says what the last failure was.  Every action (run) gets
+  // a number; when one succeeds it clears the error only if that error is
+  // older than the action, and a refresh in the background (the status
+  // timer, the change feed) only an error of another refresh: a user's failed
+  // write stays until the user acts again, whatever finishes after it.
+  let runs = 0;
+  let errorRun = 0;
+  let errorBackground = false;
+  function showError(msg, run, background) {
     const e = $('error');
     e.textContent = msg || '';
     e.classList.toggle('hidden', !msg);
+    errorRun = msg ? (run || runs) : 0;
+    errorBackground = !!background;
   }
 
   function needToken() {
@@ -153,7 +163,7 @@
       tr.dataset.key = it.key;
       cell(tr, it.key); cell(tr, it.size); cell(tr, it.content_type, 'type');
       cell(tr, it.version); cell(tr, it.lsn); cell(tr, it.updated_at);
-      tr.addEventListener('click', () => pick(it.key));
+      tr.addEventListener('click', () => run(pick(it.key)));
       tb.append(tr);
     }
     nextCursor = l.more ? l.next : null;
@@ -201,14 +211,18 @@
         setLoaded(null);
         $('write-result').textContent = key + ' does not exist (any more).';
       } else {
-        showError(String(e.message || e));
+        throw e; // run shows it
       }
     }
   }
 
-  function run(p) {
-    return p.then(() => showError(''), (e) => {
-      if (e.message !== 'unauthorized') showError(String(e.message || e));
+  // Runs p, an action of the user's (background false) or a refresh.
+  function run(p, background) {
+    const k = ++runs;
+    return p.then(() => {
+      if (errorRun && errorRun <= k && (!background || errorBackground)) showError('');
+    }, (e) => {
+      if (e.message !== 'unauthorized') showError(String(e.message || e), k, background);
     });
   }
 
@@ -268,7 +282,7 @@
     tb.prepend(tr);
     while (tb.children.length > MAX_CHANGES) tb.lastChild.remove();
     clearTimeout(statusTimer); // the WAL and sync numbers moved: refresh soon
-    statusTimer = setTimeout(() => run(refreshStatus()), 300);
+    statusTimer = setTimeout(() => run(refreshStatus(), true), 300);
   }
 
   function handleEvent(ev) {
@@ -293,7 +307,7 @@
         else if (r.status === 410 || r.status === 409) {
           lastId = null;
           epoch = null;
-          run(loadKeys());
+          run(loadKeys(), true);
           continue;
         }
         else if (!r.ok) setLive('bad', 'error ' + r.status);
@@ -332,7 +346,7 @@
           setLive('off', 'reconnecting');
         }
       } catch (e) {
-        if (e.message === 'gone') { lastId = null; run(loadKeys()); }
+        if (e.message === 'gone') { lastId = null; run(loadKeys(), true); }
         setLive('off', 'reconnecting');
       }
       await new Promise((res) => setTimeout(res, retry));
@@ -370,6 +384,6 @@
   $('reload-btn').addEventListener('click', () => run(pick($('reload-btn').dataset.key)));
 
   run(Promise.all([refreshStatus(), loadKeys()]));
-  setInterval(() => run(refreshStatus()), 5000);
+  setInterval(() => run(refreshStatus(), true), 5000);
   follow();
 })();

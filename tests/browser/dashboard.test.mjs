@@ -283,6 +283,32 @@ try {
   await page.waitForFunction(() => /not a media type/.test(document.getElementById('error').textContent));
   assert.match(await result(), /version 4 \(/);
   assert.equal(curl(url, 'GET', '/v1/store/ct%2Fdoc?raw=1'), '{"a":2}');
+  // a refresh in the background (a change from elsewhere schedules one)
+  // leaves the user's error in place
+  const refreshed = page.waitForResponse((r) => r.url().endsWith('/v1/status') && r.ok(), { timeout: 10000 });
+  curl(url, 'PUT', '/v1/store/ct%2Felsewhere', 'x');
+  await refreshed;
+  await page.evaluate(() => new Promise((res) => setTimeout(res, 50))); // its handler ran
+  assert.match(await page.textContent('#error'), /not a media type/);
+  // an earlier action that ends after a failed one leaves its error in
+  // place: the key list a good put reloads is held until the next put failed
+  let release;
+  const held = new Promise((res) => { release = res; });
+  await page.route(/\/v1\/store\?limit=/, async (route) => { await held; await route.continue(); });
+  await page.fill('#put-type', '');
+  await page.fill('#put-value', '{"a":3}');
+  await page.click('#put-btn');
+  await page.waitForFunction(() => /version 5 \(/.test(document.getElementById('write-result').textContent));
+  await page.fill('#put-type', 'yaml');
+  await page.click('#put-btn');
+  await page.waitForFunction(() => /'yaml': not a media type/.test(document.getElementById('error').textContent));
+  const listed = page.waitForResponse((r) => r.url().includes('/v1/store?limit='), { timeout: 10000 });
+  release();
+  await listed;
+  await page.unroute(/\/v1\/store\?limit=/);
+  await page.evaluate(() => new Promise((res) => setTimeout(res, 50)));
+  assert.match(await page.textContent('#error'), /'yaml': not a media type/);
+  assert.equal(curl(url, 'GET', '/v1/store/ct%2Fdoc?raw=1'), '{"a":3}');
   await page.fill('#put-type', '');
 
   assert.deepEqual(problems, [], 'problems in the page');
