@@ -143,7 +143,8 @@ static void node_free(sa_client *c) {
   }
   keyver_free(&c->gov);
   keyver_free(&c->wov);
-  keyver_free(&c->sov);
+  keyver_free(&c->okv);
+  free(c->onames);
   free(c->peers);
   pthread_mutex_destroy(&c->sync_mu);
   free(c->wal_path);

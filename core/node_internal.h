@@ -48,14 +48,15 @@
  * writes must not find the map full. */
 #define NODE_EARLY_HEADROOM (64ull << 20)
 /* The writer's key-version cache is emptied (after a drain) past this many
- * keys. */
+ * keys, or past this many origins in its origin table. */
 #define NODE_WOV_MAX 65536
+#define NODE_ORIGINS_MAX 4096
 
 typedef enum {
   REQ_PUT,
   REQ_DEL,
   REQ_BATCH,
-  REQ_SYNC, /* a batch from a peer (sa_client_sync_apply); travels in a group of its own */
+  REQ_SYNC, /* a batch from a peer (sa_client_sync_apply) */
   REQ_FLUSH,
   REQ_CHECKPOINT,
   REQ_OBX_CLAIM,  /* outbox: expire, claim for the transport, prune */
@@ -101,12 +102,18 @@ typedef struct wreq {
 
 /* Key versions as they will be once the groups not yet committed are:
  * an open-addressing table sized for the group, keys copied (the requests
- * that own them may be settled and freed while the table is still read). */
+ * that own them may be settled and freed while the table is still read).
+ * With each version, the pair (hlc, origin) of the write that leaves it,
+ * which the sync rule compares (node_stage_sync); hlc 0 when the entry does
+ * not know it (a delete of a key that was not live changes no pair: the
+ * pair is then the one of the table below, or of the store). */
 typedef struct keyver_ent {
   uint64_t h;   /* FNV-1a of the key; 0 marks an empty slot */
   uint32_t off; /* key bytes at keys + off */
   uint32_t klen;
-  uint64_t version; /* 0: deleted */
+  uint64_t version; /* 0: deleted (a tombstone when hlc is known) */
+  uint64_t hlc;     /* 0: the pair is not known here */
+  uint32_t origin;  /* index in the writer's origin table (node_origin_id); 0: this node */
 } keyver_ent;
 
 typedef struct keyver {
@@ -172,11 +179,13 @@ struct sa_client {
 
   /* Writer-owned. */
   sa_hlc hlc;
-  uint64_t w_lsn; /* last LSN given to a record written to the WAL */
-  keyver gov;     /* versions the group being prepared gives */
-  keyver wov;     /* versions every group written since the last reset gave */
-  keyver sov;     /* REQ_SYNC: key -> 1 + index of its last applied item in the batch */
-  wal_op *ops;    /* scratch for batches */
+  uint64_t w_lsn;                     /* last LSN given to a record written to the WAL */
+  keyver gov;                         /* versions the group being prepared gives */
+  keyver wov;                         /* versions every group written since the last reset gave */
+  keyver okv;                         /* the origin table: origin node id -> its index */
+  char (*onames)[SA_NODE_ID_MAX + 1]; /* index -> origin; index 0 is this node (unused) */
+  uint32_t norigins, ocap;
+  wal_op *ops; /* scratch for batches */
   size_t ops_cap;
   bool dirty; /* auto_flush off: appended but not synced */
   uint64_t dirty_since_ns;
@@ -298,12 +307,28 @@ int node_outbox_open(sa_client *c, sa_error *err);
 int keyver_reset(keyver *kv, size_t n);
 /* true and *version when key is in kv. */
 bool keyver_find(const keyver *kv, const char *key, uint32_t klen, uint64_t *version);
-/* Records key's version (the key is copied).  -1 when out of memory. */
+/* key's entry, or NULL.  Valid until kv's next change. */
+const keyver_ent *keyver_get(const keyver *kv, const char *key, uint32_t klen);
+/* Records key's version (the key is copied); an entry already there keeps
+ * its pair, a new one knows none.  -1 when out of memory. */
 int keyver_set(keyver *kv, const char *key, uint32_t klen, uint64_t version);
-/* Sets in dst every version of src.  -1 when out of memory. */
+/* Records key's version and the pair (hlc > 0, origin index) of the write
+ * that leaves it.  -1 when out of memory. */
+int keyver_set_pair(keyver *kv, const char *key, uint32_t klen, uint64_t version, uint64_t hlc,
+                    uint32_t origin);
+/* Sets in dst every entry of src (an entry of src that knows no pair keeps
+ * dst's).  -1 when out of memory. */
 int keyver_merge(keyver *dst, const keyver *src);
 /* Frees kv's memory (kv itself is the caller's). */
 void keyver_free(keyver *kv);
+/* The writer's origin table: origin's index (0 for this node), added when
+ * new.  -1 when out of memory. */
+int node_origin_id(sa_client *c, const char *origin, uint32_t olen, uint32_t *id);
+/* The origin of index id (valid until the table's next change). */
+const char *node_origin_name(const sa_client *c, uint32_t id);
+/* Empties wov and the origin table (the store then holds every write the
+ * writer staged: after a drain, or a failure that leaves it so). */
+void node_overlay_reset(sa_client *c);
 
 /* ---- node_commit.c: the committer ----------------------------------------- */
 

@@ -1,8 +1,10 @@
 /*
  * node_keyver.c -- the writer's key-version table: for each key written by
  * a group not yet committed, the version it will have once committed (0:
- * deleted).  Open addressing with linear probing, keys copied into one
- * arena, FNV-1a hashes (hash.h).
+ * deleted), with the pair (hlc, origin) of the write that leaves it.  Open
+ * addressing with linear probing, keys copied into one arena, FNV-1a hashes
+ * (hash.h).  And the writer's origin table, which the pairs index: a few
+ * node ids, each stored once, instead of one copy per key.
  *
  * What it is not: a cache of the store.  It holds only versions the
  * writer gave; a key absent from it is read from the store (node_version in
@@ -12,7 +14,8 @@
  * Invariants: cap is a power of two and at least twice n; a slot's h is 0
  * exactly when it is empty; every entry's key bytes are keys[off..off+klen).
  *
- * Threads: the writer only (c->gov, c->wov); no locking.
+ * Threads: the writer only (c->gov, c->wov, c->okv, c->onames); no
+ * locking.
  */
 #include "hash.h"
 #include "node_internal.h"
@@ -58,10 +61,15 @@ static keyver_ent *keyver_slot(const keyver *kv, const char *key, uint32_t klen,
   }
 }
 
-bool keyver_find(const keyver *kv, const char *key, uint32_t klen, uint64_t *version) {
-  if (!kv->n) return false;
+const keyver_ent *keyver_get(const keyver *kv, const char *key, uint32_t klen) {
+  if (!kv->n) return NULL;
   keyver_ent *e = keyver_slot(kv, key, klen, keyver_hash(key, klen));
-  if (e->h == 0) return false;
+  return e->h ? e : NULL;
+}
+
+bool keyver_find(const keyver *kv, const char *key, uint32_t klen, uint64_t *version) {
+  const keyver_ent *e = keyver_get(kv, key, klen);
+  if (!e) return false;
   *version = e->version;
   return true;
 }
@@ -85,9 +93,10 @@ static int keyver_grow(keyver *kv) {
   return 0;
 }
 
-/* Records key's version.  -1 when out of memory. */
-int keyver_set(keyver *kv, const char *key, uint32_t klen, uint64_t version) {
-  if (2 * (kv->n + 1) > kv->cap && keyver_grow(kv) != 0) return -1;
+/* key's entry, added (knowing no pair) when absent.  NULL when out of
+ * memory. */
+static keyver_ent *keyver_put(keyver *kv, const char *key, uint32_t klen) {
+  if (2 * (kv->n + 1) > kv->cap && keyver_grow(kv) != 0) return NULL;
   uint64_t h = keyver_hash(key, klen);
   keyver_ent *e = keyver_slot(kv, key, klen, h);
   if (e->h == 0) {
@@ -96,7 +105,7 @@ int keyver_set(keyver *kv, const char *key, uint32_t klen, uint64_t version) {
       while (cap < kv->kused + klen)
         cap *= 2;
       char *k = realloc(kv->keys, cap);
-      if (!k) return -1;
+      if (!k) return NULL;
       kv->keys = k;
       kv->kcap = cap;
     }
@@ -104,19 +113,42 @@ int keyver_set(keyver *kv, const char *key, uint32_t klen, uint64_t version) {
     e->h = h;
     e->off = (uint32_t)kv->kused;
     e->klen = klen;
+    e->hlc = 0;
+    e->origin = 0;
     kv->kused += klen;
     kv->n++;
   }
+  return e;
+}
+
+int keyver_set(keyver *kv, const char *key, uint32_t klen, uint64_t version) {
+  keyver_ent *e = keyver_put(kv, key, klen);
+  if (!e) return -1;
   e->version = version;
   return 0;
 }
 
-/* Sets in dst every version of src.  -1 when out of memory (dst then holds
- * part of them). */
+int keyver_set_pair(keyver *kv, const char *key, uint32_t klen, uint64_t version, uint64_t hlc,
+                    uint32_t origin) {
+  keyver_ent *e = keyver_put(kv, key, klen);
+  if (!e) return -1;
+  e->version = version;
+  e->hlc = hlc;
+  e->origin = origin;
+  return 0;
+}
+
 int keyver_merge(keyver *dst, const keyver *src) {
   for (size_t i = 0; i < src->cap; i++) {
     const keyver_ent *e = &src->tab[i];
-    if (e->h && keyver_set(dst, src->keys + e->off, e->klen, e->version) != 0) return -1;
+    if (!e->h) continue;
+    keyver_ent *d = keyver_put(dst, src->keys + e->off, e->klen);
+    if (!d) return -1;
+    d->version = e->version;
+    if (e->hlc) {
+      d->hlc = e->hlc;
+      d->origin = e->origin;
+    }
   }
   return 0;
 }
@@ -124,4 +156,42 @@ int keyver_merge(keyver *dst, const keyver *src) {
 void keyver_free(keyver *kv) {
   free(kv->tab);
   free(kv->keys);
+}
+
+/* ---- the origin table ---------------------------------------------------------- */
+
+int node_origin_id(sa_client *c, const char *origin, uint32_t olen, uint32_t *id) {
+  if (olen == strlen(c->node_id) && memcmp(origin, c->node_id, olen) == 0) {
+    *id = 0; /* this node: no entry */
+    return 0;
+  }
+  uint64_t v;
+  if (keyver_find(&c->okv, origin, olen, &v)) {
+    *id = (uint32_t)v;
+    return 0;
+  }
+  if (olen > SA_NODE_ID_MAX) return -1;  /* the batch was checked: never */
+  if (c->norigins == 0) c->norigins = 1; /* [0] stays unused */
+  if (c->norigins >= c->ocap) {
+    uint32_t cap = c->ocap ? c->ocap * 2 : 16;
+    char(*o)[SA_NODE_ID_MAX + 1] = realloc(c->onames, cap * sizeof *o);
+    if (!o) return -1;
+    c->onames = o;
+    c->ocap = cap;
+  }
+  if (keyver_set(&c->okv, origin, olen, c->norigins) != 0) return -1;
+  memcpy(c->onames[c->norigins], origin, olen);
+  c->onames[c->norigins][olen] = 0;
+  *id = c->norigins++;
+  return 0;
+}
+
+const char *node_origin_name(const sa_client *c, uint32_t id) {
+  return id ? c->onames[id] : c->node_id;
+}
+
+void node_overlay_reset(sa_client *c) {
+  (void)keyver_reset(&c->wov, 0);
+  (void)keyver_reset(&c->okv, 0);
+  c->norigins = 0;
 }

@@ -5,11 +5,12 @@
  *
  *   - sa_client_sync_apply checks a peer's batch (every item, the clock
  *     drift) and queues it to the writer as one request (REQ_SYNC).  The
- *     writer (node_stage_sync, here) drains the committer so the store
- *     holds every write before the batch, folds every item's HLC into its
- *     clock, decides each item by the rule against the key's state (the
- *     store, or an earlier item of the same batch), and logs ONE sync
- *     record: peer, cursor, items, decisions.  It is synced with its group
+ *     writer (node_stage_sync, here) folds every item's HLC into its
+ *     clock, decides each item by the rule against the key's state once
+ *     every write before it is committed (an earlier item of the batch or
+ *     request of the group, the groups not yet committed: the writer's
+ *     overlay, node_writer.c; else the store), and logs ONE sync record:
+ *     peer, cursor, items, decisions.  It is synced with its group
  *     and answered; the committer applies the record (node_apply_record):
  *     the winners and the peer's cursor in one store transaction.  Replay
  *     applies the same record the same way, so a kill -9 anywhere neither
@@ -63,7 +64,8 @@ static node_peer *peer_find(sa_client *c, const char *id, bool add);
  * puller waits for each batch's answer, so no earlier batch of the same
  * peer is still queued.  The store's cursor may lag a record answered but
  * not yet committed; comparing against it only marks the cursor dirty, and
- * the tick persists it after its drain, past that record. */
+ * the tick persists it after its drain, past that record (a raise: never
+ * below it). */
 static int sync_cursor_moved(sa_client *c, const char *peer, uint64_t cursor, sa_error *err) {
   uint64_t stored = 0;
   int rc = store_peer_get(c->store, 'c', peer, &stored, err);
@@ -78,12 +80,38 @@ static int sync_cursor_moved(sa_client *c, const char *peer, uint64_t cursor, sa
   return p || cursor == stored ? 0 : sa_fail(err, SA_ENOMEM, "out of memory recording a peer");
 }
 
+/* key's state for the rule once every write staged before is committed:
+ * the group being prepared (gov: earlier requests, earlier items of this
+ * batch), the groups not yet committed (wov), else the store (with the
+ * key's dropped-tombstone record when it holds the key nowhere).  An entry
+ * that knows no pair (hlc 0) defers to the next. */
+static int sync_key_state(sa_client *c, const char *key, uint32_t klen, int *held, sync_pair *hp,
+                          const sync_pair **dropped, sync_pair *dp, store_state *st,
+                          sa_error *err) {
+  *dropped = NULL;
+  const keyver_ent *e = keyver_get(&c->gov, key, klen);
+  if (!e || !e->hlc) e = keyver_get(&c->wov, key, klen);
+  if (e && e->hlc) {
+    *held = e->version ? SYNC_HELD_LIVE : SYNC_HELD_TOMB;
+    const char *o = node_origin_name(c, e->origin);
+    *hp = (sync_pair){e->hlc, o, strlen(o)};
+    return 0;
+  }
+  int rc = store_state_get(c->store, key, klen, st, err);
+  if (rc) return rc;
+  *held = st->kind; /* STORE_* and SYNC_HELD_* match */
+  *hp = (sync_pair){st->hlc, st->origin, strlen(st->origin)};
+  if (st->dropped) { /* held nowhere: the key's dropped-tombstone record */
+    *dp = (sync_pair){st->dropped_hlc, st->dropped_origin, strlen(st->dropped_origin)};
+    *dropped = dp;
+  }
+  return 0;
+}
+
 int node_stage_sync(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error *err) {
   sa_sync_apply_result *res = r->sres;
   memset(res, 0, sizeof *res);
-  /* Decide against the committed store: every group before this one in. */
-  int rc = node_drain(c, err);
-  if (rc) return rc;
+  int rc;
   size_t n = r->n;
   if (n > c->ops_cap) {
     wal_op *o = realloc(c->ops, n * sizeof *o);
@@ -91,8 +119,6 @@ int node_stage_sync(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error *e
     c->ops = o;
     c->ops_cap = n;
   }
-  if (keyver_reset(&c->sov, n) != 0)
-    return sa_fail(err, SA_ENOMEM, "out of memory staging a sync batch of %zu", n);
   for (size_t i = 0; i < n; i++) /* later local writes win over all of it */
     sa_hlc_observe(&c->hlc, r->items[i].hlc);
   for (size_t i = 0; i < n; i++) {
@@ -110,30 +136,20 @@ int node_stage_sync(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error *e
     o->olen = (uint32_t)strlen(it->origin);
     o->origin_lsn = it->origin_lsn;
     o->seq = it->seq;
-    /* The key's state: an earlier winner of this batch, else the store. */
-    uint64_t j;
     int held;
-    sync_pair hp, dp, *dropped = NULL;
+    sync_pair hp, dp;
+    const sync_pair *dropped;
     store_state st;
-    if (keyver_find(&c->sov, o->key, o->klen, &j)) {
-      const wal_op *w = &c->ops[j - 1];
-      held = w->op == SA_OP_PUT ? SYNC_HELD_LIVE : SYNC_HELD_TOMB;
-      hp = (sync_pair){w->hlc, w->origin, w->olen};
-    } else {
-      if ((rc = store_state_get(c->store, o->key, o->klen, &st, err)) != 0) return rc;
-      held = st.kind; /* STORE_* and SYNC_HELD_* match */
-      hp = (sync_pair){st.hlc, st.origin, strlen(st.origin)};
-      if (st.dropped) { /* held nowhere: the key's dropped-tombstone record */
-        dp = (sync_pair){st.dropped_hlc, st.dropped_origin, strlen(st.dropped_origin)};
-        dropped = &dp;
-      }
-    }
+    rc = sync_key_state(c, o->key, o->klen, &held, &hp, &dropped, &dp, &st, err);
+    if (rc) return rc;
     o->decision = sync_decide((sync_pair){o->hlc, o->origin, o->olen}, held, hp, dropped);
     if (o->decision == SYNC_APPLY) {
       uint64_t v = 0;
+      uint32_t oid;
       if (o->op == SA_OP_PUT && (rc = node_version(c, o->key, o->klen, &v, err)) != 0) return rc;
-      if (keyver_set(&c->sov, o->key, o->klen, i + 1) != 0 ||
-          keyver_set(&c->gov, o->key, o->klen, o->op == SA_OP_PUT ? v + 1 : 0) != 0)
+      if (node_origin_id(c, o->origin, o->olen, &oid) != 0 ||
+          keyver_set_pair(&c->gov, o->key, o->klen, o->op == SA_OP_PUT ? v + 1 : 0, o->hlc, oid) !=
+              0)
         return sa_fail(err, SA_ENOMEM, "out of memory staging a sync batch");
       res->applied++;
     } else if (o->decision == SYNC_STALE) {
@@ -254,8 +270,7 @@ int sa_client_sync_apply(sa_client *c, const char *peer_id, const sa_sync_item *
   }
   /* An empty batch only moves the cursor (a page of the peer's feed that
    * held nothing for this node, e.g. this node's own writes relayed back):
-   * no trip through the writer, whose drain would force a store commit per
-   * page (issue 22's write-path cost). */
+   * no trip through the writer (the tick persists the cursor). */
   if (n == 0) return sync_cursor_moved(c, peer_id, cursor, err);
   wreq r;
   memset(&r, 0, sizeof r);
@@ -633,6 +648,10 @@ void node_process_sync_gc(sa_client *c, wreq *r) {
     return;
   }
   if (gc->min_ack > upto) __atomic_store_n(&c->acked_upto, gc->min_ack, __ATOMIC_RELAXED);
+  /* The writer's overlay may still hold a dropped tombstone's pair; the
+   * store holds every staged write (drained before this request): the rule
+   * reads the store from here on. */
+  if (gc->dropped) node_overlay_reset(c);
   gc->floor = max_lsn;
   node_stat_add(&c->sc.tombs_dropped, gc->dropped);
   node_stat_add(&c->sc.dropped_expired, g.expired);

@@ -27,11 +27,12 @@
  * reader asks the committer for a commit now and waits for it.  A read with
  * no answered write left to commit pays two atomic loads.
  *
- * Preparing a group (conditions, versions) needs the state the groups not
- * yet committed leave: the writer keeps the versions it gave in wov (every
- * write goes through the writer), read before the store.  Requests are
- * served in FIFO order; within a group later requests see the effects of
- * earlier ones.
+ * Preparing a group (conditions, versions, a peer's batch decided by the
+ * sync rule) needs the state the groups not yet committed leave: the writer
+ * keeps the versions it gave, each with its write's pair (hlc, origin), in
+ * wov (every write goes through the writer), read before the store.
+ * Requests are served in FIFO order; within a group later requests see the
+ * effects of earlier ones.
  *
  * When a commit of answered writes fails (an I/O error), those writes are
  * still in the WAL, durable: the node turns read-only, a read that needs
@@ -51,7 +52,11 @@
  *
  * Invariants:
  *  - Only the writer appends to the WAL, gives LSNs (w_lsn) and clock
- *    values (hlc), and reads or writes gov/wov, ops and dirty (asserted).
+ *    values (hlc), and reads or writes gov/wov, the origin table, ops and
+ *    dirty (asserted).
+ *  - Every key a group not yet committed writes is in wov with the version
+ *    and pair it leaves (or hlc 0 when that write changed no pair); wov is
+ *    emptied only when the store holds every write staged.
  *  - wr.mu guards the FIFO (head/tail), the blocking callers' done flags
  *    and lsn_cv; it is never held during I/O nor together with cm.mu.
  *  - A request is settled exactly once: its callback called (async, then
@@ -241,19 +246,23 @@ static int node_stage(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error 
     }
   }
 
-  /* The versions this record gives (as node_apply_record will). */
+  /* The versions and pairs this record gives (as node_apply_record will):
+   * each op carries the record's pair (ts, this node); a delete of a key
+   * that is not live changes nothing, its pair included. */
+  uint64_t ts = sa_hlc_next(&c->hlc, node_now(c));
   for (size_t i = 0; i < nops; i++) {
     uint64_t v = cur;
     int rc = batch ? node_version(c, ops[i].key, ops[i].klen, &v, err) : 0;
     if (rc) return rc;
-    if (keyver_set(&c->gov, ops[i].key, ops[i].klen, ops[i].op == SA_OP_PUT ? v + 1 : 0) != 0)
+    bool put = ops[i].op == SA_OP_PUT;
+    if ((put || v ? keyver_set_pair(&c->gov, ops[i].key, ops[i].klen, put ? v + 1 : 0, ts, 0)
+                  : keyver_set(&c->gov, ops[i].key, ops[i].klen, 0)) != 0)
       return sa_fail(err, SA_ENOMEM, "out of memory staging a write");
   }
 
   size_t size = wal_record_size(ops, nops, batch);
   if (node_reserve(g, g->used + size) != 0)
     return sa_fail(err, SA_ENOMEM, "out of memory encoding a %zu-byte record", size);
-  uint64_t ts = sa_hlc_next(&c->hlc, node_now(c));
   size_t n = wal_record_encode(g->buf + g->used, ++*lsn, ts, ops, nops, batch);
   assert(n == size);
   r->logged = true;
@@ -311,7 +320,7 @@ static void node_pipeline_failed(sa_client *c, pgroup *g, int rc, const sa_error
   }
   c->w_lsn = g->first_lsn - 1;
   c->hlc.last = g->hlc_before;
-  (void)keyver_reset(&c->wov, 0);
+  node_overlay_reset(c);
   node_fail_logged(g->reqs, rc, err);
   node_settle(c, g->reqs);
   node_group_put(c, g);
@@ -339,9 +348,9 @@ static void node_answer(sa_client *c, wreq *d, bool durable) {
 static void node_pipeline_data(sa_client *c, wreq *d, bool want_flush) {
   assert(sa_worker_is_self(&c->wr)); /* docs/threads.md: the writer owns the WAL's tail */
   sa_error e = {0};
-  if (c->wov.n > NODE_WOV_MAX) { /* bound the cache: commit what it covers */
-    node_drain(c, NULL);
-    (void)keyver_reset(&c->wov, 0);
+  if (c->wov.n > NODE_WOV_MAX || c->norigins > NODE_ORIGINS_MAX) {
+    node_drain(c, NULL); /* bound the cache: commit what it covers */
+    node_overlay_reset(c);
   }
   size_t nops = 0;
   for (wreq *r = d; r; r = r->next) {
@@ -438,7 +447,7 @@ static void node_pipeline_data(sa_client *c, wreq *d, bool want_flush) {
     node_pipeline_failed(c, g, rc, &e);
     return;
   }
-  if (!cached) (void)keyver_reset(&c->wov, 0); /* the store holds every version */
+  if (!cached) node_overlay_reset(c); /* the store holds every version */
   __atomic_store_n(&c->acked_lsn, lsn, __ATOMIC_RELEASE);
   node_answer(c, d, g->durable);
   node_group_put(c, g);
@@ -455,15 +464,7 @@ static void node_process(sa_client *c, wreq *g) {
   for (wreq *r = g, *next; r; r = next) {
     next = r->next;
     r->next = NULL;
-    if (r->kind == REQ_SYNC) {
-      /* A peer's batch is decided against the committed store (its staging
-       * drains the committer): it travels alone, after the writes before
-       * it, and the writes after it see its versions. */
-      if (data) node_pipeline_data(c, data, want_flush);
-      data = NULL;
-      dt = &data;
-      node_pipeline_data(c, r, want_flush);
-    } else if (r->kind <= REQ_BATCH) {
+    if (r->kind <= REQ_SYNC) {
       *dt = r;
       dt = &r->next;
     } else {
