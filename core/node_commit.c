@@ -188,7 +188,8 @@ void node_committer_main(void *arg) {
   pthread_mutex_unlock(&w->mu);
 }
 
-/* Hands g to the committer; first waits while the queue is full. */
+/* Hands g to the committer; first waits while the queue is full, asks for
+ * a commit now once it is 3/4 full. */
 void node_queue(sa_client *c, pgroup *g) {
   pthread_mutex_lock(&c->cm.mu);
   while (c->cq_groups >= NODE_QUEUE_GROUPS || c->cq_bytes >= NODE_QUEUE_BYTES) {
@@ -208,6 +209,10 @@ void node_queue(sa_client *c, pgroup *g) {
   c->cq_groups++;
   c->cq_bytes += g->used;
   c->cq_ops += g->ops;
+  if (4 * c->cq_groups >= 3 * NODE_QUEUE_GROUPS || 4 * c->cq_bytes >= 3 * NODE_QUEUE_BYTES) {
+    c->commit_now = true; /* before the writer has to wait for a full queue */
+    wake = true;
+  }
   if (wake) sa_worker_kick_locked(&c->cm);
   pthread_mutex_unlock(&c->cm.mu);
 }

@@ -127,7 +127,7 @@ static int node_checkpoint_now(sa_client *c, sa_error *err) {
 
 int node_reserve(pgroup *g, size_t need) {
   if (need <= g->cap) return 0;
-  size_t cap = g->cap ? g->cap : 1 << 16;
+  size_t cap = g->cap ? g->cap : 1 << 12; /* a group of a few writes is a few KiB */
   while (cap < need)
     cap *= 2;
   unsigned char *b = realloc(g->buf, cap);
