@@ -118,7 +118,7 @@ typedef struct sa_error {
 #define SA_DEFAULT_STORE_WRITEBACK_MS 2
 #define SA_STORE_WRITEBACK_OFF UINT32_MAX /* sa_options.store_writeback_ms: no kicks */
 #define SA_DEFAULT_STORE_COMMIT_MS 10
-#define SA_DEFAULT_STORE_COMMIT_BUSY_MS 100
+#define SA_DEFAULT_STORE_COMMIT_BUSY_MS 30
 #define SA_STORE_COMMIT_BUSY_OFF UINT32_MAX /* sa_options.store_commit_busy_ms: never longer */
 #define SA_COMMIT_BUSY_OPS 128 /* operations waiting that make the committer gather longer */
 #define SA_DEFAULT_TICK_INTERVAL_MS 1000
@@ -209,7 +209,7 @@ typedef struct sa_options {
   uint32_t store_commit_busy_ms;   /* under load (at least SA_COMMIT_BUSY_OPS
                                       operations waiting), answered writes wait up to
                                       this long for their store commit instead of
-                                      store_commit_ms (100; 0: the default; 1..1000;
+                                      store_commit_ms (30; 0: the default; 1..1000;
                                       SA_STORE_COMMIT_BUSY_OFF, or a value not above
                                       store_commit_ms: never longer).  A quiet node
                                       commits as before; a busy one writes each hot

@@ -59,7 +59,7 @@ static const cfg_setting cfg_settings[] = {
     {"store_commit_ms", CFG_U32, CFG_OFF(store_commit_ms), 1, 1000, "10", NULL,
      "writes answered at their WAL sync are applied to the store together within this long: "
      "longer gives more write throughput and a longer latency tail"},
-    {"store_commit_busy_ms", CFG_U32, CFG_OFF(store_commit_busy_ms), 0, 1000, "100", NULL,
+    {"store_commit_busy_ms", CFG_U32, CFG_OFF(store_commit_busy_ms), 0, 1000, "30", NULL,
      "the same span while 128 or more operations wait for their store commit (under load), so "
      "that a busy node writes each hot B-tree page once for more writes; 0: never longer than "
      "store_commit_ms"},
