@@ -20,7 +20,8 @@
  * What this file is not: a handler or a router.  It only owns the ctx.
  *
  * Invariants: after api_ctx_create the ctx is read-only but for `draining`
- * (atomic) and the metrics (atomic counters); nothing in the API keeps a
+ * (atomic), the metrics (atomic counters) and the shared page of the sync
+ * feed (under its own lock, api_sync.c); nothing in the API keeps a
  * pointer into a request after api_handle returns.
  *
  * Threads: api_ctx_create and api_ctx_destroy on one thread with nothing else
@@ -46,6 +47,8 @@ int api_ctx_create(const api_config *cfg, api_ctx **out) {
   c->page_value_bytes = cfg->page_value_bytes ? cfg->page_value_bytes : API_LIST_MAX_VALUE_BYTES;
   c->metrics = api_metrics_create();
   if (!c->metrics) goto oom;
+  c->sync_share = api_sync_share_create();
+  if (!c->sync_share) goto oom;
   c->probes_need_token = cfg->probes_need_token;
   c->metrics_open = cfg->metrics_open;
   if (cfg->auth_token && cfg->auth_token[0]) {
@@ -90,6 +93,7 @@ void api_ctx_destroy(api_ctx *ctx) {
   free(ctx->auth_token);
   free(ctx->sync_transport);
   api_metrics_destroy(ctx->metrics);
+  api_sync_share_destroy(ctx->sync_share);
   free(ctx);
 }
 

@@ -27,8 +27,8 @@
  * is short (freeing it is a no-op).  No builder returns NULL.
  *
  * Threads: everything here may run on many request threads at once on one
- * ctx; the ctx is read-only after api_ctx_create except `draining` (atomic)
- * and the metrics (atomic counters).
+ * ctx; the ctx is read-only after api_ctx_create except `draining` (atomic),
+ * the metrics (atomic counters) and sync_share (its own lock).
  */
 #ifndef SA_API_INTERNAL_H
 #define SA_API_INTERNAL_H
@@ -71,6 +71,7 @@ struct api_ctx {
   void (*sync_served)(void *cls, const char *node, size_t items, uint64_t acked, bool has_acked);
   bool (*sync_discovery)(void *cls, api_sync_discovery *out);
   void *sync_cls;
+  struct api_sync_share *sync_share; /* the last page of /v1/sync/ops (api_sync.c; own lock) */
 };
 
 /* ---- answers (api_answer.c) ---------------------------------------------- */
@@ -183,6 +184,16 @@ api_response *api_h_backup(api_ctx *ctx, const api_request *req); /* api_backup.
 
 /* api_backup.c: the backup series of GET /metrics. */
 void api_backup_write_metrics(api_ctx *ctx, FILE *f);
+
+/* ---- the shared page of /v1/sync/ops (api_sync.c) -------------------------- */
+
+/* The last page read for a puller, kept for the next that asks for it:
+ * created with the ctx (NULL out of memory), freed with it. */
+struct api_sync_share *api_sync_share_create(void);
+void api_sync_share_destroy(struct api_sync_share *sh);
+
+/* The feed's page counters for GET /metrics. */
+void api_sync_write_metrics(api_ctx *ctx, FILE *f);
 
 /* api_sync.c: the "peers" array of the sync state (a new reference, never
  * NULL unless memory is short), and the X-Softadastra-Node header every

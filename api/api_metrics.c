@@ -295,6 +295,7 @@ api_response *api_h_metrics(api_ctx *ctx) {
   sa_stats ws;
   if (sa_client_stats(ctx->client, &ws, NULL) == 0) api_metrics_write_stats(&ws, f);
   api_backup_write_metrics(ctx, f); /* api_backup.c */
+  api_sync_write_metrics(ctx, f);   /* api_sync.c */
   if (fclose(f) != 0) {
     free(buf);
     return &api_oom_response;

@@ -33,6 +33,7 @@
  */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -306,6 +307,163 @@ static api_response *api_sync_node(const api_ctx *ctx, const char *query, char *
   return NULL;
 }
 
+/* ---- one page for every puller that asks for it ---------------------------- *
+ *
+ * Under load every puller of this node waits on the same store commit and,
+ * when it lands, asks for the same page: the same since (where the commit
+ * before left each of them) and the same limit.  Reading a page costs a
+ * store lookup and copies per item, writing it as JSON base64 and escapes:
+ * with two peers pulling a node under load both were paid twice per page
+ * (issue 22: the node's own CPU per PUT rose by about 27% at c64 with two
+ * peers, most of it in the loops that serve the feed).  So the last page
+ * read is kept, with what makes it the answer to another request:
+ *   - the epoch, since and limit it was read for;
+ *   - the store's committed LSN before the read: while it has not moved, a
+ *     read sees the same store (sa_client_committed_lsn).  A commit that
+ *     lands between that load and the read makes the kept page newer than
+ *     the key says: still an answer the node could have given;
+ *   - the puller it was read for and how many changes it left out as that
+ *     puller's own (excluded), and the origins of its items.
+ * Another puller gets a copy when the read left nothing out and none of
+ * the items is its own (a read for it would leave those out); the same
+ * puller (a retry) gets it in any case.  The copy is the answer a read
+ * would have given at the first puller's moment, and a puller only moves
+ * on from next_since: such an answer is right.  A page with no items (the
+ * long-poll keeps waiting) or above API_SHARE_MAX_BYTES is not kept.
+ * Memory: one body of at most API_SHARE_MAX_BYTES. */
+
+#define API_SHARE_ORIGINS 4            /* distinct origins a kept page may hold */
+#define API_SHARE_MAX_BYTES (4u << 20) /* a larger page is not kept */
+
+struct api_sync_share {
+  pthread_mutex_t mu;
+  bool valid;
+  uint64_t epoch, since, committed, next;
+  size_t limit, count;
+  char puller[SA_NODE_ID_MAX + 1]; /* the exclude it was read with ("" none) */
+  size_t excluded;
+  char origins[API_SHARE_ORIGINS][SA_NODE_ID_MAX + 1];
+  size_t norigins; /* API_SHARE_ORIGINS + 1: more than that (kept for its puller only) */
+  char *body;
+  size_t len;
+  uint64_t pages, shared; /* pages with items answered; of them, copies (under mu) */
+};
+
+struct api_sync_share *api_sync_share_create(void) {
+  struct api_sync_share *sh = calloc(1, sizeof *sh);
+  if (sh && pthread_mutex_init(&sh->mu, NULL) != 0) {
+    free(sh);
+    sh = NULL;
+  }
+  return sh;
+}
+
+void api_sync_share_destroy(struct api_sync_share *sh) {
+  if (!sh) return;
+  pthread_mutex_destroy(&sh->mu);
+  free(sh->body);
+  free(sh);
+}
+
+void api_sync_write_metrics(api_ctx *ctx, FILE *f) {
+  struct api_sync_share *sh = ctx->sync_share;
+  pthread_mutex_lock(&sh->mu);
+  uint64_t pages = sh->pages, shared = sh->shared;
+  pthread_mutex_unlock(&sh->mu);
+  fprintf(f,
+          "# HELP softadastra_sync_feed_pages_total Pages with changes answered on GET "
+          "/v1/sync/ops.\n"
+          "# TYPE softadastra_sync_feed_pages_total counter\n"
+          "softadastra_sync_feed_pages_total %llu\n"
+          "# HELP softadastra_sync_feed_pages_shared_total Of them, copies of the page read for "
+          "another puller (the same since, nothing committed between).\n"
+          "# TYPE softadastra_sync_feed_pages_shared_total counter\n"
+          "softadastra_sync_feed_pages_shared_total %llu\n",
+          (unsigned long long)pages, (unsigned long long)shared);
+}
+
+/* The kept page as the answer for a puller that would read with exclude
+ * (NULL: none) at since/limit, or NULL when it is not that answer.  Sets
+ * *count and *next when it is. */
+static api_response *api_share_get(api_ctx *ctx, uint64_t epoch, uint64_t committed, uint64_t since,
+                                   size_t limit, const char *exclude, size_t *count,
+                                   uint64_t *next) {
+  struct api_sync_share *sh = ctx->sync_share;
+  const char *x = exclude ? exclude : "";
+  char *copy = NULL;
+  size_t len = 0;
+  pthread_mutex_lock(&sh->mu);
+  bool fits = sh->valid && sh->epoch == epoch && sh->committed == committed && sh->since == since &&
+              sh->limit == limit;
+  if (fits && strcmp(sh->puller, x) != 0) {
+    fits = sh->excluded == 0 && sh->norigins <= API_SHARE_ORIGINS;
+    for (size_t i = 0; fits && exclude && i < sh->norigins; i++)
+      fits = strcmp(sh->origins[i], exclude) != 0;
+  }
+  if (fits && (copy = malloc(sh->len + 1)) != NULL) {
+    memcpy(copy, sh->body, sh->len + 1);
+    len = sh->len;
+    *count = sh->count;
+    *next = sh->next;
+    sh->pages++;
+    sh->shared++;
+  }
+  pthread_mutex_unlock(&sh->mu);
+  if (!copy) return NULL;
+  api_response *r = api_resp_new(200);
+  if (!r) {
+    free(copy);
+    return NULL; /* the caller reads the page itself */
+  }
+  r->content_type = "application/json";
+  r->body = copy;
+  r->body_len = len;
+  return api_sync_tag(ctx, r);
+}
+
+/* Keeps r's body (a page of count items read with exclude) for the pullers
+ * after this one; counts the page. */
+static void api_share_put(api_ctx *ctx, uint64_t epoch, uint64_t committed, uint64_t since,
+                          size_t limit, const char *exclude, const sa_sync_page *pg, size_t count,
+                          uint64_t next, const api_response *r) {
+  struct api_sync_share *sh = ctx->sync_share;
+  char *copy = NULL;
+  bool keep = r->status == 200 && r->body && r->body_len <= API_SHARE_MAX_BYTES;
+  if (keep && (copy = malloc(r->body_len + 1)) != NULL) {
+    memcpy(copy, r->body, r->body_len);
+    copy[r->body_len] = '\0';
+  }
+  pthread_mutex_lock(&sh->mu);
+  sh->pages++;
+  if (copy) {
+    free(sh->body);
+    sh->body = copy;
+    sh->len = r->body_len;
+    sh->valid = true;
+    sh->epoch = epoch;
+    sh->committed = committed;
+    sh->since = since;
+    sh->limit = limit;
+    sh->count = count;
+    sh->next = next;
+    snprintf(sh->puller, sizeof sh->puller, "%s", exclude ? exclude : "");
+    sh->excluded = pg->excluded;
+    sh->norigins = 0;
+    for (size_t i = 0; i < count && sh->norigins <= API_SHARE_ORIGINS; i++) {
+      bool seen = false;
+      for (size_t j = 0; j < sh->norigins && !seen; j++)
+        seen = strcmp(sh->origins[j], pg->items[i].origin) == 0;
+      if (seen) continue;
+      if (sh->norigins == API_SHARE_ORIGINS) {
+        sh->norigins++; /* too many to list: kept for its puller only */
+        break;
+      }
+      memcpy(sh->origins[sh->norigins++], pg->items[i].origin, SA_NODE_ID_MAX + 1);
+    }
+  }
+  pthread_mutex_unlock(&sh->mu);
+}
+
 /* ---- GET /v1/sync/ops ------------------------------------------------------- */
 
 /* One pull: the state of a long-poll between its pages. */
@@ -323,11 +481,26 @@ typedef struct api_sync_pull {
 static api_response *api_sync_pull_page(void *cls, bool final, uint64_t *seen) {
   api_sync_pull *p = cls;
   api_ctx *ctx = p->ctx;
+  const char *exclude = p->node[0] && !p->own ? p->node : NULL;
+  uint64_t epoch = sa_client_epoch(ctx->client);
+  uint64_t committed = sa_client_committed_lsn(ctx->client);
+  size_t n = 0;
+  uint64_t next = 0;
+  /* The floor first: a since below it is answered 410 by the read. */
+  api_response *r =
+      p->since >= sa_client_sync_floor(ctx->client)
+          ? api_share_get(ctx, epoch, committed, p->since, p->limit, exclude, &n, &next)
+          : NULL;
+  if (r) {
+    if (seen) *seen = committed;
+    if (p->node[0] && ctx->sync_served) ctx->sync_served(ctx->sync_cls, p->node, n, 0, false);
+    if (next > p->since) p->since = next;
+    return r;
+  }
   sa_sync_page pg;
   memset(&pg, 0, sizeof pg);
   sa_error err = {0};
-  int rc = sa_client_sync_read(ctx->client, p->since, p->limit,
-                               p->node[0] && !p->own ? p->node : NULL, &pg, &err);
+  int rc = sa_client_sync_read(ctx->client, p->since, p->limit, exclude, &pg, &err);
   if (rc == SA_EGONE) return api_sync_gone(ctx, p->since);
   if (rc != 0) return api_sync_tag(ctx, api_reply_sa_error(rc, &err));
   if (seen) *seen = pg.last_lsn;
@@ -342,8 +515,8 @@ static api_response *api_sync_pull_page(void *cls, bool final, uint64_t *seen) {
   jb_lit(&b, ",\"items\":[");
   /* A page stops past API_SYNC_PAGE_BYTES at an LSN boundary (a batch is
    * never split): large values cannot make an answer no puller can take. */
-  size_t n = pg.count;
-  uint64_t next = pg.next_since;
+  n = pg.count;
+  next = pg.next_since;
   bool more = pg.more;
   for (size_t i = 0; i < pg.count; i++) {
     if (i && b.len > API_SYNC_PAGE_BYTES && pg.items[i].seq != pg.items[i - 1].seq) {
@@ -363,9 +536,11 @@ static api_response *api_sync_pull_page(void *cls, bool final, uint64_t *seen) {
   jb_u64(&b, pg.last_lsn);
   jb_lit(&b, more ? ",\"more\":true}" : ",\"more\":false}");
   if (p->node[0] && n && ctx->sync_served) ctx->sync_served(ctx->sync_cls, p->node, n, 0, false);
+  r = api_sync_body(ctx, &b);
+  if (n) api_share_put(ctx, epoch, committed, p->since, p->limit, exclude, &pg, n, next, r);
   if (next > p->since) p->since = next;
   sa_sync_page_free(&pg);
-  return api_sync_body(ctx, &b);
+  return r;
 }
 
 api_response *api_h_sync_ops(api_ctx *ctx, const api_request *req, const char *query) {

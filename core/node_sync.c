@@ -395,6 +395,10 @@ uint64_t sa_client_sync_floor(sa_client *c) {
   return c ? store_sync_floor(c->store) : 0;
 }
 
+uint64_t sa_client_committed_lsn(sa_client *c) {
+  return c ? __atomic_load_n(&c->last_lsn, __ATOMIC_ACQUIRE) : 0;
+}
+
 int sa_client_sync_digest(sa_client *c, char hex[65], uint64_t *keys, sa_error *err) {
   if (keys) *keys = 0;
   if (!c || !hex) return sa_fail(err, SA_EINVAL, "sa_client_sync_digest: NULL argument");

@@ -560,6 +560,7 @@ typedef struct sa_sync_page {
   uint64_t next_since; /* pass as since for the next page */
   uint64_t last_lsn;   /* the node's last LSN when read */
   bool more;           /* more may follow next_since now */
+  size_t excluded;     /* changes left out as exclude_origin's (0: the page is every reader's) */
 } sa_sync_page;
 
 /* Changes with local LSN > since, oldest first, at most limit (1..10000)
@@ -619,6 +620,12 @@ void sa_sync_snapshot_close(sa_sync_snapshot *sn);
 /* The lowest since that sa_client_sync_read still serves (what its
  * SA_EGONE names): below it a peer reads a snapshot. */
 uint64_t sa_client_sync_floor(sa_client *c);
+
+/* The last LSN the store has committed: what a read sees at least.  It
+ * only grows (a restore starts a new epoch, sa_client_epoch).  A page read
+ * while it stays the same holds the same changes: a server may give one
+ * page to every reader that asks for it meanwhile. */
+uint64_t sa_client_committed_lsn(sa_client *c);
 
 /* What sa_client_sync_apply did with a batch. */
 typedef struct sa_sync_apply_result {

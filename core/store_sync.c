@@ -426,8 +426,10 @@ int store_sync_read(sa_store *s, uint64_t since, size_t limit, const char *exclu
        * puller's (checked below); if not, it is left out anyway.  A page
        * of a peer's own writes relayed back costs no lookups. */
       if (exclude && (op.origin ? op.olen == xl && memcmp(op.origin, exclude, xl) == 0
-                                : strcmp(exclude, s->node_id) == 0))
+                                : strcmp(exclude, s->node_id) == 0)) {
+        out->excluded++;
         continue;
+      }
       if ((code = store_find_state(s, txn, op.key, op.klen, &kind, &e, err)) != 0) break;
       /* Only the key's current state, at the LSN that made it. */
       if (kind == STORE_NONE || e.lsn != lsn || (kind == STORE_LIVE) != (op.op == SA_OP_PUT))
@@ -444,7 +446,10 @@ int store_sync_read(sa_store *s, uint64_t since, size_t limit, const char *exclu
       if (exclude) { /* never send a change back where it was written */
         const char *o = e.olen ? e.origin : s->node_id;
         size_t ol = e.olen ? e.olen : strlen(s->node_id);
-        if (strlen(exclude) == ol && memcmp(exclude, o, ol) == 0) continue;
+        if (strlen(exclude) == ol && memcmp(exclude, o, ol) == 0) {
+          out->excluded++;
+          continue;
+        }
       }
       if ((code = sync_item_fill(s, &items[n], lsn, kind, &e, op.origin ? op.origin_lsn : lsn,
                                  err)) != 0)

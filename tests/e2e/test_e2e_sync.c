@@ -1378,6 +1378,107 @@ static long get_big(const e2e_node *n, const char *path, big_buf *b) {
 /* Values are moved byte for byte (NULs, invalid UTF-8), and a page of the
  * feed stops at about 16 MiB at an LSN boundary, so 24 values of 1 MB need
  * two pages and all arrive. */
+/* ---- one page for every puller that asks for it (api_sync.c) --------------------- */
+
+/* GET path on n: the status, the body in *body (caller frees) and the number
+ * of items of each origin in *from_a / *from_b (node-a / node-b). */
+static long page_of(const e2e_node *n, const char *path, char **body, size_t *from_a,
+                    size_t *from_b) {
+  e2e_resp r;
+  ck_assert_int_eq(e2e_http(n, "GET", path, NULL, NULL, 0, &r), 0);
+  *from_a = *from_b = 0;
+  json_t *j = r.body ? json_loads(r.body, 0, NULL) : NULL;
+  json_t *items = json_object_get(j, "items");
+  for (size_t i = 0; i < json_array_size(items); i++) {
+    const char *o = json_string_value(json_object_get(json_array_get(items, i), "origin"));
+    if (o && !strcmp(o, "node-a")) (*from_a)++;
+    if (o && !strcmp(o, "node-b")) (*from_b)++;
+  }
+  json_decref(j);
+  long st = r.status;
+  *body = r.body;
+  r.body = NULL;
+  e2e_resp_free(&r);
+  return st;
+}
+
+START_TEST(test_page_shared_between_pullers) {
+  int pa = e2e_free_port(SOCK_STREAM), pb = e2e_free_port(SOCK_STREAM);
+  e2e_node a, b;
+  e2e_node_init(&a);
+  e2e_node_init(&b);
+  int peers_a[] = {pb, 0};
+  start_node(&b, "node-b", pb, NULL, NULL);
+  start_node(&a, "node-a", pa, peers_a, NULL);
+  ck_assert_int_eq(e2e_req(&b, "PUT", "/v1/store/sh/b1", "1", NULL, NULL), 201);
+  ck_assert_int_eq(e2e_req(&b, "PUT", "/v1/store/sh/b2", "2", NULL, NULL), 201);
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/sh/a1", "3", NULL, NULL), 201);
+  /* a's feed: a1 of its own, b1 and b2 relayed from b (committed: the
+   * feed serves what the store holds). */
+  size_t fa = 0, fb = 0;
+  char *body = NULL;
+  long long t0 = e2e_now_ms();
+  while (e2e_now_ms() - t0 < E2E_WAIT_MS) {
+    ck_assert_int_eq(page_of(&a, "/v1/sync/ops?since=0", &body, &fa, &fb), 200);
+    free(body);
+    if (fa == 1 && fb == 2) break;
+    e2e_nap_ms(50);
+  }
+  ck_assert_msg(fa == 1 && fb == 2, "a's feed holds %zu of its own and %zu of b's", fa, fb);
+  long long shared0 = e2e_metric(&a, "softadastra_sync_feed_pages_shared_total", NULL);
+  ck_assert_int_ge(shared0, 0);
+
+  /* The last read above (anonymous, nothing left out) is node-z's answer,
+   * and node-y's: the same bytes without a read. */
+  char *bz = NULL, *by = NULL, *bb = NULL;
+  ck_assert_int_eq(page_of(&a, "/v1/sync/ops?since=0&node=node-z", &bz, &fa, &fb), 200);
+  ck_assert(fa == 1 && fb == 2);
+  ck_assert_int_eq(e2e_metric(&a, "softadastra_sync_feed_pages_shared_total", NULL), shared0 + 1);
+  ck_assert_int_eq(page_of(&a, "/v1/sync/ops?since=0&node=node-y", &by, &fa, &fb), 200);
+  ck_assert(fa == 1 && fb == 2);
+  ck_assert_str_eq(by, bz);
+  ck_assert_int_eq(e2e_metric(&a, "softadastra_sync_feed_pages_shared_total", NULL), shared0 + 2);
+  free(by);
+
+  /* node-b must not get that page: it holds node-b's own changes. */
+  ck_assert_int_eq(page_of(&a, "/v1/sync/ops?since=0&node=node-b", &bb, &fa, &fb), 200);
+  ck_assert_msg(fa == 1 && fb == 0, "node-b was sent %zu of its own changes", fb);
+  ck_assert_int_eq(e2e_metric(&a, "softadastra_sync_feed_pages_shared_total", NULL), shared0 + 2);
+  /* node-b's page left changes out: node-y reads again and gets them all. */
+  ck_assert_int_eq(page_of(&a, "/v1/sync/ops?since=0&node=node-y", &by, &fa, &fb), 200);
+  ck_assert_msg(fa == 1 && fb == 2, "node-y got %zu of a's and %zu of b's changes", fa, fb);
+  ck_assert_str_eq(by, bz);
+  free(by);
+  ck_assert_int_eq(e2e_metric(&a, "softadastra_sync_feed_pages_shared_total", NULL), shared0 + 2);
+  /* own=1: node-b asks for its own changes too, and may take node-y's page. */
+  ck_assert_int_eq(page_of(&a, "/v1/sync/ops?since=0&node=node-b&own=1", &by, &fa, &fb), 200);
+  ck_assert(fa == 1 && fb == 2);
+  ck_assert_str_eq(by, bz);
+  free(by);
+  ck_assert_int_eq(e2e_metric(&a, "softadastra_sync_feed_pages_shared_total", NULL), shared0 + 3);
+  /* The same puller asking again (a retry) gets the page read for it. */
+  ck_assert_int_eq(page_of(&a, "/v1/sync/ops?since=0&node=node-b", &by, &fa, &fb), 200);
+  ck_assert(fa == 1 && fb == 0);
+  free(by);
+  ck_assert_int_eq(page_of(&a, "/v1/sync/ops?since=0&node=node-b", &by, &fa, &fb), 200);
+  ck_assert(fa == 1 && fb == 0);
+  ck_assert_str_eq(by, bb);
+  free(by);
+  ck_assert_int_eq(e2e_metric(&a, "softadastra_sync_feed_pages_shared_total", NULL), shared0 + 4);
+
+  /* A commit since: the kept page is not an answer any more. */
+  ck_assert_int_eq(e2e_req(&a, "PUT", "/v1/store/sh/a2", "4", NULL, NULL), 201);
+  ck_assert_int_eq(e2e_req(&a, "GET", "/v1/store/sh/a2", NULL, NULL, NULL), 200); /* commits it */
+  ck_assert_int_eq(page_of(&a, "/v1/sync/ops?since=0&node=node-b", &by, &fa, &fb), 200);
+  ck_assert_msg(fa == 2 && fb == 0, "after a commit node-b got %zu of a's changes", fa);
+  free(by);
+  ck_assert_int_eq(e2e_metric(&a, "softadastra_sync_feed_pages_shared_total", NULL), shared0 + 4);
+  free(bz);
+  free(bb);
+  stop_all(&a, &b);
+}
+END_TEST
+
 START_TEST(test_binary_values_and_big_pages) {
   int pa = e2e_free_port(SOCK_STREAM), pb = e2e_free_port(SOCK_STREAM);
   e2e_node a, b;
@@ -1537,6 +1638,7 @@ static Suite *e2e_sync_suite(void) {
   tcase_add_test(tc, test_snapshot_streamed_in_pieces_and_cut);
   tcase_add_test(tc, test_restored_peer_is_pulled_again);
   tcase_add_test(tc, test_binary_values_and_big_pages);
+  tcase_add_test(tc, test_page_shared_between_pullers);
   tcase_add_test(tc, test_content_type_replicates);
   suite_add_tcase(s, tc);
   return s;

@@ -305,12 +305,15 @@ START_TEST(relay_keeps_origin_and_exclude_filters) {
   ck_assert_str_eq(p.items[1].data, "a1");
   ck_assert_int_eq(p.items[2].op, SA_OP_DELETE);
   ck_assert_uint_eq(p.next_since, r.lsn);
+  ck_assert_uint_eq(p.excluded, 0);
   sa_sync_page_free(&p);
+  ck_assert_uint_eq(sa_client_committed_lsn(b), r.lsn); /* feed_read waited for its commit */
   /* C (node-c) relays: it sees A's items; A itself is not sent them back */
   ck_assert_int_eq(feed_read(b, 0, 100, "node-a", &p, &e), 0);
   ck_assert_uint_eq(p.count, 1);
   ck_assert_str_eq(p.items[0].key, "mine");
   ck_assert_uint_eq(p.next_since, r.lsn); /* moved past the excluded ones */
+  ck_assert_uint_eq(p.excluded, 2);       /* and says so: the page is node-c's only */
   sa_sync_page_free(&p);
 
   /* A second node applying B's page holds A's item with A's pair. */
