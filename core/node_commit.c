@@ -128,11 +128,26 @@ static void node_commit_lost(sa_client *c, const pgroup *list, int rc, sa_error 
  * PUT/s at c16 and c64 and 35-49% fewer bytes written per PUT, for 1-1.5
  * ms more PUT p99 at c16; a quiet node (1,000 or 5,000 writes/s: 10-50
  * operations per 10 ms) commits every 10 ms as before, so its change feed
- * and its peers see writes as soon. */
+ * and its peers see writes as soon.
+ *
+ * A queue of peers' batches only, on a node that has been busy for
+ * SA_COMMIT_SYNC_STREAK commits in a row, waits store_commit_sync_ms
+ * (100): no caller waits on those commits (a batch is answered once in the
+ * WAL), and a peer applying a stream of a busy node's writes spent most of
+ * its CPU and disk rewriting the same pages every 30 ms, on the cores and
+ * the disk of the machine it shares (docs/performance.md, "A peer's store
+ * commit under a stream").  The streak keeps one burst at a modest rate
+ * (a hiccup that lets 128 operations gather) from delaying the next
+ * changes this node's feed serves. */
 static uint64_t node_commit_delay(const sa_client *c) {
   uint64_t ms = c->opts.store_commit_ms;
-  uint32_t busy = c->opts.store_commit_busy_ms;
-  if (busy != SA_STORE_COMMIT_BUSY_OFF && busy > ms && c->cq_ops >= SA_COMMIT_BUSY_OPS) ms = busy;
+  uint32_t busy = c->opts.store_commit_busy_ms, sync = c->opts.store_commit_sync_ms;
+  if (busy != SA_STORE_COMMIT_BUSY_OFF && busy > ms && c->cq_ops >= SA_COMMIT_BUSY_OPS) {
+    ms = busy;
+    if (sync != SA_STORE_COMMIT_BUSY_OFF && sync > ms && c->cq_sync_ops == c->cq_ops &&
+        c->busy_streak >= SA_COMMIT_SYNC_STREAK)
+      ms = sync;
+  }
   return ms * 1000000u;
 }
 
@@ -154,9 +169,10 @@ void node_committer_main(void *arg) {
       }
     }
     pgroup *list = c->cq_head;
+    uint64_t took = c->cq_ops;
     c->cq_head = c->cq_tail = NULL;
     c->cq_groups = c->cq_bytes = 0;
-    c->cq_ops = 0;
+    c->cq_ops = c->cq_sync_ops = 0;
     c->commit_now = false;
     c->committing = true;
     sa_error e = {0};
@@ -169,6 +185,7 @@ void node_committer_main(void *arg) {
       node_commit_lost(c, list, rc, &e);
     pthread_mutex_lock(&w->mu);
     c->committing = false;
+    c->busy_streak = took >= SA_COMMIT_BUSY_OPS ? c->busy_streak + 1 : 0;
     if (early) {
       if (rc && !c->cfail_rc) {
         c->cfail_rc = rc;
@@ -201,6 +218,9 @@ void node_queue(sa_client *c, pgroup *g) {
   g->queued_ns = sa_mono_ns();
   bool wake = !c->cq_head || !g->early;
   if (!g->early) c->commit_now = true;
+  /* A local write ends a span of peers' batches: the committer sets its
+   * due again (node_commit_delay). */
+  if (g->ops > g->sync_ops && c->cq_sync_ops == c->cq_ops) wake = true;
   if (c->cq_tail)
     c->cq_tail->next = g;
   else
@@ -209,6 +229,7 @@ void node_queue(sa_client *c, pgroup *g) {
   c->cq_groups++;
   c->cq_bytes += g->used;
   c->cq_ops += g->ops;
+  c->cq_sync_ops += g->sync_ops;
   if (4 * c->cq_groups >= 3 * NODE_QUEUE_GROUPS || 4 * c->cq_bytes >= 3 * NODE_QUEUE_BYTES) {
     c->commit_now = true; /* before the writer has to wait for a full queue */
     wake = true;

@@ -141,6 +141,7 @@ typedef struct pgroup {
   uint64_t wal_start; /* WAL size before the group's append */
   uint64_t logged;    /* records */
   uint64_t ops;       /* operations in them */
+  uint64_t sync_ops;  /* of them, items of peers' batches */
   uint64_t queued_ns; /* when handed to the committer */
   bool durable;       /* the records were synced with auto_flush on */
   bool early;         /* answered before its store commit */
@@ -167,13 +168,15 @@ struct sa_client {
   pthread_cond_t dcv;        /* with cm.mu: broadcast after every commit (or failure) */
   pgroup *cq_head, *cq_tail; /* under cm.mu: written groups waiting for their commit */
   size_t cq_groups, cq_bytes;
-  uint64_t cq_ops;    /* operations in the queued groups */
-  pgroup *gfree;      /* under cm.mu: spare groups */
-  bool committing;    /* under cm.mu: the committer holds groups */
-  bool commit_now;    /* under cm.mu: someone waits; do not wait for the delay */
-  int cfail_rc;       /* under cm.mu: a commit of answered writes failed */
-  sa_error cfail_err; /* under cm.mu: why (reads then fail with it) */
-  uint64_t acked_lsn; /* atomic: the last LSN answered (reads wait until committed) */
+  uint64_t cq_ops;      /* operations in the queued groups */
+  uint64_t cq_sync_ops; /* of them, items of peers' batches */
+  unsigned busy_streak; /* under cm.mu: commits in a row of SA_COMMIT_BUSY_OPS or more */
+  pgroup *gfree;        /* under cm.mu: spare groups */
+  bool committing;      /* under cm.mu: the committer holds groups */
+  bool commit_now;      /* under cm.mu: someone waits; do not wait for the delay */
+  int cfail_rc;         /* under cm.mu: a commit of answered writes failed */
+  sa_error cfail_err;   /* under cm.mu: why (reads then fail with it) */
+  uint64_t acked_lsn;   /* atomic: the last LSN answered (reads wait until committed) */
   /* The writer (node_writer.c): wr.mu guards the request FIFO and the
    * blocking callers' done flags; wr.stop is "closing" (no new requests;
    * the writer serves the queued ones, then exits). */

@@ -28,6 +28,7 @@ static sa_options node_defaults(const char *node_id, const char *wal_path, bool 
   o.store_writeback_ms = SA_DEFAULT_STORE_WRITEBACK_MS;
   o.store_commit_ms = SA_DEFAULT_STORE_COMMIT_MS;
   o.store_commit_busy_ms = SA_DEFAULT_STORE_COMMIT_BUSY_MS;
+  o.store_commit_sync_ms = SA_DEFAULT_STORE_COMMIT_SYNC_MS;
   o.tick_interval_ms = SA_DEFAULT_TICK_INTERVAL_MS;
   o.max_value_bytes = SA_DEFAULT_MAX_VALUE_BYTES;
   o.max_batch_bytes = SA_DEFAULT_MAX_BATCH_BYTES;
@@ -81,6 +82,7 @@ int node_check_options(sa_options *o, sa_error *err) {
   if (!o->store_writeback_ms) o->store_writeback_ms = SA_DEFAULT_STORE_WRITEBACK_MS;
   if (!o->store_commit_ms) o->store_commit_ms = SA_DEFAULT_STORE_COMMIT_MS;
   if (!o->store_commit_busy_ms) o->store_commit_busy_ms = SA_DEFAULT_STORE_COMMIT_BUSY_MS;
+  if (!o->store_commit_sync_ms) o->store_commit_sync_ms = SA_DEFAULT_STORE_COMMIT_SYNC_MS;
   if (!o->tick_interval_ms) o->tick_interval_ms = SA_DEFAULT_TICK_INTERVAL_MS;
   if (!o->max_value_bytes) o->max_value_bytes = SA_DEFAULT_MAX_VALUE_BYTES;
   if (!o->max_batch_bytes) o->max_batch_bytes = SA_DEFAULT_MAX_BATCH_BYTES;
@@ -118,6 +120,10 @@ int node_check_options(sa_options *o, sa_error *err) {
     return sa_fail(err, SA_EINVAL,
                    "store_commit_busy_ms %u is out of range (1..1000, or SA_STORE_COMMIT_BUSY_OFF)",
                    o->store_commit_busy_ms);
+  if (o->store_commit_sync_ms != SA_STORE_COMMIT_BUSY_OFF && o->store_commit_sync_ms > 1000)
+    return sa_fail(err, SA_EINVAL,
+                   "store_commit_sync_ms %u is out of range (1..1000, or SA_STORE_COMMIT_BUSY_OFF)",
+                   o->store_commit_sync_ms);
   if (o->flush_interval_ms > 3600000)
     return sa_fail(err, SA_EINVAL, "flush_interval_ms %u is out of range (1..3600000)",
                    o->flush_interval_ms);

@@ -178,6 +178,7 @@ int node_stage_sync(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error *e
   g->used += len;
   g->logged++;
   g->ops += n;
+  g->sync_ops += n;
   node_stat_add(&c->sc.batches, 1);
   pthread_mutex_lock(&c->sync_mu); /* the record carries the cursor now */
   node_peer *p = peer_find(c, r->peer, false);

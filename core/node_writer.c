@@ -369,7 +369,7 @@ static void node_pipeline_data(sa_client *c, wreq *d, bool want_flush) {
   if (g) {
     g->reqs = d;
     g->used = 0;
-    g->logged = g->ops = 0;
+    g->logged = g->ops = g->sync_ops = 0;
     g->durable = g->early = g->done = false;
     g->rc = 0;
     g->hlc_before = c->hlc.last;

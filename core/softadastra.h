@@ -121,6 +121,8 @@ typedef struct sa_error {
 #define SA_DEFAULT_STORE_COMMIT_BUSY_MS 30
 #define SA_STORE_COMMIT_BUSY_OFF UINT32_MAX /* sa_options.store_commit_busy_ms: never longer */
 #define SA_COMMIT_BUSY_OPS 128 /* operations waiting that make the committer gather longer */
+#define SA_DEFAULT_STORE_COMMIT_SYNC_MS 100
+#define SA_COMMIT_SYNC_STREAK 3 /* busy commits in a row before store_commit_sync_ms applies */
 #define SA_DEFAULT_TICK_INTERVAL_MS 1000
 #define SA_NODE_ID_MAX 64 /* bytes */
 #define SA_DEFAULT_SYNC_BATCH_SIZE 64
@@ -215,6 +217,19 @@ typedef struct sa_options {
                                       commits as before; a busy one writes each hot
                                       B-tree page once for more writes, as
                                       store_commit_ms describes */
+  uint32_t store_commit_sync_ms;   /* the busy span when every operation waiting is
+                                      an item of a peer's batch (sa_client_sync_apply)
+                                      and the last SA_COMMIT_SYNC_STREAK commits each
+                                      held SA_COMMIT_BUSY_OPS or more: a sustained
+                                      stream from peers (100; 0: the default;
+                                      1..1000; SA_STORE_COMMIT_BUSY_OFF, or a value
+                                      not above store_commit_busy_ms: never longer).
+                                      A batch is answered once it is in the WAL, so
+                                      no caller waits on it; this node's own change
+                                      feed (its watchers, the peers relaying from it)
+                                      sees such a stream up to this late.  A local
+                                      write joining the queue brings the busy span
+                                      back at once */
 } sa_options;
 
 /* Options for a persistent node with every default set: auto_flush on,

@@ -63,6 +63,10 @@ static const cfg_setting cfg_settings[] = {
      "the same span while 128 or more operations wait for their store commit (under load), so "
      "that a busy node writes each hot B-tree page once for more writes; 0: never longer than "
      "store_commit_ms"},
+    {"store_commit_sync_ms", CFG_U32, CFG_OFF(store_commit_sync_ms), 0, 1000, "100", NULL,
+     "the busy span while only peers' batches wait, after 3 busy commits in a row (a sustained "
+     "stream from peers: nobody waits on those commits; this node's feed shows them that much "
+     "later); 0: never longer than store_commit_busy_ms"},
     {"enable_transport", CFG_BOOL, CFG_OFF(enable_transport), 0, 0, "false", NULL,
      "enable the sync transport"},
     {"enable_discovery", CFG_BOOL, CFG_OFF(enable_discovery), 0, 0, "false", NULL,

@@ -41,6 +41,7 @@ typedef struct cfg_config {
   uint32_t store_writeback_ms;     /* write-back kick period between them (0: none) */
   uint32_t store_commit_ms;        /* answered writes applied to the store within this */
   uint32_t store_commit_busy_ms;   /* the same under load (0: never longer) */
+  uint32_t store_commit_sync_ms;   /* the same for a stream of peers' batches (0: never longer) */
   uint32_t tick_interval_ms;       /* outbox tick period */
   char *transport_kind;            /* with enable_transport: "http", "stub" or "disabled" */
   char **peers;                    /* transport "http": peer base URLs ("http://host:port") */

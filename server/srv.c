@@ -577,6 +577,8 @@ int srv_serve(const cfg_config *cfg) {
   o.store_commit_ms = cfg->store_commit_ms;
   o.store_commit_busy_ms =
       cfg->store_commit_busy_ms ? cfg->store_commit_busy_ms : SA_STORE_COMMIT_BUSY_OFF;
+  o.store_commit_sync_ms =
+      cfg->store_commit_sync_ms ? cfg->store_commit_sync_ms : SA_STORE_COMMIT_BUSY_OFF;
   o.tick_interval_ms = cfg->tick_interval_ms;
   o.max_value_bytes = cfg->max_value_bytes;
   o.max_batch_bytes = cfg->max_batch_bytes;

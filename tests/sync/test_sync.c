@@ -616,6 +616,78 @@ START_TEST(feed_read_never_forces_a_commit) {
 }
 END_TEST
 
+/* ---- store_commit_sync_ms ------------------------------------------------------ */
+
+static bool commits_within(sa_client *c, uint64_t before, int ms) {
+  sa_stats st;
+  for (int waited = 0; waited <= ms; waited += 20) {
+    ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+    if (st.store_commits > before) return true;
+    tu_sleep_ms(20);
+  }
+  return false;
+}
+
+static uint64_t store_commits(sa_client *c) {
+  sa_stats st;
+  ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+  return st.store_commits;
+}
+
+/* A batch of SA_COMMIT_BUSY_OPS + 8 puts from node-p (a busy queue alone). */
+static void apply_busy_batch(sa_client *c, int round, uint64_t *cursor) {
+  enum { N = SA_COMMIT_BUSY_OPS + 8 };
+  static char keys[N][32];
+  sa_sync_item it[N];
+  for (int i = 0; i < N; i++) {
+    snprintf(keys[i], sizeof keys[i], "stream/%d/%d", round, i);
+    it[i] = put_item(keys[i], "v", hlc_at(now_ms - 10, (unsigned)i), "node-p");
+  }
+  apply_ok(c, "node-p", it, N, ++*cursor, NULL);
+}
+
+/* A queue of peers' batches only, after SA_COMMIT_SYNC_STREAK busy commits
+ * in a row, waits store_commit_sync_ms instead of store_commit_busy_ms; the
+ * first busy batches do not (the streak), a local write brings the busy
+ * span back at once, and with the option off nothing waits longer.  10 /
+ * 30 / 1000 ms: the stream is checked for 300 ms, then the local write must
+ * be committed within 400 ms (the stream alone would wait 700 ms more). */
+START_TEST(peer_stream_commits_every_sync_ms) {
+  for (int off = 0; off < 2; off++) {
+    char wal[TU_PATH_MAX];
+    tu_path(wal, dir, off ? "stream-off.wal" : "stream.wal");
+    sa_options o = sa_options_persistent("node-b", wal);
+    o.tick_manual = true;
+    o.clock = fake_clock;
+    o.store_commit_ms = 10;
+    o.store_commit_busy_ms = 30;
+    o.store_commit_sync_ms = off ? SA_STORE_COMMIT_BUSY_OFF : 1000;
+    sa_client *c = tu_open(&o);
+    uint64_t cursor = 0;
+    for (int r = 0; r < SA_COMMIT_SYNC_STREAK; r++) {
+      uint64_t before = store_commits(c);
+      apply_busy_batch(c, r, &cursor);
+      ck_assert_msg(commits_within(c, before, 600),
+                    "busy batch %d of a stream not yet %d long waited past 600 ms", r,
+                    SA_COMMIT_SYNC_STREAK);
+    }
+    uint64_t before = store_commits(c);
+    apply_busy_batch(c, SA_COMMIT_SYNC_STREAK, &cursor);
+    if (off) {
+      ck_assert_msg(commits_within(c, before, 600),
+                    "with store_commit_sync_ms off a peer stream waited past 600 ms");
+    } else {
+      ck_assert_msg(!commits_within(c, before, 300),
+                    "a peer stream was committed within 300 ms (sync span 1000 ms)");
+      tu_put(c, "local", "v"); /* the busy span again: committed within 30 ms or so */
+      ck_assert_msg(commits_within(c, before, 400),
+                    "a local write waited with the peers' batches past 400 ms");
+    }
+    sa_client_close(c);
+  }
+}
+END_TEST
+
 /* A peer's batch is decided against the writes answered but not yet
  * committed (the writer keeps their versions and pairs), without forcing a
  * store commit: local writes, a local delete of a key that is not live (it
@@ -1482,6 +1554,7 @@ int main(void) {
   tcase_add_test(t, feed_is_state_based);
   tcase_add_test(t, feed_read_never_forces_a_commit);
   tcase_add_test(t, apply_decides_against_writes_not_committed);
+  tcase_add_test(t, peer_stream_commits_every_sync_ms);
   tcase_add_test(t, overlay_forgets_dropped_tombstones);
   tcase_add_test(t, snapshot_digest_same_state_different_histories);
   tcase_add_test(t, replay_of_the_sync_record);

@@ -258,6 +258,7 @@ START_TEST(options_defaults) {
   ck_assert_uint_eq(o.store_writeback_ms, SA_DEFAULT_STORE_WRITEBACK_MS);
   ck_assert_uint_eq(o.store_commit_ms, SA_DEFAULT_STORE_COMMIT_MS);
   ck_assert_uint_eq(o.store_commit_busy_ms, SA_DEFAULT_STORE_COMMIT_BUSY_MS);
+  ck_assert_uint_eq(o.store_commit_sync_ms, SA_DEFAULT_STORE_COMMIT_SYNC_MS);
 
   /* The sync-point period is checked at open, with its name in the error. */
   o.store_sync_interval_ms = 5;
@@ -1282,6 +1283,9 @@ START_TEST(store_commit_busy_ms_gathers_under_load) {
 
   o.store_commit_busy_ms = 1001;
   expect_bad_option(&o, "store_commit_busy_ms");
+  o.store_commit_busy_ms = 30;
+  o.store_commit_sync_ms = 1001;
+  expect_bad_option(&o, "store_commit_sync_ms");
 }
 END_TEST
 
