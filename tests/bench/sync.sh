@@ -475,6 +475,8 @@ wp_cell() { # LABEL PORT PID C [PEER_PIDS...]
     pages=$(($(metric_sum softadastra_http_requests_total 'route="/v1/sync/ops"' <<<"$m1") - $(metric_sum softadastra_http_requests_total 'route="/v1/sync/ops"' <<<"$m0")))
     items=$(($(metric_sum softadastra_sync_peer_ops_sent_total <<<"$m1") - $(metric_sum softadastra_sync_peer_ops_sent_total <<<"$m0")))
     diag+="; its feed served $pages pages to the 2 peers, $(awk -v i="$items" -v p="$pages" 'BEGIN { printf "%.1f", p ? i / p : 0 }') items/page"
+    # pages with changes, and of them the copies of a page read for the other peer (api_sync.c)
+    diag+=", $(($(metric_sum softadastra_sync_feed_pages_shared_total <<<"$m1") - $(metric_sum softadastra_sync_feed_pages_shared_total <<<"$m0"))) of $(($(metric_sum softadastra_sync_feed_pages_total <<<"$m1") - $(metric_sum softadastra_sync_feed_pages_total <<<"$m0"))) with changes shared"
     diag+=" ($(awk -v p="$pages" -v n="$n" 'BEGIN { printf "%.2f", n ? p / n : 0 }') pages/PUT); peer1: $(awk -v a="$(metric_sum softadastra_store_commits_total <<<"$pm0")" -v b="$(metric_sum softadastra_store_commits_total <<<"$pm1")" -v d="$DUR" 'BEGIN { printf "%.0f", (b - a) / d }') store commits/s"
     diag+=", the 2 peers' CPU $(awk -v a="$pc0" -v b="$pc1" -v hz="$hz" -v n="$n" 'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }') us/PUT"
   fi
