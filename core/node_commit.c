@@ -135,8 +135,8 @@ static void node_commit_lost(sa_client *c, const pgroup *list, int rc, sa_error 
  * (100): no caller waits on those commits (a batch is answered once in the
  * WAL), and a peer applying a stream of a busy node's writes spent most of
  * its CPU and disk rewriting the same pages every 30 ms, on the cores and
- * the disk of the machine it shares (docs/performance.md, "A peer's store
- * commit under a stream").  The streak keeps one burst at a modest rate
+ * the disk of the machine it shares (docs/performance.md, "The shared
+ * page, and a peer's commit under a stream").  The streak keeps one burst at a modest rate
  * (a hiccup that lets 128 operations gather) from delaying the next
  * changes this node's feed serves. */
 static uint64_t node_commit_delay(const sa_client *c) {

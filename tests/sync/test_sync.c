@@ -618,16 +618,6 @@ END_TEST
 
 /* ---- store_commit_sync_ms ------------------------------------------------------ */
 
-static bool commits_within(sa_client *c, uint64_t before, int ms) {
-  sa_stats st;
-  for (int waited = 0; waited <= ms; waited += 20) {
-    ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
-    if (st.store_commits > before) return true;
-    tu_sleep_ms(20);
-  }
-  return false;
-}
-
 static uint64_t store_commits(sa_client *c) {
   sa_stats st;
   ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
@@ -667,20 +657,20 @@ START_TEST(peer_stream_commits_every_sync_ms) {
     for (int r = 0; r < SA_COMMIT_SYNC_STREAK; r++) {
       uint64_t before = store_commits(c);
       apply_busy_batch(c, r, &cursor);
-      ck_assert_msg(commits_within(c, before, 600),
+      ck_assert_msg(tu_commits_within(c, before, 600),
                     "busy batch %d of a stream not yet %d long waited past 600 ms", r,
                     SA_COMMIT_SYNC_STREAK);
     }
     uint64_t before = store_commits(c);
     apply_busy_batch(c, SA_COMMIT_SYNC_STREAK, &cursor);
     if (off) {
-      ck_assert_msg(commits_within(c, before, 600),
+      ck_assert_msg(tu_commits_within(c, before, 600),
                     "with store_commit_sync_ms off a peer stream waited past 600 ms");
     } else {
-      ck_assert_msg(!commits_within(c, before, 300),
+      ck_assert_msg(!tu_commits_within(c, before, 300),
                     "a peer stream was committed within 300 ms (sync span 1000 ms)");
       tu_put(c, "local", "v"); /* the busy span again: committed within 30 ms or so */
-      ck_assert_msg(commits_within(c, before, 400),
+      ck_assert_msg(tu_commits_within(c, before, 400),
                     "a local write waited with the peers' batches past 400 ms");
     }
     sa_client_close(c);

@@ -1234,17 +1234,6 @@ static void batch_puts(sa_client *c, const char *p, int n) {
   ck_assert_msg(sa_client_batch(c, ops, (size_t)n, NULL, &err) == 0, "%s", err.message);
 }
 
-/* Whether a store commit comes by itself within ms (no read asks for one). */
-static bool commits_within(sa_client *c, uint64_t before, int ms) {
-  sa_stats st;
-  for (int waited = 0; waited <= ms; waited += 20) {
-    ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
-    if (st.store_commits > before) return true;
-    tu_sleep_ms(20);
-  }
-  return false;
-}
-
 /* store_commit_busy_ms: with SA_COMMIT_BUSY_OPS operations or more waiting,
  * the committer waits this long instead of store_commit_ms; with fewer, or
  * with it off, store_commit_ms as before.  1000 against 10 ms, checked at
@@ -1258,12 +1247,12 @@ START_TEST(store_commit_busy_ms_gathers_under_load) {
   sa_stats st;
   ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
   batch_puts(c, "few", SA_COMMIT_BUSY_OPS - 1);
-  ck_assert_msg(commits_within(c, st.store_commits, 600),
+  ck_assert_msg(tu_commits_within(c, st.store_commits, 600),
                 "%d operations waited longer than store_commit_ms", SA_COMMIT_BUSY_OPS - 1);
   ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
   uint64_t before = st.store_commits;
   batch_puts(c, "many", SA_COMMIT_BUSY_OPS);
-  ck_assert_msg(!commits_within(c, before, 600),
+  ck_assert_msg(!tu_commits_within(c, before, 600),
                 "%d operations were committed within 600 ms (store_commit_busy_ms is 1000)",
                 SA_COMMIT_BUSY_OPS);
   sa_value v;
@@ -1277,7 +1266,7 @@ START_TEST(store_commit_busy_ms_gathers_under_load) {
   c = tu_open(&o);
   ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
   batch_puts(c, "off", SA_COMMIT_BUSY_OPS * 2);
-  ck_assert_msg(commits_within(c, st.store_commits, 600),
+  ck_assert_msg(tu_commits_within(c, st.store_commits, 600),
                 "with store_commit_busy_ms off, a busy queue waited longer than store_commit_ms");
   sa_client_close(c);
 

@@ -260,6 +260,16 @@ void tu_sleep_ms(unsigned ms) {
   }
 }
 
+bool tu_commits_within(sa_client *c, uint64_t before, int ms) {
+  sa_stats st;
+  for (int waited = 0; waited <= ms; waited += 20) {
+    ck_assert_int_eq(sa_client_stats(c, &st, NULL), 0);
+    if (st.store_commits > before) return true;
+    tu_sleep_ms(20);
+  }
+  return false;
+}
+
 /* ---- fault injection ---------------------------------------------------- */
 
 static const char *const tu_call_names[TU_NCALLS] = {

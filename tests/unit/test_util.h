@@ -96,6 +96,11 @@ int tu_run_child(void (*fn)(void *), void *arg);
 uint64_t tu_now_ms(void);
 void tu_sleep_ms(unsigned ms);
 
+/* Whether c's store commits pass `before` (sa_stats.store_commits) within
+ * ms, polled every 20 ms: a commit that comes by itself (no read asks for
+ * one). */
+bool tu_commits_within(sa_client *c, uint64_t before, int ms);
+
 /* ---- fault injection ---------------------------------------------------- */
 
 typedef enum tu_call {
