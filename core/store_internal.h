@@ -60,6 +60,7 @@
 struct store_wtxn {
   sa_store *s;
   MDB_txn *txn;
+  MDB_cursor *kvc; /* on kv, opened by the first store_wput (LMDB closes it with the txn) */
   uint64_t floor;  /* feed floor to raise to at commit (0: unchanged) */
   uint64_t sfloor; /* sync floor to raise to at commit (0: unchanged) */
 };

@@ -155,6 +155,81 @@ START_TEST(order_is_bytewise_across_the_inline_limit) {
 }
 END_TEST
 
+/* Rewrites of keys that change their value's size inside one transaction:
+ * the put rewrites a present key in place at the cursor its lookup left
+ * (store_wput), so the same size, a smaller one, a larger one, one on
+ * LMDB's overflow pages and back, and inserts of other keys between them
+ * (page splits under that cursor) must each leave exactly the last value
+ * and a version that counts every put; the same after replay. */
+#define RS_KEYS 200
+#define RS_PUTS 6
+static size_t rs_size(size_t key, size_t put) {
+  static const size_t sizes[RS_PUTS] = {10, 10, 300, 5000, 40, 9000};
+  return sizes[(key + put) % RS_PUTS];
+}
+static void rs_value(char *v, size_t n, size_t key, size_t put) {
+  for (size_t i = 0; i < n; i++)
+    v[i] = (char)('a' + (key * 7 + put * 3 + i) % 26);
+}
+static void rs_check(sa_client *c) {
+  char *want = malloc(9000);
+  for (size_t k = 0; k < RS_KEYS; k++) {
+    char key[32];
+    snprintf(key, sizeof key, "rs/%03zu", k);
+    size_t n = rs_size(k, RS_PUTS - 1);
+    rs_value(want, n, k, RS_PUTS - 1);
+    sa_value got;
+    sa_error e;
+    ck_assert_msg(sa_client_get(c, key, &got, &e) == 0, "%s: %s", key, e.message);
+    ck_assert_uint_eq(got.len, n);
+    ck_assert_msg(memcmp(got.data, want, n) == 0, "%s: wrong bytes", key);
+    ck_assert_uint_eq(got.version, RS_PUTS);
+    sa_value_free(&got);
+    snprintf(key, sizeof key, "rs/%03zu/new", k);
+    ck_assert_int_eq(sa_client_get(c, key, &got, NULL), 0);
+    ck_assert_uint_eq(got.version, 1);
+    sa_value_free(&got);
+  }
+  free(want);
+}
+
+START_TEST(rewrites_that_change_size_in_one_transaction) {
+  sa_client *c = open_node();
+  size_t n = RS_KEYS * (RS_PUTS + 1);
+  sa_batch_op *ops = calloc(n, sizeof *ops);
+  char(*keys)[32] = calloc(n, sizeof *keys);
+  char **vals = calloc(n, sizeof *vals);
+  size_t i = 0;
+  for (size_t p = 0; p < RS_PUTS; p++)
+    for (size_t k = 0; k < RS_KEYS; k++, i++) {
+      snprintf(keys[i], sizeof keys[i], "rs/%03zu", k);
+      size_t len = rs_size(k, p);
+      vals[i] = malloc(len);
+      rs_value(vals[i], len, k, p);
+      ops[i] = (sa_batch_op){SA_OP_PUT, keys[i], vals[i], len};
+      if (p == 2) { /* a new key beside each: splits while the cursor is in use */
+        i++;
+        snprintf(keys[i], sizeof keys[i], "rs/%03zu/new", k);
+        ops[i] = (sa_batch_op){SA_OP_PUT, keys[i], "n", 1};
+      }
+    }
+  ck_assert_uint_eq(i, n);
+  sa_error e;
+  sa_write_result res;
+  ck_assert_msg(sa_client_batch(c, ops, n, &res, &e) == 0, "%s", e.message);
+  rs_check(c);
+  sa_client_close(c);
+  c = open_node(); /* the same puts again, from the WAL or the store */
+  rs_check(c);
+  sa_client_close(c);
+  for (i = 0; i < n; i++)
+    free(vals[i]);
+  free(vals);
+  free(keys);
+  free(ops);
+}
+END_TEST
+
 START_TEST(long_keys_survive_replay) {
   sa_client *c = open_node();
   char *k = mkkey(900, "/replayed");
@@ -185,6 +260,7 @@ int main(void) {
   tcase_add_test(t, long_keys_sharing_a_prefix_stay_distinct);
   tcase_add_test(t, order_is_bytewise_across_the_inline_limit);
   tcase_add_test(t, long_keys_survive_replay);
+  tcase_add_test(t, rewrites_that_change_size_in_one_transaction);
   suite_add_tcase(s, t);
   return tu_main(s);
 }
