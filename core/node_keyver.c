@@ -93,11 +93,10 @@ static int keyver_grow(keyver *kv) {
   return 0;
 }
 
-/* key's entry, added (knowing no pair) when absent.  NULL when out of
- * memory. */
-static keyver_ent *keyver_put(keyver *kv, const char *key, uint32_t klen) {
+/* key's entry (h: its keyver_hash), added (knowing no pair) when absent.
+ * NULL when out of memory. */
+static keyver_ent *keyver_put_h(keyver *kv, const char *key, uint32_t klen, uint64_t h) {
   if (2 * (kv->n + 1) > kv->cap && keyver_grow(kv) != 0) return NULL;
-  uint64_t h = keyver_hash(key, klen);
   keyver_ent *e = keyver_slot(kv, key, klen, h);
   if (e->h == 0) {
     if (kv->kused + klen > kv->kcap) {
@@ -121,6 +120,10 @@ static keyver_ent *keyver_put(keyver *kv, const char *key, uint32_t klen) {
   return e;
 }
 
+static keyver_ent *keyver_put(keyver *kv, const char *key, uint32_t klen) {
+  return keyver_put_h(kv, key, klen, keyver_hash(key, klen));
+}
+
 int keyver_set(keyver *kv, const char *key, uint32_t klen, uint64_t version) {
   keyver_ent *e = keyver_put(kv, key, klen);
   if (!e) return -1;
@@ -142,7 +145,7 @@ int keyver_merge(keyver *dst, const keyver *src) {
   for (size_t i = 0; i < src->cap; i++) {
     const keyver_ent *e = &src->tab[i];
     if (!e->h) continue;
-    keyver_ent *d = keyver_put(dst, src->keys + e->off, e->klen);
+    keyver_ent *d = keyver_put_h(dst, src->keys + e->off, e->klen, e->h); /* same hash */
     if (!d) return -1;
     d->version = e->version;
     if (e->hlc) {

@@ -84,17 +84,24 @@ static int sync_cursor_moved(sa_client *c, const char *peer, uint64_t cursor, sa
  * the group being prepared (gov: earlier requests, earlier items of this
  * batch), the groups not yet committed (wov), else the store (with the
  * key's dropped-tombstone record when it holds the key nowhere).  An entry
- * that knows no pair (hlc 0) defers to the next. */
+ * that knows no pair (hlc 0) defers to the next for the pair.  *version is
+ * the key's version then, from the same lookups (node_version's order:
+ * the first table that holds the key, else the store): looking it up
+ * again cost a peer applying a stream two more probes of the tables per
+ * item, and a second store read per key it did not hold. */
 static int sync_key_state(sa_client *c, const char *key, uint32_t klen, int *held, sync_pair *hp,
                           const sync_pair **dropped, sync_pair *dp, store_state *st,
-                          sa_error *err) {
+                          uint64_t *version, sa_error *err) {
   *dropped = NULL;
-  const keyver_ent *e = keyver_get(&c->gov, key, klen);
-  if (!e || !e->hlc) e = keyver_get(&c->wov, key, klen);
-  if (e && e->hlc) {
+  const keyver_ent *g = keyver_get(&c->gov, key, klen);
+  const keyver_ent *w = g && g->hlc ? NULL : keyver_get(&c->wov, key, klen);
+  const keyver_ent *v = g ? g : w;                                /* the version */
+  const keyver_ent *e = g && g->hlc ? g : w && w->hlc ? w : NULL; /* the pair */
+  if (e) {
     *held = e->version ? SYNC_HELD_LIVE : SYNC_HELD_TOMB;
     const char *o = node_origin_name(c, e->origin);
     *hp = (sync_pair){e->hlc, o, strlen(o)};
+    *version = v->version;
     return 0;
   }
   int rc = store_state_get(c->store, key, klen, st, err);
@@ -105,6 +112,7 @@ static int sync_key_state(sa_client *c, const char *key, uint32_t klen, int *hel
     *dp = (sync_pair){st->dropped_hlc, st->dropped_origin, strlen(st->dropped_origin)};
     *dropped = dp;
   }
+  *version = v ? v->version : st->kind == STORE_LIVE ? st->version : 0;
   return 0;
 }
 
@@ -140,13 +148,12 @@ int node_stage_sync(sa_client *c, pgroup *g, wreq *r, uint64_t *lsn, sa_error *e
     sync_pair hp, dp;
     const sync_pair *dropped;
     store_state st;
-    rc = sync_key_state(c, o->key, o->klen, &held, &hp, &dropped, &dp, &st, err);
+    uint64_t v;
+    rc = sync_key_state(c, o->key, o->klen, &held, &hp, &dropped, &dp, &st, &v, err);
     if (rc) return rc;
     o->decision = sync_decide((sync_pair){o->hlc, o->origin, o->olen}, held, hp, dropped);
     if (o->decision == SYNC_APPLY) {
-      uint64_t v = 0;
       uint32_t oid;
-      if (o->op == SA_OP_PUT && (rc = node_version(c, o->key, o->klen, &v, err)) != 0) return rc;
       if (node_origin_id(c, o->origin, o->olen, &oid) != 0 ||
           keyver_set_pair(&c->gov, o->key, o->klen, o->op == SA_OP_PUT ? v + 1 : 0, o->hlc, oid) !=
               0)

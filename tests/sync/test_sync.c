@@ -122,6 +122,53 @@ static uint64_t cursor_of(sa_client *c, const char *peer) {
 
 /* ---- apply ---------------------------------------------------------------------- */
 
+/* A peer's put counts the key's version on from the one the node holds:
+ * from the store when the writer has forgotten the key (a reopen empties
+ * its tables), from its tables while it remembers it, and from 1 again
+ * after a delete; a local put's answer then counts on from it. */
+START_TEST(applied_puts_count_versions_on_from_the_store) {
+  sa_client *c = open_id("node-b");
+  uint64_t t = now_ms;
+  tu_put(c, "v/a", "1");
+  tu_put(c, "v/a", "2");
+  tu_put(c, "v/a", "3");
+  tu_put(c, "v/d", "1");
+  sa_client_close(c);
+  c = open_id("node-b"); /* the writer's tables start empty: versions from the store */
+  sa_sync_item it[] = {
+      put_item("v/a", "p4", hlc_at(t + 1, 0), "node-a"), /* 3 in the store: 4 */
+      del_item("v/d", hlc_at(t + 1, 0), "node-a"),
+      put_item("v/n", "p1", hlc_at(t + 1, 0), "node-a"), /* new: 1 */
+  };
+  apply_ok(c, "node-a", it, 3, 1, NULL);
+  /* a local put's answer counts on from the version the apply staged */
+  sa_write_result w;
+  ck_assert_int_eq(sa_client_put_ex(c, "v/n", "l2", 2, NULL, &w, NULL), 0);
+  ck_assert_uint_eq(w.version, 2);
+  sa_sync_item it2[] = {
+      put_item("v/a", "p5", hlc_at(t + 2, 0), "node-a"), /* the writer remembers 4: 5 */
+      put_item("v/d", "p1", hlc_at(t + 2, 0), "node-a"), /* after the delete: 1 */
+  };
+  apply_ok(c, "node-a", it2, 2, 2, NULL);
+  ck_assert_int_eq(sa_client_put_ex(c, "v/a", "l6", 2, NULL, &w, NULL), 0);
+  ck_assert_uint_eq(w.version, 6);
+  const char *keys[] = {"v/a", "v/d", "v/n"};
+  uint64_t want[] = {6, 1, 2};
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < 3; i++) {
+      sa_value v;
+      ck_assert_int_eq(sa_client_get(c, keys[i], &v, NULL), 0);
+      ck_assert_msg(v.version == want[i], "%s: version %llu, want %llu", keys[i],
+                    (unsigned long long)v.version, (unsigned long long)want[i]);
+      sa_value_free(&v);
+    }
+    sa_client_close(c);
+    c = open_id("node-b"); /* and the same after replay */
+  }
+  sa_client_close(c);
+}
+END_TEST
+
 START_TEST(apply_winners_losers_equal_and_cursor) {
   sa_client *c = open_id("node-b");
   uint64_t t = now_ms;
@@ -1538,6 +1585,7 @@ int main(void) {
   tcase_set_timeout(t, 120);
   tcase_add_checked_fixture(t, setup, NULL);
   tcase_add_test(t, apply_winners_losers_equal_and_cursor);
+  tcase_add_test(t, applied_puts_count_versions_on_from_the_store);
   tcase_add_test(t, delete_against_put_and_tombstones);
   tcase_add_test(t, refusals_apply_nothing);
   tcase_add_test(t, relay_keeps_origin_and_exclude_filters);
