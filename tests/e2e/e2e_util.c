@@ -51,18 +51,31 @@ void e2e_nap_ms(int ms) {
   nanosleep(&t, NULL);
 }
 
+/* The kernel may hand the same free port out twice in a row when nothing
+ * holds it between the two calls (two nodes of one test got one port once
+ * in CI): a port given out in the last 64 calls is asked for again. */
 int e2e_free_port(int type) {
-  int fd = socket(AF_INET, type, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t l = sizeof a;
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-      getsockname(fd, (struct sockaddr *)&a, &l) != 0) {
-    perror("e2e_free_port");
-    abort();
+  static int given[64];
+  static unsigned ngiven;
+  for (int tries = 0;; tries++) {
+    int fd = socket(AF_INET, type, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t l = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &l) != 0) {
+      perror("e2e_free_port");
+      abort();
+    }
+    close(fd);
+    int port = ntohs(a.sin_port);
+    bool seen = false;
+    for (unsigned i = 0; i < ngiven && i < 64 && !seen; i++)
+      seen = given[i] == port;
+    if (seen && tries < 100) continue;
+    given[ngiven++ % 64] = port;
+    return port;
   }
-  close(fd);
-  return ntohs(a.sin_port);
 }
 
 void e2e_node_init(e2e_node *n) {
